@@ -1,0 +1,1 @@
+console.log("chiral: nothing here yet")

@@ -1,0 +1,21 @@
+// The test projects. Vitest 5 no longer reads workspace files on its own:
+// vitest.config.ts imports this list and hands it to `test.projects`.
+import { defineProject } from "vitest/config"
+
+// Tests import the TypeScript sources of sibling packages, not their dist/.
+const source = { conditions: ["@chiral/source"] }
+
+const project = (name: string, dir: string) =>
+  defineProject({
+    resolve: source,
+    ssr: { resolve: { conditions: ["@chiral/source"], externalConditions: ["@chiral/source"] } },
+    test: { name, root: dir, include: ["test/**/*.test.ts"], environment: "node" }
+  })
+
+export default [
+  project("protocol", "packages/protocol"),
+  project("zenoh", "packages/zenoh"),
+  project("core", "packages/core"),
+  project("cli", "apps/cli"),
+  project("examples", "apps/examples")
+]
