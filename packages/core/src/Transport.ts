@@ -1,0 +1,80 @@
+/**
+ * The transport seam. PolicyServer and PolicyClient only ever see frames:
+ * whole protocol messages as bytes. How they travel (WebSocket, Zenoh, memory)
+ * is a Layer providing `ServerTransport` or `ClientTransport`.
+ */
+import type { Effect, Scope, Stream } from "effect"
+import { Context } from "effect"
+import type { TransportError } from "./TransportError.js"
+
+/**
+ * One outgoing frame: either one buffer, or the parts of one frame in order
+ * (`encodeFrameParts`), which a transport may send without concatenating.
+ * Either way the peer receives exactly one message.
+ */
+export type OutgoingFrame = Uint8Array | ReadonlyArray<Uint8Array>
+
+/**
+ * A logical connection. For WebSocket it is one client socket; for a
+ * publish/subscribe transport (Zenoh) the server sees a single connection that
+ * stands for every remote client on the shared keys.
+ */
+export interface Connection {
+  /** A short name for logs, e.g. `ws://127.0.0.1:8765 ← 127.0.0.1:53422`. */
+  readonly id: string
+  /**
+   * Incoming frames, one element per message. Ends when the peer closes the
+   * connection normally; fails with a `TransportError` when it is lost.
+   * Consume it once.
+   */
+  readonly frames: Stream.Stream<Uint8Array, TransportError>
+  /**
+   * Sends one frame. Completes once the transport has handed the bytes to the
+   * operating system, so a sender that awaits each send holds at most about
+   * one frame of outbound data per connection, and a slow peer only ever
+   * slows its own sender.
+   */
+  readonly send: (frame: OutgoingFrame) => Effect.Effect<void, TransportError>
+}
+
+/** Accepts connections (robot side). */
+export class ServerTransport extends Context.Service<ServerTransport, {
+  /** Where clients reach the server, e.g. `ws://0.0.0.0:8765` (actual port if 0 was asked). */
+  readonly address: string
+  /**
+   * Runs `handler` for every connection, each in its own fiber, until
+   * interrupted. Interrupting `serve` interrupts every handler and closes
+   * every connection. A handler's failure is logged and ends only its
+   * connection.
+   */
+  readonly serve: <E, R>(
+    handler: (connection: Connection) => Effect.Effect<void, E, R>
+  ) => Effect.Effect<never, TransportError, R>
+}>()("@chiral/core/ServerTransport") {}
+
+/** Opens connections to a server (policy side). */
+export class ClientTransport extends Context.Service<ClientTransport, {
+  /** The server address, as given by the user (`ws://host:port`). */
+  readonly address: string
+  /**
+   * One connection attempt. Fails with reason `Unavailable` when nobody
+   * answers (callers retry), other reasons when retrying cannot help. The
+   * connection closes with the scope.
+   */
+  readonly connect: Effect.Effect<Connection, TransportError, Scope.Scope>
+}>()("@chiral/core/ClientTransport") {}
+
+/** Concatenates the parts of an outgoing frame (for transports that need one buffer). */
+export const frameBytes = (frame: OutgoingFrame): Uint8Array => {
+  if (frame instanceof Uint8Array) return frame
+  if (frame.length === 1) return frame[0]!
+  let size = 0
+  for (const part of frame) size += part.byteLength
+  const out = new Uint8Array(size)
+  let offset = 0
+  for (const part of frame) {
+    out.set(part, offset)
+    offset += part.byteLength
+  }
+  return out
+}

@@ -1,0 +1,251 @@
+/**
+ * WebSocket transport on @effect/platform-node: `NodeSocketServer.makeWebSocket`
+ * accepts connections and `Socket.fromWebSocket` reads them.
+ *
+ * The raw `ws` socket (what platform-node runs underneath, reached through its
+ * `NodeWS` re-export and the `Socket.WebSocket` service) is used in this module
+ * only, for three things Effect's `Socket` writer cannot do:
+ *  - send one frame given as several parts as one message made of WebSocket
+ *    fragments, so a 17 MB observation is never concatenated;
+ *  - learn when a send has reached the operating system (the send callback), so
+ *    a connection holds about one frame of outbound data and a slow client
+ *    only ever slows itself;
+ *  - client options: no permessage-deflate offered, no receive size limit
+ *    (`ws` defaults to offering deflate and to a 100 MiB cap).
+ */
+import * as NodeSocketServer from "@effect/platform-node/NodeSocketServer"
+import * as NodeWS from "@effect/platform-node/NodeWS"
+import type { NonEmptyReadonlyArray } from "effect/Array"
+import { Cause, Effect, Layer, Option, type Pull, Stream } from "effect"
+import * as NetAddress from "effect/net/NetAddress"
+import * as Socket from "effect/socket/Socket"
+import { ClientTransport, type Connection, type OutgoingFrame, ServerTransport } from "./Transport.js"
+import { TransportError } from "./TransportError.js"
+
+export interface ServerOptions {
+  /** Interface to listen on. Default `0.0.0.0` (as the references). */
+  readonly host?: string | undefined
+  /** Port. Default 8765; 0 picks a free port (see `ServerTransport.address`). */
+  readonly port?: number | undefined
+  /**
+   * Largest message the server accepts; a bigger one closes that client's
+   * connection (1009). Clients only send requests and actions. Default 16 MiB.
+   */
+  readonly maxMessageBytes?: number | undefined
+  /** How long closing connections may take at shutdown before they are cut. Default 1000 ms. */
+  readonly closeGraceMillis?: number | undefined
+}
+
+export interface ClientOptions {
+  /** How long the WebSocket opening handshake may take. Default 10 s. */
+  readonly openTimeoutMillis?: number | undefined
+}
+
+export const defaultPort = 8765
+export const defaultMaxMessageBytes = 16 * 1024 * 1024
+
+const encoder = new TextEncoder()
+
+/** Close codes that end the frame stream normally rather than as a lost connection. */
+const normalCloseCodes = new Set([1000, 1001, 1005])
+
+const toTransportError = (error: Socket.SocketError, address: string): TransportError => {
+  const reason = error.reason
+  switch (reason._tag) {
+    case "SocketCloseError":
+      return new TransportError({ reason: "Closed", address, detail: `close code ${reason.message}` })
+    case "SocketReadError":
+      return new TransportError({ reason: "Read", address, detail: describe(reason.cause), cause: reason.cause })
+    case "SocketWriteError":
+      return new TransportError({ reason: "Write", address, detail: describe(reason.cause), cause: reason.cause })
+    case "SocketOpenError":
+      return new TransportError({ reason: "Unavailable", address, detail: describe(reason.cause), cause: reason.cause })
+    case "SocketUpgradeError":
+      return new TransportError({ reason: "InvalidAddress", address, detail: "TLS upgrade unsupported" })
+  }
+}
+
+/** Error events from `ws` carry the real error in `.error` and a `.message`. */
+const describe = (cause: unknown): string => {
+  if (cause instanceof Error) return cause.message
+  if (typeof cause === "object" && cause !== null) {
+    const inner = (cause as { error?: unknown }).error
+    if (inner instanceof Error) return inner.message
+    const message = (cause as { message?: unknown }).message
+    if (typeof message === "string" && message.length > 0) return message
+  }
+  return String(cause)
+}
+
+/** Frame stream over an Effect socket reader: one element per message. */
+const framesFrom = (
+  pull: Effect.Effect<ReadonlyArray<Uint8Array | string>, Socket.SocketError>,
+  address: string
+): Stream.Stream<Uint8Array, TransportError> => {
+  const next: Pull.Pull<NonEmptyReadonlyArray<Uint8Array>, TransportError> = pull.pipe(
+    Effect.map((batch) =>
+      batch.map((item) => typeof item === "string" ? encoder.encode(item) : item) as unknown as NonEmptyReadonlyArray<
+        Uint8Array
+      >
+    ),
+    Effect.catch((error): Effect.Effect<never, TransportError | Cause.Done> =>
+      error.reason._tag === "SocketCloseError" && normalCloseCodes.has(error.reason.code)
+        ? Cause.done()
+        : Effect.fail(toTransportError(error, address))
+    )
+  )
+  return Stream.fromPull(Effect.succeed(next))
+}
+
+/**
+ * Sends one frame as one WebSocket message; several parts become fragments of
+ * that message (no concatenation). Completes when the last part is written.
+ */
+const sendOn = (ws: NodeWS.WebSocket, address: string) => (frame: OutgoingFrame): Effect.Effect<void, TransportError> =>
+  Effect.callback<void, TransportError>((resume) => {
+    if (ws.readyState !== NodeWS.WebSocket.OPEN) {
+      return resume(Effect.fail(new TransportError({ reason: "Closed", address, detail: "connection is not open" })))
+    }
+    const done = (error?: Error | null) =>
+      resume(
+        error
+          ? Effect.fail(new TransportError({ reason: "Write", address, detail: error.message, cause: error }))
+          : Effect.void
+      )
+    try {
+      if (frame instanceof Uint8Array) {
+        ws.send(frame, { binary: true, compress: false, fin: true }, done)
+      } else if (frame.length === 0) {
+        ws.send(new Uint8Array(0), { binary: true, compress: false, fin: true }, done)
+      } else {
+        // Fragments of one message go out in one synchronous run, so no other
+        // send on this socket can interleave with them.
+        const last = frame.length - 1
+        for (let i = 0; i < last; i++) ws.send(frame[i]!, { binary: true, compress: false, fin: false })
+        ws.send(frame[last]!, { binary: true, compress: false, fin: true }, done)
+      }
+    } catch (cause) {
+      resume(Effect.fail(new TransportError({ reason: "Write", address, detail: describe(cause), cause })))
+    }
+  })
+
+const formatAddress = (address: NetAddress.SocketAddress): string =>
+  address._tag === "UnixPathAddress"
+    ? `ws+unix://${address.path}`
+    : `ws://${NetAddress.formatUrlHost(address.address)}:${address.port}`
+
+/** Listens for WebSocket clients; the listener and every connection live in the scope. */
+export const makeServer = Effect.fnUntraced(function*(options: ServerOptions = {}) {
+  const host = options.host ?? "0.0.0.0"
+  const port = options.port ?? defaultPort
+  const wanted = `ws://${host.includes(":") ? `[${host}]` : host}:${port}`
+  const live = new Set<NodeWS.WebSocket>()
+  // Registered before the listener so it runs after it has stopped accepting:
+  // connections that did not finish their close handshake in time are cut.
+  yield* Effect.addFinalizer(() =>
+    Effect.callback<void>((resume) => {
+      if (live.size === 0) return resume(Effect.void)
+      const timer = setTimeout(() => {
+        for (const ws of live) ws.terminate()
+        resume(Effect.void)
+      }, options.closeGraceMillis ?? 1000)
+      const check = () => {
+        if (live.size === 0) {
+          clearTimeout(timer)
+          resume(Effect.void)
+        }
+      }
+      for (const ws of live) ws.once("close", check)
+      return Effect.sync(() => clearTimeout(timer))
+    })
+  )
+  const server = yield* NodeSocketServer.makeWebSocket({
+    host,
+    port,
+    maxPayload: options.maxMessageBytes ?? defaultMaxMessageBytes,
+    perMessageDeflate: false
+  }).pipe(
+    Effect.mapError((error) =>
+      new TransportError({ reason: "Listen", address: wanted, detail: describe(error.reason.cause), cause: error })
+    )
+  )
+  const address = formatAddress(server.address)
+
+  const serve = <E, R>(handler: (connection: Connection) => Effect.Effect<void, E, R>) =>
+    server.run((socket) =>
+      Effect.gen(function*() {
+        const ws = Option.getOrUndefined(yield* Effect.serviceOption(Socket.WebSocket)) as unknown as
+          | NodeWS.WebSocket
+          | undefined
+        if (ws === undefined) return yield* Effect.die("WebSocket server connection without its socket")
+        const request = Option.getOrUndefined(yield* Effect.serviceOption(NodeSocketServer.IncomingMessage))
+        const peer = request === undefined
+          ? "?"
+          : `${request.socket.remoteAddress ?? "?"}:${request.socket.remotePort ?? "?"}`
+        const id = `${address} ← ${peer}`
+        live.add(ws)
+        ws.once("close", () => live.delete(ws))
+        const reader = yield* socket.reader.pipe(Effect.mapError((error) => toTransportError(error, id)))
+        yield* handler({ id, frames: framesFrom(reader.pull, id), send: sendOn(ws, id) })
+      }).pipe(
+        Effect.scoped,
+        Effect.catchCause((cause) =>
+          Cause.hasInterruptsOnly(cause) ? Effect.void : Effect.logWarning("chiral: connection ended", cause)
+        )
+      )
+    ).pipe(
+      Effect.mapError((error) => new TransportError({ reason: "Listen", address, cause: error }))
+    )
+
+  return ServerTransport.of({ address, serve })
+})
+
+/** Connects to a WebSocket server at `uri` (`ws://host:port`). */
+export const makeClient = (uri: string, options: ClientOptions = {}): ClientTransport["Service"] => {
+  const connect = Effect.gen(function*() {
+    const url = yield* Effect.try({
+      try: () => new URL(uri),
+      catch: (cause) => new TransportError({ reason: "InvalidAddress", address: uri, detail: describe(cause) })
+    })
+    if (url.protocol !== "ws:" && url.protocol !== "wss:") {
+      return yield* new TransportError({
+        reason: "InvalidAddress",
+        address: uri,
+        detail: `expected ws://host:port, got scheme ${url.protocol}`
+      })
+    }
+    let current: NodeWS.WebSocket | undefined
+    const socket = yield* Socket.fromWebSocket(
+      Effect.acquireRelease(
+        Effect.sync(() => {
+          current = new NodeWS.WebSocket(uri, { perMessageDeflate: false, maxPayload: 0 })
+          return current
+        }),
+        (ws) => Effect.sync(() => ws.close(1000))
+      ),
+      { openTimeout: options.openTimeoutMillis ?? 10_000 }
+    )
+    const reader = yield* socket.reader.pipe(
+      Effect.mapError((error) => {
+        const failure = toTransportError(error, uri)
+        // A server that answers the upgrade with an HTTP error will keep doing so.
+        return failure.detail?.startsWith("Unexpected server response") === true
+          ? new TransportError({ reason: "InvalidAddress", address: uri, detail: failure.detail })
+          : new TransportError({ reason: "Unavailable", address: uri, detail: failure.detail ?? failure.reason })
+      })
+    )
+    const connection: Connection = { id: uri, frames: framesFrom(reader.pull, uri), send: sendOn(current!, uri) }
+    return connection
+  })
+  return ClientTransport.of({ address: uri, connect })
+}
+
+/** `ServerTransport` over WebSocket (default `ws://0.0.0.0:8765`). */
+export const layerServer = (options: ServerOptions = {}): Layer.Layer<ServerTransport, TransportError> =>
+  Layer.effect(ServerTransport, makeServer(options))
+
+/** `ClientTransport` over WebSocket to `uri` (default `ws://localhost:8765`). */
+export const layerClient = (
+  uri = `ws://localhost:${defaultPort}`,
+  options: ClientOptions = {}
+): Layer.Layer<ClientTransport> => Layer.succeed(ClientTransport, makeClient(uri, options))

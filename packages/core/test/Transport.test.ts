@@ -1,0 +1,68 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Exit, Fiber, Stream } from "effect"
+import { ClientTransport, MemoryTransport, ServerTransport, WebSocketTransport } from "../src/index.js"
+
+const echo = ServerTransport.use((server) =>
+  server.serve((connection) =>
+    connection.frames.pipe(Stream.runForEach((frame) => connection.send([frame.subarray(0, 1), frame.subarray(1)])))
+  )
+)
+
+const roundTrip = Effect.gen(function*() {
+  const client = yield* ClientTransport
+  const connection = yield* client.connect
+  const big = new Uint8Array(3 * 1024 * 1024).map((_, i) => i & 0xff)
+  yield* connection.send(Uint8Array.of(1, 2, 3))
+  yield* connection.send([Uint8Array.of(4), new Uint8Array(0), Uint8Array.of(5, 6)])
+  yield* connection.send(big)
+  const frames = yield* connection.frames.pipe(Stream.take(3), Stream.runCollect)
+  assert.deepStrictEqual(Array.from(frames[0]!), [1, 2, 3])
+  assert.deepStrictEqual(Array.from(frames[1]!), [4, 5, 6])
+  assert.strictEqual(frames[2]!.byteLength, big.byteLength)
+  assert.isTrue(frames[2]!.every((b, i) => b === (i & 0xff)))
+}).pipe(Effect.scoped)
+
+describe("Transport", () => {
+  it.live("WebSocket: frames and multi-part frames round-trip as single messages", () =>
+    Effect.gen(function*() {
+      const server = yield* WebSocketTransport.makeServer({ host: "127.0.0.1", port: 0 })
+      yield* Effect.forkScoped(echo.pipe(Effect.provideService(ServerTransport, server)))
+      yield* roundTrip.pipe(Effect.provide(WebSocketTransport.layerClient(server.address)))
+    }).pipe(Effect.scoped))
+
+  it.live("memory: frames and multi-part frames round-trip", () =>
+    Effect.gen(function*() {
+      yield* Effect.forkScoped(echo)
+      yield* Effect.yieldNow
+      yield* roundTrip
+    }).pipe(Effect.scoped, Effect.provide(MemoryTransport.layer())))
+
+  it.live("WebSocket: nobody listening is Unavailable", () =>
+    Effect.gen(function*() {
+      const exit = yield* ClientTransport.use((c) => c.connect).pipe(
+        Effect.scoped,
+        Effect.provide(WebSocketTransport.layerClient("ws://127.0.0.1:1")),
+        Effect.exit
+      )
+      assert.isTrue(Exit.isFailure(exit))
+      if (Exit.isFailure(exit)) {
+        const error = exit.cause.reasons[0]
+        assert.strictEqual(error?._tag, "Fail")
+        if (error?._tag === "Fail") assert.strictEqual(error.error.reason, "Unavailable")
+      }
+    }))
+
+  it.live("WebSocket: interrupting serve closes client connections", () =>
+    Effect.gen(function*() {
+      const server = yield* WebSocketTransport.makeServer({ host: "127.0.0.1", port: 0 })
+      const serving = yield* Effect.forkScoped(echo.pipe(Effect.provideService(ServerTransport, server)))
+      const client = WebSocketTransport.makeClient(server.address)
+      const connection = yield* client.connect
+      yield* connection.send(Uint8Array.of(9))
+      const reading = yield* Effect.forkScoped(connection.frames.pipe(Stream.runCollect))
+      yield* Effect.sleep(20)
+      yield* Fiber.interrupt(serving)
+      const frames = yield* Fiber.join(reading)
+      assert.strictEqual(frames.length, 1)
+    }).pipe(Effect.scoped))
+})
