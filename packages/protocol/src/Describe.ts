@@ -1,16 +1,113 @@
 import type { Message } from "./Message.js"
+import type { Observation } from "./Observation.js"
+import { Tensor } from "./Tensor.js"
+
+/**
+ * The JSON description of messages used by the shared vectors.json, by
+ * `chiral decode --json` and `chiral probe --json`.
+ */
 
 export interface DescribeOptions {
   /** Include tensor elements (default true); false gives `{dtype, shape}` only. */
   readonly tensorData?: boolean | undefined
 }
 
+/** JSON-ready values (bigint stays bigint: use {@link stringifyDescription} to print it exactly). */
+const plain = (v: unknown): unknown => {
+  if (v === undefined) return null
+  if (typeof v !== "object" || v === null) return v
+  if (Array.isArray(v)) return v.map(plain)
+  if (v instanceof Uint8Array) return Array.from(v)
+  if (ArrayBuffer.isView(v)) return Array.from(v as unknown as ArrayLike<number | bigint>)
+  if (v instanceof Map) {
+    const out: Record<string, unknown> = {}
+    for (const [k, item] of v) Object.defineProperty(out, String(k), { value: plain(item), enumerable: true, writable: true, configurable: true })
+    return out
+  }
+  const out: Record<string, unknown> = {}
+  for (const k of Object.keys(v)) {
+    Object.defineProperty(out, k, { value: plain((v as Record<string, unknown>)[k]), enumerable: true, writable: true, configurable: true })
+  }
+  return out
+}
+
+const tensor = (t: Tensor, withData: boolean) =>
+  withData ? { dtype: t.dtype, shape: [...t.shape], data: Tensor.toArray(t) } : { dtype: t.dtype, shape: [...t.shape] }
+
+const matrix = (values: Float64Array, rows: number, withData: boolean) =>
+  tensor({ dtype: "float64", shape: [rows, rows], data: values }, withData)
+
+const observation = (obs: Observation, withData: boolean) => {
+  const proprios: Record<string, unknown> = {}
+  for (const p of obs.proprios) {
+    Object.defineProperty(proprios, p.name, { value: tensor(p.data, withData), enumerable: true, writable: true, configurable: true })
+  }
+  return {
+    timestamp: obs.timestamp,
+    extra: plain(obs.extra),
+    cameras: obs.cameras.map((c) => ({
+      name: c.name,
+      timestamp: c.timestamp,
+      intrinsics: matrix(c.intrinsics, 3, withData),
+      extrinsics: matrix(c.extrinsics, 4, withData),
+      image: tensor(c.image, withData),
+      depth: c.depth === null ? null : tensor(c.depth, withData)
+    })),
+    proprios
+  }
+}
+
 /**
- * The JSON description of a message, in the format of the shared vectors.json
- * (type plus whichever of data, info, reward, terminated, truncated, action,
- * obs_timestamps, obs apply; tensors as {dtype, shape, data} row-major).
+ * A message as vectors.json describes it: `type` plus whichever of data, action,
+ * obs_timestamps, obs, info, reward, terminated, truncated apply. Tensors are
+ * `{dtype, shape, data}` with data row-major (float16 decoded, bool as booleans,
+ * 64-bit ints as bigint); a camera without depth has `depth: null`; proprios are
+ * an object keyed by name.
  */
-export const describeMessage = (message: Message, options?: DescribeOptions): unknown => {
-  void options
-  return { type: message.type }
+export const describeMessage = (message: Message, options?: DescribeOptions): Record<string, unknown> => {
+  const withData = options?.tensorData ?? true
+  switch (message.type) {
+    case "metadata":
+    case "reset":
+    case "obs_request":
+      return { type: message.type }
+    case "apply_action":
+    case "action":
+      return { type: message.type, action: tensor(message.action, withData), obs_timestamps: plain(message.obsTimestamps) }
+    case "metadata_response":
+      return { type: message.type, data: plain(message.data) }
+    case "obs_response":
+      return { type: message.type, obs: observation(message.obs, withData) }
+    case "reset_response":
+      return { type: message.type, obs: observation(message.obs, withData), info: plain(message.info) }
+    case "step_response":
+      return {
+        type: message.type,
+        obs: observation(message.obs, withData),
+        info: plain(message.info),
+        reward: message.reward,
+        terminated: message.terminated,
+        truncated: message.truncated
+      }
+  }
+}
+
+/**
+ * JSON text for a description. Unlike JSON.stringify it prints bigints as exact
+ * integers and non-finite floats as NaN/Infinity/-Infinity (as Python's json does).
+ */
+export const stringifyDescription = (description: unknown, indent?: number): string => {
+  const marks = new Map<string, string>()
+  let n = 0
+  const mark = (text: string) => {
+    const key = `\u0000${n++}\u0000`
+    marks.set(key, text)
+    return key
+  }
+  const json = JSON.stringify(description, (_k, v: unknown) => {
+    if (typeof v === "bigint") return mark(v.toString())
+    if (typeof v === "number" && !Number.isFinite(v)) return mark(String(v))
+    return v
+  }, indent)
+  return marks.size === 0 ? json : json.replace(/"\\u0000(\d+)\\u0000"/g, (_m, i: string) => marks.get(`\u0000${i}\u0000`)!)
 }

@@ -1,6 +1,10 @@
 import { Result } from "effect"
+import { decode } from "./FrameDecoder.js"
+import { concat, type Dialect, encodeParts } from "./FrameEncoder.js"
 import { FrameError } from "./FrameError.js"
 import type { Message } from "./Message.js"
+
+export type { Dialect } from "./FrameEncoder.js"
 
 /** Bounds that keep a hostile frame from costing more than it is worth. */
 export interface DecodeLimits {
@@ -24,35 +28,36 @@ export const defaultDecodeLimits: DecodeLimits = {
  * proprios, …), integral doubles as ints, reward as float32. `action` and
  * `step_response` exist only in C++ and default to "cpp".
  */
-export type Dialect = "python" | "cpp"
-
 export interface EncodeOptions {
   readonly dialect?: Dialect | undefined
 }
 
-/** One contiguous frame. Throws FrameError if the message is inconsistent (e.g. shape vs data). */
-export const encodeFrame = (message: Message, options?: EncodeOptions): Uint8Array => {
-  void message
-  void options
-  throw new FrameError({ field: "frame", reason: "encoder not finished yet" })
-}
-
 /**
  * The frame as [length prefix + header, ...payload views]: tensor bytes are not
- * copied. Concatenated, the parts equal `encodeFrame(message)`.
+ * copied (actions and proprios that are not float32 are converted first, as the
+ * references do). Concatenated, the parts equal `encodeFrame(message)`.
+ * Throws FrameError if the message is inconsistent (shape vs data, K not 3×3,
+ * duplicate camera names…): that is a bug in the caller, not a wire condition.
  */
-export const encodeFrameParts = (message: Message, options?: EncodeOptions): ReadonlyArray<Uint8Array> => {
-  void message
-  void options
-  throw new FrameError({ field: "frame", reason: "encoder not finished yet" })
-}
+export const encodeFrameParts = (message: Message, options?: EncodeOptions): ReadonlyArray<Uint8Array> =>
+  encodeParts(message, options?.dialect)
+
+/** One contiguous frame (one copy of the payload). Throws like {@link encodeFrameParts}. */
+export const encodeFrame = (message: Message, options?: EncodeOptions): Uint8Array =>
+  concat(encodeParts(message, options?.dialect))
 
 /**
- * Decodes one frame. Never throws. Tensors are views into `frame` where the
- * bytes are aligned, so they alias it: do not reuse the buffer while they live.
+ * Decodes one frame. Never throws. Every offset, size, shape and dtype is
+ * checked against the frame before payload bytes are touched. Tensors are
+ * views into `frame` where the bytes are aligned (otherwise copied once), so
+ * they alias it: do not reuse the buffer while the message lives.
  */
 export const decodeFrame = (frame: Uint8Array, limits?: Partial<DecodeLimits>): Result.Result<Message, FrameError> => {
-  void frame
-  void limits
-  return Result.fail(new FrameError({ field: "frame", reason: "decoder not finished yet" }))
+  try {
+    return Result.succeed(decode(frame, limits === undefined ? defaultDecodeLimits : { ...defaultDecodeLimits, ...limits }))
+  } catch (e) {
+    if (e instanceof FrameError) return Result.fail(e)
+    // Not expected; still a failure value, never an exception, for whoever feeds us bytes.
+    return Result.fail(new FrameError({ field: "frame", reason: `undecodable: ${e instanceof Error ? e.message : String(e)}` }))
+  }
 }

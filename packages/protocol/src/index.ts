@@ -3,7 +3,7 @@
  * references. Pure and synchronous; decoding never throws.
  */
 export { CameraFrame } from "./CameraFrame.js"
-export { describeMessage, type DescribeOptions } from "./Describe.js"
+export { describeMessage, type DescribeOptions, stringifyDescription } from "./Describe.js"
 export { Dtype, halfToNumber, numberToHalf, type TensorData, type TypedArrayConstructor } from "./Dtype.js"
 export {
   decodeFrame,
