@@ -1,0 +1,48 @@
+/**
+ * What the robot does with requests. Handlers are effects; they may use the
+ * `PolicyServer` service (e.g. `makeObs`), which the server provides to them.
+ */
+import type { Observation, ObsTimestamps, Tensor, UserMap } from "@chiral/protocol"
+import type { Effect } from "effect"
+
+/** What an action arrived with. */
+export interface ActionContext {
+  /** The capture times of the observation the policy acted on (camera → seconds); `{}` when none. */
+  readonly obsTimestamps: ObsTimestamps
+  /** The connection it came from (for logs). */
+  readonly connection: string
+}
+
+export interface ResetResult {
+  readonly obs: Observation
+  readonly info?: UserMap | undefined
+}
+
+export interface StepResult {
+  readonly obs: Observation
+  readonly reward?: number | undefined
+  readonly terminated?: boolean | undefined
+  readonly truncated?: boolean | undefined
+  readonly info?: UserMap | undefined
+}
+
+export interface Handlers<E = never, R = never> {
+  /** Static environment description (action shape, camera names…). Default `{}`. */
+  readonly getMetadata?: Effect.Effect<UserMap, E, R> | undefined
+  /** Resets the robot/environment. */
+  readonly reset: Effect.Effect<ResetResult, E, R>
+  /** Answers `obs_request`. Default: `makeObs()`. */
+  readonly getObs?: Effect.Effect<Observation, E, R> | undefined
+  /**
+   * Applies one action (fire-and-forget: nothing is sent back). Actions from a
+   * connection are applied one after another, in arrival order, on that
+   * connection's reading fiber: keep it quick (hand off to a controller).
+   */
+  readonly applyAction: (action: Tensor, context: ActionContext) => Effect.Effect<void, E, R>
+  /**
+   * Answers the legacy `action` message (C++ clients): an N×D chunk, answered
+   * with `step_response`. Default: `applyAction`, then `makeObs()`, reward 0,
+   * not terminated, not truncated, info `{}`.
+   */
+  readonly step?: ((action: Tensor, context: ActionContext) => Effect.Effect<StepResult, E, R>) | undefined
+}

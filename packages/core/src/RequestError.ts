@@ -1,0 +1,20 @@
+/** Why a PolicyClient request got no answer. */
+import { Schema } from "effect"
+
+export class RequestError extends Schema.TaggedError<RequestError>()("RequestError", {
+  /** The request's wire type: "metadata", "reset", "obs_request", "action", "apply_action". */
+  request: Schema.String,
+  reason: Schema.Literals([
+    /** No answer within the timeout. */
+    "Timeout",
+    /** The connection is closed or was lost (before or while waiting). */
+    "Disconnected",
+    /** The answer could not be encoded or decoded. */
+    "Malformed"
+  ]),
+  detail: Schema.optional(Schema.String)
+}) {
+  override get message(): string {
+    return `${this.request}: ${this.reason}${this.detail === undefined ? "" : ` (${this.detail})`}`
+  }
+}

@@ -1,0 +1,88 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Exit, Fiber, Option, Queue, Stream, SubscriptionRef } from "effect"
+import { PolicyClient, RequestError } from "../src/index.js"
+import * as Pair from "./support/Pair.js"
+
+for (const [name, transports] of Pair.transports) {
+  describe(`PolicyServer ↔ PolicyClient over ${name}`, () => {
+    it.live("metadata, reset, getObs, step and apply_action", () =>
+      Effect.gen(function*() {
+        const { client, recorder, server } = yield* Pair.startPair()
+        yield* server.updateImage("wrist", new Uint8Array(72).map((_, i) => i))
+        yield* server.updateDepth("wrist", new Float32Array(24).fill(0.5))
+        yield* server.updateProprio("joint_pos", [0, 1, 2, 3, 4, 5, 6])
+
+        expect(yield* client.getMetadata).toEqual({ action_shape: [7], cameras: ["wrist", "scene"] })
+
+        const { info, obs } = yield* client.reset
+        expect(info).toEqual({ episode: 1 })
+        expect(obs.extra).toEqual({ source: "reset", episode: 1 })
+        expect(Option.getOrThrow(yield* SubscriptionRef.get(client.latestObs))).toBe(obs)
+
+        const got = yield* client.getObs
+        expect(got.extra).toEqual({ source: "get_obs", n: 1 })
+        const wrist = got.cameras[0]!
+        expect(wrist.name).toBe("wrist")
+        expect(wrist.image.shape).toEqual([4, 6, 3])
+        expect(Array.from(wrist.image.data.slice(0, 4))).toEqual([0, 1, 2, 3])
+        expect(Array.from(wrist.depth!.data.slice(0, 2))).toEqual([0.5, 0.5])
+        expect(got.cameras[1]!.depth).toBeNull()
+        expect(Array.from(got.proprios[0]!.data.data)).toEqual([0, 1, 2, 3, 4, 5, 6])
+
+        yield* client.sendAction([0.5, -1, 2, 0, 0, 0, 1])
+        const applied = yield* Queue.take(recorder.actions)
+        expect(applied.action.dtype).toBe("float32")
+        expect(applied.action.shape).toEqual([7])
+        expect(Array.from(applied.action.data)).toEqual([0.5, -1, 2, 0, 0, 0, 1])
+        expect(applied.context.obsTimestamps).toEqual({ wrist: wrist.timestamp, scene: got.cameras[1]!.timestamp })
+
+        const step = yield* client.step([[1, 2, 3, 4, 5, 6, 7]])
+        expect(step).toMatchObject({ reward: 0, terminated: false, truncated: false, info: {} })
+        expect(step.obs.cameras.map((c) => c.name)).toEqual(["wrist", "scene"])
+        const stepped = yield* Queue.take(recorder.actions)
+        expect(stepped.action.shape).toEqual([1, 7])
+        expect(yield* SubscriptionRef.get(client.dispatched)).toBe(1)
+      }).pipe(Effect.scoped, Effect.provide(transports)))
+
+    it.live("getObs and reset during a running obs stream each get their own answer", () =>
+      Effect.gen(function*() {
+        const { client } = yield* Pair.startPair()
+        yield* client.startObsStream(500)
+        const results = yield* Effect.forEach(
+          Array.from({ length: 20 }, (_, i) => i),
+          (i) =>
+            i % 2 === 0
+              ? Effect.map(client.reset, ({ info, obs }) => ({ kind: "reset", obs, info }))
+              : Effect.map(client.getObs, (obs) => ({ kind: "get_obs", obs, info: undefined })),
+          { concurrency: "unbounded" }
+        )
+        for (const result of results) {
+          expect(result.obs.extra["source"]).toBe(result.kind)
+          if (result.kind === "reset") expect(result.info).toEqual({ episode: result.obs.extra["episode"] })
+        }
+        const episodes = results.filter((r) => r.kind === "reset").map((r) => r.obs.extra["episode"])
+        expect(new Set(episodes).size).toBe(10)
+        // the stream kept going and fed latestObs
+        const streamed = yield* client.observations.pipe(Stream.take(2), Stream.runCollect)
+        expect(streamed.length).toBe(2)
+      }).pipe(Effect.scoped, Effect.provide(transports)))
+
+    it.live("closing the server fails the client's requests with a typed error", () =>
+      Effect.gen(function*() {
+        const serving = yield* Effect.forkChild(
+          Effect.scoped(Effect.andThen(Pair.startServerOnly(), Effect.never))
+        )
+        yield* Effect.sleep(10)
+        const client = yield* PolicyClient.make({ quiet: true })
+        yield* client.getMetadata
+        yield* client.startObsStream(100)
+        yield* Fiber.interrupt(serving)
+        yield* client.awaitDisconnect
+        const exit = yield* Effect.exit(client.getObs)
+        expect(Exit.isFailure(exit)).toBe(true)
+        const error = Exit.isFailure(exit) ? exit.cause.reasons[0] : undefined
+        expect(error?._tag === "Fail" && error.error).toBeInstanceOf(RequestError)
+        expect(error?._tag === "Fail" && error.error.reason).toBe("Disconnected")
+      }).pipe(Effect.scoped, Effect.provide(transports)))
+  })
+}

@@ -1,0 +1,111 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Exit, Layer } from "effect"
+import { TestClock } from "effect/testing"
+import { MemoryTransport, PolicyServer, SensorError } from "../src/index.js"
+import * as Robot from "./support/Robot.js"
+
+const serverLayer = Layer.unwrap(Effect.map(Robot.makeRecorder, (recorder) =>
+  PolicyServer.PolicyServer.layer({ cameras: Robot.cameras, proprios: Robot.proprios, handlers: Robot.handlers(recorder) })
+)).pipe(Layer.provide(MemoryTransport.layer()))
+
+const failure = <A, E>(exit: Exit.Exit<A, E>): E => {
+  if (Exit.isSuccess(exit)) throw new Error("expected a failure")
+  const reason = exit.cause.reasons.find((r) => r._tag === "Fail")
+  if (reason === undefined || reason._tag !== "Fail") throw new Error(`expected a typed failure, got ${exit.cause}`)
+  return reason.error
+}
+
+describe("PolicyServer sensor state", () => {
+  it.effect("update* check shape and dtype with a typed error naming the sensor", () =>
+    Effect.gen(function*() {
+      const server = yield* PolicyServer.PolicyServer
+      const cases = [
+        [server.updateImage("wrist", new Uint8Array(10)), "wrist", "image", "expected 72 elements"],
+        [server.updateImage("wrist", new Float32Array(72)), "wrist", "image", "expected a Uint8Array for dtype uint8"],
+        [
+          server.updateImage("wrist", { dtype: "uint8", shape: [6, 4, 3], data: new Uint8Array(72) }),
+          "wrist",
+          "image",
+          "expected shape [4, 6, 3]"
+        ],
+        [server.updateDepth("wrist", new Uint16Array(24)), "wrist", "depth", "expected a Float32Array"],
+        [server.updateDepth("scene", new Float32Array(6)), "scene", "depth", "without depth"],
+        [server.updateIntrinsics("wrist", [1, 2, 3]), "wrist", "intrinsics", "expected 3×3 = 9 values"],
+        [server.updateExtrinsics("wrist", [[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 0]]), "wrist", "extrinsics", "row 0"],
+        [server.updateImage("nope", new Uint8Array(72)), "nope", "image", "no camera named"],
+        [server.updateProprio("joint_pos", [1, 2, 3]), "joint_pos", "proprio", "expected 7 elements"],
+        [server.updateProprio("joint_vel", [1]), "joint_vel", "proprio", "no proprio named"]
+      ] as const
+      for (const [effect, sensor, field, reason] of cases) {
+        const error = failure(yield* Effect.exit(effect))
+        expect(error).toBeInstanceOf(SensorError)
+        expect(error.sensor).toBe(sensor)
+        expect(error.field).toBe(field)
+        expect(error.reason).toContain(reason)
+      }
+      // nothing was changed by the rejected writes
+      const obs = yield* server.makeObs()
+      expect(Array.from(obs.cameras[0]!.image.data).every((v) => v === 0)).toBe(true)
+      expect(obs.cameras[0]!.timestamp).toBe(0)
+    }).pipe(Effect.provide(serverLayer)))
+
+  it.effect("updateImage stamps the monotonic capture time; makeObs snapshots every sensor", () =>
+    Effect.gen(function*() {
+      const server = yield* PolicyServer.PolicyServer
+      yield* TestClock.adjust(1500)
+      const image = new Uint8Array(72).map((_, i) => i)
+      yield* server.updateImage("wrist", image)
+      image[0] = 255 // the state kept its own copy
+      yield* server.updateDepth("wrist", new Float32Array(24).fill(1.25))
+      yield* server.updateExtrinsics("wrist", [1, 0, 0, 0.5, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1])
+      yield* TestClock.adjust(250)
+      yield* server.updateImage("scene", { dtype: "uint8", shape: [2, 3, 3], data: new Uint8Array(18).fill(7) })
+      yield* server.updateProprio("joint_pos", [1, 2, 3, 4, 5, 6, 7])
+      const obs = yield* server.makeObs({ extra: { step: 3 } })
+      expect(obs.timestamp).toBe(1.75)
+      expect(obs.extra).toEqual({ step: 3 })
+      const [wrist, scene] = obs.cameras
+      expect(wrist!.name).toBe("wrist")
+      expect(wrist!.timestamp).toBe(1.5)
+      expect(Array.from(wrist!.image.data.slice(0, 3))).toEqual([0, 1, 2])
+      expect(wrist!.image.shape).toEqual([4, 6, 3])
+      expect(wrist!.depth!.shape).toEqual([4, 6])
+      expect(wrist!.depth!.data[5]).toBe(1.25)
+      expect(wrist!.extrinsics[3]).toBe(0.5)
+      expect(Array.from(wrist!.intrinsics)).toEqual([1, 0, 0, 0, 1, 0, 0, 0, 1])
+      expect(scene!.timestamp).toBe(1.75)
+      expect(scene!.depth).toBeNull()
+      expect(Array.from(scene!.intrinsics)).toEqual([600, 0, 1.5, 0, 600, 1, 0, 0, 1])
+      expect(obs.proprios[0]!.name).toBe("joint_pos")
+      expect(obs.proprios[0]!.data.dtype).toBe("float32")
+      expect(Array.from(obs.proprios[0]!.data.data)).toEqual([1, 2, 3, 4, 5, 6, 7])
+    }).pipe(Effect.provide(serverLayer)))
+
+  it.effect("a snapshot is not affected by later writes", () =>
+    Effect.gen(function*() {
+      const server = yield* PolicyServer.PolicyServer
+      yield* server.updateImage("scene", new Uint8Array(18).fill(1))
+      const before = yield* server.makeObs()
+      yield* server.updateImage("scene", new Uint8Array(18).fill(2))
+      yield* server.updateIntrinsics("scene", [2, 0, 0, 0, 2, 0, 0, 0, 1])
+      expect(before.cameras[1]!.image.data[0]).toBe(1)
+      expect(before.cameras[1]!.intrinsics[0]).toBe(600)
+      const after = yield* server.makeObs()
+      expect(after.cameras[1]!.image.data[0]).toBe(2)
+      expect(after.cameras[1]!.intrinsics[0]).toBe(2)
+    }).pipe(Effect.provide(serverLayer)))
+
+  it.effect("bad configs are rejected with a ConfigError", () =>
+    Effect.gen(function*() {
+      const build = (config: Parameters<typeof PolicyServer.make>[0]) =>
+        PolicyServer.make(config).pipe(Effect.scoped, Effect.provide(MemoryTransport.layer()), Effect.exit)
+      const handlers = { reset: Effect.die("unused"), applyAction: () => Effect.void }
+      const duplicate = failure(yield* build({ cameras: [{ name: "a", height: 1, width: 1 }, { name: "a", height: 2, width: 2 }], handlers }))
+      expect(duplicate._tag).toBe("ConfigError")
+      expect(duplicate.message).toContain("two cameras")
+      const size = failure(yield* build({ cameras: [{ name: "a", height: 0, width: 1 }], handlers }))
+      expect(size.message).toContain("height must be a positive integer")
+      const k = failure(yield* build({ cameras: [{ name: "a", height: 1, width: 1, intrinsics: [1, 2] }], handlers }))
+      expect(k.message).toContain("intrinsics")
+    }))
+})

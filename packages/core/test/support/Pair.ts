@@ -1,0 +1,50 @@
+// A server and a client over a chosen transport, inside the test's scope.
+import { Effect, Layer } from "effect"
+import {
+  ClientTransport,
+  MemoryTransport,
+  PolicyClient,
+  PolicyServer,
+  ServerTransport,
+  WebSocketTransport
+} from "../../src/index.js"
+import * as Robot from "./Robot.js"
+
+export type Transports = Layer.Layer<ServerTransport | ClientTransport, unknown>
+
+/** Real loopback WebSocket on a free port; clients connect to the server's actual address. */
+export const webSocket: Transports = Layer.unwrap(
+  Effect.map(ServerTransport, (server) => Layer.succeed(ClientTransport, WebSocketTransport.makeClient(server.address)))
+).pipe(Layer.provideMerge(WebSocketTransport.layerServer({ host: "127.0.0.1", port: 0 })))
+
+export const memory = (options?: MemoryTransport.MemoryOptions): Transports => MemoryTransport.layer(options)
+
+export const transports: ReadonlyArray<readonly [string, Transports]> = [["memory", memory()], ["websocket", webSocket]]
+
+/** Starts the test robot and connects one client; both stop with the scope. */
+export const startPair = (options: {
+  readonly obsDelayMillis?: number
+  readonly client?: PolicyClient.PolicyClientOptions
+} = {}) =>
+  Effect.gen(function*() {
+    const recorder = yield* Robot.makeRecorder
+    const server = yield* PolicyServer.make({
+      cameras: Robot.cameras,
+      proprios: Robot.proprios,
+      handlers: Robot.handlers(recorder, options)
+    })
+    const client = yield* PolicyClient.make({ quiet: true, ...options.client })
+    return { recorder, server, client }
+  })
+
+/** Only the test robot (for tests that start clients themselves). */
+export const startServerOnly = () =>
+  Effect.gen(function*() {
+    const recorder = yield* Robot.makeRecorder
+    const server = yield* PolicyServer.make({
+      cameras: Robot.cameras,
+      proprios: Robot.proprios,
+      handlers: Robot.handlers(recorder)
+    })
+    return { recorder, server }
+  })
