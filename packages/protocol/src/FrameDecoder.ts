@@ -57,7 +57,9 @@ const need = (obj: Header, key: string, path: string): unknown => {
 
 const string = (v: unknown, path: string): string => typeof v === "string" ? v : fail(path, `expected a string, got ${kind(v)}`)
 
-const number = (v: unknown, path: string): number => typeof v === "number" ? v : fail(path, `expected a number, got ${kind(v)}`)
+/** A float field. msgpack-c writes integral doubles as ints, so 64-bit ints count too. */
+const number = (v: unknown, path: string): number =>
+  typeof v === "number" ? v : typeof v === "bigint" ? Number(v) : fail(path, `expected a number, got ${kind(v)}`)
 
 const boolean = (v: unknown, path: string): boolean =>
   typeof v === "boolean" ? v : fail(path, `expected a boolean, got ${kind(v)}`)
@@ -120,6 +122,8 @@ class Payload {
   readonly frame: Uint8Array
   readonly start: number
   readonly length: number
+  /** Bytes of all buffers read so far. */
+  described = 0
   constructor(frame: Uint8Array, start: number) {
     this.frame = frame
     this.start = start
@@ -145,7 +149,7 @@ class Payload {
   }
 
   /** Checks a described buffer (shape, dtype, offset, size) against the payload and reads it. */
-  described(
+  buffer(
     shape: ReadonlyArray<number>,
     dtype: Dtype,
     offset: number,
@@ -160,15 +164,31 @@ class Payload {
     if (offset > this.length || size > this.length - offset) {
       fail(fields.offset, `bytes ${offset}..${offset + size} reach past the end of the ${this.length}-byte payload`)
     }
+    // The references never share bytes between buffers. Capping the total keeps a
+    // header that points many misaligned buffers at the same bytes from making
+    // us copy the payload over and over.
+    this.described += size
+    if (this.described > this.length) {
+      fail(fields.size, `the buffers described so far need ${this.described} bytes, more than the ${this.length}-byte payload holds`)
+    }
     return this.tensor(dtype, shape, offset, size)
   }
 }
 
 const depthKeys = ["depth_shape", "depth_dtype", "depth_offset", "depth_size"] as const
 
-const camera = (c: unknown, path: string, payload: Payload): CameraFrame => {
+/** Names are keys on the wire (vectors.json, obs_timestamps): a second use is an error. */
+const uniqueName = (v: unknown, path: string, seen: Map<string, string>): string => {
+  const name = string(v, path)
+  const previous = seen.get(name)
+  if (previous !== undefined) fail(path, `${JSON.stringify(name)} already names ${previous}`)
+  seen.set(name, path.slice(0, path.lastIndexOf(".")))
+  return name
+}
+
+const camera = (c: unknown, path: string, payload: Payload, names: Map<string, string>): CameraFrame => {
   if (!isMap(c)) return fail(path, `expected a map, got ${kind(c)}`)
-  const name = string(need(c, "name", `${path}.name`), `${path}.name`)
+  const name = uniqueName(need(c, "name", `${path}.name`), `${path}.name`, names)
   const timestamp = c.timestamp === undefined ? 0 : number(c.timestamp, `${path}.timestamp`)
   const intrinsics = floats(need(c, "intrinsics", `${path}.intrinsics`), 9, "3×3 K", `${path}.intrinsics`)
   const extrinsics = floats(need(c, "extrinsics", `${path}.extrinsics`), 16, "4×4 T", `${path}.extrinsics`)
@@ -208,50 +228,45 @@ const buffer = (c: Header, prefix: "image" | "depth", path: string, payload: Pay
   const dtype = dtypeOf(need(c, `${prefix}_dtype`, fields.dtype), fields.dtype)
   const offset = count(need(c, `${prefix}_offset`, fields.offset), fields.offset)
   const size = count(need(c, `${prefix}_size`, fields.size), fields.size)
-  return payload.described(shape, dtype, offset, size, fields)
+  return payload.buffer(shape, dtype, offset, size, fields)
 }
 
-const proprio = (p: unknown, path: string, payload: Payload): Proprio => {
+const proprio = (p: unknown, path: string, payload: Payload, names: Map<string, string>): Proprio => {
   if (!isMap(p)) return fail(path, `expected a map, got ${kind(p)}`)
-  const name = string(need(p, "name", `${path}.name`), `${path}.name`)
+  const name = uniqueName(need(p, "name", `${path}.name`), `${path}.name`, names)
   const dtype = dtypeOf(need(p, "dtype", `${path}.dtype`), `${path}.dtype`)
   const offset = count(need(p, "offset", `${path}.offset`), `${path}.offset`)
   const size = count(need(p, "size", `${path}.size`), `${path}.size`)
   const item = Dtype.itemSize(dtype)
   if (size % item !== 0) fail(`${path}.size`, `${size} bytes is not a whole number of ${item}-byte ${dtype} values`)
   const shape = [size / item]
-  return { name, data: payload.described(shape, dtype, offset, size, { size: `${path}.size`, offset: `${path}.offset` }) }
+  return { name, data: payload.buffer(shape, dtype, offset, size, { size: `${path}.size`, offset: `${path}.offset` }) }
 }
 
 const observation = (h: Header, payload: Payload): Observation => {
   const timestamp = number(need(h, "timestamp", "timestamp"), "timestamp")
   const cameraItems = array(need(h, "cameras", "cameras"), "cameras")
   const cameras = new Array<CameraFrame>(cameraItems.length)
-  const cameraIndex = new Map<string, number>()
-  for (let i = 0; i < cameraItems.length; i++) {
-    const cam = camera(cameraItems[i], `cameras[${i}]`, payload)
-    const previous = cameraIndex.get(cam.name)
-    if (previous !== undefined) fail(`cameras[${i}].name`, `${JSON.stringify(cam.name)} already names cameras[${previous}]`)
-    cameraIndex.set(cam.name, i)
-    cameras[i] = cam
-  }
+  const cameraNames = new Map<string, string>()
+  for (let i = 0; i < cameraItems.length; i++) cameras[i] = camera(cameraItems[i], `cameras[${i}]`, payload, cameraNames)
   const proprioItems = h.proprios === undefined ? [] : array(h.proprios, "proprios")
   const proprios = new Array<Proprio>(proprioItems.length)
-  const proprioIndex = new Map<string, number>()
-  for (let i = 0; i < proprioItems.length; i++) {
-    const p = proprio(proprioItems[i], `proprios[${i}]`, payload)
-    const previous = proprioIndex.get(p.name)
-    if (previous !== undefined) fail(`proprios[${i}].name`, `${JSON.stringify(p.name)} already names proprios[${previous}]`)
-    proprioIndex.set(p.name, i)
-    proprios[i] = p
-  }
+  const proprioNames = new Map<string, string>()
+  for (let i = 0; i < proprioItems.length; i++) proprios[i] = proprio(proprioItems[i], `proprios[${i}]`, payload, proprioNames)
   return { timestamp, cameras, proprios, extra: userMap(h.extra, "extra") }
 }
 
 const obsTimestamps = (v: unknown): ObsTimestamps => {
   const m = userMap(v, "obs_timestamps")
-  for (const k of Object.keys(m)) number(m[k], joinKey("obs_timestamps", k))
-  return m as ObsTimestamps
+  let converted: Record<string, number> | undefined
+  for (const k of Object.keys(m)) {
+    const v = m[k]
+    if (typeof v !== "number") {
+      converted ??= { ...(m as ObsTimestamps) }
+      Object.defineProperty(converted, k, { value: number(v, joinKey("obs_timestamps", k)), enumerable: true, writable: true, configurable: true })
+    }
+  }
+  return converted ?? (m as ObsTimestamps)
 }
 
 const action = (h: Header, payload: Payload): Tensor => {

@@ -181,9 +181,13 @@ export class MsgpackWriter {
     }
   }
 
-  /** A number the way Python's msgpack writes a Python value: integers as ints, the rest float64. */
+  /**
+   * A user number the way Python's msgpack writes a Python value: integers as
+   * ints, the rest float64. Integers beyond 2^53 are written as float64 because
+   * a JS number that large is a float (exact ints that large are bigints).
+   */
   number(v: number): void {
-    if (Number.isInteger(v) && !Object.is(v, -0) && v >= -(2 ** 63) && v < 2 ** 64) this.int(v)
+    if (Number.isSafeInteger(v) && !Object.is(v, -0)) this.int(v)
     else this.float64(v)
   }
 
