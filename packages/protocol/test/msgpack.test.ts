@@ -87,14 +87,13 @@ describe("MsgpackWriter", () => {
   })
 
   it("agrees with msgpackr on arbitrary user values", () => {
-    const packr = new Packr({ useRecords: false, mapsAsObjects: true, int64AsType: "bigint" })
     const value = fc.jsonValue()
     fc.assert(
       fc.property(value, (v) => {
         const w = new MsgpackWriter(16)
         w.value(v)
         const ours = w.bytes()
-        assert.deepStrictEqual(unpack(ours), packr.unpack(packr.pack(v)))
+        assert.deepStrictEqual(unpack(ours), v)
         const r = new MsgpackReader(ours, 0, ours.length, 1000)
         assert.deepStrictEqual(r.read(), unpack(ours))
         assert.strictEqual(r.pos, ours.length)
