@@ -192,7 +192,13 @@ export const make = (
     const exchanges = yield* FiberSet.make()
     const gone = yield* Deferred.make<void>()
 
-    let pending: { readonly expect: MessageType; readonly reply: Deferred.Deferred<Message, RequestError> } | undefined
+    let pending:
+      | {
+        readonly request: RequestType
+        readonly expect: MessageType
+        readonly reply: Deferred.Deferred<Message, RequestError>
+      }
+      | undefined
     let lost: string | undefined
 
     const disconnected = (request: string, detail?: string) =>
@@ -207,7 +213,7 @@ export const make = (
         pending = undefined
         return Deferred.fail(
           current.reply,
-          new RequestError({ request: current.expect, reason: "Malformed", detail: decoded.failure.message })
+          new RequestError({ request: current.request, reason: "Malformed", detail: decoded.failure.message })
         ).pipe(Effect.asVoid)
       }
       const message = decoded.success
@@ -233,7 +239,7 @@ export const make = (
           lost = Exit.isSuccess(exit) ? "closed by the server" : `connection lost: ${String(Exit.isFailure(exit) ? exit.cause : "")}`
           const current = pending
           pending = undefined
-          const fail = current === undefined ? Effect.void : Deferred.fail(current.reply, disconnected(current.expect))
+          const fail = current === undefined ? Effect.void : Deferred.fail(current.reply, disconnected(current.request))
           return Effect.andThen(fail, Deferred.succeed(gone, undefined))
         })
       ),
@@ -257,7 +263,7 @@ export const make = (
         const exchange = Effect.suspend(() => {
           if (!wanted) return Effect.void
           if (lost !== undefined) return Deferred.fail(reply, disconnected(message.type))
-          pending = { expect, reply }
+          pending = { request: message.type, expect, reply }
           return connection.send(frame).pipe(
             Effect.catch((error) => Deferred.fail(reply, disconnected(message.type, error.message))),
             Effect.andThen(Deferred.await(reply)),

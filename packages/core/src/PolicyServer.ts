@@ -267,9 +267,12 @@ export const make = <E, R>(
         yield* Effect.raceFirst(reader, responder).pipe(Effect.catchTag("Unanswered", () => Effect.void))
       }).pipe(Effect.scoped)
 
+    // Started immediately so the transport is serving by the time `make` returns.
     yield* transport.serve(serveConnection).pipe(
-      Effect.tapCause((cause) => Effect.logError("chiral: server stopped", cause)),
-      Effect.forkScoped
+      Effect.tapCause((cause) =>
+        Cause.hasInterruptsOnly(cause) ? Effect.void : Effect.logError("chiral: server stopped", cause)
+      ),
+      Effect.forkScoped({ startImmediately: true })
     )
     return api
   })

@@ -189,9 +189,14 @@ export const makeServer = Effect.fnUntraced(function*(options: ServerOptions = {
         yield* handler({ id, frames: framesFrom(reader.pull, id), send: sendOn(ws, id) })
       }).pipe(
         Effect.scoped,
-        Effect.catchCause((cause) =>
-          Cause.hasInterruptsOnly(cause) ? Effect.void : Effect.logWarning("chiral: connection ended", cause)
-        )
+        Effect.catchCause((cause) => {
+          if (Cause.hasInterruptsOnly(cause)) return Effect.void
+          // A client that goes away without a close handshake is routine for a robot server.
+          const error = Cause.findErrorOption(cause)
+          return Option.isSome(error) && error.value instanceof TransportError && error.value.reason === "Closed"
+            ? Effect.logInfo(`chiral: connection lost: ${error.value.message}`)
+            : Effect.logWarning("chiral: connection ended", cause)
+        })
       )
     ).pipe(
       Effect.mapError((error) => new TransportError({ reason: "Listen", address, cause: error }))

@@ -1,19 +1,13 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, Layer } from "effect"
+import { Effect, Layer } from "effect"
 import { TestClock } from "effect/testing"
 import { MemoryTransport, PolicyServer, SensorError } from "../src/index.js"
+import { failure } from "./support/Exits.js"
 import * as Robot from "./support/Robot.js"
 
 const serverLayer = Layer.unwrap(Effect.map(Robot.makeRecorder, (recorder) =>
   PolicyServer.PolicyServer.layer({ cameras: Robot.cameras, proprios: Robot.proprios, handlers: Robot.handlers(recorder) })
 )).pipe(Layer.provide(MemoryTransport.layer()))
-
-const failure = <A, E>(exit: Exit.Exit<A, E>): E => {
-  if (Exit.isSuccess(exit)) throw new Error("expected a failure")
-  const reason = exit.cause.reasons.find((r) => r._tag === "Fail")
-  if (reason === undefined || reason._tag !== "Fail") throw new Error(`expected a typed failure, got ${exit.cause}`)
-  return reason.error
-}
 
 describe("PolicyServer sensor state", () => {
   it.effect("update* check shape and dtype with a typed error naming the sensor", () =>

@@ -1,7 +1,7 @@
 // A small simulated robot for the tests: two cameras (one with depth), one
 // proprio, handlers that record what they receive.
 import type { Tensor } from "@chiral/protocol"
-import { Clock, Effect, Logger, Queue, Ref } from "effect"
+import { Cause, Clock, Effect, Logger, Queue, Ref } from "effect"
 import { type ActionContext, type Handlers, PolicyServer } from "../../src/index.js"
 
 export const cameras = [
@@ -63,7 +63,8 @@ export const captureLogs = Effect.gen(function*() {
   const lines: Array<string> = []
   const logger = Logger.make((options) => {
     const message = Array.isArray(options.message) ? options.message.join(" ") : String(options.message)
-    lines.push(`${options.logLevel}: ${message}`)
+    const cause = options.cause.reasons.length > 0 ? ` ${Cause.pretty(options.cause)}` : ""
+    lines.push(`${options.logLevel}: ${message}${cause}`)
   })
   return { lines, layer: Logger.layer([logger]) }
 })

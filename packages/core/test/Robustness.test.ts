@@ -1,0 +1,149 @@
+import { decodeFrame } from "@chiral/protocol"
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Ref, Result, Schedule, Stream } from "effect"
+import { ClientTransport, PolicyClient, PolicyServer } from "../src/index.js"
+import { failure } from "./support/Exits.js"
+import * as Frames from "./support/Frames.js"
+import * as Pair from "./support/Pair.js"
+import * as RawWebSocket from "./support/RawWebSocket.js"
+import * as Robot from "./support/Robot.js"
+
+/** Waits (real time, bounded) until the server has exactly `n` connections. */
+const awaitConnections = (server: PolicyServer.PolicyServerApi, n: number) =>
+  server.connections.pipe(
+    Effect.filterOrFail((count) => count === n),
+    Effect.retry({ schedule: Schedule.spaced(5), times: 400 })
+  )
+
+const decodeType = (frame: Uint8Array) => {
+  const decoded = decodeFrame(frame)
+  return Result.isSuccess(decoded) ? decoded.success.type : `error: ${decoded.failure.message}`
+}
+
+for (const [name, transports] of Pair.transports) {
+  describe(`PolicyServer robustness over ${name}`, () => {
+    it.live("malformed frames are logged with their reason and dropped; that client and others keep working", () =>
+      Effect.gen(function*() {
+        const logs = yield* Robot.captureLogs
+        yield* Effect.gen(function*() {
+          const { client } = yield* Pair.startPair()
+          yield* client.startObsStream(200)
+          const raw = yield* ClientTransport.use((t) => t.connect)
+          const bad = Frames.badFrames()
+          expect(bad.length).toBeGreaterThan(20)
+          for (const frame of bad) yield* raw.send(frame.bytes)
+          yield* raw.send(Uint8Array.of(1, 2, 3))
+          // a response type is not something a client may send
+          yield* raw.send(Frames.vector("metadata_response"))
+          yield* raw.send(Frames.metadataRequest)
+          const reply = yield* raw.frames.pipe(Stream.take(1), Stream.runCollect)
+          expect(decodeType(reply[0]!)).toBe("metadata_response")
+          // the well-behaved client was never disturbed
+          const obs = yield* client.getObs
+          expect(obs.cameras.length).toBe(2)
+          expect(yield* client.getMetadata).toMatchObject({ action_shape: [7] })
+        }).pipe(Effect.scoped, Effect.provide(logs.layer))
+        const dropped = logs.lines.filter((line) => line.includes("dropped frame from"))
+        expect(dropped.length).toBe(Frames.badFrames().length + 2)
+        expect(dropped.some((line) => line.includes("header_len"))).toBe(true)
+        expect(dropped.some((line) => line.includes("a client does not send metadata_response"))).toBe(true)
+      }).pipe(Effect.provide(transports)))
+
+    it.live("a request the handler cannot answer closes that connection: the client fails fast, others carry on", () =>
+      Effect.gen(function*() {
+        const logs = yield* Robot.captureLogs
+        yield* Effect.gen(function*() {
+          yield* PolicyServer.make({
+            cameras: Robot.cameras,
+            handlers: {
+              reset: Effect.fail("the robot is on fire"),
+              applyAction: () => Effect.void
+            }
+          })
+          const doomed = yield* PolicyClient.make({ quiet: true })
+          const other = yield* PolicyClient.make({ quiet: true })
+          const exit = yield* Effect.exit(doomed.reset)
+          expect(failure(exit)).toMatchObject({ _tag: "RequestError", reason: "Disconnected", request: "reset" })
+          expect((yield* other.getObs).cameras.length).toBe(2)
+        }).pipe(Effect.scoped, Effect.provide(logs.layer))
+        expect(logs.lines.some((l) => l.includes("cannot answer reset") && l.includes("the robot is on fire"))).toBe(
+          true
+        )
+      }).pipe(Effect.provide(transports)))
+
+    it.live("golden request vectors from the references are answered with frames that decode", () =>
+      Effect.gen(function*() {
+        const { recorder } = yield* Pair.startServerOnly()
+        const raw = yield* ClientTransport.use((t) => t.connect)
+        const requests = [
+          ["metadata_request", "metadata_response"],
+          ["reset_request", "reset_response"],
+          ["obs_request", "obs_response"],
+          ["cpp_metadata_request", "metadata_response"],
+          ["cpp_reset_request", "reset_response"],
+          ["cpp_action", "step_response"]
+        ] as const
+        for (const [request] of requests) yield* raw.send(Frames.vector(request))
+        const replies = yield* raw.frames.pipe(Stream.take(requests.length), Stream.runCollect)
+        expect(replies.map(decodeType)).toEqual(requests.map(([, reply]) => reply))
+
+        const cppAction = yield* recorder.actions.pipe((q) => Stream.fromQueue(q), Stream.take(1), Stream.runCollect)
+        const cpp = Frames.description("cpp_action") as { action: { shape: Array<number>; data: Array<number> } }
+        expect(cppAction[0]!.action.shape).toEqual(cpp.action.shape)
+        expect(Array.from(cppAction[0]!.action.data)).toEqual(cpp.action.data)
+
+        const actions = ["apply_action", "apply_action_no_timestamps", "apply_action_2d", "apply_action_from_float64"]
+        for (const name of actions) yield* raw.send(Frames.vector(name))
+        const applied = yield* Stream.fromQueue(recorder.actions).pipe(Stream.take(actions.length), Stream.runCollect)
+        actions.forEach((name, i) => {
+          const expected = Frames.description(name) as {
+            action: { dtype: string; shape: Array<number>; data: Array<number> }
+            obs_timestamps: Record<string, number>
+          }
+          expect(applied[i]!.action.dtype).toBe(expected.action.dtype)
+          expect(applied[i]!.action.shape).toEqual(expected.action.shape)
+          expect(Array.from(applied[i]!.action.data)).toEqual(expected.action.data)
+          expect(applied[i]!.context.obsTimestamps).toEqual(expected.obs_timestamps)
+        })
+      }).pipe(Effect.scoped, Effect.provide(transports)))
+  })
+}
+
+describe("PolicyServer robustness over real sockets", () => {
+  it.live("a client vanishing mid-frame harms no one", () =>
+    Effect.gen(function*() {
+      const { server } = yield* Pair.startServerOnly()
+      const client = yield* PolicyClient.make({ quiet: true })
+      yield* awaitConnections(server, 1)
+      yield* Effect.gen(function*() {
+        const raw = yield* RawWebSocket.connect(server.address)
+        yield* awaitConnections(server, 2)
+        // announce 100 000 bytes, deliver 100, vanish
+        raw.sendFrame(new Uint8Array(100), { declaredLength: 100_000 })
+      }).pipe(Effect.scoped)
+      yield* awaitConnections(server, 1)
+      expect((yield* client.getObs).cameras.length).toBe(2)
+    }).pipe(Effect.scoped, Effect.provide(Pair.webSocket)))
+
+  it.live("a client that never reads slows only itself: others and sensor writers keep going", () =>
+    Effect.gen(function*() {
+      const recorder = yield* Robot.makeRecorder
+      const big = { name: "big", height: 480, width: 640, channels: 3, hasDepth: true }
+      const server = yield* PolicyServer.make({ cameras: [big], handlers: Robot.handlers(recorder) })
+      const raw = yield* RawWebSocket.connect(server.address)
+      // ~2.1 MB per answer: 40 of them are far more than the socket buffers hold
+      for (let i = 0; i < 40; i++) raw.sendFrame(Frames.obsRequest)
+      const client = yield* PolicyClient.make({ quiet: true, requestTimeout: "5 seconds" })
+      const image = new Uint8Array(480 * 640 * 3)
+      for (let i = 0; i < 20; i++) {
+        image.fill(i)
+        yield* server.updateImage("big", image)
+        const obs = yield* client.getObs
+        expect(obs.cameras[0]!.image.data[0]).toBe(i)
+      }
+      // the stalled client got only what its socket buffers could take
+      const served = (yield* Ref.get(recorder.obsRequests)).length
+      expect(served).toBeGreaterThanOrEqual(20)
+      expect(served).toBeLessThan(60)
+    }).pipe(Effect.scoped, Effect.provide(Pair.webSocket)))
+})
