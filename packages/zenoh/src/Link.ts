@@ -1,0 +1,268 @@
+/**
+ * A TCP link: one `node:net` socket as a scoped resource with a pull-based reader that yields
+ * whole batches and a writer that hands buffers to the kernel without copying them.
+ *
+ * Reading: the socket flows into a small inbox and is paused once the inbox holds `highWaterMark`
+ * bytes that nobody pulled, so a slow consumer pushes back on the sender through TCP.
+ * Writing is synchronous (corked, one `writev` per call), so the batches of one message — every
+ * fragment of it — are queued back to back even when several fibers send; the returned Effect
+ * waits until the last buffer was handed to the kernel, after which the caller may reuse it.
+ */
+import { Effect, Scope } from "effect"
+import * as Net from "node:net"
+import { BatchSplitter } from "./Batch.js"
+import { ZenohLinkError } from "./ZenohError.js"
+
+export interface Link {
+  /** `host:port` of the remote end, for errors and logs. */
+  readonly peer: string
+  /** The next batch body; fails when the connection ends (cleanly or not). */
+  readonly readBatch: Effect.Effect<Uint8Array, ZenohLinkError>
+  /**
+   * Queues `chunks` as one write, synchronously, when called (not when the result runs): the
+   * order of calls is the order on the wire. The returned Effect waits until the last chunk was
+   * handed to the kernel and fails when the link closed first.
+   */
+  readonly send: (chunks: ReadonlyArray<Uint8Array>) => Effect.Effect<void, ZenohLinkError>
+  /** Ends the write side after queued data, waiting at most `timeoutMillis`, then destroys the socket. */
+  readonly close: (timeoutMillis: number) => Effect.Effect<void>
+  /** Destroys the socket at once. */
+  readonly destroy: () => void
+  readonly isOpen: () => boolean
+}
+
+const DEFAULT_HIGH_WATER_MARK = 4 * 1024 * 1024
+
+export const peerName = (socket: Net.Socket): string => {
+  const host = socket.remoteAddress ?? "?"
+  const name = host.includes(":") ? `[${host}]` : host
+  return `${name}:${socket.remotePort ?? "?"}`
+}
+
+/**
+ * Wraps a connected socket. The scope destroys the socket when it closes (a graceful `close`
+ * should have run first when there was something left to say).
+ */
+export const fromSocket = (
+  socket: Net.Socket,
+  options?: { readonly highWaterMark?: number | undefined }
+): Effect.Effect<Link, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.sync(() => makeUnsafe(socket, options?.highWaterMark ?? DEFAULT_HIGH_WATER_MARK)),
+    (link) => Effect.sync(link.destroy)
+  )
+
+const makeUnsafe = (socket: Net.Socket, highWaterMark: number): Link => {
+  const peer = peerName(socket)
+  const splitter = new BatchSplitter()
+  let inboxBytes = 0
+  const inbox: Array<Uint8Array> = []
+  let paused = false
+  let ended: ZenohLinkError | undefined
+  let waiter: ((effect: Effect.Effect<Uint8Array, ZenohLinkError>) => void) | undefined
+
+  socket.setNoDelay(true)
+
+  const wake = () => {
+    if (waiter === undefined) return
+    const next = nextBatch()
+    if (next === undefined) return
+    const resume = waiter
+    waiter = undefined
+    resume(next)
+  }
+
+  const endWith = (reason: string, cause?: unknown) => {
+    ended ??= new ZenohLinkError({ peer, operation: "read", reason, cause })
+    wake()
+  }
+
+  socket.on("data", (chunk: Uint8Array) => {
+    inbox.push(chunk)
+    inboxBytes += chunk.length
+    if (inboxBytes >= highWaterMark && !paused) {
+      paused = true
+      socket.pause()
+    }
+    wake()
+  })
+  socket.on("end", () => endWith("connection closed by the peer"))
+  socket.on("error", (error) => endWith(error.message, error))
+  socket.on("close", () => endWith("connection closed"))
+
+  /** A batch if one is complete, the end-of-stream failure if nothing more can come, else undefined. */
+  const nextBatch = (): Effect.Effect<Uint8Array, ZenohLinkError> | undefined => {
+    if (inbox.length > 0) {
+      for (const chunk of inbox) splitter.push(chunk)
+      inbox.length = 0
+      inboxBytes = 0
+      if (paused) {
+        paused = false
+        socket.resume()
+      }
+    }
+    const body = splitter.next()
+    if (body !== undefined) return Effect.succeed(body)
+    if (ended !== undefined) {
+      const pending = splitter.pending
+      splitter.clear()
+      return Effect.fail(
+        pending > 0
+          ? new ZenohLinkError({
+            peer,
+            operation: "read",
+            reason: `connection ended inside a batch (${pending} bytes of an incomplete batch)`
+          })
+          : ended
+      )
+    }
+    return undefined
+  }
+
+  const readBatch: Link["readBatch"] = Effect.callback<Uint8Array, ZenohLinkError>((resume) => {
+    const next = nextBatch()
+    if (next !== undefined) return resume(next)
+    waiter = resume
+    return Effect.sync(() => {
+      if (waiter === resume) waiter = undefined
+    })
+  })
+
+  const isOpen = () => !socket.destroyed && socket.writable
+
+  const writeChunks = (chunks: ReadonlyArray<Uint8Array>, done?: (error?: Error | null) => void): boolean => {
+    if (!isOpen()) return false
+    const last = chunks.length - 1
+    if (last === 0) {
+      socket.write(chunks[0]!, done)
+      return true
+    }
+    socket.cork()
+    for (let i = 0; i <= last; i++) socket.write(chunks[i]!, i === last ? done : undefined)
+    socket.uncork()
+    return true
+  }
+
+  const send: Link["send"] = (chunks) => {
+    // Outcome of the flush, recorded by the write callback; the Effect reads or awaits it.
+    let outcome: Effect.Effect<void, ZenohLinkError> | undefined
+    let resume: ((effect: Effect.Effect<void, ZenohLinkError>) => void) | undefined
+    const settle = (effect: Effect.Effect<void, ZenohLinkError>) => {
+      if (outcome !== undefined) return
+      outcome = effect
+      resume?.(effect)
+    }
+    const failed = (reason: string, cause?: unknown) =>
+      Effect.fail(new ZenohLinkError({ peer, operation: "write", reason, cause }))
+    try {
+      const queued = writeChunks(chunks, (error) => settle(error ? failed(error.message, error) : Effect.void))
+      if (!queued) settle(failed("the connection is closed"))
+    } catch (cause) {
+      settle(failed(String(cause), cause))
+    }
+    return Effect.callback<void, ZenohLinkError>((r) => {
+      if (outcome !== undefined) return r(outcome)
+      resume = r
+    })
+  }
+
+  const destroy = () => {
+    if (!socket.destroyed) socket.destroy()
+    endWith("connection closed locally")
+  }
+
+  const close: Link["close"] = (timeoutMillis) =>
+    Effect.callback<void>((resume) => {
+      if (socket.destroyed) return resume(Effect.void)
+      socket.end(() => resume(Effect.void))
+    }).pipe(
+      Effect.timeoutOrElse({ duration: timeoutMillis, orElse: () => Effect.void }),
+      Effect.ensuring(Effect.sync(destroy))
+    )
+
+  return {
+    peer,
+    readBatch,
+    send,
+    close,
+    destroy,
+    isOpen
+  }
+}
+
+/** Connects to `host:port`; the socket is destroyed when the scope closes. */
+export const connect = (options: {
+  readonly host: string
+  readonly port: number
+  readonly timeoutMillis: number
+}): Effect.Effect<Link, ZenohLinkError, Scope.Scope> => {
+  const peer = `${options.host.includes(":") ? `[${options.host}]` : options.host}:${options.port}`
+  return Effect.acquireRelease(
+    Effect.callback<Net.Socket, ZenohLinkError>((resume) => {
+      const socket = Net.createConnection({ host: options.host, port: options.port })
+      const onError = (error: Error) => {
+        socket.destroy()
+        resume(Effect.fail(new ZenohLinkError({ peer, operation: "connect", reason: error.message, cause: error })))
+      }
+      socket.once("error", onError)
+      socket.once("connect", () => {
+        socket.off("error", onError)
+        resume(Effect.succeed(socket))
+      })
+      return Effect.sync(() => socket.destroy())
+    }).pipe(
+      Effect.timeoutOrElse({
+        duration: options.timeoutMillis,
+        orElse: () =>
+          Effect.fail(
+            new ZenohLinkError({ peer, operation: "connect", reason: `timed out after ${options.timeoutMillis} ms` })
+          )
+      })
+    ),
+    (socket) => Effect.sync(() => socket.destroy())
+  ).pipe(Effect.flatMap((socket) => fromSocket(socket)))
+}
+
+/**
+ * Listens on `host:port` and calls `onConnection` for every accepted socket. The server stops
+ * when the scope closes; accepted sockets are the callback's to own.
+ */
+export const listen = (options: {
+  readonly host: string
+  readonly port: number
+  readonly onConnection: (socket: Net.Socket) => void
+}): Effect.Effect<{ readonly host: string; readonly port: number }, ZenohLinkError, Scope.Scope> => {
+  const name = `${options.host.includes(":") ? `[${options.host}]` : options.host}:${options.port}`
+  // Sockets still open when the server stops are destroyed, or `server.close` would wait for them.
+  const accepted = new Set<Net.Socket>()
+  return Effect.acquireRelease(
+    Effect.callback<Net.Server, ZenohLinkError>((resume) => {
+      const server = Net.createServer({ noDelay: true }, (socket) => {
+        socket.on("error", () => {}) // the Link reports errors once it wraps the socket
+        accepted.add(socket)
+        socket.once("close", () => accepted.delete(socket))
+        options.onConnection(socket)
+      })
+      const onError = (error: Error) => {
+        server.close()
+        resume(Effect.fail(new ZenohLinkError({ peer: name, operation: "listen", reason: error.message, cause: error })))
+      }
+      server.once("error", onError)
+      server.listen({ host: options.host, port: options.port }, () => {
+        server.off("error", onError)
+        server.on("error", () => {})
+        resume(Effect.succeed(server))
+      })
+    }),
+    (server) =>
+      Effect.callback<void>((resume) => {
+        server.close(() => resume(Effect.void))
+        for (const socket of accepted) socket.destroy()
+      })
+  ).pipe(
+    Effect.map((server) => {
+      const address = server.address() as Net.AddressInfo
+      return { host: address.address, port: address.port }
+    })
+  )
+}

@@ -1,0 +1,499 @@
+/**
+ * One open session with a remote peer, after the handshake: what it declared, our SN counters,
+ * its reassembly buffers, and the receive / keep-alive / lease loops.
+ *
+ * Sending is synchronous (SN allocation and socket write in one step) so that concurrent senders
+ * never interleave SNs or split a fragmented message. Receiving runs in one fiber that decodes
+ * batch after batch and hands samples to the session, waiting when a subscriber is full (TCP then
+ * pushes back on the sender).
+ */
+import { Effect } from "effect"
+import * as Batch from "./Batch.js"
+import * as Fragmenter from "./Fragmenter.js"
+import type { Negotiated } from "./Handshake.js"
+import * as KeyExpr from "./KeyExpr.js"
+import type { Link } from "./Link.js"
+import * as NetworkMessage from "./NetworkMessage.js"
+import * as TransportMessage from "./TransportMessage.js"
+import { ZReader, ZWriter } from "./ZBuf.js"
+import type * as ZenohBody from "./ZenohBody.js"
+import {
+  type PeerError,
+  ZenohCloseReceived,
+  ZenohDecodeError,
+  ZenohLeaseExpired,
+  type ZenohLinkError,
+  ZenohReassemblyError
+} from "./ZenohError.js"
+import * as ZenohId from "./ZenohId.js"
+import * as Zint from "./Zint.js"
+
+/** A sample received from a peer (or published locally) for a subscriber. */
+export interface Sample {
+  readonly keyExpr: string
+  readonly payload: Uint8Array
+  readonly kind: "put" | "delete"
+  readonly encoding: ZenohBody.Encoding | undefined
+  readonly timestamp: ZenohBody.Timestamp | undefined
+  /** PUT attachment extension, when the publisher set one. */
+  readonly attachment: Uint8Array | undefined
+  /** Zenoh id of the peer it came from; undefined for a local publication. */
+  readonly source: string | undefined
+}
+
+/** What a remote peer is, as seen by the application. */
+export interface PeerInfo {
+  readonly zid: string
+  readonly address: string
+  readonly whatami: "router" | "peer" | "client"
+  /** Our side of the handshake. */
+  readonly role: "listener" | "connector"
+  readonly batchSize: number
+  readonly leaseMillis: number
+}
+
+/** What a remote needs from the local session. */
+export interface SessionHooks {
+  readonly maxMessageSize: number
+  readonly keepAliveMillis: number
+  /** Local subscriptions to announce: id and canonical key. */
+  readonly subscriptions: () => Iterable<{ readonly id: number; readonly keyExpr: string }>
+  /** Hands a sample to matching local subscribers; an Effect when it has to wait for room. */
+  readonly deliver: (sample: Sample) => Effect.Effect<void> | undefined
+  /** The remote's set of subscriptions changed. */
+  readonly remoteSubscriptionsChanged: () => void
+}
+
+const whatamiName = (w: number): PeerInfo["whatami"] => (w === 0 ? "router" : w === 2 ? "client" : "peer")
+
+const ATTACHMENT = 0x43
+
+export class Remote {
+  readonly link: Link
+  readonly negotiated: Negotiated
+  readonly info: PeerInfo
+  private readonly hooks: SessionHooks
+  private readonly maxBody: number
+
+  // --- what the remote declared ---
+  private readonly remoteKeyExprs = new Map<number, string>()
+  private readonly subscribers = new Map<number, string>()
+  private readonly routeCache = new Map<string, boolean>()
+
+  // --- transmit state ---
+  private txSn: number
+  private sentSinceTick = false
+
+  // --- receive state ---
+  private readonly reliable: Fragmenter.Reassembler
+  private readonly bestEffort: Fragmenter.Reassembler
+  private receivedSinceCheck = false
+  private delivering = false
+
+  constructor(link: Link, negotiated: Negotiated, hooks: SessionHooks) {
+    this.link = link
+    this.negotiated = negotiated
+    this.hooks = hooks
+    this.maxBody = Batch.maxBody(negotiated.batchSize)
+    this.txSn = negotiated.localInitialSn
+    const reassembler = () =>
+      new Fragmenter.Reassembler({
+        limit: hooks.maxMessageSize,
+        markers: negotiated.patch >= 1,
+        snModulus: negotiated.snModulus,
+        sizeHint: NetworkMessage.pushSizeHint
+      })
+    this.reliable = reassembler()
+    this.bestEffort = reassembler()
+    this.info = {
+      zid: ZenohId.toString(negotiated.remoteZid),
+      address: link.peer,
+      whatami: whatamiName(negotiated.remoteWhatami),
+      role: negotiated.role,
+      batchSize: negotiated.batchSize,
+      leaseMillis: negotiated.remoteLeaseMillis
+    }
+  }
+
+  /** Does any subscription the remote declared intersect `keyExpr`? (cached per key) */
+  matches(keyExpr: string): boolean {
+    const cached = this.routeCache.get(keyExpr)
+    if (cached !== undefined) return cached
+    let result = false
+    for (const sub of this.subscribers.values()) {
+      if (KeyExpr.intersects(sub, keyExpr)) {
+        result = true
+        break
+      }
+    }
+    if (this.routeCache.size >= 1024) this.routeCache.clear()
+    this.routeCache.set(keyExpr, result)
+    return result
+  }
+
+  /** Key expressions the remote subscribed to. */
+  subscriptions(): ReadonlyArray<string> {
+    return [...this.subscribers.values()]
+  }
+
+  // --- sending ------------------------------------------------------------------------------------
+
+  private nextSn(): number {
+    const sn = this.txSn
+    this.txSn = (sn + 1) % this.negotiated.snModulus
+    return sn
+  }
+
+  /**
+   * Sends network messages in reliable FRAMEs, packing as many per batch as fit (one FRAME per
+   * batch, as the last message: pico reads a FRAME to the end of its batch). A message larger
+   * than a batch travels as FRAGMENTs.
+   */
+  sendNetwork(messages: ReadonlyArray<NetworkMessage.NetworkMessage>): Effect.Effect<void, ZenohLinkError> {
+    const chunks: Array<Uint8Array> = []
+    let batch: ZWriter | undefined
+    let count = 0
+    const flush = () => {
+      if (batch === undefined) return
+      const bytes = batch.finish()
+      Batch.writePrefix(bytes, 0, bytes.length - Batch.PREFIX_LENGTH)
+      chunks.push(bytes)
+      batch = undefined
+      count = 0
+    }
+    for (const msg of messages) {
+      const m = new ZWriter(64)
+      NetworkMessage.encode(m, msg)
+      const bytes = m.finish()
+      const frameHeader = 1 + Zint.lengthOf(this.txSn)
+      if (frameHeader + bytes.length > this.maxBody) {
+        flush()
+        chunks.push(...this.fragments([bytes]))
+        continue
+      }
+      if (batch !== undefined && batch.pos - Batch.PREFIX_LENGTH + bytes.length > this.maxBody) flush()
+      if (batch === undefined) {
+        batch = new ZWriter(Math.min(this.maxBody + Batch.PREFIX_LENGTH, 256))
+        batch.u16le(0)
+        TransportMessage.encodeFrameHeader(batch, true, this.nextSn())
+      }
+      batch.bytes(bytes)
+      count++
+    }
+    if (count > 0) flush()
+    return this.write(chunks)
+  }
+
+  /** FRAGMENT batches for one message, consuming SNs. */
+  private fragments(parts: ReadonlyArray<Uint8Array>): Array<Uint8Array> {
+    const out = Fragmenter.fragment(parts, {
+      batchSize: this.negotiated.batchSize,
+      reliable: true,
+      firstSn: this.txSn,
+      snModulus: this.negotiated.snModulus
+    })
+    this.txSn = out.nextSn
+    return out.chunks
+  }
+
+  /**
+   * Publishes a PUT: the payload parts go to the socket as views (never copied), in one FRAME
+   * when they fit a batch, else as FRAGMENTs. Written when called; the Effect awaits the flush.
+   */
+  sendPut(
+    keyExpr: string,
+    parts: ReadonlyArray<Uint8Array>,
+    payloadLength: number,
+    put: ZenohBody.PutMeta
+  ): Effect.Effect<void, ZenohLinkError> {
+    // The PUSH prefix is written after room for the batch length and FRAME header, so that a
+    // message fitting one batch goes out as [head, ...parts] with no further copy.
+    const frameHeader = 1 + Zint.lengthOf(this.txSn)
+    const reserved = Batch.PREFIX_LENGTH + frameHeader
+    const w = new ZWriter(reserved + 16 + keyExpr.length * 3)
+    w.pos = reserved
+    NetworkMessage.encodePushPutPrefix(w, NetworkMessage.push(keyExpr, { ...put, _tag: "Put", payload: EMPTY }), payloadLength)
+    const head = w.finish()
+    const pushLength = head.length - reserved + payloadLength
+    if (frameHeader + pushLength <= this.maxBody) {
+      Batch.writePrefix(head, 0, frameHeader + pushLength)
+      head[Batch.PREFIX_LENGTH] = TransportMessage.Id.Frame | FLAG_RELIABLE
+      Zint.writeInto(head, Batch.PREFIX_LENGTH + 1, this.nextSn())
+      return this.write([head, ...parts])
+    }
+    return this.write(this.fragments([head.subarray(reserved), ...parts]))
+  }
+
+  sendKeepAlive(): void {
+    void this.write([KEEP_ALIVE])
+  }
+
+  sendClose(reason: number): void {
+    const w = new ZWriter(8)
+    TransportMessage.encode(w, TransportMessage.close(reason, true))
+    void this.write([Batch.encode(w.finish())])
+  }
+
+  private write(chunks: ReadonlyArray<Uint8Array>): Effect.Effect<void, ZenohLinkError> {
+    if (chunks.length === 0) return Effect.void
+    this.sentSinceTick = true
+    return this.link.send(chunks)
+  }
+
+  /** Our current declarations as answers to interest `interestId`, then D_FINAL. */
+  private currentDeclarations(interestId: number, restrict?: string): Array<NetworkMessage.NetworkMessage> {
+    const out: Array<NetworkMessage.NetworkMessage> = []
+    for (const sub of this.hooks.subscriptions()) {
+      if (restrict !== undefined && !KeyExpr.intersects(restrict, sub.keyExpr)) continue
+      out.push(NetworkMessage.declare(NetworkMessage.declareSubscriber(sub.id, sub.keyExpr), interestId))
+    }
+    out.push(NetworkMessage.declare(NetworkMessage.declareFinal, interestId))
+    return out
+  }
+
+  /**
+   * Right after OPEN, in both roles: our declarations as answers to the implicit interest 0,
+   * then D_FINAL(0) (a Rust peer waits for it before its open() returns).
+   */
+  announce(): void {
+    void this.sendNetwork(this.currentDeclarations(0))
+  }
+
+  // --- receiving ----------------------------------------------------------------------------------
+
+  /** Receives until the link fails, the peer closes, or a batch does not decode. Never succeeds. */
+  readonly receive: Effect.Effect<never, PeerError> = Effect.suspend(() => {
+    const self = this
+    return Effect.gen(function*() {
+      for (const msg of self.negotiated.leftover) {
+        const wait = self.handleTransport(msg)
+        if (wait !== undefined) yield* wait
+      }
+      for (;;) {
+        const body = yield* self.link.readBatch
+        self.receivedSinceCheck = true
+        let messages: Array<TransportMessage.TransportMessage>
+        try {
+          messages = TransportMessage.decodeBatch(body)
+        } catch (error) {
+          if (error instanceof ZenohDecodeError) return yield* self.invalid(error)
+          throw error
+        }
+        for (const msg of messages) {
+          const wait = self.handleTransport(msg)
+          if (wait !== undefined) yield* wait
+        }
+      }
+    })
+  })
+
+  /** Fails when nothing arrived for the remote's lease (checked every quarter lease). */
+  readonly watchLease: Effect.Effect<never, ZenohLeaseExpired> = Effect.suspend(() => {
+    const self = this
+    const lease = this.negotiated.remoteLeaseMillis
+    return Effect.gen(function*() {
+      let quiet = 0
+      for (;;) {
+        yield* Effect.sleep(lease / 4)
+        if (self.receivedSinceCheck || self.delivering) {
+          self.receivedSinceCheck = false
+          quiet = 0
+        } else if (++quiet >= 4) {
+          return yield* Effect.fail(new ZenohLeaseExpired({ peer: self.info.address, leaseMillis: lease }))
+        }
+      }
+    })
+  })
+
+  /** Sends KEEP_ALIVE whenever nothing was sent during the last interval. */
+  readonly keepAlive: Effect.Effect<never> = Effect.suspend(() => {
+    const self = this
+    // The remote may expire us on the shorter of both leases (pico does).
+    const interval = Math.min(this.hooks.keepAliveMillis, this.negotiated.remoteLeaseMillis / 4)
+    return Effect.gen(function*() {
+      for (;;) {
+        yield* Effect.sleep(interval)
+        if (!self.sentSinceTick) self.sendKeepAlive()
+        self.sentSinceTick = false
+      }
+    })
+  })
+
+  private invalid<E extends PeerError>(error: E): Effect.Effect<never, E> {
+    this.sendClose(TransportMessage.CloseReason.Invalid)
+    return Effect.fail(error)
+  }
+
+  private handleTransport(msg: TransportMessage.TransportMessage): Effect.Effect<void, PeerError> | undefined {
+    switch (msg._tag) {
+      case "Frame": {
+        // SNs are not checked: TCP neither reorders nor duplicates, and pico numbers some
+        // messages from the other channel's counter (see ZENOH.md §8.9).
+        return this.handleMessages(msg.messages, 0)
+      }
+      case "Fragment": {
+        const reassembler = msg.reliable ? this.reliable : this.bestEffort
+        let whole: Uint8Array | undefined
+        try {
+          whole = reassembler.push(msg)
+        } catch (error) {
+          if (error instanceof ZenohReassemblyError) return this.invalid(error)
+          throw error
+        }
+        if (whole === undefined) return undefined
+        let m: NetworkMessage.NetworkMessage
+        try {
+          m = NetworkMessage.decode(new ZReader(whole))
+        } catch (error) {
+          if (error instanceof ZenohDecodeError) return this.invalid(error)
+          throw error
+        }
+        return this.handleNetwork(m)
+      }
+      case "KeepAlive":
+        return undefined
+      case "Close":
+        this.link.destroy()
+        return Effect.fail(
+          new ZenohCloseReceived({
+            peer: this.info.address,
+            reason: msg.reason,
+            reasonName: TransportMessage.closeReasonName(msg.reason)
+          })
+        )
+      case "Init":
+      case "Open":
+      case "Oam":
+        // Not expected on an open session; peers ignore them too.
+        return undefined
+    }
+  }
+
+  /** Handles messages in order; once one has to wait, the rest run after it. */
+  private handleMessages(
+    messages: ReadonlyArray<NetworkMessage.NetworkMessage>,
+    from: number
+  ): Effect.Effect<void> | undefined {
+    for (let i = from; i < messages.length; i++) {
+      const wait = this.handleNetwork(messages[i]!)
+      if (wait !== undefined) {
+        return i + 1 < messages.length
+          ? Effect.andThen(wait, Effect.suspend(() => this.handleMessages(messages, i + 1) ?? Effect.void))
+          : wait
+      }
+    }
+    return undefined
+  }
+
+  private resolve(wire: NetworkMessage.WireExpr): string | undefined {
+    if (wire.scope === 0) return wire.suffix ?? ""
+    // M=1: the sender's table. M=0 names one of our ids, and we declare none.
+    const prefix = wire.senderMapping ? this.remoteKeyExprs.get(wire.scope) : undefined
+    if (prefix === undefined) return undefined
+    return prefix + (wire.suffix ?? "")
+  }
+
+  private handleNetwork(msg: NetworkMessage.NetworkMessage): Effect.Effect<void> | undefined {
+    switch (msg._tag) {
+      case "Push": {
+        const keyExpr = this.resolve(msg.wireExpr)
+        if (keyExpr === undefined) return unknownScope(this.info.address, "PUSH", msg.wireExpr)
+        const body = msg.body
+        const sample: Sample = body._tag === "Put"
+          ? {
+            keyExpr,
+            payload: body.payload,
+            kind: "put",
+            encoding: body.encoding,
+            timestamp: body.timestamp,
+            attachment: attachmentOf(body),
+            source: this.info.zid
+          }
+          : {
+            keyExpr,
+            payload: new Uint8Array(0),
+            kind: "delete",
+            encoding: undefined,
+            timestamp: body.timestamp,
+            attachment: attachmentOf(body),
+            source: this.info.zid
+          }
+        const wait = this.hooks.deliver(sample)
+        if (wait === undefined) return undefined
+        this.delivering = true
+        return Effect.ensuring(wait, Effect.sync(() => (this.delivering = false)))
+      }
+      case "Declare":
+        return this.handleDeclaration(msg.declaration)
+      case "Interest": {
+        if (msg.mode === "current" || msg.mode === "currentFuture") {
+          const wantSubscribers = (msg.options & NetworkMessage.InterestOption.Subscribers) !== 0
+          const restrict = msg.wireExpr !== undefined ? this.resolve(msg.wireExpr) : undefined
+          const answers = wantSubscribers
+            ? this.currentDeclarations(msg.id, restrict)
+            : [NetworkMessage.declare(NetworkMessage.declareFinal, msg.id)]
+          void this.sendNetwork(answers)
+        }
+        // Future declarations go to every peer anyway.
+        return undefined
+      }
+      case "Request":
+      case "Response":
+      case "ResponseFinal":
+      case "Oam":
+        return undefined
+    }
+  }
+
+  private handleDeclaration(d: NetworkMessage.Declaration): Effect.Effect<void> | undefined {
+    switch (d._tag) {
+      case "DeclareKeyExpr": {
+        const key = d.wireExpr.scope === 0
+          ? d.wireExpr.suffix ?? ""
+          : (this.remoteKeyExprs.get(d.wireExpr.scope) ?? "") + (d.wireExpr.suffix ?? "")
+        this.remoteKeyExprs.set(d.id, key)
+        return undefined
+      }
+      case "UndeclareKeyExpr":
+        this.remoteKeyExprs.delete(d.id)
+        return undefined
+      case "DeclareSubscriber": {
+        const raw = this.resolve(d.wireExpr)
+        if (raw === undefined) return unknownScope(this.info.address, "D_SUBSCRIBER", d.wireExpr)
+        let key: string
+        try {
+          key = KeyExpr.canonizeUnsafe(raw)
+        } catch {
+          return Effect.logWarning(`zenoh: ignoring subscriber with invalid key ${JSON.stringify(raw)} from ${this.info.address}`)
+        }
+        this.subscribers.set(d.id, key)
+        this.routeCache.clear()
+        this.hooks.remoteSubscriptionsChanged()
+        return undefined
+      }
+      case "UndeclareSubscriber":
+        if (this.subscribers.delete(d.id)) {
+          this.routeCache.clear()
+          this.hooks.remoteSubscriptionsChanged()
+        }
+        return undefined
+      default:
+        // Queryables, tokens and D_FINAL need no action from a pub/sub peer.
+        return undefined
+    }
+  }
+}
+
+const KEEP_ALIVE = Batch.encode(new Uint8Array([TransportMessage.Id.KeepAlive]))
+const EMPTY = new Uint8Array(0)
+const FLAG_RELIABLE = 0x20
+
+const attachmentOf = (body: ZenohBody.PushBody): Uint8Array | undefined => {
+  for (const ext of body.extensions) if (ext.id === ATTACHMENT && ext.value instanceof Uint8Array) return ext.value
+  return undefined
+}
+
+const unknownScope = (peer: string, what: string, wire: NetworkMessage.WireExpr) =>
+  Effect.logWarning(
+    `zenoh: ${what} from ${peer} uses undeclared scope ${wire.scope} (${wire.senderMapping ? "sender" : "receiver"} mapping); dropped`
+  )

@@ -1,0 +1,95 @@
+/**
+ * Session settings shared by listeners and connectors, with the defaults a Zenoh 1.x peer uses.
+ */
+import { Duration, Result } from "effect"
+import * as Batch from "./Batch.js"
+import { ZenohConfigError } from "./ZenohError.js"
+import * as ZenohId from "./ZenohId.js"
+
+export interface ZenohConfig {
+  /** Our Zenoh id (bytes, or the hex form). Default: 16 random bytes. */
+  readonly zid?: Uint8Array | string | undefined
+  /** Batch size to announce, length prefix included; the smaller of both peers' wins. Default 65535. */
+  readonly batchSize?: number | undefined
+  /** Lease announced to peers; they drop us after this much silence. Default 10 s. */
+  readonly lease?: Duration.Input | undefined
+  /** Send KEEP_ALIVE after this long without sending anything. Default lease / 4. */
+  readonly keepAlive?: Duration.Input | undefined
+  /** Time allowed for the INIT/OPEN exchange (and for the TCP connect). Default 10 s. */
+  readonly handshakeTimeout?: Duration.Input | undefined
+  /** Largest fragmented message we reassemble; larger ones end the peer session. Default 256 MiB. */
+  readonly maxMessageSize?: number | undefined
+  /** Time allowed to flush a CLOSE and queued data when closing. Default 1 s. */
+  readonly closeTimeout?: Duration.Input | undefined
+}
+
+export interface Resolved {
+  readonly zid: Uint8Array
+  readonly batchSize: number
+  readonly leaseMillis: number
+  readonly keepAliveMillis: number
+  readonly handshakeTimeoutMillis: number
+  readonly maxMessageSize: number
+  readonly closeTimeoutMillis: number
+}
+
+export const DEFAULT_LEASE_MILLIS = 10_000
+export const DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024 * 1024
+/** Below this a FRAGMENT header plus some payload no longer fits a batch sensibly. */
+export const MIN_BATCH_SIZE = 64
+
+const millis = (
+  field: string,
+  input: Duration.Input | undefined,
+  fallback: number
+): Result.Result<number, ZenohConfigError> => {
+  if (input === undefined) return Result.succeed(fallback)
+  let ms: number
+  try {
+    ms = Duration.toMillis(input)
+  } catch {
+    return Result.fail(new ZenohConfigError({ field, reason: "not a duration" }))
+  }
+  if (!Number.isFinite(ms) || ms <= 0) {
+    return Result.fail(new ZenohConfigError({ field, reason: `must be a positive finite duration, got ${ms} ms` }))
+  }
+  return Result.succeed(ms)
+}
+
+export const resolve = (config: ZenohConfig): Result.Result<Resolved, ZenohConfigError> =>
+  Result.gen(function*() {
+    let zid: Uint8Array
+    if (config.zid === undefined) zid = ZenohId.random()
+    else if (typeof config.zid === "string") {
+      const parsed = ZenohId.fromString(config.zid)
+      if (parsed === undefined) {
+        return yield* Result.fail(new ZenohConfigError({ field: "zid", reason: "expected 1–32 hex digits, not all zero" }))
+      }
+      zid = parsed
+    } else {
+      if (config.zid.length < 1 || config.zid.length > 16 || config.zid.every((b) => b === 0)) {
+        return yield* Result.fail(new ZenohConfigError({ field: "zid", reason: "expected 1–16 bytes, not all zero" }))
+      }
+      zid = config.zid
+    }
+    const batchSize = config.batchSize ?? Batch.MAX_BATCH_SIZE
+    if (!Number.isInteger(batchSize) || batchSize < MIN_BATCH_SIZE || batchSize > Batch.MAX_BATCH_SIZE) {
+      return yield* Result.fail(
+        new ZenohConfigError({
+          field: "batchSize",
+          reason: `must be an integer in [${MIN_BATCH_SIZE}, ${Batch.MAX_BATCH_SIZE}], got ${batchSize}`
+        })
+      )
+    }
+    const leaseMillis = yield* millis("lease", config.lease, DEFAULT_LEASE_MILLIS)
+    const keepAliveMillis = yield* millis("keepAlive", config.keepAlive, leaseMillis / 4)
+    const handshakeTimeoutMillis = yield* millis("handshakeTimeout", config.handshakeTimeout, 10_000)
+    const closeTimeoutMillis = yield* millis("closeTimeout", config.closeTimeout, 1_000)
+    const maxMessageSize = config.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE
+    if (!Number.isSafeInteger(maxMessageSize) || maxMessageSize < 1) {
+      return yield* Result.fail(
+        new ZenohConfigError({ field: "maxMessageSize", reason: `must be a positive integer, got ${maxMessageSize}` })
+      )
+    }
+    return { zid, batchSize, leaseMillis, keepAliveMillis, handshakeTimeoutMillis, maxMessageSize, closeTimeoutMillis }
+  })

@@ -1,0 +1,37 @@
+/**
+ * Zenoh ids: 1–16 bytes, the little-endian bytes of a non-zero u128. Shown, as Zenoh does, as
+ * the hexadecimal value of that u128.
+ */
+
+/** 16 random bytes with a non-zero last byte (a peer re-encodes the id without trailing zeros). */
+export const random = (): Uint8Array => {
+  const zid = new Uint8Array(16)
+  globalThis.crypto.getRandomValues(zid)
+  if (zid[15] === 0) zid[15] = 1
+  return zid
+}
+
+/** The id as Zenoh prints it: the u128 value in lowercase hex. */
+export const toString = (zid: Uint8Array): string => {
+  let out = ""
+  for (let i = zid.length - 1; i >= 0; i--) out += zid[i]!.toString(16).padStart(2, "0")
+  const trimmed = out.replace(/^0+/, "")
+  return trimmed.length > 0 ? trimmed : "0"
+}
+
+/** Parses the hex form back into little-endian bytes; undefined when not 1–32 hex digits or zero. */
+export const fromString = (hex: string): Uint8Array | undefined => {
+  if (!/^[0-9a-fA-F]{1,32}$/.test(hex)) return undefined
+  const padded = hex.length % 2 === 1 ? "0" + hex : hex
+  const n = padded.length / 2
+  const out = new Uint8Array(n)
+  for (let i = 0; i < n; i++) out[n - 1 - i] = parseInt(padded.slice(2 * i, 2 * i + 2), 16)
+  if (out.every((b) => b === 0)) return undefined
+  return out
+}
+
+export const equals = (a: Uint8Array, b: Uint8Array): boolean => {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
+}
