@@ -1,1 +1,23 @@
-console.log("chiral: nothing here yet")
+// The `chiral` command. Each subcommand is its own module under commands/;
+// adding one is one import and one line in `subcommands`.
+import { NodeRuntime, NodeServices } from "@effect/platform-node"
+import { Effect } from "effect"
+import { Command } from "effect/cli"
+import { decode } from "./commands/Decode.js"
+
+const subcommands = [
+  decode
+] as const
+
+const chiral = Command.make("chiral").pipe(
+  Command.withDescription(
+    "chiral for TypeScript: stream robot observations to a policy and actions back, wire-compatible with the Python and C++ chiral."
+  ),
+  Command.withSubcommands(subcommands)
+)
+
+chiral.pipe(
+  Command.run({ version: "0.1.0" }),
+  Effect.provide(NodeServices.layer),
+  NodeRuntime.runMain
+)
