@@ -43,6 +43,7 @@ import {
 } from "effect"
 import { type Action, type ActionChunk, chunkToTensor, toTensor } from "./Action.js"
 import * as ActionQueue from "./ActionQueue.js"
+import * as Cadence from "./Cadence.js"
 import { RequestError } from "./RequestError.js"
 import { ClientTransport, type Connection } from "./Transport.js"
 import type { TransportError } from "./TransportError.js"
@@ -93,7 +94,7 @@ export interface PolicyClientApi {
    * newest (only the latest one waits for it), so it never holds old frames.
    */
   readonly observations: Stream.Stream<Observation>
-  /** Requests an observation every 1/hz s on a fixed grid (Schedule.fixed); replaces a running stream. */
+  /** Requests an observation every 1/hz s on a fixed grid (`Cadence.fixed`); replaces a running stream. */
   readonly startObsStream: (hz: number) => Effect.Effect<void>
   readonly stopObsStream: Effect.Effect<void>
 
@@ -352,7 +353,7 @@ export const make = (
         FiberHandle.run(obsLoop)(
           getObs.pipe(
             untilDisconnected("obs stream"),
-            Effect.repeat(Schedule.fixed(period)),
+            Effect.repeat(Cadence.fixed(period)),
             Effect.catch((error) => Effect.logInfo(`chiral: obs stream stopped: ${error.message}`))
           )
         )).pipe(Effect.asVoid)
@@ -365,7 +366,7 @@ export const make = (
         FiberHandle.run(dispatchLoop)(
           dispatchTick.pipe(
             untilDisconnected("action dispatch"),
-            Effect.repeat(Schedule.fixed(period)),
+            Effect.repeat(Cadence.fixed(period)),
             Effect.catch((error) => Effect.logInfo(`chiral: action dispatch stopped: ${error.message}`))
           )
         )).pipe(Effect.asVoid)

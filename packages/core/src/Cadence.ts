@@ -1,0 +1,43 @@
+/**
+ * The schedule behind the client's loops: `Schedule.fixed`'s behaviour (recur
+ * on a fixed grid; when a run overran a whole period, go again at once and
+ * rejoin the grid, missed ticks are not replayed), with two differences that
+ * matter for robot timing:
+ *  - the grid is anchored when the repeat starts, so the first run is tick 0
+ *    and its duration does not shift every later tick (`Schedule.fixed` anchors
+ *    at the end of the first run);
+ *  - time is read from the monotonic clock with sub-millisecond precision
+ *    (`Schedule.fixed` uses whole wall-clock milliseconds), so a wall clock
+ *    step cannot move the grid and rounding adds no jitter.
+ * Under `TestClock` both clocks are virtual, so cadences test exactly.
+ */
+import { Duration, Effect, Schedule } from "effect"
+
+/** Tolerance for float rounding when deciding which grid slot "now" is in. */
+const epsilon = 1e-6
+
+export const fixed = (period: Duration.Input): Schedule.Schedule<number> => {
+  const window = Duration.toMillis(Duration.fromInputUnsafe(period))
+  return Schedule.fromStep(Effect.clockWith((clock) =>
+    Effect.sync(() => {
+      const start = clock.monotonicTimeNanosUnsafe()
+      let attempt = 0
+      // grid time (ms since start) of the run that just ended
+      let lastTick = 0
+      return (_now: number, _input: unknown) =>
+        Effect.sync((): [number, Duration.Duration] => {
+          attempt++
+          const elapsed = Number(clock.monotonicTimeNanosUnsafe() - start) / 1e6
+          if (window <= 0) return [attempt, Duration.zero]
+          if (elapsed - lastTick > window + epsilon) {
+            // overran a whole period: run now, rejoin the grid afterwards
+            lastTick = elapsed
+            return [attempt, Duration.zero]
+          }
+          const next = (Math.floor(elapsed / window + epsilon) + 1) * window
+          lastTick = next
+          return [attempt, Duration.millis(next - elapsed)]
+        })
+    })
+  ))
+}
