@@ -1,0 +1,349 @@
+/**
+ * TS listener ↔ TS connector over real loopback TCP: pub/sub both ways, large fragmented
+ * payloads, key matching, several peers, and the ways a peer can misbehave or vanish.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Cause, Effect, Exit, Fiber, Option, Scope, Stream } from "effect"
+import { type PeerEvent, type Session, Zenoh } from "@chiral/zenoh"
+import * as Raw from "./RawPeer.js"
+
+const text = (s: string) => new TextEncoder().encode(s)
+const str = (b: Uint8Array) => new TextDecoder().decode(b)
+
+const listen = (options?: Partial<Zenoh.ListenOptions>) => Zenoh.listen({ host: "127.0.0.1", port: 0, ...options })
+
+const connectTo = (listener: Zenoh.Listener, options?: Partial<Zenoh.ConnectOptions>) =>
+  Zenoh.connect({ host: "127.0.0.1", port: listener.address.port, ...options })
+
+/** Starts collecting the first event matching `pred` now, so none is missed. */
+const nextEvent = <T extends PeerEvent["_tag"]>(session: Session, tag: T) =>
+  Effect.forkChild(
+    session.peerEvents.pipe(
+      Stream.filter((e): e is Extract<PeerEvent, { _tag: T }> => e._tag === tag),
+      Stream.runHead,
+      Effect.map(Option.getOrThrow)
+    ),
+    { startImmediately: true }
+  )
+
+const pattern = (n: number, seed: number) => {
+  const out = new Uint8Array(n)
+  for (let i = 0; i < n; i++) out[i] = (i * 31 + seed) & 0xff
+  return out
+}
+
+const sameBytes = (a: Uint8Array, b: Uint8Array) => Buffer.compare(a, b) === 0
+
+describe("sessions over loopback TCP", () => {
+  it.live("connector publishes, listener's subscriber receives", () =>
+    Effect.gen(function*() {
+      const listener = yield* listen()
+      const samples = yield* listener.declareSubscriber("chiral/c2s")
+      const conn = yield* connectTo(listener)
+      yield* conn.awaitSubscribers("chiral/c2s")
+      for (let i = 0; i < 3; i++) yield* conn.put("chiral/c2s", text(`hello ${i}`))
+      const got = yield* samples.pipe(Stream.take(3), Stream.runCollect)
+      assert.deepStrictEqual(got.map((s) => [s.keyExpr, str(s.payload), s.kind]), [
+        ["chiral/c2s", "hello 0", "put"],
+        ["chiral/c2s", "hello 1", "put"],
+        ["chiral/c2s", "hello 2", "put"]
+      ])
+      assert.strictEqual(got[0]!.source, conn.zid)
+      const peers = yield* listener.peers
+      assert.deepStrictEqual(peers.map((p) => [p.zid, p.role, p.whatami]), [[conn.zid, "listener", "peer"]])
+      assert.strictEqual(conn.peer.zid, listener.zid)
+    }))
+
+  it.live("listener publishes, connector's subscriber receives (attachment and encoding kept)", () =>
+    Effect.gen(function*() {
+      const listener = yield* listen()
+      const conn = yield* connectTo(listener)
+      const samples = yield* conn.declareSubscriber("chiral/s2c")
+      yield* listener.awaitSubscribers("chiral/s2c")
+      assert.isTrue(yield* listener.hasSubscribers("chiral/s2c"))
+      assert.isFalse(yield* listener.hasSubscribers("chiral/c2s"))
+      yield* listener.put("chiral/s2c", text("answer"), {
+        encoding: { id: 5, schema: undefined },
+        attachment: text("meta")
+      })
+      const [s] = yield* samples.pipe(Stream.take(1), Stream.runCollect)
+      assert.strictEqual(str(s!.payload), "answer")
+      assert.deepStrictEqual(s!.encoding, { id: 5, schema: undefined })
+      assert.strictEqual(str(s!.attachment!), "meta")
+      assert.strictEqual(s!.source, listener.zid)
+    }))
+
+  it.live("17 MB payloads both ways, sent as parts, arrive byte for byte", () =>
+    Effect.gen(function*() {
+      const size = 17 * 1024 * 1024 + 123
+      const up = pattern(size, 1)
+      const down = pattern(size, 2)
+      const listener = yield* listen()
+      const atListener = yield* listener.declareSubscriber("obs/**")
+      const conn = yield* connectTo(listener)
+      const atConnector = yield* conn.declareSubscriber("act")
+      yield* conn.awaitSubscribers("obs/cam0")
+      yield* listener.awaitSubscribers("act")
+      // Three views of one buffer: sent without concatenation.
+      yield* conn.put("obs/cam0", [up.subarray(0, 1000), up.subarray(1000, 5_000_000), up.subarray(5_000_000)])
+      yield* listener.put("act", down)
+      const [a] = yield* atListener.pipe(Stream.take(1), Stream.runCollect)
+      const [b] = yield* atConnector.pipe(Stream.take(1), Stream.runCollect)
+      assert.strictEqual(a!.keyExpr, "obs/cam0")
+      assert.strictEqual(a!.payload.length, size)
+      assert.isTrue(sameBytes(a!.payload, up))
+      assert.strictEqual(b!.payload.length, size)
+      assert.isTrue(sameBytes(b!.payload, down))
+    }))
+
+  it.live("a small batch size fragments even modest payloads; order is kept", () =>
+    Effect.gen(function*() {
+      const listener = yield* listen({ batchSize: 2048 })
+      const sub = yield* listener.declareSubscriber("k")
+      const conn = yield* connectTo(listener)
+      assert.strictEqual(conn.peer.batchSize, 2048)
+      yield* conn.awaitSubscribers("k")
+      const sizes = [10, 5000, 2040, 1, 100_000, 3]
+      for (const [i, n] of sizes.entries()) yield* conn.put("k", pattern(n, i))
+      const got = yield* sub.pipe(Stream.take(sizes.length), Stream.runCollect)
+      assert.deepStrictEqual(got.map((s) => s.payload.length), sizes)
+      got.forEach((s, i) => assert.isTrue(sameBytes(s.payload, pattern(sizes[i]!, i))))
+    }))
+
+  it.live("key expressions: wildcard subscribers get what intersects, nothing else", () =>
+    Effect.gen(function*() {
+      const listener = yield* listen()
+      const keys = ["chiral/*", "chiral/**", "*/c2s", "other/**", "chiral/c2s/x", "chiral/$*2s"]
+      const subs = yield* Effect.forEach(keys, (k) => listener.declareSubscriber(k))
+      const conn = yield* connectTo(listener)
+      yield* conn.awaitSubscribers("chiral/c2s")
+      yield* conn.awaitSubscribers("other/end")
+      yield* conn.awaitSubscribers("chiral/c2s/x")
+      yield* conn.put("chiral/c2s", text("1"))
+      // A sentinel each subscriber matches, so "received nothing before it" is observable.
+      yield* conn.put("other/end", text("end"))
+      yield* conn.put("chiral/c2s/x", text("end"))
+      const firsts = yield* Effect.forEach(subs, (s) => s.pipe(Stream.take(1), Stream.runCollect))
+      assert.deepStrictEqual(firsts.map(([s]) => `${s!.keyExpr}=${str(s!.payload)}`), [
+        "chiral/c2s=1",
+        "chiral/c2s=1",
+        "chiral/c2s=1",
+        "other/end=end",
+        "chiral/c2s/x=end",
+        "chiral/c2s=1"
+      ])
+    }))
+
+  it.live("several connectors: publications reach every subscribed peer; each peer's puts reach the listener", () =>
+    Effect.gen(function*() {
+      const listener = yield* listen()
+      const fromPeers = yield* listener.declareSubscriber("chiral/c2s")
+      const a = yield* connectTo(listener)
+      const b = yield* connectTo(listener)
+      const c = yield* connectTo(listener) // subscribes to nothing: gets nothing
+      const atA = yield* a.declareSubscriber("chiral/s2c")
+      const atB = yield* b.declareSubscriber("*/s2c")
+      // Each peer declares before it publishes, on the same connection: once the listener has
+      // the publications, it knows the subscribers.
+      yield* Effect.forEach([a, b, c], (p) => p.awaitSubscribers("chiral/c2s"), { discard: true })
+      yield* a.put("chiral/c2s", text("from a"))
+      yield* b.put("chiral/c2s", text("from b"))
+      yield* c.put("chiral/c2s", text("from c"))
+      const got = yield* fromPeers.pipe(Stream.take(3), Stream.runCollect)
+      assert.sameMembers(got.map((s) => `${s.source}:${str(s.payload)}`), [
+        `${a.zid}:from a`,
+        `${b.zid}:from b`,
+        `${c.zid}:from c`
+      ])
+      assert.strictEqual((yield* listener.peers).length, 3)
+      yield* listener.put("chiral/s2c", text("to all"))
+      const [ga] = yield* atA.pipe(Stream.take(1), Stream.runCollect)
+      const [gb] = yield* atB.pipe(Stream.take(1), Stream.runCollect)
+      assert.strictEqual(str(ga!.payload), "to all")
+      assert.strictEqual(str(gb!.payload), "to all")
+    }))
+
+  it.live("closing a connector sends CLOSE: the listener reports it and keeps its subscribers", () =>
+    Effect.gen(function*() {
+      const listener = yield* listen()
+      const sub = yield* listener.declareSubscriber("k")
+      const left = yield* nextEvent(listener, "PeerDisconnected")
+      const scope = yield* Scope.make()
+      const conn = yield* connectTo(listener).pipe(Scope.provide(scope))
+      yield* conn.awaitSubscribers("k")
+      yield* conn.put("k", text("before"))
+      yield* Scope.close(scope, Exit.void)
+      const event = yield* Fiber.join(left)
+      assert.strictEqual(event.error?._tag, "ZenohCloseReceived")
+      assert.deepStrictEqual(yield* listener.peers, [])
+      const conn2 = yield* connectTo(listener)
+      yield* conn2.awaitSubscribers("k")
+      yield* conn2.put("k", text("after"))
+      const got = yield* sub.pipe(Stream.take(2), Stream.runCollect)
+      assert.deepStrictEqual(got.map((s) => str(s.payload)), ["before", "after"])
+    }))
+
+  it.live("closing the listener ends the connector's streams with the peer's CLOSE", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const listener = yield* listen().pipe(Scope.provide(scope))
+      const conn = yield* connectTo(listener)
+      const sub = yield* conn.declareSubscriber("k")
+      yield* listener.awaitSubscribers("k")
+      yield* Scope.close(scope, Exit.void)
+      const error = yield* Effect.flip(Stream.runDrain(sub))
+      assert.strictEqual(error._tag, "ZenohCloseReceived")
+      assert.strictEqual((yield* Effect.flip(conn.closed))._tag, "ZenohCloseReceived")
+      const putError = yield* Effect.flip(conn.put("k", text("x")))
+      assert.strictEqual(putError._tag, "ZenohCloseReceived")
+    }))
+
+  it.live("closing a session locally ends its streams without error", () =>
+    Effect.gen(function*() {
+      const listener = yield* listen()
+      const scope = yield* Scope.make()
+      const conn = yield* connectTo(listener).pipe(Scope.provide(scope))
+      const sub = yield* conn.declareSubscriber("k").pipe(Scope.provide(scope))
+      const drained = yield* Effect.forkChild(Stream.runCollect(sub), { startImmediately: true })
+      yield* Scope.close(scope, Exit.void)
+      const exit = yield* Fiber.await(drained)
+      assert.isTrue(Exit.isSuccess(exit) || Cause.hasInterruptsOnly(exit.cause))
+      const error = yield* Effect.flip(conn.put("k", text("x")))
+      assert.strictEqual(error._tag, "ZenohSessionClosed")
+    }))
+
+  it.live("invalid key expressions are typed errors", () =>
+    Effect.gen(function*() {
+      const listener = yield* listen()
+      const e1 = yield* Effect.flip(listener.declareSubscriber("a//b"))
+      assert.strictEqual(e1._tag, "ZenohKeyExprError")
+      const e2 = yield* Effect.flip(listener.put("a/b#", text("x")))
+      assert.strictEqual(e2._tag, "ZenohKeyExprError")
+    }))
+})
+
+describe("misbehaving and vanishing peers", () => {
+  it.live("garbage bytes fail that handshake; the listener keeps serving", () =>
+    Effect.gen(function*() {
+      const listener = yield* listen()
+      const failed = yield* nextEvent(listener, "HandshakeFailed")
+      const raw = yield* Raw.connect(listener.address.port)
+      raw.send(new Uint8Array([0x05, 0x00, 0xff, 0xee, 0xdd, 0xcc, 0xbb]))
+      const event = yield* Fiber.join(failed)
+      assert.strictEqual(event.error._tag, "ZenohHandshakeError")
+      assert.match(event.error.message, /malformed batch while waiting for INIT-Syn/)
+      const sub = yield* listener.declareSubscriber("k")
+      const conn = yield* connectTo(listener)
+      yield* conn.awaitSubscribers("k")
+      yield* conn.put("k", text("still here"))
+      const [s] = yield* sub.pipe(Stream.take(1), Stream.runCollect)
+      assert.strictEqual(str(s!.payload), "still here")
+    }))
+
+  it.live("a handshake that never completes times out", () =>
+    Effect.gen(function*() {
+      const listener = yield* listen({ handshakeTimeout: 150 })
+      const failed = yield* nextEvent(listener, "HandshakeFailed")
+      yield* Raw.connect(listener.address.port) // says nothing
+      const event = yield* Fiber.join(failed)
+      assert.strictEqual(event.error._tag, "ZenohHandshakeError")
+      assert.match(event.error.message, /no answer within 150 ms/)
+      // And as connector, against a server that accepts but never answers:
+      const silent = yield* Raw.listenOnce()
+      const error = yield* Effect.flip(Zenoh.connect({ host: "127.0.0.1", port: silent.port, handshakeTimeout: 150 }))
+      assert.strictEqual(error._tag, "ZenohHandshakeError")
+    }))
+
+  it.live("connecting to a closed port is a link error", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const listener = yield* listen().pipe(Scope.provide(scope))
+      const port = listener.address.port
+      yield* Scope.close(scope, Exit.void)
+      const error = yield* Effect.flip(Zenoh.connect({ host: "127.0.0.1", port }))
+      assert.strictEqual(error._tag, "ZenohLinkError")
+    }))
+
+  it.live("a truncated batch ends the peer with a link error; the listener serves others", () =>
+    Effect.gen(function*() {
+      const listener = yield* listen()
+      const left = yield* nextEvent(listener, "PeerDisconnected")
+      const raw = yield* Raw.connectAndOpen(listener.address.port)
+      raw.send(new Uint8Array([100, 0, 0x05, 0x20, 0x00])) // announces 100 bytes, sends 3
+      raw.destroy()
+      const event = yield* Fiber.join(left)
+      assert.strictEqual(event.error?._tag, "ZenohLinkError")
+      assert.match(event.error!.message, /connection ended inside a batch/)
+      const conn = yield* connectTo(listener)
+      assert.strictEqual((yield* listener.peers).length, 1)
+      assert.strictEqual(conn.peer.zid, listener.zid)
+    }))
+
+  it.live("a peer vanishing mid-fragment fails the connector's streams (no hang)", () =>
+    Effect.gen(function*() {
+      const server = yield* Raw.listenOnce()
+      const accepting = yield* Effect.forkChild(server.accepted, { startImmediately: true })
+      const conn = yield* Zenoh.connect({ host: "127.0.0.1", port: server.port })
+      const raw = yield* Fiber.join(accepting)
+      const sub = yield* conn.declareSubscriber("big")
+      yield* raw.readUntil((m) => m._tag === "Frame" && m.messages.some((n) => n._tag === "Declare" && n.declaration._tag === "DeclareSubscriber"))
+      const batches = Raw.fragmentedPut("big", pattern(300_000, 0), 0)
+      // chunks alternate header / piece: send two whole fragments of five, then vanish.
+      assert.strictEqual(batches.length, 10)
+      for (const chunk of batches.slice(0, 4)) raw.send(chunk)
+      raw.destroy()
+      const error = yield* Effect.flip(Stream.runDrain(sub))
+      assert.strictEqual(error._tag, "ZenohLinkError")
+      assert.strictEqual((yield* Effect.flip(conn.closed))._tag, "ZenohLinkError")
+    }))
+
+  it.live("a message over the reassembly limit ends that peer with a typed error; others are served", () =>
+    Effect.gen(function*() {
+      const listener = yield* listen({ maxMessageSize: 100_000 })
+      const sub = yield* listener.declareSubscriber("k")
+      const left = yield* nextEvent(listener, "PeerDisconnected")
+      const big = yield* connectTo(listener)
+      yield* big.awaitSubscribers("k")
+      yield* big.put("k", pattern(200_000, 0))
+      const event = yield* Fiber.join(left)
+      assert.strictEqual(event.error?._tag, "ZenohReassemblyError")
+      // The sender hears CLOSE(INVALID).
+      const closed = yield* Effect.flip(big.closed)
+      assert.strictEqual(closed._tag, "ZenohCloseReceived")
+      assert.strictEqual(closed._tag === "ZenohCloseReceived" ? closed.reasonName : "", "INVALID")
+      const small = yield* connectTo(listener)
+      yield* small.awaitSubscribers("k")
+      yield* small.put("k", pattern(99_000, 1))
+      const [s] = yield* sub.pipe(Stream.take(1), Stream.runCollect)
+      assert.strictEqual(s!.payload.length, 99_000)
+    }))
+
+  it.live("a silent peer is dropped after its lease; a quiet session stays up with keep-alives", () =>
+    Effect.gen(function*() {
+      const listener = yield* listen({ lease: 400 })
+      const left = yield* nextEvent(listener, "PeerDisconnected")
+      // A live session with a short lease on both sides, idle for several leases.
+      const conn = yield* connectTo(listener, { lease: 400 })
+      const silent = yield* Raw.connectAndOpen(listener.address.port, { leaseMillis: 300 })
+      const event = yield* Fiber.join(left)
+      assert.strictEqual(event.error?._tag, "ZenohLeaseExpired")
+      assert.strictEqual(event.peer.leaseMillis, 300)
+      silent.destroy()
+      yield* Effect.sleep(900)
+      const peers = yield* listener.peers
+      assert.deepStrictEqual(peers.map((p) => p.zid), [conn.zid])
+    }))
+
+  it.live("a frame with an undecodable message closes that peer with a decode error", () =>
+    Effect.gen(function*() {
+      const listener = yield* listen()
+      const left = yield* nextEvent(listener, "PeerDisconnected")
+      const raw = yield* Raw.connectAndOpen(listener.address.port)
+      // FRAME sn=0 holding a PUSH whose suffix length runs past the batch.
+      raw.send(new Uint8Array([6, 0, 0x25, 0x00, 0x3d, 0x00, 0x7f, 0x61]))
+      const event = yield* Fiber.join(left)
+      assert.strictEqual(event.error?._tag, "ZenohDecodeError")
+      const close = yield* raw.readUntil((m) => m._tag === "Close")
+      assert.strictEqual(close._tag === "Close" ? close.reason : -1, 2)
+    }))
+})
