@@ -304,13 +304,19 @@ export const make = (
     const getObs = Effect.flatMap(request({ type: "obs_request" }, requestTimeout), (m) =>
       m.type === "obs_response" ? Effect.succeed(m.obs) : Effect.die(`obs_request answered by ${m.type}`))
     const step = (chunk: ActionChunk) =>
-      Effect.suspend(() =>
-        request({
+      Effect.suspend(() => {
+        let action: ReturnType<typeof chunkToTensor>
+        try {
+          action = chunkToTensor(chunk)
+        } catch (cause) {
+          return Effect.fail(new RequestError({ request: "action", reason: "Malformed", detail: String(cause) }))
+        }
+        return request({
           type: "action",
-          action: chunkToTensor(chunk),
+          action,
           obsTimestamps: timestampsOf(SubscriptionRef.getUnsafe(latestObs))
         }, requestTimeout)
-      ).pipe(Effect.flatMap((m) =>
+      }).pipe(Effect.flatMap((m) =>
         m.type === "step_response"
           ? Effect.succeed({
             obs: m.obs,

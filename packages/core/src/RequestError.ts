@@ -9,7 +9,7 @@ export class RequestError extends Schema.TaggedError<RequestError>()("RequestErr
     "Timeout",
     /** The connection is closed or was lost (before or while waiting). */
     "Disconnected",
-    /** The answer could not be encoded or decoded. */
+    /** The request could not be encoded, or its answer could not be decoded. */
     "Malformed"
   ]),
   detail: Schema.optional(Schema.String)

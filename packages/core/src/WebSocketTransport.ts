@@ -136,12 +136,25 @@ const formatAddress = (address: NetAddress.SocketAddress): string =>
 
 /** Listens for WebSocket clients; the listener and every connection live in the scope. */
 export const makeServer = Effect.fnUntraced(function*(options: ServerOptions = {}) {
+  const live = new Set<NodeWS.WebSocket>()
   const host = options.host ?? "0.0.0.0"
   const port = options.port ?? defaultPort
   const wanted = `ws://${host.includes(":") ? `[${host}]` : host}:${port}`
-  const live = new Set<NodeWS.WebSocket>()
-  // Registered before the listener so it runs after it has stopped accepting:
-  // connections that did not finish their close handshake in time are cut.
+  const server = yield* NodeSocketServer.makeWebSocket({
+    host,
+    port,
+    maxPayload: options.maxMessageBytes ?? defaultMaxMessageBytes,
+    perMessageDeflate: false
+  }).pipe(
+    Effect.mapError((error) =>
+      new TransportError({ reason: "Listen", address: wanted, detail: describe(error.reason.cause), cause: error })
+    )
+  )
+  const address = formatAddress(server.address)
+  // Registered after the listener, so it runs first at shutdown: the listener's
+  // own close waits for every socket to end, and a peer that never answers the
+  // close handshake would hold it for ws's 30 s close timeout. Connections
+  // still open after the grace period are cut (1001: the server is going away).
   yield* Effect.addFinalizer(() =>
     Effect.callback<void>((resume) => {
       if (live.size === 0) return resume(Effect.void)
@@ -155,21 +168,13 @@ export const makeServer = Effect.fnUntraced(function*(options: ServerOptions = {
           resume(Effect.void)
         }
       }
-      for (const ws of live) ws.once("close", check)
+      for (const ws of live) {
+        ws.once("close", check)
+        ws.close(1001)
+      }
       return Effect.sync(() => clearTimeout(timer))
     })
   )
-  const server = yield* NodeSocketServer.makeWebSocket({
-    host,
-    port,
-    maxPayload: options.maxMessageBytes ?? defaultMaxMessageBytes,
-    perMessageDeflate: false
-  }).pipe(
-    Effect.mapError((error) =>
-      new TransportError({ reason: "Listen", address: wanted, detail: describe(error.reason.cause), cause: error })
-    )
-  )
-  const address = formatAddress(server.address)
 
   const serve = <E, R>(handler: (connection: Connection) => Effect.Effect<void, E, R>) =>
     server.run((socket) =>

@@ -1,3 +1,4 @@
+import { type Observation, Tensor } from "@chiral/protocol"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Option, Queue, Stream, SubscriptionRef } from "effect"
 import { PolicyClient, RequestError } from "../src/index.js"
@@ -24,16 +25,16 @@ for (const [name, transports] of Pair.transports) {
         const wrist = got.cameras[0]!
         expect(wrist.name).toBe("wrist")
         expect(wrist.image.shape).toEqual([4, 6, 3])
-        expect(Array.from(wrist.image.data.slice(0, 4))).toEqual([0, 1, 2, 3])
-        expect(Array.from(wrist.depth!.data.slice(0, 2))).toEqual([0.5, 0.5])
+        expect(Array.from(wrist.image.data.slice(0, 4) as ArrayLike<number>)).toEqual([0, 1, 2, 3])
+        expect(Array.from(wrist.depth!.data.slice(0, 2) as ArrayLike<number>)).toEqual([0.5, 0.5])
         expect(got.cameras[1]!.depth).toBeNull()
-        expect(Array.from(got.proprios[0]!.data.data)).toEqual([0, 1, 2, 3, 4, 5, 6])
+        expect(Tensor.toArray(got.proprios[0]!.data)).toEqual([0, 1, 2, 3, 4, 5, 6])
 
         yield* client.sendAction([0.5, -1, 2, 0, 0, 0, 1])
         const applied = yield* Queue.take(recorder.actions)
         expect(applied.action.dtype).toBe("float32")
         expect(applied.action.shape).toEqual([7])
-        expect(Array.from(applied.action.data)).toEqual([0.5, -1, 2, 0, 0, 0, 1])
+        expect(Tensor.toArray(applied.action)).toEqual([0.5, -1, 2, 0, 0, 0, 1])
         expect(applied.context.obsTimestamps).toEqual({ wrist: wrist.timestamp, scene: got.cameras[1]!.timestamp })
 
         const step = yield* client.step([[1, 2, 3, 4, 5, 6, 7]])
@@ -48,9 +49,10 @@ for (const [name, transports] of Pair.transports) {
       Effect.gen(function*() {
         const { client } = yield* Pair.startPair()
         yield* client.startObsStream(500)
+        type Answer = { readonly kind: string; readonly obs: Observation; readonly info: unknown }
         const results = yield* Effect.forEach(
           Array.from({ length: 20 }, (_, i) => i),
-          (i) =>
+          (i): Effect.Effect<Answer, RequestError> =>
             i % 2 === 0
               ? Effect.map(client.reset, ({ info, obs }) => ({ kind: "reset", obs, info }))
               : Effect.map(client.getObs, (obs) => ({ kind: "get_obs", obs, info: undefined })),
@@ -86,3 +88,29 @@ for (const [name, transports] of Pair.transports) {
       }).pipe(Effect.scoped, Effect.provide(transports)))
   })
 }
+
+describe("PolicyClient on real sockets", () => {
+  it.live("dispatch and obs stream together: every action arrives once, in order, stamped with a real capture time", () =>
+    Effect.gen(function*() {
+      const { client, recorder, server } = yield* Pair.startPair()
+      yield* server.updateImage("wrist", new Uint8Array(72))
+      yield* client.startObsStream(200)
+      // wait for the stream's first observation so every action carries timestamps
+      yield* client.observations.pipe(Stream.take(1), Stream.runDrain)
+      yield* client.putActions(Array.from({ length: 30 }, (_, i) => [i, 0, 0, 0, 0, 0, 0]))
+      yield* client.startActionDispatch(250)
+      const applied = yield* Stream.fromQueue(recorder.actions).pipe(Stream.take(30), Stream.runCollect)
+      expect(applied.map((a) => a.action.data[0])).toEqual(Array.from({ length: 30 }, (_, i) => i))
+      for (const a of applied) expect(a.context.obsTimestamps["wrist"]).toBeGreaterThan(0)
+      expect(yield* client.pendingActions).toBe(0)
+      expect(yield* SubscriptionRef.get(client.dispatched)).toBe(30)
+    }).pipe(Effect.scoped, Effect.provide(Pair.webSocket)))
+
+  it.live("a ragged action chunk is a typed error, not a crash", () =>
+    Effect.gen(function*() {
+      const { client } = yield* Pair.startPair()
+      const error = yield* Effect.flip(client.step([[1, 2], [3]]))
+      expect(error).toMatchObject({ _tag: "RequestError", reason: "Malformed", request: "action" })
+      expect((yield* client.getObs).cameras.length).toBe(2)
+    }).pipe(Effect.scoped, Effect.provide(Pair.memory())))
+})

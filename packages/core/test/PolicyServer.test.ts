@@ -1,3 +1,4 @@
+import { Tensor } from "@chiral/protocol"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import { TestClock } from "effect/testing"
@@ -39,7 +40,7 @@ describe("PolicyServer sensor state", () => {
       }
       // nothing was changed by the rejected writes
       const obs = yield* server.makeObs()
-      expect(Array.from(obs.cameras[0]!.image.data).every((v) => v === 0)).toBe(true)
+      expect(Tensor.toArray(obs.cameras[0]!.image).every((v) => v === 0)).toBe(true)
       expect(obs.cameras[0]!.timestamp).toBe(0)
     }).pipe(Effect.provide(serverLayer)))
 
@@ -61,7 +62,7 @@ describe("PolicyServer sensor state", () => {
       const [wrist, scene] = obs.cameras
       expect(wrist!.name).toBe("wrist")
       expect(wrist!.timestamp).toBe(1.5)
-      expect(Array.from(wrist!.image.data.slice(0, 3))).toEqual([0, 1, 2])
+      expect(Array.from(wrist!.image.data.slice(0, 3) as ArrayLike<number>)).toEqual([0, 1, 2])
       expect(wrist!.image.shape).toEqual([4, 6, 3])
       expect(wrist!.depth!.shape).toEqual([4, 6])
       expect(wrist!.depth!.data[5]).toBe(1.25)
@@ -72,7 +73,7 @@ describe("PolicyServer sensor state", () => {
       expect(Array.from(scene!.intrinsics)).toEqual([600, 0, 1.5, 0, 600, 1, 0, 0, 1])
       expect(obs.proprios[0]!.name).toBe("joint_pos")
       expect(obs.proprios[0]!.data.dtype).toBe("float32")
-      expect(Array.from(obs.proprios[0]!.data.data)).toEqual([1, 2, 3, 4, 5, 6, 7])
+      expect(Tensor.toArray(obs.proprios[0]!.data)).toEqual([1, 2, 3, 4, 5, 6, 7])
     }).pipe(Effect.provide(serverLayer)))
 
   it.effect("a snapshot is not affected by later writes", () =>
@@ -91,7 +92,7 @@ describe("PolicyServer sensor state", () => {
 
   it.effect("bad configs are rejected with a ConfigError", () =>
     Effect.gen(function*() {
-      const build = (config: Parameters<typeof PolicyServer.make>[0]) =>
+      const build = (config: PolicyServer.PolicyServerConfig) =>
         PolicyServer.make(config).pipe(Effect.scoped, Effect.provide(MemoryTransport.layer()), Effect.exit)
       const handlers = { reset: Effect.die("unused"), applyAction: () => Effect.void }
       const duplicate = failure(yield* build({ cameras: [{ name: "a", height: 1, width: 1 }, { name: "a", height: 2, width: 2 }], handlers }))

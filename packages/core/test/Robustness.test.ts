@@ -1,3 +1,4 @@
+import { Tensor } from "@chiral/protocol"
 import { decodeFrame } from "@chiral/protocol"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Ref, Result, Schedule, Stream } from "effect"
@@ -87,10 +88,10 @@ for (const [name, transports] of Pair.transports) {
         const replies = yield* raw.frames.pipe(Stream.take(requests.length), Stream.runCollect)
         expect(replies.map(decodeType)).toEqual(requests.map(([, reply]) => reply))
 
-        const cppAction = yield* recorder.actions.pipe((q) => Stream.fromQueue(q), Stream.take(1), Stream.runCollect)
+        const cppAction = yield* Stream.fromQueue(recorder.actions).pipe(Stream.take(1), Stream.runCollect)
         const cpp = Frames.description("cpp_action") as { action: { shape: Array<number>; data: Array<number> } }
         expect(cppAction[0]!.action.shape).toEqual(cpp.action.shape)
-        expect(Array.from(cppAction[0]!.action.data)).toEqual(cpp.action.data)
+        expect(Tensor.toArray(cppAction[0]!.action)).toEqual(cpp.action.data)
 
         const actions = ["apply_action", "apply_action_no_timestamps", "apply_action_2d", "apply_action_from_float64"]
         for (const name of actions) yield* raw.send(Frames.vector(name))
@@ -102,7 +103,7 @@ for (const [name, transports] of Pair.transports) {
           }
           expect(applied[i]!.action.dtype).toBe(expected.action.dtype)
           expect(applied[i]!.action.shape).toEqual(expected.action.shape)
-          expect(Array.from(applied[i]!.action.data)).toEqual(expected.action.data)
+          expect(Tensor.toArray(applied[i]!.action)).toEqual(expected.action.data)
           expect(applied[i]!.context.obsTimestamps).toEqual(expected.obs_timestamps)
         })
       }).pipe(Effect.scoped, Effect.provide(transports)))

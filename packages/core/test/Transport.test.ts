@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Stream } from "effect"
+import { Effect, Exit, Fiber, Scope, Stream } from "effect"
 import { ClientTransport, MemoryTransport, ServerTransport, WebSocketTransport } from "../src/index.js"
+import * as RawWebSocket from "./support/RawWebSocket.js"
 
 const echo = ServerTransport.use((server) =>
   server.serve((connection) =>
@@ -64,5 +65,27 @@ describe("Transport", () => {
       yield* Fiber.interrupt(serving)
       const frames = yield* Fiber.join(reading)
       assert.strictEqual(frames.length, 1)
+    }).pipe(Effect.scoped))
+})
+
+describe("WebSocket shutdown", () => {
+  it.live("a peer that never answers the close handshake does not hold the server open", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const server = yield* WebSocketTransport.makeServer({ host: "127.0.0.1", port: 0, closeGraceMillis: 50 }).pipe(
+        Scope.provide(scope)
+      )
+      yield* Effect.forkIn(echo.pipe(Effect.provideService(ServerTransport, server)), scope)
+      // reads nothing, so it never answers the server's close frame
+      yield* RawWebSocket.connect(server.address)
+      yield* Effect.sleep(20)
+      // without the grace period this would wait for ws's 30 s close timeout (and the test's 5 s limit)
+      yield* Scope.close(scope, Exit.void)
+      const refused = yield* ClientTransport.use((c) => c.connect).pipe(
+        Effect.scoped,
+        Effect.provide(WebSocketTransport.layerClient(server.address)),
+        Effect.flip
+      )
+      assert.strictEqual(refused.reason, "Unavailable")
     }).pipe(Effect.scoped))
 })
