@@ -1,3 +1,4 @@
+import { uninitialized } from "./Allocate.js"
 import { Dtype } from "./Dtype.js"
 import { FrameError } from "./FrameError.js"
 import type { CameraFrame } from "./CameraFrame.js"
@@ -21,8 +22,19 @@ export interface Limits {
 
 type Header = Record<string, unknown>
 
-const fail = (field: string, reason: string): never => {
-  throw new FrameError({ field, reason })
+/**
+ * Where a value sits in the header. Joined into a string only when an error is
+ * reported: building path strings for every field would cost more than the
+ * validation itself.
+ */
+type Where = string | { readonly parent: Where; readonly key: string | number }
+
+const at = (parent: Where, key: string | number): Where => ({ parent, key })
+
+const render = (where: Where): string => typeof where === "string" ? where : joinKey(render(where.parent), where.key)
+
+const fail = (where: Where, reason: string): never => {
+  throw new FrameError({ field: render(where), reason })
 }
 
 /** What a msgpack value is, for error messages. */
@@ -49,33 +61,33 @@ const kind = (v: unknown): string => {
 const isMap = (v: unknown): v is Header =>
   typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array) && !(v instanceof Map)
 
-const need = (obj: Header, key: string, path: string): unknown => {
+const need = (obj: Header, key: string, parent: Where): unknown => {
   const v = obj[key]
-  if (v === undefined) fail(path, "missing")
+  if (v === undefined) fail(at(parent, key), "missing")
   return v
 }
 
-const string = (v: unknown, path: string): string => typeof v === "string" ? v : fail(path, `expected a string, got ${kind(v)}`)
+const string = (v: unknown, path: Where): string => typeof v === "string" ? v : fail(path, `expected a string, got ${kind(v)}`)
 
 /** A float field. msgpack-c writes integral doubles as ints, so 64-bit ints count too. */
-const number = (v: unknown, path: string): number =>
+const number = (v: unknown, path: Where): number =>
   typeof v === "number" ? v : typeof v === "bigint" ? Number(v) : fail(path, `expected a number, got ${kind(v)}`)
 
-const boolean = (v: unknown, path: string): boolean =>
+const boolean = (v: unknown, path: Where): boolean =>
   typeof v === "boolean" ? v : fail(path, `expected a boolean, got ${kind(v)}`)
 
 /** A byte count or offset: a non-negative integer. */
-const count = (v: unknown, path: string): number => {
+const count = (v: unknown, path: Where): number => {
   if (typeof v === "number" && Number.isSafeInteger(v)) return v >= 0 ? v : fail(path, `negative: ${v}`)
   if (typeof v === "bigint") return fail(path, v < 0n ? `negative: ${v}` : `${v} is far larger than any frame`)
   return fail(path, `expected a non-negative integer, got ${kind(v)}`)
 }
 
-const array = (v: unknown, path: string): ReadonlyArray<unknown> =>
+const array = (v: unknown, path: Where): ReadonlyArray<unknown> =>
   Array.isArray(v) ? v : fail(path, `expected an array, got ${kind(v)}`)
 
 /** A user map (data, info, extra): any msgpack map; non-string keys become strings. */
-const userMap = (v: unknown, path: string): UserMap => {
+const userMap = (v: unknown, path: Where): UserMap => {
   if (v === undefined) return {}
   if (isMap(v)) return v
   if (v instanceof Map) {
@@ -86,22 +98,22 @@ const userMap = (v: unknown, path: string): UserMap => {
   return fail(path, `expected a map, got ${kind(v)}`)
 }
 
-const shapeOf = (v: unknown, path: string): Array<number> => {
+const shapeOf = (v: unknown, path: Where): Array<number> => {
   const items = array(v, path)
   const shape = new Array<number>(items.length)
   for (let i = 0; i < items.length; i++) {
     const d = items[i]
     if (typeof d === "number" && Number.isSafeInteger(d)) {
-      if (d < 0) fail(`${path}[${i}]`, `negative dimension ${d}`)
+      if (d < 0) fail(at(path, i), `negative dimension ${d}`)
       shape[i] = d
     } else if (typeof d === "bigint") {
-      fail(`${path}[${i}]`, d < 0n ? `negative dimension ${d}` : `dimension ${d} is far larger than any frame`)
-    } else fail(`${path}[${i}]`, `expected a non-negative integer, got ${kind(d)}`)
+      fail(at(path, i), d < 0n ? `negative dimension ${d}` : `dimension ${d} is far larger than any frame`)
+    } else fail(at(path, i), `expected a non-negative integer, got ${kind(d)}`)
   }
   return shape
 }
 
-const dtypeOf = (v: unknown, path: string): Dtype => {
+const dtypeOf = (v: unknown, path: Where): Dtype => {
   const s = string(v, path)
   return Dtype.is(s) ? s : fail(path, `${JSON.stringify(s)} is not a dtype of the protocol (${Dtype.all.join(", ")})`)
 }
@@ -142,8 +154,9 @@ class Payload {
     let data: TensorData
     if (absolute % item === 0) data = new ctor(this.frame.buffer, absolute, size / item)
     else {
-      data = new ctor(size / item)
-      new Uint8Array(data.buffer).set(this.frame.subarray(this.start + offset, this.start + offset + size))
+      const copy = uninitialized(size)
+      new Uint8Array(copy).set(this.frame.subarray(this.start + offset, this.start + offset + size))
+      data = new ctor(copy, 0, size / item)
     }
     return { dtype, shape, data }
   }
@@ -154,7 +167,7 @@ class Payload {
     dtype: Dtype,
     offset: number,
     size: number,
-    fields: { readonly size: string; readonly offset: string }
+    fields: { readonly size: Where; readonly offset: Where }
   ): Tensor {
     const needed = neededBytes(shape, dtype)
     if (size !== needed) {
@@ -175,84 +188,92 @@ class Payload {
   }
 }
 
-const depthKeys = ["depth_shape", "depth_dtype", "depth_offset", "depth_size"] as const
-
 /** Names are keys on the wire (vectors.json, obs_timestamps): a second use is an error. */
-const uniqueName = (v: unknown, path: string, seen: Map<string, string>): string => {
-  const name = string(v, path)
+const uniqueName = (item: Header, where: Where, seen: Map<string, Where>): string => {
+  const name = string(need(item, "name", where), at(where, "name"))
   const previous = seen.get(name)
-  if (previous !== undefined) fail(path, `${JSON.stringify(name)} already names ${previous}`)
-  seen.set(name, path.slice(0, path.lastIndexOf(".")))
+  if (previous !== undefined) fail(at(where, "name"), `${JSON.stringify(name)} already names ${render(previous)}`)
+  seen.set(name, where)
   return name
 }
 
-const camera = (c: unknown, path: string, payload: Payload, names: Map<string, string>): CameraFrame => {
-  if (!isMap(c)) return fail(path, `expected a map, got ${kind(c)}`)
-  const name = uniqueName(need(c, "name", `${path}.name`), `${path}.name`, names)
-  const timestamp = c.timestamp === undefined ? 0 : number(c.timestamp, `${path}.timestamp`)
-  const intrinsics = floats(need(c, "intrinsics", `${path}.intrinsics`), 9, "3×3 K", `${path}.intrinsics`)
-  const extrinsics = floats(need(c, "extrinsics", `${path}.extrinsics`), 16, "4×4 T", `${path}.extrinsics`)
-  const image = buffer(c, "image", path, payload)
+const camera = (c: unknown, where: Where, payload: Payload, names: Map<string, Where>, matrices: Float64Array): CameraFrame => {
+  if (!isMap(c)) return fail(where, `expected a map, got ${kind(c)}`)
+  const name = uniqueName(c, where, names)
+  const timestamp = c.timestamp === undefined ? 0 : number(c.timestamp, at(where, "timestamp"))
+  const intrinsics = floats(need(c, "intrinsics", where), 9, "3×3 K", at(where, "intrinsics"), matrices.subarray(0, 9))
+  const extrinsics = floats(need(c, "extrinsics", where), 16, "4×4 T", at(where, "extrinsics"), matrices.subarray(9, 25))
+  const image = buffer(c, bufferKeys.image, where, payload)
   let depth: Tensor | null = null
-  const given = depthKeys.filter((k) => c[k] !== undefined)
-  if (given.length === depthKeys.length) depth = buffer(c, "depth", path, payload)
+  const keys = bufferKeys.depth
+  const given = [keys.shape, keys.dtype, keys.offset, keys.size].filter((k) => c[k] !== undefined)
+  if (given.length === 4) depth = buffer(c, keys, where, payload)
   else if (given.length > 0) {
-    const missing = depthKeys.find((k) => c[k] === undefined)!
-    fail(`${path}.${missing}`, `missing, but ${given.join(", ")} ${given.length === 1 ? "is" : "are"} given: a depth needs shape, dtype, offset and size`)
+    const missing = [keys.shape, keys.dtype, keys.offset, keys.size].find((k) => c[k] === undefined)!
+    fail(at(where, missing), `missing, but ${given.join(", ")} ${given.length === 1 ? "is" : "are"} given: a depth needs shape, dtype, offset and size`)
   }
   return { name, timestamp, intrinsics, extrinsics, image, depth }
 }
 
-const floats = (v: unknown, n: number, what: string, path: string): Float64Array => {
+/** Reads n numbers into `out` (a slice of one allocation shared by all cameras: typed arrays are costly to create). */
+const floats = (v: unknown, n: number, what: string, path: Where, out: Float64Array): Float64Array => {
   const items = array(v, path)
   if (items.length !== n) fail(path, `expected ${n} numbers (${what}), got ${items.length}`)
-  const out = new Float64Array(n)
   for (let i = 0; i < n; i++) {
     const x = items[i]
     if (typeof x === "number") out[i] = x
     else if (typeof x === "bigint") out[i] = Number(x)
-    else fail(`${path}[${i}]`, `expected a number, got ${kind(x)}`)
+    else fail(at(path, i), `expected a number, got ${kind(x)}`)
   }
   return out
 }
 
-/** A camera's image or depth from its `<prefix>_shape/_dtype/_offset/_size` keys. */
-const buffer = (c: Header, prefix: "image" | "depth", path: string, payload: Payload): Tensor => {
-  const fields = {
-    shape: `${path}.${prefix}_shape`,
-    dtype: `${path}.${prefix}_dtype`,
-    offset: `${path}.${prefix}_offset`,
-    size: `${path}.${prefix}_size`
-  }
-  const shape = shapeOf(need(c, `${prefix}_shape`, fields.shape), fields.shape)
-  const dtype = dtypeOf(need(c, `${prefix}_dtype`, fields.dtype), fields.dtype)
-  const offset = count(need(c, `${prefix}_offset`, fields.offset), fields.offset)
-  const size = count(need(c, `${prefix}_size`, fields.size), fields.size)
-  return payload.buffer(shape, dtype, offset, size, fields)
+interface BufferKeys {
+  readonly shape: string
+  readonly dtype: string
+  readonly offset: string
+  readonly size: string
 }
 
-const proprio = (p: unknown, path: string, payload: Payload, names: Map<string, string>): Proprio => {
-  if (!isMap(p)) return fail(path, `expected a map, got ${kind(p)}`)
-  const name = uniqueName(need(p, "name", `${path}.name`), `${path}.name`, names)
-  const dtype = dtypeOf(need(p, "dtype", `${path}.dtype`), `${path}.dtype`)
-  const offset = count(need(p, "offset", `${path}.offset`), `${path}.offset`)
-  const size = count(need(p, "size", `${path}.size`), `${path}.size`)
+const bufferKeys: Readonly<Record<"image" | "depth", BufferKeys>> = {
+  image: { shape: "image_shape", dtype: "image_dtype", offset: "image_offset", size: "image_size" },
+  depth: { shape: "depth_shape", dtype: "depth_dtype", offset: "depth_offset", size: "depth_size" }
+}
+
+/** A camera's image or depth from its `<prefix>_shape/_dtype/_offset/_size` keys. */
+const buffer = (c: Header, keys: BufferKeys, where: Where, payload: Payload): Tensor => {
+  const shape = shapeOf(need(c, keys.shape, where), at(where, keys.shape))
+  const dtype = dtypeOf(need(c, keys.dtype, where), at(where, keys.dtype))
+  const offset = count(need(c, keys.offset, where), at(where, keys.offset))
+  const size = count(need(c, keys.size, where), at(where, keys.size))
+  return payload.buffer(shape, dtype, offset, size, { size: at(where, keys.size), offset: at(where, keys.offset) })
+}
+
+const proprio = (p: unknown, where: Where, payload: Payload, names: Map<string, Where>): Proprio => {
+  if (!isMap(p)) return fail(where, `expected a map, got ${kind(p)}`)
+  const name = uniqueName(p, where, names)
+  const dtype = dtypeOf(need(p, "dtype", where), at(where, "dtype"))
+  const offset = count(need(p, "offset", where), at(where, "offset"))
+  const size = count(need(p, "size", where), at(where, "size"))
   const item = Dtype.itemSize(dtype)
-  if (size % item !== 0) fail(`${path}.size`, `${size} bytes is not a whole number of ${item}-byte ${dtype} values`)
+  if (size % item !== 0) fail(at(where, "size"), `${size} bytes is not a whole number of ${item}-byte ${dtype} values`)
   const shape = [size / item]
-  return { name, data: payload.buffer(shape, dtype, offset, size, { size: `${path}.size`, offset: `${path}.offset` }) }
+  return { name, data: payload.buffer(shape, dtype, offset, size, { size: at(where, "size"), offset: at(where, "offset") }) }
 }
 
 const observation = (h: Header, payload: Payload): Observation => {
-  const timestamp = number(need(h, "timestamp", "timestamp"), "timestamp")
-  const cameraItems = array(need(h, "cameras", "cameras"), "cameras")
+  const timestamp = number(need(h, "timestamp", ""), "timestamp")
+  const cameraItems = array(need(h, "cameras", ""), "cameras")
   const cameras = new Array<CameraFrame>(cameraItems.length)
-  const cameraNames = new Map<string, string>()
-  for (let i = 0; i < cameraItems.length; i++) cameras[i] = camera(cameraItems[i], `cameras[${i}]`, payload, cameraNames)
+  const cameraNames = new Map<string, Where>()
+  const matrices = new Float64Array(25 * cameraItems.length)
+  for (let i = 0; i < cameraItems.length; i++) {
+    cameras[i] = camera(cameraItems[i], at("cameras", i), payload, cameraNames, matrices.subarray(25 * i, 25 * i + 25))
+  }
   const proprioItems = h.proprios === undefined ? [] : array(h.proprios, "proprios")
   const proprios = new Array<Proprio>(proprioItems.length)
-  const proprioNames = new Map<string, string>()
-  for (let i = 0; i < proprioItems.length; i++) proprios[i] = proprio(proprioItems[i], `proprios[${i}]`, payload, proprioNames)
+  const proprioNames = new Map<string, Where>()
+  for (let i = 0; i < proprioItems.length; i++) proprios[i] = proprio(proprioItems[i], at("proprios", i), payload, proprioNames)
   return { timestamp, cameras, proprios, extra: userMap(h.extra, "extra") }
 }
 
@@ -263,15 +284,15 @@ const obsTimestamps = (v: unknown): ObsTimestamps => {
     const v = m[k]
     if (typeof v !== "number") {
       converted ??= { ...(m as ObsTimestamps) }
-      Object.defineProperty(converted, k, { value: number(v, joinKey("obs_timestamps", k)), enumerable: true, writable: true, configurable: true })
+      Object.defineProperty(converted, k, { value: number(v, at("obs_timestamps", k)), enumerable: true, writable: true, configurable: true })
     }
   }
   return converted ?? (m as ObsTimestamps)
 }
 
 const action = (h: Header, payload: Payload): Tensor => {
-  const shape = shapeOf(need(h, "shape", "shape"), "shape")
-  const dtype = dtypeOf(need(h, "dtype", "dtype"), "dtype")
+  const shape = shapeOf(need(h, "shape", ""), "shape")
+  const dtype = dtypeOf(need(h, "dtype", ""), "dtype")
   const needed = neededBytes(shape, dtype)
   if (needed !== payload.length) {
     fail("payload", `${payload.length} bytes, but shape ${shapeText(shape)} × ${dtype} needs ${needed > payload.length ? exactBytes(shape, dtype) : needed}`)

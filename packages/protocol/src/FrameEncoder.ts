@@ -1,3 +1,4 @@
+import { uninitialized } from "./Allocate.js"
 import type { CameraFrame } from "./CameraFrame.js"
 import { halfToNumber } from "./Dtype.js"
 import { FrameError } from "./FrameError.js"
@@ -249,7 +250,8 @@ export const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
   if (parts.length === 1) return parts[0]!
   let total = 0
   for (const p of parts) total += p.byteLength
-  const out = new Uint8Array(total)
+  // Every byte is overwritten below, so the buffer need not be zeroed.
+  const out = new Uint8Array(uninitialized(total))
   let at = 0
   for (const p of parts) {
     out.set(p, at)

@@ -319,6 +319,12 @@ export class MsgpackIssue {
 
 const utf8 = new TextDecoder("utf-8", { fatal: true })
 
+/** Strings up to this many bytes go through the cache. */
+const cachedLength = 32
+const cacheSlots = 1024
+const cacheKeys = new Array<Uint8Array | undefined>(cacheSlots)
+const cacheStrings = new Array<string>(cacheSlots)
+
 /**
  * Reads exactly one msgpack value from `bytes[start, end)`.
  *
@@ -461,20 +467,38 @@ export class MsgpackReader {
 
   private string(n: number): string {
     this.need(n, "string")
-    const bytes = this.bytes
     const start = this.pos
     this.pos += n
-    if (n < 48) {
-      // Header keys and names are short ASCII: skip TextDecoder's call overhead.
-      let s = ""
-      for (let i = start; i < start + n; i++) {
-        const c = bytes[i]!
-        if (c >= 0x80) return this.decodeUtf8(start, n)
-        s += String.fromCharCode(c)
+    if (n > cachedLength) return this.decodeUtf8(start, n)
+    // Headers repeat the same short strings (keys, dtypes, camera names) in every
+    // frame; building a JS string costs far more than finding it in a cache.
+    const bytes = this.bytes
+    let h = n
+    for (let i = start; i < start + n; i++) h = Math.imul(h ^ bytes[i]!, 0x01000193)
+    const slot = (h >>> 0) & (cacheSlots - 1)
+    const key = cacheKeys[slot]
+    if (key !== undefined && key.length === n) {
+      let same = true
+      for (let i = 0; i < n; i++) {
+        if (key[i] !== bytes[start + i]) {
+          same = false
+          break
+        }
       }
-      return s
+      if (same) return cacheStrings[slot]!
     }
-    return this.decodeUtf8(start, n)
+    let s = ""
+    for (let i = start; i < start + n; i++) {
+      const c = bytes[i]!
+      if (c >= 0x80) {
+        s = this.decodeUtf8(start, n)
+        break
+      }
+      s += String.fromCharCode(c)
+    }
+    cacheKeys[slot] = bytes.slice(start, start + n)
+    cacheStrings[slot] = s
+    return s
   }
 
   private decodeUtf8(start: number, n: number): string {
