@@ -19,7 +19,7 @@ import type { NonEmptyReadonlyArray } from "effect/Array"
 import { Cause, Effect, Layer, Option, type Pull, Stream } from "effect"
 import * as NetAddress from "effect/net/NetAddress"
 import * as Socket from "effect/socket/Socket"
-import { ClientTransport, type Connection, type OutgoingFrame, ServerTransport } from "./Transport.js"
+import { ClientTransport, type Connection, frameBytes, type OutgoingFrame, ServerTransport } from "./Transport.js"
 import { TransportError } from "./TransportError.js"
 
 export interface ServerOptions {
@@ -34,6 +34,13 @@ export interface ServerOptions {
   readonly maxMessageBytes?: number | undefined
   /** How long closing connections may take at shutdown before they are cut. Default 1000 ms. */
   readonly closeGraceMillis?: number | undefined
+  /**
+   * Send a frame given in parts as WebSocket fragments of one message (default
+   * true: no copy here). `ws` on the receiving side copies each fragment and
+   * then joins them, one copy more than for an unfragmented message, so
+   * `false` (join here, send one fragment) moves that copy to this side.
+   */
+  readonly fragmentParts?: boolean | undefined
 }
 
 export interface ClientOptions {
@@ -101,8 +108,10 @@ const framesFrom = (
  * Sends one frame as one WebSocket message; several parts become fragments of
  * that message (no concatenation). Completes when the last part is written.
  */
-const sendOn = (ws: NodeWS.WebSocket, address: string) => (frame: OutgoingFrame): Effect.Effect<void, TransportError> =>
+const sendOn = (ws: NodeWS.WebSocket, address: string, fragmentParts = true) =>
+(frame: OutgoingFrame): Effect.Effect<void, TransportError> =>
   Effect.callback<void, TransportError>((resume) => {
+    if (!fragmentParts) frame = frameBytes(frame)
     if (ws.readyState !== NodeWS.WebSocket.OPEN) {
       return resume(Effect.fail(new TransportError({ reason: "Closed", address, detail: "connection is not open" })))
     }
@@ -191,7 +200,7 @@ export const makeServer = Effect.fnUntraced(function*(options: ServerOptions = {
         live.add(ws)
         ws.once("close", () => live.delete(ws))
         const reader = yield* socket.reader.pipe(Effect.mapError((error) => toTransportError(error, id)))
-        yield* handler({ id, frames: framesFrom(reader.pull, id), send: sendOn(ws, id) })
+        yield* handler({ id, frames: framesFrom(reader.pull, id), send: sendOn(ws, id, options.fragmentParts) })
       }).pipe(
         Effect.scoped,
         Effect.catchCause((cause) => {

@@ -24,12 +24,14 @@ const roundTrip = Effect.gen(function*() {
 }).pipe(Effect.scoped)
 
 describe("Transport", () => {
-  it.live("WebSocket: frames and multi-part frames round-trip as single messages", () =>
-    Effect.gen(function*() {
-      const server = yield* WebSocketTransport.makeServer({ host: "127.0.0.1", port: 0 })
-      yield* Effect.forkScoped(echo.pipe(Effect.provideService(ServerTransport, server)))
-      yield* roundTrip.pipe(Effect.provide(WebSocketTransport.layerClient(server.address)))
-    }).pipe(Effect.scoped))
+  for (const fragmentParts of [true, false]) {
+    it.live(`WebSocket: frames and multi-part frames round-trip as single messages (fragmentParts: ${fragmentParts})`, () =>
+      Effect.gen(function*() {
+        const server = yield* WebSocketTransport.makeServer({ host: "127.0.0.1", port: 0, fragmentParts })
+        yield* Effect.forkScoped(echo.pipe(Effect.provideService(ServerTransport, server)))
+        yield* roundTrip.pipe(Effect.provide(WebSocketTransport.layerClient(server.address)))
+      }).pipe(Effect.scoped))
+  }
 
   it.live("memory: frames and multi-part frames round-trip", () =>
     Effect.gen(function*() {
