@@ -9,7 +9,7 @@ type BufferCtor = { allocUnsafeSlow(size: number): Uint8Array }
 const nodeBuffer = (globalThis as { Buffer?: BufferCtor }).Buffer
 
 /** Below this, zero-filling is cheap and a plain ArrayBuffer avoids the Buffer detour. */
-const threshold = 64 * 1024
+const threshold = 4 * 1024
 
 /** An ArrayBuffer of exactly `size` bytes whose contents are unspecified. */
 export const uninitialized = (size: number): ArrayBuffer => {

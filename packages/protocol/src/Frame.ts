@@ -1,6 +1,6 @@
 import { Result } from "effect"
 import { decode } from "./FrameDecoder.js"
-import { concat, type Dialect, encodeParts } from "./FrameEncoder.js"
+import { type Dialect, encodeContiguous, encodeParts } from "./FrameEncoder.js"
 import { FrameError } from "./FrameError.js"
 import type { Message } from "./Message.js"
 
@@ -44,7 +44,7 @@ export const encodeFrameParts = (message: Message, options?: EncodeOptions): Rea
 
 /** One contiguous frame (one copy of the payload). Throws like {@link encodeFrameParts}. */
 export const encodeFrame = (message: Message, options?: EncodeOptions): Uint8Array =>
-  concat(encodeParts(message, options?.dialect))
+  encodeContiguous(message, options?.dialect)
 
 /**
  * Decodes one frame. Never throws. Every offset, size, shape and dtype is

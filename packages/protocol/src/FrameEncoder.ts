@@ -39,10 +39,9 @@ class Encoder {
   readonly payload: Array<Uint8Array> = []
   offset = 0
 
-  constructor(dialect: Dialect, capacity: number) {
+  constructor(dialect: Dialect, w: MsgpackWriter) {
     this.dialect = dialect
-    // Bytes 0..3 are the length prefix, filled in at the end.
-    this.w = new MsgpackWriter(capacity, 4)
+    this.w = w
   }
 
   /** A C++ double or a Python float. */
@@ -231,32 +230,50 @@ class Encoder {
   }
 }
 
-/** Header bytes per camera are ~600; start big enough that typical frames never grow. */
-const capacityFor = (m: Message): number => {
-  const obs = m.type === "reset_response" || m.type === "obs_response" || m.type === "step_response" ? m.obs : undefined
-  return 256 + (obs === undefined ? 0 : obs.cameras.length * 768 + obs.proprios.length * 64)
+/**
+ * Headers are written into one reused scratch writer and then copied out at
+ * their exact size: cheaper than a fresh, oversized buffer per frame. A nested
+ * encode (a user value's getter calling encodeFrame) gets its own writer.
+ */
+let scratch: MsgpackWriter | undefined = new MsgpackWriter(16 * 1024)
+const scratchLimit = 1024 * 1024
+
+const defaultDialect = (m: Message): Dialect => m.type === "action" || m.type === "step_response" ? "cpp" : "python"
+
+/** Writes the header (prefix included) and collects the payload views; `finish` gets both. */
+const encodeWith = <A>(
+  m: Message,
+  dialect: Dialect | undefined,
+  finish: (header: Uint8Array, payload: ReadonlyArray<Uint8Array>, payloadBytes: number) => A
+): A => {
+  const w = scratch ?? new MsgpackWriter(1024)
+  scratch = undefined
+  try {
+    // Bytes 0..3 are the length prefix, filled in at the end.
+    w.pos = 4
+    const encoder = new Encoder(dialect ?? defaultDialect(m), w)
+    encoder.message(m)
+    w.view.setUint32(0, w.pos - 4, true)
+    return finish(w.bytes(), encoder.payload, encoder.offset)
+  } finally {
+    if (w.buf.byteLength <= scratchLimit) scratch = w
+  }
 }
 
 /** [prefix + header, ...payload views]. */
-export const encodeParts = (m: Message, dialect: Dialect | undefined): Array<Uint8Array> => {
-  const encoder = new Encoder(dialect ?? (m.type === "action" || m.type === "step_response" ? "cpp" : "python"), capacityFor(m))
-  encoder.message(m)
-  const w = encoder.w
-  w.view.setUint32(0, w.pos - 4, true)
-  return [w.bytes(), ...encoder.payload]
-}
+export const encodeParts = (m: Message, dialect: Dialect | undefined): Array<Uint8Array> =>
+  encodeWith(m, dialect, (header, payload) => [header.slice(), ...payload])
 
-export const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
-  if (parts.length === 1) return parts[0]!
-  let total = 0
-  for (const p of parts) total += p.byteLength
-  // Every byte is overwritten below, so the buffer need not be zeroed.
-  const out = new Uint8Array(uninitialized(total))
-  let at = 0
-  for (const p of parts) {
-    out.set(p, at)
-    at += p.byteLength
-  }
-  return out
-}
-
+/** One contiguous frame: the header and every payload part copied once. */
+export const encodeContiguous = (m: Message, dialect: Dialect | undefined): Uint8Array =>
+  encodeWith(m, dialect, (header, payload, payloadBytes) => {
+    // Every byte is overwritten below, so the buffer need not be zeroed.
+    const out = new Uint8Array(uninitialized(header.byteLength + payloadBytes))
+    out.set(header)
+    let at = header.byteLength
+    for (const p of payload) {
+      out.set(p, at)
+      at += p.byteLength
+    }
+    return out
+  })
