@@ -28,10 +28,26 @@ export const encode = (body: Uint8Array): Uint8Array => {
   return out
 }
 
+const EMPTY = new Uint8Array(0)
+
+/** One buffer holding `parts` back to back (the part itself when there is one). */
+export const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
+  if (parts.length === 1) return parts[0]!
+  let n = 0
+  for (const p of parts) n += p.length
+  const out = new Uint8Array(n)
+  let at = 0
+  for (const p of parts) {
+    out.set(p, at)
+    at += p.length
+  }
+  return out
+}
+
 /**
- * Splits a byte stream into batch bodies. Chunks are kept as they arrive; a body that lies inside
- * one chunk is returned as a view (no copy), a body spanning chunks is copied once. Work is
- * linear in the bytes received, however the stream is cut.
+ * Splits a byte stream into batch bodies. Chunks are kept as they arrive and bodies are returned
+ * as views of them (`nextParts`), or copied once into one buffer when they span chunks (`next`).
+ * Work is linear in the bytes received, however the stream is cut.
  */
 export class BatchSplitter {
   private chunks: Array<Uint8Array> = []
@@ -53,6 +69,15 @@ export class BatchSplitter {
 
   /** The body of the next complete batch, or undefined until more bytes arrive. */
   next(): Uint8Array | undefined {
+    const parts = this.nextParts()
+    return parts === undefined ? undefined : concat(parts)
+  }
+
+  /**
+   * The body of the next complete batch as views of the received chunks (usually one, two when
+   * the batch straddles reads): no copy at all. The views stay valid; chunks are never reused.
+   */
+  nextParts(): ReadonlyArray<Uint8Array> | undefined {
     if (this.buffered < PREFIX_LENGTH) return undefined
     const length = this.byteAt(0) | (this.byteAt(1) << 8)
     if (this.buffered < PREFIX_LENGTH + length) return undefined
@@ -92,23 +117,18 @@ export class BatchSplitter {
     }
   }
 
-  private take(n: number): Uint8Array {
+  private take(n: number): Array<Uint8Array> {
     this.buffered -= n
-    const chunk = this.chunks[this.head]!
-    const left = chunk.length - this.offset
-    if (n <= left) {
-      const out = chunk.subarray(this.offset, this.offset + n)
-      this.offset += n
-      if (this.offset === chunk.length) this.advanceChunk()
-      return out
-    }
-    const out = new Uint8Array(n)
-    let filled = 0
-    while (filled < n) {
-      const c = this.chunks[this.head]!
-      const m = Math.min(n - filled, c.length - this.offset)
-      out.set(c.subarray(this.offset, this.offset + m), filled)
-      filled += m
+    const out: Array<Uint8Array> = []
+    while (n > 0 || out.length === 0) {
+      const c = this.chunks[this.head]
+      if (c === undefined) {
+        out.push(EMPTY)
+        break
+      }
+      const m = Math.min(n, c.length - this.offset)
+      out.push(c.subarray(this.offset, this.offset + m))
+      n -= m
       this.offset += m
       if (this.offset === c.length) this.advanceChunk()
     }

@@ -96,8 +96,12 @@ export interface Piece {
   readonly more: boolean
   readonly first: boolean
   readonly drop: boolean
-  readonly payload: Uint8Array
+  /** The piece, or its parts when the batch arrived in several reads. */
+  readonly payload: Uint8Array | ReadonlyArray<Uint8Array>
 }
+
+const partsOf = (payload: Piece["payload"]): ReadonlyArray<Uint8Array> =>
+  payload instanceof Uint8Array ? [payload] : payload
 
 /**
  * Puts fragments of one channel back together. `push` returns the whole message once the last
@@ -155,8 +159,9 @@ export class Reassembler {
       if (piece.first) this.reset()
       else if (this.buf === undefined) return undefined // tail of a message we never saw start
     }
-    if (this.buf === undefined) this.start(piece.payload)
-    this.append(piece.payload)
+    const parts = partsOf(piece.payload)
+    if (this.buf === undefined) this.start(parts)
+    for (const part of parts) this.append(part)
     this.expectedSn = (piece.sn + 1) % this.snModulus
     if (piece.more) return undefined
     const out = this.buf!.length === this.length ? this.buf! : this.buf!.subarray(0, this.length)
@@ -166,7 +171,10 @@ export class Reassembler {
     return out
   }
 
-  private start(firstPiece: Uint8Array): void {
+  private start(parts: ReadonlyArray<Uint8Array>): void {
+    const firstPiece = parts[0] ?? new Uint8Array(0)
+    let pieceLength = 0
+    for (const p of parts) pieceLength += p.length
     const hint = this.sizeHint?.(firstPiece)
     if (hint !== undefined && hint > this.limit) {
       throw new ZenohReassemblyError({
@@ -175,9 +183,9 @@ export class Reassembler {
         limit: this.limit
       })
     }
-    const capacity = hint !== undefined && hint >= firstPiece.length
+    const capacity = hint !== undefined && hint >= pieceLength
       ? hint
-      : Math.min(this.limit, Math.max(4 * firstPiece.length, 64 * 1024))
+      : Math.min(this.limit, Math.max(4 * pieceLength, 64 * 1024))
     this.buf = new Uint8Array(capacity)
     this.length = 0
   }

@@ -10,7 +10,7 @@
  */
 import { Effect, Scope } from "effect"
 import * as Net from "node:net"
-import { BatchSplitter } from "./Batch.js"
+import { BatchSplitter, concat } from "./Batch.js"
 import { ZenohLinkError } from "./ZenohError.js"
 
 export interface Link {
@@ -18,6 +18,8 @@ export interface Link {
   readonly peer: string
   /** The next batch body; fails when the connection ends (cleanly or not). */
   readonly readBatch: Effect.Effect<Uint8Array, ZenohLinkError>
+  /** The next batch body as views of the received chunks (no copy; usually one part). */
+  readonly readBatchParts: Effect.Effect<ReadonlyArray<Uint8Array>, ZenohLinkError>
   /**
    * Queues `chunks` as one write, synchronously, when called (not when the result runs): the
    * order of calls is the order on the wire. The returned Effect waits until the last chunk was
@@ -59,7 +61,7 @@ const makeUnsafe = (socket: Net.Socket, highWaterMark: number): Link => {
   const inbox: Array<Uint8Array> = []
   let paused = false
   let ended: ZenohLinkError | undefined
-  let waiter: ((effect: Effect.Effect<Uint8Array, ZenohLinkError>) => void) | undefined
+  let waiter: ((effect: Effect.Effect<ReadonlyArray<Uint8Array>, ZenohLinkError>) => void) | undefined
 
   socket.setNoDelay(true)
 
@@ -91,7 +93,7 @@ const makeUnsafe = (socket: Net.Socket, highWaterMark: number): Link => {
   socket.on("close", () => endWith("connection closed"))
 
   /** A batch if one is complete, the end-of-stream failure if nothing more can come, else undefined. */
-  const nextBatch = (): Effect.Effect<Uint8Array, ZenohLinkError> | undefined => {
+  const nextBatch = (): Effect.Effect<ReadonlyArray<Uint8Array>, ZenohLinkError> | undefined => {
     if (inbox.length > 0) {
       for (const chunk of inbox) splitter.push(chunk)
       inbox.length = 0
@@ -101,7 +103,7 @@ const makeUnsafe = (socket: Net.Socket, highWaterMark: number): Link => {
         socket.resume()
       }
     }
-    const body = splitter.next()
+    const body = splitter.nextParts()
     if (body !== undefined) return Effect.succeed(body)
     if (ended !== undefined) {
       const pending = splitter.pending
@@ -119,7 +121,7 @@ const makeUnsafe = (socket: Net.Socket, highWaterMark: number): Link => {
     return undefined
   }
 
-  const readBatch: Link["readBatch"] = Effect.callback<Uint8Array, ZenohLinkError>((resume) => {
+  const readBatchParts: Link["readBatchParts"] = Effect.callback<ReadonlyArray<Uint8Array>, ZenohLinkError>((resume) => {
     const next = nextBatch()
     if (next !== undefined) return resume(next)
     waiter = resume
@@ -127,6 +129,8 @@ const makeUnsafe = (socket: Net.Socket, highWaterMark: number): Link => {
       if (waiter === resume) waiter = undefined
     })
   })
+
+  const readBatch: Link["readBatch"] = Effect.map(readBatchParts, concat)
 
   const isOpen = () => !socket.destroyed && socket.writable
 
@@ -183,6 +187,7 @@ const makeUnsafe = (socket: Net.Socket, highWaterMark: number): Link => {
   return {
     peer,
     readBatch,
+    readBatchParts,
     send,
     close,
     destroy,

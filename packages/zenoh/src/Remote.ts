@@ -270,11 +270,19 @@ export class Remote {
         if (wait !== undefined) yield* wait
       }
       for (;;) {
-        const body = yield* self.link.readBatch
+        const parts = yield* self.link.readBatchParts
         self.receivedSinceCheck = true
+        // A FRAGMENT batch that arrived in several reads: its payload is taken as views of the
+        // reads, so the only copy is into the reassembly buffer.
+        const fragment = parts.length > 1 ? splitFragment(parts) : undefined
+        if (fragment !== undefined) {
+          const wait = self.handleTransport(fragment)
+          if (wait !== undefined) yield* wait
+          continue
+        }
         let messages: Array<TransportMessage.TransportMessage>
         try {
-          messages = TransportMessage.decodeBatch(body)
+          messages = TransportMessage.decodeBatch(Batch.concat(parts))
         } catch (error) {
           if (error instanceof ZenohDecodeError) return yield* self.invalid(error)
           throw error
@@ -324,7 +332,9 @@ export class Remote {
     return Effect.fail(error)
   }
 
-  private handleTransport(msg: TransportMessage.TransportMessage): Effect.Effect<void, PeerError> | undefined {
+  private handleTransport(
+    msg: TransportMessage.TransportMessage | SplitFragment
+  ): Effect.Effect<void, PeerError> | undefined {
     switch (msg._tag) {
       case "Frame": {
         // SNs are not checked: TCP neither reorders nor duplicates, and pico numbers some
@@ -482,6 +492,50 @@ export class Remote {
         return undefined
     }
   }
+}
+
+/** A FRAGMENT whose payload is several views. */
+type SplitFragment = TransportMessage.FragmentHeader & { readonly payload: ReadonlyArray<Uint8Array> }
+
+/**
+ * Decodes a FRAGMENT header from the first bytes of a batch in several parts and returns the
+ * payload as views; undefined when the batch is something else (or the header is unusual).
+ */
+const splitFragment = (parts: ReadonlyArray<Uint8Array>): SplitFragment | undefined => {
+  const first = parts[0]!
+  if (first.length === 0 || (first[0]! & 0x1f) !== TransportMessage.Id.Fragment) return undefined
+  // Header byte + SN zint + a few unit extensions fit in 16 bytes.
+  const head = Batch.concat(firstBytes(parts, 16))
+  let offset: number
+  let header: TransportMessage.FragmentHeader
+  try {
+    const r = new ZReader(head)
+    header = TransportMessage.decodeFragmentHeader(r, r.u8("FRAGMENT header"))
+    offset = r.pos
+  } catch {
+    return undefined
+  }
+  const payload: Array<Uint8Array> = []
+  for (const part of parts) {
+    if (offset >= part.length) {
+      offset -= part.length
+      continue
+    }
+    payload.push(offset === 0 ? part : part.subarray(offset))
+    offset = 0
+  }
+  return { ...header, payload }
+}
+
+const firstBytes = (parts: ReadonlyArray<Uint8Array>, n: number): Array<Uint8Array> => {
+  const out: Array<Uint8Array> = []
+  for (const part of parts) {
+    if (n <= 0) break
+    const take = part.length <= n ? part : part.subarray(0, n)
+    out.push(take)
+    n -= take.length
+  }
+  return out
 }
 
 const KEEP_ALIVE = Batch.encode(new Uint8Array([TransportMessage.Id.KeepAlive]))

@@ -208,32 +208,8 @@ export const decode = (r: ZReader): TransportMessage => {
       }
       return { _tag: "Frame", reliable: (header & FLAG_R) !== 0, sn, extensions, messages }
     }
-    case Id.Fragment: {
-      const sn = r.zint("FRAGMENT SN")
-      let first = false
-      let drop = false
-      let extensions = noExtensions
-      if (z) {
-        const all = Extension.decodeAll(r, "FRAGMENT", frameMandatory)
-        const others: Array<Extension.Extension> = []
-        for (const ext of all) {
-          if (ext.id === Extension.Id.FragmentFirst) first = true
-          else if (ext.id === Extension.Id.FragmentDrop) drop = true
-          else others.push(ext)
-        }
-        if (others.length > 0) extensions = others
-      }
-      return {
-        _tag: "Fragment",
-        reliable: (header & FLAG_R) !== 0,
-        more: (header & FLAG_M) !== 0,
-        sn,
-        first,
-        drop,
-        extensions,
-        payload: r.rest()
-      }
-    }
+    case Id.Fragment:
+      return { ...decodeFragmentHeader(r, header), payload: r.rest() }
     case Id.Oam: {
       const id = r.zint("transport OAM id", Zint.MAX_Z16)
       const extensions = Extension.decodeIf(z, r, "transport OAM")
@@ -257,6 +233,39 @@ export const decode = (r: ZReader): TransportMessage => {
       return r.fail("transport message", "JOIN is for multicast transports, not a unicast TCP session", at)
     default:
       return r.fail("transport message", `unknown transport message id 0x${(header & 0x1f).toString(16)}`, at)
+  }
+}
+
+/** A FRAGMENT without its payload. */
+export type FragmentHeader = Omit<Fragment, "payload">
+
+/**
+ * The fields of a FRAGMENT after its header byte (already read), up to where the payload starts.
+ * Lets a receiver take the payload as views of a batch that arrived in several pieces.
+ */
+export const decodeFragmentHeader = (r: ZReader, header: number): FragmentHeader => {
+  const sn = r.zint("FRAGMENT SN")
+  let first = false
+  let drop = false
+  let extensions = noExtensions
+  if ((header & FLAG_Z) !== 0) {
+    const all = Extension.decodeAll(r, "FRAGMENT", frameMandatory)
+    const others: Array<Extension.Extension> = []
+    for (const ext of all) {
+      if (ext.id === Extension.Id.FragmentFirst) first = true
+      else if (ext.id === Extension.Id.FragmentDrop) drop = true
+      else others.push(ext)
+    }
+    if (others.length > 0) extensions = others
+  }
+  return {
+    _tag: "Fragment",
+    reliable: (header & FLAG_R) !== 0,
+    more: (header & FLAG_M) !== 0,
+    sn,
+    first,
+    drop,
+    extensions
   }
 }
 
