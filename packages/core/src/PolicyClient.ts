@@ -8,6 +8,7 @@
  * have the expected type. A request keeps the slot until its reply has arrived
  * or the connection is gone, even after its caller gave up on a timeout: a
  * late reply is then dropped instead of being taken for the next request's.
+ * Only a reply later than twice the timeout is given up for lost.
  *
  * Actions bypass that slot: the dispatcher sends `apply_action` (which has no
  * reply) on its own fiber, so a tick never waits behind an observation that is
@@ -23,6 +24,7 @@ import {
   type UserMap
 } from "@chiral/protocol"
 import {
+  Cause,
   Console,
   Context,
   Deferred,
@@ -237,7 +239,11 @@ export const make = (
       Stream.runForEach(receive),
       Effect.onExit((exit) =>
         Effect.suspend(() => {
-          lost = Exit.isSuccess(exit) ? "closed by the server" : `connection lost: ${String(Exit.isFailure(exit) ? exit.cause : "")}`
+          lost = Exit.isSuccess(exit)
+            ? "closed by the server"
+            : Cause.hasInterruptsOnly(exit.cause)
+            ? "the client is closed"
+            : `connection lost: ${Cause.squash(exit.cause)}`
           const current = pending
           pending = undefined
           const fail = current === undefined ? Effect.void : Deferred.fail(current.reply, disconnected(current.request))
@@ -258,6 +264,7 @@ export const make = (
           return Effect.fail(new RequestError({ request: message.type, reason: "Malformed", detail: String(cause) }))
         }
         const expect = replyType[message.type]
+        const lateReplyGrace = Duration.times(Duration.fromInputUnsafe(timeout), 2)
         const reply = Deferred.makeUnsafe<Message, RequestError>()
         let wanted = true
         // Holds the slot from sending until the reply (or the end of the connection).
@@ -267,7 +274,10 @@ export const make = (
           pending = { request: message.type, expect, reply }
           return connection.send(frame).pipe(
             Effect.catch((error) => Deferred.fail(reply, disconnected(message.type, error.message))),
-            Effect.andThen(Deferred.await(reply)),
+            // A reply later than twice the timeout is taken as lost, so a server
+            // that never answers (possible on a shared Zenoh connection) cannot
+            // hold the slot forever.
+            Effect.andThen(Effect.timeoutOption(Deferred.await(reply), lateReplyGrace)),
             Effect.ignore,
             Effect.ensuring(Effect.sync(() => {
               if (pending?.reply === reply) pending = undefined

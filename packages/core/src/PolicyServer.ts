@@ -214,18 +214,25 @@ export const make = <E, R>(
     // A request the handler cannot answer would leave the client waiting, and
     // the protocol has no error reply: log it and close that connection, which
     // the client sees at once as a typed error (the Python server does the same
-    // by letting the handler's exception end the connection).
+    // by letting the handler's exception end the connection). A shared
+    // connection (Zenoh) stays open; its client runs into its timeout.
     const respond = (connection: Connection) => (request: Request) =>
       answer(request, connection.id).pipe(
         provide,
         Effect.flatMap((reply) => Effect.try({ try: () => encodeFrameParts(reply), catch: (cause) => cause })),
-        Effect.catchCause((cause) =>
-          Cause.hasInterruptsOnly(cause) ? Effect.interrupt : Effect.andThen(
-            Effect.logWarning(`chiral: cannot answer ${request.type} from ${connection.id}; closing it`, cause),
-            Effect.fail(new Unanswered({ request: request.type }))
-          )
-        ),
-        Effect.flatMap(connection.send)
+        Effect.matchCauseEffect({
+          onFailure: (cause) => {
+            if (Cause.hasInterruptsOnly(cause)) return Effect.interrupt
+            const what = `chiral: cannot answer ${request.type} from ${connection.id}`
+            return connection.shared === true
+              ? Effect.logWarning(what, cause)
+              : Effect.andThen(
+                Effect.logWarning(`${what}; closing it`, cause),
+                Effect.fail(new Unanswered({ request: request.type }))
+              )
+          },
+          onSuccess: connection.send
+        })
       )
 
     const dropped = (connection: Connection, reason: string) =>

@@ -35,6 +35,12 @@ export interface Connection {
    * slows its own sender.
    */
   readonly send: (frame: OutgoingFrame) => Effect.Effect<void, TransportError>
+  /**
+   * True when this connection stands for every remote client at once (a
+   * publish/subscribe transport such as Zenoh). The server then never ends it
+   * to signal a problem to one client, since that would cut them all off.
+   */
+  readonly shared?: boolean | undefined
 }
 
 /** Accepts connections (robot side). */

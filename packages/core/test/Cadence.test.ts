@@ -1,12 +1,13 @@
 // Cadences on virtual time (TestClock) over the in-memory transport: exact tick
 // times, no drift, and dispatch independent of slow observations.
 import { describe, expect, it } from "@effect/vitest"
-import { Clock, Console, Effect, Fiber, Queue, Ref, SubscriptionRef } from "effect"
+import { decodeFrame, encodeFrame } from "@chiral/protocol"
+import { Clock, Console, Effect, Fiber, Queue, Ref, Result, Stream, SubscriptionRef } from "effect"
 import { TestClock } from "effect/testing"
-import { PolicyClient } from "../src/index.js"
+import { ClientTransport, MemoryTransport, PolicyClient, PolicyServer, ServerTransport } from "../src/index.js"
 import { failure } from "./support/Exits.js"
 import * as Pair from "./support/Pair.js"
-import type * as Robot from "./support/Robot.js"
+import * as Robot from "./support/Robot.js"
 
 /** Lets every runnable fiber run (the transport and server are fibers too). */
 const settle = Effect.gen(function*() {
@@ -141,21 +142,78 @@ describe("cadence on TestClock", () => {
 describe("requests on TestClock", () => {
   it.effect("a request times out with a typed error; its late reply is never taken for the next request's", () =>
     Effect.gen(function*() {
-      const { client } = yield* Pair.startPair({ obsDelayMillis: 5000, client: { requestTimeout: 1000 } })
-      const slowObs = yield* Effect.forkChild(Effect.exit(client.getObs))
+      // the first observation takes 1.5 s, later ones are instant
+      const { client } = yield* Pair.startPair({
+        obsDelayMillis: (n) => n === 1 ? 1500 : 0,
+        client: { requestTimeout: 1000 }
+      })
+      const first = yield* Effect.forkChild(Effect.exit(client.getObs))
       yield* advanceTo(1000, 100)
-      const timedOut = failure(yield* Fiber.join(slowObs))
-      expect(timedOut).toMatchObject({ _tag: "RequestError", reason: "Timeout", request: "obs_request" })
-      // the slot stays with the unanswered request: metadata waits, and times out too
-      const blocked = yield* Effect.forkChild(Effect.exit(client.getMetadata))
-      yield* advanceTo(2000, 100)
-      expect(failure(yield* Fiber.join(blocked))).toMatchObject({ reason: "Timeout", request: "metadata" })
-      // at 5 s the late obs_response arrives and is dropped; the slot is free again
-      yield* advanceTo(5000, 100)
-      const metadata = yield* Effect.forkChild(client.getMetadata)
-      yield* advanceTo(5100, 100)
-      expect(yield* Fiber.join(metadata)).toEqual({ action_shape: [7], cameras: ["wrist", "scene"] })
+      expect(failure(yield* Fiber.join(first))).toMatchObject({
+        _tag: "RequestError",
+        reason: "Timeout",
+        request: "obs_request"
+      })
+      // the second waits for the slot until the first's late answer (n = 1) lands
+      // at 1.5 s and is dropped; then it is sent and gets its own answer (n = 2)
+      const second = yield* Effect.forkChild(client.getObs)
+      yield* advanceTo(1600, 100)
+      const obs = yield* Fiber.join(second)
+      expect(obs.extra["n"]).toBe(2)
     }).pipe(Effect.scoped, Effect.provide(Pair.memory())))
+
+  it.effect("a reply that never comes holds the slot for twice the timeout, then later requests go through", () =>
+    Effect.gen(function*() {
+      // like the C++ reference server: answers metadata, silently skips obs_request
+      yield* ServerTransport.use((transport) =>
+        transport.serve((connection) =>
+          connection.frames.pipe(Stream.runForEach((frame) => {
+            const decoded = decodeFrame(frame)
+            return Result.isSuccess(decoded) && decoded.success.type === "metadata"
+              ? connection.send(encodeFrame({ type: "metadata_response", data: { server: "cpp-like" } }))
+              : Effect.void
+          }))
+        )
+      ).pipe(Effect.forkScoped({ startImmediately: true }))
+      const client = yield* PolicyClient.make({ quiet: true, requestTimeout: 1000 })
+      const obs = yield* Effect.forkChild(Effect.exit(client.getObs))
+      yield* advanceTo(500, 100)
+      // waits for the slot, which is reserved for the missing answer, and times out
+      const blocked = yield* Effect.forkChild(Effect.exit(client.getMetadata))
+      yield* advanceTo(1000, 100)
+      expect(failure(yield* Fiber.join(obs))).toMatchObject({ reason: "Timeout", request: "obs_request" })
+      yield* advanceTo(1500, 100)
+      expect(failure(yield* Fiber.join(blocked))).toMatchObject({ reason: "Timeout", request: "metadata" })
+      // 2 s after it was sent the obs request is given up for lost and the slot frees
+      const metadata = yield* Effect.forkChild(client.getMetadata)
+      yield* advanceTo(1900, 100)
+      expect(metadata.pollUnsafe()).toBeUndefined()
+      yield* advanceTo(2000, 100)
+      expect(yield* Fiber.join(metadata)).toEqual({ server: "cpp-like" })
+    }).pipe(Effect.scoped, Effect.provide(Pair.memory())))
+
+  it.effect("a shared connection (Zenoh-like) stays open when a request cannot be answered", () =>
+    Effect.gen(function*() {
+      const memory = MemoryTransport.make()
+      const shared = ServerTransport.of({
+        address: memory.server.address,
+        serve: (handler) => memory.server.serve((connection) => handler({ ...connection, shared: true }))
+      })
+      const recorder = yield* Robot.makeRecorder
+      yield* PolicyServer.make({
+        cameras: Robot.cameras,
+        handlers: { ...Robot.handlers(recorder), reset: Effect.fail("cannot reset now") }
+      }).pipe(Effect.provideService(ServerTransport, shared))
+      const client = yield* PolicyClient.make({ quiet: true, requestTimeout: 1000, resetTimeout: 1000 }).pipe(
+        Effect.provideService(ClientTransport, memory.client)
+      )
+      const reset = yield* Effect.forkChild(Effect.exit(client.reset))
+      yield* advanceTo(1000, 100)
+      expect(failure(yield* Fiber.join(reset))).toMatchObject({ reason: "Timeout", request: "reset" })
+      const obs = yield* Effect.forkChild(client.getObs)
+      yield* advanceTo(2000, 100)
+      expect((yield* Fiber.join(obs)).extra["source"]).toBe("get_obs")
+    }).pipe(Effect.scoped))
 
   it.effect("connecting retries every 100 ms and prints the waiting line once", () =>
     Effect.gen(function*() {

@@ -23,7 +23,7 @@ export const transports: ReadonlyArray<readonly [string, Transports]> = [["memor
 
 /** Starts the test robot and connects one client; both stop with the scope. */
 export const startPair = (options: {
-  readonly obsDelayMillis?: number
+  readonly obsDelayMillis?: number | ((n: number) => number)
   readonly client?: PolicyClient.PolicyClientOptions
 } = {}) =>
   Effect.gen(function*() {

@@ -38,7 +38,10 @@ export const makeRecorder = Effect.gen(function*() {
  */
 export const handlers = (
   recorder: Recorder,
-  options: { readonly obsDelayMillis?: number } = {}
+  options: {
+    /** How long the n-th getObs (from 1) takes, on the Clock. */
+    readonly obsDelayMillis?: number | ((n: number) => number) | undefined
+  } = {}
 ): Handlers<never, PolicyServer.PolicyServer> => ({
   getMetadata: Effect.succeed({ action_shape: [7], cameras: cameras.map((c) => c.name) }),
   reset: Effect.gen(function*() {
@@ -51,7 +54,8 @@ export const handlers = (
     const server = yield* PolicyServer.PolicyServer
     const at = yield* Clock.currentTimeMillis
     const n = (yield* Ref.updateAndGet(recorder.obsRequests, (list) => [...list, at])).length
-    if (options.obsDelayMillis !== undefined) yield* Effect.sleep(options.obsDelayMillis)
+    const delay = typeof options.obsDelayMillis === "function" ? options.obsDelayMillis(n) : options.obsDelayMillis
+    if (delay !== undefined && delay > 0) yield* Effect.sleep(delay)
     return yield* server.makeObs({ extra: { source: "get_obs", n } })
   }),
   applyAction: (action, context) =>
