@@ -284,6 +284,10 @@ export const make = <E, R>(
     return api
   })
 
+/** `makeObs` of the `PolicyServer` in context: the usual body of `reset` and `getObs` handlers. */
+export const makeObs = (options?: MakeObsOptions): Effect.Effect<Observation, never, PolicyServer> =>
+  PolicyServer.use((server) => server.makeObs(options))
+
 /** Serves until interrupted (what the references' `run()`/`serve()` do). */
 export const run = <E, R>(
   config: PolicyServerConfig<E, R>
