@@ -5,11 +5,19 @@ import { defineProject } from "vitest/config"
 // Tests import the TypeScript sources of sibling packages, not their dist/.
 const source = { conditions: ["@chiral/source"] }
 
+const setup = new URL("./vitest.setup.ts", import.meta.url).pathname
+
 const project = (name: string, dir: string) =>
   defineProject({
     resolve: source,
     ssr: { resolve: { conditions: ["@chiral/source"], externalConditions: ["@chiral/source"] } },
-    test: { name, root: dir, include: ["test/**/*.test.ts"], environment: "node" }
+    test: {
+      name,
+      root: dir,
+      include: ["test/**/*.test.ts"],
+      environment: "node",
+      setupFiles: [setup]
+    }
   })
 
 export default [

@@ -1,7 +1,14 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as fc from "fast-check"
-import { Packr, unpack } from "msgpackr"
+import { Packr, Unpackr } from "msgpackr"
 import { MsgpackIssue, MsgpackReader, MsgpackWriter } from "../src/Msgpack.js"
+
+// Independent check: msgpackr, reading 64-bit ints as numbers when they are safe, as our reader does.
+const unpack = (bytes: Uint8Array): unknown => new Unpackr({ useRecords: false, int64AsType: "auto" }).unpack(bytes)
+
+// msgpackr, our independent check, drops `__proto__` keys when reading (ours keeps them as data, see
+// the reader tests), so generated values leave them out.
+const jsonValue = fc.jsonValue().filter((v) => !JSON.stringify(v).includes('"__proto__"'))
 
 const write = (f: (w: MsgpackWriter) => void) => {
   const w = new MsgpackWriter(4)
@@ -87,7 +94,7 @@ describe("MsgpackWriter", () => {
   })
 
   it("agrees with msgpackr on arbitrary user values", () => {
-    const value = fc.jsonValue()
+    const value = jsonValue
     fc.assert(
       fc.property(value, (v) => {
         const w = new MsgpackWriter(16)
@@ -113,7 +120,7 @@ describe("MsgpackReader", () => {
   it("reads what msgpackr writes", () => {
     const packr = new Packr({ useRecords: false, mapsAsObjects: true, variableMapSize: true })
     fc.assert(
-      fc.property(fc.jsonValue(), (v) => {
+      fc.property(jsonValue, (v) => {
         const bytes = packr.pack(v)
         const r = new MsgpackReader(bytes, 0, bytes.length, 1000)
         assert.deepStrictEqual(r.read(), packr.unpack(bytes))
