@@ -59,7 +59,7 @@ export interface PolicyClientOptions {
   readonly retryInterval?: Duration.Input | undefined
   /** Actions that may wait for dispatch; beyond it the oldest are dropped. Default 10 000. */
   readonly maxQueuedActions?: number | undefined
-  /** Do not print `chiral: waiting for server at … …`. */
+  /** Do not print the waiting line (`chiral: waiting for server at <uri> …`). */
   readonly quiet?: boolean | undefined
 }
 
@@ -169,7 +169,7 @@ const connect = (
       Effect.tapError((error) => {
         if (warned || error.reason !== "Unavailable") return Effect.void
         warned = true
-        return Console.log(`chiral: waiting for server at ${transport.address} …`)
+        return Console.log(transport.waitingMessage ?? `chiral: waiting for server at ${transport.address} …`)
       }),
       Effect.retry({
         while: (error) => error.reason === "Unavailable",

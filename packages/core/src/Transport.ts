@@ -68,6 +68,12 @@ export class ClientTransport extends Context.Service<ClientTransport, {
    * connection closes with the scope.
    */
   readonly connect: Effect.Effect<Connection, TransportError, Scope.Scope>
+  /**
+   * What PolicyClient prints (once) while `connect` keeps failing with
+   * `Unavailable`. Default `chiral: waiting for server at <address> …`; the
+   * Python reference's Zenoh client says `waiting for Zenoh server`.
+   */
+  readonly waitingMessage?: string | undefined
 }>()("@chiral/core/ClientTransport") {}
 
 /** Concatenates the parts of an outgoing frame (for transports that need one buffer). */
