@@ -2,7 +2,8 @@
 // Runs on the built package (npx tsc -b first):
 //   npx node packages/zenoh/scripts/interop.mjs <listen|connect> <tcp/host:port> <sub|pub> <key>
 //     [--size BYTES] [--count N] [--interval MS] [--seconds S] [--batch BYTES]
-// sub: prints every sample (key, size, head) and checks z_pub_thr payloads (all 0x01).
+// sub: prints every sample (key, size, head) and checks large payloads: all 0x01 (z_pub_thr)
+//      or byte j = (j*31 + i) & 0xff.
 // pub: waits for a matching subscriber, then publishes --count payloads: short strings, or
 //      --size bytes of an ASCII pattern.
 import { Effect, Stream } from "effect"
@@ -51,8 +52,12 @@ const program = Effect.gen(function*() {
         Effect.sync(() => {
           n++
           const head = new TextDecoder().decode(s.payload.subarray(0, 40))
-          const ones = s.payload.length > 1000 && s.payload.every((b) => b === 1)
-          log(`sample #${n} key=${s.keyExpr} bytes=${s.payload.length} from=${s.source} head=${JSON.stringify(head)}${ones ? " (all bytes 0x01)" : ""}`)
+          const big = s.payload.length > 1000
+          const ones = big && s.payload.every((b) => b === 1)
+          const i = s.payload[0]
+          const pattern = big && s.payload.every((b, j) => b === ((j * 31 + i) & 0xff))
+          const check = ones ? " (all bytes 0x01)" : pattern ? ` (byte j = (j*31+${i}) & 0xff: verified)` : ""
+          log(`sample #${n} key=${s.keyExpr} bytes=${s.payload.length} from=${s.source} head=${JSON.stringify(head)}${check}`)
         })
       )
     )

@@ -145,6 +145,8 @@ const noExtensions: ReadonlyArray<Extension.Extension> = []
 /** Mandatory network extensions we understand (NodeId carries routing info; we ignore it). */
 const networkMandatory: ReadonlySet<number> = new Set([Extension.Id.NodeId])
 const undeclareMandatory: ReadonlySet<number> = new Set([Extension.Id.UndeclaredWireExpr])
+/** REQUEST also carries the query target as a mandatory extension. */
+const requestMandatory: ReadonlySet<number> = new Set([Extension.Id.NodeId, 0x34])
 
 // --- constructors used by a session -----------------------------------------------------------------
 
@@ -285,7 +287,7 @@ export const decode = (r: ZReader): NetworkMessage => {
     case Id.Request: {
       const requestId = r.zint("REQUEST id", Zint.MAX_Z32)
       const wire = decodeWireExpr(r, (header & FLAG_N) !== 0, (header & FLAG_M) !== 0, "REQUEST")
-      const extensions = Extension.decodeIf(z, r, "REQUEST", networkMandatory)
+      const extensions = Extension.decodeIf(z, r, "REQUEST", requestMandatory)
       const body = ZenohBody.decodeRequestBody(r)
       return { _tag: "Request", requestId, wireExpr: wire, extensions, body }
     }

@@ -40,7 +40,7 @@ export type PeerEvent =
   }
 
 export interface SubscriberOptions {
-  /** Samples buffered for a slow consumer. Default 64. */
+  /** Samples buffered for a slow consumer. Default 16 (large samples: mind the memory). */
   readonly capacity?: number | undefined
   /**
    * When the buffer is full: "suspend" (default) stops reading from the sending peer (TCP pushes
@@ -92,7 +92,7 @@ interface LocalSubscriber {
   readonly queue: Queue.Queue<Sample, PeerError | Cause.Done>
 }
 
-const DEFAULT_CAPACITY = 64
+const DEFAULT_CAPACITY = 16
 
 /**
  * Mutable heart of a session. Only touched from fibers of one runtime (single-threaded), so plain

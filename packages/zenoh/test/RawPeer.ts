@@ -95,8 +95,14 @@ export const connectAndOpen = (
   })
 
 /** A raw server: accepts one connection, answers the handshake as listener, hands the peer over. */
-export const listenOnce = (): Effect.Effect<
-  { readonly port: number; readonly accepted: Effect.Effect<RawPeer, unknown, Scope.Scope> },
+export const listenOnce = (options?: {
+  /** Batch size to answer with; default: the INIT-Syn's (a correct listener never answers more). */
+  readonly answerBatch?: number
+}): Effect.Effect<
+  {
+    readonly port: number
+    readonly accepted: Effect.Effect<RawPeer & { readonly syn: TransportMessage.Init }, unknown, Scope.Scope>
+  },
   unknown,
   Scope.Scope
 > =>
@@ -121,8 +127,8 @@ export const listenOnce = (): Effect.Effect<
         version: 0x09,
         whatami: 1,
         zid: peer.zid,
-        resolution: undefined,
-        batchSize: undefined,
+        resolution: options?.answerBatch !== undefined || syn.batchSize !== undefined ? 0x0a : undefined,
+        batchSize: options?.answerBatch ?? syn.batchSize,
         cookie: new Uint8Array([1, 2, 3]),
         extensions: [Extension.z64(Extension.Id.Patch, 1)]
       }))
@@ -140,7 +146,7 @@ export const listenOnce = (): Effect.Effect<
         cookie: undefined,
         extensions: []
       }))
-      return peer
+      return { ...peer, syn }
     })
     return { port: address.port, accepted }
   })

@@ -4,7 +4,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Effect, Exit, Fiber, Option, Scope, Stream } from "effect"
-import { type PeerEvent, type Session, Zenoh } from "@chiral/zenoh"
+import { Extension, type PeerEvent, type Session, TransportMessage, Zenoh, ZenohId } from "@chiral/zenoh"
 import * as Raw from "./RawPeer.js"
 
 const text = (s: string) => new TextEncoder().encode(s)
@@ -345,5 +345,92 @@ describe("misbehaving and vanishing peers", () => {
       assert.strictEqual(event.error?._tag, "ZenohDecodeError")
       const close = yield* raw.readUntil((m) => m._tag === "Close")
       assert.strictEqual(close._tag === "Close" ? close.reason : -1, 2)
+    }))
+})
+
+describe("handshake as ZENOH.md §6 prescribes", () => {
+  const initSyn = (zid: Uint8Array, batchSize?: number, version = 0x09): TransportMessage.Init => ({
+    _tag: "Init",
+    ack: false,
+    version,
+    whatami: 1,
+    zid,
+    resolution: batchSize === undefined ? undefined : 0x0a,
+    batchSize,
+    cookie: undefined,
+    extensions: [Extension.z64(Extension.Id.Patch, 1)]
+  })
+
+  it.live("listener: S with the smaller batch, Patch, then current declarations with I=0 and D_FINAL(0)", () =>
+    Effect.gen(function*() {
+      const listener = yield* listen()
+      yield* listener.declareSubscriber("chiral/c2s")
+      const raw = yield* Raw.connect(listener.address.port)
+      raw.send(Raw.batch(initSyn(raw.zid, 2048)))
+      const [ack] = yield* raw.read
+      assert(ack?._tag === "Init" && ack.ack)
+      assert.strictEqual(ack.batchSize, 2048)
+      assert.strictEqual(ack.resolution, 0x0a)
+      assert.strictEqual(Extension.find(ack.extensions, Extension.Id.Patch)?.value, 1n)
+      assert.strictEqual(ZenohId.toString(ack.zid), listener.zid)
+      raw.send(Raw.batch({ _tag: "Open", ack: false, leaseMillis: 10_000, leaseInSeconds: true, initialSn: 0, cookie: ack.cookie, extensions: [] }))
+      const [open] = yield* raw.read
+      assert(open?._tag === "Open" && open.ack)
+      assert.strictEqual(open.leaseMillis, 10_000)
+      const frame = yield* raw.readUntil((m) => m._tag === "Frame")
+      assert(frame._tag === "Frame")
+      assert.strictEqual(frame.reliable, true)
+      assert.strictEqual(frame.sn, open.initialSn)
+      assert.deepStrictEqual(
+        frame.messages.map((m) => m._tag === "Declare" ? [m.interestId, m.declaration._tag, "wireExpr" in m.declaration ? m.declaration.wireExpr.suffix : undefined] : m._tag),
+        [[0, "DeclareSubscriber", "chiral/c2s"], [0, "DeclareFinal", undefined]]
+      )
+    }))
+
+  it.live("listener: no S when both sides use the defaults; another version is refused with CLOSE", () =>
+    Effect.gen(function*() {
+      const listener = yield* listen()
+      const raw = yield* Raw.connect(listener.address.port)
+      raw.send(Raw.batch(initSyn(raw.zid)))
+      const [ack] = yield* raw.read
+      assert(ack?._tag === "Init")
+      assert.strictEqual(ack.batchSize, undefined)
+      assert.strictEqual(ack.resolution, undefined)
+      const failed = yield* nextEvent(listener, "HandshakeFailed")
+      const old = yield* Raw.connect(listener.address.port)
+      old.send(Raw.batch(initSyn(old.zid, undefined, 0x08)))
+      const close = yield* old.readUntil((m) => m._tag === "Close")
+      assert.strictEqual(close._tag === "Close" ? close.reason : -1, TransportMessage.CloseReason.Invalid)
+      assert.match((yield* Fiber.join(failed)).error.message, /unsupported protocol version 0x8/)
+    }))
+
+  it.live("connector: INIT-Syn with Patch (S only for a non-default batch), cookie echoed, D_FINAL(0) after OPEN", () =>
+    Effect.gen(function*() {
+      for (const batchSize of [65535, 4096]) {
+        const server = yield* Raw.listenOnce()
+        const accepting = yield* Effect.forkChild(server.accepted, { startImmediately: true })
+        const conn = yield* Zenoh.connect({ host: "127.0.0.1", port: server.port, batchSize })
+        const raw = yield* Fiber.join(accepting) // it checked that the cookie came back verbatim
+        assert.strictEqual(raw.syn.batchSize, batchSize === 65535 ? undefined : batchSize)
+        assert.strictEqual(raw.syn.whatami, TransportMessage.Whatami.Peer)
+        assert.strictEqual(ZenohId.toString(raw.syn.zid), conn.zid)
+        assert.strictEqual(Extension.find(raw.syn.extensions, Extension.Id.Patch)?.value, 1n)
+        assert.strictEqual(conn.peer.batchSize, batchSize)
+        const frame = yield* raw.readUntil((m) => m._tag === "Frame")
+        assert(frame._tag === "Frame")
+        assert.deepStrictEqual(
+          frame.messages.map((m) => m._tag === "Declare" ? [m.interestId, m.declaration._tag] : [m._tag]),
+          [[0, "DeclareFinal"]]
+        )
+      }
+    }))
+
+  it.live("connector: refuses an INIT-Ack announcing a larger batch than ours", () =>
+    Effect.gen(function*() {
+      const server = yield* Raw.listenOnce({ answerBatch: 65535 })
+      yield* Effect.forkChild(Effect.ignore(server.accepted), { startImmediately: true })
+      const error = yield* Effect.flip(Zenoh.connect({ host: "127.0.0.1", port: server.port, batchSize: 2048 }))
+      assert.strictEqual(error._tag, "ZenohHandshakeError")
+      assert.match(error.message, /batch size 65535 exceeds ours \(2048\)/)
     }))
 })
