@@ -4,9 +4,13 @@ import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Effect } from "effect"
 import { Command } from "effect/cli"
 import { decode } from "./commands/Decode.js"
+import { probe } from "./commands/Probe.js"
+import { serve } from "./commands/Serve.js"
 
 const subcommands = [
-  decode
+  decode,
+  serve,
+  probe
 ] as const
 
 const chiral = Command.make("chiral").pipe(

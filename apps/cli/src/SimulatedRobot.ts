@@ -1,0 +1,259 @@
+/**
+ * A simulated robot on PolicyServer, for `chiral serve` and `chiral bench`:
+ * cameras with deterministic synthetic images (and optional depth), extrinsics
+ * that move every frame as a wrist camera's do, proprio vectors, and handlers
+ * for every message type, the legacy `action` step included.
+ *
+ * Producing a 17 MB observation 30 times a second must not cost the CPU that
+ * serving it needs, so each camera's frames are computed once, a short cycle
+ * of them, and every tick hands the next one to the server without a copy
+ * (`copy: false`; those buffers are never written again). What changes per
+ * tick is the capture time, K/T and the proprios: a few hundred bytes.
+ */
+import { Cadence, type ConfigError, PolicyServer, type ServerTransport } from "@chiral/core"
+import { type ObsTimestamps, Tensor } from "@chiral/protocol"
+import { Console, Duration, Effect, Layer, Ref, type Scope } from "effect"
+
+export interface ProprioSpec {
+  readonly name: string
+  readonly size: number
+}
+
+export interface SimulatedRobotOptions {
+  /** Number of cameras `cam_0…`. Default 8. */
+  readonly cameras?: number | undefined
+  /** Image width. Default 640. */
+  readonly width?: number | undefined
+  /** Image height. Default 480. */
+  readonly height?: number | undefined
+  /** Give every camera a float32 depth image (metres). Default false. */
+  readonly depth?: boolean | undefined
+  /** Proprio vectors (float32). Default joint_pos:7, joint_vel:7. */
+  readonly proprios?: ReadonlyArray<ProprioSpec> | undefined
+  /** D of the advertised `action_shape` [1, D]. Default 7. */
+  readonly actionDim?: number | undefined
+  /** Legacy steps after which `terminated` is true (until the next reset); 0 = never. Default 200. */
+  readonly episodeSteps?: number | undefined
+  /** Sensor rate in Hz; 0 writes one frame and keeps it. Default 30. */
+  readonly fps?: number | undefined
+  /** Print one JSON line per applied action: `{"action":[…],"obs_timestamps":{…}}`. Default false. */
+  readonly logActions?: boolean | undefined
+}
+
+export const defaults = {
+  cameras: 8,
+  width: 640,
+  height: 480,
+  depth: false,
+  proprios: [{ name: "joint_pos", size: 7 }, { name: "joint_vel", size: 7 }] as ReadonlyArray<ProprioSpec>,
+  actionDim: 7,
+  episodeSteps: 200,
+  fps: 30
+} as const
+
+/** Distinct synthetic frames per camera; the sensor cycles through them. */
+export const framesPerCycle = 4
+
+export interface SimulatedRobot {
+  readonly server: PolicyServer.PolicyServerApi
+  /** The metadata every `metadata` request is answered with. */
+  readonly metadata: { readonly cameras: ReadonlyArray<string>; readonly action_shape: readonly [1, number] }
+  /** Action rows applied so far (`apply_action` and legacy steps). */
+  readonly actionsApplied: Effect.Effect<number>
+  /** Legacy steps taken since the last reset. */
+  readonly episodeStep: Effect.Effect<number>
+}
+
+export const cameraName = (index: number): string => `cam_${index}`
+
+/**
+ * The RGB image of camera `camera` at `phase`: diagonal stripes that move with
+ * the phase, tinted per camera, so every camera and frame is recognisable.
+ */
+export const syntheticImage = (camera: number, phase: number, width: number, height: number): Uint8Array => {
+  const image = new Uint8Array(width * height * 3)
+  // One row of the pattern, long enough for every row's diagonal offset.
+  const span = width + height
+  const row = new Uint8Array(span * 3)
+  for (let i = 0; i < span; i++) {
+    const v = (i * 2 + phase * 16 + camera * 32) & 255
+    row[i * 3] = v
+    row[i * 3 + 1] = (v + 85 + camera * 40) & 255
+    row[i * 3 + 2] = (v + 170) & 255
+  }
+  for (let y = 0; y < height; y++) image.set(row.subarray(y * 3, (y + width) * 3), y * width * 3)
+  return image
+}
+
+/** Depth in metres: a plane tilting away from the camera, moving with the phase. */
+export const syntheticDepth = (camera: number, phase: number, width: number, height: number): Float32Array => {
+  const depth = new Float32Array(width * height)
+  const base = 1 + 0.25 * camera + 0.05 * phase
+  for (let y = 0; y < height; y++) {
+    const value = base + y / height
+    depth.fill(value, y * width, (y + 1) * width)
+  }
+  return depth
+}
+
+/** K for a pinhole camera of this size (600 px focal length at 640 px wide, as the references use). */
+export const intrinsicsFor = (width: number, height: number): ReadonlyArray<number> => {
+  const f = (600 * width) / 640
+  return [f, 0, width / 2, 0, f, height / 2, 0, 0, 1]
+}
+
+/** Camera-to-world T of camera `camera` at `frame`: a wrist camera swaying on a circle. */
+export const extrinsicsAt = (camera: number, frame: number, fps: number): ReadonlyArray<number> => {
+  const t = frame / (fps > 0 ? fps : defaults.fps)
+  return [1, 0, 0, 0.1 * Math.sin(t), 0, 1, 0, 0.05 * camera + 0.1 * Math.cos(t) - 0.1, 0, 0, 1, 0.3, 0, 0, 0, 1]
+}
+
+/** Proprio `index` at `frame`: element i is sin(t + i + index). */
+const proprioAt = (index: number, size: number, frame: number, fps: number): Float32Array => {
+  const t = frame / (fps > 0 ? fps : defaults.fps)
+  const values = new Float32Array(size)
+  for (let i = 0; i < size; i++) values[i] = Math.sin(t + i + index)
+  return values
+}
+
+/** The shortest decimal that reads back as the same float32 (0.1, not 0.10000000149011612). */
+const float32Text = (x: number): string => {
+  if (!Number.isFinite(x)) return "null"
+  for (let digits = 1; digits < 9; digits++) {
+    const text = x.toPrecision(digits)
+    if (Math.fround(Number(text)) === x) return String(Number(text))
+  }
+  return String(x)
+}
+
+/** Rows in an action tensor ([D] → 1, [N, D] → N). */
+const rowsOf = (action: Tensor): number => (action.shape.length >= 2 ? action.shape[0]! : 1)
+
+/**
+ * One JSON line per action row: a [D] action is one row, an [N, D] chunk N
+ * rows, each with the observation timestamps it arrived with.
+ */
+export const actionLogLines = (action: Tensor, obsTimestamps: ObsTimestamps): Array<string> => {
+  const values = Tensor.toArray(action).map((v) => float32Text(Number(v)))
+  const rows = rowsOf(action)
+  const width = rows === 0 ? 0 : values.length / rows
+  const timestamps = JSON.stringify(obsTimestamps)
+  return Array.from(
+    { length: rows },
+    (_, r) => `{"action":[${values.slice(r * width, (r + 1) * width).join(",")}],"obs_timestamps":${timestamps}}`
+  )
+}
+
+/**
+ * Builds the robot and serves through the `ServerTransport`; its sensor
+ * fibers live in the scope, so closing it stops everything.
+ */
+export const make = (
+  options: SimulatedRobotOptions = {}
+): Effect.Effect<SimulatedRobot, ConfigError, Scope.Scope | ServerTransport> =>
+  Effect.gen(function*() {
+    const count = options.cameras ?? defaults.cameras
+    const width = options.width ?? defaults.width
+    const height = options.height ?? defaults.height
+    const hasDepth = options.depth ?? defaults.depth
+    const proprios = options.proprios ?? defaults.proprios
+    const actionDim = options.actionDim ?? defaults.actionDim
+    const episodeSteps = options.episodeSteps ?? defaults.episodeSteps
+    const fps = options.fps ?? defaults.fps
+    const logActions = options.logActions ?? false
+
+    const names = Array.from({ length: count }, (_, i) => cameraName(i))
+    const metadata = { cameras: names, action_shape: [1, actionDim] as const }
+    const applied = yield* Ref.make(0)
+    const steps = yield* Ref.make(0)
+
+    const record = (action: Tensor, obsTimestamps: ObsTimestamps) =>
+      Effect.andThen(
+        Ref.update(applied, (n) => n + rowsOf(action)),
+        logActions ? Effect.forEach(actionLogLines(action, obsTimestamps), (line) => Console.log(line)) : Effect.void
+      )
+
+    const server = yield* PolicyServer.make({
+      cameras: names.map((name) => ({
+        name,
+        width,
+        height,
+        hasDepth,
+        intrinsics: intrinsicsFor(width, height)
+      })),
+      proprios,
+      handlers: {
+        getMetadata: Effect.succeed(metadata),
+        reset: Effect.gen(function*() {
+          yield* Ref.set(steps, 0)
+          const robot = yield* PolicyServer.PolicyServer
+          return { obs: yield* robot.makeObs(), info: {} }
+        }),
+        applyAction: (action, context) => record(action, context.obsTimestamps),
+        step: (action, context) =>
+          Effect.gen(function*() {
+            yield* record(action, context.obsTimestamps)
+            const taken = yield* Ref.updateAndGet(steps, (n) => n + 1)
+            const robot = yield* PolicyServer.PolicyServer
+            const obs = yield* robot.makeObs()
+            return { obs, reward: 0, terminated: episodeSteps > 0 && taken >= episodeSteps }
+          })
+      }
+    })
+
+    // The frames each camera cycles through, computed once.
+    const images = names.map((_, c) =>
+      Array.from({ length: framesPerCycle }, (_, p) => syntheticImage(c, p, width, height))
+    )
+    const depths = hasDepth
+      ? names.map((_, c) => Array.from({ length: framesPerCycle }, (_, p) => syntheticDepth(c, p, width, height)))
+      : undefined
+
+    const writeCamera = (c: number, frame: number) =>
+      Effect.gen(function*() {
+        const name = names[c]!
+        const phase = frame % framesPerCycle
+        yield* server.updateExtrinsics(name, extrinsicsAt(c, frame, fps))
+        if (depths !== undefined) yield* server.updateDepth(name, depths[c]![phase]!, { copy: false })
+        // Last: it stamps the capture time of the frame.
+        yield* server.updateImage(name, images[c]![phase]!, { copy: false })
+      })
+
+    const writeProprios = (frame: number) =>
+      Effect.forEach(proprios, (p, i) => server.updateProprio(p.name, proprioAt(i, p.size, frame, fps), { copy: false }), {
+        discard: true
+      })
+
+    // Every sensor has its first frame before any client can ask for one.
+    // (Sizes and dtypes match the configs by construction: a SensorError here is a bug.)
+    yield* Effect.orDie(Effect.forEach(names, (_, c) => writeCamera(c, 0), { discard: true }))
+    yield* Effect.orDie(writeProprios(0))
+
+    if (fps > 0) {
+      const period = Duration.millis(1000 / fps)
+      /** Writes frames 1, 2, … on a fixed grid, like a sensor driver. */
+      const driver = (write: (frame: number) => Effect.Effect<void, unknown>) => {
+        let frame = 0
+        const tick = Effect.orDie(Effect.suspend(() => write(++frame)))
+        return Effect.sleep(period).pipe(
+          Effect.andThen(Effect.repeat(tick, Cadence.fixed(period))),
+          Effect.forkScoped
+        )
+      }
+      yield* Effect.forEach(names, (_, c) => driver((frame) => writeCamera(c, frame)), { discard: true })
+      yield* driver(writeProprios)
+    }
+
+    return {
+      server,
+      metadata,
+      actionsApplied: Ref.get(applied),
+      episodeStep: Ref.get(steps)
+    } satisfies SimulatedRobot
+  })
+
+/** The simulated robot as a `PolicyServer` layer: serves from when it is built until released. */
+export const layer = (
+  options: SimulatedRobotOptions = {}
+): Layer.Layer<PolicyServer.PolicyServer, ConfigError, ServerTransport> =>
+  Layer.effect(PolicyServer.PolicyServer, Effect.map(make(options), (robot) => robot.server))

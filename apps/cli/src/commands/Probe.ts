@@ -1,0 +1,221 @@
+import { type ClientTransport, PolicyClient, WebSocketTransport } from "@chiral/core"
+import {
+  type CameraFrame,
+  describeMessage,
+  halfToNumber,
+  type Observation,
+  stringifyDescription,
+  Tensor,
+  type UserMap
+} from "@chiral/protocol"
+import { Console, Duration, Effect, Layer, Logger } from "effect"
+import { Argument, Command, Flag } from "effect/cli"
+import { failWith } from "./Decode.js"
+
+/**
+ * The client transport for a URI, chosen by its scheme (a new protocol is one
+ * more case here), or why the URI cannot be used.
+ */
+export const clientTransportFor = (uri: string): Layer.Layer<ClientTransport> | string =>
+  /^wss?:\/\//i.test(uri)
+    ? WebSocketTransport.layerClient(uri)
+    : `unsupported address ${JSON.stringify(uri)}: expected ws://host:port`
+
+// ── the zero action for --step ───────────────────────────────────────────────
+
+const positiveInt = (u: unknown): number | undefined => {
+  const n = typeof u === "string" && u.trim() !== "" ? Number(u) : u
+  return typeof n === "number" && Number.isSafeInteger(n) && n > 0 ? n : undefined
+}
+
+/** A list of dimensions, also when a C++ server sent it as a string ("[1,7]"). */
+const dimensions = (u: unknown): ReadonlyArray<number> | undefined => {
+  let value = u
+  if (typeof value === "string") {
+    try {
+      value = JSON.parse(value)
+    } catch {
+      return undefined
+    }
+  }
+  if (!Array.isArray(value) || value.length === 0) return undefined
+  const dims = value.map(positiveInt)
+  return dims.every((d) => d !== undefined) ? dims as ReadonlyArray<number> : undefined
+}
+
+/**
+ * The [N, D] shape of the zero action `--step` sends: from the metadata's
+ * `action_shape` (Python convention), or `action_N`/`action_D` (C++ strings),
+ * else [1, 7]. Always two dimensions: the C++ server reads exactly `shape[0]`
+ * and `shape[1]`.
+ */
+export const legacyActionShape = (metadata: UserMap): readonly [number, number] => {
+  const shape = dimensions(metadata["action_shape"])
+  if (shape !== undefined) {
+    if (shape.length === 1) return [1, shape[0]!]
+    return [shape[0]!, shape.slice(1).reduce((a, b) => a * b, 1)]
+  }
+  const d = positiveInt(metadata["action_D"])
+  if (d !== undefined) return [positiveInt(metadata["action_N"]) ?? 1, d]
+  return [1, 7]
+}
+
+// ── human summary ─────────────────────────────────────────────────────────────
+
+/** Compact number: integers as they are, others to 6 significant digits. */
+const num = (x: number | bigint): string =>
+  typeof x === "bigint" || Number.isInteger(x) ? String(x) : String(Number(x.toPrecision(6)))
+
+const minMax = (t: Tensor): string => {
+  const n = t.data.length
+  if (n === 0) return "empty"
+  const at = t.dtype === "float16"
+    ? (i: number) => halfToNumber(t.data[i] as number)
+    : (i: number) => Number(t.data[i]!)
+  let lo = Infinity
+  let hi = -Infinity
+  for (let i = 0; i < n; i++) {
+    const x = at(i)
+    if (x < lo) lo = x
+    if (x > hi) hi = x
+  }
+  return lo > hi ? "all NaN" : `min ${num(lo)} max ${num(hi)}`
+}
+
+const tensorText = (t: Tensor) => `${t.dtype}[${t.shape.join(", ")}] ${minMax(t)}`
+
+/** A user map (metadata, info, extra) as compact JSON. */
+const json = (m: UserMap) => stringifyDescription(describeMessage({ type: "metadata_response", data: m }).data)
+
+const cameraLines = (c: CameraFrame): Array<string> => {
+  const k = c.intrinsics
+  const t = c.extrinsics
+  return [
+    `  ${c.name}  ts ${c.timestamp.toFixed(6)}  image ${tensorText(c.image)}${
+      c.depth === null ? "  no depth" : `  depth ${tensorText(c.depth)}`
+    }`,
+    `    K fx=${num(k[0]!)} fy=${num(k[4]!)} cx=${num(k[2]!)} cy=${num(k[5]!)}  T t=[${
+      [t[3]!, t[7]!, t[11]!].map((x) => x.toFixed(4)).join(", ")
+    }]`
+  ]
+}
+
+const proprioLine = (name: string, t: Tensor): string =>
+  t.data.length <= 16
+    ? `  ${name}  ${t.dtype}[${t.shape.join(", ")}] [${Tensor.toArray(t).map((x) => typeof x === "boolean" ? String(x) : num(x)).join(", ")}]`
+    : `  ${name}  ${tensorText(t)}`
+
+const observationLines = (obs: Observation): Array<string> => [
+  `  timestamp ${obs.timestamp.toFixed(6)}  ${obs.cameras.length} camera${obs.cameras.length === 1 ? "" : "s"}  extra ${json(obs.extra)}`,
+  ...obs.cameras.flatMap(cameraLines),
+  ...obs.proprios.map((p) => proprioLine(p.name, p.data))
+]
+
+// ── command ───────────────────────────────────────────────────────────────────
+
+interface ProbeResult {
+  readonly metadata: UserMap
+  readonly reset: PolicyClient.ResetOutcome
+  readonly obs?: Observation | undefined
+  readonly step?: PolicyClient.StepOutcome | undefined
+}
+
+const humanReport = (uri: string, r: ProbeResult): string => {
+  const lines = [`connected to ${uri}`, `metadata ${json(r.metadata)}`, `reset  info ${json(r.reset.info)}`]
+  lines.push(...observationLines(r.reset.obs))
+  if (r.step !== undefined) {
+    const s = r.step
+    lines.push(
+      `step  reward ${num(s.reward)}  terminated ${s.terminated}  truncated ${s.truncated}  info ${json(s.info)}`,
+      ...observationLines(s.obs)
+    )
+  }
+  if (r.obs !== undefined) lines.push("obs", ...observationLines(r.obs))
+  return lines.join("\n")
+}
+
+/** `{metadata, reset: {obs, info}, obs}` or `{…, step: {obs, reward, terminated, truncated, info}}`, as vectors.json describes messages. */
+const jsonReport = (r: ProbeResult, full: boolean): string => {
+  const options = { tensorData: full }
+  const metadata = describeMessage({ type: "metadata_response", data: r.metadata }).data
+  const { type: _r, ...reset } = describeMessage({ type: "reset_response", obs: r.reset.obs, info: r.reset.info }, options)
+  const report: Record<string, unknown> = { metadata, reset }
+  if (r.step !== undefined) {
+    const { obs, info, reward, terminated, truncated } = describeMessage({ type: "step_response", ...r.step }, options)
+    report["step"] = { obs, reward, terminated, truncated, info }
+  }
+  if (r.obs !== undefined) report["obs"] = describeMessage({ type: "obs_response", obs: r.obs }, options)["obs"]
+  // Every element on its own line would be hundreds of MB for 8 cameras: one line with --full.
+  return stringifyDescription(report, full ? undefined : 1)
+}
+
+export const probe = Command.make(
+  "probe",
+  {
+    uri: Argument.String("uri").pipe(Argument.withDescription("The server, e.g. ws://127.0.0.1:8765")),
+    json: Flag.Boolean("json").pipe(
+      Flag.withDescription(
+        "Print one JSON object {metadata, reset: {obs, info}, obs} (or step instead of obs) in the format of the shared vectors.json; tensors as {dtype, shape}"
+      ),
+      Flag.withDefault(false)
+    ),
+    full: Flag.Boolean("full").pipe(
+      Flag.withDescription("With --json: include every tensor element (data), on one line"),
+      Flag.withDefault(false)
+    ),
+    step: Flag.Boolean("step").pipe(
+      Flag.withDescription(
+        "Instead of one obs_request, take one legacy step (the C++ `action` message) with a zero action of the metadata's action_shape (or action_N x action_D; 1x7 when neither)"
+      ),
+      Flag.withDefault(false)
+    ),
+    timeout: Flag.Finite("timeout").pipe(
+      Flag.withDescription("Seconds to wait for the server to come up, and for each answer"),
+      Flag.withDefault(10)
+    )
+  },
+  Effect.fnUntraced(function*(flags) {
+    if (!(flags.timeout > 0)) return yield* failWith("probe", `--timeout ${flags.timeout}: expected a positive number of seconds`)
+    const transport = clientTransportFor(flags.uri)
+    if (typeof transport === "string") return yield* failWith("probe", transport)
+    const timeout = Duration.seconds(flags.timeout)
+    const console = yield* Console.Console
+    // With --json, stdout carries only the JSON: the waiting line goes to stderr.
+    const connectConsole = flags.json ? { ...console, log: console.error, info: console.error } : console
+
+    const result = yield* Effect.gen(function*() {
+      const client = yield* PolicyClient.make({ requestTimeout: timeout, resetTimeout: timeout }).pipe(
+        Effect.provideService(Console.Console, connectConsole),
+        Effect.timeoutOrElse({
+          duration: timeout,
+          orElse: () => failWith("probe", `no server at ${flags.uri} after ${flags.timeout} s`)
+        })
+      )
+      const metadata = yield* client.getMetadata
+      const reset = yield* client.reset
+      if (flags.step) {
+        const [n, d] = legacyActionShape(metadata)
+        const step = yield* client.step(Tensor.zeros("float32", [n, d]))
+        return { metadata, reset, step } satisfies ProbeResult
+      }
+      return { metadata, reset, obs: yield* client.getObs } satisfies ProbeResult
+    }).pipe(
+      Effect.scoped,
+      Effect.provide(transport),
+      Effect.catchTags({
+        TransportError: (error) => failWith("probe", `cannot connect: ${error.message}`),
+        RequestError: (error) => failWith("probe", `${flags.uri}: ${error.message}`)
+      })
+    )
+    yield* Console.log(flags.json ? jsonReport(result, flags.full) : humanReport(flags.uri, result))
+  }, Effect.provideService(Logger.LogToStderr, true))
+).pipe(
+  Command.withDescription(
+    "Connect to a chiral server and show what it serves: its metadata, the observation a reset returns, and one observation (get_obs), or with --step one legacy step. Waits for the server up to --timeout; fails with one line and exit code 1."
+  ),
+  Command.withExamples([
+    { command: "chiral probe ws://127.0.0.1:8765", description: "Summarize metadata, reset and one observation" },
+    { command: "chiral probe ws://127.0.0.1:8765 --step", description: "Legacy step, as a C++ client does" },
+    { command: "chiral probe ws://127.0.0.1:8765 --json", description: "Everything as JSON, tensors without data" }
+  ])
+)

@@ -1,0 +1,178 @@
+import { type ServerTransport, type TransportError, WebSocketTransport } from "@chiral/core"
+import { Console, Effect, type Layer, Logger } from "effect"
+import { Command, Flag } from "effect/cli"
+import * as SimulatedRobot from "../SimulatedRobot.js"
+import { failWith } from "./Decode.js"
+
+export interface Endpoint {
+  readonly host: string
+  readonly port: number
+}
+
+/**
+ * The server transports `--protocol` chooses from. Each one is a Layer, so a
+ * new protocol is one entry here (and one literal in the flag).
+ */
+export const serverTransports: Record<Protocol, (endpoint: Endpoint) => Layer.Layer<ServerTransport, TransportError>> = {
+  websocket: ({ host, port }) => WebSocketTransport.layerServer({ host, port })
+}
+
+const protocols = ["websocket"] as const
+export type Protocol = typeof protocols[number]
+
+// ── flag values ───────────────────────────────────────────────────────────────
+
+/** `640x480` → {width, height}, or why not. */
+export const parseSize = (text: string): { readonly width: number; readonly height: number } | string => {
+  const match = /^\s*(\d+)\s*[xX×]\s*(\d+)\s*$/.exec(text)
+  if (match === null) return `--size ${JSON.stringify(text)}: expected WIDTHxHEIGHT, e.g. 640x480`
+  const width = Number(match[1])
+  const height = Number(match[2])
+  if (width < 1 || height < 1 || width > 16384 || height > 16384) {
+    return `--size ${text}: width and height must be between 1 and 16384`
+  }
+  return { width, height }
+}
+
+/** `joint_pos:7,joint_vel:7` → proprio specs (`""` → none), or why not. */
+export const parseProprios = (text: string): ReadonlyArray<SimulatedRobot.ProprioSpec> | string => {
+  if (text.trim() === "") return []
+  const specs: Array<SimulatedRobot.ProprioSpec> = []
+  for (const item of text.split(",")) {
+    const match = /^\s*([^:\s]+)\s*:\s*(\d+)\s*$/.exec(item)
+    if (match === null) return `--proprio ${JSON.stringify(item)}: expected name:size, e.g. joint_pos:7`
+    const name = match[1]!
+    if (specs.some((s) => s.name === name)) return `--proprio: ${name} is given twice`
+    specs.push({ name, size: Number(match[2]) })
+  }
+  return specs
+}
+
+const range = (flag: string, value: number, min: number, max: number): string | undefined =>
+  Number.isInteger(value) && value >= min && value <= max
+    ? undefined
+    : `--${flag} ${value}: expected an integer from ${min} to ${max}`
+
+/** The robot description printed when serving starts. */
+const describeRobot = (options: {
+  readonly cameras: number
+  readonly width: number
+  readonly height: number
+  readonly depth: boolean
+  readonly proprios: ReadonlyArray<SimulatedRobot.ProprioSpec>
+  readonly actionDim: number
+  readonly episodeSteps: number
+  readonly fps: number
+}) => {
+  const cameras = `${options.cameras} camera${options.cameras === 1 ? "" : "s"} ${options.width}x${options.height} rgb uint8${
+    options.depth ? " + float32 depth" : ""
+  }`
+  const proprios = options.proprios.length === 0
+    ? "no proprios"
+    : `proprios ${options.proprios.map((p) => `${p.name}[${p.size}]`).join(" ")}`
+  const episode = options.episodeSteps === 0 ? "episodes never end" : `episode ${options.episodeSteps} steps`
+  return `${cameras}, ${proprios}, action_shape [1, ${options.actionDim}], ${episode}, ${options.fps} Hz`
+}
+
+// ── command ───────────────────────────────────────────────────────────────────
+
+export const serve = Command.make(
+  "serve",
+  {
+    host: Flag.String("host").pipe(
+      Flag.withDescription("Interface to listen on (0.0.0.0: every interface; 127.0.0.1: this machine only)"),
+      Flag.withDefault("0.0.0.0")
+    ),
+    port: Flag.Int("port").pipe(
+      Flag.withAlias("p"),
+      Flag.withDescription("Port to listen on (0 picks a free one; the address printed says which)"),
+      Flag.withDefault(8765)
+    ),
+    cameras: Flag.Int("cameras").pipe(
+      Flag.withDescription("Number of cameras, named cam_0, cam_1, …"),
+      Flag.withDefault(SimulatedRobot.defaults.cameras)
+    ),
+    size: Flag.String("size").pipe(
+      Flag.withDescription("Image size WIDTHxHEIGHT (RGB uint8)"),
+      Flag.withDefault(`${SimulatedRobot.defaults.width}x${SimulatedRobot.defaults.height}`)
+    ),
+    depth: Flag.Boolean("depth").pipe(
+      Flag.withDescription("Give every camera a float32 depth image (metres)"),
+      Flag.withDefault(false)
+    ),
+    proprio: Flag.String("proprio").pipe(
+      Flag.withDescription("Proprio vectors as name:size,… (float32; \"\" for none)"),
+      Flag.withDefault(SimulatedRobot.defaults.proprios.map((p) => `${p.name}:${p.size}`).join(","))
+    ),
+    actionDim: Flag.Int("action-dim").pipe(
+      Flag.withDescription("D of the action_shape [1, D] the metadata advertises"),
+      Flag.withDefault(SimulatedRobot.defaults.actionDim)
+    ),
+    episodeSteps: Flag.Int("episode-steps").pipe(
+      Flag.withDescription(
+        "Legacy steps (C++ `action` messages) after which a step reports terminated, until the next reset (0: never)"
+      ),
+      Flag.withDefault(SimulatedRobot.defaults.episodeSteps)
+    ),
+    fps: Flag.Int("fps").pipe(
+      Flag.withDescription("Sensor rate in Hz: new image, K/T and proprios (0: one static frame)"),
+      Flag.withDefault(SimulatedRobot.defaults.fps)
+    ),
+    logActions: Flag.Boolean("log-actions").pipe(
+      Flag.withDescription(
+        "Print one JSON line per applied action on stdout: {\"action\":[…],\"obs_timestamps\":{…}} (a chunk of N rows gives N lines)"
+      ),
+      Flag.withDefault(false)
+    ),
+    protocol: Flag.Literals("protocol", protocols).pipe(
+      Flag.withDescription("Transport to serve on"),
+      Flag.withDefault("websocket")
+    )
+  },
+  Effect.fnUntraced(function*(flags) {
+    const size = parseSize(flags.size)
+    if (typeof size === "string") return yield* failWith("serve", size)
+    const proprios = parseProprios(flags.proprio)
+    if (typeof proprios === "string") return yield* failWith("serve", proprios)
+    const bad = range("port", flags.port, 0, 65535) ?? range("cameras", flags.cameras, 0, 256) ??
+      range("action-dim", flags.actionDim, 1, 1 << 20) ?? range("episode-steps", flags.episodeSteps, 0, 2 ** 31) ??
+      range("fps", flags.fps, 0, 1000)
+    if (bad !== undefined) return yield* failWith("serve", bad)
+
+    const options = {
+      cameras: flags.cameras,
+      width: size.width,
+      height: size.height,
+      depth: flags.depth,
+      proprios,
+      actionDim: flags.actionDim,
+      episodeSteps: flags.episodeSteps,
+      fps: flags.fps
+    }
+    yield* Effect.gen(function*() {
+      const robot = yield* SimulatedRobot.make({ ...options, logActions: flags.logActions })
+      // stderr: stdout is reserved for the action log.
+      yield* Console.error(`chiral serve: listening on ${robot.server.address} (${describeRobot(options)})`)
+      return yield* Effect.never
+    }).pipe(
+      Effect.scoped,
+      Effect.provide(serverTransports[flags.protocol]({ host: flags.host, port: flags.port })),
+      Effect.catchTags({
+        TransportError: (error) => failWith("serve", `cannot listen: ${error.message}`),
+        ConfigError: (error) => failWith("serve", error.message)
+      })
+    )
+  }, Effect.provideService(Logger.LogToStderr, true))
+).pipe(
+  Command.withDescription(
+    "Serve a simulated robot: cameras with deterministic synthetic images (optionally depth), extrinsics that move every frame, proprio vectors. Answers metadata, reset, obs_request, apply_action and the legacy C++ action step (terminated after --episode-steps steps). Runs until Ctrl-C."
+  ),
+  Command.withExamples([
+    { command: "chiral serve", description: "8 cameras 640x480 on ws://0.0.0.0:8765" },
+    {
+      command: "chiral serve --host 127.0.0.1 --port 9000 --cameras 2 --size 320x240 --depth",
+      description: "A smaller robot with depth, on this machine only"
+    },
+    { command: "chiral serve --log-actions > actions.jsonl", description: "Record every applied action" }
+  ])
+)
