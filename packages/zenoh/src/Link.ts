@@ -212,6 +212,8 @@ export const connect = (options: {
       socket.once("error", onError)
       socket.once("connect", () => {
         socket.off("error", onError)
+        // Until the Link attaches its own handler, an early error must not crash the process.
+        socket.on("error", () => {})
         resume(Effect.succeed(socket))
       })
       return Effect.sync(() => socket.destroy())
