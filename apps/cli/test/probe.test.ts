@@ -1,0 +1,184 @@
+import * as net from "node:net"
+import { PolicyServer, WebSocketTransport } from "@chiral/core"
+import type { Tensor } from "@chiral/protocol"
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Exit, Layer } from "effect"
+import { CommandFailed } from "../src/commands/Decode.js"
+import { legacyActionShape, probe } from "../src/commands/Probe.js"
+import * as SimulatedRobot from "../src/SimulatedRobot.js"
+import { run } from "./support/RunCommand.js"
+
+const loopback = WebSocketTransport.layerServer({ host: "127.0.0.1", port: 0 })
+
+/** A small simulated robot on a free loopback port, for the test's scope. */
+const startRobot = (options: SimulatedRobot.SimulatedRobotOptions = {}) =>
+  Effect.flatMap(Layer.build(loopback), (transport) =>
+    SimulatedRobot.make({ cameras: 2, width: 8, height: 6, depth: true, ...options }).pipe(
+      Effect.provideContext(transport)
+    ))
+
+/** A port nobody listens on (bound once by the OS, then released). */
+const freePort = Effect.promise(() =>
+  new Promise<number>((resolve) => {
+    const server = net.createServer()
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as net.AddressInfo
+      server.close(() => resolve(port))
+    })
+  })
+)
+
+interface TensorJson {
+  readonly dtype: string
+  readonly shape: Array<number>
+  readonly data?: Array<number>
+}
+interface ObsJson {
+  readonly timestamp: number
+  readonly extra: object
+  readonly cameras: Array<{
+    name: string
+    timestamp: number
+    intrinsics: TensorJson
+    extrinsics: TensorJson
+    image: TensorJson
+    depth: TensorJson | null
+  }>
+  readonly proprios: Record<string, TensorJson>
+}
+
+describe("chiral probe", () => {
+  it.live("--json prints {metadata, reset: {obs, info}, obs}, tensors without data", () =>
+    Effect.gen(function*() {
+      const robot = yield* startRobot()
+      const { exit, stderr, stdout } = yield* run(probe, [robot.server.address, "--json"])
+      assert.isTrue(Exit.isSuccess(exit), String(exit))
+      assert.deepStrictEqual(stderr, [])
+      assert.strictEqual(stdout.length, 1)
+      const report = JSON.parse(stdout[0]!) as Record<string, unknown>
+      assert.deepStrictEqual(Object.keys(report), ["metadata", "reset", "obs"])
+      assert.deepStrictEqual(report["metadata"], { cameras: ["cam_0", "cam_1"], action_shape: [1, 7] })
+      const reset = report["reset"] as { obs: ObsJson; info: object }
+      assert.deepStrictEqual(Object.keys(reset), ["obs", "info"])
+      assert.deepStrictEqual(reset.info, {})
+      for (const obs of [reset.obs, report["obs"] as ObsJson]) {
+        assert.deepStrictEqual(Object.keys(obs), ["timestamp", "extra", "cameras", "proprios"])
+        assert.deepStrictEqual(obs.cameras.map((c) => c.name), ["cam_0", "cam_1"])
+        const cam = obs.cameras[0]!
+        assert.deepStrictEqual(cam.image, { dtype: "uint8", shape: [6, 8, 3] })
+        assert.deepStrictEqual(cam.depth, { dtype: "float32", shape: [6, 8] })
+        assert.deepStrictEqual(cam.intrinsics, { dtype: "float64", shape: [3, 3] })
+        assert.deepStrictEqual(cam.extrinsics, { dtype: "float64", shape: [4, 4] })
+        assert.isAbove(cam.timestamp, 0)
+        assert.deepStrictEqual(obs.proprios, {
+          joint_pos: { dtype: "float32", shape: [7] },
+          joint_vel: { dtype: "float32", shape: [7] }
+        })
+      }
+    }))
+
+  it.live("--json --full carries every element", () =>
+    Effect.gen(function*() {
+      const robot = yield* startRobot({ cameras: 1, fps: 0 })
+      const { exit, stdout } = yield* run(probe, [robot.server.address, "--json", "--full"])
+      assert.isTrue(Exit.isSuccess(exit))
+      const obs = (JSON.parse(stdout[0]!) as { obs: ObsJson }).obs
+      const cam = obs.cameras[0]!
+      assert.deepStrictEqual(cam.image.data, Array.from(SimulatedRobot.syntheticImage(0, 0, 8, 6)))
+      assert.deepStrictEqual(cam.depth!.data, Array.from(SimulatedRobot.syntheticDepth(0, 0, 8, 6)))
+      assert.deepStrictEqual(cam.intrinsics.data, [7.5, 0, 4, 0, 7.5, 3, 0, 0, 1])
+      assert.deepStrictEqual(cam.extrinsics.data, SimulatedRobot.extrinsicsAt(0, 0, 0))
+      assert.strictEqual(obs.proprios["joint_pos"]!.data!.length, 7)
+    }))
+
+  it.live("--step takes one legacy step with a zero [1, D] action instead of getObs", () =>
+    Effect.gen(function*() {
+      const robot = yield* startRobot({ actionDim: 4, episodeSteps: 1 })
+      const { exit, stdout } = yield* run(probe, [robot.server.address, "--json", "--step"])
+      assert.isTrue(Exit.isSuccess(exit))
+      const report = JSON.parse(stdout[0]!) as Record<string, Record<string, unknown>>
+      assert.deepStrictEqual(Object.keys(report), ["metadata", "reset", "step"])
+      const { obs, ...rest } = report["step"]!
+      assert.deepStrictEqual(rest, { reward: 0, terminated: true, truncated: false, info: {} })
+      assert.strictEqual((obs as ObsJson).cameras.length, 2)
+      assert.strictEqual(yield* robot.actionsApplied, 1)
+      assert.strictEqual(yield* robot.episodeStep, 1)
+    }))
+
+  it.live("--step follows a C++ server's action_N/action_D strings", () =>
+    Effect.gen(function*() {
+      const received: Array<Tensor> = []
+      const server = yield* PolicyServer.make({
+        cameras: [{ name: "cam_0", width: 4, height: 2 }],
+        handlers: {
+          getMetadata: Effect.succeed({ cameras: "cam_0", action_N: "2", action_D: "3" }),
+          reset: Effect.flatMap(PolicyServer.PolicyServer, (s) => s.makeObs()).pipe(Effect.map((obs) => ({ obs }))),
+          applyAction: () => Effect.void,
+          step: (action) =>
+            Effect.flatMap(PolicyServer.PolicyServer, (s) => s.makeObs()).pipe(
+              Effect.map((obs) => {
+                received.push(action)
+                return { obs, reward: 1.5 }
+              })
+            )
+        }
+      }).pipe(Effect.provideContext(yield* Layer.build(loopback)))
+      const { exit, stdout } = yield* run(probe, [server.address, "--step"])
+      assert.isTrue(Exit.isSuccess(exit))
+      assert.strictEqual(received.length, 1)
+      assert.deepStrictEqual(received[0]!.shape, [2, 3])
+      assert.deepStrictEqual(Array.from(received[0]!.data as Float32Array), [0, 0, 0, 0, 0, 0])
+      assert.include(stdout.join("\n"), "step  reward 1.5  terminated false  truncated false  info {}")
+    }))
+
+  it.live("prints a readable summary: metadata, reset and obs with each camera and proprio", () =>
+    Effect.gen(function*() {
+      const robot = yield* startRobot({ fps: 0 })
+      const { exit, stdout } = yield* run(probe, [robot.server.address])
+      assert.isTrue(Exit.isSuccess(exit))
+      const lines = stdout.join("\n").split("\n")
+      assert.strictEqual(lines[0], `connected to ${robot.server.address}`)
+      assert.strictEqual(lines[1], "metadata {\"cameras\":[\"cam_0\",\"cam_1\"],\"action_shape\":[1,7]}")
+      assert.strictEqual(lines[2], "reset  info {}")
+      assert.match(lines[3]!, /^ {2}timestamp \d+\.\d{6} {2}2 cameras {2}extra \{\}$/)
+      assert.match(lines[4]!, /^ {2}cam_0 {2}ts \d+\.\d{6} {2}image uint8\[6, 8, 3\] min \d+ max \d+ {2}depth float32\[6, 8\] min 1 max 1\.83333$/)
+      assert.strictEqual(lines[5], "    K fx=7.5 fy=7.5 cx=4 cy=3  T t=[0.0000, 0.0000, 0.3000]")
+      assert.include(lines, "obs")
+      assert.strictEqual(lines.filter((l) => l.startsWith("  joint_pos  float32[7] [")).length, 2)
+    }))
+
+  it.live("an unreachable server: the waiting line, then after --timeout one line and a failure", () =>
+    Effect.gen(function*() {
+      const port = yield* freePort
+      const uri = `ws://127.0.0.1:${port}`
+      const { exit, stderr, stdout } = yield* run(probe, [uri, "--timeout", "0.3"])
+      assert.isTrue(Exit.isFailure(exit))
+      const reason = Exit.isFailure(exit) ? exit.cause.reasons[0] : undefined
+      assert.instanceOf(reason?._tag === "Fail" ? reason.error : undefined, CommandFailed)
+      assert.deepStrictEqual(stdout, [`chiral: waiting for server at ${uri} …`])
+      assert.deepStrictEqual(stderr, [`chiral probe: no server at ${uri} after 0.3 s`])
+
+      // with --json the waiting line goes to stderr, keeping stdout for JSON only
+      const json = yield* run(probe, [uri, "--timeout", "0.2", "--json"])
+      assert.deepStrictEqual(json.stdout, [])
+      assert.deepStrictEqual(json.stderr, [`chiral: waiting for server at ${uri} …`, `chiral probe: no server at ${uri} after 0.2 s`])
+    }))
+
+  it.effect("rejects an address it cannot use, in one line", () =>
+    Effect.gen(function*() {
+      const { exit, stderr } = yield* run(probe, ["tcp/127.0.0.1:7447"])
+      assert.isTrue(Exit.isFailure(exit))
+      assert.deepStrictEqual(stderr, ["chiral probe: unsupported address \"tcp/127.0.0.1:7447\": expected ws://host:port"])
+    }))
+
+  it("derives the legacy action shape from the metadata", () => {
+    assert.deepStrictEqual(legacyActionShape({ action_shape: [1, 7] }), [1, 7])
+    assert.deepStrictEqual(legacyActionShape({ action_shape: [6] }), [1, 6])
+    assert.deepStrictEqual(legacyActionShape({ action_shape: [2, 3, 4] }), [2, 12])
+    assert.deepStrictEqual(legacyActionShape({ action_shape: "[1,9]" }), [1, 9])
+    assert.deepStrictEqual(legacyActionShape({ action_N: "1", action_D: "7", cameras: "cam_0" }), [1, 7])
+    assert.deepStrictEqual(legacyActionShape({ action_D: 5 }), [1, 5])
+    assert.deepStrictEqual(legacyActionShape({}), [1, 7])
+    assert.deepStrictEqual(legacyActionShape({ action_shape: [0, 7] }), [1, 7])
+  })
+})

@@ -1,0 +1,152 @@
+import { PolicyClient, WebSocketTransport } from "@chiral/core"
+import { Tensor } from "@chiral/protocol"
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Exit, Fiber, Schedule } from "effect"
+import { serve } from "../src/commands/Serve.js"
+import { CommandFailed } from "../src/commands/Decode.js"
+import * as SimulatedRobot from "../src/SimulatedRobot.js"
+import { run, startServe } from "./support/RunCommand.js"
+
+const small = ["--host", "127.0.0.1", "--port", "0", "--cameras", "2", "--size", "32x24"]
+
+const connect = (address: string) =>
+  PolicyClient.make({ quiet: true, requestTimeout: "5 seconds" }).pipe(
+    Effect.provide(WebSocketTransport.layerClient(address))
+  )
+
+describe("chiral serve", () => {
+  it.live("answers metadata, reset, obs_request, apply_action and legacy steps; terminates at --episode-steps", () =>
+    Effect.gen(function*() {
+      const { address, output } = yield* startServe(serve, [
+        ...small,
+        "--depth",
+        "--proprio",
+        "joint_pos:7,gripper:1",
+        "--episode-steps",
+        "3",
+        "--log-actions"
+      ])
+      assert.match(address, /^ws:\/\/127\.0\.0\.1:\d+$/)
+      const client = yield* connect(address)
+
+      assert.deepStrictEqual(yield* client.getMetadata, { cameras: ["cam_0", "cam_1"], action_shape: [1, 7] })
+
+      const reset = yield* client.reset
+      assert.deepStrictEqual(reset.info, {})
+      assert.deepStrictEqual(reset.obs.cameras.map((c) => c.name), ["cam_0", "cam_1"])
+      const cam = reset.obs.cameras[1]!
+      assert.deepStrictEqual(cam.image.shape, [24, 32, 3])
+      assert.strictEqual(cam.image.dtype, "uint8")
+      assert.deepStrictEqual(cam.depth?.shape, [24, 32])
+      assert.strictEqual(cam.depth?.dtype, "float32")
+      assert.deepStrictEqual(Array.from(cam.intrinsics), [30, 0, 16, 0, 30, 12, 0, 0, 1])
+      assert.isAbove(cam.timestamp, 0)
+      // the deterministic synthetic image of camera 1 at some phase of its cycle
+      const phases = Array.from({ length: SimulatedRobot.framesPerCycle }, (_, p) => SimulatedRobot.syntheticImage(1, p, 32, 24))
+      assert.isTrue(phases.some((image) => Buffer.from(image).equals(Buffer.from(cam.image.data as Uint8Array))))
+      assert.deepStrictEqual(reset.obs.proprios.map((p) => [p.name, p.data.dtype, p.data.shape]), [
+        ["joint_pos", "float32", [7]],
+        ["gripper", "float32", [1]]
+      ])
+
+      // sensors keep moving: the extrinsics change from frame to frame (wrist camera)
+      const moved = yield* client.getObs.pipe(
+        Effect.repeat({
+          until: (obs) => obs.cameras[0]!.extrinsics[3] !== reset.obs.cameras[0]!.extrinsics[3],
+          schedule: Schedule.spaced("20 millis")
+        }),
+        Effect.timeout("5 seconds")
+      )
+      assert.isAbove(moved.cameras[0]!.timestamp, reset.obs.cameras[0]!.timestamp)
+
+      // fire-and-forget action: logged with the observation's camera timestamps
+      yield* client.sendAction([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7])
+      const zero = Tensor.zeros("float32", [1, 7])
+      const steps = []
+      for (let i = 0; i < 4; i++) steps.push(yield* client.step(zero))
+      assert.deepStrictEqual(steps.map((s) => s.terminated), [false, false, true, true])
+      assert.deepStrictEqual(steps.map((s) => [s.reward, s.truncated]), [[0, false], [0, false], [0, false], [0, false]])
+      yield* client.reset
+      assert.isFalse((yield* client.step(zero)).terminated)
+
+      const lines = output.stdout.map((line) => JSON.parse(line) as { action: Array<number>; obs_timestamps: Record<string, number> })
+      assert.strictEqual(lines.length, 6)
+      assert.deepStrictEqual(lines[0]!.action, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7])
+      assert.deepStrictEqual(lines[0]!.obs_timestamps, {
+        cam_0: moved.cameras[0]!.timestamp,
+        cam_1: moved.cameras[1]!.timestamp
+      })
+      assert.deepStrictEqual(lines[1]!.action, [0, 0, 0, 0, 0, 0, 0])
+      assert.deepStrictEqual(Object.keys(lines[5]!.obs_timestamps), ["cam_0", "cam_1"])
+      // nothing but the JSON lines on stdout; the listening line is on stderr
+      assert.isTrue(output.stdout.every((line) => line.startsWith("{\"action\":[")))
+    }))
+
+  it.live("without --log-actions stdout stays empty; interrupting it closes the port", () =>
+    Effect.gen(function*() {
+      const { address, fiber, output } = yield* startServe(serve, [...small, "--proprio", ""])
+      const obs = yield* Effect.scoped(Effect.gen(function*() {
+        const client = yield* connect(address)
+        yield* client.sendAction([1, 2, 3, 4, 5, 6, 7])
+        return yield* client.getObs
+      }))
+      assert.deepStrictEqual(obs.proprios, [])
+      assert.isNull(obs.cameras[0]!.depth)
+      yield* Fiber.interrupt(fiber)
+      const after = yield* WebSocketTransport.makeClient(address).connect.pipe(Effect.scoped, Effect.flip)
+      assert.strictEqual(after.reason, "Unavailable")
+      assert.deepStrictEqual(output.stdout, [])
+      assert.match(output.stderr[0]!, /^chiral serve: listening on ws:\/\/127\.0\.0\.1:\d+ \(2 cameras 32x24 rgb uint8, no proprios, action_shape \[1, 7\], episode 200 steps, 30 Hz\)$/)
+    }))
+
+  const badFlags: ReadonlyArray<readonly [ReadonlyArray<string>, string]> = [
+    [["--size", "640"], "chiral serve: --size \"640\": expected WIDTHxHEIGHT, e.g. 640x480"],
+    [["--size", "0x480"], "chiral serve: --size 0x480: width and height must be between 1 and 16384"],
+    [["--proprio", "joint_pos"], "chiral serve: --proprio \"joint_pos\": expected name:size, e.g. joint_pos:7"],
+    [["--proprio", "a:1,a:2"], "chiral serve: --proprio: a is given twice"],
+    [["--port", "70000"], "chiral serve: --port 70000: expected an integer from 0 to 65535"],
+    [["--cameras", "-1"], "chiral serve: --cameras -1: expected an integer from 0 to 256"]
+  ]
+  for (const [args, message] of badFlags) {
+    it.effect(`${args.join(" ")} fails with one line`, () =>
+      Effect.gen(function*() {
+        const { exit, stderr, stdout } = yield* run(serve, ["--host", "127.0.0.1", ...(args.includes("--port") ? [] : ["--port", "0"]), ...args])
+        assert.isTrue(Exit.isFailure(exit))
+        const reason = Exit.isFailure(exit) ? exit.cause.reasons[0] : undefined
+        assert.instanceOf(reason?._tag === "Fail" ? reason.error : undefined, CommandFailed)
+        assert.deepStrictEqual(stderr, [message])
+        assert.deepStrictEqual(stdout, [])
+      }))
+  }
+
+  it.live("a port in use fails with one line", () =>
+    Effect.gen(function*() {
+      const { address } = yield* startServe(serve, [...small, "--fps", "0"])
+      const port = address.split(":").pop()!
+      const { exit, stderr } = yield* run(serve, ["--host", "127.0.0.1", "--port", port])
+      assert.isTrue(Exit.isFailure(exit))
+      assert.strictEqual(stderr.length, 1)
+      assert.match(stderr[0]!, new RegExp(`^chiral serve: cannot listen: Listen \\(ws://127\\.0\\.0\\.1:${port}\\)`))
+    }))
+})
+
+describe("SimulatedRobot", () => {
+  it("logs one JSON line per action row, float32 values in their shortest form", () => {
+    const chunk = Tensor.make("float32", [2, 3], Float32Array.of(0.1, -2.5, 3, 1e-7, 0, 7))
+    assert.deepStrictEqual(SimulatedRobot.actionLogLines(chunk, { cam_0: 12.5 }), [
+      "{\"action\":[0.1,-2.5,3],\"obs_timestamps\":{\"cam_0\":12.5}}",
+      "{\"action\":[1e-7,0,7],\"obs_timestamps\":{\"cam_0\":12.5}}"
+    ])
+    const single = Tensor.make("float32", [2], Float32Array.of(1, 2))
+    assert.deepStrictEqual(SimulatedRobot.actionLogLines(single, {}), ["{\"action\":[1,2],\"obs_timestamps\":{}}"])
+  })
+
+  it("frames differ per camera and phase; K follows the size", () => {
+    const a = SimulatedRobot.syntheticImage(0, 0, 8, 4)
+    assert.notDeepEqual(a, SimulatedRobot.syntheticImage(1, 0, 8, 4))
+    assert.notDeepEqual(a, SimulatedRobot.syntheticImage(0, 1, 8, 4))
+    assert.deepStrictEqual(a, SimulatedRobot.syntheticImage(0, 0, 8, 4))
+    assert.deepStrictEqual(SimulatedRobot.intrinsicsFor(640, 480), [600, 0, 320, 0, 600, 240, 0, 0, 1])
+    assert.notDeepEqual(SimulatedRobot.extrinsicsAt(0, 1, 30), SimulatedRobot.extrinsicsAt(0, 2, 30))
+  })
+})
