@@ -90,6 +90,8 @@ interface LocalSubscriber {
   readonly id: number
   readonly keyExpr: string
   readonly queue: Queue.Queue<Sample, PeerError | Cause.Done>
+  /** Waits for room when full (the others drop without waiting). */
+  readonly waits: boolean
 }
 
 const DEFAULT_CAPACITY = 16
@@ -150,7 +152,7 @@ export class SessionState {
     const subs = this.routeLocal(sample.keyExpr)
     let full: Array<LocalSubscriber> | undefined
     for (const sub of subs) {
-      if (!Queue.offerUnsafe(sub.queue, sample) && Queue.isFullUnsafe(sub.queue)) (full ??= []).push(sub)
+      if (!Queue.offerUnsafe(sub.queue, sample) && sub.waits && Queue.isFullUnsafe(sub.queue)) (full ??= []).push(sub)
     }
     if (full === undefined) return undefined
     return Effect.forEach(full, (sub) => Queue.offer(sub.queue, sample), { discard: true })
@@ -229,12 +231,13 @@ export class SessionState {
       const key = yield* Effect.fromResult(KeyExpr.canonize(keyExpr))
       const unavailable = self.unavailable("declareSubscriber")
       if (unavailable !== undefined) return yield* Effect.fail(unavailable)
+      const strategy = options?.strategy ?? "suspend"
       const queue = yield* Queue.make<Sample, PeerError | Cause.Done>({
         capacity: options?.capacity ?? DEFAULT_CAPACITY,
-        strategy: options?.strategy ?? "suspend"
+        strategy
       })
       const id = self.nextSubscriberId++
-      const sub: LocalSubscriber = { id, keyExpr: key, queue }
+      const sub: LocalSubscriber = { id, keyExpr: key, queue, waits: strategy === "suspend" }
       yield* Effect.acquireRelease(
         Effect.sync(() => {
           self.subscribers.set(id, sub)

@@ -3,7 +3,7 @@
  * opens one session to a listening peer. Both are scoped: closing the scope sends CLOSE to every
  * peer, flushes, closes the sockets and stops every fiber and timer.
  */
-import { Deferred, Effect, FiberSet, PubSub, type Scope } from "effect"
+import { Context, Deferred, Effect, FiberSet, Layer, PubSub, type Scope } from "effect"
 import type * as Net from "node:net"
 import * as Handshake from "./Handshake.js"
 import * as Link from "./Link.js"
@@ -112,3 +112,19 @@ export const connect = (
     yield* Effect.forkScoped(state.serve(remote))
     return { ...state.toSession(), peer: remote.info, closed: Deferred.await(state.ended) }
   })
+
+/** A listening session as a service, for programs that receive it from a Layer. */
+export class ZenohListener extends Context.Service<ZenohListener, Listener>()("@chiral/zenoh/ZenohListener") {
+  /** Listens for as long as the layer lives. */
+  static readonly layer = (options: ListenOptions): Layer.Layer<ZenohListener, ZenohConfigError | ZenohLinkError> =>
+    Layer.effect(ZenohListener, listen(options))
+}
+
+/** A connected session as a service. */
+export class ZenohConnection extends Context.Service<ZenohConnection, Connection>()("@chiral/zenoh/ZenohConnection") {
+  /** Connects when the layer is built; closes the session when it is released. */
+  static readonly layer = (
+    options: ConnectOptions
+  ): Layer.Layer<ZenohConnection, ZenohConfigError | ZenohLinkError | ZenohHandshakeError> =>
+    Layer.effect(ZenohConnection, connect(options))
+}

@@ -4,7 +4,16 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Effect, Exit, Fiber, Option, Scope, Stream } from "effect"
-import { Extension, type PeerEvent, type Session, TransportMessage, Zenoh, ZenohId } from "@chiral/zenoh"
+import {
+  Extension,
+  type PeerEvent,
+  type Session,
+  TransportMessage,
+  Zenoh,
+  ZenohConnection,
+  ZenohId,
+  ZenohListener
+} from "@chiral/zenoh"
 import * as Raw from "./RawPeer.js"
 
 const text = (s: string) => new TextEncoder().encode(s)
@@ -211,6 +220,40 @@ describe("sessions over loopback TCP", () => {
       const error = yield* Effect.flip(conn.put("k", text("x")))
       assert.strictEqual(error._tag, "ZenohSessionClosed")
     }))
+
+  it.live("subscriber buffers: 'suspend' loses nothing (TCP pushes back), 'sliding' keeps the latest", () =>
+    Effect.gen(function*() {
+      const listener = yield* listen()
+      const all = yield* listener.declareSubscriber("k", { capacity: 2 })
+      const latest = yield* listener.declareSubscriber("k", { capacity: 1, strategy: "sliding" })
+      const conn = yield* connectTo(listener)
+      yield* conn.awaitSubscribers("k")
+      // 40 × 1 MB while nobody reads: the 2-slot subscriber holds the listener's reads back, so
+      // the publisher's puts wait on TCP until the consumer starts.
+      const publishing = yield* Effect.forkChild(
+        Effect.forEach(Array.from({ length: 40 }, (_, i) => i), (i) => conn.put("k", pattern(1 << 20, i)), { discard: true })
+      )
+      yield* Effect.sleep(100)
+      const got = yield* all.pipe(Stream.take(40), Stream.runCollect)
+      yield* Fiber.join(publishing)
+      assert.deepStrictEqual(got.map((s) => s.payload[0]), Array.from({ length: 40 }, (_, i) => i))
+      assert.isTrue(got.every((s, i) => sameBytes(s.payload, pattern(1 << 20, i))))
+      const [last] = yield* latest.pipe(Stream.take(1), Stream.runCollect)
+      assert.strictEqual(last!.payload[0], 39)
+    }))
+
+  it.live("sessions as services from layers", () =>
+    Effect.gen(function*() {
+      const listener = yield* ZenohListener
+      const sub = yield* listener.declareSubscriber("svc")
+      yield* Effect.gen(function*() {
+        const conn = yield* ZenohConnection
+        yield* conn.awaitSubscribers("svc")
+        yield* conn.put("svc", text("via layers"))
+      }).pipe(Effect.provide(ZenohConnection.layer({ host: "127.0.0.1", port: listener.address.port })))
+      const [s] = yield* sub.pipe(Stream.take(1), Stream.runCollect)
+      assert.strictEqual(str(s!.payload), "via layers")
+    }).pipe(Effect.provide(ZenohListener.layer({ host: "127.0.0.1", port: 0 }))))
 
   it.live("invalid key expressions are typed errors", () =>
     Effect.gen(function*() {
