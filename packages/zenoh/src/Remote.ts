@@ -131,11 +131,6 @@ export class Remote {
     return result
   }
 
-  /** Key expressions the remote subscribed to. */
-  subscriptions(): ReadonlyArray<string> {
-    return [...this.subscribers.values()]
-  }
-
   // --- sending ------------------------------------------------------------------------------------
 
   private nextSn(): number {

@@ -249,6 +249,8 @@ export class SessionState {
           Effect.sync(() => {
             self.subscribers.delete(id)
             self.localRoutes.clear()
+            // End the stream, and release a receiver blocked offering to this full queue.
+            Queue.endUnsafe(queue)
             Queue.shutdownUnsafe(queue)
             const msg = NetworkMessage.declare(NetworkMessage.undeclareSubscriber(id))
             for (const remote of self.remotes) void remote.sendNetwork([msg])

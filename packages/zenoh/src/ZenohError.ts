@@ -80,16 +80,6 @@ export class ZenohLeaseExpired extends Schema.TaggedError<ZenohLeaseExpired>()("
   }
 }
 
-/** The remote peer broke the protocol after the handshake (unexpected message, bad scope…). */
-export class ZenohProtocolError extends Schema.TaggedError<ZenohProtocolError>()("ZenohProtocolError", {
-  peer: Schema.String,
-  reason: Schema.String
-}) {
-  override get message(): string {
-    return `protocol violation by ${this.peer}: ${this.reason}`
-  }
-}
-
 /** An operation on a session that was already closed locally. */
 export class ZenohSessionClosed extends Schema.TaggedError<ZenohSessionClosed>()("ZenohSessionClosed", {
   operation: Schema.String
@@ -116,7 +106,6 @@ export type PeerError =
   | ZenohLinkError
   | ZenohCloseReceived
   | ZenohLeaseExpired
-  | ZenohProtocolError
 
 export type ZenohError =
   | PeerError
@@ -133,7 +122,6 @@ const tags = new Set([
   "ZenohLinkError",
   "ZenohCloseReceived",
   "ZenohLeaseExpired",
-  "ZenohProtocolError",
   "ZenohSessionClosed",
   "ZenohConfigError"
 ])
