@@ -1,0 +1,97 @@
+/**
+ * Example policy client, the TypeScript twin of chiral's
+ * examples/python/client_example.py. Three loops run at once:
+ *
+ *   1. obs stream      — fetches the latest observation at 30 Hz
+ *   2. policy loop     — reads the latest observation, predicts a chunk of
+ *                        actions, queues them
+ *   3. action dispatch — sends one queued action to the robot at 10 Hz
+ *
+ * It stops once 200 actions have really been sent. Start server.js first:
+ *
+ *     node apps/examples/dist/client.js [uri] [actions]    # default ws://localhost:8765 200
+ */
+import { PolicyClient, WebSocketTransport } from "@chiral/core"
+import type { Observation } from "@chiral/protocol"
+import { NodeRuntime } from "@effect/platform-node"
+import { Console, Duration, Effect, Layer, Option, Stream, SubscriptionRef } from "effect"
+
+const ACTION_HZ = 10 // actions sent to the robot per second
+const OBS_HZ = 30 // observations fetched per second
+const CHUNK_SIZE = 10 // actions predicted per policy call
+const DOF = 7
+const TOTAL_STEPS = 200 // actions to dispatch before stopping
+
+/** How Python prints a value (the reference example's output format). */
+const py = (u: unknown): string =>
+  typeof u === "string"
+    ? `'${u}'`
+    : Array.isArray(u)
+    ? `[${u.map(py).join(", ")}]`
+    : u === true
+    ? "True"
+    : u === false
+    ? "False"
+    : u === null || u === undefined
+    ? "None"
+    : String(u)
+/** An f-string's `{value}`: strings as they are, everything else as Python prints it. */
+const show = (u: unknown): string => (typeof u === "string" ? u : py(u))
+
+/** Predicts a chunk of actions from the latest observation, until `total` actions are queued. */
+const policyLoop = (client: PolicyClient.PolicyClientApi, total: number, first: Observation) =>
+  Effect.gen(function*() {
+    for (let inference = 0, queued = 0; queued < total; inference++) {
+      const obs = Option.getOrElse(yield* SubscriptionRef.get(client.latestObs), () => first)
+
+      // Show that real observation data is arriving (first two cameras for brevity).
+      const cameras = obs.cameras.slice(0, 2).map((c) =>
+        `${c.name}@${c.timestamp.toFixed(3)}s img=(${c.image.shape.join(", ")})`
+      )
+      yield* Console.log(`[policy #${inference}] obs ts=${obs.timestamp.toFixed(3)}  cameras: ${cameras.join(", ")}`)
+
+      // ── policy inference goes here: model.predict(obs) → CHUNK_SIZE × DOF ──
+      const n = Math.min(CHUNK_SIZE, total - queued)
+      const actions = Array.from({ length: n }, () => new Float32Array(DOF))
+
+      yield* client.putActions(actions)
+      queued += n
+      // Pace inference so the action queue doesn't grow unboundedly
+      // (in practice this is bounded by GPU compute time).
+      yield* Effect.sleep(Duration.seconds((CHUNK_SIZE / ACTION_HZ) * 0.9))
+    }
+  })
+
+/** Connects to `uri`, runs the policy until `total` actions were sent, then closes. */
+export const run = (uri: string, total = TOTAL_STEPS) =>
+  Effect.gen(function*() {
+    const client = yield* PolicyClient.PolicyClient
+
+    const meta = yield* client.getMetadata
+    yield* Console.log(`cameras: ${show(meta["cameras"] ?? [])}  action_shape: ${show(meta["action_shape"] ?? [1, DOF])}\n`)
+
+    const { obs } = yield* client.reset
+
+    yield* client.startObsStream(OBS_HZ)
+    yield* client.startActionDispatch(ACTION_HZ)
+    const start = performance.now()
+    yield* Effect.forkScoped(policyLoop(client, total, obs))
+
+    // Wait until enough actions have been dispatched (sent, not merely queued).
+    yield* SubscriptionRef.changes(client.dispatched).pipe(
+      Stream.takeUntil((sent) => sent >= total),
+      Stream.runDrain
+    )
+    const sent = yield* SubscriptionRef.get(client.dispatched)
+    const elapsed = (performance.now() - start) / 1000
+    yield* Console.log(`\ndispatched ${sent} actions in ${elapsed.toFixed(1)}s  (${(sent / elapsed).toFixed(1)} Hz)`)
+    // Leaving the scope stops the loops and closes the connection.
+  }).pipe(
+    Effect.scoped,
+    Effect.provide(PolicyClient.PolicyClient.layer().pipe(Layer.provide(WebSocketTransport.layerClient(uri))))
+  )
+
+if (import.meta.main) {
+  const [uri = "ws://localhost:8765", actions = String(TOTAL_STEPS)] = process.argv.slice(2)
+  NodeRuntime.runMain(run(uri, Number(actions)))
+}

@@ -1,0 +1,57 @@
+// The example server and client, run in one process over real loopback for a
+// short run (20 actions), printing what the reference examples print.
+import { assert, describe, it } from "@effect/vitest"
+import { Console, Effect, Schedule } from "effect"
+import * as Client from "../src/client.js"
+import * as Server from "../src/server.js"
+
+/** A console that keeps every printed line (a log call with "\n" inside gives several). */
+const capture = () => {
+  const lines: Array<string> = []
+  const push = (...xs: ReadonlyArray<unknown>) => void lines.push(...xs.map(String).join(" ").split("\n"))
+  const console: Console.Console = { ...globalThis.console, log: push, info: push, error: push, warn: push }
+  return { lines, console }
+}
+
+/** Waits (bounded) until `lines` has a line matching `pattern`. */
+const lineMatching = (lines: ReadonlyArray<string>, pattern: RegExp) =>
+  Effect.suspend(() => {
+    const line = lines.find((l) => pattern.test(l))
+    return line === undefined ? Effect.fail("not yet" as const) : Effect.succeed(line)
+  }).pipe(Effect.retry({ schedule: Schedule.spaced("20 millis"), times: 500 }))
+
+describe("examples", () => {
+  it.live("server + client: metadata line, one line per policy call, dispatched N actions; the server prints each action", () =>
+    Effect.gen(function*() {
+      const server = capture()
+      yield* Server.serve(0, "127.0.0.1").pipe(Effect.provideService(Console.Console, server.console), Effect.forkScoped)
+      const listening = yield* lineMatching(server.lines, /^listening on ws:\/\/127\.0\.0\.1:\d+$/)
+      const uri = listening.slice("listening on ".length)
+
+      const client = capture()
+      yield* Client.run(uri, 20).pipe(Effect.provideService(Console.Console, client.console))
+      const out = client.lines
+
+      const cams = [0, 1, 2, 3, 4, 5, 6, 7].map((i) => `'cam_${i}'`).join(", ")
+      assert.strictEqual(out[0], `cameras: [${cams}]  action_shape: [1, 7]`)
+      assert.strictEqual(out[1], "")
+      const policy = out.filter((l) => l.startsWith("[policy #"))
+      assert.deepStrictEqual(policy.map((l) => l.slice(0, l.indexOf("]") + 1)), ["[policy #0]", "[policy #1]"])
+      for (const line of policy) {
+        assert.match(
+          line,
+          /^\[policy #\d\] obs ts=\d+\.\d{3} {2}cameras: cam_0@\d+\.\d{3}s img=\(480, 640, 3\), cam_1@\d+\.\d{3}s img=\(480, 640, 3\)$/
+        )
+      }
+      assert.strictEqual(out.at(-2), "")
+      assert.match(out.at(-1)!, /^dispatched 20 actions in \d+\.\ds {2}\(\d+\.\d Hz\)$/)
+
+      // Every action reached the server, each printed in the reference's format.
+      yield* lineMatching(server.lines, /^action= {2}20 /)
+      const actions = server.lines.filter((l) => l.startsWith("action="))
+      assert.strictEqual(actions.length, 20)
+      actions.forEach((line, i) =>
+        assert.match(line, new RegExp(`^action=${String(i + 1).padStart(4)} {2}apply= *\\d+\\.\\d\\dms {2}avg= *\\d+\\.\\d\\dms$`))
+      )
+    }), 60_000)
+})
