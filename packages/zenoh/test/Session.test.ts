@@ -379,16 +379,16 @@ describe("misbehaving and vanishing peers", () => {
 
   it.live("a silent peer is dropped after its lease; a quiet session stays up with keep-alives", () =>
     Effect.gen(function*() {
-      const listener = yield* listen({ lease: 400 })
+      const listener = yield* listen({ lease: 600 })
       const left = yield* nextEvent(listener, "PeerDisconnected")
       // A live session with a short lease on both sides, idle for several leases.
-      const conn = yield* connectTo(listener, { lease: 400 })
+      const conn = yield* connectTo(listener, { lease: 600 })
       const silent = yield* Raw.connectAndOpen(listener.address.port, { leaseMillis: 300 })
       const event = yield* Fiber.join(left)
       assert.strictEqual(event.error?._tag, "ZenohLeaseExpired")
       assert.strictEqual(event.peer.leaseMillis, 300)
       silent.destroy()
-      yield* Effect.sleep(900)
+      yield* Effect.sleep(1300) // more than two leases
       const peers = yield* listener.peers
       assert.deepStrictEqual(peers.map((p) => p.zid), [conn.zid])
     }))
