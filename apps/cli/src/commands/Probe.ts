@@ -1,4 +1,4 @@
-import { type ClientTransport, PolicyClient, WebSocketTransport } from "@chiral/core"
+import { type ClientTransport, PolicyClient, type RequestError, WebSocketTransport } from "@chiral/core"
 import {
   type CameraFrame,
   describeMessage,
@@ -149,6 +149,16 @@ const jsonReport = (r: ProbeResult, full: boolean): string => {
   return stringifyDescription(report, full ? undefined : 1)
 }
 
+/** What a request that went unanswered usually means: the references each answer only one of the two APIs. */
+const hint = (error: RequestError): string =>
+  error.reason !== "Timeout"
+    ? ""
+    : error.request === "obs_request"
+    ? "; C++ servers answer only the legacy step: try --step"
+    : error.request === "action"
+    ? "; Python servers do not answer the legacy step: try without --step"
+    : ""
+
 export const probe = Command.make(
   "probe",
   {
@@ -204,7 +214,7 @@ export const probe = Command.make(
       Effect.provide(transport),
       Effect.catchTags({
         TransportError: (error) => failWith("probe", `cannot connect: ${error.message}`),
-        RequestError: (error) => failWith("probe", `${flags.uri}: ${error.message}`)
+        RequestError: (error) => failWith("probe", `${flags.uri}: ${error.message}${hint(error)}`)
       })
     )
     yield* Console.log(flags.json ? jsonReport(result, flags.full) : humanReport(flags.uri, result))
