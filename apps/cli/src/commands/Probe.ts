@@ -180,7 +180,7 @@ export const probe = Command.make(
       Flag.withDefault(false)
     ),
     timeout: Flag.Finite("timeout").pipe(
-      Flag.withDescription("Seconds to wait for the server to come up, and for each answer"),
+      Flag.withDescription("Seconds to wait for the server to come up, and for each answer (default 10)"),
       Flag.withDefault(10)
     )
   },

@@ -80,20 +80,20 @@ export const serve = Command.make(
   "serve",
   {
     host: Flag.String("host").pipe(
-      Flag.withDescription("Interface to listen on (0.0.0.0: every interface; 127.0.0.1: this machine only)"),
+      Flag.withDescription("Interface to listen on: 0.0.0.0 every interface, 127.0.0.1 this machine only (default 0.0.0.0)"),
       Flag.withDefault("0.0.0.0")
     ),
     port: Flag.Int("port").pipe(
       Flag.withAlias("p"),
-      Flag.withDescription("Port to listen on (0 picks a free one; the address printed says which)"),
+      Flag.withDescription("Port to listen on; 0 picks a free one, the address printed says which (default 8765)"),
       Flag.withDefault(8765)
     ),
     cameras: Flag.Int("cameras").pipe(
-      Flag.withDescription("Number of cameras, named cam_0, cam_1, …"),
+      Flag.withDescription(`Number of cameras, named cam_0, cam_1, … (default ${SimulatedRobot.defaults.cameras})`),
       Flag.withDefault(SimulatedRobot.defaults.cameras)
     ),
     size: Flag.String("size").pipe(
-      Flag.withDescription("Image size WIDTHxHEIGHT (RGB uint8)"),
+      Flag.withDescription(`Image size WIDTHxHEIGHT, RGB uint8 (default ${SimulatedRobot.defaults.width}x${SimulatedRobot.defaults.height})`),
       Flag.withDefault(`${SimulatedRobot.defaults.width}x${SimulatedRobot.defaults.height}`)
     ),
     depth: Flag.Boolean("depth").pipe(
@@ -101,21 +101,21 @@ export const serve = Command.make(
       Flag.withDefault(false)
     ),
     proprio: Flag.String("proprio").pipe(
-      Flag.withDescription("Proprio vectors as name:size,… (float32; \"\" for none)"),
+      Flag.withDescription("Proprio vectors as name:size,…, float32; \"\" for none (default joint_pos:7,joint_vel:7)"),
       Flag.withDefault(SimulatedRobot.defaults.proprios.map((p) => `${p.name}:${p.size}`).join(","))
     ),
     actionDim: Flag.Int("action-dim").pipe(
-      Flag.withDescription("D of the action_shape [1, D] the metadata advertises"),
+      Flag.withDescription(`D of the action_shape [1, D] the metadata advertises (default ${SimulatedRobot.defaults.actionDim})`),
       Flag.withDefault(SimulatedRobot.defaults.actionDim)
     ),
     episodeSteps: Flag.Int("episode-steps").pipe(
       Flag.withDescription(
-        "Legacy steps (C++ `action` messages) after which a step reports terminated, until the next reset (0: never)"
+        `Legacy steps (C++ \`action\` messages) after which a step reports terminated, until the next reset; 0 never (default ${SimulatedRobot.defaults.episodeSteps})`
       ),
       Flag.withDefault(SimulatedRobot.defaults.episodeSteps)
     ),
     fps: Flag.Int("fps").pipe(
-      Flag.withDescription("Sensor rate in Hz: new image, K/T and proprios (0: one static frame)"),
+      Flag.withDescription(`Sensor rate in Hz: new image, K/T and proprios; 0 one static frame (default ${SimulatedRobot.defaults.fps})`),
       Flag.withDefault(SimulatedRobot.defaults.fps)
     ),
     logActions: Flag.Boolean("log-actions").pipe(
@@ -125,7 +125,7 @@ export const serve = Command.make(
       Flag.withDefault(false)
     ),
     protocol: Flag.Literals("protocol", protocols).pipe(
-      Flag.withDescription("Transport to serve on"),
+      Flag.withDescription("Transport to serve on (default websocket)"),
       Flag.withDefault("websocket")
     )
   },
