@@ -5,6 +5,7 @@
 export * from "./Transport.js"
 export * from "./TransportError.js"
 export * as WebSocketTransport from "./WebSocketTransport.js"
+export * as ZenohTransport from "./ZenohTransport.js"
 export * as MemoryTransport from "./MemoryTransport.js"
 
 export * as CameraConfig from "./CameraConfig.js"

@@ -1,0 +1,350 @@
+/**
+ * Zenoh transport, as the references use it: the server is a Zenoh peer that
+ * listens on `tcp/<host>:<port>` (default 7447), subscribes to `chiral/c2s` and
+ * publishes on `chiral/s2c`; a client connects to it as a peer, publishes its
+ * requests and actions on `chiral/c2s` and subscribes to `chiral/s2c`. Each
+ * sample carries one frame, the same bytes as a WebSocket message.
+ *
+ * Publish/subscribe has no per-client connections, so the server sees one
+ * shared `Connection` standing for every client on its keys. As in the
+ * references, two clients on the same keys receive each other's answers
+ * (PolicyClient drops answers of the wrong type, but two `getObs` at once can
+ * still swap); `keyPrefix` gives a server/client pair keys of its own
+ * (`<prefix>/chiral/c2s`, …), so several pairs can share one Zenoh network or
+ * even one listening session (`makeServerOn`).
+ *
+ * A Zenoh publication made before the remote subscriber is known is lost, so a
+ * client learns that routes are up the way the references do: it sends
+ * `metadata` every 0.5 s until something answers, and swallows that answer
+ * before handing the connection over.
+ */
+import { encodeFrame } from "@chiral/protocol"
+import {
+  KeyExpr,
+  type PeerError,
+  type Session,
+  Zenoh,
+  type ZenohConfig,
+  type ZenohConfigError,
+  type ZenohHandshakeError,
+  type ZenohKeyExprError,
+  type ZenohLinkError,
+  type ZenohSessionClosed
+} from "@chiral/zenoh"
+import { Cause, Clock, Duration, Effect, Exit, Layer, Option, Scope, Stream } from "effect"
+import { ClientTransport, type Connection, type OutgoingFrame, ServerTransport } from "./Transport.js"
+import { TransportError, type TransportErrorReason } from "./TransportError.js"
+
+/** The references' port. */
+export const defaultPort = 7447
+/** Key the clients publish on and the server subscribes to (before any prefix). */
+export const requestKey = "chiral/c2s"
+/** Key the server publishes on and the clients subscribe to (before any prefix). */
+export const replyKey = "chiral/s2c"
+/**
+ * Largest message the server reassembles (Zenoh `maxMessageSize`) unless told
+ * otherwise: clients only send requests and actions. A bigger one ends that
+ * peer's session only.
+ */
+export const defaultServerMaxMessageBytes = 16 * 1024 * 1024
+
+/** Zenoh session settings (zid, batch size, lease, keep-alive, timeouts, reassembly cap). */
+export type SessionOptions = ZenohConfig.ZenohConfig
+
+export interface KeyOptions {
+  /**
+   * Puts the chiral keys under this prefix: `p` gives `p/chiral/c2s` and
+   * `p/chiral/s2c`. A concrete key expression (`robot1`, `lab/arm-2`): no
+   * wildcards. Default: none, the references' keys.
+   */
+  readonly keyPrefix?: string | undefined
+}
+
+export interface ServerOptions extends SessionOptions, KeyOptions {
+  /** Interface to listen on. Default `0.0.0.0` (as the references). */
+  readonly host?: string | undefined
+  /** Port. Default 7447; 0 picks a free port (see `ServerTransport.address`). */
+  readonly port?: number | undefined
+  /** Requests buffered before the server stops reading from the sending peers. Default 16. */
+  readonly capacity?: number | undefined
+}
+
+export interface ClientOptions extends SessionOptions, KeyOptions {
+  /** Pause between `metadata` probes while waiting for the first answer. Default 500 ms (the references'). */
+  readonly probeInterval?: Duration.Input | undefined
+  /**
+   * How long one connection attempt probes before it gives up with
+   * `Unavailable`, so PolicyClient prints its waiting line and tries again
+   * with a fresh session. Default 2 s.
+   */
+  readonly probeTimeout?: Duration.Input | undefined
+}
+
+/** The two keys of one chiral pair. */
+export interface Keys {
+  readonly request: string
+  readonly reply: string
+}
+
+/** The keys for `keyPrefix`, or why the prefix cannot be used. */
+export const keysFor = (keyPrefix: string | undefined): Keys | string => {
+  if (keyPrefix === undefined) return { request: requestKey, reply: replyKey }
+  if (keyPrefix.includes("*") || keyPrefix.includes("$")) return `key prefix ${JSON.stringify(keyPrefix)} has wildcards`
+  const request = KeyExpr.canonize(`${keyPrefix}/${requestKey}`)
+  const reply = KeyExpr.canonize(`${keyPrefix}/${replyKey}`)
+  if (request._tag === "Failure") return `key prefix ${JSON.stringify(keyPrefix)}: ${request.failure.reason}`
+  if (reply._tag === "Failure") return `key prefix ${JSON.stringify(keyPrefix)}: ${reply.failure.reason}`
+  if (!KeyExpr.isConcrete(request.success)) return `key prefix ${JSON.stringify(keyPrefix)} has wildcards`
+  return { request: request.success, reply: reply.success }
+}
+
+const resolveKeys = (keyPrefix: string | undefined, address: string): Effect.Effect<Keys, TransportError> => {
+  const keys = keysFor(keyPrefix)
+  return typeof keys === "string"
+    ? Effect.fail(new TransportError({ reason: "InvalidAddress", address, detail: keys }))
+    : Effect.succeed(keys)
+}
+
+/** Only the Zenoh settings, so that the transport's own options never reach the session. */
+const sessionOptions = (options: SessionOptions): SessionOptions => ({
+  zid: options.zid,
+  batchSize: options.batchSize,
+  lease: options.lease,
+  keepAlive: options.keepAlive,
+  handshakeTimeout: options.handshakeTimeout,
+  maxMessageSize: options.maxMessageSize,
+  closeTimeout: options.closeTimeout
+})
+
+export const formatLocator = (host: string, port: number): string =>
+  `tcp/${host.includes(":") ? `[${host}]` : host}:${port}`
+
+/** Why a session (or one operation on it) ended, as the transport's one error. */
+const sessionError = (
+  address: string,
+  error: PeerError | ZenohSessionClosed | ZenohKeyExprError
+): TransportError => {
+  let reason: TransportErrorReason
+  switch (error._tag) {
+    case "ZenohLinkError":
+      reason = error.operation === "write" ? "Write" : "Closed"
+      break
+    case "ZenohDecodeError":
+    case "ZenohReassemblyError":
+      reason = "Read"
+      break
+    case "ZenohKeyExprError":
+      reason = "InvalidAddress"
+      break
+    case "ZenohCloseReceived":
+    case "ZenohLeaseExpired":
+    case "ZenohSessionClosed":
+      reason = "Closed"
+      break
+  }
+  return new TransportError({ reason, address, detail: error.message, cause: error })
+}
+
+/**
+ * A failed session opening. Worth retrying when nobody answered or the peer
+ * went away; not when the peer speaks something else than Zenoh 0x09 (or our
+ * own settings are invalid), since that will not change.
+ */
+const openError = (
+  address: string,
+  error: ZenohConfigError | ZenohLinkError | ZenohHandshakeError
+): TransportError => {
+  const retry = error._tag === "ZenohLinkError" ||
+    (error._tag === "ZenohHandshakeError" &&
+      (error.reason.startsWith("no answer") || error.reason.startsWith("peer sent CLOSE")))
+  return new TransportError({
+    reason: retry ? "Unavailable" : "InvalidAddress",
+    address,
+    detail: error.message,
+    cause: error
+  })
+}
+
+const listenError = (address: string, error: ZenohConfigError | ZenohLinkError): TransportError =>
+  new TransportError({
+    reason: error._tag === "ZenohConfigError" ? "InvalidAddress" : "Listen",
+    address,
+    detail: error.message,
+    cause: error
+  })
+
+/** Pause before a handler that ended is given the shared connection again. */
+const restartPause = Duration.millis(100)
+
+/**
+ * A `ServerTransport` on a Zenoh session that already exists (listening or
+ * connected), for the keys of `keyPrefix`. `address` is what clients are told
+ * to connect to. Several of these may share one session with different
+ * prefixes.
+ */
+export const makeServerOn = (
+  session: Session,
+  options: KeyOptions & {
+    readonly address: string
+    readonly capacity?: number | undefined
+  }
+): Effect.Effect<ServerTransport["Service"], TransportError> =>
+  Effect.map(resolveKeys(options.keyPrefix, options.address), (keys) => {
+    const address = options.address
+    const id = `${address} (${keys.request})`
+    const send = (frame: OutgoingFrame): Effect.Effect<void, TransportError> =>
+      Effect.mapError(session.put(keys.reply, frame), (error) => sessionError(id, error))
+
+    const serve = <E, R>(handler: (connection: Connection) => Effect.Effect<void, E, R>) => {
+      // One subscriber for the life of the handler: every client's frames, in arrival order.
+      const round = Effect.gen(function*() {
+        const samples = yield* session.declareSubscriber(keys.request, {
+          capacity: options.capacity ?? 16,
+          strategy: "suspend"
+        }).pipe(Effect.mapError((error) => sessionError(id, error)))
+        const frames = samples.pipe(
+          Stream.map((sample) => sample.payload),
+          Stream.mapError((error) => sessionError(id, error))
+        )
+        yield* handler({ id, frames, send, shared: true }).pipe(
+          Effect.catchCause((cause) =>
+            Cause.hasInterruptsOnly(cause)
+              ? Effect.interrupt
+              : Effect.logWarning(`chiral: handler for ${id} ended; serving again`, cause)
+          )
+        )
+      }).pipe(Effect.scoped)
+      // Ending the shared connection would cut every client off, so a handler
+      // that ends is given a fresh one; a closed session ends `serve`.
+      return Effect.forever(Effect.andThen(round, Effect.sleep(restartPause)))
+    }
+
+    return ServerTransport.of({ address, serve })
+  })
+
+/**
+ * Listens as a Zenoh peer on `tcp/<host>:<port>`. The session is bound at once
+ * (so the address, and the actual port when 0 was asked, is known) and lives
+ * as long as `serve` runs: when serving stops, every client's session gets a
+ * CLOSE, as it would from a reference server that exits. Serving again listens
+ * again on the same port.
+ */
+export const makeServer = (
+  options: ServerOptions = {}
+): Effect.Effect<ServerTransport["Service"], TransportError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const host = options.host ?? "0.0.0.0"
+    const wanted = formatLocator(host, options.port ?? defaultPort)
+    yield* resolveKeys(options.keyPrefix, wanted)
+    const outer = yield* Effect.scope
+    const bind = (port: number) =>
+      Effect.gen(function*() {
+        const scope = yield* Scope.fork(outer)
+        const listener = yield* Zenoh.listen({
+          ...sessionOptions(options),
+          maxMessageSize: options.maxMessageSize ?? defaultServerMaxMessageBytes,
+          host,
+          port
+        }).pipe(
+          Scope.provide(scope),
+          Effect.mapError((error) => listenError(formatLocator(host, port), error)),
+          Effect.onError(() => Scope.close(scope, Exit.void))
+        )
+        return { listener, scope }
+      })
+    let idle: Effect.Success<ReturnType<typeof bind>> | undefined = yield* bind(options.port ?? defaultPort)
+    const port = idle.listener.address.port
+    const address = formatLocator(idle.listener.address.host, port)
+
+    const serve = <E, R>(handler: (connection: Connection) => Effect.Effect<void, E, R>) =>
+      Effect.gen(function*() {
+        const bound = idle ?? (yield* bind(port))
+        idle = undefined
+        yield* Effect.addFinalizer(() => Scope.close(bound.scope, Exit.void))
+        const transport = yield* makeServerOn(bound.listener, {
+          address,
+          keyPrefix: options.keyPrefix,
+          capacity: options.capacity
+        })
+        return yield* transport.serve(handler)
+      }).pipe(Effect.scoped)
+
+    return ServerTransport.of({ address, serve })
+  })
+
+/** The frame every probe sends. */
+const metadataRequest = encodeFrame({ type: "metadata" })
+
+/**
+ * Connects to a chiral server over Zenoh at `locator` (`tcp/host:port`).
+ * Each `connect` opens a Zenoh session, declares the reply subscriber and
+ * probes with `metadata` until the first answer; that answer is consumed here.
+ */
+export const makeClient = (locator: string, options: ClientOptions = {}): ClientTransport["Service"] => {
+  const probeInterval = Duration.fromInputUnsafe(options.probeInterval ?? Duration.millis(500))
+  const probeTimeout = Duration.toMillis(Duration.fromInputUnsafe(options.probeTimeout ?? Duration.seconds(2)))
+
+  const connect = Effect.gen(function*() {
+    const endpoint = Zenoh.parseLocator(locator)
+    if (endpoint === undefined || !locator.startsWith("tcp/")) {
+      return yield* new TransportError({ reason: "InvalidAddress", address: locator, detail: "expected tcp/host:port" })
+    }
+    const keys = yield* resolveKeys(options.keyPrefix, locator)
+    const session = yield* Zenoh.connect({ ...sessionOptions(options), ...endpoint }).pipe(
+      Effect.mapError((error) => openError(locator, error))
+    )
+    const samples = yield* session.declareSubscriber(keys.reply, { capacity: 2, strategy: "suspend" }).pipe(
+      Effect.mapError((error) => sessionError(locator, error))
+    )
+    const pull = yield* Stream.toPull(samples)
+    const unavailable = (detail: string) => new TransportError({ reason: "Unavailable", address: locator, detail })
+    // While probing, a session that ends means nobody is serving (yet): worth retrying.
+    const ended = (error: PeerError | ZenohSessionClosed | ZenohKeyExprError | Cause.Done) =>
+      Cause.isDone(error) ? unavailable("session closed while probing") : unavailable(error.message)
+
+    // Our first probe would be lost if the server's subscriber were not known yet.
+    yield* session.awaitSubscribers(keys.request).pipe(
+      Effect.timeoutOption(probeInterval),
+      Effect.mapError(ended)
+    )
+    const started = yield* Clock.currentTimeMillis
+    let probes = 0
+    for (;;) {
+      yield* session.put(keys.request, metadataRequest).pipe(Effect.mapError(ended))
+      probes++
+      // Whatever arrives first (normally the metadata_response) proves both routes.
+      const answer = yield* pull.pipe(Effect.timeoutOption(probeInterval), Effect.mapError(ended))
+      if (Option.isSome(answer)) break
+      if ((yield* Clock.currentTimeMillis) - started >= probeTimeout) {
+        return yield* unavailable(`${probes} metadata request(s) on ${keys.request} unanswered`)
+      }
+    }
+
+    const frames = Stream.fromPull(Effect.succeed(pull)).pipe(
+      Stream.map((sample) => sample.payload),
+      Stream.mapError((error) => sessionError(locator, error))
+    )
+    const connection: Connection = {
+      id: locator,
+      frames,
+      send: (frame) => Effect.mapError(session.put(keys.request, frame), (error) => sessionError(locator, error))
+    }
+    return connection
+  })
+
+  return ClientTransport.of({
+    address: locator,
+    connect,
+    waitingMessage: `chiral: waiting for Zenoh server at ${locator} …`
+  })
+}
+
+/** `ServerTransport` over Zenoh (default: listens on `tcp/0.0.0.0:7447`, keys `chiral/c2s`, `chiral/s2c`). */
+export const layerServer = (options: ServerOptions = {}): Layer.Layer<ServerTransport, TransportError> =>
+  Layer.effect(ServerTransport, makeServer(options))
+
+/** `ClientTransport` over Zenoh to `locator` (default `tcp/127.0.0.1:7447`). */
+export const layerClient = (
+  locator = formatLocator("127.0.0.1", defaultPort),
+  options: ClientOptions = {}
+): Layer.Layer<ClientTransport> => Layer.succeed(ClientTransport, makeClient(locator, options))
