@@ -238,6 +238,12 @@ describe("ZenohTransport: PolicyServer ↔ PolicyClient", () => {
         yield* peer.put("chiral/c2s", text("[   0] Pub from Pico!"))
         yield* peer.put("chiral/c2s", new Uint8Array(0))
         yield* peer.put("chiral/c2s", encodeFrame({ type: "metadata_response", data: {} }))
+        // they travel on the other peer's socket: wait (bounded) until all three were seen
+        yield* Effect.sync(() => logs.lines.filter((line) => line.includes("dropped frame")).length).pipe(
+          Effect.filterOrFail((n) => n >= 3),
+          Effect.retry({ schedule: Schedule.spaced(10), times: 200 }),
+          Effect.ignore
+        )
         expect((yield* client.getObs).cameras.length).toBe(2)
         expect(yield* client.getMetadata).toMatchObject({ action_shape: [7] })
       }).pipe(Effect.scoped, Effect.provide(logs.layer))
@@ -301,7 +307,7 @@ describe("ZenohTransport client: probing", () => {
       // ignores the first two probes; then answers probes with a marker and echoes anything else
       const seen = yield* fakeServer(listener, (request, n) =>
         Buffer.compare(request, metadata) === 0 ? (n >= 3 ? text(`probe answer ${n}`) : undefined) : request)
-      const transport = ZenohTransport.makeClient(locatorOf(listener), { probeInterval: 40, probeTimeout: 5000 })
+      const transport = ZenohTransport.makeClient(locatorOf(listener), { probeInterval: 150, probeTimeout: 5000 })
       expect(transport.waitingMessage).toBe(`chiral: waiting for Zenoh server at ${locatorOf(listener)} …`)
       const connection = yield* transport.connect
       const probes = yield* Ref.get(seen)
