@@ -1,5 +1,5 @@
 import * as net from "node:net"
-import { PolicyServer, WebSocketTransport } from "@chiral/core"
+import { PolicyServer, WebSocketTransport, ZenohTransport } from "@chiral/core"
 import type { Tensor } from "@chiral/protocol"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Layer } from "effect"
@@ -166,9 +166,34 @@ describe("chiral probe", () => {
 
   it.effect("rejects an address it cannot use, in one line", () =>
     Effect.gen(function*() {
-      const { exit, stderr } = yield* run(probe, ["tcp/127.0.0.1:7447"])
-      assert.isTrue(Exit.isFailure(exit))
-      assert.deepStrictEqual(stderr, ["chiral probe: unsupported address \"tcp/127.0.0.1:7447\": expected ws://host:port"])
+      const unknown = yield* run(probe, ["http://127.0.0.1:8765"])
+      assert.isTrue(Exit.isFailure(unknown.exit))
+      assert.deepStrictEqual(unknown.stderr, [
+        "chiral probe: unsupported address \"http://127.0.0.1:8765\": expected ws://host:port (WebSocket) or tcp/host:port (Zenoh)"
+      ])
+      const mismatch = yield* run(probe, ["ws://127.0.0.1:8765", "--protocol", "zenoh"])
+      assert.isTrue(Exit.isFailure(mismatch.exit))
+      assert.deepStrictEqual(mismatch.stderr, [
+        "chiral probe: --protocol zenoh does not match \"ws://127.0.0.1:8765\": Zenoh addresses look like tcp/host:7447"
+      ])
+    }))
+
+  it.live("probes a server on Zenoh (tcp/host:port), with and without a key prefix", () =>
+    Effect.gen(function*() {
+      const transport = yield* Layer.build(ZenohTransport.layerServer({ host: "127.0.0.1", port: 0, keyPrefix: "lab/a" }))
+      const robot = yield* SimulatedRobot.make({ cameras: 1, width: 8, height: 6 }).pipe(Effect.provideContext(transport))
+      const uri = robot.server.address
+      assert.match(uri, /^tcp\/127\.0\.0\.1:\d+$/)
+
+      const { exit, stdout } = yield* run(probe, [uri, "--key-prefix", "lab/a", "--json", "--step"])
+      assert.isTrue(Exit.isSuccess(exit), String(exit))
+      const report = JSON.parse(stdout[0]!) as Record<string, unknown>
+      assert.deepStrictEqual(Object.keys(report), ["metadata", "reset", "step"])
+      assert.deepStrictEqual(report["metadata"], { cameras: ["cam_0"], action_shape: [1, 7] })
+
+      // Without the prefix nobody answers on the reference keys.
+      const other = yield* run(probe, [uri, "--timeout", "1"])
+      assert.isTrue(Exit.isFailure(other.exit))
     }))
 
   it("derives the legacy action shape from the metadata", () => {

@@ -1,4 +1,4 @@
-import { type ClientTransport, PolicyClient, type RequestError, WebSocketTransport } from "@chiral/core"
+import { PolicyClient, type RequestError } from "@chiral/core"
 import {
   type CameraFrame,
   describeMessage,
@@ -8,18 +8,10 @@ import {
   Tensor,
   type UserMap
 } from "@chiral/protocol"
-import { Console, Duration, Effect, Layer, Logger } from "effect"
+import { Console, Duration, Effect, Logger, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
+import { clientTransportFor, protocols } from "../Transports.js"
 import { failWith } from "./Decode.js"
-
-/**
- * The client transport for a URI, chosen by its scheme (a new protocol is one
- * more case here), or why the URI cannot be used.
- */
-export const clientTransportFor = (uri: string): Layer.Layer<ClientTransport> | string =>
-  /^wss?:\/\//i.test(uri)
-    ? WebSocketTransport.layerClient(uri)
-    : `unsupported address ${JSON.stringify(uri)}: expected ws://host:port`
 
 // ── the zero action for --step ───────────────────────────────────────────────
 
@@ -162,7 +154,15 @@ const hint = (error: RequestError): string =>
 export const probe = Command.make(
   "probe",
   {
-    uri: Argument.String("uri").pipe(Argument.withDescription("The server, e.g. ws://127.0.0.1:8765")),
+    uri: Argument.String("uri").pipe(Argument.withDescription("The server: ws://host:port (WebSocket) or tcp/host:port (Zenoh)")),
+    protocol: Flag.Literals("protocol", protocols).pipe(
+      Flag.withDescription("Transport; by default the URI's form says (ws:// WebSocket, tcp/ Zenoh)"),
+      Flag.optional
+    ),
+    keyPrefix: Flag.String("key-prefix").pipe(
+      Flag.withDescription("Zenoh only: the server's key prefix (keys <prefix>/chiral/c2s, <prefix>/chiral/s2c)"),
+      Flag.optional
+    ),
     json: Flag.Boolean("json").pipe(
       Flag.withDescription(
         "Print one JSON object {metadata, reset: {obs, info}, obs} (or step instead of obs) in the format of the shared vectors.json; tensors as {dtype, shape}"
@@ -186,7 +186,10 @@ export const probe = Command.make(
   },
   Effect.fnUntraced(function*(flags) {
     if (!(flags.timeout > 0)) return yield* failWith("probe", `--timeout ${flags.timeout}: expected a positive number of seconds`)
-    const transport = clientTransportFor(flags.uri)
+    const transport = clientTransportFor(flags.uri, {
+      protocol: Option.getOrUndefined(flags.protocol),
+      keyPrefix: Option.getOrUndefined(flags.keyPrefix)
+    })
     if (typeof transport === "string") return yield* failWith("probe", transport)
     const timeout = Duration.seconds(flags.timeout)
     const console = yield* Console.Console
@@ -226,6 +229,7 @@ export const probe = Command.make(
   Command.withExamples([
     { command: "chiral probe ws://127.0.0.1:8765", description: "Summarize metadata, reset and one observation" },
     { command: "chiral probe ws://127.0.0.1:8765 --step", description: "Legacy step, as a C++ client does" },
-    { command: "chiral probe ws://127.0.0.1:8765 --json", description: "Everything as JSON, tensors without data" }
+    { command: "chiral probe ws://127.0.0.1:8765 --json", description: "Everything as JSON, tensors without data" },
+    { command: "chiral probe tcp/127.0.0.1:7447", description: "A server on Zenoh (chiral serve --protocol zenoh)" }
   ])
 )

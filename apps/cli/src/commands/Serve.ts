@@ -1,24 +1,8 @@
-import { type ServerTransport, type TransportError, WebSocketTransport } from "@chiral/core"
-import { Console, Effect, type Layer, Logger } from "effect"
+import { Console, Effect, Logger, Option } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as SimulatedRobot from "../SimulatedRobot.js"
+import { defaultPorts, protocols, serverTransports } from "../Transports.js"
 import { failWith } from "./Decode.js"
-
-export interface Endpoint {
-  readonly host: string
-  readonly port: number
-}
-
-/**
- * The server transports `--protocol` chooses from. Each one is a Layer, so a
- * new protocol is one entry here (and one literal in the flag).
- */
-export const serverTransports: Record<Protocol, (endpoint: Endpoint) => Layer.Layer<ServerTransport, TransportError>> = {
-  websocket: ({ host, port }) => WebSocketTransport.layerServer({ host, port })
-}
-
-const protocols = ["websocket"] as const
-export type Protocol = typeof protocols[number]
 
 // ── flag values ───────────────────────────────────────────────────────────────
 
@@ -85,8 +69,10 @@ export const serve = Command.make(
     ),
     port: Flag.Int("port").pipe(
       Flag.withAlias("p"),
-      Flag.withDescription("Port to listen on; 0 picks a free one, the address printed says which (default 8765)"),
-      Flag.withDefault(8765)
+      Flag.withDescription(
+        `Port to listen on; 0 picks a free one, the address printed says which (default ${defaultPorts.websocket}, ${defaultPorts.zenoh} with --protocol zenoh)`
+      ),
+      Flag.optional
     ),
     cameras: Flag.Int("cameras").pipe(
       Flag.withDescription(`Number of cameras, named cam_0, cam_1, … (default ${SimulatedRobot.defaults.cameras})`),
@@ -125,8 +111,16 @@ export const serve = Command.make(
       Flag.withDefault(false)
     ),
     protocol: Flag.Literals("protocol", protocols).pipe(
-      Flag.withDescription("Transport to serve on (default websocket)"),
+      Flag.withDescription(
+        "Transport: websocket (ws://host:port) or zenoh (a Zenoh peer listening on tcp/host:port, keys chiral/c2s and chiral/s2c, as the references) (default websocket)"
+      ),
       Flag.withDefault("websocket")
+    ),
+    keyPrefix: Flag.String("key-prefix").pipe(
+      Flag.withDescription(
+        "Zenoh only: use keys <prefix>/chiral/c2s and <prefix>/chiral/s2c, so several robots can share one Zenoh network (the references use no prefix)"
+      ),
+      Flag.optional
     )
   },
   Effect.fnUntraced(function*(flags) {
@@ -134,7 +128,10 @@ export const serve = Command.make(
     if (typeof size === "string") return yield* failWith("serve", size)
     const proprios = parseProprios(flags.proprio)
     if (typeof proprios === "string") return yield* failWith("serve", proprios)
-    const bad = range("port", flags.port, 0, 65535) ?? range("cameras", flags.cameras, 0, 256) ??
+    const port = Option.getOrUndefined(flags.port)
+    const keyPrefix = Option.getOrUndefined(flags.keyPrefix)
+    if (keyPrefix !== undefined && flags.protocol !== "zenoh") return yield* failWith("serve", "--key-prefix applies to --protocol zenoh only")
+    const bad = (port === undefined ? undefined : range("port", port, 0, 65535)) ?? range("cameras", flags.cameras, 0, 256) ??
       range("action-dim", flags.actionDim, 1, 1 << 20) ?? range("episode-steps", flags.episodeSteps, 0, 2 ** 31) ??
       range("fps", flags.fps, 0, 1000)
     if (bad !== undefined) return yield* failWith("serve", bad)
@@ -156,7 +153,7 @@ export const serve = Command.make(
       return yield* Effect.never
     }).pipe(
       Effect.scoped,
-      Effect.provide(serverTransports[flags.protocol]({ host: flags.host, port: flags.port })),
+      Effect.provide(serverTransports[flags.protocol]({ host: flags.host, port, keyPrefix })),
       Effect.catchTags({
         TransportError: (error) => failWith("serve", `cannot listen: ${error.message}`),
         ConfigError: (error) => failWith("serve", error.message)
@@ -173,6 +170,7 @@ export const serve = Command.make(
       command: "chiral serve --host 127.0.0.1 --port 9000 --cameras 2 --size 320x240 --depth",
       description: "A smaller robot with depth, on this machine only"
     },
-    { command: "chiral serve --log-actions > actions.jsonl", description: "Record every applied action" }
+    { command: "chiral serve --log-actions > actions.jsonl", description: "Record every applied action" },
+    { command: "chiral serve --protocol zenoh", description: "The same robot as a Zenoh peer on tcp/0.0.0.0:7447" }
   ])
 )

@@ -1,0 +1,56 @@
+/**
+ * The transports the commands choose from (`--protocol`), as Layers: adding a
+ * protocol is one entry in each table below.
+ */
+import { type ClientTransport, type ServerTransport, type TransportError, WebSocketTransport, ZenohTransport } from "@chiral/core"
+import type { Layer } from "effect"
+
+export const protocols = ["websocket", "zenoh"] as const
+export type Protocol = typeof protocols[number]
+
+export interface Endpoint {
+  readonly host: string
+  /** Undefined: the protocol's default port (8765 WebSocket, 7447 Zenoh). */
+  readonly port: number | undefined
+  /** Zenoh only: keys `<prefix>/chiral/c2s`, `<prefix>/chiral/s2c` instead of the references' fixed keys. */
+  readonly keyPrefix?: string | undefined
+}
+
+export const defaultPorts: Record<Protocol, number> = {
+  websocket: WebSocketTransport.defaultPort,
+  zenoh: ZenohTransport.defaultPort
+}
+
+export const serverTransports: Record<Protocol, (endpoint: Endpoint) => Layer.Layer<ServerTransport, TransportError>> = {
+  websocket: ({ host, port }) => WebSocketTransport.layerServer({ host, port: port ?? defaultPorts.websocket }),
+  zenoh: ({ host, keyPrefix, port }) =>
+    ZenohTransport.layerServer({ host, port: port ?? defaultPorts.zenoh, keyPrefix })
+}
+
+/** The protocol a URI names: `ws://host:port` WebSocket, `tcp/host:port` Zenoh. */
+export const protocolOf = (uri: string): Protocol | undefined =>
+  /^wss?:\/\//i.test(uri) ? "websocket" : /^tcp\//i.test(uri) ? "zenoh" : undefined
+
+/**
+ * The client transport for `uri`, or why it cannot be used. `protocol`, when
+ * given, must agree with the URI's form.
+ */
+export const clientTransportFor = (
+  uri: string,
+  options: { readonly protocol?: Protocol | undefined; readonly keyPrefix?: string | undefined } = {}
+): Layer.Layer<ClientTransport> | string => {
+  const protocol = protocolOf(uri)
+  if (protocol === undefined) {
+    return `unsupported address ${JSON.stringify(uri)}: expected ws://host:port (WebSocket) or tcp/host:port (Zenoh)`
+  }
+  if (options.protocol !== undefined && options.protocol !== protocol) {
+    return `--protocol ${options.protocol} does not match ${JSON.stringify(uri)}: ${
+      options.protocol === "zenoh" ? "Zenoh addresses look like tcp/host:7447" : "WebSocket addresses look like ws://host:8765"
+    }`
+  }
+  if (protocol === "websocket") {
+    if (options.keyPrefix !== undefined) return "--key-prefix applies to Zenoh only"
+    return WebSocketTransport.layerClient(uri)
+  }
+  return ZenohTransport.layerClient(uri, { keyPrefix: options.keyPrefix })
+}
