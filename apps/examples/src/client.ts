@@ -14,7 +14,7 @@
 import { PolicyClient, WebSocketTransport } from "@chiral/core"
 import type { Observation } from "@chiral/protocol"
 import { NodeRuntime } from "@effect/platform-node"
-import { Console, Duration, Effect, Layer, Option, Stream, SubscriptionRef } from "effect"
+import { Console, Duration, Effect, Option, Stream, SubscriptionRef } from "effect"
 
 const ACTION_HZ = 10 // actions sent to the robot per second
 const OBS_HZ = 30 // observations fetched per second
@@ -62,8 +62,8 @@ const policyLoop = (client: PolicyClient.PolicyClientApi, total: number, first: 
     }
   })
 
-/** Connects to `uri`, runs the policy until `total` actions were sent, then closes. */
-export const run = (uri: string, total = TOTAL_STEPS) =>
+/** Runs the policy until `total` actions were sent, then closes (on the transport the caller provides). */
+export const program = (total = TOTAL_STEPS) =>
   Effect.gen(function*() {
     const client = yield* PolicyClient.PolicyClient
 
@@ -86,10 +86,11 @@ export const run = (uri: string, total = TOTAL_STEPS) =>
     const elapsed = (performance.now() - start) / 1000
     yield* Console.log(`\ndispatched ${sent} actions in ${elapsed.toFixed(1)}s  (${(sent / elapsed).toFixed(1)} Hz)`)
     // Leaving the scope stops the loops and closes the connection.
-  }).pipe(
-    Effect.scoped,
-    Effect.provide(PolicyClient.PolicyClient.layer().pipe(Layer.provide(WebSocketTransport.layerClient(uri))))
-  )
+  }).pipe(Effect.scoped, Effect.provide(PolicyClient.PolicyClient.layer()))
+
+/** Connects to `ws://…` `uri`. (zenoh_client.ts: the same policy on Zenoh.) */
+export const run = (uri: string, total = TOTAL_STEPS) =>
+  program(total).pipe(Effect.provide(WebSocketTransport.layerClient(uri)))
 
 if (import.meta.main) {
   const [uri = "ws://localhost:8765", actions = String(TOTAL_STEPS)] = process.argv.slice(2)

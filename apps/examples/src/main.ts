@@ -2,6 +2,7 @@
  * `npm run example`: runs the example server and client as two processes
  * talking WebSocket over loopback, prints what both print (server lines
  * prefixed), and stops the server once the client is done.
+ * `npm run example -- zenoh`: the same pair over Zenoh.
  */
 import { fileURLToPath } from "node:url"
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
@@ -14,11 +15,13 @@ const node = (script: string, args: ReadonlyArray<string>) =>
 
 const lines = <E>(bytes: Stream.Stream<Uint8Array, E>) => bytes.pipe(Stream.decodeText(), Stream.splitLines)
 
+const zenoh = process.argv[2] === "zenoh"
+
 const program = Effect.gen(function*() {
   const spawner = yield* ChildProcessSpawner.ChildProcessSpawner
 
-  // The server picks a free port (0) and says which: "listening on ws://…".
-  const server = yield* spawner.spawn(node("./server.js", ["0", "127.0.0.1"]))
+  // The server picks a free port (0) and says which: "listening on ws://…" (or tcp/… on Zenoh).
+  const server = yield* spawner.spawn(node(zenoh ? "./zenoh_server.js" : "./server.js", ["0", "127.0.0.1"]))
   const address = yield* Deferred.make<string>()
   const serverOutput = yield* lines(server.all).pipe(
     Stream.runForEach((line) => {
@@ -32,7 +35,7 @@ const program = Effect.gen(function*() {
     Effect.raceFirst(Effect.andThen(Fiber.await(serverOutput), Effect.fail("the server exited before listening")))
   )
 
-  const client = yield* spawner.spawn(node("./client.js", [uri]))
+  const client = yield* spawner.spawn(node(zenoh ? "./zenoh_client.js" : "./client.js", [uri]))
   yield* lines(client.all).pipe(Stream.runForEach((line) => Console.log(line)))
   const code = yield* client.exitCode
   if (code !== 0) return yield* Effect.fail(`the client exited with code ${code}`)

@@ -48,8 +48,8 @@ const cameraLoop = (robot: PolicyServer.PolicyServerApi, name: string) => {
   }).pipe(Effect.repeat(Cadence.fixed(Duration.millis(1000 / FPS))))
 }
 
-/** Serves the robot on `ws://host:port` until interrupted (Ctrl-C). */
-export const serve = (port: number, host: string) =>
+/** Serves the robot on the transport the caller provides, until interrupted (Ctrl-C). */
+export const program =
   Effect.gen(function*() {
     // Applied actions and the time spent applying them, for the printout.
     const stats = yield* Ref.make({ count: 0, totalMs: 0 })
@@ -92,10 +92,11 @@ export const serve = (port: number, host: string) =>
     yield* Effect.forEach(CAMERAS, (name) => Effect.forkScoped(cameraLoop(robot, name)))
     yield* Console.log(`listening on ${robot.address}`)
     return yield* Effect.never
-  }).pipe(
-    Effect.scoped,
-    Effect.provide(WebSocketTransport.layerServer({ host, port }))
-  )
+  }).pipe(Effect.scoped)
+
+/** Serves the robot on `ws://host:port`. (zenoh_server.ts: the same robot on Zenoh.) */
+export const serve = (port: number, host: string) =>
+  program.pipe(Effect.provide(WebSocketTransport.layerServer({ host, port })))
 
 if (import.meta.main) {
   const [port = "8765", host = "0.0.0.0"] = process.argv.slice(2)

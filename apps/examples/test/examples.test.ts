@@ -4,6 +4,8 @@ import { assert, describe, it } from "@effect/vitest"
 import { Console, Effect, Schedule } from "effect"
 import * as Client from "../src/client.js"
 import * as Server from "../src/server.js"
+import * as ZenohClient from "../src/zenoh_client.js"
+import * as ZenohServer from "../src/zenoh_server.js"
 
 /** A console that keeps every printed line (a log call with "\n" inside gives several). */
 const capture = () => {
@@ -53,5 +55,20 @@ describe("examples", () => {
       actions.forEach((line, i) =>
         assert.match(line, new RegExp(`^action=${String(i + 1).padStart(4)} {2}apply= *\\d+\\.\\d\\dms {2}avg= *\\d+\\.\\d\\dms$`))
       )
+    }), 60_000)
+
+  it.live("the Zenoh pair: same robot and policy over tcp/host:port, every action arrives", () =>
+    Effect.gen(function*() {
+      const server = capture()
+      yield* ZenohServer.serve(0, "127.0.0.1").pipe(Effect.provideService(Console.Console, server.console), Effect.forkScoped)
+      const listening = yield* lineMatching(server.lines, /^listening on tcp\/127\.0\.0\.1:\d+$/)
+      const uri = listening.slice("listening on ".length)
+
+      const client = capture()
+      yield* ZenohClient.run(uri, 10).pipe(Effect.provideService(Console.Console, client.console))
+      assert.match(client.lines[0]!, /^cameras: \['cam_0', .*\]  action_shape: \[1, 7\]$/)
+      assert.match(client.lines.at(-1)!, /^dispatched 10 actions in \d+\.\ds {2}\(\d+\.\d Hz\)$/)
+      yield* lineMatching(server.lines, /^action= {2}10 /)
+      assert.strictEqual(server.lines.filter((l) => l.startsWith("action=")).length, 10)
     }), 60_000)
 })
