@@ -3,6 +3,7 @@
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Effect } from "effect"
 import { Command } from "effect/cli"
+import { bench } from "./commands/Bench.js"
 import { decode } from "./commands/Decode.js"
 import { probe } from "./commands/Probe.js"
 import { serve } from "./commands/Serve.js"
@@ -10,7 +11,8 @@ import { serve } from "./commands/Serve.js"
 const subcommands = [
   decode,
   serve,
-  probe
+  probe,
+  bench
 ] as const
 
 const chiral = Command.make("chiral").pipe(

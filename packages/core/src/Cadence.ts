@@ -22,21 +22,26 @@ export const fixed = (period: Duration.Input): Schedule.Schedule<number> => {
     Effect.sync(() => {
       const start = clock.monotonicTimeNanosUnsafe()
       let attempt = 0
-      // grid time (ms since start) of the run that just ended
-      let lastTick = 0
+      // grid slot of the run that just ended (the first run is slot 0)
+      let slot = 0
       return (_now: number, _input: unknown) =>
         Effect.sync((): [number, Duration.Duration] => {
           attempt++
-          const elapsed = Number(clock.monotonicTimeNanosUnsafe() - start) / 1e6
           if (window <= 0) return [attempt, Duration.zero]
-          if (elapsed - lastTick > window + epsilon) {
-            // overran a whole period: run now, rejoin the grid afterwards
-            lastTick = elapsed
+          const elapsed = Number(clock.monotonicTimeNanosUnsafe() - start) / 1e6
+          const due = slot + 1
+          if (elapsed + epsilon >= due * window) {
+            // overran a whole period: run now (as the latest slot that has begun),
+            // rejoin the grid afterwards
+            slot = Math.max(due, Math.floor(elapsed / window + epsilon))
             return [attempt, Duration.zero]
           }
-          const next = (Math.floor(elapsed / window + epsilon) + 1) * window
-          lastTick = next
-          return [attempt, Duration.millis(next - elapsed)]
+          // Always the slot after the last one, never "the next grid point after
+          // now": Node's timers can fire up to a millisecond early (libuv's cached
+          // loop time), and a run that starts just before its slot's time must
+          // not be followed by a second run for the same slot.
+          slot = due
+          return [attempt, Duration.millis(due * window - elapsed)]
         })
     })
   ))

@@ -1,6 +1,10 @@
 /**
- * WebSocket transport on @effect/platform-node: `NodeSocketServer.makeWebSocket`
- * accepts connections and `Socket.fromWebSocket` reads them.
+ * WebSocket transport. Server: `NodeSocketServer.makeWebSocket` (`ws` under
+ * @effect/platform-node) accepts connections and `Socket.fromWebSocket` reads
+ * them. Client: `ws://` runs on our own RFC 6455 client (`WebSocketClient`),
+ * which reads each message straight into one buffer with its chiral payload
+ * 8-byte aligned (no copy past the kernel's, float32 depth as views); `wss://`
+ * goes through `ws`.
  *
  * The raw `ws` socket (what platform-node runs underneath, reached through its
  * `NodeWS` re-export and the `Socket.WebSocket` service) is used in this module
@@ -16,11 +20,12 @@
 import * as NodeSocketServer from "@effect/platform-node/NodeSocketServer"
 import * as NodeWS from "@effect/platform-node/NodeWS"
 import type { NonEmptyReadonlyArray } from "effect/Array"
-import { Cause, Effect, Layer, Option, type Pull, Stream } from "effect"
+import { Cause, Effect, Layer, Option, type Pull, Queue, type Scope, Stream } from "effect"
 import * as NetAddress from "effect/net/NetAddress"
 import * as Socket from "effect/socket/Socket"
 import { ClientTransport, type Connection, frameBytes, type OutgoingFrame, ServerTransport } from "./Transport.js"
 import { TransportError } from "./TransportError.js"
+import * as WebSocketClient from "./WebSocketClient.js"
 
 export interface ServerOptions {
   /** Interface to listen on. Default `0.0.0.0` (as the references). */
@@ -219,20 +224,86 @@ export const makeServer = Effect.fnUntraced(function*(options: ServerOptions = {
   return ServerTransport.of({ address, serve })
 })
 
-/** Connects to a WebSocket server at `uri` (`ws://host:port`). */
-export const makeClient = (uri: string, options: ClientOptions = {}): ClientTransport["Service"] => {
-  const connect = Effect.gen(function*() {
-    const url = yield* Effect.try({
-      try: () => new URL(uri),
-      catch: (cause) => new TransportError({ reason: "InvalidAddress", address: uri, detail: describe(cause) })
-    })
-    if (url.protocol !== "ws:" && url.protocol !== "wss:") {
-      return yield* new TransportError({
-        reason: "InvalidAddress",
-        address: uri,
-        detail: `expected ws://host:port, got scheme ${url.protocol}`
+/**
+ * A `ws://` connection on our own client framing (`WebSocketClient`): each
+ * message is read straight into one buffer, its chiral payload 8-byte aligned.
+ */
+const connectDirect = (url: URL, uri: string, options: ClientOptions): Effect.Effect<Connection, TransportError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const frames = yield* Queue.unbounded<Uint8Array, TransportError | Cause.Done>()
+    let closing = false
+    const socket = yield* Effect.acquireRelease(
+      Effect.callback<WebSocketClient.ClientSocket, TransportError>((resume) => {
+        let opened = false
+        const socket: WebSocketClient.ClientSocket = WebSocketClient.connect({
+          host: url.hostname.replace(/^\[(.*)\]$/, "$1"),
+          port: url.port === "" ? 80 : Number(url.port),
+          path: `${url.pathname === "" ? "/" : url.pathname}${url.search}`,
+          hostHeader: url.host,
+          openTimeoutMillis: options.openTimeoutMillis ?? 10_000
+        }, {
+          onOpen: () => {
+            opened = true
+            resume(Effect.succeed(socket))
+          },
+          onMessage: (message) => {
+            Queue.offerUnsafe(frames, message)
+          },
+          onClose: (code, reason, error) => {
+            if (!opened) {
+              return resume(Effect.fail(
+                new TransportError({
+                  reason: error?.kind === "handshake" ? "InvalidAddress" : "Unavailable",
+                  address: uri,
+                  detail: error?.message ?? `closed during the handshake (${code})`,
+                  cause: error
+                })
+              ))
+            }
+            if (error === undefined && (closing || normalCloseCodes.has(code))) return void Queue.endUnsafe(frames)
+            Queue.failCauseUnsafe(
+              frames,
+              Cause.fail(
+                new TransportError({
+                  reason: error?.kind === "protocol" ? "Read" : "Closed",
+                  address: uri,
+                  detail: error?.message ?? `close code ${code}${reason === "" ? "" : `: ${reason}`}`,
+                  cause: error
+                })
+              )
+            )
+          }
+        })
+        return Effect.sync(() => socket.destroy())
+      }),
+      (socket) =>
+        Effect.sync(() => {
+          closing = true
+          socket.close(1000)
+        })
+    )
+    const send = (frame: OutgoingFrame): Effect.Effect<void, TransportError> =>
+      Effect.callback<void, TransportError>((resume) => {
+        socket.send(frame instanceof Uint8Array ? [frame] : frame, (error) =>
+          resume(
+            error === undefined
+              ? Effect.void
+              : Effect.fail(
+                new TransportError({
+                  reason: socket.isOpen ? "Write" : "Closed",
+                  address: uri,
+                  detail: error.message,
+                  cause: error
+                })
+              )
+          ))
       })
-    }
+    return { id: uri, frames: Stream.fromQueue(frames), send } satisfies Connection
+  })
+
+/** A `wss://` connection through `ws` (TLS is not worth a framing of our own). */
+const connectWithWs = (uri: string, options: ClientOptions): Effect.Effect<Connection, TransportError, Scope.Scope> =>
+  Effect.gen(function*() {
     let current: NodeWS.WebSocket | undefined
     const socket = yield* Socket.fromWebSocket(
       Effect.acquireRelease(
@@ -255,6 +326,23 @@ export const makeClient = (uri: string, options: ClientOptions = {}): ClientTran
     )
     const connection: Connection = { id: uri, frames: framesFrom(reader.pull, uri), send: sendOn(current!, uri) }
     return connection
+  })
+
+/** Connects to a WebSocket server at `uri` (`ws://host:port`). */
+export const makeClient = (uri: string, options: ClientOptions = {}): ClientTransport["Service"] => {
+  const connect = Effect.gen(function*() {
+    const url = yield* Effect.try({
+      try: () => new URL(uri),
+      catch: (cause) => new TransportError({ reason: "InvalidAddress", address: uri, detail: describe(cause) })
+    })
+    if (url.protocol !== "ws:" && url.protocol !== "wss:") {
+      return yield* new TransportError({
+        reason: "InvalidAddress",
+        address: uri,
+        detail: `expected ws://host:port, got scheme ${url.protocol}`
+      })
+    }
+    return yield* (url.protocol === "ws:" ? connectDirect(url, uri, options) : connectWithWs(uri, options))
   })
   return ClientTransport.of({ address: uri, connect })
 }

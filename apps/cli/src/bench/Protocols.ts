@@ -1,0 +1,41 @@
+/**
+ * The transports a benchmark can run over, by `--protocol` name. Each entry
+ * gives the server layer, the client layer and the address clients use, so a
+ * new transport (Zenoh) is one entry here.
+ */
+import { type ClientTransport, type ServerTransport, type TransportError, WebSocketTransport } from "@chiral/core"
+import type { Layer } from "effect"
+
+export interface Endpoint {
+  readonly host: string
+  readonly port: number
+}
+
+export interface ProtocolEntry {
+  readonly server: (endpoint: Endpoint) => Layer.Layer<ServerTransport, TransportError>
+  readonly client: (address: string) => Layer.Layer<ClientTransport>
+  /** The address a client on this machine uses for a server listening on `endpoint`. */
+  readonly address: (endpoint: Endpoint) => string
+  /** The port the server actually listens on, read from its `ServerTransport.address`. */
+  readonly portOf: (serverAddress: string) => number | undefined
+}
+
+const trailingPort = (address: string): number | undefined => {
+  const match = /:(\d+)\/?$/.exec(address)
+  return match === null ? undefined : Number(match[1])
+}
+
+export const protocols = {
+  websocket: {
+    server: ({ host, port }) => WebSocketTransport.layerServer({ host, port }),
+    client: (address) => WebSocketTransport.layerClient(address),
+    address: ({ host, port }) => `ws://${host.includes(":") ? `[${host}]` : host}:${port}`,
+    portOf: trailingPort
+  }
+} as const satisfies Record<string, ProtocolEntry>
+
+export type Protocol = keyof typeof protocols
+
+export const protocolNames = Object.keys(protocols) as ReadonlyArray<Protocol>
+
+export const isProtocol = (name: string): name is Protocol => Object.hasOwn(protocols, name)

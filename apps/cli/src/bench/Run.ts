@@ -1,0 +1,410 @@
+/**
+ * One `chiral bench` run: the observation round trip, the raw-TCP baseline
+ * next to it, and, with an observation stream running, the cadence of
+ * actions as the server receives them.
+ *
+ * Without an address the run is self-contained: the simulated robot and the
+ * raw-TCP baseline run in a child process (`Server.ts`) and this process is
+ * the policy. With an address only what a policy can see is measured (round
+ * trips and the obs stream's rate); no action is ever sent to a server we did
+ * not start — it might be a real robot.
+ */
+import * as Path from "node:path"
+import { PerformanceObserver } from "node:perf_hooks"
+import { fileURLToPath } from "node:url"
+import { ClientTransport, type OutgoingFrame, PolicyClient } from "@chiral/core"
+import { decodeFrame, type Observation } from "@chiral/protocol"
+import { Cause, Deferred, Duration, Effect, Fiber, Layer, Queue, Result, Schema, type Scope, Stream } from "effect"
+import { ChildProcess, ChildProcessSpawner } from "effect/process"
+import { type Protocol, protocols } from "./Protocols.js"
+import * as RawTcp from "./RawTcp.js"
+import type { ServerOptions } from "./Server.js"
+import { cadence, type CadenceStats, mean, type Percentiles, percentiles } from "./Stats.js"
+
+export interface BenchOptions {
+  /** A running server to measure; none: start our own. */
+  readonly address?: string | undefined
+  readonly protocol: Protocol
+  readonly cameras: number
+  readonly width: number
+  readonly height: number
+  readonly depth: boolean
+  /** Round trips to time (each of the observation and the raw baseline). */
+  readonly requests: number
+  readonly obsHz: number
+  readonly actionHz: number
+  /** Length of the stream phase, seconds. */
+  readonly durationSeconds: number
+  /** Told what the run is doing: a phase name and how far it is (0…1). */
+  readonly progress?: ((phase: string, fraction: number) => void) | undefined
+}
+
+/** What `--json` prints (key order and names are the interface). */
+export interface BenchResult {
+  readonly workload: {
+    readonly cameras: number
+    readonly width: number
+    readonly height: number
+    readonly depth: boolean
+    readonly frame_bytes: number
+  }
+  readonly obs_round_trip_ms: Percentiles
+  readonly raw_tcp_round_trip_ms: { readonly p50: number | null; readonly p90: number | null }
+  readonly ratio_to_raw_tcp: number | null
+  readonly throughput_mb_s: number
+  readonly obs_hz: number
+  readonly action_cadence: {
+    readonly [K in keyof CadenceStats]: CadenceStats[K] | null
+  }
+  readonly rss_mb: { readonly start: number; readonly end: number }
+}
+
+/** What the human report shows beyond the JSON. */
+export interface BenchReport {
+  readonly result: BenchResult
+  readonly address: string
+  readonly protocol: Protocol
+  readonly requests: number
+  readonly durationSeconds: number
+  readonly obsHzAsked: number
+  readonly serverRssMb: { readonly start: number; readonly end: number } | undefined
+  /** Actions queued but not seen by the server, or seen out of order. */
+  readonly actionsLost: number | undefined
+  /** The same cadence measured where the client sends (tells the client's lateness from the server's). */
+  readonly actionSends: CadenceStats | undefined
+  /** Garbage collection in this process while the stream ran. */
+  readonly gc: { readonly count: number; readonly totalMs: number; readonly maxMs: number }
+}
+
+/** Why a run could not be completed (the server would not start or answer, the connection failed). */
+export class BenchError extends Schema.TaggedError<BenchError>()("BenchError", {
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return this.reason
+  }
+}
+
+const warmupRequests = 5
+/** How long the obs stream runs before actions start, so both are in their steady state. */
+const streamSettleMillis = 500
+/** How long to wait for the last actions to reach the server after dispatch stops. */
+const lateArrivalMillis = 300
+
+const mb = (bytes: number) => bytes / (1024 * 1024)
+const round = (x: number, digits = 3) => Number.isFinite(x) ? Number(x.toFixed(digits)) : x
+
+/** Monotonic ms on the same clock as the server's arrival stamps (`process.hrtime`). */
+const monotonicMillis = (): number => Number(process.hrtime.bigint()) / 1e6
+
+/**
+ * The server entry next to this module in dist/. (Under vitest this module is
+ * the TypeScript source; the child still runs the built JavaScript.)
+ */
+const serverScript = (): string => {
+  const here = fileURLToPath(import.meta.url)
+  return here.endsWith(".ts")
+    ? Path.join(Path.dirname(here), "..", "..", "dist", "bench", "Server.js")
+    : Path.join(Path.dirname(here), "Server.js")
+}
+
+interface ChildServer {
+  readonly address: string
+  readonly rawPort: number
+  readonly frameBytes: number
+  /** Sends a command line and waits for the reply line carrying `key`. */
+  readonly ask: <A>(command: string, key: string) => Effect.Effect<A, BenchError>
+}
+
+/** Starts `Server.ts` in a child process; it is stopped (stdin closed, then killed) with the scope. */
+const startServer = (options: ServerOptions) =>
+  Effect.gen(function*() {
+    const spawner = yield* ChildProcessSpawner.ChildProcessSpawner
+    const commands = yield* Queue.unbounded<string, Cause.Done>()
+    const encoder = new TextEncoder()
+    const handle = yield* spawner.spawn(
+      ChildProcess.make(process.execPath, [serverScript(), JSON.stringify(options)], {
+        stdin: Stream.fromQueue(commands).pipe(Stream.map((line) => encoder.encode(`${line}\n`))),
+        stdout: "pipe",
+        stderr: "inherit",
+        forceKillAfter: Duration.seconds(2)
+      })
+    ).pipe(Effect.mapError((error) => new BenchError({ reason: `cannot start the bench server: ${error.message}` })))
+    yield* Effect.addFinalizer(() => Queue.end(commands))
+
+    const replies = yield* Queue.unbounded<Record<string, unknown>, BenchError>()
+    const exited = yield* Deferred.make<void>()
+    yield* handle.stdout.pipe(
+      Stream.decodeText(),
+      Stream.splitLines,
+      Stream.runForEach((line) => {
+        if (!line.startsWith("{")) return Effect.void
+        try {
+          return Queue.offer(replies, JSON.parse(line) as Record<string, unknown>)
+        } catch {
+          return Effect.void
+        }
+      }),
+      Effect.ensuring(Effect.andThen(
+        Queue.fail(replies, new BenchError({ reason: "the bench server exited" })),
+        Deferred.succeed(exited, undefined)
+      )),
+      Effect.ignore,
+      Effect.forkScoped
+    )
+    const next = <A>(key: string): Effect.Effect<A, BenchError> =>
+      Queue.take(replies).pipe(
+        Effect.catch((error) => Effect.fail(Cause.isDone(error) ? new BenchError({ reason: "the bench server exited" }) : error)),
+        Effect.flatMap((reply) => key in reply ? Effect.succeed(reply[key] as A) : next<A>(key))
+      )
+    const ready = yield* next<{ address: string; raw_port: number; frame_bytes: number }>("ready").pipe(
+      Effect.timeoutOrElse({
+        duration: Duration.seconds(60),
+        orElse: () => Effect.fail(new BenchError({ reason: "the bench server did not start within 60 s" }))
+      })
+    )
+    return {
+      address: ready.address,
+      rawPort: ready.raw_port,
+      frameBytes: ready.frame_bytes,
+      ask: <A>(command: string, key: string) =>
+        Effect.andThen(Queue.offer(commands, command), next<A>(key)).pipe(
+          Effect.timeoutOrElse({
+            duration: Duration.seconds(30),
+            orElse: () => Effect.fail(new BenchError({ reason: `the bench server did not answer ${command}` }))
+          })
+        )
+    } satisfies ChildServer
+  })
+
+/**
+ * What the client's transport sees: the size of the last frame received (what
+ * the raw baseline must send), and when each action left (monotonic ms), to
+ * tell the client's lateness from the server's.
+ */
+interface Meter {
+  lastFrameBytes: number
+  actionSends: Array<number>
+}
+
+const isApplyAction = (frame: OutgoingFrame): boolean => {
+  if (!(frame instanceof Uint8Array) || frame.byteLength > 4096) return false
+  const decoded = decodeFrame(frame)
+  return Result.isSuccess(decoded) && decoded.success.type === "apply_action"
+}
+
+const metered = (meter: Meter, layer: Layer.Layer<ClientTransport>): Layer.Layer<ClientTransport> =>
+  Layer.effect(
+    ClientTransport,
+    Effect.gen(function*() {
+      const inner = yield* ClientTransport
+      return ClientTransport.of({
+        ...inner,
+        connect: Effect.map(inner.connect, (connection) => ({
+          ...connection,
+          send: (frame: OutgoingFrame) =>
+            Effect.suspend(() => {
+              if (isApplyAction(frame)) meter.actionSends.push(monotonicMillis())
+              return connection.send(frame)
+            }),
+          frames: Stream.map(connection.frames, (frame) => {
+            meter.lastFrameBytes = frame.byteLength
+            return frame
+          })
+        }))
+      })
+    })
+  ).pipe(Layer.provide(layer))
+
+const workloadOf = (obs: Observation, frameBytes: number): BenchResult["workload"] => {
+  const first = obs.cameras[0]
+  return {
+    cameras: obs.cameras.length,
+    width: first?.image.shape[1] ?? 0,
+    height: first?.image.shape[0] ?? 0,
+    depth: obs.cameras.some((c) => c.depth !== null),
+    frame_bytes: frameBytes
+  }
+}
+
+const timed = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<number, E, R> =>
+  Effect.suspend(() => {
+    const start = performance.now()
+    return Effect.map(effect, () => performance.now() - start)
+  })
+
+/** Sleeps `millis`, reporting progress every 100 ms. */
+const waitWithProgress = (millis: number, report: (fraction: number) => void) =>
+  Effect.gen(function*() {
+    const start = performance.now()
+    for (;;) {
+      const elapsed = performance.now() - start
+      report(Math.min(1, elapsed / millis))
+      if (elapsed >= millis) return
+      yield* Effect.sleep(Duration.millis(Math.min(100, millis - elapsed)))
+    }
+  })
+
+export const run = (
+  options: BenchOptions
+): Effect.Effect<BenchReport, BenchError, Scope.Scope | ChildProcessSpawner.ChildProcessSpawner> =>
+  Effect.gen(function*() {
+    const progress = options.progress ?? (() => {})
+    const entry = protocols[options.protocol]
+    const own = options.address === undefined
+    const server = own
+      ? yield* startServer({
+        protocol: options.protocol,
+        host: "127.0.0.1",
+        cameras: options.cameras,
+        width: options.width,
+        height: options.height,
+        depth: options.depth,
+        fps: 30
+      })
+      : undefined
+    const address = server?.address ?? options.address!
+    const meter: Meter = { lastFrameBytes: 0, actionSends: [] }
+    const actionCount = Math.ceil(options.actionHz * (options.durationSeconds + 1)) + 16
+
+    const client = yield* PolicyClient.make({ maxQueuedActions: actionCount, quiet: own }).pipe(
+      Effect.provide(metered(meter, entry.client(address))),
+      Effect.mapError((error) => new BenchError({ reason: `cannot connect to ${address}: ${error.message}` }))
+    )
+    const request = <A>(what: Effect.Effect<A, { readonly message: string }>) =>
+      Effect.mapError(what, (error) => new BenchError({ reason: error.message }))
+    yield* request(client.getMetadata)
+
+    const raw = server === undefined
+      ? undefined
+      : yield* RawTcp.connect(server.rawPort, server.frameBytes).pipe(
+        Effect.mapError((error) => new BenchError({ reason: `raw TCP baseline: ${error.message}` }))
+      )
+    const rawTrip = raw === undefined
+      ? Effect.succeed(Number.NaN)
+      : Effect.mapError(raw.roundTrip, (error) => new BenchError({ reason: `raw TCP baseline: ${error.message}` }))
+
+    // ── round trips (interleaved with the baseline so both see the same load) ──
+    let firstObs: Observation | undefined
+    for (let i = 0; i < warmupRequests; i++) {
+      yield* rawTrip
+      firstObs = yield* request(client.getObs)
+    }
+    const workload = workloadOf(firstObs!, meter.lastFrameBytes)
+    const serverRssStart = server === undefined ? undefined : yield* server.ask<number>("rss", "rss")
+    const rssStart = process.memoryUsage.rss()
+
+    const obsTrips: Array<number> = []
+    const rawTrips: Array<number> = []
+    for (let i = 0; i < options.requests; i++) {
+      progress("round trips", i / options.requests)
+      if (raw !== undefined) rawTrips.push(yield* rawTrip)
+      obsTrips.push(yield* timed(request(client.getObs)))
+    }
+    progress("round trips", 1)
+
+    // ── obs stream with actions dispatched ───────────────────────────────────
+    let observed = 0
+    const counter = yield* client.observations.pipe(
+      Stream.runForEach(() =>
+        Effect.sync(() => {
+          observed++
+        })
+      ),
+      Effect.forkScoped
+    )
+    yield* client.startObsStream(options.obsHz)
+    yield* Effect.sleep(Duration.millis(streamSettleMillis))
+    const gcPauses: Array<number> = []
+    const gcObserver = new PerformanceObserver((list) => {
+      for (const entry of list.getEntries()) gcPauses.push(entry.duration)
+    })
+    gcObserver.observe({ entryTypes: ["gc"] })
+    yield* Effect.addFinalizer(() => Effect.sync(() => gcObserver.disconnect()))
+    let arrivals: Array<readonly [number, number]> = []
+    let origin = Number.NaN
+    const streamStart = performance.now()
+    const observedAtStart = observed
+    if (server !== undefined) {
+      yield* server.ask("arrivals", "arrivals")
+      yield* client.putActions(Array.from({ length: actionCount }, (_, k) => [k, 0, 0, 0, 0, 0, 0]))
+      meter.actionSends = []
+      origin = monotonicMillis()
+      yield* client.startActionDispatch(options.actionHz)
+    }
+    yield* waitWithProgress(options.durationSeconds * 1000, (f) => progress("obs stream + actions", f))
+    if (server !== undefined) yield* client.stopActionDispatch
+    const streamMillis = performance.now() - streamStart
+    gcObserver.disconnect()
+    const observedInStream = observed - observedAtStart
+    yield* client.stopObsStream
+    yield* Fiber.interrupt(counter)
+    if (server !== undefined) {
+      yield* Effect.sleep(Duration.millis(lateArrivalMillis))
+      arrivals = yield* server.ask<Array<readonly [number, number]>>("arrivals", "arrivals")
+    }
+    const rssEnd = process.memoryUsage.rss()
+    const serverRssEnd = server === undefined ? undefined : yield* server.ask<number>("rss", "rss")
+
+    const rawStats = percentiles(rawTrips)
+    const obsStats = percentiles(obsTrips)
+    const times = arrivals.map(([, t]) => t)
+    const stats = server === undefined ? undefined : cadence(times, options.actionHz, origin)
+    const lost = server === undefined
+      ? undefined
+      : arrivals.reduce((n, [seq], k) => (seq === k ? n : n + 1), 0)
+
+    const result: BenchResult = {
+      workload,
+      obs_round_trip_ms: {
+        p50: round(obsStats.p50),
+        p90: round(obsStats.p90),
+        p99: round(obsStats.p99),
+        max: round(obsStats.max)
+      },
+      raw_tcp_round_trip_ms: raw === undefined
+        ? { p50: null, p90: null }
+        : { p50: round(rawStats.p50), p90: round(rawStats.p90) },
+      ratio_to_raw_tcp: raw === undefined ? null : round(obsStats.p50 / rawStats.p50, 2),
+      throughput_mb_s: round(workload.frame_bytes / 1e6 / (mean(obsTrips) / 1000), 1),
+      obs_hz: round(observedInStream / (streamMillis / 1000), 2),
+      action_cadence: stats === undefined
+        ? {
+          hz: options.actionHz,
+          count: null,
+          interval_ms_p50: null,
+          jitter_ms_p50: null,
+          jitter_ms_p99: null,
+          jitter_ms_max: null,
+          drift_ms: null
+        }
+        : {
+          hz: stats.hz,
+          count: stats.count,
+          interval_ms_p50: round(stats.interval_ms_p50),
+          jitter_ms_p50: round(stats.jitter_ms_p50),
+          jitter_ms_p99: round(stats.jitter_ms_p99),
+          jitter_ms_max: round(stats.jitter_ms_max),
+          drift_ms: round(stats.drift_ms)
+        },
+      rss_mb: { start: round(mb(rssStart), 1), end: round(mb(rssEnd), 1) }
+    }
+    return {
+      result,
+      address,
+      protocol: options.protocol,
+      requests: options.requests,
+      durationSeconds: options.durationSeconds,
+      obsHzAsked: options.obsHz,
+      serverRssMb: serverRssStart === undefined || serverRssEnd === undefined
+        ? undefined
+        : { start: round(mb(serverRssStart), 1), end: round(mb(serverRssEnd), 1) },
+      actionsLost: lost,
+      actionSends: server === undefined ? undefined : cadence(meter.actionSends, options.actionHz, origin),
+      gc: {
+        count: gcPauses.length,
+        totalMs: round(gcPauses.reduce((a, b) => a + b, 0), 1),
+        maxMs: round(Math.max(0, ...gcPauses), 2)
+      }
+    } satisfies BenchReport
+  })

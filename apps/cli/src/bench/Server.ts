@@ -1,0 +1,121 @@
+/**
+ * The server side of `chiral bench`, run as a child process so that the
+ * client's work (receiving and decoding 17 MB observations, collecting
+ * garbage) never delays the server's clock readings, as it would on a shared
+ * event loop.
+ *
+ * It serves the simulated robot of `chiral serve` over the chosen protocol and
+ * the raw-TCP baseline answering the same number of bytes per request, and
+ * talks to the parent in JSON lines:
+ *  - stdout `{"ready":{"address","raw_port","frame_bytes"}}` once serving;
+ *  - stdin `arrivals` → stdout `{"arrivals":[[first action value, ms], …]}`:
+ *    every action applied since the last such request, with its arrival time
+ *    on the monotonic clock (`process.hrtime`, shared by all processes of the
+ *    machine), taken inside the robot's `applyAction`;
+ *  - stdin `rss` → stdout `{"rss":bytes}`.
+ * It exits when its stdin closes, so it never outlives the parent.
+ *
+ * The arrival time is read where the robot prints its action log: the
+ * simulated robot writes one line per applied action through the Console
+ * service (`logActions`), and this process's Console stamps each such line
+ * with the clock before anything else happens.
+ */
+import { encodeFrameParts } from "@chiral/protocol"
+import { NodeRuntime } from "@effect/platform-node"
+import { Console, Effect, Logger } from "effect"
+import * as SimulatedRobot from "../SimulatedRobot.js"
+import { isProtocol, protocols } from "./Protocols.js"
+import * as RawTcp from "./RawTcp.js"
+
+export interface ServerOptions {
+  readonly protocol: string
+  readonly host: string
+  readonly cameras: number
+  readonly width: number
+  readonly height: number
+  readonly depth: boolean
+  /** Sensor rate of the simulated robot. */
+  readonly fps: number
+}
+
+/** Monotonic clock in ms, comparable across processes of this machine. */
+export const monotonicMillis = (): number => Number(process.hrtime.bigint()) / 1e6
+
+const emit = (value: unknown) => process.stdout.write(`${JSON.stringify(value)}\n`)
+
+const main = (options: ServerOptions) => {
+  if (!isProtocol(options.protocol)) return Effect.die(`unknown protocol ${options.protocol}`)
+  const entry = protocols[options.protocol]
+  return Effect.gen(function*() {
+    let arrivals: Array<readonly [number, string]> = []
+    const stamping: Console.Console = {
+      ...globalThis.console,
+      log: (...args: ReadonlyArray<unknown>) => {
+        const t = monotonicMillis()
+        const line = String(args[0])
+        if (line.startsWith("{\"action\"")) arrivals.push([t, line])
+        else process.stderr.write(`${args.map(String).join(" ")}\n`)
+      }
+    }
+
+    const robot = yield* SimulatedRobot.make({
+      cameras: options.cameras,
+      width: options.width,
+      height: options.height,
+      depth: options.depth,
+      fps: options.fps,
+      logActions: true
+    }).pipe(Effect.provideService(Console.Console, stamping))
+    const obs = yield* robot.server.makeObs()
+    const frameBytes = encodeFrameParts({ type: "obs_response", obs }).reduce((n, part) => n + part.byteLength, 0)
+    const rawPort = yield* RawTcp.serve(frameBytes, options.host)
+    const port = entry.portOf(robot.server.address)
+    emit({
+      ready: {
+        address: entry.address({ host: options.host, port: port ?? 0 }),
+        raw_port: rawPort,
+        frame_bytes: frameBytes
+      }
+    })
+
+    // Commands from the parent, until it closes our stdin.
+    yield* Effect.callback<void>((resume) => {
+      let pending = ""
+      const onData = (chunk: Buffer) => {
+        pending += chunk.toString("utf8")
+        let newline: number
+        while ((newline = pending.indexOf("\n")) >= 0) {
+          const command = pending.slice(0, newline).trim()
+          pending = pending.slice(newline + 1)
+          if (command === "arrivals") {
+            const taken = arrivals
+            arrivals = []
+            emit({
+              arrivals: taken.map(([t, line]) => [(JSON.parse(line) as { action: Array<number> }).action[0] ?? 0, t])
+            })
+          } else if (command === "rss") emit({ rss: process.memoryUsage.rss() })
+        }
+      }
+      const onEnd = () => resume(Effect.void)
+      process.stdin.on("data", onData)
+      process.stdin.once("end", onEnd)
+      process.stdin.once("close", onEnd)
+      return Effect.sync(() => {
+        process.stdin.off("data", onData)
+        process.stdin.off("end", onEnd)
+        process.stdin.off("close", onEnd)
+        process.stdin.pause()
+      })
+    })
+  }).pipe(
+    Effect.scoped,
+    // Outside the scope: the listener lives as long as the whole program.
+    Effect.provide(entry.server({ host: options.host, port: 0 }))
+  )
+}
+
+const options = JSON.parse(process.argv[2] ?? "{}") as ServerOptions
+main(options).pipe(
+  Effect.provideService(Logger.LogToStderr, true),
+  NodeRuntime.runMain
+)

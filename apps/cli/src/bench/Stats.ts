@@ -1,0 +1,75 @@
+/**
+ * Statistics of a benchmark run: percentiles of round trips, and how a stream
+ * of action arrivals sits on the ideal grid of its rate. Pure functions over
+ * millisecond samples.
+ */
+
+export interface Percentiles {
+  readonly p50: number
+  readonly p90: number
+  readonly p99: number
+  readonly max: number
+}
+
+/** The value at quantile `q` (0…1) of ascending `sorted`, nearest rank. NaN when empty. */
+export const quantile = (sorted: ReadonlyArray<number>, q: number): number => {
+  if (sorted.length === 0) return Number.NaN
+  const rank = Math.ceil(q * sorted.length) - 1
+  return sorted[Math.min(sorted.length - 1, Math.max(0, rank))]!
+}
+
+export const ascending = (samples: ReadonlyArray<number>): Array<number> => [...samples].sort((a, b) => a - b)
+
+export const percentiles = (samples: ReadonlyArray<number>): Percentiles => {
+  const sorted = ascending(samples)
+  return {
+    p50: quantile(sorted, 0.5),
+    p90: quantile(sorted, 0.9),
+    p99: quantile(sorted, 0.99),
+    max: sorted.length === 0 ? Number.NaN : sorted[sorted.length - 1]!
+  }
+}
+
+export const mean = (samples: ReadonlyArray<number>): number =>
+  samples.length === 0 ? Number.NaN : samples.reduce((a, b) => a + b, 0) / samples.length
+
+export interface CadenceStats {
+  readonly hz: number
+  /** Actions that arrived. */
+  readonly count: number
+  /** Median time between consecutive arrivals. */
+  readonly interval_ms_p50: number
+  /** |arrival k − (origin + k·period)|: p50, p99, max. */
+  readonly jitter_ms_p50: number
+  readonly jitter_ms_p99: number
+  readonly jitter_ms_max: number
+  /**
+   * How far the last arrival is from where the first one says it should be:
+   * (last − first) − (count − 1)·period. A loop that sleeps `period − elapsed`
+   * drifts late by its overhead every tick; a skipped tick adds a whole period.
+   */
+  readonly drift_ms: number
+}
+
+/**
+ * The cadence of `arrivals` (ms, one clock, in order) dispatched at `hz` from
+ * a grid starting at `origin` (same clock): the k-th arrival belongs to tick
+ * k. Jitter is measured from the grid the dispatcher started, so it includes
+ * the one-way latency of each action; drift is independent of the origin.
+ */
+export const cadence = (arrivals: ReadonlyArray<number>, hz: number, origin: number): CadenceStats => {
+  const period = 1000 / hz
+  const count = arrivals.length
+  const intervals: Array<number> = []
+  for (let k = 1; k < count; k++) intervals.push(arrivals[k]! - arrivals[k - 1]!)
+  const jitter = ascending(arrivals.map((t, k) => Math.abs(t - (origin + k * period))))
+  return {
+    hz,
+    count,
+    interval_ms_p50: quantile(ascending(intervals), 0.5),
+    jitter_ms_p50: quantile(jitter, 0.5),
+    jitter_ms_p99: quantile(jitter, 0.99),
+    jitter_ms_max: count === 0 ? Number.NaN : jitter[count - 1]!,
+    drift_ms: count < 2 ? Number.NaN : arrivals[count - 1]! - arrivals[0]! - (count - 1) * period
+  }
+}

@@ -1,0 +1,150 @@
+import { Console, Effect, Option } from "effect"
+import { Argument, Command, Flag } from "effect/cli"
+import * as Progress from "../bench/Progress.js"
+import { protocolNames } from "../bench/Protocols.js"
+import { type BenchReport, run } from "../bench/Run.js"
+import { failWith } from "./Decode.js"
+import { parseSize } from "./Serve.js"
+
+// ── the human report ──────────────────────────────────────────────────────────
+
+const ms = (x: number | null) => x === null ? "—" : `${x < 10 ? x.toFixed(2) : x.toFixed(1)} ms`
+
+/** The report as aligned lines: what was measured, then how it compares. */
+export const formatReport = (report: BenchReport): string => {
+  const r = report.result
+  const w = r.workload
+  const rt = r.obs_round_trip_ms
+  const raw = r.raw_tcp_round_trip_ms
+  const a = r.action_cadence
+  const rows: Array<readonly [string, string]> = [
+    [
+      "workload",
+      `${w.cameras} camera${w.cameras === 1 ? "" : "s"} ${w.width}x${w.height} rgb uint8${
+        w.depth ? " + float32 depth" : ""
+      }, ${w.frame_bytes} bytes per observation`
+    ],
+    ["server", `${report.address} (${report.protocol})`],
+    [
+      "obs round trip",
+      `p50 ${ms(rt.p50)}  p90 ${ms(rt.p90)}  p99 ${ms(rt.p99)}  max ${ms(rt.max)}  (${report.requests} requests)`
+    ],
+    ["raw TCP round trip", raw.p50 === null ? "— (only against our own server)" : `p50 ${ms(raw.p50)}  p90 ${ms(raw.p90)}`],
+    ["ratio to raw TCP", r.ratio_to_raw_tcp === null ? "—" : `${r.ratio_to_raw_tcp.toFixed(2)}×`],
+    ["throughput", `${r.throughput_mb_s} MB/s`],
+    ["obs stream", `${r.obs_hz} Hz (asked ${report.obsHzAsked} Hz, ${report.durationSeconds} s)`],
+    [
+      `actions at ${a.hz} Hz`,
+      a.count === null
+        ? "not measured (actions are only sent to our own server)"
+        : `${a.count} arrived${report.actionsLost ? ` (${report.actionsLost} missing or out of order)` : ""}; interval p50 ${
+          ms(a.interval_ms_p50)
+        }; |jitter| p50 ${ms(a.jitter_ms_p50)}  p99 ${ms(a.jitter_ms_p99)}  max ${ms(a.jitter_ms_max)}; drift ${
+          ms(a.drift_ms)
+        }`
+    ],
+    [
+      "  as sent by the client",
+      report.actionSends === undefined
+        ? "—"
+        : `${report.actionSends.count} sent; |jitter| p50 ${ms(report.actionSends.jitter_ms_p50)}  p99 ${
+          ms(report.actionSends.jitter_ms_p99)
+        }  max ${ms(report.actionSends.jitter_ms_max)}; drift ${ms(report.actionSends.drift_ms)}`
+    ],
+    [
+      "client gc (stream)",
+      `${report.gc.count} pauses, ${report.gc.totalMs} ms in all, longest ${report.gc.maxMs} ms`
+    ],
+    [
+      "rss",
+      `client ${r.rss_mb.start} → ${r.rss_mb.end} MB${
+        report.serverRssMb === undefined ? "" : `; server ${report.serverRssMb.start} → ${report.serverRssMb.end} MB`
+      }`
+    ]
+  ]
+  const pad = Math.max(...rows.map(([k]) => k.length))
+  return rows.map(([k, v]) => `${k.padEnd(pad)}  ${v}`).join("\n")
+}
+
+const positive = (flag: string, value: number, max: number): string | undefined =>
+  Number.isFinite(value) && value > 0 && value <= max ? undefined : `--${flag} ${value}: expected a number above 0, at most ${max}`
+
+const integer = (flag: string, value: number, min: number, max: number): string | undefined =>
+  Number.isInteger(value) && value >= min && value <= max
+    ? undefined
+    : `--${flag} ${value}: expected an integer from ${min} to ${max}`
+
+// ── command ───────────────────────────────────────────────────────────────────
+
+export const bench = Command.make(
+  "bench",
+  {
+    uri: Argument.String("uri").pipe(
+      Argument.withDescription("A running server to measure (round trips and obs rate only; no actions are sent)"),
+      Argument.optional
+    ),
+    protocol: Flag.Literals("protocol", protocolNames).pipe(
+      Flag.withDescription("Transport to measure"),
+      Flag.withDefault("websocket")
+    ),
+    cameras: Flag.Int("cameras").pipe(Flag.withDescription("Cameras of the simulated robot"), Flag.withDefault(8)),
+    size: Flag.String("size").pipe(Flag.withDescription("Image size WIDTHxHEIGHT"), Flag.withDefault("640x480")),
+    depth: Flag.Boolean("depth").pipe(
+      Flag.withDescription("Give every camera a float32 depth image (--no-depth: RGB only)"),
+      Flag.withDefault(true)
+    ),
+    requests: Flag.Int("requests").pipe(
+      Flag.withDescription("Observation round trips to time (and as many raw-TCP ones)"),
+      Flag.withDefault(100)
+    ),
+    obsHz: Flag.Finite("obs-hz").pipe(Flag.withDescription("Rate of the observation stream"), Flag.withDefault(30)),
+    actionHz: Flag.Finite("action-hz").pipe(Flag.withDescription("Rate of action dispatch"), Flag.withDefault(10)),
+    duration: Flag.Finite("duration").pipe(
+      Flag.withDescription("Seconds the observation stream and the action dispatch run"),
+      Flag.withDefault(10)
+    ),
+    json: Flag.Boolean("json").pipe(
+      Flag.withDescription(
+        "Print one JSON object: {workload, obs_round_trip_ms, raw_tcp_round_trip_ms, ratio_to_raw_tcp, throughput_mb_s, obs_hz, action_cadence, rss_mb}"
+      ),
+      Flag.withDefault(false)
+    )
+  },
+  Effect.fnUntraced(function*(flags) {
+    const size = parseSize(flags.size)
+    if (typeof size === "string") return yield* failWith("bench", size)
+    const bad = integer("cameras", flags.cameras, 0, 256) ?? integer("requests", flags.requests, 1, 1_000_000) ??
+      positive("obs-hz", flags.obsHz, 1000) ?? positive("action-hz", flags.actionHz, 1000) ??
+      positive("duration", flags.duration, 24 * 3600)
+    if (bad !== undefined) return yield* failWith("bench", bad)
+    const bar = Progress.make()
+    const report = yield* run({
+      address: Option.getOrUndefined(flags.uri),
+      protocol: flags.protocol,
+      cameras: flags.cameras,
+      width: size.width,
+      height: size.height,
+      depth: flags.depth,
+      requests: flags.requests,
+      obsHz: flags.obsHz,
+      actionHz: flags.actionHz,
+      durationSeconds: flags.duration,
+      progress: bar.update
+    }).pipe(
+      Effect.scoped,
+      Effect.ensuring(Effect.sync(bar.done)),
+      Effect.catchTag("BenchError", (error) => failWith("bench", error.reason))
+    )
+    yield* Console.log(flags.json ? JSON.stringify(report.result) : formatReport(report))
+  })
+).pipe(
+  Command.withDescription(
+    "Measure a transport: observation round trip against a raw-TCP baseline, throughput, the obs stream's rate, and the cadence of actions as the server receives them (interval, |jitter| against the ideal grid, drift) while the stream runs. Without URI it starts the simulated robot in a child process."
+  ),
+  Command.withExamples([
+    { command: "chiral bench", description: "8 cameras 640x480 + depth, 30 Hz obs, 10 Hz actions, 10 s" },
+    { command: "chiral bench --cameras 1 --size 64x48 --json", description: "A small workload, as JSON" },
+    { command: "chiral bench --action-hz 100 --duration 30", description: "Action cadence at 100 Hz" },
+    { command: "chiral bench ws://127.0.0.1:8765", description: "Round trips against a running server" }
+  ])
+)

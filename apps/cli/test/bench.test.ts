@@ -1,0 +1,91 @@
+// `chiral bench --json` on a tiny workload: the shape of what it prints, never
+// its numbers (no timed assertions; the benchmark itself runs in `npm run bench`).
+// The bench server runs as a child process from dist/, so this needs `tsc -b` first
+// (CI builds before testing).
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Exit } from "effect"
+import { cadence, percentiles, quantile } from "../src/bench/Stats.js"
+import { bench } from "../src/commands/Bench.js"
+import { run } from "./support/RunCommand.js"
+
+const isNumber = (u: unknown): u is number => typeof u === "number" && Number.isFinite(u)
+
+describe("chiral bench", () => {
+  it.live("--json prints one object of the documented shape", () =>
+    Effect.gen(function*() {
+      const out = yield* run(bench, [
+        "--cameras",
+        "1",
+        "--size",
+        "32x24",
+        "--requests",
+        "5",
+        "--duration",
+        "1",
+        "--action-hz",
+        "20",
+        "--json"
+      ])
+      assert.isTrue(Exit.isSuccess(out.exit), out.stderr.join("\n"))
+      assert.strictEqual(out.stdout.length, 1)
+      const result = JSON.parse(out.stdout[0]!)
+      assert.deepStrictEqual(Object.keys(result), [
+        "workload",
+        "obs_round_trip_ms",
+        "raw_tcp_round_trip_ms",
+        "ratio_to_raw_tcp",
+        "throughput_mb_s",
+        "obs_hz",
+        "action_cadence",
+        "rss_mb"
+      ])
+      const { workload } = result
+      assert.deepInclude(workload, { cameras: 1, width: 32, height: 24, depth: true })
+      // 32×24×3 image + 32×24×4 depth + 2×7×4 proprios, plus the header
+      assert.isAbove(workload.frame_bytes, 32 * 24 * 7 + 56)
+      assert.deepStrictEqual(Object.keys(result.obs_round_trip_ms), ["p50", "p90", "p99", "max"])
+      assert.isTrue(Object.values(result.obs_round_trip_ms).every(isNumber))
+      assert.deepStrictEqual(Object.keys(result.raw_tcp_round_trip_ms), ["p50", "p90"])
+      assert.isTrue(Object.values(result.raw_tcp_round_trip_ms).every(isNumber))
+      assert.isTrue(isNumber(result.ratio_to_raw_tcp) && isNumber(result.throughput_mb_s) && isNumber(result.obs_hz))
+      assert.deepStrictEqual(Object.keys(result.action_cadence), [
+        "hz",
+        "count",
+        "interval_ms_p50",
+        "jitter_ms_p50",
+        "jitter_ms_p99",
+        "jitter_ms_max",
+        "drift_ms"
+      ])
+      assert.strictEqual(result.action_cadence.hz, 20)
+      // a 1 s run at 20 Hz dispatches about 20 actions, all of which reach the server
+      assert.isAtLeast(result.action_cadence.count, 10)
+      assert.deepStrictEqual(Object.keys(result.rss_mb), ["start", "end"])
+      assert.isTrue(isNumber(result.rss_mb.start) && isNumber(result.rss_mb.end))
+    }), { timeout: 60_000 })
+
+  it.effect("rejects a bad size in one line", () =>
+    Effect.gen(function*() {
+      const out = yield* run(bench, ["--size", "64by48"])
+      assert.isTrue(Exit.isFailure(out.exit))
+      assert.match(out.stderr.join("\n"), /^chiral bench: --size "64by48": expected WIDTHxHEIGHT/)
+    }))
+})
+
+describe("bench statistics", () => {
+  it("percentiles by nearest rank", () => {
+    const samples = Array.from({ length: 100 }, (_, i) => 100 - i)
+    assert.deepStrictEqual(percentiles(samples), { p50: 50, p90: 90, p99: 99, max: 100 })
+    assert.isNaN(quantile([], 0.5))
+  })
+
+  it("cadence: jitter against the grid from the origin, drift from first to last arrival", () => {
+    // 10 Hz from origin 1000: on time, 2 ms late, on time, then one tick lost (the last arrives a period late)
+    const stats = cadence([1000.5, 1102, 1200.5, 1400.5], 10, 1000)
+    assert.strictEqual(stats.count, 4)
+    assert.strictEqual(stats.interval_ms_p50, 101.5)
+    assert.strictEqual(stats.jitter_ms_p50, 0.5)
+    assert.strictEqual(stats.jitter_ms_max, 100.5)
+    assert.strictEqual(stats.drift_ms, 100)
+  })
+})

@@ -1,0 +1,528 @@
+/**
+ * The client end of a WebSocket connection (RFC 6455) over `node:net`, built
+ * for one job: receiving large binary messages with as few copies as possible.
+ *
+ * `ws` receives a message into 64 KiB chunks, copies them into one buffer per
+ * frame and, for a fragmented message, copies the frames into one buffer per
+ * message: two full copies of a 17 MB observation plus a few hundred chunk
+ * allocations, which the garbage collector then has to reclaim. Here the socket
+ * reads (`onread`) straight into the message's final buffer: while inside a
+ * data frame's payload the next read is given exactly the rest of that payload
+ * in place, and only frame headers (with whatever payload bytes follow them
+ * in the same read) pass through a small spill buffer. A message is one
+ * allocation and, past the spill, no copy.
+ *
+ * The message is also placed so that its chiral payload is 8-byte aligned: a
+ * frame starts with a u32 `header_len` and its payload at `4 + header_len`, so
+ * once the first 4 bytes are known the message goes at the offset that makes
+ * `4 + header_len` a multiple of 8. Typed arrays over the payload (float32
+ * depth, float64 tensors) are then views instead of copies. For bytes that are
+ * not a chiral frame this is merely a harmless offset.
+ *
+ * Scope: what chiral needs. No extensions (permessage-deflate is neither
+ * offered nor accepted), no subprotocols, no size limit on received messages,
+ * `ws://` only (TLS stays with `ws`). Outgoing messages are small (requests and
+ * actions) and are masked into one buffer per message, as RFC 6455 requires of
+ * clients. Pings are answered; the close handshake is honoured both ways.
+ */
+import * as Crypto from "node:crypto"
+import * as Net from "node:net"
+
+export interface ClientSocketHandlers {
+  /** The opening handshake completed. */
+  readonly onOpen: () => void
+  /** A whole message (binary, or text as its UTF-8 bytes). The buffer is the receiver's to keep. */
+  readonly onMessage: (message: Uint8Array) => void
+  /**
+   * The connection ended: `code` from the server's close frame (1005 when it
+   * gave none), 1006 when it was lost without one, 1002 on a protocol error.
+   * `error` says what went wrong unless the close was orderly. Called once;
+   * before `onOpen` it means the connection never opened.
+   */
+  readonly onClose: (code: number, reason: string, error: ClientSocketError | undefined) => void
+}
+
+/** Why a connection failed or ended badly. `kind` says whether retrying can help. */
+export class ClientSocketError extends Error {
+  readonly kind: "unavailable" | "handshake" | "protocol" | "lost"
+  constructor(kind: ClientSocketError["kind"], message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.kind = kind
+  }
+}
+
+export interface ConnectOptions {
+  readonly host: string
+  readonly port: number
+  /** Request target, e.g. `/` or `/path?query`. */
+  readonly path: string
+  /** The `Host` header. */
+  readonly hostHeader: string
+  /** How long the TCP connect and the opening handshake may take. */
+  readonly openTimeoutMillis: number
+}
+
+const guid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+/** Spill buffer for frame headers and the payload bytes that arrive with them. */
+const spillBytes = 64 * 1024
+const maxHandshakeBytes = 16 * 1024
+/** Close codes an endpoint may put on the wire (1005/1006/1015 are reserved for reporting). */
+const sendableClose = (code: number) =>
+  (code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999)
+
+const Opcode = { continuation: 0x0, text: 0x1, binary: 0x2, close: 0x8, ping: 0x9, pong: 0xa } as const
+
+/** Random mask keys, drawn from a pool refilled from the CSPRNG. */
+let maskPool = new Uint8Array(0)
+let maskUsed = 0
+const nextMask = (out: Uint8Array, at: number) => {
+  if (maskUsed + 4 > maskPool.length) {
+    maskPool = Crypto.randomFillSync(new Uint8Array(4096))
+    maskUsed = 0
+  }
+  out[at] = maskPool[maskUsed]!
+  out[at + 1] = maskPool[maskUsed + 1]!
+  out[at + 2] = maskPool[maskUsed + 2]!
+  out[at + 3] = maskPool[maskUsed + 3]!
+  maskUsed += 4
+}
+
+/** Memory whose every byte is about to be overwritten; small sizes come zeroed and pooled-free. */
+const allocate = (size: number): Uint8Array => size < 4096 ? new Uint8Array(size) : Buffer.allocUnsafeSlow(size)
+
+/** Bytes before a chiral frame at which its payload (at 4 + header_len) is 8-byte aligned. */
+const alignmentOffset = (first4: Uint8Array): number => {
+  const headerLen = (first4[0]! | (first4[1]! << 8) | (first4[2]! << 16) | (first4[3]! << 24)) >>> 0
+  return (8 - ((4 + headerLen) % 8)) % 8
+}
+
+/** One frame to send, masked, in one buffer. */
+const encodeFrame = (opcode: number, parts: ReadonlyArray<Uint8Array>): Uint8Array => {
+  let length = 0
+  for (const part of parts) length += part.byteLength
+  const lengthBytes = length < 126 ? 0 : length < 65536 ? 2 : 8
+  const headerBytes = 2 + lengthBytes + 4
+  const out = allocate(headerBytes + length)
+  out[0] = 0x80 | opcode
+  if (lengthBytes === 0) out[1] = 0x80 | length
+  else if (lengthBytes === 2) {
+    out[1] = 0x80 | 126
+    out[2] = length >>> 8
+    out[3] = length & 0xff
+  } else {
+    out[1] = 0x80 | 127
+    const view = new DataView(out.buffer, out.byteOffset, 10)
+    view.setUint32(2, Math.floor(length / 2 ** 32))
+    view.setUint32(6, length >>> 0)
+  }
+  const maskAt = 2 + lengthBytes
+  nextMask(out, maskAt)
+  let o = headerBytes
+  for (const part of parts) {
+    for (let i = 0; i < part.byteLength; i++, o++) out[o] = part[i]! ^ out[maskAt + ((o - headerBytes) & 3)]!
+  }
+  return out
+}
+
+const encodeClose = (code: number, reason = ""): Uint8Array => {
+  if (!sendableClose(code)) return encodeFrame(Opcode.close, [])
+  const payload = new Uint8Array(2 + Buffer.byteLength(reason))
+  payload[0] = code >>> 8
+  payload[1] = code & 0xff
+  Buffer.from(payload.buffer, payload.byteOffset + 2).write(reason)
+  return encodeFrame(Opcode.close, [payload])
+}
+
+/** Parses the server's handshake answer; returns why it is unacceptable, if it is. */
+const checkHandshake = (head: string, key: string): string | undefined => {
+  const lines = head.split("\r\n")
+  const status = /^HTTP\/1\.1 (\d{3})/.exec(lines[0] ?? "")
+  if (status === null) return `malformed handshake answer: ${JSON.stringify((lines[0] ?? "").slice(0, 80))}`
+  if (status[1] !== "101") return `Unexpected server response: ${status[1]}`
+  const headers = new Map<string, string>()
+  for (const line of lines.slice(1)) {
+    const colon = line.indexOf(":")
+    if (colon > 0) {
+      const name = line.slice(0, colon).trim().toLowerCase()
+      const value = line.slice(colon + 1).trim()
+      headers.set(name, headers.has(name) ? `${headers.get(name)}, ${value}` : value)
+    }
+  }
+  if (headers.get("upgrade")?.toLowerCase() !== "websocket") return "handshake answer without Upgrade: websocket"
+  if (!(headers.get("connection") ?? "").toLowerCase().split(/\s*,\s*/).includes("upgrade")) {
+    return "handshake answer without Connection: Upgrade"
+  }
+  const accept = Crypto.createHash("sha1").update(key + guid).digest("base64")
+  if (headers.get("sec-websocket-accept") !== accept) return "invalid Sec-WebSocket-Accept header"
+  if (headers.has("sec-websocket-extensions")) {
+    return `server chose extension ${headers.get("sec-websocket-extensions")} that was not offered`
+  }
+  if (headers.has("sec-websocket-protocol")) {
+    return `server chose subprotocol ${headers.get("sec-websocket-protocol")} that was not offered`
+  }
+  return undefined
+}
+
+type State = "connecting" | "open" | "closing" | "closed"
+
+export class ClientSocket {
+  private readonly socket: Net.Socket
+  private readonly handlers: ClientSocketHandlers
+  private readonly key: string
+  private state: State = "connecting"
+  private sentClose = false
+  private openTimer: ReturnType<typeof setTimeout> | undefined
+  private closeTimer: ReturnType<typeof setTimeout> | undefined
+
+  // ── receiving ──
+  private readonly spill: Uint8Array = Buffer.allocUnsafeSlow(spillBytes)
+  private handshake = ""
+  /** Frame header bytes gathered so far (at most 14: 2 + 8 length + 4 mask). */
+  private readonly header = new Uint8Array(14)
+  private headerHave = 0
+  private headerNeed = 2
+  private inPayload = false
+  private frameOpcode = 0
+  private frameFin = false
+  private payloadLeft = 0
+  /** The data message being assembled: its opcode (0: none), buffer, start offset and bytes so far. */
+  private messageOpcode = 0
+  private messageBuffer: Uint8Array | undefined
+  private messageStart = 0
+  private messageLength = 0
+  private messageFragmented = false
+  /** First bytes of a message whose placement waits for its 4-byte header length. */
+  private readonly prefix = new Uint8Array(4)
+  private prefixHave = 0
+  /** Size of the last fragmented message: the first guess for the next one's buffer. */
+  private sizeHint = 0
+  private control = new Uint8Array(125)
+  private controlLength = 0
+
+  constructor(options: ConnectOptions, handlers: ClientSocketHandlers) {
+    this.handlers = handlers
+    this.key = Crypto.randomBytes(16).toString("base64")
+    this.socket = Net.connect({
+      host: options.host,
+      port: options.port,
+      noDelay: true,
+      onread: {
+        buffer: () => this.nextReadBuffer(),
+        callback: (n: number, buffer: Uint8Array) => {
+          this.received(n, buffer)
+          return true
+        }
+      }
+    })
+    this.openTimer = setTimeout(() => {
+      this.fail(new ClientSocketError("unavailable", `no WebSocket handshake within ${options.openTimeoutMillis} ms`))
+    }, options.openTimeoutMillis)
+    this.socket.once("connect", () => {
+      this.socket.write(
+        `GET ${options.path} HTTP/1.1\r\n` +
+          `Host: ${options.hostHeader}\r\n` +
+          "Upgrade: websocket\r\n" +
+          "Connection: Upgrade\r\n" +
+          `Sec-WebSocket-Key: ${this.key}\r\n` +
+          "Sec-WebSocket-Version: 13\r\n\r\n"
+      )
+    })
+    this.socket.on("error", (error: Error) => {
+      this.fail(
+        this.state === "connecting"
+          ? new ClientSocketError("unavailable", error.message, { cause: error })
+          : new ClientSocketError("lost", error.message, { cause: error })
+      )
+    })
+    this.socket.on("end", () => {
+      // The server half-closed: after its close frame that is the orderly end.
+      if (this.state === "closed") return
+      this.fail(
+        this.state === "connecting"
+          ? new ClientSocketError("unavailable", "the server closed the connection during the handshake")
+          : new ClientSocketError("lost", "connection lost without a close frame")
+      )
+    })
+    this.socket.on("close", () => {
+      if (this.closeTimer !== undefined) clearTimeout(this.closeTimer)
+      if (this.state !== "closed") this.fail(new ClientSocketError("lost", "connection lost without a close frame"))
+    })
+  }
+
+  get isOpen(): boolean {
+    return this.state === "open"
+  }
+
+  /**
+   * Sends one binary message made of `parts`. `done` is called once the bytes
+   * are handed to the operating system, or with the reason they cannot be.
+   */
+  send(parts: ReadonlyArray<Uint8Array>, done: (error?: Error) => void): void {
+    if (this.state !== "open") return done(new Error("connection is not open"))
+    this.socket.write(encodeFrame(Opcode.binary, parts), (error) => done(error ?? undefined))
+  }
+
+  /** Starts the closing handshake; the socket is cut if the server does not finish it within `graceMillis`. */
+  close(code = 1000, graceMillis = 1000): void {
+    if (this.state === "connecting") return this.destroy()
+    if (this.state !== "open") return
+    this.state = "closing"
+    this.sendClose(code)
+    this.closeTimer = setTimeout(() => this.destroy(), graceMillis)
+    this.closeTimer.unref()
+  }
+
+  /** Cuts the connection at once (reported as closed by us, 1006). */
+  destroy(): void {
+    this.finish(1006, "", undefined)
+    this.socket.destroy()
+  }
+
+  // ── internals ──
+
+  private sendClose(code: number, reason = "") {
+    if (this.sentClose) return
+    this.sentClose = true
+    this.socket.write(encodeClose(code, reason))
+  }
+
+  private finish(code: number, reason: string, error: ClientSocketError | undefined) {
+    if (this.state === "closed") return
+    this.state = "closed"
+    if (this.openTimer !== undefined) clearTimeout(this.openTimer)
+    this.messageBuffer = undefined
+    this.handlers.onClose(code, reason, error)
+  }
+
+  private fail(error: ClientSocketError) {
+    if (this.state === "closed") return
+    if (error.kind === "protocol" && this.state === "open") this.sendClose(1002)
+    this.finish(error.kind === "protocol" ? 1002 : 1006, "", error)
+    if (error.kind === "protocol") this.socket.end()
+    else this.socket.destroy()
+  }
+
+  /** Where the next read lands: in place inside a data payload, otherwise the spill buffer. */
+  private nextReadBuffer(): Uint8Array {
+    if (this.inPayload && this.payloadLeft > 0 && this.messageBuffer !== undefined && this.isData(this.frameOpcode)) {
+      const at = this.messageStart + this.messageLength
+      return this.messageBuffer.subarray(at, at + this.payloadLeft)
+    }
+    return this.spill
+  }
+
+  private isData(opcode: number) {
+    return opcode === Opcode.binary || opcode === Opcode.text || opcode === Opcode.continuation
+  }
+
+  private received(n: number, buffer: Uint8Array) {
+    if (this.state === "closed" || n <= 0) return
+    if (buffer !== this.spill) {
+      // read in place: the bytes are already where they belong
+      this.messageLength += n
+      this.payloadLeft -= n
+      if (this.payloadLeft === 0) this.endFrame()
+      return
+    }
+    let at = 0
+    if (this.state === "connecting") {
+      at = this.readHandshake(n)
+      if (at < 0) return
+    }
+    try {
+      this.parse(this.spill, at, n)
+    } catch (cause) {
+      this.fail(
+        cause instanceof ClientSocketError
+          ? cause
+          : new ClientSocketError("protocol", `cannot take a message: ${String(cause)}`, { cause })
+      )
+    }
+  }
+
+  /** Gathers the handshake answer; returns where frames start in the spill buffer, or -1 (not yet / failed). */
+  private readHandshake(n: number): number {
+    const before = this.handshake.length
+    this.handshake += Buffer.from(this.spill.buffer, this.spill.byteOffset, n).toString("latin1")
+    const end = this.handshake.indexOf("\r\n\r\n")
+    if (end < 0) {
+      if (this.handshake.length > maxHandshakeBytes) {
+        this.fail(new ClientSocketError("handshake", "handshake answer too long"))
+      }
+      return -1
+    }
+    const problem = checkHandshake(this.handshake.slice(0, end), this.key)
+    if (problem !== undefined) {
+      this.fail(new ClientSocketError("handshake", problem))
+      return -1
+    }
+    this.state = "open"
+    if (this.openTimer !== undefined) clearTimeout(this.openTimer)
+    this.openTimer = undefined
+    this.handshake = ""
+    this.handlers.onOpen()
+    return end + 4 - before
+  }
+
+  private parse(bytes: Uint8Array, from: number, to: number) {
+    let i = from
+    while (i < to && this.state !== "closed") {
+      if (!this.inPayload) {
+        while (this.headerHave < this.headerNeed && i < to) {
+          this.header[this.headerHave++] = bytes[i++]!
+          if (this.headerHave === 2) this.headerNeed = this.headerSize()
+        }
+        if (this.headerHave < this.headerNeed) return
+        this.startFrame()
+        continue
+      }
+      const take = Math.min(to - i, this.payloadLeft)
+      this.takePayload(bytes, i, take)
+      i += take
+      this.payloadLeft -= take
+      if (this.payloadLeft === 0) this.endFrame()
+    }
+  }
+
+  private headerSize(): number {
+    const len = this.header[1]! & 0x7f
+    return 2 + (len === 126 ? 2 : len === 127 ? 8 : 0) + ((this.header[1]! & 0x80) !== 0 ? 4 : 0)
+  }
+
+  private startFrame() {
+    const b0 = this.header[0]!
+    const b1 = this.header[1]!
+    const protocolError = (message: string) => new ClientSocketError("protocol", message)
+    if ((b0 & 0x70) !== 0) throw protocolError("reserved bits set (no extension was negotiated)")
+    if ((b1 & 0x80) !== 0) throw protocolError("a server must not mask its frames")
+    const fin = (b0 & 0x80) !== 0
+    const opcode = b0 & 0x0f
+    let length = b1 & 0x7f
+    if (length === 126) length = (this.header[2]! << 8) | this.header[3]!
+    else if (length === 127) {
+      const high = ((this.header[2]! << 24) | (this.header[3]! << 16) | (this.header[4]! << 8) | this.header[5]!) >>> 0
+      const low = ((this.header[6]! << 24) | (this.header[7]! << 16) | (this.header[8]! << 8) | this.header[9]!) >>> 0
+      if (high > 0x1fffff) throw protocolError("frame length beyond 2^53")
+      length = high * 2 ** 32 + low
+    }
+    switch (opcode) {
+      case Opcode.text:
+      case Opcode.binary:
+        if (this.messageOpcode !== 0) throw protocolError("a new message began before the previous one finished")
+        this.messageOpcode = opcode
+        this.messageFragmented = !fin
+        this.messageLength = 0
+        this.prefixHave = 0
+        // Text and messages too short to carry a frame header are placed at once, unaligned.
+        if (opcode === Opcode.text || length < 4) this.place(0, fin ? length : Math.max(length, this.sizeHint))
+        break
+      case Opcode.continuation:
+        if (this.messageOpcode === 0) throw protocolError("continuation frame outside a message")
+        if (this.messageBuffer !== undefined) this.reserve(length)
+        break
+      case Opcode.close:
+      case Opcode.ping:
+      case Opcode.pong:
+        if (!fin) throw protocolError("fragmented control frame")
+        if (length > 125) throw protocolError("control frame longer than 125 bytes")
+        this.controlLength = 0
+        break
+      default:
+        throw protocolError(`unknown opcode ${opcode}`)
+    }
+    this.frameOpcode = opcode
+    this.frameFin = fin
+    this.payloadLeft = length
+    this.headerHave = 0
+    this.headerNeed = 2
+    this.inPayload = true
+    if (length === 0) this.endFrame()
+  }
+
+  /** Allocates the message buffer with room for `capacity` bytes, the message starting at `offset`. */
+  private place(offset: number, capacity: number) {
+    this.messageBuffer = allocate(offset + capacity)
+    this.messageStart = offset
+  }
+
+  /** Makes room for `more` bytes after what the message holds (doubling, so growth is amortized). */
+  private reserve(more: number) {
+    const buffer = this.messageBuffer!
+    const needed = this.messageStart + this.messageLength + more
+    if (needed <= buffer.byteLength) return
+    const grown = allocate(Math.max(needed, this.messageStart + 2 * (this.messageLength + more)))
+    grown.set(buffer.subarray(this.messageStart, this.messageStart + this.messageLength), this.messageStart)
+    this.messageBuffer = grown
+  }
+
+  private takePayload(bytes: Uint8Array, at: number, count: number) {
+    if (!this.isData(this.frameOpcode)) {
+      this.control.set(bytes.subarray(at, at + count), this.controlLength)
+      this.controlLength += count
+      return
+    }
+    if (this.messageBuffer === undefined) {
+      // The first bytes of a binary message: wait for the 4-byte header length to place it.
+      const wanted = Math.min(4 - this.prefixHave, count)
+      this.prefix.set(bytes.subarray(at, at + wanted), this.prefixHave)
+      this.prefixHave += wanted
+      at += wanted
+      count -= wanted
+      if (this.prefixHave < 4) return
+      // payloadLeft still counts this call's bytes; the prefix bytes of earlier calls come on top
+      const firstFrame = this.payloadLeft + this.prefixHave - wanted
+      this.place(alignmentOffset(this.prefix), this.frameFin ? firstFrame : Math.max(firstFrame, this.sizeHint))
+      this.messageBuffer!.set(this.prefix, this.messageStart)
+      this.messageLength = 4
+    }
+    this.messageBuffer!.set(bytes.subarray(at, at + count), this.messageStart + this.messageLength)
+    this.messageLength += count
+  }
+
+  private endFrame() {
+    this.inPayload = false
+    const opcode = this.frameOpcode
+    if (this.isData(opcode)) {
+      if (!this.frameFin) return
+      this.deliver()
+      return
+    }
+    const payload = this.control.subarray(0, this.controlLength)
+    if (opcode === Opcode.ping) {
+      if (this.state === "open") this.socket.write(encodeFrame(Opcode.pong, [payload]))
+    } else if (opcode === Opcode.close) {
+      const code = payload.byteLength >= 2 ? (payload[0]! << 8) | payload[1]! : 1005
+      const reason = payload.byteLength > 2 ? Buffer.from(payload.subarray(2)).toString("utf8") : ""
+      this.sendClose(code === 1005 ? 0 : code)
+      this.finish(code, reason, undefined)
+      this.socket.end()
+    }
+  }
+
+  private deliver() {
+    let buffer = this.messageBuffer
+    const length = this.messageLength
+    const start = this.messageStart
+    if (this.messageFragmented) this.sizeHint = length
+    this.messageOpcode = 0
+    this.messageBuffer = undefined
+    this.messageLength = 0
+    this.prefixHave = 0
+    if (buffer === undefined) {
+      // a binary message of fewer than 4 bytes over several frames never got placed
+      buffer = this.prefix.slice(0, 0)
+    }
+    let message = buffer.subarray(start, start + length)
+    // A guess that overshot by much (a small message after a large one) would pin memory: trim it.
+    if (buffer.byteLength - length > 1024 * 1024 && length < buffer.byteLength / 2) {
+      const trimmed = allocate(start + length)
+      trimmed.set(message, start)
+      message = trimmed.subarray(start, start + length)
+    }
+    this.handlers.onMessage(message)
+  }
+}
+
+/** Opens a connection; the outcome arrives through `handlers`. */
+export const connect = (options: ConnectOptions, handlers: ClientSocketHandlers): ClientSocket =>
+  new ClientSocket(options, handlers)
