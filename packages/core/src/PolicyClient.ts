@@ -12,7 +12,9 @@
  *
  * Actions bypass that slot: the dispatcher sends `apply_action` (which has no
  * reply) on its own fiber, so a tick never waits behind an observation that is
- * still in transit.
+ * still in transit. When the transport offers a dispatcher on a thread of its
+ * own (`ActionDispatch`; the WebSocket client on its worker does), the queue
+ * and the ticks live there instead, out of reach of this thread's pauses.
  */
 import {
   decodeFrame,
@@ -36,6 +38,7 @@ import {
   Layer,
   Option,
   PubSub,
+  Queue,
   Result,
   Schedule,
   Scope,
@@ -44,6 +47,7 @@ import {
   SubscriptionRef
 } from "effect"
 import { type Action, type ActionChunk, chunkToTensor, toTensor } from "./Action.js"
+import * as ActionDispatch from "./ActionDispatch.js"
 import * as ActionQueue from "./ActionQueue.js"
 import * as Cadence from "./Cadence.js"
 import { RequestError } from "./RequestError.js"
@@ -204,6 +208,9 @@ export const make = (
       | undefined
     let lost: string | undefined
 
+    // Actions dispatched on the transport's own thread, if it has one (see ActionDispatch).
+    const offThread = ActionDispatch.of(connection)
+
     const disconnected = (request: string, detail?: string) =>
       new RequestError({ request, reason: "Disconnected", detail: detail ?? lost ?? "connection closed" })
 
@@ -228,6 +235,7 @@ export const make = (
           message.type === "step_response"
         ? message.obs
         : undefined
+      if (obs !== undefined) offThread?.observed(timestampsOf(Option.some(obs)))
       const publish = obs === undefined
         ? Effect.void
         : Effect.andThen(SubscriptionRef.set(latestObs, Option.some(obs)), PubSub.publish(published, obs))
@@ -355,6 +363,23 @@ export const make = (
 
     const obsLoop = yield* FiberHandle.make()
     const dispatchLoop = yield* FiberHandle.make()
+    const capacity = options.maxQueuedActions ?? ActionQueue.defaultCapacity
+
+    // A transport that dispatches on a thread of its own keeps the queue there;
+    // what it reports sent is added to `dispatched` here.
+    if (offThread !== undefined) {
+      const counts = yield* Queue.unbounded<number>()
+      let reported = 0
+      offThread.onDispatched((count) => {
+        Queue.offerUnsafe(counts, count - reported)
+        reported = count
+      })
+      yield* Queue.take(counts).pipe(
+        Effect.flatMap((sent) => SubscriptionRef.update(dispatched, (n) => n + sent)),
+        Effect.forever,
+        Effect.forkScoped
+      )
+    }
 
     // A loop ends quietly when the connection is gone; other failures are logged and it carries on.
     const untilDisconnected = (name: string) => <A>(tick: Effect.Effect<A, RequestError>) =>
@@ -379,6 +404,7 @@ export const make = (
 
     const startActionDispatch = (hz: number) =>
       Effect.flatMap(periodOf(hz), (period) =>
+        offThread !== undefined ? offThread.start(Duration.toMillis(period)) :
         FiberHandle.run(dispatchLoop)(
           dispatchTick.pipe(
             untilDisconnected("action dispatch"),
@@ -398,12 +424,17 @@ export const make = (
       observations: Stream.fromPubSub(published),
       startObsStream,
       stopObsStream: FiberHandle.clear(obsLoop),
-      putAction: actions.put,
-      putActions: (chunk, putOptions) => actions.putAll(chunk, putOptions?.mode),
-      pendingActions: actions.size,
-      clearActions: actions.clear,
+      putAction: offThread === undefined
+        ? actions.put
+        : (action) => Effect.suspend(() => offThread.put([toTensor(action)], false, capacity)),
+      putActions: (chunk, putOptions) =>
+        offThread === undefined
+          ? actions.putAll(chunk, putOptions?.mode)
+          : Effect.suspend(() => offThread.put(Array.from(chunk, toTensor), putOptions?.mode === "replace", capacity)),
+      pendingActions: offThread?.pending ?? actions.size,
+      clearActions: offThread?.clear ?? actions.clear,
       startActionDispatch,
-      stopActionDispatch: FiberHandle.clear(dispatchLoop),
+      stopActionDispatch: offThread?.stop ?? FiberHandle.clear(dispatchLoop),
       dispatched,
       awaitDisconnect: Deferred.await(gone)
     } satisfies PolicyClientApi

@@ -60,6 +60,17 @@ export interface ConnectOptions {
   readonly hostHeader: string
   /** How long the TCP connect and the opening handshake may take. */
   readonly openTimeoutMillis: number
+  /**
+   * Largest single read into a message (default: the rest of the frame).
+   * libuv reads up to 32 times per wake-up, so this bounds how long one
+   * wake-up can keep this thread's event loop from its timers.
+   */
+  readonly maxReadBytes?: number | undefined
+  /**
+   * Asked after every read: true pauses reading (the kernel buffers the rest)
+   * until `resumeReading`. For a thread that must run a timer on time.
+   */
+  readonly pauseReading?: (() => boolean) | undefined
 }
 
 const guid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -168,6 +179,9 @@ type State = "connecting" | "open" | "closing" | "closed"
 export class ClientSocket {
   private readonly socket: Net.Socket
   private readonly handlers: ClientSocketHandlers
+  private readonly maxRead: number
+  private readonly pauseReading: (() => boolean) | undefined
+  private paused = false
   private readonly key: string
   private state: State = "connecting"
   private sentClose = false
@@ -201,6 +215,8 @@ export class ClientSocket {
 
   constructor(options: ConnectOptions, handlers: ClientSocketHandlers) {
     this.handlers = handlers
+    this.maxRead = options.maxReadBytes ?? Number.POSITIVE_INFINITY
+    this.pauseReading = options.pauseReading
     this.key = Crypto.randomBytes(16).toString("base64")
     this.socket = Net.connect({
       host: options.host,
@@ -210,7 +226,9 @@ export class ClientSocket {
         buffer: () => this.nextReadBuffer(),
         callback: (n: number, buffer: Uint8Array) => {
           this.received(n, buffer)
-          return true
+          if (this.pauseReading === undefined || this.state === "closed" || !this.pauseReading()) return true
+          this.paused = true
+          return false
         }
       }
     })
@@ -262,6 +280,13 @@ export class ClientSocket {
     this.socket.write(encodeFrame(Opcode.binary, parts), (error) => done(error ?? undefined))
   }
 
+  /** Reading again after `pauseReading` paused it. */
+  resumeReading(): void {
+    if (!this.paused) return
+    this.paused = false
+    this.socket.resume()
+  }
+
   /** Starts the closing handshake; the socket is cut if the server does not finish it within `graceMillis`. */
   close(code = 1000, graceMillis = 1000): void {
     if (this.state === "connecting") return this.destroy()
@@ -306,7 +331,7 @@ export class ClientSocket {
   private nextReadBuffer(): Uint8Array {
     if (this.inPayload && this.payloadLeft > 0 && this.messageBuffer !== undefined && this.isData(this.frameOpcode)) {
       const at = this.messageStart + this.messageLength
-      return this.messageBuffer.subarray(at, at + this.payloadLeft)
+      return this.messageBuffer.subarray(at, at + Math.min(this.payloadLeft, this.maxRead))
     }
     return this.spill
   }

@@ -17,15 +17,18 @@
  *  - client options: no permessage-deflate offered, no receive size limit
  *    (`ws` defaults to offering deflate and to a 100 MiB cap).
  */
+import { Worker } from "node:worker_threads"
 import * as NodeSocketServer from "@effect/platform-node/NodeSocketServer"
 import * as NodeWS from "@effect/platform-node/NodeWS"
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import { Cause, Effect, Layer, Option, type Pull, Queue, type Scope, Stream } from "effect"
 import * as NetAddress from "effect/net/NetAddress"
 import * as Socket from "effect/socket/Socket"
+import type { OffThreadDispatch, WithOffThreadDispatch } from "./ActionDispatch.js"
 import { ClientTransport, type Connection, frameBytes, type OutgoingFrame, ServerTransport } from "./Transport.js"
 import { TransportError } from "./TransportError.js"
 import * as WebSocketClient from "./WebSocketClient.js"
+import type { FromWorker, ToWorker, WorkerOptions } from "./WebSocketWorker.js"
 
 export interface ServerOptions {
   /** Interface to listen on. Default `0.0.0.0` (as the references). */
@@ -51,6 +54,12 @@ export interface ServerOptions {
 export interface ClientOptions {
   /** How long the WebSocket opening handshake may take. Default 10 s. */
   readonly openTimeoutMillis?: number | undefined
+  /**
+   * Where a `ws://` connection runs. "worker" (default): on a worker thread
+   * with the action dispatcher, so actions leave on time however busy this
+   * thread is. "main": on this thread (one thread hop less per message).
+   */
+  readonly thread?: "worker" | "main" | undefined
 }
 
 export const defaultPort = 8765
@@ -109,6 +118,14 @@ const framesFrom = (
   return Stream.fromPull(Effect.succeed(next))
 }
 
+const joinBelowBytes = 64 * 1024
+
+const totalBytes = (parts: ReadonlyArray<Uint8Array>): number => {
+  let n = 0
+  for (const part of parts) n += part.byteLength
+  return n
+}
+
 /**
  * Sends one frame as one WebSocket message; several parts become fragments of
  * that message (no concatenation). Completes when the last part is written.
@@ -116,7 +133,9 @@ const framesFrom = (
 const sendOn = (ws: NodeWS.WebSocket, address: string, fragmentParts = true) =>
 (frame: OutgoingFrame): Effect.Effect<void, TransportError> =>
   Effect.callback<void, TransportError>((resume) => {
-    if (!fragmentParts) frame = frameBytes(frame)
+    // Below a page or so, one frame is cheaper than fragments: one header, one
+    // write, one parse on the other side; the copy costs next to nothing.
+    if (!fragmentParts || (!(frame instanceof Uint8Array) && totalBytes(frame) <= joinBelowBytes)) frame = frameBytes(frame)
     if (ws.readyState !== NodeWS.WebSocket.OPEN) {
       return resume(Effect.fail(new TransportError({ reason: "Closed", address, detail: "connection is not open" })))
     }
@@ -301,6 +320,174 @@ const connectDirect = (url: URL, uri: string, options: ClientOptions): Effect.Ef
     return { id: uri, frames: Stream.fromQueue(frames), send } satisfies Connection
   })
 
+/** The worker's entry: next to this module in dist/ (under vitest this module is the source, the worker still the build). */
+const workerScript = (): URL =>
+  import.meta.url.endsWith(".ts")
+    ? new URL("../dist/WebSocketWorker.js", import.meta.url)
+    : new URL("./WebSocketWorker.js", import.meta.url)
+
+/**
+ * A `ws://` connection on a worker thread (`WebSocketWorker`), with the action
+ * dispatcher beside it: messages arrive here as transferred buffers (no
+ * copy), and actions leave on time whatever this thread is doing.
+ */
+const connectOffThread = (
+  url: URL,
+  uri: string,
+  options: ClientOptions
+): Effect.Effect<Connection & WithOffThreadDispatch, TransportError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const frames = yield* Queue.unbounded<Uint8Array, TransportError | Cause.Done>()
+    const waiting = new Map<number, (reply: Extract<FromWorker, { t: "done" }> | undefined) => void>()
+    let nextId = 0
+    let closing = false
+    let ended: string | undefined
+    let whenEnded: (() => void) | undefined
+    let dispatchedListener: ((count: number, at: number) => void) | undefined
+
+    /** The connection is gone: fail what waits, end or fail the frames. */
+    const end = (detail: string, error: TransportError | undefined) => {
+      if (ended !== undefined) return
+      ended = detail
+      for (const resume of waiting.values()) resume(undefined)
+      waiting.clear()
+      if (error === undefined) Queue.endUnsafe(frames)
+      else Queue.failCauseUnsafe(frames, Cause.fail(error))
+      whenEnded?.()
+    }
+
+    const worker = yield* Effect.acquireRelease(
+      Effect.callback<Worker, TransportError>((resume) => {
+        let opened = false
+        const worker = new Worker(workerScript(), {
+          // None of the parent's Node options: the worker is built JavaScript importing
+          // built packages (a test runner's source condition would point it at
+          // TypeScript), and V8 flags are process-wide anyway.
+          execArgv: [],
+          workerData: {
+            chiralWebSocket: {
+              connect: {
+                host: url.hostname.replace(/^\[(.*)\]$/, "$1"),
+                port: url.port === "" ? 80 : Number(url.port),
+                path: `${url.pathname === "" ? "/" : url.pathname}${url.search}`,
+                hostHeader: url.host,
+                openTimeoutMillis: options.openTimeoutMillis ?? 10_000
+              },
+              maxQueuedActions: 10_000
+            } satisfies WorkerOptions
+          }
+        })
+        worker.on("message", (message: FromWorker) => {
+          switch (message.t) {
+            case "open":
+              opened = true
+              return resume(Effect.succeed(worker))
+            case "message":
+              return void Queue.offerUnsafe(frames, new Uint8Array(message.buffer, message.offset, message.length))
+            case "done": {
+              const resumeCall = waiting.get(message.id)
+              waiting.delete(message.id)
+              return resumeCall?.(message)
+            }
+            case "dispatched":
+              return dispatchedListener?.(message.count, message.at)
+            case "closed": {
+              const error = message.error
+              if (!opened) {
+                return resume(Effect.fail(
+                  new TransportError({
+                    reason: error?.kind === "handshake" ? "InvalidAddress" : "Unavailable",
+                    address: uri,
+                    detail: error?.message ?? `closed during the handshake (${message.code})`
+                  })
+                ))
+              }
+              const detail = error?.message ?? `close code ${message.code}${message.reason === "" ? "" : `: ${message.reason}`}`
+              return end(
+                detail,
+                error === undefined && (closing || normalCloseCodes.has(message.code))
+                  ? undefined
+                  : new TransportError({ reason: error?.kind === "protocol" ? "Read" : "Closed", address: uri, detail })
+              )
+            }
+          }
+        })
+        const died = (detail: string, cause?: unknown) => {
+          const error = new TransportError({ reason: "Read", address: uri, detail, cause })
+          if (!opened) resume(Effect.fail(new TransportError({ reason: "Unavailable", address: uri, detail, cause })))
+          end(detail, closing ? undefined : error)
+        }
+        worker.on("error", (cause) => died(`connection thread failed: ${describe(cause)}`, cause))
+        worker.on("exit", () => died("connection thread exited"))
+        return Effect.sync(() => void worker.terminate())
+      }),
+      (worker) =>
+        Effect.callback<void>((resume) => {
+          closing = true
+          const finish = () => {
+            clearTimeout(timer)
+            void worker.terminate()
+            resume(Effect.void)
+          }
+          // The close handshake takes a round trip; a server that does not answer is cut.
+          const timer = setTimeout(finish, 1000)
+          if (ended !== undefined) return finish()
+          whenEnded = finish
+          worker.postMessage({ t: "close", code: 1000 } satisfies ToWorker)
+        })
+    )
+
+    /** One request to the worker, answered by its `done`. */
+    const call = (message: DistributiveOmit<Extract<ToWorker, { id: number }>, "id">) =>
+      Effect.callback<Extract<FromWorker, { t: "done" }>, TransportError>((resume) => {
+        if (ended !== undefined) {
+          return resume(Effect.fail(new TransportError({ reason: "Closed", address: uri, detail: ended })))
+        }
+        const id = nextId++
+        waiting.set(id, (reply) =>
+          resume(
+            reply === undefined
+              ? Effect.fail(new TransportError({ reason: "Closed", address: uri, detail: ended ?? "connection closed" }))
+              : Effect.succeed(reply)
+          ))
+        worker.postMessage({ ...message, id } as ToWorker)
+      })
+
+    const send = (frame: OutgoingFrame): Effect.Effect<void, TransportError> =>
+      Effect.flatMap(call({ t: "send", parts: frame instanceof Uint8Array ? [frame] : frame }), (reply) =>
+        reply.error === undefined
+          ? Effect.void
+          : Effect.fail(new TransportError({ reason: "Write", address: uri, detail: reply.error })))
+
+    // Control of the dispatcher never fails: once the connection is gone there is nothing to dispatch.
+    const control = (message: DistributiveOmit<Extract<ToWorker, { id: number }>, "id">) =>
+      Effect.map(Effect.option(call(message)), (reply) => reply._tag === "Some" ? reply.value.pending ?? 0 : 0)
+
+    const dispatch: OffThreadDispatch = {
+      put: (actions, replace, capacity) =>
+        Effect.asVoid(control({
+          t: "put",
+          replace,
+          capacity,
+          // a compact copy: cloning a view would clone its whole underlying buffer
+          actions: actions.map((a) => ({ shape: a.shape, data: new Float32Array(a.data as Float32Array) }))
+        })),
+      clear: Effect.asVoid(control({ t: "clear" })),
+      pending: control({ t: "pending" }),
+      start: (periodMillis) => Effect.asVoid(control({ t: "start", periodMillis })),
+      stop: Effect.asVoid(control({ t: "stop" })),
+      observed: (timestamps) => {
+        if (ended === undefined) worker.postMessage({ t: "observed", timestamps } satisfies ToWorker)
+      },
+      onDispatched: (listener) => {
+        dispatchedListener = listener
+      }
+    }
+    return { id: uri, frames: Stream.fromQueue(frames), send, dispatch }
+  })
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never
+
 /** A `wss://` connection through `ws` (TLS is not worth a framing of our own). */
 const connectWithWs = (uri: string, options: ClientOptions): Effect.Effect<Connection, TransportError, Scope.Scope> =>
   Effect.gen(function*() {
@@ -342,7 +529,8 @@ export const makeClient = (uri: string, options: ClientOptions = {}): ClientTran
         detail: `expected ws://host:port, got scheme ${url.protocol}`
       })
     }
-    return yield* (url.protocol === "ws:" ? connectDirect(url, uri, options) : connectWithWs(uri, options))
+    if (url.protocol === "wss:") return yield* connectWithWs(uri, options)
+    return yield* (options.thread === "main" ? connectDirect(url, uri, options) : connectOffThread(url, uri, options))
   })
   return ClientTransport.of({ address: uri, connect })
 }

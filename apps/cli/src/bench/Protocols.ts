@@ -11,9 +11,14 @@ export interface Endpoint {
   readonly port: number
 }
 
+export interface ClientOptions {
+  /** Where the client's connection runs, for transports that offer a choice (WebSocket). */
+  readonly thread?: "worker" | "main" | undefined
+}
+
 export interface ProtocolEntry {
   readonly server: (endpoint: Endpoint) => Layer.Layer<ServerTransport, TransportError>
-  readonly client: (address: string) => Layer.Layer<ClientTransport>
+  readonly client: (address: string, options: ClientOptions) => Layer.Layer<ClientTransport>
   /** The address a client on this machine uses for a server listening on `endpoint`. */
   readonly address: (endpoint: Endpoint) => string
   /** The port the server actually listens on, read from its `ServerTransport.address`. */
@@ -28,7 +33,7 @@ const trailingPort = (address: string): number | undefined => {
 export const protocols = {
   websocket: {
     server: ({ host, port }) => WebSocketTransport.layerServer({ host, port }),
-    client: (address) => WebSocketTransport.layerClient(address),
+    client: (address, { thread }) => WebSocketTransport.layerClient(address, { thread }),
     address: ({ host, port }) => `ws://${host.includes(":") ? `[${host}]` : host}:${port}`,
     portOf: trailingPort
   }

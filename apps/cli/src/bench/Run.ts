@@ -12,7 +12,7 @@
 import * as Path from "node:path"
 import { PerformanceObserver } from "node:perf_hooks"
 import { fileURLToPath } from "node:url"
-import { ClientTransport, type OutgoingFrame, PolicyClient } from "@chiral/core"
+import { ClientTransport, type Connection, type OutgoingFrame, PolicyClient } from "@chiral/core"
 import { decodeFrame, type Observation } from "@chiral/protocol"
 import { Cause, Deferred, Duration, Effect, Fiber, Layer, Queue, Result, Schema, type Scope, Stream } from "effect"
 import { ChildProcess, ChildProcessSpawner } from "effect/process"
@@ -25,6 +25,8 @@ export interface BenchOptions {
   /** A running server to measure; none: start our own. */
   readonly address?: string | undefined
   readonly protocol: Protocol
+  /** Where the client's connection runs (WebSocket): a worker thread (default) or this one. */
+  readonly thread?: "worker" | "main" | undefined
   readonly cameras: number
   readonly width: number
   readonly height: number
@@ -64,6 +66,7 @@ export interface BenchReport {
   readonly result: BenchResult
   readonly address: string
   readonly protocol: Protocol
+  readonly thread: "worker" | "main"
   readonly requests: number
   readonly durationSeconds: number
   readonly obsHzAsked: number
@@ -193,6 +196,29 @@ const isApplyAction = (frame: OutgoingFrame): boolean => {
   return Result.isSuccess(decoded) && decoded.success.type === "apply_action"
 }
 
+/**
+ * A transport that dispatches actions on a thread of its own (the WebSocket
+ * client's `dispatch`, see @chiral/core's ActionDispatch) reports each send
+ * with its time; record those too.
+ */
+interface Dispatching {
+  readonly dispatch: { readonly onDispatched: (listener: (count: number, at: number) => void) => void }
+}
+
+const offThreadSends = (connection: Connection, meter: Meter): Partial<Dispatching> => {
+  const dispatch = (connection as Connection & Partial<Dispatching>).dispatch
+  return dispatch === undefined ? {} : {
+    dispatch: {
+      ...dispatch,
+      onDispatched: (listener) =>
+        dispatch.onDispatched((count, at) => {
+          meter.actionSends.push(at)
+          listener(count, at)
+        })
+    }
+  }
+}
+
 const metered = (meter: Meter, layer: Layer.Layer<ClientTransport>): Layer.Layer<ClientTransport> =>
   Layer.effect(
     ClientTransport,
@@ -202,6 +228,7 @@ const metered = (meter: Meter, layer: Layer.Layer<ClientTransport>): Layer.Layer
         ...inner,
         connect: Effect.map(inner.connect, (connection) => ({
           ...connection,
+          ...offThreadSends(connection, meter),
           send: (frame: OutgoingFrame) =>
             Effect.suspend(() => {
               if (isApplyAction(frame)) meter.actionSends.push(monotonicMillis())
@@ -268,7 +295,7 @@ export const run = (
     const actionCount = Math.ceil(options.actionHz * (options.durationSeconds + 1)) + 16
 
     const client = yield* PolicyClient.make({ maxQueuedActions: actionCount, quiet: own }).pipe(
-      Effect.provide(metered(meter, entry.client(address))),
+      Effect.provide(metered(meter, entry.client(address, { thread: options.thread }))),
       Effect.mapError((error) => new BenchError({ reason: `cannot connect to ${address}: ${error.message}` }))
     )
     const request = <A>(what: Effect.Effect<A, { readonly message: string }>) =>
@@ -349,7 +376,11 @@ export const run = (
     const rawStats = percentiles(rawTrips)
     const obsStats = percentiles(obsTrips)
     const times = arrivals.map(([, t]) => t)
-    const stats = server === undefined ? undefined : cadence(times, options.actionHz, origin)
+    // The grid starts with the dispatcher's first tick: the first send as the
+    // client's transport saw it (a dispatcher on another thread starts a little
+    // after it is asked to).
+    const gridStart = meter.actionSends[0] ?? origin
+    const stats = server === undefined ? undefined : cadence(times, options.actionHz, gridStart)
     const lost = server === undefined
       ? undefined
       : arrivals.reduce((n, [seq], k) => (seq === k ? n : n + 1), 0)
@@ -393,6 +424,7 @@ export const run = (
       result,
       address,
       protocol: options.protocol,
+      thread: options.thread ?? "worker",
       requests: options.requests,
       durationSeconds: options.durationSeconds,
       obsHzAsked: options.obsHz,
@@ -400,7 +432,7 @@ export const run = (
         ? undefined
         : { start: round(mb(serverRssStart), 1), end: round(mb(serverRssEnd), 1) },
       actionsLost: lost,
-      actionSends: server === undefined ? undefined : cadence(meter.actionSends, options.actionHz, origin),
+      actionSends: server === undefined ? undefined : cadence(meter.actionSends, options.actionHz, gridStart),
       gc: {
         count: gcPauses.length,
         totalMs: round(gcPauses.reduce((a, b) => a + b, 0), 1),

@@ -24,7 +24,7 @@ export const formatReport = (report: BenchReport): string => {
         w.depth ? " + float32 depth" : ""
       }, ${w.frame_bytes} bytes per observation`
     ],
-    ["server", `${report.address} (${report.protocol})`],
+    ["server", `${report.address} (${report.protocol}, client connection on the ${report.thread} thread)`],
     [
       "obs round trip",
       `p50 ${ms(rt.p50)}  p90 ${ms(rt.p90)}  p99 ${ms(rt.p99)}  max ${ms(rt.max)}  (${report.requests} requests)`
@@ -87,6 +87,12 @@ export const bench = Command.make(
       Flag.withDescription("Transport to measure"),
       Flag.withDefault("websocket")
     ),
+    thread: Flag.Literals("thread", ["worker", "main"]).pipe(
+      Flag.withDescription(
+        "WebSocket client: run the connection and the action dispatch on a worker thread (default), or on the main thread"
+      ),
+      Flag.withDefault("worker")
+    ),
     cameras: Flag.Int("cameras").pipe(Flag.withDescription("Cameras of the simulated robot"), Flag.withDefault(8)),
     size: Flag.String("size").pipe(Flag.withDescription("Image size WIDTHxHEIGHT"), Flag.withDefault("640x480")),
     depth: Flag.Boolean("depth").pipe(
@@ -121,6 +127,7 @@ export const bench = Command.make(
     const report = yield* run({
       address: Option.getOrUndefined(flags.uri),
       protocol: flags.protocol,
+      thread: flags.thread,
       cameras: flags.cameras,
       width: size.width,
       height: size.height,

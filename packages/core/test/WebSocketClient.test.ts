@@ -1,0 +1,294 @@
+// The ws:// client framing (WebSocketClient) against a hand-written server on a
+// bare TCP socket: handshake checks, messages cut at every possible place,
+// placement of chiral payloads on 8-byte boundaries, control frames, closing,
+// and protocol violations.
+import * as Crypto from "node:crypto"
+import * as Net from "node:net"
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import * as WebSocketClient from "../src/WebSocketClient.js"
+
+const guid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+interface Peer {
+  readonly socket: Net.Socket
+  /** Frames the client sent, unmasked: [opcode, payload, wasMasked]. */
+  readonly frames: Array<readonly [number, Uint8Array, boolean]>
+  /** Resolves once `count` frames from the client have arrived. */
+  readonly frameCount: (count: number) => Promise<void>
+}
+
+type Answer = (key: string) => string
+
+const acceptOf = (key: string) => Crypto.createHash("sha1").update(key + guid).digest("base64")
+const goodAnswer: Answer = (key) =>
+  `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${
+    acceptOf(key)
+  }\r\n\r\n`
+
+/** A server frame (unmasked unless asked). */
+const frame = (opcode: number, payload: Uint8Array, options: { fin?: boolean; mask?: boolean; rsv?: number } = {}) => {
+  const fin = options.fin ?? true
+  const n = payload.byteLength
+  const head = n < 126 ? [n] : n < 65536 ? [126, n >> 8, n & 0xff] : [127, 0, 0, 0, 0, (n >>> 24) & 0xff, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff]
+  const first = (fin ? 0x80 : 0) | (options.rsv ?? 0) | opcode
+  const maskBit = options.mask === true ? 0x80 : 0
+  const out = [first, head[0]! | maskBit, ...head.slice(1)]
+  if (options.mask === true) {
+    const key = [1, 2, 3, 4]
+    return Uint8Array.from([...out, ...key, ...payload.map((b, i) => b ^ key[i & 3]!)])
+  }
+  return Uint8Array.from([...out, ...payload])
+}
+
+/** Parses client frames (masked) out of a byte stream. */
+const clientFrameReader = (onFrame: (opcode: number, payload: Uint8Array, masked: boolean) => void) => {
+  let pending = Buffer.alloc(0)
+  return (chunk: Buffer) => {
+    pending = Buffer.concat([pending, chunk])
+    for (;;) {
+      if (pending.length < 2) return
+      const masked = (pending[1]! & 0x80) !== 0
+      let length = pending[1]! & 0x7f
+      let at = 2
+      if (length === 126) {
+        if (pending.length < 4) return
+        length = pending.readUInt16BE(2)
+        at = 4
+      } else if (length === 127) {
+        if (pending.length < 10) return
+        length = Number(pending.readBigUInt64BE(2))
+        at = 10
+      }
+      const maskAt = at
+      if (masked) at += 4
+      if (pending.length < at + length) return
+      const payload = Uint8Array.from(pending.subarray(at, at + length))
+      if (masked) for (let i = 0; i < length; i++) payload[i]! ^= pending[maskAt + (i & 3)]!
+      onFrame(pending[0]! & 0x0f, payload, masked)
+      pending = pending.subarray(at + length)
+    }
+  }
+}
+
+/** A one-connection server: answers the handshake with `answer`, then runs `script`. */
+const serve = (answer: Answer, script: (peer: Peer) => void | Promise<void>) =>
+  Effect.acquireRelease(
+    Effect.callback<Net.Server>((resume) => {
+      const server = Net.createServer((socket) => {
+        let head = ""
+        const frames: Array<readonly [number, Uint8Array, boolean]> = []
+        const waiters: Array<[number, () => void]> = []
+        const read = clientFrameReader((opcode, payload, masked) => {
+          frames.push([opcode, payload, masked])
+          for (const [count, done] of waiters) if (frames.length >= count) done()
+        })
+        const onData = (chunk: Buffer) => {
+          if (head.includes("\r\n\r\n")) return read(chunk)
+          head += chunk.toString("latin1")
+          const end = head.indexOf("\r\n\r\n")
+          if (end < 0) return
+          const key = /Sec-WebSocket-Key: (\S+)/i.exec(head)![1]!
+          socket.write(answer(key))
+          const peer: Peer = {
+            socket,
+            frames,
+            frameCount: (count) => new Promise((done) => frames.length >= count ? done() : waiters.push([count, done]))
+          }
+          void script(peer)
+        }
+        socket.on("data", onData)
+        socket.on("error", () => {})
+      })
+      server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+    }),
+    (server) => Effect.sync(() => server.close())
+  )
+
+interface Outcome {
+  readonly opened: boolean
+  readonly messages: Array<Uint8Array>
+  readonly closed: { code: number; reason: string; error: WebSocketClient.ClientSocketError | undefined } | undefined
+}
+
+/** Connects a client and collects what happens until it closes or `until` says stop. */
+const runClient = (
+  server: Net.Server,
+  until: (outcome: Outcome) => boolean,
+  onOpen?: (client: WebSocketClient.ClientSocket) => void
+) =>
+  Effect.callback<Outcome>((resume) => {
+    const outcome: { opened: boolean; messages: Array<Uint8Array>; closed: Outcome["closed"] } = {
+      opened: false,
+      messages: [],
+      closed: undefined
+    }
+    const check = () => {
+      if (outcome.closed !== undefined || until(outcome)) resume(Effect.succeed(outcome))
+    }
+    const client: WebSocketClient.ClientSocket = WebSocketClient.connect({
+      host: "127.0.0.1",
+      port: (server.address() as Net.AddressInfo).port,
+      path: "/",
+      hostHeader: "127.0.0.1",
+      openTimeoutMillis: 2000
+    }, {
+      onOpen: () => {
+        outcome.opened = true
+        onOpen?.(client)
+        check()
+      },
+      onMessage: (message) => {
+        outcome.messages.push(message)
+        check()
+      },
+      onClose: (code, reason, error) => {
+        outcome.closed = { code, reason, error }
+        check()
+      }
+    })
+    return Effect.sync(() => client.destroy())
+  })
+
+/** A chiral-like message: u32 header_len, header bytes, then a payload. */
+const chiralMessage = (headerLen: number, payloadLen: number) => {
+  const m = new Uint8Array(4 + headerLen + payloadLen)
+  new DataView(m.buffer).setUint32(0, headerLen, true)
+  for (let i = 4; i < m.length; i++) m[i] = (i * 7) & 0xff
+  return m
+}
+
+/** Writes `bytes` in pieces of the given sizes (cycled), one write per piece. */
+const writeInPieces = async (socket: Net.Socket, bytes: Uint8Array, sizes: ReadonlyArray<number>) => {
+  let at = 0
+  for (let k = 0; at < bytes.length; k++) {
+    const n = sizes[k % sizes.length]!
+    socket.write(bytes.subarray(at, at + n))
+    at += n
+    await new Promise((r) => setTimeout(r, 0))
+  }
+}
+
+describe("WebSocketClient", () => {
+  it.live("a chiral frame split into fragments and cut at every byte arrives whole, its payload 8-byte aligned", () =>
+    Effect.gen(function*() {
+      const messages = [chiralMessage(5, 40), chiralMessage(300, 5000), chiralMessage(2, 70_000)]
+      const server = yield* serve(goodAnswer, async ({ socket }) => {
+        for (const m of messages) {
+          // header part, then the payload in two fragments, as the TS server sends parts
+          const cut1 = 4 + new DataView(m.buffer).getUint32(0, true)
+          const cut2 = cut1 + Math.floor((m.length - cut1) / 2)
+          const wire = Uint8Array.from([
+            ...frame(0x2, m.subarray(0, cut1), { fin: false }),
+            ...frame(0x0, m.subarray(cut1, cut2), { fin: false }),
+            ...frame(0x0, m.subarray(cut2), { fin: true })
+          ])
+          await writeInPieces(socket, wire, [1, 2, 3, 5, 7, 11, 4096])
+        }
+      })
+      const outcome = yield* runClient(server, (o) => o.messages.length === messages.length)
+      assert.isUndefined(outcome.closed)
+      outcome.messages.forEach((got, i) => {
+        assert.deepStrictEqual(Array.from(got), Array.from(messages[i]!))
+        const headerLen = new DataView(got.buffer, got.byteOffset).getUint32(0, true)
+        assert.strictEqual((got.byteOffset + 4 + headerLen) % 8, 0)
+      })
+    }))
+
+  it.live("single-frame, empty, text and tiny fragmented messages", () =>
+    Effect.gen(function*() {
+      const text = new TextEncoder().encode("héllo")
+      const server = yield* serve(goodAnswer, ({ socket }) => {
+        socket.write(frame(0x2, chiralMessage(3, 10)))
+        socket.write(frame(0x2, new Uint8Array(0)))
+        socket.write(frame(0x1, text))
+        socket.write(frame(0x2, Uint8Array.of(9), { fin: false }))
+        socket.write(frame(0x0, Uint8Array.of(8, 7), { fin: true }))
+      })
+      const outcome = yield* runClient(server, (o) => o.messages.length === 4)
+      assert.deepStrictEqual(outcome.messages.map((m) => Array.from(m)), [
+        Array.from(chiralMessage(3, 10)),
+        [],
+        Array.from(text),
+        [9, 8, 7]
+      ])
+    }))
+
+  it.live("sends masked binary frames; answers a ping with a pong of the same payload", () =>
+    Effect.gen(function*() {
+      let peerRef: Peer | undefined
+      const server = yield* serve(goodAnswer, async (peer) => {
+        peerRef = peer
+        peer.socket.write(frame(0x9, Uint8Array.of(1, 2, 3)))
+      })
+      yield* runClient(server, (o) => o.opened, (client) => {
+        client.send([Uint8Array.of(10, 11), Uint8Array.of(12)], () => {})
+      })
+      yield* Effect.promise(() => peerRef!.frameCount(2))
+      const frames = peerRef!.frames.map(([op, payload, masked]) => [op, Array.from(payload), masked])
+      assert.deepInclude(frames, [0x2, [10, 11, 12], true])
+      assert.deepInclude(frames, [0xa, [1, 2, 3], true])
+    }))
+
+  it.live("a close frame from the server is answered and reported with its code", () =>
+    Effect.gen(function*() {
+      let peerRef: Peer | undefined
+      const server = yield* serve(goodAnswer, (peer) => {
+        peerRef = peer
+        peer.socket.write(frame(0x8, Uint8Array.of(0x03, 0xe9, ...new TextEncoder().encode("bye"))))
+      })
+      const outcome = yield* runClient(server, () => false)
+      assert.deepStrictEqual({ code: outcome.closed?.code, reason: outcome.closed?.reason }, { code: 1001, reason: "bye" })
+      assert.isUndefined(outcome.closed?.error)
+      yield* Effect.promise(() => peerRef!.frameCount(1))
+      assert.deepStrictEqual(Array.from(peerRef!.frames[0]![1]), [0x03, 0xe9])
+    }))
+
+  it.live("protocol violations close with 1002: masked server frame, reserved bits, stray continuation", () =>
+    Effect.gen(function*() {
+      for (const bad of [
+        frame(0x2, Uint8Array.of(1), { mask: true }),
+        frame(0x2, Uint8Array.of(1), { rsv: 0x40 }),
+        frame(0x0, Uint8Array.of(1))
+      ]) {
+        const server = yield* serve(goodAnswer, ({ socket }) => void socket.write(bad))
+        const outcome = yield* runClient(server, () => false)
+        assert.strictEqual(outcome.closed?.code, 1002)
+        assert.strictEqual(outcome.closed?.error?.kind, "protocol")
+      }
+    }))
+
+  it.live("handshake answers that are refused: HTTP error, wrong accept key, unrequested extension", () =>
+    Effect.gen(function*() {
+      const answers: ReadonlyArray<[Answer, RegExp]> = [
+        [() => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", /Unexpected server response: 404/],
+        [() => "HTTP/1.1 101 Switching\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: nope\r\n\r\n", /Accept/],
+        [
+          (key) => goodAnswer(key).replace("\r\n\r\n", "\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n"),
+          /extension permessage-deflate/
+        ]
+      ]
+      for (const [answer, why] of answers) {
+        const server = yield* serve(answer, () => {})
+        const outcome = yield* runClient(server, () => false)
+        assert.isFalse(outcome.opened)
+        assert.strictEqual(outcome.closed?.error?.kind, "handshake")
+        assert.match(outcome.closed!.error!.message, why)
+      }
+    }))
+
+  it.live("nobody listening is reported as unavailable", () =>
+    Effect.gen(function*() {
+      const server = yield* serve(goodAnswer, () => {})
+      const port = (server.address() as Net.AddressInfo).port
+      yield* Effect.sync(() => server.close())
+      const outcome = yield* Effect.callback<Outcome["closed"]>((resume) => {
+        WebSocketClient.connect({ host: "127.0.0.1", port, path: "/", hostHeader: "x", openTimeoutMillis: 2000 }, {
+          onOpen: () => {},
+          onMessage: () => {},
+          onClose: (code, reason, error) => resume(Effect.succeed({ code, reason, error }))
+        })
+      })
+      assert.strictEqual(outcome?.error?.kind, "unavailable")
+    }))
+})
