@@ -119,6 +119,23 @@ interface ChildServer {
   readonly ask: <A>(command: string, key: string) => Effect.Effect<A, BenchError>
 }
 
+/**
+ * The server runs with the node flags this process was started with (e.g.
+ * `--single-threaded-gc`), so both sides of a run are configured alike; minus
+ * module resolution conditions (a test runner's source condition would point
+ * the built server at TypeScript).
+ */
+const serverExecArgv = (): Array<string> => {
+  const out: Array<string> = []
+  const argv = process.execArgv
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!
+    if (arg === "--conditions" || arg === "-C") i++
+    else if (!arg.startsWith("--conditions=") && !arg.startsWith("-C=")) out.push(arg)
+  }
+  return out
+}
+
 /** Starts `Server.ts` in a child process; it is stopped (stdin closed, then killed) with the scope. */
 const startServer = (options: ServerOptions) =>
   Effect.gen(function*() {
@@ -126,7 +143,7 @@ const startServer = (options: ServerOptions) =>
     const commands = yield* Queue.unbounded<string, Cause.Done>()
     const encoder = new TextEncoder()
     const handle = yield* spawner.spawn(
-      ChildProcess.make(process.execPath, [serverScript(), JSON.stringify(options)], {
+      ChildProcess.make(process.execPath, [...serverExecArgv(), serverScript(), JSON.stringify(options)], {
         stdin: Stream.fromQueue(commands).pipe(Stream.map((line) => encoder.encode(`${line}\n`))),
         stdout: "pipe",
         stderr: "inherit",

@@ -1,0 +1,155 @@
+/**
+ * `npm run bench`: the codec micro-benchmarks, then `chiral bench` on the
+ * 8-camera workload (actions at 10, 30 and 100 Hz) and on a small one (1
+ * camera 64×48) for every transport that exists, printed as one table with
+ * the targets of issue 4 checked.
+ *
+ * Each `chiral bench` runs in its own process, one after another, so runs do
+ * not share a heap or compete for the two cores. Environment:
+ *  - BENCH_DURATION (s, default 10) and BENCH_REQUESTS (default 100): per run;
+ *  - BENCH_NODE_FLAGS: extra node flags for the measuring process, e.g.
+ *    `--single-threaded-gc` (V8 options cannot be set from inside);
+ *  - BENCH_SKIP_CODEC=1: only the transport table.
+ */
+import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
+import { NodeRuntime, NodeServices } from "@effect/platform-node"
+import { Console, Effect } from "effect"
+import { ChildProcess, ChildProcessSpawner } from "effect/process"
+import { protocolNames } from "./Protocols.js"
+import type { BenchResult } from "./Run.js"
+
+const root = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "..")
+const chiral = Path.join(root, "apps", "cli", "bin", "chiral.js")
+const codecBench = Path.join(root, "packages", "protocol", "bench", "codec.ts")
+
+const duration = Number(process.env.BENCH_DURATION ?? 10)
+const requests = Number(process.env.BENCH_REQUESTS ?? 100)
+const nodeFlags = (process.env.BENCH_NODE_FLAGS ?? "").split(/\s+/).filter((f) => f !== "")
+
+interface Workload {
+  readonly name: string
+  readonly args: ReadonlyArray<string>
+  readonly large: boolean
+  readonly actionHz: number
+}
+
+const workloads: ReadonlyArray<Workload> = [
+  ...[10, 30, 100].map((hz) => ({
+    name: `8 cam 640x480+depth, actions ${hz} Hz`,
+    args: ["--cameras", "8", "--size", "640x480", "--action-hz", String(hz)],
+    large: true,
+    actionHz: hz
+  })),
+  { name: "1 cam 64x48+depth, actions 10 Hz", args: ["--cameras", "1", "--size", "64x48"], large: false, actionHz: 10 }
+]
+
+const fmt = (x: number | null, digits = 2) => x === null || !Number.isFinite(x) ? "—" : x.toFixed(digits)
+const mark = (ok: boolean) => ok ? "✓" : "✗"
+
+/** The targets this row is held to (issue 4, point 3), as text. */
+const verdict = (w: Workload, r: BenchResult): string => {
+  const period = 1000 / w.actionHz
+  const jitterOk = r.action_cadence.jitter_ms_p99 !== null && r.action_cadence.jitter_ms_p99 <= 2
+  const driftOk = r.action_cadence.drift_ms !== null && Math.abs(r.action_cadence.drift_ms) <= period
+  if (!w.large) return `rt p50 ≤ 0.2 ms ${mark(r.obs_round_trip_ms.p50 <= 0.2)}`
+  return [
+    `ratio ≤ 1.5 ${mark(r.ratio_to_raw_tcp !== null && r.ratio_to_raw_tcp <= 1.5)}`,
+    `jitter p99 ≤ 2 ms ${mark(jitterOk)}`,
+    `drift ≤ ${fmt(period, 0)} ms ${mark(driftOk)}`
+  ].join("  ")
+}
+
+const table = (rows: ReadonlyArray<ReadonlyArray<string>>): string => {
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((row) => row[c]!.length)))
+  return rows.map((row, i) => {
+    const line = row.map((cell, c) => c === 0 || c === row.length - 1 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))
+      .join("  ")
+    return i === 0 ? `${line}\n${widths.map((w) => "─".repeat(w)).join("  ")}` : line
+  }).join("\n")
+}
+
+const program = Effect.gen(function*() {
+  const spawner = yield* ChildProcessSpawner.ChildProcessSpawner
+  if (process.env.BENCH_SKIP_CODEC !== "1") {
+    yield* Console.log("── codec micro-benchmarks (packages/protocol/bench/codec.ts) ──")
+    const exit = yield* spawner.exitCode(
+      ChildProcess.make(process.execPath, [codecBench], { cwd: root, stdout: "inherit", stderr: "inherit" })
+    )
+    if (exit !== 0) yield* Console.error(`codec benchmark exited with ${exit}`)
+  }
+  yield* Console.log(
+    `\n── chiral bench (${duration} s per run, ${requests} round trips; node ${
+      nodeFlags.length === 0 ? "without flags" : nodeFlags.join(" ")
+    }) ──`
+  )
+  const header = [
+    "transport / workload",
+    "frame MB",
+    "rt p50",
+    "rt p99",
+    "raw p50",
+    "ratio",
+    "MB/s",
+    "obs Hz",
+    "jit p50",
+    "jit p99",
+    "jit max",
+    "drift",
+    "rss MB",
+    "targets"
+  ]
+  const rows: Array<ReadonlyArray<string>> = [header]
+  for (const protocol of protocolNames) {
+    for (const w of workloads) {
+      yield* Console.error(`running ${protocol}: ${w.name} …`)
+      const args = [
+        ...nodeFlags,
+        chiral,
+        "bench",
+        "--protocol",
+        protocol,
+        ...w.args,
+        "--requests",
+        String(w.large ? requests : requests * 10),
+        "--duration",
+        String(duration),
+        "--json"
+      ]
+      const output = yield* spawner.string(ChildProcess.make(process.execPath, args, { cwd: root, stderr: "inherit" })).pipe(
+        Effect.catch((error) => Effect.succeed(`failed: ${error.message}`))
+      )
+      let r: BenchResult
+      try {
+        r = JSON.parse(output.trim().split("\n").pop() ?? "") as BenchResult
+      } catch {
+        rows.push([`${protocol}: ${w.name}`, ...header.slice(1, -1).map(() => "—"), output.slice(0, 80)])
+        continue
+      }
+      const a = r.action_cadence
+      rows.push([
+        `${protocol}: ${w.name}`,
+        fmt(r.workload.frame_bytes / 1e6, 3),
+        fmt(r.obs_round_trip_ms.p50, 3),
+        fmt(r.obs_round_trip_ms.p99),
+        fmt(r.raw_tcp_round_trip_ms.p50, 3),
+        `${fmt(r.ratio_to_raw_tcp)}×`,
+        fmt(r.throughput_mb_s, 0),
+        fmt(r.obs_hz, 1),
+        fmt(a.jitter_ms_p50),
+        fmt(a.jitter_ms_p99),
+        fmt(a.jitter_ms_max),
+        fmt(a.drift_ms),
+        `${fmt(r.rss_mb.start, 0)}→${fmt(r.rss_mb.end, 0)}`,
+        verdict(w, r)
+      ])
+    }
+  }
+  yield* Console.log(table(rows))
+  yield* Console.log(
+    "\nrt: observation round trip (request sent → observation decoded), ms; raw: the same bytes over a plain TCP socket;\n" +
+      "jit: |arrival − ideal grid| of actions as the server's applyAction sees them, ms; drift: last arrival vs first over the run, ms."
+  )
+})
+
+program.pipe(Effect.provide(NodeServices.layer), NodeRuntime.runMain)
