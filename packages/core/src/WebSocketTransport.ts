@@ -453,11 +453,25 @@ const connectOffThread = (
         worker.postMessage({ ...message, id } as ToWorker)
       })
 
-    const send = (frame: OutgoingFrame): Effect.Effect<void, TransportError> =>
-      Effect.flatMap(call({ t: "send", parts: frame instanceof Uint8Array ? [frame] : frame }), (reply) =>
-        reply.error === undefined
-          ? Effect.void
-          : Effect.fail(new TransportError({ reason: "Write", address: uri, detail: reply.error })))
+    // A small frame (a request, an action) is handed to the connection thread,
+    // which writes it at once: waiting for its acknowledgement would wake this
+    // thread once more per request for nothing (a failed write ends the
+    // connection, which every waiting request sees). A large one is awaited,
+    // so a sender holds about one large frame in flight.
+    const send = (frame: OutgoingFrame): Effect.Effect<void, TransportError> => {
+      const parts = frame instanceof Uint8Array ? [frame] : frame
+      if (totalBytes(parts) > joinBelowBytes) {
+        return Effect.flatMap(call({ t: "send", parts }), (reply) =>
+          reply.error === undefined
+            ? Effect.void
+            : Effect.fail(new TransportError({ reason: "Write", address: uri, detail: reply.error })))
+      }
+      return Effect.suspend(() => {
+        if (ended !== undefined) return Effect.fail(new TransportError({ reason: "Closed", address: uri, detail: ended }))
+        worker.postMessage({ t: "send", id: -1, parts } satisfies ToWorker)
+        return Effect.void
+      })
+    }
 
     // Control of the dispatcher never fails: once the connection is gone there is nothing to dispatch.
     const control = (message: DistributiveOmit<Extract<ToWorker, { id: number }>, "id">) =>

@@ -221,7 +221,10 @@ const run = (options: WorkerOptions) => {
   port.on("message", (message: ToWorker) => {
     switch (message.t) {
       case "send":
-        return socket.send(message.parts, (error) => post({ t: "done", id: message.id, error: error?.message }))
+        // id -1: the sender does not wait for this one
+        return socket.send(message.parts, (error) => {
+          if (message.id >= 0) post({ t: "done", id: message.id, error: error?.message })
+        })
       case "close":
         return socket.close(message.code)
       case "observed":
