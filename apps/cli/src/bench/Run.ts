@@ -335,8 +335,6 @@ export const run = (
       firstObs = yield* request(client.getObs)
     }
     const workload = workloadOf(firstObs!, meter.lastFrameBytes)
-    const serverRssStart = server === undefined ? undefined : yield* server.ask<number>("rss", "rss")
-    const rssStart = process.memoryUsage.rss()
 
     const obsTrips: Array<number> = []
     const rawTrips: Array<number> = []
@@ -348,6 +346,10 @@ export const run = (
     progress("round trips", 1)
 
     // ── obs stream with actions dispatched ───────────────────────────────────
+    // Memory is compared from here (after the round trips have warmed both
+    // processes up) to the end of the stream: what a long run would add.
+    const serverRssStart = server === undefined ? undefined : yield* server.ask<number>("rss", "rss")
+    const rssStart = process.memoryUsage.rss()
     let observed = 0
     const counter = yield* client.observations.pipe(
       Stream.runForEach(() =>
