@@ -84,7 +84,7 @@ export const bench = Command.make(
       Argument.optional
     ),
     protocol: Flag.Literals("protocol", protocolNames).pipe(
-      Flag.withDescription("Transport to measure"),
+      Flag.withDescription("Transport to measure (default websocket)"),
       Flag.withDefault("websocket")
     ),
     thread: Flag.Literals("thread", ["worker", "main"]).pipe(
@@ -93,20 +93,20 @@ export const bench = Command.make(
       ),
       Flag.withDefault("worker")
     ),
-    cameras: Flag.Int("cameras").pipe(Flag.withDescription("Cameras of the simulated robot"), Flag.withDefault(8)),
-    size: Flag.String("size").pipe(Flag.withDescription("Image size WIDTHxHEIGHT"), Flag.withDefault("640x480")),
+    cameras: Flag.Int("cameras").pipe(Flag.withDescription("Cameras of the simulated robot (default 8)"), Flag.withDefault(8)),
+    size: Flag.String("size").pipe(Flag.withDescription("Image size WIDTHxHEIGHT (default 640x480)"), Flag.withDefault("640x480")),
     depth: Flag.Boolean("depth").pipe(
-      Flag.withDescription("Give every camera a float32 depth image (--no-depth: RGB only)"),
+      Flag.withDescription("Give every camera a float32 depth image (default; --no-depth: RGB only)"),
       Flag.withDefault(true)
     ),
     requests: Flag.Int("requests").pipe(
-      Flag.withDescription("Observation round trips to time (and as many raw-TCP ones)"),
+      Flag.withDescription("Observation round trips to time, and as many raw-TCP ones (default 100)"),
       Flag.withDefault(100)
     ),
-    obsHz: Flag.Finite("obs-hz").pipe(Flag.withDescription("Rate of the observation stream"), Flag.withDefault(30)),
-    actionHz: Flag.Finite("action-hz").pipe(Flag.withDescription("Rate of action dispatch"), Flag.withDefault(10)),
+    obsHz: Flag.Finite("obs-hz").pipe(Flag.withDescription("Rate of the observation stream in Hz (default 30)"), Flag.withDefault(30)),
+    actionHz: Flag.Finite("action-hz").pipe(Flag.withDescription("Rate of action dispatch in Hz (default 10)"), Flag.withDefault(10)),
     duration: Flag.Finite("duration").pipe(
-      Flag.withDescription("Seconds the observation stream and the action dispatch run"),
+      Flag.withDescription("Seconds the observation stream and the action dispatch run (default 10)"),
       Flag.withDefault(10)
     ),
     json: Flag.Boolean("json").pipe(

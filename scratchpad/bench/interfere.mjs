@@ -1,0 +1,23 @@
+// Raw-TCP vs WebSocket round trips against the bench server child: alone and interleaved.
+import { spawn } from "node:child_process"
+import { NodeServices, NodeRuntime } from "@effect/platform-node"
+import { Effect } from "effect"
+import { PolicyClient, WebSocketTransport } from "@chiral/core"
+import * as RawTcp from "../../apps/cli/dist/bench/RawTcp.js"
+const child = spawn(process.execPath, ["apps/cli/dist/bench/Server.js", JSON.stringify({ protocol: "websocket", host: "127.0.0.1", cameras: 8, width: 640, height: 480, depth: true, fps: Number(process.env.FPS ?? 30) })], { stdio: ["pipe", "pipe", "inherit"] })
+const ready = await new Promise((res) => child.stdout.once("data", (d) => res(JSON.parse(String(d).split("\n")[0]).ready)))
+const med = (a) => [...a].sort((x, y) => x - y)[a.length >> 1]
+const N = Number(process.env.N ?? 40)
+const prog = Effect.gen(function*() {
+  const raw = yield* RawTcp.connect(ready.raw_port, ready.frame_bytes)
+  const client = yield* PolicyClient.make({ quiet: true })
+  const ws = Effect.gen(function*() { const t = performance.now(); yield* client.getObs; return performance.now() - t })
+  for (let i = 0; i < 5; i++) { yield* raw.roundTrip; yield* ws }
+  for (let rep = 0; rep < 2; rep++) {
+    const a = []; for (let i = 0; i < N; i++) a.push(yield* raw.roundTrip)
+    const b = []; for (let i = 0; i < N; i++) b.push(yield* ws)
+    const c = [], d = []; for (let i = 0; i < N; i++) { c.push(yield* raw.roundTrip); d.push(yield* ws) }
+    console.log(`raw alone ${med(a).toFixed(2)}  ws alone ${med(b).toFixed(2)}  interleaved raw ${med(c).toFixed(2)} ws ${med(d).toFixed(2)}`)
+  }
+}).pipe(Effect.scoped, Effect.provide(WebSocketTransport.layerClient(ready.address)), Effect.provide(NodeServices.layer), Effect.ensuring(Effect.sync(() => child.kill())))
+NodeRuntime.runMain(prog)
