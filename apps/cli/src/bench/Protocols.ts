@@ -3,7 +3,7 @@
  * gives the server layer, the client layer and the address clients use, so a
  * new transport (Zenoh) is one entry here.
  */
-import { type ClientTransport, type ServerTransport, type TransportError, WebSocketTransport } from "@chiral/core"
+import { type ClientTransport, type ServerTransport, type TransportError, WebSocketTransport, ZenohTransport } from "@chiral/core"
 import type { Layer } from "effect"
 
 export interface Endpoint {
@@ -35,6 +35,13 @@ export const protocols = {
     server: ({ host, port }) => WebSocketTransport.layerServer({ host, port }),
     client: (address, { thread }) => WebSocketTransport.layerClient(address, { thread }),
     address: ({ host, port }) => `ws://${host.includes(":") ? `[${host}]` : host}:${port}`,
+    portOf: trailingPort
+  },
+  // Zenoh has no client thread choice: its session runs on the main thread.
+  zenoh: {
+    server: ({ host, port }) => ZenohTransport.layerServer({ host, port }),
+    client: (address) => ZenohTransport.layerClient(address),
+    address: ({ host, port }) => ZenohTransport.formatLocator(host, port),
     portOf: trailingPort
   }
 } as const satisfies Record<string, ProtocolEntry>

@@ -24,7 +24,7 @@ export const formatReport = (report: BenchReport): string => {
         w.depth ? " + float32 depth" : ""
       }, ${w.frame_bytes} bytes per observation`
     ],
-    ["server", `${report.address} (${report.protocol}, client connection on the ${report.thread} thread)`],
+    ["server", `${report.address} (${report.protocol}${report.protocol === "websocket" ? `, client connection on the ${report.thread} thread` : ""})`],
     [
       "obs round trip",
       `p50 ${ms(rt.p50)}  p90 ${ms(rt.p90)}  p99 ${ms(rt.p99)}  max ${ms(rt.max)}  (${report.requests} requests)`
