@@ -75,25 +75,35 @@ export const decodeAll = (
     const at = reader.pos
     const header = reader.u8(`${what} extension header`)
     const id = header & 0x7f
-    let value: Extension["value"]
-    switch (header & ENC_MASK) {
-      case ENC_UNIT:
-        value = undefined
-        break
-      case ENC_Z64:
-        value = reader.zint64(`${what} extension 0x${hex(id)}`)
-        break
-      case ENC_ZBUF:
-        value = reader.zbytes(`${what} extension 0x${hex(id)}`)
-        break
-      default:
-        return reader.fail(`${what} extension 0x${hex(id)}`, "reserved extension encoding", at)
-    }
+    const value = decodeEncoded(reader, header, `${what} extension 0x${hex(id)}`, "reserved extension encoding", at)
     if ((header & FLAG_MANDATORY) !== 0 && !allowedMandatory.has(id)) {
       return reader.fail(`${what} extension 0x${hex(id)}`, "unknown mandatory extension", at)
     }
     out.push({ id, value })
     if ((header & FLAG_MORE) === 0) return out
+  }
+}
+
+/**
+ * A value whose encoding the header's ENC bits give (extensions and OAM bodies
+ * share them): unit → undefined, z64 → one zint, zbuf → length-prefixed bytes.
+ */
+export const decodeEncoded = (
+  reader: ZReader,
+  header: number,
+  what: string,
+  reserved = "reserved encoding",
+  at = reader.pos
+): undefined | bigint | Uint8Array => {
+  switch (header & ENC_MASK) {
+    case ENC_UNIT:
+      return undefined
+    case ENC_Z64:
+      return reader.zint64(what)
+    case ENC_ZBUF:
+      return reader.zbytes(what)
+    default:
+      return reader.fail(what, reserved, at)
   }
 }
 

@@ -306,20 +306,7 @@ export const decode = (r: ZReader): NetworkMessage => {
     case Id.Oam: {
       const id = r.zint("OAM id", Zint.MAX_Z16)
       const extensions = Extension.decodeIf(z, r, "OAM", networkMandatory)
-      let body: Oam["body"]
-      switch (header & Extension.ENC_MASK) {
-        case Extension.ENC_UNIT:
-          body = undefined
-          break
-        case Extension.ENC_Z64:
-          body = r.zint64("OAM body")
-          break
-        case Extension.ENC_ZBUF:
-          body = r.zbytes("OAM body")
-          break
-        default:
-          return r.fail("OAM", "reserved body encoding", at)
-      }
+      const body = Extension.decodeEncoded(r, header, "OAM body", "reserved body encoding", at)
       return { _tag: "Oam", id, extensions, body }
     }
     default:

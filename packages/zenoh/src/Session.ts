@@ -16,6 +16,7 @@ import { type PeerInfo, Remote, type Sample, type SessionHooks } from "./Remote.
 import * as TransportMessage from "./TransportMessage.js"
 import type * as ZenohBody from "./ZenohBody.js"
 import type { Resolved } from "./ZenohConfig.js"
+import * as Batch from "./Batch.js"
 import * as Extension from "./Extension.js"
 import {
   type PeerError,
@@ -285,7 +286,7 @@ export class SessionState {
       const local = this.routeLocal(key).length > 0
         ? this.deliver({
           keyExpr: key,
-          payload: parts.length === 1 ? parts[0]! : concat(parts, length),
+          payload: Batch.concat(parts),
           kind: "put",
           encoding: options?.encoding,
           timestamp: undefined,
@@ -342,12 +343,4 @@ export class SessionState {
   }
 }
 
-const concat = (parts: ReadonlyArray<Uint8Array>, length: number): Uint8Array => {
-  const out = new Uint8Array(length)
-  let at = 0
-  for (const p of parts) {
-    out.set(p, at)
-    at += p.length
-  }
-  return out
-}
+

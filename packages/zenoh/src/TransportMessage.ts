@@ -213,20 +213,7 @@ export const decode = (r: ZReader): TransportMessage => {
     case Id.Oam: {
       const id = r.zint("transport OAM id", Zint.MAX_Z16)
       const extensions = Extension.decodeIf(z, r, "transport OAM")
-      let body: Oam["body"]
-      switch (header & Extension.ENC_MASK) {
-        case Extension.ENC_UNIT:
-          body = undefined
-          break
-        case Extension.ENC_Z64:
-          body = r.zint64("transport OAM body")
-          break
-        case Extension.ENC_ZBUF:
-          body = r.zbytes("transport OAM body")
-          break
-        default:
-          return r.fail("transport OAM", "reserved body encoding", at)
-      }
+      const body = Extension.decodeEncoded(r, header, "transport OAM body", "reserved body encoding", at)
       return { _tag: "Oam", id, extensions, body }
     }
     case Id.Join:
