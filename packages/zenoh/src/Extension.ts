@@ -107,6 +107,15 @@ export const decodeEncoded = (
   }
 }
 
+/** The ENC bits for a value, and its bytes (the encoding side of {@link decodeEncoded}). */
+export const encodingOf = (value: undefined | bigint | Uint8Array): number =>
+  value === undefined ? ENC_UNIT : typeof value === "bigint" ? ENC_Z64 : ENC_ZBUF
+
+export const encodeEncoded = (writer: ZWriter, value: undefined | bigint | Uint8Array): void => {
+  if (typeof value === "bigint") writer.zint64(value)
+  else if (value !== undefined) writer.zbytes(value)
+}
+
 /** Decodes the extension chain when `present` (the owning header's `Z` flag), else returns []. */
 export const decodeIf = (
   present: boolean,

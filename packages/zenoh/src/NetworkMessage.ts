@@ -416,18 +416,10 @@ export const encode = (w: ZWriter, msg: NetworkMessage): void => {
     case "ResponseFinal":
       w.u8(Id.ResponseFinal | zFlag(msg.extensions)).zint(msg.requestId)
       return Extension.encodeAll(w, msg.extensions)
-    case "Oam": {
-      const enc = msg.body === undefined
-        ? Extension.ENC_UNIT
-        : typeof msg.body === "bigint"
-        ? Extension.ENC_Z64
-        : Extension.ENC_ZBUF
-      w.u8(Id.Oam | enc | zFlag(msg.extensions)).zint(msg.id)
+    case "Oam":
+      w.u8(Id.Oam | Extension.encodingOf(msg.body) | zFlag(msg.extensions)).zint(msg.id)
       Extension.encodeAll(w, msg.extensions)
-      if (typeof msg.body === "bigint") w.zint64(msg.body)
-      else if (msg.body !== undefined) w.zbytes(msg.body)
-      return
-    }
+      return Extension.encodeEncoded(w, msg.body)
   }
 }
 
