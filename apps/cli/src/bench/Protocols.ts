@@ -4,6 +4,7 @@
  * new transport (Zenoh) is one entry here.
  */
 import { type ClientTransport, type ServerTransport, type TransportError, WebSocketTransport, ZenohTransport } from "@chiral/core"
+import { serverTransports } from "../Transports.js"
 import type { Layer } from "effect"
 
 export interface Endpoint {
@@ -32,14 +33,14 @@ const trailingPort = (address: string): number | undefined => {
 
 export const protocols = {
   websocket: {
-    server: ({ host, port }) => WebSocketTransport.layerServer({ host, port }),
+    server: serverTransports.websocket,
     client: (address, { thread }) => WebSocketTransport.layerClient(address, { thread }),
     address: ({ host, port }) => `ws://${host.includes(":") ? `[${host}]` : host}:${port}`,
     portOf: trailingPort
   },
   // Zenoh has no client thread choice: its session runs on the main thread.
   zenoh: {
-    server: ({ host, port }) => ZenohTransport.layerServer({ host, port }),
+    server: serverTransports.zenoh,
     client: (address) => ZenohTransport.layerClient(address),
     address: ({ host, port }) => ZenohTransport.formatLocator(host, port),
     portOf: trailingPort
