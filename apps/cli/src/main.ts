@@ -1,5 +1,6 @@
 // The `chiral` command. Each subcommand is its own module under commands/;
 // adding one is one import and one line in `subcommands`.
+import "./V8Flags.js" // first: V8 settings apply to what is allocated after them
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Effect } from "effect"
 import { Command } from "effect/cli"

@@ -26,9 +26,10 @@ export interface OffThreadDispatch {
   readonly observed: (timestamps: Readonly<Record<string, number>>) => void
   /**
    * Called on this thread for each action sent: how many the dispatcher has
-   * sent in all, and when this one left (monotonic ms, `process.hrtime`).
+   * sent in all, when this one left and the grid time it was due (monotonic
+   * ms, `process.hrtime`).
    */
-  readonly onDispatched: (listener: (count: number, at: number) => void) => void
+  readonly onDispatched: (listener: (count: number, at: number, due: number) => void) => void
 }
 
 export interface WithOffThreadDispatch {

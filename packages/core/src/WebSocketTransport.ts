@@ -343,7 +343,7 @@ const connectOffThread = (
     let closing = false
     let ended: string | undefined
     let whenEnded: (() => void) | undefined
-    let dispatchedListener: ((count: number, at: number) => void) | undefined
+    let dispatchedListener: ((count: number, at: number, due: number) => void) | undefined
 
     /** The connection is gone: fail what waits, end or fail the frames. */
     const end = (detail: string, error: TransportError | undefined) => {
@@ -390,7 +390,7 @@ const connectOffThread = (
               return resumeCall?.(message)
             }
             case "dispatched":
-              return dispatchedListener?.(message.count, message.at)
+              return dispatchedListener?.(message.count, message.at, message.due)
             case "closed": {
               const error = message.error
               if (!opened) {

@@ -205,6 +205,8 @@ const startServer = (options: ServerOptions) =>
 interface Meter {
   lastFrameBytes: number
   actionSends: Array<number>
+  /** Where the dispatcher's grid starts, when it reports it (an off-thread dispatcher does). */
+  gridOrigin: number | undefined
 }
 
 const isApplyAction = (frame: OutgoingFrame): boolean => {
@@ -219,7 +221,9 @@ const isApplyAction = (frame: OutgoingFrame): boolean => {
  * with its time; record those too.
  */
 interface Dispatching {
-  readonly dispatch: { readonly onDispatched: (listener: (count: number, at: number) => void) => void }
+  readonly dispatch: {
+    readonly onDispatched: (listener: (count: number, at: number, due: number) => void) => void
+  }
 }
 
 const offThreadSends = (connection: Connection, meter: Meter): Partial<Dispatching> => {
@@ -228,9 +232,10 @@ const offThreadSends = (connection: Connection, meter: Meter): Partial<Dispatchi
     dispatch: {
       ...dispatch,
       onDispatched: (listener) =>
-        dispatch.onDispatched((count, at) => {
+        dispatch.onDispatched((count, at, due) => {
+          if (meter.actionSends.length === 0) meter.gridOrigin = due
           meter.actionSends.push(at)
-          listener(count, at)
+          listener(count, at, due)
         })
     }
   }
@@ -308,7 +313,7 @@ export const run = (
       })
       : undefined
     const address = server?.address ?? options.address!
-    const meter: Meter = { lastFrameBytes: 0, actionSends: [] }
+    const meter: Meter = { lastFrameBytes: 0, actionSends: [], gridOrigin: undefined }
     const actionCount = Math.ceil(options.actionHz * (options.durationSeconds + 1)) + 16
 
     const client = yield* PolicyClient.make({ maxQueuedActions: actionCount, quiet: own }).pipe(
@@ -375,6 +380,7 @@ export const run = (
       yield* server.ask("arrivals", "arrivals")
       yield* client.putActions(Array.from({ length: actionCount }, (_, k) => [k, 0, 0, 0, 0, 0, 0]))
       meter.actionSends = []
+      meter.gridOrigin = undefined
       origin = monotonicMillis()
       yield* client.startActionDispatch(options.actionHz)
     }
@@ -395,10 +401,10 @@ export const run = (
     const rawStats = percentiles(rawTrips)
     const obsStats = percentiles(obsTrips)
     const times = arrivals.map(([, t]) => t)
-    // The grid starts with the dispatcher's first tick: the first send as the
-    // client's transport saw it (a dispatcher on another thread starts a little
-    // after it is asked to).
-    const gridStart = meter.actionSends[0] ?? origin
+    // The ideal grid starts with the dispatcher's first tick: where the
+    // dispatcher says its grid starts (one on another thread starts a little
+    // after it is asked to), else the first send as the transport saw it.
+    const gridStart = meter.gridOrigin ?? meter.actionSends[0] ?? origin
     const stats = server === undefined ? undefined : cadence(times, options.actionHz, gridStart)
     const lost = server === undefined
       ? undefined

@@ -20,6 +20,7 @@
  * service (`logActions`), and this process's Console stamps each such line
  * with the clock before anything else happens.
  */
+import "../V8Flags.js" // first: V8 settings apply to what is allocated after them
 import { encodeFrameParts } from "@chiral/protocol"
 import { NodeRuntime } from "@effect/platform-node"
 import { Console, Effect, Logger } from "effect"
