@@ -27,6 +27,7 @@
  */
 import * as Crypto from "node:crypto"
 import * as Net from "node:net"
+import { SharedWriter, type SharedWriterHandle } from "./SharedWriter.js"
 
 export interface ClientSocketHandlers {
   /** The opening handshake completed. */
@@ -60,17 +61,6 @@ export interface ConnectOptions {
   readonly hostHeader: string
   /** How long the TCP connect and the opening handshake may take. */
   readonly openTimeoutMillis: number
-  /**
-   * Largest single read into a message (default: the rest of the frame).
-   * libuv reads up to 32 times per wake-up, so this bounds how long one
-   * wake-up can keep this thread's event loop from its timers.
-   */
-  readonly maxReadBytes?: number | undefined
-  /**
-   * Asked after every read: true pauses reading (the kernel buffers the rest)
-   * until `resumeReading`. For a thread that must run a timer on time.
-   */
-  readonly pauseReading?: (() => boolean) | undefined
 }
 
 const guid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -135,6 +125,9 @@ const encodeFrame = (opcode: number, parts: ReadonlyArray<Uint8Array>): Uint8Arr
   return out
 }
 
+/** One binary message from a client, masked, in one buffer (what `send` writes). */
+export const encodeBinaryFrame = (parts: ReadonlyArray<Uint8Array>): Uint8Array => encodeFrame(Opcode.binary, parts)
+
 const encodeClose = (code: number, reason = ""): Uint8Array => {
   if (!sendableClose(code)) return encodeFrame(Opcode.close, [])
   const payload = new Uint8Array(2 + Buffer.byteLength(reason))
@@ -179,10 +172,9 @@ type State = "connecting" | "open" | "closing" | "closed"
 export class ClientSocket {
   private readonly socket: Net.Socket
   private readonly handlers: ClientSocketHandlers
-  private readonly maxRead: number
-  private readonly pauseReading: (() => boolean) | undefined
-  private paused = false
   private readonly key: string
+  /** Once writes are shared with another thread, every write goes through it. */
+  private writer: SharedWriter | undefined
   private state: State = "connecting"
   private sentClose = false
   private openTimer: ReturnType<typeof setTimeout> | undefined
@@ -215,8 +207,6 @@ export class ClientSocket {
 
   constructor(options: ConnectOptions, handlers: ClientSocketHandlers) {
     this.handlers = handlers
-    this.maxRead = options.maxReadBytes ?? Number.POSITIVE_INFINITY
-    this.pauseReading = options.pauseReading
     this.key = Crypto.randomBytes(16).toString("base64")
     this.socket = Net.connect({
       host: options.host,
@@ -226,9 +216,7 @@ export class ClientSocket {
         buffer: () => this.nextReadBuffer(),
         callback: (n: number, buffer: Uint8Array) => {
           this.received(n, buffer)
-          if (this.pauseReading === undefined || this.state === "closed" || !this.pauseReading()) return true
-          this.paused = true
-          return false
+          return true
         }
       }
     })
@@ -277,14 +265,31 @@ export class ClientSocket {
    */
   send(parts: ReadonlyArray<Uint8Array>, done: (error?: Error) => void): void {
     if (this.state !== "open") return done(new Error("connection is not open"))
-    this.socket.write(encodeFrame(Opcode.binary, parts), (error) => done(error ?? undefined))
+    this.write(encodeFrame(Opcode.binary, parts), done)
   }
 
-  /** Reading again after `pauseReading` paused it. */
-  resumeReading(): void {
-    if (!this.paused) return
-    this.paused = false
-    this.socket.resume()
+  /**
+   * Lets another thread write to this connection (see `SharedWriter`): from
+   * now on this socket writes through the returned handle's lock too. Only
+   * once open; undefined where the socket's descriptor cannot be reached.
+   */
+  shareWrites(): SharedWriterHandle | undefined {
+    if (this.writer !== undefined) return this.writer.handle
+    // Node keeps the descriptor on its internal handle; `close` is wrapped so
+    // that no thread can write once the descriptor is being closed, however
+    // the socket ends (our close, the peer's, an error Node handles itself).
+    const handle = (this.socket as unknown as { _handle?: { fd?: unknown; close?: (...args: Array<unknown>) => unknown } })
+      ._handle
+    if (this.state !== "open" || handle === undefined || typeof handle.fd !== "number" || handle.fd < 0) return undefined
+    if (typeof handle.close !== "function") return undefined
+    const writer = SharedWriter.create(handle.fd)
+    const close = handle.close
+    handle.close = (...args: Array<unknown>) => {
+      writer.close()
+      return close.apply(handle, args)
+    }
+    this.writer = writer
+    return writer.handle
   }
 
   /** Starts the closing handshake; the socket is cut if the server does not finish it within `graceMillis`. */
@@ -308,7 +313,20 @@ export class ClientSocket {
   private sendClose(code: number, reason = "") {
     if (this.sentClose) return
     this.sentClose = true
-    this.socket.write(encodeClose(code, reason))
+    this.write(encodeClose(code, reason))
+  }
+
+  /** Every frame after the handshake leaves here: through the shared writer once there is one. */
+  private write(bytes: Uint8Array, done?: (error?: Error) => void) {
+    if (this.writer === undefined) {
+      this.socket.write(bytes, done === undefined ? undefined : (error) => done(error ?? undefined))
+      return
+    }
+    const error = this.writer.write(bytes)
+    if (error !== undefined && !this.writer.isClosed) {
+      this.fail(new ClientSocketError("lost", `cannot write: ${error.message}`, { cause: error }))
+    }
+    done?.(error)
   }
 
   private finish(code: number, reason: string, error: ClientSocketError | undefined) {
@@ -331,7 +349,7 @@ export class ClientSocket {
   private nextReadBuffer(): Uint8Array {
     if (this.inPayload && this.payloadLeft > 0 && this.messageBuffer !== undefined && this.isData(this.frameOpcode)) {
       const at = this.messageStart + this.messageLength
-      return this.messageBuffer.subarray(at, at + Math.min(this.payloadLeft, this.maxRead))
+      return this.messageBuffer.subarray(at, at + this.payloadLeft)
     }
     return this.spill
   }
@@ -514,7 +532,7 @@ export class ClientSocket {
     }
     const payload = this.control.subarray(0, this.controlLength)
     if (opcode === Opcode.ping) {
-      if (this.state === "open") this.socket.write(encodeFrame(Opcode.pong, [payload]))
+      if (this.state === "open") this.write(encodeFrame(Opcode.pong, [payload]))
     } else if (opcode === Opcode.close) {
       const code = payload.byteLength >= 2 ? (payload[0]! << 8) | payload[1]! : 1005
       const reason = payload.byteLength > 2 ? Buffer.from(payload.subarray(2)).toString("utf8") : ""

@@ -28,7 +28,7 @@ import type { OffThreadDispatch, WithOffThreadDispatch } from "./ActionDispatch.
 import { ClientTransport, type Connection, frameBytes, type OutgoingFrame, ServerTransport } from "./Transport.js"
 import { TransportError } from "./TransportError.js"
 import * as WebSocketClient from "./WebSocketClient.js"
-import type { FromWorker, ToWorker, WorkerOptions } from "./WebSocketWorker.js"
+import type { FromWorker, ToWorker, WorkerOptions } from "./ActionDispatchWorker.js"
 
 export interface ServerOptions {
   /** Interface to listen on. Default `0.0.0.0` (as the references). */
@@ -55,9 +55,10 @@ export interface ClientOptions {
   /** How long the WebSocket opening handshake may take. Default 10 s. */
   readonly openTimeoutMillis?: number | undefined
   /**
-   * Where a `ws://` connection runs. "worker" (default): on a worker thread
-   * with the action dispatcher, so actions leave on time however busy this
-   * thread is. "main": on this thread (one thread hop less per message).
+   * Where a `ws://` connection's action dispatcher runs. "worker" (default):
+   * on a worker thread that writes actions to the connection itself, so they
+   * leave on time however busy this thread is. "main": PolicyClient's own
+   * fiber on this thread. The connection is on this thread either way.
    */
   readonly thread?: "worker" | "main" | undefined
 }
@@ -247,7 +248,11 @@ export const makeServer = Effect.fnUntraced(function*(options: ServerOptions = {
  * A `ws://` connection on our own client framing (`WebSocketClient`): each
  * message is read straight into one buffer, its chiral payload 8-byte aligned.
  */
-const connectDirect = (url: URL, uri: string, options: ClientOptions): Effect.Effect<Connection, TransportError, Scope.Scope> =>
+const openDirect = (
+  url: URL,
+  uri: string,
+  options: ClientOptions
+): Effect.Effect<{ readonly connection: Connection; readonly socket: WebSocketClient.ClientSocket }, TransportError, Scope.Scope> =>
   Effect.gen(function*() {
     const frames = yield* Queue.unbounded<Uint8Array, TransportError | Cause.Done>()
     let closing = false
@@ -317,165 +322,96 @@ const connectDirect = (url: URL, uri: string, options: ClientOptions): Effect.Ef
               )
           ))
       })
-    return { id: uri, frames: Stream.fromQueue(frames), send } satisfies Connection
+    return { connection: { id: uri, frames: Stream.fromQueue(frames), send }, socket }
   })
 
-/** The worker's entry: next to this module in dist/ (under vitest this module is the source, the worker still the build). */
+/** The dispatcher's entry: next to this module in dist/ (under vitest this module is the source, the worker still the build). */
 const workerScript = (): URL =>
   import.meta.url.endsWith(".ts")
-    ? new URL("../dist/WebSocketWorker.js", import.meta.url)
-    : new URL("./WebSocketWorker.js", import.meta.url)
+    ? new URL("../dist/ActionDispatchWorker.js", import.meta.url)
+    : new URL("./ActionDispatchWorker.js", import.meta.url)
+
+/** How long closing waits for the dispatcher to confirm it has stopped writing. */
+const dispatcherStopMillis = 1000
 
 /**
- * A `ws://` connection on a worker thread (`WebSocketWorker`), with the action
- * dispatcher beside it: messages arrive here as transferred buffers (no
- * copy), and actions leave on time whatever this thread is doing.
+ * A `ws://` connection on this thread with its action dispatcher on a worker
+ * thread (`ActionDispatchWorker`), which writes actions to the same socket
+ * through a `SharedWriter`: replies arrive here without a hop between
+ * threads, and actions leave on time whatever this thread is doing. Where the
+ * socket's descriptor cannot be shared the connection comes without a
+ * dispatcher, and PolicyClient dispatches from its own fiber.
  */
 const connectOffThread = (
   url: URL,
   uri: string,
   options: ClientOptions
-): Effect.Effect<Connection & WithOffThreadDispatch, TransportError, Scope.Scope> =>
+): Effect.Effect<Connection & Partial<WithOffThreadDispatch>, TransportError, Scope.Scope> =>
   Effect.gen(function*() {
-    const frames = yield* Queue.unbounded<Uint8Array, TransportError | Cause.Done>()
     const waiting = new Map<number, (reply: Extract<FromWorker, { t: "done" }> | undefined) => void>()
     let nextId = 0
-    let closing = false
-    let ended: string | undefined
-    let whenEnded: (() => void) | undefined
+    let ended = false
     let dispatchedListener: ((count: number, at: number, due: number) => void) | undefined
-
-    /** The connection is gone: fail what waits, end or fail the frames. */
-    const end = (detail: string, error: TransportError | undefined) => {
-      if (ended !== undefined) return
-      ended = detail
+    const endWorker = () => {
+      if (ended) return
+      ended = true
       for (const resume of waiting.values()) resume(undefined)
       waiting.clear()
-      if (error === undefined) Queue.endUnsafe(frames)
-      else Queue.failCauseUnsafe(frames, Cause.fail(error))
-      whenEnded?.()
     }
 
+    // Started before connecting, so that its start-up overlaps the handshakes.
     const worker = yield* Effect.acquireRelease(
-      Effect.callback<Worker, TransportError>((resume) => {
-        let opened = false
+      Effect.sync(() => {
         const worker = new Worker(workerScript(), {
           // None of the parent's Node options: the worker is built JavaScript importing
           // built packages (a test runner's source condition would point it at
           // TypeScript), and V8 flags are process-wide anyway.
           execArgv: [],
-          workerData: {
-            chiralWebSocket: {
-              connect: {
-                host: url.hostname.replace(/^\[(.*)\]$/, "$1"),
-                port: url.port === "" ? 80 : Number(url.port),
-                path: `${url.pathname === "" ? "/" : url.pathname}${url.search}`,
-                hostHeader: url.host,
-                openTimeoutMillis: options.openTimeoutMillis ?? 10_000
-              },
-              maxQueuedActions: 10_000
-            } satisfies WorkerOptions
-          }
+          workerData: { chiralActionDispatch: { maxQueuedActions: 10_000 } satisfies WorkerOptions }
         })
         worker.on("message", (message: FromWorker) => {
           switch (message.t) {
-            case "open":
-              opened = true
-              return resume(Effect.succeed(worker))
-            case "message":
-              return void Queue.offerUnsafe(frames, new Uint8Array(message.buffer, message.offset, message.length))
             case "done": {
-              const resumeCall = waiting.get(message.id)
+              const resume = waiting.get(message.id)
               waiting.delete(message.id)
-              return resumeCall?.(message)
+              return resume?.(message)
             }
             case "dispatched":
               return dispatchedListener?.(message.count, message.at, message.due)
-            case "closed": {
-              const error = message.error
-              if (!opened) {
-                return resume(Effect.fail(
-                  new TransportError({
-                    reason: error?.kind === "handshake" ? "InvalidAddress" : "Unavailable",
-                    address: uri,
-                    detail: error?.message ?? `closed during the handshake (${message.code})`
-                  })
-                ))
-              }
-              const detail = error?.message ?? `close code ${message.code}${message.reason === "" ? "" : `: ${message.reason}`}`
-              return end(
-                detail,
-                error === undefined && (closing || normalCloseCodes.has(message.code))
-                  ? undefined
-                  : new TransportError({ reason: error?.kind === "protocol" ? "Read" : "Closed", address: uri, detail })
-              )
-            }
           }
         })
-        const died = (detail: string, cause?: unknown) => {
-          const error = new TransportError({ reason: "Read", address: uri, detail, cause })
-          if (!opened) resume(Effect.fail(new TransportError({ reason: "Unavailable", address: uri, detail, cause })))
-          end(detail, closing ? undefined : error)
-        }
-        worker.on("error", (cause) => died(`connection thread failed: ${describe(cause)}`, cause))
-        worker.on("exit", () => died("connection thread exited"))
-        return Effect.sync(() => void worker.terminate())
+        worker.on("error", endWorker)
+        worker.on("exit", endWorker)
+        return worker
       }),
-      (worker) =>
-        Effect.callback<void>((resume) => {
-          closing = true
-          const finish = () => {
-            clearTimeout(timer)
-            void worker.terminate()
-            resume(Effect.void)
-          }
-          // The close handshake takes a round trip; a server that does not answer is cut.
-          const timer = setTimeout(finish, 1000)
-          if (ended !== undefined) return finish()
-          whenEnded = finish
-          worker.postMessage({ t: "close", code: 1000 } satisfies ToWorker)
-        })
+      (worker) => Effect.promise(() => worker.terminate())
     )
 
-    /** One request to the worker, answered by its `done`. */
+    /** One request to the dispatcher, answered by its `done` (undefined once it is gone). */
     const call = (message: DistributiveOmit<Extract<ToWorker, { id: number }>, "id">) =>
-      Effect.callback<Extract<FromWorker, { t: "done" }>, TransportError>((resume) => {
-        if (ended !== undefined) {
-          return resume(Effect.fail(new TransportError({ reason: "Closed", address: uri, detail: ended })))
-        }
+      Effect.callback<Extract<FromWorker, { t: "done" }> | undefined>((resume) => {
+        if (ended) return resume(Effect.succeed(undefined))
         const id = nextId++
-        waiting.set(id, (reply) =>
-          resume(
-            reply === undefined
-              ? Effect.fail(new TransportError({ reason: "Closed", address: uri, detail: ended ?? "connection closed" }))
-              : Effect.succeed(reply)
-          ))
+        waiting.set(id, (reply) => resume(Effect.succeed(reply)))
         worker.postMessage({ ...message, id } as ToWorker)
       })
 
-    // A small frame (a request, an action) is handed to the connection thread,
-    // which writes it at once: waiting for its acknowledgement would wake this
-    // thread once more per request for nothing (a failed write ends the
-    // connection, which every waiting request sees). A large one is awaited,
-    // so a sender holds about one large frame in flight.
-    const send = (frame: OutgoingFrame): Effect.Effect<void, TransportError> => {
-      const parts = frame instanceof Uint8Array ? [frame] : frame
-      if (totalBytes(parts) > joinBelowBytes) {
-        return Effect.flatMap(call({ t: "send", parts }), (reply) =>
-          reply.error === undefined
-            ? Effect.void
-            : Effect.fail(new TransportError({ reason: "Write", address: uri, detail: reply.error })))
-      }
-      return Effect.suspend(() => {
-        if (ended !== undefined) return Effect.fail(new TransportError({ reason: "Closed", address: uri, detail: ended }))
-        worker.postMessage({ t: "send", id: -1, parts } satisfies ToWorker)
-        return Effect.void
-      })
-    }
+    const { connection, socket } = yield* openDirect(url, uri, options)
+    const writer = socket.shareWrites()
+    if (writer === undefined) return connection
+    worker.postMessage({ t: "attach", writer } satisfies ToWorker)
+    // Before the socket closes (finalizers run in reverse): the dispatcher
+    // confirms it has stopped, so no write of its is cut off by termination.
+    yield* Effect.addFinalizer(() =>
+      call({ t: "stop" }).pipe(
+        Effect.timeoutOption(dispatcherStopMillis),
+        Effect.andThen(Effect.sync(endWorker))
+      )
+    )
 
     // Control of the dispatcher never fails: once the connection is gone there is nothing to dispatch.
     const control = (message: DistributiveOmit<Extract<ToWorker, { id: number }>, "id">) =>
-      Effect.map(Effect.option(call(message)), (reply) => reply._tag === "Some" ? reply.value.pending ?? 0 : 0)
+      Effect.map(call(message), (reply) => reply?.pending ?? 0)
 
     const dispatch: OffThreadDispatch = {
       put: (actions, replace, capacity) =>
@@ -491,13 +427,13 @@ const connectOffThread = (
       start: (periodMillis) => Effect.asVoid(control({ t: "start", periodMillis })),
       stop: Effect.asVoid(control({ t: "stop" })),
       observed: (timestamps) => {
-        if (ended === undefined) worker.postMessage({ t: "observed", timestamps } satisfies ToWorker)
+        if (!ended) worker.postMessage({ t: "observed", timestamps } satisfies ToWorker)
       },
       onDispatched: (listener) => {
         dispatchedListener = listener
       }
     }
-    return { id: uri, frames: Stream.fromQueue(frames), send, dispatch }
+    return { ...connection, dispatch }
   })
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never
@@ -544,7 +480,9 @@ export const makeClient = (uri: string, options: ClientOptions = {}): ClientTran
       })
     }
     if (url.protocol === "wss:") return yield* connectWithWs(uri, options)
-    return yield* (options.thread === "main" ? connectDirect(url, uri, options) : connectOffThread(url, uri, options))
+    return yield* (options.thread === "main"
+      ? Effect.map(openDirect(url, uri, options), ({ connection }) => connection)
+      : connectOffThread(url, uri, options))
   })
   return ClientTransport.of({ address: uri, connect })
 }

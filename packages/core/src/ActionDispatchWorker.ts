@@ -1,37 +1,35 @@
 /**
- * A WebSocket client connection on a worker thread, with the action
- * dispatcher next to it.
+ * The action dispatcher of a WebSocket client connection, on a worker thread
+ * of its own.
  *
  * Why a thread: a policy process that receives 17 MB observations 30 times a
- * second spends its main thread's time in garbage collection (V8 collects the
- * old generation every few observations, with pauses of 5–20 ms on these
- * machines) and in whatever the policy computes. A 10–100 Hz action dispatch
- * timed on that thread is late by as much as the longest pause. Here the socket
- * and the dispatch timer live on a thread whose heap holds next to nothing, so
- * an action leaves within a fraction of a millisecond of its grid time however
- * busy the main thread is. Received messages move to the main thread without a
- * copy (their ArrayBuffers are transferred).
+ * second spends much of its main thread's time in garbage collection, and
+ * whatever else in the policy computes. A 10–100 Hz action dispatch timed on
+ * that thread is late by as much as the longest pause. The connection itself
+ * stays on the policy's thread (a reply reaches it without a hop between
+ * threads); this thread keeps the waiting actions and writes each one to the
+ * socket's descriptor at its tick through the connection's `SharedWriter`. Its
+ * heap holds next to nothing, so it has nothing to collect, and it asks for a
+ * higher scheduling priority where the system allows (`ThreadPriority`).
  *
  * The dispatcher keeps the waiting actions (a sliding queue), sends one per
  * tick as `apply_action` stamped with the camera timestamps of the client's
  * latest observation (the main thread reports each one), and times ticks on a
- * grid anchored at its start:
- * a timer wakes it just before the tick, `Atomics.wait` sleeps the last
- * stretch with sub-millisecond precision, and reading is paused while a tick
- * is imminent so a large message cannot hold the event loop past it.
+ * grid anchored at its start: a timer wakes it just before the tick and
+ * `Atomics.wait` sleeps the last stretch with sub-millisecond precision.
  *
  * This file is the worker's entry; `WebSocketTransport` starts it. Messages
  * between the threads are `ToWorker` and `FromWorker`. It imports neither
  * Effect nor the codec, so it starts in a few milliseconds and its heap stays
- * small (its collections are what could delay a tick).
+ * small.
  */
 import { isMainThread, parentPort, workerData } from "node:worker_threads"
 import { encodeApplyAction } from "./ActionFrame.js"
+import { SharedWriter, type SharedWriterHandle } from "./SharedWriter.js"
 import * as ThreadPriority from "./ThreadPriority.js"
-import * as WebSocketClient from "./WebSocketClient.js"
+import { encodeBinaryFrame } from "./WebSocketClient.js"
 
 export interface WorkerOptions {
-  readonly connect: Omit<WebSocketClient.ConnectOptions, "pauseReading">
   /** Actions that may wait; beyond it the oldest are dropped. */
   readonly maxQueuedActions: number
 }
@@ -43,8 +41,8 @@ export interface ActionRows {
 }
 
 export type ToWorker =
-  | { readonly t: "send"; readonly id: number; readonly parts: ReadonlyArray<Uint8Array> }
-  | { readonly t: "close"; readonly code: number }
+  /** The connection is open: write to it through this. */
+  | { readonly t: "attach"; readonly writer: SharedWriterHandle }
   /** The camera timestamps of the client's latest observation, for the actions that follow. */
   | { readonly t: "observed"; readonly timestamps: Readonly<Record<string, number>> }
   | {
@@ -60,15 +58,7 @@ export type ToWorker =
   | { readonly t: "stop"; readonly id: number }
 
 export type FromWorker =
-  | { readonly t: "open" }
-  | { readonly t: "message"; readonly buffer: ArrayBuffer; readonly offset: number; readonly length: number }
-  | {
-    readonly t: "closed"
-    readonly code: number
-    readonly reason: string
-    readonly error: { readonly kind: WebSocketClient.ClientSocketError["kind"]; readonly message: string } | undefined
-  }
-  | { readonly t: "done"; readonly id: number; readonly error?: string | undefined; readonly pending?: number }
+  | { readonly t: "done"; readonly id: number; readonly pending?: number }
   /**
    * An action went out at `at`, due at `due` on the dispatcher's grid
    * (monotonic ms, `process.hrtime`); `count` sent so far.
@@ -77,10 +67,8 @@ export type FromWorker =
 
 const now = (): number => Number(process.hrtime.bigint()) / 1e6
 
-/** How long before a tick reading pauses and the timer hands over to `Atomics.wait`. */
+/** How long before a tick the timer hands over to `Atomics.wait`. */
 const handoverMillis = 2
-/** Reads into a message are capped so one event-loop turn (≤ 32 reads) stays short. */
-const maxReadBytes = 256 * 1024
 
 /** The waiting actions: a sliding queue (the oldest dropped beyond capacity). */
 class ActionQueue {
@@ -126,7 +114,6 @@ class ActionQueue {
 class Dispatcher {
   private readonly queue: ActionQueue
   private readonly send: (action: ActionRows, due: number) => boolean
-  private readonly onTick: () => void
   private readonly sleeper = new Int32Array(new SharedArrayBuffer(4))
   private running = false
   private period = 0
@@ -135,10 +122,9 @@ class Dispatcher {
   private slot = 0
   private timer: ReturnType<typeof setTimeout> | undefined
 
-  constructor(queue: ActionQueue, send: (action: ActionRows, due: number) => boolean, onTick: () => void) {
+  constructor(queue: ActionQueue, send: (action: ActionRows, due: number) => boolean) {
     this.queue = queue
     this.send = send
-    this.onTick = onTick
   }
 
   begin(periodMillis: number) {
@@ -154,11 +140,6 @@ class Dispatcher {
     this.running = false
     if (this.timer !== undefined) clearTimeout(this.timer)
     this.timer = undefined
-  }
-
-  /** True when the next tick is close: reading should pause so the loop gets to it. */
-  imminent(): boolean {
-    return this.running && this.start + this.slot * this.period - now() < handoverMillis
   }
 
   private schedule() {
@@ -183,16 +164,15 @@ class Dispatcher {
     const next = this.slot + 1
     this.slot = next * this.period <= elapsed ? Math.max(next, Math.floor(elapsed / this.period)) : next
     this.schedule()
-    this.onTick()
   }
 }
 
 const run = (options: WorkerOptions) => {
   const port = parentPort!
-  const post = (message: FromWorker, transfer?: ReadonlyArray<ArrayBuffer>) =>
-    port.postMessage(message, transfer as Array<ArrayBuffer> | undefined)
+  const post = (message: FromWorker) => port.postMessage(message)
   let latest: Readonly<Record<string, number>> = {}
   let dispatched = 0
+  let writer: SharedWriter | undefined
   const queue = new ActionQueue(options.maxQueuedActions)
 
   // This thread's one job that is timed: put it ahead of the process's other
@@ -200,45 +180,26 @@ const run = (options: WorkerOptions) => {
   ThreadPriority.raiseCurrentThread()
   // Compile the send path before the first tick needs it (the first call of
   // cold code costs about a millisecond).
-  encodeApplyAction([1, 1], new Float32Array(1), { warmup: 0 })
+  encodeBinaryFrame([encodeApplyAction([1, 1], new Float32Array(1), { warmup: 0 })])
 
   const dispatcher: Dispatcher = new Dispatcher(
     queue,
     (action, due) => {
-      if (!socket.isOpen) return false
-      socket.send([encodeApplyAction(action.shape, action.data, latest)], () => {})
+      // A failed write means the connection is going: the policy's thread
+      // sees that on its side of the socket and ends the connection.
+      if (writer === undefined || writer.write(encodeBinaryFrame([encodeApplyAction(action.shape, action.data, latest)])) !== undefined) {
+        return false
+      }
       post({ t: "dispatched", count: ++dispatched, at: now(), due })
       return true
-    },
-    () => socket.resumeReading()
-  )
-
-  const socket = WebSocketClient.connect({
-    ...options.connect,
-    maxReadBytes,
-    pauseReading: () => dispatcher.imminent()
-  }, {
-    onOpen: () => post({ t: "open" }),
-    onMessage: (message) => {
-      const buffer = message.buffer as ArrayBuffer
-      post({ t: "message", buffer, offset: message.byteOffset, length: message.byteLength }, [buffer])
-    },
-    onClose: (code, reason, error) => {
-      dispatcher.end()
-      post({ t: "closed", code, reason, error: error === undefined ? undefined : { kind: error.kind, message: error.message } })
-      port.close()
     }
-  })
+  )
 
   port.on("message", (message: ToWorker) => {
     switch (message.t) {
-      case "send":
-        // id -1: the sender does not wait for this one
-        return socket.send(message.parts, (error) => {
-          if (message.id >= 0) post({ t: "done", id: message.id, error: error?.message })
-        })
-      case "close":
-        return socket.close(message.code)
+      case "attach":
+        writer = new SharedWriter(message.writer)
+        return
       case "observed":
         latest = message.timestamps
         return
@@ -256,12 +217,11 @@ const run = (options: WorkerOptions) => {
         return post({ t: "done", id: message.id })
       case "stop":
         dispatcher.end()
-        socket.resumeReading()
         return post({ t: "done", id: message.id })
     }
   })
 }
 
-if (!isMainThread && parentPort !== null && (workerData as { chiralWebSocket?: WorkerOptions })?.chiralWebSocket) {
-  run((workerData as { chiralWebSocket: WorkerOptions }).chiralWebSocket)
+if (!isMainThread && parentPort !== null && (workerData as { chiralActionDispatch?: WorkerOptions })?.chiralActionDispatch) {
+  run((workerData as { chiralActionDispatch: WorkerOptions }).chiralActionDispatch)
 }
