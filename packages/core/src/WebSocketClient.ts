@@ -27,7 +27,7 @@
  */
 import * as Crypto from "node:crypto"
 import * as Net from "node:net"
-import { SharedWriter, type SharedWriterHandle } from "./SharedWriter.js"
+import { ClosedError, SharedWriter, type SharedWriterHandle } from "./SharedWriter.js"
 
 export interface ClientSocketHandlers {
   /** The opening handshake completed. */
@@ -175,6 +175,11 @@ export class ClientSocket {
   private readonly key: string
   /** Once writes are shared with another thread, every write goes through it. */
   private writer: SharedWriter | undefined
+  /** Frames waiting for the shared writer, the first maybe partly written (`at`). */
+  private outbox: Array<{ readonly bytes: Uint8Array; at: number; readonly done: ((error?: Error) => void) | undefined }> = []
+  /** Whether this thread holds the shared writer's lock (mid-frame). */
+  private holding = false
+  private flushTimer: ReturnType<typeof setTimeout> | undefined
   private state: State = "connecting"
   private sentClose = false
   private openTimer: ReturnType<typeof setTimeout> | undefined
@@ -322,17 +327,61 @@ export class ClientSocket {
       this.socket.write(bytes, done === undefined ? undefined : (error) => done(error ?? undefined))
       return
     }
-    const error = this.writer.write(bytes)
-    if (error !== undefined && !this.writer.isClosed) {
+    this.outbox.push({ bytes, at: 0, done })
+    if (this.outbox.length === 1) this.flush()
+  }
+
+  /**
+   * Writes queued frames through the shared writer without blocking this
+   * thread: the lock is taken only when free, a frame the kernel takes in
+   * part keeps it until the rest is out, and whatever must wait is retried a
+   * millisecond later. The lock is let go between frames, so the dispatcher's
+   * actions never wait behind a burst of requests.
+   */
+  private flush = () => {
+    this.flushTimer = undefined
+    const writer = this.writer!
+    while (this.outbox.length > 0) {
+      if (!this.holding) {
+        if (!writer.tryLock()) return this.retryFlush()
+        this.holding = true
+      }
+      const frame = this.outbox[0]!
+      const written = writer.writeSome(frame.bytes, frame.at)
+      if (written instanceof Error) return this.writeFailed(written)
+      frame.at += written
+      if (frame.at < frame.bytes.byteLength) {
+        if (written === 0) return this.retryFlush()
+        continue
+      }
+      this.outbox.shift()
+      this.holding = false
+      writer.unlock()
+      frame.done?.()
+    }
+  }
+
+  private retryFlush() {
+    if (this.flushTimer === undefined) this.flushTimer = setTimeout(this.flush, 1)
+  }
+
+  private writeFailed(error: Error) {
+    if (this.holding) this.writer!.unlock()
+    this.holding = false
+    const failed = this.outbox
+    this.outbox = []
+    if (!(error instanceof ClosedError)) {
       this.fail(new ClientSocketError("lost", `cannot write: ${error.message}`, { cause: error }))
     }
-    done?.(error)
+    for (const frame of failed) frame.done?.(error)
   }
 
   private finish(code: number, reason: string, error: ClientSocketError | undefined) {
     if (this.state === "closed") return
     this.state = "closed"
     if (this.openTimer !== undefined) clearTimeout(this.openTimer)
+    if (this.flushTimer !== undefined) clearTimeout(this.flushTimer)
+    if (this.writer !== undefined && this.outbox.length > 0) this.writeFailed(new ClosedError())
     this.messageBuffer = undefined
     this.handlers.onClose(code, reason, error)
   }
