@@ -66,6 +66,13 @@ export interface ConnectOptions {
 const guid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 /** Spill buffer for frame headers and the payload bytes that arrive with them. */
 const spillBytes = 64 * 1024
+/**
+ * Largest single read into a message. The kernel holds the socket's lock for
+ * a whole read, and a write to the socket (an action leaving from the
+ * dispatcher's thread, see `SharedWriter`) waits for it: a 17 MB read would
+ * hold an action back for milliseconds, a 256 KiB one for tens of µs.
+ */
+const maxReadBytes = 256 * 1024
 const maxHandshakeBytes = 16 * 1024
 /** Close codes an endpoint may put on the wire (1005/1006/1015 are reserved for reporting). */
 const sendableClose = (code: number) =>
@@ -398,7 +405,7 @@ export class ClientSocket {
   private nextReadBuffer(): Uint8Array {
     if (this.inPayload && this.payloadLeft > 0 && this.messageBuffer !== undefined && this.isData(this.frameOpcode)) {
       const at = this.messageStart + this.messageLength
-      return this.messageBuffer.subarray(at, at + this.payloadLeft)
+      return this.messageBuffer.subarray(at, at + Math.min(this.payloadLeft, maxReadBytes))
     }
     return this.spill
   }

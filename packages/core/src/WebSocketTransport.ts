@@ -352,6 +352,10 @@ const connectOffThread = (
     let nextId = 0
     let ended = false
     let dispatchedListener: ((count: number, at: number, due: number) => void) | undefined
+    // The newest observation's timestamps reach the dispatcher only while it
+    // ticks: a message per observation would cost every round trip tens of µs.
+    let ticking = false
+    let latest: Readonly<Record<string, number>> | undefined
     const endWorker = () => {
       if (ended) return
       ended = true
@@ -424,10 +428,19 @@ const connectOffThread = (
         })),
       clear: Effect.asVoid(control({ t: "clear" })),
       pending: control({ t: "pending" }),
-      start: (periodMillis) => Effect.asVoid(control({ t: "start", periodMillis })),
-      stop: Effect.asVoid(control({ t: "stop" })),
+      start: (periodMillis) =>
+        Effect.suspend(() => {
+          ticking = true
+          if (latest !== undefined && !ended) worker.postMessage({ t: "observed", timestamps: latest } satisfies ToWorker)
+          return Effect.asVoid(control({ t: "start", periodMillis }))
+        }),
+      stop: Effect.suspend(() => {
+        ticking = false
+        return Effect.asVoid(control({ t: "stop" }))
+      }),
       observed: (timestamps) => {
-        if (!ended) worker.postMessage({ t: "observed", timestamps } satisfies ToWorker)
+        latest = timestamps
+        if (ticking && !ended) worker.postMessage({ t: "observed", timestamps } satisfies ToWorker)
       },
       onDispatched: (listener) => {
         dispatchedListener = listener
