@@ -17,6 +17,11 @@
  * client learns that routes are up the way the references do: it sends
  * `metadata` every 0.5 s until something answers, and swallows that answer
  * before handing the connection over.
+ *
+ * A client connection dispatches its actions from a worker thread with a
+ * Zenoh session of its own (`ZenohDispatch`, `ActionDispatch`), so that the
+ * pauses of the policy's thread cannot make them late; `thread: "main"` keeps
+ * them on PolicyClient's fiber.
  */
 import { encodeFrame } from "@chiral/protocol"
 import {
@@ -32,8 +37,10 @@ import {
   type ZenohSessionClosed
 } from "@chiral/zenoh"
 import { Cause, Clock, Duration, Effect, Exit, Layer, Option, Scope, Stream } from "effect"
+import type { WithOffThreadDispatch } from "./ActionDispatch.js"
 import { ClientTransport, type Connection, type OutgoingFrame, ServerTransport } from "./Transport.js"
 import { TransportError, type TransportErrorReason } from "./TransportError.js"
+import * as ZenohDispatch from "./ZenohDispatch.js"
 
 /** The references' port. */
 export const defaultPort = 7447
@@ -78,6 +85,15 @@ export interface ClientOptions extends SessionOptions, KeyOptions {
    * with a fresh session. Default 2 s.
    */
   readonly probeTimeout?: Duration.Input | undefined
+  /**
+   * Where the action dispatcher runs. "worker" (default): on a worker thread
+   * with a Zenoh session of its own to the same server, which publishes the
+   * actions on the request key, so they leave on time however busy this
+   * thread is. "main": PolicyClient's own fiber on this thread, through this
+   * connection's session. Requests and observations use this thread's session
+   * either way.
+   */
+  readonly thread?: "worker" | "main" | undefined
 }
 
 /** The two keys of one chiral pair. */
@@ -272,6 +288,40 @@ export const makeServer = (
     return ServerTransport.of({ address, serve })
   })
 
+const millisOf = (input: Duration.Input | undefined): number | undefined =>
+  input === undefined ? undefined : Duration.toMillis(Duration.fromInputUnsafe(input))
+
+/**
+ * The dispatcher's worker for a client whose session just opened: the same
+ * Zenoh settings (durations in ms, to cross threads), but an id of its own.
+ */
+const startDispatcher = (
+  locator: string,
+  endpoint: Zenoh.Endpoint,
+  key: string,
+  options: ClientOptions
+): Effect.Effect<ZenohDispatch.Started, never, Scope.Scope> =>
+  Effect.suspend(() => {
+    // These settings were valid for the client's own session.
+    const session = {
+      batchSize: options.batchSize,
+      lease: millisOf(options.lease),
+      keepAlive: millisOf(options.keepAlive),
+      handshakeTimeout: millisOf(options.handshakeTimeout),
+      maxMessageSize: options.maxMessageSize,
+      closeTimeout: millisOf(options.closeTimeout)
+    }
+    return ZenohDispatch.start({
+      address: locator,
+      host: endpoint.host,
+      port: endpoint.port,
+      key,
+      session,
+      readyTimeoutMillis: session.handshakeTimeout ?? 10_000,
+      closeTimeoutMillis: session.closeTimeout ?? 1_000
+    })
+  })
+
 /** The frame every probe sends. */
 const metadataRequest = encodeFrame({ type: "metadata" })
 
@@ -279,6 +329,9 @@ const metadataRequest = encodeFrame({ type: "metadata" })
  * Connects to a chiral server over Zenoh at `locator` (`tcp/host:port`).
  * Each `connect` opens a Zenoh session, declares the reply subscriber and
  * probes with `metadata` until the first answer; that answer is consumed here.
+ * Unless `thread: "main"`, it also starts the action dispatcher's worker as
+ * soon as the session is open, and hands the connection over (with its
+ * `dispatch`) once the worker's session has reached the server too.
  */
 export const makeClient = (locator: string, options: ClientOptions = {}): ClientTransport["Service"] => {
   const probeInterval = Duration.fromInputUnsafe(options.probeInterval ?? Duration.millis(500))
@@ -293,6 +346,11 @@ export const makeClient = (locator: string, options: ClientOptions = {}): Client
     const session = yield* Zenoh.connect({ ...sessionOptions(options), ...endpoint }).pipe(
       Effect.mapError((error) => openError(locator, error))
     )
+    // Somebody answers Zenoh here: the worker starts now, so that its start-up
+    // overlaps the probing below.
+    const dispatcher = options.thread === "main"
+      ? undefined
+      : yield* startDispatcher(locator, endpoint, keys.request, options)
     const samples = yield* session.declareSubscriber(keys.reply, { capacity: 2, strategy: "suspend" }).pipe(
       Effect.mapError((error) => sessionError(locator, error))
     )
@@ -329,7 +387,15 @@ export const makeClient = (locator: string, options: ClientOptions = {}): Client
       frames,
       send: (frame) => Effect.mapError(session.put(keys.request, frame), (error) => sessionError(locator, error))
     }
-    return connection
+    if (dispatcher === undefined) return connection
+    const dispatch = yield* dispatcher.ready
+    if (Option.isNone(dispatch)) return connection
+    // A dispatcher whose session is lost ends the connection: actions would no longer arrive.
+    return {
+      ...connection,
+      frames: Stream.interruptWhen(frames, dispatcher.lost),
+      dispatch: dispatch.value
+    } satisfies Connection & WithOffThreadDispatch
   })
 
   return ClientTransport.of({

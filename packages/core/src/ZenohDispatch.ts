@@ -1,0 +1,200 @@
+/**
+ * The Zenoh client's action dispatcher on a thread of its own, seen from the
+ * policy's thread: starts the worker (`ZenohDispatchWorker`), which opens a
+ * Zenoh session of its own to the server and publishes the actions on the
+ * request key, and offers it as the connection's `OffThreadDispatch`.
+ *
+ * The worker lives in the connection's scope: closing it asks the worker to
+ * close its session (the server is told, as for any peer that leaves) and
+ * waits for the thread to end, cutting it short after the session's close
+ * timeout and a second more.
+ */
+import { Deferred, Effect, Exit, Option, type Scope } from "effect"
+import { Worker } from "node:worker_threads"
+import type { OffThreadDispatch } from "./ActionDispatch.js"
+import { TransportError } from "./TransportError.js"
+import type { FromWorker, ToWorker, WorkerOptions } from "./ZenohDispatchWorker.js"
+
+export interface StartOptions extends WorkerOptions {
+  /** The server's locator, for errors. */
+  readonly address: string
+  /** How long the worker may take to open its session and learn the server's subscriber. */
+  readonly readyTimeoutMillis: number
+  /** How long closing may take before the thread is terminated. */
+  readonly closeTimeoutMillis: number
+}
+
+export interface Started {
+  /**
+   * Waits until the worker's session reaches the server's request subscriber,
+   * then gives the dispatcher. None when the thread itself could not run (a
+   * warning is logged; PolicyClient then dispatches from its own fiber). Fails
+   * with `Unavailable` when the worker's session cannot reach the server.
+   */
+  readonly ready: Effect.Effect<Option.Option<OffThreadDispatch>, TransportError>
+  /** Fails once the worker's session is lost after it was ready (or the thread ends). */
+  readonly lost: Effect.Effect<never, TransportError>
+}
+
+/** The dispatcher's entry: next to this module in dist/ (under vitest this module is the source, the worker still the build). */
+const workerScript = (): URL =>
+  import.meta.url.endsWith(".ts")
+    ? new URL("../dist/ZenohDispatchWorker.js", import.meta.url)
+    : new URL("./ZenohDispatchWorker.js", import.meta.url)
+
+type Done = Extract<FromWorker, { readonly t: "done" }>
+type Request = Extract<ToWorker, { readonly id: number }>
+
+/** Starts the worker; it connects at once. The thread ends with the scope. */
+export const start = (options: StartOptions): Effect.Effect<Started, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const ready = Deferred.makeUnsafe<boolean, TransportError>()
+    const lost = Deferred.makeUnsafe<never, TransportError>()
+    const waiting = new Map<number, (reply: Done | undefined) => void>()
+    let nextId = 0
+    /** No more answers will come: the worker stopped, or is being closed. */
+    let ended = false
+    let exited = false
+    let closing = false
+    let startError: string | undefined
+    let dispatchedListener: ((count: number, at: number, due: number) => void) | undefined
+    // The newest observation's timestamps reach the worker only while it
+    // ticks: a message per observation would cost every round trip a little.
+    let ticking = false
+    let latest: Readonly<Record<string, number>> | undefined
+
+    const end = () => {
+      ended = true
+      for (const resume of waiting.values()) resume(undefined)
+      waiting.clear()
+    }
+    const failure = (reason: "Unavailable" | "Closed", detail: string) =>
+      new TransportError({ reason, address: options.address, detail: `action dispatcher: ${detail}` })
+
+    const worker = yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        const worker = new Worker(workerScript(), {
+          // None of the parent's Node options: the worker is built JavaScript importing
+          // built packages (a test runner's source condition would point it at
+          // TypeScript), and V8 flags are process-wide anyway.
+          execArgv: [],
+          workerData: {
+            chiralZenohDispatch: { host: options.host, port: options.port, key: options.key, session: options.session }
+          }
+        })
+        worker.on("message", (message: FromWorker) => {
+          switch (message.t) {
+            case "done": {
+              const resume = waiting.get(message.id)
+              waiting.delete(message.id)
+              return resume?.(message)
+            }
+            case "dispatched":
+              return dispatchedListener?.(message.count, message.at, message.due)
+            case "ready":
+              return void Deferred.doneUnsafe(ready, Exit.succeed(true))
+            case "failed":
+              end()
+              return void Deferred.doneUnsafe(ready, Exit.fail(failure("Unavailable", message.detail)))
+            case "lost":
+              end()
+              return void Deferred.doneUnsafe(lost, Exit.fail(failure("Closed", message.detail)))
+          }
+        })
+        // The thread could not run at all (its script missing, say): the
+        // connection then goes without it.
+        worker.on("error", (error) => {
+          end()
+          startError ??= error.message
+          Deferred.doneUnsafe(ready, Exit.succeed(false))
+          Deferred.doneUnsafe(lost, Exit.fail(failure("Closed", `the thread failed: ${error.message}`)))
+        })
+        worker.on("exit", (code) => {
+          exited = true
+          end()
+          if (closing) return
+          startError ??= `the thread exited (${code})`
+          Deferred.doneUnsafe(ready, Exit.succeed(false))
+          Deferred.doneUnsafe(lost, Exit.fail(failure("Closed", `the thread exited (${code})`)))
+        })
+        return worker
+      }),
+      (worker) =>
+        Effect.callback<void>((resume) => {
+          closing = true
+          end()
+          if (exited) return resume(Effect.void)
+          const timer = setTimeout(() => void worker.terminate(), options.closeTimeoutMillis + 1000)
+          worker.once("exit", () => {
+            clearTimeout(timer)
+            resume(Effect.void)
+          })
+          worker.postMessage({ t: "close" } satisfies ToWorker)
+        })
+    )
+
+    /** One request to the worker, answered by its `done` (undefined once it is gone). */
+    const call = (message: (id: number) => Request) =>
+      Effect.callback<Done | undefined>((resume) => {
+        if (ended) return resume(Effect.succeed(undefined))
+        const id = nextId++
+        waiting.set(id, (reply) => resume(Effect.succeed(reply)))
+        worker.postMessage(message(id))
+        return Effect.sync(() => waiting.delete(id))
+      })
+
+    // Control never fails: once the worker is gone there is nothing to dispatch.
+    const pendingOf = (message: (id: number) => Request) => Effect.map(call(message), (reply) => reply?.pending ?? 0)
+
+    const dispatch: OffThreadDispatch = {
+      put: (actions, replace, capacity) =>
+        Effect.asVoid(pendingOf((id) => ({
+          t: "put",
+          id,
+          replace,
+          capacity,
+          // a compact copy: cloning a view would clone its whole underlying buffer
+          actions: actions.map((a) => ({ shape: a.shape, data: new Float32Array(a.data as Float32Array) }))
+        }))),
+      clear: Effect.asVoid(pendingOf((id) => ({ t: "clear", id }))),
+      pending: pendingOf((id) => ({ t: "pending", id })),
+      start: (periodMillis) =>
+        Effect.suspend(() => {
+          ticking = true
+          if (latest !== undefined && !ended) worker.postMessage({ t: "observed", timestamps: latest } satisfies ToWorker)
+          return Effect.asVoid(pendingOf((id) => ({ t: "start", id, periodMillis })))
+        }),
+      stop: Effect.suspend(() => {
+        ticking = false
+        return Effect.asVoid(pendingOf((id) => ({ t: "stop", id })))
+      }),
+      observed: (timestamps) => {
+        latest = timestamps
+        if (ticking && !ended) worker.postMessage({ t: "observed", timestamps } satisfies ToWorker)
+      },
+      onDispatched: (listener) => {
+        dispatchedListener = listener
+      }
+    }
+
+    const whenReady = Deferred.await(ready).pipe(
+      Effect.timeoutOrElse({
+        duration: options.readyTimeoutMillis,
+        orElse: () =>
+          Effect.fail(failure("Unavailable", `its session did not reach ${options.key} within ${options.readyTimeoutMillis} ms`))
+      }),
+      Effect.flatMap((usable) =>
+        usable
+          ? Effect.succeed(Option.some(dispatch))
+          : Effect.as(
+            Effect.logWarning(
+              `chiral: the Zenoh action dispatcher thread cannot run (${startError}); actions are dispatched on this thread`
+            ),
+            Option.none()
+          )
+      )
+    )
+
+    return { ready: whenReady, lost: Deferred.await(lost) } satisfies Started
+  })
+

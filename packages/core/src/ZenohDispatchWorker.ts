@@ -1,0 +1,287 @@
+/**
+ * The action dispatcher of a Zenoh client connection, on a worker thread of
+ * its own (see `ActionDispatch` for why a thread: pauses of the policy's
+ * thread, which collects 17 MB observations 30 times a second, must not make
+ * actions late).
+ *
+ * Zenoh is publish/subscribe, so this thread needs no share of the client's
+ * session: it opens a session of its own to the same server (same settings,
+ * its own Zenoh id) and publishes each `apply_action` on the request key
+ * (`<prefix>chiral/c2s`), where the server takes it like any other frame of
+ * its one shared connection. The client's session, on the policy's thread,
+ * keeps requests and observations; this one declares no subscriber, so the
+ * server sends it nothing but its declarations and keep-alives.
+ *
+ * A publication made before the remote subscriber is known is lost, and our
+ * session only sends a PUT to a remote whose subscribers match its key. So
+ * this thread answers `ready` once the server's subscriber on the request key
+ * has been declared to its session (`awaitSubscribers`); from then on every
+ * action reaches that subscriber. (The client's own session also proves that
+ * the server answers, with its `metadata` probe; the connection is handed over
+ * only when both hold.)
+ *
+ * The dispatcher is PolicyClient's own, run here: the actions wait in an
+ * `ActionQueue` (sliding), and a loop repeated on `Cadence.fixed` sends one per
+ * tick, stamped with the camera timestamps of the client's latest observation
+ * (the policy's thread reports each one). Only the loop's `Clock` differs:
+ * `TickClock` sleeps with sub-millisecond precision (a timer wakes the thread
+ * just before the tick, `Atomics.wait` sleeps the last stretch), and tells the
+ * tick its grid time.
+ *
+ * This file is the worker's entry; `ZenohDispatch` starts it. Messages
+ * between the threads are `ToWorker` and `FromWorker`: those of the WebSocket
+ * dispatcher (`ActionDispatchWorker`), plus the session's life. Unlike that
+ * one, this thread runs Effect (the Zenoh session is built on it): loading it
+ * takes a few hundred milliseconds, which overlap the client's own probing,
+ * and puts some 25 MB of mostly long-lived code and data on this thread's
+ * heap. What the dispatcher allocates per tick is small and short-lived, so
+ * the collections it causes are brief scavenges.
+ */
+import type { Tensor } from "@chiral/protocol"
+import { type PeerError, Zenoh, type ZenohKeyExprError, type ZenohSessionClosed } from "@chiral/zenoh"
+import { Cause, Clock, Deferred, Duration, Effect, Exit, Fiber, FiberHandle, Option, Queue } from "effect"
+import { type MessagePort, isMainThread, parentPort, workerData } from "node:worker_threads"
+import { encodeApplyAction } from "./ActionFrame.js"
+import type { FromWorker as DispatchReply, ToWorker as DispatchRequest } from "./ActionDispatchWorker.js"
+import * as ActionQueue from "./ActionQueue.js"
+import * as Cadence from "./Cadence.js"
+import * as ThreadPriority from "./ThreadPriority.js"
+
+export interface WorkerOptions {
+  readonly host: string
+  readonly port: number
+  /** The key the server subscribes to, where actions are published (`<prefix>chiral/c2s`). */
+  readonly key: string
+  /**
+   * The client session's Zenoh settings, durations in milliseconds. No `zid`:
+   * this session is a peer of its own (a second session under the client's
+   * id would be taken by the server for the same peer).
+   */
+  readonly session: {
+    readonly batchSize?: number | undefined
+    readonly lease?: number | undefined
+    readonly keepAlive?: number | undefined
+    readonly handshakeTimeout?: number | undefined
+    readonly maxMessageSize?: number | undefined
+    readonly closeTimeout?: number | undefined
+  }
+}
+
+export type ToWorker =
+  | Exclude<DispatchRequest, { readonly t: "attach" }>
+  /** Close the session (the server is told) and end the thread. */
+  | { readonly t: "close" }
+
+export type FromWorker =
+  | DispatchReply
+  /** The session is open and the server's request subscriber known: actions will arrive. */
+  | { readonly t: "ready" }
+  /** The session could not be opened (before `ready`). */
+  | { readonly t: "failed"; readonly detail: string }
+  /** The session was lost (after `ready`): nothing more is sent. */
+  | { readonly t: "lost"; readonly detail: string }
+
+/** Monotonic milliseconds (`process.hrtime`, the same clock on every thread). */
+const now = (): number => Number(process.hrtime.bigint()) / 1e6
+
+/** How long before a tick the timer hands over to `Atomics.wait`. */
+const handoverMillis = 2
+
+/**
+ * The dispatch loop's clock: the default one, except that a sleep ends on
+ * time to a fraction of a millisecond. Node timers are whole milliseconds
+ * against a loop clock that may be stale, so the timer wakes the thread
+ * `handoverMillis` early and `Atomics.wait` sleeps the rest (this thread has
+ * nothing else to do meanwhile). `due` is when the last sleep was to end: the
+ * grid time of the tick that follows it (`Cadence.fixed` sleeps exactly until
+ * the next slot; after an overrun it does not sleep and the tick goes at once).
+ * Before the first sleep it is undefined: the first tick is due when the
+ * repeat starts, which is when it runs.
+ */
+export class TickClock implements Clock.Clock {
+  /** When the tick that runs now was due (monotonic ms); undefined before the first sleep. */
+  due: number | undefined = undefined
+  readonly currentTimeMillis: Effect.Effect<number>
+  readonly currentTimeNanos: Effect.Effect<bigint>
+  readonly monotonicTimeNanos: Effect.Effect<bigint>
+  private readonly base: Clock.Clock
+  private readonly sleeper = new Int32Array(new SharedArrayBuffer(4))
+
+  constructor(base: Clock.Clock) {
+    this.base = base
+    this.currentTimeMillis = base.currentTimeMillis
+    this.currentTimeNanos = base.currentTimeNanos
+    this.monotonicTimeNanos = base.monotonicTimeNanos
+  }
+
+  currentTimeMillisUnsafe(): number {
+    return this.base.currentTimeMillisUnsafe()
+  }
+  currentTimeNanosUnsafe(): bigint {
+    return this.base.currentTimeNanosUnsafe()
+  }
+  monotonicTimeNanosUnsafe(): bigint {
+    return this.base.monotonicTimeNanosUnsafe()
+  }
+
+  sleep(duration: Duration.Duration): Effect.Effect<void> {
+    const millis = Duration.toMillis(duration)
+    const start = now()
+    if (!(millis > 0)) {
+      this.due = start
+      return Effect.yieldNow
+    }
+    const due = start + millis
+    this.due = due
+    return Effect.callback<void>((resume) => {
+      const timer = setTimeout(() => {
+        const rest = due - now()
+        if (rest > 0.02) Atomics.wait(this.sleeper, 0, 0, rest)
+        resume(Effect.void)
+      }, Math.max(0, Math.floor(millis - handoverMillis)))
+      return Effect.sync(() => clearTimeout(timer))
+    })
+  }
+}
+
+type SessionEnd = PeerError | ZenohSessionClosed | ZenohKeyExprError
+
+/** The requests answered in order by the session's fiber (the others are taken at once). */
+type Control = Exclude<ToWorker, { readonly t: "close" | "observed" }>
+
+/** Serves the dispatcher until the session ends or the scope closes. */
+const serve = (
+  options: WorkerOptions,
+  inbox: Queue.Queue<Control>,
+  observed: () => Readonly<Record<string, number>>,
+  post: (message: FromWorker) => void
+) =>
+  Effect.gen(function*() {
+    const session = yield* Zenoh.connect({ ...options.session, host: options.host, port: options.port })
+    yield* session.awaitSubscribers(options.key)
+
+    let capacity = ActionQueue.defaultCapacity
+    let queue = yield* ActionQueue.make(capacity)
+    let dispatched = 0
+    const clock = new TickClock(yield* Clock.clockWith(Effect.succeed))
+    const loop = yield* FiberHandle.make<void, never>()
+    // A put that fails ends the loop; the session's end is reported once, below.
+    const broken = yield* Deferred.make<never, SessionEnd>()
+
+    /** PolicyClient asks for its own capacity with every put (normally always the same). */
+    const resize = (wanted: number) =>
+      Effect.gen(function*() {
+        const next = Math.max(1, Math.floor(wanted))
+        if (next === capacity) return
+        const waiting: Array<Tensor> = []
+        for (;;) {
+          const action = yield* queue.poll
+          if (Option.isNone(action)) break
+          waiting.push(action.value)
+        }
+        queue = yield* ActionQueue.make(next)
+        capacity = next
+        yield* queue.putAll(waiting)
+      })
+
+    const tick = Effect.gen(function*() {
+      // The grid's first slot is where the repeat starts: right before the first tick.
+      const due = clock.due ?? now()
+      const next = yield* Effect.suspend(() => queue.poll)
+      if (Option.isNone(next)) return
+      const action = next.value
+      const frame = encodeApplyAction(action.shape, action.data as Float32Array, observed())
+      // Started at once: the session writes the frame to its socket before
+      // this fiber goes on, then the fiber waits for the kernel to take it.
+      const sending = yield* Effect.forkChild(session.put(options.key, frame), { startImmediately: true })
+      const at = now()
+      yield* Fiber.join(sending)
+      post({ t: "dispatched", count: ++dispatched, at, due })
+    })
+
+    const dispatchAt = (periodMillis: number) =>
+      Effect.suspend(() => {
+        clock.due = undefined
+        return Effect.repeat(tick, Cadence.fixed(Duration.millis(periodMillis)))
+      }).pipe(
+        Effect.provideService(Clock.Clock, clock),
+        Effect.asVoid,
+        Effect.catch((error) => Deferred.fail(broken, error))
+      )
+
+    const handle = (message: Control) =>
+      Effect.gen(function*() {
+        switch (message.t) {
+          case "put": {
+            yield* resize(message.capacity)
+            const actions = message.actions.map((a): Tensor => ({ dtype: "float32", shape: a.shape, data: a.data }))
+            yield* queue.putAll(actions, message.replace ? "replace" : "append")
+            return post({ t: "done", id: message.id, pending: yield* queue.size })
+          }
+          case "clear":
+            yield* queue.clear
+            return post({ t: "done", id: message.id, pending: 0 })
+          case "pending":
+            return post({ t: "done", id: message.id, pending: yield* queue.size })
+          case "start":
+            yield* FiberHandle.clear(loop)
+            yield* FiberHandle.run(loop, dispatchAt(message.periodMillis))
+            return post({ t: "done", id: message.id })
+          case "stop":
+            yield* FiberHandle.clear(loop)
+            return post({ t: "done", id: message.id })
+        }
+      })
+
+    post({ t: "ready" })
+    yield* Effect.raceFirst(
+      Effect.forever(Effect.flatMap(Queue.take(inbox), handle)),
+      Effect.raceFirst(session.closed, Deferred.await(broken))
+    )
+  })
+
+const reasonOf = (cause: Cause.Cause<unknown>): string => {
+  const error = Cause.squash(cause)
+  return error instanceof Error ? error.message : String(error)
+}
+
+const run = (options: WorkerOptions, port: MessagePort) => {
+  // This thread's one job that is timed: put it ahead of the process's other
+  // threads where the system allows (see ThreadPriority).
+  ThreadPriority.raiseCurrentThread()
+  // Compile the send path before the first tick needs it.
+  encodeApplyAction([1, 1], new Float32Array(1), { warmup: 0 })
+
+  let ready = false
+  let latest: Readonly<Record<string, number>> = {}
+  const post = (message: FromWorker) => {
+    if (message.t === "ready") ready = true
+    port.postMessage(message)
+  }
+  const inbox = Effect.runSync(Queue.unbounded<Control>())
+  const fiber = Effect.runFork(Effect.scoped(serve(options, inbox, () => latest, post)))
+
+  port.on("message", (message: ToWorker) => {
+    switch (message.t) {
+      case "observed":
+        latest = message.timestamps
+        return
+      case "close":
+        // Closing the scope says CLOSE to the server and closes the socket.
+        return void fiber.interruptUnsafe()
+      default:
+        Queue.offerUnsafe(inbox, message)
+    }
+  })
+  fiber.addObserver((exit: Exit.Exit<unknown, unknown>) => {
+    if (Exit.isFailure(exit) && !Cause.hasInterruptsOnly(exit.cause)) {
+      post(ready ? { t: "lost", detail: reasonOf(exit.cause) } : { t: "failed", detail: reasonOf(exit.cause) })
+    }
+    // Nothing keeps the thread alive any more: it ends once its socket is closed.
+    port.unref()
+  })
+}
+
+if (!isMainThread && parentPort !== null && (workerData as { chiralZenohDispatch?: WorkerOptions })?.chiralZenohDispatch) {
+  run((workerData as { chiralZenohDispatch: WorkerOptions }).chiralZenohDispatch, parentPort)
+}

@@ -1,0 +1,265 @@
+// PolicyClient over Zenoh with its action dispatcher on a worker thread
+// (ZenohDispatch): the worker's own session publishes the actions on the
+// request key, the server takes them like any other frame. The same behaviour
+// as the in-process dispatcher over real loopback sessions, ticks that do not
+// wait for a blocked main thread, and a worker that ends with the client's
+// scope. No timed assertions beyond order and counts. The worker is the built
+// JavaScript: run `npx tsc -b` first.
+import { type PeerEvent, Zenoh } from "@chiral/zenoh"
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Fiber, Layer, Option, Queue, Schedule, Stream, SubscriptionRef } from "effect"
+import { execFile } from "node:child_process"
+import * as Net from "node:net"
+import { fileURLToPath } from "node:url"
+import { ClientTransport, PolicyClient, ServerTransport, TransportError, ZenohTransport } from "../src/index.js"
+import { failure } from "./support/Exits.js"
+import * as Pair from "./support/Pair.js"
+import type * as Robot from "./support/Robot.js"
+
+const fast = { probeInterval: 50, probeTimeout: 1000 } as const
+
+/** A Zenoh server on a free loopback port, and clients with their dispatcher on `thread`. */
+const zenoh = (thread: "worker" | "main", keyPrefix?: string) =>
+  Layer.unwrap(
+    Effect.map(ServerTransport, (server) =>
+      Layer.succeed(ClientTransport, ZenohTransport.makeClient(server.address, { ...fast, thread, keyPrefix })))
+  ).pipe(Layer.provideMerge(ZenohTransport.layerServer({ host: "127.0.0.1", port: 0, keyPrefix })))
+
+const row = (v: number) => [v, 0, 0, 0, 0, 0, 0]
+
+/** Takes `n` applied actions from the recorder, in arrival order. */
+const takeActions = (queue: Queue.Queue<Robot.Applied>, n: number) =>
+  Effect.gen(function*() {
+    const out: Array<number> = []
+    while (out.length < n) out.push(Number((yield* Queue.take(queue)).action.data[0]))
+    return out
+  })
+
+/** Waits (bounded) until `check` holds. */
+const eventually = (check: Effect.Effect<boolean>) =>
+  check.pipe(
+    Effect.filterOrFail((ok) => ok),
+    Effect.retry({ schedule: Schedule.spaced(10), times: 300 }),
+    Effect.ignore
+  )
+
+/**
+ * A TCP relay in front of a server that can cut one of the connections it
+ * relays (by arrival order) without a Zenoh CLOSE, as a crash would.
+ */
+const relayTo = (port: number) =>
+  Effect.acquireRelease(
+    Effect.callback<{ readonly port: number; readonly server: Net.Server; readonly pairs: Array<Array<Net.Socket>> }>(
+      (resume) => {
+        const pairs: Array<Array<Net.Socket>> = []
+        const server = Net.createServer((inbound) => {
+          const outbound = Net.connect({ host: "127.0.0.1", port })
+          for (const s of [inbound, outbound]) s.on("error", () => {})
+          inbound.pipe(outbound)
+          outbound.pipe(inbound)
+          pairs.push([inbound, outbound])
+        })
+        server.listen(0, "127.0.0.1", () =>
+          resume(Effect.succeed({ port: (server.address() as Net.AddressInfo).port, server, pairs })))
+      }
+    ),
+    ({ pairs, server }) =>
+      Effect.sync(() => {
+        for (const pair of pairs) for (const s of pair) s.destroy()
+        server.close()
+      })
+  ).pipe(Effect.map((relay) => ({
+    port: relay.port,
+    connections: Effect.sync(() => relay.pairs.length),
+    cut: (n: number) =>
+      Effect.sync(() => {
+        for (const s of relay.pairs[n] ?? []) s.destroy()
+      })
+  })))
+
+describe("Zenoh client: off-thread action dispatch", () => {
+  it.live("the connection carries a dispatcher unless thread is main", () =>
+    Effect.gen(function*() {
+      const server = yield* ServerTransport
+      yield* Pair.startServerOnly()
+      const worker = yield* ZenohTransport.makeClient(server.address, fast).connect
+      assert.isDefined((worker as { dispatch?: unknown }).dispatch)
+      const main = yield* ZenohTransport.makeClient(server.address, { ...fast, thread: "main" }).connect
+      assert.isUndefined((main as { dispatch?: unknown }).dispatch)
+    }).pipe(Effect.scoped, Effect.provide(zenoh("main"))))
+
+  it.live("queued actions go out one per tick in order; replace swaps the plan; pending, stop, clear and dispatched follow", () =>
+    Effect.gen(function*() {
+      const { client, recorder } = yield* Pair.startPair()
+      yield* client.putActions([1, 2, 3].map(row))
+      assert.strictEqual(yield* client.pendingActions, 3)
+      yield* client.putActions([10, 11, 12, 13].map(row), { mode: "replace" })
+      yield* client.putAction(row(14))
+      assert.strictEqual(yield* client.pendingActions, 5)
+      yield* client.startActionDispatch(200)
+      assert.deepStrictEqual(yield* takeActions(recorder.actions, 5), [10, 11, 12, 13, 14])
+      // dispatched catches up once the worker's reports are processed here
+      yield* eventually(Effect.map(SubscriptionRef.get(client.dispatched), (n) => n >= 5))
+      assert.strictEqual(yield* SubscriptionRef.get(client.dispatched), 5)
+      assert.strictEqual(yield* client.pendingActions, 0)
+      yield* client.stopActionDispatch
+      yield* client.putActions([20, 21].map(row))
+      yield* Effect.sleep(50)
+      assert.strictEqual(yield* client.pendingActions, 2)
+      yield* client.clearActions
+      assert.strictEqual(yield* client.pendingActions, 0)
+      // started again, on a fresh grid
+      yield* client.putActions([30, 31].map(row))
+      yield* client.startActionDispatch(200)
+      assert.deepStrictEqual(yield* takeActions(recorder.actions, 2), [30, 31])
+      yield* Effect.sleep(30)
+      assert.isTrue(Option.isNone(yield* Queue.poll(recorder.actions)))
+    }).pipe(Effect.scoped, Effect.provide(zenoh("worker"))))
+
+  it.live("N actions at 50 Hz all arrive, in order, stamped with the latest observation's camera timestamps (on prefixed keys)", () =>
+    Effect.gen(function*() {
+      const { client, recorder, server } = yield* Pair.startPair()
+      yield* server.updateImage("wrist", new Uint8Array(72))
+      yield* client.getObs
+      yield* server.updateImage("wrist", new Uint8Array(72).fill(1))
+      const obs = yield* client.getObs
+      const n = 25
+      yield* client.putActions(Array.from({ length: n }, (_, i) => row(i)))
+      yield* client.startActionDispatch(50)
+      const applied = yield* Stream.fromQueue(recorder.actions).pipe(Stream.take(n), Stream.runCollect)
+      assert.deepStrictEqual(applied.map((a) => Number(a.action.data[0])), Array.from({ length: n }, (_, i) => i))
+      const stamps = Object.fromEntries(obs.cameras.map((c) => [c.name, c.timestamp]))
+      for (const a of applied) {
+        assert.deepStrictEqual(a.action.shape, [7])
+        assert.deepStrictEqual(a.context.obsTimestamps, stamps)
+        assert.include(a.context.connection, "lab/arm-2/chiral/c2s")
+      }
+      assert.strictEqual(yield* client.pendingActions, 0)
+    }).pipe(Effect.scoped, Effect.provide(zenoh("worker", "lab/arm-2"))))
+
+  it.live("ticks keep coming while the main thread is blocked", () =>
+    Effect.gen(function*() {
+      const { client, recorder } = yield* Pair.startPair()
+      yield* client.putActions(Array.from({ length: 50 }, (_, i) => row(i)))
+      yield* client.startActionDispatch(100)
+      yield* Queue.take(recorder.actions)
+      // Block this thread for 300 ms: ~30 ticks fall due meanwhile. The server
+      // runs on this thread too, so it only reads them afterwards, but they
+      // were published: they are all waiting in its socket.
+      yield* Effect.sync(() => {
+        const until = performance.now() + 300
+        while (performance.now() < until) {
+          // busy
+        }
+      })
+      const burst = yield* Queue.takeAll(Queue.asDequeue(recorder.actions)).pipe(
+        Effect.delay(20),
+        Effect.map((all) => all.length)
+      )
+      assert.isAtLeast(burst, 20)
+    }).pipe(Effect.scoped, Effect.provide(zenoh("worker"))))
+
+  it.live("the main-thread client dispatches from its own fiber", () =>
+    Effect.gen(function*() {
+      const { client, recorder } = yield* Pair.startPair()
+      yield* client.putActions([1, 2, 3].map(row))
+      yield* client.startActionDispatch(200)
+      assert.deepStrictEqual(yield* takeActions(recorder.actions, 3), [1, 2, 3])
+    }).pipe(Effect.scoped, Effect.provide(zenoh("main"))))
+
+  it.live("closing the client's scope closes the worker's session: the server sees both peers say CLOSE", () =>
+    Effect.gen(function*() {
+      const listener = yield* Zenoh.listen({ host: "127.0.0.1", port: 0 })
+      const address = `tcp/127.0.0.1:${listener.address.port}`
+      const server = yield* ZenohTransport.makeServerOn(listener, { address })
+      const { recorder } = yield* Pair.startServerOnly().pipe(Effect.provideService(ServerTransport, server))
+      const events = yield* listener.peerEvents.pipe(
+        Stream.take(4),
+        Stream.runCollect,
+        Effect.forkChild({ startImmediately: true })
+      )
+      yield* Effect.gen(function*() {
+        const client = yield* PolicyClient.make({ quiet: true }).pipe(
+          Effect.provideService(ClientTransport, ZenohTransport.makeClient(address, fast))
+        )
+        // the client's session and the dispatcher's
+        assert.strictEqual((yield* listener.peers).length, 2)
+        yield* client.putActions([1, 2].map(row))
+        yield* client.startActionDispatch(100)
+        assert.deepStrictEqual(yield* takeActions(recorder.actions, 2), [1, 2])
+      }).pipe(Effect.scoped)
+      const seen: ReadonlyArray<PeerEvent> = yield* Fiber.join(events).pipe(Effect.timeout(5000))
+      assert.deepStrictEqual(seen.map((e) => e._tag), ["PeerConnected", "PeerConnected", "PeerDisconnected", "PeerDisconnected"])
+      for (const e of seen) {
+        if (e._tag === "PeerDisconnected") assert.strictEqual(e.error?._tag, "ZenohCloseReceived")
+      }
+      assert.strictEqual((yield* listener.peers).length, 0)
+    }).pipe(Effect.scoped))
+
+  it.live("a dispatcher whose session is lost ends the connection", () =>
+    Effect.gen(function*() {
+      const server = yield* ZenohTransport.makeServer({ host: "127.0.0.1", port: 0 })
+      yield* Effect.gen(function*() {
+        yield* Pair.startServerOnly()
+        const relay = yield* relayTo(Number(server.address.split(":").pop()))
+        const transport = ZenohTransport.makeClient(`tcp/127.0.0.1:${relay.port}`, fast)
+        const connection = yield* transport.connect
+        const reading = yield* Effect.forkChild(Stream.runDrain(connection.frames))
+        // the client's session came first, the dispatcher's second: cut only that one
+        assert.strictEqual(yield* relay.connections, 2)
+        yield* relay.cut(1)
+        const error = failure(yield* Fiber.await(reading).pipe(Effect.timeout(5000)))
+        assert.instanceOf(error, TransportError)
+        assert.strictEqual(error.reason, "Closed")
+        assert.include(error.detail, "action dispatcher")
+      }).pipe(Effect.provideService(ServerTransport, server))
+    }).pipe(Effect.scoped))
+
+  it.live("a process whose client scope closes exits on its own: the worker leaves nothing behind", () =>
+    Effect.gen(function*() {
+      // Against the build (dist/), in a child process: it prints what arrived
+      // and whether the dispatcher was on a worker, then must end by itself.
+      const script = `
+        import { Effect, Queue } from "effect"
+        import { ClientTransport, PolicyClient, PolicyServer, ServerTransport, ZenohTransport } from "@chiral/core"
+        const program = Effect.gen(function*() {
+          const arrived = yield* Queue.unbounded()
+          const server = yield* ZenohTransport.makeServer({ host: "127.0.0.1", port: 0 })
+          yield* PolicyServer.make({
+            handlers: {
+              reset: Effect.map(PolicyServer.makeObs(), (obs) => ({ obs })),
+              applyAction: (action) => Queue.offer(arrived, action.data[0])
+            }
+          }).pipe(Effect.provideService(ServerTransport, server))
+          let offThread = false
+          const transport = ZenohTransport.makeClient(server.address)
+          const watched = { ...transport, connect: Effect.tap(transport.connect, (c) => Effect.sync(() => { offThread = c.dispatch !== undefined })) }
+          yield* Effect.gen(function*() {
+            const client = yield* PolicyClient.make({ quiet: true }).pipe(Effect.provideService(ClientTransport, watched))
+            yield* client.putActions([[1], [2], [3]])
+            yield* client.startActionDispatch(100)
+            const got = []
+            for (let i = 0; i < 3; i++) got.push(yield* Queue.take(arrived))
+            console.log(JSON.stringify({ got, offThread }))
+          }).pipe(Effect.scoped)
+        }).pipe(Effect.scoped)
+        Effect.runFork(program)
+      `
+      const cwd = fileURLToPath(new URL("..", import.meta.url))
+      const started = performance.now()
+      const outcome = yield* Effect.callback<{ readonly error: Error | null; readonly stdout: string; readonly stderr: string }>(
+        (resume) => {
+          const child = execFile(
+            process.execPath,
+            ["--input-type=module", "--eval", script],
+            { cwd, timeout: 20_000, killSignal: "SIGKILL" },
+            (error, stdout, stderr) => resume(Effect.succeed({ error, stdout, stderr }))
+          )
+          return Effect.sync(() => child.kill("SIGKILL"))
+        }
+      )
+      assert.isNull(outcome.error, `${outcome.error?.message}\n${outcome.stderr}`)
+      assert.deepStrictEqual(JSON.parse(outcome.stdout.trim()), { got: [1, 2, 3], offThread: true })
+      assert.isBelow(performance.now() - started, 20_000)
+    }), 30_000)
+})
