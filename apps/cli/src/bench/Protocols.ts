@@ -13,7 +13,7 @@ export interface Endpoint {
 }
 
 export interface ClientOptions {
-  /** Where the client's connection runs, for transports that offer a choice (WebSocket). */
+  /** Where the client's action dispatcher runs: a worker thread (default) or the main one. */
   readonly thread?: "worker" | "main" | undefined
 }
 
@@ -38,10 +38,9 @@ export const protocols = {
     address: ({ host, port }) => `ws://${host.includes(":") ? `[${host}]` : host}:${port}`,
     portOf: trailingPort
   },
-  // Zenoh has no client thread choice: its session runs on the main thread.
   zenoh: {
     server: serverTransports.zenoh,
-    client: (address) => ZenohTransport.layerClient(address),
+    client: (address, { thread }) => ZenohTransport.layerClient(address, { thread }),
     address: ({ host, port }) => ZenohTransport.formatLocator(host, port),
     portOf: trailingPort
   }

@@ -25,7 +25,7 @@ export interface BenchOptions {
   /** A running server to measure; none: start our own. */
   readonly address?: string | undefined
   readonly protocol: Protocol
-  /** Where the client's connection runs (WebSocket): a worker thread (default) or this one. */
+  /** Where the client dispatches actions: a worker thread (default) or this one. */
   readonly thread?: "worker" | "main" | undefined
   readonly cameras: number
   readonly width: number

@@ -24,7 +24,7 @@ export const formatReport = (report: BenchReport): string => {
         w.depth ? " + float32 depth" : ""
       }, ${w.frame_bytes} bytes per observation`
     ],
-    ["server", `${report.address} (${report.protocol}${report.protocol === "websocket" ? `, client connection on the ${report.thread} thread` : ""})`],
+    ["server", `${report.address} (${report.protocol}, actions dispatched from the ${report.thread} thread)`],
     [
       "obs round trip",
       `p50 ${ms(rt.p50)}  p90 ${ms(rt.p90)}  p99 ${ms(rt.p99)}  max ${ms(rt.max)}  (${report.requests} requests)`
@@ -89,7 +89,7 @@ export const bench = Command.make(
     ),
     thread: Flag.Literals("thread", ["worker", "main"]).pipe(
       Flag.withDescription(
-        "WebSocket client: run the connection and the action dispatch on a worker thread (default), or on the main thread"
+        "Where the client dispatches actions: a worker thread of its own (default), or the main thread"
       ),
       Flag.withDefault("worker")
     ),
