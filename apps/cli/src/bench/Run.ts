@@ -88,7 +88,13 @@ export class BenchError extends Schema.TaggedError<BenchError>()("BenchError", {
   }
 }
 
-const warmupRequests = 5
+/**
+ * Round trips before any is timed: enough for V8 to compile the request path
+ * (thousands of calls for the small ones), bounded in time for large ones. A policy
+ * runs for hours; its steady state is what is measured.
+ */
+const warmupRequests = 5000
+const warmupMillis = 1500
 /** How long the obs stream runs before actions start, so both are in their steady state. */
 const streamSettleMillis = 500
 /** How long to wait for the last actions to reach the server after dispatch stops. */
@@ -335,7 +341,8 @@ export const run = (
 
     // ── round trips (interleaved with the baseline so both see the same load) ──
     let firstObs: Observation | undefined
-    for (let i = 0; i < warmupRequests; i++) {
+    const warmupStart = performance.now()
+    for (let i = 0; i < warmupRequests && (i < 5 || performance.now() - warmupStart < warmupMillis); i++) {
       yield* rawTrip
       firstObs = yield* request(client.getObs)
     }
