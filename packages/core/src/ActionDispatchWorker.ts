@@ -25,6 +25,7 @@
  */
 import { isMainThread, parentPort, workerData } from "node:worker_threads"
 import { encodeApplyAction } from "./ActionFrame.js"
+import type { ActionRows, DispatchReport, DispatchRequest } from "./DispatchControl.js"
 import { SharedWriter, type SharedWriterHandle } from "./SharedWriter.js"
 import * as ThreadPriority from "./ThreadPriority.js"
 import { encodeBinaryFrame } from "./WebSocketClient.js"
@@ -34,36 +35,12 @@ export interface WorkerOptions {
   readonly maxQueuedActions: number
 }
 
-/** An action as it crosses threads: float32 values of the given shape. */
-export interface ActionRows {
-  readonly shape: ReadonlyArray<number>
-  readonly data: Float32Array
-}
-
 export type ToWorker =
+  | DispatchRequest
   /** The connection is open: write to it through this. */
   | { readonly t: "attach"; readonly writer: SharedWriterHandle }
-  /** The camera timestamps of the client's latest observation, for the actions that follow. */
-  | { readonly t: "observed"; readonly timestamps: Readonly<Record<string, number>> }
-  | {
-    readonly t: "put"
-    readonly id: number
-    readonly actions: ReadonlyArray<ActionRows>
-    readonly replace: boolean
-    readonly capacity: number
-  }
-  | { readonly t: "clear"; readonly id: number }
-  | { readonly t: "pending"; readonly id: number }
-  | { readonly t: "start"; readonly id: number; readonly periodMillis: number }
-  | { readonly t: "stop"; readonly id: number }
 
-export type FromWorker =
-  | { readonly t: "done"; readonly id: number; readonly pending?: number }
-  /**
-   * An action went out at `at`, due at `due` on the dispatcher's grid
-   * (monotonic ms, `process.hrtime`); `count` sent so far.
-   */
-  | { readonly t: "dispatched"; readonly count: number; readonly at: number; readonly due: number }
+export type FromWorker = DispatchReport
 
 const now = (): number => Number(process.hrtime.bigint()) / 1e6
 

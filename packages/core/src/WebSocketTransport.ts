@@ -24,7 +24,8 @@ import type { NonEmptyReadonlyArray } from "effect/Array"
 import { Cause, Effect, Layer, Option, type Pull, Queue, type Scope, Stream } from "effect"
 import * as NetAddress from "effect/net/NetAddress"
 import * as Socket from "effect/socket/Socket"
-import type { OffThreadDispatch, WithOffThreadDispatch } from "./ActionDispatch.js"
+import type { WithOffThreadDispatch } from "./ActionDispatch.js"
+import * as DispatchControl from "./DispatchControl.js"
 import { ClientTransport, type Connection, frameBytes, type OutgoingFrame, ServerTransport } from "./Transport.js"
 import { TransportError } from "./TransportError.js"
 import * as WebSocketClient from "./WebSocketClient.js"
@@ -348,57 +349,23 @@ const connectOffThread = (
   options: ClientOptions
 ): Effect.Effect<Connection & Partial<WithOffThreadDispatch>, TransportError, Scope.Scope> =>
   Effect.gen(function*() {
-    const waiting = new Map<number, (reply: Extract<FromWorker, { t: "done" }> | undefined) => void>()
-    let nextId = 0
-    let ended = false
-    let dispatchedListener: ((count: number, at: number, due: number) => void) | undefined
-    // The newest observation's timestamps reach the dispatcher only while it
-    // ticks: a message per observation would cost every round trip tens of µs.
-    let ticking = false
-    let latest: Readonly<Record<string, number>> | undefined
-    const endWorker = () => {
-      if (ended) return
-      ended = true
-      for (const resume of waiting.values()) resume(undefined)
-      waiting.clear()
-    }
-
     // Started before connecting, so that its start-up overlaps the handshakes.
     const worker = yield* Effect.acquireRelease(
-      Effect.sync(() => {
-        const worker = new Worker(workerScript(), {
+      Effect.sync(() =>
+        new Worker(workerScript(), {
           // None of the parent's Node options: the worker is built JavaScript importing
           // built packages (a test runner's source condition would point it at
           // TypeScript), and V8 flags are process-wide anyway.
           execArgv: [],
           workerData: { chiralActionDispatch: { maxQueuedActions: 10_000 } satisfies WorkerOptions }
         })
-        worker.on("message", (message: FromWorker) => {
-          switch (message.t) {
-            case "done": {
-              const resume = waiting.get(message.id)
-              waiting.delete(message.id)
-              return resume?.(message)
-            }
-            case "dispatched":
-              return dispatchedListener?.(message.count, message.at, message.due)
-          }
-        })
-        worker.on("error", endWorker)
-        worker.on("exit", endWorker)
-        return worker
-      }),
+      ),
       (worker) => Effect.promise(() => worker.terminate())
     )
-
-    /** One request to the dispatcher, answered by its `done` (undefined once it is gone). */
-    const call = (message: DistributiveOmit<Extract<ToWorker, { id: number }>, "id">) =>
-      Effect.callback<Extract<FromWorker, { t: "done" }> | undefined>((resume) => {
-        if (ended) return resume(Effect.succeed(undefined))
-        const id = nextId++
-        waiting.set(id, (reply) => resume(Effect.succeed(reply)))
-        worker.postMessage({ ...message, id } as ToWorker)
-      })
+    const control = DispatchControl.make((message) => worker.postMessage(message))
+    worker.on("message", (message: FromWorker) => control.receive(message))
+    worker.on("error", control.end)
+    worker.on("exit", control.end)
 
     const { connection, socket } = yield* openDirect(url, uri, options)
     const writer = socket.shareWrites()
@@ -407,49 +374,13 @@ const connectOffThread = (
     // Before the socket closes (finalizers run in reverse): the dispatcher
     // confirms it has stopped, so no write of its is cut off by termination.
     yield* Effect.addFinalizer(() =>
-      call({ t: "stop" }).pipe(
+      control.call({ t: "stop" }).pipe(
         Effect.timeoutOption(dispatcherStopMillis),
-        Effect.andThen(Effect.sync(endWorker))
+        Effect.andThen(Effect.sync(control.end))
       )
     )
-
-    // Control of the dispatcher never fails: once the connection is gone there is nothing to dispatch.
-    const control = (message: DistributiveOmit<Extract<ToWorker, { id: number }>, "id">) =>
-      Effect.map(call(message), (reply) => reply?.pending ?? 0)
-
-    const dispatch: OffThreadDispatch = {
-      put: (actions, replace, capacity) =>
-        Effect.asVoid(control({
-          t: "put",
-          replace,
-          capacity,
-          // a compact copy: cloning a view would clone its whole underlying buffer
-          actions: actions.map((a) => ({ shape: a.shape, data: new Float32Array(a.data as Float32Array) }))
-        })),
-      clear: Effect.asVoid(control({ t: "clear" })),
-      pending: control({ t: "pending" }),
-      start: (periodMillis) =>
-        Effect.suspend(() => {
-          ticking = true
-          if (latest !== undefined && !ended) worker.postMessage({ t: "observed", timestamps: latest } satisfies ToWorker)
-          return Effect.asVoid(control({ t: "start", periodMillis }))
-        }),
-      stop: Effect.suspend(() => {
-        ticking = false
-        return Effect.asVoid(control({ t: "stop" }))
-      }),
-      observed: (timestamps) => {
-        latest = timestamps
-        if (ticking && !ended) worker.postMessage({ t: "observed", timestamps } satisfies ToWorker)
-      },
-      onDispatched: (listener) => {
-        dispatchedListener = listener
-      }
-    }
-    return { ...connection, dispatch }
+    return { ...connection, dispatch: control.dispatch }
   })
-
-type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never
 
 /** A `wss://` connection through `ws` (TLS is not worth a framing of our own). */
 const connectWithWs = (uri: string, options: ClientOptions): Effect.Effect<Connection, TransportError, Scope.Scope> =>

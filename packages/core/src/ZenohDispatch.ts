@@ -12,6 +12,7 @@
 import { Deferred, Effect, Exit, Option, type Scope } from "effect"
 import { Worker } from "node:worker_threads"
 import type { OffThreadDispatch } from "./ActionDispatch.js"
+import * as DispatchControl from "./DispatchControl.js"
 import { TransportError } from "./TransportError.js"
 import type { FromWorker, ToWorker, WorkerOptions } from "./ZenohDispatchWorker.js"
 
@@ -42,38 +43,21 @@ const workerScript = (): URL =>
     ? new URL("../dist/ZenohDispatchWorker.js", import.meta.url)
     : new URL("./ZenohDispatchWorker.js", import.meta.url)
 
-type Done = Extract<FromWorker, { readonly t: "done" }>
-type Request = Extract<ToWorker, { readonly id: number }>
 
 /** Starts the worker; it connects at once. The thread ends with the scope. */
 export const start = (options: StartOptions): Effect.Effect<Started, never, Scope.Scope> =>
   Effect.gen(function*() {
     const ready = Deferred.makeUnsafe<boolean, TransportError>()
     const lost = Deferred.makeUnsafe<never, TransportError>()
-    const waiting = new Map<number, (reply: Done | undefined) => void>()
-    let nextId = 0
-    /** No more answers will come: the worker stopped, or is being closed. */
-    let ended = false
     let exited = false
     let closing = false
     let startError: string | undefined
-    let dispatchedListener: ((count: number, at: number, due: number) => void) | undefined
-    // The newest observation's timestamps reach the worker only while it
-    // ticks: a message per observation would cost every round trip a little.
-    let ticking = false
-    let latest: Readonly<Record<string, number>> | undefined
-
-    const end = () => {
-      ended = true
-      for (const resume of waiting.values()) resume(undefined)
-      waiting.clear()
-    }
     const failure = (reason: "Unavailable" | "Closed", detail: string) =>
       new TransportError({ reason, address: options.address, detail: `action dispatcher: ${detail}` })
 
     const worker = yield* Effect.acquireRelease(
-      Effect.sync(() => {
-        const worker = new Worker(workerScript(), {
+      Effect.sync(() =>
+        new Worker(workerScript(), {
           // None of the parent's Node options: the worker is built JavaScript importing
           // built packages (a test runner's source condition would point it at
           // TypeScript), and V8 flags are process-wide anyway.
@@ -82,47 +66,11 @@ export const start = (options: StartOptions): Effect.Effect<Started, never, Scop
             chiralZenohDispatch: { host: options.host, port: options.port, key: options.key, session: options.session }
           }
         })
-        worker.on("message", (message: FromWorker) => {
-          switch (message.t) {
-            case "done": {
-              const resume = waiting.get(message.id)
-              waiting.delete(message.id)
-              return resume?.(message)
-            }
-            case "dispatched":
-              return dispatchedListener?.(message.count, message.at, message.due)
-            case "ready":
-              return void Deferred.doneUnsafe(ready, Exit.succeed(true))
-            case "failed":
-              end()
-              return void Deferred.doneUnsafe(ready, Exit.fail(failure("Unavailable", message.detail)))
-            case "lost":
-              end()
-              return void Deferred.doneUnsafe(lost, Exit.fail(failure("Closed", message.detail)))
-          }
-        })
-        // The thread could not run at all (its script missing, say): the
-        // connection then goes without it.
-        worker.on("error", (error) => {
-          end()
-          startError ??= error.message
-          Deferred.doneUnsafe(ready, Exit.succeed(false))
-          Deferred.doneUnsafe(lost, Exit.fail(failure("Closed", `the thread failed: ${error.message}`)))
-        })
-        worker.on("exit", (code) => {
-          exited = true
-          end()
-          if (closing) return
-          startError ??= `the thread exited (${code})`
-          Deferred.doneUnsafe(ready, Exit.succeed(false))
-          Deferred.doneUnsafe(lost, Exit.fail(failure("Closed", `the thread exited (${code})`)))
-        })
-        return worker
-      }),
+      ),
       (worker) =>
         Effect.callback<void>((resume) => {
           closing = true
-          end()
+          control.end()
           if (exited) return resume(Effect.void)
           const timer = setTimeout(() => void worker.terminate(), options.closeTimeoutMillis + 1000)
           worker.once("exit", () => {
@@ -132,50 +80,39 @@ export const start = (options: StartOptions): Effect.Effect<Started, never, Scop
           worker.postMessage({ t: "close" } satisfies ToWorker)
         })
     )
-
-    /** One request to the worker, answered by its `done` (undefined once it is gone). */
-    const call = (message: (id: number) => Request) =>
-      Effect.callback<Done | undefined>((resume) => {
-        if (ended) return resume(Effect.succeed(undefined))
-        const id = nextId++
-        waiting.set(id, (reply) => resume(Effect.succeed(reply)))
-        worker.postMessage(message(id))
-        return Effect.sync(() => waiting.delete(id))
-      })
-
-    // Control never fails: once the worker is gone there is nothing to dispatch.
-    const pendingOf = (message: (id: number) => Request) => Effect.map(call(message), (reply) => reply?.pending ?? 0)
-
-    const dispatch: OffThreadDispatch = {
-      put: (actions, replace, capacity) =>
-        Effect.asVoid(pendingOf((id) => ({
-          t: "put",
-          id,
-          replace,
-          capacity,
-          // a compact copy: cloning a view would clone its whole underlying buffer
-          actions: actions.map((a) => ({ shape: a.shape, data: new Float32Array(a.data as Float32Array) }))
-        }))),
-      clear: Effect.asVoid(pendingOf((id) => ({ t: "clear", id }))),
-      pending: pendingOf((id) => ({ t: "pending", id })),
-      start: (periodMillis) =>
-        Effect.suspend(() => {
-          ticking = true
-          if (latest !== undefined && !ended) worker.postMessage({ t: "observed", timestamps: latest } satisfies ToWorker)
-          return Effect.asVoid(pendingOf((id) => ({ t: "start", id, periodMillis })))
-        }),
-      stop: Effect.suspend(() => {
-        ticking = false
-        return Effect.asVoid(pendingOf((id) => ({ t: "stop", id })))
-      }),
-      observed: (timestamps) => {
-        latest = timestamps
-        if (ticking && !ended) worker.postMessage({ t: "observed", timestamps } satisfies ToWorker)
-      },
-      onDispatched: (listener) => {
-        dispatchedListener = listener
+    // Requests and reports of the dispatcher itself; `end`: no more answers will come.
+    const control = DispatchControl.make((message) => worker.postMessage(message))
+    worker.on("message", (message: FromWorker) => {
+      if (control.receive(message)) return
+      switch (message.t) {
+        case "ready":
+          return void Deferred.doneUnsafe(ready, Exit.succeed(true))
+        case "failed":
+          control.end()
+          return void Deferred.doneUnsafe(ready, Exit.fail(failure("Unavailable", message.detail)))
+        case "lost":
+          control.end()
+          return void Deferred.doneUnsafe(lost, Exit.fail(failure("Closed", message.detail)))
       }
-    }
+    })
+    // The thread could not run at all (its script missing, say): the
+    // connection then goes without it.
+    worker.on("error", (error) => {
+      control.end()
+      startError ??= error.message
+      Deferred.doneUnsafe(ready, Exit.succeed(false))
+      Deferred.doneUnsafe(lost, Exit.fail(failure("Closed", `the thread failed: ${error.message}`)))
+    })
+    worker.on("exit", (code) => {
+      exited = true
+      control.end()
+      if (closing) return
+      startError ??= `the thread exited (${code})`
+      Deferred.doneUnsafe(ready, Exit.succeed(false))
+      Deferred.doneUnsafe(lost, Exit.fail(failure("Closed", `the thread exited (${code})`)))
+    })
+
+    const dispatch = control.dispatch
 
     const whenReady = Deferred.await(ready).pipe(
       Effect.timeoutOrElse({

@@ -29,8 +29,8 @@
  * tick its grid time.
  *
  * This file is the worker's entry; `ZenohDispatch` starts it. Messages
- * between the threads are `ToWorker` and `FromWorker`: those of the WebSocket
- * dispatcher (`ActionDispatchWorker`), plus the session's life. Unlike that
+ * between the threads are `ToWorker` and `FromWorker`: those of every
+ * dispatcher worker (`DispatchControl`), plus the session's life. Unlike the WebSocket
  * one, this thread runs Effect (the Zenoh session is built on it): loading it
  * takes a few hundred milliseconds, which overlap the client's own probing,
  * and puts some 25 MB of mostly long-lived code and data on this thread's
@@ -42,7 +42,7 @@ import { type PeerError, Zenoh, type ZenohKeyExprError, type ZenohSessionClosed 
 import { Cause, Clock, Deferred, Duration, Effect, Exit, Fiber, FiberHandle, Option, Queue } from "effect"
 import { type MessagePort, isMainThread, parentPort, workerData } from "node:worker_threads"
 import { encodeApplyAction } from "./ActionFrame.js"
-import type { FromWorker as DispatchReply, ToWorker as DispatchRequest } from "./ActionDispatchWorker.js"
+import type { DispatchReport, DispatchRequest } from "./DispatchControl.js"
 import * as ActionQueue from "./ActionQueue.js"
 import * as Cadence from "./Cadence.js"
 import * as ThreadPriority from "./ThreadPriority.js"
@@ -68,12 +68,12 @@ export interface WorkerOptions {
 }
 
 export type ToWorker =
-  | Exclude<DispatchRequest, { readonly t: "attach" }>
+  | DispatchRequest
   /** Close the session (the server is told) and end the thread. */
   | { readonly t: "close" }
 
 export type FromWorker =
-  | DispatchReply
+  | DispatchReport
   /** The session is open and the server's request subscriber known: actions will arrive. */
   | { readonly t: "ready" }
   /** The session could not be opened (before `ready`). */

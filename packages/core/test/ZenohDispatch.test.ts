@@ -7,14 +7,14 @@
 // JavaScript: run `npx tsc -b` first.
 import { type PeerEvent, Zenoh } from "@chiral/zenoh"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber, Layer, Option, Queue, Schedule, Stream, SubscriptionRef } from "effect"
+import { Effect, Fiber, Layer, Stream } from "effect"
 import { execFile } from "node:child_process"
-import * as Net from "node:net"
 import { fileURLToPath } from "node:url"
 import { ClientTransport, PolicyClient, ServerTransport, TransportError, ZenohTransport } from "../src/index.js"
 import { failure } from "./support/Exits.js"
 import * as Pair from "./support/Pair.js"
-import type * as Robot from "./support/Robot.js"
+import { relayTo } from "./support/Relay.js"
+import { dispatchContract, row, takeActions } from "./support/DispatchContract.js"
 
 const fast = { probeInterval: 50, probeTimeout: 1000 } as const
 
@@ -25,59 +25,9 @@ const zenoh = (thread: "worker" | "main", keyPrefix?: string) =>
       Layer.succeed(ClientTransport, ZenohTransport.makeClient(server.address, { ...fast, thread, keyPrefix })))
   ).pipe(Layer.provideMerge(ZenohTransport.layerServer({ host: "127.0.0.1", port: 0, keyPrefix })))
 
-const row = (v: number) => [v, 0, 0, 0, 0, 0, 0]
-
-/** Takes `n` applied actions from the recorder, in arrival order. */
-const takeActions = (queue: Queue.Queue<Robot.Applied>, n: number) =>
-  Effect.gen(function*() {
-    const out: Array<number> = []
-    while (out.length < n) out.push(Number((yield* Queue.take(queue)).action.data[0]))
-    return out
-  })
-
-/** Waits (bounded) until `check` holds. */
-const eventually = (check: Effect.Effect<boolean>) =>
-  check.pipe(
-    Effect.filterOrFail((ok) => ok),
-    Effect.retry({ schedule: Schedule.spaced(10), times: 300 }),
-    Effect.ignore
-  )
-
-/**
- * A TCP relay in front of a server that can cut one of the connections it
- * relays (by arrival order) without a Zenoh CLOSE, as a crash would.
- */
-const relayTo = (port: number) =>
-  Effect.acquireRelease(
-    Effect.callback<{ readonly port: number; readonly server: Net.Server; readonly pairs: Array<Array<Net.Socket>> }>(
-      (resume) => {
-        const pairs: Array<Array<Net.Socket>> = []
-        const server = Net.createServer((inbound) => {
-          const outbound = Net.connect({ host: "127.0.0.1", port })
-          for (const s of [inbound, outbound]) s.on("error", () => {})
-          inbound.pipe(outbound)
-          outbound.pipe(inbound)
-          pairs.push([inbound, outbound])
-        })
-        server.listen(0, "127.0.0.1", () =>
-          resume(Effect.succeed({ port: (server.address() as Net.AddressInfo).port, server, pairs })))
-      }
-    ),
-    ({ pairs, server }) =>
-      Effect.sync(() => {
-        for (const pair of pairs) for (const s of pair) s.destroy()
-        server.close()
-      })
-  ).pipe(Effect.map((relay) => ({
-    port: relay.port,
-    connections: Effect.sync(() => relay.pairs.length),
-    cut: (n: number) =>
-      Effect.sync(() => {
-        for (const s of relay.pairs[n] ?? []) s.destroy()
-      })
-  })))
-
 describe("Zenoh client: off-thread action dispatch", () => {
+  dispatchContract((thread) => zenoh(thread))
+
   it.live("the connection carries a dispatcher unless thread is main", () =>
     Effect.gen(function*() {
       const server = yield* ServerTransport
@@ -87,34 +37,6 @@ describe("Zenoh client: off-thread action dispatch", () => {
       const main = yield* ZenohTransport.makeClient(server.address, { ...fast, thread: "main" }).connect
       assert.isUndefined((main as { dispatch?: unknown }).dispatch)
     }).pipe(Effect.scoped, Effect.provide(zenoh("main"))))
-
-  it.live("queued actions go out one per tick in order; replace swaps the plan; pending, stop, clear and dispatched follow", () =>
-    Effect.gen(function*() {
-      const { client, recorder } = yield* Pair.startPair()
-      yield* client.putActions([1, 2, 3].map(row))
-      assert.strictEqual(yield* client.pendingActions, 3)
-      yield* client.putActions([10, 11, 12, 13].map(row), { mode: "replace" })
-      yield* client.putAction(row(14))
-      assert.strictEqual(yield* client.pendingActions, 5)
-      yield* client.startActionDispatch(200)
-      assert.deepStrictEqual(yield* takeActions(recorder.actions, 5), [10, 11, 12, 13, 14])
-      // dispatched catches up once the worker's reports are processed here
-      yield* eventually(Effect.map(SubscriptionRef.get(client.dispatched), (n) => n >= 5))
-      assert.strictEqual(yield* SubscriptionRef.get(client.dispatched), 5)
-      assert.strictEqual(yield* client.pendingActions, 0)
-      yield* client.stopActionDispatch
-      yield* client.putActions([20, 21].map(row))
-      yield* Effect.sleep(50)
-      assert.strictEqual(yield* client.pendingActions, 2)
-      yield* client.clearActions
-      assert.strictEqual(yield* client.pendingActions, 0)
-      // started again, on a fresh grid
-      yield* client.putActions([30, 31].map(row))
-      yield* client.startActionDispatch(200)
-      assert.deepStrictEqual(yield* takeActions(recorder.actions, 2), [30, 31])
-      yield* Effect.sleep(30)
-      assert.isTrue(Option.isNone(yield* Queue.poll(recorder.actions)))
-    }).pipe(Effect.scoped, Effect.provide(zenoh("worker"))))
 
   it.live("N actions at 50 Hz all arrive, in order, stamped with the latest observation's camera timestamps (on prefixed keys)", () =>
     Effect.gen(function*() {
@@ -136,36 +58,6 @@ describe("Zenoh client: off-thread action dispatch", () => {
       }
       assert.strictEqual(yield* client.pendingActions, 0)
     }).pipe(Effect.scoped, Effect.provide(zenoh("worker", "lab/arm-2"))))
-
-  it.live("ticks keep coming while the main thread is blocked", () =>
-    Effect.gen(function*() {
-      const { client, recorder } = yield* Pair.startPair()
-      yield* client.putActions(Array.from({ length: 50 }, (_, i) => row(i)))
-      yield* client.startActionDispatch(100)
-      yield* Queue.take(recorder.actions)
-      // Block this thread for 300 ms: ~30 ticks fall due meanwhile. The server
-      // runs on this thread too, so it only reads them afterwards, but they
-      // were published: they are all waiting in its socket.
-      yield* Effect.sync(() => {
-        const until = performance.now() + 300
-        while (performance.now() < until) {
-          // busy
-        }
-      })
-      const burst = yield* Queue.takeAll(Queue.asDequeue(recorder.actions)).pipe(
-        Effect.delay(20),
-        Effect.map((all) => all.length)
-      )
-      assert.isAtLeast(burst, 20)
-    }).pipe(Effect.scoped, Effect.provide(zenoh("worker"))))
-
-  it.live("the main-thread client dispatches from its own fiber", () =>
-    Effect.gen(function*() {
-      const { client, recorder } = yield* Pair.startPair()
-      yield* client.putActions([1, 2, 3].map(row))
-      yield* client.startActionDispatch(200)
-      assert.deepStrictEqual(yield* takeActions(recorder.actions, 3), [1, 2, 3])
-    }).pipe(Effect.scoped, Effect.provide(zenoh("main"))))
 
   it.live("closing the client's scope closes the worker's session: the server sees both peers say CLOSE", () =>
     Effect.gen(function*() {

@@ -7,7 +7,6 @@ import { decodeFrame, encodeFrame, Tensor } from "@chiral/protocol"
 import { type Session, Zenoh } from "@chiral/zenoh"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Layer, Option, Queue, Ref, Result, Schedule, Stream, SubscriptionRef } from "effect"
-import * as Net from "node:net"
 import {
   ClientTransport,
   type Connection,
@@ -20,6 +19,7 @@ import {
 } from "../src/index.js"
 import { failure } from "./support/Exits.js"
 import * as Pair from "./support/Pair.js"
+import { relayTo } from "./support/Relay.js"
 import * as Robot from "./support/Robot.js"
 
 const fast = { probeInterval: 50, probeTimeout: 300 } as const
@@ -44,41 +44,6 @@ const decodeType = (frame: Uint8Array) => {
   const decoded = decodeFrame(frame)
   return Result.isSuccess(decoded) ? decoded.success.type : `error: ${decoded.failure.message}`
 }
-
-/**
- * A TCP relay in front of a server, whose `cut` destroys both sides' sockets
- * without any Zenoh CLOSE: the server as seen by a client when it crashes.
- */
-const relayTo = (port: number) =>
-  Effect.acquireRelease(
-    Effect.callback<{ readonly port: number; readonly server: Net.Server; readonly sockets: Set<Net.Socket> }>(
-      (resume) => {
-        const sockets = new Set<Net.Socket>()
-        const server = Net.createServer((inbound) => {
-          const outbound = Net.connect({ host: "127.0.0.1", port })
-          for (const s of [inbound, outbound]) {
-            sockets.add(s)
-            s.on("error", () => {})
-            s.on("close", () => sockets.delete(s))
-          }
-          inbound.pipe(outbound)
-          outbound.pipe(inbound)
-        })
-        server.listen(0, "127.0.0.1", () =>
-          resume(Effect.succeed({ port: (server.address() as Net.AddressInfo).port, server, sockets })))
-      }
-    ),
-    ({ server, sockets }) =>
-      Effect.sync(() => {
-        for (const s of sockets) s.destroy()
-        server.close()
-      })
-  ).pipe(Effect.map((relay) => ({
-    port: relay.port,
-    cut: Effect.sync(() => {
-      for (const s of relay.sockets) s.destroy()
-    })
-  })))
 
 /** A stand-in server on a raw session: hands every request to `answer`, publishes what it returns. */
 const fakeServer = (
@@ -217,7 +182,7 @@ describe("ZenohTransport: PolicyServer ↔ PolicyClient", () => {
           Effect.provideService(ClientTransport, transport)
         )
         expect((yield* client.getObs).cameras.length).toBe(2)
-        yield* relay.cut
+        yield* relay.cut()
         const error = failure(yield* Fiber.await(reading))
         expect(error).toMatchObject({ _tag: "TransportError", reason: "Closed" })
         yield* client.awaitDisconnect

@@ -1,0 +1,136 @@
+/**
+ * The policy's-thread side of an action dispatcher that runs on a worker
+ * thread (the WebSocket client's `ActionDispatchWorker`, the Zenoh client's
+ * `ZenohDispatchWorker`): the messages both workers understand, requests
+ * answered by `done`, the `dispatched` reports, and the `OffThreadDispatch`
+ * that PolicyClient drives (see `ActionDispatch`).
+ */
+import { Effect } from "effect"
+import type { OffThreadDispatch } from "./ActionDispatch.js"
+
+/** An action as it crosses threads: float32 values of the given shape. */
+export interface ActionRows {
+  readonly shape: ReadonlyArray<number>
+  readonly data: Float32Array
+}
+
+/** What the policy's thread tells a dispatcher worker. */
+export type DispatchRequest =
+  /** The camera timestamps of the client's latest observation, for the actions that follow. */
+  | { readonly t: "observed"; readonly timestamps: Readonly<Record<string, number>> }
+  | {
+    readonly t: "put"
+    readonly id: number
+    readonly actions: ReadonlyArray<ActionRows>
+    readonly replace: boolean
+    readonly capacity: number
+  }
+  | { readonly t: "clear"; readonly id: number }
+  | { readonly t: "pending"; readonly id: number }
+  | { readonly t: "start"; readonly id: number; readonly periodMillis: number }
+  | { readonly t: "stop"; readonly id: number }
+
+/** What a dispatcher worker reports. */
+export type DispatchReport =
+  /** Request `id` is done; `pending`: actions waiting after it. */
+  | { readonly t: "done"; readonly id: number; readonly pending?: number }
+  /**
+   * An action went out at `at`, due at `due` on the dispatcher's grid
+   * (monotonic ms, `process.hrtime`); `count` sent so far.
+   */
+  | { readonly t: "dispatched"; readonly count: number; readonly at: number; readonly due: number }
+
+type Done = Extract<DispatchReport, { readonly t: "done" }>
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never
+export type Call = DistributiveOmit<Extract<DispatchRequest, { readonly id: number }>, "id">
+
+export interface DispatchControl {
+  readonly dispatch: OffThreadDispatch
+  /** One request to the worker, answered by its `done`; undefined once the worker is gone. */
+  readonly call: (request: Call) => Effect.Effect<Done | undefined>
+  /** Takes a report from the worker; false when the message is none of the dispatcher's. */
+  readonly receive: (message: { readonly t: string }) => boolean
+  /** No answer will come any more: whatever waits gets none, and nothing more is posted. */
+  readonly end: () => void
+  readonly ended: () => boolean
+}
+
+/** Control of a dispatcher worker reached through `post`. */
+export const make = (post: (message: DispatchRequest) => void): DispatchControl => {
+  const waiting = new Map<number, (reply: Done | undefined) => void>()
+  let nextId = 0
+  let ended = false
+  let listener: ((count: number, at: number, due: number) => void) | undefined
+  // The newest observation's timestamps reach the worker only while it ticks:
+  // a message per observation would cost every round trip tens of µs.
+  let ticking = false
+  let latest: Readonly<Record<string, number>> | undefined
+
+  const end = () => {
+    if (ended) return
+    ended = true
+    for (const resume of waiting.values()) resume(undefined)
+    waiting.clear()
+  }
+
+  const call = (request: Call) =>
+    Effect.callback<Done | undefined>((resume) => {
+      if (ended) return resume(Effect.succeed(undefined))
+      const id = nextId++
+      waiting.set(id, (reply) => resume(Effect.succeed(reply)))
+      post({ ...request, id } as DispatchRequest)
+      return Effect.sync(() => waiting.delete(id))
+    })
+
+  const receive = (message: { readonly t: string }): boolean => {
+    const report = message as DispatchReport
+    switch (report.t) {
+      case "done": {
+        const resume = waiting.get(report.id)
+        waiting.delete(report.id)
+        resume?.(report)
+        return true
+      }
+      case "dispatched":
+        listener?.(report.count, report.at, report.due)
+        return true
+      default:
+        return false
+    }
+  }
+
+  // Control never fails: once the worker is gone there is nothing to dispatch.
+  const control = (request: Call) => Effect.map(call(request), (reply) => reply?.pending ?? 0)
+
+  const dispatch: OffThreadDispatch = {
+    put: (actions, replace, capacity) =>
+      Effect.asVoid(control({
+        t: "put",
+        replace,
+        capacity,
+        // a compact copy: cloning a view would clone its whole underlying buffer
+        actions: actions.map((a) => ({ shape: a.shape, data: new Float32Array(a.data as Float32Array) }))
+      })),
+    clear: Effect.asVoid(control({ t: "clear" })),
+    pending: control({ t: "pending" }),
+    start: (periodMillis) =>
+      Effect.suspend(() => {
+        ticking = true
+        if (latest !== undefined && !ended) post({ t: "observed", timestamps: latest })
+        return Effect.asVoid(control({ t: "start", periodMillis }))
+      }),
+    stop: Effect.suspend(() => {
+      ticking = false
+      return Effect.asVoid(control({ t: "stop" }))
+    }),
+    observed: (timestamps) => {
+      latest = timestamps
+      if (ticking && !ended) post({ t: "observed", timestamps })
+    },
+    onDispatched: (next) => {
+      listener = next
+    }
+  }
+
+  return { dispatch, call, receive, end, ended: () => ended }
+}
