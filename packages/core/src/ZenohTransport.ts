@@ -23,7 +23,7 @@
  * pauses of the policy's thread cannot make them late; `thread: "main"` keeps
  * them on PolicyClient's fiber.
  */
-import { encodeFrame } from "@chiral/protocol"
+import { encodeFrame, frameAlignment } from "@chiral/protocol"
 import {
   KeyExpr,
   type PeerError,
@@ -121,8 +121,12 @@ const resolveKeys = (keyPrefix: string | undefined, address: string): Effect.Eff
     : Effect.succeed(keys)
 }
 
-/** Only the Zenoh settings, so that the transport's own options never reach the session. */
+/**
+ * Only the Zenoh settings, so that the transport's own options never reach the
+ * session; large frames are reassembled where their tensors are aligned.
+ */
 const sessionOptions = (options: SessionOptions): SessionOptions => ({
+  payloadAlignment: options.payloadAlignment ?? frameAlignment,
   zid: options.zid,
   batchSize: options.batchSize,
   lease: options.lease,

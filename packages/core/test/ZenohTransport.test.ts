@@ -125,6 +125,8 @@ describe("ZenohTransport: PolicyServer ↔ PolicyClient", () => {
           const image = camera.image.data as Uint8Array
           const depth = camera.depth!.data as Float32Array
           bytes += image.byteLength + depth.byteLength
+          // reassembled where the payload is aligned: the depth map is read in place, not copied
+          expect(depth.buffer).toBe(image.buffer)
           expect(image.every((v, i) => v === ((i * 7 + c) & 0xff))).toBe(true)
           expect(depth[0]).toBe(c)
           expect(depth[480 * 640 - 1]).toBeCloseTo(c + (480 * 640 - 1) / 1e6, 5)

@@ -47,6 +47,18 @@ export const encodeFrame = (message: Message, options?: EncodeOptions): Uint8Arr
   encodeContiguous(message, options?.dialect)
 
 /**
+ * Where a frame should start, modulo 8, for its payload (at `4 + header_len`) to
+ * be 8-byte aligned, given at least its first 4 bytes (0 when fewer are known).
+ * A receiver that places frames there gets every tensor from `decodeFrame` as a
+ * view; a misaligned float32 or float64 tensor is copied.
+ */
+export const frameAlignment = (head: Uint8Array): number => {
+  if (head.byteLength < 4) return 0
+  const headerLen = (head[0]! | (head[1]! << 8) | (head[2]! << 16) | (head[3]! << 24)) >>> 0
+  return (8 - ((4 + headerLen) % 8)) % 8
+}
+
+/**
  * Decodes one frame. Never throws. Every offset, size, shape and dtype is
  * checked against the frame before payload bytes are touched. Tensors are
  * views into `frame` where the bytes are aligned (otherwise copied once), so

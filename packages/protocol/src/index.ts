@@ -12,7 +12,8 @@ export {
   type Dialect,
   encodeFrame,
   encodeFrameParts,
-  type EncodeOptions
+  type EncodeOptions,
+  frameAlignment
 } from "./Frame.js"
 export { FrameError } from "./FrameError.js"
 export {

@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Result } from "effect"
 import * as fc from "fast-check"
-import { decodeFrame, type Dialect, encodeFrame, encodeFrameParts, type Message, Tensor } from "@chiral/protocol"
+import { decodeFrame, type Dialect, encodeFrame, encodeFrameParts, frameAlignment, type Message, Tensor } from "@chiral/protocol"
 import * as Arb from "./support/Arbitraries.js"
 
 const runs = Number(process.env.CHIRAL_PROPERTY_RUNS ?? 300)
@@ -106,6 +106,21 @@ describe("round trips", () => {
       }),
       { numRuns: Math.ceil(runs / 3) }
     )
+  })
+
+  it("frameAlignment: a frame placed there has its payload (at 4 + header_len) 8-byte aligned", () => {
+    fc.assert(
+      fc.property(Arb.observation, fc.integer({ min: 0, max: 7 }), (obs, shift) => {
+        const bytes = encodeFrame({ type: "obs_response", obs })
+        const frame = shifted(bytes, shift)
+        const at = frameAlignment(frame.subarray(0, 4))
+        const headerLen = new DataView(bytes.buffer, bytes.byteOffset).getUint32(0, true)
+        assert.strictEqual((at + 4 + headerLen) % 8, 0)
+        assert.isTrue(at >= 0 && at < 8)
+      }),
+      { numRuns: Math.ceil(runs / 3) }
+    )
+    assert.strictEqual(frameAlignment(new Uint8Array(3)), 0)
   })
 
   it("a random message validates against Message.schema; a tampered one does not", async () => {

@@ -114,7 +114,10 @@ export class Reassembler {
   readonly limit: number
   readonly markers: boolean
   private readonly sizeHint: ((firstPiece: Uint8Array) => number | undefined) | undefined
+  private readonly lead: ((firstPiece: Uint8Array) => number) | undefined
   private buf: Uint8Array | undefined
+  /** Where the message starts in `buf`. */
+  private base = 0
   private length = 0
   private expectedSn = -1
   private readonly snModulus: number
@@ -126,11 +129,17 @@ export class Reassembler {
     readonly snModulus: number
     /** Total message size guessed from the first piece, to allocate once. */
     readonly sizeHint?: ((firstPiece: Uint8Array) => number | undefined) | undefined
+    /**
+     * Bytes (0–7) to leave free before the message, from its first piece: where the message
+     * starts modulo 8, so that aligned data inside it can be read in place.
+     */
+    readonly lead?: ((firstPiece: Uint8Array) => number) | undefined
   }) {
     this.limit = options.limit
     this.markers = options.markers
     this.snModulus = options.snModulus
     this.sizeHint = options.sizeHint
+    this.lead = options.lead
   }
 
   /** A message is partially collected. */
@@ -164,7 +173,9 @@ export class Reassembler {
     for (const part of parts) this.append(part)
     this.expectedSn = (piece.sn + 1) % this.snModulus
     if (piece.more) return undefined
-    const out = this.buf!.length === this.length ? this.buf! : this.buf!.subarray(0, this.length)
+    const out = this.base === 0 && this.buf!.length === this.length
+      ? this.buf!
+      : this.buf!.subarray(this.base, this.base + this.length)
     this.buf = undefined
     this.length = 0
     this.expectedSn = -1
@@ -186,7 +197,9 @@ export class Reassembler {
     const capacity = hint !== undefined && hint >= pieceLength
       ? hint
       : Math.min(this.limit, Math.max(4 * pieceLength, 64 * 1024))
-    this.buf = new Uint8Array(capacity)
+    const lead = Math.min(7, Math.max(0, Math.trunc(this.lead?.(firstPiece) ?? 0)))
+    this.buf = new Uint8Array(lead + capacity)
+    this.base = lead
     this.length = 0
   }
 
@@ -197,14 +210,14 @@ export class Reassembler {
       this.reset()
       throw new ZenohReassemblyError({ reason: "message exceeds the reassembly limit", size, limit: this.limit })
     }
-    if (need > this.buf!.length) {
-      let capacity = this.buf!.length * 2
+    if (this.base + need > this.buf!.length) {
+      let capacity = (this.buf!.length - this.base) * 2
       while (capacity < need) capacity *= 2
-      const next = new Uint8Array(Math.min(capacity, this.limit))
-      next.set(this.buf!.subarray(0, this.length))
+      const next = new Uint8Array(this.base + Math.min(capacity, this.limit))
+      next.set(this.buf!.subarray(this.base, this.base + this.length), this.base)
       this.buf = next
     }
-    this.buf!.set(bytes, this.length)
+    this.buf!.set(bytes, this.base + this.length)
     this.length = need
   }
 }

@@ -428,7 +428,13 @@ export const encode = (w: ZWriter, msg: NetworkMessage): void => {
  * payload length; undefined when `head` is something else or too short to tell. Lets a
  * reassembler allocate the whole message once.
  */
-export const pushSizeHint = (head: Uint8Array): number | undefined => {
+export const pushSizeHint = (head: Uint8Array): number | undefined => pushLayout(head)?.size
+
+/**
+ * Where a PUSH+PUT's payload starts and how large the whole message is, read from its first
+ * bytes (the first fragment): undefined when they do not hold a PUT's header.
+ */
+export const pushLayout = (head: Uint8Array): { readonly size: number; readonly payloadAt: number } | undefined => {
   try {
     const r = new ZReader(head)
     const header = r.u8("PUSH header")
@@ -447,7 +453,7 @@ export const pushSizeHint = (head: Uint8Array): number | undefined => {
     }
     Extension.decodeIf((bodyHeader & FLAG_Z) !== 0, r, "PUT")
     const payloadLength = r.zint("payload length", Zint.MAX_Z32)
-    return r.pos + payloadLength
+    return { size: r.pos + payloadLength, payloadAt: r.pos }
   } catch {
     return undefined
   }

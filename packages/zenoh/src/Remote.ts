@@ -55,6 +55,8 @@ export interface PeerInfo {
 /** What a remote needs from the local session. */
 export interface SessionHooks {
   readonly maxMessageSize: number
+  /** See `ZenohConfig.payloadAlignment`. */
+  readonly payloadAlignment?: ((payloadHead: Uint8Array) => number) | undefined
   readonly keepAliveMillis: number
   /** Local subscriptions to announce: id and canonical key. */
   readonly subscriptions: () => Iterable<{ readonly id: number; readonly keyExpr: string }>
@@ -62,6 +64,17 @@ export interface SessionHooks {
   readonly deliver: (sample: Sample) => Effect.Effect<void> | undefined
   /** The remote's set of subscriptions changed. */
   readonly remoteSubscriptionsChanged: () => void
+}
+
+/**
+ * Bytes to leave before a reassembled message so that its PUT payload starts where `alignment`
+ * wants it (modulo 8); 0 when the first piece does not show a PUT's payload.
+ */
+const leadFor = (alignment: (payloadHead: Uint8Array) => number) => (firstPiece: Uint8Array): number => {
+  const layout = NetworkMessage.pushLayout(firstPiece)
+  if (layout === undefined) return 0
+  const wanted = alignment(firstPiece.subarray(layout.payloadAt))
+  return (((wanted - layout.payloadAt) % 8) + 8) % 8
 }
 
 const whatamiName = (w: number): PeerInfo["whatami"] => (w === 0 ? "router" : w === 2 ? "client" : "peer")
@@ -101,7 +114,8 @@ export class Remote {
         limit: hooks.maxMessageSize,
         markers: negotiated.patch >= 1,
         snModulus: negotiated.snModulus,
-        sizeHint: NetworkMessage.pushSizeHint
+        sizeHint: NetworkMessage.pushSizeHint,
+        lead: hooks.payloadAlignment === undefined ? undefined : leadFor(hooks.payloadAlignment)
       })
     this.reliable = reassembler()
     this.bestEffort = reassembler()

@@ -165,6 +165,7 @@ export class SessionState {
   attach(link: Link, negotiated: Negotiated): Remote {
     const hooks: SessionHooks = {
       maxMessageSize: this.config.maxMessageSize,
+      payloadAlignment: this.config.payloadAlignment,
       keepAliveMillis: this.config.keepAliveMillis,
       subscriptions: () => [...this.subscribers.values()].map(({ id, keyExpr }) => ({ id, keyExpr })),
       deliver: (sample) => this.deliver(sample),

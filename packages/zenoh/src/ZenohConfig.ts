@@ -21,6 +21,12 @@ export interface ZenohConfig {
   readonly maxMessageSize?: number | undefined
   /** Time allowed to flush a CLOSE and queued data when closing. Default 1 s. */
   readonly closeTimeout?: Duration.Input | undefined
+  /**
+   * Where a fragmented sample's payload should start, modulo 8, given its first bytes: the
+   * reassembly buffer is placed accordingly, so that a payload holding aligned data (typed
+   * arrays) can be read in place. Default: no preference.
+   */
+  readonly payloadAlignment?: ((payloadHead: Uint8Array) => number) | undefined
 }
 
 export interface Resolved {
@@ -31,6 +37,7 @@ export interface Resolved {
   readonly handshakeTimeoutMillis: number
   readonly maxMessageSize: number
   readonly closeTimeoutMillis: number
+  readonly payloadAlignment: ((payloadHead: Uint8Array) => number) | undefined
 }
 
 export const DEFAULT_LEASE_MILLIS = 10_000
@@ -91,5 +98,14 @@ export const resolve = (config: ZenohConfig): Result.Result<Resolved, ZenohConfi
         new ZenohConfigError({ field: "maxMessageSize", reason: `must be a positive integer, got ${maxMessageSize}` })
       )
     }
-    return { zid, batchSize, leaseMillis, keepAliveMillis, handshakeTimeoutMillis, maxMessageSize, closeTimeoutMillis }
+    return {
+      zid,
+      batchSize,
+      leaseMillis,
+      keepAliveMillis,
+      handshakeTimeoutMillis,
+      maxMessageSize,
+      closeTimeoutMillis,
+      payloadAlignment: config.payloadAlignment
+    }
   })

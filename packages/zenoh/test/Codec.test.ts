@@ -260,5 +260,10 @@ describe("network messages", () => {
       assert.strictEqual(NetworkMessage.pushSizeHint(whole.subarray(0, 64)), whole.length)
       assert.strictEqual(NetworkMessage.pushSizeHint(whole.subarray(0, 5)), undefined)
       assert.strictEqual(NetworkMessage.pushSizeHint(bytes("3e001a")), undefined)
+      // the payload (150 000 bytes) ends the message: it starts that far from the end
+      assert.deepStrictEqual(NetworkMessage.pushLayout(whole.subarray(0, 64)), {
+        size: whole.length,
+        payloadAt: whole.length - 150_000
+      })
     }))
 })

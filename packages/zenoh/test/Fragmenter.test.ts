@@ -96,6 +96,28 @@ describe("fragment / Reassembler", () => {
       )
     }))
 
+  it.effect("a lead places the message at the asked offset modulo 8, also when the buffer grows", () =>
+    Effect.sync(() => {
+      for (const hint of [undefined, 100]) {
+        for (let lead = 0; lead < 8; lead++) {
+          // larger than the first allocation without a hint (64 KiB): the buffer grows
+          const message = sample(200_000)
+          const wire = decodeWire(Fragmenter.fragment([message], { batchSize: 4000, reliable: true, firstSn: 0, snModulus: MOD }).chunks)
+          const r = new Fragmenter.Reassembler({
+            limit: 1 << 20,
+            markers: true,
+            snModulus: MOD,
+            sizeHint: () => hint,
+            lead: () => lead
+          })
+          let whole: Uint8Array | undefined
+          for (const w of wire) whole = r.push(w.fragment)
+          assert.deepStrictEqual(whole, message)
+          assert.strictEqual(whole!.byteOffset % 8, lead)
+        }
+      }
+    }))
+
   it.effect("oversize: a typed error, early when the size hint already says so", () =>
     Effect.sync(() => {
       const wire = decodeWire(Fragmenter.fragment([sample(5000)], { batchSize: 1000, reliable: true, firstSn: 0, snModulus: MOD }).chunks)
