@@ -214,6 +214,41 @@ describe("WebSocketClient", () => {
       ])
     }))
 
+  it.live("with writes shared, a peer that stops reading neither blocks this thread nor loses or mixes a frame", () =>
+    Effect.gen(function*() {
+      const count = 30
+      const size = 512 * 1024
+      const payload = (i: number) => new Uint8Array(size).fill(i + 1)
+      let peer: Peer | undefined
+      const server = yield* serve(goodAnswer, (p) => {
+        // stop reading until told: the client's sends fill the socket's buffers
+        p.socket.pause()
+        peer = p
+      })
+      const acknowledged: Array<Error | undefined> = []
+      let loopRan = false
+      yield* runClient(server, (o) => o.opened, (client) => {
+        assert.isDefined(client.shareWrites())
+        setImmediate(() => {
+          loopRan = true
+        })
+        for (let i = 0; i < count; i++) client.send([payload(i)], (error) => acknowledged.push(error))
+      })
+      // the sends returned at once: this thread's event loop went on while the peer read nothing
+      yield* Effect.sleep(50)
+      assert.isTrue(loopRan)
+      assert.isBelow(acknowledged.length, count)
+      peer!.socket.resume()
+      yield* Effect.promise(() => peer!.frameCount(count))
+      assert.strictEqual(peer!.frames.length, count)
+      peer!.frames.forEach(([opcode, data, masked], i) => {
+        assert.deepStrictEqual([opcode, masked, data.byteLength], [0x2, true, size])
+        assert.isTrue(data.every((b) => b === i + 1), `frame ${i} is whole`)
+      })
+      while (acknowledged.length < count) yield* Effect.sleep(5)
+      assert.deepStrictEqual(acknowledged, Array.from({ length: count }, () => undefined))
+    }))
+
   it.live("sends masked binary frames; answers a ping with a pong of the same payload", () =>
     Effect.gen(function*() {
       let peerRef: Peer | undefined
