@@ -14,9 +14,9 @@
  *
  * The dispatcher keeps the waiting actions (a sliding queue), sends one per
  * tick as `apply_action` stamped with the camera timestamps of the client's
- * latest observation (the main thread reports each one), and times ticks on a
- * grid anchored at its start: a timer wakes it just before the tick and
- * `Atomics.wait` sleeps the last stretch with sub-millisecond precision.
+ * latest observation (the main thread reports them while it ticks), and times
+ * ticks on a grid anchored at its start with sub-millisecond precision
+ * (`PreciseTimer`).
  *
  * This file is the worker's entry; `WebSocketTransport` starts it. Messages
  * between the threads are `ToWorker` and `FromWorker`. It imports neither
@@ -26,6 +26,7 @@
 import { isMainThread, parentPort, workerData } from "node:worker_threads"
 import { encodeApplyAction } from "./ActionFrame.js"
 import type { ActionRows, DispatchReport, DispatchRequest } from "./DispatchControl.js"
+import * as PreciseTimer from "./PreciseTimer.js"
 import { SharedWriter, type SharedWriterHandle } from "./SharedWriter.js"
 import * as ThreadPriority from "./ThreadPriority.js"
 import { encodeBinaryFrame } from "./WebSocketClient.js"
@@ -41,11 +42,6 @@ export type ToWorker =
   | { readonly t: "attach"; readonly writer: SharedWriterHandle }
 
 export type FromWorker = DispatchReport
-
-const now = (): number => Number(process.hrtime.bigint()) / 1e6
-
-/** How long before a tick the timer hands over to `Atomics.wait`. */
-const handoverMillis = 2
 
 /** The waiting actions: a sliding queue (the oldest dropped beyond capacity). */
 class ActionQueue {
@@ -91,13 +87,12 @@ class ActionQueue {
 class Dispatcher {
   private readonly queue: ActionQueue
   private readonly send: (action: ActionRows, due: number) => boolean
-  private readonly sleeper = new Int32Array(new SharedArrayBuffer(4))
   private running = false
   private period = 0
   private start = 0
   /** Grid slot of the next tick. */
   private slot = 0
-  private timer: ReturnType<typeof setTimeout> | undefined
+  private cancel: (() => void) | undefined
 
   constructor(queue: ActionQueue, send: (action: ActionRows, due: number) => boolean) {
     this.queue = queue
@@ -108,39 +103,31 @@ class Dispatcher {
     this.end()
     this.running = true
     this.period = periodMillis
-    this.start = now()
+    this.start = PreciseTimer.monotonicMillis()
     this.slot = 0
     this.fire()
   }
 
   end() {
     this.running = false
-    if (this.timer !== undefined) clearTimeout(this.timer)
-    this.timer = undefined
+    this.cancel?.()
+    this.cancel = undefined
   }
 
-  private schedule() {
-    const wait = this.start + this.slot * this.period - now()
-    // Node timers are whole milliseconds against a loop clock that may be stale:
-    // wake early, then wait out the rest precisely.
-    this.timer = setTimeout(() => this.fire(), Math.max(0, Math.floor(wait - handoverMillis)))
-  }
-
+  /** One tick, at its grid time (the first one at once, from `begin`). */
   private fire() {
-    this.timer = undefined
+    this.cancel = undefined
     if (!this.running) return
     const due = this.start + this.slot * this.period
-    const wait = due - now()
-    if (wait > 0.02) Atomics.wait(this.sleeper, 0, 0, wait)
     const action = this.queue.poll()
     if (action !== undefined && !this.send(action, due)) return this.end()
     // The slot after this one; after an overrun of whole periods, go at once
     // (as the latest slot that has begun) and rejoin the grid: missed ticks
     // are not replayed.
-    const elapsed = now() - this.start
+    const elapsed = PreciseTimer.monotonicMillis() - this.start
     const next = this.slot + 1
     this.slot = next * this.period <= elapsed ? Math.max(next, Math.floor(elapsed / this.period)) : next
-    this.schedule()
+    this.cancel = PreciseTimer.at(this.start + this.slot * this.period, () => this.fire())
   }
 }
 
@@ -167,7 +154,7 @@ const run = (options: WorkerOptions) => {
       if (writer === undefined || writer.write(encodeBinaryFrame([encodeApplyAction(action.shape, action.data, latest)])) !== undefined) {
         return false
       }
-      post({ t: "dispatched", count: ++dispatched, at: now(), due })
+      post({ t: "dispatched", count: ++dispatched, at: PreciseTimer.monotonicMillis(), due })
       return true
     }
   )

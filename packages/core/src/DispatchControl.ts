@@ -55,6 +55,15 @@ export interface DispatchControl {
   readonly ended: () => boolean
 }
 
+/**
+ * A dispatcher worker's entry, `<name>.js` next to this module in dist/ (under
+ * vitest this module is the source; the worker is still the build).
+ */
+export const workerScript = (name: string): URL =>
+  import.meta.url.endsWith(".ts")
+    ? new URL(`../dist/${name}.js`, import.meta.url)
+    : new URL(`./${name}.js`, import.meta.url)
+
 /** Control of a dispatcher worker reached through `post`. */
 export const make = (post: (message: DispatchRequest) => void): DispatchControl => {
   const waiting = new Map<number, (reply: Done | undefined) => void>()

@@ -326,12 +326,6 @@ const openDirect = (
     return { connection: { id: uri, frames: Stream.fromQueue(frames), send }, socket }
   })
 
-/** The dispatcher's entry: next to this module in dist/ (under vitest this module is the source, the worker still the build). */
-const workerScript = (): URL =>
-  import.meta.url.endsWith(".ts")
-    ? new URL("../dist/ActionDispatchWorker.js", import.meta.url)
-    : new URL("./ActionDispatchWorker.js", import.meta.url)
-
 /** How long closing waits for the dispatcher to confirm it has stopped writing. */
 const dispatcherStopMillis = 1000
 
@@ -352,7 +346,7 @@ const connectOffThread = (
     // Started before connecting, so that its start-up overlaps the handshakes.
     const worker = yield* Effect.acquireRelease(
       Effect.sync(() =>
-        new Worker(workerScript(), {
+        new Worker(DispatchControl.workerScript("ActionDispatchWorker"), {
           // None of the parent's Node options: the worker is built JavaScript importing
           // built packages (a test runner's source condition would point it at
           // TypeScript), and V8 flags are process-wide anyway.

@@ -37,13 +37,6 @@ export interface Started {
   readonly lost: Effect.Effect<never, TransportError>
 }
 
-/** The dispatcher's entry: next to this module in dist/ (under vitest this module is the source, the worker still the build). */
-const workerScript = (): URL =>
-  import.meta.url.endsWith(".ts")
-    ? new URL("../dist/ZenohDispatchWorker.js", import.meta.url)
-    : new URL("./ZenohDispatchWorker.js", import.meta.url)
-
-
 /** Starts the worker; it connects at once. The thread ends with the scope. */
 export const start = (options: StartOptions): Effect.Effect<Started, never, Scope.Scope> =>
   Effect.gen(function*() {
@@ -57,7 +50,7 @@ export const start = (options: StartOptions): Effect.Effect<Started, never, Scop
 
     const worker = yield* Effect.acquireRelease(
       Effect.sync(() =>
-        new Worker(workerScript(), {
+        new Worker(DispatchControl.workerScript("ZenohDispatchWorker"), {
           // None of the parent's Node options: the worker is built JavaScript importing
           // built packages (a test runner's source condition would point it at
           // TypeScript), and V8 flags are process-wide anyway.

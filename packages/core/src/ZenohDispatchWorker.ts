@@ -45,6 +45,7 @@ import { encodeApplyAction } from "./ActionFrame.js"
 import type { DispatchReport, DispatchRequest } from "./DispatchControl.js"
 import * as ActionQueue from "./ActionQueue.js"
 import * as Cadence from "./Cadence.js"
+import * as PreciseTimer from "./PreciseTimer.js"
 import * as ThreadPriority from "./ThreadPriority.js"
 
 export interface WorkerOptions {
@@ -81,17 +82,11 @@ export type FromWorker =
   /** The session was lost (after `ready`): nothing more is sent. */
   | { readonly t: "lost"; readonly detail: string }
 
-/** Monotonic milliseconds (`process.hrtime`, the same clock on every thread). */
-const now = (): number => Number(process.hrtime.bigint()) / 1e6
-
-/** How long before a tick the timer hands over to `Atomics.wait`. */
-const handoverMillis = 2
+const now = PreciseTimer.monotonicMillis
 
 /**
  * The dispatch loop's clock: the default one, except that a sleep ends on
- * time to a fraction of a millisecond. Node timers are whole milliseconds
- * against a loop clock that may be stale, so the timer wakes the thread
- * `handoverMillis` early and `Atomics.wait` sleeps the rest (this thread has
+ * time to a fraction of a millisecond (`PreciseTimer`: this thread has
  * nothing else to do meanwhile). `due` is when the last sleep was to end: the
  * grid time of the tick that follows it (`Cadence.fixed` sleeps exactly until
  * the next slot; after an overrun it does not sleep and the tick goes at once).
@@ -105,7 +100,6 @@ export class TickClock implements Clock.Clock {
   readonly currentTimeNanos: Effect.Effect<bigint>
   readonly monotonicTimeNanos: Effect.Effect<bigint>
   private readonly base: Clock.Clock
-  private readonly sleeper = new Int32Array(new SharedArrayBuffer(4))
 
   constructor(base: Clock.Clock) {
     this.base = base
@@ -133,14 +127,7 @@ export class TickClock implements Clock.Clock {
     }
     const due = start + millis
     this.due = due
-    return Effect.callback<void>((resume) => {
-      const timer = setTimeout(() => {
-        const rest = due - now()
-        if (rest > 0.02) Atomics.wait(this.sleeper, 0, 0, rest)
-        resume(Effect.void)
-      }, Math.max(0, Math.floor(millis - handoverMillis)))
-      return Effect.sync(() => clearTimeout(timer))
-    })
+    return Effect.callback<void>((resume) => Effect.sync(PreciseTimer.at(due, () => resume(Effect.void))))
   }
 }
 
