@@ -24,6 +24,8 @@ export default [
   project("protocol", "packages/protocol"),
   project("zenoh", "packages/zenoh"),
   project("core", "packages/core"),
+  project("websocket", "packages/websocket"),
+  project("zenoh-transport", "packages/zenoh-transport"),
   project("cli", "apps/cli"),
   project("examples", "apps/examples")
 ]

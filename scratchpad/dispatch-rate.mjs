@@ -3,7 +3,8 @@
 // double tick in /work/notes/core-requests.md §1 (pairs like "2600 2602").
 //   npx tsc -b && npx node scratchpad/dispatch-rate.mjs ws://127.0.0.1:PORT [obsHz]
 // against e.g. `npx chiral serve --host 127.0.0.1 --port PORT --cameras 2 --size 64x48`.
-import { PolicyClient, WebSocketTransport } from "@chiral/core"
+import { PolicyClient } from "@chiral/core"
+import { WebSocketTransport } from "@chiral/websocket"
 import { NodeRuntime } from "@effect/platform-node"
 import { Console, Effect, Layer, Stream, SubscriptionRef } from "effect"
 

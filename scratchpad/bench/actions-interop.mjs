@@ -1,7 +1,8 @@
 // Off-thread dispatch against another server: 5 actions at 20 Hz (the server prints what it applies).
 import { NodeRuntime } from "@effect/platform-node"
 import { Effect, SubscriptionRef } from "effect"
-import { PolicyClient, WebSocketTransport } from "@chiral/core"
+import { PolicyClient } from "@chiral/core"
+import { WebSocketTransport } from "@chiral/websocket"
 const prog = Effect.gen(function*() {
   const client = yield* PolicyClient.make({ quiet: true })
   yield* client.getObs

@@ -2,7 +2,8 @@
 import { spawn } from "node:child_process"
 import { NodeRuntime } from "@effect/platform-node"
 import { Effect } from "effect"
-import { PolicyClient, WebSocketTransport } from "@chiral/core"
+import { PolicyClient } from "@chiral/core"
+import { WebSocketTransport } from "@chiral/websocket"
 const child = spawn(process.execPath, ["apps/cli/dist/bench/Server.js", JSON.stringify({ protocol: "websocket", host: "127.0.0.1", cameras: 1, width: 64, height: 48, depth: true, fps: 30 })], { stdio: ["pipe", "pipe", "inherit"] })
 const ready = await new Promise((res) => child.stdout.once("data", (d) => res(JSON.parse(String(d).split("\n")[0]).ready)))
 const med = (a) => [...a].sort((x, y) => x - y)[a.length >> 1]

@@ -2,7 +2,8 @@
 import { spawn } from "node:child_process"
 import { NodeServices, NodeRuntime } from "@effect/platform-node"
 import { Effect } from "effect"
-import { PolicyClient, WebSocketTransport } from "@chiral/core"
+import { PolicyClient } from "@chiral/core"
+import { WebSocketTransport } from "@chiral/websocket"
 import * as RawTcp from "../../apps/cli/dist/bench/RawTcp.js"
 const child = spawn(process.execPath, ["apps/cli/dist/bench/Server.js", JSON.stringify({ protocol: "websocket", host: "127.0.0.1", cameras: 8, width: 640, height: 480, depth: true, fps: Number(process.env.FPS ?? 30) })], { stdio: ["pipe", "pipe", "inherit"] })
 const ready = await new Promise((res) => child.stdout.once("data", (d) => res(JSON.parse(String(d).split("\n")[0]).ready)))

@@ -2,7 +2,8 @@
 import { spawn } from "node:child_process"
 import { NodeServices, NodeRuntime } from "@effect/platform-node"
 import { Effect, Stream, Queue, Result } from "effect"
-import { PolicyClient, WebSocketTransport, ClientTransport } from "@chiral/core"
+import { PolicyClient, ClientTransport } from "@chiral/core"
+import { WebSocketTransport } from "@chiral/websocket"
 import { encodeFrame, decodeFrame } from "@chiral/protocol"
 import * as RawTcp from "../../apps/cli/dist/bench/RawTcp.js"
 const cams = Number(process.env.CAMS ?? 8), size = (process.env.SIZE ?? "640x480").split("x").map(Number)

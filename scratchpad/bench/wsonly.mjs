@@ -2,7 +2,8 @@
 import { spawn } from "node:child_process"
 import { NodeServices, NodeRuntime } from "@effect/platform-node"
 import { Effect } from "effect"
-import { PolicyClient, WebSocketTransport } from "@chiral/core"
+import { PolicyClient } from "@chiral/core"
+import { WebSocketTransport } from "@chiral/websocket"
 const cams = Number(process.env.CAMS ?? 8), size = (process.env.SIZE ?? "640x480").split("x").map(Number)
 const child = spawn(process.execPath, [...(process.env.SERVER_PROF ? ["--cpu-prof", "--cpu-prof-dir=/tmp/bx/prof-server"] : []), "apps/cli/dist/bench/Server.js", JSON.stringify({ protocol: "websocket", host: "127.0.0.1", cameras: cams, width: size[0], height: size[1], depth: true, fps: 30 })], { stdio: ["pipe", "pipe", "inherit"] })
 const ready = await new Promise((res) => child.stdout.once("data", (d) => res(JSON.parse(String(d).split("\n")[0]).ready)))

@@ -2,7 +2,9 @@
  * The transports the commands choose from (`--protocol`), as Layers: adding a
  * protocol is one entry in each table below.
  */
-import { type ClientTransport, type ServerTransport, type TransportError, WebSocketTransport, ZenohTransport } from "@chiral/core"
+import { type ClientTransport, type ServerTransport, type TransportError } from "@chiral/core"
+import { WebSocketTransport } from "@chiral/websocket"
+import { ZenohTransport } from "@chiral/zenoh-transport"
 import type { Layer } from "effect"
 
 export const protocols = ["websocket", "zenoh"] as const

@@ -1,5 +1,7 @@
 import * as net from "node:net"
-import { PolicyServer, WebSocketTransport, ZenohTransport } from "@chiral/core"
+import { PolicyServer } from "@chiral/core"
+import { WebSocketTransport } from "@chiral/websocket"
+import { ZenohTransport } from "@chiral/zenoh-transport"
 import type { Tensor } from "@chiral/protocol"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Layer } from "effect"

@@ -1,4 +1,5 @@
-import { PolicyClient, WebSocketTransport } from "@chiral/core"
+import { PolicyClient } from "@chiral/core"
+import { WebSocketTransport } from "@chiral/websocket"
 import { Tensor } from "@chiral/protocol"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Schedule } from "effect"

@@ -11,7 +11,8 @@
  *
  *     node apps/examples/dist/client.js [uri] [actions]    # default ws://localhost:8765 200
  */
-import { PolicyClient, WebSocketTransport } from "@chiral/core"
+import { PolicyClient } from "@chiral/core"
+import { WebSocketTransport } from "@chiral/websocket"
 import type { Observation } from "@chiral/protocol"
 import { NodeRuntime } from "@effect/platform-node"
 import { Console, Duration, Effect, Option, Stream, SubscriptionRef } from "effect"

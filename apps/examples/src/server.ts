@@ -14,7 +14,8 @@
  *     node apps/examples/dist/server.js [port] [host]      # default 8765 0.0.0.0
  *     node apps/examples/dist/client.js ws://localhost:8765
  */
-import { Cadence, PolicyServer, WebSocketTransport } from "@chiral/core"
+import { Cadence, PolicyServer } from "@chiral/core"
+import { WebSocketTransport } from "@chiral/websocket"
 import { NodeRuntime } from "@effect/platform-node"
 import { Console, Duration, Effect, Ref } from "effect"
 

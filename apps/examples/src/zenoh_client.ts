@@ -5,7 +5,7 @@
  *
  *     node apps/examples/dist/zenoh_client.js [tcp/host:port] [actions]    # default tcp/127.0.0.1:7447 200
  */
-import { ZenohTransport } from "@chiral/core"
+import { ZenohTransport } from "@chiral/zenoh-transport"
 import { NodeRuntime } from "@effect/platform-node"
 import { Effect } from "effect"
 import { program } from "./client.js"

@@ -6,7 +6,7 @@
  *
  *     node apps/examples/dist/zenoh_server.js [port] [host]    # default 7447 0.0.0.0
  */
-import { ZenohTransport } from "@chiral/core"
+import { ZenohTransport } from "@chiral/zenoh-transport"
 import { NodeRuntime } from "@effect/platform-node"
 import { Effect } from "effect"
 import { program } from "./server.js"

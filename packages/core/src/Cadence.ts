@@ -12,6 +12,7 @@
  * Under `TestClock` both clocks are virtual, so cadences test exactly.
  */
 import { Duration, Effect, Schedule } from "effect"
+import type { RequestError } from "./RequestError.js"
 
 /** Tolerance for float rounding when deciding which grid slot "now" is in. */
 const epsilon = 1e-6
@@ -46,3 +47,28 @@ export const fixed = (period: Duration.Input): Schedule.Schedule<number> => {
     })
   ))
 }
+
+/** The period of a rate in Hz; a defect for anything but a positive finite rate. */
+export const periodOf = (hz: number): Effect.Effect<Duration.Duration> =>
+  Number.isFinite(hz) && hz > 0
+    ? Effect.succeed(Duration.millis(1000 / hz))
+    : Effect.die(new RangeError(`rate must be a positive number of Hz, got ${hz}`))
+
+/**
+ * Runs `tick` every `period` on the `fixed` grid until it fails with a
+ * `Disconnected` `RequestError` (the connection is gone), then logs that the
+ * loop `name` stopped; any other failure is logged and the loop carries on.
+ */
+export const untilDisconnected = (
+  name: string,
+  tick: Effect.Effect<unknown, RequestError>,
+  period: Duration.Duration
+): Effect.Effect<void> =>
+  tick.pipe(
+    Effect.catch((error) =>
+      error.reason === "Disconnected" ? Effect.fail(error) : Effect.logWarning(`chiral: ${name}: ${error.message}`)
+    ),
+    Effect.repeat(fixed(period)),
+    Effect.catch((error) => Effect.logInfo(`chiral: ${name} stopped: ${error.message}`)),
+    Effect.asVoid
+  )

@@ -3,10 +3,10 @@
  * thread (the WebSocket client's `ActionDispatchWorker`, the Zenoh client's
  * `ZenohDispatchWorker`): the messages both workers understand, requests
  * answered by `done`, the `dispatched` reports, and the `OffThreadDispatch`
- * that PolicyClient drives (see `ActionDispatch`).
+ * that PolicyClient drives (see `OffThreadDispatch`).
  */
 import { Effect } from "effect"
-import type { OffThreadDispatch } from "./ActionDispatch.js"
+import type { OffThreadDispatch } from "./OffThreadDispatch.js"
 
 /** An action as it crosses threads: float32 values of the given shape. */
 export interface ActionRows {
@@ -56,13 +56,14 @@ export interface DispatchControl {
 }
 
 /**
- * A dispatcher worker's entry, `<name>.js` next to this module in dist/ (under
- * vitest this module is the source; the worker is still the build).
+ * A dispatcher worker's entry: `<name>.js` beside the module at `from` (its
+ * `import.meta.url`) in its package's dist/. Under vitest that module is the
+ * TypeScript source, and the worker is still the build (`tsc -b` first).
  */
-export const workerScript = (name: string): URL =>
-  import.meta.url.endsWith(".ts")
-    ? new URL(`../dist/${name}.js`, import.meta.url)
-    : new URL(`./${name}.js`, import.meta.url)
+export const workerScript = (name: string, from: string): URL =>
+  from.endsWith(".ts")
+    ? new URL(`../dist/${name}.js`, from)
+    : new URL(`./${name}.js`, from)
 
 /** Control of a dispatcher worker reached through `post`. */
 export const make = (post: (message: DispatchRequest) => void): DispatchControl => {

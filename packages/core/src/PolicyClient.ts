@@ -1,57 +1,26 @@
 /**
  * The policy side: requests (metadata, reset, observation, legacy step), a
  * background observation stream, and a queue of actions dispatched at a fixed
- * rate.
- *
- * The protocol carries no request ids, so a reply is matched to its request by
- * order: one request is in flight per connection at a time, and the reply must
- * have the expected type. A request keeps the slot until its reply has arrived
- * or the connection is gone, even after its caller gave up on a timeout: a
- * late reply is then dropped instead of being taken for the next request's.
- * Only a reply later than twice the timeout is given up for lost.
- *
- * Actions bypass that slot: the dispatcher sends `apply_action` (which has no
- * reply) on its own fiber, so a tick never waits behind an observation that is
- * still in transit. When the transport offers a dispatcher on a thread of its
- * own (`ActionDispatch`; the WebSocket client on its worker does), the queue
- * and the ticks live there instead, out of reach of this thread's pauses.
+ * rate. The service composes its concerns, each a module of its own:
+ *  - `ClientConnection`: connecting (retrying while nobody answers), reading,
+ *    noticing the connection is gone;
+ *  - `RequestSlot`: one request in flight, replies matched by order and type,
+ *    late replies dropped;
+ *  - `ObservationStream`: the latest observation, a stream of them, and the
+ *    fixed-rate request loop;
+ *  - `ActionDispatcher`: the action queue and its fixed-rate dispatch, on this
+ *    thread or on the transport's own (`OffThreadDispatch`).
  */
-import {
-  decodeFrame,
-  encodeFrame,
-  type Message,
-  type MessageType,
-  type Observation,
-  type ObsTimestamps,
-  type UserMap
-} from "@chiral/protocol"
-import {
-  Cause,
-  Console,
-  Context,
-  Deferred,
-  Duration,
-  Effect,
-  Exit,
-  FiberHandle,
-  FiberSet,
-  Layer,
-  Option,
-  PubSub,
-  Queue,
-  Result,
-  Schedule,
-  Scope,
-  Semaphore,
-  Stream,
-  SubscriptionRef
-} from "effect"
-import { type Action, type ActionChunk, chunkToTensor, toTensor } from "./Action.js"
-import * as ActionDispatch from "./ActionDispatch.js"
+import type { Message, Observation, UserMap } from "@chiral/protocol"
+import { Context, Duration, Effect, Layer, Option, type Scope, type Stream, SubscriptionRef } from "effect"
+import { type Action, type ActionChunk, chunkToTensor } from "./Action.js"
+import * as ActionDispatcher from "./ActionDispatcher.js"
 import * as ActionQueue from "./ActionQueue.js"
-import * as Cadence from "./Cadence.js"
+import * as ClientConnection from "./ClientConnection.js"
+import * as ObservationStream from "./ObservationStream.js"
 import { RequestError } from "./RequestError.js"
-import { ClientTransport, type Connection } from "./Transport.js"
+import * as RequestSlot from "./RequestSlot.js"
+import { ClientTransport } from "./Transport.js"
 import type { TransportError } from "./TransportError.js"
 
 export interface PolicyClientOptions {
@@ -129,313 +98,78 @@ export class PolicyClient extends Context.Service<PolicyClient, PolicyClientApi>
   ): Layer.Layer<PolicyClient, TransportError, ClientTransport> => Layer.effect(PolicyClient, make(options))
 }
 
-const replyType = {
-  metadata: "metadata_response",
-  reset: "reset_response",
-  obs_request: "obs_response",
-  action: "step_response"
-} as const satisfies Partial<Record<MessageType, MessageType>>
-
-type RequestType = keyof typeof replyType
-
-const timestampsOf = (obs: Option.Option<Observation>): ObsTimestamps => {
-  if (Option.isNone(obs)) return {}
-  const out: Record<string, number> = {}
-  for (const camera of obs.value.cameras) out[camera.name] = camera.timestamp
-  return out
-}
-
-const periodOf = (hz: number): Effect.Effect<Duration.Duration> =>
-  Number.isFinite(hz) && hz > 0
-    ? Effect.succeed(Duration.millis(1000 / hz))
-    : Effect.die(new RangeError(`rate must be a positive number of Hz, got ${hz}`))
-
-/**
- * Connects, retrying every `retryInterval` while nobody answers; prints the
- * waiting line once, as the references do. Each attempt has its own scope so
- * failed attempts leave nothing behind.
- */
-const connect = (
-  transport: ClientTransport["Service"],
-  options: PolicyClientOptions
-): Effect.Effect<Connection, TransportError, Scope.Scope> =>
-  Effect.gen(function*() {
-    const scope = yield* Effect.scope
-    let warned = options.quiet === true
-    const attempt = Effect.gen(function*() {
-      const child = yield* Scope.fork(scope)
-      return yield* transport.connect.pipe(
-        Scope.provide(child),
-        Effect.onError(() => Scope.close(child, Exit.void))
-      )
-    })
-    return yield* attempt.pipe(
-      Effect.tapError((error) => {
-        if (warned || error.reason !== "Unavailable") return Effect.void
-        warned = true
-        return Console.log(transport.waitingMessage ?? `chiral: waiting for server at ${transport.address} …`)
-      }),
-      Effect.retry({
-        while: (error) => error.reason === "Unavailable",
-        schedule: Schedule.spaced(options.retryInterval ?? Duration.millis(100))
-      })
-    )
+/** The legacy `step`'s request: the chunk as an N×D float32 tensor, or why it is not one. */
+const stepRequest = (chunk: ActionChunk, latestObs: Option.Option<Observation>) =>
+  Effect.try({
+    try: () => ({
+      type: "action" as const,
+      action: chunkToTensor(chunk),
+      obsTimestamps: ObservationStream.timestampsOf(latestObs)
+    }),
+    catch: (cause) => new RequestError({ request: "action", reason: "Malformed", detail: String(cause) })
   })
+
+/** The answer a request type expects, or a defect: the slot only completes a request with its own reply type. */
+const expect = <T extends Message["type"]>(type: T) => (m: Message): Effect.Effect<Extract<Message, { type: T }>> =>
+  m.type === type ? Effect.succeed(m as Extract<Message, { type: T }>) : Effect.die(`expected ${type}, got ${m.type}`)
 
 export const make = (
   options: PolicyClientOptions = {}
 ): Effect.Effect<PolicyClientApi, TransportError, Scope.Scope | ClientTransport> =>
   Effect.gen(function*() {
     const transport = yield* ClientTransport
-    const connection = yield* connect(transport, options)
+    const link = yield* ClientConnection.open(transport, options)
     const requestTimeout = options.requestTimeout ?? Duration.seconds(30)
     const resetTimeout = options.resetTimeout ?? Duration.minutes(5)
 
-    const latestObs = yield* SubscriptionRef.make(Option.none<Observation>())
-    const published = yield* PubSub.sliding<Observation>(1)
-    const dispatched = yield* SubscriptionRef.make(0)
-    const actions = yield* ActionQueue.make(options.maxQueuedActions)
-    const slot = yield* Semaphore.make(1)
-    const exchanges = yield* FiberSet.make()
-    const gone = yield* Deferred.make<void>()
-
-    let pending:
-      | {
-        readonly request: RequestType
-        readonly expect: MessageType
-        readonly reply: Deferred.Deferred<Message, RequestError>
-      }
-      | undefined
-    let lost: string | undefined
-
-    // Actions dispatched on the transport's own thread, if it has one (see ActionDispatch).
-    const offThread = ActionDispatch.of(connection)
-
-    const disconnected = (request: string, detail?: string) =>
-      new RequestError({ request, reason: "Disconnected", detail: detail ?? lost ?? "connection closed" })
-
-    const receive = (frame: Uint8Array): Effect.Effect<void> => {
-      const decoded = decodeFrame(frame)
-      const current = pending
-      if (Result.isFailure(decoded)) {
-        // Servers only ever answer requests, so this was the answer to the current one.
-        if (current === undefined) return Effect.logWarning(`chiral: dropped frame from server: ${decoded.failure.message}`)
-        pending = undefined
-        return Deferred.fail(
-          current.reply,
-          new RequestError({ request: current.request, reason: "Malformed", detail: decoded.failure.message })
-        ).pipe(Effect.asVoid)
-      }
-      const message = decoded.success
-      if (current === undefined || current.expect !== message.type) {
-        return Effect.logDebug(`chiral: dropped unrequested ${message.type} from server`)
-      }
-      pending = undefined
-      const obs = message.type === "reset_response" || message.type === "obs_response" ||
-          message.type === "step_response"
-        ? message.obs
-        : undefined
-      if (obs !== undefined) offThread?.observed(timestampsOf(Option.some(obs)))
-      const publish = obs === undefined
-        ? Effect.void
-        : Effect.andThen(SubscriptionRef.set(latestObs, Option.some(obs)), PubSub.publish(published, obs))
-      return Effect.andThen(publish, Deferred.succeed(current.reply, message))
-    }
-
-    // Reader: every frame from the server goes through here, in order.
-    yield* connection.frames.pipe(
-      Stream.runForEach(receive),
-      Effect.onExit((exit) =>
-        Effect.suspend(() => {
-          lost = Exit.isSuccess(exit)
-            ? "closed by the server"
-            : Cause.hasInterruptsOnly(exit.cause)
-            ? "the client is closed"
-            : `connection lost: ${Cause.squash(exit.cause)}`
-          const current = pending
-          pending = undefined
-          const fail = current === undefined ? Effect.void : Deferred.fail(current.reply, disconnected(current.request))
-          return Effect.andThen(fail, Deferred.succeed(gone, undefined))
-        })
-      ),
-      Effect.ignore,
-      Effect.forkScoped
+    const observations = yield* ObservationStream.make
+    const slot = yield* RequestSlot.make(link.connection, link.lost, (obs) => {
+      link.offThread?.observed(ObservationStream.timestampsOf(Option.some(obs)))
+      return observations.publish(obs)
+    })
+    const getObs = Effect.flatMap(slot.request({ type: "obs_request" }, requestTimeout), expect("obs_response")).pipe(
+      Effect.map((m) => m.obs)
     )
-
-    const request = (message: Message & { readonly type: RequestType }, timeout: Duration.Input) =>
-      Effect.suspend((): Effect.Effect<Message, RequestError> => {
-        if (lost !== undefined) return Effect.fail(disconnected(message.type))
-        let frame: Uint8Array
-        try {
-          frame = encodeFrame(message)
-        } catch (cause) {
-          return Effect.fail(new RequestError({ request: message.type, reason: "Malformed", detail: String(cause) }))
-        }
-        const expect = replyType[message.type]
-        const lateReplyGrace = Duration.times(Duration.fromInputUnsafe(timeout), 2)
-        const reply = Deferred.makeUnsafe<Message, RequestError>()
-        let wanted = true
-        // Holds the slot from sending until the reply (or the end of the connection).
-        const exchange = Effect.suspend(() => {
-          if (!wanted) return Effect.void
-          if (lost !== undefined) return Deferred.fail(reply, disconnected(message.type))
-          pending = { request: message.type, expect, reply }
-          return connection.send(frame).pipe(
-            Effect.catch((error) => Deferred.fail(reply, disconnected(message.type, error.message))),
-            // A reply later than twice the timeout is taken as lost, so a server
-            // that never answers (possible on a shared Zenoh connection) cannot
-            // hold the slot forever.
-            Effect.andThen(Effect.timeoutOption(Deferred.await(reply), lateReplyGrace)),
-            Effect.ignore,
-            Effect.ensuring(Effect.sync(() => {
-              if (pending?.reply === reply) pending = undefined
-            }))
-          )
-        }).pipe(slot.withPermit)
-        return FiberSet.run(exchanges, exchange).pipe(
-          Effect.andThen(Deferred.await(reply)),
-          Effect.timeoutOrElse({
-            duration: timeout,
-            orElse: () =>
-              Effect.fail(
-                new RequestError({
-                  request: message.type,
-                  reason: "Timeout",
-                  detail: `no ${expect} within ${Duration.format(Duration.fromInputUnsafe(timeout))}`
-                })
-              )
-          }),
-          Effect.ensuring(Effect.sync(() => {
-            wanted = false
-          }))
-        )
-      })
-
-    const getMetadata = Effect.map(
-      request({ type: "metadata" }, requestTimeout),
-      (m) => m.type === "metadata_response" ? m.data : {}
-    )
-    const reset = Effect.flatMap(request({ type: "reset" }, resetTimeout), (m) =>
-      m.type === "reset_response"
-        ? Effect.succeed({ obs: m.obs, info: m.info })
-        : Effect.die(`reset answered by ${m.type}`))
-    const getObs = Effect.flatMap(request({ type: "obs_request" }, requestTimeout), (m) =>
-      m.type === "obs_response" ? Effect.succeed(m.obs) : Effect.die(`obs_request answered by ${m.type}`))
-    const step = (chunk: ActionChunk) =>
-      Effect.suspend(() => {
-        let action: ReturnType<typeof chunkToTensor>
-        try {
-          action = chunkToTensor(chunk)
-        } catch (cause) {
-          return Effect.fail(new RequestError({ request: "action", reason: "Malformed", detail: String(cause) }))
-        }
-        return request({
-          type: "action",
-          action,
-          obsTimestamps: timestampsOf(SubscriptionRef.getUnsafe(latestObs))
-        }, requestTimeout)
-      }).pipe(Effect.flatMap((m) =>
-        m.type === "step_response"
-          ? Effect.succeed({
-            obs: m.obs,
-            reward: m.reward,
-            terminated: m.terminated,
-            truncated: m.truncated,
-            info: m.info
-          })
-          : Effect.die(`action answered by ${m.type}`)
-      ))
-
-    const sendTensor = (action: ReturnType<typeof toTensor>) =>
-      Effect.suspend((): Effect.Effect<void, RequestError> => {
-        if (lost !== undefined) return Effect.fail(disconnected("apply_action"))
-        const frame = encodeFrame({
-          type: "apply_action",
-          action,
-          obsTimestamps: timestampsOf(SubscriptionRef.getUnsafe(latestObs))
-        })
-        return connection.send(frame).pipe(
-          Effect.mapError((error) => disconnected("apply_action", error.message)),
-          Effect.andThen(SubscriptionRef.update(dispatched, (n) => n + 1))
-        )
-      })
-    const sendAction = (action: Action) => Effect.suspend(() => sendTensor(toTensor(action)))
-
-    const obsLoop = yield* FiberHandle.make()
-    const dispatchLoop = yield* FiberHandle.make()
-    const capacity = options.maxQueuedActions ?? ActionQueue.defaultCapacity
-
-    // A transport that dispatches on a thread of its own keeps the queue there;
-    // what it reports sent is added to `dispatched` here.
-    if (offThread !== undefined) {
-      const counts = yield* Queue.unbounded<number>()
-      let reported = 0
-      offThread.onDispatched((count) => {
-        Queue.offerUnsafe(counts, count - reported)
-        reported = count
-      })
-      yield* Queue.take(counts).pipe(
-        Effect.flatMap((sent) => SubscriptionRef.update(dispatched, (n) => n + sent)),
-        Effect.forever,
-        Effect.forkScoped
-      )
-    }
-
-    // A loop ends quietly when the connection is gone; other failures are logged and it carries on.
-    const untilDisconnected = (name: string) => <A>(tick: Effect.Effect<A, RequestError>) =>
-      tick.pipe(
-        Effect.catch((error) =>
-          error.reason === "Disconnected" ? Effect.fail(error) : Effect.logWarning(`chiral: ${name}: ${error.message}`)
-        )
-      )
-
-    const startObsStream = (hz: number) =>
-      Effect.flatMap(periodOf(hz), (period) =>
-        FiberHandle.run(obsLoop)(
-          getObs.pipe(
-            untilDisconnected("obs stream"),
-            Effect.repeat(Cadence.fixed(period)),
-            Effect.catch((error) => Effect.logInfo(`chiral: obs stream stopped: ${error.message}`))
-          )
-        )).pipe(Effect.asVoid)
-
-    const dispatchTick = Effect.flatMap(actions.poll, (next) =>
-      Option.isSome(next) ? sendTensor(next.value) : Effect.void)
-
-    const startActionDispatch = (hz: number) =>
-      Effect.flatMap(periodOf(hz), (period) =>
-        offThread !== undefined ? offThread.start(Duration.toMillis(period)) :
-        FiberHandle.run(dispatchLoop)(
-          dispatchTick.pipe(
-            untilDisconnected("action dispatch"),
-            Effect.repeat(Cadence.fixed(period)),
-            Effect.catch((error) => Effect.logInfo(`chiral: action dispatch stopped: ${error.message}`))
-          )
-        )).pipe(Effect.asVoid)
+    const actions = yield* ActionDispatcher.make({
+      connection: link.connection,
+      lost: link.lost,
+      latestObs: observations.latest,
+      offThread: link.offThread,
+      capacity: options.maxQueuedActions ?? ActionQueue.defaultCapacity
+    })
+    yield* link.read({ receive: slot.receive, onLost: () => slot.fail })
+    // Closing the client stops the loops before the reader: otherwise the
+    // reader's end would fail their requests first and each would log that it
+    // stopped for a lost connection.
+    yield* Effect.addFinalizer(() => Effect.andThen(observations.stop, actions.stop))
 
     return {
       address: transport.address,
-      getMetadata,
-      reset,
+      getMetadata: Effect.flatMap(slot.request({ type: "metadata" }, requestTimeout), expect("metadata_response")).pipe(
+        Effect.map((m) => m.data)
+      ),
+      reset: Effect.flatMap(slot.request({ type: "reset" }, resetTimeout), expect("reset_response")).pipe(
+        Effect.map((m) => ({ obs: m.obs, info: m.info }))
+      ),
       getObs,
-      step,
-      sendAction,
-      latestObs,
-      observations: Stream.fromPubSub(published),
-      startObsStream,
-      stopObsStream: FiberHandle.clear(obsLoop),
-      putAction: offThread === undefined
-        ? actions.put
-        : (action) => Effect.suspend(() => offThread.put([toTensor(action)], false, capacity)),
-      putActions: (chunk, putOptions) =>
-        offThread === undefined
-          ? actions.putAll(chunk, putOptions?.mode)
-          : Effect.suspend(() => offThread.put(Array.from(chunk, toTensor), putOptions?.mode === "replace", capacity)),
-      pendingActions: offThread?.pending ?? actions.size,
-      clearActions: offThread?.clear ?? actions.clear,
-      startActionDispatch,
-      stopActionDispatch: offThread?.stop ?? FiberHandle.clear(dispatchLoop),
-      dispatched,
-      awaitDisconnect: Deferred.await(gone)
+      step: (chunk) =>
+        Effect.suspend(() => stepRequest(chunk, SubscriptionRef.getUnsafe(observations.latest))).pipe(
+          Effect.flatMap((message) => slot.request(message, requestTimeout)),
+          Effect.flatMap(expect("step_response")),
+          Effect.map((m) => ({ obs: m.obs, reward: m.reward, terminated: m.terminated, truncated: m.truncated, info: m.info }))
+        ),
+      sendAction: actions.send,
+      latestObs: observations.latest,
+      observations: observations.observations,
+      startObsStream: (hz) => observations.start(hz, getObs),
+      stopObsStream: observations.stop,
+      putAction: actions.put,
+      putActions: (chunk, putOptions) => actions.putAll(chunk, putOptions?.mode),
+      pendingActions: actions.pending,
+      clearActions: actions.clear,
+      startActionDispatch: actions.start,
+      stopActionDispatch: actions.stop,
+      dispatched: actions.dispatched,
+      awaitDisconnect: link.gone
     } satisfies PolicyClientApi
   })

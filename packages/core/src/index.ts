@@ -1,11 +1,25 @@
 /**
- * @chiral/core: the robot-side PolicyServer and the policy-side PolicyClient,
- * over a transport chosen by Layer (WebSocket, in-memory; Zenoh later).
+ * @chiral/core: chiral's domain and its transport seam.
+ *
+ * - Robot side: `PolicyServer` (handlers as effects, sensor state per camera
+ *   and proprio in Refs).
+ * - Policy side: `PolicyClient`, made of its concerns: `ClientConnection`
+ *   (connecting, retrying, loss), `RequestSlot` (one request in flight,
+ *   replies matched by order), `ObservationStream` (latest observation and the
+ *   fixed-rate request loop), `ActionDispatcher` (the action queue and its
+ *   fixed-rate dispatch).
+ * - The seam: `ServerTransport` and `ClientTransport` (frames in, frames out),
+ *   and `OffThreadDispatch`/`DispatchControl`, the contract of an action
+ *   dispatcher a transport runs on a thread of its own. Implementations live
+ *   in their own packages (`@chiral/websocket`, `@chiral/zenoh-transport`);
+ *   `MemoryTransport` here is for tests and in-process pairs.
+ *
+ * Worker threads import the dispatch kit by subpath (`@chiral/core/ActionFrame`,
+ * `/PreciseTimer`, `/ThreadPriority`, `/DispatchControl`) so that they do not
+ * load this index and the whole of Effect.
  */
 export * from "./Transport.js"
 export * from "./TransportError.js"
-export * as WebSocketTransport from "./WebSocketTransport.js"
-export * as ZenohTransport from "./ZenohTransport.js"
 export * as MemoryTransport from "./MemoryTransport.js"
 
 export * as CameraConfig from "./CameraConfig.js"
@@ -24,3 +38,9 @@ export * as ActionQueue from "./ActionQueue.js"
 export { RequestError } from "./RequestError.js"
 export * as PolicyClient from "./PolicyClient.js"
 export * as Cadence from "./Cadence.js"
+
+export * as OffThreadDispatch from "./OffThreadDispatch.js"
+export * as DispatchControl from "./DispatchControl.js"
+export * as ActionFrame from "./ActionFrame.js"
+export * as PreciseTimer from "./PreciseTimer.js"
+export * as ThreadPriority from "./ThreadPriority.js"

@@ -5,9 +5,9 @@ import { decodeFrame, encodeFrame } from "@chiral/protocol"
 import { Clock, Console, Effect, Fiber, Queue, Ref, Result, Stream, SubscriptionRef } from "effect"
 import { TestClock } from "effect/testing"
 import { ClientTransport, MemoryTransport, PolicyClient, PolicyServer, ServerTransport } from "../src/index.js"
-import { failure } from "./support/Exits.js"
-import * as Pair from "./support/Pair.js"
-import * as Robot from "./support/Robot.js"
+import { failure } from "@chiral/testing/Exits"
+import * as Pair from "@chiral/testing/Pair"
+import * as Robot from "@chiral/testing/Robot"
 
 /** Lets every runnable fiber run (the transport and server are fibers too). */
 const settle = Effect.gen(function*() {

@@ -2,7 +2,7 @@ import { type Observation, Tensor } from "@chiral/protocol"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Option, Queue, Stream, SubscriptionRef } from "effect"
 import { PolicyClient, RequestError } from "../src/index.js"
-import * as Pair from "./support/Pair.js"
+import * as Pair from "@chiral/testing/Pair"
 
 for (const [name, transports] of Pair.transports) {
   describe(`PolicyServer ↔ PolicyClient over ${name}`, () => {
@@ -103,6 +103,8 @@ describe("PolicyClient on real sockets", () => {
       expect(applied.map((a) => a.action.data[0])).toEqual(Array.from({ length: 30 }, (_, i) => i))
       for (const a of applied) expect(a.context.obsTimestamps["wrist"]).toBeGreaterThan(0)
       expect(yield* client.pendingActions).toBe(0)
+      // the dispatcher's worker reports its sends asynchronously: wait for the count, then check it stops there
+      yield* SubscriptionRef.changes(client.dispatched).pipe(Stream.filter((n) => n >= 30), Stream.take(1), Stream.runDrain)
       expect(yield* SubscriptionRef.get(client.dispatched)).toBe(30)
     }).pipe(Effect.scoped, Effect.provide(Pair.webSocket)))
 

@@ -3,8 +3,8 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import { TestClock } from "effect/testing"
 import { MemoryTransport, PolicyServer, SensorError } from "../src/index.js"
-import { failure } from "./support/Exits.js"
-import * as Robot from "./support/Robot.js"
+import { failure } from "@chiral/testing/Exits"
+import * as Robot from "@chiral/testing/Robot"
 
 const serverLayer = Layer.unwrap(Effect.map(Robot.makeRecorder, (recorder) =>
   PolicyServer.PolicyServer.layer({ cameras: Robot.cameras, proprios: Robot.proprios, handlers: Robot.handlers(recorder) })

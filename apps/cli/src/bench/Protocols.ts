@@ -3,7 +3,9 @@
  * gives the server layer, the client layer and the address clients use, so a
  * new transport (Zenoh) is one entry here.
  */
-import { type ClientTransport, type ServerTransport, type TransportError, WebSocketTransport, ZenohTransport } from "@chiral/core"
+import { type ClientTransport, type ServerTransport, type TransportError } from "@chiral/core"
+import { WebSocketTransport } from "@chiral/websocket"
+import { ZenohTransport } from "@chiral/zenoh-transport"
 import { serverTransports } from "../Transports.js"
 import type { Layer } from "effect"
 

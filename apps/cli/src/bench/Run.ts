@@ -223,7 +223,7 @@ const isApplyAction = (frame: OutgoingFrame): boolean => {
 
 /**
  * A transport that dispatches actions on a thread of its own (the WebSocket
- * client's `dispatch`, see @chiral/core's ActionDispatch) reports each send
+ * client's `dispatch`, see @chiral/core's OffThreadDispatch) reports each send
  * with its time; record those too.
  */
 interface Dispatching {

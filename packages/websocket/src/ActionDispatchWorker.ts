@@ -24,11 +24,11 @@
  * small.
  */
 import { isMainThread, parentPort, workerData } from "node:worker_threads"
-import { encodeApplyAction } from "./ActionFrame.js"
-import type { ActionRows, DispatchReport, DispatchRequest } from "./DispatchControl.js"
-import * as PreciseTimer from "./PreciseTimer.js"
+import { encodeApplyAction } from "@chiral/core/ActionFrame"
+import type { ActionRows, DispatchReport, DispatchRequest } from "@chiral/core/DispatchControl"
+import * as PreciseTimer from "@chiral/core/PreciseTimer"
 import { SharedWriter, type SharedWriterHandle } from "./SharedWriter.js"
-import * as ThreadPriority from "./ThreadPriority.js"
+import * as ThreadPriority from "@chiral/core/ThreadPriority"
 import { encodeBinaryFrame } from "./WebSocketClient.js"
 
 export interface WorkerOptions {

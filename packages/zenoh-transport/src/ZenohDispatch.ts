@@ -11,9 +11,9 @@
  */
 import { Deferred, Effect, Exit, Option, type Scope } from "effect"
 import { Worker } from "node:worker_threads"
-import type { OffThreadDispatch } from "./ActionDispatch.js"
-import * as DispatchControl from "./DispatchControl.js"
-import { TransportError } from "./TransportError.js"
+import type { OffThreadDispatch } from "@chiral/core/OffThreadDispatch"
+import * as DispatchControl from "@chiral/core/DispatchControl"
+import { TransportError } from "@chiral/core/TransportError"
 import type { FromWorker, ToWorker, WorkerOptions } from "./ZenohDispatchWorker.js"
 
 export interface StartOptions extends WorkerOptions {
@@ -50,7 +50,7 @@ export const start = (options: StartOptions): Effect.Effect<Started, never, Scop
 
     const worker = yield* Effect.acquireRelease(
       Effect.sync(() =>
-        new Worker(DispatchControl.workerScript("ZenohDispatchWorker"), {
+        new Worker(DispatchControl.workerScript("ZenohDispatchWorker", import.meta.url), {
           // None of the parent's Node options: the worker is built JavaScript importing
           // built packages (a test runner's source condition would point it at
           // TypeScript), and V8 flags are process-wide anyway.

@@ -19,7 +19,7 @@
  * before handing the connection over.
  *
  * A client connection dispatches its actions from a worker thread with a
- * Zenoh session of its own (`ZenohDispatch`, `ActionDispatch`), so that the
+ * Zenoh session of its own (`ZenohDispatch`, `OffThreadDispatch` in @chiral/core), so that the
  * pauses of the policy's thread cannot make them late; `thread: "main"` keeps
  * them on PolicyClient's fiber.
  */
@@ -37,9 +37,9 @@ import {
   type ZenohSessionClosed
 } from "@chiral/zenoh"
 import { Cause, Clock, Duration, Effect, Exit, Layer, Option, Scope, Stream } from "effect"
-import type { WithOffThreadDispatch } from "./ActionDispatch.js"
-import { ClientTransport, type Connection, type OutgoingFrame, ServerTransport } from "./Transport.js"
-import { TransportError, type TransportErrorReason } from "./TransportError.js"
+import type { WithOffThreadDispatch } from "@chiral/core/OffThreadDispatch"
+import { ClientTransport, type Connection, type OutgoingFrame, ServerTransport } from "@chiral/core/Transport"
+import { TransportError, type TransportErrorReason } from "@chiral/core/TransportError"
 import * as ZenohDispatch from "./ZenohDispatch.js"
 
 /** The references' port. */

@@ -1,13 +1,7 @@
 // A server and a client over a chosen transport, inside the test's scope.
 import { Effect, Layer } from "effect"
-import {
-  ClientTransport,
-  MemoryTransport,
-  PolicyClient,
-  PolicyServer,
-  ServerTransport,
-  WebSocketTransport
-} from "../../src/index.js"
+import { ClientTransport, MemoryTransport, PolicyClient, PolicyServer, ServerTransport } from "@chiral/core"
+import { WebSocketTransport } from "@chiral/websocket"
 import * as Robot from "./Robot.js"
 
 export type Transports = Layer.Layer<ServerTransport | ClientTransport, unknown>

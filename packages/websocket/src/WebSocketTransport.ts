@@ -24,10 +24,10 @@ import type { NonEmptyReadonlyArray } from "effect/Array"
 import { Cause, Effect, Layer, Option, type Pull, Queue, type Scope, Stream } from "effect"
 import * as NetAddress from "effect/net/NetAddress"
 import * as Socket from "effect/socket/Socket"
-import type { WithOffThreadDispatch } from "./ActionDispatch.js"
-import * as DispatchControl from "./DispatchControl.js"
-import { ClientTransport, type Connection, frameBytes, type OutgoingFrame, ServerTransport } from "./Transport.js"
-import { TransportError } from "./TransportError.js"
+import type { WithOffThreadDispatch } from "@chiral/core/OffThreadDispatch"
+import * as DispatchControl from "@chiral/core/DispatchControl"
+import { ClientTransport, type Connection, frameBytes, type OutgoingFrame, ServerTransport } from "@chiral/core/Transport"
+import { TransportError } from "@chiral/core/TransportError"
 import * as WebSocketClient from "./WebSocketClient.js"
 import type { FromWorker, ToWorker, WorkerOptions } from "./ActionDispatchWorker.js"
 
@@ -346,7 +346,7 @@ const connectOffThread = (
     // Started before connecting, so that its start-up overlaps the handshakes.
     const worker = yield* Effect.acquireRelease(
       Effect.sync(() =>
-        new Worker(DispatchControl.workerScript("ActionDispatchWorker"), {
+        new Worker(DispatchControl.workerScript("ActionDispatchWorker", import.meta.url), {
           // None of the parent's Node options: the worker is built JavaScript importing
           // built packages (a test runner's source condition would point it at
           // TypeScript), and V8 flags are process-wide anyway.

@@ -14,13 +14,13 @@ import {
   PolicyServer,
   RequestError,
   ServerTransport,
-  TransportError,
-  ZenohTransport
-} from "../src/index.js"
-import { failure } from "./support/Exits.js"
-import * as Pair from "./support/Pair.js"
-import { relayTo } from "./support/Relay.js"
-import * as Robot from "./support/Robot.js"
+  TransportError
+} from "@chiral/core"
+import { ZenohTransport } from "../src/index.js"
+import { failure } from "@chiral/testing/Exits"
+import * as Pair from "@chiral/testing/Pair"
+import { relayTo } from "@chiral/testing/Relay"
+import * as Robot from "@chiral/testing/Robot"
 
 const fast = { probeInterval: 50, probeTimeout: 300 } as const
 

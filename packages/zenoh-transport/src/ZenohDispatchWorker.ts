@@ -1,6 +1,6 @@
 /**
  * The action dispatcher of a Zenoh client connection, on a worker thread of
- * its own (see `ActionDispatch` for why a thread: pauses of the policy's
+ * its own (see `OffThreadDispatch` in @chiral/core for why a thread: pauses of the policy's
  * thread, which collects 17 MB observations 30 times a second, must not make
  * actions late).
  *
@@ -41,12 +41,12 @@ import type { Tensor } from "@chiral/protocol"
 import { type PeerError, Zenoh, type ZenohKeyExprError, type ZenohSessionClosed } from "@chiral/zenoh"
 import { Cause, Clock, Deferred, Duration, Effect, Exit, Fiber, FiberHandle, Option, Queue } from "effect"
 import { type MessagePort, isMainThread, parentPort, workerData } from "node:worker_threads"
-import { encodeApplyAction } from "./ActionFrame.js"
-import type { DispatchReport, DispatchRequest } from "./DispatchControl.js"
-import * as ActionQueue from "./ActionQueue.js"
-import * as Cadence from "./Cadence.js"
-import * as PreciseTimer from "./PreciseTimer.js"
-import * as ThreadPriority from "./ThreadPriority.js"
+import { encodeApplyAction } from "@chiral/core/ActionFrame"
+import type { DispatchReport, DispatchRequest } from "@chiral/core/DispatchControl"
+import * as ActionQueue from "@chiral/core/ActionQueue"
+import * as Cadence from "@chiral/core/Cadence"
+import * as PreciseTimer from "@chiral/core/PreciseTimer"
+import * as ThreadPriority from "@chiral/core/ThreadPriority"
 
 export interface WorkerOptions {
   readonly host: string

@@ -4,7 +4,7 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { encodeFrame } from "@chiral/protocol"
 
-export const vectorsDir = fileURLToPath(new URL("../../../protocol/test/fixtures/vectors/", import.meta.url))
+export const vectorsDir = fileURLToPath(new URL("../../protocol/test/fixtures/vectors/", import.meta.url))
 
 export const vector = (name: string): Uint8Array => new Uint8Array(fs.readFileSync(path.join(vectorsDir, `${name}.bin`)))
 

@@ -1,5 +1,5 @@
 // What every client transport with an off-thread action dispatcher owes
-// PolicyClient (see ActionDispatch), over real loopback connections: the same
+// PolicyClient (see OffThreadDispatch), over real loopback connections: the same
 // behaviour as the in-process dispatcher, and ticks that do not wait for a
 // blocked main thread. Registered once per transport; no timed assertions
 // beyond order and counts. The workers are the built JavaScript: run

@@ -2,12 +2,12 @@ import { Tensor } from "@chiral/protocol"
 import { decodeFrame } from "@chiral/protocol"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Ref, Result, Schedule, Stream } from "effect"
-import { ClientTransport, PolicyClient, PolicyServer } from "../src/index.js"
-import { failure } from "./support/Exits.js"
-import * as Frames from "./support/Frames.js"
-import * as Pair from "./support/Pair.js"
-import * as RawWebSocket from "./support/RawWebSocket.js"
-import * as Robot from "./support/Robot.js"
+import { ClientTransport, PolicyClient, PolicyServer } from "@chiral/core"
+import { failure } from "@chiral/testing/Exits"
+import * as Frames from "@chiral/testing/Frames"
+import * as Pair from "@chiral/testing/Pair"
+import * as RawWebSocket from "@chiral/testing/RawWebSocket"
+import * as Robot from "@chiral/testing/Robot"
 
 /** Waits (real time, bounded) until the server has exactly `n` connections. */
 const awaitConnections = (server: PolicyServer.PolicyServerApi, n: number) =>

@@ -10,11 +10,12 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber, Layer, Stream } from "effect"
 import { execFile } from "node:child_process"
 import { fileURLToPath } from "node:url"
-import { ClientTransport, PolicyClient, ServerTransport, TransportError, ZenohTransport } from "../src/index.js"
-import { failure } from "./support/Exits.js"
-import * as Pair from "./support/Pair.js"
-import { relayTo } from "./support/Relay.js"
-import { dispatchContract, row, takeActions } from "./support/DispatchContract.js"
+import { ClientTransport, PolicyClient, ServerTransport, TransportError } from "@chiral/core"
+import { ZenohTransport } from "../src/index.js"
+import { failure } from "@chiral/testing/Exits"
+import * as Pair from "@chiral/testing/Pair"
+import { relayTo } from "@chiral/testing/Relay"
+import { dispatchContract, row, takeActions } from "@chiral/testing/DispatchContract"
 
 const fast = { probeInterval: 50, probeTimeout: 1000 } as const
 
@@ -113,7 +114,8 @@ describe("Zenoh client: off-thread action dispatch", () => {
       // and whether the dispatcher was on a worker, then must end by itself.
       const script = `
         import { Effect, Queue } from "effect"
-        import { ClientTransport, PolicyClient, PolicyServer, ServerTransport, ZenohTransport } from "@chiral/core"
+        import { ClientTransport, PolicyClient, PolicyServer, ServerTransport } from "@chiral/core"
+        import { ZenohTransport } from "@chiral/zenoh-transport"
         const program = Effect.gen(function*() {
           const arrived = yield* Queue.unbounded()
           const server = yield* ZenohTransport.makeServer({ host: "127.0.0.1", port: 0 })

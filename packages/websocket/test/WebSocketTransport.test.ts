@@ -1,7 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Scope, Stream } from "effect"
-import { ClientTransport, MemoryTransport, ServerTransport, WebSocketTransport } from "../src/index.js"
-import * as RawWebSocket from "./support/RawWebSocket.js"
+import { ClientTransport, MemoryTransport, ServerTransport } from "@chiral/core"
+import { WebSocketTransport } from "../src/index.js"
+import * as RawWebSocket from "@chiral/testing/RawWebSocket"
 
 const echo = ServerTransport.use((server) =>
   server.serve((connection) =>

@@ -2,7 +2,7 @@
 // proprio, handlers that record what they receive.
 import type { Tensor } from "@chiral/protocol"
 import { Cause, Clock, Effect, Logger, Queue, Ref } from "effect"
-import { type ActionContext, type Handlers, PolicyServer } from "../../src/index.js"
+import { type ActionContext, type Handlers, PolicyServer } from "@chiral/core"
 
 export const cameras = [
   { name: "wrist", height: 4, width: 6, channels: 3, hasDepth: true },

@@ -3,8 +3,9 @@
 // through a SharedWriter): the shared dispatcher contract.
 import { describe } from "@effect/vitest"
 import { Effect, Layer } from "effect"
-import { ClientTransport, ServerTransport, WebSocketTransport } from "../src/index.js"
-import { dispatchContract } from "./support/DispatchContract.js"
+import { ClientTransport, ServerTransport } from "@chiral/core"
+import { WebSocketTransport } from "../src/index.js"
+import { dispatchContract } from "@chiral/testing/DispatchContract"
 
 const webSocket = (thread: "worker" | "main") =>
   Layer.unwrap(

@@ -1,0 +1,113 @@
+/**
+ * The robot's sensor state: one `CameraState` per camera and one
+ * `ProprioState` per proprio, each in its own Ref, updated by sensor fibers
+ * and snapshotted into an `Observation` without copying.
+ */
+import type { Observation, UserMap } from "@chiral/protocol"
+import { Effect } from "effect"
+import * as CameraConfig from "./CameraConfig.js"
+import * as CameraState from "./CameraState.js"
+import type { MatrixInput } from "./Matrix.js"
+import * as ProprioConfig from "./ProprioConfig.js"
+import * as ProprioState from "./ProprioState.js"
+import type { SensorInput, WriteOptions } from "./SensorData.js"
+import { ConfigError, SensorError } from "./SensorError.js"
+
+export interface MakeObsOptions {
+  /** The observation's own timestamp. Default: now, on the capture clock (`CameraState.captureTime`). */
+  readonly timestamp?: number | undefined
+  /** User extras sent along (`extra`). Default `{}`. */
+  readonly extra?: UserMap | undefined
+}
+
+export interface SensorConfig {
+  readonly cameras?: ReadonlyArray<CameraConfig.CameraConfigInput> | undefined
+  readonly proprios?: ReadonlyArray<ProprioConfig.ProprioConfigInput> | undefined
+}
+
+export interface SensorState {
+  readonly cameras: ReadonlyArray<CameraConfig.CameraConfig>
+  readonly proprios: ReadonlyArray<ProprioConfig.ProprioConfig>
+  /** Replaces a camera's image and stamps its capture time (monotonic clock, see `CameraState.captureTime`). */
+  readonly updateImage: (camera: string, image: SensorInput, options?: WriteOptions) => Effect.Effect<void, SensorError>
+  readonly updateDepth: (camera: string, depth: SensorInput, options?: WriteOptions) => Effect.Effect<void, SensorError>
+  /** 3×3 K, flat row-major or rows. */
+  readonly updateIntrinsics: (camera: string, k: MatrixInput) => Effect.Effect<void, SensorError>
+  /** 4×4 camera-to-world T, flat row-major or rows. Wrist cameras: call it every frame. */
+  readonly updateExtrinsics: (camera: string, t: MatrixInput) => Effect.Effect<void, SensorError>
+  readonly updateProprio: (name: string, values: SensorInput, options?: WriteOptions) => Effect.Effect<void, SensorError>
+  /**
+   * Snapshots every camera (each one consistent with respect to its writer,
+   * cameras one after another) and every proprio. Copies nothing; the frames
+   * share the state's buffers and are read-only.
+   */
+  readonly makeObs: (options?: MakeObsOptions) => Effect.Effect<Observation>
+}
+
+const unique = (names: ReadonlyArray<string>, kind: string): ConfigError | undefined => {
+  const seen = new Set<string>()
+  for (const name of names) {
+    if (seen.has(name)) return new ConfigError({ sensor: name, reason: `two ${kind}s are named ${JSON.stringify(name)}` })
+    seen.add(name)
+  }
+  return undefined
+}
+
+const configs = <I, C>(inputs: ReadonlyArray<I>, make: (input: I) => C | ConfigError) =>
+  Effect.forEach(inputs, (input) => {
+    const config = make(input)
+    return config instanceof ConfigError ? Effect.fail(config) : Effect.succeed(config)
+  })
+
+/** The sensor state and its update/snapshot operations. Fails when a config is invalid or two sensors share a name. */
+export const make = Effect.fnUntraced(function*(config: SensorConfig) {
+  const cameras = yield* configs(config.cameras ?? [], CameraConfig.make)
+  const proprios = yield* configs(config.proprios ?? [], ProprioConfig.make)
+  const duplicate = unique(cameras.map((c) => c.name), "camera") ?? unique(proprios.map((p) => p.name), "proprio")
+  if (duplicate) return yield* duplicate
+  const cameraStates = yield* Effect.forEach(cameras, CameraState.make)
+  const proprioStates = yield* Effect.forEach(proprios, ProprioState.make)
+  const cameraByName = new Map(cameraStates.map((s) => [s.config.name, s]))
+  const proprioByName = new Map(proprioStates.map((s) => [s.config.name, s]))
+
+  const withCamera = <A>(
+    name: string,
+    field: SensorError["field"],
+    f: (state: CameraState.CameraState) => Effect.Effect<A, SensorError>
+  ): Effect.Effect<A, SensorError> => {
+    const state = cameraByName.get(name)
+    return state === undefined
+      ? Effect.fail(new SensorError({ sensor: name, field, reason: `no camera named ${JSON.stringify(name)}` }))
+      : f(state)
+  }
+
+  const makeObs = (options?: MakeObsOptions): Effect.Effect<Observation> =>
+    Effect.gen(function*() {
+      const timestamp = options?.timestamp ?? (yield* CameraState.captureTime)
+      const frames = new Array(cameraStates.length)
+      for (let i = 0; i < cameraStates.length; i++) frames[i] = yield* cameraStates[i]!.snapshot
+      const values = new Array(proprioStates.length)
+      for (let i = 0; i < proprioStates.length; i++) values[i] = yield* proprioStates[i]!.snapshot
+      return { timestamp, cameras: frames, proprios: values, extra: options?.extra ?? {} }
+    })
+
+  const state: SensorState = {
+    cameras,
+    proprios,
+    updateImage: (camera: string, image: SensorInput, options?: WriteOptions) =>
+      withCamera(camera, "image", (s) => s.updateImage(image, options)),
+    updateDepth: (camera: string, depth: SensorInput, options?: WriteOptions) =>
+      withCamera(camera, "depth", (s) => s.updateDepth(depth, options)),
+    updateIntrinsics: (camera: string, k: MatrixInput) => withCamera(camera, "intrinsics", (s) => s.updateIntrinsics(k)),
+    updateExtrinsics: (camera: string, t: MatrixInput) => withCamera(camera, "extrinsics", (s) => s.updateExtrinsics(t)),
+    updateProprio: (name: string, values: SensorInput, options?: WriteOptions) => {
+      const state = proprioByName.get(name)
+      return state === undefined
+        ? Effect.fail(new SensorError({ sensor: name, field: "proprio", reason: `no proprio named ${JSON.stringify(name)}` }))
+        : state.update(values, options)
+    },
+    makeObs
+  }
+  return state
+})
+
