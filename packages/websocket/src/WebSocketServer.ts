@@ -1,0 +1,123 @@
+/**
+ * The WebSocket server: `NodeSocketServer.makeWebSocket` (`ws` under
+ * @effect/platform-node) accepts connections, `Socket.fromWebSocket` reads
+ * them, and `WsConnection` sends on them.
+ */
+import { ServerTransport, type Connection } from "@chiral/core/Transport"
+import { TransportError } from "@chiral/core/TransportError"
+import * as NodeSocketServer from "@effect/platform-node/NodeSocketServer"
+import type * as NodeWS from "@effect/platform-node/NodeWS"
+import { Cause, Effect, Layer, Option } from "effect"
+import * as NetAddress from "effect/net/NetAddress"
+import * as Socket from "effect/socket/Socket"
+import { describe, framesFrom, sendOn, toTransportError } from "./WsConnection.js"
+
+export interface ServerOptions {
+  /** Interface to listen on. Default `0.0.0.0` (as the references). */
+  readonly host?: string | undefined
+  /** Port. Default 8765; 0 picks a free port (see `ServerTransport.address`). */
+  readonly port?: number | undefined
+  /**
+   * Largest message the server accepts; a bigger one closes that client's
+   * connection (1009). Clients only send requests and actions. Default 16 MiB.
+   */
+  readonly maxMessageBytes?: number | undefined
+  /** How long closing connections may take at shutdown before they are cut. Default 1000 ms. */
+  readonly closeGraceMillis?: number | undefined
+  /**
+   * Send a frame given in parts as WebSocket fragments of one message (default
+   * true: no copy here). `ws` on the receiving side copies each fragment and
+   * then joins them, one copy more than for an unfragmented message, so
+   * `false` (join here, send one fragment) moves that copy to this side.
+   */
+  readonly fragmentParts?: boolean | undefined
+}
+
+export const defaultPort = 8765
+export const defaultMaxMessageBytes = 16 * 1024 * 1024
+
+const formatAddress = (address: NetAddress.SocketAddress): string =>
+  address._tag === "UnixPathAddress"
+    ? `ws+unix://${address.path}`
+    : `ws://${NetAddress.formatUrlHost(address.address)}:${address.port}`
+
+/** Listens for WebSocket clients; the listener and every connection live in the scope. */
+export const makeServer = Effect.fnUntraced(function*(options: ServerOptions = {}) {
+  const live = new Set<NodeWS.WebSocket>()
+  const host = options.host ?? "0.0.0.0"
+  const port = options.port ?? defaultPort
+  const wanted = `ws://${host.includes(":") ? `[${host}]` : host}:${port}`
+  const server = yield* NodeSocketServer.makeWebSocket({
+    host,
+    port,
+    maxPayload: options.maxMessageBytes ?? defaultMaxMessageBytes,
+    perMessageDeflate: false
+  }).pipe(
+    Effect.mapError((error) =>
+      new TransportError({ reason: "Listen", address: wanted, detail: describe(error.reason.cause), cause: error })
+    )
+  )
+  const address = formatAddress(server.address)
+  // Registered after the listener, so it runs first at shutdown: the listener's
+  // own close waits for every socket to end, and a peer that never answers the
+  // close handshake would hold it for ws's 30 s close timeout. Connections
+  // still open after the grace period are cut (1001: the server is going away).
+  yield* Effect.addFinalizer(() =>
+    Effect.callback<void>((resume) => {
+      if (live.size === 0) return resume(Effect.void)
+      const timer = setTimeout(() => {
+        for (const ws of live) ws.terminate()
+        resume(Effect.void)
+      }, options.closeGraceMillis ?? 1000)
+      const check = () => {
+        if (live.size === 0) {
+          clearTimeout(timer)
+          resume(Effect.void)
+        }
+      }
+      for (const ws of live) {
+        ws.once("close", check)
+        ws.close(1001)
+      }
+      return Effect.sync(() => clearTimeout(timer))
+    })
+  )
+
+  const serve = <E, R>(handler: (connection: Connection) => Effect.Effect<void, E, R>) =>
+    server.run((socket) =>
+      Effect.gen(function*() {
+        const ws = Option.getOrUndefined(yield* Effect.serviceOption(Socket.WebSocket)) as unknown as
+          | NodeWS.WebSocket
+          | undefined
+        if (ws === undefined) return yield* Effect.die("WebSocket server connection without its socket")
+        const request = Option.getOrUndefined(yield* Effect.serviceOption(NodeSocketServer.IncomingMessage))
+        const peer = request === undefined
+          ? "?"
+          : `${request.socket.remoteAddress ?? "?"}:${request.socket.remotePort ?? "?"}`
+        const id = `${address} ← ${peer}`
+        live.add(ws)
+        ws.once("close", () => live.delete(ws))
+        const reader = yield* socket.reader.pipe(Effect.mapError((error) => toTransportError(error, id)))
+        yield* handler({ id, frames: framesFrom(reader.pull, id), send: sendOn(ws, id, options.fragmentParts) })
+      }).pipe(
+        Effect.scoped,
+        Effect.catchCause((cause) => {
+          if (Cause.hasInterruptsOnly(cause)) return Effect.void
+          // A client that goes away without a close handshake is routine for a robot server.
+          const error = Cause.findErrorOption(cause)
+          return Option.isSome(error) && error.value instanceof TransportError && error.value.reason === "Closed"
+            ? Effect.logInfo(`chiral: connection lost: ${error.value.message}`)
+            : Effect.logWarning("chiral: connection ended", cause)
+        })
+      )
+    ).pipe(
+      Effect.mapError((error) => new TransportError({ reason: "Listen", address, cause: error }))
+    )
+
+  return ServerTransport.of({ address, serve })
+})
+
+/** `ServerTransport` over WebSocket (default `ws://0.0.0.0:8765`). */
+export const layerServer = (options: ServerOptions = {}): Layer.Layer<ServerTransport, TransportError> =>
+  Layer.effect(ServerTransport, makeServer(options))
+

@@ -1,0 +1,116 @@
+/**
+ * A chiral `Connection` over a `ws` socket (what @effect/platform-node runs
+ * underneath): the server's connections and `wss://` clients. The raw socket
+ * is used here for three things Effect's `Socket` writer cannot do:
+ *  - send one frame given as several parts as one message made of WebSocket
+ *    fragments, so a 17 MB observation is never concatenated;
+ *  - learn when a send has reached the operating system (the send callback), so
+ *    a connection holds about one frame of outbound data and a slow client
+ *    only ever slows itself;
+ *  - client options: no permessage-deflate offered, no receive size limit
+ *    (`ws` defaults to offering deflate and to a 100 MiB cap).
+ */
+import { frameBytes, type OutgoingFrame } from "@chiral/core/Transport"
+import { TransportError } from "@chiral/core/TransportError"
+import * as NodeWS from "@effect/platform-node/NodeWS"
+import type { NonEmptyReadonlyArray } from "effect/Array"
+import { Cause, Effect, type Pull, Stream } from "effect"
+import type * as Socket from "effect/socket/Socket"
+
+const encoder = new TextEncoder()
+
+/** Close codes that end the frame stream normally rather than as a lost connection. */
+export const normalCloseCodes = new Set([1000, 1001, 1005])
+
+export const toTransportError = (error: Socket.SocketError, address: string): TransportError => {
+  const reason = error.reason
+  switch (reason._tag) {
+    case "SocketCloseError":
+      return new TransportError({ reason: "Closed", address, detail: `close code ${reason.message}` })
+    case "SocketReadError":
+      return new TransportError({ reason: "Read", address, detail: describe(reason.cause), cause: reason.cause })
+    case "SocketWriteError":
+      return new TransportError({ reason: "Write", address, detail: describe(reason.cause), cause: reason.cause })
+    case "SocketOpenError":
+      return new TransportError({ reason: "Unavailable", address, detail: describe(reason.cause), cause: reason.cause })
+    case "SocketUpgradeError":
+      return new TransportError({ reason: "InvalidAddress", address, detail: "TLS upgrade unsupported" })
+  }
+}
+
+/** Error events from `ws` carry the real error in `.error` and a `.message`. */
+export const describe = (cause: unknown): string => {
+  if (cause instanceof Error) return cause.message
+  if (typeof cause === "object" && cause !== null) {
+    const inner = (cause as { error?: unknown }).error
+    if (inner instanceof Error) return inner.message
+    const message = (cause as { message?: unknown }).message
+    if (typeof message === "string" && message.length > 0) return message
+  }
+  return String(cause)
+}
+
+/** Frame stream over an Effect socket reader: one element per message. */
+export const framesFrom = (
+  pull: Effect.Effect<ReadonlyArray<Uint8Array | string>, Socket.SocketError>,
+  address: string
+): Stream.Stream<Uint8Array, TransportError> => {
+  const next: Pull.Pull<NonEmptyReadonlyArray<Uint8Array>, TransportError> = pull.pipe(
+    Effect.map((batch) =>
+      batch.map((item) => typeof item === "string" ? encoder.encode(item) : item) as unknown as NonEmptyReadonlyArray<
+        Uint8Array
+      >
+    ),
+    Effect.catch((error): Effect.Effect<never, TransportError | Cause.Done> =>
+      error.reason._tag === "SocketCloseError" && normalCloseCodes.has(error.reason.code)
+        ? Cause.done()
+        : Effect.fail(toTransportError(error, address))
+    )
+  )
+  return Stream.fromPull(Effect.succeed(next))
+}
+
+const joinBelowBytes = 64 * 1024
+
+const totalBytes = (parts: ReadonlyArray<Uint8Array>): number => {
+  let n = 0
+  for (const part of parts) n += part.byteLength
+  return n
+}
+
+/**
+ * Sends one frame as one WebSocket message; several parts become fragments of
+ * that message (no concatenation). Completes when the last part is written.
+ */
+export const sendOn = (ws: NodeWS.WebSocket, address: string, fragmentParts = true) =>
+(frame: OutgoingFrame): Effect.Effect<void, TransportError> =>
+  Effect.callback<void, TransportError>((resume) => {
+    // Below a page or so, one frame is cheaper than fragments: one header, one
+    // write, one parse on the other side; the copy costs next to nothing.
+    if (!fragmentParts || (!(frame instanceof Uint8Array) && totalBytes(frame) <= joinBelowBytes)) frame = frameBytes(frame)
+    if (ws.readyState !== NodeWS.WebSocket.OPEN) {
+      return resume(Effect.fail(new TransportError({ reason: "Closed", address, detail: "connection is not open" })))
+    }
+    const done = (error?: Error | null) =>
+      resume(
+        error
+          ? Effect.fail(new TransportError({ reason: "Write", address, detail: error.message, cause: error }))
+          : Effect.void
+      )
+    try {
+      if (frame instanceof Uint8Array) {
+        ws.send(frame, { binary: true, compress: false, fin: true }, done)
+      } else if (frame.length === 0) {
+        ws.send(new Uint8Array(0), { binary: true, compress: false, fin: true }, done)
+      } else {
+        // Fragments of one message go out in one synchronous run, so no other
+        // send on this socket can interleave with them.
+        const last = frame.length - 1
+        for (let i = 0; i < last; i++) ws.send(frame[i]!, { binary: true, compress: false, fin: false })
+        ws.send(frame[last]!, { binary: true, compress: false, fin: true }, done)
+      }
+    } catch (cause) {
+      resume(Effect.fail(new TransportError({ reason: "Write", address, detail: describe(cause), cause })))
+    }
+  })
+
