@@ -1,10 +1,13 @@
 import type { Message } from "./Message.js"
 import type { Observation } from "./Observation.js"
+import { stringifyJson } from "./Json.js"
 import { Tensor } from "./Tensor.js"
 
 /**
  * The JSON description of messages used by the shared vectors.json, by
- * `chiral decode --json` and `chiral probe --json`.
+ * `chiral decode --json` and `chiral probe --json`. Print it with
+ * {@link stringifyJson}: tensor data and user maps may hold NaN, ±Infinity,
+ * -0 and 64-bit integers, which that writer keeps (see Json.ts).
  */
 
 export interface DescribeOptions {
@@ -12,7 +15,7 @@ export interface DescribeOptions {
   readonly tensorData?: boolean | undefined
 }
 
-/** JSON-ready values (bigint stays bigint: use {@link stringifyDescription} to print it exactly). */
+/** JSON-ready values (bigint stays bigint, NaN stays NaN: {@link stringifyJson} prints them). */
 const plain = (v: unknown): unknown => {
   if (v === undefined) return null
   if (typeof v !== "object" || v === null) return v
@@ -61,8 +64,9 @@ const observation = (obs: Observation, withData: boolean) => {
  * A message as vectors.json describes it: `type` plus whichever of data, action,
  * obs_timestamps, obs, info, reward, terminated, truncated apply. Tensors are
  * `{dtype, shape, data}` with data row-major (float16 decoded, bool as booleans,
- * 64-bit ints as bigint); a camera without depth has `depth: null`; proprios are
- * an object keyed by name.
+ * 64-bit ints as bigint; NaN and ±Infinity stay numbers here and become the
+ * strings "NaN", "Infinity", "-Infinity" in {@link stringifyJson}'s text); a
+ * camera without depth has `depth: null`; proprios are an object keyed by name.
  */
 export const describeMessage = (message: Message, options?: DescribeOptions): Record<string, unknown> => {
   const withData = options?.tensorData ?? true
@@ -93,21 +97,8 @@ export const describeMessage = (message: Message, options?: DescribeOptions): Re
 }
 
 /**
- * JSON text for a description. Unlike JSON.stringify it prints bigints as exact
- * integers and non-finite floats as NaN/Infinity/-Infinity (as Python's json does).
+ * JSON text for a description: {@link stringifyJson}, under its convention
+ * (NaN/±Infinity as the strings "NaN", "Infinity", "-Infinity", -0 as `-0.0`,
+ * bigints exact). The name describes its first use; it is the same writer.
  */
-export const stringifyDescription = (description: unknown, indent?: number): string => {
-  const marks = new Map<string, string>()
-  let n = 0
-  const mark = (text: string) => {
-    const key = `\u0000${n++}\u0000`
-    marks.set(key, text)
-    return key
-  }
-  const json = JSON.stringify(description, (_k, v: unknown) => {
-    if (typeof v === "bigint") return mark(v.toString())
-    if (typeof v === "number" && !Number.isFinite(v)) return mark(String(v))
-    return v
-  }, indent)
-  return marks.size === 0 ? json : json.replace(/"\\u0000(\d+)\\u0000"/g, (_m, i: string) => marks.get(`\u0000${i}\u0000`)!)
-}
+export const stringifyDescription: (description: unknown, indent?: number) => string = stringifyJson

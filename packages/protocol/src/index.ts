@@ -16,6 +16,7 @@ export {
   frameAlignment
 } from "./Frame.js"
 export { FrameError } from "./FrameError.js"
+export { nonFiniteText, reviveNonFinite, stringifyJson } from "./Json.js"
 export {
   type ApplyAction,
   type LegacyAction,
