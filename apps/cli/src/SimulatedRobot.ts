@@ -11,7 +11,7 @@
  * tick is the capture time, K/T and the proprios: a few hundred bytes.
  */
 import { Cadence, type ConfigError, PolicyServer, type ServerTransport } from "@chiral/core"
-import { type ObsTimestamps, Tensor } from "@chiral/protocol"
+import { type ObsTimestamps, stringifyJson, Tensor } from "@chiral/protocol"
 import { Console, Duration, Effect, Layer, Ref, type Scope } from "effect"
 
 export interface ProprioSpec {
@@ -36,7 +36,10 @@ export interface SimulatedRobotOptions {
   readonly episodeSteps?: number | undefined
   /** Sensor rate in Hz; 0 writes one frame and keeps it. Default 30. */
   readonly fps?: number | undefined
-  /** Print one JSON line per applied action: `{"action":[…],"obs_timestamps":{…}}`. Default false. */
+  /**
+   * Print one JSON line per applied action: `{"action":[…],"obs_timestamps":{…}}`
+   * (see {@link actionLogLines}: NaN/±Infinity as "NaN", "Infinity", "-Infinity"). Default false.
+   */
   readonly logActions?: boolean | undefined
 }
 
@@ -116,14 +119,18 @@ const proprioAt = (index: number, size: number, frame: number, fps: number): Flo
   return values
 }
 
-/** The shortest decimal that reads back as the same float32 (0.1, not 0.10000000149011612). */
-const float32Text = (x: number): string => {
-  if (!Number.isFinite(x)) return "null"
+/**
+ * The shortest decimal that reads back as the same float32 (0.1, not
+ * 0.10000000149011612), as the double that prints so; NaN, ±Infinity and -0
+ * as they are.
+ */
+const shortFloat32 = (x: number): number => {
+  if (!Number.isFinite(x) || x === 0) return x
   for (let digits = 1; digits < 9; digits++) {
-    const text = x.toPrecision(digits)
-    if (Math.fround(Number(text)) === x) return String(Number(text))
+    const short = Number(x.toPrecision(digits))
+    if (Math.fround(short) === x) return short
   }
-  return String(x)
+  return x
 }
 
 /** Rows in an action tensor ([D] → 1, [N, D] → N). */
@@ -131,16 +138,21 @@ const rowsOf = (action: Tensor): number => (action.shape.length >= 2 ? action.sh
 
 /**
  * One JSON line per action row: a [D] action is one row, an [N, D] chunk N
- * rows, each with the observation timestamps it arrived with.
+ * rows, each with the observation timestamps it arrived with:
+ * `{"action":[…],"obs_timestamps":{…}}`. float32 and float16 values in their
+ * shortest form, 64-bit integers exact, bool as booleans; written by
+ * stringifyJson, so NaN, +Infinity and -Infinity are the strings "NaN",
+ * "Infinity", "-Infinity" and -0 is -0.0 (every line parses as JSON, and an
+ * action a robot must not apply is visible as what it is).
  */
 export const actionLogLines = (action: Tensor, obsTimestamps: ObsTimestamps): Array<string> => {
-  const values = Tensor.toArray(action).map((v) => float32Text(Number(v)))
+  const shorten = action.dtype === "float32" || action.dtype === "float16"
+  const values = Tensor.toArray(action).map((v) => (shorten ? shortFloat32(v as number) : v))
   const rows = rowsOf(action)
   const width = rows === 0 ? 0 : values.length / rows
-  const timestamps = JSON.stringify(obsTimestamps)
   return Array.from(
     { length: rows },
-    (_, r) => `{"action":[${values.slice(r * width, (r + 1) * width).join(",")}],"obs_timestamps":${timestamps}}`
+    (_, r) => stringifyJson({ action: values.slice(r * width, (r + 1) * width), obs_timestamps: obsTimestamps })
   )
 }
 

@@ -44,6 +44,43 @@ describe("chiral decode --json", () => {
   }
 })
 
+// Frames modelled on field faults (copied from ../shared/field): non-finite values must
+// reach the JSON as themselves, and the JSON must parse.
+const fieldDir = fileURLToPath(new URL("../../../packages/protocol/test/fixtures/field/", import.meta.url))
+
+describe("chiral decode --json on non-finite values", () => {
+  it.effect("float16 +Inf and NaN in a proprio: the output parses and keeps them apart", () =>
+    Effect.gen(function*() {
+      const { exit, stderr, stdout } = yield* run([path.join(fieldDir, "obs_proprio_float16_nonfinite.bin"), "--json"])
+      assert.isTrue(Exit.isSuccess(exit))
+      assert.deepStrictEqual(stderr, [])
+      const printed = JSON.parse(stdout) as { obs: { proprios: Record<string, unknown> } }
+      assert.deepStrictEqual(printed.obs.proprios, {
+        h: { dtype: "float16", shape: [4], data: [1, -2, "Infinity", "NaN"] },
+        b: { dtype: "bool", shape: [3], data: [true, false, true] }
+      })
+    }))
+
+  it.effect("a float32 action [NaN, +Inf, -Inf, -0, 3.4e38, 1, 2] from Python's encoder: parses, each value distinct", () =>
+    Effect.gen(function*() {
+      const { exit, stdout } = yield* run([path.join(fieldDir, "apply_action_nonfinite.bin"), "--json"])
+      assert.isTrue(Exit.isSuccess(exit))
+      const printed = JSON.parse(stdout) as { type: string; action: { data: Array<unknown> }; obs_timestamps: unknown }
+      assert.strictEqual(printed.type, "apply_action")
+      const data = printed.action.data
+      assert.deepStrictEqual(data.slice(0, 3), ["NaN", "Infinity", "-Infinity"])
+      assert.isTrue(Object.is(data[3], -0))
+      assert.deepStrictEqual(data.slice(4), [Math.fround(3.4e38), 1, 2])
+      assert.deepStrictEqual(printed.obs_timestamps, { cam_0: 12.5 })
+    }))
+
+  it.effect("the summary counts NaN apart and shows the infinities as the range", () =>
+    Effect.gen(function*() {
+      const { stdout } = yield* run([path.join(fieldDir, "obs_proprio_float16_nonfinite.bin")])
+      assert.include(stdout.split("\n"), "  proprios[0] \"h\"  float16 [4]  min -2  max Infinity  (1 NaN)")
+    }))
+})
+
 describe("chiral decode", () => {
   it.effect("summarizes type, header fields and each tensor's dtype, shape, min and max", () =>
     Effect.gen(function*() {

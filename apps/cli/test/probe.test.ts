@@ -133,6 +133,33 @@ describe("chiral probe", () => {
       assert.include(stdout.join("\n"), "step  reward 1.5  terminated false  truncated false  info {}")
     }))
 
+  it.live("--json --full: NaN, +Inf, -Inf and -0 in metadata, proprios and reward print as valid JSON, each distinct", () =>
+    Effect.gen(function*() {
+      const observe = Effect.flatMap(PolicyServer.PolicyServer, (s) => s.makeObs())
+      const server = yield* PolicyServer.make({
+        cameras: [],
+        proprios: [{ name: "p", size: 4 }],
+        handlers: {
+          getMetadata: Effect.succeed({ action_shape: [1, 2], gain: NaN, limits: [-Infinity, Infinity] }),
+          reset: Effect.map(observe, (obs) => ({ obs })),
+          applyAction: () => Effect.void,
+          step: () => Effect.map(observe, (obs) => ({ obs, reward: NaN }))
+        }
+      }).pipe(Effect.provideContext(yield* Layer.build(loopback)))
+      yield* server.updateProprio("p", [NaN, Infinity, -Infinity, -0])
+      const { exit, stdout } = yield* run(probe, [server.address, "--json", "--full", "--step"])
+      assert.isTrue(Exit.isSuccess(exit), String(exit))
+      const report = JSON.parse(stdout[0]!) as {
+        metadata: unknown
+        step: { reward: unknown; obs: ObsJson }
+      }
+      assert.deepStrictEqual(report.metadata, { action_shape: [1, 2], gain: "NaN", limits: ["-Infinity", "Infinity"] })
+      assert.strictEqual(report.step.reward, "NaN")
+      const data: Array<unknown> = report.step.obs.proprios["p"]!.data!
+      assert.deepStrictEqual(data.slice(0, 3), ["NaN", "Infinity", "-Infinity"])
+      assert.isTrue(Object.is(data[3], -0))
+    }))
+
   it.live("prints a readable summary: metadata, reset and obs with each camera and proprio", () =>
     Effect.gen(function*() {
       const robot = yield* startRobot({ fps: 0 })

@@ -1,3 +1,6 @@
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
 import { PolicyClient } from "@chiral/core"
 import { WebSocketTransport } from "@chiral/websocket"
 import { Tensor } from "@chiral/protocol"
@@ -7,6 +10,9 @@ import { serve } from "../src/commands/Serve.js"
 import { CommandFailed } from "../src/commands/Decode.js"
 import * as SimulatedRobot from "../src/SimulatedRobot.js"
 import { run, startServe } from "./support/RunCommand.js"
+
+// Frames modelled on field faults, copied from ../shared/field.
+const fieldDir = fileURLToPath(new URL("../../../packages/protocol/test/fixtures/field/", import.meta.url))
 
 const small = ["--host", "127.0.0.1", "--port", "0", "--cameras", "2", "--size", "32x24"]
 
@@ -83,6 +89,25 @@ describe("chiral serve", () => {
       assert.isTrue(output.stdout.every((line) => line.startsWith("{\"action\":[")))
     }))
 
+  it.live("--log-actions: an action [NaN, +Inf, -Inf, -0, 3.4e38, 1, 2] (the field frame, sent as is) logs as valid JSON, each value distinct", () =>
+    Effect.gen(function*() {
+      const { address, output } = yield* startServe(serve, [...small, "--fps", "0", "--log-actions"])
+      const frame = new Uint8Array(fs.readFileSync(path.join(fieldDir, "apply_action_nonfinite.bin")))
+      const connection = yield* WebSocketTransport.makeClient(address).connect
+      yield* connection.send(frame)
+      // apply_action has no reply: wait for the log line itself
+      yield* Effect.sync(() => output.stdout.length).pipe(
+        Effect.repeat({ until: (n) => n > 0, schedule: Schedule.spaced("10 millis") }),
+        Effect.timeout("10 seconds")
+      )
+      assert.deepStrictEqual(output.stdout, [
+        "{\"action\":[\"NaN\",\"Infinity\",\"-Infinity\",-0.0,3.4e+38,1,2],\"obs_timestamps\":{\"cam_0\":12.5}}"
+      ])
+      const logged = JSON.parse(output.stdout[0]!) as { action: Array<unknown> }
+      assert.deepStrictEqual(logged.action.map(Number), [NaN, Infinity, -Infinity, -0, 3.4e38, 1, 2])
+      assert.isTrue(Object.is(logged.action[3], -0))
+    }))
+
   it.live("without --log-actions stdout stays empty; interrupting it closes the port", () =>
     Effect.gen(function*() {
       const { address, fiber, output } = yield* startServe(serve, [...small, "--proprio", ""])
@@ -140,6 +165,17 @@ describe("SimulatedRobot", () => {
     ])
     const single = Tensor.make("float32", [2], Float32Array.of(1, 2))
     assert.deepStrictEqual(SimulatedRobot.actionLogLines(single, {}), ["{\"action\":[1,2],\"obs_timestamps\":{}}"])
+  })
+
+  it("logs non-finite values as \"NaN\", \"Infinity\", \"-Infinity\" and -0 as -0.0, in every dtype; 64-bit integers exact", () => {
+    const floats = Tensor.make("float64", [4], Float64Array.of(NaN, -Infinity, -0, 0.1))
+    assert.deepStrictEqual(SimulatedRobot.actionLogLines(floats, { cam_0: NaN }), [
+      "{\"action\":[\"NaN\",\"-Infinity\",-0.0,0.1],\"obs_timestamps\":{\"cam_0\":\"NaN\"}}"
+    ])
+    const half = Tensor.make("float16", [2], Uint16Array.of(0x7c00, 0x7e00))
+    assert.deepStrictEqual(SimulatedRobot.actionLogLines(half, {}), ["{\"action\":[\"Infinity\",\"NaN\"],\"obs_timestamps\":{}}"])
+    const ints = Tensor.make("int64", [2], BigInt64Array.of(2n ** 62n + 1n, -1n))
+    assert.deepStrictEqual(SimulatedRobot.actionLogLines(ints, {}), ["{\"action\":[4611686018427387905,-1],\"obs_timestamps\":{}}"])
   })
 
   it("frames differ per camera and phase; K follows the size", () => {

@@ -41,7 +41,11 @@ export interface BenchOptions {
   readonly progress?: ((phase: string, fraction: number) => void) | undefined
 }
 
-/** What `--json` prints (key order and names are the interface). */
+/**
+ * What `--json` prints (key order and names are the interface), written by
+ * stringifyJson: a figure without samples (NaN) as the string "NaN", one that
+ * does not apply as null. `JSON.parse(text, reviveNonFinite)` reads "NaN" back.
+ */
 export interface BenchResult {
   readonly workload: {
     readonly cameras: number

@@ -21,7 +21,7 @@
  * with the clock before anything else happens.
  */
 import "../V8Flags.js" // first: V8 settings apply to what is allocated after them
-import { encodeFrameParts } from "@chiral/protocol"
+import { encodeFrameParts, stringifyJson } from "@chiral/protocol"
 import { NodeRuntime } from "@effect/platform-node"
 import { Console, Effect, Logger } from "effect"
 import * as SimulatedRobot from "../SimulatedRobot.js"
@@ -42,7 +42,7 @@ export interface ServerOptions {
 /** Monotonic clock in ms, comparable across processes of this machine. */
 export const monotonicMillis = (): number => Number(process.hrtime.bigint()) / 1e6
 
-const emit = (value: unknown) => process.stdout.write(`${JSON.stringify(value)}\n`)
+const emit = (value: unknown) => process.stdout.write(`${stringifyJson(value)}\n`)
 
 const main = (options: ServerOptions) => {
   if (!isProtocol(options.protocol)) return Effect.die(`unknown protocol ${options.protocol}`)
@@ -92,7 +92,7 @@ const main = (options: ServerOptions) => {
             const taken = arrivals
             arrivals = []
             emit({
-              arrivals: taken.map(([t, line]) => [(JSON.parse(line) as { action: Array<number> }).action[0] ?? 0, t])
+              arrivals: taken.map(([t, line]) => [Number((JSON.parse(line) as { action: Array<unknown> }).action[0] ?? 0), t])
             })
           } else if (command === "rss") emit({ rss: process.memoryUsage.rss() })
         }

@@ -13,6 +13,7 @@
  */
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
+import { reviveNonFinite } from "@chiral/protocol"
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Console, Effect } from "effect"
 import { ChildProcess, ChildProcessSpawner } from "effect/process"
@@ -121,7 +122,7 @@ const program = Effect.gen(function*() {
       )
       let r: BenchResult
       try {
-        r = JSON.parse(output.trim().split("\n").pop() ?? "") as BenchResult
+        r = JSON.parse(output.trim().split("\n").pop() ?? "", reviveNonFinite) as BenchResult
       } catch {
         rows.push([`${protocol}: ${w.name}`, ...header.slice(1, -1).map(() => "—"), output.slice(0, 80)])
         continue

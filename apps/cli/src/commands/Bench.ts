@@ -1,3 +1,4 @@
+import { stringifyJson } from "@chiral/protocol"
 import { Console, Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as Progress from "../bench/Progress.js"
@@ -111,7 +112,7 @@ export const bench = Command.make(
     ),
     json: Flag.Boolean("json").pipe(
       Flag.withDescription(
-        "Print one JSON object: {workload, obs_round_trip_ms, raw_tcp_round_trip_ms, ratio_to_raw_tcp, throughput_mb_s, obs_hz, action_cadence, rss_mb}"
+        "Print one JSON object: {workload, obs_round_trip_ms, raw_tcp_round_trip_ms, ratio_to_raw_tcp, throughput_mb_s, obs_hz, action_cadence, rss_mb}; null where a figure does not apply, \"NaN\" where there were no samples"
       ),
       Flag.withDefault(false)
     )
@@ -142,7 +143,7 @@ export const bench = Command.make(
       Effect.ensuring(Effect.sync(bar.done)),
       Effect.catchTag("BenchError", (error) => failWith("bench", error.reason))
     )
-    yield* Console.log(flags.json ? JSON.stringify(report.result) : formatReport(report))
+    yield* Console.log(flags.json ? stringifyJson(report.result) : formatReport(report))
   })
 ).pipe(
   Command.withDescription(

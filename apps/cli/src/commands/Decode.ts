@@ -5,7 +5,7 @@ import {
   halfToNumber,
   type Message,
   type Observation,
-  stringifyDescription,
+  stringifyJson,
   type Tensor
 } from "@chiral/protocol"
 import { Console, Effect, FileSystem, type PlatformError, Result, Runtime, Schema } from "effect"
@@ -33,7 +33,7 @@ export const failWith = (command: string, reason: string) =>
 
 // ── human summary ─────────────────────────────────────────────────────────────
 
-const value = (v: unknown): string => stringifyDescription(v)
+const value = (v: unknown): string => stringifyJson(v)
 
 /** Smallest and largest element (NaN ignored); bool as false/true. */
 const range = (t: Tensor): string => {
@@ -132,11 +132,15 @@ export const summarize = (message: Message, frame: Uint8Array): string => {
   return lines.join("\n")
 }
 
-/** vectors.json's format: type, bytes, header_len, then the message description. */
+/**
+ * vectors.json's format: type, bytes, header_len, then the message description,
+ * written by stringifyJson: NaN, +Infinity and -Infinity as the strings "NaN",
+ * "Infinity", "-Infinity", -0 as -0.0, 64-bit integers exact.
+ */
 export const toJson = (message: Message, frame: Uint8Array): string => {
   const { type, ...rest } = describeMessage(message)
   const headerLen = new DataView(frame.buffer, frame.byteOffset).getUint32(0, true)
-  return stringifyDescription({ type, bytes: frame.byteLength, header_len: headerLen, ...rest }, 1)
+  return stringifyJson({ type, bytes: frame.byteLength, header_len: headerLen, ...rest }, 1)
 }
 
 // ── command ───────────────────────────────────────────────────────────────────
@@ -157,7 +161,7 @@ export const decode = Command.make(
     ),
     json: Flag.Boolean("json").pipe(
       Flag.withDescription(
-        "Print the frame as JSON in the format of the shared vectors.json (tensors as {dtype, shape, data} row-major)"
+        "Print the frame as JSON in the format of the shared vectors.json (tensors as {dtype, shape, data} row-major; NaN, Infinity, -Infinity as the strings \"NaN\", \"Infinity\", \"-Infinity\")"
       ),
       Flag.withDefault(false)
     )

@@ -4,7 +4,7 @@ import {
   describeMessage,
   halfToNumber,
   type Observation,
-  stringifyDescription,
+  stringifyJson,
   Tensor,
   type UserMap
 } from "@chiral/protocol"
@@ -77,7 +77,7 @@ const minMax = (t: Tensor): string => {
 const tensorText = (t: Tensor) => `${t.dtype}[${t.shape.join(", ")}] ${minMax(t)}`
 
 /** A user map (metadata, info, extra) as compact JSON. */
-const json = (m: UserMap) => stringifyDescription(describeMessage({ type: "metadata_response", data: m }).data)
+const json = (m: UserMap) => stringifyJson(describeMessage({ type: "metadata_response", data: m }).data)
 
 const cameraLines = (c: CameraFrame): Array<string> => {
   const k = c.intrinsics
@@ -126,7 +126,11 @@ const humanReport = (uri: string, r: ProbeResult): string => {
   return lines.join("\n")
 }
 
-/** `{metadata, reset: {obs, info}, obs}` or `{…, step: {obs, reward, terminated, truncated, info}}`, as vectors.json describes messages. */
+/**
+ * `{metadata, reset: {obs, info}, obs}` or `{…, step: {obs, reward, terminated, truncated, info}}`,
+ * as vectors.json describes messages, written by stringifyJson (NaN/±Infinity as
+ * the strings "NaN", "Infinity", "-Infinity").
+ */
 const jsonReport = (r: ProbeResult, full: boolean): string => {
   const options = { tensorData: full }
   const metadata = describeMessage({ type: "metadata_response", data: r.metadata }).data
@@ -138,7 +142,7 @@ const jsonReport = (r: ProbeResult, full: boolean): string => {
   }
   if (r.obs !== undefined) report["obs"] = describeMessage({ type: "obs_response", obs: r.obs }, options)["obs"]
   // Every element on its own line would be hundreds of MB for 8 cameras: one line with --full.
-  return stringifyDescription(report, full ? undefined : 1)
+  return stringifyJson(report, full ? undefined : 1)
 }
 
 /** What a request that went unanswered usually means: the references each answer only one of the two APIs. */

@@ -106,7 +106,7 @@ export const serve = Command.make(
     ),
     logActions: Flag.Boolean("log-actions").pipe(
       Flag.withDescription(
-        "Print one JSON line per applied action on stdout: {\"action\":[…],\"obs_timestamps\":{…}} (a chunk of N rows gives N lines)"
+        "Print one JSON line per applied action on stdout: {\"action\":[…],\"obs_timestamps\":{…}} (a chunk of N rows gives N lines; NaN, Infinity, -Infinity as the strings \"NaN\", \"Infinity\", \"-Infinity\")"
       ),
       Flag.withDefault(false)
     ),
