@@ -16,7 +16,12 @@ const project = (name: string, dir: string) =>
       root: dir,
       include: ["test/**/*.test.ts"],
       environment: "node",
-      setupFiles: [setup]
+      setupFiles: [setup],
+      // Tests wait on conditions (a count reached, a state observed), never on
+      // elapsed time; these limits only bound a hang, generously, so that a
+      // busy 2-core CI machine cannot fail a test that is merely slow.
+      testTimeout: 60_000,
+      hookTimeout: 60_000
     }
   })
 
