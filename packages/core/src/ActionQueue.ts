@@ -1,50 +1,142 @@
 /**
- * The actions waiting for dispatch. A sliding Queue: beyond `capacity` the
- * oldest waiting actions are dropped (they are the stalest), so a runaway
- * policy cannot grow memory without bound. `replace` swaps the whole plan in
- * one synchronous step, so the dispatcher never sees half an old chunk and half
- * a new one.
+ * The actions waiting for dispatch on PolicyClient's own fiber: an
+ * `ActionPlan` (the chunk modes, late drops, capacity; the same logic the
+ * dispatcher workers run) read against Effect's `Clock`, plus the refill
+ * signal.
+ *
+ * A put changes the plan in one synchronous step, so the dispatcher never sees
+ * half an old chunk and half a new one. Time is the capture clock in seconds
+ * (`CameraState.captureTime`: the monotonic clock, virtual under TestClock),
+ * the clock of the camera timestamps a timed chunk carries.
+ *
+ * Refill signal: `pending` holds the number of waiting actions after every
+ * change; `awaitBelow(n)` completes once fewer than n wait and `lowWater(n)`
+ * emits each time the count falls below n, so a policy starts its next
+ * inference while the last actions of the current chunk are still going out.
  */
-import type { Tensor } from "@chiral/protocol"
-import { Effect, Option, Queue } from "effect"
+import type { ObsTimestamps, Tensor } from "@chiral/protocol"
+import { Effect, Option, Stream, SubscriptionRef } from "effect"
 import { type Action, toTensor } from "./Action.js"
+import { ActionPlan, type ChunkMode, type Drops, type Rows } from "./ActionPlan.js"
+import { captureTime } from "./CameraState.js"
 
+/** The modes PolicyClient's `putActions` has always had. */
 export type PutMode = "append" | "replace"
+
+export interface PutOptions {
+  /** Default `append`. See `ActionPlan` for `time-aligned` and `blend(…)`. */
+  readonly mode?: ChunkMode | undefined
+  /**
+   * The camera timestamps of the observation the chunk was computed from
+   * (`obs.cameras[i].timestamp`, s): needed by `time-aligned`, aligns a blend
+   * by time, and stamps the actions' `apply_action` in every mode.
+   */
+  readonly obsTimestamps?: ObsTimestamps | undefined
+}
+
+/** An action leaving the queue. */
+export interface Dispatchable {
+  readonly action: Tensor
+  /** The camera timestamps it was computed from, if its chunk said. */
+  readonly obsTimestamps: ObsTimestamps | undefined
+  /** When it was due (s, capture clock), if timed. */
+  readonly due: number | undefined
+}
 
 export interface ActionQueue {
   /** Appends one action. */
-  readonly put: (action: Action) => Effect.Effect<void>
-  /** Appends a chunk, or replaces everything waiting with it. */
-  readonly putAll: (chunk: Iterable<Action>, mode?: PutMode) => Effect.Effect<void>
-  /** The next action, if any (never waits). */
+  readonly put: (action: Action, options?: Omit<PutOptions, "mode">) => Effect.Effect<void>
+  /**
+   * Puts a chunk: appends it (default), replaces every waiting action, or
+   * aligns it in time / blends it (`PutOptions`). Dies with a RangeError for
+   * a chunk that cannot be put (`ActionPlan.validate`), leaving the queue as
+   * it was. Returns how many of its actions were already late.
+   */
+  readonly putAll: (chunk: Iterable<Action>, mode?: PutMode | PutOptions | undefined) => Effect.Effect<number>
+  /** The next action for a tick now, if any (never waits); late ones are dropped on the way. */
   readonly poll: Effect.Effect<Option.Option<Tensor>>
+  /** The same, with what the action was computed from. */
+  readonly take: Effect.Effect<Option.Option<Dispatchable>>
   readonly size: Effect.Effect<number>
   /** Drops every waiting action. */
   readonly clear: Effect.Effect<void>
+  /** The dispatch rate (Hz): timed actions are placed on its period. Dies on a rate that is not > 0. */
+  readonly setRate: (hz: number) => Effect.Effect<void>
+  /** What has been dropped so far (late, replaced, overflow). */
+  readonly dropped: Effect.Effect<Drops>
+  /** The number of waiting actions, updated on every change. */
+  readonly pending: SubscriptionRef.SubscriptionRef<number>
+  /** Completes (with the count) as soon as fewer than `threshold` actions wait; at once if they already do. */
+  readonly awaitBelow: (threshold: number) => Effect.Effect<number>
+  /**
+   * Emits the count each time it falls below `threshold` (once at the start if
+   * it already is): the low-water mark at which the next chunk should be
+   * computed.
+   */
+  readonly lowWater: (threshold: number) => Stream.Stream<number>
 }
 
 export const defaultCapacity = 10_000
 
-const drain = (queue: Queue.Queue<Tensor>): void => {
-  while (Queue.takeUnsafe(queue) !== undefined) {
-    // each take releases one slot
-  }
+const rowsOf = (action: Action): Rows => {
+  const t = toTensor(action)
+  return { shape: t.shape, data: t.data as Float32Array }
 }
 
+const tensorOf = (rows: Rows): Tensor => ({ dtype: "float32", shape: rows.shape, data: rows.data })
+
+const optionsOf = (mode: PutMode | PutOptions | undefined): PutOptions =>
+  typeof mode === "string" ? { mode } : mode ?? {}
+
 export const make = (capacity = defaultCapacity): Effect.Effect<ActionQueue> =>
-  Effect.map(Queue.sliding<Tensor>(capacity), (queue) => ({
-    put: (action) =>
+  Effect.gen(function*() {
+    const plan = new ActionPlan(capacity)
+    const pending = yield* SubscriptionRef.make(0)
+    // Read under the ref's lock, so concurrent changes cannot publish a stale count last.
+    const changed = SubscriptionRef.updateSome(pending, (n) => n === plan.size ? Option.none() : Option.some(plan.size))
+
+    const putAll = (chunk: Iterable<Action>, mode?: PutMode | PutOptions) =>
+      Effect.flatMap(captureTime, (now) =>
+        Effect.sync(() => {
+          const options = optionsOf(mode)
+          // convert first: a bad action must not leave the queue half changed
+          const actions = Array.from(chunk, rowsOf)
+          return plan.put({ actions, mode: options.mode ?? "append", obsTimestamps: options.obsTimestamps }, now)
+        })).pipe(Effect.tap(changed))
+
+    const take = Effect.flatMap(captureTime, (now) =>
       Effect.sync(() => {
-        Queue.offerUnsafe(queue, toTensor(action))
-      }),
-    putAll: (chunk, mode = "append") =>
-      Effect.sync(() => {
-        // convert first: a bad action must not leave the queue half replaced
-        const actions = Array.from(chunk, toTensor)
-        if (mode === "replace") drain(queue)
-        Queue.offerAllUnsafe(queue, actions)
-      }),
-    poll: Queue.poll(queue),
-    size: Queue.size(queue),
-    clear: Effect.sync(() => drain(queue))
-  }))
+        const taken = plan.take(now)
+        return taken === undefined
+          ? Option.none<Dispatchable>()
+          : Option.some<Dispatchable>({ action: tensorOf(taken.action), obsTimestamps: taken.obsTimestamps, due: taken.due })
+      })).pipe(Effect.tap(changed))
+
+    const below = (threshold: number) => (n: number) => n < threshold
+
+    return {
+      put: (action, options) => Effect.asVoid(putAll([action], { mode: "append", obsTimestamps: options?.obsTimestamps })),
+      putAll,
+      poll: Effect.map(take, Option.map((d) => d.action)),
+      take,
+      size: Effect.sync(() => plan.size),
+      clear: Effect.andThen(Effect.sync(() => plan.clear()), changed),
+      setRate: (hz) =>
+        Number.isFinite(hz) && hz > 0
+          ? Effect.sync(() => plan.setPeriod(1 / hz))
+          : Effect.die(new RangeError(`rate must be a positive number of Hz, got ${hz}`)),
+      dropped: Effect.sync(() => plan.dropped),
+      pending,
+      awaitBelow: (threshold) =>
+        SubscriptionRef.changes(pending).pipe(
+          Stream.filter(below(threshold)),
+          Stream.runHead,
+          Effect.map(Option.getOrElse(() => 0))
+        ),
+      lowWater: (threshold) =>
+        SubscriptionRef.changes(pending).pipe(
+          Stream.changesWith((a, b) => below(threshold)(a) === below(threshold)(b)),
+          Stream.filter(below(threshold))
+        )
+    } satisfies ActionQueue
+  })
