@@ -2,31 +2,53 @@
  * The policy side's actions: a queue of them and a dispatcher that sends one
  * `apply_action` per tick of a fixed grid. Actions bypass the request slot
  * (`apply_action` has no reply), so a tick never waits behind an observation
- * still in transit. Each action carries the camera timestamps of the latest
- * observation.
+ * still in transit. Each action carries the camera timestamps its chunk came
+ * with (`PutOptions.obsTimestamps`), or else those of the latest observation.
  *
- * When the transport offers a dispatcher on a thread of its own
- * (`OffThreadDispatch`; the WebSocket and Zenoh clients do), the queue and the
- * ticks live there, out of reach of this thread's pauses, and what it reports
- * sent is counted here.
+ * The waiting actions are an `ActionPlan` (chunk modes: append, replace,
+ * time-aligned, blend; late actions dropped, never sent late). When the
+ * transport offers a dispatcher on a thread of its own (`OffThreadDispatch`;
+ * the WebSocket and Zenoh clients do), the plan and the ticks live there, out
+ * of reach of this thread's pauses, and what it reports is tracked here: the
+ * count sent, the waiting actions (the refill signal), what was dropped, and
+ * the timing of each action.
  */
-import { encodeFrame, type Observation, type Tensor } from "@chiral/protocol"
-import { Duration, Effect, FiberHandle, Option, Queue, type Scope, SubscriptionRef } from "effect"
+import { encodeFrame, type Observation, type ObsTimestamps, type Tensor } from "@chiral/protocol"
+import { Duration, Effect, FiberHandle, Option, PubSub, Queue, type Scope, Stream, SubscriptionRef } from "effect"
 import { type Action, toTensor } from "./Action.js"
+import { type Drops, obsTime, portable, validate } from "./ActionPlan.js"
 import * as ActionQueue from "./ActionQueue.js"
 import * as Cadence from "./Cadence.js"
+import { captureTime } from "./CameraState.js"
 import { timestampsOf } from "./ObservationStream.js"
 import type { OffThreadDispatch } from "./OffThreadDispatch.js"
+import * as RefillSignal from "./RefillSignal.js"
 import type { RequestError } from "./RequestError.js"
 import { disconnected } from "./RequestSlot.js"
 import type { Connection } from "./Transport.js"
 
+/** One action as it left the client. */
+export interface ActionTiming {
+  /** Actions this client has sent so far, this one included. */
+  readonly count: number
+  /** When it left the client (s, capture clock: `CameraState.captureTime`). */
+  readonly sentAt: number
+  /** The time of the observation it was stamped with (s, its newest camera timestamp); undefined if none. */
+  readonly obsTime: number | undefined
+  /** How old that observation was when the action left: sentAt − obsTime (s). */
+  readonly age: number | undefined
+}
+
 export interface ActionDispatcher {
   /** Sends one `apply_action` now (no reply). */
   readonly send: (action: Action) => Effect.Effect<void, RequestError>
-  readonly put: (action: Action) => Effect.Effect<void>
-  /** Appends a chunk (default), or replaces every waiting action with it. */
-  readonly putAll: (chunk: Iterable<Action>, mode?: ActionQueue.PutMode) => Effect.Effect<void>
+  readonly put: (action: Action, options?: Omit<ActionQueue.PutOptions, "mode">) => Effect.Effect<void>
+  /**
+   * Puts a chunk: appends it (default), replaces every waiting action, or
+   * aligns it in time / blends it (`ActionQueue.PutOptions`, `ActionPlan`).
+   * Dies with a RangeError for a chunk that cannot be put.
+   */
+  readonly putAll: (chunk: Iterable<Action>, options?: ActionQueue.PutMode | ActionQueue.PutOptions) => Effect.Effect<void>
   readonly pending: Effect.Effect<number>
   readonly clear: Effect.Effect<void>
   /** Sends one queued action per tick (1/hz s, fixed grid); replaces a running dispatcher. */
@@ -34,6 +56,12 @@ export interface ActionDispatcher {
   readonly stop: Effect.Effect<void>
   /** How many actions have been sent. */
   readonly dispatched: SubscriptionRef.SubscriptionRef<number>
+  /** The waiting actions as they change, and the low-water mark. */
+  readonly refill: RefillSignal.RefillSignal
+  /** What the queue has dropped so far (late, replaced, overflow). */
+  readonly dropped: Effect.Effect<Drops>
+  /** One element per action sent, as it leaves (a subscriber that falls 4096 behind loses the oldest). */
+  readonly timings: Stream.Stream<ActionTiming>
 }
 
 export interface DispatchContext {
@@ -46,71 +74,118 @@ export interface DispatchContext {
   readonly capacity: number
 }
 
-/** Counts, in `dispatched`, what an off-thread dispatcher reports sent. */
-const countOffThread = (offThread: OffThreadDispatch, dispatched: SubscriptionRef.SubscriptionRef<number>) =>
+const timing = (count: number, sentAt: number, stamp: ObsTimestamps | undefined): ActionTiming => {
+  const observed = obsTime(stamp)
+  return { count, sentAt, obsTime: observed, age: observed === undefined ? undefined : sentAt - observed }
+}
+
+const optionsOf = (options: ActionQueue.PutMode | ActionQueue.PutOptions | undefined): ActionQueue.PutOptions =>
+  typeof options === "string" ? { mode: options } : options ?? {}
+
+/**
+ * Tracks what an off-thread dispatcher reports: sends counted in `dispatched`
+ * (through a fiber: the reports arrive outside any), the waiting actions in
+ * `refill` and timings published at once (both synchronous).
+ */
+const followOffThread = (
+  offThread: OffThreadDispatch,
+  dispatched: SubscriptionRef.SubscriptionRef<number>,
+  timings: PubSub.PubSub<ActionTiming>
+) =>
   Effect.gen(function*() {
+    const refill = yield* RefillSignal.make(0)
+    let dropped: Drops = { late: 0, replaced: 0, overflow: 0 }
+    offThread.onQueue((state) => {
+      dropped = state.dropped
+      refill.set(state.pending)
+    })
     const counts = yield* Queue.unbounded<number>()
     let reported = 0
-    offThread.onDispatched((count) => {
+    offThread.onDispatched((count, at, _due, observed) => {
       Queue.offerUnsafe(counts, count - reported)
       reported = count
+      const sentAt = at / 1000
+      PubSub.publishUnsafe(timings, {
+        count,
+        sentAt,
+        obsTime: observed,
+        age: observed === undefined ? undefined : sentAt - observed
+      })
     })
     yield* Queue.take(counts).pipe(
       Effect.flatMap((sent) => SubscriptionRef.update(dispatched, (n) => n + sent)),
       Effect.forever,
       Effect.forkScoped
     )
+    return { refill, dropped: Effect.sync(() => dropped) }
   })
 
 export const make = (context: DispatchContext): Effect.Effect<ActionDispatcher, never, Scope.Scope> =>
   Effect.gen(function*() {
     const { capacity, connection, latestObs, offThread } = context
     const dispatched = yield* SubscriptionRef.make(0)
-    const sendTensor = (action: Tensor) =>
+    const timings = yield* PubSub.sliding<ActionTiming>(4096)
+    const sendTensor = (action: Tensor, stamp: ObsTimestamps | undefined) =>
       Effect.suspend((): Effect.Effect<void, RequestError> => {
         const lost = context.lost()
         if (lost !== undefined) return Effect.fail(disconnected("apply_action", lost))
-        const frame = encodeFrame({
-          type: "apply_action",
-          action,
-          obsTimestamps: timestampsOf(SubscriptionRef.getUnsafe(latestObs))
-        })
+        const obsTimestamps = stamp ?? timestampsOf(SubscriptionRef.getUnsafe(latestObs))
+        const frame = encodeFrame({ type: "apply_action", action, obsTimestamps })
         return connection.send(frame).pipe(
           Effect.mapError((error) => disconnected("apply_action", error.message)),
-          Effect.andThen(SubscriptionRef.update(dispatched, (n) => n + 1))
+          Effect.andThen(Effect.zip(SubscriptionRef.updateAndGet(dispatched, (n) => n + 1), captureTime)),
+          Effect.flatMap(([count, sentAt]) => PubSub.publish(timings, timing(count, sentAt, obsTimestamps))),
+          Effect.asVoid
         )
       })
-    const send = (action: Action) => Effect.suspend(() => sendTensor(toTensor(action)))
+    const send = (action: Action) => Effect.suspend(() => sendTensor(toTensor(action), undefined))
+    const common = { send, dispatched, timings: Stream.fromPubSub(timings) }
 
     if (offThread !== undefined) {
-      yield* countOffThread(offThread, dispatched)
+      const followed = yield* followOffThread(offThread, dispatched, timings)
+      const putAll = (chunk: Iterable<Action>, options?: ActionQueue.PutMode | ActionQueue.PutOptions) =>
+        Effect.suspend(() => {
+          const { mode = "append", obsTimestamps } = optionsOf(options)
+          const actions = Array.from(chunk, toTensor)
+          const crossing = portable(mode, actions.length)
+          // refused here, as the fiber dispatcher would (the worker refuses only blends of mismatched shapes)
+          const invalid = validate({ actions: [], mode: crossing, obsTimestamps })
+          if (invalid !== undefined) return Effect.die(new RangeError(invalid))
+          return offThread.put(actions, { mode: crossing, obsTimestamps }, capacity)
+        })
       return {
-        send,
-        put: (action) => Effect.suspend(() => offThread.put([toTensor(action)], false, capacity)),
-        putAll: (chunk, mode) => Effect.suspend(() => offThread.put(Array.from(chunk, toTensor), mode === "replace", capacity)),
+        ...common,
+        put: (action, options) => putAll([action], { obsTimestamps: options?.obsTimestamps }),
+        putAll,
         pending: offThread.pending,
         clear: offThread.clear,
         start: (hz) => Effect.flatMap(Cadence.periodOf(hz), (period) => offThread.start(Duration.toMillis(period))),
         stop: offThread.stop,
-        dispatched
+        refill: followed.refill,
+        dropped: followed.dropped
       }
     }
 
     const queue = yield* ActionQueue.make(capacity)
     const running = yield* FiberHandle.make()
-    const tick = Effect.flatMap(queue.poll, (next) => Option.isSome(next) ? sendTensor(next.value) : Effect.void)
+    const tick = Effect.flatMap(
+      queue.take,
+      (next) => Option.isSome(next) ? sendTensor(next.value.action, next.value.obsTimestamps) : Effect.void
+    )
     return {
-      send,
+      ...common,
       put: queue.put,
-      putAll: queue.putAll,
+      putAll: (chunk, options) => Effect.asVoid(queue.putAll(chunk, options)),
       pending: queue.size,
       clear: queue.clear,
       start: (hz) =>
         Effect.flatMap(Cadence.periodOf(hz), (period) =>
-          FiberHandle.run(running)(Cadence.untilDisconnected("action dispatch", tick, period))).pipe(
-          Effect.asVoid
-        ),
+          Effect.andThen(
+            queue.setRate(hz),
+            FiberHandle.run(running)(Cadence.untilDisconnected("action dispatch", tick, period))
+          )).pipe(Effect.asVoid),
       stop: FiberHandle.clear(running),
-      dispatched
+      refill: queue.refill,
+      dropped: queue.dropped
     }
   })

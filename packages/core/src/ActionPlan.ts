@@ -68,6 +68,13 @@ export interface Blend {
 
 export type ChunkMode = "append" | "replace" | "time-aligned" | Blend
 
+/** A mode that can cross threads (structured clone): no weight function. */
+export type PortableMode =
+  | "append"
+  | "replace"
+  | "time-aligned"
+  | { readonly kind: "blend"; readonly weights: Exclude<BlendWeights, { readonly kind: "function" }> }
+
 /** ACT's m as LeRobot's ACT uses it (`temporal_ensemble_coeff`). */
 export const actM = 0.01
 
@@ -87,7 +94,7 @@ export const blend = (weights: number | ReadonlyArray<number> | ((k: number) => 
 
 export interface Chunk {
   readonly actions: ReadonlyArray<Rows>
-  readonly mode: ChunkMode
+  readonly mode: ChunkMode | PortableMode
   /** Camera timestamps (s, capture clock) of the observation the chunk was computed from. */
   readonly obsTimestamps?: ObsTimestamps | undefined
 }
@@ -150,9 +157,11 @@ export const validate = (chunk: Chunk): string | undefined => {
  * put every tick gives each slot at most as many predictions as the chunk has
  * actions, so its length is the natural depth.
  */
-export const portable = (mode: ChunkMode, depth: number): Exclude<ChunkMode, { weights: { kind: "function" } }> => {
-  if (typeof mode === "string" || mode.weights.kind !== "function") return mode as never
-  const weight = mode.weights.weight
+export const portable = (mode: ChunkMode, depth: number): PortableMode => {
+  if (typeof mode === "string") return mode
+  const weights = mode.weights
+  if (weights.kind !== "function") return { kind: "blend", weights }
+  const weight = weights.weight
   return { kind: "blend", weights: { kind: "table", weights: Array.from({ length: Math.max(1, depth) }, (_, k) => weight(k)) } }
 }
 

@@ -9,16 +9,15 @@
  * (`CameraState.captureTime`: the monotonic clock, virtual under TestClock),
  * the clock of the camera timestamps a timed chunk carries.
  *
- * Refill signal: `pending` holds the number of waiting actions after every
- * change; `awaitBelow(n)` completes once fewer than n wait and `lowWater(n)`
- * emits each time the count falls below n, so a policy starts its next
- * inference while the last actions of the current chunk are still going out.
+ * `refill` is the refill signal (`RefillSignal`): the count of waiting
+ * actions after every change, and the low-water mark.
  */
 import type { ObsTimestamps, Tensor } from "@chiral/protocol"
-import { Effect, Option, Stream, SubscriptionRef } from "effect"
+import { Effect, Option } from "effect"
 import { type Action, toTensor } from "./Action.js"
 import { ActionPlan, type ChunkMode, type Drops, type Rows } from "./ActionPlan.js"
 import { captureTime } from "./CameraState.js"
+import * as RefillSignal from "./RefillSignal.js"
 
 /** The modes PolicyClient's `putActions` has always had. */
 export type PutMode = "append" | "replace"
@@ -64,16 +63,8 @@ export interface ActionQueue {
   readonly setRate: (hz: number) => Effect.Effect<void>
   /** What has been dropped so far (late, replaced, overflow). */
   readonly dropped: Effect.Effect<Drops>
-  /** The number of waiting actions, updated on every change. */
-  readonly pending: SubscriptionRef.SubscriptionRef<number>
-  /** Completes (with the count) as soon as fewer than `threshold` actions wait; at once if they already do. */
-  readonly awaitBelow: (threshold: number) => Effect.Effect<number>
-  /**
-   * Emits the count each time it falls below `threshold` (once at the start if
-   * it already is): the low-water mark at which the next chunk should be
-   * computed.
-   */
-  readonly lowWater: (threshold: number) => Stream.Stream<number>
+  /** The number of waiting actions as it changes, and the low-water mark. */
+  readonly refill: RefillSignal.RefillSignal
 }
 
 export const defaultCapacity = 10_000
@@ -91,9 +82,7 @@ const optionsOf = (mode: PutMode | PutOptions | undefined): PutOptions =>
 export const make = (capacity = defaultCapacity): Effect.Effect<ActionQueue> =>
   Effect.gen(function*() {
     const plan = new ActionPlan(capacity)
-    const pending = yield* SubscriptionRef.make(0)
-    // Read under the ref's lock, so concurrent changes cannot publish a stale count last.
-    const changed = SubscriptionRef.updateSome(pending, (n) => n === plan.size ? Option.none() : Option.some(plan.size))
+    const refill = yield* RefillSignal.make(0)
 
     const putAll = (chunk: Iterable<Action>, mode?: PutMode | PutOptions) =>
       Effect.flatMap(captureTime, (now) =>
@@ -101,18 +90,19 @@ export const make = (capacity = defaultCapacity): Effect.Effect<ActionQueue> =>
           const options = optionsOf(mode)
           // convert first: a bad action must not leave the queue half changed
           const actions = Array.from(chunk, rowsOf)
-          return plan.put({ actions, mode: options.mode ?? "append", obsTimestamps: options.obsTimestamps }, now)
-        })).pipe(Effect.tap(changed))
+          const late = plan.put({ actions, mode: options.mode ?? "append", obsTimestamps: options.obsTimestamps }, now)
+          refill.set(plan.size)
+          return late
+        }))
 
     const take = Effect.flatMap(captureTime, (now) =>
       Effect.sync(() => {
         const taken = plan.take(now)
+        refill.set(plan.size)
         return taken === undefined
           ? Option.none<Dispatchable>()
           : Option.some<Dispatchable>({ action: tensorOf(taken.action), obsTimestamps: taken.obsTimestamps, due: taken.due })
-      })).pipe(Effect.tap(changed))
-
-    const below = (threshold: number) => (n: number) => n < threshold
+      }))
 
     return {
       put: (action, options) => Effect.asVoid(putAll([action], { mode: "append", obsTimestamps: options?.obsTimestamps })),
@@ -120,23 +110,15 @@ export const make = (capacity = defaultCapacity): Effect.Effect<ActionQueue> =>
       poll: Effect.map(take, Option.map((d) => d.action)),
       take,
       size: Effect.sync(() => plan.size),
-      clear: Effect.andThen(Effect.sync(() => plan.clear()), changed),
+      clear: Effect.sync(() => {
+        plan.clear()
+        refill.set(0)
+      }),
       setRate: (hz) =>
         Number.isFinite(hz) && hz > 0
           ? Effect.sync(() => plan.setPeriod(1 / hz))
           : Effect.die(new RangeError(`rate must be a positive number of Hz, got ${hz}`)),
       dropped: Effect.sync(() => plan.dropped),
-      pending,
-      awaitBelow: (threshold) =>
-        SubscriptionRef.changes(pending).pipe(
-          Stream.filter(below(threshold)),
-          Stream.runHead,
-          Effect.map(Option.getOrElse(() => 0))
-        ),
-      lowWater: (threshold) =>
-        SubscriptionRef.changes(pending).pipe(
-          Stream.changesWith((a, b) => below(threshold)(a) === below(threshold)(b)),
-          Stream.filter(below(threshold))
-        )
+      refill
     } satisfies ActionQueue
   })

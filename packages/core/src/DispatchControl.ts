@@ -5,8 +5,10 @@
  * answered by `done`, the `dispatched` reports, and the `OffThreadDispatch`
  * that PolicyClient drives (see `OffThreadDispatch`).
  */
+import type { ObsTimestamps } from "@chiral/protocol"
 import { Effect } from "effect"
-import type { OffThreadDispatch } from "./OffThreadDispatch.js"
+import type { Drops, PortableMode } from "./ActionPlan.js"
+import type { OffThreadDispatch, QueueState } from "./OffThreadDispatch.js"
 
 /** An action as it crosses threads: float32 values of the given shape. */
 export interface ActionRows {
@@ -22,7 +24,10 @@ export type DispatchRequest =
     readonly t: "put"
     readonly id: number
     readonly actions: ReadonlyArray<ActionRows>
-    readonly replace: boolean
+    /** How the chunk joins the waiting actions (`ActionPlan`). */
+    readonly mode: PortableMode
+    /** The camera timestamps of the chunk's observation (s): for time-aligned and blend, and the actions' stamps. */
+    readonly obsTimestamps?: ObsTimestamps | undefined
     readonly capacity: number
   }
   | { readonly t: "clear"; readonly id: number }
@@ -32,13 +37,34 @@ export type DispatchRequest =
 
 /** What a dispatcher worker reports. */
 export type DispatchReport =
-  /** Request `id` is done; `pending`: actions waiting after it. */
-  | { readonly t: "done"; readonly id: number; readonly pending?: number }
   /**
-   * An action went out at `at`, due at `due` on the dispatcher's grid
-   * (monotonic ms, `process.hrtime`); `count` sent so far.
+   * Request `id` is done; for put, clear and pending, the waiting actions
+   * after it; `error`: why a put was refused (the plan is unchanged).
    */
-  | { readonly t: "dispatched"; readonly count: number; readonly at: number; readonly due: number }
+  | {
+    readonly t: "done"
+    readonly id: number
+    readonly pending?: number
+    readonly dropped?: Drops
+    readonly error?: string
+  }
+  /**
+   * An action went out at `at`, its tick due at `due` on the dispatcher's grid
+   * (monotonic ms, `process.hrtime`); `count` sent so far; `obsTime` the time
+   * of the observation it was stamped with (s, newest camera timestamp);
+   * `pending` and `dropped` the waiting actions after it.
+   */
+  | {
+    readonly t: "dispatched"
+    readonly count: number
+    readonly at: number
+    readonly due: number
+    readonly obsTime?: number | undefined
+    readonly pending: number
+    readonly dropped: Drops
+  }
+  /** A tick changed the waiting actions without sending one (late ones dropped). */
+  | { readonly t: "queue"; readonly pending: number; readonly dropped: Drops }
 
 type Done = Extract<DispatchReport, { readonly t: "done" }>
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never
@@ -70,7 +96,8 @@ export const make = (post: (message: DispatchRequest) => void): DispatchControl 
   const waiting = new Map<number, (reply: Done | undefined) => void>()
   let nextId = 0
   let ended = false
-  let listener: ((count: number, at: number, due: number) => void) | undefined
+  let listener: ((count: number, at: number, due: number, obsTime: number | undefined) => void) | undefined
+  let queueListener: ((state: QueueState) => void) | undefined
   // The newest observation's timestamps reach the worker only while it ticks:
   // a message per observation would cost every round trip tens of µs.
   let ticking = false
@@ -96,13 +123,21 @@ export const make = (post: (message: DispatchRequest) => void): DispatchControl 
     const report = message as DispatchReport
     switch (report.t) {
       case "done": {
+        // the new state first: whoever the answer resumes sees it
+        if (report.pending !== undefined && report.dropped !== undefined) {
+          queueListener?.({ pending: report.pending, dropped: report.dropped })
+        }
         const resume = waiting.get(report.id)
         waiting.delete(report.id)
         resume?.(report)
         return true
       }
       case "dispatched":
-        listener?.(report.count, report.at, report.due)
+        queueListener?.({ pending: report.pending, dropped: report.dropped })
+        listener?.(report.count, report.at, report.due, report.obsTime)
+        return true
+      case "queue":
+        queueListener?.({ pending: report.pending, dropped: report.dropped })
         return true
       default:
         return false
@@ -113,14 +148,17 @@ export const make = (post: (message: DispatchRequest) => void): DispatchControl 
   const control = (request: Call) => Effect.map(call(request), (reply) => reply?.pending ?? 0)
 
   const dispatch: OffThreadDispatch = {
-    put: (actions, replace, capacity) =>
-      Effect.asVoid(control({
+    put: (actions, request, capacity) =>
+      call({
         t: "put",
-        replace,
+        mode: request.mode,
+        obsTimestamps: request.obsTimestamps,
         capacity,
         // a compact copy: cloning a view would clone its whole underlying buffer
         actions: actions.map((a) => ({ shape: a.shape, data: new Float32Array(a.data as Float32Array) }))
-      })),
+      }).pipe(Effect.flatMap((reply) =>
+        reply?.error === undefined ? Effect.void : Effect.die(new RangeError(reply.error))
+      )),
     clear: Effect.asVoid(control({ t: "clear" })),
     pending: control({ t: "pending" }),
     start: (periodMillis) =>
@@ -139,6 +177,9 @@ export const make = (post: (message: DispatchRequest) => void): DispatchControl 
     },
     onDispatched: (next) => {
       listener = next
+    },
+    onQueue: (next) => {
+      queueListener = next
     }
   }
 

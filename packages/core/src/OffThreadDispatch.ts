@@ -5,18 +5,33 @@
  * large observations, the policy's own computation) cannot make an action
  * late. Without one, `PolicyClient` dispatches from its own fiber.
  *
- * Same semantics as `PolicyClient`'s own dispatcher: a sliding queue, one
+ * Same semantics as `PolicyClient`'s own dispatcher, the same code for the
+ * waiting actions (`ActionPlan`: chunk modes, late drops, capacity): one
  * action per tick of a grid anchored at the start, missed ticks not replayed,
- * each action stamped with the camera timestamps of the latest observation
- * (which `PolicyClient` reports through `observed`).
+ * each action stamped with the camera timestamps its chunk came with, or else
+ * those of the latest observation (which `PolicyClient` reports through
+ * `observed`).
  */
-import type { Tensor } from "@chiral/protocol"
+import type { ObsTimestamps, Tensor } from "@chiral/protocol"
 import type { Effect } from "effect"
+import type { Drops, PortableMode } from "./ActionPlan.js"
 import type { Connection } from "./Transport.js"
 
+/** The waiting actions after a change: how many, and what has been dropped so far. */
+export interface QueueState {
+  readonly pending: number
+  readonly dropped: Drops
+}
+
+export interface PutRequest {
+  readonly mode: PortableMode
+  /** The camera timestamps of the observation the chunk was computed from (s, capture clock). */
+  readonly obsTimestamps?: ObsTimestamps | undefined
+}
+
 export interface OffThreadDispatch {
-  /** Adds actions (float32), or replaces every waiting one; beyond `capacity` the oldest are dropped. */
-  readonly put: (actions: ReadonlyArray<Tensor>, replace: boolean, capacity: number) => Effect.Effect<void>
+  /** Puts a chunk (float32 actions) in the given mode (`ActionPlan`); beyond `capacity` the oldest are dropped. */
+  readonly put: (actions: ReadonlyArray<Tensor>, request: PutRequest, capacity: number) => Effect.Effect<void>
   readonly clear: Effect.Effect<void>
   readonly pending: Effect.Effect<number>
   /** Starts (or restarts) the ticks, one every `periodMillis`. */
@@ -26,10 +41,17 @@ export interface OffThreadDispatch {
   readonly observed: (timestamps: Readonly<Record<string, number>>) => void
   /**
    * Called on this thread for each action sent: how many the dispatcher has
-   * sent in all, when this one left and the grid time it was due (monotonic
-   * ms, `process.hrtime`).
+   * sent in all, when this one left and the grid time of its tick (monotonic
+   * ms, `process.hrtime`), and the time of the observation it was stamped
+   * with (s, capture clock: the newest camera timestamp; undefined if none).
    */
-  readonly onDispatched: (listener: (count: number, at: number, due: number) => void) => void
+  readonly onDispatched: (listener: (count: number, at: number, due: number, obsTime: number | undefined) => void) => void
+  /**
+   * Called on this thread, in order, each time the waiting actions changed
+   * (a put, a clear, an action sent or dropped), before the request that
+   * changed them completes.
+   */
+  readonly onQueue: (listener: (state: QueueState) => void) => void
 }
 
 export interface WithOffThreadDispatch {

@@ -15,9 +15,11 @@ import type { Message, Observation, UserMap } from "@chiral/protocol"
 import { Context, Duration, Effect, Layer, Option, type Scope, type Stream, SubscriptionRef } from "effect"
 import { type Action, type ActionChunk, chunkToTensor } from "./Action.js"
 import * as ActionDispatcher from "./ActionDispatcher.js"
+import type { Drops } from "./ActionPlan.js"
 import * as ActionQueue from "./ActionQueue.js"
 import * as ClientConnection from "./ClientConnection.js"
 import * as ObservationStream from "./ObservationStream.js"
+import type * as RefillSignal from "./RefillSignal.js"
 import { RequestError } from "./RequestError.js"
 import * as RequestSlot from "./RequestSlot.js"
 import { ClientTransport } from "./Transport.js"
@@ -73,13 +75,28 @@ export interface PolicyClientApi {
   readonly startObsStream: (hz: number) => Effect.Effect<void>
   readonly stopObsStream: Effect.Effect<void>
 
-  readonly putAction: (action: Action) => Effect.Effect<void>
-  /** Appends a chunk (default), or replaces every waiting action with it. */
-  readonly putActions: (
-    chunk: Iterable<Action>,
-    options?: { readonly mode?: ActionQueue.PutMode | undefined }
-  ) => Effect.Effect<void>
+  /** Appends one action (stamped, if given, with the camera timestamps it was computed from). */
+  readonly putAction: (action: Action, options?: Omit<ActionQueue.PutOptions, "mode">) => Effect.Effect<void>
+  /**
+   * Puts a chunk. `mode`: `append` (default), `replace`, `time-aligned`
+   * (actions placed on the ticks after the observation they were computed
+   * from; late ones dropped, never sent late) or `ActionPlan.blend(…)`
+   * (temporal ensembling with what waits); see `ActionPlan`. `obsTimestamps`:
+   * the camera timestamps of that observation (`obs.cameras[i].timestamp`),
+   * needed by `time-aligned`; its actions carry them to the server. Dies with
+   * a RangeError for a chunk that cannot be put.
+   */
+  readonly putActions: (chunk: Iterable<Action>, options?: ActionQueue.PutOptions) => Effect.Effect<void>
   readonly pendingActions: Effect.Effect<number>
+  /**
+   * The refill signal: the waiting actions as they change, `awaitBelow(n)`
+   * and `lowWater(n)`, so the next inference starts before the queue runs dry.
+   */
+  readonly refill: RefillSignal.RefillSignal
+  /** What the queue dropped so far: late (slot passed), replaced (by a newer chunk), overflow (capacity). */
+  readonly droppedActions: Effect.Effect<Drops>
+  /** Each action as it leaves the client: when, and how old its observation was then. */
+  readonly actionTimings: Stream.Stream<ActionDispatcher.ActionTiming>
   readonly clearActions: Effect.Effect<void>
   /** Sends one queued action per tick (1/hz s, fixed grid); replaces a running dispatcher. */
   readonly startActionDispatch: (hz: number) => Effect.Effect<void>
@@ -164,8 +181,11 @@ export const make = (
       startObsStream: (hz) => observations.start(hz, getObs),
       stopObsStream: observations.stop,
       putAction: actions.put,
-      putActions: (chunk, putOptions) => actions.putAll(chunk, putOptions?.mode),
+      putActions: actions.putAll,
       pendingActions: actions.pending,
+      refill: actions.refill,
+      droppedActions: actions.dropped,
+      actionTimings: actions.timings,
       clearActions: actions.clear,
       startActionDispatch: actions.start,
       stopActionDispatch: actions.stop,

@@ -116,7 +116,7 @@ describe("ActionQueue on TestClock", () => {
     Effect.gen(function*() {
       const queue = yield* ActionQueue.make()
       const marks = yield* Ref.make<ReadonlyArray<number>>([])
-      const watcher = yield* queue.lowWater(3).pipe(
+      const watcher = yield* queue.refill.lowWater(3).pipe(
         Stream.runForEach((n) => Ref.update(marks, (all) => [...all, n])),
         Effect.forkChild
       )
@@ -124,7 +124,7 @@ describe("ActionQueue on TestClock", () => {
       // empty at the start: below the mark once
       assert.deepStrictEqual(yield* Ref.get(marks), [0])
       yield* queue.putAll(actions(1, 2, 3, 4, 5))
-      const waiting = yield* Effect.forkChild(queue.awaitBelow(3))
+      const waiting = yield* Effect.forkChild(queue.refill.awaitBelow(3))
       yield* settle
       yield* queue.poll
       yield* queue.poll
@@ -141,7 +141,7 @@ describe("ActionQueue on TestClock", () => {
       yield* queue.clear
       yield* settle
       assert.deepStrictEqual(yield* Ref.get(marks), [0, 2, 0])
-      assert.strictEqual(yield* queue.awaitBelow(1), 0)
+      assert.strictEqual(yield* queue.refill.awaitBelow(1), 0)
       yield* Fiber.interrupt(watcher)
     }))
 
@@ -154,7 +154,7 @@ describe("ActionQueue on TestClock", () => {
       const policy = Effect.gen(function*() {
         let next = 0
         for (;;) {
-          yield* queue.awaitBelow(3)
+          yield* queue.refill.awaitBelow(3)
           yield* Ref.update(inferences, (all) => [...all, next])
           yield* Effect.sleep("150 millis")
           yield* queue.putAll(actions(next, next + 1, next + 2, next + 3, next + 4))

@@ -12,11 +12,12 @@
  * heap holds next to nothing, so it has nothing to collect, and it asks for a
  * higher scheduling priority where the system allows (`ThreadPriority`).
  *
- * The dispatcher keeps the waiting actions (a sliding queue), sends one per
- * tick as `apply_action` stamped with the camera timestamps of the client's
- * latest observation (the main thread reports them while it ticks), and times
- * ticks on a grid anchored at its start with sub-millisecond precision
- * (`PreciseTimer`).
+ * The dispatcher keeps the waiting actions in an `ActionPlan` (the chunk
+ * modes, late drops and capacity of every dispatcher), sends one per tick as
+ * `apply_action` stamped with the camera timestamps its chunk came with, or
+ * else those of the client's latest observation (the main thread reports
+ * them while it ticks), and times ticks on a grid anchored at its start with
+ * sub-millisecond precision (`PreciseTimer`).
  *
  * This file is the worker's entry; `WebSocketTransport` starts it. Messages
  * between the threads are `ToWorker` and `FromWorker`. It imports neither
@@ -25,7 +26,8 @@
  */
 import { isMainThread, parentPort, workerData } from "node:worker_threads"
 import { encodeApplyAction } from "@chiral/core/ActionFrame"
-import type { ActionRows, DispatchReport, DispatchRequest } from "@chiral/core/DispatchControl"
+import { ActionPlan, obsTime, type Taken } from "@chiral/core/ActionPlan"
+import type { DispatchReport, DispatchRequest } from "@chiral/core/DispatchControl"
 import * as PreciseTimer from "@chiral/core/PreciseTimer"
 import { SharedWriter, type SharedWriterHandle } from "./SharedWriter.js"
 import * as ThreadPriority from "@chiral/core/ThreadPriority"
@@ -43,50 +45,12 @@ export type ToWorker =
 
 export type FromWorker = DispatchReport
 
-/** The waiting actions: a sliding queue (the oldest dropped beyond capacity). */
-class ActionQueue {
-  private items: Array<ActionRows> = []
-  private head = 0
-  private capacity: number
-  constructor(capacity: number) {
-    this.capacity = capacity
-  }
-  setCapacity(capacity: number) {
-    this.capacity = Math.max(1, capacity)
-  }
-  get size() {
-    return this.items.length - this.head
-  }
-  put(actions: ReadonlyArray<ActionRows>, replace: boolean) {
-    if (replace) this.clear()
-    for (const action of actions) this.items.push(action)
-    const excess = this.size - this.capacity
-    if (excess > 0) this.head += excess
-    this.compact()
-  }
-  poll(): ActionRows | undefined {
-    if (this.head >= this.items.length) return undefined
-    const action = this.items[this.head]!
-    this.items[this.head++] = undefined as unknown as ActionRows
-    this.compact()
-    return action
-  }
-  clear() {
-    this.items = []
-    this.head = 0
-  }
-  private compact() {
-    if (this.head > 1024 && this.head * 2 > this.items.length) {
-      this.items = this.items.slice(this.head)
-      this.head = 0
-    }
-  }
-}
-
 /** Sends one queued action per tick of a fixed grid anchored at `start`. */
 class Dispatcher {
-  private readonly queue: ActionQueue
-  private readonly send: (action: ActionRows, due: number) => boolean
+  private readonly plan: ActionPlan
+  private readonly send: (taken: Taken, due: number) => boolean
+  /** The plan changed at a tick that sent nothing (late actions dropped). */
+  private readonly changed: () => void
   private running = false
   private period = 0
   private start = 0
@@ -94,15 +58,17 @@ class Dispatcher {
   private slot = 0
   private cancel: (() => void) | undefined
 
-  constructor(queue: ActionQueue, send: (action: ActionRows, due: number) => boolean) {
-    this.queue = queue
+  constructor(plan: ActionPlan, send: (taken: Taken, due: number) => boolean, changed: () => void) {
+    this.plan = plan
     this.send = send
+    this.changed = changed
   }
 
   begin(periodMillis: number) {
     this.end()
     this.running = true
     this.period = periodMillis
+    this.plan.setPeriod(periodMillis / 1000)
     this.start = PreciseTimer.monotonicMillis()
     this.slot = 0
     this.fire()
@@ -119,8 +85,11 @@ class Dispatcher {
     this.cancel = undefined
     if (!this.running) return
     const due = this.start + this.slot * this.period
-    const action = this.queue.poll()
-    if (action !== undefined && !this.send(action, due)) return this.end()
+    const waiting = this.plan.size
+    const taken = this.plan.take(PreciseTimer.monotonicMillis() / 1000)
+    if (taken !== undefined) {
+      if (!this.send(taken, due)) return this.end()
+    } else if (this.plan.size !== waiting) this.changed()
     // The slot after this one; after an overrun of whole periods, go at once
     // (as the latest slot that has begun) and rejoin the grid: missed ticks
     // are not replayed.
@@ -137,7 +106,8 @@ const run = (options: WorkerOptions) => {
   let latest: Readonly<Record<string, number>> = {}
   let dispatched = 0
   let writer: SharedWriter | undefined
-  const queue = new ActionQueue(options.maxQueuedActions)
+  const plan = new ActionPlan(options.maxQueuedActions)
+  const state = () => ({ pending: plan.size, dropped: plan.dropped })
 
   // This thread's one job that is timed: put it ahead of the process's other
   // threads where the system allows (see ThreadPriority).
@@ -147,16 +117,19 @@ const run = (options: WorkerOptions) => {
   encodeBinaryFrame([encodeApplyAction([1, 1], new Float32Array(1), { warmup: 0 })])
 
   const dispatcher: Dispatcher = new Dispatcher(
-    queue,
-    (action, due) => {
+    plan,
+    ({ action, obsTimestamps }, due) => {
+      const stamp = obsTimestamps ?? latest
       // A failed write means the connection is going: the policy's thread
       // sees that on its side of the socket and ends the connection.
-      if (writer === undefined || writer.write(encodeBinaryFrame([encodeApplyAction(action.shape, action.data, latest)])) !== undefined) {
+      if (writer === undefined || writer.write(encodeBinaryFrame([encodeApplyAction(action.shape, action.data, stamp)])) !== undefined) {
         return false
       }
-      post({ t: "dispatched", count: ++dispatched, at: PreciseTimer.monotonicMillis(), due })
+      const at = PreciseTimer.monotonicMillis()
+      post({ t: "dispatched", count: ++dispatched, at, due, obsTime: obsTime(stamp), ...state() })
       return true
-    }
+    },
+    () => post({ t: "queue", ...state() })
   )
 
   port.on("message", (message: ToWorker) => {
@@ -168,14 +141,19 @@ const run = (options: WorkerOptions) => {
         latest = message.timestamps
         return
       case "put":
-        queue.setCapacity(message.capacity)
-        queue.put(message.actions, message.replace)
-        return post({ t: "done", id: message.id, pending: queue.size })
+        try {
+          plan.setCapacity(message.capacity)
+          plan.put(message, PreciseTimer.monotonicMillis() / 1000)
+        } catch (error) {
+          // a blend of mismatched shapes: refused, the plan unchanged
+          return post({ t: "done", id: message.id, ...state(), error: String((error as Error).message ?? error) })
+        }
+        return post({ t: "done", id: message.id, ...state() })
       case "clear":
-        queue.clear()
-        return post({ t: "done", id: message.id, pending: 0 })
+        plan.clear()
+        return post({ t: "done", id: message.id, ...state() })
       case "pending":
-        return post({ t: "done", id: message.id, pending: queue.size })
+        return post({ t: "done", id: message.id, ...state() })
       case "start":
         dispatcher.begin(message.periodMillis)
         return post({ t: "done", id: message.id })

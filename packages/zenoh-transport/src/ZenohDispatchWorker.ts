@@ -21,9 +21,10 @@
  * only when both hold.)
  *
  * The dispatcher is PolicyClient's own, run here: the actions wait in an
- * `ActionQueue` (sliding), and a loop repeated on `Cadence.fixed` sends one per
- * tick, stamped with the camera timestamps of the client's latest observation
- * (the policy's thread reports each one). Only the loop's `Clock` differs:
+ * `ActionPlan` (chunk modes, late drops, capacity), and a loop repeated on
+ * `Cadence.fixed` sends one per tick, stamped with the camera timestamps its
+ * chunk came with, or else those of the client's latest observation (the
+ * policy's thread reports each one). Only the loop's `Clock` differs:
  * `TickClock` sleeps with sub-millisecond precision (a timer wakes the thread
  * just before the tick, `Atomics.wait` sleeps the last stretch), and tells the
  * tick its grid time.
@@ -37,12 +38,12 @@
  * heap. What the dispatcher allocates per tick is small and short-lived, so
  * the collections it causes are brief scavenges.
  */
-import type { Tensor } from "@chiral/protocol"
 import { type PeerError, Zenoh, type ZenohKeyExprError, type ZenohSessionClosed } from "@chiral/zenoh"
-import { Cause, Clock, Deferred, Duration, Effect, Exit, Fiber, FiberHandle, Option, Queue } from "effect"
+import { Cause, Clock, Deferred, Duration, Effect, Exit, Fiber, FiberHandle, Queue } from "effect"
 import { type MessagePort, isMainThread, parentPort, workerData } from "node:worker_threads"
 import { encodeApplyAction } from "@chiral/core/ActionFrame"
 import type { DispatchReport, DispatchRequest } from "@chiral/core/DispatchControl"
+import { ActionPlan, obsTime } from "@chiral/core/ActionPlan"
 import * as ActionQueue from "@chiral/core/ActionQueue"
 import * as Cadence from "@chiral/core/Cadence"
 import * as PreciseTimer from "@chiral/core/PreciseTimer"
@@ -147,48 +148,39 @@ const serve = (
     const session = yield* Zenoh.connect({ ...options.session, host: options.host, port: options.port })
     yield* session.awaitSubscribers(options.key)
 
-    let capacity = ActionQueue.defaultCapacity
-    let queue = yield* ActionQueue.make(capacity)
+    const plan = new ActionPlan(ActionQueue.defaultCapacity)
+    const state = () => ({ pending: plan.size, dropped: plan.dropped })
     let dispatched = 0
     const clock = new TickClock(yield* Clock.clockWith(Effect.succeed))
     const loop = yield* FiberHandle.make<void, never>()
     // A put that fails ends the loop; the session's end is reported once, below.
     const broken = yield* Deferred.make<never, SessionEnd>()
 
-    /** PolicyClient asks for its own capacity with every put (normally always the same). */
-    const resize = (wanted: number) =>
-      Effect.gen(function*() {
-        const next = Math.max(1, Math.floor(wanted))
-        if (next === capacity) return
-        const waiting: Array<Tensor> = []
-        for (;;) {
-          const action = yield* queue.poll
-          if (Option.isNone(action)) break
-          waiting.push(action.value)
-        }
-        queue = yield* ActionQueue.make(next)
-        capacity = next
-        yield* queue.putAll(waiting)
-      })
-
     const tick = Effect.gen(function*() {
       // The grid's first slot is where the repeat starts: right before the first tick.
       const due = clock.due ?? now()
-      const next = yield* Effect.suspend(() => queue.poll)
-      if (Option.isNone(next)) return
-      const action = next.value
-      const frame = encodeApplyAction(action.shape, action.data as Float32Array, observed())
+      const waiting = plan.size
+      const taken = plan.take(now() / 1000)
+      if (taken === undefined) {
+        // late actions dropped, none sent: the refill signal still has to know
+        if (plan.size !== waiting) post({ t: "queue", ...state() })
+        return
+      }
+      const { action, obsTimestamps } = taken
+      const stamp = obsTimestamps ?? observed()
+      const frame = encodeApplyAction(action.shape, action.data, stamp)
       // Started at once: the session writes the frame to its socket before
       // this fiber goes on, then the fiber waits for the kernel to take it.
       const sending = yield* Effect.forkChild(session.put(options.key, frame), { startImmediately: true })
       const at = now()
       yield* Fiber.join(sending)
-      post({ t: "dispatched", count: ++dispatched, at, due })
+      post({ t: "dispatched", count: ++dispatched, at, due, obsTime: obsTime(stamp), ...state() })
     })
 
     const dispatchAt = (periodMillis: number) =>
       Effect.suspend(() => {
         clock.due = undefined
+        plan.setPeriod(periodMillis / 1000)
         return Effect.repeat(tick, Cadence.fixed(Duration.millis(periodMillis)))
       }).pipe(
         Effect.provideService(Clock.Clock, clock),
@@ -200,16 +192,20 @@ const serve = (
       Effect.gen(function*() {
         switch (message.t) {
           case "put": {
-            yield* resize(message.capacity)
-            const actions = message.actions.map((a): Tensor => ({ dtype: "float32", shape: a.shape, data: a.data }))
-            yield* queue.putAll(actions, message.replace ? "replace" : "append")
-            return post({ t: "done", id: message.id, pending: yield* queue.size })
+            try {
+              plan.setCapacity(message.capacity)
+              plan.put(message, now() / 1000)
+            } catch (error) {
+              // a blend of mismatched shapes: refused, the plan unchanged
+              return post({ t: "done", id: message.id, ...state(), error: String((error as Error).message ?? error) })
+            }
+            return post({ t: "done", id: message.id, ...state() })
           }
           case "clear":
-            yield* queue.clear
-            return post({ t: "done", id: message.id, pending: 0 })
+            plan.clear()
+            return post({ t: "done", id: message.id, ...state() })
           case "pending":
-            return post({ t: "done", id: message.id, pending: yield* queue.size })
+            return post({ t: "done", id: message.id, ...state() })
           case "start":
             yield* FiberHandle.clear(loop)
             yield* FiberHandle.run(loop, dispatchAt(message.periodMillis))

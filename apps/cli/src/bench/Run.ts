@@ -232,7 +232,7 @@ const isApplyAction = (frame: OutgoingFrame): boolean => {
  */
 interface Dispatching {
   readonly dispatch: {
-    readonly onDispatched: (listener: (count: number, at: number, due: number) => void) => void
+    readonly onDispatched: (listener: (count: number, at: number, due: number, obsTime: number | undefined) => void) => void
   }
 }
 
@@ -242,10 +242,10 @@ const offThreadSends = (connection: Connection, meter: Meter): Partial<Dispatchi
     dispatch: {
       ...dispatch,
       onDispatched: (listener) =>
-        dispatch.onDispatched((count, at, due) => {
+        dispatch.onDispatched((count, at, due, obsTime) => {
           if (meter.actionSends.length === 0) meter.gridOrigin = due
           meter.actionSends.push(at)
-          listener(count, at, due)
+          listener(count, at, due, obsTime)
         })
     }
   }
