@@ -125,7 +125,8 @@ export const make = (context: DispatchContext): Effect.Effect<ActionDispatcher, 
     const { capacity, connection, latestObs, offThread } = context
     const dispatched = yield* SubscriptionRef.make(0)
     const timings = yield* PubSub.sliding<ActionTiming>(4096)
-    const sendTensor = (action: Tensor, stamp: ObsTimestamps | undefined) =>
+    /** Sends `action` (stamped `stamp`, or with the latest observation's); `at`: when it was taken (s). */
+    const sendTensor = (action: Tensor, stamp: ObsTimestamps | undefined, at?: number) =>
       Effect.suspend((): Effect.Effect<void, RequestError> => {
         const lost = context.lost()
         if (lost !== undefined) return Effect.fail(disconnected("apply_action", lost))
@@ -133,7 +134,10 @@ export const make = (context: DispatchContext): Effect.Effect<ActionDispatcher, 
         const frame = encodeFrame({ type: "apply_action", action, obsTimestamps })
         return connection.send(frame).pipe(
           Effect.mapError((error) => disconnected("apply_action", error.message)),
-          Effect.andThen(Effect.zip(SubscriptionRef.updateAndGet(dispatched, (n) => n + 1), captureTime)),
+          Effect.andThen(Effect.zip(
+            SubscriptionRef.updateAndGet(dispatched, (n) => n + 1),
+            at === undefined ? captureTime : Effect.succeed(at)
+          )),
           Effect.flatMap(([count, sentAt]) => PubSub.publish(timings, timing(count, sentAt, obsTimestamps))),
           Effect.asVoid
         )
@@ -168,10 +172,23 @@ export const make = (context: DispatchContext): Effect.Effect<ActionDispatcher, 
 
     const queue = yield* ActionQueue.make(capacity)
     const running = yield* FiberHandle.make()
-    const tick = Effect.flatMap(
-      queue.take,
-      (next) => Option.isSome(next) ? sendTensor(next.value.action, next.value.obsTimestamps) : Effect.void
-    )
+    /**
+     * One dispatch loop. The grid's origin is its first tick (`Cadence.fixed`
+     * anchors it there); a tick's grid time is the grid point nearest to when
+     * it runs.
+     */
+    const loop = (period: Duration.Duration) =>
+      Effect.suspend(() => {
+        const seconds = Duration.toSeconds(period)
+        let origin: number | undefined
+        const tick = Effect.flatMap(captureTime, (now) => {
+          origin ??= now
+          return queue.takeAtTick(origin + Math.round((now - origin) / seconds) * seconds)
+        }).pipe(Effect.flatMap((next) =>
+          Option.isSome(next) ? sendTensor(next.value.action, next.value.obsTimestamps, next.value.at) : Effect.void
+        ))
+        return Cadence.untilDisconnected("action dispatch", tick, period)
+      })
     return {
       ...common,
       put: queue.put,
@@ -180,10 +197,7 @@ export const make = (context: DispatchContext): Effect.Effect<ActionDispatcher, 
       clear: queue.clear,
       start: (hz) =>
         Effect.flatMap(Cadence.periodOf(hz), (period) =>
-          Effect.andThen(
-            queue.setRate(hz),
-            FiberHandle.run(running)(Cadence.untilDisconnected("action dispatch", tick, period))
-          )).pipe(Effect.asVoid),
+          Effect.andThen(queue.setRate(hz), FiberHandle.run(running)(loop(period)))).pipe(Effect.asVoid),
       stop: FiberHandle.clear(running),
       refill: queue.refill,
       dropped: queue.dropped

@@ -13,12 +13,17 @@
  *    observation it was computed from (`obsTimestamps`, seconds on the
  *    capture clock, `CameraState.captureTime`). Its action i is due at
  *    t0 + i·period, t0 the newest camera timestamp and period the dispatch
- *    period. An action is sent by the tick nearest its due time, that is a
- *    tick in [due − period/2, due + period/2): actions whose slot has passed
- *    when the chunk arrives are dropped and counted as `late`, and so is one
- *    whose slot passes while it waits (a tick that comes too late), so no
- *    action ever goes out more than half a period after its time. The chunk
- *    replaces what waits from its first slot on; earlier timed actions stay.
+ *    period. An action's slot is [due − period/2, due + period/2), and it
+ *    is sent by the tick of the dispatcher's grid that falls in it: the tick
+ *    nearest its due time (judged by the tick's grid time, so that a timer
+ *    firing a little late or early cannot make a tick take the neighbouring
+ *    slot's action). Actions whose slot has passed when the chunk arrives are
+ *    dropped and counted as `late`, and so is one whose tick has passed while
+ *    it waited; a tick that comes more than half a period after its grid
+ *    time is judged by the actual time instead. So an action leaves within
+ *    half a period of its due time (plus its tick's own lateness, less than
+ *    half a period), or not at all. The chunk replaces what waits from its
+ *    first slot on; earlier timed actions stay.
  *  - blend (`blend(…)`, temporal ensembling as in ACT): the chunk is merged
  *    with what waits, slot by slot. Each slot keeps Σ wₖ·aₖ and Σ wₖ over the
  *    predictions made for it, k = 0 for the oldest, and sends their weighted
@@ -153,16 +158,17 @@ export const validate = (chunk: Chunk): string | undefined => {
 
 /**
  * The mode as it can cross threads: a weight function becomes a table of
- * `depth` entries (k = 0 … depth − 1; beyond, the last one applies). A chunk
+ * max(`depth`, 64) entries (k = 0 … ; beyond, the last one applies). A chunk
  * put every tick gives each slot at most as many predictions as the chunk has
- * actions, so its length is the natural depth.
+ * actions, so its length is the natural depth; 64 covers short chunks put
+ * more often than that.
  */
 export const portable = (mode: ChunkMode, depth: number): PortableMode => {
   if (typeof mode === "string") return mode
   const weights = mode.weights
   if (weights.kind !== "function") return { kind: "blend", weights }
   const weight = weights.weight
-  return { kind: "blend", weights: { kind: "table", weights: Array.from({ length: Math.max(1, depth) }, (_, k) => weight(k)) } }
+  return { kind: "blend", weights: { kind: "table", weights: Array.from({ length: Math.max(64, depth) }, (_, k) => weight(k)) } }
 }
 
 const weightOf = (weights: BlendWeights, k: number): number => {
@@ -312,22 +318,25 @@ export class ActionPlan {
   }
 
   /**
-   * The action for the tick at `now` (s, capture clock), or undefined: none
-   * waits, or the next one is timed and its slot has not begun. Timed actions
-   * whose slot has passed are dropped on the way (`late`).
+   * The action for a tick at `now` (s, capture clock) whose grid time is
+   * `tick` (default `now`), or undefined: none waits, or the next one is timed
+   * and its slot has not begun. Timed actions whose slot has passed are
+   * dropped on the way (`late`). Slots are judged at the grid time, unless the
+   * tick is more than half a period late: then at `now`.
    */
-  take(now: number): Taken | undefined {
+  take(now: number, tick = now): Taken | undefined {
     while (this.head < this.entries.length) {
       const entry = this.entries[this.head]!
       const due = this.dueOf(entry)
       if (due !== undefined) {
         const half = this.period! / 2
-        if (now >= due + half) {
+        const at = now - tick < half ? tick : now
+        if (at >= due + half) {
           this.drops.late++
           this.shift()
           continue
         }
-        if (now < due - half) return undefined
+        if (at < due - half) return undefined
       }
       this.shift()
       return { action: { shape: entry.shape, data: valuesOf(entry) }, obsTimestamps: entry.stamp, due }

@@ -40,6 +40,8 @@ export interface Dispatchable {
   readonly obsTimestamps: ObsTimestamps | undefined
   /** When it was due (s, capture clock), if timed. */
   readonly due: number | undefined
+  /** The time the queue judged it at (s, capture clock): when it leaves. */
+  readonly at: number
 }
 
 export interface ActionQueue {
@@ -56,6 +58,12 @@ export interface ActionQueue {
   readonly poll: Effect.Effect<Option.Option<Tensor>>
   /** The same, with what the action was computed from. */
   readonly take: Effect.Effect<Option.Option<Dispatchable>>
+  /**
+   * For a tick whose grid time is `tick` (s, capture clock): timed actions
+   * are placed by the grid time, not by when the timer actually fired (see
+   * `ActionPlan.take`).
+   */
+  readonly takeAtTick: (tick: number) => Effect.Effect<Option.Option<Dispatchable>>
   readonly size: Effect.Effect<number>
   /** Drops every waiting action. */
   readonly clear: Effect.Effect<void>
@@ -95,20 +103,27 @@ export const make = (capacity = defaultCapacity): Effect.Effect<ActionQueue> =>
           return late
         }))
 
-    const take = Effect.flatMap(captureTime, (now) =>
+    const takeAtTick = (tick?: number) => Effect.flatMap(captureTime, (now) =>
       Effect.sync(() => {
-        const taken = plan.take(now)
+        const taken = plan.take(now, tick ?? now)
         refill.set(plan.size)
         return taken === undefined
           ? Option.none<Dispatchable>()
-          : Option.some<Dispatchable>({ action: tensorOf(taken.action), obsTimestamps: taken.obsTimestamps, due: taken.due })
+          : Option.some<Dispatchable>({
+            action: tensorOf(taken.action),
+            obsTimestamps: taken.obsTimestamps,
+            due: taken.due,
+            at: now
+          })
       }))
+    const take = takeAtTick()
 
     return {
       put: (action, options) => Effect.asVoid(putAll([action], { mode: "append", obsTimestamps: options?.obsTimestamps })),
       putAll,
       poll: Effect.map(take, Option.map((d) => d.action)),
       take,
+      takeAtTick,
       size: Effect.sync(() => plan.size),
       clear: Effect.sync(() => {
         plan.clear()

@@ -164,7 +164,8 @@ describe("ActionPlan", () => {
 
   it("portable: a weight function becomes a table that crosses threads", () => {
     const mode = portable(blend((k) => 1 / (k + 1)), 3)
-    assert.deepStrictEqual(mode, { kind: "blend", weights: { kind: "table", weights: [1, 1 / 2, 1 / 3] } })
+    assert.deepStrictEqual(mode, { kind: "blend", weights: { kind: "table", weights: Array.from({ length: 64 }, (_, k) => 1 / (k + 1)) } })
+    assert.strictEqual((portable(blend(() => 1), 100) as { readonly weights: { readonly weights: ReadonlyArray<number> } }).weights.weights.length, 100)
     assert.deepStrictEqual(structuredClone(mode), mode)
     assert.strictEqual(portable("replace", 3), "replace")
   })

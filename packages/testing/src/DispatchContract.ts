@@ -4,8 +4,9 @@
 // blocked main thread. Registered once per transport; no timed assertions
 // beyond order and counts. The workers are the built JavaScript: run
 // `npx tsc -b` first.
+import { ActionPlan, type ActionTiming, CameraState } from "@chiral/core"
 import { assert, it } from "@effect/vitest"
-import { Effect, Option, Queue, Schedule, SubscriptionRef } from "effect"
+import { Cause, Effect, Exit, Option, Queue, Schedule, Stream, SubscriptionRef } from "effect"
 import * as Pair from "./Pair.js"
 import type * as Robot from "./Robot.js"
 
@@ -99,4 +100,116 @@ export const dispatchContract = (transports: (thread: "worker" | "main") => Pair
       yield* client.startActionDispatch(200)
       assert.deepStrictEqual(yield* takeActions(recorder.actions, 3), [1, 2, 3])
     }).pipe(Effect.scoped, Effect.provide(transports("main"))))
+}
+
+/** Lets forked fibers run up to their next wait. */
+const settle = Effect.gen(function*() {
+  for (let i = 0; i < 8; i++) yield* Effect.yieldNow
+})
+
+/** Waits until the client has sent `n` actions in all (no time limit but the test's). */
+const awaitDispatched = (client: { readonly dispatched: SubscriptionRef.SubscriptionRef<number> }, n: number) =>
+  SubscriptionRef.changes(client.dispatched).pipe(Stream.takeUntil((sent) => sent >= n), Stream.runDrain)
+
+/**
+ * The chunk modes (`ActionPlan`), the refill signal and per-action timing,
+ * the same whether the dispatcher runs on the transport's worker or on
+ * PolicyClient's fiber. Deterministic: no assertion depends on how fast the
+ * machine is.
+ */
+export const chunkModesContract = (transports: (thread: "worker" | "main") => Pair.Transports) => {
+  for (const thread of ["worker", "main"] as const) {
+    it.live(`${thread}: blended chunks and a chunk's own timestamps reach the robot; refill signal and timings follow`, () =>
+      Effect.gen(function*() {
+        const { client, recorder } = yield* Pair.startPair()
+        const timings = yield* Queue.unbounded<ActionTiming>()
+        yield* client.actionTimings.pipe(
+          Stream.runForEach((t) => Queue.offer(timings, t)),
+          Effect.forkScoped({ startImmediately: true })
+        )
+        yield* settle
+        const m = 0.5
+        const w1 = Math.exp(-m)
+        const mean = (a: number, b: number) => Math.fround((a + w1 * b) / (1 + w1))
+        // two chunks blended at the head (no time): slot by slot, ACT weights; 130 alone in the last slot
+        yield* client.putActions([0, 10, 20].map(row), { mode: ActionPlan.blend(m) })
+        yield* client.putActions([100, 110, 120, 130].map(row), { mode: ActionPlan.blend(m) })
+        assert.strictEqual(yield* client.pendingActions, 4)
+        assert.strictEqual(yield* client.refill.pending, 4)
+        yield* client.startActionDispatch(100)
+        assert.deepStrictEqual(yield* takeActions(recorder.actions, 4), [mean(0, 100), mean(10, 110), mean(20, 120), 130])
+        assert.strictEqual(yield* client.refill.awaitBelow(1), 0)
+        yield* client.stopActionDispatch
+
+        // an action stamped with its chunk's observation; a weight function (crossing to a
+        // worker as a table) blends 9 into it with weight 3: (1·5 + 3·9) / 4 = 8
+        yield* client.putActions([row(5)], { obsTimestamps: { wrist: 1.5, scene: 1.25 } })
+        yield* client.putActions([row(9)], { mode: ActionPlan.blend((k) => (k === 0 ? 1 : 3)) })
+        yield* client.startActionDispatch(100)
+        const last = yield* Queue.take(recorder.actions)
+        assert.strictEqual(Number(last.action.data[0]), 8)
+        assert.deepStrictEqual(last.context.obsTimestamps, { wrist: 1.5, scene: 1.25 })
+
+        const timed: Array<ActionTiming> = []
+        for (let i = 0; i < 5; i++) timed.push(yield* Queue.take(timings))
+        assert.deepStrictEqual(timed.map((t) => t.count), [1, 2, 3, 4, 5])
+        // no observation yet: the first four carry none
+        assert.deepStrictEqual(timed.map((t) => t.obsTime), [undefined, undefined, undefined, undefined, 1.5])
+        assert.closeTo(timed[4]!.age!, timed[4]!.sentAt - 1.5, 1e-9)
+        assert.deepStrictEqual(yield* client.droppedActions, { late: 0, replaced: 0, overflow: 0 })
+      }).pipe(Effect.scoped, Effect.provide(transports(thread))))
+
+    it.live(`${thread}: time-aligned: actions late on arrival are dropped and counted; none leaves after its slot`, () =>
+      Effect.gen(function*() {
+        const { client, recorder } = yield* Pair.startPair()
+        const hz = 10
+        const timings = yield* Queue.unbounded<ActionTiming>()
+        yield* client.actionTimings.pipe(
+          Stream.runForEach((t) => Queue.offer(timings, t)),
+          Effect.forkScoped({ startImmediately: true })
+        )
+        yield* client.startActionDispatch(hz)
+        yield* settle
+        // a chunk of 10 from an observation 350 ms old: the slots (due ± 50 ms) of actions 0–3 have ended
+        const t0 = (yield* CameraState.captureTime) - 0.35
+        yield* client.putActions(Array.from({ length: 10 }, (_, i) => row(i)), {
+          mode: "time-aligned",
+          obsTimestamps: { wrist: t0 - 0.01, scene: t0 }
+        })
+        // once nothing waits, every action was either sent or dropped
+        yield* client.refill.awaitBelow(1)
+        const { late } = yield* client.droppedActions
+        assert.isAtLeast(late, 4)
+        yield* awaitDispatched(client, 10 - late)
+        const sent = 10 - late
+        // the others, in order (a tick so late that it judged by the actual time
+        // may have dropped one more), each stamped with its chunk's observation
+        const applied: Array<Robot.Applied> = []
+        for (let i = 0; i < sent; i++) applied.push(yield* Queue.take(recorder.actions))
+        const values = applied.map((a) => Number(a.action.data[0]))
+        assert.isTrue(values.every((v, i) => v >= 4 && (i === 0 || v > values[i - 1]!)), `sent ${values}`)
+        assert.strictEqual(values.at(-1), 9)
+        for (const a of applied) assert.deepStrictEqual(a.context.obsTimestamps, { wrist: t0 - 0.01, scene: t0 })
+        // their timing: the age of that observation when each left
+        for (let i = 0; i < sent; i++) {
+          const t = yield* Queue.take(timings)
+          assert.strictEqual(t.obsTime, t0)
+          assert.isAbove(t.age!, 0.35)
+          assert.closeTo(t.age!, t.sentAt - t0, 1e-9)
+        }
+      }).pipe(Effect.scoped, Effect.provide(transports(thread))))
+
+    it.live(`${thread}: a chunk that cannot be put dies with a RangeError and leaves the queue as it was`, () =>
+      Effect.gen(function*() {
+        const { client } = yield* Pair.startPair()
+        yield* client.putActions([1, 2].map(row))
+        const mismatched = yield* Effect.exit(client.putActions([[1, 2]], { mode: ActionPlan.blend() }))
+        const untimed = yield* Effect.exit(client.putActions([row(3)], { mode: "time-aligned" }))
+        for (const exit of [mismatched, untimed]) {
+          assert.isTrue(Exit.isFailure(exit) && Cause.hasDies(exit.cause))
+          assert.instanceOf(Cause.squash((exit as Exit.Failure<unknown, unknown>).cause), RangeError)
+        }
+        assert.strictEqual(yield* client.pendingActions, 2)
+      }).pipe(Effect.scoped, Effect.provide(transports(thread))))
+  }
 }

@@ -86,7 +86,7 @@ class Dispatcher {
     if (!this.running) return
     const due = this.start + this.slot * this.period
     const waiting = this.plan.size
-    const taken = this.plan.take(PreciseTimer.monotonicMillis() / 1000)
+    const taken = this.plan.take(PreciseTimer.monotonicMillis() / 1000, due / 1000)
     if (taken !== undefined) {
       if (!this.send(taken, due)) return this.end()
     } else if (this.plan.size !== waiting) this.changed()

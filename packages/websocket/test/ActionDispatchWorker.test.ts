@@ -5,7 +5,7 @@ import { describe } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import { ClientTransport, ServerTransport } from "@chiral/core"
 import { WebSocketTransport } from "../src/index.js"
-import { dispatchContract } from "@chiral/testing/DispatchContract"
+import { chunkModesContract, dispatchContract } from "@chiral/testing/DispatchContract"
 
 const webSocket = (thread: "worker" | "main") =>
   Layer.unwrap(
@@ -15,4 +15,5 @@ const webSocket = (thread: "worker" | "main") =>
 
 describe("WebSocket client: off-thread action dispatch", () => {
   dispatchContract(webSocket)
+  chunkModesContract(webSocket)
 })

@@ -160,7 +160,7 @@ const serve = (
       // The grid's first slot is where the repeat starts: right before the first tick.
       const due = clock.due ?? now()
       const waiting = plan.size
-      const taken = plan.take(now() / 1000)
+      const taken = plan.take(now() / 1000, due / 1000)
       if (taken === undefined) {
         // late actions dropped, none sent: the refill signal still has to know
         if (plan.size !== waiting) post({ t: "queue", ...state() })

@@ -15,7 +15,7 @@ import { ZenohTransport } from "../src/index.js"
 import { failure } from "@chiral/testing/Exits"
 import * as Pair from "@chiral/testing/Pair"
 import { relayTo } from "@chiral/testing/Relay"
-import { dispatchContract, row, takeActions } from "@chiral/testing/DispatchContract"
+import { chunkModesContract, dispatchContract, row, takeActions } from "@chiral/testing/DispatchContract"
 
 const fast = { probeInterval: 50, probeTimeout: 1000 } as const
 
@@ -28,6 +28,7 @@ const zenoh = (thread: "worker" | "main", keyPrefix?: string) =>
 
 describe("Zenoh client: off-thread action dispatch", () => {
   dispatchContract((thread) => zenoh(thread))
+  chunkModesContract((thread) => zenoh(thread))
 
   it.live("the connection carries a dispatcher unless thread is main", () =>
     Effect.gen(function*() {
