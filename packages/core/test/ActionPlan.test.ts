@@ -55,6 +55,18 @@ describe("ActionPlan", () => {
     assert.strictEqual(plan.size, 0)
   })
 
+  it("time-aligned: slots are judged at the tick's grid time, so timer jitter at a slot's edge loses nothing", () => {
+    const plan = new ActionPlan(100)
+    plan.setPeriod(0.1)
+    // slots end at 1.05, 1.15, 1.25, …; the dispatcher's grid sits just before those edges
+    plan.put({ actions: rows(0, 1, 2, 3, 4), mode: "time-aligned", obsTimestamps: { c: 1.0 } }, 1.0)
+    // grid 1.0499 fired 0.4 ms late (past the edge), grid 1.1499 fired 0.4 ms early
+    assert.deepStrictEqual([plan.take(1.0503, 1.0499), plan.take(1.1495, 1.1499)].map((t) => t?.action.data[0]), [0, 1])
+    // a tick 60 ms late (more than half a period) is judged at the actual time: slot 2 has ended
+    assert.strictEqual(plan.take(1.3099, 1.2499)?.action.data[0], 3)
+    assert.strictEqual(plan.dropped.late, 1)
+  })
+
   it("time-aligned: a chunk replaces what waits from its first slot on; earlier timed actions stay", () => {
     const plan = new ActionPlan(100)
     plan.setPeriod(0.1)
