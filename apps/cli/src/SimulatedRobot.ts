@@ -1,8 +1,11 @@
 /**
  * A simulated robot on PolicyServer, for `chiral serve` and `chiral bench`:
  * cameras with deterministic synthetic images (and optional depth), extrinsics
- * that move every frame as a wrist camera's do, proprio vectors, and handlers
- * for every message type, the legacy `action` step included.
+ * that move every frame as a wrist camera's do, proprio vectors, an arm whose
+ * joints follow the applied actions (`SimulatedArm`: `joint_pos` and
+ * `joint_vel` report it), an optional reach task whose status travels in each
+ * observation's `extra`, and handlers for every message type, the legacy
+ * `action` step included.
  *
  * Producing a 17 MB observation 30 times a second must not cost the CPU that
  * serving it needs, so each camera's frames are computed once, a short cycle
@@ -13,6 +16,7 @@
 import { Cadence, type ConfigError, PolicyServer, type ServerTransport } from "@chiral/core"
 import { type ObsTimestamps, stringifyJson, Tensor } from "@chiral/protocol"
 import { Console, Duration, Effect, Layer, Ref, type Scope } from "effect"
+import { type ReachTaskOptions, SimulatedArm, type Status } from "./SimulatedArm.js"
 
 export interface ProprioSpec {
   readonly name: string
@@ -41,6 +45,10 @@ export interface SimulatedRobotOptions {
    * (see {@link actionLogLines}: NaN/±Infinity as "NaN", "Infinity", "-Infinity"). Default false.
    */
   readonly logActions?: boolean | undefined
+  /** Largest move of a joint per applied action (rad). Default 0.05. */
+  readonly maxStep?: number | undefined
+  /** The reach task (see `SimulatedArm`); none by default. */
+  readonly task?: ReachTaskOptions | undefined
 }
 
 export const defaults = {
@@ -65,6 +73,10 @@ export interface SimulatedRobot {
   readonly actionsApplied: Effect.Effect<number>
   /** Legacy steps taken since the last reset. */
   readonly episodeStep: Effect.Effect<number>
+  /** The arm's joint positions (rad). */
+  readonly jointPositions: Effect.Effect<ReadonlyArray<number>>
+  /** The episode's status (what observations carry in `extra` when there is a task). */
+  readonly status: Effect.Effect<Status>
 }
 
 export const cameraName = (index: number): string => `cam_${index}`
@@ -109,6 +121,13 @@ export const intrinsicsFor = (width: number, height: number): ReadonlyArray<numb
 export const extrinsicsAt = (camera: number, frame: number, fps: number): ReadonlyArray<number> => {
   const t = frame / (fps > 0 ? fps : defaults.fps)
   return [1, 0, 0, 0.1 * Math.sin(t), 0, 1, 0, 0.05 * camera + 0.1 * Math.cos(t) - 0.1, 0, 0, 1, 0.3, 0, 0, 0, 1]
+}
+
+/** `values` as a float32 vector of `size` (cut or padded with zeros). */
+const vectorOf = (values: ReadonlyArray<number>, size: number): Float32Array => {
+  const out = new Float32Array(size)
+  for (let i = 0; i < Math.min(size, values.length); i++) out[i] = values[i]!
+  return out
 }
 
 /** Proprio `index` at `frame`: element i is sin(t + i + index). */
@@ -178,12 +197,30 @@ export const make = (
     const metadata = { cameras: names, action_shape: [1, actionDim] as const }
     const applied = yield* Ref.make(0)
     const steps = yield* Ref.make(0)
+    const arm = new SimulatedArm({ joints: actionDim, maxStep: options.maxStep, task: options.task })
+    // Without a task, observations carry no status (as before there was one).
+    const extra = () => (arm.hasTask ? { ...arm.status() } : {})
+
+    /** The arm's state in its proprios: `joint_pos` (rad) and `joint_vel` (rad per action). */
+    const writeArm = (robot: PolicyServer.PolicyServerApi): Effect.Effect<void> =>
+      Effect.suspend(() =>
+        Effect.forEach(proprios, (p) => {
+          if (p.name === "joint_pos") return robot.updateProprio(p.name, vectorOf(arm.positions, p.size))
+          if (p.name === "joint_vel") return robot.updateProprio(p.name, vectorOf(arm.moved, p.size))
+          return Effect.void
+        }, { discard: true })
+      ).pipe(Effect.orDie)
 
     const record = (action: Tensor, obsTimestamps: ObsTimestamps) =>
-      Effect.andThen(
-        Ref.update(applied, (n) => n + rowsOf(action)),
-        logActions ? Effect.forEach(actionLogLines(action, obsTimestamps), (line) => Console.log(line)) : Effect.void
-      )
+      Effect.gen(function*() {
+        const values = Tensor.toArray(action).map(Number)
+        const rows = rowsOf(action)
+        const width = rows === 0 ? 0 : values.length / rows
+        for (let r = 0; r < rows; r++) arm.apply(values.slice(r * width, (r + 1) * width))
+        yield* writeArm(yield* PolicyServer.PolicyServer)
+        yield* Ref.update(applied, (n) => n + rows)
+        if (logActions) yield* Effect.forEach(actionLogLines(action, obsTimestamps), (line) => Console.log(line))
+      })
 
     const server = yield* PolicyServer.make({
       cameras: names.map((name) => ({
@@ -198,17 +235,27 @@ export const make = (
         getMetadata: Effect.succeed(metadata),
         reset: Effect.gen(function*() {
           yield* Ref.set(steps, 0)
+          arm.reset()
           const robot = yield* PolicyServer.PolicyServer
-          return { obs: yield* robot.makeObs(), info: {} }
+          yield* writeArm(robot)
+          return { obs: yield* robot.makeObs({ extra: extra() }), info: arm.hasTask ? arm.status().info : {} }
         }),
+        getObs: Effect.suspend(() => PolicyServer.makeObs({ extra: extra() })),
         applyAction: (action, context) => record(action, context.obsTimestamps),
         step: (action, context) =>
           Effect.gen(function*() {
             yield* record(action, context.obsTimestamps)
             const taken = yield* Ref.updateAndGet(steps, (n) => n + 1)
             const robot = yield* PolicyServer.PolicyServer
-            const obs = yield* robot.makeObs()
-            return { obs, reward: 0, terminated: episodeSteps > 0 && taken >= episodeSteps }
+            const obs = yield* robot.makeObs({ extra: extra() })
+            const status = arm.status()
+            return {
+              obs,
+              reward: status.reward,
+              terminated: status.terminated || (episodeSteps > 0 && taken >= episodeSteps),
+              truncated: status.truncated,
+              info: arm.hasTask ? status.info : {}
+            }
           })
       }
     })
@@ -231,15 +278,22 @@ export const make = (
         yield* server.updateImage(name, images[c]![phase]!, { copy: false })
       })
 
+    // joint_pos and joint_vel are the arm's (written as it moves); the others are synthetic.
     const writeProprios = (frame: number) =>
-      Effect.forEach(proprios, (p, i) => server.updateProprio(p.name, proprioAt(i, p.size, frame, fps), { copy: false }), {
-        discard: true
-      })
+      Effect.forEach(
+        proprios,
+        (p, i) =>
+          p.name === "joint_pos" || p.name === "joint_vel"
+            ? Effect.void
+            : server.updateProprio(p.name, proprioAt(i, p.size, frame, fps), { copy: false }),
+        { discard: true }
+      )
 
     // Every sensor has its first frame before any client can ask for one.
     // (Sizes and dtypes match the configs by construction: a SensorError here is a bug.)
     yield* Effect.orDie(Effect.forEach(names, (_, c) => writeCamera(c, 0), { discard: true }))
     yield* Effect.orDie(writeProprios(0))
+    yield* writeArm(server)
 
     if (fps > 0) {
       const period = Duration.millis(1000 / fps)
@@ -260,7 +314,9 @@ export const make = (
       server,
       metadata,
       actionsApplied: Ref.get(applied),
-      episodeStep: Ref.get(steps)
+      episodeStep: Ref.get(steps),
+      jointPositions: Effect.sync(() => arm.positions),
+      status: Effect.sync(() => arm.status())
     } satisfies SimulatedRobot
   })
 

@@ -122,7 +122,7 @@ describe("chiral serve", () => {
       const after = yield* WebSocketTransport.makeClient(address).connect.pipe(Effect.scoped, Effect.flip)
       assert.strictEqual(after.reason, "Unavailable")
       assert.deepStrictEqual(output.stdout, [])
-      assert.match(output.stderr[0]!, /^chiral serve: listening on ws:\/\/127\.0\.0\.1:\d+ \(2 cameras 32x24 rgb uint8, no proprios, action_shape \[1, 7\], episode 200 steps, 30 Hz\)$/)
+      assert.match(output.stderr[0]!, /^chiral serve: listening on ws:\/\/127\.0\.0\.1:\d+ \(2 cameras 32x24 rgb uint8, no proprios, action_shape \[1, 7\], episode 200 steps, 30 Hz, joints move ≤ 0\.05 rad per action\)$/)
     }))
 
   const badFlags: ReadonlyArray<readonly [ReadonlyArray<string>, string]> = [
@@ -131,7 +131,11 @@ describe("chiral serve", () => {
     [["--proprio", "joint_pos"], "chiral serve: --proprio \"joint_pos\": expected name:size, e.g. joint_pos:7"],
     [["--proprio", "a:1,a:2"], "chiral serve: --proprio: a is given twice"],
     [["--port", "70000"], "chiral serve: --port 70000: expected an integer from 0 to 65535"],
-    [["--cameras", "-1"], "chiral serve: --cameras -1: expected an integer from 0 to 256"]
+    [["--cameras", "-1"], "chiral serve: --cameras -1: expected an integer from 0 to 256"],
+    [["--target", "0.1,0.2"], "chiral serve: --target 0.1,0.2: 2 joint positions, the action has 7 (--action-dim)"],
+    [["--target", "0,0,x,0,0,0,0"], "chiral serve: --target \"0,0,x,0,0,0,0\": \"x\" is not a number (rad)"],
+    [["--target", "0,0,4,0,0,0,0"], "chiral serve: --target 0,0,4,0,0,0,0: joint positions must be within ±π rad"],
+    [["--max-step", "0"], "chiral serve: --max-step 0: expected a number > 0"]
   ]
   for (const [args, message] of badFlags) {
     it.effect(`${args.join(" ")} fails with one line`, () =>
@@ -144,6 +148,64 @@ describe("chiral serve", () => {
         assert.deepStrictEqual(stdout, [])
       }))
   }
+
+  it.live("--task: joints follow the actions (at most --max-step each), the status travels in extra and legacy steps", () =>
+    Effect.gen(function*() {
+      const { address, output } = yield* startServe(serve, [
+        ...small,
+        "--proprio",
+        "joint_pos:7,joint_vel:7",
+        "--fps",
+        "0",
+        "--target",
+        "0.5,0,0,0,0,0,0",
+        "--tolerance",
+        "0.01",
+        "--max-step",
+        "0.25"
+      ])
+      assert.include(output.stderr[0]!, "task: reach [0.5, 0, 0, 0, 0, 0, 0] within 0.01 rad")
+      const client = yield* connect(address)
+      const joints = (obs: { readonly proprios: ReadonlyArray<{ readonly name: string; readonly data: Tensor }> }, name: string) =>
+        Array.from(obs.proprios.find((p) => p.name === name)!.data.data as Float32Array)
+      const reset = yield* client.reset
+      assert.deepStrictEqual(reset.info, { episode: 1, steps: 0, distance: reset.info["distance"], success: false })
+      assert.deepStrictEqual(Object.keys(reset.obs.extra), ["reward", "terminated", "truncated", "info"])
+      assert.isFalse(reset.obs.extra["terminated"] as boolean)
+      const start = joints(reset.obs, "joint_pos")
+      // every joint within ±1 rad of the target (the default spread), not already there
+      start.forEach((q, j) => assert.isAtMost(Math.abs(q - (j === 0 ? 0.5 : 0)), 1 + 1e-6))
+      assert.isAbove(reset.info["distance"] as number, 0.01)
+
+      // a command to the target moves each joint by at most 0.25 rad toward it
+      const target = [0.5, 0, 0, 0, 0, 0, 0]
+      yield* client.sendAction(target)
+      const obs = yield* client.getObs
+      const moved = joints(obs, "joint_pos")
+      moved.forEach((q, j) => {
+        const wanted = Math.max(-0.25, Math.min(0.25, target[j]! - start[j]!))
+        assert.closeTo(q, start[j]! + wanted, 1e-5)
+      })
+      assert.deepStrictEqual(joints(obs, "joint_vel").map((v) => Math.round(v * 1e5)), moved.map((q, j) => Math.round((q - start[j]!) * 1e5)))
+
+      // legacy steps toward the target: reward 1 and terminated once within 0.01 rad, then held
+      let step = yield* client.step(Tensor.make("float32", [1, 7], Float32Array.from(target)))
+      for (let i = 0; i < 20 && !step.terminated; i++) {
+        step = yield* client.step(Tensor.make("float32", [1, 7], Float32Array.from(target)))
+      }
+      assert.isTrue(step.terminated)
+      assert.strictEqual(step.reward, 1)
+      assert.isTrue(step.info["success"] as boolean)
+      const done = yield* client.getObs
+      assert.deepStrictEqual([done.extra["reward"], done.extra["terminated"], done.extra["truncated"]], [1, true, false])
+      yield* client.sendAction([3, 3, 3, 3, 3, 3, 3])
+      assert.deepStrictEqual(joints(yield* client.getObs, "joint_pos"), joints(done, "joint_pos"))
+      // the next episode starts elsewhere, not terminated
+      const next = yield* client.reset
+      assert.strictEqual(next.info["episode"], 2)
+      assert.isFalse(next.obs.extra["terminated"] as boolean)
+      assert.notDeepEqual(joints(next.obs, "joint_pos"), start)
+    }))
 
   it.live("a port in use fails with one line", () =>
     Effect.gen(function*() {

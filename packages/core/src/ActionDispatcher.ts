@@ -54,7 +54,7 @@ export interface ActionDispatcher {
   /** Sends one queued action per tick (1/hz s, fixed grid); replaces a running dispatcher. */
   readonly start: (hz: number) => Effect.Effect<void>
   readonly stop: Effect.Effect<void>
-  /** How many actions have been sent. */
+  /** How many actions have been sent (once `stop` has returned, every one the dispatcher sent). */
   readonly dispatched: SubscriptionRef.SubscriptionRef<number>
   /** The waiting actions as they change, and the low-water mark. */
   readonly refill: RefillSignal.RefillSignal
@@ -83,13 +83,39 @@ const optionsOf = (options: ActionQueue.PutMode | ActionQueue.PutOptions | undef
   typeof options === "string" ? { mode: options } : options ?? {}
 
 /**
- * Tracks what an off-thread dispatcher reports: sends counted in `dispatched`
- * (through a fiber: the reports arrive outside any), the waiting actions in
- * `refill` and timings published at once (both synchronous).
+ * Actions sent, counted synchronously where they are sent or reported, and
+ * published in `dispatched`: by the sending fiber, or (for an off-thread
+ * dispatcher, whose reports arrive outside any fiber) by a fiber woken per
+ * report, and by `sync` once a request to the worker has returned, so that
+ * after `stop` the count includes every action the worker sent.
+ */
+const makeCount = Effect.gen(function*() {
+  const dispatched = yield* SubscriptionRef.make(0)
+  let here = 0
+  let offThread = 0
+  const total = () => here + offThread
+  // read under the ref's lock: concurrent publications cannot go backwards
+  const sync = SubscriptionRef.update(dispatched, () => total())
+  return {
+    dispatched,
+    sync,
+    /** One more sent from this thread: its number. */
+    sentHere: () => ++here + offThread,
+    /** The worker has sent `count` in all: the total. */
+    sentOffThread: (count: number) => {
+      offThread = count
+      return total()
+    }
+  }
+})
+
+/**
+ * Tracks what an off-thread dispatcher reports: sends counted (`count`), the
+ * waiting actions in `refill` and timings published at once (synchronous).
  */
 const followOffThread = (
   offThread: OffThreadDispatch,
-  dispatched: SubscriptionRef.SubscriptionRef<number>,
+  count: Effect.Success<typeof makeCount>,
   timings: PubSub.PubSub<ActionTiming>
 ) =>
   Effect.gen(function*() {
@@ -99,31 +125,26 @@ const followOffThread = (
       dropped = state.dropped
       refill.set(state.pending)
     })
-    const counts = yield* Queue.unbounded<number>()
-    let reported = 0
-    offThread.onDispatched((count, at, _due, observed) => {
-      Queue.offerUnsafe(counts, count - reported)
-      reported = count
+    const wake = yield* Queue.sliding<void>(1)
+    offThread.onDispatched((sent, at, _due, observed) => {
+      const total = count.sentOffThread(sent)
+      Queue.offerUnsafe(wake, undefined)
       const sentAt = at / 1000
       PubSub.publishUnsafe(timings, {
-        count,
+        count: total,
         sentAt,
         obsTime: observed,
         age: observed === undefined ? undefined : sentAt - observed
       })
     })
-    yield* Queue.take(counts).pipe(
-      Effect.flatMap((sent) => SubscriptionRef.update(dispatched, (n) => n + sent)),
-      Effect.forever,
-      Effect.forkScoped
-    )
+    yield* Queue.take(wake).pipe(Effect.andThen(count.sync), Effect.forever, Effect.forkScoped)
     return { refill, dropped: Effect.sync(() => dropped) }
   })
 
 export const make = (context: DispatchContext): Effect.Effect<ActionDispatcher, never, Scope.Scope> =>
   Effect.gen(function*() {
     const { capacity, connection, latestObs, offThread } = context
-    const dispatched = yield* SubscriptionRef.make(0)
+    const count = yield* makeCount
     const timings = yield* PubSub.sliding<ActionTiming>(4096)
     /** Sends `action` (stamped `stamp`, or with the latest observation's); `at`: when it was taken (s). */
     const sendTensor = (action: Tensor, stamp: ObsTimestamps | undefined, at?: number) =>
@@ -134,19 +155,16 @@ export const make = (context: DispatchContext): Effect.Effect<ActionDispatcher, 
         const frame = encodeFrame({ type: "apply_action", action, obsTimestamps })
         return connection.send(frame).pipe(
           Effect.mapError((error) => disconnected("apply_action", error.message)),
-          Effect.andThen(Effect.zip(
-            SubscriptionRef.updateAndGet(dispatched, (n) => n + 1),
-            at === undefined ? captureTime : Effect.succeed(at)
-          )),
-          Effect.flatMap(([count, sentAt]) => PubSub.publish(timings, timing(count, sentAt, obsTimestamps))),
-          Effect.asVoid
+          Effect.andThen(at === undefined ? captureTime : Effect.succeed(at)),
+          Effect.flatMap((sentAt) => PubSub.publish(timings, timing(count.sentHere(), sentAt, obsTimestamps))),
+          Effect.andThen(count.sync)
         )
       })
     const send = (action: Action) => Effect.suspend(() => sendTensor(toTensor(action), undefined))
-    const common = { send, dispatched, timings: Stream.fromPubSub(timings) }
+    const common = { send, dispatched: count.dispatched, timings: Stream.fromPubSub(timings) }
 
     if (offThread !== undefined) {
-      const followed = yield* followOffThread(offThread, dispatched, timings)
+      const followed = yield* followOffThread(offThread, count, timings)
       const putAll = (chunk: Iterable<Action>, options?: ActionQueue.PutMode | ActionQueue.PutOptions) =>
         Effect.suspend(() => {
           const { mode = "append", obsTimestamps } = optionsOf(options)
@@ -164,7 +182,7 @@ export const make = (context: DispatchContext): Effect.Effect<ActionDispatcher, 
         pending: offThread.pending,
         clear: offThread.clear,
         start: (hz) => Effect.flatMap(Cadence.periodOf(hz), (period) => offThread.start(Duration.toMillis(period))),
-        stop: offThread.stop,
+        stop: Effect.andThen(offThread.stop, count.sync),
         refill: followed.refill,
         dropped: followed.dropped
       }

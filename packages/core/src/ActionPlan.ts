@@ -135,6 +135,17 @@ export const obsTime = (timestamps: ObsTimestamps | undefined): number | undefin
 }
 
 /**
+ * How many of a timed chunk's `length` actions are late at `now`: action i
+ * (due at t0 + i·period, s) is late once its slot has ended, at due +
+ * period/2. The first actions are the late ones.
+ */
+export const lateAt = (t0: number, period: number, now: number, length: number): number => {
+  let late = 0
+  while (late < length && now >= t0 + late * period + period / 2) late++
+  return late
+}
+
+/**
  * Why the chunk cannot be put, or undefined: a time-aligned chunk needs
  * camera timestamps, a blend needs weights that are finite and ≥ 0 with
  * w₀ > 0, and blended actions must have equal shapes (checked on merge).
@@ -383,8 +394,7 @@ export class ActionPlan {
     const half = period / 2
     const actions = chunk.actions
     // the first action whose slot has not passed
-    let first = 0
-    while (first < actions.length && now >= t0 + first * period + half) first++
+    const first = lateAt(t0, period, now, actions.length)
     if (first === actions.length) {
       // all late: a stale chunk changes nothing
       this.drops.late += first

@@ -1,5 +1,6 @@
 import { Console, Effect, Logger, Option } from "effect"
 import { Command, Flag } from "effect/cli"
+import * as SimulatedArm from "../SimulatedArm.js"
 import * as SimulatedRobot from "../SimulatedRobot.js"
 import { defaultPorts, protocols, serverTransports } from "../Transports.js"
 import { failWith } from "./Decode.js"
@@ -32,6 +33,22 @@ export const parseProprios = (text: string): ReadonlyArray<SimulatedRobot.Propri
   return specs
 }
 
+/** `0.5,-0.2,…` → D joint positions (rad), or why not. */
+export const parseTarget = (text: string, joints: number): ReadonlyArray<number> | string => {
+  const values = text.split(",").map((item) => item.trim())
+  const numbers = values.map(Number)
+  const bad = values.findIndex((item, i) => item === "" || !Number.isFinite(numbers[i]!))
+  if (bad >= 0) return `--target ${JSON.stringify(text)}: ${JSON.stringify(values[bad])} is not a number (rad)`
+  if (numbers.length !== joints) {
+    return `--target ${text}: ${numbers.length} joint position${numbers.length === 1 ? "" : "s"}, the action has ${joints} (--action-dim)`
+  }
+  if (numbers.some((x) => Math.abs(x) > Math.PI)) return `--target ${text}: joint positions must be within ±π rad`
+  return numbers
+}
+
+const positive = (flag: string, value: number): string | undefined =>
+  Number.isFinite(value) && value > 0 ? undefined : `--${flag} ${value}: expected a number > 0`
+
 const range = (flag: string, value: number, min: number, max: number): string | undefined =>
   Number.isInteger(value) && value >= min && value <= max
     ? undefined
@@ -47,6 +64,8 @@ const describeRobot = (options: {
   readonly actionDim: number
   readonly episodeSteps: number
   readonly fps: number
+  readonly maxStep: number
+  readonly task: SimulatedRobot.SimulatedRobotOptions["task"]
 }) => {
   const cameras = `${options.cameras} camera${options.cameras === 1 ? "" : "s"} ${options.width}x${options.height} rgb uint8${
     options.depth ? " + float32 depth" : ""
@@ -55,7 +74,12 @@ const describeRobot = (options: {
     ? "no proprios"
     : `proprios ${options.proprios.map((p) => `${p.name}[${p.size}]`).join(" ")}`
   const episode = options.episodeSteps === 0 ? "episodes never end" : `episode ${options.episodeSteps} steps`
-  return `${cameras}, ${proprios}, action_shape [1, ${options.actionDim}], ${episode}, ${options.fps} Hz`
+  const task = options.task === undefined
+    ? ""
+    : `, task: reach [${options.task.target.join(", ")}] within ${options.task.tolerance} rad${
+      options.task.truncateAfter ? `, truncated after ${options.task.truncateAfter} actions` : ""
+    }`
+  return `${cameras}, ${proprios}, action_shape [1, ${options.actionDim}], ${episode}, ${options.fps} Hz, joints move ≤ ${options.maxStep} rad per action${task}`
 }
 
 // ── command ───────────────────────────────────────────────────────────────────
@@ -110,6 +134,34 @@ export const serve = Command.make(
       ),
       Flag.withDefault(false)
     ),
+    maxStep: Flag.Finite("max-step").pipe(
+      Flag.withDescription(
+        `Joints follow the applied actions (absolute positions, rad), each by at most this per action, within ±π (default ${SimulatedArm.defaults.maxStep})`
+      ),
+      Flag.withDefault(SimulatedArm.defaults.maxStep)
+    ),
+    task: Flag.Boolean("task").pipe(
+      Flag.withDescription(
+        "A reach task: each reset starts the arm at a seeded configuration; the episode terminates (reward 1, info.success) once every joint is within --tolerance of --target. The status travels in every observation's extra: reward, terminated, truncated, info"
+      ),
+      Flag.withDefault(false)
+    ),
+    target: Flag.String("target").pipe(
+      Flag.withDescription("The reach task's target, one joint position per action value, rad: 0.5,-0.3,… (implies --task; default all 0)"),
+      Flag.optional
+    ),
+    tolerance: Flag.Finite("tolerance").pipe(
+      Flag.withDescription(`Reach task: success when every joint is within this of the target, rad (default ${SimulatedArm.defaults.tolerance})`),
+      Flag.withDefault(SimulatedArm.defaults.tolerance)
+    ),
+    truncateAfter: Flag.Int("truncate-after").pipe(
+      Flag.withDescription("Reach task: an episode not done after this many applied actions is truncated; 0 never (default 0)"),
+      Flag.withDefault(0)
+    ),
+    seed: Flag.Int("seed").pipe(
+      Flag.withDescription(`Reach task: seed of the start configurations, so episode k always starts at the same place (default ${SimulatedArm.defaults.seed})`),
+      Flag.withDefault(SimulatedArm.defaults.seed)
+    ),
     protocol: Flag.Literals("protocol", protocols).pipe(
       Flag.withDescription(
         "Transport: websocket (ws://host:port) or zenoh (a Zenoh peer listening on tcp/host:port, keys chiral/c2s and chiral/s2c, as the references) (default websocket)"
@@ -133,8 +185,17 @@ export const serve = Command.make(
     if (keyPrefix !== undefined && flags.protocol !== "zenoh") return yield* failWith("serve", "--key-prefix applies to --protocol zenoh only")
     const bad = (port === undefined ? undefined : range("port", port, 0, 65535)) ?? range("cameras", flags.cameras, 0, 256) ??
       range("action-dim", flags.actionDim, 1, 1 << 20) ?? range("episode-steps", flags.episodeSteps, 0, 2 ** 31) ??
-      range("fps", flags.fps, 0, 1000)
+      range("fps", flags.fps, 0, 1000) ?? positive("max-step", flags.maxStep) ?? positive("tolerance", flags.tolerance) ??
+      range("truncate-after", flags.truncateAfter, 0, 2 ** 31) ?? range("seed", flags.seed, 0, 2 ** 31)
     if (bad !== undefined) return yield* failWith("serve", bad)
+    const targetText = Option.getOrUndefined(flags.target)
+    const target = targetText === undefined
+      ? new Array<number>(flags.actionDim).fill(0)
+      : parseTarget(targetText, flags.actionDim)
+    if (typeof target === "string") return yield* failWith("serve", target)
+    const task = flags.task || targetText !== undefined
+      ? { target, tolerance: flags.tolerance, truncateAfter: flags.truncateAfter, seed: flags.seed }
+      : undefined
 
     const options = {
       cameras: flags.cameras,
@@ -144,7 +205,9 @@ export const serve = Command.make(
       proprios,
       actionDim: flags.actionDim,
       episodeSteps: flags.episodeSteps,
-      fps: flags.fps
+      fps: flags.fps,
+      maxStep: flags.maxStep,
+      task
     }
     yield* Effect.gen(function*() {
       const robot = yield* SimulatedRobot.make({ ...options, logActions: flags.logActions })
@@ -162,7 +225,7 @@ export const serve = Command.make(
   }, Effect.provideService(Logger.LogToStderr, true))
 ).pipe(
   Command.withDescription(
-    "Serve a simulated robot: cameras with deterministic synthetic images (optionally depth), extrinsics that move every frame, proprio vectors. Answers metadata, reset, obs_request, apply_action and the legacy C++ action step (terminated after --episode-steps steps). Runs until Ctrl-C."
+    "Serve a simulated robot: cameras with deterministic synthetic images (optionally depth), extrinsics that move every frame, proprio vectors, an arm whose joints follow the applied actions (joint_pos, joint_vel), optionally a reach task to evaluate policies on (--task). Answers metadata, reset, obs_request, apply_action and the legacy C++ action step (terminated after --episode-steps steps, or when the task is reached). Runs until Ctrl-C."
   ),
   Command.withExamples([
     { command: "chiral serve", description: "8 cameras 640x480 on ws://0.0.0.0:8765" },
@@ -171,6 +234,10 @@ export const serve = Command.make(
       description: "A smaller robot with depth, on this machine only"
     },
     { command: "chiral serve --log-actions > actions.jsonl", description: "Record every applied action" },
+    {
+      command: "chiral serve --cameras 1 --size 64x48 --task --tolerance 0.02 --truncate-after 300",
+      description: "A robot to evaluate a policy on: reach joint positions 0 from a seeded start, within 0.02 rad, in 300 actions"
+    },
     { command: "chiral serve --protocol zenoh", description: "The same robot as a Zenoh peer on tcp/0.0.0.0:7447" }
   ])
 )
