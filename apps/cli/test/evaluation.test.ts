@@ -70,7 +70,7 @@ describe("evaluation against chiral serve --task", () => {
       const table = EvaluationResult.formatTable(result)
       assert.match(table, /^episode\s+end\s+success/)
       assert.include(table, "3/3")
-    }).pipe(Effect.scoped), 60_000)
+    }).pipe(Effect.scoped))
 
   it.live("episodes end on steps, on the server's truncation, on a predicate; never more actions than maxSteps", () =>
     Effect.gen(function*() {
@@ -96,7 +96,7 @@ describe("evaluation against chiral serve --task", () => {
       })
       assert.strictEqual(predicate.episodes[0]!.end, "predicate")
       assert.isAtLeast(predicate.episodes[0]!.steps, 5)
-    }).pipe(Effect.scoped), 60_000)
+    }).pipe(Effect.scoped))
 
   it.live("interrupted mid-episode: the dispatcher stops and the queue is emptied", () =>
     Effect.gen(function*() {
@@ -120,7 +120,7 @@ describe("evaluation against chiral serve --task", () => {
       yield* Effect.sleep("100 millis")
       assert.strictEqual(yield* client.pendingActions, 1)
       assert.strictEqual(yield* SubscriptionRef.get(client.dispatched), before)
-    }).pipe(Effect.scoped), 60_000)
+    }).pipe(Effect.scoped))
 
   it.live("refuses options that make no sense", () =>
     Effect.gen(function*() {
@@ -129,5 +129,5 @@ describe("evaluation against chiral serve --task", () => {
       const exit = yield* Effect.exit(Evaluation.runEpisodes(client, { episodes: 0, policy: hold, hz: 10, progress: false }))
       assert.isTrue(Exit.isFailure(exit))
       assert.match(String(Exit.isFailure(exit) ? exit.cause : ""), /episodes must be an integer ≥ 1/)
-    }).pipe(Effect.scoped), 60_000)
+    }).pipe(Effect.scoped))
 })
