@@ -324,7 +324,7 @@ export class ActionPlan {
       this.trim()
       return 0
     }
-    this.blendAtHead(chunk.actions, mode.weights, stamp)
+    this.blendAtHead(chunk.actions, mode.weights, stamp, t0)
     return 0
   }
 
@@ -457,13 +457,22 @@ export class ActionPlan {
     return first
   }
 
-  /** Blend without time: action i merges with the i-th waiting one. */
-  private blendAtHead(actions: ReadonlyArray<Rows>, weights: BlendWeights, stamp: ObsTimestamps | undefined) {
+  /**
+   * Blend without time (or before the period is known): action i merges with
+   * the i-th waiting one. New actions keep the chunk's time, if it has one,
+   * so that a later chunk can be aligned with them once the period is known.
+   */
+  private blendAtHead(
+    actions: ReadonlyArray<Rows>,
+    weights: BlendWeights,
+    stamp: ObsTimestamps | undefined,
+    t0: number | undefined
+  ) {
     const waiting = this.waiting()
     const w0 = weightOf(weights, 0)
     const matches = actions.slice(0, waiting.length).map((action, i) => matchOf(waiting[i]!, action, weights))
     for (const m of matches) merge(m.entry, m.values, m.w, w0, stamp)
-    for (const action of actions.slice(waiting.length)) waiting.push(this.entry(action, undefined, 0, stamp))
+    for (let i = waiting.length; i < actions.length; i++) waiting.push(this.entry(actions[i]!, t0, i, stamp))
     this.reset(waiting)
   }
 
