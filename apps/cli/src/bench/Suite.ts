@@ -17,6 +17,7 @@ import { reviveNonFinite } from "@chiral/protocol"
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Console, Effect } from "effect"
 import { ChildProcess, ChildProcessSpawner } from "effect/process"
+import * as MachineLimits from "./MachineLimits.js"
 import { protocolNames } from "./Protocols.js"
 import type { BenchResult } from "./Run.js"
 
@@ -79,6 +80,8 @@ const program = Effect.gen(function*() {
     )
     if (exit !== 0) yield* Console.error(`codec benchmark exited with ${exit}`)
   }
+  // 8 cameras × (640×480 RGB + float32 depth): the payload of the large workload.
+  yield* Console.log(`\n── this machine's limits ──\n${MachineLimits.format(MachineLimits.measure(8 * 640 * 480 * 7))}`)
   yield* Console.log(
     `\n── chiral bench (${duration} s per run, ${requests} round trips; node ${
       nodeFlags.length === 0 ? "without flags" : nodeFlags.join(" ")
