@@ -31,6 +31,7 @@ export default [
   project("core", "packages/core"),
   project("websocket", "packages/websocket"),
   project("zenoh-transport", "packages/zenoh-transport"),
+  project("record", "packages/record"),
   project("cli", "apps/cli"),
   project("examples", "apps/examples")
 ]

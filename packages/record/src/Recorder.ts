@@ -1,0 +1,204 @@
+/**
+ * Records frames to an MCAP episode without ever making the caller wait.
+ *
+ * `record` copies the frame and posts it to the writer's worker thread
+ * (`RecorderWorker`) and returns at once. The bytes posted but not yet
+ * written are bounded (`maxPendingBytes`, default 256 MiB, about 15 frames of
+ * an 8-camera 640×480 robot with depth): past the bound, and after the writer
+ * failed (disk full…), frames are dropped from the recording — counted in
+ * `stats`, written to the file's `chiral.recording` metadata record at close,
+ * and reported by whoever shows the stats — never queued without bound and
+ * never waited for. Forwarding, the robot and the policy do not slow down
+ * for the disk.
+ *
+ * Closing the scope writes what is pending, the summary and the footer, so a
+ * recording interrupted by Ctrl-C is a complete, indexed file.
+ */
+import { Worker } from "node:worker_threads"
+import { Effect, Schema, type Scope } from "effect"
+import type { EpisodeWriterOptions } from "./EpisodeWriter.js"
+import type { Direction } from "./FrameLog.js"
+import type { FromWorker, ToWorker, WorkerOptions, WorkerStats } from "./RecorderWorker.js"
+
+export type { Direction } from "./FrameLog.js"
+
+/** The recording could not be started or ended (the file could not be created or completed). */
+export class RecordError extends Schema.TaggedError<RecordError>()("RecordError", {
+  path: Schema.String,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `${this.path}: ${this.reason}`
+  }
+}
+
+export interface RecorderOptions {
+  /** The MCAP file to create (an existing one is replaced). */
+  readonly path: string
+  readonly writer?: EpisodeWriterOptions | undefined
+  /** Bytes handed to the writer and not written yet, beyond which frames are dropped. Default 256 MiB. */
+  readonly maxPendingBytes?: number | undefined
+}
+
+export interface RecorderStats {
+  /** Frames handed to `record`. */
+  readonly offered: number
+  /** Of those, frames left out of the recording (the writer was behind, or failed). */
+  readonly dropped: number
+  readonly droppedBytes: number
+  /** Bytes handed over and not written yet. */
+  readonly pendingBytes: number
+  /** What the writer has done (frames, observations, actions, file size). */
+  readonly written: WorkerStats
+  /** Why the writer stopped, if it did. */
+  readonly failure: string | undefined
+}
+
+/** A frame as one buffer, or as the parts of one frame in order (an `OutgoingFrame`). */
+export type Frame = Uint8Array | ReadonlyArray<Uint8Array>
+
+const frameSize = (frame: Frame): number => {
+  if (frame instanceof Uint8Array) return frame.byteLength
+  let n = 0
+  for (const part of frame) n += part.byteLength
+  return n
+}
+
+/** A copy of the frame in one buffer of its own. */
+const copyOf = (frame: Frame, size: number): Uint8Array => {
+  if (frame instanceof Uint8Array) return frame.slice()
+  const out = new Uint8Array(size)
+  let offset = 0
+  for (const part of frame) {
+    out.set(part, offset)
+    offset += part.byteLength
+  }
+  return out
+}
+
+export interface Recorder {
+  readonly path: string
+  /**
+   * Hands one frame to the writer; never waits. `receivedAt` (ms since the
+   * Unix epoch, fractional; default now) is the time it is recorded with.
+   * Returns false when the frame was dropped from the recording.
+   */
+  readonly record: (direction: Direction, connection: string, frame: Frame, receivedAt?: number) => boolean
+  /** Adds an MCAP metadata record. */
+  readonly metadata: (name: string, values: ReadonlyMap<string, string>) => void
+  readonly stats: () => RecorderStats
+}
+
+/** Wall-clock time in ms since the Unix epoch, with sub-millisecond resolution. */
+export const now = (): number => performance.timeOrigin + performance.now()
+
+/** The worker's built script: next to this module in dist/, or in dist/ when this runs from source (tests). */
+const workerScript = (): URL =>
+  import.meta.url.endsWith(".ts") ? new URL("../dist/RecorderWorker.js", import.meta.url) : new URL("./RecorderWorker.js", import.meta.url)
+
+const emptyStats: WorkerStats = {
+  counts: { frames: 0, observations: 0, actions: 0, undecodable: 0, skippedImages: [] },
+  fileBytes: 0,
+  messages: 0
+}
+
+/** Starts a recording to `options.path`; it is completed and closed with the scope. */
+export const make = (options: RecorderOptions): Effect.Effect<Recorder, RecordError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const maxPending = options.maxPendingBytes ?? 256 * 1024 * 1024
+    const worker = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        new Worker(workerScript(), {
+          execArgv: [],
+          workerData: { chiralRecorder: { path: options.path, writer: options.writer ?? {} } satisfies WorkerOptions }
+        })
+      ),
+      (worker) => Effect.promise(() => worker.terminate())
+    )
+    let offered = 0
+    let dropped = 0
+    let droppedBytes = 0
+    let pendingBytes = 0
+    let written = emptyStats
+    let failure: string | undefined
+    let opened: ((error?: string) => void) | undefined
+    let closed: (() => void) | undefined
+    const fail = (message: string) => {
+      failure ??= message
+      opened?.(message)
+      closed?.()
+    }
+    worker.on("message", (message: FromWorker) => {
+      switch (message.t) {
+        case "opened":
+          return opened?.()
+        case "done":
+          pendingBytes -= message.bytes
+          written = message.stats
+          return
+        case "closed":
+          written = message.stats
+          return closed?.()
+        case "failed":
+          return fail(message.message)
+      }
+    })
+    worker.on("error", (error) => fail(error.message))
+    worker.on("exit", (code) => fail(`the writer thread exited (${code})`))
+    const post = (message: ToWorker, transfer?: ReadonlyArray<ArrayBuffer>) =>
+      worker.postMessage(message, transfer as Array<ArrayBuffer> | undefined)
+
+    yield* Effect.callback<void, RecordError>((resume) => {
+      opened = (error) =>
+        resume(error === undefined ? Effect.void : Effect.fail(new RecordError({ path: options.path, reason: error })))
+    })
+    opened = undefined
+
+    const stats = (): RecorderStats => ({ offered, dropped, droppedBytes, pendingBytes, written, failure })
+
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        if (failure !== undefined) return
+        post({
+          t: "metadata",
+          name: "chiral.recording",
+          values: [
+            ["frames_offered", String(offered)],
+            ["frames_dropped", String(dropped)],
+            ["bytes_dropped", String(droppedBytes)],
+            ["undecodable_frames", String(written.counts.undecodable)],
+            ["skipped_images", JSON.stringify(written.counts.skippedImages)]
+          ]
+        })
+        yield* Effect.callback<void>((resume) => {
+          closed = () => resume(Effect.void)
+          post({ t: "close" })
+        })
+      })
+    )
+
+    const record = (direction: Direction, connection: string, frame: Frame, receivedAt = now()): boolean => {
+      offered++
+      const size = frameSize(frame)
+      if (failure !== undefined || pendingBytes + size > maxPending) {
+        dropped++
+        droppedBytes += size
+        return false
+      }
+      // One copy: the caller keeps its frame (it may still be in flight), the
+      // writer gets a buffer of its own, moved rather than cloned.
+      const bytes = copyOf(frame, size)
+      pendingBytes += bytes.byteLength
+      post({ t: "frame", direction, connection, bytes, at: receivedAt }, [bytes.buffer as ArrayBuffer])
+      return true
+    }
+
+    return {
+      path: options.path,
+      record,
+      metadata: (name, values) => {
+        if (failure === undefined) post({ t: "metadata", name, values: Array.from(values) })
+      },
+      stats
+    } satisfies Recorder
+  })

@@ -1,0 +1,95 @@
+/**
+ * A transparent proxy between chiral clients and a chiral server, on any
+ * transports: for every connection accepted on the `ServerTransport` it opens
+ * one connection to the robot through the `ClientTransport` and pipes frames
+ * both ways, unchanged (the same bytes, one message for one message). Each
+ * direction is its own fiber that awaits each send, as `PolicyServer` does, so
+ * actions never wait behind an observation in transit, and a slow client only
+ * slows its own answers.
+ *
+ * Taps see every forwarded frame with the time it was received (ms since the
+ * Unix epoch), after it has been sent on: a recorder (`Recorder.record`, which
+ * copies and hands off, never waits) and a live view. A tap must not block;
+ * both here drop rather than wait.
+ *
+ * A Zenoh listening side is one shared connection that stands for every
+ * client: it gets one upstream connection, as any other.
+ */
+import { ClientTransport, type Connection, ServerTransport, TransportError } from "@chiral/core"
+import { Duration, Effect, Schedule, Stream } from "effect"
+import type { Direction, Frame } from "./Recorder.js"
+import { now } from "./Recorder.js"
+
+/** Sees each forwarded frame; must return at once. */
+export type Tap = (direction: Direction, connection: string, frame: Frame, receivedAt: number) => void
+
+export interface ProxyOptions {
+  readonly taps?: ReadonlyArray<Tap> | undefined
+  /**
+   * How long to keep trying to reach the robot for a new client before its
+   * connection is closed (the robot may be restarting). Default 10 s.
+   */
+  readonly upstreamTimeout?: Duration.Input | undefined
+  /** Called when a client's connection is piped to the robot and when it ends. */
+  readonly onConnection?: ((event: "open" | "close", connection: string) => void) | undefined
+}
+
+/** Forwards every frame of `from` to `to`, handing each to the taps once sent. */
+const pipe = (
+  from: Connection,
+  to: Connection,
+  direction: Direction,
+  id: string,
+  taps: ReadonlyArray<Tap>
+): Effect.Effect<void, TransportError> =>
+  from.frames.pipe(
+    Stream.runForEach((frame) => {
+      const receivedAt = now()
+      return to.send(frame).pipe(
+        Effect.andThen(Effect.sync(() => {
+          for (const tap of taps) tap(direction, id, frame, receivedAt)
+        }))
+      )
+    })
+  )
+
+/**
+ * Serves the proxy until interrupted. Connection failures end that
+ * connection only (logged), as for any `ServerTransport` handler.
+ */
+export const run = (options: ProxyOptions = {}): Effect.Effect<never, TransportError, ServerTransport | ClientTransport> =>
+  Effect.gen(function*() {
+    const server = yield* ServerTransport
+    const client = yield* ClientTransport
+    const taps = options.taps ?? []
+    const timeout = Duration.fromInputUnsafe(options.upstreamTimeout ?? Duration.seconds(10))
+    const upstream = client.connect.pipe(
+      Effect.retry({
+        while: (error) => error.reason === "Unavailable",
+        schedule: Schedule.spaced(Duration.millis(100))
+      }),
+      Effect.timeoutOrElse({
+        duration: timeout,
+        orElse: () =>
+          Effect.fail(
+            new TransportError({
+              reason: "Unavailable",
+              address: client.address,
+              detail: `no robot for ${Duration.format(timeout)}: the client's connection is closed`
+            })
+          )
+      })
+    )
+    return yield* server.serve((downstream) =>
+      Effect.gen(function*() {
+        const robot = yield* upstream
+        const id = downstream.id
+        options.onConnection?.("open", id)
+        yield* Effect.addFinalizer(() => Effect.sync(() => options.onConnection?.("close", id)))
+        yield* Effect.raceFirst(
+          pipe(downstream, robot, "c2s", id, taps),
+          pipe(robot, downstream, "s2c", id, taps)
+        )
+      }).pipe(Effect.scoped)
+    )
+  })

@@ -1,0 +1,216 @@
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { ClientTransport, MemoryTransport, PolicyClient, PolicyServer, ServerTransport } from "@chiral/core"
+import { type Observation, Tensor } from "@chiral/protocol"
+import { assert, describe, it } from "@effect/vitest"
+import { McapIndexedReader } from "@mcap/core"
+import { loadDecompressHandlers, protobufFromBinaryDescriptor } from "@mcap/support"
+import { Context, Deferred, Effect, Exit, Layer, Ref, Schedule, Scope } from "effect"
+import * as Episode from "../src/Episode.js"
+import * as Recorder from "../src/Recorder.js"
+import * as RecordingProxy from "../src/RecordingProxy.js"
+import * as RecordingTransport from "../src/RecordingTransport.js"
+
+const tempFile = (name: string) => path.join(fs.mkdtempSync(path.join(os.tmpdir(), "chiral-record-")), name)
+
+const W = 5
+const H = 4
+
+/** A robot on `server` with two cameras (one with float32 depth holding a NaN) and a proprio with NaN. */
+const robot = (server: ServerTransport["Service"], applied: Ref.Ref<Array<ReadonlyArray<number>>>, enough: Deferred.Deferred<void>) =>
+  Effect.gen(function*() {
+    const api = yield* PolicyServer.make({
+      cameras: [
+        { name: "front", height: H, width: W, hasDepth: true, intrinsics: [100, 0, 2.5, 0, 101, 2, 0, 0, 1] },
+        { name: "wrist", height: H, width: W }
+      ],
+      proprios: [{ name: "joint_pos", size: 3 }],
+      handlers: {
+        getMetadata: Effect.succeed({ action_shape: [1, 3], robot: "test" }),
+        reset: Effect.map(PolicyServer.makeObs(), (obs) => ({ obs, info: { episode: 1 } })),
+        applyAction: (action) =>
+          Effect.gen(function*() {
+            const n = yield* Ref.updateAndGet(applied, (a) => [...a, Array.from(action.data as Float32Array)])
+            if (n.length === 2) yield* Deferred.succeed(enough, undefined)
+          })
+      }
+    }).pipe(Effect.provideService(ServerTransport, server))
+    yield* api.updateImage("front", Uint8Array.from({ length: H * W * 3 }, (_, i) => i))
+    yield* api.updateDepth("front", Float32Array.from({ length: H * W }, (_, i) => i === 3 ? NaN : i / 10))
+    yield* api.updateImage("wrist", Uint8Array.from({ length: H * W * 3 }, (_, i) => 255 - i))
+    yield* api.updateExtrinsics("front", [0, -1, 0, 0.5, 1, 0, 0, -0.25, 0, 0, 1, 1.5, 0, 0, 0, 1])
+    yield* api.updateProprio("joint_pos", [0.5, NaN, -Infinity])
+    return api
+  })
+
+/** Waits until the recorder has been handed `n` frames (a condition, not a delay). */
+const offered = (recorder: Recorder.Recorder, n: number) =>
+  Effect.sync(() => recorder.stats().offered).pipe(
+    Effect.repeat({ until: (k) => k >= n, schedule: Schedule.spaced(5) })
+  )
+
+const sameObservation = (actual: Observation, expected: Observation) => {
+  assert.strictEqual(actual.timestamp, expected.timestamp)
+  assert.deepStrictEqual(actual.cameras.map((c) => c.name), expected.cameras.map((c) => c.name))
+  for (let i = 0; i < expected.cameras.length; i++) {
+    const a = actual.cameras[i]!
+    const e = expected.cameras[i]!
+    assert.strictEqual(a.timestamp, e.timestamp)
+    assert.deepStrictEqual(Array.from(a.intrinsics), Array.from(e.intrinsics))
+    assert.deepStrictEqual(Array.from(a.extrinsics), Array.from(e.extrinsics))
+    assert.deepStrictEqual(a.image.shape, e.image.shape)
+    assert.deepStrictEqual(Tensor.bytes(a.image), Tensor.bytes(e.image))
+    assert.strictEqual(a.depth === null, e.depth === null)
+    if (e.depth !== null) assert.deepStrictEqual(Tensor.bytes(a.depth!), Tensor.bytes(e.depth))
+  }
+  assert.deepStrictEqual(actual.proprios.map((p) => [p.name, Array.from(p.data.data as Float32Array)]), expected.proprios.map((p) => [p.name, Array.from(p.data.data as Float32Array)]))
+}
+
+/**
+ * Drives a client: metadata, reset, one observation, two actions (one with
+ * NaN and ±Infinity); returns what it received.
+ */
+const drive = (enough: Deferred.Deferred<void>) =>
+  Effect.gen(function*() {
+    const client = yield* PolicyClient.make({ quiet: true })
+    const metadata = yield* client.getMetadata
+    const reset = yield* client.reset
+    const obs = yield* client.getObs
+    yield* client.sendAction([1, 2, 3])
+    yield* client.sendAction([NaN, Infinity, -Infinity])
+    yield* Deferred.await(enough)
+    return { metadata, reset, obs }
+  }).pipe(Effect.scoped)
+
+describe("recording", () => {
+  it.live("proxy: frames forwarded unchanged; the MCAP file reads back with the same bytes, actions and metadata", () =>
+    Effect.gen(function*() {
+      const file = tempFile("proxy.mcap")
+      const robotNet = MemoryTransport.make({ address: "memory://robot" })
+      const proxyNet = MemoryTransport.make({ address: "memory://proxy" })
+      const applied = yield* Ref.make<Array<ReadonlyArray<number>>>([])
+      const enough = yield* Deferred.make<void>()
+      yield* robot(robotNet.server, applied, enough)
+
+      const scope = yield* Scope.make()
+      const recorder = yield* Recorder.make({ path: file }).pipe(Scope.provide(scope))
+      yield* RecordingProxy.run({ taps: [recorder.record] }).pipe(
+        Effect.provideService(ServerTransport, proxyNet.server),
+        Effect.provideService(ClientTransport, robotNet.client),
+        Effect.forkIn(scope)
+      )
+      const received = yield* drive(enough).pipe(Effect.provideService(ClientTransport, proxyNet.client))
+      // metadata, reset, obs_request and their three answers, two actions.
+      yield* offered(recorder, 8)
+      const stats = recorder.stats()
+      assert.strictEqual(stats.dropped, 0)
+      yield* Scope.close(scope, Exit.void)
+
+      assert.deepStrictEqual(yield* Ref.get(applied), [[1, 2, 3], [NaN, Infinity, -Infinity]])
+
+      const episode = yield* Episode.open(file)
+      assert.deepStrictEqual(episode.metadata, received.metadata)
+      assert.deepStrictEqual(episode.observations.map((o) => [o.seq, o.reply]), [[1, "reset_response"], [2, "obs_response"]])
+      assert.deepStrictEqual(episode.observations[0]!.info, { episode: 1 })
+      sameObservation(yield* episode.observation(1), received.reset.obs)
+      sameObservation(yield* episode.observation(2), received.obs)
+      assert.deepStrictEqual(episode.actions.map((a) => a.values), [[1, 2, 3], [NaN, Infinity, -Infinity]])
+      const cameraTimes = Object.fromEntries(received.obs.cameras.map((c) => [c.name, c.timestamp]))
+      assert.deepStrictEqual(episode.actions[0]!.obsTimestamps, cameraTimes)
+      assert.deepStrictEqual(episode.observations[1]!.cameraTimestamps, cameraTimes)
+      const recording = episode.records.find((r) => r.name === "chiral.recording")!
+      assert.strictEqual(recording.values.get("frames_dropped"), "0")
+      assert.isDefined(episode.records.find((r) => r.name === "chiral.reset"))
+    }).pipe(Effect.scoped))
+
+  it.live("the file is Foxglove's: indexed, compressed, RawImage/CameraCalibration/FrameTransform decode from the file's own schemas", () =>
+    Effect.gen(function*() {
+      const file = tempFile("inprocess.mcap")
+      const net = MemoryTransport.make()
+      const applied = yield* Ref.make<Array<ReadonlyArray<number>>>([])
+      const enough = yield* Deferred.make<void>()
+      // In-process: the robot's own transport is recorded.
+      const scope = yield* Scope.make()
+      const recorded = yield* Layer.build(RecordingTransport.layerServer({ path: file })).pipe(
+        Effect.provideService(ServerTransport, net.server),
+        Scope.provide(scope)
+      )
+      yield* robot(Context.get(recorded, ServerTransport), applied, enough).pipe(Scope.provide(scope))
+      const received = yield* drive(enough).pipe(Effect.provideService(ClientTransport, net.client))
+      yield* Scope.close(scope, Exit.void)
+
+      const bytes = fs.readFileSync(file)
+      const reader = yield* Effect.promise(async () =>
+        McapIndexedReader.Initialize({
+          readable: { size: async () => BigInt(bytes.byteLength), read: async (o, n) => bytes.subarray(Number(o), Number(o + n)) },
+          decompressHandlers: await loadDecompressHandlers()
+        })
+      )
+      assert.isAbove(reader.chunkIndexes.length, 0)
+      assert.isTrue(reader.chunkIndexes.every((c) => c.compression === "zstd"))
+      const topics = Array.from(reader.channelsById.values(), (c) => c.topic).sort()
+      assert.deepStrictEqual(topics, [
+        "/action",
+        "/front/calibration",
+        "/front/depth",
+        "/front/image",
+        "/observation",
+        "/proprio/joint_pos",
+        "/tf",
+        "/wrist/calibration",
+        "/wrist/image"
+      ])
+      const decoded = yield* Effect.promise(async () => {
+        const out: Array<{ topic: string; value: Record<string, unknown> }> = []
+        for await (const m of reader.readMessages({ topics: ["/front/image", "/front/depth", "/front/calibration", "/tf"] })) {
+          const channel = reader.channelsById.get(m.channelId)!
+          const schema = reader.schemasById.get(channel.schemaId)!
+          assert.strictEqual(schema.encoding, "protobuf")
+          const type = protobufFromBinaryDescriptor(schema.data).lookupType(schema.name)
+          out.push({ topic: channel.topic, value: type.toObject(type.decode(m.data), { longs: Number }) })
+        }
+        return out
+      })
+      const obs = received.obs
+      const front = obs.cameras[0]!
+      const last = (topic: string) => decoded.findLast((d) => d.topic === topic)!.value
+      const image = last("/front/image")
+      assert.strictEqual(image["encoding"], "rgb8")
+      assert.strictEqual(image["width"], W)
+      assert.strictEqual(image["height"], H)
+      assert.strictEqual(image["step"], W * 3)
+      assert.strictEqual(image["frame_id"], "front")
+      assert.deepStrictEqual(Uint8Array.from(image["data"] as Uint8Array), Tensor.bytes(front.image))
+      const depth = last("/front/depth")
+      assert.strictEqual(depth["encoding"], "32FC1")
+      assert.deepStrictEqual(Uint8Array.from(depth["data"] as Uint8Array), Tensor.bytes(front.depth!))
+      const calibration = last("/front/calibration")
+      assert.deepStrictEqual(calibration["K"], Array.from(front.intrinsics))
+      assert.deepStrictEqual(calibration["P"], [100, 0, 2.5, 0, 0, 101, 2, 0, 0, 0, 1, 0])
+      const tf = decoded.findLast((d) => d.topic === "/tf" && d.value["child_frame_id"] === "front")!.value
+      assert.deepStrictEqual(tf["translation"], { x: 0.5, y: -0.25, z: 1.5 })
+      // 90° about z: (x, y, z, w) = (0, 0, sin 45°, cos 45°).
+      const q = tf["rotation"] as Record<string, number>
+      assert.closeTo(q["z"]!, Math.SQRT1_2, 1e-12)
+      assert.closeTo(q["w"]!, Math.SQRT1_2, 1e-12)
+      const seconds = Math.floor(front.timestamp)
+      assert.deepStrictEqual(image["timestamp"], { seconds, nanos: Math.round((front.timestamp - seconds) * 1e9) })
+    }).pipe(Effect.scoped))
+
+  it.live("a writer that falls behind drops frames from the recording and counts them; forwarding goes on", () =>
+    Effect.gen(function*() {
+      const file = tempFile("bounded.mcap")
+      const scope = yield* Scope.make()
+      // Room for nothing: every frame is dropped, none waits.
+      const recorder = yield* Recorder.make({ path: file, maxPendingBytes: 0 }).pipe(Scope.provide(scope))
+      assert.isFalse(recorder.record("c2s", "test", new Uint8Array(100)))
+      assert.isFalse(recorder.record("s2c", "test", [new Uint8Array(10), new Uint8Array(20)]))
+      assert.deepStrictEqual([recorder.stats().offered, recorder.stats().dropped, recorder.stats().droppedBytes], [2, 2, 130])
+      yield* Scope.close(scope, Exit.void)
+      const episode = yield* Episode.open(file)
+      const recording = episode.records.find((r) => r.name === "chiral.recording")!
+      assert.strictEqual(recording.values.get("frames_dropped"), "2")
+      assert.strictEqual(recording.values.get("bytes_dropped"), "130")
+    }).pipe(Effect.scoped))
+})
