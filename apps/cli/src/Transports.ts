@@ -35,11 +35,17 @@ export const protocolOf = (uri: string): Protocol | undefined =>
 
 /**
  * The client transport for `uri`, or why it cannot be used. `protocol`, when
- * given, must agree with the URI's form.
+ * given, must agree with the URI's form. `dispatchThread: "main"` keeps a
+ * connection's action dispatcher on this thread (no worker thread): for
+ * connections that only forward frames (`chiral record`'s upstream).
  */
 export const clientTransportFor = (
   uri: string,
-  options: { readonly protocol?: Protocol | undefined; readonly keyPrefix?: string | undefined } = {}
+  options: {
+    readonly protocol?: Protocol | undefined
+    readonly keyPrefix?: string | undefined
+    readonly dispatchThread?: "worker" | "main" | undefined
+  } = {}
 ): Layer.Layer<ClientTransport> | string => {
   const protocol = protocolOf(uri)
   if (protocol === undefined) {
@@ -52,7 +58,7 @@ export const clientTransportFor = (
   }
   if (protocol === "websocket") {
     if (options.keyPrefix !== undefined) return "--key-prefix applies to Zenoh only"
-    return WebSocketTransport.layerClient(uri)
+    return WebSocketTransport.layerClient(uri, { thread: options.dispatchThread })
   }
-  return ZenohTransport.layerClient(uri, { keyPrefix: options.keyPrefix })
+  return ZenohTransport.layerClient(uri, { keyPrefix: options.keyPrefix, thread: options.dispatchThread })
 }

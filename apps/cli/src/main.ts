@@ -7,13 +7,19 @@ import { Command } from "effect/cli"
 import { bench } from "./commands/Bench.js"
 import { decode } from "./commands/Decode.js"
 import { probe } from "./commands/Probe.js"
+import { record } from "./commands/Record.js"
+import { replay } from "./commands/Replay.js"
 import { serve } from "./commands/Serve.js"
+import { view } from "./commands/View.js"
 
 const subcommands = [
   decode,
   serve,
   probe,
-  bench
+  bench,
+  record,
+  replay,
+  view
 ] as const
 
 const chiral = Command.make("chiral").pipe(

@@ -121,6 +121,7 @@ export const make = (options: RecorderOptions): Effect.Effect<Recorder, RecordEr
     let pendingBytes = 0
     let written = emptyStats
     let failure: string | undefined
+    let ended = false
     let opened: ((error?: string) => void) | undefined
     let closed: (() => void) | undefined
     const fail = (message: string) => {
@@ -138,13 +139,16 @@ export const make = (options: RecorderOptions): Effect.Effect<Recorder, RecordEr
           return
         case "closed":
           written = message.stats
+          ended = true
           return closed?.()
         case "failed":
           return fail(message.message)
       }
     })
     worker.on("error", (error) => fail(error.message))
-    worker.on("exit", (code) => fail(`the writer thread exited (${code})`))
+    worker.on("exit", (code) => {
+      if (!ended) fail(`the writer thread exited (${code})`)
+    })
     const post = (message: ToWorker, transfer?: ReadonlyArray<ArrayBuffer>) =>
       worker.postMessage(message, transfer as Array<ArrayBuffer> | undefined)
 

@@ -1,0 +1,163 @@
+import { ServerTransport } from "@chiral/core"
+import { LiveView, Recorder, RecordingProxy } from "@chiral/record"
+import { Console, Duration, Effect, Logger, Option, Schedule } from "effect"
+import { Command, Flag } from "effect/cli"
+import { clientTransportFor, protocols, serverTransports } from "../Transports.js"
+import { failWith } from "./Decode.js"
+
+/** Default listening ports: the robot's own plus one, so both can run on one machine. */
+export const defaultListenPorts = { websocket: 8766, zenoh: 7448 } as const
+
+const mb = (bytes: number) => (bytes / 1e6).toFixed(1)
+
+/** One line of progress: frames, observations, actions, MB written, write rate, drops. */
+export const progressLine = (stats: Recorder.RecorderStats, seconds: number): string => {
+  const w = stats.written
+  const rate = seconds > 0 ? w.fileBytes / 1e6 / seconds : 0
+  const drops = stats.dropped === 0 ? "" : `, ${stats.dropped} frames dropped (${mb(stats.droppedBytes)} MB: the disk is behind)`
+  const failure = stats.failure === undefined ? "" : `, writer failed: ${stats.failure}`
+  return `${w.counts.frames} frames (${w.counts.observations} observations, ${w.counts.actions} actions), ${mb(w.fileBytes)} MB written, ${
+    rate.toFixed(1)
+  } MB/s, ${seconds.toFixed(0)} s${drops}${failure}`
+}
+
+/**
+ * Progress on stdout: redrawn in place twice a second on a terminal,
+ * otherwise one line every 10 s (a log file gets a few lines a minute).
+ */
+const showProgress = (recorder: Recorder.Recorder, started: number) => {
+  const tty = process.stdout.isTTY === true
+  const line = () => progressLine(recorder.stats(), (performance.now() - started) / 1000)
+  const period = tty ? Duration.millis(500) : Duration.seconds(10)
+  const draw = tty ? Effect.sync(() => process.stdout.write(`\r\x1b[2K${line()}`)) : Effect.suspend(() => Console.log(line()))
+  return Effect.sleep(period).pipe(
+    Effect.andThen(Effect.repeat(draw, Schedule.spaced(period))),
+      Effect.ensuring(tty ? Effect.sync(() => process.stdout.write("\r\x1b[2K")) : Effect.void)
+    )
+}
+
+export const record = Command.make(
+  "record",
+  {
+    upstream: Flag.String("upstream").pipe(
+      Flag.withDescription("The robot: ws://host:port (WebSocket) or tcp/host:port (Zenoh)")
+    ),
+    output: Flag.String("output").pipe(
+      Flag.withAlias("o"),
+      Flag.withDescription("The MCAP file to write (replaced if it exists)")
+    ),
+    listen: Flag.Int("listen").pipe(
+      Flag.withDescription(
+        `Port clients connect to instead of the robot's; 0 picks a free one (default ${defaultListenPorts.websocket}, ${defaultListenPorts.zenoh} with --protocol zenoh)`
+      ),
+      Flag.optional
+    ),
+    host: Flag.String("host").pipe(
+      Flag.withDescription("Interface to listen on: 0.0.0.0 every interface, 127.0.0.1 this machine only (default 0.0.0.0)"),
+      Flag.withDefault("0.0.0.0")
+    ),
+    protocol: Flag.Literals("protocol", protocols).pipe(
+      Flag.withDescription("Transport clients use to reach the proxy: websocket or zenoh (default websocket); the robot's is the --upstream URI's"),
+      Flag.withDefault("websocket")
+    ),
+    keyPrefix: Flag.String("key-prefix").pipe(
+      Flag.withDescription("Zenoh only: the proxy's key prefix (keys <prefix>/chiral/c2s, <prefix>/chiral/s2c)"),
+      Flag.optional
+    ),
+    upstreamKeyPrefix: Flag.String("upstream-key-prefix").pipe(
+      Flag.withDescription("Zenoh only: the robot's key prefix"),
+      Flag.optional
+    ),
+    compression: Flag.Literals("compression", ["zstd", "none"] as const).pipe(
+      Flag.withDescription("Chunk compression: zstd (level 1, WebAssembly) or none (default zstd)"),
+      Flag.withDefault("zstd")
+    ),
+    maxPendingMb: Flag.Int("max-pending-mb").pipe(
+      Flag.withDescription(
+        "MB of frames that may wait for the disk; beyond it frames are dropped from the recording (counted and shown), never from the forwarding (default 256)"
+      ),
+      Flag.withDefault(256)
+    ),
+    viewPort: Flag.Int("view-port").pipe(
+      Flag.withDescription("Also serve a live Foxglove view (foxglove.websocket.v1) of what passes, actions included, on this port"),
+      Flag.optional
+    ),
+    viewHz: Flag.Finite("view-hz").pipe(
+      Flag.withDescription("Observations per second the live view shows at most (default 10)"),
+      Flag.withDefault(10)
+    )
+  },
+  Effect.fnUntraced(function*(flags) {
+    const listen = Option.getOrUndefined(flags.listen)
+    const viewPort = Option.getOrUndefined(flags.viewPort)
+    const keyPrefix = Option.getOrUndefined(flags.keyPrefix)
+    if (keyPrefix !== undefined && flags.protocol !== "zenoh") return yield* failWith("record", "--key-prefix applies to --protocol zenoh only")
+    for (const [flag, port] of [["listen", listen], ["view-port", viewPort]] as const) {
+      if (port !== undefined && !(Number.isInteger(port) && port >= 0 && port <= 65535)) {
+        return yield* failWith("record", `--${flag} ${port}: expected a port from 0 to 65535`)
+      }
+    }
+    if (!(flags.maxPendingMb >= 1)) return yield* failWith("record", `--max-pending-mb ${flags.maxPendingMb}: expected at least 1`)
+    if (!(flags.viewHz > 0)) return yield* failWith("record", `--view-hz ${flags.viewHz}: expected a positive rate`)
+    const upstream = clientTransportFor(flags.upstream, {
+      keyPrefix: Option.getOrUndefined(flags.upstreamKeyPrefix),
+      dispatchThread: "main"
+    })
+    if (typeof upstream === "string") return yield* failWith("record", `--upstream: ${upstream}`)
+    const server = serverTransports[flags.protocol]({
+      host: flags.host,
+      port: listen ?? defaultListenPorts[flags.protocol],
+      keyPrefix
+    })
+
+    let summary: (() => string) | undefined
+    yield* Effect.gen(function*() {
+      const started = performance.now()
+      const recorder = yield* Recorder.make({
+        path: flags.output,
+        writer: { compression: flags.compression },
+        maxPendingBytes: flags.maxPendingMb * 1024 * 1024
+      })
+      summary = () => `chiral record: ${flags.output}: ${progressLine(recorder.stats(), (performance.now() - started) / 1000)}`
+      const taps: Array<RecordingProxy.Tap> = [recorder.record]
+      if (viewPort !== undefined) {
+        const view = yield* LiveView.make({ host: flags.host, port: viewPort, hz: flags.viewHz, withActions: true })
+        taps.push(view.tap)
+        yield* Console.error(`chiral record: Foxglove live view on ${view.address}`)
+      }
+      const address = (yield* ServerTransport).address
+      yield* Console.error(`chiral record: listening on ${address}, forwarding to ${flags.upstream}, recording to ${flags.output}`)
+      yield* Effect.forkScoped(showProgress(recorder, started))
+      return yield* RecordingProxy.run({ taps })
+    }).pipe(
+      Effect.scoped,
+      // After the scope: the file is complete by then (Ctrl-C included).
+      Effect.ensuring(Effect.suspend(() => summary === undefined ? Effect.void : Console.error(summary()))),
+      Effect.provide(server),
+      Effect.provide(upstream),
+      Effect.catchTags({
+        TransportError: (error) => failWith("record", `cannot listen: ${error.message}`),
+        RecordError: (error) => failWith("record", `cannot record: ${error.message}`),
+        ViewError: (error) => failWith("record", `cannot serve the view: ${error.message}`)
+      })
+    )
+  }, Effect.provideService(Logger.LogToStderr, true))
+).pipe(
+  Command.withDescription(
+    "Record a session: a proxy between policies and a robot that forwards every frame unchanged and writes every observation and action, with its receive time, to an MCAP file Foxglove and Lichtblick open as they are. Clients connect to it as to the robot. Runs until Ctrl-C, which completes the file."
+  ),
+  Command.withExamples([
+    {
+      command: "chiral record --upstream ws://robot:8765 --listen 8766 -o episode.mcap",
+      description: "Policies connect to ws://this-machine:8766 instead of the robot"
+    },
+    {
+      command: "chiral record --upstream tcp/robot:7447 --protocol zenoh --listen 7448 -o episode.mcap",
+      description: "The same on Zenoh"
+    },
+    {
+      command: "chiral record --upstream ws://robot:8765 -o episode.mcap --view-port 8767",
+      description: "And watch it live: Foxglove → Open connection → ws://this-machine:8767"
+    }
+  ])
+)

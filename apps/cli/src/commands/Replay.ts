@@ -1,0 +1,99 @@
+import { PolicyServer } from "@chiral/core"
+import { Episode, Json, Replay } from "@chiral/record"
+import { Console, Effect, Logger, Option } from "effect"
+import { Argument, Command, Flag } from "effect/cli"
+import { defaultPorts, protocols, serverTransports } from "../Transports.js"
+import { failWith } from "./Decode.js"
+
+/** One stdout line per action received: what the policy sent beside what was recorded. */
+export const actionLine = (c: Replay.ActionComparison): string =>
+  JSON.stringify(Json.toJsonValue({
+    seq: c.seq ?? null,
+    index: c.index,
+    max_abs_diff: c.maxAbsDiff ?? null,
+    action: c.received,
+    recorded: c.recorded ?? null
+  }))
+
+const summaryOf = (stats: Replay.ReplayStats): string =>
+  `${stats.resets} resets, ${stats.observationsServed} observations served, ${stats.actions} actions received, ${stats.compared} compared with the recording${
+    stats.compared === 0 ? "" : ` (max |Δ| ${stats.maxAbsDiff.toPrecision(4)}, mean of per-action max ${stats.meanAbsDiff.toPrecision(4)})`
+  }`
+
+export const replay = Command.make(
+  "replay",
+  {
+    file: Argument.String("file").pipe(Argument.withDescription("An MCAP episode written by chiral record")),
+    rate: Flag.Finite("rate").pipe(
+      Flag.withDescription("Playback speed: 2 plays twice as fast, 0.5 half as fast (default 1)"),
+      Flag.withDefault(1)
+    ),
+    loop: Flag.Boolean("loop").pipe(
+      Flag.withDescription("When an episode segment ends, play it again from its reset instead of holding its last observation"),
+      Flag.withDefault(false)
+    ),
+    port: Flag.Int("port").pipe(
+      Flag.withAlias("p"),
+      Flag.withDescription(`Port to listen on; 0 picks a free one (default ${defaultPorts.websocket}, ${defaultPorts.zenoh} with --protocol zenoh)`),
+      Flag.optional
+    ),
+    host: Flag.String("host").pipe(
+      Flag.withDescription("Interface to listen on (default 0.0.0.0)"),
+      Flag.withDefault("0.0.0.0")
+    ),
+    protocol: Flag.Literals("protocol", protocols).pipe(
+      Flag.withDescription("Transport: websocket or zenoh (default websocket)"),
+      Flag.withDefault("websocket")
+    ),
+    keyPrefix: Flag.String("key-prefix").pipe(
+      Flag.withDescription("Zenoh only: keys <prefix>/chiral/c2s and <prefix>/chiral/s2c"),
+      Flag.optional
+    )
+  },
+  Effect.fnUntraced(function*(flags) {
+    if (!(flags.rate > 0 && Number.isFinite(flags.rate))) return yield* failWith("replay", `--rate ${flags.rate}: expected a positive number`)
+    const port = Option.getOrUndefined(flags.port)
+    if (port !== undefined && !(Number.isInteger(port) && port >= 0 && port <= 65535)) {
+      return yield* failWith("replay", `--port ${port}: expected a port from 0 to 65535`)
+    }
+    const keyPrefix = Option.getOrUndefined(flags.keyPrefix)
+    if (keyPrefix !== undefined && flags.protocol !== "zenoh") return yield* failWith("replay", "--key-prefix applies to --protocol zenoh only")
+
+    let summary: (() => string) | undefined
+    yield* Effect.gen(function*() {
+      const episode = yield* Episode.open(flags.file)
+      if (episode.observations.length === 0) return yield* failWith("replay", `${flags.file}: the recording has no observations`)
+      const replayer = Replay.make(episode, {
+        rate: flags.rate,
+        loop: flags.loop,
+        onAction: (c) => Console.log(actionLine(c))
+      })
+      summary = () => `chiral replay: ${summaryOf(replayer.stats())}`
+      const server = yield* PolicyServer.make({ handlers: replayer.handlers })
+      const segments = Replay.segmentsOf(episode.observations).length
+      yield* Console.error(
+        `chiral replay: listening on ${server.address} (${flags.file}: ${episode.observations.length} observations in ${segments} segment${
+          segments === 1 ? "" : "s"
+        }, ${episode.actions.length} recorded actions, rate ${flags.rate}${flags.loop ? ", looping" : ""})`
+      )
+      return yield* Effect.never
+    }).pipe(
+      Effect.scoped,
+      Effect.ensuring(Effect.suspend(() => summary === undefined ? Effect.void : Console.error(summary()))),
+      Effect.provide(serverTransports[flags.protocol]({ host: flags.host, port, keyPrefix })),
+      Effect.catchTags({
+        TransportError: (error) => failWith("replay", `cannot listen: ${error.message}`),
+        RecordError: (error) => failWith("replay", `cannot read the recording: ${error.message}`),
+        ConfigError: (error) => failWith("replay", error.message)
+      })
+    )
+  }, Effect.provideService(Logger.LogToStderr, true))
+).pipe(
+  Command.withDescription(
+    "Serve a recorded episode as a robot, to test a policy offline against real data: metadata, reset and observations as recorded, in recorded order and timing (at --rate). Prints one JSON line per action received on stdout, beside the action recorded for the same observation: {seq, index, max_abs_diff, action, recorded}. Runs until Ctrl-C."
+  ),
+  Command.withExamples([
+    { command: "chiral replay episode.mcap", description: "Serve it on ws://0.0.0.0:8765, where the policy expects the robot" },
+    { command: "chiral replay episode.mcap --rate 0.5 --loop --port 9000 > actions.jsonl", description: "Half speed, looping, actions compared into a file" }
+  ])
+)

@@ -1,0 +1,76 @@
+import { PolicyClient } from "@chiral/core"
+import { LiveView, Recorder } from "@chiral/record"
+import { Console, Effect, Logger, Option, Stream } from "effect"
+import { Argument, Command, Flag } from "effect/cli"
+import { clientTransportFor, protocols } from "../Transports.js"
+import { failWith } from "./Decode.js"
+
+export const defaultViewPort = 8767
+
+export const view = Command.make(
+  "view",
+  {
+    uri: Argument.String("uri").pipe(Argument.withDescription("The robot: ws://host:port (WebSocket) or tcp/host:port (Zenoh)")),
+    hz: Flag.Finite("hz").pipe(
+      Flag.withDescription("Observations per second to request from the robot and show (default 10)"),
+      Flag.withDefault(10)
+    ),
+    port: Flag.Int("port").pipe(
+      Flag.withAlias("p"),
+      Flag.withDescription(`Port of the Foxglove WebSocket server; 0 picks a free one (default ${defaultViewPort})`),
+      Flag.withDefault(defaultViewPort)
+    ),
+    host: Flag.String("host").pipe(
+      Flag.withDescription("Interface the view listens on (default 0.0.0.0)"),
+      Flag.withDefault("0.0.0.0")
+    ),
+    protocol: Flag.Literals("protocol", protocols).pipe(
+      Flag.withDescription("Transport to the robot; by default the URI's form says (ws:// WebSocket, tcp/ Zenoh)"),
+      Flag.optional
+    ),
+    keyPrefix: Flag.String("key-prefix").pipe(
+      Flag.withDescription("Zenoh only: the robot's key prefix"),
+      Flag.optional
+    )
+  },
+  Effect.fnUntraced(function*(flags) {
+    if (!(flags.hz > 0 && flags.hz <= 1000)) return yield* failWith("view", `--hz ${flags.hz}: expected a rate from above 0 to 1000`)
+    if (!(Number.isInteger(flags.port) && flags.port >= 0 && flags.port <= 65535)) {
+      return yield* failWith("view", `--port ${flags.port}: expected a port from 0 to 65535`)
+    }
+    const transport = clientTransportFor(flags.uri, {
+      protocol: Option.getOrUndefined(flags.protocol),
+      keyPrefix: Option.getOrUndefined(flags.keyPrefix),
+      dispatchThread: "main"
+    })
+    if (typeof transport === "string") return yield* failWith("view", transport)
+    yield* Effect.gen(function*() {
+      const live = yield* LiveView.make({ host: flags.host, port: flags.port, hz: flags.hz, withActions: false })
+      yield* Console.error(`chiral view: Foxglove live view on ${live.address} (Foxglove → Open connection → Foxglove WebSocket)`)
+      // An extra client of the robot: it asks for observations at --hz, as a policy would.
+      const client = yield* PolicyClient.make({})
+      yield* Console.error(`chiral view: showing ${flags.uri} at ${flags.hz} Hz`)
+      yield* client.startObsStream(flags.hz)
+      yield* client.observations.pipe(
+        Stream.runForEach((obs) => Effect.sync(() => live.publishReply({ reply: "obs_response", obs }, flags.uri, Recorder.now()))),
+        Effect.raceFirst(client.awaitDisconnect)
+      )
+      yield* Console.error(`chiral view: ${flags.uri} closed the connection`)
+    }).pipe(
+      Effect.scoped,
+      Effect.provide(transport),
+      Effect.catchTags({
+        TransportError: (error) => failWith("view", `cannot connect: ${error.message}`),
+        ViewError: (error) => failWith("view", `cannot serve the view: ${error.message}`)
+      })
+    )
+  }, Effect.provideService(Logger.LogToStderr, true))
+).pipe(
+  Command.withDescription(
+    "Watch a live robot in Foxglove or Lichtblick: connects to the robot as one more client, asks for observations at --hz and serves them over the Foxglove WebSocket protocol (images, depth, camera calibration and /tf from K and T, proprios). A viewer that reads slowly gets frames dropped; the robot and its policy never wait for it. Runs until Ctrl-C."
+  ),
+  Command.withExamples([
+    { command: "chiral view ws://robot:8765", description: "Then in Foxglove: Open connection → ws://this-machine:8767" },
+    { command: "chiral view tcp/robot:7447 --hz 5 --port 9090", description: "A Zenoh robot, 5 observations a second" }
+  ])
+)
