@@ -203,6 +203,10 @@ export const make = (options: LiveViewOptions = {}): Effect.Effect<LiveView, Vie
       }
     }
 
+    const withActions = options.withActions ?? true
+    // Advertised up front, so a viewer can subscribe before the first action passes.
+    if (withActions) channelOf(Topics.channels.action())
+
     let latest: { reply: Topics.ObservationReply; connection: string; receivedAt: number } | undefined
     let seq = 0
     const publishLatest = Effect.sync(() => {
@@ -220,7 +224,6 @@ export const make = (options: LiveViewOptions = {}): Effect.Effect<LiveView, Vie
     const publishReply = (reply: Topics.ObservationReply, connection: string, receivedAt: number) => {
       latest = { reply, connection, receivedAt }
     }
-    const withActions = options.withActions ?? true
     const onMessage = (message: Message, connection: string, receivedAt: number) => {
       switch (message.type) {
         case "obs_response":

@@ -101,7 +101,12 @@ export const make = (
   // Recorded actions by the observation they were computed from.
   const recordedFor = new Map<string, Array<RecordedAction>>()
   const seqOf = new Map<string, number>()
-  for (const o of episode.observations) seqOf.set(timestampsKey(o.cameraTimestamps), o.seq)
+  // The first observation with those camera timestamps: a robot may answer
+  // again with the same frames before its cameras move on.
+  for (const o of episode.observations) {
+    const key = timestampsKey(o.cameraTimestamps)
+    if (!seqOf.has(key)) seqOf.set(key, o.seq)
+  }
   for (const a of episode.actions) {
     const key = timestampsKey(a.obsTimestamps)
     const list = recordedFor.get(key)

@@ -23,12 +23,13 @@ export const progressLine = (stats: Recorder.RecorderStats, seconds: number): st
 
 /**
  * Progress on stdout: redrawn in place twice a second on a terminal,
- * otherwise one line every 10 s (a log file gets a few lines a minute).
+ * otherwise one line every `every` seconds (default 10: a log file gets a few
+ * lines a minute).
  */
-const showProgress = (recorder: Recorder.Recorder, started: number) => {
-  const tty = process.stdout.isTTY === true
+const showProgress = (recorder: Recorder.Recorder, started: number, every: number | undefined) => {
+  const tty = process.stdout.isTTY === true && every === undefined
   const line = () => progressLine(recorder.stats(), (performance.now() - started) / 1000)
-  const period = tty ? Duration.millis(500) : Duration.seconds(10)
+  const period = tty ? Duration.millis(500) : Duration.seconds(every ?? 10)
   const draw = tty ? Effect.sync(() => process.stdout.write(`\r\x1b[2K${line()}`)) : Effect.suspend(() => Console.log(line()))
   return Effect.sleep(period).pipe(
     Effect.andThen(Effect.repeat(draw, Schedule.spaced(period))),
@@ -82,6 +83,10 @@ export const record = Command.make(
       Flag.withDescription("Also serve a live Foxglove view (foxglove.websocket.v1) of what passes, actions included, on this port"),
       Flag.optional
     ),
+    progressEvery: Flag.Finite("progress-every").pipe(
+      Flag.withDescription("Print a progress line every this many seconds (default: redrawn in place on a terminal, every 10 s otherwise)"),
+      Flag.optional
+    ),
     viewHz: Flag.Finite("view-hz").pipe(
       Flag.withDescription("Observations per second the live view shows at most (default 10)"),
       Flag.withDefault(10)
@@ -98,6 +103,10 @@ export const record = Command.make(
       }
     }
     if (!(flags.maxPendingMb >= 1)) return yield* failWith("record", `--max-pending-mb ${flags.maxPendingMb}: expected at least 1`)
+    const progressEvery = Option.getOrUndefined(flags.progressEvery)
+    if (progressEvery !== undefined && !(progressEvery > 0)) {
+      return yield* failWith("record", `--progress-every ${progressEvery}: expected a positive number of seconds`)
+    }
     if (!(flags.viewHz > 0)) return yield* failWith("record", `--view-hz ${flags.viewHz}: expected a positive rate`)
     const upstream = clientTransportFor(flags.upstream, {
       keyPrefix: Option.getOrUndefined(flags.upstreamKeyPrefix),
@@ -126,8 +135,8 @@ export const record = Command.make(
         yield* Console.error(`chiral record: Foxglove live view on ${view.address}`)
       }
       const address = (yield* ServerTransport).address
-      yield* Console.error(`chiral record: listening on ${address}, forwarding to ${flags.upstream}, recording to ${flags.output}`)
-      yield* Effect.forkScoped(showProgress(recorder, started))
+      yield* Console.error(`chiral record: listening on ${address} (forwarding to ${flags.upstream}, recording to ${flags.output})`)
+      yield* Effect.forkScoped(showProgress(recorder, started, progressEvery))
       return yield* RecordingProxy.run({ taps })
     }).pipe(
       Effect.scoped,

@@ -75,3 +75,24 @@ export const startServe = (command: AnyCommand, args: ReadonlyArray<string>) =>
     const address = /listening on (\S+)/.exec(line)![1]!
     return { address, output: out as Output, fiber }
   })
+
+/**
+ * Starts a long-running command in a fiber of the test's scope and waits for
+ * the stderr line containing `marker`; returns the `ws://…` address on that
+ * line and what the command prints.
+ */
+export const startCommand = (command: AnyCommand, args: ReadonlyArray<string>, marker: string) =>
+  Effect.gen(function*() {
+    const out = capture()
+    const fiber = yield* Command.runWith(command, { version: "test" })(args).pipe(
+      Effect.provide(NodeServices.layer),
+      Effect.provideService(Console.Console, out.console),
+      Effect.forkScoped
+    )
+    const line = yield* out.stderrLine(marker).pipe(
+      Effect.raceFirst(Effect.flatMap(Fiber.await(fiber), (exit) =>
+        Effect.die(new Error(`command ended before "${marker}": ${String(exit)}; stderr: ${out.stderr.join(" | ")}`))))
+    )
+    const address = /(ws:\/\/[^\s,)]+|tcp\/[^\s,)]+)/.exec(line.slice(line.indexOf(marker)))![1]!
+    return { address, output: out as Output, fiber }
+  })

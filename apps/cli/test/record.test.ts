@@ -1,0 +1,194 @@
+import { execFileSync } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { Episode } from "@chiral/record"
+import { Tensor } from "@chiral/protocol"
+import { assert, describe, it } from "@effect/vitest"
+import { protobufFromBinaryDescriptor } from "@mcap/support"
+import { Effect, Exit, Fiber, Layer, Schedule } from "effect"
+import { probe } from "../src/commands/Probe.js"
+import { record } from "../src/commands/Record.js"
+import { replay } from "../src/commands/Replay.js"
+import { view } from "../src/commands/View.js"
+import * as SimulatedRobot from "../src/SimulatedRobot.js"
+import { serverTransports } from "../src/Transports.js"
+import * as FoxgloveViewer from "./support/FoxgloveViewer.js"
+import { run, startCommand } from "./support/RunCommand.js"
+
+/** A small simulated robot on a free loopback port, for the test's scope. */
+const startRobot = (options: SimulatedRobot.SimulatedRobotOptions = {}) =>
+  Effect.flatMap(Layer.build(serverTransports.websocket({ host: "127.0.0.1", port: 0 })), (transport) =>
+    SimulatedRobot.make({ cameras: 2, width: 8, height: 6, depth: true, ...options }).pipe(Effect.provideContext(transport)))
+
+const tempFile = (name: string) => path.join(fs.mkdtempSync(path.join(os.tmpdir(), "chiral-cli-record-")), name)
+
+interface CameraJson {
+  readonly name: string
+  readonly timestamp: number
+  readonly image: { readonly data: Array<number> }
+  readonly depth: { readonly data: Array<number | string> } | null
+}
+interface ProbeJson {
+  readonly metadata: Record<string, unknown>
+  readonly reset: { readonly obs: { readonly timestamp: number; readonly cameras: Array<CameraJson> } }
+}
+
+/** `chiral probe URI --json --full`, parsed. */
+const probeJson = (uri: string, ...args: Array<string>) =>
+  Effect.gen(function*() {
+    const { exit, stdout, stderr } = yield* run(probe, [uri, "--json", "--full", ...args])
+    assert.isTrue(Exit.isSuccess(exit), `probe failed: ${String(exit)} ${stderr.join(" | ")}`)
+    return JSON.parse(stdout.join("\n")) as ProbeJson
+  })
+
+describe("chiral record / replay / view", () => {
+  it.live("record forwards to the robot and writes what passed; replay serves it to chiral probe as recorded", () =>
+    Effect.gen(function*() {
+      const robot = yield* startRobot()
+      const file = tempFile("episode.mcap")
+      const proxy = yield* startCommand(
+        record,
+        ["--upstream", robot.server.address, "--host", "127.0.0.1", "--listen", "0", "-o", file, "--progress-every", "0.05"],
+        "listening on "
+      )
+      // Through the proxy: one session with get_obs, one with a legacy step (an action).
+      const seen = yield* probeJson(proxy.address)
+      assert.deepStrictEqual(seen.metadata, { cameras: ["cam_0", "cam_1"], action_shape: [1, 7] })
+      yield* probeJson(proxy.address, "--step")
+      // Taps run once a frame is sent on: wait until the writer has all twelve
+      // (metadata, reset, obs_request and their answers; metadata, reset, step and theirs).
+      const written = "12 frames (4 observations, 1 actions)"
+      yield* Effect.sync(() => proxy.output.stdout.some((l) => l.includes(written))).pipe(
+        Effect.repeat({ until: (ok) => ok, schedule: Schedule.spaced(10) })
+      )
+      // Ctrl-C: the command's scope closes and the file is completed.
+      yield* Fiber.interrupt(proxy.fiber)
+      const summary = proxy.output.stderr.find((l) => l.startsWith(`chiral record: ${file}:`))
+      assert.isDefined(summary)
+      assert.include(summary!, written)
+      assert.notInclude(summary!, "dropped")
+
+      const episode = yield* Episode.open(file)
+      assert.deepStrictEqual(episode.metadata, seen.metadata)
+      assert.deepStrictEqual(episode.observations.map((o) => o.reply), ["reset_response", "obs_response", "reset_response", "step_response"])
+      const recorded = yield* episode.observation(1)
+      assert.strictEqual(recorded.timestamp, seen.reset.obs.timestamp)
+      for (const [i, camera] of seen.reset.obs.cameras.entries()) {
+        assert.strictEqual(recorded.cameras[i]!.name, camera.name)
+        assert.strictEqual(recorded.cameras[i]!.timestamp, camera.timestamp)
+        assert.deepStrictEqual(Array.from(Tensor.bytes(recorded.cameras[i]!.image)), camera.image.data)
+      }
+      assert.strictEqual(episode.actions.length, 1)
+      assert.deepStrictEqual(episode.actions[0]!.values, [0, 0, 0, 0, 0, 0, 0])
+      assert.deepStrictEqual(episode.actions[0]!.shape, [1, 7])
+      assert.deepStrictEqual(episode.actions[0]!.obsTimestamps, episode.observations[2]!.cameraTimestamps)
+
+      // Replay: the first session gets the first recorded segment, byte for byte.
+      const replaying = yield* startCommand(replay, [file, "--host", "127.0.0.1", "--port", "0"], "listening on ")
+      const replayed = yield* probeJson(replaying.address)
+      assert.deepStrictEqual(replayed.metadata, seen.metadata)
+      assert.deepStrictEqual(replayed.reset.obs, seen.reset.obs)
+      // The second session's step acts on the second segment's reset: the same
+      // observation the recorded action was computed from, so it is compared.
+      yield* probeJson(replaying.address, "--step")
+      assert.strictEqual(replaying.output.stdout.length, 1)
+      assert.deepStrictEqual(JSON.parse(replaying.output.stdout[0]!), {
+        seq: 3,
+        index: 0,
+        max_abs_diff: 0,
+        action: [0, 0, 0, 0, 0, 0, 0],
+        recorded: [0, 0, 0, 0, 0, 0, 0]
+      })
+    }).pipe(Effect.scoped))
+
+  it.live("view: a Foxglove client sees the channels advertised and an image after subscribing", () =>
+    Effect.gen(function*() {
+      const robot = yield* startRobot()
+      const viewing = yield* startCommand(view, [robot.server.address, "--host", "127.0.0.1", "--port", "0", "--hz", "20"], "live view on ")
+      const viewer = yield* FoxgloveViewer.connect(viewing.address)
+      yield* viewer.until(() => viewer.channels.has("/cam_0/image"))
+      for (const topic of ["/cam_0/depth", "/cam_0/calibration", "/cam_1/image", "/tf", "/proprio/joint_pos", "/observation"]) {
+        assert.isTrue(viewer.channels.has(topic), topic)
+      }
+      const channel = viewer.channels.get("/cam_0/image")!
+      assert.strictEqual(channel.schemaName, "foxglove.RawImage")
+      assert.strictEqual(channel.encoding, "protobuf")
+      viewer.subscribe("/cam_0/image")
+      yield* viewer.until(() => viewer.messages.some((m) => m.topic === "/cam_0/image"))
+      const type = protobufFromBinaryDescriptor(Buffer.from(channel.schema, "base64")).lookupType("foxglove.RawImage")
+      const image = type.toObject(type.decode(viewer.messages.find((m) => m.topic === "/cam_0/image")!.data)) as Record<string, unknown>
+      assert.strictEqual(image["encoding"], "rgb8")
+      assert.strictEqual(image["width"], 8)
+      assert.strictEqual(image["height"], 6)
+      assert.strictEqual(image["frame_id"], "cam_0")
+      assert.strictEqual((image["data"] as Uint8Array).byteLength, 8 * 6 * 3)
+    }).pipe(Effect.scoped))
+
+  it.live("record --view-port: the live view shows the actions that pass", () =>
+    Effect.gen(function*() {
+      const robot = yield* startRobot()
+      const proxy = yield* startCommand(
+        record,
+        ["--upstream", robot.server.address, "--host", "127.0.0.1", "--listen", "0", "-o", tempFile("viewed.mcap"), "--view-port", "0"],
+        "listening on "
+      )
+      // Printed before the listening line.
+      const viewAddress = yield* addressOnLine(proxy.output, "live view on ")
+      const viewer = yield* FoxgloveViewer.connect(viewAddress)
+      yield* viewer.until(() => viewer.channels.has("/action"))
+      viewer.subscribe("/action")
+      // The subscription reaches the server asynchronously: step until an action is seen (bounded).
+      for (let attempt = 0; attempt < 50 && !viewer.messages.some((m) => m.topic === "/action"); attempt++) {
+        yield* probeJson(proxy.address, "--step")
+      }
+      const action = JSON.parse(new TextDecoder().decode(viewer.messages.find((m) => m.topic === "/action")!.data))
+      assert.strictEqual(action.type, "action")
+      assert.deepStrictEqual(action.shape, [1, 7])
+      assert.deepStrictEqual(action.values, [0, 0, 0, 0, 0, 0, 0])
+    }).pipe(Effect.scoped))
+
+  // The reference Python client driving a robot through the proxy: needs the
+  // reference (`pip install` of TRI-ML/chiral), which this machine does not have.
+  const hasPythonReference = (() => {
+    try {
+      execFileSync("python3", ["-c", "import chiral"], { stdio: "ignore" })
+      return true
+    } catch {
+      return false
+    }
+  })()
+  it.live.skipIf(!hasPythonReference)("the reference Python client drives a robot through the proxy", () =>
+    Effect.gen(function*() {
+      const robot = yield* startRobot()
+      const file = tempFile("python.mcap")
+      const proxy = yield* startCommand(
+        record,
+        ["--upstream", robot.server.address, "--host", "127.0.0.1", "--listen", "0", "-o", file],
+        "listening on "
+      )
+      const script = [
+        "import asyncio, sys, numpy as np",
+        "from chiral import PolicyClient",
+        "async def main():",
+        "    c = PolicyClient(sys.argv[1])",
+        "    await c.connect()",
+        "    await c.get_metadata(); await c.reset(); await c.get_obs()",
+        "    await c.send_action(np.zeros(7, dtype=np.float32))",
+        "    await c.close()",
+        "asyncio.run(main())"
+      ].join("\n")
+      execFileSync("python3", ["-c", script, proxy.address], { stdio: "inherit", timeout: 60_000 })
+      yield* Fiber.interrupt(proxy.fiber)
+      const episode = yield* Episode.open(file)
+      assert.isAtLeast(episode.observations.length, 2)
+    }).pipe(Effect.scoped))
+})
+
+/** The address on an already printed stderr line containing `marker`. */
+const addressOnLine = (output: { readonly stderr: Array<string> }, marker: string) =>
+  Effect.sync(() => {
+    const line = output.stderr.find((l) => l.includes(marker))
+    if (line === undefined) throw new Error(`no "${marker}" line: ${output.stderr.join(" | ")}`)
+    return /(ws:\/\/[^\s,)]+)/.exec(line.slice(line.indexOf(marker)))![1]!
+  })
