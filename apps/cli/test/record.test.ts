@@ -42,6 +42,9 @@ const probeJson = (uri: string, ...args: Array<string>) =>
     return JSON.parse(stdout.join("\n")) as ProbeJson
   })
 
+// Live sockets, worker threads and files: generous, for a loaded 2-core machine.
+const liveTimeout = 60_000
+
 describe("chiral record / replay / view", () => {
   it.live("record forwards to the robot and writes what passed; replay serves it to chiral probe as recorded", () =>
     Effect.gen(function*() {
@@ -100,7 +103,7 @@ describe("chiral record / replay / view", () => {
         action: [0, 0, 0, 0, 0, 0, 0],
         recorded: [0, 0, 0, 0, 0, 0, 0]
       })
-    }).pipe(Effect.scoped))
+    }).pipe(Effect.scoped), liveTimeout)
 
   it.live("view: a Foxglove client sees the channels advertised and an image after subscribing", () =>
     Effect.gen(function*() {
@@ -123,7 +126,7 @@ describe("chiral record / replay / view", () => {
       assert.strictEqual(image["height"], 6)
       assert.strictEqual(image["frame_id"], "cam_0")
       assert.strictEqual((image["data"] as Uint8Array).byteLength, 8 * 6 * 3)
-    }).pipe(Effect.scoped))
+    }).pipe(Effect.scoped), liveTimeout)
 
   it.live("record --view-port: the live view shows the actions that pass", () =>
     Effect.gen(function*() {
@@ -146,7 +149,7 @@ describe("chiral record / replay / view", () => {
       assert.strictEqual(action.type, "action")
       assert.deepStrictEqual(action.shape, [1, 7])
       assert.deepStrictEqual(action.values, [0, 0, 0, 0, 0, 0, 0])
-    }).pipe(Effect.scoped))
+    }).pipe(Effect.scoped), liveTimeout)
 
   // The reference Python client driving a robot through the proxy: needs the
   // reference (`pip install` of TRI-ML/chiral), which this machine does not have.
@@ -182,7 +185,7 @@ describe("chiral record / replay / view", () => {
       yield* Fiber.interrupt(proxy.fiber)
       const episode = yield* Episode.open(file)
       assert.isAtLeast(episode.observations.length, 2)
-    }).pipe(Effect.scoped))
+    }).pipe(Effect.scoped), liveTimeout)
 })
 
 /** The address on an already printed stderr line containing `marker`. */

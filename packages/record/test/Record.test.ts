@@ -83,6 +83,9 @@ const drive = (enough: Deferred.Deferred<void>) =>
     return { metadata, reset, obs }
   }).pipe(Effect.scoped)
 
+// Live sockets, worker threads and files: generous, for a loaded 2-core machine.
+const liveTimeout = 60_000
+
 describe("recording", () => {
   it.live("proxy: frames forwarded unchanged; the MCAP file reads back with the same bytes, actions and metadata", () =>
     Effect.gen(function*() {
@@ -122,7 +125,7 @@ describe("recording", () => {
       const recording = episode.records.find((r) => r.name === "chiral.recording")!
       assert.strictEqual(recording.values.get("frames_dropped"), "0")
       assert.isDefined(episode.records.find((r) => r.name === "chiral.reset"))
-    }).pipe(Effect.scoped))
+    }).pipe(Effect.scoped), liveTimeout)
 
   it.live("the file is Foxglove's: indexed, compressed, RawImage/CameraCalibration/FrameTransform decode from the file's own schemas", () =>
     Effect.gen(function*() {
@@ -196,7 +199,7 @@ describe("recording", () => {
       assert.closeTo(q["w"]!, Math.SQRT1_2, 1e-12)
       const seconds = Math.floor(front.timestamp)
       assert.deepStrictEqual(image["timestamp"], { seconds, nanos: Math.round((front.timestamp - seconds) * 1e9) })
-    }).pipe(Effect.scoped))
+    }).pipe(Effect.scoped), liveTimeout)
 
   it.live("a writer that falls behind drops frames from the recording and counts them; forwarding goes on", () =>
     Effect.gen(function*() {
@@ -212,5 +215,5 @@ describe("recording", () => {
       const recording = episode.records.find((r) => r.name === "chiral.recording")!
       assert.strictEqual(recording.values.get("frames_dropped"), "2")
       assert.strictEqual(recording.values.get("bytes_dropped"), "130")
-    }).pipe(Effect.scoped))
+    }).pipe(Effect.scoped), liveTimeout)
 })
