@@ -78,8 +78,8 @@ const joined = (frame: Frame): Uint8Array => {
   return out
 }
 
-/** A ws socket for FoxgloveServer whose binary messages are skipped while the socket is behind. */
-const droppingSocket = (ws: WebSocket, maxBuffered: number, onDrop: () => void): IWebSocket => {
+/** A ws socket for FoxgloveServer whose binary messages are skipped while the socket is behind (exported for tests). */
+export const droppingSocket = (ws: WebSocket, maxBuffered: number, onDrop: () => void): IWebSocket => {
   // Message data goes out as two fragments (header fin:false, payload fin:true):
   // both follow the decision taken on the first.
   let skipping = false

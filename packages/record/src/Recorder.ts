@@ -48,6 +48,8 @@ export interface RecorderStats {
   readonly droppedBytes: number
   /** Bytes handed over and not written yet. */
   readonly pendingBytes: number
+  /** Bytes of the frames the writer has processed (before conversion and compression). */
+  readonly recordedBytes: number
   /** What the writer has done (frames, observations, actions, file size). */
   readonly written: WorkerStats
   /** Why the writer stopped, if it did. */
@@ -119,6 +121,7 @@ export const make = (options: RecorderOptions): Effect.Effect<Recorder, RecordEr
     let dropped = 0
     let droppedBytes = 0
     let pendingBytes = 0
+    let recordedBytes = 0
     let written = emptyStats
     let failure: string | undefined
     let ended = false
@@ -135,6 +138,7 @@ export const make = (options: RecorderOptions): Effect.Effect<Recorder, RecordEr
           return opened?.()
         case "done":
           pendingBytes -= message.bytes
+          recordedBytes += message.bytes
           written = message.stats
           return
         case "closed":
@@ -158,7 +162,7 @@ export const make = (options: RecorderOptions): Effect.Effect<Recorder, RecordEr
     })
     opened = undefined
 
-    const stats = (): RecorderStats => ({ offered, dropped, droppedBytes, pendingBytes, written, failure })
+    const stats = (): RecorderStats => ({ offered, dropped, droppedBytes, pendingBytes, recordedBytes, written, failure })
 
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {

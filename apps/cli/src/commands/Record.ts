@@ -10,15 +10,18 @@ export const defaultListenPorts = { websocket: 8766, zenoh: 7448 } as const
 
 const mb = (bytes: number) => (bytes / 1e6).toFixed(1)
 
-/** One line of progress: frames, observations, actions, MB written, write rate, drops. */
+/**
+ * One line of progress: frames, observations, actions, MB of frames recorded
+ * and their rate, MB in the file (after compression), drops.
+ */
 export const progressLine = (stats: Recorder.RecorderStats, seconds: number): string => {
   const w = stats.written
-  const rate = seconds > 0 ? w.fileBytes / 1e6 / seconds : 0
+  const rate = seconds > 0 ? stats.recordedBytes / 1e6 / seconds : 0
   const drops = stats.dropped === 0 ? "" : `, ${stats.dropped} frames dropped (${mb(stats.droppedBytes)} MB: the disk is behind)`
   const failure = stats.failure === undefined ? "" : `, writer failed: ${stats.failure}`
-  return `${w.counts.frames} frames (${w.counts.observations} observations, ${w.counts.actions} actions), ${mb(w.fileBytes)} MB written, ${
-    rate.toFixed(1)
-  } MB/s, ${seconds.toFixed(0)} s${drops}${failure}`
+  return `${w.counts.frames} frames (${w.counts.observations} observations, ${w.counts.actions} actions), ${
+    mb(stats.recordedBytes)
+  } MB recorded (${rate.toFixed(1)} MB/s), ${mb(w.fileBytes)} MB in the file, ${seconds.toFixed(0)} s${drops}${failure}`
 }
 
 /**
