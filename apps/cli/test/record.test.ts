@@ -105,6 +105,31 @@ describe("chiral record / replay / view", () => {
       })
     }).pipe(Effect.scoped), liveTimeout)
 
+  it.live("record on Zenoh at both ends: clients reach the robot through it, the episode holds what passed", () =>
+    Effect.gen(function*() {
+      const robot = yield* Effect.flatMap(
+        Layer.build(serverTransports.zenoh({ host: "127.0.0.1", port: 0 })),
+        (transport) => SimulatedRobot.make({ cameras: 1, width: 8, height: 6 }).pipe(Effect.provideContext(transport))
+      )
+      const file = tempFile("zenoh.mcap")
+      const proxy = yield* startCommand(
+        record,
+        ["--upstream", robot.server.address, "--protocol", "zenoh", "--host", "127.0.0.1", "--listen", "0", "-o", file, "--progress-every", "0.05"],
+        "listening on "
+      )
+      assert.match(proxy.address, /^tcp\/127\.0\.0\.1:\d+$/)
+      const seen = yield* probeJson(proxy.address)
+      // The reset and the observation (Zenoh clients also probe with metadata requests until answered).
+      yield* Effect.sync(() => proxy.output.stdout.some((l) => /\((\d+) observations/.exec(l)?.[1] === "2")).pipe(
+        Effect.repeat({ until: (ok) => ok, schedule: Schedule.spaced(10) })
+      )
+      yield* Fiber.interrupt(proxy.fiber)
+      const episode = yield* Episode.open(file)
+      assert.deepStrictEqual(episode.observations.map((o) => o.reply), ["reset_response", "obs_response"])
+      const recorded = yield* episode.observation(1)
+      assert.deepStrictEqual(Array.from(Tensor.bytes(recorded.cameras[0]!.image)), seen.reset.obs.cameras[0]!.image.data)
+    }).pipe(Effect.scoped), liveTimeout)
+
   it.live("view: a Foxglove client sees the channels advertised and an image after subscribing", () =>
     Effect.gen(function*() {
       const robot = yield* startRobot()
