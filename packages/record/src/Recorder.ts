@@ -78,14 +78,26 @@ const copyOf = (frame: Frame, size: number): Uint8Array => {
   return out
 }
 
+/** Bytes an ArrayBuffer may hold beyond the frame it is moved with (alignment padding). */
+const slackBytes = 64
+
+/** A frame that is (nearly) the whole of a plain ArrayBuffer: moving that buffer moves nothing else. */
+const movable = (frame: Frame): frame is Uint8Array =>
+  frame instanceof Uint8Array && frame.buffer instanceof ArrayBuffer && frame.buffer.byteLength - frame.byteLength <= slackBytes
+
 export interface Recorder {
   readonly path: string
   /**
    * Hands one frame to the writer; never waits. `receivedAt` (ms since the
    * Unix epoch, fractional; default now) is the time it is recorded with.
    * Returns false when the frame was dropped from the recording.
+   *
+   * `owned`: the caller will never touch the frame's bytes again, nor will
+   * anybody else. A frame that is then the whole of its ArrayBuffer (a
+   * received message in a buffer of its own) is moved to the writer without
+   * a copy, and its buffer is detached here; any other frame is copied.
    */
-  readonly record: (direction: Direction, connection: string, frame: Frame, receivedAt?: number) => boolean
+  readonly record: (direction: Direction, connection: string, frame: Frame, receivedAt?: number, owned?: boolean) => boolean
   /** Adds an MCAP metadata record. */
   readonly metadata: (name: string, values: ReadonlyMap<string, string>) => void
   readonly stats: () => RecorderStats
@@ -185,7 +197,7 @@ export const make = (options: RecorderOptions): Effect.Effect<Recorder, RecordEr
       })
     )
 
-    const record = (direction: Direction, connection: string, frame: Frame, receivedAt = now()): boolean => {
+    const record = (direction: Direction, connection: string, frame: Frame, receivedAt = now(), owned = false): boolean => {
       offered++
       const size = frameSize(frame)
       if (failure !== undefined || pendingBytes + size > maxPending) {
@@ -193,9 +205,8 @@ export const make = (options: RecorderOptions): Effect.Effect<Recorder, RecordEr
         droppedBytes += size
         return false
       }
-      // One copy: the caller keeps its frame (it may still be in flight), the
-      // writer gets a buffer of its own, moved rather than cloned.
-      const bytes = copyOf(frame, size)
+      // At most one copy: the writer gets a buffer of its own, moved rather than cloned.
+      const bytes = owned && movable(frame) ? frame : copyOf(frame, size)
       pendingBytes += bytes.byteLength
       post({ t: "frame", direction, connection, bytes, at: receivedAt }, [bytes.buffer as ArrayBuffer])
       return true

@@ -7,23 +7,27 @@
  * actions never wait behind an observation in transit, and a slow client only
  * slows its own answers.
  *
- * Taps see every forwarded frame with the time it was received (ms since the
- * Unix epoch), after it has been sent on: a recorder (`Recorder.record`, which
- * copies and hands off, never waits) and a live view. A tap must not block;
- * both here drop rather than wait.
+ * Taps (a live view) and the recorder see every forwarded frame with the
+ * time it was received (ms since the Unix epoch), after it has been sent on.
+ * They must not block: the recorder hands off (moving the frame's buffer when
+ * no tap may still hold it, copying it otherwise) and the view keeps only the
+ * newest frame; both drop rather than wait.
  *
  * A Zenoh listening side is one shared connection that stands for every
  * client: it gets one upstream connection, as any other.
  */
 import { ClientTransport, type Connection, ServerTransport, TransportError } from "@chiral/core"
 import { Duration, Effect, Schedule, Stream } from "effect"
-import type { Direction, Frame } from "./Recorder.js"
+import type { Direction, Frame, Recorder } from "./Recorder.js"
 import { now } from "./Recorder.js"
 
 /** Sees each forwarded frame; must return at once. */
 export type Tap = (direction: Direction, connection: string, frame: Frame, receivedAt: number) => void
 
 export interface ProxyOptions {
+  /** Where frames are recorded; handed each frame after the taps. */
+  readonly recorder?: Recorder | undefined
+  /** Others that see each frame (a live view); they may keep references to it. */
   readonly taps?: ReadonlyArray<Tap> | undefined
   /**
    * How long to keep trying to reach the robot for a new client before its
@@ -34,13 +38,18 @@ export interface ProxyOptions {
   readonly onConnection?: ((event: "open" | "close", connection: string) => void) | undefined
 }
 
-/** Forwards every frame of `from` to `to`, handing each to the taps once sent. */
+/**
+ * Forwards every frame of `from` to `to`, handing each to the taps and then
+ * the recorder once sent. Nothing else keeps a received frame once it is
+ * sent, so without taps the recorder may take its buffer instead of copying it.
+ */
 const pipe = (
   from: Connection,
   to: Connection,
   direction: Direction,
   id: string,
-  taps: ReadonlyArray<Tap>
+  taps: ReadonlyArray<Tap>,
+  recorder: Recorder | undefined
 ): Effect.Effect<void, TransportError> =>
   from.frames.pipe(
     Stream.runForEach((frame) => {
@@ -48,6 +57,7 @@ const pipe = (
       return to.send(frame).pipe(
         Effect.andThen(Effect.sync(() => {
           for (const tap of taps) tap(direction, id, frame, receivedAt)
+          recorder?.record(direction, id, frame, receivedAt, taps.length === 0)
         }))
       )
     })
@@ -87,8 +97,8 @@ export const run = (options: ProxyOptions = {}): Effect.Effect<never, TransportE
         options.onConnection?.("open", id)
         yield* Effect.addFinalizer(() => Effect.sync(() => options.onConnection?.("close", id)))
         yield* Effect.raceFirst(
-          pipe(downstream, robot, "c2s", id, taps),
-          pipe(robot, downstream, "s2c", id, taps)
+          pipe(downstream, robot, "c2s", id, taps, options.recorder),
+          pipe(robot, downstream, "s2c", id, taps, options.recorder)
         )
       }).pipe(Effect.scoped)
     )

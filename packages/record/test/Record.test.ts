@@ -2,7 +2,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { ClientTransport, MemoryTransport, PolicyClient, PolicyServer, ServerTransport } from "@chiral/core"
-import { type Observation, Tensor } from "@chiral/protocol"
+import { encodeFrame, type Observation, Tensor } from "@chiral/protocol"
 import { assert, describe, it } from "@effect/vitest"
 import { McapIndexedReader } from "@mcap/core"
 import { loadDecompressHandlers, protobufFromBinaryDescriptor } from "@mcap/support"
@@ -98,7 +98,7 @@ describe("recording", () => {
 
       const scope = yield* Scope.make()
       const recorder = yield* Recorder.make({ path: file }).pipe(Scope.provide(scope))
-      yield* RecordingProxy.run({ taps: [recorder.record] }).pipe(
+      yield* RecordingProxy.run({ recorder }).pipe(
         Effect.provideService(ServerTransport, proxyNet.server),
         Effect.provideService(ClientTransport, robotNet.client),
         Effect.forkIn(scope)
@@ -199,6 +199,27 @@ describe("recording", () => {
       assert.closeTo(q["w"]!, Math.SQRT1_2, 1e-12)
       const seconds = Math.floor(front.timestamp)
       assert.deepStrictEqual(image["timestamp"], { seconds, nanos: Math.round((front.timestamp - seconds) * 1e9) })
+    }).pipe(Effect.scoped), liveTimeout)
+
+  it.live("an owned frame alone in its buffer is moved to the writer, not copied; any other is copied", () =>
+    Effect.gen(function*() {
+      const file = tempFile("owned.mcap")
+      const scope = yield* Scope.make()
+      const recorder = yield* Recorder.make({ path: file }).pipe(Scope.provide(scope))
+      const alone = encodeFrame({ type: "metadata_response", data: { robot: "moved" } })
+      assert.isTrue(recorder.record("s2c", "test", alone, undefined, true))
+      assert.strictEqual(alone.byteLength, 0, "moved: detached here")
+      const slab = new Uint8Array(4096)
+      const inSlab = encodeFrame({ type: "metadata_response", data: { robot: "copied" } })
+      slab.set(inSlab, 100)
+      const view = slab.subarray(100, 100 + inSlab.byteLength)
+      assert.isTrue(recorder.record("s2c", "test", view, undefined, true))
+      assert.strictEqual(view.byteLength, inSlab.byteLength, "copied: the slab stays usable")
+      yield* offered(recorder, 2)
+      yield* Scope.close(scope, Exit.void)
+      const episode = yield* Episode.open(file)
+      const metadata = episode.records.filter((r) => r.name === "chiral.metadata").map((r) => r.values.get("robot"))
+      assert.deepStrictEqual(metadata, ["\"moved\"", "\"copied\""])
     }).pipe(Effect.scoped), liveTimeout)
 
   it.live("a writer that falls behind drops frames from the recording and counts them; forwarding goes on", () =>

@@ -131,7 +131,7 @@ export const record = Command.make(
         maxPendingBytes: flags.maxPendingMb * 1024 * 1024
       })
       summary = () => `chiral record: ${flags.output}: ${progressLine(recorder.stats(), (performance.now() - started) / 1000)}`
-      const taps: Array<RecordingProxy.Tap> = [recorder.record]
+      const taps: Array<RecordingProxy.Tap> = []
       if (viewPort !== undefined) {
         const view = yield* LiveView.make({ host: flags.host, port: viewPort, hz: flags.viewHz, withActions: true })
         taps.push(view.tap)
@@ -140,7 +140,7 @@ export const record = Command.make(
       const address = (yield* ServerTransport).address
       yield* Console.error(`chiral record: listening on ${address} (forwarding to ${flags.upstream}, recording to ${flags.output})`)
       yield* Effect.forkScoped(showProgress(recorder, started, progressEvery))
-      return yield* RecordingProxy.run({ taps })
+      return yield* RecordingProxy.run({ recorder, taps })
     }).pipe(
       Effect.scoped,
       // After the scope: the file is complete by then (Ctrl-C included).
