@@ -170,10 +170,86 @@ const proprioOf = (name: string, record: Record<string, unknown>): Proprio => {
   return { name, data }
 }
 
+/** The small topics and the metadata records, in file order. */
+const readIndex = async (reader: McapIndexedReader, topics: ReadonlyMap<number, string>) => {
+  const observations: Array<ObservationEntry> = []
+  const actions: Array<RecordedAction> = []
+  for await (const m of reader.readMessages({ topics: ["/observation", "/action"] })) {
+    const record = json(m.data)
+    if (topics.get(m.channelId) === "/action") {
+      actions.push({
+        logTime: m.logTime,
+        type: record["type"] as RecordedAction["type"],
+        connection: String(record["connection"]),
+        dtype: String(record["dtype"]),
+        shape: record["shape"] as ReadonlyArray<number>,
+        values: (record["values"] as ReadonlyArray<unknown>).map(Json.numberOf),
+        obsTimestamps: record["obs_timestamps"] as Record<string, number>,
+        seq: m.sequence
+      })
+      continue
+    }
+    const cameras = record["cameras"] as Record<string, CameraRecord>
+    observations.push({
+      seq: record["seq"] as number,
+      logTime: m.logTime,
+      reply: record["reply"] as ObservationEntry["reply"],
+      connection: String(record["connection"]),
+      timestamp: record["timestamp"] as number,
+      cameraTimestamps: Object.fromEntries(Object.entries(cameras).map(([name, c]) => [name, c.timestamp])),
+      info: record["info"] === undefined ? undefined : Json.fromJsonValue(record["info"]) as UserMap,
+      reward: record["reward"] === undefined ? undefined : Json.numberOf(record["reward"]),
+      terminated: record["terminated"] as boolean | undefined,
+      truncated: record["truncated"] as boolean | undefined
+    })
+  }
+  const records: Array<{ name: string; values: ReadonlyMap<string, string> }> = []
+  for await (const r of reader.readMetadata()) records.push({ name: r.name, values: r.metadata })
+  return { observations, actions, records }
+}
+
+/** Observation `entry` with its pixels: every message of its `seq` at its log time. */
+const readObservation = async (reader: McapIndexedReader, topics: ReadonlyMap<number, string>, entry: ObservationEntry): Promise<Observation> => {
+  const seq = entry.seq
+  const parts = new Map<string, Uint8Array>()
+  for await (const m of reader.readMessages({ startTime: entry.logTime, endTime: entry.logTime })) {
+    if (m.sequence === seq) parts.set(topics.get(m.channelId)!, m.data)
+  }
+  const own = parts.get("/observation")
+  if (own === undefined) throw new Error(`observation ${seq}: not found at its log time`)
+  const record = json(own)
+  const cameraRecords = record["cameras"] as Record<string, CameraRecord>
+  const cameras: Array<CameraFrame> = Object.entries(cameraRecords).map(([name, c]) => {
+    const image = parts.get(`/${name}/image`)
+    if (image === undefined) throw new Error(`observation ${seq}: no image for ${name}`)
+    const depthBytes = c.depth === null ? undefined : parts.get(`/${name}/depth`)
+    if (c.depth !== null && depthBytes === undefined) throw new Error(`observation ${seq}: no depth for ${name}`)
+    return {
+      name,
+      timestamp: c.timestamp,
+      intrinsics: Float64Array.from(c.K, Json.numberOf),
+      extrinsics: Float64Array.from(c.T, Json.numberOf),
+      image: tensorOf(c.image.dtype, c.image.shape, rawImageData(image), `${name} image`),
+      depth: c.depth === null ? null : tensorOf(c.depth.dtype, c.depth.shape, rawImageData(depthBytes!), `${name} depth`)
+    }
+  })
+  const proprios = (record["proprios"] as ReadonlyArray<string>).map((name) => {
+    const bytes = parts.get(`/proprio/${name}`)
+    if (bytes === undefined) throw new Error(`observation ${seq}: no proprio ${name}`)
+    return proprioOf(name, json(bytes))
+  })
+  return {
+    timestamp: record["timestamp"] as number,
+    cameras,
+    proprios,
+    extra: Json.fromJsonValue(record["extra"] ?? {}) as UserMap
+  } satisfies Observation
+}
+
 /**
  * Opens the episode at `path`; the file stays open for `observation` until
- * the scope closes. Fails with a `RecordError` when it is not an MCAP file
- * this recorder wrote (no `/observation` topic) or cannot be read.
+ * the scope closes. Fails with a `RecordError` when it cannot be read or is
+ * not a chiral episode (neither a `/observation` topic nor a `chiral.` record).
  */
 export const open = (path: string): Effect.Effect<Episode, RecordError, Scope.Scope> =>
   Effect.gen(function*() {
@@ -195,45 +271,7 @@ export const open = (path: string): Effect.Effect<Episode, RecordError, Scope.Sc
       reader.metadataIndexes.some((m) => m.name.startsWith("chiral."))
     if (!chiral) return yield* Effect.fail(new RecordError({ path, reason: "no chiral topics or records: not a chiral episode" }))
 
-    const { actions, observations, records } = yield* Effect.tryPromise({
-      try: async () => {
-        const observations: Array<ObservationEntry> = []
-        const actions: Array<RecordedAction> = []
-        for await (const m of reader.readMessages({ topics: ["/observation", "/action"] })) {
-          const record = json(m.data)
-          if (topics.get(m.channelId) === "/action") {
-            actions.push({
-              logTime: m.logTime,
-              type: record["type"] as RecordedAction["type"],
-              connection: String(record["connection"]),
-              dtype: String(record["dtype"]),
-              shape: record["shape"] as ReadonlyArray<number>,
-              values: (record["values"] as ReadonlyArray<unknown>).map(Json.numberOf),
-              obsTimestamps: record["obs_timestamps"] as Record<string, number>,
-              seq: m.sequence
-            })
-            continue
-          }
-          const cameras = record["cameras"] as Record<string, CameraRecord>
-          observations.push({
-            seq: record["seq"] as number,
-            logTime: m.logTime,
-            reply: record["reply"] as ObservationEntry["reply"],
-            connection: String(record["connection"]),
-            timestamp: record["timestamp"] as number,
-            cameraTimestamps: Object.fromEntries(Object.entries(cameras).map(([name, c]) => [name, c.timestamp])),
-            info: record["info"] === undefined ? undefined : Json.fromJsonValue(record["info"]) as UserMap,
-            reward: record["reward"] === undefined ? undefined : Json.numberOf(record["reward"]),
-            terminated: record["terminated"] as boolean | undefined,
-            truncated: record["truncated"] as boolean | undefined
-          })
-        }
-        const records: Array<{ name: string; values: ReadonlyMap<string, string> }> = []
-        for await (const r of reader.readMetadata()) records.push({ name: r.name, values: r.metadata })
-        return { observations, actions, records }
-      },
-      catch: failed
-    })
+    const { actions, observations, records } = yield* Effect.tryPromise({ try: () => readIndex(reader, topics), catch: failed })
     const metadataRecord = records.findLast((r) => r.name === "chiral.metadata")
     const metadata = metadataRecord === undefined
       ? undefined
@@ -242,40 +280,10 @@ export const open = (path: string): Effect.Effect<Episode, RecordError, Scope.Sc
 
     const observation = (seq: number): Effect.Effect<Observation, RecordError> =>
       Effect.tryPromise({
-        try: async () => {
+        try: () => {
           const entry = bySeq.get(seq)
-          if (entry === undefined) throw new Error(`no observation ${seq}`)
-          const parts = new Map<string, Uint8Array>()
-          for await (const m of reader.readMessages({ startTime: entry.logTime, endTime: entry.logTime })) {
-            if (m.sequence === seq) parts.set(topics.get(m.channelId)!, m.data)
-          }
-          const record = json(parts.get("/observation")!)
-          const cameraRecords = record["cameras"] as Record<string, CameraRecord>
-          const cameras: Array<CameraFrame> = Object.entries(cameraRecords).map(([name, c]) => {
-            const image = parts.get(`/${name}/image`)
-            if (image === undefined) throw new Error(`observation ${seq}: no image for ${name}`)
-            const depthBytes = c.depth === null ? undefined : parts.get(`/${name}/depth`)
-            if (c.depth !== null && depthBytes === undefined) throw new Error(`observation ${seq}: no depth for ${name}`)
-            return {
-              name,
-              timestamp: c.timestamp,
-              intrinsics: Float64Array.from(c.K, Json.numberOf),
-              extrinsics: Float64Array.from(c.T, Json.numberOf),
-              image: tensorOf(c.image.dtype, c.image.shape, rawImageData(image), `${name} image`),
-              depth: c.depth === null ? null : tensorOf(c.depth.dtype, c.depth.shape, rawImageData(depthBytes!), `${name} depth`)
-            }
-          })
-          const proprios = (record["proprios"] as ReadonlyArray<string>).map((name) => {
-            const bytes = parts.get(`/proprio/${name}`)
-            if (bytes === undefined) throw new Error(`observation ${seq}: no proprio ${name}`)
-            return proprioOf(name, json(bytes))
-          })
-          return {
-            timestamp: record["timestamp"] as number,
-            cameras,
-            proprios,
-            extra: Json.fromJsonValue(record["extra"] ?? {}) as UserMap
-          } satisfies Observation
+          if (entry === undefined) return Promise.reject(new Error(`no observation ${seq}`))
+          return readObservation(reader, topics, entry)
         },
         catch: failed
       })

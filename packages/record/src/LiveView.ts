@@ -132,15 +132,13 @@ export const droppingSocket = (ws: WebSocket, maxBuffered: number, onDrop: () =>
   return socket
 }
 
-/** Starts a view; it stops, with its viewers disconnected, when the scope closes. */
-export const make = (options: LiveViewOptions = {}): Effect.Effect<LiveView, ViewError, Scope.Scope> =>
+/** The Foxglove server on a `ws` server, viewers wrapped by `droppingSocket`; closed with the scope. */
+const listen = (options: LiveViewOptions, foxglove: FoxgloveServer, onDrop: () => void) =>
   Effect.gen(function*() {
     const host = options.host ?? "0.0.0.0"
     const port = options.port ?? 8767
-    const hz = options.hz ?? 10
     const maxBuffered = options.maxBufferedBytes ?? 64 * 1024 * 1024
     const wanted = `ws://${host}:${port}`
-    const foxglove = new FoxgloveServer({ name: options.name ?? "chiral", supportedEncodings: ["protobuf", "json"] })
     const wss = yield* Effect.acquireRelease(
       Effect.callback<WebSocketServer, ViewError>((resume) => {
         const wss = new WebSocketServer({
@@ -159,53 +157,75 @@ export const make = (options: LiveViewOptions = {}): Effect.Effect<LiveView, Vie
         })
     )
     const bound = wss.address()
-    const address = typeof bound === "string" || bound === null ? wanted : `ws://${host.includes(":") ? `[${host}]` : host}:${bound.port}`
-    let viewers = 0
-    let published = 0
-    let dropped = 0
+    const address = typeof bound === "string" || bound === null
+      ? wanted
+      : `ws://${host.includes(":") ? `[${host}]` : host}:${bound.port}`
+    const state = { address, viewers: 0 }
     wss.on("connection", (ws, request) => {
-      viewers++
-      ws.once("close", () => viewers--)
+      state.viewers++
+      ws.once("close", () => state.viewers--)
       foxglove.handleConnection(
-        droppingSocket(ws, maxBuffered, () => dropped++),
+        droppingSocket(ws, maxBuffered, onDrop),
         `${request.socket.remoteAddress ?? "?"}:${request.socket.remotePort ?? "?"}`
       )
     })
+    return state
+  })
 
-    // Channels, advertised as their topics first appear.
-    const channelIds = new Map<Topics.ChannelSpec, number>()
-    const subscribed = new Set<number>()
-    const imageChannels = new Set<number>()
-    foxglove.on("subscribe", (id) => subscribed.add(id))
-    foxglove.on("unsubscribe", (id) => subscribed.delete(id))
-    foxglove.on("error", () => undefined)
-    const channelOf = (spec: Topics.ChannelSpec): number => {
-      let id = channelIds.get(spec)
-      if (id === undefined) {
-        id = foxglove.addChannel({
-          topic: spec.topic,
-          encoding: spec.messageEncoding,
-          schemaName: spec.schemaName,
-          schemaEncoding: spec.schemaEncoding,
-          schema: spec.schemaEncoding === "protobuf"
-            ? Buffer.from(spec.schema).toString("base64")
-            : new TextDecoder().decode(spec.schema)
-        })
-        channelIds.set(spec, id)
-        if (spec.schemaName === "foxglove.RawImage") imageChannels.add(id)
-      }
-      return id
+/**
+ * Channels advertised as their topics first appear, and which of them some
+ * viewer subscribes to; `send` publishes to the subscribed ones only.
+ */
+const channelRegistry = (foxglove: FoxgloveServer) => {
+  const channelIds = new Map<Topics.ChannelSpec, number>()
+  const subscribed = new Set<number>()
+  const imageChannels = new Set<number>()
+  foxglove.on("subscribe", (id) => subscribed.add(id))
+  foxglove.on("unsubscribe", (id) => subscribed.delete(id))
+  foxglove.on("error", () => undefined)
+  const channelOf = (spec: Topics.ChannelSpec): number => {
+    let id = channelIds.get(spec)
+    if (id === undefined) {
+      id = foxglove.addChannel({
+        topic: spec.topic,
+        encoding: spec.messageEncoding,
+        schemaName: spec.schemaName,
+        schemaEncoding: spec.schemaEncoding,
+        schema: spec.schemaEncoding === "protobuf"
+          ? Buffer.from(spec.schema).toString("base64")
+          : new TextDecoder().decode(spec.schema)
+      })
+      channelIds.set(spec, id)
+      if (spec.schemaName === "foxglove.RawImage") imageChannels.add(id)
     }
-    const send = (messages: ReadonlyArray<Topics.TopicMessage>, logTime: bigint) => {
+    return id
+  }
+  return {
+    advertise: channelOf,
+    /** Pixels are wanted by someone (or the image topics are not known yet). */
+    imagesWanted: () => imageChannels.size === 0 || Array.from(imageChannels).some((id) => subscribed.has(id)),
+    send: (messages: ReadonlyArray<Topics.TopicMessage>, logTime: bigint) => {
       for (const m of messages) {
         const id = channelOf(m.channel)
         if (subscribed.has(id)) foxglove.sendMessage(id, logTime, m.data)
       }
     }
+  }
+}
 
+/** Starts a view; it stops, with its viewers disconnected, when the scope closes. */
+export const make = (options: LiveViewOptions = {}): Effect.Effect<LiveView, ViewError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const hz = options.hz ?? 10
+    const foxglove = new FoxgloveServer({ name: options.name ?? "chiral", supportedEncodings: ["protobuf", "json"] })
+    let published = 0
+    let dropped = 0
+    const server = yield* listen(options, foxglove, () => dropped++)
+    const channels = channelRegistry(foxglove)
+    const send = channels.send
     const withActions = options.withActions ?? true
     // Advertised up front, so a viewer can subscribe before the first action passes.
-    if (withActions) channelOf(Topics.channels.action())
+    if (withActions) channels.advertise(Topics.channels.action())
 
     let latest: { reply: Topics.ObservationReply; connection: string; receivedAt: number } | undefined
     let seq = 0
@@ -213,9 +233,8 @@ export const make = (options: LiveViewOptions = {}): Effect.Effect<LiveView, Vie
       if (latest === undefined) return
       const { connection, receivedAt, reply } = latest
       latest = undefined
-      // Pixels only for someone who looks at them (or before the image topics are known).
-      const withImages = imageChannels.size === 0 || Array.from(imageChannels).some((id) => subscribed.has(id))
-      const { messages } = Topics.observationMessages(reply, { seq: ++seq, connection, withImages })
+      // Pixels only for someone who looks at them.
+      const { messages } = Topics.observationMessages(reply, { seq: ++seq, connection, withImages: channels.imagesWanted() })
       send(messages, BigInt(Math.round(receivedAt * 1e6)))
       published++
     })
@@ -240,10 +259,15 @@ export const make = (options: LiveViewOptions = {}): Effect.Effect<LiveView, Vie
       }
     }
     const tap = (_direction: Direction, connection: string, frame: Frame, receivedAt: number) => {
-      if (viewers === 0) return
+      if (server.viewers === 0) return
       const decoded = decodeFrame(joined(frame))
       if (Result.isSuccess(decoded)) onMessage(decoded.success, connection, receivedAt)
     }
 
-    return { address, tap, publishReply, stats: () => ({ viewers, published, dropped }) } satisfies LiveView
+    return {
+      address: server.address,
+      tap,
+      publishReply,
+      stats: () => ({ viewers: server.viewers, published, dropped })
+    } satisfies LiveView
   })
