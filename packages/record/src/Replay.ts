@@ -88,17 +88,11 @@ export const segmentsOf = (observations: ReadonlyArray<ObservationEntry>): Array
   return segments
 }
 
-/** Handlers that replay `episode`, and what they have done so far. */
-export const make = (
-  episode: Episode,
-  options: ReplayOptions = {}
-): { readonly handlers: Handlers<RecordError>; readonly stats: () => ReplayStats } => {
-  const rate = options.rate ?? 1
-  const segments = segmentsOf(episode.observations)
-  if (segments.length === 0) throw new Error(`${episode.path}: the recording has no observations`)
-  const hasReset = segments[0]![0]!.reply === "reset_response"
-
-  // Recorded actions by the observation they were computed from.
+/**
+ * Compares actions received with the ones recorded for the same observation
+ * (the n-th received for it with the n-th recorded), and sums up how far apart they are.
+ */
+const comparer = (episode: Episode, onAction: ReplayOptions["onAction"]) => {
   const recordedFor = new Map<string, Array<RecordedAction>>()
   const seqOf = new Map<string, number>()
   // The first observation with those camera timestamps: a robot may answer
@@ -114,16 +108,47 @@ export const make = (
     else list.push(a)
   }
   const receivedFor = new Map<string, number>()
+  let actions = 0
+  let compared = 0
+  let maxDiff = 0
+  let sumDiff = 0
+  const compare = (action: Tensor, obsTimestamps: ObsTimestamps): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      const received = Tensors.toArray(action).map(Number)
+      const key = timestampsKey(obsTimestamps)
+      const index = receivedFor.get(key) ?? 0
+      receivedFor.set(key, index + 1)
+      const recorded = recordedFor.get(key)?.[index]?.values
+      const diff = recorded === undefined ? undefined : maxAbsDiff(received, recorded)
+      actions++
+      if (diff !== undefined) {
+        compared++
+        maxDiff = Math.max(maxDiff, diff)
+        sumDiff += diff
+      }
+      return onAction?.({ seq: seqOf.get(key), index, received, recorded, maxAbsDiff: diff, obsTimestamps }) ?? Effect.void
+    })
+  const stats = () => ({ actions, compared, maxAbsDiff: maxDiff, meanAbsDiff: compared === 0 ? 0 : sumDiff / compared })
+  return { compare, stats }
+}
+
+/** Handlers that replay `episode`, and what they have done so far. */
+export const make = (
+  episode: Episode,
+  options: ReplayOptions = {}
+): { readonly handlers: Handlers<RecordError>; readonly stats: () => ReplayStats } => {
+  const rate = options.rate ?? 1
+  const segments = segmentsOf(episode.observations)
+  if (segments.length === 0) throw new Error(`${episode.path}: the recording has no observations`)
+  const hasReset = segments[0]![0]!.reply === "reset_response"
+
+  const actionLog = comparer(episode, options.onAction)
 
   let segment = hasReset ? -1 : 0
   let startedAt: number | undefined // ms, when the segment's clock started
   let stepIndex = 0
   let resets = 0
   let served = 0
-  let actions = 0
-  let compared = 0
-  let maxDiff = 0
-  let sumDiff = 0
   let cached: { seq: number; obs: Observation } | undefined
 
   const load = (entry: ObservationEntry) =>
@@ -162,27 +187,9 @@ export const make = (
     return { obs: yield* load(entry), info: entry.reply === "reset_response" ? entry.info ?? {} : {} }
   })
 
-  const compare = (action: Tensor, obsTimestamps: ObsTimestamps) =>
-    Effect.suspend(() => {
-      const received = Tensors.toArray(action).map(Number)
-      const key = timestampsKey(obsTimestamps)
-      const index = receivedFor.get(key) ?? 0
-      receivedFor.set(key, index + 1)
-      const recorded = recordedFor.get(key)?.[index]?.values
-      const diff = recorded === undefined ? undefined : maxAbsDiff(received, recorded)
-      actions++
-      if (diff !== undefined) {
-        compared++
-        maxDiff = Math.max(maxDiff, diff)
-        sumDiff += diff
-      }
-      return options.onAction?.({ seq: seqOf.get(key), index, received, recorded, maxAbsDiff: diff, obsTimestamps }) ??
-        Effect.void
-    })
-
   const step = (action: Tensor, context: { readonly obsTimestamps: ObsTimestamps }) =>
     Effect.gen(function*() {
-      yield* compare(action, context.obsTimestamps)
+      yield* actionLog.compare(action, context.obsTimestamps)
       const entries = current()
       stepIndex = Math.min(stepIndex + 1, entries.length - 1)
       const entry = entries[stepIndex]!
@@ -202,16 +209,9 @@ export const make = (
       getMetadata: Effect.succeed(episode.metadata ?? {}),
       reset,
       getObs: atPlayback,
-      applyAction: (action, context) => compare(action, context.obsTimestamps),
+      applyAction: (action, context) => actionLog.compare(action, context.obsTimestamps),
       step
     },
-    stats: () => ({
-      resets,
-      observationsServed: served,
-      actions,
-      compared,
-      maxAbsDiff: maxDiff,
-      meanAbsDiff: compared === 0 ? 0 : sumDiff / compared
-    })
+    stats: () => ({ resets, observationsServed: served, ...actionLog.stats() })
   }
 }
