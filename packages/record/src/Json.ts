@@ -1,5 +1,6 @@
 /**
- * JSON for recorded values, where JSON itself would lose something:
+ * JSON for recorded values, in chiral's one JSON convention
+ * (`stringifyJson` of @chiral/protocol), where JSON itself would lose something:
  *  - non-finite numbers become the strings `"NaN"`, `"Infinity"`,
  *    `"-Infinity"` (plain `JSON.stringify` writes `null`, which would hide a
  *    NaN action); a plot shows them as gaps, a reader turns them back;
@@ -8,6 +9,7 @@
  *  - 64-bit integers (bigint) become numbers when exactly representable,
  *    otherwise decimal strings.
  */
+import { stringifyJson } from "@chiral/protocol"
 
 const nonFinite = (x: number): string | number =>
   Number.isNaN(x) ? "NaN" : x === Infinity ? "Infinity" : x === -Infinity ? "-Infinity" : x
@@ -46,8 +48,8 @@ export const fromJsonValue = (value: unknown): unknown => {
 
 const encoder = new TextEncoder()
 
-/** UTF-8 JSON bytes of `value` (through {@link toJsonValue}). */
-export const encode = (value: unknown): Uint8Array => encoder.encode(JSON.stringify(toJsonValue(value)))
+/** UTF-8 JSON bytes of `value` (through {@link toJsonValue}, written by `stringifyJson`). */
+export const encode = (value: unknown): Uint8Array => encoder.encode(stringifyJson(toJsonValue(value)))
 
 /** The JSON schema for a number that may also be one of the non-finite strings. */
 export const numberSchema = {

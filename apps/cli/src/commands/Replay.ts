@@ -1,4 +1,5 @@
 import { PolicyServer } from "@chiral/core"
+import { stringifyJson } from "@chiral/protocol"
 import { Episode, Json, Replay } from "@chiral/record"
 import { Console, Effect, Logger, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
@@ -7,7 +8,7 @@ import { failWith } from "./Decode.js"
 
 /** One stdout line per action received: what the policy sent beside what was recorded. */
 export const actionLine = (c: Replay.ActionComparison): string =>
-  JSON.stringify(Json.toJsonValue({
+  stringifyJson(Json.toJsonValue({
     seq: c.seq ?? null,
     index: c.index,
     max_abs_diff: c.maxAbsDiff ?? null,
