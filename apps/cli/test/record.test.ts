@@ -1,4 +1,4 @@
-import { execFileSync } from "node:child_process"
+import { execFile, execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -176,11 +176,15 @@ describe("chiral record / replay / view", () => {
       assert.deepStrictEqual(action.values, [0, 0, 0, 0, 0, 0, 0])
     }).pipe(Effect.scoped), liveTimeout)
 
-  // The reference Python client driving a robot through the proxy: needs the
-  // reference (`pip install` of TRI-ML/chiral), which this machine does not have.
+  // The reference Python client (TRI-ML/chiral) driving a robot through the
+  // proxy. Skipped unless `import chiral` works for the interpreter named by
+  // CHIRAL_REFERENCE_PYTHON (default python3), e.g. with Debian's
+  // python3-websockets, -msgpack and -numpy and the reference on PYTHONPATH
+  // (its `import zenoh` needs a placeholder module for WebSocket use).
+  const python = process.env.CHIRAL_REFERENCE_PYTHON ?? "python3"
   const hasPythonReference = (() => {
     try {
-      execFileSync("python3", ["-c", "import chiral"], { stdio: "ignore" })
+      execFileSync(python, ["-c", "import chiral"], { stdio: "ignore" })
       return true
     } catch {
       return false
@@ -195,21 +199,36 @@ describe("chiral record / replay / view", () => {
         ["--upstream", robot.server.address, "--host", "127.0.0.1", "--listen", "0", "-o", file],
         "listening on "
       )
+      // The reference's own API: three actions queued and dispatched at 50 Hz;
+      // once its queue is empty, one more round trip on the same socket
+      // follows the last action through the proxy.
       const script = [
-        "import asyncio, sys, numpy as np",
-        "from chiral import PolicyClient",
-        "async def main():",
-        "    c = PolicyClient(sys.argv[1])",
-        "    await c.connect()",
-        "    await c.get_metadata(); await c.reset(); await c.get_obs()",
-        "    await c.send_action(np.zeros(7, dtype=np.float32))",
-        "    await c.close()",
-        "asyncio.run(main())"
+        "import sys, time, numpy as np, chiral",
+        "with chiral.PolicyClient(sys.argv[1]) as env:",
+        "    env.get_metadata(); env.reset(); env.get_obs()",
+        "    for i in range(3): env.put_action(np.full(7, i + 1, dtype=np.float32))",
+        "    env.start_action_dispatch(50)",
+        "    while len(env._action_queue) > 0: time.sleep(0.01)",
+        "    time.sleep(0.05); env.get_obs()"
       ].join("\n")
-      execFileSync("python3", ["-c", script, proxy.address], { stdio: "inherit", timeout: 60_000 })
+      // Asynchronously: the proxy runs in this process and must keep serving.
+      const outcome = yield* Effect.callback<{ readonly error: Error | null; readonly stderr: string }>((resume) => {
+        const child = execFile(python, ["-c", script, proxy.address], { timeout: 50_000, killSignal: "SIGKILL" }, (
+          error,
+          _stdout,
+          stderr
+        ) => resume(Effect.succeed({ error, stderr })))
+        return Effect.sync(() => child.kill("SIGKILL"))
+      })
+      assert.isNull(outcome.error, outcome.stderr)
       yield* Fiber.interrupt(proxy.fiber)
       const episode = yield* Episode.open(file)
-      assert.isAtLeast(episode.observations.length, 2)
+      assert.isAtLeast(episode.observations.length, 3)
+      assert.deepStrictEqual(episode.actions.map((a) => a.values), [
+        [1, 1, 1, 1, 1, 1, 1],
+        [2, 2, 2, 2, 2, 2, 2],
+        [3, 3, 3, 3, 3, 3, 3]
+      ])
     }).pipe(Effect.scoped), liveTimeout)
 })
 
