@@ -27,7 +27,7 @@ describe("chiral bench", () => {
         "--json"
       ])
       assert.isTrue(Exit.isSuccess(out.exit), out.stderr.join("\n"))
-      assert.strictEqual(out.stdout.length, 1)
+      assert.strictEqual(out.stdout.length, 1, out.stdout.join("\n"))
       const result = JSON.parse(out.stdout[0]!)
       assert.deepStrictEqual(Object.keys(result), [
         "workload",

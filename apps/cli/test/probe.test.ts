@@ -4,11 +4,16 @@ import { WebSocketTransport } from "@chiral/websocket"
 import { ZenohTransport } from "@chiral/zenoh-transport"
 import type { Tensor } from "@chiral/protocol"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Layer } from "effect"
+import { Effect, Exit, Fiber, Layer, Schedule } from "effect"
+import { NodeServices } from "@effect/platform-node"
+import { Command } from "effect/cli"
+import { Console } from "effect"
+import { relayTo } from "@chiral/testing/Relay"
+import type { WatchLine } from "../src/commands/ProbeWatch.js"
 import { CommandFailed } from "../src/commands/Decode.js"
 import { legacyActionShape, probe } from "../src/commands/Probe.js"
 import * as SimulatedRobot from "../src/SimulatedRobot.js"
-import { run } from "./support/RunCommand.js"
+import { capture, run } from "./support/RunCommand.js"
 
 const loopback = WebSocketTransport.layerServer({ host: "127.0.0.1", port: 0 })
 
@@ -235,4 +240,88 @@ describe("chiral probe", () => {
     assert.deepStrictEqual(legacyActionShape({}), [1, 7])
     assert.deepStrictEqual(legacyActionShape({ action_shape: [0, 7] }), [1, 7])
   })
+
+  it.live("--timeout bounds the whole wait: a port that accepts TCP but never answers the handshake fails within it, saying so", () =>
+    Effect.gen(function*() {
+      // accepts, reads, never answers (a Zenoh port, a frozen server, another service)
+      const silent = yield* Effect.acquireRelease(
+        Effect.callback<net.Server>((resume) => {
+          const server = net.createServer((socket) => socket.on("error", () => {}))
+          server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+        }),
+        (server) => Effect.sync(() => server.close())
+      )
+      const uri = `ws://127.0.0.1:${(silent.address() as net.AddressInfo).port}`
+      const started = performance.now()
+      const { exit, stderr } = yield* run(probe, [uri, "--timeout", "1"])
+      const elapsed = performance.now() - started
+      assert.isTrue(Exit.isFailure(exit))
+      assert.strictEqual(stderr.length, 1, stderr.join("\n"))
+      assert.include(stderr[0], `chiral probe: something answered at ${uri} but did not speak WebSocket`)
+      // the handshake was given what was left of the caller's 1 s, not its own 10 s
+      assert.match(stderr[0]!, /no WebSocket handshake answer within (0\.\d+|1) s/)
+      assert.isBelow(elapsed, 9000)
+    }))
+
+  it.live("a metadata map of 2 MiB is accepted by default; --max-header-bytes lowers the limit", () =>
+    Effect.gen(function*() {
+      const description = "x".repeat(2 * 1024 * 1024)
+      const server = yield* PolicyServer.make({
+        cameras: [{ name: "cam_0", width: 4, height: 2 }],
+        handlers: {
+          getMetadata: Effect.succeed({ robot_description: description, action_shape: [1, 7] }),
+          reset: Effect.flatMap(PolicyServer.PolicyServer, (s) => s.makeObs()).pipe(Effect.map((obs) => ({ obs }))),
+          applyAction: () => Effect.void
+        }
+      }).pipe(Effect.provideContext(yield* Layer.build(loopback)))
+      const ok = yield* run(probe, [server.address, "--json"])
+      assert.isTrue(Exit.isSuccess(ok.exit), ok.stderr.join("\n"))
+      const report = JSON.parse(ok.stdout[0]!) as { metadata: { robot_description: string } }
+      assert.strictEqual(report.metadata.robot_description.length, description.length)
+
+      const limited = yield* run(probe, [server.address, "--max-header-bytes", "1048576"])
+      assert.isTrue(Exit.isFailure(limited.exit))
+      assert.match(limited.stderr.join("\n"), /metadata: Malformed \(header_len: \d+ bytes, more than the 1048576-byte header limit\)/)
+
+      const bad = yield* run(probe, [server.address, "--max-header-bytes", "0"])
+      assert.deepStrictEqual(bad.stderr, ["chiral probe: --max-header-bytes 0: expected an integer from 1 to 4294967295"])
+    }))
+
+  it.live("--watch prints one line per second with rate, latency, state and reconnects; a lost connection shows and heals", () =>
+    Effect.gen(function*() {
+      const robot = yield* startRobot({ cameras: 1 })
+      const relay = yield* relayTo(Number(robot.server.address.split(":").pop()))
+      const out = capture()
+      const watching = yield* Command.runWith(probe, { version: "test" })(
+        [`ws://127.0.0.1:${relay.port}`, "--watch", "--hz", "20", "--json"]
+      ).pipe(
+        Effect.provide(NodeServices.layer),
+        Effect.provideService(Console.Console, out.console),
+        Effect.forkScoped
+      )
+      const lines = () => out.stdout.map((line) => JSON.parse(line) as WatchLine)
+      /** Waits for a line (from the `from`-th on) that `check` accepts. */
+      const line = (from: number, check: (l: WatchLine) => boolean) =>
+        Effect.sync(() => lines().slice(from).find(check)).pipe(
+          Effect.filterOrFail((found): found is WatchLine => found !== undefined),
+          Effect.retry({ schedule: Schedule.spaced(50) }),
+          Effect.orDie
+        )
+      const healthy = yield* line(0, (l) => l.state === "connected" && l.obs_hz > 0)
+      assert.strictEqual(healthy.reconnects, 0)
+      assert.isAbove(healthy.latency_ms.p50!, 0)
+      assert.isAtLeast(healthy.latency_ms.max!, healthy.latency_ms.p50!)
+      assert.match(healthy.time, /^\d{4}-\d\d-\d\dT/)
+
+      // cut, and new connections held: the client keeps trying, the lines say so
+      yield* relay.hold()
+      yield* relay.cut()
+      const seen = out.stdout.length
+      yield* line(seen, (l) => l.state === "reconnecting" && l.obs_hz === 0)
+      yield* relay.release()
+      const healed = yield* line(seen, (l) => l.state === "connected" && l.reconnects === 1 && l.obs_hz > 0)
+      assert.strictEqual(healed.reconnects, 1)
+      yield* Fiber.interrupt(watching)
+      assert.deepStrictEqual(out.stderr.filter((l) => !l.includes("chiral:")), [])
+    }))
 })

@@ -12,6 +12,15 @@
  * of reach of this thread's pauses, and what it reports is tracked here: the
  * count sent, the waiting actions (the refill signal), what was dropped, and
  * the timing of each action.
+ *
+ * Actions never outlive their connection: the plan belongs to one connection
+ * (`attach`), and when that connection is gone (`detach`) whatever still waits
+ * is dropped, counted (`dropped().disconnected`) and reported in one log line;
+ * the next connection starts with an empty plan, and a running dispatch
+ * carries on there at the same rate. While there is no connection, `put`,
+ * `putAll` and `send` fail with a `Disconnected` `RequestError`: nothing is
+ * queued that could only be sent late. `dispatched` counts actions handed to
+ * a live connection.
  */
 import { encodeFrame, type Observation, type ObsTimestamps, type Tensor } from "@chiral/protocol"
 import { Duration, Effect, FiberHandle, Option, PubSub, Queue, type Scope, Stream, SubscriptionRef } from "effect"
@@ -20,12 +29,12 @@ import { type Drops, obsTime, portable, validate } from "./ActionPlan.js"
 import * as ActionQueue from "./ActionQueue.js"
 import * as Cadence from "./Cadence.js"
 import { captureTime } from "./CameraState.js"
+import type { Link } from "./ClientConnection.js"
 import { timestampsOf } from "./ObservationStream.js"
 import type { OffThreadDispatch } from "./OffThreadDispatch.js"
 import * as RefillSignal from "./RefillSignal.js"
 import type { RequestError } from "./RequestError.js"
 import { disconnected } from "./RequestSlot.js"
-import type { Connection } from "./Transport.js"
 
 /** One action as it left the client. */
 export interface ActionTiming {
@@ -39,39 +48,69 @@ export interface ActionTiming {
   readonly age: number | undefined
 }
 
+/** What the client's queues dropped: the plan's drops, and the actions still waiting when their connection went. */
+export interface ClientDrops extends Drops {
+  readonly disconnected: number
+}
+
+/** One connection's plan and dispatch. */
+export interface LinkDispatcher {
+  /** Where the ticks run, for logs. */
+  readonly where: string
+  /** Sends one action now (no reply). */
+  readonly send: (action: Action) => Effect.Effect<void, RequestError>
+  /** Puts a chunk; dies with a RangeError for one that cannot be put. */
+  readonly put: (chunk: Iterable<Action>, options: ActionQueue.PutOptions) => Effect.Effect<void>
+  readonly pending: Effect.Effect<number>
+  readonly clear: Effect.Effect<void>
+  readonly start: (hz: number) => Effect.Effect<void>
+  readonly stop: Effect.Effect<void>
+  /** Stops the ticks and empties the plan: how many actions were dropped. */
+  readonly drop: Effect.Effect<number>
+  /** What its plan dropped (late, replaced, overflow). */
+  readonly dropped: Effect.Effect<Drops>
+}
+
 export interface ActionDispatcher {
   /** Sends one `apply_action` now (no reply). */
   readonly send: (action: Action) => Effect.Effect<void, RequestError>
-  readonly put: (action: Action, options?: Omit<ActionQueue.PutOptions, "mode">) => Effect.Effect<void>
+  readonly put: (action: Action, options?: Omit<ActionQueue.PutOptions, "mode">) => Effect.Effect<void, RequestError>
   /**
    * Puts a chunk: appends it (default), replaces every waiting action, or
    * aligns it in time / blends it (`ActionQueue.PutOptions`, `ActionPlan`).
    * Dies with a RangeError for a chunk that cannot be put.
    */
-  readonly putAll: (chunk: Iterable<Action>, options?: ActionQueue.PutMode | ActionQueue.PutOptions) => Effect.Effect<void>
+  readonly putAll: (
+    chunk: Iterable<Action>,
+    options?: ActionQueue.PutMode | ActionQueue.PutOptions
+  ) => Effect.Effect<void, RequestError>
   readonly pending: Effect.Effect<number>
   readonly clear: Effect.Effect<void>
   /** Sends one queued action per tick (1/hz s, fixed grid); replaces a running dispatcher. */
   readonly start: (hz: number) => Effect.Effect<void>
   readonly stop: Effect.Effect<void>
-  /** How many actions have been sent (once `stop` has returned, every one the dispatcher sent). */
+  /** How many actions have been handed to a live connection (once `stop` has returned, every one sent). */
   readonly dispatched: SubscriptionRef.SubscriptionRef<number>
   /** The waiting actions as they change, and the low-water mark. */
   readonly refill: RefillSignal.RefillSignal
-  /** What the queue has dropped so far (late, replaced, overflow). */
-  readonly dropped: Effect.Effect<Drops>
+  /** What was dropped so far, over every connection. */
+  readonly dropped: Effect.Effect<ClientDrops>
   /** One element per action sent, as it leaves (a subscriber that falls 4096 behind loses the oldest). */
   readonly timings: Stream.Stream<ActionTiming>
+  /** Builds the plan and dispatch of a new connection (in its scope); a running dispatch starts there. */
+  readonly attach: (link: Link) => Effect.Effect<LinkDispatcher, never, Scope.Scope>
+  /** The connection of `link` is gone: drops what waits, counts and logs it. */
+  readonly detach: (link: LinkDispatcher, reason: string, final: boolean) => Effect.Effect<void>
 }
 
 export interface DispatchContext {
-  readonly connection: Connection
-  /** Why the connection is gone; undefined while it is up. */
-  readonly lost: () => string | undefined
   readonly latestObs: SubscriptionRef.SubscriptionRef<Option.Option<Observation>>
-  readonly offThread: OffThreadDispatch | undefined
   /** Actions that may wait; beyond it the oldest are dropped. */
   readonly capacity: number
+  /** The live connection's dispatcher (undefined from the moment the connection is known gone). */
+  readonly current: () => LinkDispatcher | undefined
+  /** Why there is no live connection, for the errors of calls made meanwhile. */
+  readonly why: () => string
 }
 
 const timing = (count: number, sentAt: number, stamp: ObsTimestamps | undefined): ActionTiming => {
@@ -82,17 +121,29 @@ const timing = (count: number, sentAt: number, stamp: ObsTimestamps | undefined)
 const optionsOf = (options: ActionQueue.PutMode | ActionQueue.PutOptions | undefined): ActionQueue.PutOptions =>
   typeof options === "string" ? { mode: options } : options ?? {}
 
+const noDrops: Drops = { late: 0, replaced: 0, overflow: 0 }
+const addDrops = (a: Drops, b: Drops): Drops => ({
+  late: a.late + b.late,
+  replaced: a.replaced + b.replaced,
+  overflow: a.overflow + b.overflow
+})
+
+/** How long dropping waits for an off-thread dispatcher to answer. */
+const dropTimeout = Duration.seconds(1)
+
 /**
  * Actions sent, counted synchronously where they are sent or reported, and
  * published in `dispatched`: by the sending fiber, or (for an off-thread
  * dispatcher, whose reports arrive outside any fiber) by a fiber woken per
  * report, and by `sync` once a request to the worker has returned, so that
- * after `stop` the count includes every action the worker sent.
+ * after `stop` the count includes every action the worker sent. Each
+ * connection's worker counts from 0; those of earlier connections stay counted.
  */
 const makeCount = Effect.gen(function*() {
   const dispatched = yield* SubscriptionRef.make(0)
   let here = 0
   let offThread = 0
+  let earlierWorkers = 0
   const total = () => here + offThread
   // read under the ref's lock: concurrent publications cannot go backwards
   const sync = SubscriptionRef.update(dispatched, () => total())
@@ -101,26 +152,114 @@ const makeCount = Effect.gen(function*() {
     sync,
     /** One more sent from this thread: its number. */
     sentHere: () => ++here + offThread,
-    /** The worker has sent `count` in all: the total. */
+    /** A new connection's worker, which counts from 0. */
+    newWorker: () => {
+      earlierWorkers = offThread
+    },
+    /** The current worker has sent `count` in all: the total. */
     sentOffThread: (count: number) => {
-      offThread = count
+      offThread = earlierWorkers + count
       return total()
     }
   }
 })
 
+type Count = Effect.Success<typeof makeCount>
+
+/** What the dispatchers of every connection share: the counts, the refill signal, the timings. */
+interface Shared {
+  readonly context: DispatchContext
+  readonly count: Count
+  readonly refill: RefillSignal.SettableRefillSignal
+  readonly timings: PubSub.PubSub<ActionTiming>
+}
+
+/** Sends over `link` (stamped `stamp`, or with the latest observation's); `at`: when it was taken (s). */
+const sender = (link: Link, shared: Shared) => (action: Tensor, stamp: ObsTimestamps | undefined, at?: number) =>
+  Effect.suspend((): Effect.Effect<void, RequestError> => {
+    const lost = link.lost()
+    if (lost !== undefined) return Effect.fail(disconnected("apply_action", lost))
+    const obsTimestamps = stamp ?? timestampsOf(SubscriptionRef.getUnsafe(shared.context.latestObs))
+    const frame = encodeFrame({ type: "apply_action", action, obsTimestamps })
+    return link.connection.send(frame).pipe(
+      Effect.mapError((error) => disconnected("apply_action", error.message)),
+      Effect.andThen(at === undefined ? captureTime : Effect.succeed(at)),
+      Effect.flatMap((sentAt) => PubSub.publish(shared.timings, timing(shared.count.sentHere(), sentAt, obsTimestamps))),
+      Effect.andThen(shared.count.sync)
+    )
+  })
+
 /**
- * Tracks what an off-thread dispatcher reports: sends counted (`count`), the
- * waiting actions in `refill` and timings published at once (synchronous).
+ * The plan and ticks on this thread, in a fiber of the connection's scope.
+ * The loop ends quietly when the connection goes: `detach` says so, with
+ * what it dropped.
  */
-const followOffThread = (
-  offThread: OffThreadDispatch,
-  count: Effect.Success<typeof makeCount>,
-  timings: PubSub.PubSub<ActionTiming>
-) =>
+const onThisThread = (link: Link, shared: Shared): Effect.Effect<LinkDispatcher, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const refill = yield* RefillSignal.make(0)
-    let dropped: Drops = { late: 0, replaced: 0, overflow: 0 }
+    const queue = yield* ActionQueue.make(shared.context.capacity, shared.refill)
+    const running = yield* FiberHandle.make<void, never>()
+    const sendTensor = sender(link, shared)
+    // Taken from the plan, but the connection went before it was written.
+    let unsent = 0
+    /**
+     * One dispatch loop. The grid's origin is its first tick (`Cadence.fixed`
+     * anchors it there); a tick's grid time is the grid point nearest to when
+     * it runs.
+     */
+    const loop = (period: Duration.Duration) =>
+      Effect.suspend(() => {
+        const seconds = Duration.toSeconds(period)
+        let origin: number | undefined
+        const tick = Effect.flatMap(captureTime, (now) => {
+          origin ??= now
+          return queue.takeAtTick(origin + Math.round((now - origin) / seconds) * seconds)
+        }).pipe(Effect.flatMap((next) =>
+          Option.isNone(next) ? Effect.void : sendTensor(next.value.action, next.value.obsTimestamps, next.value.at).pipe(
+            Effect.tapError((error) =>
+              Effect.sync(() => {
+                if (error.reason === "Disconnected") unsent++
+              })
+            )
+          )
+        ))
+        return Effect.asVoid(Cadence.untilDisconnected("action dispatch", tick, period))
+      })
+    return {
+      where: "on this thread",
+      send: (action) => Effect.suspend(() => sendTensor(toTensor(action), undefined)),
+      put: (chunk, options) => Effect.asVoid(queue.putAll(chunk, options)),
+      pending: queue.size,
+      clear: queue.clear,
+      start: (hz) =>
+        Effect.flatMap(Cadence.periodOf(hz), (period) =>
+          Effect.andThen(queue.setRate(hz), FiberHandle.run(running)(loop(period)))).pipe(Effect.asVoid),
+      stop: FiberHandle.clear(running),
+      drop: Effect.gen(function*() {
+        yield* FiberHandle.clear(running)
+        const waiting = yield* queue.size
+        yield* queue.clear
+        const dropped = waiting + unsent
+        unsent = 0
+        return dropped
+      }),
+      dropped: queue.dropped
+    }
+  })
+
+/**
+ * The plan and ticks on the transport's thread. What it reports is tracked
+ * here: sends counted, the waiting actions in the refill signal and timings
+ * published at once (synchronous).
+ */
+const offThreadOf = (
+  link: Link,
+  offThread: OffThreadDispatch,
+  shared: Shared
+): Effect.Effect<LinkDispatcher, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const { count, refill, timings } = shared
+    count.newWorker()
+    let dropped: Drops = noDrops
     offThread.onQueue((state) => {
       dropped = state.dropped
       refill.set(state.pending)
@@ -138,86 +277,115 @@ const followOffThread = (
       })
     })
     yield* Queue.take(wake).pipe(Effect.andThen(count.sync), Effect.forever, Effect.forkScoped)
-    return { refill, dropped: Effect.sync(() => dropped) }
-  })
-
-export const make = (context: DispatchContext): Effect.Effect<ActionDispatcher, never, Scope.Scope> =>
-  Effect.gen(function*() {
-    const { capacity, connection, latestObs, offThread } = context
-    const count = yield* makeCount
-    const timings = yield* PubSub.sliding<ActionTiming>(4096)
-    /** Sends `action` (stamped `stamp`, or with the latest observation's); `at`: when it was taken (s). */
-    const sendTensor = (action: Tensor, stamp: ObsTimestamps | undefined, at?: number) =>
-      Effect.suspend((): Effect.Effect<void, RequestError> => {
-        const lost = context.lost()
-        if (lost !== undefined) return Effect.fail(disconnected("apply_action", lost))
-        const obsTimestamps = stamp ?? timestampsOf(SubscriptionRef.getUnsafe(latestObs))
-        const frame = encodeFrame({ type: "apply_action", action, obsTimestamps })
-        return connection.send(frame).pipe(
-          Effect.mapError((error) => disconnected("apply_action", error.message)),
-          Effect.andThen(at === undefined ? captureTime : Effect.succeed(at)),
-          Effect.flatMap((sentAt) => PubSub.publish(timings, timing(count.sentHere(), sentAt, obsTimestamps))),
-          Effect.andThen(count.sync)
-        )
-      })
-    const send = (action: Action) => Effect.suspend(() => sendTensor(toTensor(action), undefined))
-    const common = { send, dispatched: count.dispatched, timings: Stream.fromPubSub(timings) }
-
-    if (offThread !== undefined) {
-      const followed = yield* followOffThread(offThread, count, timings)
-      const putAll = (chunk: Iterable<Action>, options?: ActionQueue.PutMode | ActionQueue.PutOptions) =>
+    const sendTensor = sender(link, shared)
+    const capacity = shared.context.capacity
+    return {
+      where: "on its worker thread",
+      send: (action) => Effect.suspend(() => sendTensor(toTensor(action), undefined)),
+      put: (chunk, options) =>
         Effect.suspend(() => {
-          const { mode = "append", obsTimestamps } = optionsOf(options)
+          const { mode = "append", obsTimestamps } = options
           const actions = Array.from(chunk, toTensor)
           const crossing = portable(mode, actions.length)
           // refused here, as the fiber dispatcher would (the worker refuses only blends of mismatched shapes)
           const invalid = validate({ actions: [], mode: crossing, obsTimestamps })
           if (invalid !== undefined) return Effect.die(new RangeError(invalid))
           return offThread.put(actions, { mode: crossing, obsTimestamps }, capacity)
-        })
-      return {
-        ...common,
-        put: (action, options) => putAll([action], { obsTimestamps: options?.obsTimestamps }),
-        putAll,
-        pending: offThread.pending,
-        clear: offThread.clear,
-        start: (hz) => Effect.flatMap(Cadence.periodOf(hz), (period) => offThread.start(Duration.toMillis(period))),
-        stop: Effect.andThen(offThread.stop, count.sync),
-        refill: followed.refill,
-        dropped: followed.dropped
-      }
-    }
-
-    const queue = yield* ActionQueue.make(capacity)
-    const running = yield* FiberHandle.make()
-    /**
-     * One dispatch loop. The grid's origin is its first tick (`Cadence.fixed`
-     * anchors it there); a tick's grid time is the grid point nearest to when
-     * it runs.
-     */
-    const loop = (period: Duration.Duration) =>
-      Effect.suspend(() => {
-        const seconds = Duration.toSeconds(period)
-        let origin: number | undefined
-        const tick = Effect.flatMap(captureTime, (now) => {
-          origin ??= now
-          return queue.takeAtTick(origin + Math.round((now - origin) / seconds) * seconds)
-        }).pipe(Effect.flatMap((next) =>
-          Option.isSome(next) ? sendTensor(next.value.action, next.value.obsTimestamps, next.value.at) : Effect.void
-        ))
-        return Cadence.untilDisconnected("action dispatch", tick, period)
-      })
-    return {
-      ...common,
-      put: queue.put,
-      putAll: (chunk, options) => Effect.asVoid(queue.putAll(chunk, options)),
-      pending: queue.size,
-      clear: queue.clear,
+        }),
+      pending: offThread.pending,
+      clear: offThread.clear,
       start: (hz) =>
         Effect.flatMap(Cadence.periodOf(hz), (period) =>
-          Effect.andThen(queue.setRate(hz), FiberHandle.run(running)(loop(period)))).pipe(Effect.asVoid),
-      stop: FiberHandle.clear(running),
-      refill: queue.refill,
-      dropped: queue.dropped
+          Effect.suspend(() => {
+            // A new connection's worker has seen no observation yet.
+            offThread.observed(timestampsOf(SubscriptionRef.getUnsafe(shared.context.latestObs)))
+            return offThread.start(Duration.toMillis(period))
+          })),
+      stop: Effect.andThen(offThread.stop, count.sync),
+      drop: Effect.flatMap(offThread.drop, (n) => Effect.as(count.sync, n)),
+      dropped: Effect.sync(() => dropped)
+    }
+  })
+
+export const make = (context: DispatchContext): Effect.Effect<ActionDispatcher, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const shared: Shared = {
+      context,
+      count: yield* makeCount,
+      refill: yield* RefillSignal.make(0),
+      timings: yield* PubSub.sliding<ActionTiming>(4096)
+    }
+    let rate: number | undefined
+    // The newest connection's dispatcher, from `attach` on (its connection is
+    // published a moment later): a rate set in between must reach it.
+    let attached: LinkDispatcher | undefined
+    // What the plans of earlier connections dropped, and what was still waiting when they went.
+    let earlier: Drops = noDrops
+    let disconnectedDrops = 0
+
+    const onLive = <A>(use: (link: LinkDispatcher) => Effect.Effect<A, RequestError>) =>
+      Effect.suspend(() => {
+        const live = context.current()
+        return live === undefined ? Effect.fail(disconnected("apply_action", context.why())) : use(live)
+      })
+    const putAll = (chunk: Iterable<Action>, options?: ActionQueue.PutMode | ActionQueue.PutOptions) =>
+      onLive((link) => link.put(chunk, optionsOf(options)))
+
+    const attach = (link: Link) =>
+      Effect.gen(function*() {
+        const dispatcher = link.offThread === undefined
+          ? yield* onThisThread(link, shared)
+          : yield* offThreadOf(link, link.offThread, shared)
+        attached = dispatcher
+        if (rate !== undefined) yield* dispatcher.start(rate)
+        return dispatcher
+      })
+
+    const detach = (link: LinkDispatcher, reason: string, final: boolean) =>
+      Effect.gen(function*() {
+        const count = yield* link.drop.pipe(Effect.timeoutOrElse({ duration: dropTimeout, orElse: () => Effect.succeed(0) }))
+        earlier = addDrops(earlier, yield* link.dropped)
+        disconnectedDrops += count
+        if (attached === link) attached = undefined
+        shared.refill.set(0)
+        const drops = count === 0 ? "" : `; ${count} queued action${count === 1 ? "" : "s"} dropped`
+        if (reason === "the client is closed") {
+          if (count > 0) yield* Effect.logWarning(`chiral: the client closed${drops}`)
+          return
+        }
+        if (rate === undefined && count === 0) return
+        const resumes = rate === undefined || final ? "" : `; dispatch resumes at ${rate} Hz on the next connection`
+        yield* Effect.logWarning(`chiral: action dispatch ${link.where} stopped: ${reason}${drops}${resumes}`)
+      })
+
+    return {
+      send: (action) => onLive((link) => link.send(action)),
+      put: (action, options) => putAll([action], { obsTimestamps: options?.obsTimestamps }),
+      putAll,
+      pending: Effect.suspend(() => context.current()?.pending ?? Effect.succeed(0)),
+      clear: Effect.suspend(() => context.current()?.clear ?? Effect.void),
+      start: (hz) =>
+        Effect.andThen(
+          Cadence.periodOf(hz),
+          Effect.suspend(() => {
+            rate = hz
+            return attached?.start(hz) ?? Effect.void
+          })
+        ),
+      stop: Effect.suspend(() => {
+        rate = undefined
+        return attached?.stop ?? Effect.void
+      }),
+      dispatched: shared.count.dispatched,
+      refill: shared.refill,
+      dropped: Effect.suspend(() =>
+        Effect.map(attached?.dropped ?? Effect.succeed(noDrops), (current) => ({
+          ...addDrops(earlier, current),
+          disconnected: disconnectedDrops
+        }))
+      ),
+      timings: Stream.fromPubSub(shared.timings),
+      attach,
+      detach
     }
   })

@@ -87,10 +87,14 @@ const tensorOf = (rows: Rows): Tensor => ({ dtype: "float32", shape: rows.shape,
 const optionsOf = (mode: PutMode | PutOptions | undefined): PutOptions =>
   typeof mode === "string" ? { mode } : mode ?? {}
 
-export const make = (capacity = defaultCapacity): Effect.Effect<ActionQueue> =>
+/** A queue of `capacity` actions; its counts go to `refill` (PolicyClient's, shared by each connection's queue) or one of its own. */
+export const make = (
+  capacity = defaultCapacity,
+  refillSignal?: RefillSignal.SettableRefillSignal
+): Effect.Effect<ActionQueue> =>
   Effect.gen(function*() {
     const plan = new ActionPlan(capacity)
-    const refill = yield* RefillSignal.make(0)
+    const refill = refillSignal ?? (yield* RefillSignal.make(0))
 
     const putAll = (chunk: Iterable<Action>, mode?: PutMode | PutOptions) =>
       Effect.flatMap(captureTime, (now) =>

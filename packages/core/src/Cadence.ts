@@ -56,19 +56,18 @@ export const periodOf = (hz: number): Effect.Effect<Duration.Duration> =>
 
 /**
  * Runs `tick` every `period` on the `fixed` grid until it fails with a
- * `Disconnected` `RequestError` (the connection is gone), then logs that the
- * loop `name` stopped; any other failure is logged and the loop carries on.
+ * `Disconnected` `RequestError` (the connection is gone), and returns that
+ * error; any other failure of `name`'s tick is logged and the loop carries on.
  */
 export const untilDisconnected = (
   name: string,
   tick: Effect.Effect<unknown, RequestError>,
   period: Duration.Duration
-): Effect.Effect<void> =>
+): Effect.Effect<RequestError> =>
   tick.pipe(
     Effect.catch((error) =>
       error.reason === "Disconnected" ? Effect.fail(error) : Effect.logWarning(`chiral: ${name}: ${error.message}`)
     ),
     Effect.repeat(fixed(period)),
-    Effect.catch((error) => Effect.logInfo(`chiral: ${name} stopped: ${error.message}`)),
-    Effect.asVoid
+    Effect.matchEffect({ onFailure: Effect.succeed, onSuccess: () => Effect.never })
   )

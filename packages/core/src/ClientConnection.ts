@@ -1,104 +1,337 @@
 /**
  * The policy side's connection lifecycle: connecting (retrying while nobody
  * answers, with the references' waiting line printed once), reading every
- * frame from the server in order, and noticing when the connection is gone.
+ * frame from the server in order, noticing when a connection is gone, and
+ * reconnecting by itself on a `Schedule`.
  *
- * Once gone, `lost` says why (closed by the server, lost, or the client
- * closed), and `gone` completes; nothing is reconnected here.
+ * Each connection is a `Link` with a scope of its own: what the client builds
+ * on it (`attach`: the request slot, the action dispatcher) lives and dies with
+ * it, so nothing queued on one connection is ever sent over the next. While
+ * there is no live connection, `current()` is undefined and the client's
+ * requests fail at once.
+ *
+ * States (`state`): `connecting` until the first connection is up (the client
+ * is handed out only then), `connected`, `reconnecting` between a loss and
+ * the next connection, `closed` once no connection will follow (the client's
+ * scope closed, reconnection is off, or it gave up).
  */
-import { Cause, Console, Deferred, Duration, Effect, Exit, Schedule, Scope, Stream } from "effect"
+import {
+  Cause,
+  Clock,
+  Console,
+  Deferred,
+  Duration,
+  Effect,
+  Exit,
+  Fiber,
+  Schedule,
+  Scope,
+  Stream,
+  SubscriptionRef
+} from "effect"
 import * as OffThreadDispatch from "./OffThreadDispatch.js"
-import type { ClientTransport, Connection } from "./Transport.js"
-import type { TransportError } from "./TransportError.js"
+import { type ClientTransport, type Connection, ConnectTimeout } from "./Transport.js"
+import { TransportError } from "./TransportError.js"
+
+export type ConnectionState = "connecting" | "connected" | "reconnecting" | "closed"
+
+/** When to try again after a connection is lost; its input is each failed attempt's error. */
+export type ReconnectSchedule = Schedule.Schedule<unknown, TransportError>
+
+/**
+ * The default reconnection: at once, then after 100 ms, 200 ms, 400 ms,
+ * 800 ms, then every second, for as long as it takes.
+ */
+export const defaultReconnect: ReconnectSchedule = Schedule.min([
+  Schedule.exponential(Duration.millis(100)),
+  Schedule.spaced(Duration.seconds(1))
+])
 
 export interface ConnectOptions {
-  /** Pause between connection attempts while the server is not up. Default 100 ms. */
+  /** Pause between attempts at the first connection while the server is not up. Default 100 ms (the references'). */
   readonly retryInterval?: Duration.Input | undefined
   /** Do not print the waiting line (`chiral: waiting for server at <uri> …`). */
   readonly quiet?: boolean | undefined
+  /**
+   * How long the first connection may take, attempts and handshakes
+   * included; past it the client fails with the last attempt's error (a
+   * `TransportError`). Default: no limit, as the references wait.
+   */
+  readonly openTimeout?: Duration.Input | undefined
+  /**
+   * Reconnect by itself after a connection is lost, with attempts spaced by
+   * this schedule (`false`: never; the client is then `closed` with its first
+   * connection). Every failed attempt is retried until the schedule ends.
+   * Default `defaultReconnect`.
+   */
+  readonly reconnect?: ReconnectSchedule | false | undefined
 }
 
-export interface ClientConnection {
+/** One live connection, as what is built on it sees it. */
+export interface Link {
   readonly connection: Connection
   /** The transport's action dispatcher on a thread of its own, if it offers one. */
   readonly offThread: OffThreadDispatch.OffThreadDispatch | undefined
-  /** Why the connection is gone; undefined while it is up. */
+  /** Why this connection is gone; undefined while it is up. */
   readonly lost: () => string | undefined
-  /** Completes when the connection is gone. */
-  readonly gone: Effect.Effect<void>
 }
 
-/**
- * One connection, retrying every `retryInterval` while nobody answers; prints
- * the waiting line once, as the references do. Each attempt has its own scope
- * so failed attempts leave nothing behind.
- */
-export const connect = (
+/** What the client builds on a connection (in the connection's scope). */
+export interface Attachment<P> {
+  readonly parts: P
+  /** Every frame from the server, in order. */
+  readonly receive: (frame: Uint8Array) => Effect.Effect<void>
+  /**
+   * The connection is gone: runs once with the reason, after `current()`
+   * went undefined and before another connection is attempted. `final`: no
+   * connection will follow.
+   */
+  readonly onLost: (reason: string, final: boolean) => Effect.Effect<void>
+}
+
+export interface ClientConnection<P> {
+  readonly state: SubscriptionRef.SubscriptionRef<ConnectionState>
+  /** Connections made after the first one. */
+  readonly reconnects: SubscriptionRef.SubscriptionRef<number>
+  /** The live connection's parts; undefined while there is none. */
+  readonly current: () => P | undefined
+  /** Why there is no live connection (the last loss or failed attempt). */
+  readonly why: () => string
+  /** Waits for a live connection: true once there is one (at once if there is), false if none will follow. */
+  readonly awaitConnected: Effect.Effect<boolean>
+  /** Completes when there is no live connection: at once, or when the current one is lost. */
+  readonly awaitDisconnected: Effect.Effect<void>
+}
+
+/** Failures worth another attempt: nobody answered, or something answered but said nothing. */
+const retryable = (error: TransportError) => error.reason === "Unavailable" || error.reason === "Silent"
+
+const describe = (error: unknown) => error instanceof Error ? error.message : String(error)
+
+/** How long an `openTimeout` is given beyond its deadline to a transport that does not take `ConnectTimeout`. */
+const deadlineSlack = Duration.millis(100)
+
+/** One attempt in a scope of its own (closed if it fails), told how long the caller still waits. */
+const attempt = (
   transport: ClientTransport["Service"],
-  options: ConnectOptions
-): Effect.Effect<Connection, TransportError, Scope.Scope> =>
+  parent: Scope.Scope,
+  budget: Duration.Duration | undefined
+) =>
   Effect.gen(function*() {
-    const scope = yield* Effect.scope
+    const scope = yield* Scope.fork(parent)
+    const connection = yield* transport.connect.pipe(
+      Scope.provide(scope),
+      Effect.provideService(ConnectTimeout, budget),
+      Effect.onError(() => Scope.close(scope, Exit.void))
+    )
+    return { connection, scope }
+  })
+
+/**
+ * The first connection, retrying every `retryInterval` while nobody answers;
+ * prints the waiting line once, as the references do. With an `openTimeout`,
+ * each attempt is told the time left (`ConnectTimeout`), and the last
+ * attempt's error is the outcome once it has run out.
+ */
+const connectFirst = (transport: ClientTransport["Service"], parent: Scope.Scope, options: ConnectOptions) =>
+  Effect.gen(function*() {
     let warned = options.quiet === true
-    const attempt = Effect.gen(function*() {
-      const child = yield* Scope.fork(scope)
-      return yield* transport.connect.pipe(
-        Scope.provide(child),
-        Effect.onError(() => Scope.close(child, Exit.void))
-      )
-    })
-    return yield* attempt.pipe(
-      Effect.tapError((error) => {
-        if (warned || error.reason !== "Unavailable") return Effect.void
-        warned = true
-        return Console.log(transport.waitingMessage ?? `chiral: waiting for server at ${transport.address} …`)
-      }),
+    let last: TransportError | undefined
+    const limit = options.openTimeout === undefined ? undefined : Duration.fromInputUnsafe(options.openTimeout)
+    const start = yield* Clock.currentTimeMillis
+    const left = Effect.map(Clock.currentTimeMillis, (now) =>
+      limit === undefined ? undefined : Duration.millis(Math.max(0, Duration.toMillis(limit) - (now - start))))
+    const attempts = Effect.flatMap(left, (budget) => attempt(transport, parent, budget)).pipe(
+      Effect.tapError((error) =>
+        Effect.flatMap(left, (budget) => {
+          last = error
+          // printed once another attempt is coming (a frozen server's silence too)
+          if (warned || !retryable(error) || (budget !== undefined && Duration.toMillis(budget) <= 0)) return Effect.void
+          warned = true
+          return Console.log(transport.waitingMessage ?? `chiral: waiting for server at ${transport.address} …`)
+        })
+      ),
       Effect.retry({
-        while: (error) => error.reason === "Unavailable",
+        while: (error) =>
+          retryable(error) && Effect.map(left, (budget) => budget === undefined || Duration.toMillis(budget) > 0),
         schedule: Schedule.spaced(options.retryInterval ?? Duration.millis(100))
+      })
+    )
+    if (limit === undefined) return yield* attempts
+    return yield* attempts.pipe(
+      Effect.timeoutOrElse({
+        duration: Duration.sum(limit, deadlineSlack),
+        orElse: () =>
+          Effect.fail(
+            new TransportError({
+              reason: last?.reason ?? "Unavailable",
+              address: transport.address,
+              detail: `no connection within ${Duration.format(limit)}${
+                last === undefined ? "" : ` (last attempt: ${last.detail ?? last.reason})`
+              }`
+            })
+          )
       })
     )
   })
 
-/** Handlers of what a connection delivers. */
-export interface Reader {
-  /** Every frame from the server, in order. */
-  readonly receive: (frame: Uint8Array) => Effect.Effect<void>
-  /** The frames ended: runs once with the reason, before `gone` completes. */
-  readonly onLost: (reason: string) => Effect.Effect<void>
+interface LinkState<P> {
+  readonly scope: Scope.Closeable
+  readonly link: Link
+  readonly gone: Deferred.Deferred<void>
+  attachment: Attachment<P> | undefined
+  lost: string | undefined
 }
 
-/** Connects (see `connect`); `read` then starts the reading fiber in the scope. */
-export const open = (
+/**
+ * Connects (see `ConnectOptions`), builds `attach` on the connection, starts
+ * reading, and from then on keeps the client connected: after a loss,
+ * `attach` runs again on each new connection. Fails only if the first
+ * connection cannot be made.
+ */
+export const make = <P>(
   transport: ClientTransport["Service"],
-  options: ConnectOptions
-): Effect.Effect<ClientConnection & { readonly read: (reader: Reader) => Effect.Effect<void, never, Scope.Scope> }, TransportError, Scope.Scope> =>
+  options: ConnectOptions,
+  attach: (link: Link) => Effect.Effect<Attachment<P>, never, Scope.Scope>
+): Effect.Effect<ClientConnection<P>, TransportError, Scope.Scope> =>
   Effect.gen(function*() {
-    const connection = yield* connect(transport, options)
-    const gone = yield* Deferred.make<void>()
-    let lost: string | undefined
-    const read = (reader: Reader) =>
-      connection.frames.pipe(
-        Stream.runForEach(reader.receive),
-        Effect.onExit((exit) =>
-          Effect.suspend(() => {
-            lost = Exit.isSuccess(exit)
-              ? "closed by the server"
-              : Cause.hasInterruptsOnly(exit.cause)
-              ? "the client is closed"
-              : `connection lost: ${Cause.squash(exit.cause)}`
-            return Effect.andThen(reader.onLost(lost), Deferred.succeed(gone, undefined))
-          })
-        ),
-        Effect.ignore,
-        Effect.forkScoped,
-        Effect.asVoid
+    const clientScope = yield* Effect.scope
+    const state = yield* SubscriptionRef.make<ConnectionState>("connecting")
+    const reconnects = yield* SubscriptionRef.make(0)
+    const reconnect = options.reconnect ?? defaultReconnect
+    let current: P | undefined
+    let why = "not connected yet"
+    let closing = false
+    let live: LinkState<P> | undefined
+
+    /** Marks the link gone (once): no more requests on it, then what was built on it hears why. */
+    const lose = (entry: LinkState<P>, reason: string, interrupted: boolean) =>
+      Effect.suspend(() => {
+        if (entry.lost !== undefined) return Effect.void
+        // A reader is only interrupted by its scope closing before the
+        // connection was lost: the client is being closed (its connection
+        // scopes may close before the client's own finalizer runs).
+        if (interrupted) closing = true
+        entry.lost = reason
+        current = undefined
+        why = reason
+        const final = closing || reconnect === false
+        return SubscriptionRef.set(state, final ? "closed" : "reconnecting").pipe(
+          Effect.andThen(entry.attachment === undefined ? Effect.void : entry.attachment.onLost(reason, final)),
+          Effect.andThen(Deferred.succeed(entry.gone, undefined))
+        )
+      })
+
+    /** Builds on a new connection and starts reading it; the client is connected from here. */
+    const establish = (opened: { readonly connection: Connection; readonly scope: Scope.Closeable }, again: boolean) =>
+      Effect.gen(function*() {
+        const entry: LinkState<P> = {
+          scope: opened.scope,
+          gone: Deferred.makeUnsafe<void>(),
+          attachment: undefined,
+          lost: undefined,
+          link: {
+            connection: opened.connection,
+            offThread: OffThreadDispatch.of(opened.connection),
+            lost: () => entry.lost
+          }
+        }
+        const attachment = yield* attach(entry.link).pipe(Scope.provide(opened.scope))
+        entry.attachment = attachment
+        yield* opened.connection.frames.pipe(
+          Stream.runForEach(attachment.receive),
+          Effect.onExit((exit) => {
+            const interrupted = Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause)
+            return lose(
+              entry,
+              Exit.isSuccess(exit)
+                ? "closed by the server"
+                : interrupted
+                ? "the client is closed"
+                : `connection lost: ${describe(Cause.squash(exit.cause))}`,
+              interrupted
+            )
+          }),
+          Effect.ignore,
+          Effect.forkIn(opened.scope)
+        )
+        live = entry
+        current = attachment.parts
+        if (again) {
+          const count = yield* SubscriptionRef.updateAndGet(reconnects, (n) => n + 1)
+          yield* Effect.logInfo(`chiral: ${transport.address}: reconnected (reconnection ${count})`)
+        }
+        yield* SubscriptionRef.set(state, "connected")
+        return entry
+      })
+
+    // Each kind of failure is logged once per loss, not once per attempt.
+    let reported = new Set<string>()
+    const reconnectOnce = Effect.suspend(() => attempt(transport, clientScope, undefined)).pipe(
+      Effect.tapError((error) =>
+        Effect.suspend(() => {
+          why = `reconnecting: ${error.message}`
+          const kind = `${error.reason}: ${error.detail ?? ""}`
+          if (reported.has(kind)) return Effect.void
+          reported.add(kind)
+          return Effect.logInfo(`chiral: ${transport.address}: reconnection attempt failed (${error.message}); trying again`)
+        })
       )
+    )
+
+    /** After each loss: the old connection's scope closes, then a new connection (unless none may follow). */
+    const supervise = (first: LinkState<P>) =>
+      Effect.gen(function*() {
+        let entry = first
+        for (;;) {
+          yield* Deferred.await(entry.gone)
+          yield* Scope.close(entry.scope, Exit.void)
+          if (closing) return
+          if (reconnect === false) {
+            return yield* Effect.logWarning(`chiral: ${transport.address}: ${entry.lost}; not reconnecting (reconnect: false)`)
+          }
+          yield* Effect.logWarning(`chiral: ${transport.address}: ${entry.lost}; reconnecting`)
+          reported = new Set()
+          // Every failure is retried: the address worked, and a server going
+          // down or coming up answers in passing with refusals, HTTP errors
+          // or silence. The schedule decides when to give up.
+          const next = yield* reconnectOnce.pipe(Effect.retry({ schedule: reconnect }), Effect.exit)
+          if (Exit.isFailure(next)) {
+            const error = Cause.squash(next.cause)
+            why = `gave up reconnecting: ${describe(error)}`
+            yield* SubscriptionRef.set(state, "closed")
+            return yield* Effect.logError(`chiral: ${transport.address}: ${why}`)
+          }
+          entry = yield* establish(next.value, true)
+        }
+      })
+
+    const first = yield* establish(yield* connectFirst(transport, clientScope, options), false)
+    const supervisor = yield* Effect.forkIn(supervise(first), clientScope)
+    // Closing the client: no reconnection, then the live connection ends (its
+    // reader reports "the client is closed" to what was built on it).
+    yield* Effect.addFinalizer(() =>
+      Effect.suspend(() => {
+        closing = true
+        return Fiber.interrupt(supervisor).pipe(
+          Effect.andThen(live === undefined ? Effect.void : Scope.close(live.scope, Exit.void)),
+          Effect.andThen(SubscriptionRef.set(state, "closed"))
+        )
+      })
+    )
+
+    const settled = (wanted: (state: ConnectionState) => boolean) =>
+      SubscriptionRef.changes(state).pipe(Stream.filter(wanted), Stream.runHead, Effect.asVoid)
+
     return {
-      connection,
-      offThread: OffThreadDispatch.of(connection),
-      lost: () => lost,
-      gone: Deferred.await(gone),
-      read
+      state,
+      reconnects,
+      current: () => current,
+      why: () => why,
+      awaitConnected: Effect.andThen(
+        settled((s) => s === "connected" || s === "closed"),
+        Effect.sync(() => current !== undefined)
+      ),
+      awaitDisconnected: settled((s) => s !== "connected")
     }
   })

@@ -30,6 +30,7 @@ export type DispatchRequest =
     readonly obsTimestamps?: ObsTimestamps | undefined
     readonly capacity: number
   }
+  /** Empties the queue; `done` says how many actions it removed (`cleared`). */
   | { readonly t: "clear"; readonly id: number }
   | { readonly t: "pending"; readonly id: number }
   | { readonly t: "start"; readonly id: number; readonly periodMillis: number }
@@ -47,6 +48,8 @@ export type DispatchReport =
     readonly pending?: number
     readonly dropped?: Drops
     readonly error?: string
+    /** For clear: the actions it removed, with any taken for a write that failed. */
+    readonly cleared?: number
   }
   /**
    * An action went out at `at`, its tick due at `due` on the dispatcher's grid
@@ -170,6 +173,15 @@ export const make = (post: (message: DispatchRequest) => void): DispatchControl 
     stop: Effect.suspend(() => {
       ticking = false
       return Effect.asVoid(control({ t: "stop" }))
+    }),
+    drop: Effect.suspend(() => {
+      ticking = false
+      // In order: after `stop` no tick runs, and the reports of earlier sends
+      // have arrived before its answer; then what is left is counted.
+      return call({ t: "stop" }).pipe(
+        Effect.andThen(call({ t: "clear" })),
+        Effect.map((reply) => reply?.cleared ?? 0)
+      )
     }),
     observed: (timestamps) => {
       latest = timestamps

@@ -1,10 +1,12 @@
 /**
  * The policy side's observations: the latest one (from any reply), a stream
  * of them as they arrive, and a loop that requests one per tick of a fixed
- * grid so that the latest stays fresh while the policy computes.
+ * grid so that the latest stays fresh while the policy computes. The loop
+ * belongs to the client, not to one connection: when the connection is lost
+ * it pauses, and carries on (on a fresh grid) once the client has reconnected.
  */
 import type { Observation, ObsTimestamps } from "@chiral/protocol"
-import { Effect, FiberHandle, Option, PubSub, type Scope, Stream, SubscriptionRef } from "effect"
+import { type Duration, Effect, FiberHandle, Option, PubSub, type Scope, Stream, SubscriptionRef } from "effect"
 import * as Cadence from "./Cadence.js"
 import type { RequestError } from "./RequestError.js"
 
@@ -18,10 +20,40 @@ export interface ObservationStream {
    * newest (only the latest one waits for it), so it never holds old frames.
    */
   readonly observations: Stream.Stream<Observation>
-  /** Runs `getObs` every 1/hz s on a fixed grid (`Cadence.fixed`); replaces a running loop. */
-  readonly start: (hz: number, getObs: Effect.Effect<Observation, RequestError>) => Effect.Effect<void>
+  /**
+   * Runs `getObs` every 1/hz s on a fixed grid (`Cadence.fixed`); replaces a
+   * running loop. When `getObs` fails with `Disconnected`, the loop waits for
+   * `reconnection` (see `Reconnection`) and carries on, or stops.
+   */
+  readonly start: (
+    hz: number,
+    getObs: Effect.Effect<Observation, RequestError>,
+    reconnection: Reconnection
+  ) => Effect.Effect<void>
   readonly stop: Effect.Effect<void>
 }
+
+/** What a loop that outlives its connection needs to know about the next one. */
+export interface Reconnection {
+  /** Completes once the client knows its connection is gone (a failed send can come first). */
+  readonly awaitDisconnected: Effect.Effect<void>
+  /** Whether a new connection will be attempted (once the last one is gone). */
+  readonly pending: () => boolean
+  /** Waits for a live connection: true once there is one, false if none will follow. */
+  readonly awaitConnected: Effect.Effect<boolean>
+}
+
+/** `getObs` on the grid for as long as there are connections to run it on. */
+const loop = (getObs: Effect.Effect<Observation, RequestError>, period: Duration.Duration, reconnection: Reconnection) =>
+  Effect.gen(function*() {
+    for (;;) {
+      const error = yield* Cadence.untilDisconnected("obs stream", getObs, period)
+      yield* reconnection.awaitDisconnected
+      if (!reconnection.pending()) return yield* Effect.logInfo(`chiral: obs stream stopped: ${error.message}`)
+      yield* Effect.logInfo(`chiral: obs stream paused until the client has reconnected: ${error.message}`)
+      if (!(yield* reconnection.awaitConnected)) return yield* Effect.logInfo("chiral: obs stream stopped: no reconnection")
+    }
+  })
 
 /** The camera timestamps (camera → capture time, s) an action computed from `obs` carries. */
 export const timestampsOf = (obs: Option.Option<Observation>): ObsTimestamps => {
@@ -40,9 +72,8 @@ export const make: Effect.Effect<ObservationStream, never, Scope.Scope> =
       latest,
       publish: (obs) => Effect.andThen(SubscriptionRef.set(latest, Option.some(obs)), PubSub.publish(published, obs)),
       observations: Stream.fromPubSub(published),
-      start: (hz, getObs) =>
-        Effect.flatMap(Cadence.periodOf(hz), (period) =>
-          FiberHandle.run(running)(Cadence.untilDisconnected("obs stream", getObs, period))).pipe(
+      start: (hz, getObs, reconnection) =>
+        Effect.flatMap(Cadence.periodOf(hz), (period) => FiberHandle.run(running)(loop(getObs, period, reconnection))).pipe(
           Effect.asVoid
         ),
       stop: FiberHandle.clear(running)

@@ -5,6 +5,10 @@
  * large observations, the policy's own computation) cannot make an action
  * late. Without one, `PolicyClient` dispatches from its own fiber.
  *
+ * It belongs to its connection: it writes to no other, and when the
+ * connection is gone what it still holds is dropped (`drop`), never sent over
+ * the next one, which brings a dispatcher of its own.
+ *
  * Same semantics as `PolicyClient`'s own dispatcher, the same code for the
  * waiting actions (`ActionPlan`: chunk modes, late drops, capacity): one
  * action per tick of a grid anchored at the start, missed ticks not replayed,
@@ -34,6 +38,13 @@ export interface OffThreadDispatch {
   readonly put: (actions: ReadonlyArray<Tensor>, request: PutRequest, capacity: number) => Effect.Effect<void>
   readonly clear: Effect.Effect<void>
   readonly pending: Effect.Effect<number>
+  /**
+   * The connection is gone: stops the ticks and empties the queue, giving how
+   * many actions it held (an action whose write failed counts among them).
+   * Every `onDispatched` report of what it sent comes before the answer.
+   * 0 once the thread is gone.
+   */
+  readonly drop: Effect.Effect<number>
   /** Starts (or restarts) the ticks, one every `periodMillis`. */
   readonly start: (periodMillis: number) => Effect.Effect<void>
   readonly stop: Effect.Effect<void>

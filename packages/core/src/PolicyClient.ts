@@ -3,19 +3,20 @@
  * background observation stream, and a queue of actions dispatched at a fixed
  * rate. The service composes its concerns, each a module of its own:
  *  - `ClientConnection`: connecting (retrying while nobody answers), reading,
- *    noticing the connection is gone;
- *  - `RequestSlot`: one request in flight, replies matched by order and type,
- *    late replies dropped;
+ *    noticing the connection is gone, reconnecting on a `Schedule`; what is
+ *    built on a connection lives and dies with it;
+ *  - `RequestSlot`: one request in flight per connection, replies matched by
+ *    order and type, late replies dropped;
  *  - `ObservationStream`: the latest observation, a stream of them, and the
  *    fixed-rate request loop;
  *  - `ActionDispatcher`: the action queue and its fixed-rate dispatch, on this
- *    thread or on the transport's own (`OffThreadDispatch`).
+ *    thread or on the transport's own (`OffThreadDispatch`); queued actions
+ *    never outlive their connection.
  */
-import type { Message, Observation, UserMap } from "@chiral/protocol"
+import { type DecodeLimits, type Message, type Observation, type UserMap } from "@chiral/protocol"
 import { Context, Duration, Effect, Layer, Option, type Scope, type Stream, SubscriptionRef } from "effect"
 import { type Action, type ActionChunk, chunkToTensor } from "./Action.js"
 import * as ActionDispatcher from "./ActionDispatcher.js"
-import type { Drops } from "./ActionPlan.js"
 import * as ActionQueue from "./ActionQueue.js"
 import * as ClientConnection from "./ClientConnection.js"
 import * as ObservationStream from "./ObservationStream.js"
@@ -25,13 +26,50 @@ import * as RequestSlot from "./RequestSlot.js"
 import { ClientTransport } from "./Transport.js"
 import type { TransportError } from "./TransportError.js"
 
+export type ConnectionState = ClientConnection.ConnectionState
+
+/**
+ * What a client accepts from a server by default: anything a reference
+ * server can send. Headers up to the wire's own bound (a u32 `header_len`;
+ * the Python client has no cap, and a robot description in `metadata` can
+ * take megabytes), nesting up to 1024 levels (the Python msgpack reader's
+ * limit; its writer stops at 511). A server keeps tighter limits against its
+ * clients (`PolicyServer`'s `decodeLimits`).
+ */
+export const clientDecodeLimits: DecodeLimits = {
+  maxHeaderBytes: 0xffff_ffff,
+  maxDepth: 1024,
+  maxFrameBytes: Number.POSITIVE_INFINITY
+}
+
 export interface PolicyClientOptions {
-  /** How long getMetadata, getObs and step wait for their answer. Default 30 s. */
+  /** How long getMetadata, getObs and step wait for their answer (the wait for the slot included). Default 30 s. */
   readonly requestTimeout?: Duration.Input | undefined
   /** How long reset waits (robots can take a while to reset). Default 5 minutes. */
   readonly resetTimeout?: Duration.Input | undefined
-  /** Pause between connection attempts while the server is not up. Default 100 ms. */
+  /** Pause between attempts at the first connection while the server is not up. Default 100 ms. */
   readonly retryInterval?: Duration.Input | undefined
+  /**
+   * How long making the client may wait for its first connection, attempts
+   * and handshakes included (the transport is told the time left); past it,
+   * making the client fails with the last attempt's `TransportError`
+   * (`Silent` when something accepted the connection but never completed the
+   * handshake). Default: no limit, as the references wait.
+   */
+  readonly openTimeout?: Duration.Input | undefined
+  /**
+   * Reconnecting after a connection is lost. Default: on, at once and then
+   * with exponential backoff from 100 ms capped at 1 s
+   * (`ClientConnection.defaultReconnect`), for as long as it takes; `false`:
+   * the client is `closed` with its first connection. Either way nothing
+   * queued outlives its connection (see `putActions`).
+   */
+  readonly reconnect?: ClientConnection.ReconnectSchedule | false | undefined
+  /**
+   * Limits on what the client decodes from the server; unset fields keep
+   * `clientDecodeLimits`, which accept anything a reference server sends.
+   */
+  readonly decodeLimits?: Partial<DecodeLimits> | undefined
   /** Actions that may wait for dispatch; beyond it the oldest are dropped. Default 10 000. */
   readonly maxQueuedActions?: number | undefined
   /** Do not print the waiting line (`chiral: waiting for server at <uri> …`). */
@@ -54,6 +92,12 @@ export interface StepOutcome {
 export interface PolicyClientApi {
   /** The server address. */
   readonly address: string
+  /**
+   * Requests fail with a `RequestError`: `Timeout` (no answer in time),
+   * `Malformed`, or `Disconnected`, at once, while there is no live
+   * connection (lost, reconnecting, closed) and for a request in flight when
+   * its connection goes.
+   */
   readonly getMetadata: Effect.Effect<UserMap, RequestError>
   /** Resets the robot; the observation also becomes `latestObs`. */
   readonly reset: Effect.Effect<ResetOutcome, RequestError>
@@ -71,12 +115,20 @@ export interface PolicyClientApi {
    * newest (only the latest one waits for it), so it never holds old frames.
    */
   readonly observations: Stream.Stream<Observation>
-  /** Requests an observation every 1/hz s on a fixed grid (`Cadence.fixed`); replaces a running stream. */
+  /**
+   * Requests an observation every 1/hz s on a fixed grid (`Cadence.fixed`);
+   * replaces a running stream. It pauses while the client reconnects and
+   * carries on over the new connection.
+   */
   readonly startObsStream: (hz: number) => Effect.Effect<void>
   readonly stopObsStream: Effect.Effect<void>
 
-  /** Appends one action (stamped, if given, with the camera timestamps it was computed from). */
-  readonly putAction: (action: Action, options?: Omit<ActionQueue.PutOptions, "mode">) => Effect.Effect<void>
+  /**
+   * Appends one action (stamped, if given, with the camera timestamps it was
+   * computed from) on the live connection; see `putActions` for what happens
+   * when there is none.
+   */
+  readonly putAction: (action: Action, options?: Omit<ActionQueue.PutOptions, "mode">) => Effect.Effect<void, RequestError>
   /**
    * Puts a chunk. `mode`: `append` (default), `replace`, `time-aligned`
    * (actions placed on the ticks after the observation they were computed
@@ -85,26 +137,45 @@ export interface PolicyClientApi {
    * the camera timestamps of that observation (`obs.cameras[i].timestamp`),
    * needed by `time-aligned`; its actions carry them to the server. Dies with
    * a RangeError for a chunk that cannot be put.
+   *
+   * Actions never outlive their connection: when it is lost, whatever still
+   * waits is dropped (counted in `droppedActions().disconnected`, one log
+   * line), and while there is no live connection this fails at once with a
+   * `Disconnected` `RequestError` instead of queueing actions that could only
+   * be applied late.
    */
-  readonly putActions: (chunk: Iterable<Action>, options?: ActionQueue.PutOptions) => Effect.Effect<void>
+  readonly putActions: (chunk: Iterable<Action>, options?: ActionQueue.PutOptions) => Effect.Effect<void, RequestError>
+  /** Actions waiting on the live connection (0 while there is none). */
   readonly pendingActions: Effect.Effect<number>
   /**
    * The refill signal: the waiting actions as they change, `awaitBelow(n)`
    * and `lowWater(n)`, so the next inference starts before the queue runs dry.
    */
   readonly refill: RefillSignal.RefillSignal
-  /** What the queue dropped so far: late (slot passed), replaced (by a newer chunk), overflow (capacity). */
-  readonly droppedActions: Effect.Effect<Drops>
+  /**
+   * What was dropped so far: late (slot passed), replaced (by a newer chunk),
+   * overflow (capacity), and disconnected (still waiting when their
+   * connection was lost, or when the client closed).
+   */
+  readonly droppedActions: Effect.Effect<ActionDispatcher.ClientDrops>
   /** Each action as it leaves the client: when, and how old its observation was then. */
   readonly actionTimings: Stream.Stream<ActionDispatcher.ActionTiming>
   readonly clearActions: Effect.Effect<void>
-  /** Sends one queued action per tick (1/hz s, fixed grid); replaces a running dispatcher. */
+  /**
+   * Sends one queued action per tick (1/hz s, fixed grid); replaces a running
+   * dispatcher. It keeps its rate across reconnections: each new connection
+   * starts dispatching at once (with an empty queue).
+   */
   readonly startActionDispatch: (hz: number) => Effect.Effect<void>
   readonly stopActionDispatch: Effect.Effect<void>
-  /** How many actions the dispatcher (or sendAction) has sent. */
+  /** How many actions the dispatcher (or sendAction) has handed to a live connection. */
   readonly dispatched: SubscriptionRef.SubscriptionRef<number>
 
-  /** Completes when the connection is gone (closed by the server or lost). */
+  /** connecting → connected → (reconnecting → connected)* → closed. */
+  readonly connectionState: SubscriptionRef.SubscriptionRef<ConnectionState>
+  /** Connections made after the first one. */
+  readonly reconnects: SubscriptionRef.SubscriptionRef<number>
+  /** Completes when there is no live connection: at once, or when the current one is lost. */
   readonly awaitDisconnect: Effect.Effect<void>
 }
 
@@ -130,55 +201,86 @@ const stepRequest = (chunk: ActionChunk, latestObs: Option.Option<Observation>) 
 const expect = <T extends Message["type"]>(type: T) => (m: Message): Effect.Effect<Extract<Message, { type: T }>> =>
   m.type === type ? Effect.succeed(m as Extract<Message, { type: T }>) : Effect.die(`expected ${type}, got ${m.type}`)
 
+/** What each connection carries. */
+interface Parts {
+  readonly slot: RequestSlot.RequestSlot
+  readonly actions: ActionDispatcher.LinkDispatcher
+}
+
 export const make = (
   options: PolicyClientOptions = {}
 ): Effect.Effect<PolicyClientApi, TransportError, Scope.Scope | ClientTransport> =>
   Effect.gen(function*() {
     const transport = yield* ClientTransport
-    const link = yield* ClientConnection.open(transport, options)
     const requestTimeout = options.requestTimeout ?? Duration.seconds(30)
     const resetTimeout = options.resetTimeout ?? Duration.minutes(5)
+    const limits = { ...clientDecodeLimits, ...options.decodeLimits }
+    let link: ClientConnection.ClientConnection<Parts> | undefined
+    const why = () => link?.why() ?? "not connected yet"
 
     const observations = yield* ObservationStream.make
-    const slot = yield* RequestSlot.make(link.connection, link.lost, (obs) => {
-      link.offThread?.observed(ObservationStream.timestampsOf(Option.some(obs)))
-      return observations.publish(obs)
-    })
-    const getObs = Effect.flatMap(slot.request({ type: "obs_request" }, requestTimeout), expect("obs_response")).pipe(
-      Effect.map((m) => m.obs)
-    )
     const actions = yield* ActionDispatcher.make({
-      connection: link.connection,
-      lost: link.lost,
       latestObs: observations.latest,
-      offThread: link.offThread,
-      capacity: options.maxQueuedActions ?? ActionQueue.defaultCapacity
+      capacity: options.maxQueuedActions ?? ActionQueue.defaultCapacity,
+      current: () => link?.current()?.actions,
+      why
     })
-    yield* link.read({ receive: slot.receive, onLost: () => slot.fail })
-    // Closing the client stops the loops before the reader: otherwise the
-    // reader's end would fail their requests first and each would log that it
-    // stopped for a lost connection.
+    link = yield* ClientConnection.make<Parts>(transport, options, (live) =>
+      Effect.gen(function*() {
+        const slot = yield* RequestSlot.make(live.connection, live.lost, (obs) => {
+          live.offThread?.observed(ObservationStream.timestampsOf(Option.some(obs)))
+          return observations.publish(obs)
+        }, limits)
+        const dispatcher = yield* actions.attach(live)
+        return {
+          parts: { slot, actions: dispatcher },
+          receive: slot.receive,
+          onLost: (reason, final) => Effect.andThen(slot.fail, actions.detach(dispatcher, reason, final))
+        }
+      }))
+    const connection = link
+    // Closing the client stops the loops before the connection: otherwise its
+    // end would fail their requests first and each would log that it stopped
+    // for a lost connection.
     yield* Effect.addFinalizer(() => Effect.andThen(observations.stop, actions.stop))
+
+    /** A request on the live connection's slot, or `Disconnected` at once. */
+    const request = <T extends RequestSlot.RequestType, R extends Message["type"]>(
+      message: Effect.Effect<Message & { readonly type: T }, RequestError>,
+      reply: R,
+      timeout: Duration.Input
+    ) =>
+      Effect.flatMap(message, (m) =>
+        Effect.suspend(() => {
+          const parts = connection.current()
+          return parts === undefined
+            ? Effect.fail(RequestSlot.disconnected(m.type, connection.why()))
+            : parts.slot.request(m, timeout)
+        })).pipe(Effect.flatMap(expect(reply)))
+    const getObs = Effect.map(request(Effect.succeed({ type: "obs_request" as const }), "obs_response", requestTimeout), (m) => m.obs)
+    const reconnection: ObservationStream.Reconnection = {
+      awaitDisconnected: connection.awaitDisconnected,
+      pending: () => SubscriptionRef.getUnsafe(connection.state) === "reconnecting",
+      awaitConnected: connection.awaitConnected
+    }
 
     return {
       address: transport.address,
-      getMetadata: Effect.flatMap(slot.request({ type: "metadata" }, requestTimeout), expect("metadata_response")).pipe(
-        Effect.map((m) => m.data)
-      ),
-      reset: Effect.flatMap(slot.request({ type: "reset" }, resetTimeout), expect("reset_response")).pipe(
-        Effect.map((m) => ({ obs: m.obs, info: m.info }))
+      getMetadata: Effect.map(request(Effect.succeed({ type: "metadata" as const }), "metadata_response", requestTimeout), (m) => m.data),
+      reset: Effect.map(
+        request(Effect.succeed({ type: "reset" as const }), "reset_response", resetTimeout),
+        (m) => ({ obs: m.obs, info: m.info })
       ),
       getObs,
       step: (chunk) =>
-        Effect.suspend(() => stepRequest(chunk, SubscriptionRef.getUnsafe(observations.latest))).pipe(
-          Effect.flatMap((message) => slot.request(message, requestTimeout)),
-          Effect.flatMap(expect("step_response")),
-          Effect.map((m) => ({ obs: m.obs, reward: m.reward, terminated: m.terminated, truncated: m.truncated, info: m.info }))
+        Effect.map(
+          request(Effect.suspend(() => stepRequest(chunk, SubscriptionRef.getUnsafe(observations.latest))), "step_response", requestTimeout),
+          (m) => ({ obs: m.obs, reward: m.reward, terminated: m.terminated, truncated: m.truncated, info: m.info })
         ),
       sendAction: actions.send,
       latestObs: observations.latest,
       observations: observations.observations,
-      startObsStream: (hz) => observations.start(hz, getObs),
+      startObsStream: (hz) => observations.start(hz, getObs, reconnection),
       stopObsStream: observations.stop,
       putAction: actions.put,
       putActions: actions.putAll,
@@ -190,6 +292,8 @@ export const make = (
       startActionDispatch: actions.start,
       stopActionDispatch: actions.stop,
       dispatched: actions.dispatched,
-      awaitDisconnect: link.gone
+      connectionState: connection.state,
+      reconnects: connection.reconnects,
+      awaitDisconnect: connection.awaitDisconnected
     } satisfies PolicyClientApi
   })

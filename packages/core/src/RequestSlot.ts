@@ -8,8 +8,15 @@
  * dropped instead of being taken for the next request's. Only a reply later
  * than twice the timeout is given up for lost.
  */
-import { decodeFrame, encodeFrame, type Message, type MessageType, type Observation } from "@chiral/protocol"
-import { Deferred, Duration, Effect, FiberSet, Result, Semaphore, type Scope } from "effect"
+import {
+  type DecodeLimits,
+  decodeFrame,
+  encodeFrame,
+  type Message,
+  type MessageType,
+  type Observation
+} from "@chiral/protocol"
+import { Deferred, Duration, Effect, Exit, FiberSet, Result, Semaphore, type Scope } from "effect"
 import { RequestError } from "./RequestError.js"
 import type { Connection } from "./Transport.js"
 
@@ -31,7 +38,7 @@ export interface RequestSlot {
   ) => Effect.Effect<Message, RequestError>
   /** Takes one frame from the server: the reply to the request in flight, or dropped. */
   readonly receive: (frame: Uint8Array) => Effect.Effect<void>
-  /** The connection is gone: the request in flight fails with `Disconnected`. */
+  /** The connection is gone: every request still waiting (in flight or for the slot) fails with `Disconnected`. */
   readonly fail: Effect.Effect<void>
 }
 
@@ -41,12 +48,13 @@ export const disconnected = (request: string, detail: string) =>
 /**
  * The slot over `connection`. `lost` says why the connection is gone (once it
  * is); `onObservation` sees every observation a reply carries, before its
- * caller does.
+ * caller does; replies are decoded within `limits`.
  */
 export const make = (
   connection: Connection,
   lost: () => string | undefined,
-  onObservation: (obs: Observation) => Effect.Effect<void>
+  onObservation: (obs: Observation) => Effect.Effect<void>,
+  limits: Partial<DecodeLimits>
 ): Effect.Effect<RequestSlot, never, Scope.Scope> =>
   Effect.gen(function*() {
     const slot = yield* Semaphore.make(1)
@@ -63,7 +71,7 @@ export const make = (
       disconnected(request, detail ?? lost() ?? "connection closed")
 
     const receive = (frame: Uint8Array): Effect.Effect<void> => {
-      const decoded = decodeFrame(frame)
+      const decoded = decodeFrame(frame, limits)
       const current = pending
       if (Result.isFailure(decoded)) {
         // Servers only ever answer requests, so this was the answer to the current one.
@@ -86,10 +94,16 @@ export const make = (
       return Effect.andThen(obs === undefined ? Effect.void : onObservation(obs), Deferred.succeed(current.reply, message))
     }
 
-    const fail = Effect.suspend(() => {
-      const current = pending
+    // Every request whose caller still waits, sent or waiting for the slot:
+    // when the connection goes they all fail at once (the exchanges waiting
+    // for the slot are interrupted with the connection's scope, and would
+    // otherwise leave their callers to their timeouts).
+    const waiting = new Map<Deferred.Deferred<Message, RequestError>, RequestType>()
+
+    const fail = Effect.sync(() => {
       pending = undefined
-      return current === undefined ? Effect.void : Deferred.fail(current.reply, gone(current.request)).pipe(Effect.asVoid)
+      for (const [reply, type] of waiting) Deferred.doneUnsafe(reply, Exit.fail(gone(type)))
+      waiting.clear()
     })
 
     /** Holds the slot from sending until the reply (or the end of the connection). */
@@ -127,6 +141,7 @@ export const make = (
           return Effect.fail(new RequestError({ request: message.type, reason: "Malformed", detail: String(cause) }))
         }
         const reply = Deferred.makeUnsafe<Message, RequestError>()
+        waiting.set(reply, message.type)
         let wanted = true
         const grace = Duration.times(Duration.fromInputUnsafe(timeout), 2)
         return FiberSet.run(exchanges, exchange(message.type, frame, reply, grace, () => wanted)).pipe(
@@ -144,6 +159,7 @@ export const make = (
           }),
           Effect.ensuring(Effect.sync(() => {
             wanted = false
+            waiting.delete(reply)
           }))
         )
       })

@@ -3,7 +3,7 @@
  * whole protocol messages as bytes. How they travel (WebSocket, Zenoh, memory)
  * is a Layer providing `ServerTransport` or `ClientTransport`.
  */
-import type { Effect, Scope, Stream } from "effect"
+import type { Duration, Effect, Scope, Stream } from "effect"
 import { Context } from "effect"
 import type { TransportError } from "./TransportError.js"
 
@@ -75,6 +75,19 @@ export class ClientTransport extends Context.Service<ClientTransport, {
    */
   readonly waitingMessage?: string | undefined
 }>()("@chiral/core/ClientTransport") {}
+
+/**
+ * How long the caller still waits for the connection attempt under way
+ * (undefined: as long as the transport's own timeouts allow). PolicyClient
+ * provides it to `ClientTransport.connect` when its user gave a deadline
+ * (`openTimeout`, `chiral probe --timeout`); a transport then ends its attempt
+ * by that time, handshake included, with an error that says how far it got
+ * (`Silent`: something accepted the connection but never completed the
+ * handshake), instead of letting its own longer handshake timeout win.
+ */
+export const ConnectTimeout = Context.Reference<Duration.Duration | undefined>("@chiral/core/ConnectTimeout", {
+  defaultValue: () => undefined
+})
 
 /** Concatenates the parts of an outgoing frame (for transports that need one buffer). */
 export const frameBytes = (frame: OutgoingFrame): Uint8Array => {

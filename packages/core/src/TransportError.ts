@@ -7,6 +7,12 @@ import { Schema } from "effect"
 export const TransportErrorReason = Schema.Literals([
   /** Nobody is listening (yet) at the address: worth retrying. */
   "Unavailable",
+  /**
+   * Something accepted the connection but never completed the protocol's
+   * handshake in time: another service on that port, or a frozen server.
+   * Worth retrying (a frozen server may resume).
+   */
+  "Silent",
   /** The address cannot be used at all (malformed URI, unsupported scheme). */
   "InvalidAddress",
   /** The server could not bind its address. */

@@ -4,10 +4,11 @@
  * - Robot side: `PolicyServer` (handlers as effects, sensor state per camera
  *   and proprio in Refs).
  * - Policy side: `PolicyClient`, made of its concerns: `ClientConnection`
- *   (connecting, retrying, loss), `RequestSlot` (one request in flight,
- *   replies matched by order), `ObservationStream` (latest observation and the
- *   fixed-rate request loop), `ActionDispatcher` (the action queue and its
- *   fixed-rate dispatch).
+ *   (connecting, retrying, loss, reconnection on a `Schedule`), `RequestSlot`
+ *   (one request in flight, replies matched by order), `ObservationStream`
+ *   (latest observation and the fixed-rate request loop), `ActionDispatcher`
+ *   (the action queue and its fixed-rate dispatch; queued actions never
+ *   outlive their connection).
  * - The seam: `ServerTransport` and `ClientTransport` (frames in, frames out),
  *   and `OffThreadDispatch`/`DispatchControl`, the contract of an action
  *   dispatcher a transport runs on a thread of its own. Implementations live
@@ -19,6 +20,7 @@
  * load this index and the whole of Effect.
  */
 export * from "./Transport.js"
+export * as ClientConnection from "./ClientConnection.js"
 export * from "./TransportError.js"
 export * as MemoryTransport from "./MemoryTransport.js"
 

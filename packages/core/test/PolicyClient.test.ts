@@ -1,7 +1,7 @@
 import { type Observation, Tensor } from "@chiral/protocol"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Option, Queue, Stream, SubscriptionRef } from "effect"
-import { PolicyClient, RequestError } from "../src/index.js"
+import { PolicyClient, PolicyServer, RequestError } from "../src/index.js"
 import * as Pair from "@chiral/testing/Pair"
 
 for (const [name, transports] of Pair.transports) {
@@ -114,5 +114,42 @@ describe("PolicyClient on real sockets", () => {
       const error = yield* Effect.flip(client.step([[1, 2], [3]]))
       expect(error).toMatchObject({ _tag: "RequestError", reason: "Malformed", request: "action" })
       expect((yield* client.getObs).cameras.length).toBe(2)
+    }).pipe(Effect.scoped, Effect.provide(Pair.memory())))
+})
+
+describe("PolicyClient decode limits", () => {
+  /** A server whose metadata is `data` (an observation for reset, nothing else). */
+  const serveMetadata = (data: Record<string, unknown>) =>
+    PolicyServer.make({
+      cameras: [{ name: "cam_0", width: 4, height: 2 }],
+      handlers: {
+        getMetadata: Effect.succeed(data),
+        reset: Effect.flatMap(PolicyServer.PolicyServer, (s) => s.makeObs()).pipe(Effect.map((obs) => ({ obs }))),
+        applyAction: () => Effect.void
+      }
+    })
+
+  it.live("by default a client takes what a reference server may send: a 2 MiB metadata map, 500 levels of nesting (the Python packer stops at 511)", () =>
+    Effect.gen(function*() {
+      let nested: unknown = 1
+      for (let i = 0; i < 500; i++) nested = [nested]
+      const description = "x".repeat(2 * 1024 * 1024)
+      yield* serveMetadata({ robot_description: description, nested })
+      const client = yield* PolicyClient.make({ quiet: true })
+      const metadata = yield* client.getMetadata
+      expect((metadata["robot_description"] as string).length).toBe(description.length)
+      let depth = 0
+      for (let v = metadata["nested"]; Array.isArray(v); v = v[0]) depth++
+      expect(depth).toBe(500)
+    }).pipe(Effect.scoped, Effect.provide(Pair.webSocket)))
+
+  it.live("decodeLimits lower them: an answer beyond is a Malformed error naming the limit, and the client carries on", () =>
+    Effect.gen(function*() {
+      yield* serveMetadata({ robot_description: "x".repeat(2 * 1024 * 1024) })
+      const client = yield* PolicyClient.make({ quiet: true, decodeLimits: { maxHeaderBytes: 1024 * 1024 } })
+      const error = yield* Effect.flip(client.getMetadata)
+      expect(error).toMatchObject({ _tag: "RequestError", reason: "Malformed", request: "metadata" })
+      expect(error.detail).toMatch(/^header_len: \d+ bytes, more than the 1048576-byte header limit$/)
+      expect((yield* client.reset).obs.cameras.length).toBe(1)
     }).pipe(Effect.scoped, Effect.provide(Pair.memory())))
 })

@@ -4,9 +4,9 @@
 // blocked main thread. Registered once per transport; no timed assertions
 // beyond order and counts. The workers are the built JavaScript: run
 // `npx tsc -b` first.
-import { ActionPlan, type ActionTiming, CameraState } from "@chiral/core"
+import { ActionPlan, type ActionTiming, CameraState, ClientTransport, OffThreadDispatch, PreciseTimer } from "@chiral/core"
 import { assert, it } from "@effect/vitest"
-import { Cause, Effect, Exit, Option, Queue, Schedule, Stream, SubscriptionRef } from "effect"
+import { Cause, Effect, Exit, Layer, Option, Queue, Schedule, Stream, SubscriptionRef } from "effect"
 import * as Pair from "./Pair.js"
 import type * as Robot from "./Robot.js"
 
@@ -26,6 +26,32 @@ export const eventually = (check: Effect.Effect<boolean>) =>
     Effect.filterOrFail((ok) => ok),
     Effect.retry({ schedule: Schedule.spaced(10), times: 300 }),
     Effect.ignore
+  )
+
+/**
+ * The client transport of the context, its connections' off-thread
+ * dispatchers reporting each send's time (monotonic ms) into `sends`.
+ */
+const recordingSends = (sends: Array<number>) =>
+  Layer.effect(
+    ClientTransport,
+    Effect.map(ClientTransport, (inner) =>
+      ClientTransport.of({
+        ...inner,
+        connect: Effect.map(inner.connect, (connection) => {
+          const dispatch = OffThreadDispatch.of(connection)
+          if (dispatch === undefined) return connection
+          const recorded: OffThreadDispatch.OffThreadDispatch = {
+            ...dispatch,
+            onDispatched: (listener) =>
+              dispatch.onDispatched((count, at, due, obsTime) => {
+                sends.push(at)
+                listener(count, at, due, obsTime)
+              })
+          }
+          return { ...connection, dispatch: recorded }
+        })
+      }))
   )
 
 /** Registers the shared tests; `transports(thread)` gives a server and a client whose dispatcher runs there. */
@@ -73,24 +99,26 @@ export const dispatchContract = (transports: (thread: "worker" | "main") => Pair
 
   it.live("ticks keep coming while the main thread is blocked", () =>
     Effect.gen(function*() {
-      const { client, recorder } = yield* Pair.startPair()
+      // When each action left, as its dispatcher reports it (monotonic ms).
+      const sends: Array<number> = []
+      const { client } = yield* Pair.startPair().pipe(Effect.provide(recordingSends(sends)))
       yield* client.putActions(Array.from({ length: 50 }, (_, i) => row(i)))
       yield* client.startActionDispatch(100)
-      yield* Queue.take(recorder.actions)
-      // Block this thread for 300 ms: ~30 ticks fall due meanwhile. The server
-      // runs on this thread too, so it only reads them afterwards, but they
-      // were sent: they are all waiting in its socket.
-      yield* Effect.sync(() => {
-        const until = performance.now() + 300
-        while (performance.now() < until) {
+      // Block this thread for 0.5 s: the 50 actions fall due meanwhile. The
+      // reports of their sends can only be read afterwards, but they say when
+      // each one left: during the block, unless the ticks waited for it.
+      const block = yield* Effect.sync(() => {
+        const start = PreciseTimer.monotonicMillis()
+        const end = start + 500
+        while (PreciseTimer.monotonicMillis() < end) {
           // busy
         }
+        return { start, end }
       })
-      const burst = yield* Queue.takeAll(Queue.asDequeue(recorder.actions)).pipe(
-        Effect.delay(20),
-        Effect.map((all) => all.length)
-      )
-      assert.isAtLeast(burst, 20)
+      yield* eventually(Effect.sync(() => sends.length >= 50))
+      assert.strictEqual(sends.length, 50)
+      const during = sends.filter((at) => at > block.start && at < block.end).length
+      assert.isAtLeast(during, 10)
     }).pipe(Effect.scoped, Effect.provide(transports("worker"))))
 
   it.live("the main-thread client dispatches from its own fiber", () =>
@@ -156,7 +184,7 @@ export const chunkModesContract = (transports: (thread: "worker" | "main") => Pa
         // no observation yet: the first four carry none
         assert.deepStrictEqual(timed.map((t) => t.obsTime), [undefined, undefined, undefined, undefined, 1.5])
         assert.closeTo(timed[4]!.age!, timed[4]!.sentAt - 1.5, 1e-9)
-        assert.deepStrictEqual(yield* client.droppedActions, { late: 0, replaced: 0, overflow: 0 })
+        assert.deepStrictEqual(yield* client.droppedActions, { late: 0, replaced: 0, overflow: 0, disconnected: 0 })
       }).pipe(Effect.scoped, Effect.provide(transports(thread))))
 
     it.live(`${thread}: time-aligned: actions late on arrival are dropped and counted; none leaves after its slot`, () =>

@@ -32,13 +32,18 @@ export const startPair = (options: {
   })
 
 /** Only the test robot (for tests that start clients themselves). */
-export const startServerOnly = () =>
+export const startServerOnly = () => Effect.flatMap(Robot.makeRecorder, (recorder) => startServerOnlyWith(recorder))
+
+/** The test robot recording into `recorder` (which may outlive it: a server restarted, say). */
+export const startServerOnlyWith = (
+  recorder: Robot.Recorder,
+  options: { readonly obsDelayMillis?: number | ((n: number) => number) } = {}
+) =>
   Effect.gen(function*() {
-    const recorder = yield* Robot.makeRecorder
     const server = yield* PolicyServer.make({
       cameras: Robot.cameras,
       proprios: Robot.proprios,
-      handlers: Robot.handlers(recorder)
+      handlers: Robot.handlers(recorder, options)
     })
     return { recorder, server }
   })

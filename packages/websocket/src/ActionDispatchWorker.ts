@@ -43,7 +43,14 @@ export type ToWorker =
   /** The connection is open: write to it through this. */
   | { readonly t: "attach"; readonly writer: SharedWriterHandle }
 
-export type FromWorker = DispatchReport
+export type FromWorker =
+  | DispatchReport
+  /**
+   * A write failed (the socket is closed, or the server stopped reading): the
+   * ticks have stopped, the action is counted among those `clear` removes,
+   * and the connection is over.
+   */
+  | { readonly t: "lost"; readonly detail: string }
 
 /** Sends one queued action per tick of a fixed grid anchored at `start`. */
 class Dispatcher {
@@ -107,6 +114,8 @@ const run = (options: WorkerOptions) => {
   let dispatched = 0
   let writer: SharedWriter | undefined
   const plan = new ActionPlan(options.maxQueuedActions)
+  // Taken from the plan for a write that failed: dropped with the rest.
+  let unsent = 0
   const state = () => ({ pending: plan.size, dropped: plan.dropped })
 
   // This thread's one job that is timed: put it ahead of the process's other
@@ -120,9 +129,14 @@ const run = (options: WorkerOptions) => {
     plan,
     ({ action, obsTimestamps }, due) => {
       const stamp = obsTimestamps ?? latest
-      // A failed write means the connection is going: the policy's thread
-      // sees that on its side of the socket and ends the connection.
-      if (writer === undefined || writer.write(encodeBinaryFrame([encodeApplyAction(action.shape, action.data, stamp)])) !== undefined) {
+      // A failed write means the connection is gone or going: say so, and the
+      // policy's thread ends the connection (if it has not already).
+      const failed = writer === undefined
+        ? new Error("no connection to write to")
+        : writer.write(encodeBinaryFrame([encodeApplyAction(action.shape, action.data, stamp)]))
+      if (failed !== undefined) {
+        unsent++
+        post({ t: "lost", detail: `cannot send an action: ${failed.message}` })
         return false
       }
       const at = PreciseTimer.monotonicMillis()
@@ -149,9 +163,12 @@ const run = (options: WorkerOptions) => {
           return post({ t: "done", id: message.id, ...state(), error: String((error as Error).message ?? error) })
         }
         return post({ t: "done", id: message.id, ...state() })
-      case "clear":
+      case "clear": {
+        const cleared = plan.size + unsent
+        unsent = 0
         plan.clear()
-        return post({ t: "done", id: message.id, ...state() })
+        return post({ t: "done", id: message.id, ...state(), cleared })
+      }
       case "pending":
         return post({ t: "done", id: message.id, ...state() })
       case "start":

@@ -24,6 +24,17 @@
  * `ws://` only (TLS stays with `ws`). Outgoing messages are small (requests and
  * actions) and are masked into one buffer per message, as RFC 6455 requires of
  * clients. Pings are answered; the close handshake is honoured both ways.
+ *
+ * Liveness (`pingIntervalMillis`, `pingTimeoutMillis`): the client pings the
+ * server every interval and cuts the connection (reported as 1006, lost)
+ * when nothing at all has arrived within the timeout after a ping: a frozen,
+ * half-open or vanished server is noticed within interval + timeout. Any bytes count as an answer, so a server busy
+ * sending a large observation is not taken for a dead one. The reading and
+ * the timing are on this socket's thread (the policy's): while that thread is
+ * blocked nothing is sent or checked, and when it resumes the check waits
+ * until what arrived meanwhile has been read (and, if the thread was held up
+ * past the deadline, a while longer), so a pause of this thread is never
+ * taken for the server's silence.
  */
 import * as Crypto from "node:crypto"
 import * as Net from "node:net"
@@ -45,7 +56,13 @@ export interface ClientSocketHandlers {
 
 /** Why a connection failed or ended badly. `kind` says whether retrying can help. */
 export class ClientSocketError extends Error {
-  readonly kind: "unavailable" | "handshake" | "protocol" | "lost"
+  /**
+   * unavailable: nobody answered; silent: the TCP connection was accepted but
+   * no handshake answer came in time; handshake: the answer was refused;
+   * protocol: the server broke RFC 6455; lost: the open connection ended
+   * (dropped, or silent past the ping timeout).
+   */
+  readonly kind: "unavailable" | "silent" | "handshake" | "protocol" | "lost"
   constructor(kind: ClientSocketError["kind"], message: string, options?: { cause?: unknown }) {
     super(message, options)
     this.kind = kind
@@ -61,6 +78,10 @@ export interface ConnectOptions {
   readonly hostHeader: string
   /** How long the TCP connect and the opening handshake may take. */
   readonly openTimeoutMillis: number
+  /** Ping the server every this many ms once open (0 or absent: never). */
+  readonly pingIntervalMillis?: number | undefined
+  /** End the connection when nothing arrives within this many ms after a ping (0 or absent: never). */
+  readonly pingTimeoutMillis?: number | undefined
 }
 
 const guid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -79,6 +100,11 @@ const sendableClose = (code: number) =>
   (code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999)
 
 const Opcode = { continuation: 0x0, text: 0x1, binary: 0x2, close: 0x8, ping: 0x9, pong: 0xa } as const
+
+/** How late a timer may fire before this thread counts as held up (see `checkAnswer`). */
+const heldUpMillis = 20
+
+const seconds = (millis: number) => `${Number((millis / 1000).toPrecision(3))} s`
 
 /** Random mask keys, drawn from a pool refilled from the CSPRNG. */
 let maskPool = new Uint8Array(0)
@@ -191,6 +217,17 @@ export class ClientSocket {
   private sentClose = false
   private openTimer: ReturnType<typeof setTimeout> | undefined
   private closeTimer: ReturnType<typeof setTimeout> | undefined
+  private tcpConnected = false
+
+  // ── liveness ──
+  private readonly pingIntervalMillis: number
+  private readonly pingTimeoutMillis: number
+  private pingTimer: ReturnType<typeof setTimeout> | undefined
+  private pongTimer: ReturnType<typeof setTimeout> | undefined
+  /** When the last bytes arrived, and when the unanswered ping (if any) left (performance.now() ms). */
+  private lastHeard = 0
+  private pingSentAt: number | undefined
+  private pings = 0
 
   // ── receiving ──
   private readonly spill: Uint8Array = Buffer.allocUnsafeSlow(spillBytes)
@@ -220,6 +257,8 @@ export class ClientSocket {
   constructor(options: ConnectOptions, handlers: ClientSocketHandlers) {
     this.handlers = handlers
     this.key = Crypto.randomBytes(16).toString("base64")
+    this.pingIntervalMillis = options.pingIntervalMillis ?? 0
+    this.pingTimeoutMillis = options.pingTimeoutMillis ?? 0
     this.socket = Net.connect({
       host: options.host,
       port: options.port,
@@ -233,9 +272,19 @@ export class ClientSocket {
       }
     })
     this.openTimer = setTimeout(() => {
-      this.fail(new ClientSocketError("unavailable", `no WebSocket handshake within ${options.openTimeoutMillis} ms`))
+      this.fail(
+        this.tcpConnected
+          ? new ClientSocketError(
+            "silent",
+            `${options.host}:${options.port} accepted the TCP connection but sent no WebSocket handshake answer within ${
+              seconds(options.openTimeoutMillis)
+            }: not a WebSocket server, or a frozen one`
+          )
+          : new ClientSocketError("unavailable", `no TCP connection within ${seconds(options.openTimeoutMillis)}`)
+      )
     }, options.openTimeoutMillis)
     this.socket.once("connect", () => {
+      this.tcpConnected = true
       this.socket.write(
         `GET ${options.path} HTTP/1.1\r\n` +
           `Host: ${options.hostHeader}\r\n` +
@@ -322,6 +371,67 @@ export class ClientSocket {
 
   // ── internals ──
 
+  private schedulePing() {
+    if (!(this.pingIntervalMillis > 0) || this.state !== "open") return
+    this.pingTimer = setTimeout(this.ping, this.pingIntervalMillis)
+    this.pingTimer.unref()
+  }
+
+  /** Sends a ping unless one is still unanswered, and checks for an answer after the timeout. */
+  private ping = () => {
+    this.pingTimer = undefined
+    if (this.state !== "open") return
+    if (this.pingSentAt === undefined || this.lastHeard > this.pingSentAt) {
+      // the previous ping was answered: its check has nothing left to judge
+      if (this.pongTimer !== undefined) clearTimeout(this.pongTimer)
+      this.pongTimer = undefined
+      const payload = new Uint8Array(4)
+      new DataView(payload.buffer).setUint32(0, ++this.pings)
+      const sent = performance.now()
+      this.pingSentAt = sent
+      this.write(encodeFrame(Opcode.ping, [payload]))
+      if (this.pingTimeoutMillis > 0) {
+        this.pongTimer = setTimeout(() => this.checkAnswer(sent, sent + this.pingTimeoutMillis), this.pingTimeoutMillis)
+        this.pongTimer.unref()
+      }
+    }
+    this.schedulePing()
+  }
+
+  /**
+   * The timeout after the ping sent at `sent` ran out (it was due at `due`).
+   * Judged once the event loop has polled the socket (`setImmediate` runs
+   * after the poll phase): if this thread was blocked, what arrived meanwhile
+   * is read first and counts. If this thread was held up well past `due`
+   * (blocked, starved of CPU, a long collection), the silence it could
+   * observe was shorter than the timeout, and a peer on a starved machine
+   * may only now have answered: it is judged once more after as long again
+   * (at most one timeout).
+   */
+  private checkAnswer(sent: number, due: number, again = false) {
+    this.pongTimer = undefined
+    setImmediate(() => {
+      if (this.state !== "open" || this.lastHeard > sent) return
+      const late = performance.now() - due
+      if (!again && late > heldUpMillis) {
+        const grace = Math.min(this.pingTimeoutMillis, late)
+        this.pongTimer = setTimeout(() => this.checkAnswer(sent, performance.now(), true), grace)
+        this.pongTimer.unref()
+        return
+      }
+      // Failed without a close frame (RFC 6455 §7.1.7): the server is not
+      // listening, and with writes shared, an action of the dispatcher's
+      // could still slip in after a close frame; once the socket is
+      // destroyed, nothing more is written.
+      this.fail(
+        new ClientSocketError(
+          "lost",
+          `the server sent nothing for ${seconds(this.pingTimeoutMillis)} after a ping: frozen, or the connection is half-open`
+        )
+      )
+    })
+  }
+
   private sendClose(code: number, reason = "") {
     if (this.sentClose) return
     this.sentClose = true
@@ -388,6 +498,8 @@ export class ClientSocket {
     this.state = "closed"
     if (this.openTimer !== undefined) clearTimeout(this.openTimer)
     if (this.flushTimer !== undefined) clearTimeout(this.flushTimer)
+    if (this.pingTimer !== undefined) clearTimeout(this.pingTimer)
+    if (this.pongTimer !== undefined) clearTimeout(this.pongTimer)
     if (this.writer !== undefined && this.outbox.length > 0) this.writeFailed(new ClosedError())
     this.messageBuffer = undefined
     this.handlers.onClose(code, reason, error)
@@ -416,6 +528,7 @@ export class ClientSocket {
 
   private received(n: number, buffer: Uint8Array) {
     if (this.state === "closed" || n <= 0) return
+    this.lastHeard = performance.now()
     if (buffer !== this.spill) {
       // read in place: the bytes are already where they belong
       this.messageLength += n
@@ -459,6 +572,7 @@ export class ClientSocket {
     if (this.openTimer !== undefined) clearTimeout(this.openTimer)
     this.openTimer = undefined
     this.handshake = ""
+    this.schedulePing()
     this.handlers.onOpen()
     return end + 4 - before
   }

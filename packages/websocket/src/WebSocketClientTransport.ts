@@ -7,10 +7,10 @@
  */
 import type { WithOffThreadDispatch } from "@chiral/core/OffThreadDispatch"
 import * as DispatchControl from "@chiral/core/DispatchControl"
-import { ClientTransport, type Connection, type OutgoingFrame } from "@chiral/core/Transport"
+import { ClientTransport, type Connection, ConnectTimeout, type OutgoingFrame } from "@chiral/core/Transport"
 import { TransportError } from "@chiral/core/TransportError"
 import * as NodeWS from "@effect/platform-node/NodeWS"
-import { Cause, Effect, Layer, Queue, type Scope, Stream } from "effect"
+import { Cause, Deferred, Duration, Effect, Exit, Layer, Queue, type Scope, Stream } from "effect"
 import * as Socket from "effect/socket/Socket"
 import { Worker } from "node:worker_threads"
 import type { FromWorker, ToWorker, WorkerOptions } from "./ActionDispatchWorker.js"
@@ -19,8 +19,28 @@ import { defaultPort } from "./WebSocketServer.js"
 import { describe, framesFrom, normalCloseCodes, sendOn, toTransportError } from "./WsConnection.js"
 
 export interface ClientOptions {
-  /** How long the WebSocket opening handshake may take. Default 10 s. */
+  /**
+   * How long the TCP connect and the WebSocket opening handshake may take, in
+   * ms. Default 10 s. A caller's deadline (`ConnectTimeout`, from
+   * PolicyClient's `openTimeout`) shortens it.
+   */
   readonly openTimeoutMillis?: number | undefined
+  /**
+   * Ping the server this often once connected. Default 20 s, as the
+   * references (the Python `websockets` library's `ping_interval`); 0 or
+   * Infinity: never. `ws://` and `wss://`.
+   */
+  readonly pingInterval?: Duration.Input | undefined
+  /**
+   * End the connection when nothing at all arrives within this long after a
+   * ping. Default 20 s (`websockets`' `ping_timeout`); 0 or Infinity: never.
+   * A frozen, half-open or vanished server is then noticed within
+   * `pingInterval` + `pingTimeout`, and PolicyClient's requests fail with
+   * `Disconnected`. The pings are sent and checked on the connection's thread
+   * (the policy's, see `WebSocketClient`): a pause of that thread is never
+   * taken for the server's silence, and during it nothing is noticed.
+   */
+  readonly pingTimeout?: Duration.Input | undefined
   /**
    * Where a `ws://` connection's action dispatcher runs. "worker" (default):
    * on a worker thread that writes actions to the connection itself, so they
@@ -30,27 +50,67 @@ export interface ClientOptions {
   readonly thread?: "worker" | "main" | undefined
 }
 
+/** The resolved timings of one connection attempt, in ms (0: off). */
+interface Timings {
+  readonly openTimeoutMillis: number
+  readonly pingIntervalMillis: number
+  readonly pingTimeoutMillis: number
+}
+
+const defaultPingMillis = 20_000
+
+/** A duration option in ms: 0 when off (0, negative, infinite). */
+const millisOrOff = (input: Duration.Input | undefined, fallback: number): number => {
+  if (input === undefined) return fallback
+  const millis = Duration.toMillis(Duration.fromInputUnsafe(input))
+  return Number.isFinite(millis) && millis > 0 ? millis : 0
+}
+
+/** The options' timings, the open timeout shortened to what the caller still waits (`ConnectTimeout`). */
+const timingsFor = (options: ClientOptions): Effect.Effect<Timings> =>
+  Effect.gen(function*() {
+    const budget = yield* ConnectTimeout
+    const own = options.openTimeoutMillis ?? 10_000
+    const left = budget === undefined ? own : Duration.toMillis(budget)
+    return {
+      openTimeoutMillis: Math.max(1, Math.min(own, Number.isFinite(left) ? left : own)),
+      pingIntervalMillis: millisOrOff(options.pingInterval, defaultPingMillis),
+      pingTimeoutMillis: millisOrOff(options.pingTimeout, defaultPingMillis)
+    }
+  })
+
+/** Why a connection never opened, as the seam says it. */
+const openFailure = (uri: string, code: number, error: WebSocketClient.ClientSocketError | undefined) =>
+  new TransportError({
+    reason: error?.kind === "handshake" ? "InvalidAddress" : error?.kind === "silent" ? "Silent" : "Unavailable",
+    address: uri,
+    detail: error?.message ?? `closed during the handshake (${code})`,
+    cause: error
+  })
+
 /**
  * A `ws://` connection on our own client framing (`WebSocketClient`): each
  * message is read straight into one buffer, its chiral payload 8-byte aligned.
+ * Opening can be interrupted (the caller's deadline): the socket is then
+ * destroyed.
  */
 const openDirect = (
   url: URL,
   uri: string,
-  options: ClientOptions
+  timings: Timings
 ): Effect.Effect<{ readonly connection: Connection; readonly socket: WebSocketClient.ClientSocket }, TransportError, Scope.Scope> =>
   Effect.gen(function*() {
     const frames = yield* Queue.unbounded<Uint8Array, TransportError | Cause.Done>()
     let closing = false
     const socket = yield* Effect.acquireRelease(
-      Effect.callback<WebSocketClient.ClientSocket, TransportError>((resume) => {
+      Effect.interruptible(Effect.callback<WebSocketClient.ClientSocket, TransportError>((resume) => {
         let opened = false
         const socket: WebSocketClient.ClientSocket = WebSocketClient.connect({
           host: url.hostname.replace(/^\[(.*)\]$/, "$1"),
           port: url.port === "" ? 80 : Number(url.port),
           path: `${url.pathname === "" ? "/" : url.pathname}${url.search}`,
           hostHeader: url.host,
-          openTimeoutMillis: options.openTimeoutMillis ?? 10_000
+          ...timings
         }, {
           onOpen: () => {
             opened = true
@@ -60,16 +120,7 @@ const openDirect = (
             Queue.offerUnsafe(frames, message)
           },
           onClose: (code, reason, error) => {
-            if (!opened) {
-              return resume(Effect.fail(
-                new TransportError({
-                  reason: error?.kind === "handshake" ? "InvalidAddress" : "Unavailable",
-                  address: uri,
-                  detail: error?.message ?? `closed during the handshake (${code})`,
-                  cause: error
-                })
-              ))
-            }
+            if (!opened) return resume(Effect.fail(openFailure(uri, code, error)))
             if (error === undefined && (closing || normalCloseCodes.has(code))) return void Queue.endUnsafe(frames)
             Queue.failCauseUnsafe(
               frames,
@@ -85,7 +136,7 @@ const openDirect = (
           }
         })
         return Effect.sync(() => socket.destroy())
-      }),
+      })),
       (socket) =>
         Effect.sync(() => {
           closing = true
@@ -121,11 +172,16 @@ const dispatcherStopMillis = 1000
  * threads, and actions leave on time whatever this thread is doing. Where the
  * socket's descriptor cannot be shared the connection comes without a
  * dispatcher, and PolicyClient dispatches from its own fiber.
+ *
+ * The dispatcher belongs to this connection: a write of its that fails (the
+ * socket is closed, or the server has not read for `SharedWriter.stallMillis`)
+ * stops its ticks, keeps the action it could not send among those it holds,
+ * and ends the connection, as a lost Zenoh dispatcher session does.
  */
 const connectOffThread = (
   url: URL,
   uri: string,
-  options: ClientOptions
+  timings: Timings
 ): Effect.Effect<Connection & Partial<WithOffThreadDispatch>, TransportError, Scope.Scope> =>
   Effect.gen(function*() {
     // Started before connecting, so that its start-up overlaps the handshakes.
@@ -141,12 +197,19 @@ const connectOffThread = (
       ),
       (worker) => Effect.promise(() => worker.terminate())
     )
+    const lost = Deferred.makeUnsafe<never, TransportError>()
     const control = DispatchControl.make((message) => worker.postMessage(message))
-    worker.on("message", (message: FromWorker) => control.receive(message))
+    worker.on("message", (message: FromWorker) => {
+      if (control.receive(message) || message.t !== "lost") return
+      Deferred.doneUnsafe(
+        lost,
+        Exit.fail(new TransportError({ reason: "Closed", address: uri, detail: `action dispatcher: ${message.detail}` }))
+      )
+    })
     worker.on("error", control.end)
     worker.on("exit", control.end)
 
-    const { connection, socket } = yield* openDirect(url, uri, options)
+    const { connection, socket } = yield* openDirect(url, uri, timings)
     const writer = socket.shareWrites()
     if (writer === undefined) return connection
     worker.postMessage({ t: "attach", writer } satisfies ToWorker)
@@ -158,11 +221,44 @@ const connectOffThread = (
         Effect.andThen(Effect.sync(control.end))
       )
     )
-    return { ...connection, dispatch: control.dispatch }
+    return { ...connection, frames: Stream.interruptWhen(connection.frames, Deferred.await(lost)), dispatch: control.dispatch }
   })
 
+/**
+ * Pings through `ws` (for `wss://`) with the same rule as `WebSocketClient`:
+ * when nothing (a message, a ping or a pong) arrives within the timeout after
+ * a ping, the connection is cut, which ends its frames with `Closed`.
+ */
+const keepAlive = (ws: NodeWS.WebSocket, timings: Timings): Effect.Effect<void, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      if (!(timings.pingIntervalMillis > 0)) return undefined
+      let lastHeard = performance.now()
+      let sentAt: number | undefined
+      const heard = () => {
+        lastHeard = performance.now()
+      }
+      for (const event of ["message", "ping", "pong"] as const) ws.on(event, heard)
+      const interval = setInterval(() => {
+        if (ws.readyState !== ws.OPEN || (sentAt !== undefined && lastHeard <= sentAt)) return
+        const sent = performance.now()
+        sentAt = sent
+        ws.ping()
+        if (timings.pingTimeoutMillis > 0) {
+          setTimeout(() =>
+            setImmediate(() => {
+              if (sentAt === sent && lastHeard <= sent) ws.terminate()
+            }), timings.pingTimeoutMillis).unref()
+        }
+      }, timings.pingIntervalMillis)
+      interval.unref()
+      return interval
+    }),
+    (interval) => Effect.sync(() => clearInterval(interval))
+  ).pipe(Effect.asVoid)
+
 /** A `wss://` connection through `ws` (TLS is not worth a framing of our own). */
-const connectWithWs = (uri: string, options: ClientOptions): Effect.Effect<Connection, TransportError, Scope.Scope> =>
+const connectWithWs = (uri: string, timings: Timings): Effect.Effect<Connection, TransportError, Scope.Scope> =>
   Effect.gen(function*() {
     let current: NodeWS.WebSocket | undefined
     const socket = yield* Socket.fromWebSocket(
@@ -173,7 +269,7 @@ const connectWithWs = (uri: string, options: ClientOptions): Effect.Effect<Conne
         }),
         (ws) => Effect.sync(() => ws.close(1000))
       ),
-      { openTimeout: options.openTimeoutMillis ?? 10_000 }
+      { openTimeout: timings.openTimeoutMillis }
     )
     const reader = yield* socket.reader.pipe(
       Effect.mapError((error) => {
@@ -184,6 +280,7 @@ const connectWithWs = (uri: string, options: ClientOptions): Effect.Effect<Conne
           : new TransportError({ reason: "Unavailable", address: uri, detail: failure.detail ?? failure.reason })
       })
     )
+    yield* keepAlive(current!, timings)
     const connection: Connection = { id: uri, frames: framesFrom(reader.pull, uri), send: sendOn(current!, uri) }
     return connection
   })
@@ -202,10 +299,11 @@ export const makeClient = (uri: string, options: ClientOptions = {}): ClientTran
         detail: `expected ws://host:port, got scheme ${url.protocol}`
       })
     }
-    if (url.protocol === "wss:") return yield* connectWithWs(uri, options)
+    const timings = yield* timingsFor(options)
+    if (url.protocol === "wss:") return yield* connectWithWs(uri, timings)
     return yield* (options.thread === "main"
-      ? Effect.map(openDirect(url, uri, options), ({ connection }) => connection)
-      : connectOffThread(url, uri, options))
+      ? Effect.map(openDirect(url, uri, timings), ({ connection }) => connection)
+      : connectOffThread(url, uri, timings))
   })
   return ClientTransport.of({ address: uri, connect })
 }

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Scope, Stream } from "effect"
+import { Effect, Exit, Fiber, Queue, Scope, Stream } from "effect"
 import { ClientTransport, MemoryTransport, ServerTransport } from "@chiral/core"
 import { WebSocketTransport } from "../src/index.js"
 import * as RawWebSocket from "@chiral/testing/RawWebSocket"
@@ -63,11 +63,14 @@ describe("Transport", () => {
       const client = WebSocketTransport.makeClient(server.address)
       const connection = yield* client.connect
       yield* connection.send(Uint8Array.of(9))
-      const reading = yield* Effect.forkScoped(connection.frames.pipe(Stream.runCollect))
-      yield* Effect.sleep(20)
+      const received = yield* Queue.unbounded<Uint8Array>()
+      const reading = yield* Effect.forkScoped(connection.frames.pipe(Stream.runForEach((frame) => Queue.offer(received, frame))))
+      // the echo proves the connection is served; then the server stops
+      assert.deepStrictEqual(Array.from(yield* Queue.take(received)), [9])
       yield* Fiber.interrupt(serving)
-      const frames = yield* Fiber.join(reading)
-      assert.strictEqual(frames.length, 1)
+      // the client's frames end: the server closed the connection
+      yield* Fiber.join(reading)
+      assert.strictEqual(yield* Queue.size(received), 0)
     }).pipe(Effect.scoped))
 })
 

@@ -84,7 +84,7 @@ export const start = (options: StartOptions): Effect.Effect<Started, never, Scop
           control.end()
           return void Deferred.doneUnsafe(ready, Exit.fail(failure("Unavailable", message.detail)))
         case "lost":
-          control.end()
+          // The worker still answers: the policy's thread asks what it held (to count it dropped).
           return void Deferred.doneUnsafe(lost, Exit.fail(failure("Closed", message.detail)))
       }
     })

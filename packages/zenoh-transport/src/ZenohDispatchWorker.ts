@@ -137,12 +137,18 @@ type SessionEnd = PeerError | ZenohSessionClosed | ZenohKeyExprError
 /** The requests answered in order by the session's fiber (the others are taken at once). */
 type Control = Exclude<ToWorker, { readonly t: "close" | "observed" }>
 
+/** What the dispatcher holds unsent, still asked for once its session has ended. */
+interface Held {
+  count: () => number
+}
+
 /** Serves the dispatcher until the session ends or the scope closes. */
 const serve = (
   options: WorkerOptions,
   inbox: Queue.Queue<Control>,
   observed: () => Readonly<Record<string, number>>,
-  post: (message: FromWorker) => void
+  post: (message: FromWorker) => void,
+  held: Held
 ) =>
   Effect.gen(function*() {
     const session = yield* Zenoh.connect({ ...options.session, host: options.host, port: options.port })
@@ -150,6 +156,9 @@ const serve = (
 
     const plan = new ActionPlan(ActionQueue.defaultCapacity)
     const state = () => ({ pending: plan.size, dropped: plan.dropped })
+    // Taken from the plan for a put that failed with the session: dropped with the rest.
+    let unsent = 0
+    held.count = () => plan.size + unsent
     let dispatched = 0
     const clock = new TickClock(yield* Clock.clockWith(Effect.succeed))
     const loop = yield* FiberHandle.make<void, never>()
@@ -173,7 +182,11 @@ const serve = (
       // this fiber goes on, then the fiber waits for the kernel to take it.
       const sending = yield* Effect.forkChild(session.put(options.key, frame), { startImmediately: true })
       const at = now()
-      yield* Fiber.join(sending)
+      yield* Fiber.join(sending).pipe(Effect.tapError(() =>
+        Effect.sync(() => {
+          unsent++
+        })
+      ))
       post({ t: "dispatched", count: ++dispatched, at, due, obsTime: obsTime(stamp), ...state() })
     })
 
@@ -201,9 +214,12 @@ const serve = (
             }
             return post({ t: "done", id: message.id, ...state() })
           }
-          case "clear":
+          case "clear": {
+            const cleared = plan.size + unsent
+            unsent = 0
             plan.clear()
-            return post({ t: "done", id: message.id, ...state() })
+            return post({ t: "done", id: message.id, ...state(), cleared })
+          }
           case "pending":
             return post({ t: "done", id: message.id, ...state() })
           case "start":
@@ -242,7 +258,33 @@ const run = (options: WorkerOptions, port: MessagePort) => {
     port.postMessage(message)
   }
   const inbox = Effect.runSync(Queue.unbounded<Control>())
-  const fiber = Effect.runFork(Effect.scoped(serve(options, inbox, () => latest, post)))
+  const held: Held = { count: () => 0 }
+  const fiber = Effect.runFork(Effect.scoped(serve(options, inbox, () => latest, post, held)))
+  let ended = false
+  let closing = false
+  const noDrops = { late: 0, replaced: 0, overflow: 0 }
+
+  // Once the session has ended nothing is sent any more, but the policy's
+  // thread still asks what was left (to count it dropped) before it closes us.
+  const answerAfterEnd = (message: Control) => {
+    switch (message.t) {
+      case "put": {
+        const before = held.count
+        const extra = message.actions.length
+        held.count = () => before() + extra
+        return post({ t: "done", id: message.id, pending: held.count(), dropped: noDrops })
+      }
+      case "clear": {
+        const cleared = held.count()
+        held.count = () => 0
+        return post({ t: "done", id: message.id, pending: 0, dropped: noDrops, cleared })
+      }
+      case "pending":
+        return post({ t: "done", id: message.id, pending: held.count(), dropped: noDrops })
+      default:
+        return post({ t: "done", id: message.id })
+    }
+  }
 
   port.on("message", (message: ToWorker) => {
     switch (message.t) {
@@ -250,18 +292,23 @@ const run = (options: WorkerOptions, port: MessagePort) => {
         latest = message.timestamps
         return
       case "close":
+        closing = true
         // Closing the scope says CLOSE to the server and closes the socket.
+        if (ended) port.unref()
         return void fiber.interruptUnsafe()
       default:
-        Queue.offerUnsafe(inbox, message)
+        if (ended) answerAfterEnd(message)
+        else Queue.offerUnsafe(inbox, message)
     }
   })
   fiber.addObserver((exit: Exit.Exit<unknown, unknown>) => {
+    ended = true
     if (Exit.isFailure(exit) && !Cause.hasInterruptsOnly(exit.cause)) {
       post(ready ? { t: "lost", detail: reasonOf(exit.cause) } : { t: "failed", detail: reasonOf(exit.cause) })
     }
-    // Nothing keeps the thread alive any more: it ends once its socket is closed.
-    port.unref()
+    for (const message of Effect.runSync(Queue.clear(inbox))) answerAfterEnd(message)
+    // Nothing keeps the thread alive once it is told to close: it ends once its socket is closed.
+    if (closing) port.unref()
   })
 }
 

@@ -7,13 +7,14 @@
 // JavaScript: run `npx tsc -b` first.
 import { type PeerEvent, Zenoh } from "@chiral/zenoh"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber, Layer, Stream } from "effect"
+import { Effect, Fiber, Layer, Schedule, Stream, SubscriptionRef } from "effect"
 import { execFile } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { ClientTransport, PolicyClient, ServerTransport, TransportError } from "@chiral/core"
 import { ZenohTransport } from "../src/index.js"
 import { failure } from "@chiral/testing/Exits"
 import * as Pair from "@chiral/testing/Pair"
+import * as Robot from "@chiral/testing/Robot"
 import { relayTo } from "@chiral/testing/Relay"
 import { chunkModesContract, dispatchContract, row, takeActions } from "@chiral/testing/DispatchContract"
 
@@ -108,6 +109,43 @@ describe("Zenoh client: off-thread action dispatch", () => {
         assert.include(error.detail, "action dispatcher")
       }).pipe(Effect.provideService(ServerTransport, server))
     }).pipe(Effect.scoped))
+
+  it.live("a lost connection: what the worker held is dropped, counted and logged, never sent later; the client reconnects and dispatches again", () =>
+    Effect.gen(function*() {
+      const logs = yield* Robot.captureLogs
+      yield* Effect.gen(function*() {
+        const server = yield* ZenohTransport.makeServer({ host: "127.0.0.1", port: 0 })
+        const { recorder } = yield* Pair.startServerOnly().pipe(Effect.provideService(ServerTransport, server))
+        const relay = yield* relayTo(Number(server.address.split(":").pop()))
+        const client = yield* PolicyClient.make({ quiet: true }).pipe(
+          Effect.provideService(ClientTransport, ZenohTransport.makeClient(`tcp/127.0.0.1:${relay.port}`, fast))
+        )
+        const total = 1000
+        yield* client.putActions(Array.from({ length: total }, (_, i) => row(i)))
+        yield* client.startActionDispatch(50)
+        assert.deepStrictEqual(yield* takeActions(recorder.actions, 3), [0, 1, 2])
+        yield* relay.cut()
+        // every action was either sent before the loss or dropped
+        yield* Effect.all([SubscriptionRef.get(client.dispatched), SubscriptionRef.get(client.droppedActions)]).pipe(
+          Effect.filterOrFail(([sent, dropped]) => sent + dropped === total && dropped > 0),
+          Effect.retry({ schedule: Schedule.spaced(10) }),
+          Effect.orDie
+        )
+        yield* SubscriptionRef.changes(client.connectionState).pipe(
+          Stream.filter((state) => state === "connected"),
+          Stream.take(1),
+          Stream.runDrain
+        )
+        yield* client.putActions([5000, 5001].map(row))
+        // whatever of the old connection was still in flight comes first; nothing of it after the new ones
+        const later: Array<number> = []
+        while (later.at(-1) !== 5001) later.push(...(yield* takeActions(recorder.actions, 1)))
+        assert.deepStrictEqual(later.filter((v) => v >= 1000), [5000, 5001])
+      }).pipe(Effect.scoped, Effect.provide(logs.layer))
+      const stopped = logs.lines.filter((l) => l.includes("action dispatch on its worker thread stopped"))
+      assert.strictEqual(stopped.length, 1, logs.lines.join("\n"))
+      assert.match(stopped[0]!, /; \d+ queued actions dropped; dispatch resumes at 50 Hz on the next connection$/)
+    }))
 
   it.live("a process whose client scope closes exits on its own: the worker leaves nothing behind", () =>
     Effect.gen(function*() {

@@ -13,7 +13,7 @@ import * as Path from "node:path"
 import { PerformanceObserver } from "node:perf_hooks"
 import { fileURLToPath } from "node:url"
 import { ClientTransport, type Connection, type OutgoingFrame, PolicyClient } from "@chiral/core"
-import { decodeFrame, type Observation } from "@chiral/protocol"
+import { type DecodeLimits, decodeFrame, type Observation } from "@chiral/protocol"
 import { Cause, Deferred, Duration, Effect, Fiber, Layer, Queue, Result, Schema, type Scope, Stream } from "effect"
 import { ChildProcess, ChildProcessSpawner } from "effect/process"
 import { type Protocol, protocols } from "./Protocols.js"
@@ -37,6 +37,14 @@ export interface BenchOptions {
   readonly actionHz: number
   /** Length of the stream phase, seconds. */
   readonly durationSeconds: number
+  /**
+   * Against a running server: how long to wait for it to answer, seconds
+   * (the connection, handshake included, then each request). Default: no
+   * limit for the connection, 30 s per request.
+   */
+  readonly timeoutSeconds?: number | undefined
+  /** Limits on what the client decodes; unset: `PolicyClient.clientDecodeLimits`. */
+  readonly decodeLimits?: Partial<DecodeLimits> | undefined
   /** Told what the run is doing: a phase name and how far it is (0…1). */
   readonly progress?: ((phase: string, fraction: number) => void) | undefined
 }
@@ -326,7 +334,16 @@ export const run = (
     const meter: Meter = { lastFrameBytes: 0, actionSends: [], gridOrigin: undefined }
     const actionCount = Math.ceil(options.actionHz * (options.durationSeconds + 1)) + 16
 
-    const client = yield* PolicyClient.make({ maxQueuedActions: actionCount, quiet: own }).pipe(
+    const timeout = options.timeoutSeconds === undefined ? undefined : Duration.seconds(options.timeoutSeconds)
+    // A measurement does not reconnect: a lost connection ends the run.
+    const client = yield* PolicyClient.make({
+      maxQueuedActions: actionCount,
+      quiet: own,
+      reconnect: false,
+      openTimeout: timeout,
+      requestTimeout: timeout,
+      decodeLimits: options.decodeLimits
+    }).pipe(
       Effect.provide(metered(meter, entry.client(address, { thread: options.thread }))),
       Effect.mapError((error) => new BenchError({ reason: `cannot connect to ${address}: ${error.message}` }))
     )
@@ -389,14 +406,15 @@ export const run = (
     const observedAtStart = observed
     if (server !== undefined) {
       yield* server.ask("arrivals", "arrivals")
-      yield* client.putActions(Array.from({ length: actionCount }, (_, k) => [k, 0, 0, 0, 0, 0, 0]))
+      yield* request(client.putActions(Array.from({ length: actionCount }, (_, k) => [k, 0, 0, 0, 0, 0, 0])))
       meter.actionSends = []
       meter.gridOrigin = undefined
       origin = monotonicMillis()
       yield* client.startActionDispatch(options.actionHz)
     }
     yield* waitWithProgress(options.durationSeconds * 1000, (f) => progress("obs stream + actions", f))
-    if (server !== undefined) yield* client.stopActionDispatch
+    // The queue was filled beyond the run on purpose: what is left is not a loss.
+    if (server !== undefined) yield* Effect.andThen(client.stopActionDispatch, client.clearActions)
     const streamMillis = performance.now() - streamStart
     gcObserver.disconnect()
     const observedInStream = observed - observedAtStart

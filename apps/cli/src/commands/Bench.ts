@@ -1,10 +1,11 @@
 import { stringifyJson } from "@chiral/protocol"
-import { Console, Effect, Option } from "effect"
+import { Console, Effect, Logger, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as Progress from "../bench/Progress.js"
 import { protocolNames } from "../bench/Protocols.js"
 import { type BenchReport, run } from "../bench/Run.js"
 import { failWith } from "./Decode.js"
+import { decodeLimitFlags, decodeLimitsOf } from "./Probe.js"
 import { parseSize } from "./Serve.js"
 
 // ── the human report ──────────────────────────────────────────────────────────
@@ -115,7 +116,14 @@ export const bench = Command.make(
         "Print one JSON object: {workload, obs_round_trip_ms, raw_tcp_round_trip_ms, ratio_to_raw_tcp, throughput_mb_s, obs_hz, action_cadence, rss_mb}; null where a figure does not apply, \"NaN\" where there were no samples"
       ),
       Flag.withDefault(false)
-    )
+    ),
+    timeout: Flag.Finite("timeout").pipe(
+      Flag.withDescription(
+        "With URI: seconds to wait for the server (the connection and its handshake included), and for each answer (default: wait for the server as long as it takes, 30 s per answer)"
+      ),
+      Flag.optional
+    ),
+    ...decodeLimitFlags
   },
   Effect.fnUntraced(function*(flags) {
     const size = parseSize(flags.size)
@@ -124,6 +132,12 @@ export const bench = Command.make(
       positive("obs-hz", flags.obsHz, 1000) ?? positive("action-hz", flags.actionHz, 1000) ??
       positive("duration", flags.duration, 24 * 3600)
     if (bad !== undefined) return yield* failWith("bench", bad)
+    const timeout = Option.getOrUndefined(flags.timeout)
+    if (timeout !== undefined && !(timeout > 0)) {
+      return yield* failWith("bench", `--timeout ${timeout}: expected a positive number of seconds`)
+    }
+    const decodeLimits = decodeLimitsOf(flags)
+    if (typeof decodeLimits === "string") return yield* failWith("bench", decodeLimits)
     const bar = Progress.make()
     const report = yield* run({
       address: Option.getOrUndefined(flags.uri),
@@ -137,6 +151,8 @@ export const bench = Command.make(
       obsHz: flags.obsHz,
       actionHz: flags.actionHz,
       durationSeconds: flags.duration,
+      timeoutSeconds: timeout,
+      decodeLimits,
       progress: bar.update
     }).pipe(
       Effect.scoped,
@@ -144,7 +160,7 @@ export const bench = Command.make(
       Effect.catchTag("BenchError", (error) => failWith("bench", error.reason))
     )
     yield* Console.log(flags.json ? stringifyJson(report.result) : formatReport(report))
-  })
+  }, Effect.provideService(Logger.LogToStderr, true))
 ).pipe(
   Command.withDescription(
     "Measure a transport: observation round trip against a raw-TCP baseline, throughput, the obs stream's rate, and the cadence of actions as the server receives them (interval, |jitter| against the ideal grid, drift) while the stream runs. Without URI it starts the simulated robot in a child process."

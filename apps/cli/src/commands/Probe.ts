@@ -1,6 +1,7 @@
 import { PolicyClient, type RequestError } from "@chiral/core"
 import {
   type CameraFrame,
+  type DecodeLimits,
   describeMessage,
   halfToNumber,
   type Observation,
@@ -12,6 +13,7 @@ import { Console, Duration, Effect, Logger, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { clientTransportFor, protocols } from "../Transports.js"
 import { failWith } from "./Decode.js"
+import { watch } from "./ProbeWatch.js"
 
 // ── the zero action for --step ───────────────────────────────────────────────
 
@@ -103,6 +105,42 @@ const observationLines = (obs: Observation): Array<string> => [
   ...obs.proprios.map((p) => proprioLine(p.name, p.data))
 ]
 
+// ── decode limits ─────────────────────────────────────────────────────────────
+
+/** `--max-header-bytes` and `--max-depth`, shared with `bench`. */
+export const decodeLimitFlags = {
+  maxHeaderBytes: Flag.Int("max-header-bytes").pipe(
+    Flag.withDescription(
+      "Largest msgpack header accepted from the server, bytes (default: no limit beyond the wire's 4 GiB, as the Python client)"
+    ),
+    Flag.optional
+  ),
+  maxDepth: Flag.Int("max-depth").pipe(
+    Flag.withDescription("Deepest nesting accepted in a server's header (default 1024, the Python msgpack reader's limit)"),
+    Flag.optional
+  )
+}
+
+/** The client's decode limits from those flags, or what is wrong with them. */
+export const decodeLimitsOf = (
+  flags: { readonly maxHeaderBytes: Option.Option<number>; readonly maxDepth: Option.Option<number> }
+): Partial<DecodeLimits> | string => {
+  const limits: { maxHeaderBytes?: number; maxDepth?: number } = {}
+  if (Option.isSome(flags.maxHeaderBytes)) {
+    const n = flags.maxHeaderBytes.value
+    if (!(n >= 1 && n <= 0xffff_ffff)) return `--max-header-bytes ${n}: expected an integer from 1 to 4294967295`
+    limits.maxHeaderBytes = n
+  }
+  if (Option.isSome(flags.maxDepth)) {
+    const n = flags.maxDepth.value
+    if (!(n >= 1 && n <= 100_000)) return `--max-depth ${n}: expected an integer from 1 to 100000`
+    limits.maxDepth = n
+  }
+  return limits
+}
+
+const protocolName = (uri: string) => /^tcp\//i.test(uri) ? "Zenoh" : "WebSocket"
+
 // ── command ───────────────────────────────────────────────────────────────────
 
 interface ProbeResult {
@@ -184,12 +222,28 @@ export const probe = Command.make(
       Flag.withDefault(false)
     ),
     timeout: Flag.Finite("timeout").pipe(
-      Flag.withDescription("Seconds to wait for the server to come up, and for each answer (default 10)"),
+      Flag.withDescription(
+        "Seconds to wait for the server to come up (the connection and its handshake included), and for each answer (default 10)"
+      ),
       Flag.withDefault(10)
-    )
+    ),
+    watch: Flag.Boolean("watch").pipe(
+      Flag.withDescription(
+        "Keep requesting observations (no reset) and print one line per second until interrupted: observation rate, round trip p50 and max, failed requests, connection state, reconnects. The client reconnects by itself; with --json, one JSON object per line"
+      ),
+      Flag.withDefault(false)
+    ),
+    hz: Flag.Finite("hz").pipe(
+      Flag.withDescription("With --watch: observations requested per second (default 10)"),
+      Flag.withDefault(10)
+    ),
+    ...decodeLimitFlags
   },
   Effect.fnUntraced(function*(flags) {
     if (!(flags.timeout > 0)) return yield* failWith("probe", `--timeout ${flags.timeout}: expected a positive number of seconds`)
+    if (!(flags.hz > 0 && flags.hz <= 1000)) return yield* failWith("probe", `--hz ${flags.hz}: expected a rate above 0, at most 1000`)
+    const decodeLimits = decodeLimitsOf(flags)
+    if (typeof decodeLimits === "string") return yield* failWith("probe", decodeLimits)
     const transport = clientTransportFor(flags.uri, {
       protocol: Option.getOrUndefined(flags.protocol),
       keyPrefix: Option.getOrUndefined(flags.keyPrefix)
@@ -200,14 +254,33 @@ export const probe = Command.make(
     // With --json, stdout carries only the JSON: the waiting line goes to stderr.
     const connectConsole = flags.json ? { ...console, log: console.error, info: console.error } : console
 
-    const result = yield* Effect.gen(function*() {
-      const client = yield* PolicyClient.make({ requestTimeout: timeout, resetTimeout: timeout }).pipe(
+    // The whole wait for the server, handshakes included, is bounded by --timeout.
+    const connect = (reconnect: boolean) =>
+      PolicyClient.make({
+        openTimeout: timeout,
+        requestTimeout: timeout,
+        resetTimeout: timeout,
+        decodeLimits,
+        ...(reconnect ? {} : { reconnect: false })
+      }).pipe(
         Effect.provideService(Console.Console, connectConsole),
-        Effect.timeoutOrElse({
-          duration: timeout,
-          orElse: () => failWith("probe", `no server at ${flags.uri} after ${flags.timeout} s`)
-        })
+        Effect.catchTag("TransportError", (error) =>
+          error.reason === "Unavailable"
+            ? failWith("probe", `no server at ${flags.uri} after ${flags.timeout} s`)
+            : error.reason === "Silent"
+            ? failWith("probe", `something answered at ${flags.uri} but did not speak ${protocolName(flags.uri)}: ${error.detail}`)
+            : failWith("probe", `cannot connect: ${error.message}`))
       )
+
+    if (flags.watch) {
+      return yield* Effect.flatMap(connect(true), (client) => watch(client, flags.hz, flags.json)).pipe(
+        Effect.scoped,
+        Effect.provide(transport)
+      )
+    }
+
+    const result = yield* Effect.gen(function*() {
+      const client = yield* connect(false)
       const metadata = yield* client.getMetadata
       const reset = yield* client.reset
       if (flags.step) {
@@ -219,21 +292,19 @@ export const probe = Command.make(
     }).pipe(
       Effect.scoped,
       Effect.provide(transport),
-      Effect.catchTags({
-        TransportError: (error) => failWith("probe", `cannot connect: ${error.message}`),
-        RequestError: (error) => failWith("probe", `${flags.uri}: ${error.message}${hint(error)}`)
-      })
+      Effect.catchTag("RequestError", (error) => failWith("probe", `${flags.uri}: ${error.message}${hint(error)}`))
     )
     yield* Console.log(flags.json ? jsonReport(result, flags.full) : humanReport(flags.uri, result))
   }, Effect.provideService(Logger.LogToStderr, true))
 ).pipe(
   Command.withDescription(
-    "Connect to a chiral server and show what it serves: its metadata, the observation a reset returns, and one observation (get_obs), or with --step one legacy step. Waits for the server up to --timeout; fails with one line and exit code 1."
+    "Connect to a chiral server and show what it serves: its metadata, the observation a reset returns, and one observation (get_obs), or with --step one legacy step. Waits for the server up to --timeout; fails with one line and exit code 1. With --watch, a live health check instead: one line per second until interrupted."
   ),
   Command.withExamples([
     { command: "chiral probe ws://127.0.0.1:8765", description: "Summarize metadata, reset and one observation" },
     { command: "chiral probe ws://127.0.0.1:8765 --step", description: "Legacy step, as a C++ client does" },
     { command: "chiral probe ws://127.0.0.1:8765 --json", description: "Everything as JSON, tensors without data" },
-    { command: "chiral probe tcp/127.0.0.1:7447", description: "A server on Zenoh (chiral serve --protocol zenoh)" }
+    { command: "chiral probe tcp/127.0.0.1:7447", description: "A server on Zenoh (chiral serve --protocol zenoh)" },
+    { command: "chiral probe ws://127.0.0.1:8765 --watch --hz 30", description: "Health check: one line per second, Ctrl-C to stop" }
   ])
 )

@@ -1,0 +1,100 @@
+/**
+ * `chiral probe --watch`: the live health check of a robot. Requests an
+ * observation every 1/hz s (the obs stream's fixed grid) and prints one line
+ * per second until interrupted: the observation rate, the round trip's p50
+ * and max, failed requests, the connection's state and how many times the
+ * client has reconnected. While the client reconnects the requests pause; the
+ * lines keep coming, so a restart of the robot shows from a shell.
+ */
+import { Cadence, type PolicyClient } from "@chiral/core"
+import { Console, Duration, Effect, Stream, SubscriptionRef } from "effect"
+
+/** One second's report, as `--json` prints it (one object per line). */
+export interface WatchLine {
+  /** Wall-clock time of the report (ISO 8601). */
+  readonly time: string
+  /** Observations received in the last second, per second. */
+  readonly obs_hz: number
+  /** Round trip of those requests, ms (null when none came back). */
+  readonly latency_ms: { readonly p50: number | null; readonly max: number | null }
+  /** Requests that failed in the last second (timed out, or no connection). */
+  readonly failed: number
+  readonly state: PolicyClient.ConnectionState
+  readonly reconnects: number
+}
+
+interface Window {
+  started: number
+  latencies: Array<number>
+  failed: number
+}
+
+const p50 = (values: ReadonlyArray<number>): number | null => {
+  if (values.length === 0) return null
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.floor((sorted.length - 1) / 2)]!
+}
+
+const round = (x: number | null, digits = 2) => x === null ? null : Number(x.toFixed(digits))
+
+const ms = (x: number | null) => x === null ? "—" : `${x < 10 ? x.toFixed(2) : x.toFixed(1)} ms`
+
+export const formatLine = (line: WatchLine): string =>
+  `${line.time.slice(11, 19)}  obs ${line.obs_hz.toFixed(1)} Hz  latency p50 ${ms(line.latency_ms.p50)}  max ${
+    ms(line.latency_ms.max)
+  }  failed ${line.failed}  ${line.state}  reconnects ${line.reconnects}`
+
+/** Runs until interrupted; `json`: one `WatchLine` object per line. */
+export const watch = (client: PolicyClient.PolicyClientApi, hz: number, json: boolean): Effect.Effect<never> =>
+  Effect.gen(function*() {
+    let window: Window = { started: performance.now(), latencies: [], failed: 0 }
+    const timed = Effect.suspend(() => {
+      const start = performance.now()
+      return client.getObs.pipe(
+        Effect.tap(() =>
+          Effect.sync(() => {
+            window.latencies.push(performance.now() - start)
+          })
+        ),
+        Effect.tapError(() =>
+          Effect.sync(() => {
+            window.failed++
+          })
+        )
+      )
+    })
+    const connected = SubscriptionRef.changes(client.connectionState).pipe(
+      Stream.filter((state) => state === "connected"),
+      Stream.runHead
+    )
+    // Requests on the grid; without a connection, wait for the next one.
+    const requests = Effect.flatMap(Cadence.periodOf(hz), (period) =>
+      Cadence.untilDisconnected("probe --watch", timed, period).pipe(
+        Effect.andThen(connected),
+        Effect.forever
+      ))
+    yield* Effect.forkChild(requests)
+
+    const report = Effect.gen(function*() {
+      const now = performance.now()
+      const done = window
+      window = { started: now, latencies: [], failed: 0 }
+      const seconds = Math.max(1e-3, (now - done.started) / 1000)
+      const line: WatchLine = {
+        time: new Date().toISOString(),
+        obs_hz: Number((done.latencies.length / seconds).toFixed(1)),
+        latency_ms: {
+          p50: round(p50(done.latencies)),
+          max: round(done.latencies.length === 0 ? null : Math.max(...done.latencies))
+        },
+        failed: done.failed,
+        state: yield* SubscriptionRef.get(client.connectionState),
+        reconnects: yield* SubscriptionRef.get(client.reconnects)
+      }
+      yield* Console.log(json ? JSON.stringify(line) : formatLine(line))
+    })
+    // One line per second, on a grid from the start.
+    yield* Effect.sleep(Duration.seconds(1))
+    yield* Effect.repeat(report, Cadence.fixed(Duration.seconds(1)))
+    return yield* Effect.never
+  })

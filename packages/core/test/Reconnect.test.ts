@@ -1,0 +1,166 @@
+// Reconnection on virtual time (TestClock) over the in-memory transport: the
+// schedule of attempts, the states, and what happens to requests, queued
+// actions and running loops across a server restart.
+import { describe, expect, it } from "@effect/vitest"
+import { Clock, Effect, Exit, Fiber, Queue, Ref, Schedule, Scope, SubscriptionRef } from "effect"
+import { TestClock } from "effect/testing"
+import { ClientTransport, MemoryTransport, PolicyClient, ServerTransport } from "../src/index.js"
+import { failure } from "@chiral/testing/Exits"
+import * as Pair from "@chiral/testing/Pair"
+import * as Robot from "@chiral/testing/Robot"
+
+const settle = Effect.gen(function*() {
+  for (let i = 0; i < 8; i++) yield* Effect.yieldNow
+})
+
+const advanceTo = (millis: number, step = 1) =>
+  Effect.gen(function*() {
+    yield* settle
+    let now = yield* Clock.currentTimeMillis
+    while (now < millis) {
+      yield* TestClock.adjust(Math.min(step, millis - now))
+      yield* settle
+      now = yield* Clock.currentTimeMillis
+    }
+  })
+
+/** An in-memory network whose client transport records when each connection attempt was made. */
+const recordedNetwork = Effect.gen(function*() {
+  const memory = MemoryTransport.make()
+  const attempts = yield* Ref.make<ReadonlyArray<number>>([])
+  const client = ClientTransport.of({
+    ...memory.client,
+    connect: Effect.andThen(
+      Effect.flatMap(Clock.currentTimeMillis, (at) => Ref.update(attempts, (list) => [...list, at])),
+      memory.client.connect
+    )
+  })
+  return { server: memory.server, client, attempts }
+})
+
+/** The test robot served in a scope of its own, so that the test can stop it (a server going away). */
+const serveRobot = (server: ServerTransport["Service"], recorder: Robot.Recorder) =>
+  Effect.gen(function*() {
+    const scope = yield* Scope.make()
+    yield* Pair.startServerOnlyWith(recorder).pipe(Effect.provideService(ServerTransport, server), Scope.provide(scope))
+    return scope
+  })
+
+const row = (v: number) => [v, 0, 0, 0, 0, 0, 0]
+
+describe("reconnection on TestClock", () => {
+  it.effect("attempts at once, then after 100, 200, 400, 800 ms, then every second; states and counts follow", () =>
+    Effect.gen(function*() {
+      const network = yield* recordedNetwork
+      const recorder = yield* Robot.makeRecorder
+      const first = yield* serveRobot(network.server, recorder)
+      const client = yield* PolicyClient.make({ quiet: true }).pipe(Effect.provideService(ClientTransport, network.client))
+      expect(yield* SubscriptionRef.get(client.connectionState)).toBe("connected")
+      yield* Ref.set(network.attempts, [])
+
+      yield* Scope.close(first, Exit.void)
+      yield* client.awaitDisconnect
+      expect(yield* SubscriptionRef.get(client.connectionState)).toBe("reconnecting")
+      expect(failure(yield* Effect.exit(client.getObs))).toMatchObject({ reason: "Disconnected", request: "obs_request" })
+      yield* advanceTo(3500, 50)
+      // the gaps between attempts: exponential from 100 ms, capped at 1 s
+      const times = yield* Ref.get(network.attempts)
+      const gaps = times.slice(1).map((t, i) => t - times[i]!)
+      expect(gaps).toEqual([100, 200, 400, 800, 1000, 1000])
+      expect(yield* SubscriptionRef.get(client.reconnects)).toBe(0)
+
+      yield* serveRobot(network.server, recorder)
+      yield* advanceTo(4500, 50)
+      expect(yield* SubscriptionRef.get(client.connectionState)).toBe("connected")
+      expect(yield* SubscriptionRef.get(client.reconnects)).toBe(1)
+      expect((yield* client.getObs).cameras.length).toBe(2)
+    }).pipe(Effect.scoped))
+
+  it.effect("a custom schedule that runs out leaves the client closed; reconnect: false closes it at the first loss", () =>
+    Effect.gen(function*() {
+      for (const reconnect of [Schedule.recurs(2), false as const]) {
+        const network = yield* recordedNetwork
+        const recorder = yield* Robot.makeRecorder
+        const serving = yield* serveRobot(network.server, recorder)
+        const client = yield* PolicyClient.make({ quiet: true, reconnect }).pipe(
+          Effect.provideService(ClientTransport, network.client)
+        )
+        yield* Ref.set(network.attempts, [])
+        yield* Scope.close(serving, Exit.void)
+        yield* advanceTo((yield* Clock.currentTimeMillis) + 1000, 10)
+        expect(yield* SubscriptionRef.get(client.connectionState)).toBe("closed")
+        // one attempt, and two more on the schedule; none without reconnection
+        expect((yield* Ref.get(network.attempts)).length).toBe(reconnect === false ? 0 : 3)
+        expect(failure(yield* Effect.exit(client.putAction(row(1))))).toMatchObject({
+          _tag: "RequestError",
+          reason: "Disconnected",
+          request: "apply_action"
+        })
+      }
+    }).pipe(Effect.scoped))
+
+  it.effect("across a restart: queued actions are dropped and never sent to the new server; dispatch and the obs stream carry on", () =>
+    Effect.gen(function*() {
+      const logs = yield* Robot.captureLogs
+      yield* Effect.gen(function*() {
+        const network = yield* recordedNetwork
+        const before = yield* Robot.makeRecorder
+        const first = yield* serveRobot(network.server, before)
+        const client = yield* PolicyClient.make({ quiet: true }).pipe(Effect.provideService(ClientTransport, network.client))
+        yield* client.putActions(Array.from({ length: 100 }, (_, i) => row(i)))
+        yield* client.startActionDispatch(10)
+        yield* client.startObsStream(10)
+        yield* advanceTo(250)
+        const sentBefore = (yield* Queue.clear(before.actions)).map((a) => a.action.data[0])
+        expect(sentBefore).toEqual([0, 1, 2])
+
+        yield* Scope.close(first, Exit.void)
+        yield* client.awaitDisconnect
+        yield* settle
+        expect(yield* SubscriptionRef.get(client.droppedActions)).toBe(97)
+        expect(yield* client.pendingActions).toBe(0)
+        // while disconnected, nothing can be queued for a later connection
+        expect(failure(yield* Effect.exit(client.putActions([row(500)])))).toMatchObject({ reason: "Disconnected" })
+
+        const after = yield* Robot.makeRecorder
+        yield* serveRobot(network.server, after)
+        yield* advanceTo(1000, 10)
+        expect(yield* SubscriptionRef.get(client.connectionState)).toBe("connected")
+        yield* client.putActions([1000, 1001].map(row))
+        yield* advanceTo(1500, 10)
+        // the dispatcher kept its 10 Hz on the new connection; only new actions arrived there
+        expect((yield* Queue.clear(after.actions)).map((a) => a.action.data[0])).toEqual([1000, 1001])
+        expect(yield* SubscriptionRef.get(client.dispatched)).toBe(5)
+        // the obs stream asks the new server too
+        expect((yield* Ref.get(after.obsRequests)).length).toBeGreaterThan(3)
+      }).pipe(Effect.scoped, Effect.provide(logs.layer))
+      const dropLines = logs.lines.filter((l) => l.includes("queued actions dropped"))
+      expect(dropLines).toHaveLength(1)
+      expect(dropLines[0]).toContain("action dispatch on this thread stopped: closed by the server; 97 queued actions dropped")
+      expect(dropLines[0]).toContain("resumes at 10 Hz on the next connection")
+      expect(logs.lines.some((l) => l.includes("reconnected (reconnection 1)"))).toBe(true)
+    }))
+
+  it.effect("requests waiting when the connection goes (in flight, or for the slot) fail with Disconnected at once, not at their timeout", () =>
+    Effect.gen(function*() {
+      const network = yield* recordedNetwork
+      const recorder = yield* Robot.makeRecorder
+      const serving = yield* Scope.make()
+      yield* Pair.startServerOnlyWith(recorder, { obsDelayMillis: 10_000 }).pipe(
+        Effect.provideService(ServerTransport, network.server),
+        Scope.provide(serving)
+      )
+      const client = yield* PolicyClient.make({ quiet: true, requestTimeout: 60_000 }).pipe(
+        Effect.provideService(ClientTransport, network.client)
+      )
+      const inFlight = yield* Effect.forkChild(Effect.exit(client.getObs))
+      // this one waits for the slot, which the first holds
+      const queued = yield* Effect.forkChild(Effect.exit(client.getMetadata))
+      yield* advanceTo(100, 10)
+      yield* Scope.close(serving, Exit.void)
+      yield* settle
+      expect(failure(yield* Fiber.join(inFlight))).toMatchObject({ reason: "Disconnected", request: "obs_request" })
+      expect(failure(yield* Fiber.join(queued))).toMatchObject({ reason: "Disconnected", request: "metadata" })
+      expect(yield* Clock.currentTimeMillis).toBe(100)
+    }).pipe(Effect.scoped))
+})
