@@ -92,7 +92,7 @@ const frozen = (client, server) =>
       stale_max_s: stale.length === 0 ? null : Number(Math.max(...stale.map((a) => a.staleness)).toFixed(1)),
       stale_burst_ms: stale.length === 0 ? null : Math.round((Math.max(...stale.map((a) => a.at)) - Math.min(...stale.map((a) => a.at))) * 1000),
       client_dispatched_before_resume: sentBeforeResume,
-      client_dropped: get(client.droppedActions) ?? "n/a",
+      client_dropped: client.droppedActions === undefined ? "n/a" : (yield* client.droppedActions),
       new_plan_after_resume: Exit.isSuccess(put) ? "accepted" : `refused: ${put.cause}`,
       new_plan_applied: applied.filter((a) => a.value >= 10_000).length,
       state_at_end: get(client.connectionState) ?? "n/a",
@@ -136,7 +136,7 @@ const restart = (client, server) =>
         get_obs_after_restart: `${ok} of ${ok + failed} succeeded`,
         first_success_after_restart_s: firstOkAfter === null ? null : Number(firstOkAfter.toFixed(2)),
         old_actions_applied_by_new_server: afterRestart.filter((a) => a.value < 20_000).length,
-        client_dropped: get(client.droppedActions) ?? "n/a",
+        client_dropped: client.droppedActions === undefined ? "n/a" : (yield* client.droppedActions),
         reconnects: get(client.reconnects) ?? "n/a",
       },
       next

@@ -117,7 +117,7 @@ describe("reconnection on TestClock", () => {
         yield* Scope.close(first, Exit.void)
         yield* client.awaitDisconnect
         yield* settle
-        expect(yield* SubscriptionRef.get(client.droppedActions)).toBe(97)
+        expect((yield* client.droppedActions).disconnected).toBe(97)
         expect(yield* client.pendingActions).toBe(0)
         // while disconnected, nothing can be queued for a later connection
         expect(failure(yield* Effect.exit(client.putActions([row(500)])))).toMatchObject({ reason: "Disconnected" })

@@ -75,11 +75,11 @@ for (const thread of ["worker", "main"] as const) {
 
           // every action was either handed to the connection before it was given up, or dropped
           yield* eventually(Effect.map(
-            Effect.all([SubscriptionRef.get(client.dispatched), SubscriptionRef.get(client.droppedActions)]),
+            Effect.all([SubscriptionRef.get(client.dispatched), Effect.map(client.droppedActions, (d) => d.disconnected)]),
             ([sent, dropped]) => sent + dropped === total
           ))
           const sent = yield* SubscriptionRef.get(client.dispatched)
-          assert.isAbove(yield* SubscriptionRef.get(client.droppedActions), 0)
+          assert.isAbove((yield* client.droppedActions).disconnected, 0)
           assert.strictEqual(yield* client.pendingActions, 0)
 
           // The server resumes: what was written to the dead connection (held
@@ -128,7 +128,7 @@ for (const thread of ["worker", "main"] as const) {
         assert.strictEqual(failure(yield* Effect.exit(client.putActions([row(-1)]))).reason, "Disconnected")
         assert.strictEqual(failure(yield* Effect.exit(client.getObs)).reason, "Disconnected")
         yield* eventually(Effect.map(
-          Effect.all([SubscriptionRef.get(client.dispatched), SubscriptionRef.get(client.droppedActions)]),
+          Effect.all([SubscriptionRef.get(client.dispatched), Effect.map(client.droppedActions, (d) => d.disconnected)]),
           ([sent, dropped]) => sent + dropped === total
         ))
         const sentBefore = yield* SubscriptionRef.get(client.dispatched)

@@ -126,7 +126,7 @@ describe("Zenoh client: off-thread action dispatch", () => {
         assert.deepStrictEqual(yield* takeActions(recorder.actions, 3), [0, 1, 2])
         yield* relay.cut()
         // every action was either sent before the loss or dropped
-        yield* Effect.all([SubscriptionRef.get(client.dispatched), SubscriptionRef.get(client.droppedActions)]).pipe(
+        yield* Effect.all([SubscriptionRef.get(client.dispatched), Effect.map(client.droppedActions, (d) => d.disconnected)]).pipe(
           Effect.filterOrFail(([sent, dropped]) => sent + dropped === total && dropped > 0),
           Effect.retry({ schedule: Schedule.spaced(10) }),
           Effect.orDie
