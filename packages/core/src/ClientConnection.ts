@@ -175,6 +175,61 @@ const connectFirst = (transport: ClientTransport["Service"], parent: Scope.Scope
     )
   })
 
+/**
+ * A new connection after a loss, attempts spaced by `schedule`. Every failure
+ * is retried: the address worked, and a server going down or coming up
+ * answers in passing with refusals, HTTP errors or silence; the schedule
+ * decides when to give up. Each kind of failure is logged once, not once per
+ * attempt; `note` hears every one.
+ */
+const reconnectOn = (
+  transport: ClientTransport["Service"],
+  parent: Scope.Scope,
+  schedule: ReconnectSchedule,
+  note: (failure: string) => void
+) =>
+  Effect.suspend(() => {
+    const reported = new Set<string>()
+    return Effect.suspend(() => attempt(transport, parent, undefined)).pipe(
+      Effect.tapError((error) =>
+        Effect.suspend(() => {
+          note(error.message)
+          const kind = `${error.reason}: ${error.detail ?? ""}`
+          if (reported.has(kind)) return Effect.void
+          reported.add(kind)
+          return Effect.logInfo(`chiral: ${transport.address}: reconnection attempt failed (${error.message}); trying again`)
+        })
+      ),
+      Effect.retry({ schedule })
+    )
+  })
+
+/**
+ * Hands every frame of `connection` to `attachment` until the frames end,
+ * then says why (`interrupted`: only the connection's scope closing stops a
+ * reader before its connection is lost, which means the client is closing).
+ */
+const readUntilLost = (
+  connection: Connection,
+  attachment: { readonly receive: (frame: Uint8Array) => Effect.Effect<void> },
+  lost: (reason: string, interrupted: boolean) => Effect.Effect<void>
+) =>
+  connection.frames.pipe(
+    Stream.runForEach(attachment.receive),
+    Effect.onExit((exit) => {
+      const interrupted = Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause)
+      return lost(
+        Exit.isSuccess(exit)
+          ? "closed by the server"
+          : interrupted
+          ? "the client is closed"
+          : `connection lost: ${describe(Cause.squash(exit.cause))}`,
+        interrupted
+      )
+    }),
+    Effect.ignore
+  )
+
 interface LinkState<P> {
   readonly scope: Scope.Closeable
   readonly link: Link
@@ -208,9 +263,7 @@ export const make = <P>(
     const lose = (entry: LinkState<P>, reason: string, interrupted: boolean) =>
       Effect.suspend(() => {
         if (entry.lost !== undefined) return Effect.void
-        // A reader is only interrupted by its scope closing before the
-        // connection was lost: the client is being closed (its connection
-        // scopes may close before the client's own finalizer runs).
+        // (its connection scopes may close before the client's own finalizer runs)
         if (interrupted) closing = true
         entry.lost = reason
         current = undefined
@@ -238,23 +291,8 @@ export const make = <P>(
         }
         const attachment = yield* attach(entry.link).pipe(Scope.provide(opened.scope))
         entry.attachment = attachment
-        yield* opened.connection.frames.pipe(
-          Stream.runForEach(attachment.receive),
-          Effect.onExit((exit) => {
-            const interrupted = Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause)
-            return lose(
-              entry,
-              Exit.isSuccess(exit)
-                ? "closed by the server"
-                : interrupted
-                ? "the client is closed"
-                : `connection lost: ${describe(Cause.squash(exit.cause))}`,
-              interrupted
-            )
-          }),
-          Effect.ignore,
-          Effect.forkIn(opened.scope)
-        )
+        yield* Effect.forkIn(readUntilLost(opened.connection, attachment, (reason, interrupted) =>
+          lose(entry, reason, interrupted)), opened.scope)
         live = entry
         current = attachment.parts
         if (again) {
@@ -264,20 +302,6 @@ export const make = <P>(
         yield* SubscriptionRef.set(state, "connected")
         return entry
       })
-
-    // Each kind of failure is logged once per loss, not once per attempt.
-    let reported = new Set<string>()
-    const reconnectOnce = Effect.suspend(() => attempt(transport, clientScope, undefined)).pipe(
-      Effect.tapError((error) =>
-        Effect.suspend(() => {
-          why = `reconnecting: ${error.message}`
-          const kind = `${error.reason}: ${error.detail ?? ""}`
-          if (reported.has(kind)) return Effect.void
-          reported.add(kind)
-          return Effect.logInfo(`chiral: ${transport.address}: reconnection attempt failed (${error.message}); trying again`)
-        })
-      )
-    )
 
     /** After each loss: the old connection's scope closes, then a new connection (unless none may follow). */
     const supervise = (first: LinkState<P>) =>
@@ -291,11 +315,9 @@ export const make = <P>(
             return yield* Effect.logWarning(`chiral: ${transport.address}: ${entry.lost}; not reconnecting (reconnect: false)`)
           }
           yield* Effect.logWarning(`chiral: ${transport.address}: ${entry.lost}; reconnecting`)
-          reported = new Set()
-          // Every failure is retried: the address worked, and a server going
-          // down or coming up answers in passing with refusals, HTTP errors
-          // or silence. The schedule decides when to give up.
-          const next = yield* reconnectOnce.pipe(Effect.retry({ schedule: reconnect }), Effect.exit)
+          const next = yield* Effect.exit(reconnectOn(transport, clientScope, reconnect, (failure) => {
+            why = `reconnecting: ${failure}`
+          }))
           if (Exit.isFailure(next)) {
             const error = Cause.squash(next.cause)
             why = `gave up reconnecting: ${describe(error)}`
