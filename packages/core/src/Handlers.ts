@@ -4,6 +4,9 @@
  */
 import type { Observation, ObsTimestamps, Tensor, UserMap } from "@chiral/protocol"
 import type { Effect } from "effect"
+import type { ActionTimeout, ConnectionInfo } from "./Watchdog.js"
+
+export type { ActionTimeout, ConnectionInfo } from "./Watchdog.js"
 
 /** What an action arrived with. */
 export interface ActionContext {
@@ -45,4 +48,23 @@ export interface Handlers<E = never, R = never> {
    * not terminated, not truncated, info `{}`.
    */
   readonly step?: ((action: Tensor, context: ActionContext) => Effect.Effect<StepResult, E, R>) | undefined
+  /**
+   * A client connected (before any of its requests is read). Failing refuses
+   * the connection: it is closed and logged, and `onDisconnect` does not run.
+   * A shared connection (Zenoh) connects once, for every client.
+   */
+  readonly onConnect?: ((connection: ConnectionInfo) => Effect.Effect<void, E, R>) | undefined
+  /**
+   * A client's connection ended, however it ended (closed, lost, timed out by
+   * the keepalive, or the server shutting down). The usual body: stop the arm
+   * if that client was driving it. Failures are logged.
+   */
+  readonly onDisconnect?: ((connection: ConnectionInfo) => Effect.Effect<void, E, R>) | undefined
+  /**
+   * The action watchdog fired: actions had been arriving and none was
+   * accepted for `PolicyServerConfig.actionTimeout`. Runs once per gap; the
+   * next accepted action re-arms it. The usual body: hold position. Failures
+   * are logged.
+   */
+  readonly onActionTimeout?: ((event: ActionTimeout) => Effect.Effect<void, E, R>) | undefined
 }

@@ -21,8 +21,9 @@ interface Hub {
   nextId: number
 }
 
-const endpoint = (id: string, inbound: Pipe, outbound: Pipe, address: string): Connection => ({
+const endpoint = (id: string, inbound: Pipe, outbound: Pipe, address: string, peer?: string): Connection => ({
   id,
+  peer,
   frames: Stream.fromQueue(inbound),
   send: (frame: OutgoingFrame) =>
     // Copy, as a socket would: the receiver must not see later writes to the sender's buffers.
@@ -80,9 +81,10 @@ export const make = (options: MemoryOptions = {}): {
     const toServer: Pipe = yield* Queue.bounded<Uint8Array, Cause.Done>(capacity)
     const toClient: Pipe = yield* Queue.bounded<Uint8Array, Cause.Done>(capacity)
     const close = Effect.all([Queue.end(toServer), Queue.end(toClient)], { discard: true })
-    const id = `${address} ← client ${++hub.nextId}`
+    const peer = `client ${++hub.nextId}`
+    const id = `${address} ← ${peer}`
     yield* Effect.addFinalizer(() => close)
-    accept(endpoint(id, toServer, toClient, id), close)
+    accept(endpoint(id, toServer, toClient, id, peer), close)
     return endpoint(address, toClient, toServer, address)
   })
 

@@ -4,19 +4,28 @@
  * `ServerTransport`, each connection on fibers of its own
  * (`ServerConnection`). So a client that reads slowly only ever holds up its
  * own replies, and sensor writers, which only touch Refs, never wait for
- * anybody.
+ * anybody. Every action passes the `ActionGate` (validation, stale-action
+ * guard, single controller, watchdog) before a handler sees it.
  */
 import type { DecodeLimits, Observation } from "@chiral/protocol"
 import { Cause, Context, Effect, Layer, Ref, type Scope } from "effect"
-import type { Handlers } from "./Handlers.js"
+import * as ActionGate from "./ActionGate.js"
+import type { ActionStats } from "./ActionStats.js"
+import type { ConnectionInfo, Handlers } from "./Handlers.js"
 import * as ServerConnection from "./ServerConnection.js"
 import type { ConfigError } from "./SensorError.js"
 import * as SensorState from "./SensorState.js"
 import { type Connection, ServerTransport } from "./Transport.js"
 
 export type { MakeObsOptions } from "./SensorState.js"
+export type { ActionGateConfig } from "./ActionGate.js"
 
-export interface PolicyServerConfig<E = never, R = never> extends SensorState.SensorConfig {
+/**
+ * The robot-safety options (see `ActionGate`): `actionSpec`, `maxActionAge`,
+ * `unstampedActions`, `singleController`, `actionTimeout` (with the
+ * `onActionTimeout` handler).
+ */
+export interface PolicyServerConfig<E = never, R = never> extends SensorState.SensorConfig, ActionGate.ActionGateConfig {
   readonly handlers: Handlers<E, R>
   /**
    * Requests a connection may have waiting for an answer before the server
@@ -32,6 +41,14 @@ export interface PolicyServerApi extends SensorState.SensorState {
   readonly address: string
   /** Connections currently open. */
   readonly connections: Effect.Effect<number>
+  /**
+   * Actions accepted and refused (by reason) since the server started, and
+   * the age of accepted actions' observations on arrival (ms p50/p99/max):
+   * see `ActionStats`.
+   */
+  readonly actionStats: Effect.Effect<ActionStats>
+  /** The connection in control, when `singleController` is on and a client has taken control. */
+  readonly controller: Effect.Effect<ConnectionInfo | undefined>
 }
 
 export class PolicyServer extends Context.Service<PolicyServer, PolicyServerApi>()("@chiral/core/PolicyServer") {
@@ -53,12 +70,22 @@ export const make = <E, R>(
     const transport = yield* ServerTransport
     const state = yield* SensorState.make(config)
     const open = yield* Ref.make(0)
-    const api: PolicyServerApi = {
+    // `api` is complete before any handler can run: the gate only calls
+    // onActionTimeout after an action, and actions come after `make` returns.
+    let api: PolicyServerApi | undefined
+    const provide = <A, E1, R1>(effect: Effect.Effect<A, E1, R1>) => Effect.provideService(effect, PolicyServer, api!)
+    const hooks = config.handlers
+    const gate = yield* ActionGate.make(
+      config,
+      (event) => hooks.onActionTimeout === undefined ? Effect.void : provide(hooks.onActionTimeout(event))
+    )
+    api = {
       ...state,
       address: transport.address,
-      connections: Ref.get(open)
+      connections: Ref.get(open),
+      actionStats: gate.stats,
+      controller: gate.controller
     }
-    const provide = <A, E1, R1>(effect: Effect.Effect<A, E1, R1>) => Effect.provideService(effect, PolicyServer, api)
     const handlers = ServerConnection.responder(config.handlers, api.makeObs())
     const responder: ServerConnection.Responder<Exclude<R, PolicyServer>> = {
       answer: (request, connection) => provide(handlers.answer(request, connection)),
@@ -68,9 +95,32 @@ export const make = <E, R>(
 
     const serveConnection = (connection: Connection) =>
       Effect.gen(function*() {
+        const info: ConnectionInfo = { id: connection.id, peer: connection.peer }
         yield* Ref.update(open, (n) => n + 1)
         yield* Effect.addFinalizer(() => Ref.update(open, (n) => n - 1))
-        yield* ServerConnection.serve(connection, responder, options)
+        yield* Effect.logInfo(`chiral: connection opened: ${connection.id}`)
+        if (hooks.onConnect !== undefined) {
+          const refused = yield* Effect.exit(provide(hooks.onConnect(info)))
+          if (refused._tag === "Failure") {
+            if (Cause.hasInterruptsOnly(refused.cause)) return yield* Effect.interrupt
+            return yield* Effect.logWarning(`chiral: onConnect refused ${connection.id}; closing it`, refused.cause)
+          }
+        }
+        const actions = yield* gate.open(info)
+        yield* Effect.addFinalizer(() => {
+          const { accepted, refused } = actions.counts()
+          const closed = Effect.logInfo(
+            `chiral: connection closed: ${connection.id} (${accepted} actions applied, ${refused} refused)`
+          )
+          if (hooks.onDisconnect === undefined) return closed
+          return Effect.andThen(
+            closed,
+            provide(hooks.onDisconnect(info)).pipe(
+              Effect.catchCause((cause) => Effect.logWarning(`chiral: onDisconnect failed for ${connection.id}`, cause))
+            )
+          )
+        })
+        yield* ServerConnection.serve(connection, responder, { ...options, gate: actions })
       }).pipe(Effect.scoped)
 
     // Started immediately so the transport is serving by the time `make` returns.
@@ -80,7 +130,7 @@ export const make = <E, R>(
       ),
       Effect.forkScoped({ startImmediately: true })
     )
-    return api
+    return api!
   })
 
 /** `makeObs` of the `PolicyServer` in context: the usual body of `reset` and `getObs` handlers. */

@@ -23,6 +23,11 @@ export interface Connection {
   /** A short name for logs, e.g. `ws://127.0.0.1:8765 ← 127.0.0.1:53422`. */
   readonly id: string
   /**
+   * The remote end, `host:port` for a socket, when the transport knows it
+   * (for logs and `onConnect`). Undefined for a shared connection.
+   */
+  readonly peer?: string | undefined
+  /**
    * Incoming frames, one element per message. Ends when the peer closes the
    * connection normally; fails with a `TransportError` when it is lost.
    * Consume it once.

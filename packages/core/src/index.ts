@@ -2,7 +2,9 @@
  * @chiral/core: chiral's domain and its transport seam.
  *
  * - Robot side: `PolicyServer` (handlers as effects, sensor state per camera
- *   and proprio in Refs).
+ *   and proprio in Refs), and its robot-safety gate on every action
+ *   (`ActionGate`: `ActionSpec` validation, the `ActionGuard` stale-action
+ *   guard, single controller, the `Watchdog`).
  * - Policy side: `PolicyClient`, made of its concerns: `ClientConnection`
  *   (connecting, retrying, loss, reconnection on a `Schedule`), `RequestSlot`
  *   (one request in flight, replies matched by order), `ObservationStream`
@@ -32,8 +34,14 @@ export type { MatrixInput } from "./Matrix.js"
 export type { SensorInput, WriteOptions } from "./SensorData.js"
 export { ConfigError, SensorError } from "./SensorError.js"
 
-export type { ActionContext, Handlers, ResetResult, StepResult } from "./Handlers.js"
+export type { ActionContext, ActionTimeout, ConnectionInfo, Handlers, ResetResult, StepResult } from "./Handlers.js"
 export * as PolicyServer from "./PolicyServer.js"
+export * as ActionSpec from "./ActionSpec.js"
+export * as ActionGuard from "./ActionGuard.js"
+export * as ActionGate from "./ActionGate.js"
+export { ActionRefused } from "./ActionGate.js"
+export type { ActionStats, DropReason } from "./ActionStats.js"
+export * as Watchdog from "./Watchdog.js"
 
 export type { Action, ActionChunk } from "./Action.js"
 export * as ActionQueue from "./ActionQueue.js"

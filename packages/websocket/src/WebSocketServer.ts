@@ -1,7 +1,9 @@
 /**
  * The WebSocket server: `NodeSocketServer.makeWebSocket` (`ws` under
  * @effect/platform-node) accepts connections, `Socket.fromWebSocket` reads
- * them, and `WsConnection` sends on them.
+ * them, and `WsConnection` sends on them. Connections are checked for the
+ * access token (`AccessToken`, before the upgrade) and kept alive by pings
+ * (`Keepalive`).
  */
 import { ServerTransport, type Connection } from "@chiral/core/Transport"
 import { TransportError } from "@chiral/core/TransportError"
@@ -10,9 +12,12 @@ import type * as NodeWS from "@effect/platform-node/NodeWS"
 import { Cause, Effect, Layer, Option } from "effect"
 import * as NetAddress from "effect/net/NetAddress"
 import * as Socket from "effect/socket/Socket"
+import type * as Http from "node:http"
+import * as AccessToken from "./AccessToken.js"
+import * as Keepalive from "./Keepalive.js"
 import { describe, framesFrom, sendOn, toTransportError } from "./WsConnection.js"
 
-export interface ServerOptions {
+export interface ServerOptions extends Keepalive.KeepaliveOptions {
   /** Interface to listen on. Default `0.0.0.0` (as the references). */
   readonly host?: string | undefined
   /** Port. Default 8765; 0 picks a free port (see `ServerTransport.address`). */
@@ -31,10 +36,25 @@ export interface ServerOptions {
    * `false` (join here, send one fragment) moves that copy to this side.
    */
   readonly fragmentParts?: boolean | undefined
+  /**
+   * Access token clients must present (`ws://host:port/?token=T` or
+   * `Authorization: Bearer T`); others get HTTP 401 before the upgrade (see
+   * `AccessToken`). Default: none, anyone who reaches the port is served
+   * (logged as a warning when the host is not a loopback address).
+   */
+  readonly token?: string | undefined
 }
 
 export const defaultPort = 8765
 export const defaultMaxMessageBytes = 16 * 1024 * 1024
+
+const isLoopback = (host: string) => /^(127\.|::1$|localhost$)/i.test(host)
+
+const peerOf = (request: Http.IncomingMessage | undefined): string => {
+  const address = request?.socket.remoteAddress
+  if (address === undefined) return "?"
+  return `${address.includes(":") ? `[${address}]` : address}:${request!.socket.remotePort ?? "?"}`
+}
 
 const formatAddress = (address: NetAddress.SocketAddress): string =>
   address._tag === "UnixPathAddress"
@@ -47,17 +67,40 @@ export const makeServer = Effect.fnUntraced(function*(options: ServerOptions = {
   const host = options.host ?? "0.0.0.0"
   const port = options.port ?? defaultPort
   const wanted = `ws://${host.includes(":") ? `[${host}]` : host}:${port}`
+  const keepalive = Keepalive.resolve(options)
+  if (typeof keepalive === "string") {
+    return yield* new TransportError({ reason: "Listen", address: wanted, detail: keepalive })
+  }
+  if (options.token === "") {
+    return yield* new TransportError({ reason: "Listen", address: wanted, detail: "the token is empty" })
+  }
+  const context = yield* Effect.context<never>()
+  const log = (effect: Effect.Effect<void>) => void Effect.runForkWith(context)(effect)
+  const refusal = options.token === undefined ? undefined : AccessToken.checker(options.token)
   const server = yield* NodeSocketServer.makeWebSocket({
     host,
     port,
     maxPayload: options.maxMessageBytes ?? defaultMaxMessageBytes,
-    perMessageDeflate: false
+    perMessageDeflate: false,
+    ...(refusal === undefined ? {} : {
+      verifyClient: (info: { readonly req: Http.IncomingMessage }, done: (ok: boolean, code?: number, message?: string, headers?: Http.OutgoingHttpHeaders) => void) => {
+        const why = refusal(info.req)
+        if (why === undefined) return done(true)
+        log(Effect.logWarning(`chiral: refused a connection from ${peerOf(info.req)}: ${why} (HTTP 401)`))
+        done(false, 401, "Unauthorized", { "WWW-Authenticate": "Bearer" })
+      }
+    })
   }).pipe(
     Effect.mapError((error) =>
       new TransportError({ reason: "Listen", address: wanted, detail: describe(error.reason.cause), cause: error })
     )
   )
   const address = formatAddress(server.address)
+  if (options.token === undefined && !isLoopback(host)) {
+    yield* Effect.logWarning(
+      `chiral: serving ${address} without a token: anyone who can reach this port can drive the robot (set a token: ServerOptions.token, chiral serve --token or CHIRAL_TOKEN)`
+    )
+  }
   // Registered after the listener, so it runs first at shutdown: the listener's
   // own close waits for every socket to end, and a peer that never answers the
   // close handshake would hold it for ws's 30 s close timeout. Connections
@@ -91,14 +134,13 @@ export const makeServer = Effect.fnUntraced(function*(options: ServerOptions = {
           | undefined
         if (ws === undefined) return yield* Effect.die("WebSocket server connection without its socket")
         const request = Option.getOrUndefined(yield* Effect.serviceOption(NodeSocketServer.IncomingMessage))
-        const peer = request === undefined
-          ? "?"
-          : `${request.socket.remoteAddress ?? "?"}:${request.socket.remotePort ?? "?"}`
+        const peer = peerOf(request)
         const id = `${address} ← ${peer}`
         live.add(ws)
         ws.once("close", () => live.delete(ws))
         const reader = yield* socket.reader.pipe(Effect.mapError((error) => toTransportError(error, id)))
-        yield* handler({ id, frames: framesFrom(reader.pull, id), send: sendOn(ws, id, options.fragmentParts) })
+        if (keepalive !== undefined) yield* Effect.forkScoped(Keepalive.run(ws, id, keepalive))
+        yield* handler({ id, peer, frames: framesFrom(reader.pull, id), send: sendOn(ws, id, options.fragmentParts) })
       }).pipe(
         Effect.scoped,
         Effect.catchCause((cause) => {

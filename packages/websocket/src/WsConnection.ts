@@ -50,24 +50,46 @@ export const describe = (cause: unknown): string => {
   return String(cause)
 }
 
-/** Frame stream over an Effect socket reader: one element per message. */
+/**
+ * Frame stream over an Effect socket reader: one element per binary message.
+ * chiral frames are binary; a text message cannot be one (read as a frame, its
+ * first four characters became a `header_len` of some gigabytes), so each is
+ * dropped: the first one on a connection is logged with its size, and the
+ * count when the stream ends.
+ */
 export const framesFrom = (
   pull: Effect.Effect<ReadonlyArray<Uint8Array | string>, Socket.SocketError>,
   address: string
 ): Stream.Stream<Uint8Array, TransportError> => {
-  const next: Pull.Pull<NonEmptyReadonlyArray<Uint8Array>, TransportError> = pull.pipe(
-    Effect.map((batch) =>
-      batch.map((item) => typeof item === "string" ? encoder.encode(item) : item) as unknown as NonEmptyReadonlyArray<
-        Uint8Array
-      >
-    ),
+  let texts = 0
+  const dropText = (text: string): Effect.Effect<void> =>
+    ++texts === 1
+      ? Effect.logWarning(
+        `chiral: dropped a text message from ${address} (${encoder.encode(text).byteLength} bytes): chiral messages are binary frames`
+      )
+      : Effect.void
+  const batches = pull.pipe(
     Effect.catch((error): Effect.Effect<never, TransportError | Cause.Done> =>
       error.reason._tag === "SocketCloseError" && normalCloseCodes.has(error.reason.code)
         ? Cause.done()
         : Effect.fail(toTransportError(error, address))
     )
   )
-  return Stream.fromPull(Effect.succeed(next))
+  const next: Pull.Pull<NonEmptyReadonlyArray<Uint8Array>, TransportError> = Effect.flatMap(batches, (batch) => {
+    if (batch.every((item) => typeof item !== "string")) {
+      return Effect.succeed(batch as unknown as NonEmptyReadonlyArray<Uint8Array>)
+    }
+    const binary = batch.filter((item): item is Uint8Array => typeof item !== "string")
+    const logs = Effect.forEach(batch.filter((item) => typeof item === "string"), dropText, { discard: true })
+    return Effect.andThen(
+      logs,
+      binary.length === 0 ? Effect.suspend(() => next) : Effect.succeed(binary as unknown as NonEmptyReadonlyArray<Uint8Array>)
+    )
+  })
+  const summary = Effect.suspend(() =>
+    texts > 1 ? Effect.logWarning(`chiral: ${texts} text messages from ${address} dropped in all`) : Effect.void
+  )
+  return Stream.fromPull(Effect.succeed(next)).pipe(Stream.ensuring(summary))
 }
 
 const joinBelowBytes = 64 * 1024

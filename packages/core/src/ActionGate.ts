@@ -1,0 +1,189 @@
+/**
+ * Every action passes this gate before a handler sees it: validation
+ * (`ActionSpec`: finite values, shape, bounds), the stale-action guard
+ * (`ActionGuard`: age of its newest obs timestamp), and, when one controlling
+ * client at a time is asked for, the controller check; in that order, so an
+ * invalid action is reported as invalid whoever sent it. An accepted action
+ * feeds the watchdog and the stats; a refused one is counted and logged once
+ * per burst: the first refusal of a run from one connection is logged with
+ * its reason, the rest are counted, and the run's total is logged when it
+ * ends (an action from that connection is accepted, or it closes).
+ *
+ * Transport-independent: the same gate protects WebSocket and Zenoh robots,
+ * and reference clients as well as ours (they send the same obs_timestamps).
+ */
+import type { ObsTimestamps, Tensor } from "@chiral/protocol"
+import { Duration, Effect, Schema, type Scope } from "effect"
+import * as ActionGuard from "./ActionGuard.js"
+import * as ActionSpec from "./ActionSpec.js"
+import { type ActionStats, Counters, type DropReason } from "./ActionStats.js"
+import * as CameraState from "./CameraState.js"
+import { ConfigError } from "./SensorError.js"
+import * as Watchdog from "./Watchdog.js"
+
+export interface ActionGateConfig {
+  /** The robot's action spec; without one only non-finite values are refused. */
+  readonly actionSpec?: ActionSpec.ActionSpec | undefined
+  /** Drop actions whose newest obs timestamp is older than this on arrival. Default: no limit. */
+  readonly maxActionAge?: Duration.Input | undefined
+  /** Actions with `obs_timestamps: {}` when `maxActionAge` is set. Default "accept" (see `ActionGuard`). */
+  readonly unstampedActions?: ActionGuard.UnstampedActions | undefined
+  /**
+   * One controlling client at a time: the first connection whose action is
+   * accepted takes control and keeps it until it closes; actions from the
+   * others are refused (reason `notController`) while their requests
+   * (observations, metadata) are still answered. Default false.
+   */
+  readonly singleController?: boolean | undefined
+  /** The watchdog: once actions have been arriving, a gap this long runs `onActionTimeout`. Default: off. */
+  readonly actionTimeout?: Duration.Input | undefined
+}
+
+/** An action the gate refused; it never reached a handler. */
+export class ActionRefused extends Schema.TaggedError<ActionRefused>()("ActionRefused", {
+  reason: Schema.Literals(["stale", "invalid", "notController"]),
+  /** The connection it came from. */
+  connection: Schema.String,
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `${this.reason} action from ${this.connection}: ${this.detail}`
+  }
+}
+
+export interface ConnectionGate {
+  /** Succeeds when the action may go to the handler; a refusal is already counted and logged. */
+  readonly admit: (action: Tensor, obsTimestamps: ObsTimestamps) => Effect.Effect<void, ActionRefused>
+  /** Actions from this connection accepted and refused so far. */
+  readonly counts: () => { readonly accepted: number; readonly refused: number }
+}
+
+export interface ActionGate {
+  /** The gate of one connection; closing the scope ends its bursts and releases control. */
+  readonly open: (connection: Watchdog.ConnectionInfo) => Effect.Effect<ConnectionGate, never, Scope.Scope>
+  readonly stats: Effect.Effect<ActionStats>
+  /** The connection in control (`singleController`), if any. */
+  readonly controller: Effect.Effect<Watchdog.ConnectionInfo | undefined>
+}
+
+const reasonText: Record<DropReason, string> = { stale: "stale", invalid: "invalid", notController: "non-controller" }
+
+/** Checks the config; the duration options must be positive. */
+const durationOption = (name: string, input: Duration.Input | undefined) => {
+  if (input === undefined) return undefined
+  const duration = Duration.fromInput(input)
+  if (duration._tag === "None" || !(Duration.toMillis(duration.value) > 0)) {
+    return new ConfigError({ sensor: name, reason: `expected a positive duration, got ${String(input)}` })
+  }
+  return duration.value
+}
+
+/**
+ * Builds the gate of one server. `onActionTimeout` runs when the watchdog
+ * fires (after the gate has logged it).
+ */
+export const make = <R>(
+  config: ActionGateConfig,
+  onActionTimeout: (event: Watchdog.ActionTimeout) => Effect.Effect<void, unknown, R>
+): Effect.Effect<ActionGate, ConfigError, Scope.Scope | R> =>
+  Effect.gen(function*() {
+    const spec = config.actionSpec
+    if (spec !== undefined) {
+      const invalid = ActionSpec.validate(spec)
+      if (invalid !== undefined) return yield* invalid
+    }
+    const maxAge = durationOption("maxActionAge", config.maxActionAge)
+    if (maxAge instanceof ConfigError) return yield* maxAge
+    const timeout = durationOption("actionTimeout", config.actionTimeout)
+    if (timeout instanceof ConfigError) return yield* timeout
+    const maxAgeSeconds = maxAge === undefined ? undefined : Duration.toMillis(maxAge) / 1000
+    const dropUnstamped = maxAge !== undefined && config.unstampedActions === "drop"
+    const counters = new Counters()
+    let controller: Watchdog.ConnectionInfo | undefined
+
+    const watchdog = timeout === undefined ? undefined : yield* Watchdog.make(timeout, (event) =>
+      Effect.andThen(
+        Effect.logWarning(
+          `chiral: no action for ${Duration.format(Duration.millis(Math.round(event.silentMillis)))} (the last from ${event.last.id}): running onActionTimeout`
+        ),
+        onActionTimeout(event)
+      ))
+
+    const open = (connection: Watchdog.ConnectionInfo) =>
+      Effect.gen(function*() {
+        const id = connection.id
+        let accepted = 0
+        let refused = 0
+        /** Refusals in the current run, by reason (0: no run). */
+        const bursts: Record<DropReason, number> = { stale: 0, invalid: 0, notController: 0 }
+        const endBursts = Effect.suspend(() => {
+          const lines: Array<string> = []
+          for (const reason of ["stale", "invalid", "notController"] as const) {
+            if (bursts[reason] > 1) lines.push(`chiral: ${bursts[reason]} ${reasonText[reason]} actions from ${id} dropped in a row`)
+            bursts[reason] = 0
+          }
+          return lines.length === 0 ? Effect.void : Effect.forEach(lines, (line) => Effect.logWarning(line), { discard: true })
+        })
+
+        const refuse = (reason: DropReason, detail: string): Effect.Effect<never, ActionRefused> => {
+          counters.drop(reason)
+          refused++
+          const error = new ActionRefused({ reason, connection: id, detail })
+          if (bursts[reason]++ > 0) return Effect.fail(error)
+          return Effect.andThen(
+            Effect.logWarning(
+              `chiral: refused a ${reasonText[reason]} action from ${id}: ${detail} (further ${reasonText[reason]} actions from it are counted, and logged as one line when the run ends)`
+            ),
+            Effect.fail(error)
+          )
+        }
+
+        const accept = (ageSeconds: number | undefined) =>
+          Effect.suspend(() => {
+            counters.accept(ageSeconds === undefined ? undefined : ageSeconds * 1000)
+            accepted++
+            const claim = config.singleController === true && controller === undefined
+            if (claim) controller = connection
+            const effects: Array<Effect.Effect<void>> = []
+            if (claim) effects.push(Effect.logInfo(`chiral: ${id} has control of the robot (single controller)`))
+            if (bursts.stale + bursts.invalid + bursts.notController > 0) effects.push(endBursts)
+            if (watchdog !== undefined) effects.push(watchdog.feed(connection))
+            return effects.length === 0 ? Effect.void : Effect.all(effects, { discard: true })
+          })
+
+        yield* Effect.addFinalizer(() =>
+          Effect.andThen(
+            endBursts,
+            Effect.suspend(() => {
+              if (controller !== connection) return Effect.void
+              controller = undefined
+              return Effect.logInfo(`chiral: ${id} released control of the robot`)
+            })
+          )
+        )
+
+        const admit = (action: Tensor, obsTimestamps: ObsTimestamps): Effect.Effect<void, ActionRefused> =>
+          Effect.flatMap(CameraState.captureTime, (now) => {
+            const invalid = ActionSpec.problem(action, spec)
+            if (invalid !== undefined) return refuse("invalid", invalid)
+            const verdict = ActionGuard.judge(obsTimestamps, now, maxAgeSeconds)
+            if (verdict._tag === "Invalid") return refuse("invalid", verdict.detail)
+            if (verdict._tag === "Stale") return refuse("stale", verdict.detail)
+            if (verdict._tag === "Unstamped" && dropUnstamped) {
+              return refuse("stale", "no obs timestamps, and unstampedActions is \"drop\"")
+            }
+            if (config.singleController === true && controller !== undefined && controller !== connection) {
+              return refuse("notController", `${controller.id} has control`)
+            }
+            return accept(verdict._tag === "Fresh" ? verdict.ageSeconds : undefined)
+          })
+
+        return { admit, counts: () => ({ accepted, refused }) } satisfies ConnectionGate
+      })
+
+    return {
+      open,
+      stats: Effect.sync(() => counters.snapshot()),
+      controller: Effect.sync(() => controller)
+    } satisfies ActionGate
+  })

@@ -1,0 +1,93 @@
+/**
+ * What a robot accepts as an action, and the check every `apply_action` (and
+ * legacy `action` step) passes before a handler sees it.
+ *
+ * Non-finite values (NaN, +Inf, -Inf) are refused whether or not a spec is
+ * declared: no joint command can mean them, and a NaN handed to a motor
+ * controller is undefined behaviour (the field frame
+ * `apply_action_nonfinite.bin` is the case). With a spec, the shape and the
+ * per-joint bounds are checked as well.
+ */
+import { halfToNumber, type Tensor } from "@chiral/protocol"
+import { ConfigError } from "./SensorError.js"
+
+export interface ActionSpec {
+  /**
+   * D, the values of one action row. An action is accepted as `[D]` or as
+   * `[N, D]` with N ≥ 1 rows (the Python client sends `[D]`; a caller may send
+   * `[1, D]`; the C++ client's legacy step sends `[N, D]`). The references'
+   * metadata calls this `action_shape: [1, D]`.
+   */
+  readonly dim: number
+  /** Lowest value of each joint, D values, inclusive (same units as the actions). Default: no bound. */
+  readonly lower?: ReadonlyArray<number> | undefined
+  /** Highest value of each joint, D values, inclusive. Default: no bound. */
+  readonly upper?: ReadonlyArray<number> | undefined
+}
+
+/** Checks a spec once, when the server is built: the bounds must fit D and each other. */
+export const validate = (spec: ActionSpec): ConfigError | undefined => {
+  const fail = (reason: string) => new ConfigError({ sensor: "actionSpec", reason })
+  if (!Number.isSafeInteger(spec.dim) || spec.dim < 1) return fail(`dim ${spec.dim}: expected an integer ≥ 1`)
+  for (const [name, bounds] of [["lower", spec.lower], ["upper", spec.upper]] as const) {
+    if (bounds === undefined) continue
+    if (bounds.length !== spec.dim) return fail(`${name} has ${bounds.length} values, dim is ${spec.dim}`)
+    const bad = bounds.findIndex((b) => Number.isNaN(b))
+    if (bad >= 0) return fail(`${name}[${bad}] is NaN`)
+  }
+  if (spec.lower !== undefined && spec.upper !== undefined) {
+    const crossed = spec.lower.findIndex((low, i) => low > spec.upper![i]!)
+    if (crossed >= 0) return fail(`lower[${crossed}] ${spec.lower[crossed]} is above upper[${crossed}] ${spec.upper[crossed]}`)
+  }
+  return undefined
+}
+
+const shapeText = (shape: ReadonlyArray<number>) => `[${shape.join(", ")}]`
+
+/** The value at `i` as a number (float16 decoded, 64-bit ints converted, bool as 0/1). */
+const valueAt = (action: Tensor, i: number): number => {
+  const v = action.data[i]!
+  return action.dtype === "float16" ? halfToNumber(v as number) : Number(v)
+}
+
+/** The first NaN/±Inf of a float action, as `index` and value text, or undefined. */
+const nonFinite = (action: Tensor): string | undefined => {
+  const dtype = action.dtype
+  if (dtype !== "float16" && dtype !== "float32" && dtype !== "float64") return undefined
+  const data = action.data as Float32Array | Float64Array | Uint16Array
+  for (let i = 0; i < data.length; i++) {
+    // float16: exponent bits all ones is ±Inf or NaN
+    const finite = dtype === "float16" ? (data[i]! & 0x7c00) !== 0x7c00 : Number.isFinite(data[i])
+    if (!finite) return `value ${i} is ${String(valueAt(action, i))}`
+  }
+  return undefined
+}
+
+/**
+ * Why `action` must not reach a motor, or undefined when it may: a non-finite
+ * value always; with a spec, a shape other than `[D]`/`[N, D]`, a bool
+ * action, or a value outside its joint's bounds. The reason names the first
+ * offending value (`value 3 (row 0, joint 3) is 2.5, above upper[3] 2`).
+ */
+export const problem = (action: Tensor, spec: ActionSpec | undefined): string | undefined => {
+  const infinite = nonFinite(action)
+  if (infinite !== undefined) return `${infinite}: actions must be finite`
+  if (spec === undefined) return undefined
+  const shape = action.shape
+  const rows = shape.length === 1 ? 1 : shape.length === 2 ? shape[0]! : 0
+  if (shape[shape.length - 1] !== spec.dim || rows < 1) {
+    return `shape ${shapeText(shape)}, expected [${spec.dim}] or [N, ${spec.dim}]`
+  }
+  if (action.dtype === "bool") return "dtype bool, expected numbers"
+  if (spec.lower === undefined && spec.upper === undefined) return undefined
+  for (let i = 0; i < action.data.length; i++) {
+    const joint = i % spec.dim
+    const value = valueAt(action, i)
+    const where = `value ${i} (row ${Math.floor(i / spec.dim)}, joint ${joint}) is ${value}`
+    const low = spec.lower?.[joint]
+    if (low !== undefined && value < low) return `${where}, below lower[${joint}] ${low}`
+    const high = spec.upper?.[joint]
+    if (high !== undefined && value > high) return `${where}, above upper[${joint}] ${high}`
+  }
+  return undefined
+}

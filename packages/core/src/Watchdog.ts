@@ -1,0 +1,73 @@
+/**
+ * The action watchdog: once actions have been arriving, a gap of `timeout`
+ * without one runs a handler once (typically: hold position), and the next
+ * accepted action arms it again.
+ *
+ * It watches the robot, not one client: what matters to the arm is that no
+ * action reaches it, whichever connection stopped sending (with several
+ * clients driving, it fires when all of them have stopped). The event names
+ * the connection that sent the last action. Time is Effect's `Clock`
+ * (monotonic), so tests drive it with `TestClock`.
+ */
+import { Cause, Clock, Duration, Effect, Latch, type Scope } from "effect"
+
+/** A connection as handlers see it. */
+export interface ConnectionInfo {
+  /** The connection's name in logs, e.g. `ws://0.0.0.0:8765 ← 10.0.0.7:53422`. */
+  readonly id: string
+  /** The remote `host:port`, when the transport knows it. */
+  readonly peer: string | undefined
+}
+
+export interface ActionTimeout {
+  /** The connection that sent the last accepted action. */
+  readonly last: ConnectionInfo
+  /** How long ago that action arrived, ms (≥ the configured timeout). */
+  readonly silentMillis: number
+}
+
+export interface Watchdog {
+  /** Records an accepted action from `connection`: arms the watchdog and restarts its countdown. */
+  readonly feed: (connection: ConnectionInfo) => Effect.Effect<void>
+}
+
+const monotonicMillis = Effect.map(Clock.monotonicTimeNanos, (ns) => Number(ns) / 1e6)
+
+/**
+ * Starts the watchdog in the scope. `onTimeout` runs on the watchdog's own
+ * fiber; its failures are logged, and while it runs new actions re-arm the
+ * watchdog for the next gap.
+ */
+export const make = <R>(
+  timeout: Duration.Duration,
+  onTimeout: (event: ActionTimeout) => Effect.Effect<void, unknown, R>
+): Effect.Effect<Watchdog, never, Scope.Scope | R> =>
+  Effect.gen(function*() {
+    const timeoutMillis = Duration.toMillis(timeout)
+    const armed = Latch.makeUnsafe(false)
+    let lastAt = 0
+    let last: ConnectionInfo = { id: "", peer: undefined }
+
+    const watch = Effect.gen(function*() {
+      yield* armed.await
+      const now = yield* monotonicMillis
+      const due = lastAt + timeoutMillis
+      if (now < due) return yield* Effect.sleep(due - now)
+      armed.closeUnsafe()
+      yield* onTimeout({ last, silentMillis: now - lastAt }).pipe(
+        Effect.catchCause((cause) =>
+          Cause.hasInterruptsOnly(cause) ? Effect.interrupt : Effect.logWarning("chiral: onActionTimeout failed", cause)
+        )
+      )
+    })
+    yield* Effect.forkScoped(Effect.forever(watch), { startImmediately: true })
+
+    return {
+      feed: (connection) =>
+        Effect.map(monotonicMillis, (now) => {
+          lastAt = now
+          last = connection
+          armed.openUnsafe()
+        })
+    }
+  })

@@ -1,0 +1,39 @@
+/**
+ * The optional access token of a WebSocket server. A client presents it in
+ * its URI (`ws://host:8765/?token=T`, which the reference Python and C++
+ * clients can do, since they send the URI's path and query as is) or as an
+ * `Authorization: Bearer T` header. A missing or wrong token is answered with
+ * HTTP 401 before the WebSocket upgrade, so such a client never reaches the
+ * PolicyServer.
+ *
+ * The comparison takes the same time whatever the given token is: both sides
+ * are hashed to 32 bytes (SHA-256) and compared with `timingSafeEqual`, so
+ * neither the token's length nor its longest matching prefix leaks through
+ * the response time.
+ */
+import * as Crypto from "node:crypto"
+import type * as Http from "node:http"
+
+const digest = (text: string): Buffer => Crypto.createHash("sha256").update(text, "utf8").digest()
+
+/** The token a request presents: the `token` query parameter, else an `Authorization: Bearer` header. */
+export const presented = (request: Http.IncomingMessage): string | undefined => {
+  const query = (request.url ?? "").indexOf("?")
+  if (query >= 0) {
+    const token = new URLSearchParams(request.url!.slice(query + 1)).get("token")
+    if (token !== null) return token
+  }
+  const authorization = request.headers.authorization
+  const bearer = authorization === undefined ? null : /^Bearer[ \t]+(\S+)\s*$/i.exec(authorization)
+  return bearer === null ? undefined : bearer[1]
+}
+
+/** Why a request is refused ("missing token", "wrong token"), or undefined when it presents `expected`. */
+export const checker = (expected: string): (request: Http.IncomingMessage) => string | undefined => {
+  const want = digest(expected)
+  return (request) => {
+    const token = presented(request)
+    if (token === undefined) return "missing token"
+    return Crypto.timingSafeEqual(digest(token), want) ? undefined : "wrong token"
+  }
+}
