@@ -66,7 +66,16 @@ export interface ActionGate {
   readonly controller: Effect.Effect<Watchdog.ConnectionInfo | undefined>
 }
 
-const reasonText: Record<DropReason, string> = { stale: "stale", invalid: "invalid", notController: "non-controller" }
+const one: Record<DropReason, string> = {
+  stale: "a stale action",
+  invalid: "an invalid action",
+  notController: "an action from a client without control"
+}
+const many: Record<DropReason, string> = {
+  stale: "stale actions",
+  invalid: "invalid actions",
+  notController: "actions without control"
+}
 
 /** Checks the config; the duration options must be positive. */
 const durationOption = (name: string, input: Duration.Input | undefined) => {
@@ -119,7 +128,7 @@ export const make = <R>(
         const endBursts = Effect.suspend(() => {
           const lines: Array<string> = []
           for (const reason of ["stale", "invalid", "notController"] as const) {
-            if (bursts[reason] > 1) lines.push(`chiral: ${bursts[reason]} ${reasonText[reason]} actions from ${id} dropped in a row`)
+            if (bursts[reason] > 1) lines.push(`chiral: ${bursts[reason]} ${many[reason]} from ${id} dropped in a row`)
             bursts[reason] = 0
           }
           return lines.length === 0 ? Effect.void : Effect.forEach(lines, (line) => Effect.logWarning(line), { discard: true })
@@ -132,7 +141,7 @@ export const make = <R>(
           if (bursts[reason]++ > 0) return Effect.fail(error)
           return Effect.andThen(
             Effect.logWarning(
-              `chiral: refused a ${reasonText[reason]} action from ${id}: ${detail} (further ${reasonText[reason]} actions from it are counted, and logged as one line when the run ends)`
+              `chiral: refused ${one[reason]} from ${id}: ${detail} (further ${many[reason]} from it are counted, and logged as one line when the run ends)`
             ),
             Effect.fail(error)
           )
