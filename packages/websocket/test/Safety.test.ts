@@ -1,0 +1,303 @@
+// Robot-safe connections over real loopback sockets (issue 10, server side):
+// keepalive against frozen and mid-frame-stalled peers, the access token,
+// the action gate (NaN, stale burst behind a frozen link, single controller),
+// fairness under a flood, connection logs and hooks, and text messages. Every
+// wait is on a condition (a close seen, a count reached), never on elapsed time.
+import { decodeFrame, encodeFrame, type ObsTimestamps } from "@chiral/protocol"
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Layer, Queue, Ref, Result, Schedule, Stream } from "effect"
+import * as fs from "node:fs"
+import { type ActionStats, ClientTransport, type ConnectionInfo, PolicyClient, PolicyServer, ServerTransport } from "@chiral/core"
+import * as Frames from "@chiral/testing/Frames"
+import * as RawWebSocket from "@chiral/testing/RawWebSocket"
+import { relayTo } from "@chiral/testing/Relay"
+import * as Robot from "@chiral/testing/Robot"
+import { WebSocketTransport } from "../src/index.js"
+
+/** A WebSocket server on a free loopback port with `options`, and clients that reach it. */
+const transports = (options: WebSocketTransport.ServerOptions = {}) =>
+  Layer.unwrap(
+    Effect.map(ServerTransport, (server) => Layer.succeed(ClientTransport, WebSocketTransport.makeClient(server.address)))
+  ).pipe(Layer.provideMerge(WebSocketTransport.layerServer({ host: "127.0.0.1", port: 0, ...options })))
+
+/** Waits (real time, bounded) until `check` holds. */
+const eventually = (check: Effect.Effect<boolean>) =>
+  check.pipe(
+    Effect.filterOrFail((ok) => ok),
+    Effect.retry({ schedule: Schedule.spaced(5), times: 2000 }),
+    Effect.orDie
+  )
+
+const action = (first: number, obsTimestamps: ObsTimestamps = {}) =>
+  encodeFrame({
+    type: "apply_action",
+    action: { dtype: "float32", shape: [7], data: Float32Array.of(first, 0, 0, 0, 0, 0, 0) },
+    obsTimestamps
+  })
+
+const nonFiniteFrame = new Uint8Array(
+  fs.readFileSync(new URL("../../protocol/test/fixtures/field/apply_action_nonfinite.bin", import.meta.url))
+)
+
+const startRobot = (config: Partial<Omit<PolicyServer.PolicyServerConfig<never, PolicyServer.PolicyServer>, "handlers">> = {}) =>
+  Effect.gen(function*() {
+    const recorder = yield* Robot.makeRecorder
+    const server = yield* PolicyServer.make({
+      cameras: Robot.cameras,
+      proprios: Robot.proprios,
+      ...config,
+      handlers: Robot.handlers(recorder)
+    })
+    return { recorder, server }
+  })
+
+const decodeType = (frame: Uint8Array) => {
+  const decoded = decodeFrame(frame)
+  return Result.isSuccess(decoded) ? decoded.success.type : `error: ${decoded.failure.message}`
+}
+
+/** First values of the next `n` actions the handler receives. */
+const takeApplied = (recorder: Robot.Recorder, n: number) =>
+  Effect.map(Effect.replicateEffect(Queue.take(recorder.actions), n), (list) => list.map((a) => a.action.data[0]))
+
+describe("keepalive (server pings)", () => {
+  it.live("a peer that never answers, and one stalled mid-frame, are closed; a peer that answers pings stays", () =>
+    Effect.gen(function*() {
+      const logs = yield* Robot.captureLogs
+      yield* Effect.gen(function*() {
+        const { server } = yield* startRobot()
+        const frozen = yield* RawWebSocket.connect(server.address)
+        const stalled = yield* RawWebSocket.connect(server.address)
+        // announce 1000 bytes, deliver 10, then nothing (the socket stays open)
+        stalled.sendFrame(new Uint8Array(10), { declaredLength: 1000 })
+        const live = yield* RawWebSocket.connect(server.address)
+        const pings = live.answerPings()
+        const client = yield* PolicyClient.make({ quiet: true })
+        yield* client.getMetadata
+        yield* RawWebSocket.closedByServer(frozen)
+        yield* RawWebSocket.closedByServer(stalled)
+        yield* eventually(Effect.map(server.connections, (n) => n === 2))
+        // several more rounds of pings: the peers that answer them are kept
+        const seen = pings()
+        yield* eventually(Effect.sync(() => pings() >= seen + 3))
+        expect(yield* server.connections).toBe(2)
+        expect(live.socket.destroyed).toBe(false)
+        expect((yield* client.getObs).cameras.length).toBe(2)
+      }).pipe(Effect.scoped, Effect.provide(transports({ pingInterval: 40, pingTimeout: 80 })), Effect.provide(logs.layer))
+      const closed = logs.lines.filter((l) => l.includes("keepalive timeout"))
+      expect(closed.length).toBe(2)
+      expect(closed[0]).toMatch(/no answer from ws:\/\/127\.0\.0\.1:\d+ ← 127\.0\.0\.1:\d+ within 80ms of a ping/)
+    }))
+
+  it.live("200 connections stalled in the middle of a frame are all closed", () =>
+    Effect.gen(function*() {
+      const { server } = yield* startRobot()
+      // each upgrade answered 101: the server took every one of them
+      const stalled = yield* Effect.forEach(Array.from({ length: 200 }), () =>
+        Effect.tap(RawWebSocket.connect(server.address), (raw) =>
+          Effect.sync(() => raw.sendFrame(new Uint8Array(100), { declaredLength: 100_000 }))), { concurrency: 20 })
+      yield* Effect.forEach(stalled, RawWebSocket.closedByServer, { discard: true })
+      yield* eventually(Effect.map(server.connections, (n) => n === 0))
+    }).pipe(Effect.scoped, Effect.provide(transports({ pingInterval: 50, pingTimeout: 100 }))), 60_000)
+
+  it.live("pingInterval 0 turns keepalive off; a negative timeout is refused", () =>
+    Effect.gen(function*() {
+      const bad = yield* WebSocketTransport.makeServer({ host: "127.0.0.1", port: 0, pingTimeout: -1 }).pipe(
+        Effect.scoped,
+        Effect.flip
+      )
+      expect(bad.message).toContain("pingTimeout")
+      const off = yield* WebSocketTransport.makeServer({ host: "127.0.0.1", port: 0, pingInterval: 0 })
+      const server = yield* PolicyServer.make({ handlers: { reset: Effect.die("unused"), applyAction: () => Effect.void } }).pipe(
+        Effect.provideService(ServerTransport, off)
+      )
+      const raw = yield* RawWebSocket.connect(server.address)
+      const pings = raw.answerPings()
+      yield* Effect.sleep(200)
+      expect(pings()).toBe(0)
+    }).pipe(Effect.scoped))
+})
+
+describe("access token", () => {
+  it.live("without the token, or with a wrong one, the upgrade is answered 401; with it in the URI or a Bearer header, 101", () =>
+    Effect.gen(function*() {
+      const logs = yield* Robot.captureLogs
+      yield* Effect.gen(function*() {
+        const { server } = yield* startRobot()
+        const status = (options?: RawWebSocket.HandshakeOptions) => RawWebSocket.upgradeStatus(server.address, options)
+        expect(yield* status()).toBe(401)
+        expect(yield* status({ path: "/?token=wrong" })).toBe(401)
+        expect(yield* status({ path: "/?token=s3cret-but-longer" })).toBe(401)
+        expect(yield* status({ headers: { Authorization: "Bearer nope" } })).toBe(401)
+        expect(yield* status({ path: "/?token=s3cret" })).toBe(101)
+        expect(yield* status({ path: "/chiral?x=1&token=s3cret" })).toBe(101)
+        expect(yield* status({ headers: { Authorization: "Bearer s3cret" } })).toBe(101)
+        // our client sends its URI's path and query: the token travels in it
+        const client = yield* PolicyClient.make({ quiet: true }).pipe(
+          Effect.provide(WebSocketTransport.layerClient(`${server.address}/?token=s3cret`))
+        )
+        expect((yield* client.getObs).cameras.length).toBe(2)
+      }).pipe(Effect.scoped, Effect.provide(transports({ token: "s3cret" })), Effect.provide(logs.layer))
+      const refused = logs.lines.filter((l) => l.includes("refused a connection from 127.0.0.1:"))
+      expect(refused.length).toBe(4)
+      expect(refused.filter((l) => l.includes("missing token")).length).toBe(1)
+      expect(refused.filter((l) => l.includes("wrong token")).length).toBe(3)
+      expect(logs.lines.some((l) => l.includes("s3cret"))).toBe(false)
+    }))
+
+  it.live("a server on a loopback host without a token does not warn; an empty token is refused", () =>
+    Effect.gen(function*() {
+      const logs = yield* Robot.captureLogs
+      yield* WebSocketTransport.makeServer({ host: "127.0.0.1", port: 0 }).pipe(Effect.provide(logs.layer))
+      expect(logs.lines.some((l) => l.includes("without a token"))).toBe(false)
+      const empty = yield* WebSocketTransport.makeServer({ host: "127.0.0.1", port: 0, token: "" }).pipe(Effect.flip)
+      expect(empty.message).toContain("the token is empty")
+    }).pipe(Effect.scoped))
+})
+
+describe("the action gate over real sockets", () => {
+  it.live("NaN/±Inf (the field frame) never reach the handler; the next good action does", () =>
+    Effect.gen(function*() {
+      const { recorder, server } = yield* startRobot()
+      const raw = yield* ClientTransport.use((t) => t.connect)
+      yield* raw.send(nonFiniteFrame)
+      yield* raw.send(action(5))
+      expect(yield* takeApplied(recorder, 1)).toEqual([5])
+      expect((yield* server.actionStats).dropped.invalid).toBe(1)
+    }).pipe(Effect.scoped, Effect.provide(transports())))
+
+  it.live("a stale burst after a frozen link is dropped whole: 0 of 30 applied, one log line for the burst", () =>
+    Effect.gen(function*() {
+      const logs = yield* Robot.captureLogs
+      const stats = yield* Effect.gen(function*() {
+        const { recorder, server } = yield* startRobot({ maxActionAge: "100 millis" })
+        const relay = yield* relayTo(Number(new URL(server.address).port))
+        const client = yield* ClientTransport.use((t) => t.connect).pipe(
+          Effect.provide(WebSocketTransport.layerClient(`ws://127.0.0.1:${relay.port}`))
+        )
+        yield* server.updateImage("wrist", new Uint8Array(72))
+        const stamp = (yield* server.makeObs()).cameras[0]!.timestamp
+        yield* client.send(action(1, { wrist: stamp }))
+        expect(yield* takeApplied(recorder, 1)).toEqual([1])
+        // the link freezes: 30 actions computed from that observation wait in it
+        yield* relay.hold
+        for (let i = 0; i < 30; i++) yield* client.send(action(100 + i, { wrist: stamp }))
+        yield* eventually(Effect.map(relay.heldBytes, (n) => n >= 30 * action(0).byteLength))
+        // until they are older than maxActionAge on the server's capture clock
+        yield* eventually(Effect.map(server.makeObs(), (obs) => obs.timestamp - stamp > 0.1))
+        yield* relay.release
+        yield* server.updateImage("wrist", new Uint8Array(72))
+        const fresh = (yield* server.makeObs()).cameras[0]!.timestamp
+        yield* client.send(action(2, { wrist: fresh }))
+        expect(yield* takeApplied(recorder, 1)).toEqual([2])
+        return yield* server.actionStats
+      }).pipe(Effect.scoped, Effect.provide(transports()), Effect.provide(logs.layer))
+      expect(stats.accepted).toBe(2)
+      expect(stats.dropped.stale).toBe(30)
+      expect(logs.lines.filter((l) => l.includes("refused a stale action")).length).toBe(1)
+      expect(logs.lines.filter((l) => l.includes("30 stale actions from")).length).toBe(1)
+    }))
+
+  it.live("singleController: the second client's actions are refused and counted, its observations served", () =>
+    Effect.gen(function*() {
+      const { recorder, server } = yield* startRobot({ singleController: true })
+      const first = yield* ClientTransport.use((t) => t.connect)
+      const second = yield* ClientTransport.use((t) => t.connect)
+      yield* first.send(action(1))
+      expect(yield* takeApplied(recorder, 1)).toEqual([1])
+      yield* second.send(action(2))
+      yield* second.send(action(3))
+      yield* second.send(Frames.obsRequest)
+      const reply = yield* second.frames.pipe(Stream.take(1), Stream.runCollect)
+      expect(decodeType(reply[0]!)).toBe("obs_response")
+      yield* eventually(Effect.map(server.actionStats, (s: ActionStats) => s.dropped.notController === 2))
+      yield* first.send(action(4))
+      expect(yield* takeApplied(recorder, 1)).toEqual([4])
+      expect((yield* server.controller)?.peer).toMatch(/^127\.0\.0\.1:\d+$/)
+    }).pipe(Effect.scoped, Effect.provide(transports())))
+})
+
+describe("fairness under a flood", () => {
+  it.live("a client flooding 100k apply_action frames does not hold up another client's getObs", () =>
+    Effect.gen(function*() {
+      const floodCount = 100_000
+      let applied = 0
+      const server = yield* PolicyServer.make({
+        cameras: Robot.cameras,
+        handlers: { reset: Effect.die("unused"), applyAction: () => Effect.sync(() => void applied++) }
+      })
+      const client = yield* PolicyClient.make({ quiet: true })
+      yield* client.getObs
+      const flooder = yield* RawWebSocket.connect(server.address)
+      const frame = action(0)
+      const one = Buffer.alloc(frame.byteLength)
+      one.set(frame)
+      // all 100k in one write: the kernel and Node's socket buffers hold what the server has not read yet
+      flooder.socket.write(Buffer.concat(Array.from({ length: floodCount }, () => frameWithZeroMask(one))))
+      const during: Array<number> = []
+      for (let i = 0; i < 50; i++) {
+        yield* client.getObs
+        during.push(applied)
+      }
+      // 50 round trips took a small share of the flood's frames (each waited for a few dozen, not thousands)
+      expect(during[49]!).toBeLessThan(floodCount / 2)
+      yield* eventually(Effect.sync(() => applied === floodCount))
+    }).pipe(Effect.scoped, Effect.provide(transports())))
+})
+
+/** A masked client frame with mask key 0 (valid; the payload goes as is). */
+const frameWithZeroMask = (payload: Buffer): Buffer => {
+  const n = payload.byteLength
+  const head = n < 126 ? Buffer.of(0x82, 0x80 | n) : Buffer.of(0x82, 0x80 | 126, n >> 8, n & 255)
+  return Buffer.concat([head, Buffer.alloc(4), payload])
+}
+
+describe("connection logs and hooks", () => {
+  it.live("connections opening and closing are logged with the peer address; onConnect/onDisconnect get it", () =>
+    Effect.gen(function*() {
+      const logs = yield* Robot.captureLogs
+      const events = yield* Ref.make<ReadonlyArray<ConnectionInfo>>([])
+      yield* Effect.gen(function*() {
+        const recorder = yield* Robot.makeRecorder
+        const server = yield* PolicyServer.make({
+          cameras: Robot.cameras,
+          handlers: {
+            ...Robot.handlers(recorder),
+            onConnect: (info) => Ref.update(events, (list) => [...list, info]),
+            onDisconnect: (info) => Ref.update(events, (list) => [...list, info])
+          }
+        })
+        yield* Effect.scoped(Effect.gen(function*() {
+          const raw = yield* ClientTransport.use((t) => t.connect)
+          yield* raw.send(action(1))
+          yield* takeApplied(recorder, 1)
+        }))
+        yield* eventually(Effect.map(server.connections, (n) => n === 0))
+      }).pipe(Effect.scoped, Effect.provide(transports()), Effect.provide(logs.layer))
+      const [connected, disconnected] = yield* Ref.get(events)
+      expect(connected!.peer).toMatch(/^127\.0\.0\.1:\d+$/)
+      expect(disconnected).toEqual(connected)
+      expect(logs.lines.some((l) => l.includes(`connection opened: ${connected!.id}`))).toBe(true)
+      expect(logs.lines.some((l) => l.includes(`connection closed: ${connected!.id} (1 actions applied, 0 refused)`))).toBe(
+        true
+      )
+    }))
+
+  it.live("a text message is logged as a dropped text message, not as a frame with a huge header_len", () =>
+    Effect.gen(function*() {
+      const logs = yield* Robot.captureLogs
+      yield* Effect.gen(function*() {
+        const { recorder, server } = yield* startRobot()
+        const raw = yield* RawWebSocket.connect(server.address)
+        raw.sendFrame(new TextEncoder().encode("hello, robot"), { opcode: 1 })
+        raw.sendFrame(new TextEncoder().encode("again"), { opcode: 1 })
+        raw.sendFrame(action(7))
+        expect(yield* takeApplied(recorder, 1)).toEqual([7])
+      }).pipe(Effect.scoped, Effect.provide(transports()), Effect.provide(logs.layer))
+      const text = logs.lines.filter((l) => l.includes("dropped a text message"))
+      expect(text.length).toBe(1)
+      expect(text[0]).toContain("(12 bytes): chiral messages are binary frames")
+      expect(logs.lines.some((l) => l.includes("header_len"))).toBe(false)
+      expect(logs.lines.some((l) => l.includes("2 text messages from") && l.includes("dropped in all"))).toBe(true)
+    }))
+})
