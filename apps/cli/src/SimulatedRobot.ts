@@ -49,6 +49,11 @@ export interface SimulatedRobotOptions {
   readonly maxStep?: number | undefined
   /** The reach task (see `SimulatedArm`); none by default. */
   readonly task?: ReachTaskOptions | undefined
+  /**
+   * The server's robot-safety options (stale-action guard, single controller,
+   * watchdog). Actions are always validated against `[N, actionDim]`, finite.
+   */
+  readonly safety?: Omit<PolicyServer.ActionGateConfig, "actionSpec"> | undefined
 }
 
 export const defaults = {
@@ -223,6 +228,8 @@ export const make = (
       })
 
     const server = yield* PolicyServer.make({
+      ...options.safety,
+      actionSpec: { dim: actionDim },
       cameras: names.map((name) => ({
         name,
         width,

@@ -16,6 +16,8 @@ export interface Endpoint {
   readonly port: number | undefined
   /** Zenoh only: keys `<prefix>/chiral/c2s`, `<prefix>/chiral/s2c` instead of the references' fixed keys. */
   readonly keyPrefix?: string | undefined
+  /** WebSocket servers only: keepalive and access token (see `WebSocketTransport.ServerOptions`). */
+  readonly webSocket?: Pick<WebSocketTransport.ServerOptions, "pingInterval" | "pingTimeout" | "token"> | undefined
 }
 
 export const defaultPorts: Record<Protocol, number> = {
@@ -24,7 +26,8 @@ export const defaultPorts: Record<Protocol, number> = {
 }
 
 export const serverTransports: Record<Protocol, (endpoint: Endpoint) => Layer.Layer<ServerTransport, TransportError>> = {
-  websocket: ({ host, port }) => WebSocketTransport.layerServer({ host, port: port ?? defaultPorts.websocket }),
+  websocket: ({ host, port, webSocket }) =>
+    WebSocketTransport.layerServer({ ...webSocket, host, port: port ?? defaultPorts.websocket }),
   zenoh: ({ host, keyPrefix, port }) =>
     ZenohTransport.layerServer({ host, port: port ?? defaultPorts.zenoh, keyPrefix })
 }

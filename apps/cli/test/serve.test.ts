@@ -3,9 +3,9 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { PolicyClient } from "@chiral/core"
 import { WebSocketTransport } from "@chiral/websocket"
-import { Tensor } from "@chiral/protocol"
+import { encodeFrame, Tensor } from "@chiral/protocol"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Schedule } from "effect"
+import { ConfigProvider, Effect, Exit, Fiber, Schedule } from "effect"
 import { serve } from "../src/commands/Serve.js"
 import { CommandFailed } from "../src/commands/Decode.js"
 import * as SimulatedRobot from "../src/SimulatedRobot.js"
@@ -135,7 +135,18 @@ describe("chiral serve", () => {
     [["--target", "0.1,0.2"], "chiral serve: --target 0.1,0.2: 2 joint positions, the action has 7 (--action-dim)"],
     [["--target", "0,0,x,0,0,0,0"], "chiral serve: --target \"0,0,x,0,0,0,0\": \"x\" is not a number (rad)"],
     [["--target", "0,0,4,0,0,0,0"], "chiral serve: --target 0,0,4,0,0,0,0: joint positions must be within ±π rad"],
-    [["--max-step", "0"], "chiral serve: --max-step 0: expected a number > 0"]
+    [["--max-step", "0"], "chiral serve: --max-step 0: expected a number > 0"],
+    [["--max-action-age", "0"], "chiral serve: --max-action-age 0: expected seconds, more than 0"],
+    [["--action-timeout", "-1"], "chiral serve: --action-timeout -1: expected seconds, more than 0"],
+    [["--ping-interval", "-2"], "chiral serve: --ping-interval -2: expected seconds, more than 0 (0 turns it off)"],
+    [["--ping-timeout", "0"], "chiral serve: --ping-timeout 0: expected seconds, more than 0"],
+    [["--drop-unstamped"], "chiral serve: --drop-unstamped applies with --max-action-age only"],
+    [["--token", ""], "chiral serve: --token: the token is empty"],
+    [
+      ["--protocol", "zenoh", "--token", "t"],
+      "chiral serve: --token (CHIRAL_TOKEN): a token is not part of Zenoh's protocol applies to --protocol websocket only"
+    ],
+    [["--protocol", "zenoh", "--ping-interval", "5"], "chiral serve: --ping-interval applies to --protocol websocket only"]
   ]
   for (const [args, message] of badFlags) {
     it.effect(`${args.join(" ")} fails with one line`, () =>
@@ -215,6 +226,57 @@ describe("chiral serve", () => {
       assert.isTrue(Exit.isFailure(exit))
       assert.strictEqual(stderr.length, 1)
       assert.match(stderr[0]!, new RegExp(`^chiral serve: cannot listen: Listen \\(ws://127\\.0\\.0\\.1:${port}\\)`))
+    }))
+})
+
+describe("chiral serve: robot safety", () => {
+  const raw = (address: string) => WebSocketTransport.makeClient(address).connect
+  /** The first stderr line containing `text`, once printed. */
+  const stderrLine = (output: { readonly stderr: ReadonlyArray<string> }, text: string) =>
+    Effect.sync(() => output.stderr.find((line) => line.includes(text))).pipe(
+      Effect.repeat({ until: (line) => line !== undefined, schedule: Schedule.spaced("10 millis") }),
+      Effect.timeout("10 seconds"),
+      Effect.map((line) => line!)
+    )
+  const actionFrame = (values: ReadonlyArray<number>, obsTimestamps: Record<string, number>) =>
+    encodeFrame({ type: "apply_action", action: Tensor.make("float32", [values.length], Float32Array.from(values)), obsTimestamps })
+
+  it.live("--max-action-age drops stale actions and NaN never reaches the action log; the settings are printed", () =>
+    Effect.gen(function*() {
+      const { address, output } = yield* startServe(serve, [...small, "--log-actions", "--max-action-age", "0.5", "--single-controller"])
+      assert.strictEqual(
+        yield* stderrLine(output, "robot safety"),
+        "chiral serve: robot safety: actions must be finite [N, action-dim], max action age 0.5 s, no action watchdog, single controller, no token, ping every 20 s, timeout 20 s"
+      )
+      const client = yield* connect(address)
+      const obs = yield* client.getObs
+      const fresh = Object.fromEntries(obs.cameras.map((c) => [c.name, c.timestamp]))
+      const connection = yield* raw(address)
+      // an observation 10 s older than the newest: stale; NaN; a 6-value action for a 7-dim robot; then a good one
+      yield* connection.send(actionFrame([1, 0, 0, 0, 0, 0, 0], { cam_0: obs.cameras[0]!.timestamp - 10 }))
+      yield* connection.send(actionFrame([Number.NaN, 0, 0, 0, 0, 0, 0], fresh))
+      yield* connection.send(actionFrame([3, 0, 0, 0, 0, 0], fresh))
+      yield* connection.send(actionFrame([4, 0, 0, 0, 0, 0, 0], fresh))
+      yield* Effect.sync(() => output.stdout.length).pipe(
+        Effect.repeat({ until: (n) => n >= 1, schedule: Schedule.spaced("10 millis") }),
+        Effect.timeout("10 seconds")
+      )
+      assert.deepStrictEqual(output.stdout.map((line) => (JSON.parse(line) as { action: Array<number> }).action[0]), [4])
+      assert.isTrue(output.stderr.some((line) => line.includes("refused a stale action") && line.includes("more than maxActionAge 0.5 s")))
+      assert.isTrue(output.stderr.some((line) => line.includes("refused an invalid action") && line.includes("value 0 is NaN")))
+      assert.isTrue(output.stderr.some((line) => line.includes("connection opened: ws://127.0.0.1:")))
+    }))
+
+  it.live("a token from CHIRAL_TOKEN is required: a client with it in its URI is served", () =>
+    Effect.gen(function*() {
+      const { address, output } = yield* startServe(serve, [...small, "--fps", "0"]).pipe(
+        Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnv({ env: { CHIRAL_TOKEN: "s3cret" } }))
+      )
+      assert.include(yield* stderrLine(output, "robot safety"), "token required")
+      const refused = yield* raw(address).pipe(Effect.flip)
+      assert.include(refused.message, "401")
+      const client = yield* connect(`${address}/?token=s3cret`)
+      assert.strictEqual((yield* client.getObs).cameras.length, 2)
     }))
 })
 

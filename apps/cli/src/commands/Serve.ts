@@ -1,4 +1,4 @@
-import { Console, Effect, Logger, Option } from "effect"
+import { Config, Console, Duration, Effect, Logger, Option } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as SimulatedArm from "../SimulatedArm.js"
 import * as SimulatedRobot from "../SimulatedRobot.js"
@@ -49,6 +49,21 @@ export const parseTarget = (text: string, joints: number): ReadonlyArray<number>
 const positive = (flag: string, value: number): string | undefined =>
   Number.isFinite(value) && value > 0 ? undefined : `--${flag} ${value}: expected a number > 0`
 
+/** A duration flag in seconds: undefined when not given, else the Duration or why not. */
+const secondsFlag = (
+  flag: string,
+  value: Option.Option<number>,
+  options: { readonly zero?: "off" | undefined } = {}
+): Duration.Duration | "off" | undefined | { readonly error: string } => {
+  if (Option.isNone(value)) return undefined
+  const s = value.value
+  if (s === 0 && options.zero === "off") return "off"
+  if (!(s > 0) || !Number.isFinite(s) || s > 1e6) {
+    return { error: `--${flag} ${s}: expected seconds, more than 0${options.zero === "off" ? " (0 turns it off)" : ""}` }
+  }
+  return Duration.millis(s * 1000)
+}
+
 const range = (flag: string, value: number, min: number, max: number): string | undefined =>
   Number.isInteger(value) && value >= min && value <= max
     ? undefined
@@ -80,6 +95,38 @@ const describeRobot = (options: {
       options.task.truncateAfter ? `, truncated after ${options.task.truncateAfter} actions` : ""
     }`
   return `${cameras}, ${proprios}, action_shape [1, ${options.actionDim}], ${episode}, ${options.fps} Hz, joints move ≤ ${options.maxStep} rad per action${task}`
+}
+
+/** The safety settings in force, one line. */
+const describeSafety = (
+  safety: {
+    readonly maxActionAge: Duration.Duration | undefined
+    readonly unstampedActions: "accept" | "drop"
+    readonly actionTimeout: Duration.Duration | undefined
+    readonly singleController: boolean
+  },
+  webSocket: { readonly token: string | undefined; readonly pingInterval: Duration.Duration | 0 | undefined; readonly pingTimeout: Duration.Duration | undefined },
+  protocol: string
+) => {
+  const seconds = (d: Duration.Duration) => `${Duration.toMillis(d) / 1000} s`
+  const parts = [
+    "actions must be finite [N, action-dim]",
+    safety.maxActionAge === undefined
+      ? "no max action age"
+      : `max action age ${seconds(safety.maxActionAge)}${safety.unstampedActions === "drop" ? " (unstamped dropped)" : ""}`,
+    safety.actionTimeout === undefined ? "no action watchdog" : `action watchdog ${seconds(safety.actionTimeout)}`,
+    safety.singleController ? "single controller" : "any client may act"
+  ]
+  if (protocol === "websocket") {
+    parts.push(webSocket.token === undefined ? "no token" : "token required")
+    const interval = webSocket.pingInterval
+    parts.push(
+      interval === 0
+        ? "keepalive off"
+        : `ping every ${interval === undefined ? "20 s" : seconds(interval)}, timeout ${webSocket.pingTimeout === undefined ? "20 s" : seconds(webSocket.pingTimeout)}`
+    )
+  }
+  return parts.join(", ")
 }
 
 // ── command ───────────────────────────────────────────────────────────────────
@@ -173,6 +220,51 @@ export const serve = Command.make(
         "Zenoh only: use keys <prefix>/chiral/c2s and <prefix>/chiral/s2c, so several robots can share one Zenoh network (the references use no prefix)"
       ),
       Flag.optional
+    ),
+    maxActionAge: Flag.Finite("max-action-age").pipe(
+      Flag.withDescription(
+        "Drop every action whose newest obs timestamp is older than S seconds on arrival (stale-action guard; counted, logged once per burst). Default: no limit"
+      ),
+      Flag.withMetavar("S"),
+      Flag.optional
+    ),
+    dropUnstamped: Flag.Boolean("drop-unstamped").pipe(
+      Flag.withDescription(
+        "With --max-action-age: also drop actions that carry no obs timestamps ({}), whose age cannot be known (default: accepted)"
+      ),
+      Flag.withDefault(false)
+    ),
+    actionTimeout: Flag.Finite("action-timeout").pipe(
+      Flag.withDescription(
+        "Watchdog: once actions have been arriving, log a warning (where a real robot would hold position) when none arrives for S seconds. Default: off"
+      ),
+      Flag.withMetavar("S"),
+      Flag.optional
+    ),
+    singleController: Flag.Boolean("single-controller").pipe(
+      Flag.withDescription(
+        "One controlling client at a time: the first client whose action is accepted keeps control until it disconnects; other clients' actions are refused (counted, logged), their observations still served"
+      ),
+      Flag.withDefault(false)
+    ),
+    token: Flag.String("token").pipe(
+      Flag.withDescription(
+        "WebSocket only: clients must present this token (ws://host:port/?token=T or Authorization: Bearer T), others get HTTP 401. Default: the CHIRAL_TOKEN environment variable, else none"
+      ),
+      Flag.withMetavar("T"),
+      Flag.optional
+    ),
+    pingInterval: Flag.Finite("ping-interval").pipe(
+      Flag.withDescription("WebSocket only: ping every client every S seconds; 0 turns keepalive off (default 20, as the references)"),
+      Flag.withMetavar("S"),
+      Flag.optional
+    ),
+    pingTimeout: Flag.Finite("ping-timeout").pipe(
+      Flag.withDescription(
+        "WebSocket only: close a client that stays silent (no pong, no message) for S seconds after a ping (default 20, as the references)"
+      ),
+      Flag.withMetavar("S"),
+      Flag.optional
     )
   },
   Effect.fnUntraced(function*(flags) {
@@ -196,6 +288,39 @@ export const serve = Command.make(
     const task = flags.task || targetText !== undefined
       ? { target, tolerance: flags.tolerance, truncateAfter: flags.truncateAfter, seed: flags.seed }
       : undefined
+    const maxActionAge = secondsFlag("max-action-age", flags.maxActionAge)
+    const actionTimeout = secondsFlag("action-timeout", flags.actionTimeout)
+    const pingInterval = secondsFlag("ping-interval", flags.pingInterval, { zero: "off" })
+    const pingTimeout = secondsFlag("ping-timeout", flags.pingTimeout)
+    for (const value of [maxActionAge, actionTimeout, pingInterval, pingTimeout]) {
+      if (typeof value === "object" && "error" in value) return yield* failWith("serve", value.error)
+    }
+    const token = Option.getOrUndefined(flags.token) ??
+      Option.getOrUndefined(yield* Config.option(Config.String("CHIRAL_TOKEN")).pipe(Effect.orElseSucceed(() => Option.none())))
+    if (token === "") return yield* failWith("serve", "--token: the token is empty")
+    if (flags.protocol === "zenoh") {
+      const webSocketOnly = [
+        token === undefined ? undefined : "--token (CHIRAL_TOKEN): a token is not part of Zenoh's protocol",
+        pingInterval === undefined ? undefined : "--ping-interval",
+        pingTimeout === undefined ? undefined : "--ping-timeout"
+      ].find((f) => f !== undefined)
+      if (webSocketOnly !== undefined) return yield* failWith("serve", `${webSocketOnly} applies to --protocol websocket only`)
+    }
+    if (flags.dropUnstamped && maxActionAge === undefined) {
+      return yield* failWith("serve", "--drop-unstamped applies with --max-action-age only")
+    }
+    const duration = (value: typeof maxActionAge) => (value === undefined || value === "off" || "error" in value ? undefined : value)
+    const safety = {
+      maxActionAge: duration(maxActionAge),
+      unstampedActions: flags.dropUnstamped ? "drop" as const : "accept" as const,
+      actionTimeout: duration(actionTimeout),
+      singleController: flags.singleController
+    }
+    const webSocket = {
+      token,
+      pingInterval: pingInterval === "off" ? 0 as const : duration(pingInterval),
+      pingTimeout: duration(pingTimeout)
+    }
 
     const options = {
       cameras: flags.cameras,
@@ -210,13 +335,14 @@ export const serve = Command.make(
       task
     }
     yield* Effect.gen(function*() {
-      const robot = yield* SimulatedRobot.make({ ...options, logActions: flags.logActions })
+      const robot = yield* SimulatedRobot.make({ ...options, logActions: flags.logActions, safety })
       // stderr: stdout is reserved for the action log.
       yield* Console.error(`chiral serve: listening on ${robot.server.address} (${describeRobot(options)})`)
+      yield* Console.error(`chiral serve: robot safety: ${describeSafety(safety, webSocket, flags.protocol)}`)
       return yield* Effect.never
     }).pipe(
       Effect.scoped,
-      Effect.provide(serverTransports[flags.protocol]({ host: flags.host, port, keyPrefix })),
+      Effect.provide(serverTransports[flags.protocol]({ host: flags.host, port, keyPrefix, webSocket })),
       Effect.catchTags({
         TransportError: (error) => failWith("serve", `cannot listen: ${error.message}`),
         ConfigError: (error) => failWith("serve", error.message)
@@ -237,6 +363,10 @@ export const serve = Command.make(
     {
       command: "chiral serve --cameras 1 --size 64x48 --task --tolerance 0.02 --truncate-after 300",
       description: "A robot to evaluate a policy on: reach joint positions 0 from a seeded start, within 0.02 rad, in 300 actions"
+    },
+    {
+      command: "CHIRAL_TOKEN=s3cret chiral serve --max-action-age 0.5 --action-timeout 0.2 --single-controller",
+      description: "Robot-safe: clients need ws://host:8765/?token=s3cret, actions older than 0.5 s are dropped, one client drives, a 0.2 s gap is reported"
     },
     { command: "chiral serve --protocol zenoh", description: "The same robot as a Zenoh peer on tcp/0.0.0.0:7447" }
   ])
