@@ -69,7 +69,7 @@ export interface ActionGate {
 const one: Record<DropReason, string> = {
   stale: "a stale action",
   invalid: "an invalid action",
-  notController: "an action from a client without control"
+  notController: "an action without control"
 }
 const many: Record<DropReason, string> = {
   stale: "stale actions",

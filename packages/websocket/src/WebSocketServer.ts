@@ -48,7 +48,8 @@ export interface ServerOptions extends Keepalive.KeepaliveOptions {
 export const defaultPort = 8765
 export const defaultMaxMessageBytes = 16 * 1024 * 1024
 
-const isLoopback = (host: string) => /^(127\.|::1$|localhost$)/i.test(host)
+/** Whether `host` only accepts connections from this machine (no token warning then). */
+export const isLoopbackHost = (host: string): boolean => /^(127\.|::1$|\[::1\]$|localhost$)/i.test(host)
 
 const peerOf = (request: Http.IncomingMessage | undefined): string => {
   const address = request?.socket.remoteAddress
@@ -96,7 +97,7 @@ export const makeServer = Effect.fnUntraced(function*(options: ServerOptions = {
     )
   )
   const address = formatAddress(server.address)
-  if (options.token === undefined && !isLoopback(host)) {
+  if (options.token === undefined && !isLoopbackHost(host)) {
     yield* Effect.logWarning(
       `chiral: serving ${address} without a token: anyone who can reach this port can drive the robot (set a token: ServerOptions.token, chiral serve --token or CHIRAL_TOKEN)`
     )

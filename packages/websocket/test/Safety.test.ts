@@ -145,6 +145,13 @@ describe("access token", () => {
       expect(logs.lines.some((l) => l.includes("s3cret"))).toBe(false)
     }))
 
+  it("only loopback hosts are exempt from the no-token warning", () => {
+    for (const host of ["127.0.0.1", "127.1.2.3", "::1", "localhost"]) expect(WebSocketTransport.isLoopbackHost(host)).toBe(true)
+    for (const host of ["0.0.0.0", "::", "10.0.0.7", "robot.local", "1127.0.0.1"]) {
+      expect(WebSocketTransport.isLoopbackHost(host)).toBe(false)
+    }
+  })
+
   it.live("a server on a loopback host without a token does not warn; an empty token is refused", () =>
     Effect.gen(function*() {
       const logs = yield* Robot.captureLogs
