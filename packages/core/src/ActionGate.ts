@@ -16,7 +16,7 @@ import type { ObsTimestamps, Tensor } from "@chiral/protocol"
 import { Duration, Effect, Schema, type Scope } from "effect"
 import * as ActionGuard from "./ActionGuard.js"
 import * as ActionSpec from "./ActionSpec.js"
-import { type ActionStats, Counters, type DropReason } from "./ActionStats.js"
+import { type ActionStats, Counters, type DropReason, dropReasons } from "./ActionStats.js"
 import * as CameraState from "./CameraState.js"
 import { ConfigError } from "./SensorError.js"
 import * as Watchdog from "./Watchdog.js"
@@ -87,6 +87,72 @@ const durationOption = (name: string, input: Duration.Input | undefined) => {
   return duration.value
 }
 
+/** The checks that do not depend on who holds control. */
+interface Rules {
+  readonly spec: ActionSpec.ActionSpec | undefined
+  readonly maxAgeSeconds: number | undefined
+  readonly dropUnstamped: boolean
+}
+
+type Inspection =
+  | { readonly refuse: DropReason; readonly detail: string }
+  | { readonly refuse?: undefined; readonly ageSeconds: number | undefined }
+
+/** Validation, then the stale-action guard, at `now` (seconds, capture clock). */
+const inspect = (rules: Rules, action: Tensor, obsTimestamps: ObsTimestamps, now: number): Inspection => {
+  const invalid = ActionSpec.problem(action, rules.spec)
+  if (invalid !== undefined) return { refuse: "invalid", detail: invalid }
+  const verdict = ActionGuard.judge(obsTimestamps, now, rules.maxAgeSeconds)
+  switch (verdict._tag) {
+    case "Invalid":
+      return { refuse: "invalid", detail: verdict.detail }
+    case "Stale":
+      return { refuse: "stale", detail: verdict.detail }
+    case "Unstamped":
+      return rules.dropUnstamped
+        ? { refuse: "stale", detail: "no obs timestamps, and unstampedActions is \"drop\"" }
+        : { ageSeconds: undefined }
+    case "Fresh":
+      return { ageSeconds: verdict.ageSeconds }
+  }
+}
+
+/**
+ * One connection's runs of refusals: the first refusal of a run is logged
+ * with its reason, the rest only counted, and the run's total is logged when
+ * it ends.
+ */
+class Runs {
+  private readonly counts: Record<DropReason, number> = { stale: 0, invalid: 0, notController: 0 }
+  private open = 0
+  private readonly id: string
+  constructor(id: string) {
+    this.id = id
+  }
+
+  /** Counts one refusal; the log line when it starts a run. */
+  refused(reason: DropReason, detail: string): Effect.Effect<void> {
+    if (this.counts[reason]++ > 0) return Effect.void
+    this.open++
+    return Effect.logWarning(
+      `chiral: refused ${one[reason]} from ${this.id}: ${detail} (further ${many[reason]} from it are counted, and logged as one line when the run ends)`
+    )
+  }
+
+  /** Ends every open run, logging the total of those longer than one. */
+  end(): Effect.Effect<void> {
+    if (this.open === 0) return Effect.void
+    const lines: Array<string> = []
+    for (const reason of dropReasons) {
+      const n = this.counts[reason]
+      if (n > 1) lines.push(`chiral: ${n} ${many[reason]} from ${this.id} dropped in a row`)
+      this.counts[reason] = 0
+    }
+    this.open = 0
+    return Effect.forEach(lines, (line) => Effect.logWarning(line), { discard: true })
+  }
+}
+
 /**
  * Builds the gate of one server. `onActionTimeout` runs when the watchdog
  * fires (after the gate has logged it).
@@ -97,16 +163,18 @@ export const make = <R>(
 ): Effect.Effect<ActionGate, ConfigError, Scope.Scope | R> =>
   Effect.gen(function*() {
     const spec = config.actionSpec
-    if (spec !== undefined) {
-      const invalid = ActionSpec.validate(spec)
-      if (invalid !== undefined) return yield* invalid
-    }
+    const invalidSpec = spec === undefined ? undefined : ActionSpec.validate(spec)
+    if (invalidSpec !== undefined) return yield* invalidSpec
     const maxAge = durationOption("maxActionAge", config.maxActionAge)
     if (maxAge instanceof ConfigError) return yield* maxAge
     const timeout = durationOption("actionTimeout", config.actionTimeout)
     if (timeout instanceof ConfigError) return yield* timeout
-    const maxAgeSeconds = maxAge === undefined ? undefined : Duration.toMillis(maxAge) / 1000
-    const dropUnstamped = maxAge !== undefined && config.unstampedActions === "drop"
+    const rules: Rules = {
+      spec,
+      maxAgeSeconds: maxAge === undefined ? undefined : Duration.toMillis(maxAge) / 1000,
+      dropUnstamped: maxAge !== undefined && config.unstampedActions === "drop"
+    }
+    const single = config.singleController === true
     const counters = new Counters()
     let controller: Watchdog.ConnectionInfo | undefined
 
@@ -120,71 +188,47 @@ export const make = <R>(
 
     const open = (connection: Watchdog.ConnectionInfo) =>
       Effect.gen(function*() {
-        const id = connection.id
         let accepted = 0
         let refused = 0
-        /** Refusals in the current run, by reason (0: no run). */
-        const bursts: Record<DropReason, number> = { stale: 0, invalid: 0, notController: 0 }
-        const endBursts = Effect.suspend(() => {
-          const lines: Array<string> = []
-          for (const reason of ["stale", "invalid", "notController"] as const) {
-            if (bursts[reason] > 1) lines.push(`chiral: ${bursts[reason]} ${many[reason]} from ${id} dropped in a row`)
-            bursts[reason] = 0
-          }
-          return lines.length === 0 ? Effect.void : Effect.forEach(lines, (line) => Effect.logWarning(line), { discard: true })
-        })
+        const runs = new Runs(connection.id)
 
         const refuse = (reason: DropReason, detail: string): Effect.Effect<never, ActionRefused> => {
           counters.drop(reason)
           refused++
-          const error = new ActionRefused({ reason, connection: id, detail })
-          if (bursts[reason]++ > 0) return Effect.fail(error)
           return Effect.andThen(
-            Effect.logWarning(
-              `chiral: refused ${one[reason]} from ${id}: ${detail} (further ${many[reason]} from it are counted, and logged as one line when the run ends)`
-            ),
-            Effect.fail(error)
+            runs.refused(reason, detail),
+            Effect.fail(new ActionRefused({ reason, connection: connection.id, detail }))
           )
         }
 
-        const accept = (ageSeconds: number | undefined) =>
-          Effect.suspend(() => {
-            counters.accept(ageSeconds === undefined ? undefined : ageSeconds * 1000)
-            accepted++
-            const claim = config.singleController === true && controller === undefined
-            if (claim) controller = connection
-            const effects: Array<Effect.Effect<void>> = []
-            if (claim) effects.push(Effect.logInfo(`chiral: ${id} has control of the robot (single controller)`))
-            if (bursts.stale + bursts.invalid + bursts.notController > 0) effects.push(endBursts)
-            if (watchdog !== undefined) effects.push(watchdog.feed(connection))
-            return effects.length === 0 ? Effect.void : Effect.all(effects, { discard: true })
-          })
+        const accept = (ageSeconds: number | undefined): Effect.Effect<void> => {
+          counters.accept(ageSeconds === undefined ? undefined : ageSeconds * 1000)
+          accepted++
+          let effect = runs.end()
+          if (single && controller === undefined) {
+            controller = connection
+            effect = Effect.andThen(effect, Effect.logInfo(`chiral: ${connection.id} has control of the robot (single controller)`))
+          }
+          return watchdog === undefined ? effect : Effect.andThen(effect, watchdog.feed(connection))
+        }
 
         yield* Effect.addFinalizer(() =>
-          Effect.andThen(
-            endBursts,
-            Effect.suspend(() => {
-              if (controller !== connection) return Effect.void
-              controller = undefined
-              return Effect.logInfo(`chiral: ${id} released control of the robot`)
-            })
-          )
+          Effect.suspend(() => {
+            const ended = runs.end()
+            if (controller !== connection) return ended
+            controller = undefined
+            return Effect.andThen(ended, Effect.logInfo(`chiral: ${connection.id} released control of the robot`))
+          })
         )
 
         const admit = (action: Tensor, obsTimestamps: ObsTimestamps): Effect.Effect<void, ActionRefused> =>
           Effect.flatMap(CameraState.captureTime, (now) => {
-            const invalid = ActionSpec.problem(action, spec)
-            if (invalid !== undefined) return refuse("invalid", invalid)
-            const verdict = ActionGuard.judge(obsTimestamps, now, maxAgeSeconds)
-            if (verdict._tag === "Invalid") return refuse("invalid", verdict.detail)
-            if (verdict._tag === "Stale") return refuse("stale", verdict.detail)
-            if (verdict._tag === "Unstamped" && dropUnstamped) {
-              return refuse("stale", "no obs timestamps, and unstampedActions is \"drop\"")
-            }
-            if (config.singleController === true && controller !== undefined && controller !== connection) {
+            const inspection = inspect(rules, action, obsTimestamps, now)
+            if (inspection.refuse !== undefined) return refuse(inspection.refuse, inspection.detail)
+            if (single && controller !== undefined && controller !== connection) {
               return refuse("notController", `${controller.id} has control`)
             }
-            return accept(verdict._tag === "Fresh" ? verdict.ageSeconds : undefined)
+            return accept(inspection.ageSeconds)
           })
 
         return { admit, counts: () => ({ accepted, refused }) } satisfies ConnectionGate

@@ -23,9 +23,10 @@ export interface ActionStats {
   /** Actions refused before the handler, by reason. */
   readonly dropped: Readonly<Record<DropReason, number>>
   /**
-   * Age of each accepted action's newest obs timestamp when it arrived, in
-   * milliseconds on the server's capture clock (`CameraState.captureTime`),
-   * over the last `ageWindow` stamped actions; undefined before the first.
+   * Age of accepted actions' newest obs timestamp when they arrived, in
+   * milliseconds on the server's capture clock (`CameraState.captureTime`):
+   * `count` stamped actions in all, `p50`/`p99`/`max` over the last
+   * `ageWindow` of them; undefined before the first.
    */
   readonly ageMillis: { readonly count: number; readonly p50: number; readonly p99: number; readonly max: number } | undefined
 }

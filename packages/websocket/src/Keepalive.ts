@@ -30,7 +30,10 @@ export interface KeepaliveOptions {
 export const defaultPingInterval = Duration.seconds(20)
 export const defaultPingTimeout = Duration.seconds(20)
 
-/** The interval and timeout, or undefined when keepalive is off; throws on a negative or malformed duration. */
+/**
+ * The interval and timeout; undefined when keepalive is off (interval 0 or
+ * infinite); a message saying why when a duration is negative or malformed.
+ */
 export const resolve = (
   options: KeepaliveOptions
 ): { readonly interval: Duration.Duration; readonly timeout: Duration.Duration } | string | undefined => {
