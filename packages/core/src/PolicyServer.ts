@@ -70,8 +70,8 @@ export const make = <E, R>(
     const transport = yield* ServerTransport
     const state = yield* SensorState.make(config)
     const open = yield* Ref.make(0)
-    // `api` is complete before any handler can run: the gate only calls
-    // onActionTimeout after an action, and actions come after `make` returns.
+    // Handlers are given the api; it is assigned just below, before the
+    // transport serves, so before any handler (or the watchdog's) can run.
     let api: PolicyServerApi | undefined
     const provide = <A, E1, R1>(effect: Effect.Effect<A, E1, R1>) => Effect.provideService(effect, PolicyServer, api!)
     const hooks = config.handlers
@@ -130,7 +130,7 @@ export const make = <E, R>(
       ),
       Effect.forkScoped({ startImmediately: true })
     )
-    return api!
+    return api
   })
 
 /** `makeObs` of the `PolicyServer` in context: the usual body of `reset` and `getObs` handlers. */
