@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -10,6 +11,7 @@ import { serve } from "../src/commands/Serve.js"
 import { CommandFailed } from "../src/commands/Decode.js"
 import * as SimulatedRobot from "../src/SimulatedRobot.js"
 import { run, startServe } from "./support/RunCommand.js"
+import * as RawWebSocket from "@chiral/testing/RawWebSocket"
 
 // Frames modelled on field faults, copied from ../shared/field.
 const fieldDir = fileURLToPath(new URL("../../../packages/protocol/test/fixtures/field/", import.meta.url))
@@ -283,6 +285,47 @@ describe("chiral serve: robot safety", () => {
       const client = yield* connect(`${address}/?token=s3cret`)
       assert.strictEqual((yield* client.getObs).cameras.length, 2)
     }))
+})
+
+describe("chiral serve: keepalive across a stall of the server", () => {
+  // The server runs in a process of its own (the built dist/, `tsc -b` first), so it can be stopped.
+  const bin = fileURLToPath(new URL("../bin/chiral.js", import.meta.url))
+
+  it.live("stopped (SIGSTOP) for longer than --ping-timeout while a pong was on its way, the server keeps that client", () =>
+    Effect.gen(function*() {
+      const child = yield* Effect.acquireRelease(
+        Effect.sync(() =>
+          spawn(process.execPath, [bin, "serve", ...small, "--fps", "0", "--ping-interval", "0.05", "--ping-timeout", "0.2"], {
+            stdio: ["ignore", "ignore", "pipe"]
+          })
+        ),
+        (child) => Effect.sync(() => child.kill("SIGKILL"))
+      )
+      const address = yield* Effect.callback<string>((resume) => {
+        let text = ""
+        child.stderr.on("data", (chunk: Buffer) => {
+          text += chunk.toString()
+          const found = /listening on (\S+)/.exec(text)
+          if (found !== null) resume(Effect.succeed(found[1]!))
+        })
+      })
+      const raw = yield* RawWebSocket.connect(address)
+      // a live client whose pongs take 40 ms: the server is waiting for one for 40 ms after every ping
+      const pings = raw.answerPings({ delayMillis: 40 })
+      const closed = Effect.andThen(RawWebSocket.closedByServer(raw), Effect.die(new Error("the server closed a live client")))
+      /** Waits for the `n`-th ping; a close by the server fails the test at once. */
+      const ping = (n: number) =>
+        Effect.raceFirst(Effect.sync(pings).pipe(Effect.repeat({ until: (k) => k >= n, schedule: Schedule.spaced(1) })), closed)
+      for (let round = 0; round < 5; round++) {
+        yield* ping(pings() + 1)
+        // a ping just arrived: stop the server before the pong does, for twice the timeout
+        child.kill("SIGSTOP")
+        yield* Effect.sleep(400)
+        child.kill("SIGCONT")
+      }
+      // still served: more pings come
+      yield* ping(pings() + 3)
+    }).pipe(Effect.scoped), 60_000)
 })
 
 describe("SimulatedRobot", () => {

@@ -14,9 +14,10 @@ export interface RawWebSocket {
   readonly sendFrame: (payload: Uint8Array, options?: { readonly declaredLength?: number; readonly opcode?: number }) => void
   /**
    * Starts reading what the server sends and answering its pings with pongs,
-   * as any live client does. Returns the number of pings received so far.
+   * as any live client does (after `delayMillis`, default at once). Returns
+   * the number of pings received so far.
    */
-  readonly answerPings: () => () => number
+  readonly answerPings: (options?: { readonly delayMillis?: number }) => () => number
 }
 
 export interface HandshakeOptions {
@@ -115,14 +116,17 @@ export const connect = (address: string, options?: HandshakeOptions) =>
         socket,
         sendFrame: (payload, frameOptions) =>
           void socket.write(maskedFrame(payload, frameOptions?.opcode ?? 2, frameOptions?.declaredLength)),
-        answerPings: () => {
+        answerPings: (pingOptions) => {
           let pings = 0
           let pending = rest
           socket.on("data", (chunk: Buffer) => {
             pending = serverFrames(Buffer.concat([pending, chunk]), (opcode, payload) => {
               if (opcode !== 0x9) return
               pings++
-              socket.write(maskedFrame(payload, 0xa))
+              const pong = maskedFrame(payload, 0xa)
+              const delay = pingOptions?.delayMillis ?? 0
+              if (delay > 0) setTimeout(() => socket.destroyed || socket.write(pong), delay)
+              else socket.write(pong)
             })
           })
           socket.resume()

@@ -49,6 +49,12 @@ export const resolve = (
   return { interval: interval.value, timeout: timeout.value }
 }
 
+/** Resumes after the event loop has polled for I/O once (`setImmediate` runs after the poll phase). */
+const ioTurn = Effect.callback<void>((resume) => {
+  const immediate = setImmediate(() => resume(Effect.void))
+  return Effect.sync(() => clearImmediate(immediate))
+})
+
 /**
  * Pings `ws` every `interval` for as long as the scope is open; when the peer
  * stays silent for `timeout` after a ping, logs why, closes it with 1011 and
@@ -93,9 +99,13 @@ export const run = (
       } catch {
         return // the socket is closing; its reader reports how
       }
-      const result = yield* Effect.timeoutOption(answered, settings.timeout)
+      yield* Effect.timeoutOption(answered, settings.timeout)
       onHeard = undefined
-      if (result._tag === "Some" || ws.isPaused) continue
+      // Timers run before I/O in each turn of the event loop: after a stall of
+      // this process (a long GC, a busy machine, SIGSTOP) the timeout can fire
+      // while the pong waits unread in the socket. Let I/O run first.
+      if (!heard) yield* Effect.andThen(ioTurn, ioTurn)
+      if (heard || ws.isPaused) continue
       yield* Effect.logWarning(`chiral: no answer from ${id} within ${timeoutText} of a ping: closing it (keepalive timeout)`)
       try {
         ws.close(1011, "keepalive ping timeout")
