@@ -98,7 +98,10 @@ export const make = <E, R>(
         const info: ConnectionInfo = { id: connection.id, peer: connection.peer }
         yield* Ref.update(open, (n) => n + 1)
         yield* Effect.addFinalizer(() => Ref.update(open, (n) => n - 1))
-        yield* Effect.logInfo(`chiral: connection opened: ${connection.id}`)
+        // A shared connection (Zenoh) stands for the transport, not for a client: its
+        // opening and closing say nothing about who connects, so they are debug lines.
+        const log = connection.shared === true ? Effect.logDebug : Effect.logInfo
+        yield* log(`chiral: connection opened: ${connection.id}`)
         if (hooks.onConnect !== undefined) {
           const refused = yield* Effect.exit(provide(hooks.onConnect(info)))
           if (refused._tag === "Failure") {
@@ -109,9 +112,7 @@ export const make = <E, R>(
         const actions = yield* gate.open(info)
         yield* Effect.addFinalizer(() => {
           const { accepted, refused } = actions.counts()
-          const closed = Effect.logInfo(
-            `chiral: connection closed: ${connection.id} (${accepted} actions applied, ${refused} refused)`
-          )
+          const closed = log(`chiral: connection closed: ${connection.id} (${accepted} actions applied, ${refused} refused)`)
           if (hooks.onDisconnect === undefined) return closed
           return Effect.andThen(
             closed,
