@@ -65,3 +65,6 @@ export const clientTransportFor = (
   }
   return ZenohTransport.layerClient(uri, { keyPrefix: options.keyPrefix, thread: options.dispatchThread })
 }
+
+/** A URI as the commands print it: a `token` in its query shown as `***`. */
+export const shown = (uri: string): string => WebSocketTransport.redactToken(uri)

@@ -37,3 +37,10 @@ export const checker = (expected: string): (request: Http.IncomingMessage) => st
     return Crypto.timingSafeEqual(digest(token), want) ? undefined : "wrong token"
   }
 }
+
+/**
+ * `uri` as it may be shown in logs and errors: the value of every `token`
+ * query parameter replaced by `***` (`ws://robot:8765/?token=***`), also in
+ * a string that is not a valid URI.
+ */
+export const redact = (uri: string): string => uri.replace(/([?&]token=)[^&#]*/gi, "$1***")

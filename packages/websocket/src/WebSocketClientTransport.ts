@@ -14,6 +14,7 @@ import { Cause, Deferred, Duration, Effect, Exit, Layer, Queue, type Scope, Stre
 import * as Socket from "effect/socket/Socket"
 import { Worker } from "node:worker_threads"
 import type { FromWorker, ToWorker, WorkerOptions } from "./ActionDispatchWorker.js"
+import * as AccessToken from "./AccessToken.js"
 import * as WebSocketClient from "./WebSocketClient.js"
 import { defaultPort } from "./WebSocketServer.js"
 import { describe, framesFrom, normalCloseCodes, sendOn, toTransportError } from "./WsConnection.js"
@@ -271,41 +272,47 @@ const connectWithWs = (uri: string, timings: Timings): Effect.Effect<Connection,
       ),
       { openTimeout: timings.openTimeoutMillis }
     )
+    const shown = AccessToken.redact(uri)
     const reader = yield* socket.reader.pipe(
       Effect.mapError((error) => {
-        const failure = toTransportError(error, uri)
+        const failure = toTransportError(error, shown)
         // A server that answers the upgrade with an HTTP error will keep doing so.
         return failure.detail?.startsWith("Unexpected server response") === true
-          ? new TransportError({ reason: "InvalidAddress", address: uri, detail: failure.detail })
-          : new TransportError({ reason: "Unavailable", address: uri, detail: failure.detail ?? failure.reason })
+          ? new TransportError({ reason: "InvalidAddress", address: shown, detail: failure.detail })
+          : new TransportError({ reason: "Unavailable", address: shown, detail: failure.detail ?? failure.reason })
       })
     )
     yield* keepAlive(current!, timings)
-    const connection: Connection = { id: uri, frames: framesFrom(reader.pull, uri), send: sendOn(current!, uri) }
+    const connection: Connection = { id: shown, frames: framesFrom(reader.pull, shown), send: sendOn(current!, shown) }
     return connection
   })
 
-/** Connects to a WebSocket server at `uri` (`ws://host:port`). */
+/** `uri` with the value of a `token` query parameter replaced by `***`, as logs and errors show it. */
+export const redactToken = AccessToken.redact
+
+/** Connects to a WebSocket server at `uri` (`ws://host:port`, optionally `/?token=T`). */
 export const makeClient = (uri: string, options: ClientOptions = {}): ClientTransport["Service"] => {
+  // What logs and errors show: a token in the URI is never printed.
+  const shown = AccessToken.redact(uri)
   const connect = Effect.gen(function*() {
     const url = yield* Effect.try({
       try: () => new URL(uri),
-      catch: (cause) => new TransportError({ reason: "InvalidAddress", address: uri, detail: describe(cause) })
+      catch: (cause) => new TransportError({ reason: "InvalidAddress", address: shown, detail: describe(cause) })
     })
     if (url.protocol !== "ws:" && url.protocol !== "wss:") {
       return yield* new TransportError({
         reason: "InvalidAddress",
-        address: uri,
+        address: shown,
         detail: `expected ws://host:port, got scheme ${url.protocol}`
       })
     }
     const timings = yield* timingsFor(options)
     if (url.protocol === "wss:") return yield* connectWithWs(uri, timings)
     return yield* (options.thread === "main"
-      ? Effect.map(openDirect(url, uri, timings), ({ connection }) => connection)
-      : connectOffThread(url, uri, timings))
+      ? Effect.map(openDirect(url, shown, timings), ({ connection }) => connection)
+      : connectOffThread(url, shown, timings))
   })
-  return ClientTransport.of({ address: uri, connect })
+  return ClientTransport.of({ address: shown, connect })
 }
 
 /** `ClientTransport` over WebSocket to `uri` (default `ws://localhost:8765`). */

@@ -78,19 +78,26 @@ export const makeServer = Effect.fnUntraced(function*(options: ServerOptions = {
   const context = yield* Effect.context<never>()
   const log = (effect: Effect.Effect<void>) => void Effect.runForkWith(context)(effect)
   const refusal = options.token === undefined ? undefined : AccessToken.checker(options.token)
+  // Set when shutdown begins. Until the listener itself has closed it still
+  // accepts, but nothing serves new connections any more: a client that
+  // reconnects in that window is refused before the upgrade (HTTP 503)
+  // instead of being left on a connection nobody answers.
+  let closing = false
   const server = yield* NodeSocketServer.makeWebSocket({
     host,
     port,
     maxPayload: options.maxMessageBytes ?? defaultMaxMessageBytes,
     perMessageDeflate: false,
-    ...(refusal === undefined ? {} : {
-      verifyClient: (info: { readonly req: Http.IncomingMessage }, done: (ok: boolean, code?: number, message?: string, headers?: Http.OutgoingHttpHeaders) => void) => {
-        const why = refusal(info.req)
-        if (why === undefined) return done(true)
-        log(Effect.logWarning(`chiral: refused a connection from ${peerOf(info.req)}: ${why} (HTTP 401)`))
-        done(false, 401, "Unauthorized", { "WWW-Authenticate": "Bearer" })
-      }
-    })
+    verifyClient: (
+      info: { readonly req: Http.IncomingMessage },
+      done: (ok: boolean, code?: number, message?: string, headers?: Http.OutgoingHttpHeaders) => void
+    ) => {
+      if (closing) return done(false, 503, "Service Unavailable")
+      const why = refusal?.(info.req)
+      if (why === undefined) return done(true)
+      log(Effect.logWarning(`chiral: refused a connection from ${peerOf(info.req)}: ${why} (HTTP 401)`))
+      done(false, 401, "Unauthorized", { "WWW-Authenticate": "Bearer" })
+    }
   }).pipe(
     Effect.mapError((error) =>
       new TransportError({ reason: "Listen", address: wanted, detail: describe(error.reason.cause), cause: error })
@@ -108,6 +115,7 @@ export const makeServer = Effect.fnUntraced(function*(options: ServerOptions = {
   // still open after the grace period are cut (1001: the server is going away).
   yield* Effect.addFinalizer(() =>
     Effect.callback<void>((resume) => {
+      closing = true
       if (live.size === 0) return resume(Effect.void)
       const timer = setTimeout(() => {
         for (const ws of live) ws.terminate()
@@ -154,7 +162,11 @@ export const makeServer = Effect.fnUntraced(function*(options: ServerOptions = {
         })
       )
     ).pipe(
-      Effect.mapError((error) => new TransportError({ reason: "Listen", address, cause: error }))
+      Effect.mapError((error) => new TransportError({ reason: "Listen", address, cause: error })),
+      // Once nothing serves, nothing more is accepted (see `closing`).
+      Effect.ensuring(Effect.sync(() => {
+        closing = true
+      }))
     )
 
   return ServerTransport.of({ address, serve })

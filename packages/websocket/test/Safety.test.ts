@@ -137,6 +137,8 @@ describe("access token", () => {
           Effect.provide(WebSocketTransport.layerClient(`${server.address}/?token=s3cret`))
         )
         expect((yield* client.getObs).cameras.length).toBe(2)
+        // the client shows its address without the token
+        expect(client.address).toBe(`${server.address}/?token=***`)
       }).pipe(Effect.scoped, Effect.provide(transports({ token: "s3cret" })), Effect.provide(logs.layer))
       const refused = logs.lines.filter((l) => l.includes("refused a connection from 127.0.0.1:"))
       expect(refused.length).toBe(4)
@@ -144,6 +146,13 @@ describe("access token", () => {
       expect(refused.filter((l) => l.includes("wrong token")).length).toBe(3)
       expect(logs.lines.some((l) => l.includes("s3cret"))).toBe(false)
     }))
+
+  it("a token in a URI is never shown", () => {
+    expect(WebSocketTransport.redactToken("ws://robot:8765/?token=s3cret")).toBe("ws://robot:8765/?token=***")
+    expect(WebSocketTransport.redactToken("ws://robot:8765/chiral?x=1&token=s3cret")).toBe("ws://robot:8765/chiral?x=1&token=***")
+    expect(WebSocketTransport.redactToken("ws://robot:8765")).toBe("ws://robot:8765")
+    expect(WebSocketTransport.redactToken("not a uri?token=s3cret")).toBe("not a uri?token=***")
+  })
 
   it("only loopback hosts are exempt from the no-token warning", () => {
     for (const host of ["127.0.0.1", "127.1.2.3", "::1", "localhost"]) expect(WebSocketTransport.isLoopbackHost(host)).toBe(true)

@@ -94,4 +94,28 @@ describe("WebSocket shutdown", () => {
       )
       assert.strictEqual(refused.reason, "Unavailable")
     }).pipe(Effect.scoped))
+
+  it.live("a client connecting while the server shuts down is refused before the upgrade (503), not left unserved", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const server = yield* WebSocketTransport.makeServer({ host: "127.0.0.1", port: 0, closeGraceMillis: 60_000 }).pipe(
+        Scope.provide(scope)
+      )
+      const served = yield* Queue.unbounded<string>()
+      yield* Effect.forkIn(
+        server.serve((connection) => Effect.andThen(Queue.offer(served, connection.id), Effect.never)),
+        scope
+      )
+      // reads nothing, so it never answers the close frame: shutdown waits out its grace period
+      const first = yield* RawWebSocket.connect(server.address)
+      yield* Queue.take(served)
+      const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
+      yield* RawWebSocket.closedByServer(first).pipe(Effect.timeoutOption(50), Effect.ignore)
+      // the listener is still open during the grace period; a newcomer is closed without being served
+      const late = yield* RawWebSocket.upgradeStatus(server.address)
+      assert.strictEqual(late, 503)
+      assert.strictEqual(yield* Queue.size(served), 0)
+      first.socket.destroy()
+      yield* Fiber.join(closing)
+    }).pipe(Effect.scoped))
 })

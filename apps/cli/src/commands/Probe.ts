@@ -11,7 +11,7 @@ import {
 } from "@chiral/protocol"
 import { Console, Duration, Effect, Logger, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
-import { clientTransportFor, protocols } from "../Transports.js"
+import { clientTransportFor, protocols, shown } from "../Transports.js"
 import { failWith } from "./Decode.js"
 import { watch } from "./ProbeWatch.js"
 
@@ -266,9 +266,9 @@ export const probe = Command.make(
         Effect.provideService(Console.Console, connectConsole),
         Effect.catchTag("TransportError", (error) =>
           error.reason === "Unavailable"
-            ? failWith("probe", `no server at ${flags.uri} after ${flags.timeout} s`)
+            ? failWith("probe", `no server at ${shown(flags.uri)} after ${flags.timeout} s`)
             : error.reason === "Silent"
-            ? failWith("probe", `something answered at ${flags.uri} but did not speak ${protocolName(flags.uri)}: ${error.detail}`)
+            ? failWith("probe", `something answered at ${shown(flags.uri)} but did not speak ${protocolName(flags.uri)}: ${error.detail}`)
             : failWith("probe", `cannot connect: ${error.message}`))
       )
 
@@ -294,7 +294,7 @@ export const probe = Command.make(
       Effect.provide(transport),
       Effect.catchTag("RequestError", (error) => failWith("probe", `${flags.uri}: ${error.message}${hint(error)}`))
     )
-    yield* Console.log(flags.json ? jsonReport(result, flags.full) : humanReport(flags.uri, result))
+    yield* Console.log(flags.json ? jsonReport(result, flags.full) : humanReport(shown(flags.uri), result))
   }, Effect.provideService(Logger.LogToStderr, true))
 ).pipe(
   Command.withDescription(

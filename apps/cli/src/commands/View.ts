@@ -2,7 +2,7 @@ import { PolicyClient } from "@chiral/core"
 import { LiveView, Recorder } from "@chiral/record"
 import { Console, Effect, Logger, Option, Stream } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
-import { clientTransportFor, protocols } from "../Transports.js"
+import { clientTransportFor, protocols, shown } from "../Transports.js"
 import { failWith } from "./Decode.js"
 
 export const defaultViewPort = 8767
@@ -49,7 +49,7 @@ export const view = Command.make(
       yield* Console.error(`chiral view: Foxglove live view on ${live.address} (Foxglove → Open connection → Foxglove WebSocket)`)
       // An extra client of the robot: it asks for observations at --hz, as a policy would.
       const client = yield* PolicyClient.make({})
-      yield* Console.error(`chiral view: showing ${flags.uri} at ${flags.hz} Hz`)
+      yield* Console.error(`chiral view: showing ${shown(flags.uri)} at ${flags.hz} Hz`)
       yield* client.startObsStream(flags.hz)
       yield* client.observations.pipe(
         Stream.runForEach((obs) => Effect.sync(() => live.publishReply({ reply: "obs_response", obs }, flags.uri, Recorder.now()))),
