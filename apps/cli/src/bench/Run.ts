@@ -16,6 +16,7 @@ import { ClientTransport, type Connection, type OutgoingFrame, PolicyClient } fr
 import { type DecodeLimits, decodeFrame, type Observation } from "@chiral/protocol"
 import { Cause, Deferred, Duration, Effect, Fiber, Layer, Queue, Result, Schema, type Scope, Stream } from "effect"
 import { ChildProcess, ChildProcessSpawner } from "effect/process"
+import { minorFaults } from "./MachineLimits.js"
 import { type Protocol, protocols } from "./Protocols.js"
 import * as RawTcp from "./RawTcp.js"
 import type { ServerOptions } from "./Server.js"
@@ -71,6 +72,13 @@ export interface BenchResult {
     readonly [K in keyof CadenceStats]: CadenceStats[K] | null
   }
   readonly rss_mb: { readonly start: number; readonly end: number }
+  /**
+   * Minor page faults (Linux `/proc/self/stat` minflt) per observation the
+   * client received during the stream phase, in the client's process and in
+   * the server's (which also updates its sensors at 30 Hz meanwhile); null
+   * where not measured (no /proc, or a server we did not start).
+   */
+  readonly page_faults_per_obs: { readonly client: number | null; readonly server: number | null }
 }
 
 /** What the human report shows beyond the JSON. */
@@ -402,6 +410,8 @@ export const run = (
     yield* Effect.addFinalizer(() => Effect.sync(() => gcObserver.disconnect()))
     let arrivals: Array<readonly [number, number]> = []
     let origin = Number.NaN
+    const serverFaultsStart = server === undefined ? undefined : yield* server.ask<number>("faults", "faults")
+    const faultsStart = minorFaults()
     const streamStart = performance.now()
     const observedAtStart = observed
     if (server !== undefined) {
@@ -418,6 +428,13 @@ export const run = (
     const streamMillis = performance.now() - streamStart
     gcObserver.disconnect()
     const observedInStream = observed - observedAtStart
+    const faultsEnd = minorFaults()
+    const serverFaultsEnd = server === undefined ? undefined : yield* server.ask<number>("faults", "faults")
+    const perObs = (start: number | undefined, end: number | undefined): number | null =>
+      start === undefined || end === undefined || !Number.isFinite(start) || !Number.isFinite(end) ||
+        observedInStream === 0
+        ? null
+        : round((end - start) / observedInStream, 1)
     yield* client.stopObsStream
     yield* Fiber.interrupt(counter)
     if (server !== undefined) {
@@ -472,7 +489,8 @@ export const run = (
           jitter_ms_max: round(stats.jitter_ms_max),
           drift_ms: round(stats.drift_ms)
         },
-      rss_mb: { start: round(mb(rssStart), 1), end: round(mb(rssEnd), 1) }
+      rss_mb: { start: round(mb(rssStart), 1), end: round(mb(rssEnd), 1) },
+      page_faults_per_obs: { client: perObs(faultsStart, faultsEnd), server: perObs(serverFaultsStart, serverFaultsEnd) }
     }
     return {
       result,

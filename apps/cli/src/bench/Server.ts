@@ -12,7 +12,8 @@
  *    every action applied since the last such request, with its arrival time
  *    on the monotonic clock (`process.hrtime`, shared by all processes of the
  *    machine), taken inside the robot's `applyAction`;
- *  - stdin `rss` → stdout `{"rss":bytes}`.
+ *  - stdin `rss` → stdout `{"rss":bytes}`;
+ *  - stdin `faults` → stdout `{"faults":n}`: this process's minor page faults so far.
  * It exits when its stdin closes, so it never outlives the parent.
  *
  * The arrival time is read where the robot prints its action log: the
@@ -25,6 +26,7 @@ import { encodeFrameParts, stringifyJson } from "@chiral/protocol"
 import { NodeRuntime } from "@effect/platform-node"
 import { Console, Effect, Logger } from "effect"
 import * as SimulatedRobot from "../SimulatedRobot.js"
+import { minorFaults } from "./MachineLimits.js"
 import { isProtocol, protocols } from "./Protocols.js"
 import * as RawTcp from "./RawTcp.js"
 
@@ -95,6 +97,7 @@ const main = (options: ServerOptions) => {
               arrivals: taken.map(([t, line]) => [Number((JSON.parse(line) as { action: Array<unknown> }).action[0] ?? 0), t])
             })
           } else if (command === "rss") emit({ rss: process.memoryUsage.rss() })
+          else if (command === "faults") emit({ faults: minorFaults() })
         }
       }
       const onEnd = () => resume(Effect.void)

@@ -101,6 +101,7 @@ const program = Effect.gen(function*() {
     "jit max",
     "drift",
     "rss MB",
+    "flt/obs c/s",
     "targets"
   ]
   const rows: Array<ReadonlyArray<string>> = [header]
@@ -145,6 +146,7 @@ const program = Effect.gen(function*() {
         fmt(a.jitter_ms_max),
         fmt(a.drift_ms),
         `${fmt(r.rss_mb.start, 0)}→${fmt(r.rss_mb.end, 0)}`,
+        `${fmt(r.page_faults_per_obs.client, 0)}/${fmt(r.page_faults_per_obs.server, 0)}`,
         verdict(w, r)
       ])
     }
@@ -152,7 +154,8 @@ const program = Effect.gen(function*() {
   yield* Console.log(table(rows))
   yield* Console.log(
     "\nrt: observation round trip (request sent → observation decoded), ms; raw: the same bytes over a plain TCP socket;\n" +
-      "jit: |arrival − ideal grid| of actions as the server's applyAction sees them, ms; drift: last arrival vs first over the run, ms."
+      "jit: |arrival − ideal grid| of actions as the server's applyAction sees them, ms; drift: last arrival vs first over the run, ms;\n" +
+      "flt/obs c/s: minor page faults per observation streamed, in the client / the server process (4 KiB each: fresh memory touched)."
   )
 })
 

@@ -62,6 +62,10 @@ export const formatReport = (report: BenchReport): string => {
       `client ${r.rss_mb.start} → ${r.rss_mb.end} MB${
         report.serverRssMb === undefined ? "" : `; server ${report.serverRssMb.start} → ${report.serverRssMb.end} MB`
       }`
+    ],
+    [
+      "page faults / obs",
+      `client ${r.page_faults_per_obs.client ?? "—"}; server ${r.page_faults_per_obs.server ?? "—"} (minor faults while streaming)`
     ]
   ]
   const pad = Math.max(...rows.map(([k]) => k.length))
@@ -113,7 +117,7 @@ export const bench = Command.make(
     ),
     json: Flag.Boolean("json").pipe(
       Flag.withDescription(
-        "Print one JSON object: {workload, obs_round_trip_ms, raw_tcp_round_trip_ms, ratio_to_raw_tcp, throughput_mb_s, obs_hz, action_cadence, rss_mb}; null where a figure does not apply, \"NaN\" where there were no samples"
+        "Print one JSON object: {workload, obs_round_trip_ms, raw_tcp_round_trip_ms, ratio_to_raw_tcp, throughput_mb_s, obs_hz, action_cadence, rss_mb, page_faults_per_obs}; null where a figure does not apply, \"NaN\" where there were no samples"
       ),
       Flag.withDefault(false)
     ),
