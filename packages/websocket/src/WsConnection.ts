@@ -101,38 +101,90 @@ const totalBytes = (parts: ReadonlyArray<Uint8Array>): number => {
 }
 
 /**
- * Sends one frame as one WebSocket message; several parts become fragments of
- * that message (no concatenation). Completes when the last part is written.
+ * The buffer a connection joins small frames into, reused from one send to the
+ * next. A fresh buffer per reply costs more than the copy into it on machines
+ * where touching new memory is slow (page faults: see `npm run bench`'s
+ * machine limits), and a reply is sent several times a second.
+ *
+ * Lifetime: `ws` keeps a reference to the bytes it was given until the send
+ * callback runs (the bytes are then in the kernel, or the socket failed), so
+ * the buffer is lent for exactly that long. A frame joined while the buffer is
+ * lent (two sends in flight at once) gets a fresh buffer instead; a send whose
+ * callback never runs keeps the buffer lent forever, which costs only the reuse.
  */
-export const sendOn = (ws: NodeWS.WebSocket, address: string, fragmentParts = true) =>
-(frame: OutgoingFrame): Effect.Effect<void, TransportError> =>
-  Effect.callback<void, TransportError>((resume) => {
-    // Below a page or so, one frame is cheaper than fragments: one header, one
-    // write, one parse on the other side; the copy costs next to nothing.
-    if (!fragmentParts || (!(frame instanceof Uint8Array) && totalBytes(frame) <= joinBelowBytes)) frame = frameBytes(frame)
-    if (ws.readyState !== NodeWS.WebSocket.OPEN) {
-      return resume(Effect.fail(new TransportError({ reason: "Closed", address, detail: "connection is not open" })))
-    }
-    const done = (error?: Error | null) =>
-      resume(
-        error
-          ? Effect.fail(new TransportError({ reason: "Write", address, detail: error.message, cause: error }))
-          : Effect.void
-      )
-    try {
-      if (frame instanceof Uint8Array) {
-        ws.send(frame, { binary: true, compress: false, fin: true }, done)
-      } else if (frame.length === 0) {
-        ws.send(new Uint8Array(0), { binary: true, compress: false, fin: true }, done)
-      } else {
-        // Fragments of one message go out in one synchronous run, so no other
-        // send on this socket can interleave with them.
-        const last = frame.length - 1
-        for (let i = 0; i < last; i++) ws.send(frame[i]!, { binary: true, compress: false, fin: false })
-        ws.send(frame[last]!, { binary: true, compress: false, fin: true }, done)
-      }
-    } catch (cause) {
-      resume(Effect.fail(new TransportError({ reason: "Write", address, detail: describe(cause), cause })))
-    }
-  })
+export class JoinBuffer {
+  private buffer: Uint8Array | undefined
+  private lent = false
 
+  /** The frame's bytes in one buffer, and the release to call once the send has completed. */
+  join(parts: ReadonlyArray<Uint8Array>): { readonly bytes: Uint8Array; readonly release: () => void } {
+    if (this.lent) return { bytes: frameBytes(parts), release: () => {} }
+    const size = totalBytes(parts)
+    if (this.buffer === undefined || this.buffer.byteLength < size) this.buffer = new Uint8Array(size)
+    const bytes = this.buffer.subarray(0, size)
+    let at = 0
+    for (const part of parts) {
+      bytes.set(part, at)
+      at += part.byteLength
+    }
+    this.lent = true
+    let released = false
+    return {
+      bytes,
+      release: () => {
+        if (released) return
+        released = true
+        this.lent = false
+      }
+    }
+  }
+}
+
+/**
+ * Sends one frame as one WebSocket message; several parts become fragments of
+ * that message (no concatenation), except below `joinBelowBytes` (or with
+ * `fragmentParts` false), where they are joined into the connection's reused
+ * `JoinBuffer`. Completes when the last part is written.
+ */
+export const sendOn = (ws: NodeWS.WebSocket, address: string, fragmentParts = true) => {
+  const joined = new JoinBuffer()
+  return (frame: OutgoingFrame): Effect.Effect<void, TransportError> =>
+    Effect.callback<void, TransportError>((resume) => {
+      if (ws.readyState !== NodeWS.WebSocket.OPEN) {
+        return resume(Effect.fail(new TransportError({ reason: "Closed", address, detail: "connection is not open" })))
+      }
+      // Below a page or so, one frame is cheaper than fragments: one header, one
+      // write, one parse on the other side; the copy costs next to nothing.
+      let release = () => {}
+      if (!(frame instanceof Uint8Array) && frame.length > 1 && (!fragmentParts || totalBytes(frame) <= joinBelowBytes)) {
+        const join = joined.join(frame)
+        frame = join.bytes
+        release = join.release
+      }
+      const done = (error?: Error | null) => {
+        release()
+        resume(
+          error
+            ? Effect.fail(new TransportError({ reason: "Write", address, detail: error.message, cause: error }))
+            : Effect.void
+        )
+      }
+      try {
+        if (frame instanceof Uint8Array) {
+          ws.send(frame, { binary: true, compress: false, fin: true }, done)
+        } else if (frame.length <= 1) {
+          ws.send(frame[0] ?? new Uint8Array(0), { binary: true, compress: false, fin: true }, done)
+        } else {
+          // Fragments of one message go out in one synchronous run, so no other
+          // send on this socket can interleave with them.
+          const last = frame.length - 1
+          for (let i = 0; i < last; i++) ws.send(frame[i]!, { binary: true, compress: false, fin: false })
+          ws.send(frame[last]!, { binary: true, compress: false, fin: true }, done)
+        }
+      } catch (cause) {
+        // ws throws before taking the bytes: they are ours again.
+        release()
+        resume(Effect.fail(new TransportError({ reason: "Write", address, detail: describe(cause), cause })))
+      }
+    })
+}
