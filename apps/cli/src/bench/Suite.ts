@@ -9,7 +9,11 @@
  *  - BENCH_DURATION (s, default 10) and BENCH_REQUESTS (default 100): per run;
  *  - BENCH_NODE_FLAGS: extra node flags for the measuring process, e.g.
  *    `--single-threaded-gc` (V8 options cannot be set from inside);
- *  - BENCH_SKIP_CODEC=1: only the transport table.
+ *  - BENCH_SKIP_CODEC=1: only the transport table;
+ *  - CHIRAL_REFERENCE_PYTHON (default python3): the interpreter for the
+ *    Python-client comparison (see PythonClient.ts; skipped with a note when
+ *    it cannot `import chiral`), BENCH_PYTHON_ROUNDS (default 2) alternations;
+ *    BENCH_SKIP_PYTHON=1 skips it.
  */
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -19,6 +23,7 @@ import { Console, Effect } from "effect"
 import { ChildProcess, ChildProcessSpawner } from "effect/process"
 import * as MachineLimits from "./MachineLimits.js"
 import { protocolNames } from "./Protocols.js"
+import * as PythonClient from "./PythonClient.js"
 import type { BenchResult } from "./Run.js"
 
 const root = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "..")
@@ -70,6 +75,23 @@ const table = (rows: ReadonlyArray<ReadonlyArray<string>>): string => {
     return i === 0 ? `${line}\n${widths.map((w) => "─".repeat(w)).join("  ")}` : line
   }).join("\n")
 }
+
+/** The Python reference client against both servers (issue 15, point 3). */
+const pythonClientPath = Effect.gen(function*() {
+  if (process.env.BENCH_SKIP_PYTHON === "1") return
+  yield* Console.log(
+    "\n── a Python policy on a TypeScript robot: the reference client (get_obs + put_action at 30 Hz) " +
+      "against chiral serve and the Python reference server, 2 cameras 64x48 + depth, alternating ──"
+  )
+  const missing = yield* PythonClient.unavailable
+  if (missing !== undefined) return yield* Console.log(`skipped: ${missing}`)
+  const rounds = yield* PythonClient.compare({
+    root,
+    rounds: Number(process.env.BENCH_PYTHON_ROUNDS ?? 2),
+    seconds: duration
+  })
+  yield* Console.log(PythonClient.format(rounds))
+})
 
 const program = Effect.gen(function*() {
   const spawner = yield* ChildProcessSpawner.ChildProcessSpawner
@@ -152,6 +174,7 @@ const program = Effect.gen(function*() {
     }
   }
   yield* Console.log(table(rows))
+  yield* pythonClientPath
   yield* Console.log(
     "\nrt: observation round trip (request sent → observation decoded), ms; raw: the same bytes over a plain TCP socket;\n" +
       "jit: |arrival − ideal grid| of actions as the server's applyAction sees them, ms; drift: last arrival vs first over the run, ms;\n" +

@@ -1,0 +1,157 @@
+/**
+ * The most common pairing, a Python policy and a TypeScript robot: the Python
+ * reference's own client (get_obs, then one put_action, at 30 Hz) against
+ * `chiral serve` and against the Python reference's server, both serving the
+ * same small robot (2 cameras 64×48 RGB + depth, two 7-vectors), in rounds
+ * that alternate so both servers see the same machine load.
+ *
+ * The reference is whatever `import chiral` finds for the interpreter named by
+ * CHIRAL_REFERENCE_PYTHON (default python3), e.g. with the reference on
+ * PYTHONPATH; without it the comparison is skipped with a note. The scripts it
+ * runs are in python/ next to this module's source.
+ */
+import { execFile } from "node:child_process"
+import * as Net from "node:net"
+import * as Path from "node:path"
+import { Duration, Effect, Schedule } from "effect"
+import { ChildProcess, ChildProcessSpawner } from "effect/process"
+
+export interface Latency {
+  readonly n: number
+  readonly p50_ms: number
+  readonly p90_ms: number
+  readonly p99_ms: number
+}
+
+export interface Round {
+  readonly server: "chiral serve" | "Python reference"
+  readonly latency: Latency | string
+}
+
+export const python = process.env.CHIRAL_REFERENCE_PYTHON ?? "python3"
+
+/** Why the reference cannot run here, or undefined when `import chiral` works. */
+export const unavailable: Effect.Effect<string | undefined> = Effect.callback((resume) => {
+  execFile(python, ["-c", "import chiral, numpy"], { timeout: 30_000 }, (error, _out, stderr) =>
+    resume(Effect.succeed(
+      error === null
+        ? undefined
+        : `${python}: import chiral failed (${
+          stderr.trim().split("\n").pop() ?? error.message
+        }); set CHIRAL_REFERENCE_PYTHON and PYTHONPATH to the Python reference`
+    )))
+})
+
+const freePort: Effect.Effect<number> = Effect.callback((resume) => {
+  const server = Net.createServer()
+  server.listen(0, "127.0.0.1", () => {
+    const port = (server.address() as Net.AddressInfo).port
+    server.close(() => resume(Effect.succeed(port)))
+  })
+})
+
+const accepting = (port: number) =>
+  Effect.callback<void, Error>((resume) => {
+    const socket = Net.connect(port, "127.0.0.1")
+    socket.once("connect", () => {
+      socket.destroy()
+      resume(Effect.void)
+    })
+    socket.once("error", (error) => resume(Effect.fail(error)))
+  })
+
+export interface Options {
+  /** The repository root (where apps/ is). */
+  readonly root: string
+  /** Alternations: each runs the client against both servers. */
+  readonly rounds: number
+  readonly seconds: number
+}
+
+/** One server in a scope, once it accepts connections; then the client's run against it. */
+const round = (options: Options, server: Round["server"]) =>
+  Effect.gen(function*() {
+    const spawner = yield* ChildProcessSpawner.ChildProcessSpawner
+    const port = yield* freePort
+    const here = Path.join(options.root, "apps", "cli", "src", "bench", "python")
+    const serverCommand = server === "chiral serve"
+      ? ChildProcess.make(process.execPath, [
+        Path.join(options.root, "apps", "cli", "bin", "chiral.js"),
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        String(port),
+        "--cameras",
+        "2",
+        "--size",
+        "64x48",
+        "--depth"
+      ], { stdout: "ignore", stderr: "ignore", forceKillAfter: Duration.seconds(2) })
+      : ChildProcess.make(python, [Path.join(here, "reference_server.py"), "--port", String(port)], {
+        stdout: "ignore",
+        stderr: "ignore",
+        forceKillAfter: Duration.seconds(2)
+      })
+    yield* spawner.spawn(serverCommand)
+    yield* accepting(port).pipe(
+      Effect.retry({ schedule: Schedule.spaced(Duration.millis(100)), times: 300 })
+    )
+    // A moment for the server's camera loop to have produced frames.
+    yield* Effect.sleep(Duration.millis(500))
+    const output = yield* spawner.string(
+      ChildProcess.make(python, [
+        Path.join(here, "latency_client.py"),
+        `ws://127.0.0.1:${port}`,
+        "--hz",
+        "30",
+        "--seconds",
+        String(options.seconds)
+      ], { stderr: "pipe" })
+    )
+    const latency = JSON.parse(output.trim().split("\n").pop() ?? "") as Latency
+    return { server, latency } satisfies Round
+  }).pipe(
+    Effect.scoped,
+    Effect.catch((error: unknown) =>
+      Effect.succeed({ server, latency: `failed: ${error instanceof Error ? error.message : String(error)}` })
+    )
+  )
+
+/** Client against the reference server, then against `chiral serve`, `rounds` times. */
+export const compare = (options: Options) =>
+  Effect.gen(function*() {
+    const rounds: Array<Round> = []
+    for (let i = 0; i < options.rounds; i++) {
+      rounds.push(yield* round(options, "Python reference"))
+      rounds.push(yield* round(options, "chiral serve"))
+    }
+    return rounds
+  })
+
+const median = (xs: ReadonlyArray<number>): number => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s.length === 0 ? Number.NaN : s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2
+}
+
+/** The rounds as lines, then each server's median p50 over its rounds. */
+export const format = (rounds: ReadonlyArray<Round>): string => {
+  const lines = rounds.map((r, i) =>
+    `round ${Math.floor(i / 2) + 1}  ${r.server.padEnd(16)}  ${
+      typeof r.latency === "string"
+        ? r.latency
+        : `get_obs p50 ${r.latency.p50_ms.toFixed(2)}  p90 ${r.latency.p90_ms.toFixed(2)}  p99 ${
+          r.latency.p99_ms.toFixed(2)
+        } ms  (${r.latency.n} calls)`
+    }`
+  )
+  const p50 = (server: Round["server"]) =>
+    median(rounds.flatMap((r) => r.server === server && typeof r.latency !== "string" ? [r.latency.p50_ms] : []))
+  const ts = p50("chiral serve")
+  const py = p50("Python reference")
+  lines.push(
+    `median p50: chiral serve ${ts.toFixed(2)} ms, Python reference ${py.toFixed(2)} ms ` +
+      `(target chiral ≤ Python ${ts <= py ? "✓" : "✗"})`
+  )
+  return lines.join("\n")
+}
