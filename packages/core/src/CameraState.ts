@@ -6,25 +6,35 @@
  * contend, and taking a snapshot copies nothing: the bytes were copied once,
  * when they were written. Frames handed out by `snapshot` share those buffers
  * and must be treated as read-only.
+ *
+ * Image and depth copies go into recycled buffers where that is provably safe
+ * (`SensorBuffers`): a frame handed out by `snapshot` is never recycled, one
+ * handed out by `lease` only once its lease has ended.
  */
 import type { CameraFrame } from "@chiral/protocol"
-import { Tensor } from "@chiral/protocol"
-import { Clock, Effect, Ref } from "effect"
+import { Dtype, Tensor } from "@chiral/protocol"
+import { Clock, Effect, Ref, type Scope } from "effect"
 import * as CameraConfig from "./CameraConfig.js"
 import { type MatrixInput, toRowMajor } from "./Matrix.js"
 import { type SensorInput, toTensor, type WriteOptions } from "./SensorData.js"
+import { SensorBuffers } from "./SensorBuffers.js"
 import { SensorError } from "./SensorError.js"
 
 export interface CameraState {
   readonly config: CameraConfig.CameraConfig
-  readonly ref: Ref.Ref<CameraFrame>
   /** Replaces the image and stamps the capture time (see `captureTime`). */
   readonly updateImage: (image: SensorInput, options?: WriteOptions) => Effect.Effect<void, SensorError>
   readonly updateDepth: (depth: SensorInput, options?: WriteOptions) => Effect.Effect<void, SensorError>
   readonly updateIntrinsics: (k: MatrixInput) => Effect.Effect<void, SensorError>
   readonly updateExtrinsics: (t: MatrixInput) => Effect.Effect<void, SensorError>
-  /** The camera as it is now (one consistent frame). */
+  /** The camera as it is now (one consistent frame); its buffers are never recycled. */
   readonly snapshot: Effect.Effect<CameraFrame>
+  /**
+   * The camera as it is now, its image and depth buffers lent until the scope
+   * closes (then they may be recycled for a later frame): for readers that are
+   * done with the frame when their scope ends, e.g. a reply once it is sent.
+   */
+  readonly lease: Effect.Effect<CameraFrame, never, Scope.Scope>
 }
 
 /**
@@ -40,27 +50,41 @@ export const make = (config: CameraConfig.CameraConfig): Effect.Effect<CameraSta
   Effect.gen(function*() {
     const imageShape = CameraConfig.imageShape(config)
     const depthShape = CameraConfig.depthShape(config)
-    const ref = yield* Ref.make<CameraFrame>({
+    const initial: CameraFrame = {
       name: config.name,
       timestamp: 0,
       intrinsics: config.intrinsics.slice(),
       extrinsics: config.extrinsics.slice(),
       image: Tensor.zeros(config.imageDtype, imageShape),
       depth: config.hasDepth ? Tensor.zeros(config.depthDtype, depthShape) : null
-    })
+    }
+    const ref = yield* Ref.make<CameraFrame>(initial)
+    const images = new SensorBuffers(initial.image.data, true)
+    const depths = initial.depth === null ? undefined : new SensorBuffers(initial.depth.data, true)
+    const newImage = images.target((n) => new (Dtype.arrayConstructor(config.imageDtype))(n))
+    const newDepth = depths?.target((n) => new (Dtype.arrayConstructor(config.depthDtype))(n))
     const fail = (field: SensorError["field"], reason: string) =>
       Effect.fail(new SensorError({ sensor: config.name, field, reason }))
 
     const updateImage = (input: SensorInput, options?: WriteOptions) => {
-      const image = toTensor(input, config.imageDtype, imageShape, options)
+      const image = toTensor(input, config.imageDtype, imageShape, options, newImage)
       if (typeof image === "string") return fail("image", image)
-      return Effect.flatMap(captureTime, (timestamp) => Ref.update(ref, (frame) => ({ ...frame, image, timestamp })))
+      // The frame and its buffers' bookkeeping change in one step (a lease
+      // taken in between would lend the wrong buffer).
+      return Effect.flatMap(captureTime, (timestamp) =>
+        Ref.update(ref, (frame) => {
+          images.install(image.data, options?.copy !== false)
+          return { ...frame, image, timestamp }
+        }))
     }
     const updateDepth = (input: SensorInput, options?: WriteOptions) => {
       if (!config.hasDepth) return fail("depth", "camera is configured without depth")
-      const depth = toTensor(input, config.depthDtype, depthShape, options)
+      const depth = toTensor(input, config.depthDtype, depthShape, options, newDepth)
       if (typeof depth === "string") return fail("depth", depth)
-      return Ref.update(ref, (frame) => ({ ...frame, depth }))
+      return Ref.update(ref, (frame) => {
+        depths!.install(depth.data, options?.copy !== false)
+        return { ...frame, depth }
+      })
     }
     const updateIntrinsics = (input: MatrixInput) => {
       const intrinsics = toRowMajor(input, 3)
@@ -72,5 +96,17 @@ export const make = (config: CameraConfig.CameraConfig): Effect.Effect<CameraSta
       if (typeof extrinsics === "string") return fail("extrinsics", extrinsics)
       return Ref.update(ref, (frame) => ({ ...frame, extrinsics }))
     }
-    return { config, ref, updateImage, updateDepth, updateIntrinsics, updateExtrinsics, snapshot: Ref.get(ref) }
+    const snapshot = Effect.sync(() => {
+      images.escape()
+      depths?.escape()
+      return Ref.getUnsafe(ref)
+    })
+    const lease = Effect.map(
+      Effect.acquireRelease(
+        Effect.sync(() => ({ frame: Ref.getUnsafe(ref), release: [images.lease(), depths?.lease()] })),
+        ({ release }) => Effect.sync(() => release.forEach((end) => end?.()))
+      ),
+      ({ frame }) => frame
+    )
+    return { config, updateImage, updateDepth, updateIntrinsics, updateExtrinsics, snapshot, lease }
   })

@@ -86,7 +86,7 @@ export const make = <E, R>(
       actionStats: gate.stats,
       controller: gate.controller
     }
-    const handlers = ServerConnection.responder(config.handlers, api.makeObs())
+    const handlers = ServerConnection.responder(config.handlers, api.makeObs(), api.makeObsLeased())
     const responder: ServerConnection.Responder<Exclude<R, PolicyServer>> = {
       answer: (request, connection) => provide(handlers.answer(request, connection)),
       applyAction: (action, context) => provide(handlers.applyAction(action, context))

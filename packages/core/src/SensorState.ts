@@ -3,8 +3,8 @@
  * `ProprioState` per proprio, each in its own Ref, updated by sensor fibers
  * and snapshotted into an `Observation` without copying.
  */
-import type { Observation, UserMap } from "@chiral/protocol"
-import { Effect } from "effect"
+import type { CameraFrame, Observation, UserMap } from "@chiral/protocol"
+import { Effect, type Scope } from "effect"
 import * as CameraConfig from "./CameraConfig.js"
 import * as CameraState from "./CameraState.js"
 import type { MatrixInput } from "./Matrix.js"
@@ -42,6 +42,14 @@ export interface SensorState {
    * share the state's buffers and are read-only.
    */
   readonly makeObs: (options?: MakeObsOptions) => Effect.Effect<Observation>
+  /**
+   * `makeObs` with the cameras' image and depth buffers lent until the scope
+   * closes (`CameraState.lease`), after which later frames may be written
+   * into them: for a reader done with the observation when its scope ends,
+   * e.g. the server's reply once the transport has taken its bytes. Frames
+   * from `makeObs` are never recycled.
+   */
+  readonly makeObsLeased: (options?: MakeObsOptions) => Effect.Effect<Observation, never, Scope.Scope>
 }
 
 const unique = (names: ReadonlyArray<string>, kind: string): ConfigError | undefined => {
@@ -81,15 +89,18 @@ export const make = Effect.fnUntraced(function*(config: SensorConfig) {
       : f(state)
   }
 
-  const makeObs = (options?: MakeObsOptions): Effect.Effect<Observation> =>
+  const observation = <R>(camera: (state: CameraState.CameraState) => Effect.Effect<CameraFrame, never, R>) =>
+  (options?: MakeObsOptions): Effect.Effect<Observation, never, R> =>
     Effect.gen(function*() {
       const timestamp = options?.timestamp ?? (yield* CameraState.captureTime)
       const frames = new Array(cameraStates.length)
-      for (let i = 0; i < cameraStates.length; i++) frames[i] = yield* cameraStates[i]!.snapshot
+      for (let i = 0; i < cameraStates.length; i++) frames[i] = yield* camera(cameraStates[i]!)
       const values = new Array(proprioStates.length)
       for (let i = 0; i < proprioStates.length; i++) values[i] = yield* proprioStates[i]!.snapshot
       return { timestamp, cameras: frames, proprios: values, extra: options?.extra ?? {} }
     })
+  const makeObs = observation((camera) => camera.snapshot)
+  const makeObsLeased = observation((camera) => camera.lease)
 
   const state: SensorState = {
     cameras,
@@ -106,7 +117,8 @@ export const make = Effect.fnUntraced(function*(config: SensorConfig) {
         ? Effect.fail(new SensorError({ sensor: name, field: "proprio", reason: `no proprio named ${JSON.stringify(name)}` }))
         : state.update(values, options)
     },
-    makeObs
+    makeObs,
+    makeObsLeased
   }
   return state
 })

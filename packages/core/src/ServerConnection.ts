@@ -15,7 +15,7 @@ import {
   type Observation,
   type Tensor
 } from "@chiral/protocol"
-import { Cause, Data, Effect, Option, Queue, Result, Stream } from "effect"
+import { Cause, Data, Effect, Option, Queue, Result, type Scope, Stream } from "effect"
 import * as ActionGate from "./ActionGate.js"
 import { ActionRefused } from "./ActionGate.js"
 import type { ActionContext, Handlers, StepResult } from "./Handlers.js"
@@ -40,21 +40,30 @@ export interface ConnectionOptions {
 
 /** What the connection does with what arrives: the server's handlers, with what they need provided. */
 export interface Responder<R> {
-  /** The reply to one request, as a message to encode. */
-  readonly answer: (request: Request, connection: string) => Effect.Effect<Message, unknown, R>
+  /**
+   * The reply to one request, as a message to encode. What it leases in the
+   * scope (an observation's buffers, `SensorState.makeObsLeased`) stays lent
+   * until the reply has been sent.
+   */
+  readonly answer: (request: Request, connection: string) => Effect.Effect<Message, unknown, R | Scope.Scope>
   /** Applies one `apply_action` (no reply). */
   readonly applyAction: (action: Tensor, context: ActionContext) => Effect.Effect<void, unknown, R>
 }
 
 /**
  * The responder of a server's `handlers`: default metadata `{}`, `getObs`
- * defaulting to `makeObs`, and the legacy `step` defaulting to `applyAction`
- * then `makeObs` (reward 0, not terminated, not truncated).
+ * defaulting to `makeObsLeased` (the observation's buffers lent until the
+ * reply is sent; `makeObs` when not given), and the legacy `step` defaulting
+ * to `applyAction` then `makeObs` (reward 0, not terminated, not truncated).
  */
-export const responder = <E, R>(handlers: Handlers<E, R>, makeObs: Effect.Effect<Observation>): Responder<R> => {
+export const responder = <E, R>(
+  handlers: Handlers<E, R>,
+  makeObs: Effect.Effect<Observation>,
+  makeObsLeased: Effect.Effect<Observation, never, Scope.Scope> = makeObs
+): Responder<R> => {
   const step = handlers.step ?? ((action, context: ActionContext) =>
     Effect.flatMap(handlers.applyAction(action, context), () => Effect.map(makeObs, (obs): StepResult => ({ obs }))))
-  const answer = (request: Request, connection: string): Effect.Effect<Message, E, R> => {
+  const answer = (request: Request, connection: string): Effect.Effect<Message, E, R | Scope.Scope> => {
     switch (request.type) {
       case "metadata":
         return handlers.getMetadata === undefined
@@ -63,7 +72,10 @@ export const responder = <E, R>(handlers: Handlers<E, R>, makeObs: Effect.Effect
       case "reset":
         return Effect.map(handlers.reset, ({ info, obs }) => ({ type: "reset_response", obs, info: info ?? {} }))
       case "obs_request":
-        return Effect.map(handlers.getObs ?? makeObs, (obs) => ({ type: "obs_response", obs }))
+        return Effect.map(
+          handlers.getObs ?? makeObsLeased as Effect.Effect<Observation, E, R | Scope.Scope>,
+          (obs): Message => ({ type: "obs_response", obs })
+        )
       case "action":
         return Effect.map(step(request.action, { obsTimestamps: request.obsTimestamps, connection }), (result) => ({
           type: "step_response",
@@ -126,7 +138,9 @@ const respond = <R>(connection: Connection, responder: Responder<R>, gate: Actio
           )
       },
       onSuccess: connection.send
-    })
+    }),
+    // Ends what the answer leased, once the transport has the reply's bytes.
+    Effect.scoped
   )
 
 const dropped = (connection: Connection, reason: string) =>
