@@ -16,4 +16,5 @@ run() {
 for r in $(seq $ROUNDS); do
   [ -z "$NOPY" ] && run "python-ref" 26101 $PY /work/ref/py15/server_small.py --port 26101 --cameras 2 --size 64x48
   run "chiral    " 26102 node $NODEFLAGS apps/cli/bin/chiral.js serve --host 127.0.0.1 --port 26102 --cameras 2 --size 64x48 --depth
+  [ -n "$ALTARGS" ] && run "chiral $ALTARGS" 26103 node apps/cli/bin/chiral.js serve --host 127.0.0.1 --port 26103 --cameras 2 --size 64x48 --depth $ALTARGS
 done
