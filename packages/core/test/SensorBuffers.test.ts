@@ -1,6 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Scope } from "effect"
+import { encodeFrame } from "@chiral/protocol"
+import { Deferred, Effect, Exit, Queue, Scope, Stream } from "effect"
 import * as SensorState from "../src/SensorState.js"
+import * as ServerConnection from "../src/ServerConnection.js"
+import type { Connection } from "../src/Transport.js"
 
 const camera = { name: "cam", height: 2, width: 2, channels: 3, hasDepth: true }
 const image = (v: number) => new Uint8Array(12).fill(v)
@@ -68,4 +71,50 @@ describe("SensorBuffers", () => {
       }
       assert.deepStrictEqual([...mine], [...image(1)])
     }))
+})
+
+describe("the server's reply path", () => {
+  it.effect("lends the observation's buffers until the reply's send completes", () =>
+    Effect.gen(function*() {
+      const state = yield* SensorState.make({ cameras: [camera] })
+      yield* write(state, 1)
+      const responder = ServerConnection.responder(
+        { reset: Effect.map(state.makeObs(), (obs) => ({ obs })), applyAction: () => Effect.void },
+        state.makeObs(),
+        state.makeObsLeased()
+      )
+      const requests = yield* Queue.unbounded<Uint8Array>()
+      const sent: Array<{ readonly parts: ReadonlyArray<Uint8Array>; readonly done: Deferred.Deferred<void> }> = []
+      const connection: Connection = {
+        id: "held",
+        frames: Stream.fromQueue(requests),
+        send: (frame) =>
+          Effect.gen(function*() {
+            const done = yield* Deferred.make<void>()
+            sent.push({ parts: Array.isArray(frame) ? frame : [frame as Uint8Array], done })
+            yield* Deferred.await(done)
+          })
+      }
+      yield* ServerConnection.serve(connection, responder, { maxPending: 4 }).pipe(Effect.forkScoped)
+      const request = encodeFrame({ type: "obs_request" })
+      yield* Queue.offer(requests, request)
+      while (sent.length < 1) yield* Effect.yieldNow
+      // The reply's image part is a view of the camera's current buffer.
+      const image = sent[0]!.parts.find((p) => p.byteLength === 12)!
+      const before = [...image]
+      for (let v = 2; v < 8; v++) yield* write(state, v)
+      assert.deepStrictEqual([...image], before, "not overwritten while the send is in flight")
+      yield* Deferred.succeed(sent[0]!.done, undefined)
+      // Sent: the responder's scope closes, the buffer is released and a later frame reuses it.
+      let reused = false
+      for (let v = 8; v < 200 && !reused; v++) {
+        yield* Effect.yieldNow
+        yield* write(state, v)
+        reused = (yield* state.makeObsLeased().pipe(Effect.scoped)).cameras[0]!.image.data.buffer === image.buffer
+      }
+      assert.isTrue(reused, "released once sent")
+      yield* Queue.offer(requests, request)
+      while (sent.length < 2) yield* Effect.yieldNow
+      yield* Deferred.succeed(sent[1]!.done, undefined)
+    }).pipe(Effect.scoped))
 })
