@@ -37,7 +37,8 @@ describe("chiral bench", () => {
         "throughput_mb_s",
         "obs_hz",
         "action_cadence",
-        "rss_mb"
+        "rss_mb",
+        "page_faults_per_obs"
       ])
       const { workload } = result
       assert.deepInclude(workload, { cameras: 1, width: 32, height: 24, depth: true })
@@ -62,6 +63,11 @@ describe("chiral bench", () => {
       assert.isAtLeast(result.action_cadence.count, 10)
       assert.deepStrictEqual(Object.keys(result.rss_mb), ["start", "end"])
       assert.isTrue(isNumber(result.rss_mb.start) && isNumber(result.rss_mb.end))
+      // Linux: minor faults read from /proc in both processes of the run
+      assert.deepStrictEqual(Object.keys(result.page_faults_per_obs), ["client", "server"])
+      if (process.platform === "linux") {
+        assert.isTrue(isNumber(result.page_faults_per_obs.client) && isNumber(result.page_faults_per_obs.server))
+      }
     }), { timeout: 60_000 })
 
   it.effect("rejects a bad size in one line", () =>
