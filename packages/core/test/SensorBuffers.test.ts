@@ -73,6 +73,9 @@ describe("SensorBuffers", () => {
     }))
 })
 
+/** This test sends no actions: a gate that admits everything. */
+const admitAll = { admit: () => Effect.void, counts: () => ({ accepted: 0, refused: 0 }) }
+
 describe("the server's reply path", () => {
   it.effect("lends the observation's buffers until the reply's send completes", () =>
     Effect.gen(function*() {
@@ -95,7 +98,7 @@ describe("the server's reply path", () => {
             yield* Deferred.await(done)
           })
       }
-      yield* ServerConnection.serve(connection, responder, { maxPending: 4 }).pipe(Effect.forkScoped)
+      yield* ServerConnection.serve(connection, responder, { maxPending: 4, gate: admitAll }).pipe(Effect.forkScoped)
       const request = encodeFrame({ type: "obs_request" })
       yield* Queue.offer(requests, request)
       while (sent.length < 1) yield* Effect.yieldNow
