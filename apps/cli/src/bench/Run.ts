@@ -320,43 +320,56 @@ const waitWithProgress = (millis: number, report: (fraction: number) => void) =>
     }
   })
 
-export const run = (
-  options: BenchOptions
-): Effect.Effect<BenchReport, BenchError, Scope.Scope | ChildProcessSpawner.ChildProcessSpawner> =>
-  Effect.gen(function*() {
-    const progress = options.progress ?? (() => {})
-    const entry = protocols[options.protocol]
-    const own = options.address === undefined
-    const server = own
-      ? yield* startServer({
-        protocol: options.protocol,
-        host: "127.0.0.1",
-        cameras: options.cameras,
-        width: options.width,
-        height: options.height,
-        depth: options.depth,
-        fps: 30
-      })
-      : undefined
-    const address = server?.address ?? options.address!
-    const meter: Meter = { lastFrameBytes: 0, actionSends: [], gridOrigin: undefined }
-    const actionCount = Math.ceil(options.actionHz * (options.durationSeconds + 1)) + 16
+/** A request's failure as the run's: its message says what went wrong. */
+const request = <A>(what: Effect.Effect<A, { readonly message: string }>) =>
+  Effect.mapError(what, (error) => new BenchError({ reason: error.message }))
 
+/** The simulated robot a self-contained run measures, at the workload asked. */
+const startOwnServer = (options: BenchOptions) =>
+  startServer({
+    protocol: options.protocol,
+    host: "127.0.0.1",
+    cameras: options.cameras,
+    width: options.width,
+    height: options.height,
+    depth: options.depth,
+    fps: 30
+  })
+
+/** The policy side of a run: the metered client, and the raw-TCP baseline beside it when the server is ours. */
+interface Policy {
+  readonly client: PolicyClient.PolicyClientApi
+  readonly raw: RawTcp.RawClient | undefined
+  /** One baseline round trip, ms; NaN without a baseline. */
+  readonly rawTrip: Effect.Effect<number, BenchError>
+}
+
+/**
+ * Connects the client (through a transport the meter watches) and, to a
+ * server we started, the raw-TCP baseline; one metadata request proves the
+ * connection answers before anything is timed.
+ */
+const connectPolicy = (
+  options: BenchOptions,
+  address: string,
+  server: ChildServer | undefined,
+  meter: Meter,
+  actionCount: number
+) =>
+  Effect.gen(function*() {
     const timeout = options.timeoutSeconds === undefined ? undefined : Duration.seconds(options.timeoutSeconds)
     // A measurement does not reconnect: a lost connection ends the run.
     const client = yield* PolicyClient.make({
       maxQueuedActions: actionCount,
-      quiet: own,
+      quiet: server !== undefined,
       reconnect: false,
       openTimeout: timeout,
       requestTimeout: timeout,
       decodeLimits: options.decodeLimits
     }).pipe(
-      Effect.provide(metered(meter, entry.client(address, { thread: options.thread }))),
+      Effect.provide(metered(meter, protocols[options.protocol].client(address, { thread: options.thread }))),
       Effect.mapError((error) => new BenchError({ reason: `cannot connect to ${address}: ${error.message}` }))
     )
-    const request = <A>(what: Effect.Effect<A, { readonly message: string }>) =>
-      Effect.mapError(what, (error) => new BenchError({ reason: error.message }))
     yield* request(client.getMetadata)
 
     const raw = server === undefined
@@ -367,28 +380,118 @@ export const run = (
     const rawTrip = raw === undefined
       ? Effect.succeed(Number.NaN)
       : Effect.mapError(raw.roundTrip, (error) => new BenchError({ reason: `raw TCP baseline: ${error.message}` }))
+    return { client, raw, rawTrip } satisfies Policy
+  })
 
-    // ── round trips (interleaved with the baseline so both see the same load) ──
-    let firstObs: Observation | undefined
+/** Untimed round trips (see `warmupRequests`); returns the last observation, which tells the workload. */
+const warmUp = (policy: Policy) =>
+  Effect.gen(function*() {
+    let lastObs: Observation | undefined
     const warmupStart = performance.now()
     for (let i = 0; i < warmupRequests && (i < 5 || performance.now() - warmupStart < warmupMillis); i++) {
-      yield* rawTrip
-      firstObs = yield* request(client.getObs)
+      yield* policy.rawTrip
+      lastObs = yield* request(policy.client.getObs)
     }
-    const workload = workloadOf(firstObs!, meter.lastFrameBytes)
+    return lastObs!
+  })
 
+type Progress = (phase: string, fraction: number) => void
+
+interface RoundTrips {
+  readonly workload: BenchResult["workload"]
+  /** Observation round trips, ms. */
+  readonly obsTrips: ReadonlyArray<number>
+  /** Baseline round trips, ms (none without a baseline). */
+  readonly rawTrips: ReadonlyArray<number>
+}
+
+/** The timed round trips, interleaved with the baseline's so both see the same load. */
+const roundTrips = (policy: Policy, requests: number, meter: Meter, progress: Progress) =>
+  Effect.gen(function*() {
+    const workload = workloadOf(yield* warmUp(policy), meter.lastFrameBytes)
     const obsTrips: Array<number> = []
     const rawTrips: Array<number> = []
-    for (let i = 0; i < options.requests; i++) {
-      progress("round trips", i / options.requests)
-      if (raw !== undefined) rawTrips.push(yield* rawTrip)
-      obsTrips.push(yield* timed(request(client.getObs)))
+    for (let i = 0; i < requests; i++) {
+      progress("round trips", i / requests)
+      if (policy.raw !== undefined) rawTrips.push(yield* policy.rawTrip)
+      obsTrips.push(yield* timed(request(policy.client.getObs)))
     }
     progress("round trips", 1)
+    return { workload, obsTrips, rawTrips } satisfies RoundTrips
+  })
 
-    // ── obs stream with actions dispatched ───────────────────────────────────
-    // Memory is compared from here (after the round trips have warmed both
-    // processes up) to the end of the stream: what a long run would add.
+/**
+ * Garbage-collection pauses (ms) in this process from now until `stop` (or
+ * the scope's end, should the run fail first).
+ */
+const observeGc = Effect.gen(function*() {
+  const pauses: Array<number> = []
+  const observer = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) pauses.push(entry.duration)
+  })
+  observer.observe({ entryTypes: ["gc"] })
+  yield* Effect.addFinalizer(() => Effect.sync(() => observer.disconnect()))
+  return { pauses, stop: () => observer.disconnect() }
+})
+
+/**
+ * Starts dispatching a queue of `actionCount` actions (numbered by their
+ * first element) at `hz` to a server we started, after clearing its record of
+ * arrivals; returns when that was (monotonic ms), the grid's origin should
+ * the dispatcher not report one.
+ */
+const startActions = (
+  client: PolicyClient.PolicyClientApi,
+  server: ChildServer,
+  meter: Meter,
+  actionCount: number,
+  hz: number
+) =>
+  Effect.gen(function*() {
+    yield* server.ask("arrivals", "arrivals")
+    yield* request(client.putActions(Array.from({ length: actionCount }, (_, k) => [k, 0, 0, 0, 0, 0, 0])))
+    meter.actionSends = []
+    meter.gridOrigin = undefined
+    const origin = monotonicMillis()
+    yield* client.startActionDispatch(hz)
+    return origin
+  })
+
+/** What the stream phase measured. */
+interface StreamPhase {
+  /** Observations received while it ran, and for how long it ran, ms. */
+  readonly observed: number
+  readonly millis: number
+  /** Minor page faults per observation received, client and server; null where not measured. */
+  readonly pageFaultsPerObs: BenchResult["page_faults_per_obs"]
+  /** GC pauses in this process, ms. */
+  readonly gcPauses: ReadonlyArray<number>
+  /** Each action as the server saw it: [sequence number, arrival (monotonic ms)]; none without our server. */
+  readonly arrivals: ReadonlyArray<readonly [number, number]>
+  /** When dispatch was asked to start (monotonic ms); NaN without our server. */
+  readonly origin: number
+  /** Resident memory, bytes, at the start and end of the phase; the server's only if ours. */
+  readonly rssStart: number
+  readonly rssEnd: number
+  readonly serverRssStart: number | undefined
+  readonly serverRssEnd: number | undefined
+}
+
+/**
+ * The obs stream at `obsHz` for `durationSeconds` and, to a server we
+ * started, actions dispatched at `actionHz` meanwhile. Memory is compared
+ * from its start (after the round trips have warmed both processes up) to its
+ * end: what a long run would add.
+ */
+const streamPhase = (
+  client: PolicyClient.PolicyClientApi,
+  server: ChildServer | undefined,
+  meter: Meter,
+  actionCount: number,
+  options: BenchOptions,
+  progress: Progress
+) =>
+  Effect.gen(function*() {
     const serverRssStart = server === undefined ? undefined : yield* server.ask<number>("rss", "rss")
     const rssStart = process.memoryUsage.rss()
     let observed = 0
@@ -402,31 +505,19 @@ export const run = (
     )
     yield* client.startObsStream(options.obsHz)
     yield* Effect.sleep(Duration.millis(streamSettleMillis))
-    const gcPauses: Array<number> = []
-    const gcObserver = new PerformanceObserver((list) => {
-      for (const entry of list.getEntries()) gcPauses.push(entry.duration)
-    })
-    gcObserver.observe({ entryTypes: ["gc"] })
-    yield* Effect.addFinalizer(() => Effect.sync(() => gcObserver.disconnect()))
+    const gc = yield* observeGc
     let arrivals: Array<readonly [number, number]> = []
     let origin = Number.NaN
     const serverFaultsStart = server === undefined ? undefined : yield* server.ask<number>("faults", "faults")
     const faultsStart = minorFaults()
     const streamStart = performance.now()
     const observedAtStart = observed
-    if (server !== undefined) {
-      yield* server.ask("arrivals", "arrivals")
-      yield* request(client.putActions(Array.from({ length: actionCount }, (_, k) => [k, 0, 0, 0, 0, 0, 0])))
-      meter.actionSends = []
-      meter.gridOrigin = undefined
-      origin = monotonicMillis()
-      yield* client.startActionDispatch(options.actionHz)
-    }
+    if (server !== undefined) origin = yield* startActions(client, server, meter, actionCount, options.actionHz)
     yield* waitWithProgress(options.durationSeconds * 1000, (f) => progress("obs stream + actions", f))
     // The queue was filled beyond the run on purpose: what is left is not a loss.
     if (server !== undefined) yield* Effect.andThen(client.stopActionDispatch, client.clearActions)
     const streamMillis = performance.now() - streamStart
-    gcObserver.disconnect()
+    gc.stop()
     const observedInStream = observed - observedAtStart
     const faultsEnd = minorFaults()
     const serverFaultsEnd = server === undefined ? undefined : yield* server.ask<number>("faults", "faults")
@@ -443,72 +534,121 @@ export const run = (
     }
     const rssEnd = process.memoryUsage.rss()
     const serverRssEnd = server === undefined ? undefined : yield* server.ask<number>("rss", "rss")
-
-    const rawStats = percentiles(rawTrips)
-    const obsStats = percentiles(obsTrips)
-    const times = arrivals.map(([, t]) => t)
-    // The ideal grid starts with the dispatcher's first tick: where the
-    // dispatcher says its grid starts (one on another thread starts a little
-    // after it is asked to), else the first send as the transport saw it.
-    const gridStart = meter.gridOrigin ?? meter.actionSends[0] ?? origin
-    const stats = server === undefined ? undefined : cadence(times, options.actionHz, gridStart)
-    const lost = server === undefined
-      ? undefined
-      : arrivals.reduce((n, [seq], k) => (seq === k ? n : n + 1), 0)
-
-    const result: BenchResult = {
-      workload,
-      obs_round_trip_ms: {
-        p50: round(obsStats.p50),
-        p90: round(obsStats.p90),
-        p99: round(obsStats.p99),
-        max: round(obsStats.max)
-      },
-      raw_tcp_round_trip_ms: raw === undefined
-        ? { p50: null, p90: null }
-        : { p50: round(rawStats.p50), p90: round(rawStats.p90) },
-      ratio_to_raw_tcp: raw === undefined ? null : round(obsStats.p50 / rawStats.p50, 2),
-      throughput_mb_s: round(workload.frame_bytes / 1e6 / (mean(obsTrips) / 1000), 1),
-      obs_hz: round(observedInStream / (streamMillis / 1000), 2),
-      action_cadence: stats === undefined
-        ? {
-          hz: options.actionHz,
-          count: null,
-          interval_ms_p50: null,
-          jitter_ms_p50: null,
-          jitter_ms_p99: null,
-          jitter_ms_max: null,
-          drift_ms: null
-        }
-        : {
-          hz: stats.hz,
-          count: stats.count,
-          interval_ms_p50: round(stats.interval_ms_p50),
-          jitter_ms_p50: round(stats.jitter_ms_p50),
-          jitter_ms_p99: round(stats.jitter_ms_p99),
-          jitter_ms_max: round(stats.jitter_ms_max),
-          drift_ms: round(stats.drift_ms)
-        },
-      rss_mb: { start: round(mb(rssStart), 1), end: round(mb(rssEnd), 1) },
-      page_faults_per_obs: { client: perObs(faultsStart, faultsEnd), server: perObs(serverFaultsStart, serverFaultsEnd) }
-    }
     return {
-      result,
-      address,
-      protocol: options.protocol,
-      thread: options.thread ?? "worker",
-      requests: options.requests,
-      durationSeconds: options.durationSeconds,
-      obsHzAsked: options.obsHz,
-      serverRssMb: serverRssStart === undefined || serverRssEnd === undefined
-        ? undefined
-        : { start: round(mb(serverRssStart), 1), end: round(mb(serverRssEnd), 1) },
-      actionsLost: lost,
-      actionSends: server === undefined ? undefined : cadence(meter.actionSends, options.actionHz, gridStart),
-      gc: {
-        count: gcPauses.length,
-        totalMs: round(gcPauses.reduce((a, b) => a + b, 0), 1),
-        maxMs: round(Math.max(0, ...gcPauses), 2)
-      }
-    } satisfies BenchReport
+      observed: observedInStream,
+      millis: streamMillis,
+      pageFaultsPerObs: { client: perObs(faultsStart, faultsEnd), server: perObs(serverFaultsStart, serverFaultsEnd) },
+      gcPauses: gc.pauses,
+      arrivals,
+      origin,
+      rssStart,
+      rssEnd,
+      serverRssStart,
+      serverRssEnd
+    } satisfies StreamPhase
+  })
+
+/** The cadence figures of `--json`: null where no action was sent (a server we did not start). */
+const cadenceFigures = (stats: CadenceStats | undefined, hz: number): BenchResult["action_cadence"] =>
+  stats === undefined
+    ? {
+      hz,
+      count: null,
+      interval_ms_p50: null,
+      jitter_ms_p50: null,
+      jitter_ms_p99: null,
+      jitter_ms_max: null,
+      drift_ms: null
+    }
+    : {
+      hz: stats.hz,
+      count: stats.count,
+      interval_ms_p50: round(stats.interval_ms_p50),
+      jitter_ms_p50: round(stats.jitter_ms_p50),
+      jitter_ms_p99: round(stats.jitter_ms_p99),
+      jitter_ms_max: round(stats.jitter_ms_max),
+      drift_ms: round(stats.drift_ms)
+    }
+
+/**
+ * The figures of both phases, rounded for print. `ownServer`: we started the
+ * server, so there is a raw-TCP baseline, actions were sent and the server's
+ * side was measured.
+ */
+const report = (
+  options: BenchOptions,
+  address: string,
+  ownServer: boolean,
+  trips: RoundTrips,
+  stream: StreamPhase,
+  meter: Meter
+): BenchReport => {
+  const rawStats = percentiles(trips.rawTrips)
+  const obsStats = percentiles(trips.obsTrips)
+  const times = stream.arrivals.map(([, t]) => t)
+  // The ideal grid starts with the dispatcher's first tick: where the
+  // dispatcher says its grid starts (one on another thread starts a little
+  // after it is asked to), else the first send as the transport saw it.
+  const gridStart = meter.gridOrigin ?? meter.actionSends[0] ?? stream.origin
+  const stats = ownServer ? cadence(times, options.actionHz, gridStart) : undefined
+  const lost = ownServer ? stream.arrivals.reduce((n, [seq], k) => (seq === k ? n : n + 1), 0) : undefined
+
+  const result: BenchResult = {
+    workload: trips.workload,
+    obs_round_trip_ms: {
+      p50: round(obsStats.p50),
+      p90: round(obsStats.p90),
+      p99: round(obsStats.p99),
+      max: round(obsStats.max)
+    },
+    raw_tcp_round_trip_ms: ownServer
+      ? { p50: round(rawStats.p50), p90: round(rawStats.p90) }
+      : { p50: null, p90: null },
+    ratio_to_raw_tcp: ownServer ? round(obsStats.p50 / rawStats.p50, 2) : null,
+    throughput_mb_s: round(trips.workload.frame_bytes / 1e6 / (mean(trips.obsTrips) / 1000), 1),
+    obs_hz: round(stream.observed / (stream.millis / 1000), 2),
+    action_cadence: cadenceFigures(stats, options.actionHz),
+    rss_mb: { start: round(mb(stream.rssStart), 1), end: round(mb(stream.rssEnd), 1) },
+    page_faults_per_obs: stream.pageFaultsPerObs
+  }
+  return {
+    result,
+    address,
+    protocol: options.protocol,
+    thread: options.thread ?? "worker",
+    requests: options.requests,
+    durationSeconds: options.durationSeconds,
+    obsHzAsked: options.obsHz,
+    serverRssMb: stream.serverRssStart === undefined || stream.serverRssEnd === undefined
+      ? undefined
+      : { start: round(mb(stream.serverRssStart), 1), end: round(mb(stream.serverRssEnd), 1) },
+    actionsLost: lost,
+    actionSends: ownServer ? cadence(meter.actionSends, options.actionHz, gridStart) : undefined,
+    gc: {
+      count: stream.gcPauses.length,
+      totalMs: round(stream.gcPauses.reduce((a, b) => a + b, 0), 1),
+      maxMs: round(Math.max(0, ...stream.gcPauses), 2)
+    }
+  }
+}
+
+/**
+ * A whole run: our server started (without an address), the client
+ * connected, the round trips timed, then the stream phase; see the module's
+ * docstring for what is measured against a server we did not start.
+ */
+export const run = (
+  options: BenchOptions
+): Effect.Effect<BenchReport, BenchError, Scope.Scope | ChildProcessSpawner.ChildProcessSpawner> =>
+  Effect.gen(function*() {
+    const progress = options.progress ?? (() => {})
+    const server = options.address === undefined ? yield* startOwnServer(options) : undefined
+    const address = server?.address ?? options.address!
+    const meter: Meter = { lastFrameBytes: 0, actionSends: [], gridOrigin: undefined }
+    // More actions than the stream phase can send: the queue must not run dry while its cadence is measured.
+    const actionCount = Math.ceil(options.actionHz * (options.durationSeconds + 1)) + 16
+    const policy = yield* connectPolicy(options, address, server, meter, actionCount)
+    const trips = yield* roundTrips(policy, options.requests, meter, progress)
+    const stream = yield* streamPhase(policy.client, server, meter, actionCount, options, progress)
+    return report(options, address, server !== undefined, trips, stream, meter)
   })
