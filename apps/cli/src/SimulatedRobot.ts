@@ -13,7 +13,7 @@
  * (`copy: false`; those buffers are never written again). What changes per
  * tick is the capture time, K/T and the proprios: a few hundred bytes.
  */
-import { Cadence, type ConfigError, PolicyServer, type ServerTransport } from "@chiral/core"
+import { Cadence, type ConfigError, type Handlers, PolicyServer, type ServerTransport } from "@chiral/core"
 import { type ObsTimestamps, stringifyJson, Tensor } from "@chiral/protocol"
 import { Console, Duration, Effect, Layer, Ref, type Scope } from "effect"
 import { type ReachTaskOptions, SimulatedArm, type Status } from "./SimulatedArm.js"
@@ -180,6 +180,152 @@ export const actionLogLines = (action: Tensor, obsTimestamps: ObsTimestamps): Ar
   )
 }
 
+/** The options with their defaults filled in. */
+const settingsOf = (options: SimulatedRobotOptions) => ({
+  cameras: options.cameras ?? defaults.cameras,
+  width: options.width ?? defaults.width,
+  height: options.height ?? defaults.height,
+  hasDepth: options.depth ?? defaults.depth,
+  proprios: options.proprios ?? defaults.proprios,
+  actionDim: options.actionDim ?? defaults.actionDim,
+  episodeSteps: options.episodeSteps ?? defaults.episodeSteps,
+  fps: options.fps ?? defaults.fps,
+  logActions: options.logActions ?? false
+})
+
+type Settings = ReturnType<typeof settingsOf>
+
+/** The arm's state in its proprios: `joint_pos` (rad) and `joint_vel` (rad per action). */
+const writeArm = (
+  robot: PolicyServer.PolicyServerApi,
+  arm: SimulatedArm,
+  proprios: ReadonlyArray<ProprioSpec>
+): Effect.Effect<void> =>
+  Effect.suspend(() =>
+    Effect.forEach(proprios, (p) => {
+      if (p.name === "joint_pos") return robot.updateProprio(p.name, vectorOf(arm.positions, p.size))
+      if (p.name === "joint_vel") return robot.updateProprio(p.name, vectorOf(arm.moved, p.size))
+      return Effect.void
+    }, { discard: true })
+  ).pipe(Effect.orDie)
+
+/** What the robot counts: action rows applied, and legacy steps since the last reset. */
+interface Counters {
+  readonly applied: Ref.Ref<number>
+  readonly steps: Ref.Ref<number>
+}
+
+/**
+ * The handlers of every message type: actions move the arm (and are printed
+ * if asked), `reset` and the legacy `step` also report the episode.
+ */
+const handlersFor = (
+  settings: Settings,
+  arm: SimulatedArm,
+  counters: Counters,
+  metadata: SimulatedRobot["metadata"]
+): Handlers<never, PolicyServer.PolicyServer> => {
+  const { episodeSteps, logActions, proprios } = settings
+  // Without a task, observations carry no status (as before there was one).
+  const extra = () => (arm.hasTask ? { ...arm.status() } : {})
+
+  const record = (action: Tensor, obsTimestamps: ObsTimestamps) =>
+    Effect.gen(function*() {
+      const values = Tensor.toArray(action).map(Number)
+      const rows = rowsOf(action)
+      const width = rows === 0 ? 0 : values.length / rows
+      for (let r = 0; r < rows; r++) arm.apply(values.slice(r * width, (r + 1) * width))
+      yield* writeArm(yield* PolicyServer.PolicyServer, arm, proprios)
+      yield* Ref.update(counters.applied, (n) => n + rows)
+      if (logActions) yield* Effect.forEach(actionLogLines(action, obsTimestamps), (line) => Console.log(line))
+    })
+
+  return {
+    getMetadata: Effect.succeed(metadata),
+    reset: Effect.gen(function*() {
+      yield* Ref.set(counters.steps, 0)
+      arm.reset()
+      const robot = yield* PolicyServer.PolicyServer
+      yield* writeArm(robot, arm, proprios)
+      return { obs: yield* robot.makeObs({ extra: extra() }), info: arm.hasTask ? arm.status().info : {} }
+    }),
+    getObs: Effect.suspend(() => PolicyServer.makeObs({ extra: extra() })),
+    applyAction: (action, context) => record(action, context.obsTimestamps),
+    step: (action, context) =>
+      Effect.gen(function*() {
+        yield* record(action, context.obsTimestamps)
+        const taken = yield* Ref.updateAndGet(counters.steps, (n) => n + 1)
+        const robot = yield* PolicyServer.PolicyServer
+        const obs = yield* robot.makeObs({ extra: extra() })
+        const status = arm.status()
+        return {
+          obs,
+          reward: status.reward,
+          terminated: status.terminated || (episodeSteps > 0 && taken >= episodeSteps),
+          truncated: status.truncated,
+          info: arm.hasTask ? status.info : {}
+        }
+      })
+  }
+}
+
+/**
+ * The synthetic sensors' writers, frame by frame: each camera's (frames
+ * computed once, cycled through) and the proprios that are not the arm's.
+ */
+const syntheticSensors = (server: PolicyServer.PolicyServerApi, settings: Settings, names: ReadonlyArray<string>) => {
+  const { fps, hasDepth, height, proprios, width } = settings
+  const images = names.map((_, c) =>
+    Array.from({ length: framesPerCycle }, (_, p) => syntheticImage(c, p, width, height))
+  )
+  const depths = hasDepth
+    ? names.map((_, c) => Array.from({ length: framesPerCycle }, (_, p) => syntheticDepth(c, p, width, height)))
+    : undefined
+
+  const writeCamera = (c: number, frame: number) =>
+    Effect.gen(function*() {
+      const name = names[c]!
+      const phase = frame % framesPerCycle
+      yield* server.updateExtrinsics(name, extrinsicsAt(c, frame, fps))
+      if (depths !== undefined) yield* server.updateDepth(name, depths[c]![phase]!, { copy: false })
+      // Last: it stamps the capture time of the frame.
+      yield* server.updateImage(name, images[c]![phase]!, { copy: false })
+    })
+
+  // joint_pos and joint_vel are the arm's (written as it moves); the others are synthetic.
+  const writeProprios = (frame: number) =>
+    Effect.forEach(
+      proprios,
+      (p, i) =>
+        p.name === "joint_pos" || p.name === "joint_vel"
+          ? Effect.void
+          : server.updateProprio(p.name, proprioAt(i, p.size, frame, fps), { copy: false }),
+      { discard: true }
+    )
+
+  return { writeCamera, writeProprios }
+}
+
+/**
+ * Writes frames 1, 2, … of every sensor at `fps` in the scope, each camera
+ * and the proprios on a fiber of its own.
+ */
+const driveSensors = (sensors: ReturnType<typeof syntheticSensors>, cameras: number, fps: number) =>
+  Effect.gen(function*() {
+    const period = Duration.millis(1000 / fps)
+    /** Writes frames 1, 2, … on a fixed grid, like a sensor driver. */
+    const driver = (write: (frame: number) => Effect.Effect<void, unknown>) => {
+      let frame = 0
+      const tick = Effect.orDie(Effect.suspend(() => write(++frame)))
+      return Effect.sleep(period).pipe(
+        Effect.andThen(Effect.repeat(tick, Cadence.fixed(period))),
+        Effect.forkScoped
+      )
+    }
+    for (let c = 0; c < cameras; c++) yield* driver((frame) => sensors.writeCamera(c, frame))
+    yield* driver(sensors.writeProprios)
+  })
+
 /**
  * Builds the robot and serves through the `ServerTransport`; its sensor
  * fibers live in the scope, so closing it stops everything.
@@ -188,44 +334,12 @@ export const make = (
   options: SimulatedRobotOptions = {}
 ): Effect.Effect<SimulatedRobot, ConfigError, Scope.Scope | ServerTransport> =>
   Effect.gen(function*() {
-    const count = options.cameras ?? defaults.cameras
-    const width = options.width ?? defaults.width
-    const height = options.height ?? defaults.height
-    const hasDepth = options.depth ?? defaults.depth
-    const proprios = options.proprios ?? defaults.proprios
-    const actionDim = options.actionDim ?? defaults.actionDim
-    const episodeSteps = options.episodeSteps ?? defaults.episodeSteps
-    const fps = options.fps ?? defaults.fps
-    const logActions = options.logActions ?? false
-
-    const names = Array.from({ length: count }, (_, i) => cameraName(i))
+    const settings = settingsOf(options)
+    const { actionDim, height, width } = settings
+    const names = Array.from({ length: settings.cameras }, (_, i) => cameraName(i))
     const metadata = { cameras: names, action_shape: [1, actionDim] as const }
-    const applied = yield* Ref.make(0)
-    const steps = yield* Ref.make(0)
+    const counters: Counters = { applied: yield* Ref.make(0), steps: yield* Ref.make(0) }
     const arm = new SimulatedArm({ joints: actionDim, maxStep: options.maxStep, task: options.task })
-    // Without a task, observations carry no status (as before there was one).
-    const extra = () => (arm.hasTask ? { ...arm.status() } : {})
-
-    /** The arm's state in its proprios: `joint_pos` (rad) and `joint_vel` (rad per action). */
-    const writeArm = (robot: PolicyServer.PolicyServerApi): Effect.Effect<void> =>
-      Effect.suspend(() =>
-        Effect.forEach(proprios, (p) => {
-          if (p.name === "joint_pos") return robot.updateProprio(p.name, vectorOf(arm.positions, p.size))
-          if (p.name === "joint_vel") return robot.updateProprio(p.name, vectorOf(arm.moved, p.size))
-          return Effect.void
-        }, { discard: true })
-      ).pipe(Effect.orDie)
-
-    const record = (action: Tensor, obsTimestamps: ObsTimestamps) =>
-      Effect.gen(function*() {
-        const values = Tensor.toArray(action).map(Number)
-        const rows = rowsOf(action)
-        const width = rows === 0 ? 0 : values.length / rows
-        for (let r = 0; r < rows; r++) arm.apply(values.slice(r * width, (r + 1) * width))
-        yield* writeArm(yield* PolicyServer.PolicyServer)
-        yield* Ref.update(applied, (n) => n + rows)
-        if (logActions) yield* Effect.forEach(actionLogLines(action, obsTimestamps), (line) => Console.log(line))
-      })
 
     const server = yield* PolicyServer.make({
       ...options.safety,
@@ -234,94 +348,26 @@ export const make = (
         name,
         width,
         height,
-        hasDepth,
+        hasDepth: settings.hasDepth,
         intrinsics: intrinsicsFor(width, height)
       })),
-      proprios,
-      handlers: {
-        getMetadata: Effect.succeed(metadata),
-        reset: Effect.gen(function*() {
-          yield* Ref.set(steps, 0)
-          arm.reset()
-          const robot = yield* PolicyServer.PolicyServer
-          yield* writeArm(robot)
-          return { obs: yield* robot.makeObs({ extra: extra() }), info: arm.hasTask ? arm.status().info : {} }
-        }),
-        getObs: Effect.suspend(() => PolicyServer.makeObs({ extra: extra() })),
-        applyAction: (action, context) => record(action, context.obsTimestamps),
-        step: (action, context) =>
-          Effect.gen(function*() {
-            yield* record(action, context.obsTimestamps)
-            const taken = yield* Ref.updateAndGet(steps, (n) => n + 1)
-            const robot = yield* PolicyServer.PolicyServer
-            const obs = yield* robot.makeObs({ extra: extra() })
-            const status = arm.status()
-            return {
-              obs,
-              reward: status.reward,
-              terminated: status.terminated || (episodeSteps > 0 && taken >= episodeSteps),
-              truncated: status.truncated,
-              info: arm.hasTask ? status.info : {}
-            }
-          })
-      }
+      proprios: settings.proprios,
+      handlers: handlersFor(settings, arm, counters, metadata)
     })
 
-    // The frames each camera cycles through, computed once.
-    const images = names.map((_, c) =>
-      Array.from({ length: framesPerCycle }, (_, p) => syntheticImage(c, p, width, height))
-    )
-    const depths = hasDepth
-      ? names.map((_, c) => Array.from({ length: framesPerCycle }, (_, p) => syntheticDepth(c, p, width, height)))
-      : undefined
-
-    const writeCamera = (c: number, frame: number) =>
-      Effect.gen(function*() {
-        const name = names[c]!
-        const phase = frame % framesPerCycle
-        yield* server.updateExtrinsics(name, extrinsicsAt(c, frame, fps))
-        if (depths !== undefined) yield* server.updateDepth(name, depths[c]![phase]!, { copy: false })
-        // Last: it stamps the capture time of the frame.
-        yield* server.updateImage(name, images[c]![phase]!, { copy: false })
-      })
-
-    // joint_pos and joint_vel are the arm's (written as it moves); the others are synthetic.
-    const writeProprios = (frame: number) =>
-      Effect.forEach(
-        proprios,
-        (p, i) =>
-          p.name === "joint_pos" || p.name === "joint_vel"
-            ? Effect.void
-            : server.updateProprio(p.name, proprioAt(i, p.size, frame, fps), { copy: false }),
-        { discard: true }
-      )
-
+    const sensors = syntheticSensors(server, settings, names)
     // Every sensor has its first frame before any client can ask for one.
     // (Sizes and dtypes match the configs by construction: a SensorError here is a bug.)
-    yield* Effect.orDie(Effect.forEach(names, (_, c) => writeCamera(c, 0), { discard: true }))
-    yield* Effect.orDie(writeProprios(0))
-    yield* writeArm(server)
-
-    if (fps > 0) {
-      const period = Duration.millis(1000 / fps)
-      /** Writes frames 1, 2, … on a fixed grid, like a sensor driver. */
-      const driver = (write: (frame: number) => Effect.Effect<void, unknown>) => {
-        let frame = 0
-        const tick = Effect.orDie(Effect.suspend(() => write(++frame)))
-        return Effect.sleep(period).pipe(
-          Effect.andThen(Effect.repeat(tick, Cadence.fixed(period))),
-          Effect.forkScoped
-        )
-      }
-      yield* Effect.forEach(names, (_, c) => driver((frame) => writeCamera(c, frame)), { discard: true })
-      yield* driver(writeProprios)
-    }
+    yield* Effect.orDie(Effect.forEach(names, (_, c) => sensors.writeCamera(c, 0), { discard: true }))
+    yield* Effect.orDie(sensors.writeProprios(0))
+    yield* writeArm(server, arm, settings.proprios)
+    if (settings.fps > 0) yield* driveSensors(sensors, names.length, settings.fps)
 
     return {
       server,
       metadata,
-      actionsApplied: Ref.get(applied),
-      episodeStep: Ref.get(steps),
+      actionsApplied: Ref.get(counters.applied),
+      episodeStep: Ref.get(counters.steps),
       jointPositions: Effect.sync(() => arm.positions),
       status: Effect.sync(() => arm.status())
     } satisfies SimulatedRobot
