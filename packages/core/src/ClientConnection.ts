@@ -239,6 +239,103 @@ interface LinkState<P> {
 }
 
 /**
+ * What the lifecycle's steps (`lose`, `establish`, `supervise`) share: how to
+ * connect and what to build, and the client's view of its connection, which
+ * they update as connections come and go.
+ */
+interface Lifecycle<P> {
+  readonly transport: ClientTransport["Service"]
+  /** The client's scope: reconnection attempts are made in it. */
+  readonly clientScope: Scope.Scope
+  readonly reconnect: ReconnectSchedule | false
+  readonly attach: (link: Link) => Effect.Effect<Attachment<P>, never, Scope.Scope>
+  readonly state: SubscriptionRef.SubscriptionRef<ConnectionState>
+  readonly reconnects: SubscriptionRef.SubscriptionRef<number>
+  /** The live connection's parts; undefined while there is none. */
+  current: P | undefined
+  /** Why there is no live connection. */
+  why: string
+  /** The client is closing: no connection may follow. */
+  closing: boolean
+  /** The last connection established; the client's finalizer closes its scope. */
+  live: LinkState<P> | undefined
+}
+
+/** Marks the link gone (once): no more requests on it, then what was built on it hears why. */
+const lose = <P>(lifecycle: Lifecycle<P>, entry: LinkState<P>, reason: string, interrupted: boolean) =>
+  Effect.suspend(() => {
+    if (entry.lost !== undefined) return Effect.void
+    // (its connection scopes may close before the client's own finalizer runs)
+    if (interrupted) lifecycle.closing = true
+    entry.lost = reason
+    lifecycle.current = undefined
+    lifecycle.why = reason
+    const final = lifecycle.closing || lifecycle.reconnect === false
+    return SubscriptionRef.set(lifecycle.state, final ? "closed" : "reconnecting").pipe(
+      Effect.andThen(entry.attachment === undefined ? Effect.void : entry.attachment.onLost(reason, final)),
+      Effect.andThen(Deferred.succeed(entry.gone, undefined))
+    )
+  })
+
+/** Builds on a new connection and starts reading it; the client is connected from here. */
+const establish = <P>(
+  lifecycle: Lifecycle<P>,
+  opened: { readonly connection: Connection; readonly scope: Scope.Closeable },
+  again: boolean
+) =>
+  Effect.gen(function*() {
+    const entry: LinkState<P> = {
+      scope: opened.scope,
+      gone: Deferred.makeUnsafe<void>(),
+      attachment: undefined,
+      lost: undefined,
+      link: {
+        connection: opened.connection,
+        offThread: OffThreadDispatch.of(opened.connection),
+        lost: () => entry.lost
+      }
+    }
+    const attachment = yield* lifecycle.attach(entry.link).pipe(Scope.provide(opened.scope))
+    entry.attachment = attachment
+    yield* Effect.forkIn(readUntilLost(opened.connection, attachment, (reason, interrupted) =>
+      lose(lifecycle, entry, reason, interrupted)), opened.scope)
+    lifecycle.live = entry
+    lifecycle.current = attachment.parts
+    if (again) {
+      const count = yield* SubscriptionRef.updateAndGet(lifecycle.reconnects, (n) => n + 1)
+      yield* Effect.logInfo(`chiral: ${lifecycle.transport.address}: reconnected (reconnection ${count})`)
+    }
+    yield* SubscriptionRef.set(lifecycle.state, "connected")
+    return entry
+  })
+
+/** After each loss: the old connection's scope closes, then a new connection (unless none may follow). */
+const supervise = <P>(lifecycle: Lifecycle<P>, first: LinkState<P>) =>
+  Effect.gen(function*() {
+    const { reconnect, transport } = lifecycle
+    let entry = first
+    for (;;) {
+      yield* Deferred.await(entry.gone)
+      yield* Scope.close(entry.scope, Exit.void)
+      if (lifecycle.closing) return
+      if (reconnect === false) {
+        return yield* Effect.logWarning(`chiral: ${transport.address}: ${entry.lost}; not reconnecting (reconnect: false)`)
+      }
+      yield* Effect.logWarning(`chiral: ${transport.address}: ${entry.lost}; reconnecting`)
+      const next = yield* Effect.exit(reconnectOn(transport, lifecycle.clientScope, reconnect, (failure) => {
+        lifecycle.why = `reconnecting: ${failure}`
+      }))
+      if (Exit.isFailure(next)) {
+        const error = Cause.squash(next.cause)
+        lifecycle.why = `gave up reconnecting: ${describe(error)}`
+        yield* SubscriptionRef.set(lifecycle.state, "closed")
+        return yield* Effect.logError(`chiral: ${transport.address}: ${lifecycle.why}`)
+      }
+      entry = yield* establish(lifecycle, next.value, true)
+    }
+  })
+
+/**
  * Connects (see `ConnectOptions`), builds `attach` on the connection, starts
  * reading, and from then on keeps the client connected: after a loss,
  * `attach` runs again on each new connection. Fails only if the first
@@ -251,92 +348,29 @@ export const make = <P>(
 ): Effect.Effect<ClientConnection<P>, TransportError, Scope.Scope> =>
   Effect.gen(function*() {
     const clientScope = yield* Effect.scope
-    const state = yield* SubscriptionRef.make<ConnectionState>("connecting")
-    const reconnects = yield* SubscriptionRef.make(0)
-    const reconnect = options.reconnect ?? defaultReconnect
-    let current: P | undefined
-    let why = "not connected yet"
-    let closing = false
-    let live: LinkState<P> | undefined
+    const lifecycle: Lifecycle<P> = {
+      transport,
+      clientScope,
+      reconnect: options.reconnect ?? defaultReconnect,
+      attach,
+      state: yield* SubscriptionRef.make<ConnectionState>("connecting"),
+      reconnects: yield* SubscriptionRef.make(0),
+      current: undefined,
+      why: "not connected yet",
+      closing: false,
+      live: undefined
+    }
+    const { state } = lifecycle
 
-    /** Marks the link gone (once): no more requests on it, then what was built on it hears why. */
-    const lose = (entry: LinkState<P>, reason: string, interrupted: boolean) =>
-      Effect.suspend(() => {
-        if (entry.lost !== undefined) return Effect.void
-        // (its connection scopes may close before the client's own finalizer runs)
-        if (interrupted) closing = true
-        entry.lost = reason
-        current = undefined
-        why = reason
-        const final = closing || reconnect === false
-        return SubscriptionRef.set(state, final ? "closed" : "reconnecting").pipe(
-          Effect.andThen(entry.attachment === undefined ? Effect.void : entry.attachment.onLost(reason, final)),
-          Effect.andThen(Deferred.succeed(entry.gone, undefined))
-        )
-      })
-
-    /** Builds on a new connection and starts reading it; the client is connected from here. */
-    const establish = (opened: { readonly connection: Connection; readonly scope: Scope.Closeable }, again: boolean) =>
-      Effect.gen(function*() {
-        const entry: LinkState<P> = {
-          scope: opened.scope,
-          gone: Deferred.makeUnsafe<void>(),
-          attachment: undefined,
-          lost: undefined,
-          link: {
-            connection: opened.connection,
-            offThread: OffThreadDispatch.of(opened.connection),
-            lost: () => entry.lost
-          }
-        }
-        const attachment = yield* attach(entry.link).pipe(Scope.provide(opened.scope))
-        entry.attachment = attachment
-        yield* Effect.forkIn(readUntilLost(opened.connection, attachment, (reason, interrupted) =>
-          lose(entry, reason, interrupted)), opened.scope)
-        live = entry
-        current = attachment.parts
-        if (again) {
-          const count = yield* SubscriptionRef.updateAndGet(reconnects, (n) => n + 1)
-          yield* Effect.logInfo(`chiral: ${transport.address}: reconnected (reconnection ${count})`)
-        }
-        yield* SubscriptionRef.set(state, "connected")
-        return entry
-      })
-
-    /** After each loss: the old connection's scope closes, then a new connection (unless none may follow). */
-    const supervise = (first: LinkState<P>) =>
-      Effect.gen(function*() {
-        let entry = first
-        for (;;) {
-          yield* Deferred.await(entry.gone)
-          yield* Scope.close(entry.scope, Exit.void)
-          if (closing) return
-          if (reconnect === false) {
-            return yield* Effect.logWarning(`chiral: ${transport.address}: ${entry.lost}; not reconnecting (reconnect: false)`)
-          }
-          yield* Effect.logWarning(`chiral: ${transport.address}: ${entry.lost}; reconnecting`)
-          const next = yield* Effect.exit(reconnectOn(transport, clientScope, reconnect, (failure) => {
-            why = `reconnecting: ${failure}`
-          }))
-          if (Exit.isFailure(next)) {
-            const error = Cause.squash(next.cause)
-            why = `gave up reconnecting: ${describe(error)}`
-            yield* SubscriptionRef.set(state, "closed")
-            return yield* Effect.logError(`chiral: ${transport.address}: ${why}`)
-          }
-          entry = yield* establish(next.value, true)
-        }
-      })
-
-    const first = yield* establish(yield* connectFirst(transport, clientScope, options), false)
-    const supervisor = yield* Effect.forkIn(supervise(first), clientScope)
+    const first = yield* establish(lifecycle, yield* connectFirst(transport, clientScope, options), false)
+    const supervisor = yield* Effect.forkIn(supervise(lifecycle, first), clientScope)
     // Closing the client: no reconnection, then the live connection ends (its
     // reader reports "the client is closed" to what was built on it).
     yield* Effect.addFinalizer(() =>
       Effect.suspend(() => {
-        closing = true
+        lifecycle.closing = true
         return Fiber.interrupt(supervisor).pipe(
-          Effect.andThen(live === undefined ? Effect.void : Scope.close(live.scope, Exit.void)),
+          Effect.andThen(lifecycle.live === undefined ? Effect.void : Scope.close(lifecycle.live.scope, Exit.void)),
           Effect.andThen(SubscriptionRef.set(state, "closed"))
         )
       })
@@ -347,13 +381,14 @@ export const make = <P>(
 
     return {
       state,
-      reconnects,
-      current: () => current,
-      why: () => why,
+      reconnects: lifecycle.reconnects,
+      current: () => lifecycle.current,
+      why: () => lifecycle.why,
       awaitConnected: Effect.andThen(
         settled((s) => s === "connected" || s === "closed"),
-        Effect.sync(() => current !== undefined)
+        Effect.sync(() => lifecycle.current !== undefined)
       ),
       awaitDisconnected: settled((s) => s !== "connected")
     }
   })
+
