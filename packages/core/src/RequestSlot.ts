@@ -45,6 +45,64 @@ export interface RequestSlot {
 export const disconnected = (request: string, detail: string) =>
   new RequestError({ request, reason: "Disconnected", detail })
 
+/** The request in flight: what it asked, the reply type that answers it, and where that reply goes. */
+interface InFlight {
+  readonly request: RequestType
+  readonly expect: MessageType
+  readonly reply: Deferred.Deferred<Message, RequestError>
+}
+
+/** What the slot's two sides share: the request in flight, set by the exchange and answered by `receive`. */
+interface SlotState {
+  pending: InFlight | undefined
+}
+
+/** The observation a reply carries, if any. */
+const observationOf = (message: Message): Observation | undefined =>
+  message.type === "reset_response" || message.type === "obs_response" || message.type === "step_response"
+    ? message.obs
+    : undefined
+
+/**
+ * The receive side: `frame` answers the request in flight if it decodes to
+ * the reply that request expects (its observation goes to `onObservation`
+ * first), or fails it as `Malformed` if it does not decode; anything else is
+ * dropped.
+ */
+const receiveReply = (
+  state: SlotState,
+  frame: Uint8Array,
+  limits: Partial<DecodeLimits>,
+  onObservation: (obs: Observation) => Effect.Effect<void>
+): Effect.Effect<void> => {
+  const decoded = decodeFrame(frame, limits)
+  const current = state.pending
+  if (Result.isFailure(decoded)) {
+    // Servers only ever answer requests, so this was the answer to the current one.
+    if (current === undefined) return Effect.logWarning(`chiral: dropped frame from server: ${decoded.failure.message}`)
+    state.pending = undefined
+    return Deferred.fail(
+      current.reply,
+      new RequestError({ request: current.request, reason: "Malformed", detail: decoded.failure.message })
+    ).pipe(Effect.asVoid)
+  }
+  const message = decoded.success
+  if (current === undefined || current.expect !== message.type) {
+    return Effect.logDebug(`chiral: dropped unrequested ${message.type} from server`)
+  }
+  state.pending = undefined
+  const obs = observationOf(message)
+  return Effect.andThen(obs === undefined ? Effect.void : onObservation(obs), Deferred.succeed(current.reply, message))
+}
+
+/** What a caller that waited `timeout` for its reply fails with. */
+const timedOut = (type: RequestType, timeout: Duration.Input) =>
+  new RequestError({
+    request: type,
+    reason: "Timeout",
+    detail: `no ${replyType[type]} within ${Duration.format(Duration.fromInputUnsafe(timeout))}`
+  })
+
 /**
  * The slot over `connection`. `lost` says why the connection is gone (once it
  * is); `onObservation` sees every observation a reply carries, before its
@@ -59,40 +117,10 @@ export const make = (
   Effect.gen(function*() {
     const slot = yield* Semaphore.make(1)
     const exchanges = yield* FiberSet.make()
-    let pending:
-      | {
-        readonly request: RequestType
-        readonly expect: MessageType
-        readonly reply: Deferred.Deferred<Message, RequestError>
-      }
-      | undefined
+    const state: SlotState = { pending: undefined }
 
     const gone = (request: string, detail?: string) =>
       disconnected(request, detail ?? lost() ?? "connection closed")
-
-    const receive = (frame: Uint8Array): Effect.Effect<void> => {
-      const decoded = decodeFrame(frame, limits)
-      const current = pending
-      if (Result.isFailure(decoded)) {
-        // Servers only ever answer requests, so this was the answer to the current one.
-        if (current === undefined) return Effect.logWarning(`chiral: dropped frame from server: ${decoded.failure.message}`)
-        pending = undefined
-        return Deferred.fail(
-          current.reply,
-          new RequestError({ request: current.request, reason: "Malformed", detail: decoded.failure.message })
-        ).pipe(Effect.asVoid)
-      }
-      const message = decoded.success
-      if (current === undefined || current.expect !== message.type) {
-        return Effect.logDebug(`chiral: dropped unrequested ${message.type} from server`)
-      }
-      pending = undefined
-      const obs = message.type === "reset_response" || message.type === "obs_response" ||
-          message.type === "step_response"
-        ? message.obs
-        : undefined
-      return Effect.andThen(obs === undefined ? Effect.void : onObservation(obs), Deferred.succeed(current.reply, message))
-    }
 
     // Every request whose caller still waits, sent or waiting for the slot:
     // when the connection goes they all fail at once (the exchanges waiting
@@ -101,7 +129,7 @@ export const make = (
     const waiting = new Map<Deferred.Deferred<Message, RequestError>, RequestType>()
 
     const fail = Effect.sync(() => {
-      pending = undefined
+      state.pending = undefined
       for (const [reply, type] of waiting) Deferred.doneUnsafe(reply, Exit.fail(gone(type)))
       waiting.clear()
     })
@@ -117,7 +145,7 @@ export const make = (
       Effect.suspend(() => {
         if (!wanted()) return Effect.void
         if (lost() !== undefined) return Deferred.fail(reply, gone(type))
-        pending = { request: type, expect: replyType[type], reply }
+        state.pending = { request: type, expect: replyType[type], reply }
         return connection.send(frame).pipe(
           Effect.catch((error) => Deferred.fail(reply, gone(type, error.message))),
           // A reply later than twice the timeout is taken as lost, so a server
@@ -126,7 +154,7 @@ export const make = (
           Effect.andThen(Effect.timeoutOption(Deferred.await(reply), lateReplyGrace)),
           Effect.ignore,
           Effect.ensuring(Effect.sync(() => {
-            if (pending?.reply === reply) pending = undefined
+            if (state.pending?.reply === reply) state.pending = undefined
           }))
         )
       }).pipe(slot.withPermit)
@@ -146,17 +174,7 @@ export const make = (
         const grace = Duration.times(Duration.fromInputUnsafe(timeout), 2)
         return FiberSet.run(exchanges, exchange(message.type, frame, reply, grace, () => wanted)).pipe(
           Effect.andThen(Deferred.await(reply)),
-          Effect.timeoutOrElse({
-            duration: timeout,
-            orElse: () =>
-              Effect.fail(
-                new RequestError({
-                  request: message.type,
-                  reason: "Timeout",
-                  detail: `no ${replyType[message.type]} within ${Duration.format(Duration.fromInputUnsafe(timeout))}`
-                })
-              )
-          }),
+          Effect.timeoutOrElse({ duration: timeout, orElse: () => Effect.fail(timedOut(message.type, timeout)) }),
           Effect.ensuring(Effect.sync(() => {
             wanted = false
             waiting.delete(reply)
@@ -164,5 +182,7 @@ export const make = (
         )
       })
 
+    const receive = (frame: Uint8Array) => receiveReply(state, frame, limits, onObservation)
     return { request, receive, fail }
   })
+
