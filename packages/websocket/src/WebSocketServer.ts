@@ -62,9 +62,110 @@ const formatAddress = (address: NetAddress.SocketAddress): string =>
     ? `ws+unix://${address.path}`
     : `ws://${NetAddress.formatUrlHost(address.address)}:${address.port}`
 
+/** The connections a server holds, and whether it is shutting down. */
+interface Connections {
+  readonly live: Set<NodeWS.WebSocket>
+  /**
+   * Set when shutdown begins. Until the listener itself has closed it still
+   * accepts, but nothing serves new connections any more: a client that
+   * reconnects in that window is refused before the upgrade (HTTP 503)
+   * instead of being left on a connection nobody answers.
+   */
+  closing: boolean
+}
+
+/** Keepalive's interval and timeout; undefined when it is off. */
+type KeepaliveSettings = Exclude<ReturnType<typeof Keepalive.resolve>, string>
+
+/**
+ * `ws`'s check before the upgrade: refused with 503 while shutting down, and
+ * with 401 (logged) when a token is set (`refusal`) and the client does not
+ * present it.
+ */
+const verifyClientFor = (
+  connections: Connections,
+  refusal: ((request: Http.IncomingMessage) => string | undefined) | undefined,
+  log: (effect: Effect.Effect<void>) => void
+) =>
+(
+  info: { readonly req: Http.IncomingMessage },
+  done: (ok: boolean, code?: number, message?: string, headers?: Http.OutgoingHttpHeaders) => void
+) => {
+  if (connections.closing) return done(false, 503, "Service Unavailable")
+  const why = refusal?.(info.req)
+  if (why === undefined) return done(true)
+  log(Effect.logWarning(`chiral: refused a connection from ${peerOf(info.req)}: ${why} (HTTP 401)`))
+  done(false, 401, "Unauthorized", { "WWW-Authenticate": "Bearer" })
+}
+
+/**
+ * Shutdown: no more connections are served, every live one is closed (1001:
+ * the server is going away) and waited for; those still open after
+ * `graceMillis` are cut.
+ */
+const closeAll = (connections: Connections, graceMillis: number) =>
+  Effect.callback<void>((resume) => {
+    const { live } = connections
+    connections.closing = true
+    if (live.size === 0) return resume(Effect.void)
+    const timer = setTimeout(() => {
+      for (const ws of live) ws.terminate()
+      resume(Effect.void)
+    }, graceMillis)
+    const check = () => {
+      if (live.size === 0) {
+        clearTimeout(timer)
+        resume(Effect.void)
+      }
+    }
+    for (const ws of live) {
+      ws.once("close", check)
+      ws.close(1001)
+    }
+    return Effect.sync(() => clearTimeout(timer))
+  })
+
+/**
+ * One accepted connection, in a scope of its own: tracked among the live
+ * ones, kept alive by pings, handed to `handler` as a `Connection`. How it
+ * ended is logged, not raised: one client's end is not the server's.
+ */
+const serveConnection = <E, R>(
+  socket: Socket.Socket,
+  connections: Connections,
+  address: string,
+  keepalive: KeepaliveSettings,
+  fragmentParts: boolean | undefined,
+  handler: (connection: Connection) => Effect.Effect<void, E, R>
+) =>
+  Effect.gen(function*() {
+    const ws = Option.getOrUndefined(yield* Effect.serviceOption(Socket.WebSocket)) as unknown as
+      | NodeWS.WebSocket
+      | undefined
+    if (ws === undefined) return yield* Effect.die("WebSocket server connection without its socket")
+    const request = Option.getOrUndefined(yield* Effect.serviceOption(NodeSocketServer.IncomingMessage))
+    const peer = peerOf(request)
+    const id = `${address} ← ${peer}`
+    connections.live.add(ws)
+    ws.once("close", () => connections.live.delete(ws))
+    const reader = yield* socket.reader.pipe(Effect.mapError((error) => toTransportError(error, id)))
+    if (keepalive !== undefined) yield* Effect.forkScoped(Keepalive.run(ws, id, keepalive))
+    yield* handler({ id, peer, frames: framesFrom(reader.pull, id), send: sendOn(ws, id, fragmentParts) })
+  }).pipe(
+    Effect.scoped,
+    Effect.catchCause((cause) => {
+      if (Cause.hasInterruptsOnly(cause)) return Effect.void
+      // A client that goes away without a close handshake is routine for a robot server.
+      const error = Cause.findErrorOption(cause)
+      return Option.isSome(error) && error.value instanceof TransportError && error.value.reason === "Closed"
+        ? Effect.logInfo(`chiral: connection lost: ${error.value.message}`)
+        : Effect.logWarning("chiral: connection ended", cause)
+    })
+  )
+
 /** Listens for WebSocket clients; the listener and every connection live in the scope. */
 export const makeServer = Effect.fnUntraced(function*(options: ServerOptions = {}) {
-  const live = new Set<NodeWS.WebSocket>()
+  const connections: Connections = { live: new Set(), closing: false }
   const host = options.host ?? "0.0.0.0"
   const port = options.port ?? defaultPort
   const wanted = `ws://${host.includes(":") ? `[${host}]` : host}:${port}`
@@ -78,26 +179,12 @@ export const makeServer = Effect.fnUntraced(function*(options: ServerOptions = {
   const context = yield* Effect.context<never>()
   const log = (effect: Effect.Effect<void>) => void Effect.runForkWith(context)(effect)
   const refusal = options.token === undefined ? undefined : AccessToken.checker(options.token)
-  // Set when shutdown begins. Until the listener itself has closed it still
-  // accepts, but nothing serves new connections any more: a client that
-  // reconnects in that window is refused before the upgrade (HTTP 503)
-  // instead of being left on a connection nobody answers.
-  let closing = false
   const server = yield* NodeSocketServer.makeWebSocket({
     host,
     port,
     maxPayload: options.maxMessageBytes ?? defaultMaxMessageBytes,
     perMessageDeflate: false,
-    verifyClient: (
-      info: { readonly req: Http.IncomingMessage },
-      done: (ok: boolean, code?: number, message?: string, headers?: Http.OutgoingHttpHeaders) => void
-    ) => {
-      if (closing) return done(false, 503, "Service Unavailable")
-      const why = refusal?.(info.req)
-      if (why === undefined) return done(true)
-      log(Effect.logWarning(`chiral: refused a connection from ${peerOf(info.req)}: ${why} (HTTP 401)`))
-      done(false, 401, "Unauthorized", { "WWW-Authenticate": "Bearer" })
-    }
+    verifyClient: verifyClientFor(connections, refusal, log)
   }).pipe(
     Effect.mapError((error) =>
       new TransportError({ reason: "Listen", address: wanted, detail: describe(error.reason.cause), cause: error })
@@ -111,61 +198,15 @@ export const makeServer = Effect.fnUntraced(function*(options: ServerOptions = {
   }
   // Registered after the listener, so it runs first at shutdown: the listener's
   // own close waits for every socket to end, and a peer that never answers the
-  // close handshake would hold it for ws's 30 s close timeout. Connections
-  // still open after the grace period are cut (1001: the server is going away).
-  yield* Effect.addFinalizer(() =>
-    Effect.callback<void>((resume) => {
-      closing = true
-      if (live.size === 0) return resume(Effect.void)
-      const timer = setTimeout(() => {
-        for (const ws of live) ws.terminate()
-        resume(Effect.void)
-      }, options.closeGraceMillis ?? 1000)
-      const check = () => {
-        if (live.size === 0) {
-          clearTimeout(timer)
-          resume(Effect.void)
-        }
-      }
-      for (const ws of live) {
-        ws.once("close", check)
-        ws.close(1001)
-      }
-      return Effect.sync(() => clearTimeout(timer))
-    })
-  )
+  // close handshake would hold it for ws's 30 s close timeout.
+  yield* Effect.addFinalizer(() => closeAll(connections, options.closeGraceMillis ?? 1000))
 
   const serve = <E, R>(handler: (connection: Connection) => Effect.Effect<void, E, R>) =>
-    server.run((socket) =>
-      Effect.gen(function*() {
-        const ws = Option.getOrUndefined(yield* Effect.serviceOption(Socket.WebSocket)) as unknown as
-          | NodeWS.WebSocket
-          | undefined
-        if (ws === undefined) return yield* Effect.die("WebSocket server connection without its socket")
-        const request = Option.getOrUndefined(yield* Effect.serviceOption(NodeSocketServer.IncomingMessage))
-        const peer = peerOf(request)
-        const id = `${address} ← ${peer}`
-        live.add(ws)
-        ws.once("close", () => live.delete(ws))
-        const reader = yield* socket.reader.pipe(Effect.mapError((error) => toTransportError(error, id)))
-        if (keepalive !== undefined) yield* Effect.forkScoped(Keepalive.run(ws, id, keepalive))
-        yield* handler({ id, peer, frames: framesFrom(reader.pull, id), send: sendOn(ws, id, options.fragmentParts) })
-      }).pipe(
-        Effect.scoped,
-        Effect.catchCause((cause) => {
-          if (Cause.hasInterruptsOnly(cause)) return Effect.void
-          // A client that goes away without a close handshake is routine for a robot server.
-          const error = Cause.findErrorOption(cause)
-          return Option.isSome(error) && error.value instanceof TransportError && error.value.reason === "Closed"
-            ? Effect.logInfo(`chiral: connection lost: ${error.value.message}`)
-            : Effect.logWarning("chiral: connection ended", cause)
-        })
-      )
-    ).pipe(
+    server.run((socket) => serveConnection(socket, connections, address, keepalive, options.fragmentParts, handler)).pipe(
       Effect.mapError((error) => new TransportError({ reason: "Listen", address, cause: error })),
-      // Once nothing serves, nothing more is accepted (see `closing`).
+      // Once nothing serves, nothing more is accepted (see `Connections.closing`).
       Effect.ensuring(Effect.sync(() => {
-        closing = true
+        connections.closing = true
       }))
     )
 
