@@ -116,10 +116,29 @@ const emptyStats: WorkerStats = {
   messages: 0
 }
 
-/** Starts a recording to `options.path`; it is completed and closed with the scope. */
-export const make = (options: RecorderOptions): Effect.Effect<Recorder, RecordError, Scope.Scope> =>
+/** What this thread knows of the writer thread, as its messages tell it. */
+interface WriterState {
+  /** Bytes posted to it and not yet written. */
+  pendingBytes: number
+  /** Bytes it has written. */
+  recordedBytes: number
+  written: WorkerStats
+  /** Why it failed (the first reason); undefined while it works. */
+  failure: string | undefined
+  /** It closed the file. */
+  ended: boolean
+  /** Waiting for the file to be opened (or not: the reason) / closed. */
+  opened: ((error?: string) => void) | undefined
+  closed: (() => void) | undefined
+}
+
+/**
+ * Starts the writer thread in the scope (terminated with it) and tracks what
+ * it reports; returns once it has opened `options.path`, or fails with why
+ * it could not.
+ */
+const startWriter = (options: RecorderOptions) =>
   Effect.gen(function*() {
-    const maxPending = options.maxPendingBytes ?? 256 * 1024 * 1024
     const worker = yield* Effect.acquireRelease(
       Effect.sync(() =>
         new Worker(workerScript(), {
@@ -129,56 +148,75 @@ export const make = (options: RecorderOptions): Effect.Effect<Recorder, RecordEr
       ),
       (worker) => Effect.promise(() => worker.terminate())
     )
-    let offered = 0
-    let dropped = 0
-    let droppedBytes = 0
-    let pendingBytes = 0
-    let recordedBytes = 0
-    let written = emptyStats
-    let failure: string | undefined
-    let ended = false
-    let opened: ((error?: string) => void) | undefined
-    let closed: (() => void) | undefined
+    const state: WriterState = {
+      pendingBytes: 0,
+      recordedBytes: 0,
+      written: emptyStats,
+      failure: undefined,
+      ended: false,
+      opened: undefined,
+      closed: undefined
+    }
     const fail = (message: string) => {
-      failure ??= message
-      opened?.(message)
-      closed?.()
+      state.failure ??= message
+      state.opened?.(message)
+      state.closed?.()
     }
     worker.on("message", (message: FromWorker) => {
       switch (message.t) {
         case "opened":
-          return opened?.()
+          return state.opened?.()
         case "done":
-          pendingBytes -= message.bytes
-          recordedBytes += message.bytes
-          written = message.stats
+          state.pendingBytes -= message.bytes
+          state.recordedBytes += message.bytes
+          state.written = message.stats
           return
         case "closed":
-          written = message.stats
-          ended = true
-          return closed?.()
+          state.written = message.stats
+          state.ended = true
+          return state.closed?.()
         case "failed":
           return fail(message.message)
       }
     })
     worker.on("error", (error) => fail(error.message))
     worker.on("exit", (code) => {
-      if (!ended) fail(`the writer thread exited (${code})`)
+      if (!state.ended) fail(`the writer thread exited (${code})`)
     })
     const post = (message: ToWorker, transfer?: ReadonlyArray<ArrayBuffer>) =>
       worker.postMessage(message, transfer as Array<ArrayBuffer> | undefined)
 
     yield* Effect.callback<void, RecordError>((resume) => {
-      opened = (error) =>
+      state.opened = (error) =>
         resume(error === undefined ? Effect.void : Effect.fail(new RecordError({ path: options.path, reason: error })))
     })
-    opened = undefined
+    state.opened = undefined
+    return { state, post }
+  })
 
-    const stats = (): RecorderStats => ({ offered, dropped, droppedBytes, pendingBytes, recordedBytes, written, failure })
+/** Starts a recording to `options.path`; it is completed and closed with the scope. */
+export const make = (options: RecorderOptions): Effect.Effect<Recorder, RecordError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const maxPending = options.maxPendingBytes ?? 256 * 1024 * 1024
+    const { post, state } = yield* startWriter(options)
+    let offered = 0
+    let dropped = 0
+    let droppedBytes = 0
 
+    const stats = (): RecorderStats => ({
+      offered,
+      dropped,
+      droppedBytes,
+      pendingBytes: state.pendingBytes,
+      recordedBytes: state.recordedBytes,
+      written: state.written,
+      failure: state.failure
+    })
+
+    // The recording's own account goes in the file, then the writer completes it.
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
-        if (failure !== undefined) return
+        if (state.failure !== undefined) return
         post({
           t: "metadata",
           name: "chiral.recording",
@@ -186,12 +224,12 @@ export const make = (options: RecorderOptions): Effect.Effect<Recorder, RecordEr
             ["frames_offered", String(offered)],
             ["frames_dropped", String(dropped)],
             ["bytes_dropped", String(droppedBytes)],
-            ["undecodable_frames", String(written.counts.undecodable)],
-            ["skipped_images", JSON.stringify(written.counts.skippedImages)]
+            ["undecodable_frames", String(state.written.counts.undecodable)],
+            ["skipped_images", JSON.stringify(state.written.counts.skippedImages)]
           ]
         })
         yield* Effect.callback<void>((resume) => {
-          closed = () => resume(Effect.void)
+          state.closed = () => resume(Effect.void)
           post({ t: "close" })
         })
       })
@@ -200,14 +238,14 @@ export const make = (options: RecorderOptions): Effect.Effect<Recorder, RecordEr
     const record = (direction: Direction, connection: string, frame: Frame, receivedAt = now(), owned = false): boolean => {
       offered++
       const size = frameSize(frame)
-      if (failure !== undefined || pendingBytes + size > maxPending) {
+      if (state.failure !== undefined || state.pendingBytes + size > maxPending) {
         dropped++
         droppedBytes += size
         return false
       }
       // At most one copy: the writer gets a buffer of its own, moved rather than cloned.
       const bytes = owned && movable(frame) ? frame : copyOf(frame, size)
-      pendingBytes += bytes.byteLength
+      state.pendingBytes += bytes.byteLength
       post({ t: "frame", direction, connection, bytes, at: receivedAt }, [bytes.buffer as ArrayBuffer])
       return true
     }
@@ -216,7 +254,7 @@ export const make = (options: RecorderOptions): Effect.Effect<Recorder, RecordEr
       path: options.path,
       record,
       metadata: (name, values) => {
-        if (failure === undefined) post({ t: "metadata", name, values: Array.from(values) })
+        if (state.failure === undefined) post({ t: "metadata", name, values: Array.from(values) })
       },
       stats
     } satisfies Recorder
