@@ -5,13 +5,14 @@
  * requests and actions on `chiral/c2s` and subscribes to `chiral/s2c`. Each
  * sample carries one frame, the same bytes as a WebSocket message.
  *
- * Publish/subscribe has no per-client connections, so the server sees one
- * shared `Connection` standing for every client on its keys. As in the
- * references, two clients on the same keys receive each other's answers
- * (PolicyClient drops answers of the wrong type, but two `getObs` at once can
- * still swap); `keyPrefix` gives a server/client pair keys of its own
- * (`<prefix>/chiral/c2s`, …), so several pairs can share one Zenoh network or
- * even one listening session (`makeServerOn`).
+ * The keys are shared by every client, but the server, a peer, knows which
+ * session each request came from: every peer session is a `Connection` of its
+ * own, answered on its own fibers, and its replies go to that session only (on
+ * the same reply key, so reference clients work unchanged; see `makeServerOn`
+ * for what that means for other subscribers and for routers). `keyPrefix`
+ * gives a server/client pair keys of its own (`<prefix>/chiral/c2s`, …), so
+ * several robots can share one Zenoh network or even one listening session
+ * (`makeServerOn`).
  *
  * A Zenoh publication made before the remote subscriber is known is lost, so a
  * client learns that routes are up the way the references do: it sends
@@ -25,8 +26,12 @@
  */
 import { encodeFrame, frameAlignment } from "@chiral/protocol"
 import {
+  isZenohError,
   KeyExpr,
   type PeerError,
+  type PeerEvent,
+  type PeerInfo,
+  type PeerSamples,
   type Session,
   Zenoh,
   type ZenohConfig,
@@ -36,9 +41,9 @@ import {
   type ZenohLinkError,
   type ZenohSessionClosed
 } from "@chiral/zenoh"
-import { Cause, Clock, Duration, Effect, Exit, Layer, Option, Scope, Stream } from "effect"
+import { Cause, Clock, Duration, Effect, Exit, FiberSet, Layer, Option, Predicate, Scope, Stream } from "effect"
 import type { WithOffThreadDispatch } from "@chiral/core/OffThreadDispatch"
-import { ClientTransport, type Connection, type OutgoingFrame, ServerTransport } from "@chiral/core/Transport"
+import { ClientTransport, type Connection, ServerTransport } from "@chiral/core/Transport"
 import { TransportError, type TransportErrorReason } from "@chiral/core/TransportError"
 import * as ZenohDispatch from "./ZenohDispatch.js"
 
@@ -72,7 +77,10 @@ export interface ServerOptions extends SessionOptions, KeyOptions {
   readonly host?: string | undefined
   /** Port. Default 7447; 0 picks a free port (see `ServerTransport.address`). */
   readonly port?: number | undefined
-  /** Requests buffered before the server stops reading from the sending peers. Default 16. */
+  /**
+   * Frames buffered per peer session before the server stops reading from
+   * that peer (and only that one). Default 16.
+   */
   readonly capacity?: number | undefined
 }
 
@@ -193,14 +201,65 @@ const listenError = (address: string, error: ZenohConfigError | ZenohLinkError):
     cause: error
   })
 
-/** Pause before a handler that ended is given the shared connection again. */
-const restartPause = Duration.millis(100)
+/** A handler's failure other than its peer's session ending (which the listener logs itself). */
+const handlerFailure = (id: string) => (cause: Cause.Cause<unknown>) => {
+  if (Cause.hasInterruptsOnly(cause)) return Effect.interrupt
+  const error = Cause.findErrorOption(cause)
+  const sessionEnded = Option.isSome(error) && error.value instanceof TransportError &&
+    Predicate.hasProperty(error.value.cause, "_tag") && isZenohError(error.value.cause)
+  return sessionEnded ? Effect.void : Effect.logWarning(`chiral: handler for ${id} failed`, cause)
+}
+
+/**
+ * One peer session's requests as a `Connection`: its own frames, its own
+ * replies (on the reply key, to this session only), its own handler. When the
+ * handler ends by itself (a request it cannot answer, say), the session is
+ * closed, as a WebSocket server closes that client's socket. A router stands
+ * for every client behind it, so its connection is `shared` and never closed.
+ */
+const servePeer = <E, R>(
+  address: string,
+  keys: Keys,
+  peer: PeerSamples,
+  handler: (connection: Connection) => Effect.Effect<void, E, R>
+): Effect.Effect<void, never, R> => {
+  const id = `${address} ← ${peer.peer.address} (${keys.request}, zid ${peer.peer.zid})`
+  const shared = peer.peer.whatami === "router"
+  const connection: Connection = {
+    id,
+    frames: peer.samples.pipe(
+      Stream.map((sample) => sample.payload),
+      Stream.mapError((error) => sessionError(id, error))
+    ),
+    send: (frame) => Effect.mapError(peer.put(keys.reply, frame), (error) => sessionError(id, error)),
+    shared
+  }
+  return handler(connection).pipe(
+    Effect.catchCause(handlerFailure(id)),
+    Effect.andThen(shared ? Effect.void : peer.close)
+  )
+}
 
 /**
  * A `ServerTransport` on a Zenoh session that already exists (listening or
  * connected), for the keys of `keyPrefix`. `address` is what clients are told
  * to connect to. Several of these may share one session with different
- * prefixes.
+ * prefixes (closing a peer's session for one of them closes it for all).
+ *
+ * Every remote session that publishes on the request key becomes a
+ * `Connection` of its own (from its first frame until the session ends), so
+ * PolicyServer answers each client on its own fibers. Isolation, and its
+ * bound: a peer's frames wait in a buffer of `capacity` requests; when its
+ * handler falls behind, the server stops reading that peer's socket only (TCP
+ * pushes back on it, nobody else). Replies go to the requesting session only
+ * and each send waits until that peer's socket took the frame, so a slow or
+ * frozen peer holds at most the one reply being written (plus the requests it
+ * already sent) until its lease expires: it is a bounded per-peer queue rather
+ * than Zenoh's `Drop`, because a reply dropped would leave its client waiting
+ * for an answer that never comes. Other subscribers of the reply key no longer
+ * see the answers to requests they did not send; a Zenoh router in between
+ * stands for all its clients at once (one shared connection, its replies
+ * forwarded to every subscriber behind it, as with the references).
  */
 export const makeServerOn = (
   session: Session,
@@ -211,36 +270,48 @@ export const makeServerOn = (
 ): Effect.Effect<ServerTransport["Service"], TransportError> =>
   Effect.map(resolveKeys(options.keyPrefix, options.address), (keys) => {
     const address = options.address
-    const id = `${address} (${keys.request})`
-    const send = (frame: OutgoingFrame): Effect.Effect<void, TransportError> =>
-      Effect.mapError(session.put(keys.reply, frame), (error) => sessionError(id, error))
-
-    const serve = <E, R>(handler: (connection: Connection) => Effect.Effect<void, E, R>) => {
-      // One subscriber for the life of the handler: every client's frames, in arrival order.
-      const round = Effect.gen(function*() {
-        const samples = yield* session.declareSubscriber(keys.request, {
+    const serve = <E, R>(handler: (connection: Connection) => Effect.Effect<void, E, R>) =>
+      Effect.gen(function*() {
+        const sessions = yield* session.declarePeerSubscriber(keys.request, {
           capacity: options.capacity ?? 16,
           strategy: "suspend"
-        }).pipe(Effect.mapError((error) => sessionError(id, error)))
-        const frames = samples.pipe(
-          Stream.map((sample) => sample.payload),
-          Stream.mapError((error) => sessionError(id, error))
-        )
-        yield* handler({ id, frames, send, shared: true }).pipe(
-          Effect.catchCause((cause) =>
-            Cause.hasInterruptsOnly(cause)
-              ? Effect.interrupt
-              : Effect.logWarning(`chiral: handler for ${id} ended; serving again`, cause)
-          )
-        )
+        }).pipe(Effect.mapError((error) => sessionError(address, error)))
+        const peers = yield* FiberSet.make<void, never>()
+        yield* Stream.runForEach(sessions, (peer) => FiberSet.run(peers, servePeer(address, keys, peer, handler)))
+        // The subscriber's stream ends only with the session.
+        return yield* new TransportError({ reason: "Closed", address, detail: "the Zenoh session was closed" })
       }).pipe(Effect.scoped)
-      // Ending the shared connection would cut every client off, so a handler
-      // that ends is given a fresh one; a closed session ends `serve`.
-      return Effect.forever(Effect.andThen(round, Effect.sleep(restartPause)))
-    }
-
     return ServerTransport.of({ address, serve })
   })
+
+/**
+ * One line per session on the listening port that was refused or ended badly,
+ * with its reason (warnings: a handshake that failed, bytes that do not
+ * decode, a message over the reassembly cap, a lease that expired, a CLOSE
+ * other than GENERIC); a connection that just ends is logged at info level,
+ * sessions that open and close cleanly at debug level.
+ */
+const logPeerEvent = (locator: string) => (event: PeerEvent): Effect.Effect<void> => {
+  switch (event._tag) {
+    case "PeerConnected":
+      return Effect.logDebug(`chiral: Zenoh session from ${describePeer(event.peer)} on ${locator}`)
+    case "HandshakeFailed":
+      return Effect.logWarning(`chiral: Zenoh connection from ${event.address} on ${locator} refused: ${event.error.message}`)
+    case "PeerDisconnected": {
+      const error = event.error
+      const peer = `Zenoh session from ${describePeer(event.peer)} on ${locator}`
+      if (error === undefined || (error._tag === "ZenohCloseReceived" && error.reason === 0)) {
+        return Effect.logDebug(`chiral: ${peer} closed`)
+      }
+      // A socket that just ends is how zenoh-pico leaves (it sends no CLOSE): routine.
+      return error._tag === "ZenohLinkError"
+        ? Effect.logInfo(`chiral: ${peer} lost: ${error.message}`)
+        : Effect.logWarning(`chiral: ${peer} ended: ${error.message}`)
+    }
+  }
+}
+
+const describePeer = (peer: PeerInfo) => `${peer.address} (${peer.whatami} ${peer.zid})`
 
 /**
  * Listens as a Zenoh peer on `tcp/<host>:<port>`. The session is bound at once
@@ -269,6 +340,11 @@ export const makeServer = (
           Scope.provide(scope),
           Effect.mapError((error) => listenError(formatLocator(host, port), error)),
           Effect.onError(() => Scope.close(scope, Exit.void))
+        )
+        const locator = formatLocator(listener.address.host, listener.address.port)
+        yield* listener.peerEvents.pipe(
+          Stream.runForEach(logPeerEvent(locator)),
+          Effect.forkIn(scope, { startImmediately: true })
         )
         return { listener, scope }
       })

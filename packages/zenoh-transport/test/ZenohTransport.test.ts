@@ -221,48 +221,68 @@ describe("ZenohTransport: PolicyServer ↔ PolicyClient", () => {
 })
 
 describe("ZenohTransport server", () => {
-  it.live("one shared connection; a handler that ends or fails is given a fresh one; serving again reopens the port", () =>
+  it.live("a connection per peer session, answered on its own; a handler that ends closes only its peer; serving again reopens the port", () =>
     Effect.gen(function*() {
       const logs = yield* Robot.captureLogs
       const server = yield* ZenohTransport.makeServer({ host: "127.0.0.1", port: 0 })
-      const calls = yield* Ref.make(0)
-      // each handler answers one frame with its call number, then ends (the second one fails)
+      const ids = yield* Ref.make<ReadonlyArray<string>>([])
+      // echoes every frame to its own connection; "bye" ends the handler, "fail" fails it
       const handler = (connection: Connection) =>
         Effect.gen(function*() {
-          expect(connection.shared).toBe(true)
-          const n = yield* Ref.updateAndGet(calls, (k) => k + 1)
-          yield* connection.frames.pipe(Stream.take(1), Stream.runDrain)
-          yield* connection.send(text(`handler ${n}`))
-          if (n === 2) return yield* Effect.fail("handler 2 gives up")
+          expect(connection.shared).toBe(false)
+          yield* Ref.update(ids, (list) => [...list, connection.id])
+          yield* connection.frames.pipe(
+            Stream.map(str),
+            Stream.takeWhile((frame) => frame !== "bye"),
+            Stream.runForEach((frame) =>
+              frame === "fail" ? Effect.fail("the handler gives up") : connection.send(text(`echo ${frame}`))
+            )
+          )
         })
       const serving = yield* Effect.forkChild(server.serve(handler).pipe(Effect.provide(logs.layer)))
-      // a raw peer, since the probe would be taken for a request here
+      const port = Number(server.address.split(":").pop())
+      // raw peers, since the probe would be taken for a request here
       const open = Effect.gen(function*() {
-        const peer = yield* Zenoh.connect({ host: "127.0.0.1", port: Number(server.address.split(":").pop()) })
+        const peer = yield* Zenoh.connect({ host: "127.0.0.1", port })
         const replies = yield* peer.declareSubscriber(ZenohTransport.replyKey)
+        yield* peer.awaitSubscribers(ZenohTransport.requestKey)
         return { peer, replies: yield* Stream.toPull(replies) }
       })
-      const ask = (session: Effect.Success<typeof open>) =>
-        // requests sent while no handler is subscribed are lost (Zenoh semantics): ask until answered
-        session.peer.put(ZenohTransport.requestKey, text("ping")).pipe(
-          Effect.andThen(Effect.timeoutOption(session.replies, 200)),
-          Effect.flatMap(Option.match({ onNone: () => Effect.fail("no answer"), onSome: Effect.succeed })),
-          Effect.retry({ times: 25 }),
-          Effect.map((samples) => str(samples[0].payload))
+      const ask = (session: Effect.Success<typeof open>, frame: string) =>
+        session.peer.put(ZenohTransport.requestKey, text(frame)).pipe(
+          Effect.andThen(session.replies),
+          Effect.map((samples) => samples.map((s) => str(s.payload)))
         )
-      const first = yield* open
-      expect(yield* ask(first)).toBe("handler 1")
-      expect(yield* ask(first)).toBe("handler 2")
-      expect(yield* ask(first)).toBe("handler 3")
-      expect(logs.lines.some((l) => l.includes("handler 2 gives up") && l.includes("serving again"))).toBe(true)
+      const a = yield* open
+      const b = yield* open
+      expect(yield* ask(a, "a1")).toEqual(["echo a1"])
+      // b gets its own answer first: a's never reached it
+      expect(yield* ask(b, "b1")).toEqual(["echo b1"])
+      expect(yield* ask(a, "a2")).toEqual(["echo a2"])
+      const [idA, idB] = yield* Ref.get(ids)
+      expect(idA).toContain(a.peer.zid)
+      expect(idB).toContain(b.peer.zid)
+      // a's handler ends: a's session is closed, b is served on
+      yield* a.peer.put(ZenohTransport.requestKey, text("bye"))
+      expect(failure(yield* Effect.exit(Effect.timeout(a.peer.closed, 5000)))._tag).toBe("ZenohCloseReceived")
+      expect(yield* ask(b, "b2")).toEqual(["echo b2"])
+      // a new session from the same client is a new connection
+      const a2 = yield* open
+      expect(yield* ask(a2, "again")).toEqual(["echo again"])
+      expect((yield* Ref.get(ids)).length).toBe(3)
+      // a failing handler is logged and closes its peer's session only
+      yield* a2.peer.put(ZenohTransport.requestKey, text("fail"))
+      expect(failure(yield* Effect.exit(Effect.timeout(a2.peer.closed, 5000)))._tag).toBe("ZenohCloseReceived")
+      expect(logs.lines.some((l) => l.includes("the handler gives up") && l.includes(a2.peer.zid))).toBe(true)
+      expect(yield* ask(b, "b3")).toEqual(["echo b3"])
       // stopping serve closes the session: the peer is told
       yield* Fiber.interrupt(serving)
-      expect(failure(yield* Effect.exit(Effect.timeout(first.peer.closed, 2000)))._tag).toBe("ZenohCloseReceived")
-      expect(failure(yield* Effect.exit(first.peer.put("chiral/c2s", text("x"))))._tag).toBe("ZenohCloseReceived")
+      expect(failure(yield* Effect.exit(Effect.timeout(b.peer.closed, 5000)))._tag).toBe("ZenohCloseReceived")
+      expect(failure(yield* Effect.exit(b.peer.put("chiral/c2s", text("x"))))._tag).toBe("ZenohCloseReceived")
       // a new serve listens again on the same address
       yield* Effect.forkChild(server.serve(handler))
-      const second = yield* open.pipe(Effect.retry({ times: 20, schedule: Schedule.spaced(20) }))
-      expect(yield* ask(second)).toBe("handler 4")
+      const c = yield* open.pipe(Effect.retry({ times: 20, schedule: Schedule.spaced(20) }))
+      expect(yield* ask(c, "c1")).toEqual(["echo c1"])
     }).pipe(Effect.scoped))
 })
 

@@ -7,7 +7,7 @@
  * batch after batch and hands samples to the session, waiting when a subscriber is full (TCP then
  * pushes back on the sender).
  */
-import { Effect } from "effect"
+import { Deferred, Effect, Exit } from "effect"
 import * as Batch from "./Batch.js"
 import * as Fragmenter from "./Fragmenter.js"
 import type { Negotiated } from "./Handshake.js"
@@ -23,7 +23,8 @@ import {
   ZenohDecodeError,
   ZenohLeaseExpired,
   type ZenohLinkError,
-  ZenohReassemblyError
+  ZenohReassemblyError,
+  type ZenohSessionClosed
 } from "./ZenohError.js"
 import * as ZenohId from "./ZenohId.js"
 import * as Zint from "./Zint.js"
@@ -60,8 +61,8 @@ export interface SessionHooks {
   readonly keepAliveMillis: number
   /** Local subscriptions to announce: id and canonical key. */
   readonly subscriptions: () => Iterable<{ readonly id: number; readonly keyExpr: string }>
-  /** Hands a sample to matching local subscribers; an Effect when it has to wait for room. */
-  readonly deliver: (sample: Sample) => Effect.Effect<void> | undefined
+  /** Hands a sample from `from` to matching local subscribers; an Effect when it has to wait for room. */
+  readonly deliver: (sample: Sample, from: Remote) => Effect.Effect<void> | undefined
   /** The remote's set of subscriptions changed. */
   readonly remoteSubscriptionsChanged: () => void
 }
@@ -103,6 +104,11 @@ export class Remote {
   private receivedSinceCheck = false
   private delivering = false
 
+  // --- life ---
+  /** Why the session is over, once the session has detached it. */
+  ended: PeerError | ZenohSessionClosed | undefined = undefined
+  private readonly closing = Deferred.makeUnsafe<void>()
+
   constructor(link: Link, negotiated: Negotiated, hooks: SessionHooks) {
     this.link = link
     this.negotiated = negotiated
@@ -127,6 +133,16 @@ export class Remote {
       batchSize: negotiated.batchSize,
       leaseMillis: negotiated.remoteLeaseMillis
     }
+  }
+
+  /** Asks the session serving this remote to close it (CLOSE, then the socket). */
+  requestClose(): void {
+    Deferred.doneUnsafe(this.closing, Exit.void)
+  }
+
+  /** Completes once `requestClose` was called. */
+  get closeRequested(): Effect.Effect<void> {
+    return Deferred.await(this.closing)
   }
 
   /** Does any subscription the remote declared intersect `keyExpr`? (cached per key) */
@@ -437,7 +453,7 @@ export class Remote {
             attachment: attachmentOf(body),
             source: this.info.zid
           }
-        const wait = this.hooks.deliver(sample)
+        const wait = this.hooks.deliver(sample, this)
         if (wait === undefined) return undefined
         this.delivering = true
         return Effect.ensuring(wait, Effect.sync(() => (this.delivering = false)))

@@ -6,8 +6,14 @@
  * subscribers. A connector session has one remote and ends with it: its subscriber streams then
  * fail with the reason. A listener outlives its remotes; their comings and goings are reported as
  * `PeerEvent`s.
+ *
+ * A listener serving several peers keeps them apart where it matters: a peer subscriber
+ * (`declarePeerSubscriber`) gives each remote session its own bounded buffer, so a consumer that
+ * is slow with one peer's samples pushes back on that peer's TCP connection only, and `put` on a
+ * `PeerSamples` goes to that one session. Writes to different remotes never wait for each other
+ * (each socket queues its own; see `put`).
  */
-import { Cause, Deferred, Effect, Exit, PubSub, Queue, Result, Scope, Stream } from "effect"
+import { Cause, Deferred, Effect, Exit, Option, PubSub, Queue, Result, Scope, Stream } from "effect"
 import type { Negotiated } from "./Handshake.js"
 import * as KeyExpr from "./KeyExpr.js"
 import type { Link } from "./Link.js"
@@ -50,6 +56,31 @@ export interface SubscriberOptions {
   readonly strategy?: "suspend" | "sliding" | "dropping" | undefined
 }
 
+/**
+ * The samples one remote session sent to a peer subscriber, with the means to answer that
+ * session alone. Created when the first matching sample from the session arrives.
+ */
+export interface PeerSamples {
+  readonly peer: PeerInfo
+  /**
+   * This session's samples, in order, with the subscriber's capacity and strategy ("suspend":
+   * stops reading from this peer only). Ends when the session is closed (a CLOSE from the peer,
+   * `close`, or the local session closing); fails with the reason when it is lost otherwise.
+   */
+  readonly samples: Stream.Stream<Sample, PeerError>
+  /**
+   * Publishes on `keyExpr` to this session only (when one of its subscribers matches), as
+   * `Session.put` does for every session. Fails with the reason once the session is over.
+   */
+  readonly put: (
+    keyExpr: string,
+    payload: Uint8Array | ReadonlyArray<Uint8Array>,
+    options?: PutOptions
+  ) => Effect.Effect<void, ZenohKeyExprError | ZenohSessionClosed | PeerError>
+  /** Ends this session: CLOSE (GENERIC) to the peer, then the socket is closed. */
+  readonly close: Effect.Effect<void>
+}
+
 export interface PutOptions {
   readonly encoding?: ZenohBody.Encoding | undefined
   readonly attachment?: Uint8Array | undefined
@@ -77,6 +108,16 @@ export interface Session {
     payload: Uint8Array | ReadonlyArray<Uint8Array>,
     options?: PutOptions
   ) => Effect.Effect<void, ZenohKeyExprError | ZenohSessionClosed | PeerError>
+  /**
+   * Declares a subscriber (to every peer, like `declareSubscriber`) whose samples are kept apart
+   * per remote session: one `PeerSamples` per session that sends a matching sample, each with
+   * its own buffer of `capacity` samples. Local publications do not reach it. The stream ends
+   * when the scope closes.
+   */
+  readonly declarePeerSubscriber: (
+    keyExpr: string,
+    options?: SubscriberOptions
+  ) => Effect.Effect<Stream.Stream<PeerSamples>, ZenohKeyExprError | ZenohSessionClosed | PeerError, Scope.Scope>
   /** The peers we currently have a session with. */
   readonly peers: Effect.Effect<ReadonlyArray<PeerInfo>>
   /** Peers connecting and leaving, from the moment the stream starts. */
@@ -93,6 +134,15 @@ interface LocalSubscriber {
   readonly queue: Queue.Queue<Sample, PeerError | Cause.Done>
   /** Waits for room when full (the others drop without waiting). */
   readonly waits: boolean
+  /** A peer subscriber: `queue` is unused, each remote has its own. */
+  readonly perPeer?: PerPeer | undefined
+}
+
+interface PerPeer {
+  readonly options: { readonly capacity: number; readonly strategy: "suspend" | "sliding" | "dropping" }
+  /** One `PeerSamples` per remote, as the remote's first sample arrives. */
+  readonly sessions: Queue.Queue<PeerSamples, Cause.Done>
+  readonly queues: Map<Remote, Queue.Queue<Sample, PeerError | Cause.Done>>
 }
 
 const DEFAULT_CAPACITY = 16
@@ -148,15 +198,45 @@ export class SessionState {
     return subs
   }
 
-  /** Offers without waiting where there is room; returns the waits for full "suspend" queues. */
-  deliver(sample: Sample): Effect.Effect<void> | undefined {
+  /**
+   * Offers without waiting where there is room; returns the waits for full "suspend" queues (and
+   * for creating a peer subscriber's queue for a remote's first sample). `from`: the remote it
+   * came from, undefined for a local publication.
+   */
+  deliver(sample: Sample, from: Remote | undefined): Effect.Effect<void> | undefined {
     const subs = this.routeLocal(sample.keyExpr)
-    let full: Array<LocalSubscriber> | undefined
+    let wait: Array<Effect.Effect<void>> | undefined
     for (const sub of subs) {
-      if (!Queue.offerUnsafe(sub.queue, sample) && sub.waits && Queue.isFullUnsafe(sub.queue)) (full ??= []).push(sub)
+      let queue = sub.queue
+      if (sub.perPeer !== undefined) {
+        if (from === undefined) continue
+        const own = sub.perPeer.queues.get(from)
+        if (own === undefined) {
+          ;(wait ??= []).push(Effect.flatMap(this.openPeerQueue(sub.perPeer, from), (q) => Queue.offer(q, sample)))
+          continue
+        }
+        queue = own
+      }
+      if (!Queue.offerUnsafe(queue, sample) && (sub.waits && Queue.isFullUnsafe(queue))) {
+        ;(wait ??= []).push(Queue.offer(queue, sample))
+      }
     }
-    if (full === undefined) return undefined
-    return Effect.forEach(full, (sub) => Queue.offer(sub.queue, sample), { discard: true })
+    if (wait === undefined) return undefined
+    return wait.length === 1 ? wait[0]! : Effect.all(wait, { discard: true })
+  }
+
+  /** A remote's queue in a peer subscriber, announced to its consumer as `PeerSamples`. */
+  private openPeerQueue(perPeer: PerPeer, remote: Remote): Effect.Effect<Queue.Queue<Sample, PeerError | Cause.Done>> {
+    return Effect.map(Queue.make<Sample, PeerError | Cause.Done>(perPeer.options), (queue) => {
+      perPeer.queues.set(remote, queue)
+      Queue.offerUnsafe(perPeer.sessions, {
+        peer: remote.info,
+        samples: Stream.fromQueue(queue),
+        put: (keyExpr, payload, options) => this.put(keyExpr, payload, options, remote),
+        close: Effect.sync(() => remote.requestClose())
+      })
+      return queue
+    })
   }
 
   // --- remotes ----------------------------------------------------------------------------------
@@ -168,7 +248,7 @@ export class SessionState {
       payloadAlignment: this.config.payloadAlignment,
       keepAliveMillis: this.config.keepAliveMillis,
       subscriptions: () => [...this.subscribers.values()].map(({ id, keyExpr }) => ({ id, keyExpr })),
-      deliver: (sample) => this.deliver(sample),
+      deliver: (sample, from) => this.deliver(sample, from),
       remoteSubscriptionsChanged: () => this.signalChange()
     }
     const remote = new Remote(link, negotiated, hooks)
@@ -180,8 +260,17 @@ export class SessionState {
 
   detach(remote: Remote, error: PeerError | undefined): void {
     if (!this.remotes.delete(remote)) return
+    remote.ended = error ?? new ZenohSessionClosed({ operation: "put" })
     PubSub.publishUnsafe(this.events, { _tag: "PeerDisconnected", peer: remote.info, error })
     this.signalChange()
+    // A peer subscriber's stream of this remote: ends when the session was closed, else fails.
+    for (const sub of this.subscribers.values()) {
+      const queue = sub.perPeer?.queues.get(remote)
+      if (queue === undefined) continue
+      sub.perPeer!.queues.delete(remote)
+      if (error === undefined || error._tag === "ZenohCloseReceived") Queue.endUnsafe(queue)
+      else Queue.failCauseUnsafe(queue, Cause.fail(error))
+    }
     if (this.mode === "connector" && error !== undefined && !this.closed) {
       this.failure = error
       for (const sub of this.subscribers.values()) Queue.failCauseUnsafe(sub.queue, Cause.fail(error))
@@ -193,23 +282,23 @@ export class SessionState {
   close(): void {
     if (this.closed) return
     this.closed = true
-    for (const sub of this.subscribers.values()) Queue.endUnsafe(sub.queue)
+    for (const sub of this.subscribers.values()) endSubscriber(sub, false)
     Deferred.doneUnsafe(this.ended, Exit.fail(new ZenohSessionClosed({ operation: "closed" })))
     this.signalChange()
   }
 
   /**
-   * Runs a remote until it ends, then detaches it. Interrupted (local close): say CLOSE and
-   * flush. Failed: drop the link.
+   * Runs a remote until it ends, then detaches it. Interrupted (local close) or asked to close:
+   * say CLOSE and flush. Failed: drop the link.
    */
   serve(remote: Remote): Effect.Effect<void> {
     const run = Effect.raceFirst(remote.receive, remote.watchLease).pipe(
-      Effect.raceFirst(remote.keepAlive)
+      Effect.raceFirst(remote.keepAlive),
+      Effect.raceFirst(remote.closeRequested)
     )
     return run.pipe(
       Effect.onExit((exit) => {
-        if (Exit.isSuccess(exit)) return Effect.void
-        const error = Cause.findErrorOption(exit.cause)
+        const error = Exit.isFailure(exit) ? Cause.findErrorOption(exit.cause) : Option.none()
         if (error._tag === "Some") {
           this.detach(remote, error.value)
           return Effect.sync(() => remote.link.destroy())
@@ -228,50 +317,75 @@ export class SessionState {
     keyExpr: string,
     options?: SubscriberOptions
   ): Effect.Effect<Stream.Stream<Sample, PeerError>, ZenohKeyExprError | ZenohSessionClosed | PeerError, Scope.Scope> {
+    return Effect.map(this.addSubscriber(keyExpr, options, false), (sub) => Stream.fromQueue(sub.queue))
+  }
+
+  declarePeerSubscriber(
+    keyExpr: string,
+    options?: SubscriberOptions
+  ): Effect.Effect<Stream.Stream<PeerSamples>, ZenohKeyExprError | ZenohSessionClosed | PeerError, Scope.Scope> {
+    return Effect.map(this.addSubscriber(keyExpr, options, true), (sub) => Stream.fromQueue(sub.perPeer!.sessions))
+  }
+
+  /** Registers a subscriber for the scope's life and declares it to every remote. */
+  private addSubscriber(
+    keyExpr: string,
+    options: SubscriberOptions | undefined,
+    perPeer: boolean
+  ): Effect.Effect<LocalSubscriber, ZenohKeyExprError | ZenohSessionClosed | PeerError, Scope.Scope> {
     const self = this
     return Effect.gen(function*() {
       const key = yield* Effect.fromResult(KeyExpr.canonize(keyExpr))
       const unavailable = self.unavailable("declareSubscriber")
       if (unavailable !== undefined) return yield* Effect.fail(unavailable)
-      const strategy = options?.strategy ?? "suspend"
-      const queue = yield* Queue.make<Sample, PeerError | Cause.Done>({
-        capacity: options?.capacity ?? DEFAULT_CAPACITY,
-        strategy
-      })
+      const queueOptions = { capacity: options?.capacity ?? DEFAULT_CAPACITY, strategy: options?.strategy ?? "suspend" }
+      const queue = yield* Queue.make<Sample, PeerError | Cause.Done>(perPeer ? { capacity: 1 } : queueOptions)
       const id = self.nextSubscriberId++
-      const sub: LocalSubscriber = { id, keyExpr: key, queue, waits: strategy === "suspend" }
-      yield* Effect.acquireRelease(
+      const sub: LocalSubscriber = {
+        id,
+        keyExpr: key,
+        queue,
+        waits: queueOptions.strategy === "suspend",
+        perPeer: perPeer
+          ? { options: queueOptions, sessions: yield* Queue.unbounded<PeerSamples, Cause.Done>(), queues: new Map() }
+          : undefined
+      }
+      return yield* Effect.acquireRelease(
         Effect.sync(() => {
           self.subscribers.set(id, sub)
           self.localRoutes.clear()
           const msg = NetworkMessage.declare(NetworkMessage.declareSubscriber(id, key))
           for (const remote of self.remotes) void remote.sendNetwork([msg])
+          return sub
         }),
         () =>
           Effect.sync(() => {
             self.subscribers.delete(id)
             self.localRoutes.clear()
-            // End the stream, and release a receiver blocked offering to this full queue.
-            Queue.endUnsafe(queue)
-            Queue.shutdownUnsafe(queue)
+            endSubscriber(sub, true)
             const msg = NetworkMessage.declare(NetworkMessage.undeclareSubscriber(id))
             for (const remote of self.remotes) void remote.sendNetwork([msg])
           })
       )
-      return Stream.fromQueue(queue)
     })
   }
 
+  /**
+   * Publishes to every remote whose subscribers match (or to `only`). Each remote's batches are
+   * queued on its own socket when called, so a peer that reads slowly or not at all delays no
+   * other peer's delivery; the Effect waits until every socket took the bytes.
+   */
   put(
     keyExpr: string,
     payload: Uint8Array | ReadonlyArray<Uint8Array>,
-    options?: PutOptions
+    options?: PutOptions,
+    only?: Remote
   ): Effect.Effect<void, ZenohKeyExprError | ZenohSessionClosed | PeerError> {
     return Effect.suspend((): Effect.Effect<void, ZenohKeyExprError | ZenohSessionClosed | PeerError> => {
       const canonical = KeyExpr.canonize(keyExpr)
       if (Result.isFailure(canonical)) return Effect.fail(canonical.failure)
       const key = canonical.success
-      const unavailable = this.unavailable("put")
+      const unavailable = this.unavailable("put") ?? only?.ended
       if (unavailable !== undefined) return Effect.fail(unavailable)
       const parts: ReadonlyArray<Uint8Array> = payload instanceof Uint8Array ? [payload] : payload
       let length = 0
@@ -280,6 +394,7 @@ export class SessionState {
         ? [Extension.zbuf(Extension.Id.Attachment, options.attachment)]
         : []
       const meta = { timestamp: undefined, encoding: options?.encoding, extensions }
+      if (only !== undefined) return only.matches(key) ? only.sendPut(key, parts, length, meta) : Effect.void
       const flushes: Array<Effect.Effect<void, PeerError>> = []
       for (const remote of this.remotes) {
         if (remote.matches(key)) flushes.push(remote.sendPut(key, parts, length, meta))
@@ -293,7 +408,7 @@ export class SessionState {
           timestamp: undefined,
           attachment: options?.attachment,
           source: undefined
-        })
+        }, undefined)
         : undefined
       const all = flushes.length === 0
         ? Effect.void
@@ -335,6 +450,7 @@ export class SessionState {
     return {
       zid: this.zid,
       declareSubscriber: (keyExpr, options) => this.declareSubscriber(keyExpr, options),
+      declarePeerSubscriber: (keyExpr, options) => this.declarePeerSubscriber(keyExpr, options),
       put: (keyExpr, payload, options) => this.put(keyExpr, payload, options),
       peers: this.peers,
       peerEvents: Stream.fromPubSub(this.events),
@@ -344,4 +460,18 @@ export class SessionState {
   }
 }
 
-
+/**
+ * Ends a subscriber's stream(s) after what they buffered; `undeclared`: also releases a receiver
+ * blocked offering to a full queue (nobody will take from it any more).
+ */
+const endSubscriber = (sub: LocalSubscriber, undeclared: boolean): void => {
+  const end = (queue: Queue.Queue<any, any>) => {
+    Queue.endUnsafe(queue)
+    if (undeclared) Queue.shutdownUnsafe(queue)
+  }
+  end(sub.queue)
+  if (sub.perPeer === undefined) return
+  end(sub.perPeer.sessions)
+  for (const queue of sub.perPeer.queues.values()) end(queue)
+  sub.perPeer.queues.clear()
+}

@@ -6,6 +6,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Option, Scope, Stream } from "effect"
 import {
   Extension,
+  NetworkMessage,
   type PeerEvent,
   type Session,
   TransportMessage,
@@ -42,6 +43,18 @@ const pattern = (n: number, seed: number) => {
 }
 
 const sameBytes = (a: Uint8Array, b: Uint8Array) => Buffer.compare(a, b) === 0
+
+/** Takes a stream's elements one at a time (a pull gives them in chunks). */
+const oneByOne = <A, E>(stream: Stream.Stream<A, E>) =>
+  Effect.map(Stream.toPull(stream), (pull) => {
+    const buffer: Array<A> = []
+    return Effect.suspend(() =>
+      buffer.length > 0 ? Effect.succeed(buffer.shift()!) : Effect.map(pull, (chunk) => {
+        buffer.push(...chunk)
+        return buffer.shift()!
+      })
+    )
+  })
 
 describe("sessions over loopback TCP", () => {
   it.live("connector publishes, listener's subscriber receives", () =>
@@ -240,6 +253,56 @@ describe("sessions over loopback TCP", () => {
       assert.isTrue(got.every((s, i) => sameBytes(s.payload, pattern(1 << 20, i))))
       const [last] = yield* latest.pipe(Stream.take(1), Stream.runCollect)
       assert.strictEqual(last!.payload[0], 39)
+    }))
+
+  it.live("peer subscriber: each session's samples apart, a full buffer holds back only its peer, puts reach only that peer", () =>
+    Effect.gen(function*() {
+      const listener = yield* listen()
+      const sessions = yield* oneByOne(yield* listener.declarePeerSubscriber("k", { capacity: 1 }))
+      const a = yield* connectTo(listener)
+      const b = yield* connectTo(listener)
+      const atA = yield* oneByOne(yield* a.declareSubscriber("r"))
+      const atB = yield* oneByOne(yield* b.declareSubscriber("r"))
+      yield* a.awaitSubscribers("k")
+      yield* b.awaitSubscribers("k")
+      yield* listener.awaitSubscribers("r")
+      // a sends 20 × 256 kB that nobody takes: its 1-slot buffer is full at once, and TCP holds
+      // the rest back at a.
+      const flooding = yield* Effect.forkChild(
+        Effect.forEach(Array.from({ length: 20 }, (_, i) => i), (i) => a.put("k", pattern(1 << 18, i)), { discard: true })
+      )
+      const fromA = yield* sessions
+      assert.strictEqual(fromA.peer.zid, a.zid)
+      yield* b.put("k", text("from b"))
+      const fromB = yield* sessions
+      assert.strictEqual(fromB.peer.zid, b.zid)
+      const [first] = yield* Stream.runCollect(Stream.take(fromB.samples, 1))
+      assert.strictEqual(str(first!.payload), "from b")
+      assert.strictEqual(first!.source, b.zid)
+      // Answers go to their own peer only.
+      yield* fromB.put("r", text("to b"))
+      yield* fromA.put("r", text("to a"))
+      assert.strictEqual(str((yield* atB).payload), "to b")
+      assert.strictEqual(str((yield* atA).payload), "to a")
+      // a's samples, all and in order, once taken.
+      const got = yield* Stream.runCollect(Stream.take(fromA.samples, 20))
+      yield* Fiber.join(flooding)
+      assert.deepStrictEqual(got.map((s) => s.payload[0]), Array.from({ length: 20 }, (_, i) => i))
+      // Closing one peer's session: CLOSE to it, its stream ends, its puts fail; b is untouched.
+      yield* fromA.close
+      const closed = yield* Effect.flip(a.closed)
+      assert.strictEqual(closed._tag, "ZenohCloseReceived")
+      assert.isTrue(Exit.isSuccess(yield* Effect.exit(Stream.runDrain(fromA.samples))))
+      assert.isTrue(Exit.isFailure(yield* Effect.exit(fromA.put("r", text("late")))))
+      yield* fromB.put("r", text("still b"))
+      assert.strictEqual(str((yield* atB).payload), "still b")
+      // A peer lost without CLOSE fails its stream with the reason.
+      const raw = yield* Raw.connectAndOpen(listener.address.port)
+      raw.send(Raw.network(0, NetworkMessage.push("k", { _tag: "Put", payload: text("raw"), timestamp: undefined, encoding: undefined, extensions: [] })))
+      const fromRaw = yield* sessions
+      raw.destroy()
+      const exit = yield* Effect.exit(Stream.runCollect(fromRaw.samples))
+      assert.isTrue(Exit.isFailure(exit))
     }))
 
   it.live("sessions as services from layers", () =>
