@@ -46,6 +46,8 @@ import type { WithOffThreadDispatch } from "@chiral/core/OffThreadDispatch"
 import { ClientTransport, type Connection, ServerTransport } from "@chiral/core/Transport"
 import { TransportError, type TransportErrorReason } from "@chiral/core/TransportError"
 import * as ZenohDispatch from "./ZenohDispatch.js"
+import * as ZenohSession from "./ZenohSession.js"
+import type { SessionEnd } from "./ZenohSession.js"
 
 /** The references' port. */
 export const defaultPort = 7447
@@ -102,6 +104,15 @@ export interface ClientOptions extends SessionOptions, KeyOptions {
    * either way.
    */
   readonly thread?: "worker" | "main" | undefined
+  /**
+   * Where the session for requests and observations runs. "worker" (default):
+   * on a worker thread of its own, whose keep-alives keep the session up
+   * however long this thread is blocked (a long synchronous inference); the
+   * server still drops a process that is frozen or gone after its lease.
+   * "main": on this thread, where a block longer than the lease (10 s) ends
+   * the session.
+   */
+  readonly sessionThread?: "worker" | "main" | undefined
 }
 
 /** The two keys of one chiral pair. */
@@ -406,12 +417,74 @@ const startDispatcher = (
 const metadataRequest = encodeFrame({ type: "metadata" })
 
 /**
+ * Why probing could not go on, as the transport's error. A session that ends
+ * because it was refused, expired or cut is worth retrying (the server may be
+ * restarting: `Unavailable`); one that breaks because the server sent bytes
+ * we cannot read, or that the server closed as invalid, will break again: it
+ * fails at once and says what broke, rather than "nobody there".
+ */
+const probeError = (locator: string) => (error: SessionEnd | Cause.Done): TransportError => {
+  if (Cause.isDone(error)) {
+    return new TransportError({ reason: "Unavailable", address: locator, detail: "session closed while probing" })
+  }
+  switch (error._tag) {
+    case "ZenohDecodeError":
+    case "ZenohReassemblyError":
+      return new TransportError({
+        reason: "Read",
+        address: locator,
+        detail: `the session with the server broke: ${error.message}`,
+        cause: error
+      })
+    case "ZenohCloseReceived":
+      if (error.reasonName === "INVALID" || error.reasonName === "UNSUPPORTED") {
+        return new TransportError({
+          reason: "Closed",
+          address: locator,
+          detail: `the server ended the session: ${error.message} (it could not read what this client sent)`,
+          cause: error
+        })
+      }
+      break
+  }
+  return new TransportError({ reason: "Unavailable", address: locator, detail: error.message, cause: error })
+}
+
+/** The client's session: on its own thread unless told otherwise (or the thread cannot run). */
+const openSession = (
+  locator: string,
+  open: ZenohSession.OpenOptions,
+  thread: "worker" | "main" | undefined
+): Effect.Effect<ZenohSession.ClientSession, TransportError, Scope.Scope> =>
+  Effect.gen(function*() {
+    if (thread !== "main") {
+      const session = yield* ZenohSession.openInWorker(open)
+      if (session !== undefined) return session
+      yield* Effect.logWarning(
+        "chiral: the Zenoh session's thread cannot run; the session runs on this thread (a long block of it will end the session)"
+      )
+    }
+    return yield* ZenohSession.openHere(open)
+  }).pipe(
+    Effect.mapError((error) =>
+      error._tag === "ZenohConfigError" || error._tag === "ZenohLinkError" || error._tag === "ZenohHandshakeError"
+        ? openError(locator, error)
+        : probeError(locator)(error)
+    )
+  )
+
+/**
  * Connects to a chiral server over Zenoh at `locator` (`tcp/host:port`).
- * Each `connect` opens a Zenoh session, declares the reply subscriber and
- * probes with `metadata` until the first answer; that answer is consumed here.
- * Unless `thread: "main"`, it also starts the action dispatcher's worker as
- * soon as the session is open, and hands the connection over (with its
- * `dispatch`) once the worker's session has reached the server too.
+ * Each `connect` opens a Zenoh session (on a worker thread of its own unless
+ * `sessionThread: "main"`), declares the reply subscriber and probes with
+ * `metadata` until the first answer; that answer is consumed here. Unless
+ * `thread: "main"`, it also starts the action dispatcher's worker as soon as
+ * the session is open, and hands the connection over (with its `dispatch`)
+ * once the worker's session has reached the server too.
+ *
+ * The connection's `send` hands the frame to the session's thread and
+ * completes at once (requests and actions are small); replies come back in
+ * order, a few at a time (see `ZenohSessionWorker`).
  */
 export const makeClient = (locator: string, options: ClientOptions = {}): ClientTransport["Service"] => {
   const probeInterval = Duration.fromInputUnsafe(options.probeInterval ?? Duration.millis(500))
@@ -423,32 +496,27 @@ export const makeClient = (locator: string, options: ClientOptions = {}): Client
       return yield* new TransportError({ reason: "InvalidAddress", address: locator, detail: "expected tcp/host:port" })
     }
     const keys = yield* resolveKeys(options.keyPrefix, locator)
-    const session = yield* Zenoh.connect({ ...sessionOptions(options), ...endpoint }).pipe(
-      Effect.mapError((error) => openError(locator, error))
-    )
+    const session = yield* openSession(locator, {
+      ...endpoint,
+      requestKey: keys.request,
+      replyKey: keys.reply,
+      session: sessionOptions(options)
+    }, options.sessionThread)
     // Somebody answers Zenoh here: the worker starts now, so that its start-up
     // overlaps the probing below.
     const dispatcher = options.thread === "main"
       ? undefined
       : yield* startDispatcher(locator, endpoint, keys.request, options)
-    const samples = yield* session.declareSubscriber(keys.reply, { capacity: 2, strategy: "suspend" }).pipe(
-      Effect.mapError((error) => sessionError(locator, error))
-    )
-    const pull = yield* Stream.toPull(samples)
+    const pull = yield* Stream.toPull(session.replies)
     const unavailable = (detail: string) => new TransportError({ reason: "Unavailable", address: locator, detail })
-    // While probing, a session that ends means nobody is serving (yet): worth retrying.
-    const ended = (error: PeerError | ZenohSessionClosed | ZenohKeyExprError | Cause.Done) =>
-      Cause.isDone(error) ? unavailable("session closed while probing") : unavailable(error.message)
+    const ended = probeError(locator)
 
     // Our first probe would be lost if the server's subscriber were not known yet.
-    yield* session.awaitSubscribers(keys.request).pipe(
-      Effect.timeoutOption(probeInterval),
-      Effect.mapError(ended)
-    )
+    yield* session.routed.pipe(Effect.timeoutOption(probeInterval), Effect.mapError(ended))
     const started = yield* Clock.currentTimeMillis
     let probes = 0
     for (;;) {
-      yield* session.put(keys.request, metadataRequest).pipe(Effect.mapError(ended))
+      yield* session.put(metadataRequest).pipe(Effect.mapError(ended))
       probes++
       // Whatever arrives first (normally the metadata_response) proves both routes.
       const answer = yield* pull.pipe(Effect.timeoutOption(probeInterval), Effect.mapError(ended))
@@ -459,21 +527,24 @@ export const makeClient = (locator: string, options: ClientOptions = {}): Client
     }
 
     const frames = Stream.fromPull(Effect.succeed(pull)).pipe(
-      Stream.map((sample) => sample.payload),
       Stream.mapError((error) => sessionError(locator, error))
     )
+    // Set when the dispatcher's session is lost: the connection is over, sends included.
+    let lost: TransportError | undefined
     const connection: Connection = {
       id: locator,
       frames,
-      send: (frame) => Effect.mapError(session.put(keys.request, frame), (error) => sessionError(locator, error))
+      send: (frame) =>
+        lost !== undefined ? Effect.fail(lost) : Effect.mapError(session.put(frame), (error) => sessionError(locator, error))
     }
     if (dispatcher === undefined) return connection
     const dispatch = yield* dispatcher.ready
     if (Option.isNone(dispatch)) return connection
     // A dispatcher whose session is lost ends the connection: actions would no longer arrive.
+    const dispatcherLost = Effect.tapError(dispatcher.lost, (error) => Effect.sync(() => (lost = error)))
     return {
       ...connection,
-      frames: Stream.interruptWhen(frames, dispatcher.lost),
+      frames: Stream.interruptWhen(frames, dispatcherLost),
       dispatch: dispatch.value
     } satisfies Connection & WithOffThreadDispatch
   })

@@ -1,0 +1,183 @@
+/**
+ * The Zenoh client's session for requests and replies, as the transport's
+ * `connect` uses it: publish a frame on the request key, receive the replies,
+ * learn when the server's request subscriber is known. Two places it can run:
+ *
+ * - `openInWorker` (the default): on a worker thread (`ZenohSessionWorker`),
+ *   so that its keep-alives go out however long the policy's thread is busy;
+ *   a process that is frozen or gone is still dropped by its lease.
+ * - `openHere`: on this thread, as a plain `Zenoh.connect` (`session: "main"`,
+ *   and the fallback when the thread cannot run).
+ *
+ * Both end with the scope (the server is told with a CLOSE).
+ */
+import { frameAlignment } from "@chiral/protocol"
+import {
+  type PeerError,
+  Zenoh,
+  type ZenohConfig,
+  type ZenohConfigError,
+  type ZenohHandshakeError,
+  ZenohId,
+  type ZenohKeyExprError,
+  type ZenohLinkError,
+  ZenohSessionClosed
+} from "@chiral/zenoh"
+import { Cause, Deferred, Duration, Effect, Exit, Queue, type Scope, Stream } from "effect"
+import { Worker } from "node:worker_threads"
+import * as DispatchControl from "@chiral/core/DispatchControl"
+import { frameBytes, type OutgoingFrame } from "@chiral/core/Transport"
+import { decodeError, type FromSessionWorker, type SessionWorkerOptions, type ToSessionWorker } from "./ZenohSessionWorker.js"
+
+/** Why a session (or one operation on it) ended. */
+export type SessionEnd = PeerError | ZenohSessionClosed | ZenohKeyExprError
+/** Why a session could not be opened. */
+export type OpenError = ZenohConfigError | ZenohLinkError | ZenohHandshakeError
+
+export interface ClientSession {
+  /** Completes once the server's subscriber on the request key is known (publications before are lost). */
+  readonly routed: Effect.Effect<void, SessionEnd>
+  /** Publishes one frame on the request key. */
+  readonly put: (frame: OutgoingFrame) => Effect.Effect<void, SessionEnd>
+  /** The replies, in order; fails with the reason when the session ends. Consume once. */
+  readonly replies: Stream.Stream<Uint8Array, SessionEnd>
+}
+
+export interface OpenOptions {
+  readonly host: string
+  readonly port: number
+  readonly requestKey: string
+  readonly replyKey: string
+  readonly session: ZenohConfig.ZenohConfig
+}
+
+/** Replies in flight between the threads, at most (what the subscriber buffered before: 2). */
+const WINDOW = 2
+
+/** The session on this thread. */
+export const openHere = (options: OpenOptions): Effect.Effect<ClientSession, OpenError | SessionEnd, Scope.Scope> =>
+  Effect.gen(function*() {
+    const session = yield* Zenoh.connect({
+      ...options.session,
+      payloadAlignment: options.session.payloadAlignment ?? frameAlignment,
+      host: options.host,
+      port: options.port
+    })
+    const samples = yield* session.declareSubscriber(options.replyKey, { capacity: WINDOW, strategy: "suspend" })
+    return {
+      routed: session.awaitSubscribers(options.requestKey),
+      put: (frame) => session.put(options.requestKey, frame),
+      replies: Stream.map(samples, (sample) => sample.payload)
+    }
+  })
+
+const millisOf = (input: Duration.Input | undefined): number | undefined =>
+  input === undefined ? undefined : Duration.toMillis(Duration.fromInputUnsafe(input))
+
+/** The settings as they cross threads: durations in ms, the zid in hex. */
+const workerOptions = (options: OpenOptions): SessionWorkerOptions => {
+  const s = options.session
+  return {
+    host: options.host,
+    port: options.port,
+    requestKey: options.requestKey,
+    replyKey: options.replyKey,
+    window: WINDOW,
+    session: {
+      zid: s.zid === undefined || typeof s.zid === "string" ? s.zid : ZenohId.toString(s.zid),
+      batchSize: s.batchSize,
+      lease: millisOf(s.lease),
+      keepAlive: millisOf(s.keepAlive),
+      handshakeTimeout: millisOf(s.handshakeTimeout),
+      maxMessageSize: s.maxMessageSize,
+      closeTimeout: millisOf(s.closeTimeout)
+    }
+  }
+}
+
+/**
+ * The session on a worker thread of its own. Undefined when the thread cannot
+ * run at all (its script missing, say): the caller then opens it here. The
+ * thread is asked to close with the scope, and cut short after the session's
+ * close timeout and a second more.
+ */
+export const openInWorker = (
+  options: OpenOptions
+): Effect.Effect<ClientSession | undefined, OpenError | SessionEnd, Scope.Scope> =>
+  Effect.gen(function*() {
+    const settings = workerOptions(options)
+    const closeTimeout = (settings.session.closeTimeout ?? 1000) + 1000
+    const opened = Deferred.makeUnsafe<boolean, OpenError | SessionEnd>()
+    const routed = Deferred.makeUnsafe<void, SessionEnd>()
+    const replies = yield* Queue.unbounded<Uint8Array, SessionEnd | Cause.Done>()
+    let ended: SessionEnd | undefined
+    let exited = false
+    let closing = false
+
+    const end = (error: SessionEnd) => {
+      ended ??= error
+      Deferred.doneUnsafe(opened, Exit.fail(error))
+      Deferred.doneUnsafe(routed, Exit.fail(error))
+      Queue.failCauseUnsafe(replies, Cause.fail(error))
+    }
+
+    const worker = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        new Worker(DispatchControl.workerScript("ZenohSessionWorker", import.meta.url), {
+          // As for the dispatcher's worker: built JavaScript, no Node options of the parent.
+          execArgv: [],
+          workerData: { chiralZenohSession: settings }
+        })
+      ),
+      (worker) =>
+        Effect.callback<void>((resume) => {
+          closing = true
+          if (exited) return resume(Effect.void)
+          const timer = setTimeout(() => void worker.terminate(), closeTimeout)
+          worker.once("exit", () => {
+            clearTimeout(timer)
+            resume(Effect.void)
+          })
+          worker.postMessage({ t: "close" } satisfies ToSessionWorker)
+        })
+    )
+    worker.on("message", (message: FromSessionWorker) => {
+      switch (message.t) {
+        case "open":
+          return void Deferred.doneUnsafe(opened, Exit.succeed(true))
+        case "failed":
+          return void Deferred.doneUnsafe(opened, Exit.fail(decodeError(message.error) as OpenError | SessionEnd))
+        case "routed":
+          return void Deferred.doneUnsafe(routed, Exit.void)
+        case "reply":
+          return void Queue.offerUnsafe(replies, new Uint8Array(message.buffer, message.offset, message.length))
+        case "ended":
+          return end(decodeError(message.error) as SessionEnd)
+      }
+    })
+    const threadGone = (what: string) => {
+      // Before the session opened: the thread cannot run here; after: the session is gone with it.
+      Deferred.doneUnsafe(opened, Exit.succeed(false))
+      end(new ZenohSessionClosed({ operation: `the Zenoh session's thread ${what}` }))
+    }
+    worker.on("error", (error) => threadGone(`failed: ${error.message}`))
+    worker.on("exit", (code) => {
+      exited = true
+      if (!closing) threadGone(`exited (${code})`)
+    })
+
+    if (!(yield* Deferred.await(opened))) return undefined
+    const ack = { t: "ack" } satisfies ToSessionWorker
+    return {
+      routed: Deferred.await(routed),
+      put: (frame) =>
+        Effect.suspend(() => {
+          if (ended !== undefined) return Effect.fail(ended)
+          worker.postMessage({ t: "put", frame: frameBytes(frame) } satisfies ToSessionWorker)
+          return Effect.void
+        }),
+      replies: Stream.fromEffectRepeat(
+        Effect.tap(Queue.take(replies), () => Effect.sync(() => worker.postMessage(ack)))
+      )
+    } satisfies ClientSession
+  })
