@@ -27,7 +27,7 @@ import { Cause, Deferred, Duration, Effect, Exit, Queue, type Scope, Stream } fr
 import { Worker } from "node:worker_threads"
 import * as DispatchControl from "@chiral/core/DispatchControl"
 import { frameBytes, type OutgoingFrame } from "@chiral/core/Transport"
-import { decodeError, type FromSessionWorker, type SessionWorkerOptions, type ToSessionWorker } from "./ZenohSessionWorker.js"
+import { decodeError, type Diagnosis, type FromSessionWorker, type SessionWorkerOptions, type ToSessionWorker } from "./ZenohSessionWorker.js"
 
 /** Why a session (or one operation on it) ended. */
 export type SessionEnd = PeerError | ZenohSessionClosed | ZenohKeyExprError
@@ -41,6 +41,8 @@ export interface ClientSession {
   readonly put: (frame: OutgoingFrame) => Effect.Effect<void, SessionEnd>
   /** The replies, in order; fails with the reason when the session ends. Consume once. */
   readonly replies: Stream.Stream<Uint8Array, SessionEnd>
+  /** What the session can tell about a server that does not answer. */
+  readonly diagnose: Effect.Effect<Diagnosis>
 }
 
 export interface OpenOptions {
@@ -50,6 +52,8 @@ export interface OpenOptions {
   readonly replyKey: string
   readonly session: ZenohConfig.ZenohConfig
 }
+
+const unknown: Diagnosis = { problems: undefined, subscriptions: [] }
 
 /** Replies in flight between the threads, at most (what the subscriber buffered before: 2). */
 const WINDOW = 2
@@ -67,7 +71,8 @@ export const openHere = (options: OpenOptions): Effect.Effect<ClientSession, Ope
     return {
       routed: session.awaitSubscribers(options.requestKey),
       put: (frame) => session.put(options.requestKey, frame),
-      replies: Stream.map(samples, (sample) => sample.payload)
+      replies: Stream.map(samples, (sample) => sample.payload),
+      diagnose: Effect.all({ problems: session.diagnose, subscriptions: session.peerSubscriptions })
     }
   })
 
@@ -111,6 +116,7 @@ export const openInWorker = (
     const routed = Deferred.makeUnsafe<void, SessionEnd>()
     const replies = yield* Queue.unbounded<Uint8Array, SessionEnd | Cause.Done>()
     let ended: SessionEnd | undefined
+    const diagnoses: Array<(diagnosis: Diagnosis) => void> = []
     let exited = false
     let closing = false
 
@@ -153,6 +159,8 @@ export const openInWorker = (
           return void Queue.offerUnsafe(replies, new Uint8Array(message.buffer, message.offset, message.length))
         case "ended":
           return end(decodeError(message.error) as SessionEnd)
+        case "diagnosis":
+          return diagnoses.shift()?.(message.diagnosis)
       }
     })
     const threadGone = (what: string) => {
@@ -178,6 +186,11 @@ export const openInWorker = (
         }),
       replies: Stream.fromEffectRepeat(
         Effect.tap(Queue.take(replies), () => Effect.sync(() => worker.postMessage(ack)))
-      )
+      ),
+      diagnose: Effect.callback<Diagnosis>((resume) => {
+        if (exited) return resume(Effect.succeed(unknown))
+        diagnoses.push((diagnosis) => resume(Effect.succeed(diagnosis)))
+        worker.postMessage({ t: "diagnose" } satisfies ToSessionWorker)
+      }).pipe(Effect.timeoutOrElse({ duration: 1000, orElse: () => Effect.succeed(unknown) }))
     } satisfies ClientSession
   })

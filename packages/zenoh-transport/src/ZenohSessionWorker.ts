@@ -61,6 +61,14 @@ export interface SessionWorkerOptions {
   }
 }
 
+/** What the session can tell about a server that does not answer. */
+export interface Diagnosis {
+  /** What looks wrong with what it sent (`Zenoh.Connection.diagnose`). */
+  readonly problems: string | undefined
+  /** What it subscribes to. */
+  readonly subscriptions: ReadonlyArray<string>
+}
+
 /** A Zenoh error as it crosses threads (errors lose their class in a message). */
 export type EncodedError = { readonly _tag: string } & Record<string, unknown>
 
@@ -71,6 +79,8 @@ export type ToSessionWorker =
   | { readonly t: "ack" }
   /** Close the session (the server is told) and end the thread. */
   | { readonly t: "close" }
+  /** Asks what looks wrong with what the server sent (answered by `diagnosis`). */
+  | { readonly t: "diagnose" }
 
 export type FromSessionWorker =
   | { readonly t: "open"; readonly peer: PeerInfo }
@@ -81,6 +91,7 @@ export type FromSessionWorker =
   | { readonly t: "reply"; readonly buffer: ArrayBuffer; readonly offset: number; readonly length: number }
   /** The session is over: nothing more comes. */
   | { readonly t: "ended"; readonly error: EncodedError }
+  | { readonly t: "diagnosis"; readonly diagnosis: Diagnosis }
 
 /** The plain fields of a Zenoh error (its `cause`, an arbitrary value, stays behind). */
 export const encodeError = (error: unknown): EncodedError => {
@@ -147,6 +158,7 @@ const serve = (
   options: SessionWorkerOptions,
   outbox: Queue.Queue<Uint8Array>,
   credit: { available: number; wake: Deferred.Deferred<void> | undefined },
+  diagnose: { current: () => Diagnosis },
   post: Post
 ) =>
   Effect.gen(function*() {
@@ -157,6 +169,10 @@ const serve = (
       port: options.port
     })
     const replies = yield* session.declareSubscriber(options.replyKey, { capacity: 2, strategy: "suspend" })
+    diagnose.current = () => ({
+      problems: Effect.runSync(session.diagnose),
+      subscriptions: Effect.runSync(session.peerSubscriptions)
+    })
     post({ t: "open", peer: session.peer })
 
     const routed = Effect.andThen(
@@ -198,7 +214,8 @@ const run = (options: SessionWorkerOptions, port: MessagePort) => {
     if (message.t === "open") opened = true
     port.postMessage(message, transfer as Array<ArrayBuffer> | undefined)
   }
-  const fiber = Effect.runFork(Effect.scoped(serve(options, outbox, credit, post)))
+  const diagnose = { current: (): Diagnosis => ({ problems: undefined, subscriptions: [] }) }
+  const fiber = Effect.runFork(Effect.scoped(serve(options, outbox, credit, diagnose, post)))
   port.on("message", (message: ToSessionWorker) => {
     switch (message.t) {
       case "put":
@@ -213,6 +230,8 @@ const run = (options: SessionWorkerOptions, port: MessagePort) => {
       case "close":
         // Closing the scope says CLOSE to the server and closes the socket.
         return void fiber.interruptUnsafe()
+      case "diagnose":
+        return post({ t: "diagnosis", diagnosis: diagnose.current() })
     }
   })
   fiber.addObserver((exit: Exit.Exit<unknown, unknown>) => {

@@ -489,6 +489,8 @@ const openSession = (
 export const makeClient = (locator: string, options: ClientOptions = {}): ClientTransport["Service"] => {
   const probeInterval = Duration.fromInputUnsafe(options.probeInterval ?? Duration.millis(500))
   const probeTimeout = Duration.toMillis(Duration.fromInputUnsafe(options.probeTimeout ?? Duration.seconds(2)))
+  // A peer that subscribes to other keys is pointed out once, not at every attempt.
+  let hinted = false
 
   const connect = Effect.gen(function*() {
     const endpoint = Zenoh.parseLocator(locator)
@@ -522,7 +524,24 @@ export const makeClient = (locator: string, options: ClientOptions = {}): Client
       const answer = yield* pull.pipe(Effect.timeoutOption(probeInterval), Effect.mapError(ended))
       if (Option.isSome(answer)) break
       if ((yield* Clock.currentTimeMillis) - started >= probeTimeout) {
-        return yield* unavailable(`${probes} metadata request(s) on ${keys.request} unanswered`)
+        // Nobody serving chiral here (worth retrying), or a session that does not work (say why).
+        const { problems, subscriptions } = yield* session.diagnose
+        const unanswered = `${probes} metadata request(s) on ${keys.request} unanswered (the peer subscribes to ${
+          subscriptions.length === 0 ? "nothing" : subscriptions.join(", ")
+        })`
+        if (problems === undefined && subscriptions.length > 0 && !hinted) {
+          hinted = true
+          yield* Effect.logWarning(
+            `chiral: the Zenoh peer at ${locator} answers no chiral requests on ${keys.request}; it subscribes to ${
+              subscriptions.join(", ")
+            } (a different key prefix?)`
+          )
+        }
+        return yield* problems === undefined ? unavailable(unanswered) : new TransportError({
+          reason: "Read",
+          address: locator,
+          detail: `${unanswered}: the session with the server does not work: ${problems}`
+        })
       }
     }
 

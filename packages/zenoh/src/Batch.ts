@@ -61,6 +61,11 @@ export class BatchSplitter {
     return this.buffered
   }
 
+  /** The body length the next, still incomplete, batch announced; undefined before its prefix. */
+  get announced(): number | undefined {
+    return this.buffered < PREFIX_LENGTH ? undefined : this.byteAt(0) | (this.byteAt(1) << 8)
+  }
+
   push(chunk: Uint8Array): void {
     if (chunk.length === 0) return
     this.chunks.push(chunk)

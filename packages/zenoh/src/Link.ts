@@ -31,6 +31,8 @@ export interface Link {
   /** Destroys the socket at once. */
   readonly destroy: () => void
   readonly isOpen: () => boolean
+  /** The batch being received, when its bytes have only partly arrived (for diagnostics). */
+  readonly incomplete: () => { readonly announced: number; readonly received: number } | undefined
 }
 
 const DEFAULT_HIGH_WATER_MARK = 4 * 1024 * 1024
@@ -184,6 +186,12 @@ const makeUnsafe = (socket: Net.Socket, highWaterMark: number): Link => {
       Effect.ensuring(Effect.sync(destroy))
     )
 
+  const incomplete = () => {
+    const announced = splitter.announced
+    const received = splitter.pending + inboxBytes - 2
+    return announced === undefined || received >= announced ? undefined : { announced, received }
+  }
+
   return {
     peer,
     readBatch,
@@ -191,7 +199,8 @@ const makeUnsafe = (socket: Net.Socket, highWaterMark: number): Link => {
     send,
     close,
     destroy,
-    isOpen
+    isOpen,
+    incomplete
   }
 }
 

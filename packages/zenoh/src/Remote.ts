@@ -103,6 +103,11 @@ export class Remote {
   private readonly bestEffort: Fragmenter.Reassembler
   private receivedSinceCheck = false
   private delivering = false
+  /** Messages dropped because they made no sense (undeclared scopes, invalid keys), and the last reason. */
+  private unusable = 0
+  private lastUnusable: string | undefined
+  /** The D_FINAL answering the implicit interest 0 (the remote's initial declarations) arrived. */
+  private declarationsComplete = false
 
   // --- life ---
   /** Why the session is over, once the session has detached it. */
@@ -143,6 +148,29 @@ export class Remote {
   /** Completes once `requestClose` was called. */
   get closeRequested(): Effect.Effect<void> {
     return Deferred.await(this.closing)
+  }
+
+  /**
+   * What looks wrong with what this remote sent, for a session that does not work: messages that
+   * made no sense, a batch that never completes, initial declarations that never ended. Undefined
+   * when nothing does.
+   */
+  diagnose(): string | undefined {
+    const problems: Array<string> = []
+    if (this.unusable > 0) {
+      problems.push(`${this.unusable} message(s) from it could not be used (last: ${this.lastUnusable})`)
+    }
+    const incomplete = this.link.incomplete()
+    if (incomplete !== undefined) {
+      problems.push(`a batch announcing ${incomplete.announced} bytes is incomplete (${incomplete.received} arrived)`)
+    }
+    if (!this.declarationsComplete) problems.push("its initial declarations never ended (no D_FINAL)")
+    return problems.length === 0 ? undefined : problems.join("; ")
+  }
+
+  /** The key expressions the remote subscribes to (canonical, in declaration order). */
+  subscriptions(): ReadonlyArray<string> {
+    return [...new Set(this.subscribers.values())]
   }
 
   /** Does any subscription the remote declared intersect `keyExpr`? (cached per key) */
@@ -352,6 +380,13 @@ export class Remote {
     })
   })
 
+  /** Drops a message that makes no sense (as Zenoh peers do), logs it and counts it for `diagnose`. */
+  private dropUnusable(reason: string): Effect.Effect<void> {
+    this.unusable++
+    this.lastUnusable = reason
+    return Effect.logWarning(`zenoh: ${reason}, from ${this.info.address}; dropped`)
+  }
+
   private invalid<E extends PeerError>(error: E): Effect.Effect<never, E> {
     this.sendClose(TransportMessage.CloseReason.Invalid)
     return Effect.fail(error)
@@ -432,7 +467,7 @@ export class Remote {
     switch (msg._tag) {
       case "Push": {
         const keyExpr = this.resolve(msg.wireExpr)
-        if (keyExpr === undefined) return unknownScope(this.info.address, "PUSH", msg.wireExpr)
+        if (keyExpr === undefined) return this.dropUnusable(unknownScope("PUSH", msg.wireExpr))
         const body = msg.body
         const sample: Sample = body._tag === "Put"
           ? {
@@ -459,6 +494,7 @@ export class Remote {
         return Effect.ensuring(wait, Effect.sync(() => (this.delivering = false)))
       }
       case "Declare":
+        if (msg.declaration._tag === "DeclareFinal" && msg.interestId === 0) this.declarationsComplete = true
         return this.handleDeclaration(msg.declaration)
       case "Interest": {
         if (msg.mode === "current" || msg.mode === "currentFuture") {
@@ -494,12 +530,12 @@ export class Remote {
         return undefined
       case "DeclareSubscriber": {
         const raw = this.resolve(d.wireExpr)
-        if (raw === undefined) return unknownScope(this.info.address, "D_SUBSCRIBER", d.wireExpr)
+        if (raw === undefined) return this.dropUnusable(unknownScope("D_SUBSCRIBER", d.wireExpr))
         let key: string
         try {
           key = KeyExpr.canonizeUnsafe(raw)
         } catch {
-          return Effect.logWarning(`zenoh: ignoring subscriber with invalid key ${JSON.stringify(raw)} from ${this.info.address}`)
+          return this.dropUnusable(`D_SUBSCRIBER with invalid key ${JSON.stringify(raw)}`)
         }
         this.subscribers.set(d.id, key)
         this.routeCache.clear()
@@ -572,7 +608,5 @@ const attachmentOf = (body: ZenohBody.PushBody): Uint8Array | undefined => {
   return undefined
 }
 
-const unknownScope = (peer: string, what: string, wire: NetworkMessage.WireExpr) =>
-  Effect.logWarning(
-    `zenoh: ${what} from ${peer} uses undeclared scope ${wire.scope} (${wire.senderMapping ? "sender" : "receiver"} mapping); dropped`
-  )
+const unknownScope = (what: string, wire: NetworkMessage.WireExpr) =>
+  `${what} uses undeclared scope ${wire.scope} (${wire.senderMapping ? "sender" : "receiver"} mapping)`

@@ -36,6 +36,14 @@ export interface Connection extends Session {
   readonly peer: PeerInfo
   /** Fails with the reason once the session is over (peer gone, or closed locally). */
   readonly closed: Effect.Effect<never, PeerError | ZenohSessionClosed>
+  /**
+   * What looks wrong with what the peer sent (messages that made no sense, a batch that never
+   * completes, initial declarations that never ended), for explaining a session that does not
+   * work; undefined when nothing does.
+   */
+  readonly diagnose: Effect.Effect<string | undefined>
+  /** The key expressions the peer subscribes to now. */
+  readonly peerSubscriptions: Effect.Effect<ReadonlyArray<string>>
 }
 
 const makeState = (config: ZenohConfig.Resolved, mode: "listener" | "connector") =>
@@ -110,7 +118,13 @@ export const connect = (
     const negotiated = yield* Handshake.connector(link, config)
     const remote = state.attach(link, negotiated)
     yield* Effect.forkScoped(state.serve(remote))
-    return { ...state.toSession(), peer: remote.info, closed: Deferred.await(state.ended) }
+    return {
+      ...state.toSession(),
+      peer: remote.info,
+      closed: Deferred.await(state.ended),
+      diagnose: Effect.sync(() => remote.diagnose()),
+      peerSubscriptions: Effect.sync(() => remote.subscriptions())
+    }
   })
 
 /** A listening session as a service, for programs that receive it from a Layer. */
