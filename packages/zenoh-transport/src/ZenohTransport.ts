@@ -529,7 +529,8 @@ export const makeClient = (locator: string, options: ClientOptions = {}): Client
         const unanswered = `${probes} metadata request(s) on ${keys.request} unanswered (the peer subscribes to ${
           subscriptions.length === 0 ? "nothing" : subscriptions.join(", ")
         })`
-        if (problems === undefined && subscriptions.length > 0 && !hinted) {
+        const elsewhere = subscriptions.length > 0 && !subscriptions.some((key) => KeyExpr.intersects(key, keys.request))
+        if (problems === undefined && elsewhere && !hinted) {
           hinted = true
           yield* Effect.logWarning(
             `chiral: the Zenoh peer at ${locator} answers no chiral requests on ${keys.request}; it subscribes to ${
