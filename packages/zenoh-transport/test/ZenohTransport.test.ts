@@ -234,7 +234,7 @@ describe("ZenohTransport server", () => {
           yield* connection.frames.pipe(
             Stream.map(str),
             Stream.takeWhile((frame) => frame !== "bye"),
-            Stream.runForEach((frame) =>
+            Stream.runForEach((frame): Effect.Effect<void, unknown> =>
               frame === "fail" ? Effect.fail("the handler gives up") : connection.send(text(`echo ${frame}`))
             )
           )
@@ -248,7 +248,8 @@ describe("ZenohTransport server", () => {
         yield* peer.awaitSubscribers(ZenohTransport.requestKey)
         return { peer, replies: yield* Stream.toPull(replies) }
       })
-      const ask = (session: Effect.Success<typeof open>, frame: string) =>
+      type Peer = { readonly peer: Zenoh.Connection; readonly replies: Effect.Effect<ReadonlyArray<{ readonly payload: Uint8Array }>, unknown> }
+      const ask = (session: Peer, frame: string) =>
         session.peer.put(ZenohTransport.requestKey, text(frame)).pipe(
           Effect.andThen(session.replies),
           Effect.map((samples) => samples.map((s) => str(s.payload)))

@@ -23,6 +23,7 @@ const setup = Effect.gen(function*() {
       return Effect.void
     },
     close: () => Effect.void,
+    incomplete: () => undefined,
     destroy: () => {},
     isOpen: () => true
   }
