@@ -18,6 +18,12 @@ export interface Endpoint {
   readonly keyPrefix?: string | undefined
   /** WebSocket servers only: keepalive and access token (see `WebSocketTransport.ServerOptions`). */
   readonly webSocket?: Pick<WebSocketTransport.ServerOptions, "pingInterval" | "pingTimeout" | "token"> | undefined
+  /**
+   * Largest message a client may send (WebSocket `maxMessageBytes`, Zenoh's
+   * reassembly cap). Default 16 MiB on both: clients send only requests and
+   * actions.
+   */
+  readonly maxMessageBytes?: number | undefined
 }
 
 export const defaultPorts: Record<Protocol, number> = {
@@ -26,10 +32,10 @@ export const defaultPorts: Record<Protocol, number> = {
 }
 
 export const serverTransports: Record<Protocol, (endpoint: Endpoint) => Layer.Layer<ServerTransport, TransportError>> = {
-  websocket: ({ host, port, webSocket }) =>
-    WebSocketTransport.layerServer({ ...webSocket, host, port: port ?? defaultPorts.websocket }),
-  zenoh: ({ host, keyPrefix, port }) =>
-    ZenohTransport.layerServer({ host, port: port ?? defaultPorts.zenoh, keyPrefix })
+  websocket: ({ host, maxMessageBytes, port, webSocket }) =>
+    WebSocketTransport.layerServer({ ...webSocket, host, port: port ?? defaultPorts.websocket, maxMessageBytes }),
+  zenoh: ({ host, keyPrefix, maxMessageBytes, port }) =>
+    ZenohTransport.layerServer({ host, port: port ?? defaultPorts.zenoh, keyPrefix, maxMessageSize: maxMessageBytes })
 }
 
 /** The protocol a URI names: `ws://host:port` WebSocket, `tcp/host:port` Zenoh. */
@@ -48,6 +54,8 @@ export const clientTransportFor = (
     readonly protocol?: Protocol | undefined
     readonly keyPrefix?: string | undefined
     readonly dispatchThread?: "worker" | "main" | undefined
+    /** Zenoh only: the largest message the client reassembles (default 1 GiB, as Rust Zenoh). */
+    readonly maxMessageBytes?: number | undefined
   } = {}
 ): Layer.Layer<ClientTransport> | string => {
   const protocol = protocolOf(uri)
@@ -61,9 +69,16 @@ export const clientTransportFor = (
   }
   if (protocol === "websocket") {
     if (options.keyPrefix !== undefined) return "--key-prefix applies to Zenoh only"
+    if (options.maxMessageBytes !== undefined) {
+      return "--max-message-size applies to Zenoh clients only (a WebSocket client takes messages of any size)"
+    }
     return WebSocketTransport.layerClient(uri, { thread: options.dispatchThread })
   }
-  return ZenohTransport.layerClient(uri, { keyPrefix: options.keyPrefix, thread: options.dispatchThread })
+  return ZenohTransport.layerClient(uri, {
+    keyPrefix: options.keyPrefix,
+    thread: options.dispatchThread,
+    maxMessageSize: options.maxMessageBytes
+  })
 }
 
 /** A URI as the commands print it: a `token` in its query shown as `***`. */

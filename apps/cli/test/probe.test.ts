@@ -230,6 +230,32 @@ describe("chiral probe", () => {
       assert.isTrue(Exit.isFailure(other.exit))
     }))
 
+  it.live("--max-message-size: an observation over it fails in one clear line; a size that is none is refused", () =>
+    Effect.gen(function*() {
+      const transport = yield* Layer.build(ZenohTransport.layerServer({ host: "127.0.0.1", port: 0 }))
+      // 320x240 RGB + float32 depth: 537 600 bytes of tensors, fragmented over Zenoh
+      const robot = yield* SimulatedRobot.make({ cameras: 1, width: 320, height: 240, depth: true }).pipe(
+        Effect.provideContext(transport)
+      )
+      const uri = robot.server.address
+      const small = yield* run(probe, [uri, "--max-message-size", "256KiB", "--timeout", "30"])
+      assert.isTrue(Exit.isFailure(small.exit))
+      assert.strictEqual(small.stderr.length, 1)
+      assert.match(small.stderr[0]!, /^chiral probe: tcp\/127\.0\.0\.1:\d+: reset: Disconnected /)
+      assert.include(small.stderr[0]!, "over this side's limit of 256 KiB (262144 bytes)")
+      assert.include(small.stderr[0]!, "--max-message-size")
+      const enough = yield* run(probe, [uri, "--max-message-size", "1MiB", "--json"])
+      assert.isTrue(Exit.isSuccess(enough.exit), String(enough.exit))
+      const bad = yield* run(probe, [uri, "--max-message-size", "lots"])
+      assert.deepStrictEqual(bad.stderr, [
+        "chiral probe: --max-message-size \"lots\": expected a size such as 1GiB, 300MB or 16777216 (bytes)"
+      ])
+      const ws = yield* run(probe, ["ws://127.0.0.1:1", "--max-message-size", "1GiB"])
+      assert.deepStrictEqual(ws.stderr, [
+        "chiral probe: --max-message-size applies to Zenoh clients only (a WebSocket client takes messages of any size)"
+      ])
+    }))
+
   it("derives the legacy action shape from the metadata", () => {
     assert.deepStrictEqual(legacyActionShape({ action_shape: [1, 7] }), [1, 7])
     assert.deepStrictEqual(legacyActionShape({ action_shape: [6] }), [1, 6])

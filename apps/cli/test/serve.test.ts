@@ -5,6 +5,8 @@ import { fileURLToPath } from "node:url"
 import { PolicyClient } from "@chiral/core"
 import { WebSocketTransport } from "@chiral/websocket"
 import { encodeFrame, Tensor } from "@chiral/protocol"
+import { encodeApplyAction } from "@chiral/core/ActionFrame"
+import { Zenoh } from "@chiral/zenoh"
 import { assert, describe, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Exit, Fiber, Schedule } from "effect"
 import { serve } from "../src/commands/Serve.js"
@@ -153,7 +155,9 @@ describe("chiral serve", () => {
       ["--protocol", "zenoh", "--token", "t"],
       "chiral serve: --token (CHIRAL_TOKEN): a token is not part of Zenoh's protocol applies to --protocol websocket only"
     ],
-    [["--protocol", "zenoh", "--ping-interval", "5"], "chiral serve: --ping-interval applies to --protocol websocket only"]
+    [["--protocol", "zenoh", "--ping-interval", "5"], "chiral serve: --ping-interval applies to --protocol websocket only"],
+    [["--max-message-size", "12X"], "chiral serve: --max-message-size \"12X\": expected a size such as 1GiB, 300MB or 16777216 (bytes)"],
+    [["--max-message-size", "0"], "chiral serve: --max-message-size 0: expected from 1 byte to 4 GiB"]
   ]
   for (const [args, message] of badFlags) {
     it.effect(`${args.join(" ")} fails with one line`, () =>
@@ -223,6 +227,21 @@ describe("chiral serve", () => {
       assert.strictEqual(next.info["episode"], 2)
       assert.isFalse(next.obs.extra["terminated"] as boolean)
       assert.notDeepEqual(joints(next.obs, "joint_pos"), start)
+  it.live("--protocol zenoh --max-message-size: a client sending more is cut off, and the server says why", () =>
+    Effect.gen(function*() {
+      const { address, output } = yield* startServe(serve, [...small, "--protocol", "zenoh", "--max-message-size", "64KiB"])
+      const port = Number(address.split(":").pop())
+      const peer = yield* Zenoh.connect({ host: "127.0.0.1", port })
+      yield* peer.awaitSubscribers("chiral/c2s")
+      // an action of 20 000 floats: 80 kB, fragmented
+      yield* peer.put("chiral/c2s", encodeApplyAction([1, 20_000], new Float32Array(20_000), {}))
+      const closed = yield* Effect.flip(peer.closed)
+      assert.strictEqual(closed._tag, "ZenohCloseReceived")
+      const line = yield* Effect.repeat(
+        Effect.sync(() => output.stderr.find((l) => l.includes("reassembly"))),
+        { until: (l) => l !== undefined, schedule: Schedule.spaced(10) }
+      )
+      assert.include(line, "limit 65536")
     }))
 
   it.live("a port in use fails with one line", () =>

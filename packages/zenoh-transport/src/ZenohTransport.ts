@@ -39,6 +39,7 @@ import {
   type ZenohHandshakeError,
   type ZenohKeyExprError,
   type ZenohLinkError,
+  type ZenohReassemblyError,
   type ZenohSessionClosed
 } from "@chiral/zenoh"
 import { Cause, Clock, Duration, Effect, Exit, FiberSet, Layer, Option, Predicate, Scope, Stream } from "effect"
@@ -57,8 +58,10 @@ export const requestKey = "chiral/c2s"
 export const replyKey = "chiral/s2c"
 /**
  * Largest message the server reassembles (Zenoh `maxMessageSize`) unless told
- * otherwise: clients only send requests and actions. A bigger one ends that
- * peer's session only.
+ * otherwise: 16 MiB, as the WebSocket server's limit, since clients only send
+ * requests and actions; a peer cannot make the robot hold more than that. A
+ * bigger one ends that peer's session only. (Clients take Rust Zenoh's 1 GiB:
+ * observations are large.)
  */
 export const defaultServerMaxMessageBytes = 16 * 1024 * 1024
 
@@ -181,8 +184,19 @@ const sessionError = (
       reason = "Closed"
       break
   }
-  return new TransportError({ reason, address, detail: error.message, cause: error })
+  const detail = error._tag === "ZenohReassemblyError" ? tooLarge(error) : error.message
+  return new TransportError({ reason, address, detail, cause: error })
 }
+
+/** `bytes` for people: `256 MiB`, `294.0 MiB`, `512 KiB`, `100 bytes`. */
+const mib = (bytes: number) => {
+  const [unit, size] = bytes >= 1024 * 1024 ? ["MiB", 1024 * 1024] : bytes >= 1024 ? ["KiB", 1024] : ["bytes", 1]
+  return `${(bytes / size).toFixed(bytes % size === 0 ? 0 : 1)} ${unit}`
+}
+
+/** A message over the reassembly cap: how big, the cap, and how to raise it. */
+const tooLarge = (error: ZenohReassemblyError): string =>
+  `a message of ${mib(error.size)} (${error.size} bytes) is over this side's limit of ${mib(error.limit)} (${error.limit} bytes): ${error.reason}; raise it with the maxMessageSize option (chiral: --max-message-size)`
 
 /**
  * A failed session opening. Worth retrying when nobody answered or the peer
@@ -299,15 +313,20 @@ export const makeServerOn = (
  * One line per session on the listening port that was refused or ended badly,
  * with its reason (warnings: a handshake that failed, bytes that do not
  * decode, a message over the reassembly cap, a lease that expired, a CLOSE
- * other than GENERIC); a connection that just ends is logged at info level,
- * sessions that open and close cleanly at debug level.
+ * other than GENERIC); a connection that just ends (before its handshake or
+ * after) is logged at info level, sessions that open and close cleanly at
+ * debug level.
  */
 const logPeerEvent = (locator: string) => (event: PeerEvent): Effect.Effect<void> => {
   switch (event._tag) {
     case "PeerConnected":
       return Effect.logDebug(`chiral: Zenoh session from ${describePeer(event.peer)} on ${locator}`)
-    case "HandshakeFailed":
-      return Effect.logWarning(`chiral: Zenoh connection from ${event.address} on ${locator} refused: ${event.error.message}`)
+    case "HandshakeFailed": {
+      const line = `chiral: Zenoh connection from ${event.address} on ${locator} refused: ${event.error.message}`
+      // A connection closed before it said anything (a port check, a client giving up) is routine.
+      const routine = event.error._tag === "ZenohLinkError" && event.error.reason.startsWith("connection closed")
+      return routine ? Effect.logInfo(line) : Effect.logWarning(line)
+    }
     case "PeerDisconnected": {
       const error = event.error
       const peer = `Zenoh session from ${describePeer(event.peer)} on ${locator}`
@@ -433,7 +452,7 @@ const probeError = (locator: string) => (error: SessionEnd | Cause.Done): Transp
       return new TransportError({
         reason: "Read",
         address: locator,
-        detail: `the session with the server broke: ${error.message}`,
+        detail: `the session with the server broke: ${error._tag === "ZenohReassemblyError" ? tooLarge(error) : error.message}`,
         cause: error
       })
     case "ZenohCloseReceived":

@@ -17,7 +17,11 @@ export interface ZenohConfig {
   readonly keepAlive?: Duration.Input | undefined
   /** Time allowed for the INIT/OPEN exchange (and for the TCP connect). Default 10 s. */
   readonly handshakeTimeout?: Duration.Input | undefined
-  /** Largest fragmented message we reassemble; larger ones end the peer session. Default 256 MiB. */
+  /**
+   * Largest fragmented message we reassemble, in bytes; a larger one ends the peer's session
+   * (`ZenohReassemblyError`, and CLOSE INVALID to the peer). Default 1 GiB, Rust Zenoh's
+   * `transport.link.rx.max_message_size`.
+   */
   readonly maxMessageSize?: number | undefined
   /** Time allowed to flush a CLOSE and queued data when closing. Default 1 s. */
   readonly closeTimeout?: Duration.Input | undefined
@@ -41,7 +45,8 @@ export interface Resolved {
 }
 
 export const DEFAULT_LEASE_MILLIS = 10_000
-export const DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024 * 1024
+/** Rust Zenoh's default `transport.link.rx.max_message_size`: 1 GiB. */
+export const DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024 * 1024
 /** Below this a FRAGMENT header plus some payload no longer fits a batch sensibly. */
 export const MIN_BATCH_SIZE = 64
 

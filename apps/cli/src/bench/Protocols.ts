@@ -17,6 +17,8 @@ export interface Endpoint {
 export interface ClientOptions {
   /** Where the client's action dispatcher runs: a worker thread (default) or the main one. */
   readonly thread?: "worker" | "main" | undefined
+  /** Zenoh only: the largest message the client reassembles (default 1 GiB). */
+  readonly maxMessageBytes?: number | undefined
 }
 
 export interface ProtocolEntry {
@@ -42,7 +44,8 @@ export const protocols = {
   },
   zenoh: {
     server: serverTransports.zenoh,
-    client: (address, { thread }) => ZenohTransport.layerClient(address, { thread }),
+    client: (address, { maxMessageBytes, thread }) =>
+      ZenohTransport.layerClient(address, { thread, maxMessageSize: maxMessageBytes }),
     address: ({ host, port }) => ZenohTransport.formatLocator(host, port),
     portOf: trailingPort
   }

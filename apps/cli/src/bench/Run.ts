@@ -28,6 +28,8 @@ export interface BenchOptions {
   readonly protocol: Protocol
   /** Where the client dispatches actions: a worker thread (default) or this one. */
   readonly thread?: "worker" | "main" | undefined
+  /** Zenoh only: the largest message the client reassembles (default 1 GiB). */
+  readonly maxMessageBytes?: number | undefined
   readonly cameras: number
   readonly width: number
   readonly height: number
@@ -367,7 +369,7 @@ const connectPolicy = (
       requestTimeout: timeout,
       decodeLimits: options.decodeLimits
     }).pipe(
-      Effect.provide(metered(meter, protocols[options.protocol].client(address, { thread: options.thread }))),
+      Effect.provide(metered(meter, protocols[options.protocol].client(address, { thread: options.thread, maxMessageBytes: options.maxMessageBytes }))),
       Effect.mapError((error) => new BenchError({ reason: `cannot connect to ${address}: ${error.message}` }))
     )
     yield* request(client.getMetadata)

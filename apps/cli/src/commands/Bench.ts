@@ -4,6 +4,7 @@ import { Argument, Command, Flag } from "effect/cli"
 import * as Progress from "../bench/Progress.js"
 import { protocolNames } from "../bench/Protocols.js"
 import { type BenchReport, run } from "../bench/Run.js"
+import { parseByteSize } from "../ByteSize.js"
 import { failWith } from "./Decode.js"
 import { decodeLimitFlags, decodeLimitsOf } from "./Probe.js"
 import { parseSize } from "./Serve.js"
@@ -115,6 +116,10 @@ export const bench = Command.make(
       Flag.withDescription("Seconds the observation stream and the action dispatch run (default 10)"),
       Flag.withDefault(10)
     ),
+    maxMessageSize: Flag.String("max-message-size").pipe(
+      Flag.withDescription("Zenoh only: the largest message the client accepts, e.g. 2GiB (default 1GiB, as Rust Zenoh)"),
+      Flag.optional
+    ),
     json: Flag.Boolean("json").pipe(
       Flag.withDescription(
         "Print one JSON object: {workload, obs_round_trip_ms, raw_tcp_round_trip_ms, ratio_to_raw_tcp, throughput_mb_s, obs_hz, action_cadence, rss_mb, page_faults_per_obs}; null where a figure does not apply, \"NaN\" where there were no samples"
@@ -142,11 +147,20 @@ export const bench = Command.make(
     }
     const decodeLimits = decodeLimitsOf(flags)
     if (typeof decodeLimits === "string") return yield* failWith("bench", decodeLimits)
+    const maxMessageBytes = Option.match(flags.maxMessageSize, {
+      onNone: () => undefined,
+      onSome: (text) => parseByteSize("max-message-size", text)
+    })
+    if (typeof maxMessageBytes === "string") return yield* failWith("bench", maxMessageBytes)
+    if (maxMessageBytes !== undefined && flags.protocol !== "zenoh") {
+      return yield* failWith("bench", "--max-message-size applies to --protocol zenoh only (a WebSocket client takes messages of any size)")
+    }
     const bar = Progress.make()
     const report = yield* run({
       address: Option.getOrUndefined(flags.uri),
       protocol: flags.protocol,
       thread: flags.thread,
+      maxMessageBytes,
       cameras: flags.cameras,
       width: size.width,
       height: size.height,

@@ -11,6 +11,7 @@ import {
 } from "@chiral/protocol"
 import { Console, Duration, Effect, Logger, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
+import { parseByteSize } from "../ByteSize.js"
 import { clientTransportFor, protocols, shown } from "../Transports.js"
 import { failWith } from "./Decode.js"
 import { watch } from "./ProbeWatch.js"
@@ -221,6 +222,10 @@ export const probe = Command.make(
       ),
       Flag.withDefault(false)
     ),
+    maxMessageSize: Flag.String("max-message-size").pipe(
+      Flag.withDescription("Zenoh only: the largest message to accept, e.g. 2GiB (default 1GiB, as Rust Zenoh)"),
+      Flag.optional
+    ),
     timeout: Flag.Finite("timeout").pipe(
       Flag.withDescription(
         "Seconds to wait for the server to come up (the connection and its handshake included), and for each answer (default 10)"
@@ -244,9 +249,15 @@ export const probe = Command.make(
     if (!(flags.hz > 0 && flags.hz <= 1000)) return yield* failWith("probe", `--hz ${flags.hz}: expected a rate above 0, at most 1000`)
     const decodeLimits = decodeLimitsOf(flags)
     if (typeof decodeLimits === "string") return yield* failWith("probe", decodeLimits)
+    const maxMessageBytes = Option.match(flags.maxMessageSize, {
+      onNone: () => undefined,
+      onSome: (text) => parseByteSize("max-message-size", text)
+    })
+    if (typeof maxMessageBytes === "string") return yield* failWith("probe", maxMessageBytes)
     const transport = clientTransportFor(flags.uri, {
       protocol: Option.getOrUndefined(flags.protocol),
-      keyPrefix: Option.getOrUndefined(flags.keyPrefix)
+      keyPrefix: Option.getOrUndefined(flags.keyPrefix),
+      maxMessageBytes
     })
     if (typeof transport === "string") return yield* failWith("probe", transport)
     const timeout = Duration.seconds(flags.timeout)

@@ -2,6 +2,7 @@ import { Config, Console, Duration, Effect, Logger, Option } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as SimulatedArm from "../SimulatedArm.js"
 import * as SimulatedRobot from "../SimulatedRobot.js"
+import { parseByteSize } from "../ByteSize.js"
 import { defaultPorts, protocols, serverTransports } from "../Transports.js"
 import { failWith } from "./Decode.js"
 
@@ -265,6 +266,12 @@ export const serve = Command.make(
       ),
       Flag.withMetavar("S"),
       Flag.optional
+    ),
+    maxMessageSize: Flag.String("max-message-size").pipe(
+      Flag.withDescription(
+        "Largest message a client may send, e.g. 64MiB: a bigger one ends that client's connection (WebSocket 1009) or Zenoh session (default 16MiB: clients send only requests and actions)"
+      ),
+      Flag.optional
     )
   },
   Effect.fnUntraced(function*(flags) {
@@ -274,6 +281,11 @@ export const serve = Command.make(
     if (typeof proprios === "string") return yield* failWith("serve", proprios)
     const port = Option.getOrUndefined(flags.port)
     const keyPrefix = Option.getOrUndefined(flags.keyPrefix)
+    const maxMessageBytes = Option.match(flags.maxMessageSize, {
+      onNone: () => undefined,
+      onSome: (text) => parseByteSize("max-message-size", text)
+    })
+    if (typeof maxMessageBytes === "string") return yield* failWith("serve", maxMessageBytes)
     if (keyPrefix !== undefined && flags.protocol !== "zenoh") return yield* failWith("serve", "--key-prefix applies to --protocol zenoh only")
     const bad = (port === undefined ? undefined : range("port", port, 0, 65535)) ?? range("cameras", flags.cameras, 0, 256) ??
       range("action-dim", flags.actionDim, 1, 1 << 20) ?? range("episode-steps", flags.episodeSteps, 0, 2 ** 31) ??
@@ -342,7 +354,7 @@ export const serve = Command.make(
       return yield* Effect.never
     }).pipe(
       Effect.scoped,
-      Effect.provide(serverTransports[flags.protocol]({ host: flags.host, port, keyPrefix, webSocket })),
+      Effect.provide(serverTransports[flags.protocol]({ host: flags.host, port, keyPrefix, webSocket, maxMessageBytes })),
       Effect.catchTags({
         TransportError: (error) => failWith("serve", `cannot listen: ${error.message}`),
         ConfigError: (error) => failWith("serve", error.message)
