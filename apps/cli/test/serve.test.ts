@@ -227,6 +227,8 @@ describe("chiral serve", () => {
       assert.strictEqual(next.info["episode"], 2)
       assert.isFalse(next.obs.extra["terminated"] as boolean)
       assert.notDeepEqual(joints(next.obs, "joint_pos"), start)
+    }))
+
   it.live("--protocol zenoh --max-message-size: a client sending more is cut off, and the server says why", () =>
     Effect.gen(function*() {
       const { address, output } = yield* startServe(serve, [...small, "--protocol", "zenoh", "--max-message-size", "64KiB"])
