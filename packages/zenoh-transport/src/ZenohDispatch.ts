@@ -10,11 +10,11 @@
  * timeout and a second more.
  */
 import { Deferred, Effect, Exit, Option, type Scope } from "effect"
-import { Worker } from "node:worker_threads"
 import type { OffThreadDispatch } from "@chiral/core/OffThreadDispatch"
 import * as DispatchControl from "@chiral/core/DispatchControl"
 import { TransportError } from "@chiral/core/TransportError"
-import type { FromWorker, ToWorker, WorkerOptions } from "./ZenohDispatchWorker.js"
+import * as WorkerThread from "./WorkerThread.js"
+import type { FromWorker, WorkerOptions } from "./ZenohDispatchWorker.js"
 
 export interface StartOptions extends WorkerOptions {
   /** The server's locator, for errors. */
@@ -42,37 +42,26 @@ export const start = (options: StartOptions): Effect.Effect<Started, never, Scop
   Effect.gen(function*() {
     const ready = Deferred.makeUnsafe<boolean, TransportError>()
     const lost = Deferred.makeUnsafe<never, TransportError>()
-    let exited = false
-    let closing = false
     let startError: string | undefined
     const failure = (reason: "Unavailable" | "Closed", detail: string) =>
       new TransportError({ reason, address: options.address, detail: `action dispatcher: ${detail}` })
 
-    const worker = yield* Effect.acquireRelease(
-      Effect.sync(() =>
-        new Worker(DispatchControl.workerScript("ZenohDispatchWorker", import.meta.url), {
-          // None of the parent's Node options: the worker is built JavaScript importing
-          // built packages (a test runner's source condition would point it at
-          // TypeScript), and V8 flags are process-wide anyway.
-          execArgv: [],
-          workerData: {
-            chiralZenohDispatch: { host: options.host, port: options.port, key: options.key, session: options.session }
-          }
-        })
-      ),
-      (worker) =>
-        Effect.callback<void>((resume) => {
-          closing = true
-          control.end()
-          if (exited) return resume(Effect.void)
-          const timer = setTimeout(() => void worker.terminate(), options.closeTimeoutMillis + 1000)
-          worker.once("exit", () => {
-            clearTimeout(timer)
-            resume(Effect.void)
-          })
-          worker.postMessage({ t: "close" } satisfies ToWorker)
-        })
-    )
+    const { worker } = yield* WorkerThread.spawn({
+      name: "ZenohDispatchWorker",
+      workerData: {
+        chiralZenohDispatch: { host: options.host, port: options.port, key: options.key, session: options.session }
+      },
+      closeTimeoutMillis: options.closeTimeoutMillis + 1000,
+      onClosing: () => control.end(),
+      // The thread could not run at all (its script missing, say): the
+      // connection then goes without it.
+      onGone: (what) => {
+        control.end()
+        startError ??= what
+        Deferred.doneUnsafe(ready, Exit.succeed(false))
+        Deferred.doneUnsafe(lost, Exit.fail(failure("Closed", what)))
+      }
+    })
     // Requests and reports of the dispatcher itself; `end`: no more answers will come.
     const control = DispatchControl.make((message) => worker.postMessage(message))
     worker.on("message", (message: FromWorker) => {
@@ -88,24 +77,6 @@ export const start = (options: StartOptions): Effect.Effect<Started, never, Scop
           return void Deferred.doneUnsafe(lost, Exit.fail(failure("Closed", message.detail)))
       }
     })
-    // The thread could not run at all (its script missing, say): the
-    // connection then goes without it.
-    worker.on("error", (error) => {
-      control.end()
-      startError ??= error.message
-      Deferred.doneUnsafe(ready, Exit.succeed(false))
-      Deferred.doneUnsafe(lost, Exit.fail(failure("Closed", `the thread failed: ${error.message}`)))
-    })
-    worker.on("exit", (code) => {
-      exited = true
-      control.end()
-      if (closing) return
-      startError ??= `the thread exited (${code})`
-      Deferred.doneUnsafe(ready, Exit.succeed(false))
-      Deferred.doneUnsafe(lost, Exit.fail(failure("Closed", `the thread exited (${code})`)))
-    })
-
-    const dispatch = control.dispatch
 
     const whenReady = Deferred.await(ready).pipe(
       Effect.timeoutOrElse({
@@ -115,7 +86,7 @@ export const start = (options: StartOptions): Effect.Effect<Started, never, Scop
       }),
       Effect.flatMap((usable) =>
         usable
-          ? Effect.succeed(Option.some(dispatch))
+          ? Effect.succeed(Option.some(control.dispatch))
           : Effect.as(
             Effect.logWarning(
               `chiral: the Zenoh action dispatcher thread cannot run (${startError}); actions are dispatched on this thread`
@@ -127,4 +98,3 @@ export const start = (options: StartOptions): Effect.Effect<Started, never, Scop
 
     return { ready: whenReady, lost: Deferred.await(lost) } satisfies Started
   })
-

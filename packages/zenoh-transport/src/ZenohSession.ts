@@ -24,9 +24,8 @@ import {
   ZenohSessionClosed
 } from "@chiral/zenoh"
 import { Cause, Deferred, Duration, Effect, Exit, Queue, type Scope, Stream } from "effect"
-import { Worker } from "node:worker_threads"
-import * as DispatchControl from "@chiral/core/DispatchControl"
 import { frameBytes, type OutgoingFrame } from "@chiral/core/Transport"
+import * as WorkerThread from "./WorkerThread.js"
 import { decodeError, type Diagnosis, type FromSessionWorker, type SessionWorkerOptions, type ToSessionWorker } from "./ZenohSessionWorker.js"
 
 /** Why a session (or one operation on it) ended. */
@@ -111,42 +110,29 @@ export const openInWorker = (
 ): Effect.Effect<ClientSession | undefined, OpenError | SessionEnd, Scope.Scope> =>
   Effect.gen(function*() {
     const settings = workerOptions(options)
-    const closeTimeout = (settings.session.closeTimeout ?? 1000) + 1000
     const opened = Deferred.makeUnsafe<boolean, OpenError | SessionEnd>()
     const routed = Deferred.makeUnsafe<void, SessionEnd>()
     const replies = yield* Queue.unbounded<Uint8Array, SessionEnd | Cause.Done>()
     let ended: SessionEnd | undefined
-    const diagnoses: Array<(diagnosis: Diagnosis) => void> = []
-    let exited = false
-    let closing = false
-
     const end = (error: SessionEnd) => {
       ended ??= error
       Deferred.doneUnsafe(opened, Exit.fail(error))
       Deferred.doneUnsafe(routed, Exit.fail(error))
       Queue.failCauseUnsafe(replies, Cause.fail(error))
     }
+    const diagnoses: Array<(diagnosis: Diagnosis) => void> = []
 
-    const worker = yield* Effect.acquireRelease(
-      Effect.sync(() =>
-        new Worker(DispatchControl.workerScript("ZenohSessionWorker", import.meta.url), {
-          // As for the dispatcher's worker: built JavaScript, no Node options of the parent.
-          execArgv: [],
-          workerData: { chiralZenohSession: settings }
-        })
-      ),
-      (worker) =>
-        Effect.callback<void>((resume) => {
-          closing = true
-          if (exited) return resume(Effect.void)
-          const timer = setTimeout(() => void worker.terminate(), closeTimeout)
-          worker.once("exit", () => {
-            clearTimeout(timer)
-            resume(Effect.void)
-          })
-          worker.postMessage({ t: "close" } satisfies ToSessionWorker)
-        })
-    )
+    const thread = yield* WorkerThread.spawn({
+      name: "ZenohSessionWorker",
+      workerData: { chiralZenohSession: settings },
+      closeTimeoutMillis: (settings.session.closeTimeout ?? 1000) + 1000,
+      onGone: (what) => {
+        // Before the session opened: the thread cannot run here; after: the session is gone with it.
+        Deferred.doneUnsafe(opened, Exit.succeed(false))
+        end(new ZenohSessionClosed({ operation: `the Zenoh session's thread: ${what}` }))
+      }
+    })
+    const worker = thread.worker
     worker.on("message", (message: FromSessionWorker) => {
       switch (message.t) {
         case "open":
@@ -163,34 +149,23 @@ export const openInWorker = (
           return diagnoses.shift()?.(message.diagnosis)
       }
     })
-    const threadGone = (what: string) => {
-      // Before the session opened: the thread cannot run here; after: the session is gone with it.
-      Deferred.doneUnsafe(opened, Exit.succeed(false))
-      end(new ZenohSessionClosed({ operation: `the Zenoh session's thread ${what}` }))
-    }
-    worker.on("error", (error) => threadGone(`failed: ${error.message}`))
-    worker.on("exit", (code) => {
-      exited = true
-      if (!closing) threadGone(`exited (${code})`)
-    })
 
     if (!(yield* Deferred.await(opened))) return undefined
-    const ack = { t: "ack" } satisfies ToSessionWorker
+    const post = (message: ToSessionWorker) => worker.postMessage(message)
     return {
       routed: Deferred.await(routed),
       put: (frame) =>
         Effect.suspend(() => {
           if (ended !== undefined) return Effect.fail(ended)
-          worker.postMessage({ t: "put", frame: frameBytes(frame) } satisfies ToSessionWorker)
+          post({ t: "put", frame: frameBytes(frame) })
           return Effect.void
         }),
-      replies: Stream.fromEffectRepeat(
-        Effect.tap(Queue.take(replies), () => Effect.sync(() => worker.postMessage(ack)))
-      ),
+      // Each reply taken lets the thread post another.
+      replies: Stream.fromEffectRepeat(Effect.tap(Queue.take(replies), () => Effect.sync(() => post({ t: "ack" })))),
       diagnose: Effect.callback<Diagnosis>((resume) => {
-        if (exited) return resume(Effect.succeed(unknown))
+        if (thread.exited()) return resume(Effect.succeed(unknown))
         diagnoses.push((diagnosis) => resume(Effect.succeed(diagnosis)))
-        worker.postMessage({ t: "diagnose" } satisfies ToSessionWorker)
+        post({ t: "diagnose" })
       }).pipe(Effect.timeoutOrElse({ duration: 1000, orElse: () => Effect.succeed(unknown) }))
     } satisfies ClientSession
   })

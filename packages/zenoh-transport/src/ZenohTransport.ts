@@ -493,6 +493,57 @@ const openSession = (
   )
 
 /**
+ * The references' way of learning that both routes are up: `metadata` every
+ * `probeInterval` until something answers (the answer is consumed). Gives up
+ * after `probeTimeout` with `Unavailable` when nobody serves chiral there, or
+ * `Read` with what the session can tell when the session itself does not work.
+ */
+const probe = (p: {
+  readonly locator: string
+  readonly keys: Keys
+  readonly session: ZenohSession.ClientSession
+  readonly pull: Effect.Effect<unknown, SessionEnd | Cause.Done>
+  readonly probeInterval: Duration.Duration
+  readonly probeTimeout: number
+  /** Logs a hint (once per client) about a peer that subscribes to other keys. */
+  readonly hint: (line: string) => Effect.Effect<void>
+}): Effect.Effect<void, TransportError> =>
+  Effect.gen(function*() {
+    const { keys, locator, session } = p
+    const ended = probeError(locator)
+    // Our first probe would be lost if the server's subscriber were not known yet.
+    yield* session.routed.pipe(Effect.timeoutOption(p.probeInterval), Effect.mapError(ended))
+    const started = yield* Clock.currentTimeMillis
+    for (let probes = 1;; probes++) {
+      yield* session.put(metadataRequest).pipe(Effect.mapError(ended))
+      // Whatever arrives first (normally the metadata_response) proves both routes.
+      const answer = yield* p.pull.pipe(Effect.timeoutOption(p.probeInterval), Effect.mapError(ended))
+      if (Option.isSome(answer)) return
+      if ((yield* Clock.currentTimeMillis) - started < p.probeTimeout) continue
+      // Nobody serving chiral here (worth retrying), or a session that does not work (say why).
+      const { problems, subscriptions } = yield* session.diagnose
+      const unanswered = `${probes} metadata request(s) on ${keys.request} unanswered (the peer subscribes to ${
+        subscriptions.length === 0 ? "nothing" : subscriptions.join(", ")
+      })`
+      if (problems !== undefined) {
+        return yield* new TransportError({
+          reason: "Read",
+          address: locator,
+          detail: `${unanswered}: the session with the server does not work: ${problems}`
+        })
+      }
+      if (subscriptions.length > 0 && !subscriptions.some((key) => KeyExpr.intersects(key, keys.request))) {
+        yield* p.hint(
+          `chiral: the Zenoh peer at ${locator} answers no chiral requests on ${keys.request}; it subscribes to ${
+            subscriptions.join(", ")
+          } (a different key prefix?)`
+        )
+      }
+      return yield* new TransportError({ reason: "Unavailable", address: locator, detail: unanswered })
+    }
+  })
+
+/**
  * Connects to a chiral server over Zenoh at `locator` (`tcp/host:port`).
  * Each `connect` opens a Zenoh session (on a worker thread of its own unless
  * `sessionThread: "main"`), declares the reply subscriber and probes with
@@ -510,6 +561,12 @@ export const makeClient = (locator: string, options: ClientOptions = {}): Client
   const probeTimeout = Duration.toMillis(Duration.fromInputUnsafe(options.probeTimeout ?? Duration.seconds(2)))
   // A peer that subscribes to other keys is pointed out once, not at every attempt.
   let hinted = false
+  const hint = (line: string) =>
+    Effect.suspend(() => {
+      if (hinted) return Effect.void
+      hinted = true
+      return Effect.logWarning(line)
+    })
 
   const connect = Effect.gen(function*() {
     const endpoint = Zenoh.parseLocator(locator)
@@ -529,41 +586,7 @@ export const makeClient = (locator: string, options: ClientOptions = {}): Client
       ? undefined
       : yield* startDispatcher(locator, endpoint, keys.request, options)
     const pull = yield* Stream.toPull(session.replies)
-    const unavailable = (detail: string) => new TransportError({ reason: "Unavailable", address: locator, detail })
-    const ended = probeError(locator)
-
-    // Our first probe would be lost if the server's subscriber were not known yet.
-    yield* session.routed.pipe(Effect.timeoutOption(probeInterval), Effect.mapError(ended))
-    const started = yield* Clock.currentTimeMillis
-    let probes = 0
-    for (;;) {
-      yield* session.put(metadataRequest).pipe(Effect.mapError(ended))
-      probes++
-      // Whatever arrives first (normally the metadata_response) proves both routes.
-      const answer = yield* pull.pipe(Effect.timeoutOption(probeInterval), Effect.mapError(ended))
-      if (Option.isSome(answer)) break
-      if ((yield* Clock.currentTimeMillis) - started >= probeTimeout) {
-        // Nobody serving chiral here (worth retrying), or a session that does not work (say why).
-        const { problems, subscriptions } = yield* session.diagnose
-        const unanswered = `${probes} metadata request(s) on ${keys.request} unanswered (the peer subscribes to ${
-          subscriptions.length === 0 ? "nothing" : subscriptions.join(", ")
-        })`
-        const elsewhere = subscriptions.length > 0 && !subscriptions.some((key) => KeyExpr.intersects(key, keys.request))
-        if (problems === undefined && elsewhere && !hinted) {
-          hinted = true
-          yield* Effect.logWarning(
-            `chiral: the Zenoh peer at ${locator} answers no chiral requests on ${keys.request}; it subscribes to ${
-              subscriptions.join(", ")
-            } (a different key prefix?)`
-          )
-        }
-        return yield* problems === undefined ? unavailable(unanswered) : new TransportError({
-          reason: "Read",
-          address: locator,
-          detail: `${unanswered}: the session with the server does not work: ${problems}`
-        })
-      }
-    }
+    yield* probe({ locator, keys, session, pull, probeInterval, probeTimeout, hint })
 
     const frames = Stream.fromPull(Effect.succeed(pull)).pipe(
       Stream.mapError((error) => sessionError(locator, error))

@@ -58,14 +58,47 @@ export const fromSocket = (
 
 const makeUnsafe = (socket: Net.Socket, highWaterMark: number): Link => {
   const peer = peerName(socket)
+  socket.setNoDelay(true)
+  const reader = makeReader(socket, peer, highWaterMark)
+  const isOpen = () => !socket.destroyed && socket.writable
+
+  const destroy = () => {
+    if (!socket.destroyed) socket.destroy()
+    reader.endWith("connection closed locally")
+  }
+
+  const close: Link["close"] = (timeoutMillis) =>
+    Effect.callback<void>((resume) => {
+      if (socket.destroyed) return resume(Effect.void)
+      socket.end(() => resume(Effect.void))
+    }).pipe(
+      Effect.timeoutOrElse({ duration: timeoutMillis, orElse: () => Effect.void }),
+      Effect.ensuring(Effect.sync(destroy))
+    )
+
+  return {
+    peer,
+    readBatch: Effect.map(reader.readBatchParts, concat),
+    readBatchParts: reader.readBatchParts,
+    send: makeSend(socket, peer, isOpen),
+    close,
+    destroy,
+    isOpen,
+    incomplete: reader.incomplete
+  }
+}
+
+/**
+ * The reading half: received chunks wait in an inbox (the socket is paused while it holds
+ * `highWaterMark` bytes nobody pulled), and are cut into batches on demand.
+ */
+const makeReader = (socket: Net.Socket, peer: string, highWaterMark: number) => {
   const splitter = new BatchSplitter()
   let inboxBytes = 0
   const inbox: Array<Uint8Array> = []
   let paused = false
   let ended: ZenohLinkError | undefined
   let waiter: ((effect: Effect.Effect<ReadonlyArray<Uint8Array>, ZenohLinkError>) => void) | undefined
-
-  socket.setNoDelay(true)
 
   const wake = () => {
     if (waiter === undefined) return
@@ -132,10 +165,20 @@ const makeUnsafe = (socket: Net.Socket, highWaterMark: number): Link => {
     })
   })
 
-  const readBatch: Link["readBatch"] = Effect.map(readBatchParts, concat)
+  const incomplete: Link["incomplete"] = () => {
+    const announced = splitter.announced
+    const received = splitter.pending + inboxBytes - 2
+    return announced === undefined || received >= announced ? undefined : { announced, received }
+  }
 
-  const isOpen = () => !socket.destroyed && socket.writable
+  return { readBatchParts, incomplete, endWith }
+}
 
+/**
+ * The writing half: each call queues its chunks as one corked write, synchronously; the Effect
+ * waits for the last one's callback (the kernel took it) or fails when the link closed first.
+ */
+const makeSend = (socket: Net.Socket, peer: string, isOpen: () => boolean): Link["send"] => {
   const writeChunks = (chunks: ReadonlyArray<Uint8Array>, done?: (error?: Error | null) => void): boolean => {
     if (!isOpen()) return false
     const last = chunks.length - 1
@@ -149,7 +192,7 @@ const makeUnsafe = (socket: Net.Socket, highWaterMark: number): Link => {
     return true
   }
 
-  const send: Link["send"] = (chunks) => {
+  return (chunks) => {
     // Outcome of the flush, recorded by the write callback; the Effect reads or awaits it.
     let outcome: Effect.Effect<void, ZenohLinkError> | undefined
     let resume: ((effect: Effect.Effect<void, ZenohLinkError>) => void) | undefined
@@ -170,37 +213,6 @@ const makeUnsafe = (socket: Net.Socket, highWaterMark: number): Link => {
       if (outcome !== undefined) return r(outcome)
       resume = r
     })
-  }
-
-  const destroy = () => {
-    if (!socket.destroyed) socket.destroy()
-    endWith("connection closed locally")
-  }
-
-  const close: Link["close"] = (timeoutMillis) =>
-    Effect.callback<void>((resume) => {
-      if (socket.destroyed) return resume(Effect.void)
-      socket.end(() => resume(Effect.void))
-    }).pipe(
-      Effect.timeoutOrElse({ duration: timeoutMillis, orElse: () => Effect.void }),
-      Effect.ensuring(Effect.sync(destroy))
-    )
-
-  const incomplete = () => {
-    const announced = splitter.announced
-    const received = splitter.pending + inboxBytes - 2
-    return announced === undefined || received >= announced ? undefined : { announced, received }
-  }
-
-  return {
-    peer,
-    readBatch,
-    readBatchParts,
-    send,
-    close,
-    destroy,
-    isOpen,
-    incomplete
   }
 }
 
