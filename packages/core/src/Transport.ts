@@ -15,9 +15,9 @@ import type { TransportError } from "./TransportError.js"
 export type OutgoingFrame = Uint8Array | ReadonlyArray<Uint8Array>
 
 /**
- * A logical connection. For WebSocket it is one client socket; for a
- * publish/subscribe transport (Zenoh) the server sees a single connection that
- * stands for every remote client on the shared keys.
+ * A logical connection. For WebSocket it is one client socket; for Zenoh, one
+ * remote peer session (a Zenoh router's session stands for every client
+ * behind it, and is `shared`).
  */
 export interface Connection {
   /** A short name for logs, e.g. `ws://127.0.0.1:8765 ← 127.0.0.1:53422`. */
@@ -41,8 +41,8 @@ export interface Connection {
    */
   readonly send: (frame: OutgoingFrame) => Effect.Effect<void, TransportError>
   /**
-   * True when this connection stands for every remote client at once (a
-   * publish/subscribe transport such as Zenoh). The server then never ends it
+   * True when this connection stands for several remote clients at once (a
+   * Zenoh router between them and the server). The server then never ends it
    * to signal a problem to one client, since that would cut them all off.
    */
   readonly shared?: boolean | undefined

@@ -19,8 +19,11 @@
  * `metadata` every 0.5 s until something answers, and swallows that answer
  * before handing the connection over.
  *
- * A client connection dispatches its actions from a worker thread with a
- * Zenoh session of its own (`ZenohDispatch`, `OffThreadDispatch` in @chiral/core), so that the
+ * A client's own session (requests and observations) runs on a worker thread
+ * (`ZenohSession`), so that its keep-alives go out however long the policy's
+ * thread is blocked; `sessionThread: "main"` keeps it on this thread. It
+ * dispatches its actions from another worker thread with a Zenoh session of
+ * its own (`ZenohDispatch`, `OffThreadDispatch` in @chiral/core), so that the
  * pauses of the policy's thread cannot make them late; `thread: "main"` keeps
  * them on PolicyClient's fiber.
  */
