@@ -14,6 +14,7 @@ import { execFile } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { ClientTransport, PolicyClient, PolicyServer } from "@chiral/core"
 import { ZenohTransport } from "../src/index.js"
+import { failure } from "@chiral/testing/Exits"
 import { relayTo } from "@chiral/testing/Relay"
 
 const fast = { probeInterval: 50, probeTimeout: 2000 } as const
@@ -150,6 +151,25 @@ describe("Zenoh: one client never slows another", () => {
       assert.isUndefined(asking.pollUnsafe())
       yield* release
       assert.strictEqual((yield* Fiber.join(asking)).extra["n"], 1)
+    }).pipe(Effect.scoped, Effect.provide(serverLayer)))
+
+  it.live("a request its handler cannot answer ends that client's session only: it fails at once, others are served", () =>
+    Effect.gen(function*() {
+      let calls = 0
+      const server = yield* PolicyServer.make({
+        cameras: smallCamera,
+        handlers: {
+          reset: Effect.die("unused"),
+          applyAction: () => Effect.void,
+          // the first getObs fails: the server cannot answer it
+          getObs: Effect.suspend(() => ++calls === 1 ? Effect.fail("camera unplugged") : PolicyServer.makeObs())
+        }
+      })
+      const a = yield* clientAt(server.address, { requestTimeout: 60_000 })
+      const b = yield* clientAt(server.address)
+      const error = failure(yield* Effect.exit(a.getObs))
+      assert.strictEqual(error.reason, "Disconnected")
+      assert.strictEqual((yield* b.getObs).cameras.length, 1)
     }).pipe(Effect.scoped, Effect.provide(serverLayer)))
 
   it.live("a client frozen while receiving 17 MB observations holds up nobody; its session stays until its lease", () =>
