@@ -23,7 +23,9 @@ const serverLayer = () =>
     ? ZenohTransport.layerServer({ host: "127.0.0.1", port: 0 })
     : WebSocketTransport.layerServer({ host: "127.0.0.1", port: 0 })
 const clientFor = (address) =>
-  protocol === "zenoh" ? ZenohTransport.makeClient(address) : WebSocketTransport.makeClient(address)
+  protocol === "zenoh"
+    ? ZenohTransport.makeClient(address, { sessionThread: process.env.SESSION_THREAD })
+    : WebSocketTransport.makeClient(address)
 const clientAt = (address, options = {}) =>
   PolicyClient.make({ quiet: true, ...options }).pipe(Effect.provideService(ClientTransport, clientFor(address)))
 
