@@ -20,7 +20,7 @@ import {
   type ZenohHandshakeError,
   ZenohId,
   type ZenohKeyExprError,
-  type ZenohLinkError,
+  ZenohLinkError,
   ZenohSessionClosed
 } from "@chiral/zenoh"
 import { Cause, Deferred, Duration, Effect, Exit, Queue, type Scope, Stream } from "effect"
@@ -150,7 +150,22 @@ export const openInWorker = (
       }
     })
 
-    if (!(yield* Deferred.await(opened))) return undefined
+    // The thread's start (loading its modules) plus the handshake, bounded.
+    const openMillis = (settings.session.handshakeTimeout ?? 10_000) + 10_000
+    const usable = yield* Deferred.await(opened).pipe(
+      Effect.timeoutOrElse({
+        duration: openMillis,
+        orElse: () =>
+          Effect.fail(
+            new ZenohLinkError({
+              peer: `${options.host}:${options.port}`,
+              operation: "connect",
+              reason: `the session's thread did not open it within ${openMillis} ms`
+            })
+          )
+      })
+    )
+    if (!usable) return undefined
     const post = (message: ToSessionWorker) => worker.postMessage(message)
     return {
       routed: Deferred.await(routed),
