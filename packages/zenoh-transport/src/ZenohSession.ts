@@ -50,7 +50,16 @@ export interface OpenOptions {
   readonly requestKey: string
   readonly replyKey: string
   readonly session: ZenohConfig.ZenohConfig
+  /**
+   * When the caller stops waiting (`Date.now()` ms): the handshake's timeout is
+   * cut to end by then, counted where the session is opened.
+   */
+  readonly deadline?: number | undefined
 }
+
+/** The handshake timeout (ms) that ends by `deadline`, if there is one. */
+export const handshakeBy = (configured: number | undefined, deadline: number | undefined): number | undefined =>
+  deadline === undefined ? configured : Math.max(1, Math.min(configured ?? 10_000, deadline - Date.now()))
 
 const unknown: Diagnosis = { problems: undefined, subscriptions: [] }
 
@@ -62,6 +71,7 @@ export const openHere = (options: OpenOptions): Effect.Effect<ClientSession, Ope
   Effect.gen(function*() {
     const session = yield* Zenoh.connect({
       ...options.session,
+      handshakeTimeout: handshakeBy(millisOf(options.session.handshakeTimeout), options.deadline),
       payloadAlignment: options.session.payloadAlignment ?? frameAlignment,
       host: options.host,
       port: options.port
@@ -87,6 +97,7 @@ const workerOptions = (options: OpenOptions): SessionWorkerOptions => {
     requestKey: options.requestKey,
     replyKey: options.replyKey,
     window: WINDOW,
+    deadline: options.deadline,
     session: {
       zid: s.zid === undefined || typeof s.zid === "string" ? s.zid : ZenohId.toString(s.zid),
       batchSize: s.batchSize,

@@ -49,6 +49,8 @@ export interface SessionWorkerOptions {
   readonly replyKey: string
   /** Replies posted and not yet acknowledged, at most. */
   readonly window: number
+  /** When the policy's thread stops waiting for the session to open (`Date.now()` ms). */
+  readonly deadline?: number | undefined
   /** The session's Zenoh settings, durations in milliseconds. */
   readonly session: {
     readonly zid?: string | undefined
@@ -164,6 +166,10 @@ const serve = (
   Effect.gen(function*() {
     const session = yield* Zenoh.connect({
       ...options.session,
+      // the caller's deadline, counted from here (this thread took time to start)
+      handshakeTimeout: options.deadline === undefined
+        ? options.session.handshakeTimeout
+        : Math.max(1, Math.min(options.session.handshakeTimeout ?? 10_000, options.deadline - Date.now())),
       payloadAlignment: frameAlignment,
       host: options.host,
       port: options.port

@@ -47,7 +47,7 @@ import {
 } from "@chiral/zenoh"
 import { Cause, Clock, Duration, Effect, Exit, FiberSet, Layer, Option, Predicate, Scope, Stream } from "effect"
 import type { WithOffThreadDispatch } from "@chiral/core/OffThreadDispatch"
-import { ClientTransport, type Connection, ServerTransport } from "@chiral/core/Transport"
+import { ClientTransport, type Connection, ConnectTimeout, ServerTransport } from "@chiral/core/Transport"
 import { TransportError, type TransportErrorReason } from "@chiral/core/TransportError"
 import * as ZenohDispatch from "./ZenohDispatch.js"
 import * as ZenohSession from "./ZenohSession.js"
@@ -202,19 +202,21 @@ const tooLarge = (error: ZenohReassemblyError): string =>
   `a message of ${mib(error.size)} (${error.size} bytes) is over this side's limit of ${mib(error.limit)} (${error.limit} bytes): ${error.reason}; raise it with the maxMessageSize option (chiral: --max-message-size)`
 
 /**
- * A failed session opening. Worth retrying when nobody answered or the peer
- * went away; not when the peer speaks something else than Zenoh 0x09 (or our
- * own settings are invalid), since that will not change.
+ * A failed session opening. Worth retrying when nobody answered (`Silent`
+ * when something accepted the connection but never completed the handshake)
+ * or the peer went away; not when the peer speaks something else than Zenoh
+ * 0x09 (or our own settings are invalid), since that will not change.
  */
 const openError = (
   address: string,
   error: ZenohConfigError | ZenohLinkError | ZenohHandshakeError
 ): TransportError => {
+  // Accepted, but no Zenoh handshake in time: another service on the port, or a frozen server.
+  const silent = error._tag === "ZenohHandshakeError" && error.reason.startsWith("no answer")
   const retry = error._tag === "ZenohLinkError" ||
-    (error._tag === "ZenohHandshakeError" &&
-      (error.reason.startsWith("no answer") || error.reason.startsWith("peer sent CLOSE")))
+    (error._tag === "ZenohHandshakeError" && error.reason.startsWith("peer sent CLOSE"))
   return new TransportError({
-    reason: retry ? "Unavailable" : "InvalidAddress",
+    reason: silent ? "Silent" : retry ? "Unavailable" : "InvalidAddress",
     address,
     detail: error.message,
     cause: error
@@ -430,10 +432,17 @@ const startDispatcher = (
       port: endpoint.port,
       key,
       session,
-      readyTimeoutMillis: session.handshakeTimeout ?? 10_000,
+      // the thread's start (loading its modules: seconds on a busy machine) plus the handshake
+      readyTimeoutMillis: (session.handshakeTimeout ?? 10_000) + 10_000,
       closeTimeoutMillis: session.closeTimeout ?? 1_000
     })
   })
+
+/**
+ * How much earlier than the caller's deadline the handshake gives up, so that
+ * its own error (`Silent`, or why the link failed) is the one reported.
+ */
+const deadlineMargin = 150
 
 /** The frame every probe sends. */
 const metadataRequest = encodeFrame({ type: "metadata" })
@@ -571,17 +580,21 @@ export const makeClient = (locator: string, options: ClientOptions = {}): Client
       return Effect.logWarning(line)
     })
 
-  const connect = Effect.gen(function*() {
+  const attempt = (budgetMillis: number | undefined) => Effect.gen(function*() {
     const endpoint = Zenoh.parseLocator(locator)
     if (endpoint === undefined || !locator.startsWith("tcp/")) {
       return yield* new TransportError({ reason: "InvalidAddress", address: locator, detail: "expected tcp/host:port" })
     }
     const keys = yield* resolveKeys(options.keyPrefix, locator)
+    // The caller's deadline bounds the handshake too, wherever the session is
+    // opened: a silent peer is reported as such in time.
+    const deadline = budgetMillis === undefined ? undefined : Date.now() + budgetMillis - deadlineMargin
     const session = yield* openSession(locator, {
       ...endpoint,
       requestKey: keys.request,
       replyKey: keys.reply,
-      session: sessionOptions(options)
+      session: sessionOptions(options),
+      deadline
     }, options.sessionThread)
     // Somebody answers Zenoh here: the worker starts now, so that its start-up
     // overlaps the probing below.
@@ -612,6 +625,21 @@ export const makeClient = (locator: string, options: ClientOptions = {}): Client
       frames: Stream.interruptWhen(frames, dispatcherLost),
       dispatch: dispatch.value
     } satisfies Connection & WithOffThreadDispatch
+  })
+
+  // With a caller's deadline (`ConnectTimeout`), the whole attempt ends by then.
+  const connect = Effect.flatMap(ConnectTimeout, (budget) => {
+    if (budget === undefined) return attempt(undefined)
+    const millis = Math.max(1, Duration.toMillis(budget))
+    return attempt(millis).pipe(
+      Effect.timeoutOrElse({
+        duration: millis + deadlineMargin,
+        orElse: () =>
+          Effect.fail(
+            new TransportError({ reason: "Unavailable", address: locator, detail: `no chiral answer within ${millis} ms` })
+          )
+      })
+    )
   })
 
   return ClientTransport.of({
