@@ -257,6 +257,7 @@ const servePeer = <E, R>(
   const shared = peer.peer.whatami === "router"
   const connection: Connection = {
     id,
+    peer: peer.peer.address,
     frames: peer.samples.pipe(
       Stream.map((sample) => sample.payload),
       Stream.mapError((error) => sessionError(id, error))
