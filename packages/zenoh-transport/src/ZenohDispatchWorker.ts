@@ -142,6 +142,51 @@ interface Held {
   count: () => number
 }
 
+/** What the policy's thread is told of the plan with every answer and report. */
+const planState = (plan: ActionPlan) => ({ pending: plan.size, dropped: plan.dropped })
+
+/** Actions sent, and actions taken from the plan for a put that failed with the session (dropped with the rest). */
+interface Counts {
+  dispatched: number
+  unsent: number
+}
+
+/**
+ * One tick of the dispatch loop: takes the action due now (dropping late
+ * ones), publishes it stamped with its observation's camera timestamps, and
+ * reports it.
+ */
+const makeTick = (deps: {
+  readonly session: Zenoh.Connection
+  readonly key: string
+  readonly plan: ActionPlan
+  readonly clock: TickClock
+  readonly observed: () => Readonly<Record<string, number>>
+  readonly post: (message: FromWorker) => void
+  readonly counts: Counts
+}) =>
+  Effect.gen(function*() {
+    const { clock, counts, plan, post } = deps
+    // The grid's first slot is where the repeat starts: right before the first tick.
+    const due = clock.due ?? now()
+    const waiting = plan.size
+    const taken = plan.take(now() / 1000, due / 1000)
+    if (taken === undefined) {
+      // late actions dropped, none sent: the refill signal still has to know
+      if (plan.size !== waiting) post({ t: "queue", ...planState(plan) })
+      return
+    }
+    const { action, obsTimestamps } = taken
+    const stamp = obsTimestamps ?? deps.observed()
+    const frame = encodeApplyAction(action.shape, action.data, stamp)
+    // Started at once: the session writes the frame to its socket before
+    // this fiber goes on, then the fiber waits for the kernel to take it.
+    const sending = yield* Effect.forkChild(deps.session.put(deps.key, frame), { startImmediately: true })
+    const at = now()
+    yield* Fiber.join(sending).pipe(Effect.tapError(() => Effect.sync(() => void counts.unsent++)))
+    post({ t: "dispatched", count: ++counts.dispatched, at, due, obsTime: obsTime(stamp), ...planState(plan) })
+  })
+
 /** Serves the dispatcher until the session ends or the scope closes. */
 const serve = (
   options: WorkerOptions,
@@ -155,40 +200,15 @@ const serve = (
     yield* session.awaitSubscribers(options.key)
 
     const plan = new ActionPlan(ActionQueue.defaultCapacity)
-    const state = () => ({ pending: plan.size, dropped: plan.dropped })
-    // Taken from the plan for a put that failed with the session: dropped with the rest.
-    let unsent = 0
-    held.count = () => plan.size + unsent
-    let dispatched = 0
+    const state = () => planState(plan)
+    const counts: Counts = { dispatched: 0, unsent: 0 }
+    held.count = () => plan.size + counts.unsent
     const clock = new TickClock(yield* Clock.clockWith(Effect.succeed))
     const loop = yield* FiberHandle.make<void, never>()
     // A put that fails ends the loop; the session's end is reported once, below.
     const broken = yield* Deferred.make<never, SessionEnd>()
 
-    const tick = Effect.gen(function*() {
-      // The grid's first slot is where the repeat starts: right before the first tick.
-      const due = clock.due ?? now()
-      const waiting = plan.size
-      const taken = plan.take(now() / 1000, due / 1000)
-      if (taken === undefined) {
-        // late actions dropped, none sent: the refill signal still has to know
-        if (plan.size !== waiting) post({ t: "queue", ...state() })
-        return
-      }
-      const { action, obsTimestamps } = taken
-      const stamp = obsTimestamps ?? observed()
-      const frame = encodeApplyAction(action.shape, action.data, stamp)
-      // Started at once: the session writes the frame to its socket before
-      // this fiber goes on, then the fiber waits for the kernel to take it.
-      const sending = yield* Effect.forkChild(session.put(options.key, frame), { startImmediately: true })
-      const at = now()
-      yield* Fiber.join(sending).pipe(Effect.tapError(() =>
-        Effect.sync(() => {
-          unsent++
-        })
-      ))
-      post({ t: "dispatched", count: ++dispatched, at, due, obsTime: obsTime(stamp), ...state() })
-    })
+    const tick = makeTick({ session, key: options.key, plan, clock, observed, post, counts })
 
     const dispatchAt = (periodMillis: number) =>
       Effect.suspend(() => {
@@ -215,8 +235,8 @@ const serve = (
             return post({ t: "done", id: message.id, ...state() })
           }
           case "clear": {
-            const cleared = plan.size + unsent
-            unsent = 0
+            const cleared = plan.size + counts.unsent
+            counts.unsent = 0
             plan.clear()
             return post({ t: "done", id: message.id, ...state(), cleared })
           }
