@@ -98,8 +98,8 @@ export const make = <E, R>(
         const info: ConnectionInfo = { id: connection.id, peer: connection.peer }
         yield* Ref.update(open, (n) => n + 1)
         yield* Effect.addFinalizer(() => Ref.update(open, (n) => n - 1))
-        // A shared connection (Zenoh) stands for the transport, not for a client: its
-        // opening and closing say nothing about who connects, so they are debug lines.
+        // A shared connection (a Zenoh router's session) stands for several clients:
+        // its opening and closing say nothing about who connects, so they are debug lines.
         const log = connection.shared === true ? Effect.logDebug : Effect.logInfo
         yield* log(`chiral: connection opened: ${connection.id}`)
         if (hooks.onConnect !== undefined) {

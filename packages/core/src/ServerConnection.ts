@@ -107,8 +107,9 @@ class Unanswered extends Data.TaggedError("Unanswered")<{ readonly request: stri
  * answer would leave the client waiting, and the protocol has no error reply:
  * it is logged and the connection closed, which the client sees at once as a
  * typed error (the Python server does the same by letting the handler's
- * exception end the connection). A shared connection (Zenoh) stays open; its
- * client runs into its timeout.
+ * exception end the connection). A shared connection (a Zenoh router's
+ * session, standing for several clients) stays open; its client runs into its
+ * timeout.
  */
 const respond = <R>(connection: Connection, responder: Responder<R>, gate: ActionGate.ConnectionGate) =>
 (request: Request) =>
