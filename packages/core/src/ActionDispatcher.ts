@@ -201,6 +201,9 @@ const onThisThread = (link: Link, shared: Shared): Effect.Effect<LinkDispatcher,
     const sendTensor = sender(link, shared)
     // Taken from the plan, but the connection went before it was written.
     let unsent = 0
+    // Taken from the plan and being written: counted as pending until it is
+    // counted as sent, so pending + dispatched never misses it.
+    let writing = 0
     /**
      * One dispatch loop. The grid's origin is its first tick (`Cadence.fixed`
      * anchors it there); a tick's grid time is the grid point nearest to when
@@ -214,13 +217,19 @@ const onThisThread = (link: Link, shared: Shared): Effect.Effect<LinkDispatcher,
           origin ??= now
           return queue.takeAtTick(origin + Math.round((now - origin) / seconds) * seconds)
         }).pipe(Effect.flatMap((next) =>
-          Option.isNone(next) ? Effect.void : sendTensor(next.value.action, next.value.obsTimestamps, next.value.at).pipe(
-            Effect.tapError((error) =>
-              Effect.sync(() => {
-                if (error.reason === "Disconnected") unsent++
-              })
+          Option.isNone(next) ? Effect.void : Effect.suspend(() => {
+            writing++
+            return sendTensor(next.value.action, next.value.obsTimestamps, next.value.at).pipe(
+              Effect.tapError((error) =>
+                Effect.sync(() => {
+                  if (error.reason === "Disconnected") unsent++
+                })
+              ),
+              Effect.ensuring(Effect.sync(() => {
+                writing--
+              }))
             )
-          )
+          })
         ))
         return Effect.asVoid(Cadence.untilDisconnected("action dispatch", tick, period))
       })
@@ -228,7 +237,7 @@ const onThisThread = (link: Link, shared: Shared): Effect.Effect<LinkDispatcher,
       where: "on this thread",
       send: (action) => Effect.suspend(() => sendTensor(toTensor(action), undefined)),
       put: (chunk, options) => Effect.asVoid(queue.putAll(chunk, options)),
-      pending: queue.size,
+      pending: Effect.map(queue.size, (waiting) => waiting + writing),
       clear: queue.clear,
       start: (hz) =>
         Effect.flatMap(Cadence.periodOf(hz), (period) =>
@@ -292,7 +301,10 @@ const offThreadOf = (
           if (invalid !== undefined) return Effect.die(new RangeError(invalid))
           return offThread.put(actions, { mode: crossing, obsTimestamps }, capacity)
         }),
-      pending: offThread.pending,
+      // The worker answers after the reports of every action it took from the
+      // queue before: once `dispatched` has them too, `pending` + `dispatched`
+      // never misses an action in flight between the two.
+      pending: Effect.tap(offThread.pending, () => count.sync),
       clear: offThread.clear,
       start: (hz) =>
         Effect.flatMap(Cadence.periodOf(hz), (period) =>
