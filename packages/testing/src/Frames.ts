@@ -2,7 +2,7 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { encodeFrame } from "@chiral/protocol"
+import { encodeFrame, type ObsTimestamps } from "@chiral/protocol"
 
 export const vectorsDir = fileURLToPath(new URL("../../protocol/test/fixtures/vectors/", import.meta.url))
 
@@ -19,3 +19,15 @@ export const badFrames = (): ReadonlyArray<{ readonly name: string; readonly byt
 
 export const metadataRequest = encodeFrame({ type: "metadata" })
 export const obsRequest = encodeFrame({ type: "obs_request" })
+
+/** An `apply_action` of 7 float32 values, `first` then zeros, stamped with `obsTimestamps`. */
+export const applyAction = (first: number, obsTimestamps: ObsTimestamps = {}) =>
+  encodeFrame({
+    type: "apply_action",
+    action: { dtype: "float32", shape: [7], data: Float32Array.of(first, 0, 0, 0, 0, 0, 0) },
+    obsTimestamps
+  })
+
+/** The field frame `apply_action_nonfinite.bin`: `[NaN, +Inf, -Inf, -0, 3.4e38, 1, 2]` (see ../shared/field). */
+export const nonFiniteAction = (): Uint8Array =>
+  new Uint8Array(fs.readFileSync(new URL("../../protocol/test/fixtures/field/apply_action_nonfinite.bin", import.meta.url)))

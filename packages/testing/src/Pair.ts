@@ -47,3 +47,18 @@ export const startServerOnlyWith = (
     })
     return { recorder, server }
   })
+
+/** The test robot with server options of the test's choosing (the action gate's, say); its handlers record. */
+export const startRobotWith = (
+  config: Partial<Omit<PolicyServer.PolicyServerConfig<never, PolicyServer.PolicyServer>, "handlers">> = {}
+) =>
+  Effect.gen(function*() {
+    const recorder = yield* Robot.makeRecorder
+    const server = yield* PolicyServer.make({
+      cameras: Robot.cameras,
+      proprios: Robot.proprios,
+      ...config,
+      handlers: Robot.handlers(recorder)
+    })
+    return { recorder, server }
+  })

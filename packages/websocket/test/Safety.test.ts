@@ -3,12 +3,12 @@
 // the action gate (NaN, stale burst behind a frozen link, single controller),
 // fairness under a flood, connection logs and hooks, and text messages. Every
 // wait is on a condition (a close seen, a count reached), never on elapsed time.
-import { decodeFrame, encodeFrame, type ObsTimestamps } from "@chiral/protocol"
+import { decodeFrame } from "@chiral/protocol"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Queue, Ref, Result, Schedule, Stream } from "effect"
-import * as fs from "node:fs"
 import { type ActionStats, ClientTransport, type ConnectionInfo, PolicyClient, PolicyServer, ServerTransport } from "@chiral/core"
 import * as Frames from "@chiral/testing/Frames"
+import * as Pair from "@chiral/testing/Pair"
 import * as RawWebSocket from "@chiral/testing/RawWebSocket"
 import { relayTo } from "@chiral/testing/Relay"
 import * as Robot from "@chiral/testing/Robot"
@@ -28,28 +28,10 @@ const eventually = (check: Effect.Effect<boolean>) =>
     Effect.orDie
   )
 
-const action = (first: number, obsTimestamps: ObsTimestamps = {}) =>
-  encodeFrame({
-    type: "apply_action",
-    action: { dtype: "float32", shape: [7], data: Float32Array.of(first, 0, 0, 0, 0, 0, 0) },
-    obsTimestamps
-  })
+const nonFiniteFrame = Frames.nonFiniteAction()
+const action = Frames.applyAction
 
-const nonFiniteFrame = new Uint8Array(
-  fs.readFileSync(new URL("../../protocol/test/fixtures/field/apply_action_nonfinite.bin", import.meta.url))
-)
-
-const startRobot = (config: Partial<Omit<PolicyServer.PolicyServerConfig<never, PolicyServer.PolicyServer>, "handlers">> = {}) =>
-  Effect.gen(function*() {
-    const recorder = yield* Robot.makeRecorder
-    const server = yield* PolicyServer.make({
-      cameras: Robot.cameras,
-      proprios: Robot.proprios,
-      ...config,
-      handlers: Robot.handlers(recorder)
-    })
-    return { recorder, server }
-  })
+const startRobot = Pair.startRobotWith
 
 const decodeType = (frame: Uint8Array) => {
   const decoded = decodeFrame(frame)

@@ -3,12 +3,11 @@
 // link is dropped whole, one controlling client), connection logs and hooks
 // with the peer's address. A token is not part of Zenoh's protocol (see the
 // README): nothing to test here. Every wait is on a condition.
-import { encodeFrame, type ObsTimestamps } from "@chiral/protocol"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Queue, Ref, Schedule, Stream } from "effect"
-import * as fs from "node:fs"
 import { type ActionStats, ClientTransport, type ConnectionInfo, PolicyServer, ServerTransport } from "@chiral/core"
 import * as Frames from "@chiral/testing/Frames"
+import * as Pair from "@chiral/testing/Pair"
 import { relayTo } from "@chiral/testing/Relay"
 import * as Robot from "@chiral/testing/Robot"
 import { ZenohTransport } from "../src/index.js"
@@ -28,28 +27,10 @@ const transports = Layer.unwrap(
 const eventually = (check: Effect.Effect<boolean>) =>
   check.pipe(Effect.filterOrFail((ok) => ok), Effect.retry({ schedule: Schedule.spaced(5), times: 4000 }), Effect.orDie)
 
-const action = (first: number, obsTimestamps: ObsTimestamps = {}) =>
-  encodeFrame({
-    type: "apply_action",
-    action: { dtype: "float32", shape: [7], data: Float32Array.of(first, 0, 0, 0, 0, 0, 0) },
-    obsTimestamps
-  })
+const nonFiniteFrame = Frames.nonFiniteAction()
+const action = Frames.applyAction
 
-const nonFiniteFrame = new Uint8Array(
-  fs.readFileSync(new URL("../../protocol/test/fixtures/field/apply_action_nonfinite.bin", import.meta.url))
-)
-
-const startRobot = (config: Partial<Omit<PolicyServer.PolicyServerConfig<never, PolicyServer.PolicyServer>, "handlers">> = {}) =>
-  Effect.gen(function*() {
-    const recorder = yield* Robot.makeRecorder
-    const server = yield* PolicyServer.make({
-      cameras: Robot.cameras,
-      proprios: Robot.proprios,
-      ...config,
-      handlers: Robot.handlers(recorder)
-    })
-    return { recorder, server }
-  })
+const startRobot = Pair.startRobotWith
 
 const takeApplied = (recorder: Robot.Recorder, n: number) =>
   Effect.map(Effect.replicateEffect(Queue.take(recorder.actions), n), (list) => list.map((a) => a.action.data[0]))
