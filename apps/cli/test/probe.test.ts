@@ -219,7 +219,7 @@ describe("chiral probe", () => {
       const uri = robot.server.address
       assert.match(uri, /^tcp\/127\.0\.0\.1:\d+$/)
 
-      const { exit, stdout } = yield* run(probe, [uri, "--key-prefix", "lab/a", "--json", "--step"])
+      const { exit, stdout } = yield* run(probe, [uri, "--key-prefix", "lab/a", "--json", "--step", "--timeout", "60"])
       assert.isTrue(Exit.isSuccess(exit), String(exit))
       const report = JSON.parse(stdout[0]!) as Record<string, unknown>
       assert.deepStrictEqual(Object.keys(report), ["metadata", "reset", "step"])

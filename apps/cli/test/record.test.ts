@@ -37,7 +37,8 @@ interface ProbeJson {
 /** `chiral probe URI --json --full`, parsed. */
 const probeJson = (uri: string, ...args: Array<string>) =>
   Effect.gen(function*() {
-    const { exit, stdout, stderr } = yield* run(probe, [uri, "--json", "--full", ...args])
+    // a generous limit: on a busy machine a Zenoh session on its worker thread takes seconds to start
+    const { exit, stdout, stderr } = yield* run(probe, [uri, "--json", "--full", "--timeout", "60", ...args])
     assert.isTrue(Exit.isSuccess(exit), `probe failed: ${String(exit)} ${stderr.join(" | ")}`)
     return JSON.parse(stdout.join("\n")) as ProbeJson
   })

@@ -158,7 +158,7 @@ describe("Zenoh client: a deadline for connecting", () => {
       const relay = yield* relayTo(robot.port)
       yield* relay.hold()
       const exit = yield* Effect.exit(
-        PolicyClient.make({ quiet: true, openTimeout: 1500 }).pipe(
+        PolicyClient.make({ quiet: true, openTimeout: 10_000 }).pipe(
           Effect.provideService(ClientTransport, ZenohTransport.makeClient(`tcp/127.0.0.1:${relay.port}`))
         )
       )

@@ -83,7 +83,7 @@ describe("Zenoh client: off-thread action dispatch", () => {
         yield* client.startActionDispatch(100)
         assert.deepStrictEqual(yield* takeActions(recorder.actions, 2), [1, 2])
       }).pipe(Effect.scoped)
-      const seen: ReadonlyArray<PeerEvent> = yield* Fiber.join(events).pipe(Effect.timeout(5000))
+      const seen: ReadonlyArray<PeerEvent> = yield* Fiber.join(events).pipe(Effect.timeout(30_000))
       assert.deepStrictEqual(seen.map((e) => e._tag), ["PeerConnected", "PeerConnected", "PeerDisconnected", "PeerDisconnected"])
       for (const e of seen) {
         if (e._tag === "PeerDisconnected") assert.strictEqual(e.error?._tag, "ZenohCloseReceived")
@@ -103,7 +103,7 @@ describe("Zenoh client: off-thread action dispatch", () => {
         // the client's session came first, the dispatcher's second: cut only that one
         assert.strictEqual(yield* relay.connections, 2)
         yield* relay.cut(1)
-        const error = failure(yield* Fiber.await(reading).pipe(Effect.timeout(5000)))
+        const error = failure(yield* Fiber.await(reading).pipe(Effect.timeout(30_000)))
         assert.instanceOf(error, TransportError)
         assert.strictEqual(error.reason, "Closed")
         assert.include(error.detail, "action dispatcher")
