@@ -39,9 +39,12 @@ await Effect.runPromise(Effect.gen(function*() {
   })
   const client = yield* PolicyClient.make({ quiet: true })
   for (let i = 0; i < 20; i++) yield* client.getObs
+  const quiet = []
+  for (let i = 0; i < 3000; i++) { const t = performance.now(); yield* client.getObs; quiet.push(performance.now() - t) }
+  console.log(`getObs without flood: p50 ${pct(quiet, .5).toFixed(1)} ms p99 ${pct(quiet, .99).toFixed(1)} ms`)
   const port = Number(new URL(server.address).port)
   const raw = yield* Effect.promise(() => rawConnect(port))
-  const t0 = performance.now()
+  const t0 = performance.now(), cpu0 = process.threadCpuUsage()
   raw.write(floodBytes)
   let last = applied, maxGap = 0, turns = 0
   const turn = () => { maxGap = Math.max(maxGap, applied - last); last = applied; turns++; if (applied < floodCount) setTimeout(turn, 0) }
@@ -54,6 +57,7 @@ await Effect.runPromise(Effect.gen(function*() {
     if (applied < floodCount) { during.push(performance.now() - t); frames.push(applied - a) }
   }
   const total = performance.now() - t0
+  { const c = process.threadCpuUsage(cpu0); console.log(`main thread CPU during the flood: ${((c.user + c.system) / 1000).toFixed(0)} ms`) }
   console.log(`flood ${floodCount} applied in ${total.toFixed(0)} ms; ${during.length} getObs completed during it`)
   if (during.length) console.log(`getObs during flood: p50 ${pct(during, .5).toFixed(1)} ms p99 ${pct(during, .99).toFixed(1)} ms; flood frames applied per getObs: p50 ${pct(frames, .5)} max ${Math.max(...frames)}`)
   console.log(`event loop timer turns during flood: ${turns}; most flood frames applied between two turns: ${maxGap}`)

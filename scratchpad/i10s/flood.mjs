@@ -15,7 +15,9 @@ const floodCount = Number(process.argv[2] ?? 100_000)
 const port = Number(process.argv[3] ?? 23101)
 const extra = process.argv.slice(4)
 
-const server = spawn(process.execPath, [...(process.env.PROF ? ["--cpu-prof", "--cpu-prof-dir=scratchpad/out"] : []), "apps/cli/bin/chiral.js", "serve", "--host", "127.0.0.1", "--port", String(port), "--cameras", "2", "--size", "320x240", ...extra], { stdio: ["ignore", "ignore", "pipe"] })
+const server = spawn(process.execPath, [...(process.env.ELD ? ["--import", new URL("./eld.mjs", import.meta.url).pathname] : []), ...(process.env.PROF ? ["--cpu-prof", "--cpu-prof-dir=scratchpad/out"] : []), ...(process.env.NODEFLAGS ? process.env.NODEFLAGS.split(" ") : []), "apps/cli/bin/chiral.js", "serve", "--host", "127.0.0.1", "--port", String(port), "--cameras", "2", "--size", process.env.SIZE ?? "320x240", ...extra], { stdio: ["ignore", process.env.NODEFLAGS ? "pipe" : "ignore", "pipe"] })
+server.stderr.on("data", (d) => { if (String(d).startsWith("ELD")) process.stdout.write(String(d)) })
+if (process.env.NODEFLAGS) server.stdout?.on("data", (d) => process.stdout.write(String(d)))
 let serverLog = ""
 await new Promise((resolve) => server.stderr.on("data", (d) => { serverLog += d; if (serverLog.includes("listening")) resolve() }))
 
@@ -47,7 +49,7 @@ await Effect.runPromise(Effect.gen(function*() {
   const client = yield* PolicyClient.make({ quiet: true })
   for (let i = 0; i < 20; i++) yield* client.getObs
   const quiet = []
-  for (let i = 0; i < 200; i++) { const t = performance.now(); yield* client.getObs; quiet.push(performance.now() - t) }
+  for (let i = 0; i < Number(process.env.QUIET ?? 2000); i++) { const t = performance.now(); yield* client.getObs; quiet.push(performance.now() - t) }
   console.log(`getObs, no flood:      ${summary(quiet)}`)
 
   const raw = yield* Effect.promise(rawConnect)
@@ -65,3 +67,4 @@ await Effect.runPromise(Effect.gen(function*() {
   raw.destroy()
 }).pipe(Effect.scoped, Effect.provide(layer)))
 server.kill("SIGINT")
+await new Promise((r) => server.once("exit", r))

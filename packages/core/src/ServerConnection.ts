@@ -148,17 +148,22 @@ const dropped = (connection: Connection, reason: string) =>
   Effect.logWarning(`chiral: dropped frame from ${connection.id}: ${reason}`)
 
 /**
- * Frames read from one connection before its reader yields to the event loop.
+ * What one connection's reader may take of the event loop before it yields:
+ * 16 frames, or 1 ms of handling, whichever comes first.
+ *
  * Each arriving frame resumes the reader synchronously inside the socket's
  * read callback (Effect's callback resumes run the fiber at once, and its op
- * budget restarts with every resume), so without this a client flooding
+ * budget restarts with every resume), so without a limit a client flooding
  * small frames was served frame after frame inside libuv's read loop (up to
  * 32 reads of 64 KiB, some 46 000 actions, per wake-up) while every other
  * client's requests, timers and writes waited: another client's getObs took
- * 0.3–1.4 s at p99 during a 100k-action flood. Yielding every 16 frames
- * bounds that to a few hundred actions; a flood alone is not slower.
+ * 0.3–1.4 s at p99 during a 100k-action flood. The frame count bounds that
+ * for cheap handlers (a few dozen flood frames per getObs); the time bounds
+ * it for slow ones (an `applyAction` that takes 2 ms would otherwise hold
+ * the loop 32 ms per turn). A flood alone is not slower.
  */
 const framesPerTurn = 16
+const millisPerTurn = 1
 
 /** Serves `connection` until the client leaves or a request cannot be answered. */
 export const serve = <R>(
@@ -201,12 +206,25 @@ export const serve = <R>(
           return dropped(connection, `a client does not send ${message.type}`)
       }
     }
-    let sinceYield = 0
+    let turnFrames = 0
+    let turnMillis = 0
+    const handleCounted = (frame: Uint8Array) =>
+      Effect.suspend(() => {
+        const start = performance.now()
+        return Effect.andThen(
+          handle(frame),
+          Effect.sync(() => {
+            turnFrames++
+            turnMillis += performance.now() - start
+          })
+        )
+      })
     const reading = connection.frames.pipe(
       Stream.runForEach((frame) => {
-        if (++sinceYield < framesPerTurn) return handle(frame)
-        sinceYield = 0
-        return Effect.andThen(Effect.yieldNow, handle(frame))
+        if (turnFrames < framesPerTurn && turnMillis < millisPerTurn) return handleCounted(frame)
+        turnFrames = 0
+        turnMillis = 0
+        return Effect.andThen(Effect.yieldNow, handleCounted(frame))
       })
     )
     // Either ends the connection: the client leaving, or a request that cannot be answered.

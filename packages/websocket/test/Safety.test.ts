@@ -241,6 +241,44 @@ describe("fairness under a flood", () => {
       expect(during[49]!).toBeLessThan(floodCount / 2)
       yield* eventually(Effect.sync(() => applied === floodCount))
     }).pipe(Effect.scoped, Effect.provide(transports())))
+
+  it.live("with a slow applyAction (2 ms each), a flood holds another client's getObs up by a few actions, not a turn of 16", () =>
+    Effect.gen(function*() {
+      const floodCount = 400
+      let applied = 0
+      const server = yield* PolicyServer.make({
+        cameras: Robot.cameras,
+        handlers: {
+          reset: Effect.die("unused"),
+          // a handler that holds the thread, as one talking to hardware synchronously might
+          applyAction: () =>
+            Effect.sync(() => {
+              const until = performance.now() + 2
+              while (performance.now() < until);
+              applied++
+            })
+        }
+      })
+      const client = yield* PolicyClient.make({ quiet: true })
+      yield* client.getObs
+      const flooder = yield* RawWebSocket.connect(server.address)
+      const frame = action(0)
+      const one = Buffer.alloc(frame.byteLength)
+      one.set(frame)
+      flooder.socket.write(Buffer.concat(Array.from({ length: floodCount }, () => frameWithZeroMask(one))))
+      yield* eventually(Effect.sync(() => applied > 0))
+      // flood actions applied while each getObs was in flight, for those answered during the flood
+      const during: Array<number> = []
+      while (applied < floodCount) {
+        const before = applied
+        yield* client.getObs
+        if (applied < floodCount) during.push(applied - before)
+      }
+      expect(during.length).toBeGreaterThan(10)
+      // The reader yields after 1 ms of handling: one slow action per turn of the event loop,
+      // so a round trip waits for a few of them (with turns of 16 frames it was 16–48).
+      expect(Math.max(...during)).toBeLessThanOrEqual(8)
+    }).pipe(Effect.scoped, Effect.provide(transports())))
 })
 
 /** A masked client frame with mask key 0 (valid; the payload goes as is). */
