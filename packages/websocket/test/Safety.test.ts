@@ -1,17 +1,17 @@
 // Robot-safe connections over real loopback sockets (issue 10, server side):
-// keepalive against frozen and mid-frame-stalled peers, the access token,
-// the action gate (NaN, stale burst behind a frozen link, single controller),
-// fairness under a flood, connection logs and hooks, and text messages. Every
-// wait is on a condition (a close seen, a count reached), never on elapsed time.
-import { decodeFrame } from "@chiral/protocol"
+// the action gate and the connection logs and hooks every transport owes
+// (@chiral/testing/SafetyContract), and what only WebSocket has: keepalive
+// against frozen and mid-frame-stalled peers, the access token, fairness
+// under a flood of frames, and text messages. Every wait is on a condition
+// (a close seen, a count reached), never on elapsed time.
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, Queue, Ref, Result, Schedule, Stream } from "effect"
-import { type ActionStats, ClientTransport, type ConnectionInfo, PolicyClient, PolicyServer, ServerTransport } from "@chiral/core"
+import { Effect, Layer, Schedule } from "effect"
+import { ClientTransport, PolicyClient, PolicyServer, ServerTransport } from "@chiral/core"
 import * as Frames from "@chiral/testing/Frames"
-import * as Pair from "@chiral/testing/Pair"
 import * as RawWebSocket from "@chiral/testing/RawWebSocket"
-import { relayTo } from "@chiral/testing/Relay"
 import * as Robot from "@chiral/testing/Robot"
+import { serverSafetyContract, takeApplied } from "@chiral/testing/SafetyContract"
+import * as Pair from "@chiral/testing/Pair"
 import { WebSocketTransport } from "../src/index.js"
 
 /** A WebSocket server on a free loopback port with `options`, and clients that reach it. */
@@ -28,19 +28,16 @@ const eventually = (check: Effect.Effect<boolean>) =>
     Effect.orDie
   )
 
-const nonFiniteFrame = Frames.nonFiniteAction()
 const action = Frames.applyAction
 
 const startRobot = Pair.startRobotWith
 
-const decodeType = (frame: Uint8Array) => {
-  const decoded = decodeFrame(frame)
-  return Result.isSuccess(decoded) ? decoded.success.type : `error: ${decoded.failure.message}`
-}
-
-/** First values of the next `n` actions the handler receives. */
-const takeApplied = (recorder: Robot.Recorder, n: number) =>
-  Effect.map(Effect.replicateEffect(Queue.take(recorder.actions), n), (list) => list.map((a) => a.action.data[0]))
+serverSafetyContract({
+  name: "WebSocket",
+  transports: transports(),
+  clientVia: (port) => WebSocketTransport.makeClient(`ws://127.0.0.1:${port}`),
+  connectionId: /^ws:\/\/127\.0\.0\.1:\d+ ← 127\.0\.0\.1:\d+$/
+})
 
 describe("keepalive (server pings)", () => {
   it.live("a peer that never answers, and one stalled mid-frame, are closed; a peer that answers pings stays", () =>
@@ -153,68 +150,6 @@ describe("access token", () => {
     }).pipe(Effect.scoped))
 })
 
-describe("the action gate over real sockets", () => {
-  it.live("NaN/±Inf (the field frame) never reach the handler; the next good action does", () =>
-    Effect.gen(function*() {
-      const { recorder, server } = yield* startRobot()
-      const raw = yield* ClientTransport.use((t) => t.connect)
-      yield* raw.send(nonFiniteFrame)
-      yield* raw.send(action(5))
-      expect(yield* takeApplied(recorder, 1)).toEqual([5])
-      expect((yield* server.actionStats).dropped.invalid).toBe(1)
-    }).pipe(Effect.scoped, Effect.provide(transports())))
-
-  it.live("a stale burst after a frozen link is dropped whole: 0 of 30 applied, one log line for the burst", () =>
-    Effect.gen(function*() {
-      const logs = yield* Robot.captureLogs
-      const stats = yield* Effect.gen(function*() {
-        const { recorder, server } = yield* startRobot({ maxActionAge: "100 millis" })
-        const relay = yield* relayTo(Number(new URL(server.address).port))
-        const client = yield* ClientTransport.use((t) => t.connect).pipe(
-          Effect.provide(WebSocketTransport.layerClient(`ws://127.0.0.1:${relay.port}`))
-        )
-        yield* server.updateImage("wrist", new Uint8Array(72))
-        const stamp = (yield* server.makeObs()).cameras[0]!.timestamp
-        yield* client.send(action(1, { wrist: stamp }))
-        expect(yield* takeApplied(recorder, 1)).toEqual([1])
-        // the link freezes: 30 actions computed from that observation wait in it
-        yield* relay.hold()
-        // each send completes once the bytes are with the operating system: all 30 have left the client
-        for (let i = 0; i < 30; i++) yield* client.send(action(100 + i, { wrist: stamp }))
-        // until they are older than maxActionAge on the server's capture clock
-        yield* eventually(Effect.map(server.makeObs(), (obs) => obs.timestamp - stamp > 0.1))
-        yield* relay.release()
-        yield* server.updateImage("wrist", new Uint8Array(72))
-        const fresh = (yield* server.makeObs()).cameras[0]!.timestamp
-        yield* client.send(action(2, { wrist: fresh }))
-        expect(yield* takeApplied(recorder, 1)).toEqual([2])
-        return yield* server.actionStats
-      }).pipe(Effect.scoped, Effect.provide(transports()), Effect.provide(logs.layer))
-      expect(stats.accepted).toBe(2)
-      expect(stats.dropped.stale).toBe(30)
-      expect(logs.lines.filter((l) => l.includes("refused a stale action")).length).toBe(1)
-      expect(logs.lines.filter((l) => l.includes("30 stale actions from")).length).toBe(1)
-    }))
-
-  it.live("singleController: the second client's actions are refused and counted, its observations served", () =>
-    Effect.gen(function*() {
-      const { recorder, server } = yield* startRobot({ singleController: true })
-      const first = yield* ClientTransport.use((t) => t.connect)
-      const second = yield* ClientTransport.use((t) => t.connect)
-      yield* first.send(action(1))
-      expect(yield* takeApplied(recorder, 1)).toEqual([1])
-      yield* second.send(action(2))
-      yield* second.send(action(3))
-      yield* second.send(Frames.obsRequest)
-      const reply = yield* second.frames.pipe(Stream.take(1), Stream.runCollect)
-      expect(decodeType(reply[0]!)).toBe("obs_response")
-      yield* eventually(Effect.map(server.actionStats, (s: ActionStats) => s.dropped.notController === 2))
-      yield* first.send(action(4))
-      expect(yield* takeApplied(recorder, 1)).toEqual([4])
-      expect((yield* server.controller)?.peer).toMatch(/^127\.0\.0\.1:\d+$/)
-    }).pipe(Effect.scoped, Effect.provide(transports())))
-})
-
 describe("fairness under a flood", () => {
   it.live("a client flooding 100k apply_action frames does not hold up another client's getObs", () =>
     Effect.gen(function*() {
@@ -288,37 +223,7 @@ const frameWithZeroMask = (payload: Buffer): Buffer => {
   return Buffer.concat([head, Buffer.alloc(4), payload])
 }
 
-describe("connection logs and hooks", () => {
-  it.live("connections opening and closing are logged with the peer address; onConnect/onDisconnect get it", () =>
-    Effect.gen(function*() {
-      const logs = yield* Robot.captureLogs
-      const events = yield* Ref.make<ReadonlyArray<ConnectionInfo>>([])
-      yield* Effect.gen(function*() {
-        const recorder = yield* Robot.makeRecorder
-        const server = yield* PolicyServer.make({
-          cameras: Robot.cameras,
-          handlers: {
-            ...Robot.handlers(recorder),
-            onConnect: (info) => Ref.update(events, (list) => [...list, info]),
-            onDisconnect: (info) => Ref.update(events, (list) => [...list, info])
-          }
-        })
-        yield* Effect.scoped(Effect.gen(function*() {
-          const raw = yield* ClientTransport.use((t) => t.connect)
-          yield* raw.send(action(1))
-          yield* takeApplied(recorder, 1)
-        }))
-        yield* eventually(Effect.map(server.connections, (n) => n === 0))
-      }).pipe(Effect.scoped, Effect.provide(transports()), Effect.provide(logs.layer))
-      const [connected, disconnected] = yield* Ref.get(events)
-      expect(connected!.peer).toMatch(/^127\.0\.0\.1:\d+$/)
-      expect(disconnected).toEqual(connected)
-      expect(logs.lines.some((l) => l.includes(`connection opened: ${connected!.id}`))).toBe(true)
-      expect(logs.lines.some((l) => l.includes(`connection closed: ${connected!.id} (1 actions applied, 0 refused)`))).toBe(
-        true
-      )
-    }))
-
+describe("text messages", () => {
   it.live("a text message is logged as a dropped text message, not as a frame with a huge header_len", () =>
     Effect.gen(function*() {
       const logs = yield* Robot.captureLogs
