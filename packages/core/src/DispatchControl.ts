@@ -94,17 +94,19 @@ export const workerScript = (name: string, from: string): URL =>
     ? new URL(`../dist/${name}.js`, from)
     : new URL(`./${name}.js`, from)
 
-/** Control of a dispatcher worker reached through `post`. */
-export const make = (post: (message: DispatchRequest) => void): DispatchControl => {
+type DispatchedListener = (count: number, at: number, due: number, obsTime: number | undefined) => void
+
+/** Who hears the worker's reports: PolicyClient, once it listens. */
+interface Listeners {
+  dispatched: DispatchedListener | undefined
+  queue: ((state: QueueState) => void) | undefined
+}
+
+/** Requests posted with an id and resumed by the `done` of that id; after `end`, by nothing. */
+const makeCalls = (post: (message: DispatchRequest) => void) => {
   const waiting = new Map<number, (reply: Done | undefined) => void>()
   let nextId = 0
   let ended = false
-  let listener: ((count: number, at: number, due: number, obsTime: number | undefined) => void) | undefined
-  let queueListener: ((state: QueueState) => void) | undefined
-  // The newest observation's timestamps reach the worker only while it ticks:
-  // a message per observation would cost every round trip tens of µs.
-  let ticking = false
-  let latest: Readonly<Record<string, number>> | undefined
 
   const end = () => {
     if (ended) return
@@ -122,35 +124,53 @@ export const make = (post: (message: DispatchRequest) => void): DispatchControl 
       return Effect.sync(() => waiting.delete(id))
     })
 
-  const receive = (message: { readonly t: string }): boolean => {
-    const report = message as DispatchReport
-    switch (report.t) {
-      case "done": {
-        // the new state first: whoever the answer resumes sees it
-        if (report.pending !== undefined && report.dropped !== undefined) {
-          queueListener?.({ pending: report.pending, dropped: report.dropped })
-        }
-        const resume = waiting.get(report.id)
-        waiting.delete(report.id)
-        resume?.(report)
-        return true
-      }
-      case "dispatched":
-        queueListener?.({ pending: report.pending, dropped: report.dropped })
-        listener?.(report.count, report.at, report.due, report.obsTime)
-        return true
-      case "queue":
-        queueListener?.({ pending: report.pending, dropped: report.dropped })
-        return true
-      default:
-        return false
-    }
+  const answer = (reply: Done) => {
+    const resume = waiting.get(reply.id)
+    waiting.delete(reply.id)
+    resume?.(reply)
   }
+
+  return { call, answer, end, ended: () => ended }
+}
+
+type Calls = ReturnType<typeof makeCalls>
+
+/** Takes a report from the worker to the listeners, and answers to their calls; false when it is none of these. */
+const makeReceive = (calls: Calls, listeners: Listeners) => (message: { readonly t: string }): boolean => {
+  const report = message as DispatchReport
+  switch (report.t) {
+    case "done": {
+      // the new state first: whoever the answer resumes sees it
+      if (report.pending !== undefined && report.dropped !== undefined) {
+        listeners.queue?.({ pending: report.pending, dropped: report.dropped })
+      }
+      calls.answer(report)
+      return true
+    }
+    case "dispatched":
+      listeners.queue?.({ pending: report.pending, dropped: report.dropped })
+      listeners.dispatched?.(report.count, report.at, report.due, report.obsTime)
+      return true
+    case "queue":
+      listeners.queue?.({ pending: report.pending, dropped: report.dropped })
+      return true
+    default:
+      return false
+  }
+}
+
+/** What PolicyClient drives: each operation a call, the newest observation posted while the worker ticks. */
+const makeDispatch = (post: (message: DispatchRequest) => void, calls: Calls, listeners: Listeners): OffThreadDispatch => {
+  const { call } = calls
+  // The newest observation's timestamps reach the worker only while it ticks:
+  // a message per observation would cost every round trip tens of µs.
+  let ticking = false
+  let latest: Readonly<Record<string, number>> | undefined
 
   // Control never fails: once the worker is gone there is nothing to dispatch.
   const control = (request: Call) => Effect.map(call(request), (reply) => reply?.pending ?? 0)
 
-  const dispatch: OffThreadDispatch = {
+  return {
     put: (actions, request, capacity) =>
       call({
         t: "put",
@@ -167,7 +187,7 @@ export const make = (post: (message: DispatchRequest) => void): DispatchControl 
     start: (periodMillis) =>
       Effect.suspend(() => {
         ticking = true
-        if (latest !== undefined && !ended) post({ t: "observed", timestamps: latest })
+        if (latest !== undefined && !calls.ended()) post({ t: "observed", timestamps: latest })
         return Effect.asVoid(control({ t: "start", periodMillis }))
       }),
     stop: Effect.suspend(() => {
@@ -185,15 +205,26 @@ export const make = (post: (message: DispatchRequest) => void): DispatchControl 
     }),
     observed: (timestamps) => {
       latest = timestamps
-      if (ticking && !ended) post({ t: "observed", timestamps })
+      if (ticking && !calls.ended()) post({ t: "observed", timestamps })
     },
     onDispatched: (next) => {
-      listener = next
+      listeners.dispatched = next
     },
     onQueue: (next) => {
-      queueListener = next
+      listeners.queue = next
     }
   }
+}
 
-  return { dispatch, call, receive, end, ended: () => ended }
+/** Control of a dispatcher worker reached through `post`. */
+export const make = (post: (message: DispatchRequest) => void): DispatchControl => {
+  const calls = makeCalls(post)
+  const listeners: Listeners = { dispatched: undefined, queue: undefined }
+  return {
+    dispatch: makeDispatch(post, calls, listeners),
+    call: calls.call,
+    receive: makeReceive(calls, listeners),
+    end: calls.end,
+    ended: calls.ended
+  }
 }
