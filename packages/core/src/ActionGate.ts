@@ -153,14 +153,8 @@ class Runs {
   }
 }
 
-/**
- * Builds the gate of one server. `onActionTimeout` runs when the watchdog
- * fires (after the gate has logged it).
- */
-export const make = <R>(
-  config: ActionGateConfig,
-  onActionTimeout: (event: Watchdog.ActionTimeout) => Effect.Effect<void, unknown, R>
-): Effect.Effect<ActionGate, ConfigError, Scope.Scope | R> =>
+/** The config checked: the rules and the watchdog's timeout. */
+const checkConfig = (config: ActionGateConfig) =>
   Effect.gen(function*() {
     const spec = config.actionSpec
     const invalidSpec = spec === undefined ? undefined : ActionSpec.validate(spec)
@@ -174,10 +168,79 @@ export const make = <R>(
       maxAgeSeconds: maxAge === undefined ? undefined : Duration.toMillis(maxAge) / 1000,
       dropUnstamped: maxAge !== undefined && config.unstampedActions === "drop"
     }
-    const single = config.singleController === true
-    const counters = new Counters()
-    let controller: Watchdog.ConnectionInfo | undefined
+    return { rules, timeout }
+  })
 
+/** What the connections of one server share. */
+interface Shared {
+  readonly rules: Rules
+  readonly single: boolean
+  readonly counters: Counters
+  readonly watchdog: Watchdog.Watchdog | undefined
+  /** The connection in control (`singleController`), if any. */
+  controller: Watchdog.ConnectionInfo | undefined
+}
+
+/** The gate of one connection: its counts and runs of refusals, and control taken and released. */
+const openConnection = (shared: Shared, connection: Watchdog.ConnectionInfo) =>
+  Effect.gen(function*() {
+    let accepted = 0
+    let refused = 0
+    const runs = new Runs(connection.id)
+
+    const refuse = (reason: DropReason, detail: string): Effect.Effect<never, ActionRefused> => {
+      shared.counters.drop(reason)
+      refused++
+      return Effect.andThen(
+        runs.refused(reason, detail),
+        Effect.fail(new ActionRefused({ reason, connection: connection.id, detail }))
+      )
+    }
+
+    const accept = (ageSeconds: number | undefined): Effect.Effect<void> => {
+      shared.counters.accept(ageSeconds === undefined ? undefined : ageSeconds * 1000)
+      accepted++
+      let effect = runs.end()
+      if (shared.single && shared.controller === undefined) {
+        shared.controller = connection
+        effect = Effect.andThen(effect, Effect.logInfo(`chiral: ${connection.id} has control of the robot (single controller)`))
+      }
+      return shared.watchdog === undefined ? effect : Effect.andThen(effect, shared.watchdog.feed(connection))
+    }
+
+    yield* Effect.addFinalizer(() =>
+      Effect.suspend(() => {
+        const ended = runs.end()
+        if (shared.controller !== connection) return ended
+        shared.controller = undefined
+        return Effect.andThen(ended, Effect.logInfo(`chiral: ${connection.id} released control of the robot`))
+      })
+    )
+
+    const admit = (action: Tensor, obsTimestamps: ObsTimestamps): Effect.Effect<void, ActionRefused> =>
+      Effect.flatMap(CameraState.captureTime, (now) => {
+        const inspection = inspect(shared.rules, action, obsTimestamps, now)
+        if (inspection.refuse !== undefined) return refuse(inspection.refuse, inspection.detail)
+        const { controller } = shared
+        if (shared.single && controller !== undefined && controller !== connection) {
+          return refuse("notController", `${controller.id} has control`)
+        }
+        return accept(inspection.ageSeconds)
+      })
+
+    return { admit, counts: () => ({ accepted, refused }) } satisfies ConnectionGate
+  })
+
+/**
+ * Builds the gate of one server. `onActionTimeout` runs when the watchdog
+ * fires (after the gate has logged it).
+ */
+export const make = <R>(
+  config: ActionGateConfig,
+  onActionTimeout: (event: Watchdog.ActionTimeout) => Effect.Effect<void, unknown, R>
+): Effect.Effect<ActionGate, ConfigError, Scope.Scope | R> =>
+  Effect.gen(function*() {
+    const { rules, timeout } = yield* checkConfig(config)
     const watchdog = timeout === undefined ? undefined : yield* Watchdog.make(timeout, (event) =>
       Effect.andThen(
         Effect.logWarning(
@@ -185,58 +248,16 @@ export const make = <R>(
         ),
         onActionTimeout(event)
       ))
-
-    const open = (connection: Watchdog.ConnectionInfo) =>
-      Effect.gen(function*() {
-        let accepted = 0
-        let refused = 0
-        const runs = new Runs(connection.id)
-
-        const refuse = (reason: DropReason, detail: string): Effect.Effect<never, ActionRefused> => {
-          counters.drop(reason)
-          refused++
-          return Effect.andThen(
-            runs.refused(reason, detail),
-            Effect.fail(new ActionRefused({ reason, connection: connection.id, detail }))
-          )
-        }
-
-        const accept = (ageSeconds: number | undefined): Effect.Effect<void> => {
-          counters.accept(ageSeconds === undefined ? undefined : ageSeconds * 1000)
-          accepted++
-          let effect = runs.end()
-          if (single && controller === undefined) {
-            controller = connection
-            effect = Effect.andThen(effect, Effect.logInfo(`chiral: ${connection.id} has control of the robot (single controller)`))
-          }
-          return watchdog === undefined ? effect : Effect.andThen(effect, watchdog.feed(connection))
-        }
-
-        yield* Effect.addFinalizer(() =>
-          Effect.suspend(() => {
-            const ended = runs.end()
-            if (controller !== connection) return ended
-            controller = undefined
-            return Effect.andThen(ended, Effect.logInfo(`chiral: ${connection.id} released control of the robot`))
-          })
-        )
-
-        const admit = (action: Tensor, obsTimestamps: ObsTimestamps): Effect.Effect<void, ActionRefused> =>
-          Effect.flatMap(CameraState.captureTime, (now) => {
-            const inspection = inspect(rules, action, obsTimestamps, now)
-            if (inspection.refuse !== undefined) return refuse(inspection.refuse, inspection.detail)
-            if (single && controller !== undefined && controller !== connection) {
-              return refuse("notController", `${controller.id} has control`)
-            }
-            return accept(inspection.ageSeconds)
-          })
-
-        return { admit, counts: () => ({ accepted, refused }) } satisfies ConnectionGate
-      })
-
+    const shared: Shared = {
+      rules,
+      single: config.singleController === true,
+      counters: new Counters(),
+      watchdog,
+      controller: undefined
+    }
     return {
-      open,
-      stats: Effect.sync(() => counters.snapshot()),
-      controller: Effect.sync(() => controller)
+      open: (connection) => openConnection(shared, connection),
+      stats: Effect.sync(() => shared.counters.snapshot()),
+      controller: Effect.sync(() => shared.controller)
     } satisfies ActionGate
   })
