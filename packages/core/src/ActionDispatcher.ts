@@ -319,6 +319,53 @@ const offThreadOf = (
     }
   })
 
+/**
+ * What outlives each connection's dispatcher: the rate asked for, the newest
+ * connection's dispatcher, and what the dispatchers of earlier connections dropped.
+ */
+interface Across {
+  rate: number | undefined
+  // The newest connection's dispatcher, from `attach` on (its connection is
+  // published a moment later): a rate set in between must reach it.
+  attached: LinkDispatcher | undefined
+  // What the plans of earlier connections dropped, and what was still waiting when they went.
+  earlier: Drops
+  disconnectedDrops: number
+}
+
+/** A new connection's dispatcher, on the transport's thread if it has one; started at the rate asked for. */
+const attachTo = (shared: Shared, across: Across) => (link: Link) =>
+  Effect.gen(function*() {
+    const dispatcher = link.offThread === undefined
+      ? yield* onThisThread(link, shared)
+      : yield* offThreadOf(link, link.offThread, shared)
+    across.attached = dispatcher
+    if (across.rate !== undefined) yield* dispatcher.start(across.rate)
+    return dispatcher
+  })
+
+/**
+ * A connection's dispatcher ends: what it still held is dropped and counted,
+ * and the stop logged with it (unless nothing was dispatching or waiting).
+ */
+const detachFrom = (shared: Shared, across: Across) => (link: LinkDispatcher, reason: string, final: boolean) =>
+  Effect.gen(function*() {
+    const count = yield* link.drop.pipe(Effect.timeoutOrElse({ duration: dropTimeout, orElse: () => Effect.succeed(0) }))
+    across.earlier = addDrops(across.earlier, yield* link.dropped)
+    across.disconnectedDrops += count
+    if (across.attached === link) across.attached = undefined
+    shared.refill.set(0)
+    const drops = count === 0 ? "" : `; ${count} queued action${count === 1 ? "" : "s"} dropped`
+    if (reason === "the client is closed") {
+      if (count > 0) yield* Effect.logWarning(`chiral: the client closed${drops}`)
+      return
+    }
+    const { rate } = across
+    if (rate === undefined && count === 0) return
+    const resumes = rate === undefined || final ? "" : `; dispatch resumes at ${rate} Hz on the next connection`
+    yield* Effect.logWarning(`chiral: action dispatch ${link.where} stopped: ${reason}${drops}${resumes}`)
+  })
+
 export const make = (context: DispatchContext): Effect.Effect<ActionDispatcher, never, Scope.Scope> =>
   Effect.gen(function*() {
     const shared: Shared = {
@@ -327,13 +374,7 @@ export const make = (context: DispatchContext): Effect.Effect<ActionDispatcher, 
       refill: yield* RefillSignal.make(0),
       timings: yield* PubSub.sliding<ActionTiming>(4096)
     }
-    let rate: number | undefined
-    // The newest connection's dispatcher, from `attach` on (its connection is
-    // published a moment later): a rate set in between must reach it.
-    let attached: LinkDispatcher | undefined
-    // What the plans of earlier connections dropped, and what was still waiting when they went.
-    let earlier: Drops = noDrops
-    let disconnectedDrops = 0
+    const across: Across = { rate: undefined, attached: undefined, earlier: noDrops, disconnectedDrops: 0 }
 
     const onLive = <A>(use: (link: LinkDispatcher) => Effect.Effect<A, RequestError>) =>
       Effect.suspend(() => {
@@ -342,33 +383,6 @@ export const make = (context: DispatchContext): Effect.Effect<ActionDispatcher, 
       })
     const putAll = (chunk: Iterable<Action>, options?: ActionQueue.PutMode | ActionQueue.PutOptions) =>
       onLive((link) => link.put(chunk, optionsOf(options)))
-
-    const attach = (link: Link) =>
-      Effect.gen(function*() {
-        const dispatcher = link.offThread === undefined
-          ? yield* onThisThread(link, shared)
-          : yield* offThreadOf(link, link.offThread, shared)
-        attached = dispatcher
-        if (rate !== undefined) yield* dispatcher.start(rate)
-        return dispatcher
-      })
-
-    const detach = (link: LinkDispatcher, reason: string, final: boolean) =>
-      Effect.gen(function*() {
-        const count = yield* link.drop.pipe(Effect.timeoutOrElse({ duration: dropTimeout, orElse: () => Effect.succeed(0) }))
-        earlier = addDrops(earlier, yield* link.dropped)
-        disconnectedDrops += count
-        if (attached === link) attached = undefined
-        shared.refill.set(0)
-        const drops = count === 0 ? "" : `; ${count} queued action${count === 1 ? "" : "s"} dropped`
-        if (reason === "the client is closed") {
-          if (count > 0) yield* Effect.logWarning(`chiral: the client closed${drops}`)
-          return
-        }
-        if (rate === undefined && count === 0) return
-        const resumes = rate === undefined || final ? "" : `; dispatch resumes at ${rate} Hz on the next connection`
-        yield* Effect.logWarning(`chiral: action dispatch ${link.where} stopped: ${reason}${drops}${resumes}`)
-      })
 
     return {
       send: (action) => onLive((link) => link.send(action)),
@@ -380,24 +394,24 @@ export const make = (context: DispatchContext): Effect.Effect<ActionDispatcher, 
         Effect.andThen(
           Cadence.periodOf(hz),
           Effect.suspend(() => {
-            rate = hz
-            return attached?.start(hz) ?? Effect.void
+            across.rate = hz
+            return across.attached?.start(hz) ?? Effect.void
           })
         ),
       stop: Effect.suspend(() => {
-        rate = undefined
-        return attached?.stop ?? Effect.void
+        across.rate = undefined
+        return across.attached?.stop ?? Effect.void
       }),
       dispatched: shared.count.dispatched,
       refill: shared.refill,
       dropped: Effect.suspend(() =>
-        Effect.map(attached?.dropped ?? Effect.succeed(noDrops), (current) => ({
-          ...addDrops(earlier, current),
-          disconnected: disconnectedDrops
+        Effect.map(across.attached?.dropped ?? Effect.succeed(noDrops), (current) => ({
+          ...addDrops(across.earlier, current),
+          disconnected: across.disconnectedDrops
         }))
       ),
       timings: Stream.fromPubSub(shared.timings),
-      attach,
-      detach
+      attach: attachTo(shared, across),
+      detach: detachFrom(shared, across)
     }
   })
