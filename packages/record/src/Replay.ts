@@ -132,6 +132,31 @@ const comparer = (episode: Episode, onAction: ReplayOptions["onAction"]) => {
   return { compare, stats }
 }
 
+/**
+ * Which of a segment's entries plays `elapsed` ms of playback time after its
+ * start: the latest received no later than then. Past the end, the last one;
+ * with `loop`, the segment again from its start.
+ */
+const playbackIndex = (entries: ReadonlyArray<ObservationEntry>, elapsed: number, loop: boolean): number => {
+  const first = entries[0]!
+  const last = entries[entries.length - 1]!
+  const span = Number(last.logTime - first.logTime) / 1e6
+  if (loop && span > 0) elapsed %= span + 1e-3
+  const at = first.logTime + BigInt(Math.floor(elapsed * 1e6))
+  let index = 0
+  while (index + 1 < entries.length && entries[index + 1]!.logTime <= at) index++
+  return index
+}
+
+/** Reads the episode's observations, keeping the last one read: the same one is often served again. */
+const observationReader = (episode: Episode) => {
+  let cached: { seq: number; obs: Observation } | undefined
+  return (entry: ObservationEntry) =>
+    cached !== undefined && cached.seq === entry.seq
+      ? Effect.succeed(cached.obs)
+      : Effect.tap(episode.observation(entry.seq), (obs) => Effect.sync(() => (cached = { seq: entry.seq, obs })))
+}
+
 /** Handlers that replay `episode`, and what they have done so far. */
 export const make = (
   episode: Episode,
@@ -143,18 +168,13 @@ export const make = (
   const hasReset = segments[0]![0]!.reply === "reset_response"
 
   const actionLog = comparer(episode, options.onAction)
+  const load = observationReader(episode)
 
   let segment = hasReset ? -1 : 0
   let startedAt: number | undefined // ms, when the segment's clock started
   let stepIndex = 0
   let resets = 0
   let served = 0
-  let cached: { seq: number; obs: Observation } | undefined
-
-  const load = (entry: ObservationEntry) =>
-    cached !== undefined && cached.seq === entry.seq
-      ? Effect.succeed(cached.obs)
-      : Effect.tap(episode.observation(entry.seq), (obs) => Effect.sync(() => (cached = { seq: entry.seq, obs })))
 
   const current = () => segments[Math.max(0, segment)]!
 
@@ -163,14 +183,7 @@ export const make = (
     const now = yield* Clock.currentTimeMillis
     if (startedAt === undefined) startedAt = now
     const entries = current()
-    const first = entries[0]!
-    const last = entries[entries.length - 1]!
-    const span = Number(last.logTime - first.logTime) / 1e6
-    let elapsed = (now - startedAt) * rate
-    if (options.loop === true && span > 0) elapsed %= span + 1e-3
-    const at = first.logTime + BigInt(Math.floor(elapsed * 1e6))
-    let index = 0
-    while (index + 1 < entries.length && entries[index + 1]!.logTime <= at) index++
+    const index = playbackIndex(entries, (now - startedAt) * rate, options.loop === true)
     stepIndex = index
     served++
     return yield* load(entries[index]!)
