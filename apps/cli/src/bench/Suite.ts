@@ -101,15 +101,90 @@ const pythonClientPath = Effect.gen(function*() {
   yield* Console.log(PythonClient.format(rounds))
 })
 
-const program = Effect.gen(function*() {
+/** The codec micro-benchmarks, in a process of their own (BENCH_SKIP_CODEC=1 skips them). */
+const codecBenchmarks = Effect.gen(function*() {
+  if (process.env.BENCH_SKIP_CODEC === "1") return
   const spawner = yield* ChildProcessSpawner.ChildProcessSpawner
-  if (process.env.BENCH_SKIP_CODEC !== "1") {
-    yield* Console.log("── codec micro-benchmarks (packages/protocol/bench/codec.ts) ──")
-    const exit = yield* spawner.exitCode(
-      ChildProcess.make(process.execPath, [codecBench], { cwd: root, stdout: "inherit", stderr: "inherit" })
+  yield* Console.log("── codec micro-benchmarks (packages/protocol/bench/codec.ts) ──")
+  const exit = yield* spawner.exitCode(
+    ChildProcess.make(process.execPath, [codecBench], { cwd: root, stdout: "inherit", stderr: "inherit" })
+  )
+  if (exit !== 0) yield* Console.error(`codec benchmark exited with ${exit}`)
+})
+
+const header = [
+  "transport / workload",
+  "frame MB",
+  "rt p50",
+  "rt p99",
+  "raw p50",
+  "ratio",
+  "MB/s",
+  "obs Hz",
+  "jit p50",
+  "jit p99",
+  "jit max",
+  "drift",
+  "rss MB",
+  "flt/obs c/s",
+  "targets"
+]
+
+/** A run's row of the table, under `header`. */
+const rowOf = (name: string, w: Workload, r: BenchResult): ReadonlyArray<string> => {
+  const a = r.action_cadence
+  return [
+    name,
+    fmt(r.workload.frame_bytes / 1e6, 3),
+    fmt(r.obs_round_trip_ms.p50, 3),
+    fmt(r.obs_round_trip_ms.p99),
+    fmt(r.raw_tcp_round_trip_ms.p50, 3),
+    `${fmt(r.ratio_to_raw_tcp)}×`,
+    fmt(r.throughput_mb_s, 0),
+    fmt(r.obs_hz, 1),
+    fmt(a.jitter_ms_p50),
+    fmt(a.jitter_ms_p99),
+    fmt(a.jitter_ms_max),
+    fmt(a.drift_ms),
+    `${fmt(r.rss_mb.start, 0)}→${fmt(r.rss_mb.end, 0)}`,
+    `${fmt(r.page_faults_per_obs.client, 0)}/${fmt(r.page_faults_per_obs.server, 0)}`,
+    verdict(w, r)
+  ]
+}
+
+/** `chiral bench --json` on one workload, in a process of its own: its row, or what it printed instead of a result. */
+const benchRow = (protocol: string, w: Workload) =>
+  Effect.gen(function*() {
+    const spawner = yield* ChildProcessSpawner.ChildProcessSpawner
+    yield* Console.error(`running ${protocol}: ${w.name} …`)
+    const args = [
+      ...nodeFlags,
+      chiral,
+      "bench",
+      "--protocol",
+      protocol,
+      ...w.args,
+      "--requests",
+      String(w.large ? requests : requests * 10),
+      "--duration",
+      String(duration),
+      "--json"
+    ]
+    const output = yield* spawner.string(ChildProcess.make(process.execPath, args, { cwd: root, stderr: "inherit" })).pipe(
+      Effect.catch((error) => Effect.succeed(`failed: ${error.message}`))
     )
-    if (exit !== 0) yield* Console.error(`codec benchmark exited with ${exit}`)
-  }
+    const name = `${protocol}: ${w.name}`
+    let r: BenchResult
+    try {
+      r = JSON.parse(output.trim().split("\n").pop() ?? "", reviveNonFinite) as BenchResult
+    } catch {
+      return [name, ...header.slice(1, -1).map(() => "—"), output.slice(0, 80)]
+    }
+    return rowOf(name, w, r)
+  })
+
+const program = Effect.gen(function*() {
+  yield* codecBenchmarks
   // 8 cameras × (640×480 RGB + float32 depth): the payload of the large workload.
   yield* Console.log(`\n── this machine's limits ──\n${MachineLimits.format(MachineLimits.measure(8 * 640 * 480 * 7))}`)
   yield* Console.log(
@@ -117,69 +192,9 @@ const program = Effect.gen(function*() {
       nodeFlags.length === 0 ? "without flags" : nodeFlags.join(" ")
     }) ──`
   )
-  const header = [
-    "transport / workload",
-    "frame MB",
-    "rt p50",
-    "rt p99",
-    "raw p50",
-    "ratio",
-    "MB/s",
-    "obs Hz",
-    "jit p50",
-    "jit p99",
-    "jit max",
-    "drift",
-    "rss MB",
-    "flt/obs c/s",
-    "targets"
-  ]
   const rows: Array<ReadonlyArray<string>> = [header]
   for (const protocol of protocolNames) {
-    for (const w of workloads) {
-      yield* Console.error(`running ${protocol}: ${w.name} …`)
-      const args = [
-        ...nodeFlags,
-        chiral,
-        "bench",
-        "--protocol",
-        protocol,
-        ...w.args,
-        "--requests",
-        String(w.large ? requests : requests * 10),
-        "--duration",
-        String(duration),
-        "--json"
-      ]
-      const output = yield* spawner.string(ChildProcess.make(process.execPath, args, { cwd: root, stderr: "inherit" })).pipe(
-        Effect.catch((error) => Effect.succeed(`failed: ${error.message}`))
-      )
-      let r: BenchResult
-      try {
-        r = JSON.parse(output.trim().split("\n").pop() ?? "", reviveNonFinite) as BenchResult
-      } catch {
-        rows.push([`${protocol}: ${w.name}`, ...header.slice(1, -1).map(() => "—"), output.slice(0, 80)])
-        continue
-      }
-      const a = r.action_cadence
-      rows.push([
-        `${protocol}: ${w.name}`,
-        fmt(r.workload.frame_bytes / 1e6, 3),
-        fmt(r.obs_round_trip_ms.p50, 3),
-        fmt(r.obs_round_trip_ms.p99),
-        fmt(r.raw_tcp_round_trip_ms.p50, 3),
-        `${fmt(r.ratio_to_raw_tcp)}×`,
-        fmt(r.throughput_mb_s, 0),
-        fmt(r.obs_hz, 1),
-        fmt(a.jitter_ms_p50),
-        fmt(a.jitter_ms_p99),
-        fmt(a.jitter_ms_max),
-        fmt(a.drift_ms),
-        `${fmt(r.rss_mb.start, 0)}→${fmt(r.rss_mb.end, 0)}`,
-        `${fmt(r.page_faults_per_obs.client, 0)}/${fmt(r.page_faults_per_obs.server, 0)}`,
-        verdict(w, r)
-      ])
-    }
+    for (const w of workloads) rows.push(yield* benchRow(protocol, w))
   }
   yield* Console.log(table(rows))
   yield* pythonClientPath
