@@ -2,12 +2,9 @@ import { stringifyJson } from "@chiral/protocol"
 import { Console, Effect, Logger, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as Progress from "../bench/Progress.js"
-import { protocolNames } from "../bench/Protocols.js"
 import { type BenchReport, run } from "../bench/Run.js"
-import { parseByteSize } from "../ByteSize.js"
+import * as Flags from "../Flags.js"
 import { failWith } from "./Decode.js"
-import { decodeLimitFlags, decodeLimitsOf } from "./Probe.js"
-import { parseSize } from "./Serve.js"
 
 // ── the human report ──────────────────────────────────────────────────────────
 
@@ -90,22 +87,16 @@ export const bench = Command.make(
       Argument.withDescription("A running server to measure (round trips and obs rate only; no actions are sent)"),
       Argument.optional
     ),
-    protocol: Flag.Literals("protocol", protocolNames).pipe(
-      Flag.withDescription("Transport to measure (default websocket)"),
-      Flag.withDefault("websocket")
-    ),
+    protocol: Flags.serverProtocol("Transport to measure"),
     thread: Flag.Literals("thread", ["worker", "main"]).pipe(
       Flag.withDescription(
         "Where the client dispatches actions: a worker thread of its own (default), or the main thread"
       ),
       Flag.withDefault("worker")
     ),
-    cameras: Flag.Int("cameras").pipe(Flag.withDescription("Cameras of the simulated robot (default 8)"), Flag.withDefault(8)),
-    size: Flag.String("size").pipe(Flag.withDescription("Image size WIDTHxHEIGHT (default 640x480)"), Flag.withDefault("640x480")),
-    depth: Flag.Boolean("depth").pipe(
-      Flag.withDescription("Give every camera a float32 depth image (default; --no-depth: RGB only)"),
-      Flag.withDefault(true)
-    ),
+    cameras: Flags.cameras,
+    size: Flags.size,
+    depth: Flags.depth(true),
     requests: Flag.Int("requests").pipe(
       Flag.withDescription("Observation round trips to time, and as many raw-TCP ones (default 100)"),
       Flag.withDefault(100)
@@ -116,10 +107,7 @@ export const bench = Command.make(
       Flag.withDescription("Seconds the observation stream and the action dispatch run (default 10)"),
       Flag.withDefault(10)
     ),
-    maxMessageSize: Flag.String("max-message-size").pipe(
-      Flag.withDescription("Zenoh only: the largest message the client accepts, e.g. 2GiB (default 1GiB, as Rust Zenoh)"),
-      Flag.optional
-    ),
+    maxMessageSize: Flags.clientMaxMessageSize,
     json: Flag.Boolean("json").pipe(
       Flag.withDescription(
         "Print one JSON object: {workload, obs_round_trip_ms, raw_tcp_round_trip_ms, ratio_to_raw_tcp, throughput_mb_s, obs_hz, action_cadence, rss_mb, page_faults_per_obs}; null where a figure does not apply, \"NaN\" where there were no samples"
@@ -132,10 +120,10 @@ export const bench = Command.make(
       ),
       Flag.optional
     ),
-    ...decodeLimitFlags
+    ...Flags.decodeLimits
   },
   Effect.fnUntraced(function*(flags) {
-    const size = parseSize(flags.size)
+    const size = Flags.parseSize(flags.size)
     if (typeof size === "string") return yield* failWith("bench", size)
     const bad = integer("cameras", flags.cameras, 0, 256) ?? integer("requests", flags.requests, 1, 1_000_000) ??
       positive("obs-hz", flags.obsHz, 1000) ?? positive("action-hz", flags.actionHz, 1000) ??
@@ -145,12 +133,9 @@ export const bench = Command.make(
     if (timeout !== undefined && !(timeout > 0)) {
       return yield* failWith("bench", `--timeout ${timeout}: expected a positive number of seconds`)
     }
-    const decodeLimits = decodeLimitsOf(flags)
+    const decodeLimits = Flags.decodeLimitsOf(flags)
     if (typeof decodeLimits === "string") return yield* failWith("bench", decodeLimits)
-    const maxMessageBytes = Option.match(flags.maxMessageSize, {
-      onNone: () => undefined,
-      onSome: (text) => parseByteSize("max-message-size", text)
-    })
+    const maxMessageBytes = Flags.maxMessageBytesOf(flags.maxMessageSize)
     if (typeof maxMessageBytes === "string") return yield* failWith("bench", maxMessageBytes)
     if (maxMessageBytes !== undefined && flags.protocol !== "zenoh") {
       return yield* failWith("bench", "--max-message-size applies to --protocol zenoh only (a WebSocket client takes messages of any size)")

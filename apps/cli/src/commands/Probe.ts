@@ -1,7 +1,6 @@
 import { PolicyClient, type RequestError } from "@chiral/core"
 import {
   type CameraFrame,
-  type DecodeLimits,
   describeMessage,
   halfToNumber,
   type Observation,
@@ -11,8 +10,8 @@ import {
 } from "@chiral/protocol"
 import { Console, Duration, Effect, Logger, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
-import { parseByteSize } from "../ByteSize.js"
-import { clientTransportFor, protocols, shown } from "../Transports.js"
+import * as Flags from "../Flags.js"
+import { clientTransportFor, shown } from "../Transports.js"
 import { failWith } from "./Decode.js"
 import { watch } from "./ProbeWatch.js"
 
@@ -106,40 +105,6 @@ const observationLines = (obs: Observation): Array<string> => [
   ...obs.proprios.map((p) => proprioLine(p.name, p.data))
 ]
 
-// ── decode limits ─────────────────────────────────────────────────────────────
-
-/** `--max-header-bytes` and `--max-depth`, shared with `bench`. */
-export const decodeLimitFlags = {
-  maxHeaderBytes: Flag.Int("max-header-bytes").pipe(
-    Flag.withDescription(
-      "Largest msgpack header accepted from the server, bytes (default: no limit beyond the wire's 4 GiB, as the Python client)"
-    ),
-    Flag.optional
-  ),
-  maxDepth: Flag.Int("max-depth").pipe(
-    Flag.withDescription("Deepest nesting accepted in a server's header (default 1024, the Python msgpack reader's limit)"),
-    Flag.optional
-  )
-}
-
-/** The client's decode limits from those flags, or what is wrong with them. */
-export const decodeLimitsOf = (
-  flags: { readonly maxHeaderBytes: Option.Option<number>; readonly maxDepth: Option.Option<number> }
-): Partial<DecodeLimits> | string => {
-  const limits: { maxHeaderBytes?: number; maxDepth?: number } = {}
-  if (Option.isSome(flags.maxHeaderBytes)) {
-    const n = flags.maxHeaderBytes.value
-    if (!(n >= 1 && n <= 0xffff_ffff)) return `--max-header-bytes ${n}: expected an integer from 1 to 4294967295`
-    limits.maxHeaderBytes = n
-  }
-  if (Option.isSome(flags.maxDepth)) {
-    const n = flags.maxDepth.value
-    if (!(n >= 1 && n <= 100_000)) return `--max-depth ${n}: expected an integer from 1 to 100000`
-    limits.maxDepth = n
-  }
-  return limits
-}
-
 const protocolName = (uri: string) => /^tcp\//i.test(uri) ? "Zenoh" : "WebSocket"
 
 // ── command ───────────────────────────────────────────────────────────────────
@@ -198,14 +163,8 @@ export const probe = Command.make(
   "probe",
   {
     uri: Argument.String("uri").pipe(Argument.withDescription("The server: ws://host:port (WebSocket) or tcp/host:port (Zenoh)")),
-    protocol: Flag.Literals("protocol", protocols).pipe(
-      Flag.withDescription("Transport; by default the URI's form says (ws:// WebSocket, tcp/ Zenoh)"),
-      Flag.optional
-    ),
-    keyPrefix: Flag.String("key-prefix").pipe(
-      Flag.withDescription("Zenoh only: the server's key prefix (keys <prefix>/chiral/c2s, <prefix>/chiral/s2c)"),
-      Flag.optional
-    ),
+    protocol: Flags.uriProtocol(),
+    keyPrefix: Flags.keyPrefix("the server's"),
     json: Flag.Boolean("json").pipe(
       Flag.withDescription(
         "Print one JSON object {metadata, reset: {obs, info}, obs} (or step instead of obs) in the format of the shared vectors.json; tensors as {dtype, shape}"
@@ -222,10 +181,7 @@ export const probe = Command.make(
       ),
       Flag.withDefault(false)
     ),
-    maxMessageSize: Flag.String("max-message-size").pipe(
-      Flag.withDescription("Zenoh only: the largest message to accept, e.g. 2GiB (default 1GiB, as Rust Zenoh)"),
-      Flag.optional
-    ),
+    maxMessageSize: Flags.clientMaxMessageSize,
     timeout: Flag.Finite("timeout").pipe(
       Flag.withDescription(
         "Seconds to wait for the server to come up (the connection and its handshake included), and for each answer (default 10)"
@@ -242,17 +198,14 @@ export const probe = Command.make(
       Flag.withDescription("With --watch: observations requested per second (default 10)"),
       Flag.withDefault(10)
     ),
-    ...decodeLimitFlags
+    ...Flags.decodeLimits
   },
   Effect.fnUntraced(function*(flags) {
     if (!(flags.timeout > 0)) return yield* failWith("probe", `--timeout ${flags.timeout}: expected a positive number of seconds`)
     if (!(flags.hz > 0 && flags.hz <= 1000)) return yield* failWith("probe", `--hz ${flags.hz}: expected a rate above 0, at most 1000`)
-    const decodeLimits = decodeLimitsOf(flags)
+    const decodeLimits = Flags.decodeLimitsOf(flags)
     if (typeof decodeLimits === "string") return yield* failWith("probe", decodeLimits)
-    const maxMessageBytes = Option.match(flags.maxMessageSize, {
-      onNone: () => undefined,
-      onSome: (text) => parseByteSize("max-message-size", text)
-    })
+    const maxMessageBytes = Flags.maxMessageBytesOf(flags.maxMessageSize)
     if (typeof maxMessageBytes === "string") return yield* failWith("probe", maxMessageBytes)
     const transport = clientTransportFor(flags.uri, {
       protocol: Option.getOrUndefined(flags.protocol),

@@ -2,7 +2,8 @@ import { ServerTransport } from "@chiral/core"
 import { LiveView, Recorder, RecordingProxy } from "@chiral/record"
 import { Console, Duration, Effect, Logger, Option, Schedule } from "effect"
 import { Command, Flag } from "effect/cli"
-import { clientTransportFor, protocols, serverTransports } from "../Transports.js"
+import * as Flags from "../Flags.js"
+import { clientTransportFor, serverTransports } from "../Transports.js"
 import { failWith } from "./Decode.js"
 
 /** Default listening ports: the robot's own plus one, so both can run on one machine. */
@@ -56,22 +57,10 @@ export const record = Command.make(
       ),
       Flag.optional
     ),
-    host: Flag.String("host").pipe(
-      Flag.withDescription("Interface to listen on: 0.0.0.0 every interface, 127.0.0.1 this machine only (default 0.0.0.0)"),
-      Flag.withDefault("0.0.0.0")
-    ),
-    protocol: Flag.Literals("protocol", protocols).pipe(
-      Flag.withDescription("Transport clients use to reach the proxy: websocket or zenoh (default websocket); the robot's is the --upstream URI's"),
-      Flag.withDefault("websocket")
-    ),
-    keyPrefix: Flag.String("key-prefix").pipe(
-      Flag.withDescription("Zenoh only: the proxy's key prefix (keys <prefix>/chiral/c2s, <prefix>/chiral/s2c)"),
-      Flag.optional
-    ),
-    upstreamKeyPrefix: Flag.String("upstream-key-prefix").pipe(
-      Flag.withDescription("Zenoh only: the robot's key prefix"),
-      Flag.optional
-    ),
+    host: Flags.host(),
+    protocol: Flags.serverProtocol("Transport clients use to reach the proxy", "; the robot's is the --upstream URI's"),
+    keyPrefix: Flags.keyPrefix("the proxy's"),
+    upstreamKeyPrefix: Flags.keyPrefix("the robot's", { name: "upstream-key-prefix" }),
     compression: Flag.Literals("compression", ["zstd", "none"] as const).pipe(
       Flag.withDescription("Chunk compression: zstd (level 1, WebAssembly) or none (default zstd)"),
       Flag.withDefault("zstd")

@@ -3,7 +3,8 @@ import { stringifyJson } from "@chiral/protocol"
 import { Episode, Json, Replay } from "@chiral/record"
 import { Console, Effect, Logger, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
-import { defaultPorts, protocols, serverTransports } from "../Transports.js"
+import * as Flags from "../Flags.js"
+import { serverTransports } from "../Transports.js"
 import { failWith } from "./Decode.js"
 
 /** One stdout line per action received: what the policy sent beside what was recorded. */
@@ -33,23 +34,10 @@ export const replay = Command.make(
       Flag.withDescription("When an episode segment ends, play it again from its reset instead of holding its last observation"),
       Flag.withDefault(false)
     ),
-    port: Flag.Int("port").pipe(
-      Flag.withAlias("p"),
-      Flag.withDescription(`Port to listen on; 0 picks a free one (default ${defaultPorts.websocket}, ${defaultPorts.zenoh} with --protocol zenoh)`),
-      Flag.optional
-    ),
-    host: Flag.String("host").pipe(
-      Flag.withDescription("Interface to listen on (default 0.0.0.0)"),
-      Flag.withDefault("0.0.0.0")
-    ),
-    protocol: Flag.Literals("protocol", protocols).pipe(
-      Flag.withDescription("Transport: websocket or zenoh (default websocket)"),
-      Flag.withDefault("websocket")
-    ),
-    keyPrefix: Flag.String("key-prefix").pipe(
-      Flag.withDescription("Zenoh only: keys <prefix>/chiral/c2s and <prefix>/chiral/s2c"),
-      Flag.optional
-    )
+    port: Flags.serverPort,
+    host: Flags.host(),
+    protocol: Flags.serverProtocol(),
+    keyPrefix: Flags.keyPrefix("the robot's", { why: Flags.sharedNetwork })
   },
   Effect.fnUntraced(function*(flags) {
     if (!(flags.rate > 0 && Number.isFinite(flags.rate))) return yield* failWith("replay", `--rate ${flags.rate}: expected a positive number`)

@@ -2,23 +2,11 @@ import { Config, Console, Duration, Effect, Logger, Option } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as SimulatedArm from "../SimulatedArm.js"
 import * as SimulatedRobot from "../SimulatedRobot.js"
-import { parseByteSize } from "../ByteSize.js"
-import { defaultPorts, protocols, serverTransports } from "../Transports.js"
+import * as Flags from "../Flags.js"
+import { serverTransports } from "../Transports.js"
 import { failWith } from "./Decode.js"
 
 // ── flag values ───────────────────────────────────────────────────────────────
-
-/** `640x480` → {width, height}, or why not. */
-export const parseSize = (text: string): { readonly width: number; readonly height: number } | string => {
-  const match = /^\s*(\d+)\s*[xX×]\s*(\d+)\s*$/.exec(text)
-  if (match === null) return `--size ${JSON.stringify(text)}: expected WIDTHxHEIGHT, e.g. 640x480`
-  const width = Number(match[1])
-  const height = Number(match[2])
-  if (width < 1 || height < 1 || width > 16384 || height > 16384) {
-    return `--size ${text}: width and height must be between 1 and 16384`
-  }
-  return { width, height }
-}
 
 /** `joint_pos:7,joint_vel:7` → proprio specs (`""` → none), or why not. */
 export const parseProprios = (text: string): ReadonlyArray<SimulatedRobot.ProprioSpec> | string => {
@@ -132,159 +120,124 @@ const describeSafety = (
 
 // ── command ───────────────────────────────────────────────────────────────────
 
-export const serve = Command.make(
-  "serve",
-  {
-    host: Flag.String("host").pipe(
-      Flag.withDescription("Interface to listen on: 0.0.0.0 every interface, 127.0.0.1 this machine only (default 0.0.0.0)"),
-      Flag.withDefault("0.0.0.0")
+const serveFlags = {
+  host: Flags.host(),
+  port: Flags.serverPort,
+  cameras: Flags.cameras,
+  size: Flags.size,
+  depth: Flags.depth(SimulatedRobot.defaults.depth),
+  proprio: Flag.String("proprio").pipe(
+    Flag.withDescription("Proprio vectors as name:size,…, float32; \"\" for none (default joint_pos:7,joint_vel:7)"),
+    Flag.withDefault(SimulatedRobot.defaults.proprios.map((p) => `${p.name}:${p.size}`).join(","))
+  ),
+  actionDim: Flag.Int("action-dim").pipe(
+    Flag.withDescription(`D of the action_shape [1, D] the metadata advertises (default ${SimulatedRobot.defaults.actionDim})`),
+    Flag.withDefault(SimulatedRobot.defaults.actionDim)
+  ),
+  episodeSteps: Flag.Int("episode-steps").pipe(
+    Flag.withDescription(
+      `Legacy steps (C++ \`action\` messages) after which a step reports terminated, until the next reset; 0 never (default ${SimulatedRobot.defaults.episodeSteps})`
     ),
-    port: Flag.Int("port").pipe(
-      Flag.withAlias("p"),
-      Flag.withDescription(
-        `Port to listen on; 0 picks a free one, the address printed says which (default ${defaultPorts.websocket}, ${defaultPorts.zenoh} with --protocol zenoh)`
-      ),
-      Flag.optional
+    Flag.withDefault(SimulatedRobot.defaults.episodeSteps)
+  ),
+  fps: Flag.Int("fps").pipe(
+    Flag.withDescription(`Sensor rate in Hz: new image, K/T and proprios; 0 one static frame (default ${SimulatedRobot.defaults.fps})`),
+    Flag.withDefault(SimulatedRobot.defaults.fps)
+  ),
+  logActions: Flag.Boolean("log-actions").pipe(
+    Flag.withDescription(
+      "Print one JSON line per applied action on stdout: {\"action\":[…],\"obs_timestamps\":{…}} (a chunk of N rows gives N lines; NaN, Infinity, -Infinity as the strings \"NaN\", \"Infinity\", \"-Infinity\")"
     ),
-    cameras: Flag.Int("cameras").pipe(
-      Flag.withDescription(`Number of cameras, named cam_0, cam_1, … (default ${SimulatedRobot.defaults.cameras})`),
-      Flag.withDefault(SimulatedRobot.defaults.cameras)
+    Flag.withDefault(false)
+  ),
+  maxStep: Flag.Finite("max-step").pipe(
+    Flag.withDescription(
+      `Joints follow the applied actions (absolute positions, rad), each by at most this per action, within ±π (default ${SimulatedArm.defaults.maxStep})`
     ),
-    size: Flag.String("size").pipe(
-      Flag.withDescription(`Image size WIDTHxHEIGHT, RGB uint8 (default ${SimulatedRobot.defaults.width}x${SimulatedRobot.defaults.height})`),
-      Flag.withDefault(`${SimulatedRobot.defaults.width}x${SimulatedRobot.defaults.height}`)
+    Flag.withDefault(SimulatedArm.defaults.maxStep)
+  ),
+  task: Flag.Boolean("task").pipe(
+    Flag.withDescription(
+      "A reach task: each reset starts the arm at a seeded configuration; the episode terminates (reward 1, info.success) once every joint is within --tolerance of --target. The status travels in every observation's extra: reward, terminated, truncated, info"
     ),
-    depth: Flag.Boolean("depth").pipe(
-      Flag.withDescription("Give every camera a float32 depth image (metres)"),
-      Flag.withDefault(false)
+    Flag.withDefault(false)
+  ),
+  target: Flag.String("target").pipe(
+    Flag.withDescription("The reach task's target, one joint position per action value, rad: 0.5,-0.3,… (implies --task; default all 0)"),
+    Flag.optional
+  ),
+  tolerance: Flag.Finite("tolerance").pipe(
+    Flag.withDescription(`Reach task: success when every joint is within this of the target, rad (default ${SimulatedArm.defaults.tolerance})`),
+    Flag.withDefault(SimulatedArm.defaults.tolerance)
+  ),
+  truncateAfter: Flag.Int("truncate-after").pipe(
+    Flag.withDescription("Reach task: an episode not done after this many applied actions is truncated; 0 never (default 0)"),
+    Flag.withDefault(0)
+  ),
+  seed: Flag.Int("seed").pipe(
+    Flag.withDescription(`Reach task: seed of the start configurations, so episode k always starts at the same place (default ${SimulatedArm.defaults.seed})`),
+    Flag.withDefault(SimulatedArm.defaults.seed)
+  ),
+  protocol: Flags.serverProtocol(),
+  keyPrefix: Flags.keyPrefix("the robot's", { why: Flags.sharedNetwork }),
+  maxActionAge: Flag.Finite("max-action-age").pipe(
+    Flag.withDescription(
+      "Drop every action whose newest obs timestamp is older than S seconds on arrival (stale-action guard; counted, logged once per burst). Default: no limit"
     ),
-    proprio: Flag.String("proprio").pipe(
-      Flag.withDescription("Proprio vectors as name:size,…, float32; \"\" for none (default joint_pos:7,joint_vel:7)"),
-      Flag.withDefault(SimulatedRobot.defaults.proprios.map((p) => `${p.name}:${p.size}`).join(","))
+    Flag.withMetavar("S"),
+    Flag.optional
+  ),
+  dropUnstamped: Flag.Boolean("drop-unstamped").pipe(
+    Flag.withDescription(
+      "With --max-action-age: also drop actions that carry no obs timestamps ({}), whose age cannot be known (default: accepted)"
     ),
-    actionDim: Flag.Int("action-dim").pipe(
-      Flag.withDescription(`D of the action_shape [1, D] the metadata advertises (default ${SimulatedRobot.defaults.actionDim})`),
-      Flag.withDefault(SimulatedRobot.defaults.actionDim)
+    Flag.withDefault(false)
+  ),
+  actionTimeout: Flag.Finite("action-timeout").pipe(
+    Flag.withDescription(
+      "Watchdog: once actions have been arriving, log a warning (where a real robot would hold position) when none arrives for S seconds. Default: off"
     ),
-    episodeSteps: Flag.Int("episode-steps").pipe(
-      Flag.withDescription(
-        `Legacy steps (C++ \`action\` messages) after which a step reports terminated, until the next reset; 0 never (default ${SimulatedRobot.defaults.episodeSteps})`
-      ),
-      Flag.withDefault(SimulatedRobot.defaults.episodeSteps)
+    Flag.withMetavar("S"),
+    Flag.optional
+  ),
+  singleController: Flag.Boolean("single-controller").pipe(
+    Flag.withDescription(
+      "One controlling client at a time: the first client whose action is accepted keeps control until it disconnects; other clients' actions are refused (counted, logged), their observations still served"
     ),
-    fps: Flag.Int("fps").pipe(
-      Flag.withDescription(`Sensor rate in Hz: new image, K/T and proprios; 0 one static frame (default ${SimulatedRobot.defaults.fps})`),
-      Flag.withDefault(SimulatedRobot.defaults.fps)
+    Flag.withDefault(false)
+  ),
+  token: Flag.String("token").pipe(
+    Flag.withDescription(
+      "WebSocket only: clients must present this token (ws://host:port/?token=T or Authorization: Bearer T), others get HTTP 401. Default: the CHIRAL_TOKEN environment variable, else none"
     ),
-    logActions: Flag.Boolean("log-actions").pipe(
-      Flag.withDescription(
-        "Print one JSON line per applied action on stdout: {\"action\":[…],\"obs_timestamps\":{…}} (a chunk of N rows gives N lines; NaN, Infinity, -Infinity as the strings \"NaN\", \"Infinity\", \"-Infinity\")"
-      ),
-      Flag.withDefault(false)
+    Flag.withMetavar("T"),
+    Flag.optional
+  ),
+  pingInterval: Flag.Finite("ping-interval").pipe(
+    Flag.withDescription("WebSocket only: ping every client every S seconds; 0 turns keepalive off (default 20, as the references)"),
+    Flag.withMetavar("S"),
+    Flag.optional
+  ),
+  pingTimeout: Flag.Finite("ping-timeout").pipe(
+    Flag.withDescription(
+      "WebSocket only: close a client that stays silent (no pong, no message) for S seconds after a ping (default 20, as the references)"
     ),
-    maxStep: Flag.Finite("max-step").pipe(
-      Flag.withDescription(
-        `Joints follow the applied actions (absolute positions, rad), each by at most this per action, within ±π (default ${SimulatedArm.defaults.maxStep})`
-      ),
-      Flag.withDefault(SimulatedArm.defaults.maxStep)
-    ),
-    task: Flag.Boolean("task").pipe(
-      Flag.withDescription(
-        "A reach task: each reset starts the arm at a seeded configuration; the episode terminates (reward 1, info.success) once every joint is within --tolerance of --target. The status travels in every observation's extra: reward, terminated, truncated, info"
-      ),
-      Flag.withDefault(false)
-    ),
-    target: Flag.String("target").pipe(
-      Flag.withDescription("The reach task's target, one joint position per action value, rad: 0.5,-0.3,… (implies --task; default all 0)"),
-      Flag.optional
-    ),
-    tolerance: Flag.Finite("tolerance").pipe(
-      Flag.withDescription(`Reach task: success when every joint is within this of the target, rad (default ${SimulatedArm.defaults.tolerance})`),
-      Flag.withDefault(SimulatedArm.defaults.tolerance)
-    ),
-    truncateAfter: Flag.Int("truncate-after").pipe(
-      Flag.withDescription("Reach task: an episode not done after this many applied actions is truncated; 0 never (default 0)"),
-      Flag.withDefault(0)
-    ),
-    seed: Flag.Int("seed").pipe(
-      Flag.withDescription(`Reach task: seed of the start configurations, so episode k always starts at the same place (default ${SimulatedArm.defaults.seed})`),
-      Flag.withDefault(SimulatedArm.defaults.seed)
-    ),
-    protocol: Flag.Literals("protocol", protocols).pipe(
-      Flag.withDescription(
-        "Transport: websocket (ws://host:port) or zenoh (a Zenoh peer listening on tcp/host:port, keys chiral/c2s and chiral/s2c, as the references) (default websocket)"
-      ),
-      Flag.withDefault("websocket")
-    ),
-    keyPrefix: Flag.String("key-prefix").pipe(
-      Flag.withDescription(
-        "Zenoh only: use keys <prefix>/chiral/c2s and <prefix>/chiral/s2c, so several robots can share one Zenoh network (the references use no prefix)"
-      ),
-      Flag.optional
-    ),
-    maxActionAge: Flag.Finite("max-action-age").pipe(
-      Flag.withDescription(
-        "Drop every action whose newest obs timestamp is older than S seconds on arrival (stale-action guard; counted, logged once per burst). Default: no limit"
-      ),
-      Flag.withMetavar("S"),
-      Flag.optional
-    ),
-    dropUnstamped: Flag.Boolean("drop-unstamped").pipe(
-      Flag.withDescription(
-        "With --max-action-age: also drop actions that carry no obs timestamps ({}), whose age cannot be known (default: accepted)"
-      ),
-      Flag.withDefault(false)
-    ),
-    actionTimeout: Flag.Finite("action-timeout").pipe(
-      Flag.withDescription(
-        "Watchdog: once actions have been arriving, log a warning (where a real robot would hold position) when none arrives for S seconds. Default: off"
-      ),
-      Flag.withMetavar("S"),
-      Flag.optional
-    ),
-    singleController: Flag.Boolean("single-controller").pipe(
-      Flag.withDescription(
-        "One controlling client at a time: the first client whose action is accepted keeps control until it disconnects; other clients' actions are refused (counted, logged), their observations still served"
-      ),
-      Flag.withDefault(false)
-    ),
-    token: Flag.String("token").pipe(
-      Flag.withDescription(
-        "WebSocket only: clients must present this token (ws://host:port/?token=T or Authorization: Bearer T), others get HTTP 401. Default: the CHIRAL_TOKEN environment variable, else none"
-      ),
-      Flag.withMetavar("T"),
-      Flag.optional
-    ),
-    pingInterval: Flag.Finite("ping-interval").pipe(
-      Flag.withDescription("WebSocket only: ping every client every S seconds; 0 turns keepalive off (default 20, as the references)"),
-      Flag.withMetavar("S"),
-      Flag.optional
-    ),
-    pingTimeout: Flag.Finite("ping-timeout").pipe(
-      Flag.withDescription(
-        "WebSocket only: close a client that stays silent (no pong, no message) for S seconds after a ping (default 20, as the references)"
-      ),
-      Flag.withMetavar("S"),
-      Flag.optional
-    ),
-    maxMessageSize: Flag.String("max-message-size").pipe(
-      Flag.withDescription(
-        "Largest message a client may send, e.g. 64MiB: a bigger one ends that client's connection (WebSocket 1009) or Zenoh session (default 16MiB: clients send only requests and actions)"
-      ),
-      Flag.optional
-    )
-  },
-  Effect.fnUntraced(function*(flags) {
-    const size = parseSize(flags.size)
+    Flag.withMetavar("S"),
+    Flag.optional
+  ),
+  maxMessageSize: Flags.serverMaxMessageSize
+}
+
+/** The settings the flags give; a flag that is wrong fails the command, saying why. */
+const settingsOf = (flags: Command.Command.Config.Infer<typeof serveFlags>) =>
+  Effect.gen(function*() {
+    const size = Flags.parseSize(flags.size)
     if (typeof size === "string") return yield* failWith("serve", size)
     const proprios = parseProprios(flags.proprio)
     if (typeof proprios === "string") return yield* failWith("serve", proprios)
     const port = Option.getOrUndefined(flags.port)
     const keyPrefix = Option.getOrUndefined(flags.keyPrefix)
-    const maxMessageBytes = Option.match(flags.maxMessageSize, {
-      onNone: () => undefined,
-      onSome: (text) => parseByteSize("max-message-size", text)
-    })
+    const maxMessageBytes = Flags.maxMessageBytesOf(flags.maxMessageSize)
     if (typeof maxMessageBytes === "string") return yield* failWith("serve", maxMessageBytes)
     if (keyPrefix !== undefined && flags.protocol !== "zenoh") return yield* failWith("serve", "--key-prefix applies to --protocol zenoh only")
     const bad = (port === undefined ? undefined : range("port", port, 0, 65535)) ?? range("cameras", flags.cameras, 0, 256) ??
@@ -333,7 +286,14 @@ export const serve = Command.make(
       pingInterval: pingInterval === "off" ? 0 as const : duration(pingInterval),
       pingTimeout: duration(pingTimeout)
     }
+    return { size, proprios, port, keyPrefix, maxMessageBytes, task, safety, webSocket }
+  })
 
+export const serve = Command.make(
+  "serve",
+  serveFlags,
+  Effect.fnUntraced(function*(flags) {
+    const { keyPrefix, maxMessageBytes, port, proprios, safety, size, task, webSocket } = yield* settingsOf(flags)
     const options = {
       cameras: flags.cameras,
       width: size.width,

@@ -2,7 +2,8 @@ import { PolicyClient } from "@chiral/core"
 import { LiveView, Recorder } from "@chiral/record"
 import { Console, Effect, Logger, Option, Stream } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
-import { clientTransportFor, protocols, shown } from "../Transports.js"
+import * as Flags from "../Flags.js"
+import { clientTransportFor, shown } from "../Transports.js"
 import { failWith } from "./Decode.js"
 
 export const defaultViewPort = 8767
@@ -20,18 +21,9 @@ export const view = Command.make(
       Flag.withDescription(`Port of the Foxglove WebSocket server; 0 picks a free one (default ${defaultViewPort})`),
       Flag.withDefault(defaultViewPort)
     ),
-    host: Flag.String("host").pipe(
-      Flag.withDescription("Interface the view listens on (default 0.0.0.0)"),
-      Flag.withDefault("0.0.0.0")
-    ),
-    protocol: Flag.Literals("protocol", protocols).pipe(
-      Flag.withDescription("Transport to the robot; by default the URI's form says (ws:// WebSocket, tcp/ Zenoh)"),
-      Flag.optional
-    ),
-    keyPrefix: Flag.String("key-prefix").pipe(
-      Flag.withDescription("Zenoh only: the robot's key prefix"),
-      Flag.optional
-    )
+    host: Flags.host("Interface the view listens on"),
+    protocol: Flags.uriProtocol("Transport to the robot"),
+    keyPrefix: Flags.keyPrefix("the robot's")
   },
   Effect.fnUntraced(function*(flags) {
     if (!(flags.hz > 0 && flags.hz <= 1000)) return yield* failWith("view", `--hz ${flags.hz}: expected a rate from above 0 to 1000`)
