@@ -153,7 +153,7 @@ describe("chiral serve", () => {
     [["--token", ""], "chiral serve: --token: the token is empty"],
     [
       ["--protocol", "zenoh", "--token", "t"],
-      "chiral serve: --token (CHIRAL_TOKEN): a token is not part of Zenoh's protocol applies to --protocol websocket only"
+      "chiral serve: --token applies to --protocol websocket only: Zenoh's protocol has no access token"
     ],
     [["--protocol", "zenoh", "--ping-interval", "5"], "chiral serve: --ping-interval applies to --protocol websocket only"],
     [["--max-message-size", "12X"], "chiral serve: --max-message-size \"12X\": expected a size such as 1GiB, 300MB or 16777216 (bytes)"],

@@ -5,7 +5,7 @@
 // under a flood of frames, and text messages. Every wait is on a condition
 // (a close seen, a count reached), never on elapsed time.
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, Schedule } from "effect"
+import { Duration, Effect, Layer, Schedule } from "effect"
 import { ClientTransport, PolicyClient, PolicyServer, ServerTransport } from "@chiral/core"
 import * as Frames from "@chiral/testing/Frames"
 import * as RawWebSocket from "@chiral/testing/RawWebSocket"
@@ -13,6 +13,7 @@ import * as Robot from "@chiral/testing/Robot"
 import { serverSafetyContract, takeApplied } from "@chiral/testing/SafetyContract"
 import * as Pair from "@chiral/testing/Pair"
 import { WebSocketTransport } from "../src/index.js"
+import * as Keepalive from "../src/Keepalive.js"
 
 /** A WebSocket server on a free loopback port with `options`, and clients that reach it. */
 const transports = (options: WebSocketTransport.ServerOptions = {}) =>
@@ -78,6 +79,19 @@ describe("keepalive (server pings)", () => {
       yield* Effect.forEach(stalled, RawWebSocket.closedByServer, { discard: true })
       yield* eventually(Effect.map(server.connections, (n) => n === 0))
     }).pipe(Effect.scoped, Effect.provide(transports({ pingInterval: 50, pingTimeout: 100 }))), 60_000)
+
+  it("the settings: 20 s / 20 s by default (as the references); an interval of 0 or Infinity is off, not the default", () => {
+    const settings = (options: Keepalive.KeepaliveOptions) => {
+      const resolved = Keepalive.resolve(options)
+      return typeof resolved === "object" ? [Duration.toMillis(resolved.interval), Duration.toMillis(resolved.timeout)] : resolved
+    }
+    expect(settings({})).toEqual([20_000, 20_000])
+    expect(settings({ pingInterval: 50, pingTimeout: "2 seconds" })).toEqual([50, 2000])
+    expect(settings({ pingInterval: 0 })).toBeUndefined()
+    expect(settings({ pingInterval: Infinity })).toBeUndefined()
+    expect(settings({ pingInterval: -1 })).toContain("pingInterval -1")
+    expect(settings({ pingTimeout: 0 })).toContain("pingTimeout 0")
+  })
 
   it.live("pingInterval 0 turns keepalive off; a negative timeout is refused", () =>
     Effect.gen(function*() {

@@ -265,11 +265,13 @@ const settingsOf = (flags: Command.Command.Config.Infer<typeof serveFlags>) =>
     if (token === "") return yield* failWith("serve", "--token: the token is empty")
     if (flags.protocol === "zenoh") {
       const webSocketOnly = [
-        token === undefined ? undefined : "--token (CHIRAL_TOKEN): a token is not part of Zenoh's protocol",
-        pingInterval === undefined ? undefined : "--ping-interval",
-        pingTimeout === undefined ? undefined : "--ping-timeout"
+        token === undefined ? undefined : Option.isSome(flags.token)
+          ? "--token applies to --protocol websocket only: Zenoh's protocol has no access token"
+          : "CHIRAL_TOKEN is set, and a token applies to --protocol websocket only: Zenoh's protocol has no access token (unset it to serve Zenoh)",
+        pingInterval === undefined ? undefined : "--ping-interval applies to --protocol websocket only",
+        pingTimeout === undefined ? undefined : "--ping-timeout applies to --protocol websocket only"
       ].find((f) => f !== undefined)
-      if (webSocketOnly !== undefined) return yield* failWith("serve", `${webSocketOnly} applies to --protocol websocket only`)
+      if (webSocketOnly !== undefined) return yield* failWith("serve", webSocketOnly)
     }
     if (flags.dropUnstamped && maxActionAge === undefined) {
       return yield* failWith("serve", "--drop-unstamped applies with --max-action-age only")
