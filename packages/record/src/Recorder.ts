@@ -78,12 +78,24 @@ const copyOf = (frame: Frame, size: number): Uint8Array => {
   return out
 }
 
-/** Bytes an ArrayBuffer may hold beyond the frame it is moved with (alignment padding). */
-const slackBytes = 64
+/**
+ * Bytes a received frame's buffer may hold before it: the lead that puts its
+ * payload on an 8-byte boundary (`frameAlignment`: our WebSocket client,
+ * Zenoh's `payloadAlignment`). Fewer than the smallest chiral frame, so no
+ * other frame can be in them.
+ */
+const maxLeadBytes = 7
 
-/** A frame that is (nearly) the whole of a plain ArrayBuffer: moving that buffer moves nothing else. */
+/**
+ * A frame that is the whole of a plain ArrayBuffer but for an alignment lead:
+ * moving that buffer moves nothing else. A frame with bytes after it never is:
+ * transports hand out several small frames as views into one read or batch,
+ * and moving the first detached the others (a Zenoh peer's probes, queued into
+ * one batch on a busy machine, made the proxy's forwarding fail).
+ */
 const movable = (frame: Frame): frame is Uint8Array =>
-  frame instanceof Uint8Array && frame.buffer instanceof ArrayBuffer && frame.buffer.byteLength - frame.byteLength <= slackBytes
+  frame instanceof Uint8Array && frame.buffer instanceof ArrayBuffer && frame.byteOffset <= maxLeadBytes &&
+  frame.byteOffset + frame.byteLength === frame.buffer.byteLength
 
 export interface Recorder {
   readonly path: string
