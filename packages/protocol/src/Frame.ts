@@ -62,7 +62,9 @@ export const frameAlignment = (head: Uint8Array): number => {
  * Decodes one frame. Never throws. Every offset, size, shape and dtype is
  * checked against the frame before payload bytes are touched. Tensors are
  * views into `frame` where the bytes are aligned (otherwise copied once), so
- * they alias it: do not reuse the buffer while the message lives.
+ * they alias it: do not reuse the buffer while the message lives. A frame lent
+ * out by its receiver (`FrameLease`) has each such view tracked, so that its
+ * memory is recycled only once they are all collected.
  */
 export const decodeFrame = (frame: Uint8Array, limits?: Partial<DecodeLimits>): Result.Result<Message, FrameError> => {
   try {

@@ -1,5 +1,6 @@
 import { uninitialized } from "./Allocate.js"
 import { Dtype } from "./Dtype.js"
+import { lending } from "./FrameLease.js"
 import { FrameError } from "./FrameError.js"
 import type { CameraFrame } from "./CameraFrame.js"
 import type { Message, ObsTimestamps, UserMap } from "./Message.js"
@@ -134,26 +135,32 @@ class Payload {
   readonly frame: Uint8Array
   readonly start: number
   readonly length: number
+  /** The frame's memory is lent (`FrameLease`): every view into it is tracked. */
+  readonly lent: boolean
   /** Bytes of all buffers read so far. */
   described = 0
   constructor(frame: Uint8Array, start: number) {
     this.frame = frame
     this.start = start
     this.length = frame.byteLength - start
+    this.lent = lending.isLent(frame.buffer)
   }
 
   /**
    * A tensor over payload bytes [offset, offset + size); `size` has been checked
    * against shape × dtype. A view when the absolute address is aligned to the
-   * item size, otherwise exactly one copy.
+   * item size, otherwise exactly one copy. A view into lent memory is tracked,
+   * so that the memory is not reused while the view lives (`FrameLease`).
    */
   tensor(dtype: Dtype, shape: ReadonlyArray<number>, offset: number, size: number): Tensor {
     const ctor = Dtype.arrayConstructor(dtype)
     const item = ctor.BYTES_PER_ELEMENT
     const absolute = this.frame.byteOffset + this.start + offset
     let data: TensorData
-    if (absolute % item === 0) data = new ctor(this.frame.buffer, absolute, size / item)
-    else {
+    if (absolute % item === 0) {
+      data = new ctor(this.frame.buffer, absolute, size / item)
+      if (this.lent) lending.track(data)
+    } else {
       const copy = uninitialized(size)
       new Uint8Array(copy).set(this.frame.subarray(this.start + offset, this.start + offset + size))
       data = new ctor(copy, 0, size / item)

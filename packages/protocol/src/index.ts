@@ -36,3 +36,5 @@ export {
 export { Observation } from "./Observation.js"
 export { Proprio } from "./Proprio.js"
 export { Tensor, TensorError } from "./Tensor.js"
+export { Lease, Lending, lending, type Watcher } from "./FrameLease.js"
+export { ReceivePool, type ReceivePoolOptions, type ReceivePoolStats } from "./ReceivePool.js"

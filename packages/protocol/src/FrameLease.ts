@@ -1,0 +1,112 @@
+/**
+ * Lending a received frame's memory to its readers, and taking it back once
+ * they are provably done with it.
+ *
+ * A transport that receives into recycled memory (`ReceivePool`) lends each
+ * frame out (`lend`). From then on every view over the frame's ArrayBuffer
+ * that the library hands out is tracked: the frame itself, and each tensor
+ * `decodeFrame` makes as a view into it (`track`; tensors it copies are not
+ * over the frame). When all of them have been garbage-collected, the memory is
+ * moved out of the frame's ArrayBuffer with `ArrayBuffer.prototype.transfer`
+ * (no copy) and given to `release`, to receive a later message into.
+ *
+ * The contract for readers (`lend`'s callers document it to their users): an
+ * observation's arrays stay valid, unchanged, for as long as any of them (or
+ * anything holding one, the observation) is reachable. What a reader builds
+ * itself over the same memory (`subarray`, `new Float32Array(t.data.buffer,
+ * …)`, `Buffer.from(t.data.buffer, …)`) does not count: once the library's
+ * arrays are all collected, the transfer detaches the ArrayBuffer, and such a
+ * view reads as empty (length 0), never as another message's bytes. Native
+ * work still in flight on such a view (an asynchronous write) could see the
+ * next message: keep one of the library's arrays until it is done, or copy
+ * (`slice()`). JavaScript cannot tell a reader's own views from nothing, so
+ * this contract is why recycling is an option of the transports, off by
+ * default (`receiveBuffers: "recycled"`).
+ *
+ * How long memory stays lent depends on the collector: a view is known to be
+ * gone only after a collection has found it unreachable and its finalization
+ * callback has run. Until then the transport receives into fresh memory.
+ */
+import { isDetached, type Transferable2024 } from "./ReceivePool.js"
+
+/** One lent ArrayBuffer: how many tracked views over it are alive, and where its memory goes after them. */
+export class Lease {
+  live = 0
+  readonly buffer: ArrayBuffer
+  readonly release: (memory: ArrayBuffer) => void
+  constructor(buffer: ArrayBuffer, release: (memory: ArrayBuffer) => void) {
+    this.buffer = buffer
+    this.release = release
+  }
+}
+
+/** What tells `Lending` that a tracked view was collected: a FinalizationRegistry, or a test's hand-driven stand-in. */
+export interface Watcher {
+  readonly register: (view: object, lease: Lease) => void
+}
+
+export class Lending {
+  private readonly leases = new WeakMap<ArrayBuffer, Lease>()
+  private readonly watcher: Watcher
+  /** Memory moved out and released, and leases ended on a buffer somebody else had detached. */
+  released = 0
+  lost = 0
+
+  constructor(watch: (collected: (lease: Lease) => void) => Watcher = (collected) => new FinalizationRegistry(collected)) {
+    this.watcher = watch((lease) => this.collected(lease))
+  }
+
+  /**
+   * Lends out `frame`, a view over an ArrayBuffer nobody else holds (fresh
+   * from a `ReceivePool`, say): `release` gets its memory once `frame` and
+   * every view `track`ed over the same ArrayBuffer have been collected.
+   * False (and nothing tracked) when the frame is over a SharedArrayBuffer or
+   * an already lent ArrayBuffer.
+   */
+  lend(frame: Uint8Array, release: (memory: ArrayBuffer) => void): boolean {
+    const buffer = frame.buffer
+    if (!(buffer instanceof ArrayBuffer) || this.leases.has(buffer)) return false
+    const lease = new Lease(buffer, release)
+    this.leases.set(buffer, lease)
+    this.watch(frame, lease)
+    return true
+  }
+
+  /** Whether views over `buffer` are to be tracked (one look-up per frame rather than per view). */
+  isLent(buffer: ArrayBufferLike): boolean {
+    return buffer instanceof ArrayBuffer && this.leases.has(buffer)
+  }
+
+  /** Counts `view` as a reader of its lent ArrayBuffer, if that is lent; the memory stays lent while it lives. */
+  track(view: ArrayBufferView): void {
+    const lease = view.buffer instanceof ArrayBuffer ? this.leases.get(view.buffer) : undefined
+    if (lease !== undefined) this.watch(view, lease)
+  }
+
+  private watch(view: object, lease: Lease) {
+    lease.live++
+    this.watcher.register(view, lease)
+  }
+
+  /** A tracked view was collected; after the last one the memory moves out and is released. */
+  private collected(lease: Lease) {
+    if (--lease.live > 0) return
+    this.leases.delete(lease.buffer)
+    // Moved or transferred by somebody else (postMessage with a transfer list): theirs now.
+    if (isDetached(lease.buffer)) {
+      this.lost++
+      return
+    }
+    const memory = (lease.buffer as ArrayBuffer & Transferable2024).transfer()
+    this.released++
+    try {
+      lease.release(memory)
+    } catch {
+      // Called from a finalization callback, where a throw would end the
+      // process: memory that cannot be recycled is simply left to the collector.
+    }
+  }
+}
+
+/** The lending that `decodeFrame` consults: transports lend their frames here. */
+export const lending = new Lending()
