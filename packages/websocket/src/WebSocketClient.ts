@@ -12,6 +12,12 @@
  * in the same read) pass through a small spill buffer. A message is one
  * allocation and, past the spill, no copy.
  *
+ * With a `ReceivePool` (`receivePool`), that allocation is recycled memory
+ * instead of fresh: each delivered message is lent out (`FrameLease`) and its
+ * memory returns to the pool once the message and every tensor decoded as a
+ * view into it have been collected. Buffers that were never delivered (one
+ * outgrown by a fragmented message, one trimmed) go back at once.
+ *
  * The message is also placed so that its chiral payload is 8-byte aligned: a
  * frame starts with a u32 `header_len` and its payload at `4 + header_len`, so
  * once the first 4 bytes are known the message goes at the offset that makes
@@ -36,6 +42,7 @@
  * past the deadline, a while longer), so a pause of this thread is never
  * taken for the server's silence.
  */
+import { lending, type ReceivePool } from "@chiral/protocol"
 import * as Crypto from "node:crypto"
 import * as Net from "node:net"
 import { ClosedError, SharedWriter, type SharedWriterHandle } from "./SharedWriter.js"
@@ -43,7 +50,11 @@ import { ClosedError, SharedWriter, type SharedWriterHandle } from "./SharedWrit
 export interface ClientSocketHandlers {
   /** The opening handshake completed. */
   readonly onOpen: () => void
-  /** A whole message (binary, or text as its UTF-8 bytes). The buffer is the receiver's to keep. */
+  /**
+   * A whole message (binary, or text as its UTF-8 bytes). The buffer is the
+   * receiver's to keep; with a `receivePool`, it is lent (see `FrameLease` for
+   * what that asks of its readers).
+   */
   readonly onMessage: (message: Uint8Array) => void
   /**
    * The connection ended: `code` from the server's close frame (1005 when it
@@ -82,6 +93,11 @@ export interface ConnectOptions {
   readonly pingIntervalMillis?: number | undefined
   /** End the connection when nothing arrives within this many ms after a ping (0 or absent: never). */
   readonly pingTimeoutMillis?: number | undefined
+  /**
+   * Receive large messages into recycled memory from this pool, lending each
+   * delivered message out (`FrameLease`). Absent: a fresh buffer per message.
+   */
+  readonly receivePool?: ReceivePool | undefined
 }
 
 const guid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -205,6 +221,7 @@ type State = "connecting" | "open" | "closing" | "closed"
 export class ClientSocket {
   private readonly socket: Net.Socket
   private readonly handlers: ClientSocketHandlers
+  private readonly pool: ReceivePool | undefined
   private readonly key: string
   /** Once writes are shared with another thread, every write goes through it. */
   private writer: SharedWriter | undefined
@@ -256,6 +273,7 @@ export class ClientSocket {
 
   constructor(options: ConnectOptions, handlers: ClientSocketHandlers) {
     this.handlers = handlers
+    this.pool = options.receivePool
     this.key = Crypto.randomBytes(16).toString("base64")
     this.pingIntervalMillis = options.pingIntervalMillis ?? 0
     this.pingTimeoutMillis = options.pingTimeoutMillis ?? 0
@@ -654,8 +672,18 @@ export class ClientSocket {
 
   /** Allocates the message buffer with room for `capacity` bytes, the message starting at `offset`. */
   private place(offset: number, capacity: number) {
-    this.messageBuffer = allocate(offset + capacity)
+    this.messageBuffer = this.allocateMessage(offset + capacity)
     this.messageStart = offset
+  }
+
+  /** Memory for a message, every byte of which will be written before it is read: from the pool if there is one. */
+  private allocateMessage(size: number): Uint8Array {
+    return this.pool === undefined ? allocate(size) : this.pool.take(size)
+  }
+
+  /** A message buffer that was never delivered: nobody else has seen it, so it may go straight back to the pool. */
+  private recycle(buffer: Uint8Array) {
+    if (this.pool !== undefined && buffer.buffer instanceof ArrayBuffer) this.pool.put(buffer.buffer)
   }
 
   /** Makes room for `more` bytes after what the message holds (doubling, so growth is amortized). */
@@ -663,9 +691,11 @@ export class ClientSocket {
     const buffer = this.messageBuffer!
     const needed = this.messageStart + this.messageLength + more
     if (needed <= buffer.byteLength) return
-    const grown = allocate(Math.max(needed, this.messageStart + 2 * (this.messageLength + more)))
+    const grown = this.allocateMessage(Math.max(needed, this.messageStart + 2 * (this.messageLength + more)))
     grown.set(buffer.subarray(this.messageStart, this.messageStart + this.messageLength), this.messageStart)
     this.messageBuffer = grown
+    // Safe to reuse: the reads into it have completed (this runs on a read into the spill buffer).
+    this.recycle(buffer)
   }
 
   private takePayload(bytes: Uint8Array, at: number, count: number) {
@@ -728,10 +758,13 @@ export class ClientSocket {
     let message = buffer.subarray(start, start + length)
     // A guess that overshot by much (a small message after a large one) would pin memory: trim it.
     if (buffer.byteLength - length > 1024 * 1024 && length < buffer.byteLength / 2) {
-      const trimmed = allocate(start + length)
+      const trimmed = this.allocateMessage(start + length)
       trimmed.set(message, start)
       message = trimmed.subarray(start, start + length)
+      this.recycle(buffer)
     }
+    const pool = this.pool
+    if (pool !== undefined && pool.owns(message.buffer)) lending.lend(message, pool.put)
     this.handlers.onMessage(message)
   }
 }

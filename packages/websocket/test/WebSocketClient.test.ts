@@ -4,8 +4,10 @@
 // and protocol violations.
 import * as Crypto from "node:crypto"
 import * as Net from "node:net"
+import { CameraFrame, decodeFrame, encodeFrame, lending, ReceivePool, Tensor } from "@chiral/protocol"
+import { collectUntil } from "@chiral/testing/Collector"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Result } from "effect"
 import * as WebSocketClient from "../src/WebSocketClient.js"
 
 const guid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -325,5 +327,135 @@ describe("WebSocketClient", () => {
         })
       })
       assert.strictEqual(outcome?.error?.kind, "unavailable")
+    }))
+})
+
+// ── recycled receive memory ──────────────────────────────────────────────────
+
+/** An obs_response whose images hold `seed` and depths `seed + 0.5` (2 cameras 64x48, ~43 KB). */
+const observationFrame = (seed: number): Uint8Array =>
+  encodeFrame({
+    type: "obs_response",
+    obs: {
+      timestamp: seed,
+      cameras: ["a", "b"].map((name) =>
+        CameraFrame.make({
+          name,
+          timestamp: seed,
+          image: Tensor.make("uint8", [48, 64, 3], new Uint8Array(48 * 64 * 3).fill(seed)),
+          depth: Tensor.make("float32", [48, 64], new Float32Array(48 * 64).fill(seed + 0.5)),
+          intrinsics: [600, 0, 32, 0, 600, 24, 0, 0, 1]
+        })
+      ),
+      proprios: [],
+      extra: {}
+    }
+  })
+
+/** Decodes an observation, checks it holds `seed`, and returns camera b's depth (the rest is garbage). */
+const depthOf = (message: Uint8Array, seed: number): Float32Array => {
+  const decoded = decodeFrame(message)
+  if (Result.isFailure(decoded) || decoded.success.type !== "obs_response") return assert.fail("an obs_response")
+  const [a, b] = decoded.success.obs.cameras
+  assert.isTrue((a!.image.data as Uint8Array).every((v) => v === seed), `message ${seed}'s image is whole`)
+  const depth = b!.depth!.data as Float32Array
+  assert.strictEqual(depth.buffer, message.buffer, "the depth is a view into the message")
+  assert.isTrue(depth.every((v) => v === seed + 0.5), `message ${seed}'s depth is whole`)
+  return depth
+}
+
+/** A client on a pool whose messages are taken one at a time (none kept by the harness). */
+const openRecycling = (server: Net.Server, pool: ReceivePool) =>
+  new Promise<{ readonly client: WebSocketClient.ClientSocket; readonly next: () => Promise<Uint8Array> }>((opened) => {
+    const inbox: Array<Uint8Array> = []
+    let waiting: ((message: Uint8Array) => void) | undefined
+    const next = () =>
+      new Promise<Uint8Array>((take) => {
+        const first = inbox.shift()
+        if (first !== undefined) take(first)
+        else waiting = take
+      })
+    const client: WebSocketClient.ClientSocket = WebSocketClient.connect({
+      host: "127.0.0.1",
+      port: (server.address() as Net.AddressInfo).port,
+      path: "/",
+      hostHeader: "127.0.0.1",
+      openTimeoutMillis: 10_000,
+      receivePool: pool
+    }, {
+      onOpen: () => opened({ client, next }),
+      onMessage: (message) => {
+        const take = waiting
+        waiting = undefined
+        if (take !== undefined) take(message)
+        else inbox.push(message)
+      },
+      onClose: () => {}
+    })
+  })
+
+describe("WebSocketClient with a ReceivePool", () => {
+  it.live("a held tensor keeps its message's memory; the others' memory is reused; the pool stays bounded", () =>
+    Effect.gen(function*() {
+      const count = 8
+      // one message per request, so that each can be released before the next arrives
+      const server = yield* serve(goodAnswer, async (peer) => {
+        for (let seed = 0; seed < count; seed++) {
+          await peer.frameCount(seed)
+          peer.socket.write(frame(0x2, observationFrame(seed)))
+        }
+      })
+      const pool = new ReceivePool({ maxFree: 2, minBytes: 1024 })
+      yield* Effect.promise(async () => {
+        const { client, next } = await openRecycling(server, pool)
+        let held: Float32Array | undefined = depthOf(await next(), 0)
+        for (let seed = 1; seed < count; seed++) {
+          client.send([Uint8Array.of(seed)], () => {})
+          depthOf(await next(), seed)
+          // this message's memory comes back once it is collected; message 0's must not
+          assert.isTrue(await collectUntil(() => pool.stats().kept >= seed), `message ${seed}'s memory came back`)
+          assert.isTrue(held.every((v) => v === 0.5), "the held depth is unchanged")
+          assert.isTrue(lending.isLent(held.buffer), "and its memory still lent")
+          assert.isAtMost(pool.stats().free, 2)
+        }
+        assert.isAtLeast(pool.stats().reused, count - 2, "messages 2… arrived in recycled memory")
+        const lent = held.buffer
+        held = undefined
+        assert.isTrue(await collectUntil(() => !lending.isLent(lent)), "message 0's memory comes back once dropped")
+        client.destroy()
+      })
+    }))
+
+  it.live("a buffer outgrown by a fragmented message goes back to the pool at once", () =>
+    Effect.gen(function*() {
+      const small = chiralMessage(4, 100_000)
+      const large = chiralMessage(4, 300_000)
+      const fragmented = (m: Uint8Array) => {
+        const cut = Math.floor(m.length / 3)
+        return Uint8Array.from([
+          ...frame(0x2, m.subarray(0, cut), { fin: false }),
+          ...frame(0x0, m.subarray(cut, 2 * cut), { fin: false }),
+          ...frame(0x0, m.subarray(2 * cut), { fin: true })
+        ])
+      }
+      const server = yield* serve(goodAnswer, async (peer) => {
+        peer.socket.write(fragmented(small))
+        await peer.frameCount(1)
+        peer.socket.write(fragmented(large))
+      })
+      const pool = new ReceivePool({ maxFree: 2, minBytes: 1024 })
+      yield* Effect.promise(async () => {
+        const { client, next } = await openRecycling(server, pool)
+        const first = await next()
+        assert.deepStrictEqual(Array.from(first), Array.from(small))
+        client.send([Uint8Array.of(1)], () => {})
+        // the second is placed with room for the first's size, then grows
+        const second = await next()
+        assert.deepStrictEqual(Array.from(second), Array.from(large))
+        assert.isTrue(pool.owns(second.buffer))
+        assert.isAtLeast(pool.stats().kept, 1, "the outgrown buffer is back without a collection")
+        assert.isTrue(lending.isLent(first.buffer) && lending.isLent(second.buffer), "the delivered ones are lent")
+        client.destroy()
+      })
     }))
 })
