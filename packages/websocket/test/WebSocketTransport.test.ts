@@ -1,6 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Queue, Scope, Stream } from "effect"
-import { ClientTransport, MemoryTransport, ServerTransport } from "@chiral/core"
+import { Effect, Exit, Fiber, Layer, Queue, Scope, Stream } from "effect"
+import { ClientTransport, MemoryTransport, PolicyClient, ServerTransport } from "@chiral/core"
+import { lending, ReceivePool } from "@chiral/protocol"
+import * as Recycling from "@chiral/testing/Recycling"
 import { WebSocketTransport } from "../src/index.js"
 import * as RawWebSocket from "@chiral/testing/RawWebSocket"
 
@@ -122,4 +124,36 @@ describe("WebSocket shutdown", () => {
       first.socket.destroy()
       yield* Fiber.join(closing)
     }).pipe(Effect.scoped))
+})
+
+describe("WebSocket client with receiveBuffers", () => {
+  /** Our server on a free port and a client receiving with `receiveBuffers`. */
+  const recycling = (receiveBuffers: WebSocketTransport.ClientOptions["receiveBuffers"]) =>
+    Layer.unwrap(
+      Effect.map(
+        ServerTransport,
+        (server) => Layer.succeed(ClientTransport, WebSocketTransport.makeClient(server.address, { receiveBuffers }))
+      )
+    ).pipe(Layer.provideMerge(WebSocketTransport.layerServer({ host: "127.0.0.1", port: 0 })))
+
+  const pool = new ReceivePool({ maxFree: 2 })
+
+  it.live("\"recycled\": a held observation stays whole while later ones' memory is recycled", () =>
+    Effect.gen(function*() {
+      const { show } = yield* Recycling.startRobot
+      const client = yield* PolicyClient.make({ quiet: true })
+      yield* Recycling.heldObservationStaysWhole(client, show)
+      assert.isAtLeast(pool.stats().reused, 3, "later observations arrived in recycled memory")
+      assert.isAtMost(pool.stats().free, 2)
+    }).pipe(Effect.scoped, Effect.provide(recycling(pool))))
+
+  it.live("\"fresh\" (default): nothing is lent", () =>
+    Effect.gen(function*() {
+      const { show } = yield* Recycling.startRobot
+      const client = yield* PolicyClient.make({ quiet: true })
+      yield* show(3)
+      const obs = yield* client.getObs
+      assert.isTrue(Recycling.shows(obs, 3))
+      assert.isFalse(lending.isLent(obs.cameras[0]!.image.data.buffer))
+    }).pipe(Effect.scoped, Effect.provide(recycling(undefined))))
 })
