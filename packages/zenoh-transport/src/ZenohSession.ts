@@ -11,7 +11,7 @@
  *
  * Both end with the scope (the server is told with a CLOSE).
  */
-import { frameAlignment } from "@chiral/protocol"
+import { frameAlignment, lending, ReceivePool } from "@chiral/protocol"
 import {
   type PeerError,
   Zenoh,
@@ -55,6 +55,12 @@ export interface OpenOptions {
    * cut to end by then, counted where the session is opened.
    */
   readonly deadline?: number | undefined
+  /**
+   * Reassemble large replies into recycled memory (a `ReceivePool` keeping at
+   * most `maxFree` free buffers, on the session's thread), lending each reply
+   * out (`FrameLease`). Absent: fresh memory per reply.
+   */
+  readonly recycle?: { readonly maxFree: number } | undefined
 }
 
 /** The handshake timeout (ms) that ends by `deadline`, if there is one. */
@@ -69,8 +75,10 @@ const WINDOW = 2
 /** The session on this thread. */
 export const openHere = (options: OpenOptions): Effect.Effect<ClientSession, OpenError | SessionEnd, Scope.Scope> =>
   Effect.gen(function*() {
+    const pool = options.recycle === undefined ? undefined : new ReceivePool({ maxFree: options.recycle.maxFree })
     const session = yield* Zenoh.connect({
       ...options.session,
+      receiveMemory: pool,
       handshakeTimeout: handshakeBy(millisOf(options.session.handshakeTimeout), options.deadline),
       payloadAlignment: options.session.payloadAlignment ?? frameAlignment,
       host: options.host,
@@ -80,7 +88,11 @@ export const openHere = (options: OpenOptions): Effect.Effect<ClientSession, Ope
     return {
       routed: session.awaitSubscribers(options.requestKey),
       put: (frame) => session.put(options.requestKey, frame),
-      replies: Stream.map(samples, (sample) => sample.payload),
+      replies: Stream.map(samples, (sample) => {
+        // Only a reassembled reply has memory of its own (a small one is a view into the socket's chunk).
+        if (pool?.owns(sample.payload.buffer) === true) lending.lend(sample.payload, pool.put)
+        return sample.payload
+      }),
       diagnose: Effect.all({ problems: session.diagnose, subscriptions: session.peerSubscriptions })
     }
   })
@@ -98,6 +110,7 @@ const workerOptions = (options: OpenOptions): SessionWorkerOptions => {
     replyKey: options.replyKey,
     window: WINDOW,
     deadline: options.deadline,
+    recycle: options.recycle,
     session: {
       zid: s.zid === undefined || typeof s.zid === "string" ? s.zid : ZenohId.toString(s.zid),
       batchSize: s.batchSize,
@@ -144,6 +157,10 @@ export const openInWorker = (
       }
     })
     const worker = thread.worker
+    /** A recyclable reply's memory, released by its readers, back to the thread's pool. */
+    const sendBack = (memory: ArrayBuffer) => {
+      if (!thread.exited()) worker.postMessage({ t: "recycle", buffer: memory } satisfies ToSessionWorker, [memory])
+    }
     worker.on("message", (message: FromSessionWorker) => {
       switch (message.t) {
         case "open":
@@ -152,8 +169,11 @@ export const openInWorker = (
           return void Deferred.doneUnsafe(opened, Exit.fail(decodeError(message.error) as OpenError | SessionEnd))
         case "routed":
           return void Deferred.doneUnsafe(routed, Exit.void)
-        case "reply":
-          return void Queue.offerUnsafe(replies, new Uint8Array(message.buffer, message.offset, message.length))
+        case "reply": {
+          const frame = new Uint8Array(message.buffer, message.offset, message.length)
+          if (message.recyclable === true) lending.lend(frame, sendBack)
+          return void Queue.offerUnsafe(replies, frame)
+        }
         case "ended":
           return end(decodeError(message.error) as SessionEnd)
         case "diagnosis":

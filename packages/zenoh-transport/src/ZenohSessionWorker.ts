@@ -16,13 +16,18 @@
  * reassembled into a buffer of its own, which is transferred, not copied;
  * smaller ones are copied out of the socket's chunk.
  *
+ * With `recycle`, large replies are reassembled into memory from a
+ * `ReceivePool` of this thread's; the policy's thread lends each one out
+ * (`FrameLease`) and, once its readers are collected, moves the memory back
+ * here (`recycle`, transferred) for a later reply.
+ *
  * Flow control: at most `window` replies are on their way to the policy's
  * thread; the next waits for an `ack` (a reply taken). So a blocked policy
  * thread holds at most that many observations here; after them the session
  * stops reading from its socket, TCP pushes back on the server (which only
  * slows the replies to this client), and the keep-alives still go out.
  */
-import { frameAlignment } from "@chiral/protocol"
+import { frameAlignment, ReceivePool } from "@chiral/protocol"
 import {
   type PeerError,
   type PeerInfo,
@@ -49,6 +54,8 @@ export interface SessionWorkerOptions {
   readonly replyKey: string
   /** Replies posted and not yet acknowledged, at most. */
   readonly window: number
+  /** Reassemble into recycled memory, keeping at most this many free buffers here (absent: fresh memory). */
+  readonly recycle?: { readonly maxFree: number } | undefined
   /** When the policy's thread stops waiting for the session to open (`Date.now()` ms). */
   readonly deadline?: number | undefined
   /** The session's Zenoh settings, durations in milliseconds. */
@@ -83,6 +90,8 @@ export type ToSessionWorker =
   | { readonly t: "close" }
   /** Asks what looks wrong with what the server sent (answered by `diagnosis`). */
   | { readonly t: "diagnose" }
+  /** The memory of a `recyclable` reply, provably released by its readers, back for reuse (transferred). */
+  | { readonly t: "recycle"; readonly buffer: ArrayBuffer }
 
 export type FromSessionWorker =
   | { readonly t: "open"; readonly peer: PeerInfo }
@@ -90,7 +99,14 @@ export type FromSessionWorker =
   | { readonly t: "failed"; readonly error: EncodedError }
   /** The server's request subscriber is known: requests published from now on reach it. */
   | { readonly t: "routed" }
-  | { readonly t: "reply"; readonly buffer: ArrayBuffer; readonly offset: number; readonly length: number }
+  | {
+    readonly t: "reply"
+    readonly buffer: ArrayBuffer
+    readonly offset: number
+    readonly length: number
+    /** The buffer is recycled memory, to be lent out and sent back (`recycle`) once released. */
+    readonly recyclable?: boolean | undefined
+  }
   /** The session is over: nothing more comes. */
   | { readonly t: "ended"; readonly error: EncodedError }
   | { readonly t: "diagnosis"; readonly diagnosis: Diagnosis }
@@ -145,10 +161,11 @@ const BATCH_LIMIT = 65_535
 type Post = (message: FromSessionWorker, transfer?: ReadonlyArray<ArrayBuffer>) => void
 
 /** Posts one reply: the buffer itself when it is the reply's own, else a copy. */
-const postReply = (post: Post, payload: Uint8Array): void => {
+const postReply = (post: Post, payload: Uint8Array, pool: ReceivePool | undefined): void => {
   if (payload.byteLength > BATCH_LIMIT && payload.buffer instanceof ArrayBuffer) {
     const buffer = payload.buffer
-    return post({ t: "reply", buffer, offset: payload.byteOffset, length: payload.byteLength }, [buffer])
+    const recyclable = pool?.owns(buffer) === true
+    return post({ t: "reply", buffer, offset: payload.byteOffset, length: payload.byteLength, recyclable }, [buffer])
   }
   // A copy of its own (not `slice`: on a Node Buffer that is a view of the socket's chunk).
   const copy = new Uint8Array(payload)
@@ -161,11 +178,13 @@ const serve = (
   outbox: Queue.Queue<Uint8Array>,
   credit: { available: number; wake: Deferred.Deferred<void> | undefined },
   diagnose: { current: () => Diagnosis },
-  post: Post
+  post: Post,
+  pool: ReceivePool | undefined
 ) =>
   Effect.gen(function*() {
     const session = yield* Zenoh.connect({
       ...options.session,
+      receiveMemory: pool,
       // the caller's deadline, counted from here (this thread took time to start)
       handshakeTimeout: options.deadline === undefined
         ? options.session.handshakeTimeout
@@ -200,7 +219,7 @@ const serve = (
         waitForCredit,
         Effect.sync(() => {
           credit.available--
-          postReply(post, sample.payload)
+          postReply(post, sample.payload, pool)
         })
       ))
     yield* Effect.raceFirst(
@@ -221,7 +240,8 @@ const run = (options: SessionWorkerOptions, port: MessagePort) => {
     port.postMessage(message, transfer as Array<ArrayBuffer> | undefined)
   }
   const diagnose = { current: (): Diagnosis => ({ problems: undefined, subscriptions: [] }) }
-  const fiber = Effect.runFork(Effect.scoped(serve(options, outbox, credit, diagnose, post)))
+  const pool = options.recycle === undefined ? undefined : new ReceivePool({ maxFree: options.recycle.maxFree })
+  const fiber = Effect.runFork(Effect.scoped(serve(options, outbox, credit, diagnose, post, pool)))
   port.on("message", (message: ToSessionWorker) => {
     switch (message.t) {
       case "put":
@@ -238,6 +258,8 @@ const run = (options: SessionWorkerOptions, port: MessagePort) => {
         return void fiber.interruptUnsafe()
       case "diagnose":
         return post({ t: "diagnosis", diagnosis: diagnose.current() })
+      case "recycle":
+        return pool?.put(message.buffer)
     }
   })
   fiber.addObserver((exit: Exit.Exit<unknown, unknown>) => {

@@ -3,7 +3,7 @@
  * API as over WebSocket, the references' probing, a 17 MB observation, a server
  * that closes or vanishes, garbage on the request key, key prefixes.
  */
-import { decodeFrame, encodeFrame, Tensor } from "@chiral/protocol"
+import { decodeFrame, encodeFrame, lending, Tensor } from "@chiral/protocol"
 import { type Session, Zenoh } from "@chiral/zenoh"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Layer, Option, Queue, Ref, Result, Schedule, Stream, SubscriptionRef } from "effect"
@@ -20,6 +20,7 @@ import { ZenohTransport } from "../src/index.js"
 import { failure } from "@chiral/testing/Exits"
 import * as Pair from "@chiral/testing/Pair"
 import { relayTo } from "@chiral/testing/Relay"
+import * as Recycling from "@chiral/testing/Recycling"
 import * as Robot from "@chiral/testing/Robot"
 
 const fast = { probeInterval: 50, probeTimeout: 300 } as const
@@ -409,5 +410,26 @@ describe("ZenohTransport: key prefixes", () => {
       const reply = yield* replies.pipe(Stream.runHead, Effect.map(Option.getOrThrow))
       expect(reply.keyExpr).toBe("chiral/s2c")
       expect(decodeType(reply.payload)).toBe("metadata_response")
+    }).pipe(Effect.scoped, Effect.provide(zenoh())))
+})
+
+describe("ZenohTransport client with receiveBuffers", () => {
+  for (const sessionThread of ["worker", "main"] as const) {
+    it.live(`"recycled", session on the ${sessionThread} thread: a held observation stays whole while later ones' memory is recycled`, () =>
+      Effect.gen(function*() {
+        const { show } = yield* Recycling.startRobot
+        const client = yield* PolicyClient.make({ quiet: true })
+        yield* Recycling.heldObservationStaysWhole(client, show)
+      }).pipe(Effect.scoped, Effect.provide(zenoh({ ...fast, sessionThread, receiveBuffers: "recycled" }))))
+  }
+
+  it.live("\"fresh\" (default): nothing is lent", () =>
+    Effect.gen(function*() {
+      const { show } = yield* Recycling.startRobot
+      const client = yield* PolicyClient.make({ quiet: true })
+      yield* show(3)
+      const obs = yield* client.getObs
+      expect(Recycling.shows(obs, 3)).toBe(true)
+      expect(lending.isLent(obs.cameras[0]!.image.data.buffer)).toBe(false)
     }).pipe(Effect.scoped, Effect.provide(zenoh())))
 })

@@ -12,6 +12,7 @@
  */
 import * as Batch from "./Batch.js"
 import * as TransportMessage from "./TransportMessage.js"
+import type { ReceiveMemory } from "./ZenohConfig.js"
 import { ZenohReassemblyError } from "./ZenohError.js"
 import * as Zint from "./Zint.js"
 
@@ -115,6 +116,7 @@ export class Reassembler {
   readonly markers: boolean
   private readonly sizeHint: ((firstPiece: Uint8Array) => number | undefined) | undefined
   private readonly lead: ((firstPiece: Uint8Array) => number) | undefined
+  private readonly memory: ReceiveMemory | undefined
   private buf: Uint8Array | undefined
   /** Where the message starts in `buf`. */
   private base = 0
@@ -134,12 +136,19 @@ export class Reassembler {
      * starts modulo 8, so that aligned data inside it can be read in place.
      */
     readonly lead?: ((firstPiece: Uint8Array) => number) | undefined
+    /**
+     * Where messages are reassembled (`ZenohConfig.receiveMemory`); a buffer
+     * outgrown or abandoned (never returned by `push`) goes back to it.
+     * Default: a fresh zero-filled buffer per message.
+     */
+    readonly memory?: ReceiveMemory | undefined
   }) {
     this.limit = options.limit
     this.markers = options.markers
     this.snModulus = options.snModulus
     this.sizeHint = options.sizeHint
     this.lead = options.lead
+    this.memory = options.memory
   }
 
   /** A message is partially collected. */
@@ -153,6 +162,7 @@ export class Reassembler {
   }
 
   reset(): void {
+    if (this.buf !== undefined) this.giveBack(this.buf)
     this.buf = undefined
     this.length = 0
     this.expectedSn = -1
@@ -198,9 +208,18 @@ export class Reassembler {
       ? hint
       : Math.min(this.limit, Math.max(4 * pieceLength, 64 * 1024))
     const lead = Math.min(7, Math.max(0, Math.trunc(this.lead?.(firstPiece) ?? 0)))
-    this.buf = new Uint8Array(lead + capacity)
+    this.buf = this.allocate(lead + capacity)
     this.base = lead
     this.length = 0
+  }
+
+  private allocate(size: number): Uint8Array {
+    return this.memory === undefined ? new Uint8Array(size) : this.memory.take(size)
+  }
+
+  /** A buffer nobody but this reassembler has seen. */
+  private giveBack(buf: Uint8Array) {
+    if (this.memory !== undefined && buf.buffer instanceof ArrayBuffer) this.memory.put(buf.buffer)
   }
 
   private append(bytes: Uint8Array): void {
@@ -213,8 +232,9 @@ export class Reassembler {
     if (this.base + need > this.buf!.length) {
       let capacity = (this.buf!.length - this.base) * 2
       while (capacity < need) capacity *= 2
-      const next = new Uint8Array(this.base + Math.min(capacity, this.limit))
+      const next = this.allocate(this.base + Math.min(capacity, this.limit))
       next.set(this.buf!.subarray(this.base, this.base + this.length), this.base)
+      this.giveBack(this.buf!)
       this.buf = next
     }
     this.buf!.set(bytes, this.base + this.length)

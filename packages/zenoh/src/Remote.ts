@@ -17,6 +17,7 @@ import * as NetworkMessage from "./NetworkMessage.js"
 import * as TransportMessage from "./TransportMessage.js"
 import { ZReader, ZWriter } from "./ZBuf.js"
 import type * as ZenohBody from "./ZenohBody.js"
+import type { ReceiveMemory } from "./ZenohConfig.js"
 import {
   type PeerError,
   ZenohCloseReceived,
@@ -58,6 +59,8 @@ export interface SessionHooks {
   readonly maxMessageSize: number
   /** See `ZenohConfig.payloadAlignment`. */
   readonly payloadAlignment?: ((payloadHead: Uint8Array) => number) | undefined
+  /** See `ZenohConfig.receiveMemory`. */
+  readonly receiveMemory?: ReceiveMemory | undefined
   readonly keepAliveMillis: number
   /** Local subscriptions to announce: id and canonical key. */
   readonly subscriptions: () => Iterable<{ readonly id: number; readonly keyExpr: string }>
@@ -126,7 +129,8 @@ export class Remote {
         markers: negotiated.patch >= 1,
         snModulus: negotiated.snModulus,
         sizeHint: NetworkMessage.pushSizeHint,
-        lead: hooks.payloadAlignment === undefined ? undefined : leadFor(hooks.payloadAlignment)
+        lead: hooks.payloadAlignment === undefined ? undefined : leadFor(hooks.payloadAlignment),
+        memory: hooks.receiveMemory
       })
     this.reliable = reassembler()
     this.bestEffort = reassembler()

@@ -246,6 +246,7 @@ export class SessionState {
     const hooks: SessionHooks = {
       maxMessageSize: this.config.maxMessageSize,
       payloadAlignment: this.config.payloadAlignment,
+      receiveMemory: this.config.receiveMemory,
       keepAliveMillis: this.config.keepAliveMillis,
       subscriptions: () => [...this.subscribers.values()].map(({ id, keyExpr }) => ({ id, keyExpr })),
       deliver: (sample, from) => this.deliver(sample, from),

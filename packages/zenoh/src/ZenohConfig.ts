@@ -31,6 +31,24 @@ export interface ZenohConfig {
    * arrays) can be read in place. Default: no preference.
    */
   readonly payloadAlignment?: ((payloadHead: Uint8Array) => number) | undefined
+  /**
+   * Where fragmented messages are reassembled. Default: fresh memory per
+   * message (zero-filled `Uint8Array`s).
+   */
+  readonly receiveMemory?: ReceiveMemory | undefined
+}
+
+/**
+ * Memory for reassembled messages, e.g. a pool that recycles it (chiral's
+ * `ReceivePool` is one). The session writes every byte of a message it hands
+ * out, but not the bytes around it in the buffer (the alignment lead, unused
+ * capacity), which may hold an earlier message's bytes.
+ */
+export interface ReceiveMemory {
+  /** `size` bytes at offset 0 of an ArrayBuffer nobody else holds; contents unspecified. */
+  readonly take: (size: number) => Uint8Array
+  /** A buffer from `take` that the session outgrew or abandoned before handing it to anybody: reusable. */
+  readonly put: (buffer: ArrayBuffer) => void
 }
 
 export interface Resolved {
@@ -42,6 +60,7 @@ export interface Resolved {
   readonly maxMessageSize: number
   readonly closeTimeoutMillis: number
   readonly payloadAlignment: ((payloadHead: Uint8Array) => number) | undefined
+  readonly receiveMemory: ReceiveMemory | undefined
 }
 
 export const DEFAULT_LEASE_MILLIS = 10_000
@@ -111,6 +130,7 @@ export const resolve = (config: ZenohConfig): Result.Result<Resolved, ZenohConfi
       handshakeTimeoutMillis,
       maxMessageSize,
       closeTimeoutMillis,
-      payloadAlignment: config.payloadAlignment
+      payloadAlignment: config.payloadAlignment,
+      receiveMemory: config.receiveMemory
     }
   })

@@ -171,4 +171,37 @@ describe("fragment / Reassembler", () => {
       old.push({ ...pieces[1]!, first: false })
       assert.isTrue(old.inProgress)
     }))
+
+  it.effect("with receiveMemory: messages are taken from it; outgrown and abandoned buffers go back, delivered ones never", () =>
+    Effect.sync(() => {
+      const taken: Array<ArrayBuffer> = []
+      const given: Array<ArrayBuffer> = []
+      const memory = {
+        take: (size: number) => {
+          const view = new Uint8Array(size).fill(0xee) // stale bytes: every one of the message's must be written
+          taken.push(view.buffer)
+          return view
+        },
+        put: (buffer: ArrayBuffer) => void given.push(buffer)
+      }
+      const r = new Fragmenter.Reassembler({ limit: 1 << 20, markers: true, snModulus: MOD, memory, lead: () => 3 })
+      // larger than the first allocation without a hint (64 KiB): the buffer grows twice
+      const message = sample(200_000)
+      const wire = decodeWire(Fragmenter.fragment([message], { batchSize: 4000, reliable: true, firstSn: 0, snModulus: MOD }).chunks)
+      let whole: Uint8Array | undefined
+      for (const w of wire) whole = r.push(w.fragment)
+      assert.deepStrictEqual(whole, message)
+      assert.strictEqual(whole!.buffer, taken.at(-1), "delivered in memory taken from receiveMemory")
+      assert.deepStrictEqual(given, taken.slice(0, -1), "every outgrown buffer went back, the delivered one did not")
+
+      // an abandoned partial message (a gap, a drop marker, a new first) goes back too
+      const pieces = decodeWire(Fragmenter.fragment([sample(3000)], { batchSize: 1000, reliable: true, firstSn: 10, snModulus: MOD }).chunks).map((w) => w.fragment)
+      for (const abandon of [() => r.push(pieces[2]!), () => r.push({ ...pieces[1]!, drop: true }), () => r.push(pieces[0]!)]) {
+        given.length = 0
+        r.push(pieces[0]!)
+        const partial = taken.at(-1)
+        abandon()
+        assert.deepStrictEqual(given, [partial])
+      }
+    }))
 })
