@@ -108,5 +108,12 @@ export class Lending {
   }
 }
 
-/** The lending that `decodeFrame` consults: transports lend their frames here. */
-export const lending = new Lending()
+/**
+ * The lending that `decodeFrame` consults: transports lend their frames here.
+ * One per thread even when several copies of this package are loaded (two
+ * versions installed side by side): a transport lending through one copy and
+ * a decoder tracking through another would otherwise miss each other, and
+ * memory would be recycled under views nobody counted.
+ */
+export const lending: Lending = ((globalThis as Record<symbol, Lending | undefined>)[Symbol.for("@chiral/protocol/lending")] ??=
+  new Lending())
