@@ -27,6 +27,7 @@ describe("ReceivePool", () => {
     const b = pool.take(99_000)
     assert.strictEqual(b.buffer, a.buffer, "a slightly smaller request reuses the buffer")
     assert.deepStrictEqual(pool.stats(), { reused: 1, fresh: 1, kept: 1, dropped: 0, free: 0 })
+    assert.strictEqual(pool.collectAfter(1000), 1000, "a collection is asked for after half the pool's worth")
   })
 
   it("does not give a much larger buffer to a small request, nor a smaller one to a large request", () => {
@@ -127,6 +128,32 @@ describe("Lending", () => {
     assert.strictEqual(released.length, 0)
     assert.strictEqual(lending.lost, 1)
     assert.strictEqual(theirs.byteLength, 64)
+  })
+
+  it("asks for a collection once collectAfter bytes (at least 64 MiB) are lent with none back; memory back starts the count again", () => {
+    const { collect, lending } = handDriven()
+    const MiB = 1024 * 1024
+    // zero-filled by the allocator, never touched: cheap however large
+    const lend = (collectAfter?: number) => {
+      const frame = new Uint8Array(24 * MiB)
+      lending.lend(frame, () => {}, collectAfter)
+      return frame
+    }
+    const first = lend(48 * MiB)
+    lend(48 * MiB)
+    assert.strictEqual(lending.collectionsAsked, 0, "48 MiB: below the 64 MiB floor")
+    lend(48 * MiB)
+    assert.strictEqual(lending.collectionsAsked, 1, "72 MiB lent, none back")
+    lend(48 * MiB)
+    collect(first)
+    assert.strictEqual(lending.released, 1)
+    lend(48 * MiB)
+    lend(48 * MiB)
+    assert.strictEqual(lending.collectionsAsked, 1, "the count started again when memory came back")
+    lend(48 * MiB)
+    assert.strictEqual(lending.collectionsAsked, 2)
+    for (let i = 0; i < 4; i++) lend()
+    assert.strictEqual(lending.collectionsAsked, 2, "never without collectAfter")
   })
 
   it("survives a release that throws (it runs as a finalization callback)", () => {

@@ -764,7 +764,9 @@ export class ClientSocket {
       this.recycle(buffer)
     }
     const pool = this.pool
-    if (pool !== undefined && pool.owns(message.buffer)) lending.lend(message, pool.put)
+    if (pool !== undefined && pool.owns(message.buffer)) {
+      lending.lend(message, pool.put, pool.collectAfter(message.buffer.byteLength))
+    }
     this.handlers.onMessage(message)
   }
 }

@@ -55,7 +55,7 @@ export interface ClientOptions {
    * "fresh" (default): a buffer of its own per message, which its
    * observation's tensors are views into, kept for as long as anything
    * reaches it. "recycled": memory from a pool kept across messages and
-   * reconnections (a `ReceivePool` keeping at most 4 free buffers; or pass
+   * reconnections (a `ReceivePool` keeping at most 8 free buffers; or pass
    * your own, to size it or read its stats), which saves the page faults of
    * fresh memory (for 8 cameras 640x480 with depth: ~900 per observation; see
    * the README's performance section).

@@ -11,7 +11,7 @@
  *
  * Both end with the scope (the server is told with a CLOSE).
  */
-import { frameAlignment, lending, ReceivePool } from "@chiral/protocol"
+import { collectAfter, frameAlignment, lending, ReceivePool } from "@chiral/protocol"
 import {
   type PeerError,
   Zenoh,
@@ -90,7 +90,9 @@ export const openHere = (options: OpenOptions): Effect.Effect<ClientSession, Ope
       put: (frame) => session.put(options.requestKey, frame),
       replies: Stream.map(samples, (sample) => {
         // Only a reassembled reply has memory of its own (a small one is a view into the socket's chunk).
-        if (pool?.owns(sample.payload.buffer) === true) lending.lend(sample.payload, pool.put)
+        if (pool?.owns(sample.payload.buffer) === true) {
+          lending.lend(sample.payload, pool.put, pool.collectAfter(sample.payload.buffer.byteLength))
+        }
         return sample.payload
       }),
       diagnose: Effect.all({ problems: session.diagnose, subscriptions: session.peerSubscriptions })
@@ -171,7 +173,9 @@ export const openInWorker = (
           return void Deferred.doneUnsafe(routed, Exit.void)
         case "reply": {
           const frame = new Uint8Array(message.buffer, message.offset, message.length)
-          if (message.recyclable === true) lending.lend(frame, sendBack)
+          if (message.recyclable === true && options.recycle !== undefined) {
+            lending.lend(frame, sendBack, collectAfter(options.recycle.maxFree, message.buffer.byteLength))
+          }
           return void Queue.offerUnsafe(replies, frame)
         }
         case "ended":

@@ -123,7 +123,7 @@ export interface ClientOptions extends SessionOptions, KeyOptions {
    * Where large replies (observations) are reassembled. "fresh" (default): a
    * buffer of its own per reply, which its observation's tensors are views
    * into, kept for as long as anything reaches it. "recycled": memory from a
-   * pool on the session's thread (at most 4 free buffers), which saves the
+   * pool on the session's thread (at most 8 free buffers), which saves the
    * page faults of fresh memory (see the README's performance section).
    *
    * The contract with "recycled" (`FrameLease`): an observation's arrays stay
@@ -138,8 +138,8 @@ export interface ClientOptions extends SessionOptions, KeyOptions {
   readonly receiveBuffers?: "fresh" | "recycled" | undefined
 }
 
-/** Free reassembly buffers a "recycled" client keeps (for 17.2 MB observations: ~69 MB). */
-const recycledBuffersKept = 4
+/** Free reassembly buffers a "recycled" client keeps (for 17.2 MB observations: up to ~138 MB). */
+const recycledBuffersKept = 8
 
 /** The two keys of one chiral pair. */
 export interface Keys {
