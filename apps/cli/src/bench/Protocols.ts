@@ -19,6 +19,8 @@ export interface ClientOptions {
   readonly thread?: "worker" | "main" | undefined
   /** Zenoh only: the largest message the client reassembles (default 1 GiB). */
   readonly maxMessageBytes?: number | undefined
+  /** Where large messages are received: a fresh buffer each (default), or recycled memory. */
+  readonly receiveBuffers?: "fresh" | "recycled" | undefined
 }
 
 export interface ProtocolEntry {
@@ -38,14 +40,14 @@ const trailingPort = (address: string): number | undefined => {
 export const protocols = {
   websocket: {
     server: serverTransports.websocket,
-    client: (address, { thread }) => WebSocketTransport.layerClient(address, { thread }),
+    client: (address, { receiveBuffers, thread }) => WebSocketTransport.layerClient(address, { thread, receiveBuffers }),
     address: ({ host, port }) => `ws://${host.includes(":") ? `[${host}]` : host}:${port}`,
     portOf: trailingPort
   },
   zenoh: {
     server: serverTransports.zenoh,
-    client: (address, { maxMessageBytes, thread }) =>
-      ZenohTransport.layerClient(address, { thread, maxMessageSize: maxMessageBytes }),
+    client: (address, { maxMessageBytes, receiveBuffers, thread }) =>
+      ZenohTransport.layerClient(address, { thread, maxMessageSize: maxMessageBytes, receiveBuffers }),
     address: ({ host, port }) => ZenohTransport.formatLocator(host, port),
     portOf: trailingPort
   }

@@ -13,7 +13,7 @@ import * as Path from "node:path"
 import { PerformanceObserver } from "node:perf_hooks"
 import { fileURLToPath } from "node:url"
 import { ClientTransport, type Connection, type OutgoingFrame, PolicyClient } from "@chiral/core"
-import { type DecodeLimits, decodeFrame, type Observation } from "@chiral/protocol"
+import { type DecodeLimits, decodeFrame, lending, type Observation } from "@chiral/protocol"
 import { Cause, Deferred, Duration, Effect, Fiber, Layer, Queue, Result, Schema, type Scope, Stream } from "effect"
 import { ChildProcess, ChildProcessSpawner } from "effect/process"
 import { minorFaults } from "./MachineLimits.js"
@@ -30,6 +30,8 @@ export interface BenchOptions {
   readonly thread?: "worker" | "main" | undefined
   /** Zenoh only: the largest message the client reassembles (default 1 GiB). */
   readonly maxMessageBytes?: number | undefined
+  /** Where the client receives large messages: a fresh buffer each (default), or recycled memory. */
+  readonly receiveBuffers?: "fresh" | "recycled" | undefined
   readonly cameras: number
   readonly width: number
   readonly height: number
@@ -99,6 +101,11 @@ export interface BenchReport {
   readonly actionSends: CadenceStats | undefined
   /** Garbage collection in this process while the stream ran. */
   readonly gc: { readonly count: number; readonly totalMs: number; readonly maxMs: number }
+  /**
+   * How the client received; with "recycled", how many messages' memory came
+   * back for reuse while streaming, and how many collections were asked for.
+   */
+  readonly receiveBuffers: { readonly mode: "fresh" | "recycled"; readonly recycled: number; readonly collectionsAsked: number }
 }
 
 /** Why a run could not be completed (the server would not start or answer, the connection failed). */
@@ -369,7 +376,11 @@ const connectPolicy = (
       requestTimeout: timeout,
       decodeLimits: options.decodeLimits
     }).pipe(
-      Effect.provide(metered(meter, protocols[options.protocol].client(address, { thread: options.thread, maxMessageBytes: options.maxMessageBytes }))),
+      Effect.provide(metered(meter, protocols[options.protocol].client(address, {
+            thread: options.thread,
+            maxMessageBytes: options.maxMessageBytes,
+            receiveBuffers: options.receiveBuffers
+          }))),
       Effect.mapError((error) => new BenchError({ reason: `cannot connect to ${address}: ${error.message}` }))
     )
     yield* request(client.getMetadata)
@@ -468,6 +479,9 @@ interface StreamPhase {
   readonly pageFaultsPerObs: BenchResult["page_faults_per_obs"]
   /** GC pauses in this process, ms. */
   readonly gcPauses: ReadonlyArray<number>
+  /** Received messages whose memory came back for reuse (`FrameLease`) while it ran, and collections asked for. */
+  readonly recycled: number
+  readonly collectionsAsked: number
   /** Each action as the server saw it: [sequence number, arrival (monotonic ms)]; none without our server. */
   readonly arrivals: ReadonlyArray<readonly [number, number]>
   /** When dispatch was asked to start (monotonic ms); NaN without our server. */
@@ -512,6 +526,8 @@ const streamPhase = (
     let origin = Number.NaN
     const serverFaultsStart = server === undefined ? undefined : yield* server.ask<number>("faults", "faults")
     const faultsStart = minorFaults()
+    const releasedStart = lending.released
+    const askedStart = lending.collectionsAsked
     const streamStart = performance.now()
     const observedAtStart = observed
     if (server !== undefined) origin = yield* startActions(client, server, meter, actionCount, options.actionHz)
@@ -522,6 +538,8 @@ const streamPhase = (
     gc.stop()
     const observedInStream = observed - observedAtStart
     const faultsEnd = minorFaults()
+    const recycled = lending.released - releasedStart
+    const collectionsAsked = lending.collectionsAsked - askedStart
     const serverFaultsEnd = server === undefined ? undefined : yield* server.ask<number>("faults", "faults")
     const perObs = (start: number | undefined, end: number | undefined): number | null =>
       start === undefined || end === undefined || !Number.isFinite(start) || !Number.isFinite(end) ||
@@ -541,6 +559,8 @@ const streamPhase = (
       millis: streamMillis,
       pageFaultsPerObs: { client: perObs(faultsStart, faultsEnd), server: perObs(serverFaultsStart, serverFaultsEnd) },
       gcPauses: gc.pauses,
+      recycled,
+      collectionsAsked,
       arrivals,
       origin,
       rssStart,
@@ -630,6 +650,11 @@ const report = (
       count: stream.gcPauses.length,
       totalMs: round(stream.gcPauses.reduce((a, b) => a + b, 0), 1),
       maxMs: round(Math.max(0, ...stream.gcPauses), 2)
+    },
+    receiveBuffers: {
+      mode: options.receiveBuffers ?? "fresh",
+      recycled: stream.recycled,
+      collectionsAsked: stream.collectionsAsked
     }
   }
 }

@@ -56,6 +56,12 @@ export const formatReport = (report: BenchReport): string => {
       `${report.gc.count} pauses, ${report.gc.totalMs} ms in all, longest ${report.gc.maxMs} ms`
     ],
     [
+      "receive buffers",
+      report.receiveBuffers.mode === "fresh"
+        ? "fresh (one per observation)"
+        : `recycled (${report.receiveBuffers.recycled} observations' memory came back while streaming; ${report.receiveBuffers.collectionsAsked} collections asked for)`
+    ],
+    [
       "rss",
       `client ${r.rss_mb.start} → ${r.rss_mb.end} MB${
         report.serverRssMb === undefined ? "" : `; server ${report.serverRssMb.start} → ${report.serverRssMb.end} MB`
@@ -93,6 +99,12 @@ export const bench = Command.make(
         "Where the client dispatches actions: a worker thread of its own (default), or the main thread"
       ),
       Flag.withDefault("worker")
+    ),
+    receiveBuffers: Flag.Literals("receive-buffers", ["fresh", "recycled"]).pipe(
+      Flag.withDescription(
+        "Where the client receives observations: a fresh buffer each (default), or memory recycled once an observation's arrays are collected (the transports' receiveBuffers option)"
+      ),
+      Flag.withDefault("fresh")
     ),
     cameras: Flags.cameras,
     size: Flags.size,
@@ -145,6 +157,7 @@ export const bench = Command.make(
       address: Option.getOrUndefined(flags.uri),
       protocol: flags.protocol,
       thread: flags.thread,
+      receiveBuffers: flags.receiveBuffers,
       maxMessageBytes,
       cameras: flags.cameras,
       width: size.width,
