@@ -49,6 +49,13 @@ const workloads: ReadonlyArray<Workload> = [
     large: true,
     actionHz: hz
   })),
+  // The clients' opt-in recycled receive buffers (README: "Recycled receive buffers"), beside the default row above.
+  {
+    name: "8 cam 640x480+depth, actions 30 Hz, recycled",
+    args: ["--cameras", "8", "--size", "640x480", "--action-hz", "30", "--receive-buffers", "recycled"],
+    large: true,
+    actionHz: 30
+  },
   { name: "1 cam 64x48+depth, actions 10 Hz", args: ["--cameras", "1", "--size", "64x48"], large: false, actionHz: 10 }
 ]
 
