@@ -13,7 +13,7 @@
  * (`copy: false`; those buffers are never written again). What changes per
  * tick is the capture time, K/T and the proprios: a few hundred bytes.
  */
-import { Cadence, type ConfigError, type Handlers, PolicyServer, type ServerTransport } from "@chiral/core"
+import { Cadence, type ConfigError, type Handlers, PolicyServer, type SensorError, type ServerTransport } from "@chiral/core"
 import { type ObsTimestamps, stringifyJson, Tensor } from "@chiral/protocol"
 import { Console, Duration, Effect, Layer, Ref, type Scope } from "effect"
 import { type ReachTaskOptions, SimulatedArm, type Status } from "./SimulatedArm.js"
@@ -270,8 +270,8 @@ const handlersFor = (
 }
 
 /**
- * The synthetic sensors' writers, frame by frame: each camera's (frames
- * computed once, cycled through) and the proprios that are not the arm's.
+ * The synthetic sensors' writer: frame `frame` of every camera (frames
+ * computed once, cycled through), then the proprios that are not the arm's.
  */
 const syntheticSensors = (server: PolicyServer.PolicyServerApi, settings: Settings, names: ReadonlyArray<string>) => {
   const { fps, hasDepth, height, proprios, width } = settings
@@ -281,49 +281,47 @@ const syntheticSensors = (server: PolicyServer.PolicyServerApi, settings: Settin
   const depths = hasDepth
     ? names.map((_, c) => Array.from({ length: framesPerCycle }, (_, p) => syntheticDepth(c, p, width, height)))
     : undefined
-
-  const writeCamera = (c: number, frame: number) =>
-    Effect.gen(function*() {
-      const name = names[c]!
-      const phase = frame % framesPerCycle
-      yield* server.updateExtrinsics(name, extrinsicsAt(c, frame, fps))
-      if (depths !== undefined) yield* server.updateDepth(name, depths[c]![phase]!, { copy: false })
-      // Last: it stamps the capture time of the frame.
-      yield* server.updateImage(name, images[c]![phase]!, { copy: false })
-    })
-
   // joint_pos and joint_vel are the arm's (written as it moves); the others are synthetic.
-  const writeProprios = (frame: number) =>
-    Effect.forEach(
-      proprios,
-      (p, i) =>
-        p.name === "joint_pos" || p.name === "joint_vel"
-          ? Effect.void
-          : server.updateProprio(p.name, proprioAt(i, p.size, frame, fps), { copy: false }),
-      { discard: true }
+  const synthetic = proprios.flatMap((p, i) => p.name === "joint_pos" || p.name === "joint_vel" ? [] : [{ ...p, i }])
+
+  const writeCamera = (c: number, frame: number): Effect.Effect<void, SensorError> => {
+    const name = names[c]!
+    const phase = frame % framesPerCycle
+    const extrinsics = server.updateExtrinsics(name, extrinsicsAt(c, frame, fps))
+    // Last: it stamps the capture time of the frame.
+    const image = server.updateImage(name, images[c]![phase]!, { copy: false })
+    return depths === undefined
+      ? Effect.andThen(extrinsics, image)
+      : Effect.andThen(extrinsics, Effect.andThen(server.updateDepth(name, depths[c]![phase]!, { copy: false }), image))
+  }
+
+  const write = (frame: number): Effect.Effect<void, SensorError> =>
+    Effect.andThen(
+      Effect.forEach(names, (_, c) => writeCamera(c, frame), { discard: true }),
+      Effect.forEach(synthetic, (p) => server.updateProprio(p.name, proprioAt(p.i, p.size, frame, fps), { copy: false }), {
+        discard: true
+      })
     )
 
-  return { writeCamera, writeProprios }
+  return { write }
 }
 
 /**
- * Writes frames 1, 2, … of every sensor at `fps` in the scope, each camera
- * and the proprios on a fiber of its own.
+ * Writes frames 1, 2, … of every sensor at `fps` in the scope, on a fixed
+ * grid like a sensor driver: every camera and proprio in one tick, as the
+ * Python reference's example robots do, so the event loop wakes once per
+ * frame, not once per camera (each wake-up costs the server a few tenths of a
+ * millisecond, which a request arriving at that moment waits for).
  */
-const driveSensors = (sensors: ReturnType<typeof syntheticSensors>, cameras: number, fps: number) =>
+const driveSensors = (sensors: ReturnType<typeof syntheticSensors>, fps: number) =>
   Effect.gen(function*() {
     const period = Duration.millis(1000 / fps)
-    /** Writes frames 1, 2, … on a fixed grid, like a sensor driver. */
-    const driver = (write: (frame: number) => Effect.Effect<void, unknown>) => {
-      let frame = 0
-      const tick = Effect.orDie(Effect.suspend(() => write(++frame)))
-      return Effect.sleep(period).pipe(
-        Effect.andThen(Effect.repeat(tick, Cadence.fixed(period))),
-        Effect.forkScoped
-      )
-    }
-    for (let c = 0; c < cameras; c++) yield* driver((frame) => sensors.writeCamera(c, frame))
-    yield* driver(sensors.writeProprios)
+    let frame = 0
+    const tick = Effect.orDie(Effect.suspend(() => sensors.write(++frame)))
+    yield* Effect.sleep(period).pipe(
+      Effect.andThen(Effect.repeat(tick, Cadence.fixed(period))),
+      Effect.forkScoped
+    )
   })
 
 /**
@@ -358,10 +356,9 @@ export const make = (
     const sensors = syntheticSensors(server, settings, names)
     // Every sensor has its first frame before any client can ask for one.
     // (Sizes and dtypes match the configs by construction: a SensorError here is a bug.)
-    yield* Effect.orDie(Effect.forEach(names, (_, c) => sensors.writeCamera(c, 0), { discard: true }))
-    yield* Effect.orDie(sensors.writeProprios(0))
+    yield* Effect.orDie(sensors.write(0))
     yield* writeArm(server, arm, settings.proprios)
-    if (settings.fps > 0) yield* driveSensors(sensors, names.length, settings.fps)
+    if (settings.fps > 0) yield* driveSensors(sensors, settings.fps)
 
     return {
       server,
