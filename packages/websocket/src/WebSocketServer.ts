@@ -1,7 +1,7 @@
 /**
  * The WebSocket server: `NodeSocketServer.makeWebSocket` (`ws` under
- * @effect/platform-node) accepts connections, `Socket.fromWebSocket` reads
- * them, and `WsConnection` sends on them. Connections are checked for the
+ * @effect/platform-node) accepts connections, and `WsConnection` reads
+ * (`framesOf`) and sends (`sendOn`) on them. Connections are checked for the
  * access token (`AccessToken`, before the upgrade) and kept alive by pings
  * (`Keepalive`).
  */
@@ -15,7 +15,7 @@ import * as Socket from "effect/socket/Socket"
 import type * as Http from "node:http"
 import * as AccessToken from "./AccessToken.js"
 import * as Keepalive from "./Keepalive.js"
-import { describe, framesFrom, sendOn, toTransportError } from "./WsConnection.js"
+import { describe, framesOf, sendOn } from "./WsConnection.js"
 
 export interface ServerOptions extends Keepalive.KeepaliveOptions {
   /** Interface to listen on. Default `0.0.0.0` (as the references). */
@@ -131,7 +131,6 @@ const closeAll = (connections: Connections, graceMillis: number) =>
  * ended is logged, not raised: one client's end is not the server's.
  */
 const serveConnection = <E, R>(
-  socket: Socket.Socket,
   connections: Connections,
   address: string,
   keepalive: KeepaliveSettings,
@@ -148,9 +147,11 @@ const serveConnection = <E, R>(
     const id = `${address} ← ${peer}`
     connections.live.add(ws)
     ws.once("close", () => connections.live.delete(ws))
-    const reader = yield* socket.reader.pipe(Effect.mapError((error) => toTransportError(error, id)))
+    // Closed when the connection's scope ends, after its reader has let go.
+    yield* Effect.addFinalizer(() => Effect.sync(() => ws.close()))
+    const frames = yield* framesOf(ws, id)
     if (keepalive !== undefined) yield* Effect.forkScoped(Keepalive.run(ws, id, keepalive))
-    yield* handler({ id, peer, frames: framesFrom(reader.pull, id), send: sendOn(ws, id, fragmentParts) })
+    yield* handler({ id, peer, frames, send: sendOn(ws, id, fragmentParts) })
   }).pipe(
     Effect.scoped,
     Effect.catchCause((cause) => {
@@ -202,7 +203,7 @@ export const makeServer = Effect.fnUntraced(function*(options: ServerOptions = {
   yield* Effect.addFinalizer(() => closeAll(connections, options.closeGraceMillis ?? 1000))
 
   const serve = <E, R>(handler: (connection: Connection) => Effect.Effect<void, E, R>) =>
-    server.run((socket) => serveConnection(socket, connections, address, keepalive, options.fragmentParts, handler)).pipe(
+    server.run(() => serveConnection(connections, address, keepalive, options.fragmentParts, handler)).pipe(
       Effect.mapError((error) => new TransportError({ reason: "Listen", address, cause: error })),
       // Once nothing serves, nothing more is accepted (see `Connections.closing`).
       Effect.ensuring(Effect.sync(() => {
