@@ -1,42 +1,70 @@
 /**
- * V8 settings for processes that move large observations; imported first by
- * the `chiral` command and the benchmark's server process.
+ * V8 settings for the `chiral` command's processes; imported first by the
+ * `chiral` command and the benchmark's server process. Two groups, each set
+ * only on the V8s known to have its flags: V8 answers a flag it does not know
+ * with "Error: unrecognized flag" on stderr. Policy programs and robots built
+ * on @chiral/core can pass the same flags to node where their V8 has them.
  *
- * Every received observation is a fresh ~17 MB ArrayBuffer (its tensors are
- * views into it, so it cannot be reused). By default V8 starts a full
- * mark-compact each time memory outside its heap has grown by 64 MB, which at
- * 30 observations a second is several per second: measured here, two thirds
- * of the policy process's CPU went to marking a heap that had not changed,
- * and the helper threads doing it held both cores while the action
- * dispatcher waited. With `--external-memory-accounted-in-global-limit` the
- * buffers count toward V8's ordinary heap limit instead, so collections follow
- * the heap's real growth (one 10 s run: 500 → 120 collections, 13.4 → 5.1 s
- * of CPU; resident memory ~150 MB higher, and flat).
+ * Large observations (`--external-memory-accounted-in-global-limit`). Every
+ * received observation is a fresh ~17 MB ArrayBuffer (its tensors are views
+ * into it, so it cannot be reused). By default V8 starts a full mark-compact
+ * each time memory outside its heap has grown by 64 MB, which at 30
+ * observations a second is several per second: measured here, two thirds of
+ * the policy process's CPU went to marking a heap that had not changed, and
+ * the helper threads doing it held both cores while the action dispatcher
+ * waited. With the flag the buffers count toward V8's ordinary heap limit
+ * instead, so collections follow the heap's real growth (one 10 s run: 500 →
+ * 120 collections, 13.4 → 5.1 s of CPU; resident memory ~150 MB higher, and
+ * flat). V8 13.6 (Node 24) has it; 12.4 (Node 22) and 12.9 (Node 23) do not
+ * (`node --v8-options`); V8 14.8 made the behaviour the default and removed
+ * the flag (V8 commits 513bb22991/6a5039d9db and cf511a65ad,
+ * crbug.com/361124432). Elsewhere the process runs with V8's default
+ * collection schedule.
  *
- * Policy programs built on @chiral/core can pass the same flag to node
- * where their V8 has it (below).
- *
- * Not every supported Node has the flag, and V8 answers a flag it does not
- * know with "Error: unrecognized flag" on stderr, so it is set only where it
- * exists: V8 13.6 (Node 24) has it; 12.4 (Node 22) and 12.9 (Node 23) do not
- * (`node --v8-options`); V8 14.8 made the behaviour the default and removed the
- * flag (V8 commits 513bb22991/6a5039d9db and cf511a65ad, crbug.com/361124432).
- * Elsewhere the process runs with V8's default collection schedule.
+ * Tier-up at robot rates (`--invocation-count-for-maglev=50`,
+ * `--minimum-invocations-after-ic-update=60`; V8's defaults 400 and 500).
+ * V8 compiles a function with Maglev, its fast optimizing tier, once it has
+ * run that many times (and that many since its inline caches last changed),
+ * so code that runs once per request at 30 Hz (a server's request path, a
+ * client's tick) stayed in the interpreter and baseline code for its first
+ * ~15 s, longer than most benchmark runs. Measured with the Python
+ * reference's client at 30 Hz against `chiral serve` (2 cameras 64×48 +
+ * depth, 10 s from start): the server's main thread 710-730 → 560-640 ms of
+ * CPU, its compiler threads 200-230 → 240-270 ms; get_obs p50 (median of 5
+ * alternating rounds) 1.87 → 1.68 ms, the reference server's 1.49. Also lowering
+ * TurboFan's count (3000) to 400 gained nothing more and tripled the
+ * compiler threads' CPU (660 ms), which a 2-core machine pays in p90. The
+ * two flags exist in V8 11.3 (Node 20) and 13.6 (Node 24) and V8's current
+ * source (src/flags/flag-definitions.h); they are set up to V8 15.
  */
 import * as V8 from "node:v8"
 
-/** The first V8 with the flag that we know of, and the first without it again. */
-const since = [13, 6] as const
-const until = [14, 8] as const
+type Version = readonly [number, number]
 
-const before = (a: readonly [number, number], b: readonly [number, number]) => a[0] < b[0] || (a[0] === b[0] && a[1] < b[1])
+/** A group of flags and the V8 versions known to have them: from `since`, up to (not including) `until`. */
+interface FlagGroup {
+  readonly flags: ReadonlyArray<string>
+  readonly since: Version
+  readonly until: Version
+}
+
+const groups: ReadonlyArray<FlagGroup> = [
+  { flags: ["--external-memory-accounted-in-global-limit"], since: [13, 6], until: [14, 8] },
+  {
+    flags: ["--invocation-count-for-maglev=50", "--minimum-invocations-after-ic-update=60"],
+    since: [11, 3],
+    until: [15, 0]
+  }
+]
+
+const before = (a: Version, b: Version) => a[0] < b[0] || (a[0] === b[0] && a[1] < b[1])
 
 /** The flags to set on V8 `version` (as in `process.versions.v8`, e.g. "13.6.233.17-node.53"). */
 export const flagsFor = (version: string): ReadonlyArray<string> => {
   const [major, minor] = version.split(".").map((part) => Number.parseInt(part, 10))
   if (major === undefined || minor === undefined || !Number.isInteger(major) || !Number.isInteger(minor)) return []
   const at = [major, minor] as const
-  return !before(at, since) && before(at, until) ? ["--external-memory-accounted-in-global-limit"] : []
+  return groups.flatMap((group) => !before(at, group.since) && before(at, group.until) ? group.flags : [])
 }
 
 /** What this process set. */

@@ -100,15 +100,24 @@ describe("bin/chiral.js", () => {
 })
 
 describe("V8Flags", () => {
-  it("sets --external-memory-accounted-in-global-limit only on the V8s that have it (13.6 up to 14.8)", () => {
-    const flag = ["--external-memory-accounted-in-global-limit"]
-    assert.deepStrictEqual(flagsFor("11.3.244.8-node.38"), []) // Node 20
-    assert.deepStrictEqual(flagsFor("12.4.254.21-node.57"), []) // Node 22
-    assert.deepStrictEqual(flagsFor("12.9.202.28-node.14"), []) // Node 23
-    assert.deepStrictEqual(flagsFor("13.6.233.17-node.53"), flag) // Node 24
-    assert.deepStrictEqual(flagsFor("14.7.1"), flag)
-    assert.deepStrictEqual(flagsFor("14.8.0"), []) // the default there, and no flag
+  it("sets each group of flags only on the V8s that have it", () => {
+    const external = ["--external-memory-accounted-in-global-limit"]
+    const tiering = ["--invocation-count-for-maglev=50", "--minimum-invocations-after-ic-update=60"]
+    assert.deepStrictEqual(flagsFor("11.2.214.9"), [])
+    assert.deepStrictEqual(flagsFor("11.3.244.8-node.38"), tiering) // Node 20
+    assert.deepStrictEqual(flagsFor("12.4.254.21-node.57"), tiering) // Node 22
+    assert.deepStrictEqual(flagsFor("12.9.202.28-node.14"), tiering) // Node 23
+    assert.deepStrictEqual(flagsFor("13.6.233.17-node.53"), [...external, ...tiering]) // Node 24
+    assert.deepStrictEqual(flagsFor("14.7.1"), [...external, ...tiering])
+    assert.deepStrictEqual(flagsFor("14.8.0"), tiering) // accounting external memory is the default there, and no flag
     assert.deepStrictEqual(flagsFor("15.0.0"), [])
     assert.deepStrictEqual(flagsFor("not a version"), [])
+  })
+
+  it("this Node knows every flag it is given (no \"unrecognized flag\" on stderr)", () => {
+    const result = spawnSync(process.execPath, ["--v8-options"], { encoding: "utf8" })
+    for (const flag of flagsFor(process.versions.v8)) {
+      assert.include(result.stdout, `  ${flag.split("=")[0]} `, `${flag} is one of ${process.version}'s V8 options`)
+    }
   })
 })
