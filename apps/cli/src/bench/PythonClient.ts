@@ -134,7 +134,15 @@ const median = (xs: ReadonlyArray<number>): number => {
   return s.length === 0 ? Number.NaN : s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2
 }
 
-/** The rounds as lines, then each server's median p50 over its rounds. */
+const servers: ReadonlyArray<Round["server"]> = ["Python reference", "chiral serve"]
+
+const signed = (ms: number) => `${ms >= 0 ? "+" : "−"}${Math.abs(ms).toFixed(2)}`
+
+/**
+ * The rounds as lines; then, per server, the median over its rounds of p50
+ * and of p99; then chiral serve's difference and the target (p50 no higher
+ * than the Python reference server's in the same run).
+ */
 export const format = (rounds: ReadonlyArray<Round>): string => {
   const lines = rounds.map((r, i) =>
     `round ${Math.floor(i / 2) + 1}  ${r.server.padEnd(16)}  ${
@@ -145,13 +153,20 @@ export const format = (rounds: ReadonlyArray<Round>): string => {
         } ms  (${r.latency.n} calls)`
     }`
   )
-  const p50 = (server: Round["server"]) =>
-    median(rounds.flatMap((r) => r.server === server && typeof r.latency !== "string" ? [r.latency.p50_ms] : []))
-  const ts = p50("chiral serve")
-  const py = p50("Python reference")
+  const medians = (server: Round["server"]) => {
+    const ok = rounds.flatMap((r) => r.server === server && typeof r.latency !== "string" ? [r.latency] : [])
+    return { n: ok.length, p50: median(ok.map((l) => l.p50_ms)), p99: median(ok.map((l) => l.p99_ms)) }
+  }
+  const [py, ts] = servers.map(medians) as [ReturnType<typeof medians>, ReturnType<typeof medians>]
+  lines.push(`median over rounds      p50     p99`)
+  for (const [server, m] of [[servers[0]!, py], [servers[1]!, ts]] as const) {
+    lines.push(`  ${server.padEnd(20)} ${m.p50.toFixed(2).padStart(5)}  ${m.p99.toFixed(2).padStart(6)} ms  (${m.n} rounds)`)
+  }
   lines.push(
-    `median p50: chiral serve ${ts.toFixed(2)} ms, Python reference ${py.toFixed(2)} ms ` +
-      `(target chiral ≤ Python ${ts <= py ? "✓" : "✗"})`
+    py.n === 0 || ts.n === 0
+      ? "no comparison: a server has no successful round"
+      : `chiral serve − Python reference: p50 ${signed(ts.p50 - py.p50)} ms, p99 ${signed(ts.p99 - py.p99)} ms ` +
+        `(target: chiral serve's p50 ≤ the Python reference's ${ts.p50 <= py.p50 ? "✓" : "✗"})`
   )
   return lines.join("\n")
 }

@@ -13,7 +13,7 @@
  *  - BENCH_SKIP_CODEC=1: only the transport table;
  *  - CHIRAL_REFERENCE_PYTHON (default python3): the interpreter for the
  *    Python-client comparison (see PythonClient.ts; skipped with a note when
- *    it cannot `import chiral`), BENCH_PYTHON_ROUNDS (default 2) alternations;
+ *    it cannot `import chiral`), BENCH_PYTHON_ROUNDS (default 3) alternations;
  *    BENCH_SKIP_PYTHON=1 skips it.
  */
 import * as Path from "node:path"
@@ -94,18 +94,15 @@ const table = (rows: ReadonlyArray<ReadonlyArray<string>>): string => {
 /** The Python reference client against both servers (issue 15, point 3). */
 const pythonClientPath = Effect.gen(function*() {
   if (process.env.BENCH_SKIP_PYTHON === "1") return
+  const rounds = Number(process.env.BENCH_PYTHON_ROUNDS ?? 3)
   yield* Console.log(
-    "\n── a Python policy on a TypeScript robot: the reference client (get_obs + put_action at 30 Hz) " +
-      "against chiral serve and the Python reference server, 2 cameras 64x48 + depth, alternating ──"
+    "\n── a Python policy on a TypeScript robot: the Python reference's own client (get_obs + put_action at 30 Hz, " +
+      `${duration} s per run from the server's start) against the Python reference server and against chiral serve, ` +
+      `both 2 cameras 64x48 RGB + float32 depth written at 30 Hz, in ${rounds} alternating rounds ──`
   )
   const missing = yield* PythonClient.unavailable
   if (missing !== undefined) return yield* Console.log(`skipped: ${missing}`)
-  const rounds = yield* PythonClient.compare({
-    root,
-    rounds: Number(process.env.BENCH_PYTHON_ROUNDS ?? 2),
-    seconds: duration
-  })
-  yield* Console.log(PythonClient.format(rounds))
+  yield* Console.log(PythonClient.format(yield* PythonClient.compare({ root, rounds, seconds: duration })))
 })
 
 /** The codec micro-benchmarks, in a process of their own (BENCH_SKIP_CODEC=1 skips them). */
