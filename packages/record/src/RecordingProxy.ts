@@ -40,8 +40,12 @@ export interface ProxyOptions {
 
 /**
  * Forwards every frame of `from` to `to`, handing each to the taps and then
- * the recorder once sent. Nothing else keeps a received frame once it is
- * sent, so without taps the recorder may take its buffer instead of copying it.
+ * the recorder once sent. The recorder gets a copy: a received frame's
+ * buffer may be shared with frames still to be forwarded (over Zenoh, moving
+ * one robot reply's buffer to the writer detached a client request the proxy
+ * had yet to forward, and that client's session was closed: seen on a busy
+ * machine, cause within the transports not pinned down), so nothing here is
+ * moved. It costs one copy of each observation.
  */
 const pipe = (
   from: Connection,
@@ -57,7 +61,7 @@ const pipe = (
       return to.send(frame).pipe(
         Effect.andThen(Effect.sync(() => {
           for (const tap of taps) tap(direction, id, frame, receivedAt)
-          recorder?.record(direction, id, frame, receivedAt, taps.length === 0)
+          recorder?.record(direction, id, frame, receivedAt)
         }))
       )
     })
