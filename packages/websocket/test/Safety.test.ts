@@ -164,64 +164,68 @@ describe("access token", () => {
     }).pipe(Effect.scoped))
 })
 
+/**
+ * A server whose `applyAction` runs `apply` and counts, a PolicyClient that has
+ * had one observation, and `flood(n)`: n apply_action frames from a raw client
+ * in one write (the kernel and Node's socket buffers hold what the server has
+ * not read yet).
+ */
+const floodSetup = (apply: () => void = () => {}) =>
+  Effect.gen(function*() {
+    const state = { applied: 0 }
+    const server = yield* PolicyServer.make({
+      cameras: Robot.cameras,
+      handlers: {
+        reset: Effect.die("unused"),
+        applyAction: () =>
+          Effect.sync(() => {
+            apply()
+            state.applied++
+          })
+      }
+    })
+    const client = yield* PolicyClient.make({ quiet: true })
+    yield* client.getObs
+    const flooder = yield* RawWebSocket.connect(server.address)
+    const frame = action(0)
+    const one = Buffer.alloc(frame.byteLength)
+    one.set(frame)
+    const flood = (count: number) => flooder.socket.write(Buffer.concat(Array.from({ length: count }, () => frameWithZeroMask(one))))
+    return { state, client, flood }
+  })
+
 describe("fairness under a flood", () => {
   it.live("a client flooding 100k apply_action frames does not hold up another client's getObs", () =>
     Effect.gen(function*() {
       const floodCount = 100_000
-      let applied = 0
-      const server = yield* PolicyServer.make({
-        cameras: Robot.cameras,
-        handlers: { reset: Effect.die("unused"), applyAction: () => Effect.sync(() => void applied++) }
-      })
-      const client = yield* PolicyClient.make({ quiet: true })
-      yield* client.getObs
-      const flooder = yield* RawWebSocket.connect(server.address)
-      const frame = action(0)
-      const one = Buffer.alloc(frame.byteLength)
-      one.set(frame)
-      // all 100k in one write: the kernel and Node's socket buffers hold what the server has not read yet
-      flooder.socket.write(Buffer.concat(Array.from({ length: floodCount }, () => frameWithZeroMask(one))))
+      const { client, flood, state } = yield* floodSetup()
+      flood(floodCount)
       const during: Array<number> = []
       for (let i = 0; i < 50; i++) {
         yield* client.getObs
-        during.push(applied)
+        during.push(state.applied)
       }
       // 50 round trips took a small share of the flood's frames (each waited for a few dozen, not thousands)
       expect(during[49]!).toBeLessThan(floodCount / 2)
-      yield* eventually(Effect.sync(() => applied === floodCount))
+      yield* eventually(Effect.sync(() => state.applied === floodCount))
     }).pipe(Effect.scoped, Effect.provide(transports())))
 
   it.live("with a slow applyAction (2 ms each), a flood holds another client's getObs up by a few actions, not a turn of 16", () =>
     Effect.gen(function*() {
       const floodCount = 400
-      let applied = 0
-      const server = yield* PolicyServer.make({
-        cameras: Robot.cameras,
-        handlers: {
-          reset: Effect.die("unused"),
-          // a handler that holds the thread, as one talking to hardware synchronously might
-          applyAction: () =>
-            Effect.sync(() => {
-              const until = performance.now() + 2
-              while (performance.now() < until);
-              applied++
-            })
-        }
+      // a handler that holds the thread, as one talking to hardware synchronously might
+      const { client, flood, state } = yield* floodSetup(() => {
+        const until = performance.now() + 2
+        while (performance.now() < until);
       })
-      const client = yield* PolicyClient.make({ quiet: true })
-      yield* client.getObs
-      const flooder = yield* RawWebSocket.connect(server.address)
-      const frame = action(0)
-      const one = Buffer.alloc(frame.byteLength)
-      one.set(frame)
-      flooder.socket.write(Buffer.concat(Array.from({ length: floodCount }, () => frameWithZeroMask(one))))
-      yield* eventually(Effect.sync(() => applied > 0))
+      flood(floodCount)
+      yield* eventually(Effect.sync(() => state.applied > 0))
       // flood actions applied while each getObs was in flight, for those answered during the flood
       const during: Array<number> = []
-      while (applied < floodCount) {
-        const before = applied
+      while (state.applied < floodCount) {
+        const before = state.applied
         yield* client.getObs
-        if (applied < floodCount) during.push(applied - before)
+        if (state.applied < floodCount) during.push(state.applied - before)
       }
       expect(during.length).toBeGreaterThan(10)
       // The reader yields after 1 ms of handling: one slow action per turn of the event loop,
