@@ -208,6 +208,7 @@ export const serve = <R>(
     }
     let turnFrames = 0
     let turnMillis = 0
+    let handledAt = 0
     const handleCounted = (frame: Uint8Array) =>
       Effect.suspend(() => {
         const start = performance.now()
@@ -215,12 +216,19 @@ export const serve = <R>(
           handle(frame),
           Effect.sync(() => {
             turnFrames++
-            turnMillis += performance.now() - start
+            handledAt = performance.now()
+            turnMillis += handledAt - start
           })
         )
       })
     const reading = connection.frames.pipe(
       Stream.runForEach((frame) => {
+        // A reader that waited for this frame starts a new turn: the loop ran
+        // meanwhile, and a frame at robot rates should not pay for a yield.
+        if (performance.now() - handledAt >= millisPerTurn) {
+          turnFrames = 0
+          turnMillis = 0
+        }
         if (turnFrames < framesPerTurn && turnMillis < millisPerTurn) return handleCounted(frame)
         turnFrames = 0
         turnMillis = 0
