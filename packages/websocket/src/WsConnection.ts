@@ -51,6 +51,31 @@ export const describe = (cause: unknown): string => {
 }
 
 /**
+ * How a connection's text messages are dropped: chiral frames are binary, and
+ * a text message cannot be one (read as a frame, its first four characters
+ * became a `header_len` of some gigabytes). The first is logged with its
+ * size; `summary` gives the count when the connection's frames end.
+ */
+class TextDrops {
+  private count = 0
+  private readonly address: string
+  constructor(address: string) {
+    this.address = address
+  }
+  /** Counts one text message of `bytes` bytes; the log line for the first one. */
+  drop(bytes: number): Effect.Effect<void> {
+    return ++this.count === 1
+      ? Effect.logWarning(
+        `chiral: dropped a text message from ${this.address} (${bytes} bytes): chiral messages are binary frames`
+      )
+      : Effect.void
+  }
+  readonly summary: Effect.Effect<void> = Effect.suspend(() =>
+    this.count > 1 ? Effect.logWarning(`chiral: ${this.count} text messages from ${this.address} dropped in all`) : Effect.void
+  )
+}
+
+/**
  * Frame stream over an Effect socket reader: one element per binary message.
  * chiral frames are binary; a text message cannot be one (read as a frame, its
  * first four characters became a `header_len` of some gigabytes), so each is
@@ -61,13 +86,8 @@ export const framesFrom = (
   pull: Effect.Effect<ReadonlyArray<Uint8Array | string>, Socket.SocketError>,
   address: string
 ): Stream.Stream<Uint8Array, TransportError> => {
-  let texts = 0
-  const dropText = (text: string): Effect.Effect<void> =>
-    ++texts === 1
-      ? Effect.logWarning(
-        `chiral: dropped a text message from ${address} (${encoder.encode(text).byteLength} bytes): chiral messages are binary frames`
-      )
-      : Effect.void
+  const texts = new TextDrops(address)
+  const dropText = (text: string): Effect.Effect<void> => texts.drop(encoder.encode(text).byteLength)
   const batches = pull.pipe(
     Effect.catch((error): Effect.Effect<never, TransportError | Cause.Done> =>
       error.reason._tag === "SocketCloseError" && normalCloseCodes.has(error.reason.code)
@@ -86,10 +106,7 @@ export const framesFrom = (
       binary.length === 0 ? Effect.suspend(() => next) : Effect.succeed(binary as unknown as NonEmptyReadonlyArray<Uint8Array>)
     )
   })
-  const summary = Effect.suspend(() =>
-    texts > 1 ? Effect.logWarning(`chiral: ${texts} text messages from ${address} dropped in all`) : Effect.void
-  )
-  return Stream.fromPull(Effect.succeed(next)).pipe(Stream.ensuring(summary))
+  return Stream.fromPull(Effect.succeed(next)).pipe(Stream.ensuring(texts.summary))
 }
 
 /** Bytes of received frames held for a reader that has not taken them before the socket stops reading. */
@@ -120,7 +137,6 @@ class Inbox {
   private waiter: Resume | undefined
   /** How the stream ends once the frames held are taken: set by the first close or error. */
   private end: Effect.Effect<never, TransportError | Cause.Done> | undefined
-  texts = 0
   private readonly ws: NodeWS.WebSocket
   private readonly onText: (text: Buffer) => void
 
@@ -194,13 +210,8 @@ export const framesOf = (
   Effect.gen(function*() {
     const context = yield* Effect.context<never>()
     const log = (effect: Effect.Effect<void>) => void Effect.runForkWith(context)(effect)
-    const inbox: Inbox = new Inbox(ws, (text) => {
-      if (++inbox.texts === 1) {
-        log(Effect.logWarning(
-          `chiral: dropped a text message from ${address} (${text.byteLength} bytes): chiral messages are binary frames`
-        ))
-      }
-    })
+    const texts = new TextDrops(address)
+    const inbox = new Inbox(ws, (text) => log(texts.drop(text.byteLength)))
     const onClose = (code: number, reason: Buffer) =>
       inbox.finish(
         normalCloseCodes.has(code)
@@ -228,13 +239,7 @@ export const framesOf = (
         // A late error must not go unhandled once nothing listens.
         ws.on("error", () => {})
         ws.resume()
-      }).pipe(
-        Effect.andThen(
-          inbox.texts > 1
-            ? Effect.logWarning(`chiral: ${inbox.texts} text messages from ${address} dropped in all`)
-            : Effect.void
-        )
-      )
+      }).pipe(Effect.andThen(texts.summary))
     )
     return Stream.fromPull(Effect.succeed(inbox.pull))
   })
