@@ -206,33 +206,30 @@ export const serve = <R>(
           return dropped(connection, `a client does not send ${message.type}`)
       }
     }
+    // A turn is the frames handled in one run of the event loop: it starts
+    // after a yield, or when the reader had to wait for its frame (the loop
+    // ran meanwhile, and a frame at robot rates should not pay for a yield).
     let turnFrames = 0
-    let turnMillis = 0
+    let turnStart = 0
     let handledAt = 0
-    const handleCounted = (frame: Uint8Array) =>
-      Effect.suspend(() => {
-        const start = performance.now()
-        return Effect.andThen(
-          handle(frame),
-          Effect.sync(() => {
-            turnFrames++
-            handledAt = performance.now()
-            turnMillis += handledAt - start
-          })
-        )
-      })
+    const handleTimed = (frame: Uint8Array) =>
+      Effect.andThen(handle(frame), Effect.sync(() => void (handledAt = performance.now())))
+    const startTurn = Effect.sync(() => {
+      turnFrames = 1
+      turnStart = performance.now()
+    })
     const reading = connection.frames.pipe(
       Stream.runForEach((frame) => {
-        // A reader that waited for this frame starts a new turn: the loop ran
-        // meanwhile, and a frame at robot rates should not pay for a yield.
-        if (performance.now() - handledAt >= millisPerTurn) {
+        const now = performance.now()
+        if (now - handledAt >= millisPerTurn) {
           turnFrames = 0
-          turnMillis = 0
+          turnStart = now
         }
-        if (turnFrames < framesPerTurn && turnMillis < millisPerTurn) return handleCounted(frame)
-        turnFrames = 0
-        turnMillis = 0
-        return Effect.andThen(Effect.yieldNow, handleCounted(frame))
+        if (turnFrames < framesPerTurn && now - turnStart < millisPerTurn) {
+          turnFrames++
+          return handleTimed(frame)
+        }
+        return Effect.andThen(Effect.andThen(Effect.yieldNow, startTurn), handleTimed(frame))
       })
     )
     // Either ends the connection: the client leaving, or a request that cannot be answered.
