@@ -68,7 +68,9 @@ const frameSize = (frame: Frame): number => {
 
 /** A copy of the frame in one buffer of its own. */
 const copyOf = (frame: Frame, size: number): Uint8Array => {
-  if (frame instanceof Uint8Array) return frame.slice()
+  // Not `frame.slice()`: on a Node Buffer (what sockets hand out) that is a
+  // view, and moving it to the writer detached the socket chunk's other frames.
+  if (frame instanceof Uint8Array) return new Uint8Array(frame)
   const out = new Uint8Array(size)
   let offset = 0
   for (const part of frame) {

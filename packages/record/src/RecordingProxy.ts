@@ -40,12 +40,8 @@ export interface ProxyOptions {
 
 /**
  * Forwards every frame of `from` to `to`, handing each to the taps and then
- * the recorder once sent. The recorder gets a copy: a received frame's
- * buffer may be shared with frames still to be forwarded (over Zenoh, moving
- * one robot reply's buffer to the writer detached a client request the proxy
- * had yet to forward, and that client's session was closed: seen on a busy
- * machine, cause within the transports not pinned down), so nothing here is
- * moved. It costs one copy of each observation.
+ * the recorder once sent. The recorder gets a copy: a received frame may be
+ * a view into a socket chunk that holds frames still to be forwarded.
  */
 const pipe = (
   from: Connection,

@@ -230,16 +230,21 @@ describe("recording", () => {
       assert.deepStrictEqual(Array.from(secondView), Array.from(second), "the second frame is intact")
       assert.isTrue(recorder.record("s2c", "test", secondView, undefined, true))
       assert.strictEqual(batch.byteLength, first.byteLength + second.byteLength, "copied: the batch stays usable")
+      // A frame in a Node Buffer (a socket's chunk): the copy is a copy, and the chunk's other frame stays.
+      const inChunk = encodeFrame({ type: "metadata_response", data: { robot: "in a chunk" } })
+      const chunk = Buffer.concat([inChunk, second])
+      assert.isTrue(recorder.record("s2c", "test", chunk.subarray(0, inChunk.byteLength)))
+      assert.deepStrictEqual(Array.from(chunk.subarray(inChunk.byteLength)), Array.from(second), "the chunk is intact")
       // A frame after an alignment lead of up to 7 bytes, ending its buffer, is moved.
       const led = new Uint8Array(5 + first.byteLength)
       led.set(first, 5)
       assert.isTrue(recorder.record("s2c", "test", led.subarray(5), undefined, true))
       assert.strictEqual(led.byteLength, 0, "moved: detached here")
-      yield* offered(recorder, 5)
+      yield* offered(recorder, 6)
       yield* Scope.close(scope, Exit.void)
       const episode = yield* Episode.open(file)
       const metadata = episode.records.filter((r) => r.name === "chiral.metadata").map((r) => r.values.get("robot"))
-      assert.deepStrictEqual(metadata, ["\"moved\"", "\"copied\"", "\"first\"", "\"second\"", "\"first\""])
+      assert.deepStrictEqual(metadata, ["\"moved\"", "\"copied\"", "\"first\"", "\"second\"", "\"in a chunk\"", "\"first\""])
     }).pipe(Effect.scoped), liveTimeout)
 
   it.live("a writer that falls behind drops frames from the recording and counts them; forwarding goes on", () =>
