@@ -1,5 +1,6 @@
-// ThreadPriority: the calling thread's nice value changes, no other thread's;
-// without the right to raise it, nothing changes and the answer says so.
+// ThreadPriority: the calling thread's nice value or real-time policy changes,
+// no other thread's nor a child process's; without the right (or without
+// chrt) nothing changes, or only the nice value, and the answer says so.
 import * as Os from "node:os"
 import { Worker } from "node:worker_threads"
 import { assert, describe, it } from "@effect/vitest"
@@ -25,6 +26,41 @@ const raiseOnWorker = (levels?: ReadonlyArray<number>) =>
         {
           eval: true,
           workerData: { module: new URL("../dist/ThreadPriority.js", import.meta.url).href, levels }
+        }
+      )
+      worker.once("message", (result) => {
+        void worker.terminate()
+        resolve(result)
+      })
+      worker.once("error", reject)
+    })
+  )
+
+/** Runs `prioritizeCurrentThread` on a fresh worker, `setup` first: what it got and the policies seen after. */
+const prioritizeOnWorker = (setup = "") =>
+  Effect.promise(() =>
+    new Promise<{
+      got: ThreadPriority.Obtained
+      worker: { policy: number; rtPriority: number }
+      child: { policy: number; rtPriority: number }
+    }>((resolve, reject) => {
+      const worker = new Worker(
+        `
+        const { parentPort, workerData } = require("node:worker_threads")
+        const { execFileSync } = require("node:child_process")
+        import(workerData.module).then((ThreadPriority) => {
+          ${setup}
+          const got = ThreadPriority.prioritizeCurrentThread()
+          const worker = ThreadPriority.currentThreadPolicy()
+          // A process started from this thread: its own stat, read by itself.
+          const stat = execFileSync(process.execPath, ["-e", "process.stdout.write(require('fs').readFileSync('/proc/self/stat', 'latin1'))"], { encoding: "latin1" })
+          const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+          parentPort.postMessage({ got, worker, child: { policy: Number(fields[38]), rtPriority: Number(fields[37]) } })
+        })
+        `,
+        {
+          eval: true,
+          workerData: { module: new URL("../dist/ThreadPriority.js", import.meta.url).href }
         }
       )
       worker.once("message", (result) => {
@@ -64,5 +100,26 @@ describe("ThreadPriority", () => {
       const { actual, reported } = yield* raiseOnWorker([-100])
       assert.isUndefined(reported)
       assert.strictEqual(actual, Os.getPriority(process.pid))
+    }))
+
+  it.effect.skipIf(!linux)("real-time where allowed: this thread only, not what it starts", () =>
+    Effect.gen(function*() {
+      const { child, got, worker } = yield* prioritizeOnWorker()
+      assert.deepStrictEqual(ThreadPriority.currentThreadPolicy(), { policy: 0, rtPriority: 0 })
+      // A child process never inherits it (reset-on-fork).
+      assert.deepStrictEqual(child, { policy: 0, rtPriority: 0 })
+      if (got._tag === "Realtime") {
+        assert.deepStrictEqual(worker, { policy: ThreadPriority.SCHED_FIFO, rtPriority: 1 })
+      } else {
+        // not permitted here (or no chrt): an ordinary thread, maybe niced
+        assert.deepStrictEqual(worker, { policy: 0, rtPriority: 0 })
+      }
+    }))
+
+  it.effect.skipIf(!linux)("without chrt: an ordinary thread, niced where allowed", () =>
+    Effect.gen(function*() {
+      const { got, worker } = yield* prioritizeOnWorker(`process.env.PATH = "/nonexistent"`)
+      assert.notStrictEqual(got._tag, "Realtime")
+      assert.deepStrictEqual(worker, { policy: 0, rtPriority: 0 })
     }))
 })
