@@ -68,7 +68,7 @@ export interface BenchResult {
     readonly frame_bytes: number
   }
   readonly obs_round_trip_ms: Percentiles
-  readonly raw_tcp_round_trip_ms: { readonly p50: number | null; readonly p90: number | null }
+  readonly raw_tcp_round_trip_ms: { readonly p50: number | null; readonly p90: number | null; readonly p99: number | null }
   readonly ratio_to_raw_tcp: number | null
   readonly throughput_mb_s: number
   readonly obs_hz: number
@@ -624,8 +624,8 @@ const report = (
       max: round(obsStats.max)
     },
     raw_tcp_round_trip_ms: ownServer
-      ? { p50: round(rawStats.p50), p90: round(rawStats.p90) }
-      : { p50: null, p90: null },
+      ? { p50: round(rawStats.p50), p90: round(rawStats.p90), p99: round(rawStats.p99) }
+      : { p50: null, p90: null, p99: null },
     ratio_to_raw_tcp: ownServer ? round(obsStats.p50 / rawStats.p50, 2) : null,
     throughput_mb_s: round(trips.workload.frame_bytes / 1e6 / (mean(trips.obsTrips) / 1000), 1),
     obs_hz: round(stream.observed / (stream.millis / 1000), 2),

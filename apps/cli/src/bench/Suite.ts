@@ -66,7 +66,8 @@ const mark = (ok: boolean) => ok ? "✓" : "✗"
  * The targets this row is held to (issue 15, point 2): the 8-camera stream
  * sustains the 30 Hz asked (within 0.5 Hz); round trip p99 ≤ 2× p50; action
  * |jitter| p99 ≤ 2 ms at 10 and 30 Hz, ≤ 5 ms at 100 Hz; drift within one
- * period. The small workload: round trip p50 ≤ 0.2 ms (issue 4).
+ * period. The small workload: round trip p50 ≤ 0.2 ms (issue 4). A missed
+ * tail says "(raw TCP too)" when the raw-TCP baseline of the same run misses it.
  */
 const verdict = (w: Workload, r: BenchResult): string => {
   const period = 1000 / w.actionHz
@@ -74,9 +75,13 @@ const verdict = (w: Workload, r: BenchResult): string => {
   const jitterOk = r.action_cadence.jitter_ms_p99 !== null && r.action_cadence.jitter_ms_p99 <= jitterLimit
   const driftOk = r.action_cadence.drift_ms !== null && Math.abs(r.action_cadence.drift_ms) <= period
   if (!w.large) return `rt p50 ≤ 0.2 ms ${mark(r.obs_round_trip_ms.p50 <= 0.2)}`
+  const tailOk = r.obs_round_trip_ms.p99 <= 2 * r.obs_round_trip_ms.p50
+  // The same bytes over a plain socket, timed alternately: when its tail misses too, the machine bounds ours.
+  const raw = r.raw_tcp_round_trip_ms
+  const rawTailMissed = raw.p50 !== null && raw.p99 !== null && raw.p99 > 2 * raw.p50
   return [
     `30 Hz ${mark(r.obs_hz >= 29.5)}`,
-    `p99 ≤ 2×p50 ${mark(r.obs_round_trip_ms.p99 <= 2 * r.obs_round_trip_ms.p50)}`,
+    `p99 ≤ 2×p50 ${mark(tailOk)}${!tailOk && rawTailMissed ? " (raw TCP too)" : ""}`,
     `jitter ≤ ${jitterLimit} ms ${mark(jitterOk)}`,
     `drift ≤ ${fmt(period, 0)} ms ${mark(driftOk)}`
   ].join("  ")
@@ -122,6 +127,7 @@ const header = [
   "rt p50",
   "rt p99",
   "raw p50",
+  "raw p99",
   "ratio",
   "MB/s",
   "obs Hz",
@@ -143,6 +149,7 @@ const rowOf = (name: string, w: Workload, r: BenchResult): ReadonlyArray<string>
     fmt(r.obs_round_trip_ms.p50, 3),
     fmt(r.obs_round_trip_ms.p99),
     fmt(r.raw_tcp_round_trip_ms.p50, 3),
+    fmt(r.raw_tcp_round_trip_ms.p99),
     `${fmt(r.ratio_to_raw_tcp)}×`,
     fmt(r.throughput_mb_s, 0),
     fmt(r.obs_hz, 1),

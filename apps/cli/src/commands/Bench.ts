@@ -29,7 +29,7 @@ export const formatReport = (report: BenchReport): string => {
       "obs round trip",
       `p50 ${ms(rt.p50)}  p90 ${ms(rt.p90)}  p99 ${ms(rt.p99)}  max ${ms(rt.max)}  (${report.requests} requests)`
     ],
-    ["raw TCP round trip", raw.p50 === null ? "— (only against our own server)" : `p50 ${ms(raw.p50)}  p90 ${ms(raw.p90)}`],
+    ["raw TCP round trip", raw.p50 === null ? "— (only against our own server)" : `p50 ${ms(raw.p50)}  p90 ${ms(raw.p90)}  p99 ${ms(raw.p99)}`],
     ["ratio to raw TCP", r.ratio_to_raw_tcp === null ? "—" : `${r.ratio_to_raw_tcp.toFixed(2)}×`],
     ["throughput", `${r.throughput_mb_s} MB/s`],
     ["obs stream", `${r.obs_hz} Hz (asked ${report.obsHzAsked} Hz, ${report.durationSeconds} s)`],
