@@ -31,8 +31,10 @@ export const encode = (body: Uint8Array): Uint8Array => {
 const EMPTY = new Uint8Array(0)
 
 /** One buffer holding `parts` back to back (the part itself when there is one). */
-export const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
-  if (parts.length === 1) return parts[0]!
+export const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => parts.length === 1 ? parts[0]! : copy(parts)
+
+/** One new buffer holding `parts` back to back, always a copy (for bytes in memory that is reused). */
+export const copy = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
   let n = 0
   for (const p of parts) n += p.length
   const out = new Uint8Array(n)
@@ -48,13 +50,22 @@ export const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
  * Splits a byte stream into batch bodies. Chunks are kept as they arrive and bodies are returned
  * as views of them (`nextParts`), or copied once into one buffer when they span chunks (`next`).
  * Work is linear in the bytes received, however the stream is cut.
+ *
+ * `passed` (optional) is told of every chunk the splitter no longer refers to: every byte of it
+ * was returned or skipped, or `clear` dropped it. The views returned still refer to it; a reader
+ * that reuses its memory has to know about those too (see `Link`).
  */
 export class BatchSplitter {
+  private readonly passed: ((chunk: Uint8Array) => void) | undefined
   private chunks: Array<Uint8Array> = []
   /** Index of the first unconsumed chunk and offset inside it. */
   private head = 0
   private offset = 0
   private buffered = 0
+
+  constructor(passed?: (chunk: Uint8Array) => void) {
+    this.passed = passed
+  }
 
   /** Bytes received but not yet returned as batches. */
   get pending(): number {
@@ -67,7 +78,7 @@ export class BatchSplitter {
   }
 
   push(chunk: Uint8Array): void {
-    if (chunk.length === 0) return
+    if (chunk.length === 0) return this.passed?.(chunk)
     this.chunks.push(chunk)
     this.buffered += chunk.length
   }
@@ -80,7 +91,7 @@ export class BatchSplitter {
 
   /**
    * The body of the next complete batch as views of the received chunks (usually one, two when
-   * the batch straddles reads): no copy at all. The views stay valid; chunks are never reused.
+   * the batch straddles reads): no copy at all. The views are as valid as the chunks pushed.
    */
   nextParts(): ReadonlyArray<Uint8Array> | undefined {
     if (this.buffered < PREFIX_LENGTH) return undefined
@@ -92,6 +103,7 @@ export class BatchSplitter {
 
   /** Drops everything buffered. */
   clear(): void {
+    if (this.passed !== undefined) for (let i = this.head; i < this.chunks.length; i++) this.passed(this.chunks[i]!)
     this.chunks = []
     this.head = 0
     this.offset = 0
@@ -141,6 +153,7 @@ export class BatchSplitter {
   }
 
   private advanceChunk(): void {
+    this.passed?.(this.chunks[this.head]!)
     this.head++
     this.offset = 0
     // Compact now and then so the array does not grow without bound.

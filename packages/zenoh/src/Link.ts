@@ -4,21 +4,36 @@
  *
  * Reading: the socket flows into a small inbox and is paused once the inbox holds `highWaterMark`
  * bytes that nobody pulled, so a slow consumer pushes back on the sender through TCP.
+ * A link we connect reads into reused memory (`ReadMemory`, through `onread`): a fresh 64 KiB
+ * chunk per read is what cost an observation its page faults (fresh memory costs ~24× a copy into
+ * touched memory here), so batches are lent (`readLease`) and the memory under them comes back
+ * once released. An accepted socket cannot be given `onread` (`net.Server` has no such option),
+ * so a listener's links keep Node's chunk per read, and their batches are the holder's to keep.
  * Writing is synchronous (corked, one `writev` per call), so the batches of one message — every
  * fragment of it — are queued back to back even when several fibers send; the returned Effect
  * waits until the last buffer was handed to the kernel, after which the caller may reuse it.
  */
 import { Effect, Scope } from "effect"
 import * as Net from "node:net"
-import { BatchSplitter, concat } from "./Batch.js"
+import { BatchSplitter, concat, copy } from "./Batch.js"
+import { type BatchLease, owned, ReadMemory } from "./ReadMemory.js"
 import { ZenohLinkError } from "./ZenohError.js"
 
 export interface Link {
   /** `host:port` of the remote end, for errors and logs. */
   readonly peer: string
-  /** The next batch body; fails when the connection ends (cleanly or not). */
+  /** The next batch body, in memory of its own (a copy); fails when the connection ends (cleanly or not). */
   readonly readBatch: Effect.Effect<Uint8Array, ZenohLinkError>
-  /** The next batch body as views of the received chunks (no copy; usually one part). */
+  /**
+   * The next batch body as views of the received memory (no copy; usually one part), lent: unless
+   * `owned`, the parts are valid until `release` and must be copied to be kept. Release it as soon
+   * as the bytes were used: the memory under it is reused only then.
+   */
+  readonly readLease: Effect.Effect<BatchLease, ZenohLinkError>
+  /**
+   * The next batch body as views that stay valid for good (their memory is never reused, so this
+   * costs fresh memory on a link that reads into reused memory; prefer `readLease`).
+   */
   readonly readBatchParts: Effect.Effect<ReadonlyArray<Uint8Array>, ZenohLinkError>
   /**
    * Queues `chunks` as one write, synchronously, when called (not when the result runs): the
@@ -50,16 +65,26 @@ export const peerName = (socket: Net.Socket): string => {
 export const fromSocket = (
   socket: Net.Socket,
   options?: { readonly highWaterMark?: number | undefined }
+): Effect.Effect<Link, never, Scope.Scope> => fromSocketReading(socket, undefined, options?.highWaterMark)
+
+/**
+ * `fromSocket` for a socket created with `onread` from `intake` (see `readingInto`), or with `data`
+ * events when `intake` is undefined.
+ */
+const fromSocketReading = (
+  socket: Net.Socket,
+  intake: Intake | undefined,
+  highWaterMark = DEFAULT_HIGH_WATER_MARK
 ): Effect.Effect<Link, never, Scope.Scope> =>
   Effect.acquireRelease(
-    Effect.sync(() => makeUnsafe(socket, options?.highWaterMark ?? DEFAULT_HIGH_WATER_MARK)),
+    Effect.sync(() => makeUnsafe(socket, intake, highWaterMark)),
     (link) => Effect.sync(link.destroy)
   )
 
-const makeUnsafe = (socket: Net.Socket, highWaterMark: number): Link => {
+const makeUnsafe = (socket: Net.Socket, intake: Intake | undefined, highWaterMark: number): Link => {
   const peer = peerName(socket)
   socket.setNoDelay(true)
-  const reader = makeReader(socket, peer, highWaterMark)
+  const reader = makeReader(socket, peer, highWaterMark, intake)
   const isOpen = () => !socket.destroyed && socket.writable
 
   const destroy = () => {
@@ -78,8 +103,9 @@ const makeUnsafe = (socket: Net.Socket, highWaterMark: number): Link => {
 
   return {
     peer,
-    readBatch: Effect.map(reader.readBatchParts, concat),
-    readBatchParts: reader.readBatchParts,
+    readBatch: Effect.map(reader.readLease, copyOut),
+    readLease: reader.readLease,
+    readBatchParts: Effect.map(reader.readLease, (lease) => lease.parts),
     send: makeSend(socket, peer, isOpen),
     close,
     destroy,
@@ -89,16 +115,59 @@ const makeUnsafe = (socket: Net.Socket, highWaterMark: number): Link => {
 }
 
 /**
- * The reading half: received chunks wait in an inbox (the socket is paused while it holds
- * `highWaterMark` bytes nobody pulled), and are cut into batches on demand.
+ * Reads of a socket created with `onread` (`readingInto`): the memory they go into, and where
+ * their chunks go (held here until the link's reader attaches).
  */
-const makeReader = (socket: Net.Socket, peer: string, highWaterMark: number) => {
-  const splitter = new BatchSplitter()
+interface Intake {
+  readonly memory: ReadMemory
+  readonly early: Array<Uint8Array>
+  deliver: (chunk: Uint8Array) => void
+}
+
+/** Bytes per read block: a few 64 KiB batches, and reads of up to that much at once. */
+const READ_BLOCK = 256 * 1024
+
+/**
+ * Reused read memory for a socket about to be created: pass `onread` to `Net.createConnection`
+ * and `intake` to `fromSocketReading`. Enough free blocks are kept to refill a full inbox.
+ */
+const readingInto = (highWaterMark = DEFAULT_HIGH_WATER_MARK): { intake: Intake; onread: Net.OnReadOpts } => {
+  const memory = new ReadMemory({ blockSize: READ_BLOCK, maxFree: Math.ceil(highWaterMark / READ_BLOCK) + 2 })
+  const early: Array<Uint8Array> = []
+  const intake: Intake = { memory, early, deliver: (chunk) => early.push(chunk) }
+  const onread: Net.OnReadOpts = {
+    buffer: memory.nextReadBuffer,
+    callback: (n: number, buffer: Uint8Array) => {
+      intake.deliver(memory.filled(n, buffer))
+      return true
+    }
+  }
+  return { intake, onread }
+}
+
+/** One buffer of its own holding the lease's bytes (the part itself when it is owned and alone); releases the lease. */
+const copyOut = (lease: BatchLease): Uint8Array => {
+  if (lease.owned) return concat(lease.parts)
+  const out = copy(lease.parts)
+  lease.release()
+  return out
+}
+
+/**
+ * The reading half: received chunks wait in an inbox (the socket is paused while it holds
+ * `highWaterMark` bytes nobody pulled), and are cut into batches on demand. With an `intake`
+ * the chunks are views of reused memory: they hold their block until the splitter passed them,
+ * and each batch is lent (`ReadMemory.lease`) from the moment it is cut, so bytes read meanwhile
+ * never land under it. Without, they are Node's own chunks and each batch is the holder's.
+ */
+const makeReader = (socket: Net.Socket, peer: string, highWaterMark: number, intake: Intake | undefined) => {
+  const memory = intake?.memory
+  const splitter = new BatchSplitter(memory?.passed)
   let inboxBytes = 0
   const inbox: Array<Uint8Array> = []
   let paused = false
   let ended: ZenohLinkError | undefined
-  let waiter: ((effect: Effect.Effect<ReadonlyArray<Uint8Array>, ZenohLinkError>) => void) | undefined
+  let waiter: ((effect: Effect.Effect<BatchLease, ZenohLinkError>) => void) | undefined
 
   const wake = () => {
     if (waiter === undefined) return
@@ -114,7 +183,7 @@ const makeReader = (socket: Net.Socket, peer: string, highWaterMark: number) => 
     wake()
   }
 
-  socket.on("data", (chunk: Uint8Array) => {
+  const received = (chunk: Uint8Array) => {
     inbox.push(chunk)
     inboxBytes += chunk.length
     if (inboxBytes >= highWaterMark && !paused) {
@@ -122,13 +191,18 @@ const makeReader = (socket: Net.Socket, peer: string, highWaterMark: number) => 
       socket.pause()
     }
     wake()
-  })
+  }
+  if (intake === undefined) socket.on("data", received)
+  else {
+    intake.deliver = received
+    for (const chunk of intake.early.splice(0)) received(chunk)
+  }
   socket.on("end", () => endWith("connection closed by the peer"))
   socket.on("error", (error) => endWith(error.message, error))
   socket.on("close", () => endWith("connection closed"))
 
   /** A batch if one is complete, the end-of-stream failure if nothing more can come, else undefined. */
-  const nextBatch = (): Effect.Effect<ReadonlyArray<Uint8Array>, ZenohLinkError> | undefined => {
+  const nextBatch = (): Effect.Effect<BatchLease, ZenohLinkError> | undefined => {
     if (inbox.length > 0) {
       for (const chunk of inbox) splitter.push(chunk)
       inbox.length = 0
@@ -139,10 +213,11 @@ const makeReader = (socket: Net.Socket, peer: string, highWaterMark: number) => 
       }
     }
     const body = splitter.nextParts()
-    if (body !== undefined) return Effect.succeed(body)
+    if (body !== undefined) return Effect.succeed(memory === undefined ? owned(body) : memory.lease(body))
     if (ended !== undefined) {
       const pending = splitter.pending
       splitter.clear()
+      memory?.settle()
       return Effect.fail(
         pending > 0
           ? new ZenohLinkError({
@@ -156,7 +231,7 @@ const makeReader = (socket: Net.Socket, peer: string, highWaterMark: number) => 
     return undefined
   }
 
-  const readBatchParts: Link["readBatchParts"] = Effect.callback<ReadonlyArray<Uint8Array>, ZenohLinkError>((resume) => {
+  const readLease: Link["readLease"] = Effect.callback<BatchLease, ZenohLinkError>((resume) => {
     const next = nextBatch()
     if (next !== undefined) return resume(next)
     waiter = resume
@@ -171,7 +246,7 @@ const makeReader = (socket: Net.Socket, peer: string, highWaterMark: number) => 
     return announced === undefined || received >= announced ? undefined : { announced, received }
   }
 
-  return { readBatchParts, incomplete, endWith }
+  return { readLease, incomplete, endWith }
 }
 
 /**
@@ -224,8 +299,9 @@ export const connect = (options: {
 }): Effect.Effect<Link, ZenohLinkError, Scope.Scope> => {
   const peer = `${options.host.includes(":") ? `[${options.host}]` : options.host}:${options.port}`
   return Effect.acquireRelease(
-    Effect.callback<Net.Socket, ZenohLinkError>((resume) => {
-      const socket = Net.createConnection({ host: options.host, port: options.port })
+    Effect.callback<{ readonly socket: Net.Socket; readonly intake: Intake }, ZenohLinkError>((resume) => {
+      const { intake, onread } = readingInto()
+      const socket = Net.createConnection({ host: options.host, port: options.port, onread })
       const onError = (error: Error) => {
         socket.destroy()
         resume(Effect.fail(new ZenohLinkError({ peer, operation: "connect", reason: error.message, cause: error })))
@@ -235,7 +311,7 @@ export const connect = (options: {
         socket.off("error", onError)
         // Until the Link attaches its own handler, an early error must not crash the process.
         socket.on("error", () => {})
-        resume(Effect.succeed(socket))
+        resume(Effect.succeed({ socket, intake }))
       })
       return Effect.sync(() => socket.destroy())
     }).pipe(
@@ -247,8 +323,8 @@ export const connect = (options: {
           )
       })
     ),
-    (socket) => Effect.sync(() => socket.destroy())
-  ).pipe(Effect.flatMap((socket) => fromSocket(socket)))
+    ({ socket }) => Effect.sync(() => socket.destroy())
+  ).pipe(Effect.flatMap(({ intake, socket }) => fromSocketReading(socket, intake)))
 }
 
 /**

@@ -327,19 +327,24 @@ export class Remote {
         if (wait !== undefined) yield* wait
       }
       for (;;) {
-        const parts = yield* self.link.readBatchParts
+        const lease = yield* self.link.readLease
         self.receivedSinceCheck = true
-        // A FRAGMENT batch that arrived in several reads: its payload is taken as views of the
-        // reads, so the only copy is into the reassembly buffer.
-        const fragment = parts.length > 1 ? splitFragment(parts) : undefined
+        // A FRAGMENT batch: the reassembler copies its payload from the read memory at once, so
+        // the only copy is into the reassembly buffer and the read memory is free right after.
+        const fragment = splitFragment(lease.parts)
         if (fragment !== undefined) {
           const wait = self.handleTransport(fragment)
+          lease.release()
           if (wait !== undefined) yield* wait
           continue
         }
+        // Anything else (frames of requests, actions, declarations: small) is decoded into views
+        // that samples keep, so it is copied out of memory the link reuses.
+        const body = lease.owned ? Batch.concat(lease.parts) : Batch.copy(lease.parts)
+        lease.release()
         let messages: Array<TransportMessage.TransportMessage>
         try {
-          messages = TransportMessage.decodeBatch(Batch.concat(parts))
+          messages = TransportMessage.decodeBatch(body)
         } catch (error) {
           if (error instanceof ZenohDecodeError) return yield* self.invalid(error)
           throw error
@@ -563,8 +568,9 @@ export class Remote {
 type SplitFragment = TransportMessage.FragmentHeader & { readonly payload: ReadonlyArray<Uint8Array> }
 
 /**
- * Decodes a FRAGMENT header from the first bytes of a batch in several parts and returns the
- * payload as views; undefined when the batch is something else (or the header is unusual).
+ * Decodes a FRAGMENT header from the first bytes of a batch (in one part or several) and returns
+ * the payload (the rest of the batch) as views; undefined when the batch is something else (or
+ * the header is unusual).
  */
 const splitFragment = (parts: ReadonlyArray<Uint8Array>): SplitFragment | undefined => {
   const first = parts[0]!

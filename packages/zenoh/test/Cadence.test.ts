@@ -18,6 +18,7 @@ const setup = Effect.gen(function*() {
     peer: "memory",
     readBatch: Effect.map(Queue.take(inbox), Batch.concat),
     readBatchParts: Queue.take(inbox),
+    readLease: Effect.map(Queue.take(inbox), (parts) => ({ parts, owned: true, release: () => {} })),
     send: (chunks) => {
       sent.push(Buffer.from(Batch.concat(chunks)).toString("hex"))
       return Effect.void
@@ -94,7 +95,7 @@ describe("cadences", () => {
     Effect.gen(function*() {
       const { remote } = yield* setup
       const failing = new Remote(
-        { ...remote.link, readBatchParts: Effect.fail(new ZenohLinkError({ peer: "memory", operation: "read", reason: "gone" })) },
+        { ...remote.link, readLease: Effect.fail(new ZenohLinkError({ peer: "memory", operation: "read", reason: "gone" })) },
         remote.negotiated,
         { maxMessageSize: 1, keepAliveMillis: 1, subscriptions: () => [], deliver: () => undefined, remoteSubscriptionsChanged: () => {} }
       )
