@@ -46,6 +46,8 @@ export interface Link {
   /** Destroys the socket at once. */
   readonly destroy: () => void
   readonly isOpen: () => boolean
+  /** Bytes received and not yet returned as batches (for diagnostics; at most about `highWaterMark` while nobody pulls). */
+  readonly unread: () => number
   /** The batch being received, when its bytes have only partly arrived (for diagnostics). */
   readonly incomplete: () => { readonly announced: number; readonly received: number } | undefined
 }
@@ -110,6 +112,7 @@ const makeUnsafe = (socket: Net.Socket, intake: Intake | undefined, highWaterMar
     close,
     destroy,
     isOpen,
+    unread: reader.unread,
     incomplete: reader.incomplete
   }
 }
@@ -246,7 +249,9 @@ const makeReader = (socket: Net.Socket, peer: string, highWaterMark: number, int
     return announced === undefined || received >= announced ? undefined : { announced, received }
   }
 
-  return { readLease, incomplete, endWith }
+  const unread = () => splitter.pending + inboxBytes
+
+  return { readLease, unread, incomplete, endWith }
 }
 
 /**
@@ -291,16 +296,20 @@ const makeSend = (socket: Net.Socket, peer: string, isOpen: () => boolean): Link
   }
 }
 
-/** Connects to `host:port`; the socket is destroyed when the scope closes. */
+/**
+ * Connects to `host:port`; the socket is destroyed when the scope closes. It reads into reused
+ * memory (see `readLease`); `highWaterMark` (bytes, default 4 MiB) is where reading pauses.
+ */
 export const connect = (options: {
   readonly host: string
   readonly port: number
   readonly timeoutMillis: number
+  readonly highWaterMark?: number | undefined
 }): Effect.Effect<Link, ZenohLinkError, Scope.Scope> => {
   const peer = `${options.host.includes(":") ? `[${options.host}]` : options.host}:${options.port}`
   return Effect.acquireRelease(
     Effect.callback<{ readonly socket: Net.Socket; readonly intake: Intake }, ZenohLinkError>((resume) => {
-      const { intake, onread } = readingInto()
+      const { intake, onread } = readingInto(options.highWaterMark)
       const socket = Net.createConnection({ host: options.host, port: options.port, onread })
       const onError = (error: Error) => {
         socket.destroy()
@@ -324,7 +333,7 @@ export const connect = (options: {
       })
     ),
     ({ socket }) => Effect.sync(() => socket.destroy())
-  ).pipe(Effect.flatMap(({ intake, socket }) => fromSocketReading(socket, intake)))
+  ).pipe(Effect.flatMap(({ intake, socket }) => fromSocketReading(socket, intake, options.highWaterMark)))
 }
 
 /**

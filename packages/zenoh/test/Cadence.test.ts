@@ -24,6 +24,7 @@ const setup = Effect.gen(function*() {
       return Effect.void
     },
     close: () => Effect.void,
+    unread: () => 0,
     incomplete: () => undefined,
     destroy: () => {},
     isOpen: () => true

@@ -118,6 +118,26 @@ describe("sessions over loopback TCP", () => {
       assert.isTrue(sameBytes(b!.payload, down))
     }))
 
+  it.live("a connector's samples are its own: held ones keep their bytes while its link reuses its read memory", () =>
+    Effect.gen(function*() {
+      const listener = yield* listen()
+      const conn = yield* connectTo(listener)
+      const samples = yield* conn.declareSubscriber("s2c/**")
+      yield* listener.awaitSubscribers("s2c/x")
+      const pull = yield* oneByOne(samples)
+      // Small samples travel in FRAMEs (decoded into views), the large one in FRAGMENTs.
+      const sent = [...Array.from({ length: 50 }, (_, i) => pattern(100 + i * 37, i)), pattern(300_000, 99)]
+      for (const payload of sent) yield* listener.put("s2c/held", payload)
+      const held: Array<Uint8Array> = []
+      for (let i = 0; i < sent.length; i++) held.push((yield* pull).payload)
+      // Megabytes more through the same read memory, taken and dropped.
+      for (let i = 0; i < 20; i++) {
+        yield* listener.put("s2c/more", pattern(i % 2 === 0 ? 200_000 : 3000, 500 + i))
+        assert.isTrue(sameBytes((yield* pull).payload, pattern(i % 2 === 0 ? 200_000 : 3000, 500 + i)))
+      }
+      sent.forEach((payload, i) => assert.isTrue(sameBytes(held[i]!, payload), `held sample ${i}`))
+    }))
+
   it.live("a small batch size fragments even modest payloads; order is kept", () =>
     Effect.gen(function*() {
       const listener = yield* listen({ batchSize: 2048 })

@@ -1,0 +1,206 @@
+/**
+ * A connected link reads into reused memory (`onread` into `ReadMemory` blocks): whatever a caller
+ * holds must never change when later bytes arrive. Real loopback sockets; the far end writes raw
+ * batches, so every cut of the stream (one batch over many reads, many batches in one read, a
+ * paused socket) is under the test's control.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Deferred, Effect, Exit } from "effect"
+import type * as Net from "node:net"
+import * as Batch from "../src/Batch.js"
+import * as Link from "../src/Link.js"
+import { ReadMemory } from "../src/ReadMemory.js"
+
+/** A batch body of `n` bytes, different for every seed. */
+const body = (n: number, seed: number) => {
+  const out = new Uint8Array(n)
+  for (let i = 0; i < n; i++) out[i] = (i * 7 + seed * 13 + (i >> 8)) & 0xff
+  return out
+}
+
+const same = (a: Uint8Array, b: Uint8Array) => Buffer.compare(a, b) === 0
+
+/** A connected link and the raw socket the listener accepted (the far end). */
+const pair = (highWaterMark?: number) =>
+  Effect.gen(function*() {
+    const accepted = Deferred.makeUnsafe<Net.Socket>()
+    const address = yield* Link.listen({
+      host: "127.0.0.1",
+      port: 0,
+      onConnection: (socket) => Deferred.doneUnsafe(accepted, Exit.succeed(socket))
+    })
+    const link = yield* Link.connect({ host: "127.0.0.1", port: address.port, timeoutMillis: 10_000, highWaterMark })
+    const far = yield* Deferred.await(accepted)
+    return { link, far }
+  })
+
+/** Writes `bytes` and waits until the kernel took them. */
+const write = (far: Net.Socket, bytes: Uint8Array) =>
+  Effect.callback<void>((resume) => {
+    far.write(bytes, () => resume(Effect.void))
+  })
+
+/** Waits (polling, no deadline of its own) until `condition` holds. */
+const until = (condition: () => boolean) =>
+  Effect.gen(function*() {
+    while (!condition()) yield* Effect.sleep(2)
+  })
+
+/** Sends `count` batches of `size` bytes (seeds from `seed`) and reads each back, released at once. */
+const churn = (link: Link.Link, far: Net.Socket, count: number, size: number, seed: number) =>
+  Effect.gen(function*() {
+    yield* write(far, Batch.copy(Array.from({ length: count }, (_, i) => Batch.encode(body(size, seed + i)))))
+    for (let i = 0; i < count; i++) {
+      const lease = yield* link.readLease
+      assert.isTrue(same(Batch.copy(lease.parts), body(size, seed + i)), `batch ${seed + i} arrived intact`)
+      lease.release()
+    }
+  })
+
+describe("a connected link reads into reused memory", () => {
+  it.live("batches held (lease not released, readBatchParts, readBatch) keep their bytes while later reads reuse memory", () =>
+    Effect.gen(function*() {
+      const { link, far } = yield* pair()
+      yield* write(far, Batch.encode(body(1000, 1)))
+      const held = yield* link.readLease
+      assert.isFalse(held.owned)
+      yield* write(far, Batch.encode(body(3000, 2)))
+      const parts = yield* link.readBatchParts
+      yield* write(far, Batch.encode(body(500, 3)))
+      const copied = yield* link.readBatch
+      // ~4 MB of other bytes: many blocks' worth, read into memory that is reused.
+      yield* churn(link, far, 64, 60_000, 100)
+      assert.isTrue(same(Batch.copy(held.parts), body(1000, 1)), "the unreleased lease")
+      assert.isTrue(same(Batch.copy(parts), body(3000, 2)), "readBatchParts")
+      assert.isTrue(same(copied, body(500, 3)), "readBatch")
+      held.release()
+    }))
+
+  it.live("a batch split across many reads arrives whole, and stays whole while held", () =>
+    Effect.gen(function*() {
+      const { link, far } = yield* pair()
+      // Fill most of the first block, so that the split batch also straddles two blocks.
+      yield* churn(link, far, 3, 65_533, 10)
+      const whole = Batch.encode(body(65_533, 7))
+      let sent = 0
+      for (const size of [1, 2, 100, 1000, 7, 4096, 20_000, 333]) {
+        yield* write(far, whole.subarray(sent, sent + size))
+        sent += size
+        // Each piece arrives before the next is written: one read (at least) per piece.
+        yield* until(() => link.unread() === sent)
+      }
+      while (sent < whole.length) {
+        const size = Math.min(3000, whole.length - sent)
+        yield* write(far, whole.subarray(sent, sent + size))
+        sent += size
+        yield* until(() => link.unread() === sent)
+      }
+      const lease = yield* link.readLease
+      assert.isAbove(lease.parts.length, 1, "views of several reads")
+      assert.isTrue(same(Batch.copy(lease.parts), body(65_533, 7)))
+      yield* churn(link, far, 40, 65_533, 200)
+      assert.isTrue(same(Batch.copy(lease.parts), body(65_533, 7)))
+      lease.release()
+    }))
+
+  it.live("a read holding many batches: each is lent on its own; those held keep their bytes", () =>
+    Effect.gen(function*() {
+      const { link, far } = yield* pair()
+      yield* write(far, Batch.copy(Array.from({ length: 100 }, (_, i) => Batch.encode(body(500, i)))))
+      const held: Array<{ readonly seed: number; readonly parts: ReadonlyArray<Uint8Array> }> = []
+      for (let i = 0; i < 100; i++) {
+        const lease = yield* link.readLease
+        assert.isTrue(same(Batch.copy(lease.parts), body(500, i)))
+        if (i % 2 === 0) lease.release()
+        else held.push({ seed: i, parts: lease.parts })
+      }
+      yield* churn(link, far, 40, 65_533, 1000)
+      for (const { parts, seed } of held) assert.isTrue(same(Batch.copy(parts), body(500, seed)), `held batch ${seed}`)
+    }))
+
+  it.live("back-pressure: reading pauses at highWaterMark while nobody pulls, and everything arrives after", () =>
+    Effect.gen(function*() {
+      const highWaterMark = 256 * 1024
+      const { link, far } = yield* pair(highWaterMark)
+      // 79 MB, more than the kernel's socket buffers can hold (here up to 32 MB + 4 MB).
+      const count = 1200
+      const size = 65_533
+      let written = 0
+      let flushed = false
+      const pump = () => {
+        while (written < count) {
+          if (!far.write(Batch.encode(body(size, written++)))) return void far.once("drain", pump)
+        }
+        far.write(new Uint8Array(0), () => (flushed = true))
+      }
+      pump()
+      yield* until(() => link.unread() >= highWaterMark)
+      // Wait until the sender is stuck (nothing more leaves for a while), or has sent everything.
+      let last = -1
+      let still = 0
+      while (still < 25 && !flushed) {
+        yield* Effect.sleep(10)
+        still = written === last ? still + 1 : 0
+        last = written
+      }
+      assert.isFalse(flushed, "the sender was held back")
+      // Reading stopped with the read that crossed the mark (a read is at most a block).
+      assert.isAtMost(link.unread(), highWaterMark + 256 * 1024)
+      for (let i = 0; i < count; i++) {
+        const lease = yield* link.readLease
+        assert.isTrue(same(Batch.copy(lease.parts), body(size, i)), `batch ${i} arrived intact`)
+        lease.release()
+      }
+      yield* until(() => flushed)
+    }))
+})
+
+describe("ReadMemory", () => {
+  /** One simulated read of `bytes` through the socket's protocol (`nextReadBuffer`, then `filled`). */
+  const read = (memory: ReadMemory, bytes: Uint8Array) => {
+    const buffer = memory.nextReadBuffer()
+    buffer.set(bytes)
+    return memory.filled(bytes.length, buffer)
+  }
+
+  it("a block is reused only once the reader left it and every chunk and lease on it is let go", () => {
+    const memory = new ReadMemory({ blockSize: 1024, minRead: 256, maxFree: 4 })
+    const a = read(memory, body(600, 1))
+    const lease = memory.lease([a.subarray(10, 20)])
+    memory.passed(a)
+    memory.settle()
+    const b = read(memory, body(400, 2)) // the rest of the first block
+    const c = read(memory, body(300, 3)) // 24 bytes left, below minRead: a second block
+    assert.strictEqual(memory.allocated, 2)
+    assert.notStrictEqual(c.buffer, a.buffer)
+    assert.strictEqual(memory.freeBlocks, 0)
+    lease.release()
+    assert.strictEqual(memory.freeBlocks, 0, "the second read's chunk still holds the first block")
+    memory.passed(b)
+    assert.strictEqual(memory.freeBlocks, 0, "passed chunks are let go at settle, not before")
+    memory.settle()
+    assert.strictEqual(memory.freeBlocks, 1)
+    assert.isTrue(same(a.subarray(10, 20), body(600, 1).subarray(10, 20)))
+    read(memory, body(700, 4)) // fills the second block
+    const e = read(memory, body(100, 5)) // and the first comes back
+    assert.strictEqual(memory.allocated, 2)
+    assert.strictEqual(e.buffer, a.buffer)
+  })
+
+  it("an unreleased lease keeps its block out of reuse; released ones come back", () => {
+    const memory = new ReadMemory({ blockSize: 1024, minRead: 1024, maxFree: 4 })
+    const kept = read(memory, body(1024, 1))
+    memory.lease([kept])
+    memory.passed(kept)
+    for (let i = 0; i < 10; i++) {
+      const chunk = read(memory, body(1024, 10 + i))
+      const lease = memory.lease([chunk])
+      memory.passed(chunk)
+      memory.settle()
+      lease.release()
+    }
+    // The kept block, plus two that alternate: the reader's current one and the one released.
+    assert.strictEqual(memory.allocated, 3)
+    assert.isTrue(same(kept, body(1024, 1)))
+  })
+})
