@@ -61,11 +61,15 @@ describe("a connected link reads into reused memory", () => {
   it.live("batches held (lease not released, readBatchParts, readBatch) keep their bytes while later reads reuse memory", () =>
     Effect.gen(function*() {
       const { link, far } = yield* pair()
+      // Each taken with other bytes between them (more than a block), so that each is alone in
+      // its block and nothing else there keeps it from reuse.
       yield* write(far, Batch.encode(body(1000, 1)))
       const held = yield* link.readLease
       assert.isFalse(held.owned)
+      yield* churn(link, far, 8, 60_000, 10)
       yield* write(far, Batch.encode(body(3000, 2)))
       const parts = yield* link.readBatchParts
+      yield* churn(link, far, 8, 60_000, 20)
       yield* write(far, Batch.encode(body(500, 3)))
       const copied = yield* link.readBatch
       // ~4 MB of other bytes: many blocks' worth, read into memory that is reused.
