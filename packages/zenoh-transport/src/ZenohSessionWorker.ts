@@ -14,7 +14,9 @@
  * request subscriber is known, publishes the frames the policy's thread posts,
  * and posts every reply back. A reply larger than a batch (64 KiB) was
  * reassembled into a buffer of its own, which is transferred, not copied;
- * smaller ones are copied out of the socket's chunk.
+ * smaller ones are copied out of the batch they arrived in (a view: posting
+ * it would clone the whole batch, and transferring it would take the batch's
+ * other messages along).
  *
  * With `recycle`, large replies are reassembled into memory from a
  * `ReceivePool` of this thread's; the policy's thread lends each one out
@@ -167,7 +169,7 @@ const postReply = (post: Post, payload: Uint8Array, pool: ReceivePool | undefine
     const recyclable = pool?.owns(buffer) === true
     return post({ t: "reply", buffer, offset: payload.byteOffset, length: payload.byteLength, recyclable }, [buffer])
   }
-  // A copy of its own (not `slice`: on a Node Buffer that is a view of the socket's chunk).
+  // A copy of its own (not `slice`: on a Node Buffer that is a view of the batch's memory).
   const copy = new Uint8Array(payload)
   post({ t: "reply", buffer: copy.buffer, offset: 0, length: copy.byteLength }, [copy.buffer])
 }
