@@ -4,11 +4,15 @@
  *
  * Reading: the socket flows into a small inbox and is paused once the inbox holds `highWaterMark`
  * bytes that nobody pulled, so a slow consumer pushes back on the sender through TCP.
- * A link we connect reads into reused memory (`ReadMemory`, through `onread`): a fresh 64 KiB
- * chunk per read is what cost an observation its page faults (fresh memory costs ~24× a copy into
- * touched memory here), so batches are lent (`readLease`) and the memory under them comes back
- * once released. An accepted socket cannot be given `onread` (`net.Server` has no such option),
- * so a listener's links keep Node's chunk per read, and their batches are the holder's to keep.
+ * A link we connect can read into reused memory (`ReadMemory`, through `onread`; `connect`'s
+ * `reuseReadMemory`): a fresh 64 KiB chunk per read is what cost an observation its page faults
+ * once the observation itself is received into recycled memory (fresh memory costs ~24× a copy
+ * into touched memory here), so batches are lent (`readLease`) and the memory under them comes
+ * back once released. Only then: with fresh memory per message, reads into reused blocks gave
+ * glibc no steady stream of small allocations, it returned more freed 17 MB buffers to the
+ * system, and the client faulted 1.5–3× more per observation. An accepted socket cannot be
+ * given `onread` (`net.Server` has no such option), so a listener's links keep Node's chunk per
+ * read, and their batches are the holder's to keep.
  * Writing is synchronous (corked, one `writev` per call), so the batches of one message — every
  * fragment of it — are queued back to back even when several fibers send; the returned Effect
  * waits until the last buffer was handed to the kernel, after which the caller may reuse it.
@@ -297,20 +301,23 @@ const makeSend = (socket: Net.Socket, peer: string, isOpen: () => boolean): Link
 }
 
 /**
- * Connects to `host:port`; the socket is destroyed when the scope closes. It reads into reused
- * memory (see `readLease`); `highWaterMark` (bytes, default 4 MiB) is where reading pauses.
+ * Connects to `host:port`; the socket is destroyed when the scope closes. With `reuseReadMemory`
+ * it reads into reused memory (see `readLease`), else into Node's fresh chunk per read;
+ * `highWaterMark` (bytes, default 4 MiB) is where reading pauses.
  */
 export const connect = (options: {
   readonly host: string
   readonly port: number
   readonly timeoutMillis: number
   readonly highWaterMark?: number | undefined
+  readonly reuseReadMemory?: boolean | undefined
 }): Effect.Effect<Link, ZenohLinkError, Scope.Scope> => {
   const peer = `${options.host.includes(":") ? `[${options.host}]` : options.host}:${options.port}`
   return Effect.acquireRelease(
-    Effect.callback<{ readonly socket: Net.Socket; readonly intake: Intake }, ZenohLinkError>((resume) => {
-      const { intake, onread } = readingInto(options.highWaterMark)
-      const socket = Net.createConnection({ host: options.host, port: options.port, onread })
+    Effect.callback<{ readonly socket: Net.Socket; readonly intake: Intake | undefined }, ZenohLinkError>((resume) => {
+      const reading = options.reuseReadMemory === true ? readingInto(options.highWaterMark) : undefined
+      const socket = Net.createConnection({ host: options.host, port: options.port, onread: reading?.onread })
+      const intake = reading?.intake
       const onError = (error: Error) => {
         socket.destroy()
         resume(Effect.fail(new ZenohLinkError({ peer, operation: "connect", reason: error.message, cause: error })))

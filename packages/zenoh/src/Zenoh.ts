@@ -113,7 +113,9 @@ export const connect = (
     const link = yield* Link.connect({
       host: options.host,
       port: options.port,
-      timeoutMillis: config.handshakeTimeoutMillis
+      timeoutMillis: config.handshakeTimeoutMillis,
+      // Socket reads into reused memory pay off only when messages are received into recycled memory too.
+      reuseReadMemory: config.receiveMemory !== undefined
     })
     const negotiated = yield* Handshake.connector(link, config)
     const remote = state.attach(link, negotiated)

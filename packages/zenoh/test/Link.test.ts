@@ -1,5 +1,5 @@
 /**
- * A connected link reads into reused memory (`onread` into `ReadMemory` blocks): whatever a caller
+ * A connected link asked to (`reuseReadMemory`) reads into reused memory (`onread` into `ReadMemory` blocks): whatever a caller
  * holds must never change when later bytes arrive. Real loopback sockets; the far end writes raw
  * batches, so every cut of the stream (one batch over many reads, many batches in one read, a
  * paused socket) is under the test's control.
@@ -21,7 +21,7 @@ const body = (n: number, seed: number) => {
 const same = (a: Uint8Array, b: Uint8Array) => Buffer.compare(a, b) === 0
 
 /** A connected link and the raw socket the listener accepted (the far end). */
-const pair = (highWaterMark?: number) =>
+const pair = (highWaterMark?: number, reuseReadMemory = true) =>
   Effect.gen(function*() {
     const accepted = Deferred.makeUnsafe<Net.Socket>()
     const address = yield* Link.listen({
@@ -29,7 +29,10 @@ const pair = (highWaterMark?: number) =>
       port: 0,
       onConnection: (socket) => Deferred.doneUnsafe(accepted, Exit.succeed(socket))
     })
-    const link = yield* Link.connect({ host: "127.0.0.1", port: address.port, timeoutMillis: 10_000, highWaterMark })
+    const link = yield* Link.connect({ host: "127.0.0.1", port: address.port, timeoutMillis: 10_000,
+      highWaterMark,
+      reuseReadMemory
+    })
     const far = yield* Deferred.await(accepted)
     return { link, far }
   })
@@ -58,6 +61,15 @@ const churn = (link: Link.Link, far: Net.Socket, count: number, size: number, se
   })
 
 describe("a connected link reads into reused memory", () => {
+  it.live("only when asked: by default its batches are Node's own chunks, the holder's to keep", () =>
+    Effect.gen(function*() {
+      const { far, link } = yield* pair(undefined, false)
+      yield* write(far, Batch.encode(body(1000, 1)))
+      const lease = yield* link.readLease
+      assert.isTrue(lease.owned)
+      assert.isTrue(same(Batch.copy(lease.parts), body(1000, 1)))
+    }))
+
   it.live("batches held (lease not released, readBatchParts, readBatch) keep their bytes while later reads reuse memory", () =>
     Effect.gen(function*() {
       const { link, far } = yield* pair()
