@@ -37,6 +37,7 @@ describe("chiral bench", () => {
         "throughput_mb_s",
         "obs_hz",
         "action_cadence",
+        "action_sends",
         "rss_mb",
         "page_faults_per_obs"
       ])
@@ -61,6 +62,11 @@ describe("chiral bench", () => {
       assert.strictEqual(result.action_cadence.hz, 20)
       // a 1 s run at 20 Hz dispatches about 20 actions, all of which reach the server
       assert.isAtLeast(result.action_cadence.count, 10)
+      // the client's own record of its sends: the same figures
+      assert.deepStrictEqual(Object.keys(result.action_sends), Object.keys(result.action_cadence))
+      assert.strictEqual(result.action_sends.hz, 20)
+      assert.isAtLeast(result.action_sends.count, 10)
+      assert.isTrue(isNumber(result.action_sends.jitter_ms_p99))
       assert.deepStrictEqual(Object.keys(result.rss_mb), ["start", "end"])
       assert.isTrue(isNumber(result.rss_mb.start) && isNumber(result.rss_mb.end))
       // Linux: minor faults read from /proc in both processes of the run

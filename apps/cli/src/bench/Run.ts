@@ -75,6 +75,14 @@ export interface BenchResult {
   readonly action_cadence: {
     readonly [K in keyof CadenceStats]: CadenceStats[K] | null
   }
+  /**
+   * The same figures where the client's dispatcher wrote each action (its
+   * own clock reading after the write): what `action_cadence` adds beyond
+   * them is the transport and the server's event loop.
+   */
+  readonly action_sends: {
+    readonly [K in keyof CadenceStats]: CadenceStats[K] | null
+  }
   readonly rss_mb: { readonly start: number; readonly end: number }
   /**
    * Minor page faults (Linux `/proc/self/stat` minflt) per observation the
@@ -630,6 +638,10 @@ const report = (
     throughput_mb_s: round(trips.workload.frame_bytes / 1e6 / (mean(trips.obsTrips) / 1000), 1),
     obs_hz: round(stream.observed / (stream.millis / 1000), 2),
     action_cadence: cadenceFigures(stats, options.actionHz),
+    action_sends: cadenceFigures(
+      ownServer ? cadence(meter.actionSends, options.actionHz, gridStart) : undefined,
+      options.actionHz
+    ),
     rss_mb: { start: round(mb(stream.rssStart), 1), end: round(mb(stream.rssEnd), 1) },
     page_faults_per_obs: stream.pageFaultsPerObs
   }

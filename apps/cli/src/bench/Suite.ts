@@ -134,6 +134,7 @@ const header = [
   "jit p50",
   "jit p99",
   "jit max",
+  "sent p99",
   "drift",
   "rss MB",
   "flt/obs c/s",
@@ -156,6 +157,7 @@ const rowOf = (name: string, w: Workload, r: BenchResult): ReadonlyArray<string>
     fmt(a.jitter_ms_p50),
     fmt(a.jitter_ms_p99),
     fmt(a.jitter_ms_max),
+    fmt(r.action_sends.jitter_ms_p99),
     fmt(a.drift_ms),
     `${fmt(r.rss_mb.start, 0)}→${fmt(r.rss_mb.end, 0)}`,
     `${fmt(r.page_faults_per_obs.client, 0)}/${fmt(r.page_faults_per_obs.server, 0)}`,
@@ -211,7 +213,8 @@ const program = Effect.gen(function*() {
   yield* pythonClientPath
   yield* Console.log(
     "\nrt: observation round trip (request sent → observation decoded), ms; raw: the same bytes over a plain TCP socket;\n" +
-      "jit: |arrival − ideal grid| of actions as the server's applyAction sees them, ms; drift: last arrival vs first over the run, ms;\n" +
+      "jit: |arrival − ideal grid| of actions as the server's applyAction sees them, ms; sent: the same where the client's dispatcher wrote them;\n" +
+      "drift: last arrival vs first over the run, ms; " +
       "flt/obs c/s: minor page faults per observation streamed, in the client / the server process (4 KiB each: fresh memory touched)."
   )
 })

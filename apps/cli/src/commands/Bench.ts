@@ -122,7 +122,7 @@ export const bench = Command.make(
     maxMessageSize: Flags.clientMaxMessageSize,
     json: Flag.Boolean("json").pipe(
       Flag.withDescription(
-        "Print one JSON object: {workload, obs_round_trip_ms, raw_tcp_round_trip_ms, ratio_to_raw_tcp, throughput_mb_s, obs_hz, action_cadence, rss_mb, page_faults_per_obs}; null where a figure does not apply, \"NaN\" where there were no samples"
+        "Print one JSON object: {workload, obs_round_trip_ms, raw_tcp_round_trip_ms, ratio_to_raw_tcp, throughput_mb_s, obs_hz, action_cadence, action_sends, rss_mb, page_faults_per_obs}; null where a figure does not apply, \"NaN\" where there were no samples"
       ),
       Flag.withDefault(false)
     ),
