@@ -8,9 +8,9 @@
  * `reuseReadMemory`): a fresh 64 KiB chunk per read is what cost an observation its page faults
  * once the observation itself is received into recycled memory (fresh memory costs ~24× a copy
  * into touched memory here), so batches are lent (`readLease`) and the memory under them comes
- * back once released. Only then: with fresh memory per message, reads into reused blocks gave
- * glibc no steady stream of small allocations, it returned more freed 17 MB buffers to the
- * system, and the client faulted 1.5–3× more per observation. An accepted socket cannot be
+ * back once released. Only then: with fresh memory per message, reads into reused blocks made
+ * the client fault 1.5–3× more per observation (measured; likely glibc returning more freed
+ * 17 MB buffers to the system once no 64 KiB allocations keep its heap busy). An accepted socket cannot be
  * given `onread` (`net.Server` has no such option), so a listener's links keep Node's chunk per
  * read, and their batches are the holder's to keep.
  * Writing is synchronous (corked, one `writev` per call), so the batches of one message — every
