@@ -10,9 +10,9 @@
  * into touched memory here), so batches are lent (`readLease`) and the memory under them comes
  * back once released. Only then: with fresh memory per message, reads into reused blocks made
  * the client fault 1.5–3× more per observation (measured; likely glibc returning more freed
- * 17 MB buffers to the system once no 64 KiB allocations keep its heap busy). An accepted socket cannot be
- * given `onread` (`net.Server` has no such option), so a listener's links keep Node's chunk per
- * read, and their batches are the holder's to keep.
+ * 17 MB buffers to the system once no 64 KiB allocations keep its heap busy). An accepted
+ * socket cannot be given `onread` (`net.Server` has no such option), so a listener's links keep
+ * Node's chunk per read, and their batches are the holder's to keep.
  * Writing is synchronous (corked, one `writev` per call), so the batches of one message — every
  * fragment of it — are queued back to back even when several fibers send; the returned Effect
  * waits until the last buffer was handed to the kernel, after which the caller may reuse it.
