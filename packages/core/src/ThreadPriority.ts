@@ -13,22 +13,27 @@
  *    project's 2-core machine (`chiral bench`, 8 cameras, actions at 30 Hz),
  *    the dispatcher at nice −20 still waited 5–8 ms for a core behind the
  *    policy's GC helpers in its worst ticks, and its writes were late by
- *    4.2–9.4 ms at p99; at `SCHED_FIFO` 1, 1.4–3.7 ms. Priority 1 is the lowest
+ *    3.1–9.4 ms at p99; at `SCHED_FIFO` 1, 1.4–3.7 ms. Priority 1 is the lowest
  *    real-time level, below any real-time loop a robot runs itself.
  *    Node has no call for it, so util-linux's `chrt` (present on every
  *    mainstream distribution) sets it on this thread's id, with
  *    reset-on-fork: threads and processes started from here are ordinary.
  *    Needs CAP_SYS_NICE or a `RLIMIT_RTPRIO` allowance (`ulimit -r`,
- *    limits.conf). The kernel keeps real-time threads from taking more
- *    than 95% of a core (`sched_rt_runtime_us`), and this thread sleeps
- *    between ticks.
+ *    limits.conf); where neither is there, `chrt` is not even started (it
+ *    forks the process: ~10 ms in a small one, more in a large one). Only
+ *    for threads that block between their ticks and never spin: on
+ *    machines tuned for real-time work `sched_rt_runtime_us` is often −1,
+ *    and then nothing stops a real-time thread that does not block.
  *  - **nice** (`setpriority(PRIO_PROCESS, tid)`, which Linux applies to one
  *    thread; `/proc/thread-self` names the calling thread, so Node's
  *    `os.setPriority` can address a worker thread): needs CAP_SYS_NICE or a
  *    `RLIMIT_NICE` allowance (`ulimit -e`).
  *
  * Without any of these rights nothing changes, and the answer says so.
- * Elsewhere than Linux it does nothing.
+ * Elsewhere than Linux it does nothing. `CHIRAL_DISPATCH_PRIORITY` in the
+ * environment chooses the most a process asks for: `realtime` (default),
+ * `nice`, or `normal` (nothing). Check what a thread got with
+ * `ps -eLo tid,cls,rtprio,ni,comm` (class FF, rtprio 1 for real-time).
  */
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
@@ -82,6 +87,28 @@ export const currentThreadPolicy = (): { readonly policy: number; readonly rtPri
 /** `SCHED_FIFO` in `sched.h`. */
 export const SCHED_FIFO = 1
 
+/** `CAP_SYS_NICE` in `linux/capability.h`. */
+const CAP_SYS_NICE = 23n
+
+/**
+ * Whether this process may ask for real-time scheduling at `priority`:
+ * CAP_SYS_NICE among its effective capabilities, or a soft `RLIMIT_RTPRIO`
+ * of at least `priority` (`/proc/self/status`, `/proc/self/limits`).
+ */
+export const mayUseRealtime = (priority: number): boolean => {
+  try {
+    const capEff = /^CapEff:\s*([0-9a-f]+)$/m.exec(Fs.readFileSync("/proc/self/status", "latin1"))?.[1]
+    if (capEff !== undefined && ((BigInt(`0x${capEff}`) >> CAP_SYS_NICE) & 1n) === 1n) return true
+    const soft = /^Max realtime priority\s+(\S+)/m.exec(Fs.readFileSync("/proc/self/limits", "latin1"))?.[1]
+    return soft === "unlimited" || (soft !== undefined && Number(soft) >= priority)
+  } catch {
+    return false
+  }
+}
+
+/** Where util-linux installs `chrt`; never looked up on PATH (a process that may raise priorities is often root). */
+const chrtPaths = ["/usr/bin/chrt", "/bin/chrt"]
+
 /**
  * Puts the calling thread in `SCHED_FIFO` at `priority` (1–99) with
  * reset-on-fork, through `chrt`. Returns whether the kernel now reports that
@@ -90,9 +117,10 @@ export const SCHED_FIFO = 1
 export const realtimeCurrentThread = (priority = 1): boolean => {
   if (process.platform !== "linux") return false
   const tid = currentThreadId()
-  if (tid === undefined) return false
+  const chrt = chrtPaths.find((path) => Fs.existsSync(path))
+  if (tid === undefined || chrt === undefined || !mayUseRealtime(priority)) return false
   try {
-    ChildProcess.execFileSync("chrt", ["--fifo", "--reset-on-fork", "--pid", String(priority), String(tid)], {
+    ChildProcess.execFileSync(chrt, ["--fifo", "--reset-on-fork", "--pid", String(priority), String(tid)], {
       stdio: "ignore",
       timeout: 5_000
     })
@@ -109,13 +137,24 @@ export type Obtained =
   | { readonly _tag: "Nice"; readonly nice: number }
   | { readonly _tag: "Unchanged" }
 
+/** How far `prioritizeCurrentThread` may go. */
+export type Preference = "realtime" | "nice" | "normal"
+
+/** `CHIRAL_DISPATCH_PRIORITY` from the environment; `realtime` when unset or not one of the three. */
+export const preferenceFromEnvironment = (): Preference => {
+  const value = process.env.CHIRAL_DISPATCH_PRIORITY
+  return value === "nice" || value === "normal" ? value : "realtime"
+}
+
 /**
- * The most urgent scheduling the system allows this thread: real-time
- * (`SCHED_FIFO` 1), else the lowest nice value allowed, else unchanged.
- * For a thread whose one job is timed and that sleeps between its ticks.
+ * The most urgent scheduling the system allows this thread, up to
+ * `preference`: real-time (`SCHED_FIFO` 1), else the lowest nice value
+ * allowed, else unchanged. For a thread whose one job is timed and that
+ * blocks between its ticks.
  */
-export const prioritizeCurrentThread = (): Obtained => {
-  if (realtimeCurrentThread(1)) return { _tag: "Realtime", priority: 1 }
+export const prioritizeCurrentThread = (preference: Preference = preferenceFromEnvironment()): Obtained => {
+  if (preference === "normal") return { _tag: "Unchanged" }
+  if (preference === "realtime" && realtimeCurrentThread(1)) return { _tag: "Realtime", priority: 1 }
   const nice = raiseCurrentThread()
   return nice === undefined ? { _tag: "Unchanged" } : { _tag: "Nice", nice }
 }

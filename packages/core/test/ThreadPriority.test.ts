@@ -1,6 +1,7 @@
 // ThreadPriority: the calling thread's nice value or real-time policy changes,
 // no other thread's nor a child process's; without the right (or without
 // chrt) nothing changes, or only the nice value, and the answer says so.
+import * as Fs from "node:fs"
 import * as Os from "node:os"
 import { Worker } from "node:worker_threads"
 import { assert, describe, it } from "@effect/vitest"
@@ -42,6 +43,7 @@ const prioritizeOnWorker = (setup = "") =>
     new Promise<{
       got: ThreadPriority.Obtained
       worker: { policy: number; rtPriority: number }
+      nice: number
       child: { policy: number; rtPriority: number }
     }>((resolve, reject) => {
       const worker = new Worker(
@@ -52,10 +54,11 @@ const prioritizeOnWorker = (setup = "") =>
           ${setup}
           const got = ThreadPriority.prioritizeCurrentThread()
           const worker = ThreadPriority.currentThreadPolicy()
+          const nice = require("node:os").getPriority(ThreadPriority.currentThreadId())
           // A process started from this thread: its own stat, read by itself.
           const stat = execFileSync(process.execPath, ["-e", "process.stdout.write(require('fs').readFileSync('/proc/self/stat', 'latin1'))"], { encoding: "latin1" })
           const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-          parentPort.postMessage({ got, worker, child: { policy: Number(fields[38]), rtPriority: Number(fields[37]) } })
+          parentPort.postMessage({ got, worker, nice, child: { policy: Number(fields[38]), rtPriority: Number(fields[37]) } })
         })
         `,
         {
@@ -116,10 +119,25 @@ describe("ThreadPriority", () => {
       }
     }))
 
-  it.effect.skipIf(!linux)("without chrt: an ordinary thread, niced where allowed", () =>
+  it.effect.skipIf(!linux)("CHIRAL_DISPATCH_PRIORITY=nice: an ordinary thread, niced where allowed", () =>
     Effect.gen(function*() {
-      const { got, worker } = yield* prioritizeOnWorker(`process.env.PATH = "/nonexistent"`)
+      const { got, worker } = yield* prioritizeOnWorker(`process.env.CHIRAL_DISPATCH_PRIORITY = "nice"`)
       assert.notStrictEqual(got._tag, "Realtime")
       assert.deepStrictEqual(worker, { policy: 0, rtPriority: 0 })
+    }))
+
+  it.effect.skipIf(!linux)("CHIRAL_DISPATCH_PRIORITY=normal: nothing changes", () =>
+    Effect.gen(function*() {
+      const { got, nice, worker } = yield* prioritizeOnWorker(`process.env.CHIRAL_DISPATCH_PRIORITY = "normal"`)
+      assert.deepStrictEqual(got, { _tag: "Unchanged" })
+      assert.deepStrictEqual(worker, { policy: 0, rtPriority: 0 })
+      assert.strictEqual(nice, Os.getPriority(process.pid))
+    }))
+
+  it.effect.skipIf(!linux)("real-time is asked for only with the right to it", () =>
+    Effect.gen(function*() {
+      const { got } = yield* prioritizeOnWorker()
+      if (!ThreadPriority.mayUseRealtime(1)) assert.notStrictEqual(got._tag, "Realtime")
+      else if (["/usr/bin/chrt", "/bin/chrt"].some((p) => Fs.existsSync(p))) assert.strictEqual(got._tag, "Realtime")
     }))
 })

@@ -122,11 +122,10 @@ export class TickClock implements Clock.Clock {
   sleep(duration: Duration.Duration): Effect.Effect<void> {
     const millis = Duration.toMillis(duration)
     const start = now()
-    if (!(millis > 0)) {
-      this.due = start
-      return Effect.yieldNow
-    }
-    const due = start + millis
+    // An overrun (no time left) still waits for the event loop's next timer (~1 ms), never just
+    // yields: this thread may run real-time (ThreadPriority), and one whose every tick overran
+    // would otherwise never block and hold a core.
+    const due = millis > 0 ? start + millis : start
     this.due = due
     return Effect.callback<void>((resume) => Effect.sync(PreciseTimer.at(due, () => resume(Effect.void))))
   }

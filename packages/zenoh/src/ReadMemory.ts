@@ -81,7 +81,8 @@ export class ReadMemory {
   /** The `n` bytes the socket just read into `buffer` (from `nextReadBuffer`), as a chunk holding its block. */
   readonly filled = (n: number, buffer: Uint8Array): Uint8Array => {
     const block = this.blocks.get(buffer.buffer)
-    if (block !== undefined) {
+    // An empty chunk holds nothing (settle skips empty chunks too).
+    if (block !== undefined && n > 0) {
       block.filled = buffer.byteOffset + n
       block.refs++
     }
