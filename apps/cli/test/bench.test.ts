@@ -100,4 +100,13 @@ describe("bench statistics", () => {
     assert.strictEqual(stats.jitter_ms_max, 100.5)
     assert.strictEqual(stats.drift_ms, 100)
   })
+
+  it("cadence on given ticks: an empty tick does not make the later arrivals late", () => {
+    // tick 2 dropped: the arrivals of ticks 3 and 4 are on time for their own ticks
+    const stats = cadence([1000.5, 1101, 1300.5, 1400.5], 10, 1000, [0, 1, 3, 4])
+    assert.strictEqual(stats.jitter_ms_max, 1)
+    assert.strictEqual(stats.jitter_ms_p50, 0.5)
+    // by position instead, the last two would be a period late
+    assert.strictEqual(cadence([1000.5, 1101, 1300.5, 1400.5], 10, 1000).jitter_ms_max, 100.5)
+  })
 })

@@ -248,6 +248,8 @@ const startServer = (options: ServerOptions) =>
 interface Meter {
   lastFrameBytes: number
   actionSends: Array<number>
+  /** The tick each send was for (its due time on the dispatcher's grid), when the dispatcher reports it. */
+  actionSendDues: Array<number>
   /** Where the dispatcher's grid starts, when it reports it (an off-thread dispatcher does). */
   gridOrigin: number | undefined
 }
@@ -278,6 +280,7 @@ const offThreadSends = (connection: Connection, meter: Meter): Partial<Dispatchi
         dispatch.onDispatched((count, at, due, obsTime) => {
           if (meter.actionSends.length === 0) meter.gridOrigin = due
           meter.actionSends.push(at)
+          meter.actionSendDues.push(due)
           listener(count, at, due, obsTime)
         })
     }
@@ -472,6 +475,7 @@ const startActions = (
     yield* server.ask("arrivals", "arrivals")
     yield* request(client.putActions(Array.from({ length: actionCount }, (_, k) => [k, 0, 0, 0, 0, 0, 0])))
     meter.actionSends = []
+    meter.actionSendDues = []
     meter.gridOrigin = undefined
     const origin = monotonicMillis()
     yield* client.startActionDispatch(hz)
@@ -601,6 +605,19 @@ const cadenceFigures = (stats: CadenceStats | undefined, hz: number): BenchResul
     }
 
 /**
+ * The sends' cadence: each on the tick it was due at, when the dispatcher
+ * reported it (the ticks after one it skipped are not a period late).
+ */
+const sendCadence = (meter: Meter, hz: number, gridStart: number): CadenceStats => {
+  const period = 1000 / hz
+  const dues = meter.actionSendDues
+  const ticks = dues.length === meter.actionSends.length
+    ? dues.map((due) => Math.round((due - gridStart) / period))
+    : undefined
+  return cadence(meter.actionSends, hz, gridStart, ticks)
+}
+
+/**
  * The figures of both phases, rounded for print. `ownServer`: we started the
  * server, so there is a raw-TCP baseline, actions were sent and the server's
  * side was measured.
@@ -620,7 +637,14 @@ const report = (
   // dispatcher says its grid starts (one on another thread starts a little
   // after it is asked to), else the first send as the transport saw it.
   const gridStart = meter.gridOrigin ?? meter.actionSends[0] ?? stream.origin
-  const stats = ownServer ? cadence(times, options.actionHz, gridStart) : undefined
+  // Each arrival belongs to the tick of its number (the queue is numbered and one action is due
+  // per tick): an action dropped as late does not shift the later ones onto wrong ticks. The grid
+  // starts at the first action sent, which is the first to arrive.
+  const firstSeq = stream.arrivals[0]?.[0] ?? 0
+  const stats = ownServer
+    ? cadence(times, options.actionHz, gridStart, stream.arrivals.map(([seq]) => seq - firstSeq))
+    : undefined
+  const sends = ownServer ? sendCadence(meter, options.actionHz, gridStart) : undefined
   const lost = ownServer ? stream.arrivals.reduce((n, [seq], k) => (seq === k ? n : n + 1), 0) : undefined
 
   const result: BenchResult = {
@@ -639,7 +663,7 @@ const report = (
     obs_hz: round(stream.observed / (stream.millis / 1000), 2),
     action_cadence: cadenceFigures(stats, options.actionHz),
     action_sends: cadenceFigures(
-      ownServer ? cadence(meter.actionSends, options.actionHz, gridStart) : undefined,
+      sends,
       options.actionHz
     ),
     rss_mb: { start: round(mb(stream.rssStart), 1), end: round(mb(stream.rssEnd), 1) },
@@ -657,7 +681,7 @@ const report = (
       ? undefined
       : { start: round(mb(stream.serverRssStart), 1), end: round(mb(stream.serverRssEnd), 1) },
     actionsLost: lost,
-    actionSends: ownServer ? cadence(meter.actionSends, options.actionHz, gridStart) : undefined,
+    actionSends: sends,
     gc: {
       count: stream.gcPauses.length,
       totalMs: round(stream.gcPauses.reduce((a, b) => a + b, 0), 1),
@@ -683,7 +707,7 @@ export const run = (
     const progress = options.progress ?? (() => {})
     const server = options.address === undefined ? yield* startOwnServer(options) : undefined
     const address = server?.address ?? options.address!
-    const meter: Meter = { lastFrameBytes: 0, actionSends: [], gridOrigin: undefined }
+    const meter: Meter = { lastFrameBytes: 0, actionSends: [], actionSendDues: [], gridOrigin: undefined }
     // More actions than the stream phase can send: the queue must not run dry while its cadence is measured.
     const actionCount = Math.ceil(options.actionHz * (options.durationSeconds + 1)) + 16
     const policy = yield* connectPolicy(options, address, server, meter, actionCount)

@@ -54,15 +54,23 @@ export interface CadenceStats {
 /**
  * The cadence of `arrivals` (ms, one clock, in order) dispatched at `hz` from
  * a grid starting at `origin` (same clock): the k-th arrival belongs to tick
+ * `ticks[k]` when given (e.g. the action's number: one dropped as late leaves
+ * its tick empty, and the next ones still belong to their own), else to tick
  * k. Jitter is measured from the grid the dispatcher started, so it includes
  * the one-way latency of each action; drift is independent of the origin.
  */
-export const cadence = (arrivals: ReadonlyArray<number>, hz: number, origin: number): CadenceStats => {
+export const cadence = (
+  arrivals: ReadonlyArray<number>,
+  hz: number,
+  origin: number,
+  ticks?: ReadonlyArray<number>
+): CadenceStats => {
   const period = 1000 / hz
   const count = arrivals.length
   const intervals: Array<number> = []
   for (let k = 1; k < count; k++) intervals.push(arrivals[k]! - arrivals[k - 1]!)
-  const jitter = ascending(arrivals.map((t, k) => Math.abs(t - (origin + k * period))))
+  const tickOf = (k: number) => ticks?.[k] ?? k
+  const jitter = ascending(arrivals.map((t, k) => Math.abs(t - (origin + tickOf(k) * period))))
   return {
     hz,
     count,
