@@ -32,6 +32,7 @@ import { captureTime } from "./CameraState.js"
 import type { Link } from "./ClientConnection.js"
 import { timestampsOf } from "./ObservationStream.js"
 import type { OffThreadDispatch } from "./OffThreadDispatch.js"
+import * as ThreadPriority from "./ThreadPriority.js"
 import * as RefillSignal from "./RefillSignal.js"
 import type { RequestError } from "./RequestError.js"
 import { disconnected } from "./RequestSlot.js"
@@ -286,6 +287,12 @@ const offThreadOf = (
       })
     })
     yield* Queue.take(wake).pipe(Effect.andThen(count.sync), Effect.forever, Effect.forkScoped)
+    const obtained = yield* Queue.sliding<ThreadPriority.Obtained>(1)
+    offThread.onPriority((got) => Queue.offerUnsafe(obtained, got))
+    yield* Queue.take(obtained).pipe(
+      Effect.flatMap((got) => Effect.logInfo(`action dispatch: its worker thread runs ${ThreadPriority.describe(got)}`)),
+      Effect.forkScoped
+    )
     const sendTensor = sender(link, shared)
     const capacity = shared.context.capacity
     return {

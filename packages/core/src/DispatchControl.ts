@@ -9,6 +9,7 @@ import type { ObsTimestamps } from "@chiral/protocol"
 import { Effect } from "effect"
 import type { Drops, PortableMode } from "./ActionPlan.js"
 import type { OffThreadDispatch, QueueState } from "./OffThreadDispatch.js"
+import type { Obtained } from "./ThreadPriority.js"
 
 /** An action as it crosses threads: float32 values of the given shape. */
 export interface ActionRows {
@@ -68,6 +69,8 @@ export type DispatchReport =
   }
   /** A tick changed the waiting actions without sending one (late ones dropped). */
   | { readonly t: "queue"; readonly pending: number; readonly dropped: Drops }
+  /** The scheduling the worker's thread obtained (`ThreadPriority`), once at its start. */
+  | { readonly t: "priority"; readonly obtained: Obtained }
 
 type Done = Extract<DispatchReport, { readonly t: "done" }>
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never
@@ -100,6 +103,9 @@ type DispatchedListener = (count: number, at: number, due: number, obsTime: numb
 interface Listeners {
   dispatched: DispatchedListener | undefined
   queue: ((state: QueueState) => void) | undefined
+  priority: ((obtained: Obtained) => void) | undefined
+  /** Kept for a listener that comes later: the worker reports it before anyone may listen. */
+  obtained: Obtained | undefined
 }
 
 /** Requests posted with an id and resumed by the `done` of that id; after `end`, by nothing. */
@@ -153,6 +159,10 @@ const makeReceive = (calls: Calls, listeners: Listeners) => (message: { readonly
       return true
     case "queue":
       listeners.queue?.({ pending: report.pending, dropped: report.dropped })
+      return true
+    case "priority":
+      listeners.obtained = report.obtained
+      listeners.priority?.(report.obtained)
       return true
     default:
       return false
@@ -212,6 +222,10 @@ const makeDispatch = (post: (message: DispatchRequest) => void, calls: Calls, li
     },
     onQueue: (next) => {
       listeners.queue = next
+    },
+    onPriority: (next) => {
+      listeners.priority = next
+      if (listeners.obtained !== undefined) next(listeners.obtained)
     }
   }
 }
@@ -219,7 +233,7 @@ const makeDispatch = (post: (message: DispatchRequest) => void, calls: Calls, li
 /** Control of a dispatcher worker reached through `post`. */
 export const make = (post: (message: DispatchRequest) => void): DispatchControl => {
   const calls = makeCalls(post)
-  const listeners: Listeners = { dispatched: undefined, queue: undefined }
+  const listeners: Listeners = { dispatched: undefined, queue: undefined, priority: undefined, obtained: undefined }
   return {
     dispatch: makeDispatch(post, calls, listeners),
     call: calls.call,

@@ -19,6 +19,7 @@
 import type { ObsTimestamps, Tensor } from "@chiral/protocol"
 import type { Effect } from "effect"
 import type { Drops, PortableMode } from "./ActionPlan.js"
+import type { Obtained } from "./ThreadPriority.js"
 import type { Connection } from "./Transport.js"
 
 /** The waiting actions after a change: how many, and what has been dropped so far. */
@@ -63,6 +64,8 @@ export interface OffThreadDispatch {
    * changed them completes.
    */
   readonly onQueue: (listener: (state: QueueState) => void) => void
+  /** Called on this thread with the scheduling the dispatcher's thread obtained (`ThreadPriority`), once known. */
+  readonly onPriority: (listener: (obtained: Obtained) => void) => void
 }
 
 export interface WithOffThreadDispatch {

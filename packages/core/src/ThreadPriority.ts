@@ -158,3 +158,17 @@ export const prioritizeCurrentThread = (preference: Preference = preferenceFromE
   const nice = raiseCurrentThread()
   return nice === undefined ? { _tag: "Unchanged" } : { _tag: "Nice", nice }
 }
+
+/** What a thread obtained, for a log line: "real-time (SCHED_FIFO 1)", "at nice −20", or why neither. */
+export const describe = (obtained: Obtained): string => {
+  switch (obtained._tag) {
+    case "Realtime":
+      return `real-time (SCHED_FIFO ${obtained.priority})`
+    case "Nice":
+      return `at nice ${obtained.nice} (real-time not allowed or not asked for; see ThreadPriority)`
+    case "Unchanged":
+      return preferenceFromEnvironment() === "normal"
+        ? "at normal priority (CHIRAL_DISPATCH_PRIORITY=normal)"
+        : "at normal priority (no right to raise it: CAP_SYS_NICE, or RLIMIT_RTPRIO / RLIMIT_NICE)"
+  }
+}

@@ -155,6 +155,10 @@ export const clientLivenessContract = (transport: LivenessTransport) => {
           assert.include(stopped[0], thread === "worker" ? "on its worker thread" : "on this thread")
           assert.include(stopped[0], transport.silence)
           assert.match(stopped[0]!, /; \d+ queued actions dropped$/)
+          // the worker said once how it is scheduled (one connection, so one worker)
+          const scheduled = logs.lines.filter((l) => l.includes("action dispatch: its worker thread runs"))
+          assert.strictEqual(scheduled.length, thread === "worker" ? 1 : 0, logs.lines.join("\n"))
+          if (thread === "worker") assert.match(scheduled[0]!, /runs (real-time \(SCHED_FIFO 1\)|at nice -?\d+|at normal priority)/)
         }))
 
       it.live("when the server is replaced the client reconnects by itself; the obs stream and the dispatcher carry on, old actions never reach the new server", () =>

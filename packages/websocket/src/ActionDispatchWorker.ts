@@ -120,7 +120,7 @@ const run = (options: WorkerOptions) => {
 
   // This thread's one job that is timed: put it ahead of the process's other
   // threads where the system allows (see ThreadPriority).
-  ThreadPriority.prioritizeCurrentThread()
+  post({ t: "priority", obtained: ThreadPriority.prioritizeCurrentThread() })
   // Compile the send path before the first tick needs it (the first call of
   // cold code costs about a millisecond).
   encodeBinaryFrame([encodeApplyAction([1, 1], new Float32Array(1), { warmup: 0 })])

@@ -266,7 +266,7 @@ const reasonOf = (cause: Cause.Cause<unknown>): string => {
 const run = (options: WorkerOptions, port: MessagePort) => {
   // This thread's one job that is timed: put it ahead of the process's other
   // threads where the system allows (see ThreadPriority).
-  ThreadPriority.prioritizeCurrentThread()
+  port.postMessage({ t: "priority", obtained: ThreadPriority.prioritizeCurrentThread() } satisfies FromWorker)
   // Compile the send path before the first tick needs it.
   encodeApplyAction([1, 1], new Float32Array(1), { warmup: 0 })
 
