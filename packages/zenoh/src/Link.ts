@@ -193,7 +193,7 @@ const makeReader = (socket: Net.Socket, peer: string, highWaterMark: number, int
   const received = (chunk: Uint8Array) => {
     inbox.push(chunk)
     inboxBytes += chunk.length
-    if (inboxBytes >= highWaterMark && !paused) {
+    if (inboxBytes + splitter.pending >= highWaterMark && !paused) {
       paused = true
       socket.pause()
     }
@@ -214,12 +214,14 @@ const makeReader = (socket: Net.Socket, peer: string, highWaterMark: number, int
       for (const chunk of inbox) splitter.push(chunk)
       inbox.length = 0
       inboxBytes = 0
-      if (paused) {
-        paused = false
-        socket.resume()
-      }
     }
     const body = splitter.nextParts()
+    // What waits here counts, pulled or not: a consumer that pulls steadily but slower than
+    // the sender must not let it grow. Without a whole batch waiting, reading must go on.
+    if (paused && (body === undefined || splitter.pending < highWaterMark)) {
+      paused = false
+      socket.resume()
+    }
     if (body !== undefined) return Effect.succeed(memory === undefined ? owned(body) : memory.lease(body))
     if (ended !== undefined) {
       const pending = splitter.pending

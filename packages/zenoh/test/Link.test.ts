@@ -171,6 +171,34 @@ describe("a connected link reads into reused memory", () => {
     }))
 })
 
+describe("a slow consumer", () => {
+  it.live("what waits unread stays within highWaterMark and a read while batches are pulled slower than they come", () =>
+    Effect.gen(function*() {
+      const highWaterMark = 256 * 1024
+      const { link, far } = yield* pair(highWaterMark)
+      const count = 600
+      const size = 65_533
+      let written = 0
+      const pump = () => {
+        while (written < count) {
+          if (!far.write(Batch.encode(body(size, written++)))) return void far.once("drain", pump)
+        }
+      }
+      pump()
+      let most = 0
+      for (let i = 0; i < count; i++) {
+        const lease = yield* link.readLease
+        assert.isTrue(same(Batch.copy(lease.parts), body(size, i)), `batch ${i} arrived intact`)
+        lease.release()
+        // slower than the sender: the socket may read meanwhile
+        yield* Effect.sleep(1)
+        most = Math.max(most, link.unread())
+      }
+      // the mark, plus the read that crossed it (at most a block)
+      assert.isAtMost(most, highWaterMark + 256 * 1024)
+    }))
+})
+
 describe("ReadMemory", () => {
   /** One simulated read of `bytes` through the socket's protocol (`nextReadBuffer`, then `filled`). */
   const read = (memory: ReadMemory, bytes: Uint8Array) => {
