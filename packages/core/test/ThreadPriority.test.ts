@@ -45,6 +45,7 @@ const prioritizeOnWorker = (setup = "") =>
       worker: { policy: number; rtPriority: number }
       nice: number
       child: { policy: number; rtPriority: number }
+      thread: { policy: number; rtPriority: number }
     }>((resolve, reject) => {
       const worker = new Worker(
         `
@@ -58,7 +59,14 @@ const prioritizeOnWorker = (setup = "") =>
           // A process started from this thread: its own stat, read by itself.
           const stat = execFileSync(process.execPath, ["-e", "process.stdout.write(require('fs').readFileSync('/proc/self/stat', 'latin1'))"], { encoding: "latin1" })
           const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-          parentPort.postMessage({ got, worker, nice, child: { policy: Number(fields[38]), rtPriority: Number(fields[37]) } })
+          const child = { policy: Number(fields[38]), rtPriority: Number(fields[37]) }
+          // A thread started from this thread: its own stat, read by itself.
+          const nested = new (require("node:worker_threads").Worker)("const { parentPort } = require('node:worker_threads'); parentPort.postMessage(require('fs').readFileSync('/proc/thread-self/stat', 'latin1'))", { eval: true })
+          nested.once("message", (stat) => {
+            const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+            void nested.terminate()
+            parentPort.postMessage({ got, worker, nice, child, thread: { policy: Number(f[38]), rtPriority: Number(f[37]) } })
+          })
         })
         `,
         {
@@ -107,10 +115,11 @@ describe("ThreadPriority", () => {
 
   it.effect.skipIf(!linux)("real-time where allowed: this thread only, not what it starts", () =>
     Effect.gen(function*() {
-      const { child, got, worker } = yield* prioritizeOnWorker()
+      const { child, got, thread, worker } = yield* prioritizeOnWorker()
       assert.deepStrictEqual(ThreadPriority.currentThreadPolicy(), { policy: 0, rtPriority: 0 })
-      // A child process never inherits it (reset-on-fork).
+      // A child process or a thread started from it never inherits it (reset-on-fork).
       assert.deepStrictEqual(child, { policy: 0, rtPriority: 0 })
+      assert.deepStrictEqual(thread, { policy: 0, rtPriority: 0 })
       if (got._tag === "Realtime") {
         assert.deepStrictEqual(worker, { policy: ThreadPriority.SCHED_FIFO, rtPriority: 1 })
       } else {
