@@ -378,8 +378,9 @@ export class Remote {
   /** Sends KEEP_ALIVE whenever nothing was sent during the last interval. */
   readonly keepAlive: Effect.Effect<never> = Effect.suspend(() => {
     const self = this
-    // The remote may expire us on the shorter of both leases (pico does).
-    const interval = Math.min(this.hooks.keepAliveMillis, this.negotiated.remoteLeaseMillis / 4)
+    // The remote may expire us on the shorter of both leases (pico does). A remote that announces
+    // a lease of (nearly) nothing does not get a loop that never sleeps: at most 100 a second.
+    const interval = Math.max(10, Math.min(this.hooks.keepAliveMillis, this.negotiated.remoteLeaseMillis / 4))
     return Effect.gen(function*() {
       for (;;) {
         yield* Effect.sleep(interval)
