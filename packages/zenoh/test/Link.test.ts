@@ -49,6 +49,19 @@ const until = (condition: () => boolean) =>
     while (!condition()) yield* Effect.sleep(2)
   })
 
+/** Writes `count` batches of `size` bytes (seeds 0…) as fast as the socket drains; then an empty write marks the end. */
+const pumpBatches = (far: Net.Socket, count: number, size: number) => {
+  const state = { written: 0, flushed: false }
+  const pump = (): void => {
+    while (state.written < count) {
+      if (!far.write(Batch.encode(body(size, state.written++)))) return void far.once("drain", pump)
+    }
+    far.write(new Uint8Array(0), () => (state.flushed = true))
+  }
+  pump()
+  return state
+}
+
 /** Sends `count` batches of `size` bytes (seeds from `seed`) and reads each back, released at once. */
 const churn = (link: Link.Link, far: Net.Socket, count: number, size: number, seed: number) =>
   Effect.gen(function*() {
@@ -141,25 +154,17 @@ describe("a connected link reads into reused memory", () => {
       // 79 MB, more than the kernel's socket buffers can hold (here up to 32 MB + 4 MB).
       const count = 1200
       const size = 65_533
-      let written = 0
-      let flushed = false
-      const pump = () => {
-        while (written < count) {
-          if (!far.write(Batch.encode(body(size, written++)))) return void far.once("drain", pump)
-        }
-        far.write(new Uint8Array(0), () => (flushed = true))
-      }
-      pump()
+      const sender = pumpBatches(far, count, size)
       yield* until(() => link.unread() >= highWaterMark)
       // Wait until the sender is stuck (nothing more leaves for a while), or has sent everything.
       let last = -1
       let still = 0
-      while (still < 25 && !flushed) {
+      while (still < 25 && !sender.flushed) {
         yield* Effect.sleep(10)
-        still = written === last ? still + 1 : 0
-        last = written
+        still = sender.written === last ? still + 1 : 0
+        last = sender.written
       }
-      assert.isFalse(flushed, "the sender was held back")
+      assert.isFalse(sender.flushed, "the sender was held back")
       // Reading stopped with the read that crossed the mark (a read is at most a block).
       assert.isAtMost(link.unread(), highWaterMark + 256 * 1024)
       for (let i = 0; i < count; i++) {
@@ -167,7 +172,7 @@ describe("a connected link reads into reused memory", () => {
         assert.isTrue(same(Batch.copy(lease.parts), body(size, i)), `batch ${i} arrived intact`)
         lease.release()
       }
-      yield* until(() => flushed)
+      yield* until(() => sender.flushed)
     }))
 })
 
@@ -178,13 +183,7 @@ describe("a slow consumer", () => {
       const { link, far } = yield* pair(highWaterMark)
       const count = 600
       const size = 65_533
-      let written = 0
-      const pump = () => {
-        while (written < count) {
-          if (!far.write(Batch.encode(body(size, written++)))) return void far.once("drain", pump)
-        }
-      }
-      pump()
+      pumpBatches(far, count, size)
       let most = 0
       for (let i = 0; i < count; i++) {
         const lease = yield* link.readLease
