@@ -290,7 +290,8 @@ const offThreadOf = (
     const obtained = yield* Queue.sliding<ThreadPriority.Obtained>(1)
     offThread.onPriority((got) => Queue.offerUnsafe(obtained, got))
     yield* Queue.take(obtained).pipe(
-      Effect.flatMap((got) => Effect.logInfo(`action dispatch: its worker thread runs ${ThreadPriority.describe(got)}`)),
+      // Debug: a line per connection would crowd the output of tools that connect often.
+      Effect.flatMap((got) => Effect.logDebug(`action dispatch: its worker thread runs ${ThreadPriority.describe(got)}`)),
       Effect.forkScoped
     )
     const sendTensor = sender(link, shared)

@@ -10,7 +10,7 @@
 // on a condition (a count, a state, an exit); the test's own timeout is the
 // only clock.
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Option, Queue, Ref, Schedule, Scope, Stream, SubscriptionRef } from "effect"
+import { Effect, Exit, Option, Queue, Ref, References, Schedule, Scope, Stream, SubscriptionRef } from "effect"
 import { ClientTransport, PolicyClient, ServerTransport } from "@chiral/core"
 import { row, takeActions } from "./DispatchContract.js"
 import { failure } from "./Exits.js"
@@ -149,7 +149,12 @@ export const clientLivenessContract = (transport: LivenessTransport) => {
               const arrived = yield* arrivedSoFar(recorder)
               assert.deepStrictEqual(arrived, after.slice(0, arrived.length))
             }
-          }).pipe(Effect.scoped, Effect.provide(logs.layer))
+          }).pipe(
+            Effect.scoped,
+            Effect.provide(logs.layer),
+            // the dispatcher's scheduling is logged at debug level
+            Effect.provideService(References.MinimumLogLevel, "Debug")
+          )
           const stopped = logs.lines.filter((l) => l.includes("action dispatch") && l.includes("stopped"))
           assert.strictEqual(stopped.length, 1, logs.lines.join("\n"))
           assert.include(stopped[0], thread === "worker" ? "on its worker thread" : "on this thread")
