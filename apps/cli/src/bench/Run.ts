@@ -248,10 +248,12 @@ const startServer = (options: ServerOptions) =>
 interface Meter {
   lastFrameBytes: number
   actionSends: Array<number>
-  /** The tick each send was for (its due time on the dispatcher's grid), when the dispatcher reports it. */
+  /**
+   * The tick each send was for (its due time on the dispatcher's grid), when
+   * the dispatcher reports it (an off-thread dispatcher does): the first is
+   * where its grid starts.
+   */
   actionSendDues: Array<number>
-  /** Where the dispatcher's grid starts, when it reports it (an off-thread dispatcher does). */
-  gridOrigin: number | undefined
 }
 
 const isApplyAction = (frame: OutgoingFrame): boolean => {
@@ -278,7 +280,6 @@ const offThreadSends = (connection: Connection, meter: Meter): Partial<Dispatchi
       ...dispatch,
       onDispatched: (listener) =>
         dispatch.onDispatched((count, at, due, obsTime) => {
-          if (meter.actionSends.length === 0) meter.gridOrigin = due
           meter.actionSends.push(at)
           meter.actionSendDues.push(due)
           listener(count, at, due, obsTime)
@@ -476,7 +477,6 @@ const startActions = (
     yield* request(client.putActions(Array.from({ length: actionCount }, (_, k) => [k, 0, 0, 0, 0, 0, 0])))
     meter.actionSends = []
     meter.actionSendDues = []
-    meter.gridOrigin = undefined
     const origin = monotonicMillis()
     yield* client.startActionDispatch(hz)
     return origin
@@ -636,7 +636,7 @@ const report = (
   // The ideal grid starts with the dispatcher's first tick: where the
   // dispatcher says its grid starts (one on another thread starts a little
   // after it is asked to), else the first send as the transport saw it.
-  const gridStart = meter.gridOrigin ?? meter.actionSends[0] ?? stream.origin
+  const gridStart = meter.actionSendDues[0] ?? meter.actionSends[0] ?? stream.origin
   // Each arrival belongs to the tick of its number (the queue is numbered and one action is due
   // per tick): an action dropped as late does not shift the later ones onto wrong ticks. The grid
   // starts at the first action sent, which is the first to arrive.
@@ -662,10 +662,7 @@ const report = (
     throughput_mb_s: round(trips.workload.frame_bytes / 1e6 / (mean(trips.obsTrips) / 1000), 1),
     obs_hz: round(stream.observed / (stream.millis / 1000), 2),
     action_cadence: cadenceFigures(stats, options.actionHz),
-    action_sends: cadenceFigures(
-      sends,
-      options.actionHz
-    ),
+    action_sends: cadenceFigures(sends, options.actionHz),
     rss_mb: { start: round(mb(stream.rssStart), 1), end: round(mb(stream.rssEnd), 1) },
     page_faults_per_obs: stream.pageFaultsPerObs
   }
@@ -707,7 +704,7 @@ export const run = (
     const progress = options.progress ?? (() => {})
     const server = options.address === undefined ? yield* startOwnServer(options) : undefined
     const address = server?.address ?? options.address!
-    const meter: Meter = { lastFrameBytes: 0, actionSends: [], actionSendDues: [], gridOrigin: undefined }
+    const meter: Meter = { lastFrameBytes: 0, actionSends: [], actionSendDues: [] }
     // More actions than the stream phase can send: the queue must not run dry while its cadence is measured.
     const actionCount = Math.ceil(options.actionHz * (options.durationSeconds + 1)) + 16
     const policy = yield* connectPolicy(options, address, server, meter, actionCount)
