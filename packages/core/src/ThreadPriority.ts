@@ -71,16 +71,20 @@ export const raiseCurrentThread = (levels: ReadonlyArray<number> = [-20, -10, -5
   return undefined
 }
 
+/** A thread's or process's scheduling policy and real-time priority, from the text of its `/proc/…/stat`. */
+export const policyOfStat = (stat: string): { readonly policy: number; readonly rtPriority: number } | undefined => {
+  // The command name (field 2) may hold spaces and parentheses: count from its closing one.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+  // fields[0] is field 3 (state); rt_priority is field 40, policy field 41 (proc(5)).
+  const rtPriority = Number(fields[37])
+  const policy = Number(fields[38])
+  return Number.isInteger(policy) && Number.isInteger(rtPriority) ? { policy, rtPriority } : undefined
+}
+
 /** The calling thread's scheduling policy and real-time priority, read from `/proc/thread-self/stat`. */
 export const currentThreadPolicy = (): { readonly policy: number; readonly rtPriority: number } | undefined => {
   try {
-    const stat = Fs.readFileSync("/proc/thread-self/stat", "latin1")
-    // The command name (field 2) may hold spaces and parentheses: count from its closing one.
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-    // fields[0] is field 3 (state); rt_priority is field 40, policy field 41 (proc(5)).
-    const rtPriority = Number(fields[37])
-    const policy = Number(fields[38])
-    return Number.isInteger(policy) && Number.isInteger(rtPriority) ? { policy, rtPriority } : undefined
+    return policyOfStat(Fs.readFileSync("/proc/thread-self/stat", "latin1"))
   } catch {
     return undefined
   }
@@ -137,7 +141,8 @@ export const realtimeCurrentThread = (priority = 1): boolean => {
 export type Obtained =
   | { readonly _tag: "Realtime"; readonly priority: number }
   | { readonly _tag: "Nice"; readonly nice: number }
-  | { readonly _tag: "Unchanged" }
+  /** `asked`: the preference was `normal`; `notAllowed`: no right to raise it. */
+  | { readonly _tag: "Unchanged"; readonly because: "asked" | "notAllowed" }
 
 /** How far `prioritizeCurrentThread` may go. */
 export type Preference = "realtime" | "nice" | "normal"
@@ -155,10 +160,10 @@ export const preferenceFromEnvironment = (): Preference => {
  * blocks between its ticks.
  */
 export const prioritizeCurrentThread = (preference: Preference = preferenceFromEnvironment()): Obtained => {
-  if (preference === "normal") return { _tag: "Unchanged" }
+  if (preference === "normal") return { _tag: "Unchanged", because: "asked" }
   if (preference === "realtime" && realtimeCurrentThread(1)) return { _tag: "Realtime", priority: 1 }
   const nice = raiseCurrentThread()
-  return nice === undefined ? { _tag: "Unchanged" } : { _tag: "Nice", nice }
+  return nice === undefined ? { _tag: "Unchanged", because: "notAllowed" } : { _tag: "Nice", nice }
 }
 
 /** What a thread obtained, for a log line: "real-time (SCHED_FIFO 1)", "at nice −20", or why neither. */
@@ -169,7 +174,8 @@ export const describe = (obtained: Obtained): string => {
     case "Nice":
       return `at nice ${obtained.nice} (real-time not allowed or not asked for; see ThreadPriority)`
     case "Unchanged":
-      return preferenceFromEnvironment() === "normal"
+      // From what the thread reported: its environment may not be this one's.
+      return obtained.because === "asked"
         ? "at normal priority (CHIRAL_DISPATCH_PRIORITY=normal)"
         : "at normal priority (no right to raise it: CAP_SYS_NICE, or RLIMIT_RTPRIO / RLIMIT_NICE)"
   }

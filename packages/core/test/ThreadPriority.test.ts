@@ -58,14 +58,12 @@ const prioritizeOnWorker = (setup = "") =>
           const nice = require("node:os").getPriority(ThreadPriority.currentThreadId())
           // A process started from this thread: its own stat, read by itself.
           const stat = execFileSync(process.execPath, ["-e", "process.stdout.write(require('fs').readFileSync('/proc/self/stat', 'latin1'))"], { encoding: "latin1" })
-          const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-          const child = { policy: Number(fields[38]), rtPriority: Number(fields[37]) }
+          const child = ThreadPriority.policyOfStat(stat)
           // A thread started from this thread: its own stat, read by itself.
           const nested = new (require("node:worker_threads").Worker)("const { parentPort } = require('node:worker_threads'); parentPort.postMessage(require('fs').readFileSync('/proc/thread-self/stat', 'latin1'))", { eval: true })
           nested.once("message", (stat) => {
-            const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
             void nested.terminate()
-            parentPort.postMessage({ got, worker, nice, child, thread: { policy: Number(f[38]), rtPriority: Number(f[37]) } })
+            parentPort.postMessage({ got, worker, nice, child, thread: ThreadPriority.policyOfStat(stat) })
           })
         })
         `,
@@ -138,7 +136,7 @@ describe("ThreadPriority", () => {
   it.effect.skipIf(!linux)("CHIRAL_DISPATCH_PRIORITY=normal: nothing changes", () =>
     Effect.gen(function*() {
       const { got, nice, worker } = yield* prioritizeOnWorker(`process.env.CHIRAL_DISPATCH_PRIORITY = "normal"`)
-      assert.deepStrictEqual(got, { _tag: "Unchanged" })
+      assert.deepStrictEqual(got, { _tag: "Unchanged", because: "asked" })
       assert.deepStrictEqual(worker, { policy: 0, rtPriority: 0 })
       assert.strictEqual(nice, Os.getPriority(process.pid))
     }))
