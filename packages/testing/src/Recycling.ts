@@ -65,3 +65,16 @@ export const heldObservationStaysWhole = (
       if (!lending.isLent(memory)) return yield* Effect.die("the held observation's memory was released")
     }
   })
+
+/**
+ * With fresh receive buffers (the default), through the robot of
+ * `startRobot`: an observation arrives whole, and nothing of it is lent.
+ */
+export const freshObservationIsNotLent = Effect.gen(function*() {
+  const { show } = yield* startRobot
+  const client = yield* PolicyClient.make({ quiet: true })
+  yield* show(3)
+  const obs = yield* client.getObs
+  if (!shows(obs, 3)) return yield* Effect.die("the observation arrived damaged")
+  if (lending.isLent(obs.cameras[0]!.image.data.buffer)) return yield* Effect.die("the observation is in lent memory")
+})

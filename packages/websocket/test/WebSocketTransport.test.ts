@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Layer, Queue, Scope, Stream } from "effect"
 import { ClientTransport, MemoryTransport, PolicyClient, ServerTransport } from "@chiral/core"
-import { lending, ReceivePool } from "@chiral/protocol"
+import { ReceivePool } from "@chiral/protocol"
 import * as Recycling from "@chiral/testing/Recycling"
 import { WebSocketTransport } from "../src/index.js"
 import * as RawWebSocket from "@chiral/testing/RawWebSocket"
@@ -148,12 +148,5 @@ describe("WebSocket client with receiveBuffers", () => {
     }).pipe(Effect.scoped, Effect.provide(recycling(pool))))
 
   it.live("\"fresh\" (default): nothing is lent", () =>
-    Effect.gen(function*() {
-      const { show } = yield* Recycling.startRobot
-      const client = yield* PolicyClient.make({ quiet: true })
-      yield* show(3)
-      const obs = yield* client.getObs
-      assert.isTrue(Recycling.shows(obs, 3))
-      assert.isFalse(lending.isLent(obs.cameras[0]!.image.data.buffer))
-    }).pipe(Effect.scoped, Effect.provide(recycling(undefined))))
+    Recycling.freshObservationIsNotLent.pipe(Effect.scoped, Effect.provide(recycling(undefined))))
 })

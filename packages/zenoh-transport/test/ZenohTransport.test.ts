@@ -3,7 +3,7 @@
  * API as over WebSocket, the references' probing, a 17 MB observation, a server
  * that closes or vanishes, garbage on the request key, key prefixes.
  */
-import { decodeFrame, encodeFrame, lending, Tensor } from "@chiral/protocol"
+import { decodeFrame, encodeFrame, Tensor } from "@chiral/protocol"
 import { type Session, Zenoh } from "@chiral/zenoh"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Layer, Option, Queue, Ref, Result, Schedule, Stream, SubscriptionRef } from "effect"
@@ -424,12 +424,5 @@ describe("ZenohTransport client with receiveBuffers", () => {
   }
 
   it.live("\"fresh\" (default): nothing is lent", () =>
-    Effect.gen(function*() {
-      const { show } = yield* Recycling.startRobot
-      const client = yield* PolicyClient.make({ quiet: true })
-      yield* show(3)
-      const obs = yield* client.getObs
-      expect(Recycling.shows(obs, 3)).toBe(true)
-      expect(lending.isLent(obs.cameras[0]!.image.data.buffer)).toBe(false)
-    }).pipe(Effect.scoped, Effect.provide(zenoh())))
+    Recycling.freshObservationIsNotLent.pipe(Effect.scoped, Effect.provide(zenoh())))
 })
