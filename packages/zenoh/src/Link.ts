@@ -19,8 +19,8 @@
  */
 import { Effect, Scope } from "effect"
 import * as Net from "node:net"
-import { BatchSplitter, concat, copy } from "./Batch.js"
-import { type BatchLease, owned, ReadMemory } from "./ReadMemory.js"
+import { BatchSplitter } from "./Batch.js"
+import { type BatchLease, copyOut, owned, ReadMemory } from "./ReadMemory.js"
 import { ZenohLinkError } from "./ZenohError.js"
 
 export interface Link {
@@ -156,14 +156,6 @@ const readingInto = (highWaterMark = DEFAULT_HIGH_WATER_MARK): { intake: Intake;
     }
   }
   return { intake, onread }
-}
-
-/** One buffer of its own holding the lease's bytes (the part itself when it is owned and alone); releases the lease. */
-const copyOut = (lease: BatchLease): Uint8Array => {
-  if (lease.owned) return concat(lease.parts)
-  const out = copy(lease.parts)
-  lease.release()
-  return out
 }
 
 /**

@@ -15,6 +15,7 @@
  * lease never released keeps its blocks out of reuse for good (the garbage collector takes them
  * with the last view), so forgetting to release costs fresh memory, never someone's bytes.
  */
+import * as Batch from "./Batch.js"
 
 /** The body of one batch as views (usually one, two when it straddles blocks or reads). */
 export interface BatchLease {
@@ -37,6 +38,17 @@ interface Block {
 }
 
 const noop = () => {}
+
+/**
+ * One buffer of its own holding the lease's bytes, the lease released: a copy, or the part itself
+ * when it is owned and alone. For bytes that are kept (decoded into views, handed out).
+ */
+export const copyOut = (lease: BatchLease): Uint8Array => {
+  if (lease.owned) return Batch.concat(lease.parts)
+  const out = Batch.copy(lease.parts)
+  lease.release()
+  return out
+}
 
 /** A lease on memory that is never reused. */
 export const owned = (parts: ReadonlyArray<Uint8Array>): BatchLease => ({ parts, owned: true, release: noop })

@@ -14,6 +14,7 @@ import type { Negotiated } from "./Handshake.js"
 import * as KeyExpr from "./KeyExpr.js"
 import type { Link } from "./Link.js"
 import * as NetworkMessage from "./NetworkMessage.js"
+import { copyOut } from "./ReadMemory.js"
 import * as TransportMessage from "./TransportMessage.js"
 import { ZReader, ZWriter } from "./ZBuf.js"
 import type * as ZenohBody from "./ZenohBody.js"
@@ -340,8 +341,7 @@ export class Remote {
         }
         // Anything else (frames of requests, actions, declarations: small) is decoded into views
         // that samples keep, so it is copied out of memory the link reuses.
-        const body = lease.owned ? Batch.concat(lease.parts) : Batch.copy(lease.parts)
-        lease.release()
+        const body = copyOut(lease)
         let messages: Array<TransportMessage.TransportMessage>
         try {
           messages = TransportMessage.decodeBatch(body)
