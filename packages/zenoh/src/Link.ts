@@ -188,10 +188,12 @@ const makeReader = (socket: Net.Socket, peer: string, highWaterMark: number, int
     wake()
   }
 
+  /** Bytes received and not yet taken as batches: in the inbox and in the splitter. */
+  const unread = () => splitter.pending + inboxBytes
   const received = (chunk: Uint8Array) => {
     inbox.push(chunk)
     inboxBytes += chunk.length
-    if (inboxBytes + splitter.pending >= highWaterMark && !paused) {
+    if (unread() >= highWaterMark && !paused) {
       paused = true
       socket.pause()
     }
@@ -252,8 +254,6 @@ const makeReader = (socket: Net.Socket, peer: string, highWaterMark: number, int
     const received = splitter.pending + inboxBytes - 2
     return announced === undefined || received >= announced ? undefined : { announced, received }
   }
-
-  const unread = () => splitter.pending + inboxBytes
 
   return { readLease, unread, incomplete, endWith }
 }
