@@ -18,7 +18,7 @@ import type { FromWorker, ToWorker, WorkerOptions } from "./ActionDispatchWorker
 import * as AccessToken from "./AccessToken.js"
 import * as WebSocketClient from "./WebSocketClient.js"
 import { defaultPort } from "./WebSocketServer.js"
-import { describe, framesFrom, normalCloseCodes, sendOn, toTransportError } from "./WsConnection.js"
+import { closeDetail, describe, framesFrom, normalCloseCodes, sendOn, toTransportError } from "./WsConnection.js"
 
 export interface ClientOptions {
   /**
@@ -152,7 +152,7 @@ const openDirect = (
                 new TransportError({
                   reason: error?.kind === "protocol" ? "Read" : "Closed",
                   address: uri,
-                  detail: error?.message ?? `close code ${code}${reason === "" ? "" : `: ${reason}`}`,
+                  detail: error?.message ?? closeDetail(code, reason),
                   cause: error
                 })
               )

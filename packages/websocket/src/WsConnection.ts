@@ -22,6 +22,10 @@ const encoder = new TextEncoder()
 /** Close codes that end the frame stream normally rather than as a lost connection. */
 export const normalCloseCodes = new Set([1000, 1001, 1005])
 
+/** A close frame, for an error's detail: "close code 1006", or "close code 4000: why". */
+export const closeDetail = (code: number, reason: string): string =>
+  `close code ${code}${reason === "" ? "" : `: ${reason}`}`
+
 export const toTransportError = (error: Socket.SocketError, address: string): TransportError => {
   const reason = error.reason
   switch (reason._tag) {
@@ -220,7 +224,7 @@ export const framesOf = (
             new TransportError({
               reason: "Closed",
               address,
-              detail: `close code ${reason.byteLength > 0 ? `${code}: ${reason.toString()}` : code}`
+              detail: closeDetail(code, reason.toString())
             })
           )
       )
