@@ -89,7 +89,7 @@ export const openHere = (options: OpenOptions): Effect.Effect<ClientSession, Ope
       routed: session.awaitSubscribers(options.requestKey),
       put: (frame) => session.put(options.requestKey, frame),
       replies: Stream.map(samples, (sample) => {
-        // Only a reassembled reply has memory of its own (a small one is a view into the socket's chunk).
+        // Only a reassembled reply is in the pool's memory (a small one is a copy out of its batch).
         if (pool?.owns(sample.payload.buffer) === true) {
           lending.lend(sample.payload, pool.put, pool.collectAfter(sample.payload.buffer.byteLength))
         }
