@@ -155,13 +155,14 @@ export const format = (rounds: ReadonlyArray<Round>): string => {
   )
   const medians = (server: Round["server"]) => {
     const ok = rounds.flatMap((r) => r.server === server && typeof r.latency !== "string" ? [r.latency] : [])
-    return { n: ok.length, p50: median(ok.map((l) => l.p50_ms)), p99: median(ok.map((l) => l.p99_ms)) }
+    return { server, n: ok.length, p50: median(ok.map((l) => l.p50_ms)), p99: median(ok.map((l) => l.p99_ms)) }
   }
-  const [py, ts] = servers.map(medians) as [ReturnType<typeof medians>, ReturnType<typeof medians>]
+  const summary = servers.map(medians)
   lines.push(`median over rounds      p50     p99`)
-  for (const [server, m] of [[servers[0]!, py], [servers[1]!, ts]] as const) {
-    lines.push(`  ${server.padEnd(20)} ${m.p50.toFixed(2).padStart(5)}  ${m.p99.toFixed(2).padStart(6)} ms  (${m.n} rounds)`)
+  for (const m of summary) {
+    lines.push(`  ${m.server.padEnd(20)} ${m.p50.toFixed(2).padStart(5)}  ${m.p99.toFixed(2).padStart(6)} ms  (${m.n} rounds)`)
   }
+  const [py, ts] = summary as [ReturnType<typeof medians>, ReturnType<typeof medians>]
   lines.push(
     py.n === 0 || ts.n === 0
       ? "no comparison: a server has no successful round"
