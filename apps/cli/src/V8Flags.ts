@@ -21,6 +21,23 @@
  * crbug.com/361124432). Elsewhere the process runs with V8's default
  * collection schedule.
  *
+ * Fewer, not cheaper, full collections (`--heap-growing-percent=300`). With
+ * external memory counted toward the heap's limit, each collection set the
+ * next limit only 1.1–2× above what was live, held observations included, so
+ * a policy process receiving 17 MB 30 times a second still ran a full
+ * mark-compact every 2–4 observations, 10–30 ms of its main thread each, and
+ * its Zenoh session thread as many. The flag fixes the growth at 4×, the
+ * most V8 grows a large heap by itself (`kMaxHeapGrowingFactor`, V8's
+ * src/heap/memory-controller.h). Measured (`chiral bench`, 8 cameras 640×480
+ * + depth, fresh receive buffers, 8 s, alternating, `scratchpad/i15gc/ab.sh`):
+ * client main-thread GC 600–710 → 27–35 ms (Zenoh) and 410–470 → 32–77 ms
+ * (WebSocket, 200%), longest pause 22–34 → 1–3 ms; the Zenoh stream 29.0–29.6
+ * → 30.0 Hz, its round trip p50 20–23 → 14–17 ms; resident memory level
+ * within the runs' spread (Zenoh 617–649 against 632–706 MB). The flag exists
+ * in V8 11.3 (Node 20) and 13.6 (Node 24) and V8's current source; where
+ * external memory has its own trigger (V8 before 13.6, and 13.x without the
+ * flag above) it only spaces out collections of the JavaScript heap itself.
+ *
  * Tier-up at robot rates (`--invocation-count-for-maglev=50`,
  * `--minimum-invocations-after-ic-update=60`; V8's defaults 400 and 500).
  * V8 compiles a function with Maglev, its fast optimizing tier, once it has
@@ -50,6 +67,7 @@ interface FlagGroup {
 
 const groups: ReadonlyArray<FlagGroup> = [
   { flags: ["--external-memory-accounted-in-global-limit"], since: [13, 6], until: [14, 8] },
+  { flags: ["--heap-growing-percent=300"], since: [11, 3], until: [15, 0] },
   {
     flags: ["--invocation-count-for-maglev=50", "--minimum-invocations-after-ic-update=60"],
     since: [11, 3],

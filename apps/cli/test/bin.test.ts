@@ -102,14 +102,14 @@ describe("bin/chiral.js", () => {
 describe("V8Flags", () => {
   it("sets each group of flags only on the V8s that have it", () => {
     const external = ["--external-memory-accounted-in-global-limit"]
-    const tiering = ["--invocation-count-for-maglev=50", "--minimum-invocations-after-ic-update=60"]
+    const growthAndTiering = ["--heap-growing-percent=300", "--invocation-count-for-maglev=50", "--minimum-invocations-after-ic-update=60"]
     assert.deepStrictEqual(flagsFor("11.2.214.9"), [])
-    assert.deepStrictEqual(flagsFor("11.3.244.8-node.38"), tiering) // Node 20
-    assert.deepStrictEqual(flagsFor("12.4.254.21-node.57"), tiering) // Node 22
-    assert.deepStrictEqual(flagsFor("12.9.202.28-node.14"), tiering) // Node 23
-    assert.deepStrictEqual(flagsFor("13.6.233.17-node.53"), [...external, ...tiering]) // Node 24
-    assert.deepStrictEqual(flagsFor("14.7.1"), [...external, ...tiering])
-    assert.deepStrictEqual(flagsFor("14.8.0"), tiering) // accounting external memory is the default there, and no flag
+    assert.deepStrictEqual(flagsFor("11.3.244.8-node.38"), growthAndTiering) // Node 20
+    assert.deepStrictEqual(flagsFor("12.4.254.21-node.57"), growthAndTiering) // Node 22
+    assert.deepStrictEqual(flagsFor("12.9.202.28-node.14"), growthAndTiering) // Node 23
+    assert.deepStrictEqual(flagsFor("13.6.233.17-node.53"), [...external, ...growthAndTiering]) // Node 24
+    assert.deepStrictEqual(flagsFor("14.7.1"), [...external, ...growthAndTiering])
+    assert.deepStrictEqual(flagsFor("14.8.0"), growthAndTiering) // accounting external memory is the default there, and no flag
     assert.deepStrictEqual(flagsFor("15.0.0"), [])
     assert.deepStrictEqual(flagsFor("not a version"), [])
   })

@@ -38,6 +38,11 @@
  * lent out and drops it at once. It is resizable, so V8 maps it itself
  * (untouched pages, no page faults, whatever the process's malloc settings),
  * and it counts as external memory until the collection it brings about.
+ * How much new memory starts a collection depends on the process's V8
+ * settings (the `chiral` command grows the heap 4× between collections,
+ * `--heap-growing-percent=300`, where V8's default often grows it 1.1–2×), so
+ * an announcement that brought no memory back is followed by one twice as
+ * large, up to 16× the memory lent out (at most 4 GiB of address space).
  */
 import { isDetached, type Transferable2024 } from "./ReceivePool.js"
 
@@ -60,14 +65,20 @@ const minCollectAfter = 64 * 1024 * 1024
 /** The smallest announcement that starts a full collection in the configurations measured (Node 24, with and without `--external-memory-accounted-in-global-limit`). */
 const minAnnounced = 128 * 1024 * 1024
 
-/** An ArrayBuffer of `bytes` that V8 maps itself and nobody touches (see the module's comment). */
-const announce = (bytes: number) => {
+/** How many times the memory lent out an announcement may be, after announcements that brought nothing back. */
+const maxAnnounceScale = 16
+/** The largest announcement, bytes: address space reserved, never touched. */
+const maxAnnounced = 4 * 1024 * 1024 * 1024
+
+/** An ArrayBuffer of `bytes` that V8 maps itself and nobody touches (see the module's comment); false when there was no address space for it. */
+const announce = (bytes: number): boolean => {
   try {
     void new (ArrayBuffer as unknown as new(length: number, options: { maxByteLength: number }) => ArrayBuffer)(bytes, {
       maxByteLength: bytes
     })
+    return true
   } catch {
-    // no address space for it: no collection asked for, the pool merely misses more
+    return false
   }
 }
 
@@ -82,8 +93,12 @@ export class Lending {
   /** Memory moved out and released, and leases ended on a buffer somebody else had detached. */
   released = 0
   lost = 0
-  /** Collections asked for (see the module's comment). */
+  /** Collections asked for (see the module's comment), and the size of the last announcement, bytes. */
   collectionsAsked = 0
+  lastAnnounced = 0
+  /** The next announcement is this many times the memory lent out; doubled after one that brought nothing back. */
+  private announceScale = 1
+  private askedSinceReturn = false
   /** Bytes lent and not back yet, and lent since memory last came back. */
   private outstanding = 0
   private sinceReturn = 0
@@ -109,12 +124,18 @@ export class Lending {
     this.watch(frame, lease)
     this.outstanding += lease.bytes
     this.sinceReturn += lease.bytes
-    if (collectAfter !== undefined && this.sinceReturn >= Math.max(collectAfter, minCollectAfter)) {
-      this.sinceReturn = 0
-      this.collectionsAsked++
-      announce(Math.max(minAnnounced, this.outstanding))
-    }
+    if (collectAfter !== undefined && this.sinceReturn >= Math.max(collectAfter, minCollectAfter)) this.askForCollection()
     return true
+  }
+
+  private askForCollection() {
+    this.sinceReturn = 0
+    if (this.askedSinceReturn) this.announceScale = Math.min(maxAnnounceScale, this.announceScale * 2)
+    this.askedSinceReturn = true
+    this.collectionsAsked++
+    this.lastAnnounced = Math.min(maxAnnounced, Math.max(minAnnounced, this.outstanding * this.announceScale))
+    // No address space for it: ask smaller next time; the pool merely misses more meanwhile.
+    if (!announce(this.lastAnnounced)) this.announceScale = Math.max(1, this.announceScale / 2)
   }
 
   /** Whether views over `buffer` are to be tracked (one look-up per frame rather than per view). */
@@ -146,6 +167,7 @@ export class Lending {
     const memory = (lease.buffer as ArrayBuffer & Transferable2024).transfer()
     this.released++
     this.sinceReturn = 0
+    this.askedSinceReturn = false
     try {
       lease.release(memory)
     } catch {

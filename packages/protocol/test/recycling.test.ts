@@ -156,6 +156,29 @@ describe("Lending", () => {
     assert.strictEqual(lending.collectionsAsked, 2, "never without collectAfter")
   })
 
+  it("announces twice as much after an announcement that brought nothing back, up to 16× what is lent out", () => {
+    const { collect, lending } = handDriven()
+    const MiB = 1024 * 1024
+    const frames: Array<Uint8Array> = []
+    // 72 MiB per announcement: three 24 MiB frames lent with none back (never touched: cheap)
+    const lendThree = () => {
+      for (let i = 0; i < 3; i++) {
+        const frame = new Uint8Array(24 * MiB)
+        frames.push(frame)
+        lending.lend(frame, () => {}, 64 * MiB)
+      }
+      return lending.lastAnnounced / MiB
+    }
+    assert.strictEqual(lendThree(), 128, "the first: the memory lent out (72 MiB), at least 128 MiB")
+    assert.strictEqual(lendThree(), 2 * 144, "nothing came back: twice the 144 MiB lent out")
+    assert.strictEqual(lendThree(), 4 * 216)
+    collect(frames.shift()!)
+    assert.strictEqual(lendThree(), 4 * 264, "memory came back: the same scale again")
+    assert.strictEqual(lendThree(), 8 * 336)
+    assert.strictEqual(lendThree(), 4096, "never more than 4 GiB of address space")
+    assert.strictEqual(lending.collectionsAsked, 6)
+  })
+
   it("survives a release that throws (it runs as a finalization callback)", () => {
     const { collect, lending } = handDriven()
     const frame = new Uint8Array(64)
