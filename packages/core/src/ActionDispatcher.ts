@@ -23,7 +23,7 @@
  * a live connection.
  */
 import { encodeFrame, type Observation, type ObsTimestamps, type Tensor } from "@chiral/protocol"
-import { Duration, Effect, FiberHandle, Option, PubSub, Queue, type Scope, Stream, SubscriptionRef } from "effect"
+import { Deferred, Duration, Effect, FiberHandle, Option, PubSub, Queue, type Scope, Stream, SubscriptionRef } from "effect"
 import { type Action, toTensor } from "./Action.js"
 import { type Drops, obsTime, portable, validate } from "./ActionPlan.js"
 import * as ActionQueue from "./ActionQueue.js"
@@ -287,9 +287,9 @@ const offThreadOf = (
       })
     })
     yield* Queue.take(wake).pipe(Effect.andThen(count.sync), Effect.forever, Effect.forkScoped)
-    const obtained = yield* Queue.sliding<ThreadPriority.Obtained>(1)
-    offThread.onPriority((got) => Queue.offerUnsafe(obtained, got))
-    yield* Queue.take(obtained).pipe(
+    const obtained = yield* Deferred.make<ThreadPriority.Obtained>()
+    offThread.onPriority((got) => Deferred.doneUnsafe(obtained, Effect.succeed(got)))
+    yield* Deferred.await(obtained).pipe(
       // Debug: a line per connection would crowd the output of tools that connect often.
       Effect.flatMap((got) => Effect.logDebug(`action dispatch: its worker thread runs ${ThreadPriority.describe(got)}`)),
       Effect.forkScoped
