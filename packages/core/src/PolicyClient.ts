@@ -207,17 +207,15 @@ interface Parts {
   readonly actions: ActionDispatcher.LinkDispatcher
 }
 
-export const make = (
-  options: PolicyClientOptions = {}
-): Effect.Effect<PolicyClientApi, TransportError, Scope.Scope | ClientTransport> =>
+/**
+ * The client's two loops (observation stream, action dispatcher) and the
+ * connection that carries them: each new connection gets a request slot
+ * whose observations feed the stream, and the dispatcher attached to it.
+ */
+const connectParts = (transport: ClientTransport["Service"], options: PolicyClientOptions, limits: DecodeLimits) =>
   Effect.gen(function*() {
-    const transport = yield* ClientTransport
-    const requestTimeout = options.requestTimeout ?? Duration.seconds(30)
-    const resetTimeout = options.resetTimeout ?? Duration.minutes(5)
-    const limits = { ...clientDecodeLimits, ...options.decodeLimits }
     let link: ClientConnection.ClientConnection<Parts> | undefined
     const why = () => link?.why() ?? "not connected yet"
-
     const observations = yield* ObservationStream.make
     const actions = yield* ActionDispatcher.make({
       latestObs: observations.latest,
@@ -238,25 +236,38 @@ export const make = (
           onLost: (reason, final) => Effect.andThen(slot.fail, actions.detach(dispatcher, reason, final))
         }
       }))
-    const connection = link
     // Closing the client stops the loops before the connection: otherwise its
     // end would fail their requests first and each would log that it stopped
     // for a lost connection.
     yield* Effect.addFinalizer(() => Effect.andThen(observations.stop, actions.stop))
+    return { observations, actions, connection: link }
+  })
 
-    /** A request on the live connection's slot, or `Disconnected` at once. */
-    const request = <T extends RequestSlot.RequestType, R extends Message["type"]>(
-      message: Effect.Effect<Message & { readonly type: T }, RequestError>,
-      reply: R,
-      timeout: Duration.Input
-    ) =>
-      Effect.flatMap(message, (m) =>
-        Effect.suspend(() => {
-          const parts = connection.current()
-          return parts === undefined
-            ? Effect.fail(RequestSlot.disconnected(m.type, connection.why()))
-            : parts.slot.request(m, timeout)
-        })).pipe(Effect.flatMap(expect(reply)))
+/** A request on the live connection's slot, answered by a `reply`, or `Disconnected` at once. */
+const requestOn = (connection: ClientConnection.ClientConnection<Parts>) =>
+<T extends RequestSlot.RequestType, R extends Message["type"]>(
+  message: Effect.Effect<Message & { readonly type: T }, RequestError>,
+  reply: R,
+  timeout: Duration.Input
+) =>
+  Effect.flatMap(message, (m) =>
+    Effect.suspend(() => {
+      const parts = connection.current()
+      return parts === undefined
+        ? Effect.fail(RequestSlot.disconnected(m.type, connection.why()))
+        : parts.slot.request(m, timeout)
+    })).pipe(Effect.flatMap(expect(reply)))
+
+export const make = (
+  options: PolicyClientOptions = {}
+): Effect.Effect<PolicyClientApi, TransportError, Scope.Scope | ClientTransport> =>
+  Effect.gen(function*() {
+    const transport = yield* ClientTransport
+    const requestTimeout = options.requestTimeout ?? Duration.seconds(30)
+    const resetTimeout = options.resetTimeout ?? Duration.minutes(5)
+    const limits = { ...clientDecodeLimits, ...options.decodeLimits }
+    const { actions, connection, observations } = yield* connectParts(transport, options, limits)
+    const request = requestOn(connection)
     const getObs = Effect.map(request(Effect.succeed({ type: "obs_request" as const }), "obs_response", requestTimeout), (m) => m.obs)
     const reconnection: ObservationStream.Reconnection = {
       awaitDisconnected: connection.awaitDisconnected,
