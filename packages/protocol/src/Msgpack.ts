@@ -382,8 +382,7 @@ export class MsgpackReader {
     if (t < 0x90) return this.map(t & 0x0f, depth)
     if (t < 0xa0) return this.array(t & 0x0f, depth)
     if (t < 0xc0) return this.string(t & 0x1f)
-    const view = this.view
-    let v: number | bigint
+    if (t >= 0xca && t <= 0xd3) return this.number(t)
     switch (t) {
       case 0xc0:
         return null
@@ -397,6 +396,33 @@ export class MsgpackReader {
         return this.binary(this.length(2))
       case 0xc6:
         return this.binary(this.length(4))
+      case 0xd9:
+        return this.string(this.length(1))
+      case 0xda:
+        return this.string(this.length(2))
+      case 0xdb:
+        return this.string(this.length(4))
+      case 0xdc:
+        return this.array(this.length(2), depth)
+      case 0xdd:
+        return this.array(this.length(4), depth)
+      case 0xde:
+        return this.map(this.length(2), depth)
+      case 0xdf:
+        return this.map(this.length(4), depth)
+      case 0xc1:
+        this.fail("byte 0xc1 is never used in msgpack")
+      default:
+        // 0xc7-0xc9, 0xd4-0xd8
+        this.fail(`msgpack extension type (0x${t.toString(16)}) is not part of the protocol`)
+    }
+  }
+
+  /** A fixed-size number (0xca–0xd3): a float, or an integer beyond a fixint; 64-bit ones outside the safe range stay bigints. */
+  private number(t: number): number | bigint {
+    const view = this.view
+    let v: number | bigint
+    switch (t) {
       case 0xca:
         this.need(4, "float32")
         v = view.getFloat32(this.pos)
@@ -443,25 +469,8 @@ export class MsgpackReader {
         v = view.getBigInt64(this.pos)
         this.pos += 8
         return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v
-      case 0xd9:
-        return this.string(this.length(1))
-      case 0xda:
-        return this.string(this.length(2))
-      case 0xdb:
-        return this.string(this.length(4))
-      case 0xdc:
-        return this.array(this.length(2), depth)
-      case 0xdd:
-        return this.array(this.length(4), depth)
-      case 0xde:
-        return this.map(this.length(2), depth)
-      case 0xdf:
-        return this.map(this.length(4), depth)
-      case 0xc1:
-        this.fail("byte 0xc1 is never used in msgpack")
       default:
-        // 0xc7-0xc9, 0xd4-0xd8
-        this.fail(`msgpack extension type (0x${t.toString(16)}) is not part of the protocol`)
+        return this.fail(`msgpack type 0x${t.toString(16)} is not a number`)
     }
   }
 
