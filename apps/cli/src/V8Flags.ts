@@ -38,6 +38,13 @@
  * external memory has its own trigger (V8 before 13.6, and 13.x without the
  * flag above) it only spaces out collections of the JavaScript heap itself.
  *
+ * What it costs: memory. Between collections a process may grow to 4× what
+ * it holds, held observations included: one keeping a 2 s history of
+ * 8-camera observations (60 × 17 MB) can reach ~4 GB before V8 collects,
+ * where V8's own growth would have let it reach 1.1–2×. Where memory is
+ * short (a Jetson), give node a smaller value: a flag given on node's command
+ * line is left as the user set it (`notGivenBy`).
+ *
  * Tier-up at robot rates (`--invocation-count-for-maglev=50`,
  * `--minimum-invocations-after-ic-update=60`; V8's defaults 400 and 500).
  * V8 compiles a function with Maglev, its fast optimizing tier, once it has
@@ -85,7 +92,21 @@ export const flagsFor = (version: string): ReadonlyArray<string> => {
   return groups.flatMap((group) => !before(at, group.since) && before(at, group.until) ? group.flags : [])
 }
 
+/** A V8 flag's name as V8 matches it: `--no-foo_bar=1` → `foo-bar`. */
+const flagName = (flag: string): string => flag.replace(/^--?/, "").split("=")[0]!.replace(/^no-?/, "").replaceAll("_", "-")
+
+/**
+ * `flags` without those the user gave node (`node --flag chiral.js`; node
+ * refuses these in NODE_OPTIONS) in either form: theirs wins, e.g.
+ * `--heap-growing-percent=100` on a machine short of memory, or
+ * `--no-external-memory-accounted-in-global-limit`.
+ */
+export const notGivenBy = (flags: ReadonlyArray<string>, given: ReadonlyArray<string>): ReadonlyArray<string> => {
+  const names = new Set(given.filter((arg) => arg.startsWith("-")).map(flagName))
+  return flags.filter((flag) => !names.has(flagName(flag)))
+}
+
 /** What this process set. */
-export const flags = flagsFor(process.versions.v8)
+export const flags = notGivenBy(flagsFor(process.versions.v8), process.execArgv)
 
 for (const flag of flags) V8.setFlagsFromString(flag)

@@ -12,7 +12,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { assert, describe, it } from "@effect/vitest"
-import { flagsFor } from "../src/V8Flags.js"
+import { flagsFor, notGivenBy } from "../src/V8Flags.js"
 
 const bin = fileURLToPath(new URL("../bin/chiral.js", import.meta.url))
 const rootPackage = JSON.parse(
@@ -112,6 +112,27 @@ describe("V8Flags", () => {
     assert.deepStrictEqual(flagsFor("14.8.0"), growthAndTiering) // accounting external memory is the default there, and no flag
     assert.deepStrictEqual(flagsFor("15.0.0"), [])
     assert.deepStrictEqual(flagsFor("not a version"), [])
+  })
+
+  it("leaves a flag the user gave node as they gave it, in either form", () => {
+    const ours = ["--external-memory-accounted-in-global-limit", "--heap-growing-percent=300", "--invocation-count-for-maglev=50"]
+    assert.deepStrictEqual(notGivenBy(ours, []), ours)
+    assert.deepStrictEqual(notGivenBy(ours, ["--heap-growing-percent=100"]), [ours[0], ours[2]])
+    assert.deepStrictEqual(notGivenBy(ours, ["--heap_growing_percent=100"]), [ours[0], ours[2]])
+    assert.deepStrictEqual(notGivenBy(ours, ["--no-external-memory-accounted-in-global-limit", ""]), [ours[1], ours[2]])
+    assert.deepStrictEqual(notGivenBy(ours, ["--max-old-space-size=4096", "script.js", "heap-growing-percent"]), ours)
+  })
+
+  it("the chiral process does not override a flag given on node's command line", () => {
+    const flagsOf = (nodeArgs: ReadonlyArray<string>) => {
+      const script = `import(${JSON.stringify(new URL("../dist/V8Flags.js", import.meta.url).href)}).then((m) => console.log(JSON.stringify(m.flags)))`
+      const result = spawnSync(process.execPath, [...nodeArgs, "--input-type=module", "-e", script], { encoding: "utf8" })
+      assert.strictEqual(result.status, 0, result.stderr)
+      return JSON.parse(result.stdout) as Array<string>
+    }
+    const mine = (flags: ReadonlyArray<string>) => flags.filter((f) => f.startsWith("--heap-growing-percent"))
+    assert.deepStrictEqual(mine(flagsOf([])), mine(flagsFor(process.versions.v8)))
+    assert.deepStrictEqual(mine(flagsOf(["--heap-growing-percent=100"])), [])
   })
 
   it("this Node knows every flag it is given (no \"unrecognized flag\" on stderr)", () => {
