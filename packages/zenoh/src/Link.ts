@@ -5,14 +5,14 @@
  * Reading: the socket flows into a small inbox and is paused once the inbox holds `highWaterMark`
  * bytes that nobody pulled, so a slow consumer pushes back on the sender through TCP.
  * A link we connect can read into reused memory (`ReadMemory`, through `onread`; `connect`'s
- * `reuseReadMemory`): a fresh 64 KiB chunk per read is what cost an observation its page faults
- * once the observation itself is received into recycled memory (fresh memory costs ~24× a copy
- * into touched memory here), so batches are lent (`readLease`) and the memory under them comes
- * back once released. Only then: with fresh memory per message, reads into reused blocks made
- * the client fault 1.5–3× more per observation (measured; likely glibc returning more freed
- * 17 MB buffers to the system once no 64 KiB allocations keep its heap busy). An accepted
- * socket cannot be given `onread` (`net.Server` has no such option), so a listener's links keep
- * Node's chunk per read, and their batches are the holder's to keep.
+ * `reuseReadMemory`, which `Zenoh.connect` always asks for): a fresh 64 KiB chunk per read is
+ * what cost an observation received into recycled memory its page faults (fresh memory costs
+ * ~24× a copy into touched memory here), and with a fresh buffer per message the reads in 64 KiB
+ * steps made a 17 MB round trip slower (`chiral bench --protocol zenoh`, 5 alternating rounds:
+ * p50 13–20 → 10–16 ms, p99 28–54 → 24–38 ms, ~120 MB less resident). Batches are lent
+ * (`readLease`) and the memory under them comes back once released. An accepted socket cannot
+ * be given `onread` (`net.Server` has no such option), so a listener's links keep Node's chunk
+ * per read, and their batches are the holder's to keep.
  * Writing is synchronous (corked, one `writev` per call), so the batches of one message — every
  * fragment of it — are queued back to back even when several fibers send; the returned Effect
  * waits until the last buffer was handed to the kernel, after which the caller may reuse it.
