@@ -26,24 +26,29 @@
  * next limit only 1.1–2× above what was live, held observations included, so
  * a policy process receiving 17 MB 30 times a second still ran a full
  * mark-compact every 2–4 observations, 10–30 ms of its main thread each, and
- * its Zenoh session thread as many. The flag fixes the growth at 4×, the
- * most V8 grows a large heap by itself (`kMaxHeapGrowingFactor`, V8's
- * src/heap/memory-controller.h). Measured (`chiral bench`, 8 cameras 640×480
- * + depth, fresh receive buffers, 8 s, alternating, `scratchpad/i15gc/ab.sh`):
- * client main-thread GC 600–710 → 27–35 ms (Zenoh) and 410–470 → 32–77 ms
- * (WebSocket, 200%), longest pause 22–34 → 1–3 ms; the Zenoh stream 29.0–29.6
- * → 30.0 Hz, its round trip p50 20–23 → 14–17 ms; resident memory level
- * within the runs' spread (Zenoh 617–649 against 632–706 MB). The flag exists
- * in V8 11.3 (Node 20) and 13.6 (Node 24) and V8's current source; where
- * external memory has its own trigger (V8 before 13.6, and 13.x without the
- * flag above) it only spaces out collections of the JavaScript heap itself.
+ * its Zenoh session thread as many. The flag fixes the growth factor at 4×,
+ * the most V8 grows a heap by itself (`kMaxGrowingFactor`, 4.0, V8's
+ * src/heap/heap-controller.h; on a machine with little memory V8's own cap is
+ * lower), for the JavaScript heap's limit and the limit that counts external
+ * memory alike. Measured (`chiral bench`, 8 cameras 640×480 + depth, fresh
+ * receive buffers, 8 s, alternating, `scratchpad/i15gc/ab.sh`): client
+ * main-thread GC 600–710 → 27–35 ms (Zenoh, 300%) and 410–470 → 32–77 ms
+ * (WebSocket, measured at 200%), longest pause 22–34 → 1–3 ms; the Zenoh
+ * stream 29.0–29.6 → 30.0 Hz, its round trip p50 20–23 → 14–17 ms; resident
+ * memory level within the runs' spread (Zenoh 617–649 against 632–706 MB).
+ * The flag exists in V8 11.3 (Node 20) and 13.6 (Node 24) and V8's current
+ * source; where external memory has its own trigger (V8 before 13.6, and
+ * 13.x without the flag above) it only spaces out collections of the
+ * JavaScript heap itself.
  *
  * What it costs: memory. Between collections a process may grow to 4× what
  * it holds, held observations included: one keeping a 2 s history of
  * 8-camera observations (60 × 17 MB) can reach ~4 GB before V8 collects,
- * where V8's own growth would have let it reach 1.1–2×. Where memory is
- * short (a Jetson), give node a smaller value: a flag given on node's command
- * line is left as the user set it (`notGivenBy`).
+ * where V8's own growth would have let it reach 1.1–2×. And the fixed factor
+ * replaces V8's own: it no longer grows the heap more cautiously when memory
+ * runs short. Where memory is short (a Jetson), start node with
+ * `--heap-growing-percent=0` (V8's own schedule) or a smaller value: a flag
+ * given on node's command line is left as the user set it (`notGivenBy`).
  *
  * Tier-up at robot rates (`--invocation-count-for-maglev=50`,
  * `--minimum-invocations-after-ic-update=60`; V8's defaults 400 and 500).
@@ -92,8 +97,8 @@ export const flagsFor = (version: string): ReadonlyArray<string> => {
   return groups.flatMap((group) => !before(at, group.since) && before(at, group.until) ? group.flags : [])
 }
 
-/** A V8 flag's name as V8 matches it: `--no-foo_bar=1` → `foo-bar`. */
-const flagName = (flag: string): string => flag.replace(/^--?/, "").split("=")[0]!.replace(/^no-?/, "").replaceAll("_", "-")
+/** A V8 flag's name as V8's parser matches it: `-` and `_` alike, `no`, `no-` or `no_` negates (`--no_foo_bar=1` → `foo-bar`). */
+const flagName = (flag: string): string => flag.replace(/^--?/, "").split("=")[0]!.replaceAll("_", "-").replace(/^no-?/, "")
 
 /**
  * `flags` without those the user gave node (`node --flag chiral.js`; node

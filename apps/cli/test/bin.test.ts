@@ -120,6 +120,8 @@ describe("V8Flags", () => {
     assert.deepStrictEqual(notGivenBy(ours, ["--heap-growing-percent=100"]), [ours[0], ours[2]])
     assert.deepStrictEqual(notGivenBy(ours, ["--heap_growing_percent=100"]), [ours[0], ours[2]])
     assert.deepStrictEqual(notGivenBy(ours, ["--no-external-memory-accounted-in-global-limit", ""]), [ours[1], ours[2]])
+    assert.deepStrictEqual(notGivenBy(ours, ["--no_external_memory_accounted_in_global_limit"]), [ours[1], ours[2]])
+    assert.deepStrictEqual(notGivenBy(ours, ["--noexternal-memory-accounted-in-global-limit"]), [ours[1], ours[2]])
     assert.deepStrictEqual(notGivenBy(ours, ["--max-old-space-size=4096", "script.js", "heap-growing-percent"]), ours)
   })
 

@@ -42,7 +42,13 @@
  * settings (the `chiral` command grows the heap 4× between collections,
  * `--heap-growing-percent=300`, where V8's default often grows it 1.1–2×), so
  * an announcement that brought no memory back is followed by one twice as
- * large, up to 16× the memory lent out (at most 4 GiB of address space).
+ * large, up to 8× the memory lent out and at most 1 GiB (address space,
+ * never touched). The scale is kept once memory comes back: what it takes
+ * depends on the V8 settings, which do not change, and a larger announcement
+ * than needed only brings the collection that is asked for. 1 GiB stays well
+ * below half of V8's old-generation limit on a 2 GiB heap, where a jump in
+ * external memory makes V8 collect at once, on the main thread, instead of
+ * incrementally.
  */
 import { isDetached, type Transferable2024 } from "./ReceivePool.js"
 
@@ -66,9 +72,9 @@ const minCollectAfter = 64 * 1024 * 1024
 const minAnnounced = 128 * 1024 * 1024
 
 /** How many times the memory lent out an announcement may be, after announcements that brought nothing back. */
-const maxAnnounceScale = 16
+const maxAnnounceScale = 8
 /** The largest announcement, bytes: address space reserved, never touched. */
-const maxAnnounced = 4 * 1024 * 1024 * 1024
+const maxAnnounced = 1024 * 1024 * 1024
 
 /** An ArrayBuffer of `bytes` that V8 maps itself and nobody touches (see the module's comment); false when there was no address space for it. */
 const announce = (bytes: number): boolean => {
@@ -93,9 +99,9 @@ export class Lending {
   /** Memory moved out and released, and leases ended on a buffer somebody else had detached. */
   released = 0
   lost = 0
-  /** Collections asked for (see the module's comment), and the size of the last announcement, bytes. */
+  /** Collections asked for (see the module's comment), counting announcements that found no address space. */
   collectionsAsked = 0
-  lastAnnounced = 0
+  private announced = 0
   /** The next announcement is this many times the memory lent out; doubled after one that brought nothing back. */
   private announceScale = 1
   private askedSinceReturn = false
@@ -133,9 +139,14 @@ export class Lending {
     if (this.askedSinceReturn) this.announceScale = Math.min(maxAnnounceScale, this.announceScale * 2)
     this.askedSinceReturn = true
     this.collectionsAsked++
-    this.lastAnnounced = Math.min(maxAnnounced, Math.max(minAnnounced, this.outstanding * this.announceScale))
+    this.announced = Math.min(maxAnnounced, Math.max(minAnnounced, this.outstanding * this.announceScale))
     // No address space for it: ask smaller next time; the pool merely misses more meanwhile.
-    if (!announce(this.lastAnnounced)) this.announceScale = Math.max(1, this.announceScale / 2)
+    if (!announce(this.announced)) this.announceScale = Math.max(1, this.announceScale / 2)
+  }
+
+  /** The size of the last announcement (see the module's comment), bytes; 0 before the first. */
+  get lastAnnounced(): number {
+    return this.announced
   }
 
   /** Whether views over `buffer` are to be tracked (one look-up per frame rather than per view). */

@@ -156,11 +156,11 @@ describe("Lending", () => {
     assert.strictEqual(lending.collectionsAsked, 2, "never without collectAfter")
   })
 
-  it("announces twice as much after an announcement that brought nothing back, up to 16× what is lent out", () => {
+  it("announces twice as much after an announcement that brought nothing back, keeps that scale, up to 8× what is lent out and 1 GiB", () => {
     const { collect, lending } = handDriven()
     const MiB = 1024 * 1024
     const frames: Array<Uint8Array> = []
-    // 72 MiB per announcement: three 24 MiB frames lent with none back (never touched: cheap)
+    // one announcement per 72 MiB lent with none back: three 24 MiB frames (never touched: cheap)
     const lendThree = () => {
       for (let i = 0; i < 3; i++) {
         const frame = new Uint8Array(24 * MiB)
@@ -169,13 +169,17 @@ describe("Lending", () => {
       }
       return lending.lastAnnounced / MiB
     }
+    const giveBackAll = () => {
+      while (frames.length > 0) collect(frames.shift()!)
+    }
+    assert.strictEqual(lending.lastAnnounced, 0)
     assert.strictEqual(lendThree(), 128, "the first: the memory lent out (72 MiB), at least 128 MiB")
     assert.strictEqual(lendThree(), 2 * 144, "nothing came back: twice the 144 MiB lent out")
     assert.strictEqual(lendThree(), 4 * 216)
-    collect(frames.shift()!)
-    assert.strictEqual(lendThree(), 4 * 264, "memory came back: the same scale again")
-    assert.strictEqual(lendThree(), 8 * 336)
-    assert.strictEqual(lendThree(), 4096, "never more than 4 GiB of address space")
+    assert.strictEqual(lendThree(), 1024, "8 × 288 MiB: no more than 1 GiB")
+    assert.strictEqual(lendThree(), 1024)
+    giveBackAll()
+    assert.strictEqual(lendThree(), 8 * 72, "memory came back: the same scale again, which stopped at 8×")
     assert.strictEqual(lending.collectionsAsked, 6)
   })
 

@@ -104,6 +104,9 @@ export interface Piece {
 const partsOf = (payload: Piece["payload"]): ReadonlyArray<Uint8Array> =>
   payload instanceof Uint8Array ? [payload] : payload
 
+/** Below this a message buffer is zero-filled like any: the fill is cheap and no Buffer is made. */
+const unzeroedFrom = 4096
+
 /**
  * Puts fragments of one channel back together. `push` returns the whole message once the last
  * piece arrives; it throws `ZenohReassemblyError` when the message would exceed `limit`.
@@ -111,9 +114,6 @@ const partsOf = (payload: Piece["payload"]): ReadonlyArray<Uint8Array> =>
  * Pieces out of sequence, a piece without the `first` marker on an empty buffer (when the peer
  * uses markers) and `drop` markers discard the partial message, as Zenoh peers do.
  */
-/** Below this a message buffer is zero-filled like any: the fill is cheap and no Buffer is made. */
-const unzeroedFrom = 4096
-
 export class Reassembler {
   readonly limit: number
   readonly markers: boolean
@@ -142,7 +142,7 @@ export class Reassembler {
     /**
      * Where messages are reassembled (`ZenohConfig.receiveMemory`); a buffer
      * outgrown or abandoned (never returned by `push`) goes back to it.
-     * Default: a fresh zero-filled buffer per message.
+     * Default: a fresh buffer per message, not zero-filled (`allocate`).
      */
     readonly memory?: ReceiveMemory | undefined
   }) {

@@ -33,9 +33,9 @@ export interface ZenohConfig {
   readonly payloadAlignment?: ((payloadHead: Uint8Array) => number) | undefined
   /**
    * Where fragmented messages are reassembled. Default: fresh memory per
-   * message (zero-filled `Uint8Array`s). When set, a session that connects
-   * also reads its socket into reused memory rather than a fresh chunk per
-   * read (see `Link`).
+   * message (not zero-filled: every byte of a message is written before it is
+   * handed out). Either way a session that connects reads its socket into
+   * reused memory rather than a fresh chunk per read (see `Link`).
    */
   readonly receiveMemory?: ReceiveMemory | undefined
 }
