@@ -7,15 +7,25 @@ const parts = (...values: ReadonlyArray<number>) => values.map((v) => new Uint8A
 
 /** A socket that records what it was given and completes each send only when told. */
 const holdingSocket = () => {
-  const sent: Array<{ data: Uint8Array; copy: Uint8Array; done?: ((error?: Error) => void) | undefined }> = []
+  const sent: Array<{ data: Uint8Array; copy: Uint8Array; fin: boolean; done?: ((error?: Error) => void) | undefined }> =
+    []
   const ws = {
     readyState: 1,
-    send: (data: Uint8Array, _options: unknown, done?: (error?: Error) => void) => {
-      sent.push({ data, copy: data.slice(), done })
+    send: (data: Uint8Array, options: { readonly fin: boolean }, done?: (error?: Error) => void) => {
+      sent.push({ data, copy: data.byteLength > 64 ? data : data.slice(), fin: options.fin, done })
     }
   }
   return { ws: ws as unknown as NodeWS.WebSocket, sent }
 }
+
+/** One turn of the event loop. */
+const turn = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+
+/** Turns the event loop until `check` holds. */
+const turnUntil = (check: () => boolean) => Effect.whileLoop({ while: () => !check(), body: () => turn, step: () => {} })
+
+/** A multi-part frame of four 2.5 MiB parts: over the 4 MiB handed to the socket per turn. */
+const bigFrame = () => Array.from({ length: 4 }, (_, i) => new Uint8Array(2.5 * 1024 * 1024).fill(i + 1))
 
 describe("JoinBuffer", () => {
   it("reuses its buffer only after the release", () => {
@@ -53,5 +63,42 @@ describe("JoinBuffer", () => {
       sent[2]!.done!(new Error("socket gone"))
       assert.isTrue(Exit.isSuccess(yield* Fiber.await(second)))
       assert.isTrue(Exit.isFailure(yield* Fiber.await(third)))
+    }))
+
+  it.live("sendOn hands a large message's fragments over a few MiB per turn; a send made meanwhile waits for its last one", () =>
+    Effect.gen(function*() {
+      const { sent, ws } = holdingSocket()
+      const send = sendOn(ws, "test")
+      const big = bigFrame()
+      const first = yield* Effect.forkChild(send(big))
+      const second = yield* Effect.forkChild(send(parts(7, 8)))
+      yield* Effect.yieldNow
+      assert.deepStrictEqual(sent.map((s) => s.data), [big[0], big[1]], "5 MiB in the first turn, then the loop's turn")
+      assert.isFalse(sent[1]!.fin)
+      yield* turnUntil(() => sent.length >= 5)
+      assert.deepStrictEqual(sent.slice(0, 4).map((s) => s.data), big, "the message's fragments, in order, none between")
+      assert.deepStrictEqual(sent.map((s) => s.fin), [false, false, false, true, true])
+      assert.deepStrictEqual([...sent[4]!.copy], [7, 7, 7, 8, 8, 8], "the other message after the last fragment")
+      for (const s of sent) s.done?.()
+      assert.isTrue(Exit.isSuccess(yield* Fiber.await(first)))
+      assert.isTrue(Exit.isSuccess(yield* Fiber.await(second)))
+    }))
+
+  it.live("sendOn never sends what was interrupted while it waited for a message being handed over", () =>
+    Effect.gen(function*() {
+      const { sent, ws } = holdingSocket()
+      const send = sendOn(ws, "test")
+      const first = yield* Effect.forkChild(send(bigFrame()))
+      const second = yield* Effect.forkChild(send(parts(7, 8)))
+      yield* Effect.yieldNow
+      yield* Fiber.interrupt(second)
+      yield* turnUntil(() => sent.length >= 4)
+      const third = yield* Effect.forkChild(send(parts(9)))
+      yield* turnUntil(() => sent.length >= 5)
+      assert.strictEqual(sent.length, 5)
+      assert.deepStrictEqual([...sent[4]!.copy], [9, 9, 9], "the interrupted send is not among them")
+      for (const s of sent) s.done?.()
+      assert.isTrue(Exit.isSuccess(yield* Fiber.await(first)))
+      assert.isTrue(Exit.isSuccess(yield* Fiber.await(third)))
     }))
 })
