@@ -310,7 +310,8 @@ export class JoinBuffer {
  */
 const fragmentBytesPerTurn = 4 * 1024 * 1024
 
-type Done = (error?: Error | null) => void
+/** How a send ended: `ws`'s callback (an Error, or nothing), or what was thrown while handing it over. */
+type Done = (error?: unknown) => void
 
 /**
  * Hands `ws` the fragments of one message, `fragmentBytesPerTurn` at a time
@@ -322,7 +323,7 @@ type Done = (error?: Error | null) => void
 const sendFragments = (ws: NodeWS.WebSocket, parts: ReadonlyArray<Uint8Array>, done: Done, whenHandedOver: () => void) => {
   const last = parts.length - 1
   let next = 0
-  const stop = (error: Error) => {
+  const stop = (error: unknown) => {
     whenHandedOver()
     done(error)
   }
@@ -337,7 +338,7 @@ const sendFragments = (ws: NodeWS.WebSocket, parts: ReadonlyArray<Uint8Array>, d
       if (next < last) return void setImmediate(step)
       ws.send(parts[last]!, { binary: true, compress: false, fin: true }, done)
     } catch (cause) {
-      return stop(cause instanceof Error ? cause : new Error(describe(cause)))
+      return stop(cause)
     }
     whenHandedOver()
   }
@@ -362,7 +363,7 @@ export const sendOn = (ws: NodeWS.WebSocket, address: string, fragmentParts = tr
     handingOver = false
     while (!handingOver && waiting.length > 0) waiting.shift()!()
   }
-  const start = (frame: OutgoingFrame, done: Done, fail: (cause: unknown) => void) => {
+  const start = (frame: OutgoingFrame, done: Done) => {
     // Below a page or so, one frame is cheaper than fragments: one header, one
     // write, one parse on the other side; the copy costs next to nothing.
     let release = () => {}
@@ -383,8 +384,7 @@ export const sendOn = (ws: NodeWS.WebSocket, address: string, fragmentParts = tr
       ws.send(frame instanceof Uint8Array ? frame : frame[0] ?? new Uint8Array(0), { binary: true, compress: false, fin: true }, sent)
     } catch (cause) {
       // ws throws before taking the bytes: they are ours again.
-      release()
-      fail(cause)
+      sent(cause)
     }
   }
   return (frame: OutgoingFrame): Effect.Effect<void, TransportError> =>
@@ -393,16 +393,12 @@ export const sendOn = (ws: NodeWS.WebSocket, address: string, fragmentParts = tr
         if (ws.readyState !== NodeWS.WebSocket.OPEN) {
           return resume(Effect.fail(new TransportError({ reason: "Closed", address, detail: "connection is not open" })))
         }
-        start(
-          frame,
-          (error) =>
-            resume(
-              error
-                ? Effect.fail(new TransportError({ reason: "Write", address, detail: error.message, cause: error }))
-                : Effect.void
-            ),
-          (cause) => resume(Effect.fail(new TransportError({ reason: "Write", address, detail: describe(cause), cause })))
-        )
+        start(frame, (error) =>
+          resume(
+            error === undefined || error === null
+              ? Effect.void
+              : Effect.fail(new TransportError({ reason: "Write", address, detail: describe(error), cause: error }))
+          ))
       }
       if (!handingOver) return go()
       waiting.push(go)
