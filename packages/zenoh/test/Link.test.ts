@@ -62,16 +62,23 @@ const pumpBatches = (far: Net.Socket, count: number, size: number) => {
   return state
 }
 
-/** Sends `count` batches of `size` bytes (seeds from `seed`) and reads each back, released at once. */
-const churn = (link: Link.Link, far: Net.Socket, count: number, size: number, seed: number) =>
+/** Reads `count` batches of `size` bytes (seeds from `seed`), each checked and released at once; `between` runs after each. */
+const readBack = (link: Link.Link, count: number, size: number, seed: number, between: Effect.Effect<void> = Effect.void) =>
   Effect.gen(function*() {
-    yield* write(far, Batch.copy(Array.from({ length: count }, (_, i) => Batch.encode(body(size, seed + i)))))
     for (let i = 0; i < count; i++) {
       const lease = yield* link.readLease
       assert.isTrue(same(Batch.copy(lease.parts), body(size, seed + i)), `batch ${seed + i} arrived intact`)
       lease.release()
+      yield* between
     }
   })
+
+/** Sends `count` batches of `size` bytes (seeds from `seed`) and reads each back, released at once. */
+const churn = (link: Link.Link, far: Net.Socket, count: number, size: number, seed: number) =>
+  Effect.andThen(
+    write(far, Batch.copy(Array.from({ length: count }, (_, i) => Batch.encode(body(size, seed + i))))),
+    readBack(link, count, size, seed)
+  )
 
 describe("a connected link reads into reused memory", () => {
   it.live("only when asked: by default its batches are Node's own chunks, the holder's to keep", () =>
@@ -167,11 +174,7 @@ describe("a connected link reads into reused memory", () => {
       assert.isFalse(sender.flushed, "the sender was held back")
       // Reading stopped with the read that crossed the mark (a read is at most a block).
       assert.isAtMost(link.unread(), highWaterMark + 256 * 1024)
-      for (let i = 0; i < count; i++) {
-        const lease = yield* link.readLease
-        assert.isTrue(same(Batch.copy(lease.parts), body(size, i)), `batch ${i} arrived intact`)
-        lease.release()
-      }
+      yield* readBack(link, count, size, 0)
       yield* until(() => sender.flushed)
     }))
 })
@@ -185,14 +188,10 @@ describe("a slow consumer", () => {
       const size = 65_533
       pumpBatches(far, count, size)
       let most = 0
-      for (let i = 0; i < count; i++) {
-        const lease = yield* link.readLease
-        assert.isTrue(same(Batch.copy(lease.parts), body(size, i)), `batch ${i} arrived intact`)
-        lease.release()
-        // slower than the sender: the socket may read meanwhile
-        yield* Effect.sleep(1)
+      // slower than the sender: the socket may read meanwhile
+      yield* readBack(link, count, size, 0, Effect.andThen(Effect.sleep(1), Effect.sync(() => {
         most = Math.max(most, link.unread())
-      }
+      })))
       // the mark, plus the read that crossed it (at most a block)
       assert.isAtMost(most, highWaterMark + 256 * 1024)
     }))
