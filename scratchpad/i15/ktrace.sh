@@ -21,4 +21,4 @@ perf script -i $out/perf.data -F comm,pid,tid,cpu,time,event,trace > $out/trace.
 kill $pid; wait $pid 2>/dev/null
 echo "$which ${DIR:-.} $*: $(cat $out/client)"
 python3 "$(dirname "$0")/kt.py" $out/trace.txt $pid
-rm -rf $out
+[ -n "$KEEP" ] && cp $out/trace.txt $KEEP; rm -rf $out

@@ -197,6 +197,37 @@ describe("a slow consumer", () => {
     }))
 })
 
+describe("writing", () => {
+  // 160 batches of 60 000 bytes: 9.6 MB, more than two turns' worth (4 MiB each)
+  const count = 160
+  const size = 60_000
+  const batches = (seed: number) => Array.from({ length: count }, (_, i) => Batch.encode(body(size, seed + i)))
+
+  it.live("a large send goes to the kernel 4 MiB per turn of the event loop; a send made meanwhile follows it whole", () =>
+    Effect.gen(function*() {
+      const { link, far } = yield* pair()
+      const sender = yield* Link.fromSocket(far)
+      const large = sender.send(batches(0))
+      // Node counts what it dispatched or holds corked: this turn's share only.
+      assert.isAtMost(far.bytesWritten, 4 * 1024 * 1024 + size + Batch.PREFIX_LENGTH)
+      assert.isAbove(far.bytesWritten, 0)
+      const small = sender.send([Batch.encode(body(size, count))])
+      yield* Effect.all([large, small, readBack(link, count + 1, size, 0)], { concurrency: "unbounded" })
+    }))
+
+  it.live("close ends the connection only after what was sent before it", () =>
+    Effect.gen(function*() {
+      const { link, far } = yield* pair()
+      const sender = yield* Link.fromSocket(far)
+      const large = sender.send(batches(0))
+      yield* Effect.all([Effect.andThen(sender.close(60_000), large), readBack(link, count, size, 0)], {
+        concurrency: "unbounded"
+      })
+      const after = yield* Effect.exit(link.readLease)
+      assert.isTrue(Exit.isFailure(after), "the stream ended after the last batch")
+    }))
+})
+
 describe("ReadMemory", () => {
   /** One simulated read of `bytes` through the socket's protocol (`nextReadBuffer`, then `filled`). */
   const read = (memory: ReadMemory, bytes: Uint8Array) => {
