@@ -4,8 +4,8 @@
  *
  * Reading: the socket flows into a small inbox and is paused once the inbox holds `highWaterMark`
  * bytes that nobody pulled, so a slow consumer pushes back on the sender through TCP.
- * A link we connect can read into reused memory (`ReadMemory`, through `onread`; `connect`'s
- * `reuseReadMemory`, which `Zenoh.connect` always asks for): a fresh 64 KiB chunk per read is
+ * A link we connect reads into reused memory (`ReadMemory`, through `onread`; unless `connect`
+ * is given `reuseReadMemory: false`): a fresh 64 KiB chunk per read is
  * what cost an observation received into recycled memory its page faults (fresh memory costs
  * ~24× a copy into touched memory here), and with a fresh buffer per message the reads in 64 KiB
  * steps made a 17 MB round trip slower (`chiral bench --protocol zenoh`, 5 alternating rounds:
@@ -343,9 +343,10 @@ const makeSend = (writer: ReturnType<typeof makeWriter>, peer: string): Link["se
 }
 
 /**
- * Connects to `host:port`; the socket is destroyed when the scope closes. With `reuseReadMemory`
- * it reads into reused memory (see `readLease`), else into Node's fresh chunk per read;
- * `highWaterMark` (bytes, default 16 MiB) is where reading pauses.
+ * Connects to `host:port`; the socket is destroyed when the scope closes. It reads into reused
+ * memory (see `readLease`), or with `reuseReadMemory: false` into Node's fresh chunk per read
+ * (every batch then the holder's to keep); `highWaterMark` (bytes, default 16 MiB) is where
+ * reading pauses.
  */
 export const connect = (options: {
   readonly host: string
@@ -357,7 +358,7 @@ export const connect = (options: {
   const peer = `${options.host.includes(":") ? `[${options.host}]` : options.host}:${options.port}`
   return Effect.acquireRelease(
     Effect.callback<{ readonly socket: Net.Socket; readonly intake: Intake | undefined }, ZenohLinkError>((resume) => {
-      const reading = options.reuseReadMemory === true ? readingInto(options.highWaterMark) : undefined
+      const reading = options.reuseReadMemory === false ? undefined : readingInto(options.highWaterMark)
       const socket = Net.createConnection({ host: options.host, port: options.port, onread: reading?.onread })
       const intake = reading?.intake
       const onError = (error: Error) => {

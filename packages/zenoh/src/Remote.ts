@@ -334,8 +334,13 @@ export class Remote {
         // the only copy is into the reassembly buffer and the read memory is free right after.
         const fragment = splitFragment(lease.parts)
         if (fragment !== undefined) {
-          const wait = self.handleTransport(fragment)
-          lease.release()
+          let wait: ReturnType<typeof self.handleTransport>
+          try {
+            wait = self.handleTransport(fragment)
+          } finally {
+            // also when handling threw: the block goes back to the link either way
+            lease.release()
+          }
           if (wait !== undefined) yield* wait
           continue
         }

@@ -113,9 +113,7 @@ export const connect = (
     const link = yield* Link.connect({
       host: options.host,
       port: options.port,
-      timeoutMillis: config.handshakeTimeoutMillis,
-      // Reads into reused 256 KiB blocks rather than Node's fresh 64 KiB chunk per read (see Link).
-      reuseReadMemory: true
+      timeoutMillis: config.handshakeTimeoutMillis
     })
     const negotiated = yield* Handshake.connector(link, config)
     const remote = state.attach(link, negotiated)

@@ -1,6 +1,6 @@
 /**
- * A connected link asked to (`reuseReadMemory`) reads into reused memory (`onread` into `ReadMemory` blocks): whatever a caller
- * holds must never change when later bytes arrive. Real loopback sockets; the far end writes raw
+ * A connected link reads into reused memory (`onread` into `ReadMemory` blocks) unless told not
+ * to (`reuseReadMemory: false`): whatever a caller holds must never change when later bytes arrive. Real loopback sockets; the far end writes raw
  * batches, so every cut of the stream (one batch over many reads, many batches in one read, a
  * paused socket) is under the test's control.
  */
@@ -21,7 +21,7 @@ const body = (n: number, seed: number) => {
 const same = (a: Uint8Array, b: Uint8Array) => Buffer.compare(a, b) === 0
 
 /** A connected link and the raw socket the listener accepted (the far end). */
-const pair = (highWaterMark?: number, reuseReadMemory = true) =>
+const pair = (highWaterMark?: number, reuseReadMemory?: boolean) =>
   Effect.gen(function*() {
     const accepted = Deferred.makeUnsafe<Net.Socket>()
     const address = yield* Link.listen({
@@ -81,7 +81,7 @@ const churn = (link: Link.Link, far: Net.Socket, count: number, size: number, se
   )
 
 describe("a connected link reads into reused memory", () => {
-  it.live("only when asked: by default its batches are Node's own chunks, the holder's to keep", () =>
+  it.live("unless told not to: with reuseReadMemory false its batches are Node's own chunks, the holder's to keep", () =>
     Effect.gen(function*() {
       const { far, link } = yield* pair(undefined, false)
       yield* write(far, Batch.encode(body(1000, 1)))
