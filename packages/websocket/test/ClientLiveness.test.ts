@@ -23,8 +23,7 @@ clientLivenessContract({
       patient === true ? { thread, pingInterval: 300, pingTimeout: 600 } : { thread, pingInterval: 100, pingTimeout: 200 }
     ),
   silence: "sent nothing for 0.2 s after a ping",
-  heldActions: "delivered",
-  reconnections: "one"
+  heldActions: "delivered"
 })
 
 describe("WebSocket client liveness", () => {

@@ -38,8 +38,7 @@ clientLivenessContract({
       handshakeTimeout: 3000
     }),
   silence: "silent for its lease of 800 ms",
-  heldActions: "cut",
-  reconnections: "at least one"
+  heldActions: "cut"
 })
 
 /** The test robot on a Zenoh server, in the test's scope. */
