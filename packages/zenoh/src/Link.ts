@@ -41,12 +41,18 @@ export interface Link {
    */
   readonly readBatchParts: Effect.Effect<ReadonlyArray<Uint8Array>, ZenohLinkError>
   /**
-   * Queues `chunks` as one write, synchronously, when called (not when the result runs): the
-   * order of calls is the order on the wire. The returned Effect waits until the last chunk was
-   * handed to the kernel and fails when the link closed first.
+   * Takes `chunks` as one write when called (not when the result runs): the order of calls is
+   * the order on the wire, and one call's chunks are never interleaved with another's. A small
+   * write is handed to the kernel at once; a large one a few megabytes per turn of the event
+   * loop, with later calls queued behind it. The returned Effect waits until the last chunk was
+   * handed to the kernel and fails when the link closed first; interrupting it does not take the
+   * write back (a Zenoh sequence number was spent on it).
    */
   readonly send: (chunks: ReadonlyArray<Uint8Array>) => Effect.Effect<void, ZenohLinkError>
-  /** Ends the write side after queued data, waiting at most `timeoutMillis`, then destroys the socket. */
+  /**
+   * Ends the write side once everything sent so far (and sent while it waits) was handed over,
+   * waiting at most `timeoutMillis` in all, then destroys the socket.
+   */
   readonly close: (timeoutMillis: number) => Effect.Effect<void>
   /** Destroys the socket at once. */
   readonly destroy: () => void
@@ -110,7 +116,7 @@ const makeUnsafe = (socket: Net.Socket, intake: Intake | undefined, highWaterMar
     Effect.callback<void>((resume) => {
       if (socket.destroyed) return resume(Effect.void)
       // What was sent before goes out first, however many turns that takes.
-      writer.whenIdle(() => socket.end(() => resume(Effect.void)))
+      writer.whenIdle(() => socket.destroyed ? resume(Effect.void) : socket.end(() => resume(Effect.void)))
     }).pipe(
       Effect.timeoutOrElse({ duration: timeoutMillis, orElse: () => Effect.void }),
       Effect.ensuring(Effect.sync(destroy))
@@ -273,51 +279,69 @@ const bytesPerTurn = 4 * 1024 * 1024
 
 /**
  * The writing half. Each call's chunks go out in call order, never interleaved with another
- * call's: at most `bytesPerTurn` of them corked per turn of the event loop, and calls made
- * meanwhile queued behind. `done` runs once the kernel took the last chunk, or the link closed
+ * call's: at most `bytesPerTurn` of a call's bytes corked per turn of the event loop, and calls
+ * made meanwhile queued behind it (the budget is per call: the turn that ends one large call may
+ * also start the next). `done` runs once the kernel took the last chunk, or the link closed
  * first. `whenIdle` runs its callback once nothing is queued (before a graceful end).
  */
 const makeWriter = (socket: Net.Socket, isOpen: () => boolean) => {
   type Done = (error?: Error | null) => void
-  const queued: Array<{ readonly chunks: ReadonlyArray<Uint8Array>; readonly done: Done }> = []
+  interface Write {
+    readonly chunks: ReadonlyArray<Uint8Array>
+    readonly done: Done
+    next: number
+  }
+  const queued: Array<Write> = []
   const idle: Array<() => void> = []
   let writing = false
 
-  const handOver = (chunks: ReadonlyArray<Uint8Array>, from: number, done: Done): void => {
-    if (!isOpen()) return finish(done, new Error("the connection closed while a message was being sent"))
-    let next = from
-    const many = chunks.length - from > 1
+  /** Hands over one turn's share of `write`; true once all of it was handed over (or failed). */
+  const handOver = (write: Write): boolean => {
+    const { chunks, done } = write
+    if (!isOpen()) {
+      done(new Error("the connection closed while a message was being sent"))
+      return true
+    }
+    const many = chunks.length - write.next > 1
     if (many) socket.cork()
     try {
       let handed = 0
-      while (next < chunks.length && (handed === 0 || handed < bytesPerTurn)) {
-        handed += chunks[next]!.byteLength
-        socket.write(chunks[next]!, next === chunks.length - 1 ? done : undefined)
-        next++
+      while (write.next < chunks.length && handed < bytesPerTurn) {
+        const chunk = chunks[write.next++]!
+        handed += chunk.byteLength
+        socket.write(chunk, write.next === chunks.length ? done : undefined)
       }
     } catch (cause) {
-      return finish(done, cause instanceof Error ? cause : new Error(String(cause)))
+      // Part of a message on the wire and not the rest: nothing after it could be read.
+      socket.destroy()
+      done(cause instanceof Error ? cause : new Error(String(cause)))
+      return true
     } finally {
       if (many) socket.uncork()
     }
-    if (next < chunks.length) return void setImmediate(() => handOver(chunks, next, done))
-    finish()
+    return write.next === chunks.length
   }
 
-  // The current call is handed over (or cannot be): the next queued one starts.
-  const finish = (done?: Done, error?: Error) => {
-    done?.(error)
-    const following = queued.shift()
-    if (following !== undefined) return handOver(following.chunks, 0, following.done)
+  // Hands over the current write's next share, and the queued writes after it, until one needs
+  // another turn or none is left.
+  const run = (): void => {
+    for (;;) {
+      const current = queued[0]
+      if (current === undefined) break
+      if (!handOver(current)) return void setImmediate(run)
+      queued.shift()
+    }
     writing = false
     while (idle.length > 0) idle.shift()!()
   }
 
   const write = (chunks: ReadonlyArray<Uint8Array>, done: Done): void => {
-    if (writing) return void queued.push({ chunks, done })
-    if (!isOpen()) return done(new Error("the connection is closed"))
+    if (!writing && !isOpen()) return done(new Error("the connection is closed"))
+    if (chunks.length === 0) return done()
+    queued.push({ chunks, done, next: 0 })
+    if (writing) return
     writing = true
-    handOver(chunks, 0, done)
+    run()
   }
 
   const whenIdle = (callback: () => void) => writing ? void idle.push(callback) : callback()

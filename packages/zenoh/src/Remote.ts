@@ -256,7 +256,8 @@ export class Remote {
 
   /**
    * Publishes a PUT: the payload parts go to the socket as views (never copied), in one FRAME
-   * when they fit a batch, else as FRAGMENTs. Written when called; the Effect awaits the flush.
+   * when they fit a batch, else as FRAGMENTs. Queued on the link when called (`Link.send`); the
+   * Effect awaits the flush.
    */
   sendPut(
     keyExpr: string,

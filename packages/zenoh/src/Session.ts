@@ -148,6 +148,13 @@ interface PerPeer {
 const DEFAULT_CAPACITY = 16
 
 /**
+ * How long a remote dropped for an error (its lease expired, its link failed, it sent something
+ * invalid) may take to end its socket once what was queued for it went out: a peer that stopped
+ * reading would otherwise hold it for the full `closeTimeoutMillis`.
+ */
+const errorCloseMillis = 100
+
+/**
  * Mutable heart of a session. Only touched from fibers of one runtime (single-threaded), so plain
  * fields suffice; every method that changes what peers see also sends it.
  */
@@ -302,7 +309,9 @@ export class SessionState {
         const error = Exit.isFailure(exit) ? Cause.findErrorOption(exit.cause) : Option.none()
         if (error._tag === "Some") {
           this.detach(remote, error.value)
-          return Effect.sync(() => remote.link.destroy())
+          // A CLOSE queued behind a reply still being handed over (an invalid message's) goes
+          // out first; a peer that stopped reading holds the socket no longer than this.
+          return remote.link.close(errorCloseMillis)
         }
         this.detach(remote, undefined)
         remote.sendClose(TransportMessage.CloseReason.Generic)

@@ -5,7 +5,7 @@
  * paused socket) is under the test's control.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Exit } from "effect"
+import { Deferred, Effect, Exit, Fiber } from "effect"
 import type * as Net from "node:net"
 import * as Batch from "../src/Batch.js"
 import * as Link from "../src/Link.js"
@@ -207,11 +207,17 @@ describe("writing", () => {
     Effect.gen(function*() {
       const { link, far } = yield* pair()
       const sender = yield* Link.fromSocket(far)
+      const turn = 4 * 1024 * 1024 + size + Batch.PREFIX_LENGTH
       const large = sender.send(batches(0))
       // Node counts what it dispatched or holds corked: this turn's share only.
-      assert.isAtMost(far.bytesWritten, 4 * 1024 * 1024 + size + Batch.PREFIX_LENGTH)
-      assert.isAbove(far.bytesWritten, 0)
+      const first = far.bytesWritten
+      assert.isAtMost(first, turn)
+      assert.isAbove(first, 0)
       const small = sender.send([Batch.encode(body(size, count))])
+      // one turn later, one more share
+      yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
+      assert.isAbove(far.bytesWritten, first)
+      assert.isAtMost(far.bytesWritten, 2 * turn)
       yield* Effect.all([large, small, readBack(link, count + 1, size, 0)], { concurrency: "unbounded" })
     }))
 
@@ -225,6 +231,22 @@ describe("writing", () => {
       })
       const after = yield* Effect.exit(link.readLease)
       assert.isTrue(Exit.isFailure(after), "the stream ended after the last batch")
+    }))
+
+  it.live("destroyed in the middle of a message: that send and those queued behind it fail, and a waiting close ends", () =>
+    Effect.gen(function*() {
+      const { far } = yield* pair()
+      const sender = yield* Link.fromSocket(far)
+      const large = sender.send(batches(0))
+      const queued = sender.send([Batch.encode(body(size, count))])
+      // Waits for the sends before ending the socket: destroyed meanwhile, it has nothing to wait for.
+      const closing = yield* Effect.forkChild(sender.close(600_000))
+      yield* Effect.yieldNow
+      sender.destroy()
+      const [largeExit, queuedExit] = yield* Effect.all([Effect.exit(large), Effect.exit(queued)])
+      assert.isTrue(Exit.isFailure(largeExit), "the message cut off fails")
+      assert.isTrue(Exit.isFailure(queuedExit), "the send queued behind it fails")
+      yield* Fiber.join(closing)
     }))
 })
 

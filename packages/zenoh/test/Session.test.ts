@@ -490,6 +490,31 @@ describe("misbehaving and vanishing peers", () => {
       const close = yield* raw.readUntil((m) => m._tag === "Close")
       assert.strictEqual(close._tag === "Close" ? close.reason : -1, 2)
     }))
+
+  it.live("an undecodable frame while a large message to that peer is being handed over: the message goes out whole, then the CLOSE", () =>
+    Effect.gen(function*() {
+      const listener = yield* listen()
+      const raw = yield* Raw.connectAndOpen(listener.address.port)
+      raw.send(Raw.network(0, NetworkMessage.declare(NetworkMessage.declareSubscriber(1, "big"))))
+      yield* listener.awaitSubscribers("big")
+      // 16 MiB: four turns of the listener's link, so the frame below is read while it hands them over
+      const size = 16 << 20
+      const sending = yield* Effect.forkChild(Effect.exit(listener.put("big", pattern(size, 3))), { startImmediately: true })
+      raw.send(new Uint8Array([6, 0, 0x25, 0x01, 0x3d, 0x00, 0x7f, 0x61]))
+      let fragments = 0
+      let last: boolean | undefined
+      const close = yield* raw.readUntil((m) => {
+        if (m._tag === "Fragment") {
+          fragments++
+          last = !m.more
+        }
+        return m._tag === "Close"
+      })
+      assert.strictEqual(close._tag === "Close" ? close.reason : -1, 2)
+      assert.isAbove(fragments, 200)
+      assert.isTrue(last, "the message's last fragment came before the CLOSE")
+      assert.isTrue(Exit.isSuccess(yield* Fiber.join(sending)))
+    }))
 })
 
 describe("handshake as ZENOH.md §6 prescribes", () => {
