@@ -1,7 +1,7 @@
 // The bench's Python-client comparison as printed: every round, the medians of
 // both servers, chiral serve's difference and the target.
 import { assert, describe, it } from "@effect/vitest"
-import { format, type Round } from "../src/bench/PythonClient.js"
+import { format, processCpu, type Round } from "../src/bench/PythonClient.js"
 
 const run = (server: Round["server"], p50_ms: number, p99_ms: number): Round => ({
   server,
@@ -38,8 +38,37 @@ describe("PythonClient.format", () => {
     assert.include(text, "p50 +0.30 ms, p99 +2.50 ms (target: chiral serve's p50 ≤ the Python reference's ✗)")
   })
 
+  it("prints each server's CPU while the client ran, per round and its median, where it is known", () => {
+    const text = format([
+      { ...run("Python reference", 1.5, 4), cpu: { total: 6.2, main: 5.1 } },
+      { ...run("chiral serve", 1.6, 5), cpu: { total: 12.4, main: 9.6 } },
+      { ...run("Python reference", 1.5, 4), cpu: { total: 7.0, main: 5.5 } },
+      { ...run("chiral serve", 1.6, 5), cpu: { total: 13.6, main: 11.0 } }
+    ])
+    const lines = text.split("\n")
+    assert.strictEqual(lines[1], "round 1  chiral serve      get_obs p50 1.60  p90 2.10  p99 5.00 ms  (300 calls)  server CPU 12 ms/s (main thread 10)")
+    assert.include(text, "  Python reference      1.50    4.00 ms  (2 rounds)  server CPU 7 ms/s (main thread 5)")
+    assert.include(text, "  chiral serve          1.60    5.00 ms  (2 rounds)  server CPU 13 ms/s (main thread 10)")
+  })
+
   it("makes no comparison when a server has no successful round", () => {
     const text = format([run("Python reference", 1.5, 4), { server: "chiral serve", latency: "failed: exit 1" }])
     assert.include(text, "no comparison: a server has no successful round")
+  })
+})
+
+describe("PythonClient.processCpu", () => {
+  it.skipIf(process.platform !== "linux")("counts a process's CPU time in ms, its main thread's apart, as it runs", () => {
+    const before = processCpu(process.pid)
+    assert.isDefined(before)
+    let after = before!
+    // Runs on this thread until the kernel has counted 50 ms more of it (however long that takes).
+    while (after.main < before!.main + 50) {
+      const until = performance.now() + 5
+      while (performance.now() < until);
+      after = processCpu(process.pid)!
+    }
+    assert.isAtLeast(after.total - before!.total, after.main - before!.main)
+    assert.strictEqual(processCpu(-1), undefined)
   })
 })

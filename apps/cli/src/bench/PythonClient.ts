@@ -11,6 +11,7 @@
  * runs are in python/ next to this module's source.
  */
 import { execFile } from "node:child_process"
+import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
 import { Duration, Effect, Schedule } from "effect"
@@ -23,9 +24,43 @@ export interface Latency {
   readonly p99_ms: number
 }
 
+/** CPU a server process used while the client ran, ms per second of the run. */
+export interface ServerCpu {
+  /** Every thread of the process. */
+  readonly total: number
+  /** Its main thread: the one that answers requests in both servers. */
+  readonly main: number
+}
+
 export interface Round {
   readonly server: "chiral serve" | "Python reference"
   readonly latency: Latency | string
+  /** Absent where /proc cannot tell (not Linux). */
+  readonly cpu?: ServerCpu | undefined
+}
+
+/**
+ * CPU time of process `pid` so far, ms, from Linux's /proc: user + system
+ * time (fields 14 and 15 of each thread's `stat`, in clock ticks of 10 ms,
+ * USER_HZ 100 on Linux) over its threads, and its main thread's apart;
+ * undefined where there is no /proc.
+ */
+export const processCpu = (pid: number): { readonly total: number; readonly main: number } | undefined => {
+  try {
+    let total = 0
+    let main = 0
+    for (const tid of Fs.readdirSync(`/proc/${pid}/task`)) {
+      const stat = Fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8")
+      // after "(comm) ", the fields start at field 3 (a comm may hold spaces and parentheses)
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+      const ms = (Number(fields[11]) + Number(fields[12])) * 10
+      total += ms
+      if (tid === String(pid)) main = ms
+    }
+    return Number.isFinite(total) ? { total, main } : undefined
+  } catch {
+    return undefined
+  }
 }
 
 export const python = process.env.CHIRAL_REFERENCE_PYTHON ?? "python3"
@@ -93,12 +128,14 @@ const round = (options: Options, server: Round["server"]) =>
         stderr: "ignore",
         forceKillAfter: Duration.seconds(2)
       })
-    yield* spawner.spawn(serverCommand)
+    const serverProcess = yield* spawner.spawn(serverCommand)
     yield* accepting(port).pipe(
       Effect.retry({ schedule: Schedule.spaced(Duration.millis(100)), times: 300 })
     )
     // A moment for the server's camera loop to have produced frames.
     yield* Effect.sleep(Duration.millis(500))
+    const cpuBefore = processCpu(serverProcess.pid)
+    const started = performance.now()
     const output = yield* spawner.string(
       ChildProcess.make(python, [
         Path.join(here, "latency_client.py"),
@@ -109,8 +146,14 @@ const round = (options: Options, server: Round["server"]) =>
         String(options.seconds)
       ], { stderr: "pipe" })
     )
+    const seconds = (performance.now() - started) / 1000
+    const cpuAfter = processCpu(serverProcess.pid)
     const latency = JSON.parse(output.trim().split("\n").pop() ?? "") as Latency
-    return { server, latency } satisfies Round
+    const cpu = cpuBefore === undefined || cpuAfter === undefined ? undefined : {
+      total: (cpuAfter.total - cpuBefore.total) / seconds,
+      main: (cpuAfter.main - cpuBefore.main) / seconds
+    }
+    return { server, latency, cpu } satisfies Round
   }).pipe(
     Effect.scoped,
     Effect.catch((error: unknown) =>
@@ -136,11 +179,16 @@ const median = (xs: ReadonlyArray<number>): number => {
 
 const servers: ReadonlyArray<Round["server"]> = ["Python reference", "chiral serve"]
 
+/** A server's CPU while the client ran, when known: what it takes from the cores the client shares. */
+const cpuText = (cpu: ServerCpu | undefined) =>
+  cpu === undefined ? "" : `  server CPU ${cpu.total.toFixed(0)} ms/s (main thread ${cpu.main.toFixed(0)})`
+
 const signed = (ms: number) => `${ms >= 0 ? "+" : "−"}${Math.abs(ms).toFixed(2)}`
 
 /**
  * The rounds as lines; then, per server, the median over its rounds of p50
- * and of p99; then chiral serve's difference and the target (p50 no higher
+ * and of p99 (and of its CPU, ms per second of the client's run, where
+ * known); then chiral serve's difference and the target (p50 no higher
  * than the Python reference server's in the same run).
  */
 export const format = (rounds: ReadonlyArray<Round>): string => {
@@ -150,17 +198,28 @@ export const format = (rounds: ReadonlyArray<Round>): string => {
         ? r.latency
         : `get_obs p50 ${r.latency.p50_ms.toFixed(2)}  p90 ${r.latency.p90_ms.toFixed(2)}  p99 ${
           r.latency.p99_ms.toFixed(2)
-        } ms  (${r.latency.n} calls)`
+        } ms  (${r.latency.n} calls)${cpuText(r.cpu)}`
     }`
   )
   const medians = (server: Round["server"]) => {
     const ok = rounds.flatMap((r) => r.server === server && typeof r.latency !== "string" ? [r.latency] : [])
-    return { server, n: ok.length, p50: median(ok.map((l) => l.p50_ms)), p99: median(ok.map((l) => l.p99_ms)) }
+    const cpus = rounds.flatMap((r) => r.server === server && typeof r.latency !== "string" && r.cpu ? [r.cpu] : [])
+    return {
+      server,
+      n: ok.length,
+      p50: median(ok.map((l) => l.p50_ms)),
+      p99: median(ok.map((l) => l.p99_ms)),
+      cpu: cpus.length === 0 ? undefined : { total: median(cpus.map((c) => c.total)), main: median(cpus.map((c) => c.main)) }
+    }
   }
   const summary = servers.map(medians)
   lines.push(`median over rounds      p50     p99`)
   for (const m of summary) {
-    lines.push(`  ${m.server.padEnd(20)} ${m.p50.toFixed(2).padStart(5)}  ${m.p99.toFixed(2).padStart(6)} ms  (${m.n} rounds)`)
+    lines.push(
+      `  ${m.server.padEnd(20)} ${m.p50.toFixed(2).padStart(5)}  ${m.p99.toFixed(2).padStart(6)} ms  (${m.n} rounds)${
+        cpuText(m.cpu)
+      }`
+    )
   }
   const [py, ts] = summary as [ReturnType<typeof medians>, ReturnType<typeof medians>]
   lines.push(
