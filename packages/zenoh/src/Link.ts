@@ -13,10 +13,14 @@
  * (`readLease`) and the memory under them comes back once released. An accepted socket cannot
  * be given `onread` (`net.Server` has no such option), so a listener's links keep Node's chunk
  * per read, and their batches are the holder's to keep.
- * Writing queues each call's batches when called, so those of one message — every fragment of
- * it — go out back to back even when several fibers send; a large message is handed to the
- * kernel a few megabytes per turn of the event loop (`bytesPerTurn`). The returned Effect waits
- * until the last buffer was handed to the kernel, after which the caller may reuse it.
+ * Writing is synchronous (corked, one `writev` per call), so the batches of one message — every
+ * fragment of it — are queued back to back even when several fibers send; the returned Effect
+ * waits until the last buffer was handed to the kernel, after which the caller may reuse it.
+ * Handing a large message over a few megabytes per turn of the event loop, as the WebSocket
+ * server does, was measured worse here (`chiral bench --protocol zenoh`, actions at 30 Hz, 10
+ * alternating rounds: round trip p50 10.5 against 9.5 ms, action jitter p99 6.2 against 4.8 ms,
+ * the client's action writes p99 1.8 against 1.3 ms, medians), though a 17 MB reply holds the
+ * robot's thread 4.0 ms on average (up to 11.8) against 1.3 per turn.
  */
 import { Effect, Scope } from "effect"
 import * as Net from "node:net"
@@ -41,18 +45,13 @@ export interface Link {
    */
   readonly readBatchParts: Effect.Effect<ReadonlyArray<Uint8Array>, ZenohLinkError>
   /**
-   * Takes `chunks` as one write when called (not when the result runs): the order of calls is
-   * the order on the wire, and one call's chunks are never interleaved with another's. A small
-   * write is handed to the kernel at once; a large one a few megabytes per turn of the event
-   * loop, with later calls queued behind it. The returned Effect waits until the last chunk was
+   * Queues `chunks` as one write, synchronously, when called (not when the result runs): the
+   * order of calls is the order on the wire. The returned Effect waits until the last chunk was
    * handed to the kernel and fails when the link closed first; interrupting it does not take the
    * write back (a Zenoh sequence number was spent on it).
    */
   readonly send: (chunks: ReadonlyArray<Uint8Array>) => Effect.Effect<void, ZenohLinkError>
-  /**
-   * Ends the write side once everything sent so far (and sent while it waits) was handed over,
-   * waiting at most `timeoutMillis` in all, then destroys the socket.
-   */
+  /** Ends the write side after queued data, waiting at most `timeoutMillis`, then destroys the socket. */
   readonly close: (timeoutMillis: number) => Effect.Effect<void>
   /** Destroys the socket at once. */
   readonly destroy: () => void
@@ -111,12 +110,10 @@ const makeUnsafe = (socket: Net.Socket, intake: Intake | undefined, highWaterMar
     reader.endWith("connection closed locally")
   }
 
-  const writer = makeWriter(socket, isOpen)
   const close: Link["close"] = (timeoutMillis) =>
     Effect.callback<void>((resume) => {
       if (socket.destroyed) return resume(Effect.void)
-      // What was sent before goes out first, however many turns that takes.
-      writer.whenIdle(() => socket.destroyed ? resume(Effect.void) : socket.end(() => resume(Effect.void)))
+      socket.end(() => resume(Effect.void))
     }).pipe(
       Effect.timeoutOrElse({ duration: timeoutMillis, orElse: () => Effect.void }),
       Effect.ensuring(Effect.sync(destroy))
@@ -127,7 +124,7 @@ const makeUnsafe = (socket: Net.Socket, intake: Intake | undefined, highWaterMar
     readBatch: Effect.map(reader.readLease, copyOut),
     readLease: reader.readLease,
     readBatchParts: Effect.map(reader.readLease, (lease) => lease.parts),
-    send: makeSend(writer, peer),
+    send: makeSend(socket, peer, isOpen),
     close,
     destroy,
     isOpen,
@@ -268,102 +265,52 @@ const makeReader = (socket: Net.Socket, peer: string, highWaterMark: number, int
 }
 
 /**
- * Bytes of one write handed to the kernel per turn of the event loop. Handed over at once, a
- * 17 MB observation (8 cameras 640×480 + depth) held the robot's thread 4.0 ms on average and
- * up to 11.8 ms (`chiral bench --protocol zenoh`, 413 replies), while arriving actions waited;
- * 4 MiB at a time, 1.3 ms per turn on average. The WebSocket server paces its replies the same
- * way (`fragmentBytesPerTurn` in @chiral/websocket, where 1 MiB per turn cost 1.5 ms of round
- * trip).
+ * The writing half: each call queues its chunks as one corked write, synchronously; the Effect
+ * waits for the last one's callback (the kernel took it) or fails when the link closed first.
  */
-const bytesPerTurn = 4 * 1024 * 1024
-
-/**
- * The writing half. Each call's chunks go out in call order, never interleaved with another
- * call's: at most `bytesPerTurn` of a call's bytes corked per turn of the event loop, and calls
- * made meanwhile queued behind it (the budget is per call: the turn that ends one large call may
- * also start the next). `done` runs once the kernel took the last chunk, or the link closed
- * first. `whenIdle` runs its callback once nothing is queued (before a graceful end).
- */
-const makeWriter = (socket: Net.Socket, isOpen: () => boolean) => {
-  type Done = (error?: Error | null) => void
-  interface Write {
-    readonly chunks: ReadonlyArray<Uint8Array>
-    readonly done: Done
-    next: number
-  }
-  const queued: Array<Write> = []
-  const idle: Array<() => void> = []
-  let writing = false
-
-  /** Hands over one turn's share of `write`; true once all of it was handed over (or failed). */
-  const handOver = (write: Write): boolean => {
-    const { chunks, done } = write
-    if (!isOpen()) {
-      done(new Error("the connection closed while a message was being sent"))
+const makeSend = (socket: Net.Socket, peer: string, isOpen: () => boolean): Link["send"] => {
+  const writeChunks = (chunks: ReadonlyArray<Uint8Array>, done?: (error?: Error | null) => void): boolean => {
+    if (!isOpen()) return false
+    const last = chunks.length - 1
+    if (last === 0) {
+      socket.write(chunks[0]!, done)
       return true
     }
-    const many = chunks.length - write.next > 1
-    if (many) socket.cork()
+    socket.cork()
     try {
-      let handed = 0
-      while (write.next < chunks.length && handed < bytesPerTurn) {
-        const chunk = chunks[write.next++]!
-        handed += chunk.byteLength
-        socket.write(chunk, write.next === chunks.length ? done : undefined)
-      }
+      for (let i = 0; i <= last; i++) socket.write(chunks[i]!, i === last ? done : undefined)
     } catch (cause) {
       // Part of a message on the wire and not the rest: nothing after it could be read.
       socket.destroy()
-      done(cause instanceof Error ? cause : new Error(String(cause)))
-      return true
+      throw cause
     } finally {
-      if (many) socket.uncork()
+      socket.uncork()
     }
-    return write.next === chunks.length
+    return true
   }
 
-  // Hands over the current write's next share, and the queued writes after it, until one needs
-  // another turn or none is left.
-  const run = (): void => {
-    for (;;) {
-      const current = queued[0]
-      if (current === undefined) break
-      if (!handOver(current)) return void setImmediate(run)
-      queued.shift()
+  return (chunks) => {
+    // Outcome of the flush, recorded by the write callback; the Effect reads or awaits it.
+    let outcome: Effect.Effect<void, ZenohLinkError> | undefined
+    let resume: ((effect: Effect.Effect<void, ZenohLinkError>) => void) | undefined
+    const settle = (effect: Effect.Effect<void, ZenohLinkError>) => {
+      if (outcome !== undefined) return
+      outcome = effect
+      resume?.(effect)
     }
-    writing = false
-    while (idle.length > 0) idle.shift()!()
+    const failed = (reason: string, cause?: unknown) =>
+      Effect.fail(new ZenohLinkError({ peer, operation: "write", reason, cause }))
+    try {
+      const queued = writeChunks(chunks, (error) => settle(error ? failed(error.message, error) : Effect.void))
+      if (!queued) settle(failed("the connection is closed"))
+    } catch (cause) {
+      settle(failed(String(cause), cause))
+    }
+    return Effect.callback<void, ZenohLinkError>((r) => {
+      if (outcome !== undefined) return r(outcome)
+      resume = r
+    })
   }
-
-  const write = (chunks: ReadonlyArray<Uint8Array>, done: Done): void => {
-    if (!writing && !isOpen()) return done(new Error("the connection is closed"))
-    if (chunks.length === 0) return done()
-    queued.push({ chunks, done, next: 0 })
-    if (writing) return
-    writing = true
-    run()
-  }
-
-  const whenIdle = (callback: () => void) => writing ? void idle.push(callback) : callback()
-  return { write, whenIdle }
-}
-
-/** `Link.send` on `writer`: the Effect waits for the write's `done`. */
-const makeSend = (writer: ReturnType<typeof makeWriter>, peer: string): Link["send"] => (chunks) => {
-  // Outcome of the flush, recorded by the write callback; the Effect reads or awaits it.
-  let outcome: Effect.Effect<void, ZenohLinkError> | undefined
-  let resume: ((effect: Effect.Effect<void, ZenohLinkError>) => void) | undefined
-  const settle = (effect: Effect.Effect<void, ZenohLinkError>) => {
-    if (outcome !== undefined) return
-    outcome = effect
-    resume?.(effect)
-  }
-  writer.write(chunks, (error) =>
-    settle(error ? Effect.fail(new ZenohLinkError({ peer, operation: "write", reason: error.message, cause: error })) : Effect.void))
-  return Effect.callback<void, ZenohLinkError>((r) => {
-    if (outcome !== undefined) return r(outcome)
-    resume = r
-  })
 }
 
 /**

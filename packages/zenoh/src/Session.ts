@@ -309,8 +309,9 @@ export class SessionState {
         const error = Exit.isFailure(exit) ? Cause.findErrorOption(exit.cause) : Option.none()
         if (error._tag === "Some") {
           this.detach(remote, error.value)
-          // A CLOSE queued behind a reply still being handed over (an invalid message's) goes
-          // out first; a peer that stopped reading holds the socket no longer than this.
+          // What is queued goes out first, a reply still being written and then an invalid
+          // message's CLOSE (destroyed at once, both were cut off); a peer that stopped reading
+          // holds the socket no longer than this.
           return remote.link.close(errorCloseMillis)
         }
         this.detach(remote, undefined)

@@ -198,28 +198,10 @@ describe("a slow consumer", () => {
 })
 
 describe("writing", () => {
-  // 160 batches of 60 000 bytes: 9.6 MB, more than two turns' worth (4 MiB each)
-  const count = 160
+  // 400 batches of 60 000 bytes: 24 MB, more than the kernel's buffers hold while nobody reads
+  const count = 400
   const size = 60_000
   const batches = (seed: number) => Array.from({ length: count }, (_, i) => Batch.encode(body(size, seed + i)))
-
-  it.live("a large send goes to the kernel 4 MiB per turn of the event loop; a send made meanwhile follows it whole", () =>
-    Effect.gen(function*() {
-      const { link, far } = yield* pair()
-      const sender = yield* Link.fromSocket(far)
-      const turn = 4 * 1024 * 1024 + size + Batch.PREFIX_LENGTH
-      const large = sender.send(batches(0))
-      // Node counts what it dispatched or holds corked: this turn's share only.
-      const first = far.bytesWritten
-      assert.isAtMost(first, turn)
-      assert.isAbove(first, 0)
-      const small = sender.send([Batch.encode(body(size, count))])
-      // one turn later, one more share
-      yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
-      assert.isAbove(far.bytesWritten, first)
-      assert.isAtMost(far.bytesWritten, 2 * turn)
-      yield* Effect.all([large, small, readBack(link, count + 1, size, 0)], { concurrency: "unbounded" })
-    }))
 
   it.live("close ends the connection only after what was sent before it", () =>
     Effect.gen(function*() {
@@ -233,13 +215,14 @@ describe("writing", () => {
       assert.isTrue(Exit.isFailure(after), "the stream ended after the last batch")
     }))
 
-  it.live("destroyed in the middle of a message: that send and those queued behind it fail, and a waiting close ends", () =>
+  it.live("destroyed before the kernel took a message: that send and the one queued behind it fail, and a waiting close ends", () =>
     Effect.gen(function*() {
-      const { far } = yield* pair()
+      // the reading end pauses at 64 KiB: most of the message stays in Node
+      const { far } = yield* pair(64 * 1024)
       const sender = yield* Link.fromSocket(far)
       const large = sender.send(batches(0))
       const queued = sender.send([Batch.encode(body(size, count))])
-      // Waits for the sends before ending the socket: destroyed meanwhile, it has nothing to wait for.
+      // destroyed while it waits for the kernel to take what was sent
       const closing = yield* Effect.forkChild(sender.close(600_000))
       yield* Effect.yieldNow
       sender.destroy()
