@@ -4,7 +4,7 @@
 // (CI builds before testing).
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit } from "effect"
-import { cadence, percentiles, quantile } from "../src/bench/Stats.js"
+import { arrivalTicks, cadence, percentiles, quantile, skippedTicks, ticksOfDues } from "../src/bench/Stats.js"
 import { bench } from "../src/commands/Bench.js"
 import { run } from "./support/RunCommand.js"
 
@@ -108,5 +108,20 @@ describe("bench statistics", () => {
     assert.strictEqual(stats.jitter_ms_p50, 0.5)
     // by position instead, the last two would be a period late
     assert.strictEqual(cadence([1000.5, 1101, 1300.5, 1400.5], 10, 1000).jitter_ms_max, 100.5)
+  })
+
+  it("arrivals take the tick their send was due at: a tick the dispatcher skipped makes no later arrival late", () => {
+    // 10 Hz from 1000: actions 0–3 sent at ticks 0, 1, 3, 4 (tick 2 skipped: the dispatcher stalled)
+    const sent = ticksOfDues([1000, 1100.2, 1299.8, 1400], 10, 1000)
+    assert.deepStrictEqual(sent, [0, 1, 3, 4])
+    assert.strictEqual(skippedTicks(sent), 1)
+    const arrivals = [[7, 1000.5], [8, 1100.7], [9, 1300.5], [10, 1400.6]] as const
+    const ticks = arrivalTicks(arrivals, 7, sent)
+    assert.deepStrictEqual(ticks, [0, 1, 3, 4])
+    assert.closeTo(cadence(arrivals.map(([, t]) => t), 10, 1000, ticks).jitter_ms_max, 0.7, 1e-9)
+    // by number alone (no dues reported) the last two look a period late
+    assert.deepStrictEqual(arrivalTicks(arrivals, 7, undefined), [0, 1, 2, 3])
+    assert.strictEqual(skippedTicks(undefined), undefined)
+    assert.strictEqual(skippedTicks(ticksOfDues([1000, 1100, 1200], 10, 1000)), 0)
   })
 })

@@ -20,7 +20,7 @@ import { minorFaults } from "./MachineLimits.js"
 import { type Protocol, protocols } from "./Protocols.js"
 import * as RawTcp from "./RawTcp.js"
 import type { ServerOptions } from "./Server.js"
-import { cadence, type CadenceStats, mean, type Percentiles, percentiles } from "./Stats.js"
+import { arrivalTicks, cadence, type CadenceStats, mean, type Percentiles, percentiles, skippedTicks, ticksOfDues } from "./Stats.js"
 
 export interface BenchOptions {
   /** A running server to measure; none: start our own. */
@@ -107,6 +107,12 @@ export interface BenchReport {
   readonly actionsLost: number | undefined
   /** The same cadence measured where the client sends (tells the client's lateness from the server's). */
   readonly actionSends: CadenceStats | undefined
+  /**
+   * Ticks of the dispatcher's grid that sent nothing, between its first and
+   * last send (its thread stalled past a whole period; the queue's next action
+   * went at the next tick); undefined when the dispatcher does not report its ticks.
+   */
+  readonly ticksSkipped: number | undefined
   /** Garbage collection in this process while the stream ran. */
   readonly gc: { readonly count: number; readonly totalMs: number; readonly maxMs: number }
   /**
@@ -608,14 +614,12 @@ const cadenceFigures = (stats: CadenceStats | undefined, hz: number): BenchResul
  * The sends' cadence: each on the tick it was due at, when the dispatcher
  * reported it (the ticks after one it skipped are not a period late).
  */
-const sendCadence = (meter: Meter, hz: number, gridStart: number): CadenceStats => {
-  const period = 1000 / hz
-  const dues = meter.actionSendDues
-  const ticks = dues.length === meter.actionSends.length
-    ? dues.map((due) => Math.round((due - gridStart) / period))
-    : undefined
-  return cadence(meter.actionSends, hz, gridStart, ticks)
-}
+const sendCadence = (meter: Meter, hz: number, gridStart: number): CadenceStats =>
+  cadence(meter.actionSends, hz, gridStart, sendTicks(meter, hz, gridStart))
+
+/** The grid tick each send was due at, when the dispatcher reported every send's due time. */
+const sendTicks = (meter: Meter, hz: number, gridStart: number): ReadonlyArray<number> | undefined =>
+  meter.actionSendDues.length === meter.actionSends.length ? ticksOfDues(meter.actionSendDues, hz, gridStart) : undefined
 
 /**
  * The figures of both phases, rounded for print. `ownServer`: we started the
@@ -637,12 +641,11 @@ const report = (
   // dispatcher says its grid starts (one on another thread starts a little
   // after it is asked to), else the first send as the transport saw it.
   const gridStart = meter.actionSendDues[0] ?? meter.actionSends[0] ?? stream.origin
-  // Each arrival belongs to the tick of its number (the queue is numbered and one action is due
-  // per tick): an action dropped as late does not shift the later ones onto wrong ticks. The grid
-  // starts at the first action sent, which is the first to arrive.
+  // The grid starts at the first action sent, which is the first to arrive.
   const firstSeq = stream.arrivals[0]?.[0] ?? 0
+  const sent = sendTicks(meter, options.actionHz, gridStart)
   const stats = ownServer
-    ? cadence(times, options.actionHz, gridStart, stream.arrivals.map(([seq]) => seq - firstSeq))
+    ? cadence(times, options.actionHz, gridStart, arrivalTicks(stream.arrivals, firstSeq, sent))
     : undefined
   const sends = ownServer ? sendCadence(meter, options.actionHz, gridStart) : undefined
   const lost = ownServer ? stream.arrivals.reduce((n, [seq], k) => (seq === k ? n : n + 1), 0) : undefined
@@ -679,6 +682,7 @@ const report = (
       : { start: round(mb(stream.serverRssStart), 1), end: round(mb(stream.serverRssEnd), 1) },
     actionsLost: lost,
     actionSends: sends,
+    ticksSkipped: ownServer ? skippedTicks(sent) : undefined,
     gc: {
       count: stream.gcPauses.length,
       totalMs: round(stream.gcPauses.reduce((a, b) => a + b, 0), 1),

@@ -54,9 +54,8 @@ export interface CadenceStats {
 /**
  * The cadence of `arrivals` (ms, one clock, in order) dispatched at `hz` from
  * a grid starting at `origin` (same clock): the k-th arrival belongs to tick
- * `ticks[k]` when given (e.g. the action's number: one dropped as late leaves
- * its tick empty, and the next ones still belong to their own), else to tick
- * k. Jitter is measured from the grid the dispatcher started, so it includes
+ * `ticks[k]` when given (e.g. the tick its send was due at: a tick that sent
+ * nothing leaves the next ones on their own), else to tick k. Jitter is measured from the grid the dispatcher started, so it includes
  * the one-way latency of each action; drift is independent of the origin.
  */
 export const cadence = (
@@ -81,3 +80,26 @@ export const cadence = (
     drift_ms: count < 2 ? Number.NaN : arrivals[count - 1]! - arrivals[0]! - (count - 1) * period
   }
 }
+
+/** The grid tick (from `origin`, at `hz`) of each due time (same clock); undefined for none. */
+export const ticksOfDues = (dues: ReadonlyArray<number>, hz: number, origin: number): ReadonlyArray<number> | undefined =>
+  dues.length === 0 ? undefined : dues.map((due) => Math.round((due - origin) / (1000 / hz)))
+
+/**
+ * The tick each arrival belongs to: the tick its send was due at, when the
+ * dispatcher reported them (the queue is appended to and sent one action per
+ * tick in order, so action `firstSeq + i` is the i-th send); else the
+ * action's number from the first one (one per tick from the grid's start).
+ * By number alone, a tick the dispatcher skipped (a stall of its thread longer
+ * than a period: the next action goes at the next tick) made every later
+ * arrival look a period late.
+ */
+export const arrivalTicks = (
+  arrivals: ReadonlyArray<readonly [number, number]>,
+  firstSeq: number,
+  sent: ReadonlyArray<number> | undefined
+): ReadonlyArray<number> => arrivals.map(([seq]) => sent?.[seq - firstSeq] ?? seq - firstSeq)
+
+/** Ticks of the dispatcher's grid between its first and last send that sent nothing. */
+export const skippedTicks = (sent: ReadonlyArray<number> | undefined): number | undefined =>
+  sent === undefined ? undefined : sent[sent.length - 1]! - sent[0]! + 1 - sent.length

@@ -47,7 +47,9 @@ export const formatReport = (report: BenchReport): string => {
       "  as sent by the client",
       report.actionSends === undefined
         ? "—"
-        : `${report.actionSends.count} sent; |jitter| p50 ${ms(report.actionSends.jitter_ms_p50)}  p99 ${
+        : `${report.actionSends.count} sent${
+          report.ticksSkipped ? ` (${report.ticksSkipped} tick${report.ticksSkipped === 1 ? "" : "s"} skipped)` : ""
+        }; |jitter| p50 ${ms(report.actionSends.jitter_ms_p50)}  p99 ${
           ms(report.actionSends.jitter_ms_p99)
         }  max ${ms(report.actionSends.jitter_ms_max)}; drift ${ms(report.actionSends.drift_ms)}`
     ],
