@@ -5,10 +5,10 @@
  * Reading: the socket flows into a small inbox and is paused once the inbox holds `highWaterMark`
  * bytes that nobody pulled, so a slow consumer pushes back on the sender through TCP.
  * A link we connect reads into reused memory (`ReadMemory`, through `onread`; unless `connect`
- * is given `reuseReadMemory: false`): a fresh 64 KiB chunk per read is
- * what cost an observation received into recycled memory its page faults (fresh memory costs
- * ~24× a copy into touched memory here), and with a fresh buffer per message the reads in 64 KiB
- * steps made a 17 MB round trip slower (`chiral bench --protocol zenoh`, 5 alternating rounds:
+ * is given `reuseReadMemory: false`): a fresh 64 KiB chunk per read is what cost an observation
+ * received into recycled memory its page faults (fresh memory costs ~24× a copy into touched
+ * memory here), and with a fresh buffer per message the reads in 64 KiB steps made a 17 MB round
+ * trip slower (`chiral bench --protocol zenoh`, 5 alternating rounds:
  * p50 13–20 → 10–16 ms, p99 28–54 → 24–38 ms, ~120 MB less resident). Batches are lent
  * (`readLease`) and the memory under them comes back once released. An accepted socket cannot
  * be given `onread` (`net.Server` has no such option), so a listener's links keep Node's chunk

@@ -309,9 +309,9 @@ export class SessionState {
         const error = Exit.isFailure(exit) ? Cause.findErrorOption(exit.cause) : Option.none()
         if (error._tag === "Some") {
           this.detach(remote, error.value)
-          // What is queued goes out first, a reply still being written and then an invalid
-          // message's CLOSE (destroyed at once, both were cut off); a peer that stopped reading
-          // holds the socket no longer than this.
+          // What is queued goes out first: a reply still being written, then an invalid
+          // message's CLOSE (destroying the socket at once cut both off). A peer that stopped
+          // reading holds the socket no longer than errorCloseMillis.
           return remote.link.close(errorCloseMillis)
         }
         this.detach(remote, undefined)

@@ -1,8 +1,8 @@
 /**
  * A connected link reads into reused memory (`onread` into `ReadMemory` blocks) unless told not
- * to (`reuseReadMemory: false`): whatever a caller holds must never change when later bytes arrive. Real loopback sockets; the far end writes raw
- * batches, so every cut of the stream (one batch over many reads, many batches in one read, a
- * paused socket) is under the test's control.
+ * to (`reuseReadMemory: false`): whatever a caller holds must never change when later bytes
+ * arrive. Real loopback sockets; the far end writes raw batches, so every cut of the stream (one
+ * batch over many reads, many batches in one read, a paused socket) is under the test's control.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber } from "effect"

@@ -25,13 +25,20 @@ export interface MachineLimits {
   readonly faultsPerFreshCopy: number
 }
 
+/**
+ * The fields of a Linux `/proc/…/stat` file from field 3 (state) on, so that
+ * field n of proc(5) is at index n − 3; throws where there is no such file.
+ */
+export const statFields = (path: string): ReadonlyArray<string> => {
+  const stat = Fs.readFileSync(path, "utf8")
+  // The command name (field 2) may hold spaces and parentheses: count fields after its closing one.
+  return stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+}
+
 /** Minor page faults of this process so far (field 10 of `/proc/self/stat`), NaN where there is none. */
 export const minorFaults = (): number => {
   try {
-    const stat = Fs.readFileSync("/proc/self/stat", "utf8")
-    // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-    return Number(fields[7])
+    return Number(statFields("/proc/self/stat")[7])
   } catch {
     return Number.NaN
   }

@@ -16,6 +16,7 @@ import * as Net from "node:net"
 import * as Path from "node:path"
 import { Duration, Effect, Schedule } from "effect"
 import { ChildProcess, ChildProcessSpawner } from "effect/process"
+import { statFields } from "./MachineLimits.js"
 
 export interface Latency {
   readonly n: number
@@ -50,9 +51,7 @@ export const processCpu = (pid: number): { readonly total: number; readonly main
     let total = 0
     let main = 0
     for (const tid of Fs.readdirSync(`/proc/${pid}/task`)) {
-      const stat = Fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8")
-      // after "(comm) ", the fields start at field 3 (a comm may hold spaces and parentheses)
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+      const fields = statFields(`/proc/${pid}/task/${tid}/stat`)
       const ms = (Number(fields[11]) + Number(fields[12])) * 10
       total += ms
       if (tid === String(pid)) main = ms

@@ -611,13 +611,10 @@ const cadenceFigures = (stats: CadenceStats | undefined, hz: number): BenchResul
     }
 
 /**
- * The sends' cadence: each on the tick it was due at, when the dispatcher
- * reported it (the ticks after one it skipped are not a period late).
+ * The grid tick each send was due at, when the dispatcher reported every
+ * send's due time: the sends' cadence and the arrivals' are judged by it (the
+ * ticks after one it skipped are not a period late).
  */
-const sendCadence = (meter: Meter, hz: number, gridStart: number): CadenceStats =>
-  cadence(meter.actionSends, hz, gridStart, sendTicks(meter, hz, gridStart))
-
-/** The grid tick each send was due at, when the dispatcher reported every send's due time. */
 const sendTicks = (meter: Meter, hz: number, gridStart: number): ReadonlyArray<number> | undefined =>
   meter.actionSendDues.length === meter.actionSends.length ? ticksOfDues(meter.actionSendDues, hz, gridStart) : undefined
 
@@ -647,7 +644,7 @@ const report = (
   const stats = ownServer
     ? cadence(times, options.actionHz, gridStart, arrivalTicks(stream.arrivals, firstSeq, sent))
     : undefined
-  const sends = ownServer ? sendCadence(meter, options.actionHz, gridStart) : undefined
+  const sends = ownServer ? cadence(meter.actionSends, options.actionHz, gridStart, sent) : undefined
   const lost = ownServer ? stream.arrivals.reduce((n, [seq], k) => (seq === k ? n : n + 1), 0) : undefined
 
   const result: BenchResult = {

@@ -55,8 +55,9 @@ export interface CadenceStats {
  * The cadence of `arrivals` (ms, one clock, in order) dispatched at `hz` from
  * a grid starting at `origin` (same clock): the k-th arrival belongs to tick
  * `ticks[k]` when given (e.g. the tick its send was due at: a tick that sent
- * nothing leaves the next ones on their own), else to tick k. Jitter is measured from the grid the dispatcher started, so it includes
- * the one-way latency of each action; drift is independent of the origin.
+ * nothing leaves the next ones on their own), else to tick k. Jitter is
+ * measured from the grid the dispatcher started, so it includes the one-way
+ * latency of each action; drift is independent of the origin.
  */
 export const cadence = (
   arrivals: ReadonlyArray<number>,
