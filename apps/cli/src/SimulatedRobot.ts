@@ -249,7 +249,9 @@ const handlersFor = (
       yield* writeArm(robot, arm, proprios)
       return { obs: yield* robot.makeObs({ extra: extra() }), info: arm.hasTask ? arm.status().info : {} }
     }),
-    getObs: Effect.suspend(() => PolicyServer.makeObs({ extra: extra() })),
+    // Without a task the server's own getObs serves: the same observation,
+    // built without a handler's effects on each request's path.
+    getObs: arm.hasTask ? Effect.suspend(() => PolicyServer.makeObs({ extra: extra() })) : undefined,
     applyAction: (action, context) => record(action, context.obsTimestamps),
     step: (action, context) =>
       Effect.gen(function*() {

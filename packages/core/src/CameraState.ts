@@ -35,6 +35,10 @@ export interface CameraState {
    * done with the frame when their scope ends, e.g. a reply once it is sent.
    */
   readonly lease: Effect.Effect<CameraFrame, never, Scope.Scope>
+  /** `snapshot`, for a caller already inside an effect (`SensorState.makeObs`). */
+  readonly snapshotUnsafe: () => CameraFrame
+  /** `lease` without the scope: the frame, and the release to call exactly once when done with it. */
+  readonly leaseUnsafe: () => { readonly frame: CameraFrame; readonly release: () => void }
 }
 
 /**
@@ -45,6 +49,9 @@ export interface CameraState {
  * `TestClock` it is virtual time.
  */
 export const captureTime: Effect.Effect<number> = Effect.map(Clock.monotonicTimeNanos, (ns) => Number(ns) / 1e9)
+
+/** `captureTime` read from a `Clock` directly (s). */
+export const captureTimeOf = (clock: Clock.Clock): number => Number(clock.monotonicTimeNanosUnsafe()) / 1e9
 
 export const make = (config: CameraConfig.CameraConfig): Effect.Effect<CameraState> =>
   Effect.gen(function*() {
@@ -96,17 +103,37 @@ export const make = (config: CameraConfig.CameraConfig): Effect.Effect<CameraSta
       if (typeof extrinsics === "string") return fail("extrinsics", extrinsics)
       return Ref.update(ref, (frame) => ({ ...frame, extrinsics }))
     }
-    const snapshot = Effect.sync(() => {
+    const snapshotUnsafe = (): CameraFrame => {
       images.escape()
       depths?.escape()
       return Ref.getUnsafe(ref)
-    })
+    }
+    const leaseUnsafe = () => {
+      const frame = Ref.getUnsafe(ref)
+      const endImage = images.lease()
+      const endDepth = depths?.lease()
+      return {
+        frame,
+        release: () => {
+          endImage()
+          endDepth?.()
+        }
+      }
+    }
+    const snapshot = Effect.sync(snapshotUnsafe)
     const lease = Effect.map(
-      Effect.acquireRelease(
-        Effect.sync(() => ({ frame: Ref.getUnsafe(ref), release: [images.lease(), depths?.lease()] })),
-        ({ release }) => Effect.sync(() => release.forEach((end) => end?.()))
-      ),
+      Effect.acquireRelease(Effect.sync(leaseUnsafe), ({ release }) => Effect.sync(release)),
       ({ frame }) => frame
     )
-    return { config, updateImage, updateDepth, updateIntrinsics, updateExtrinsics, snapshot, lease }
+    return {
+      config,
+      updateImage,
+      updateDepth,
+      updateIntrinsics,
+      updateExtrinsics,
+      snapshot,
+      lease,
+      snapshotUnsafe,
+      leaseUnsafe
+    }
   })

@@ -68,7 +68,7 @@ export const make = <E, R>(
 ): Effect.Effect<PolicyServerApi, ConfigError, Scope.Scope | ServerTransport | Exclude<R, PolicyServer>> =>
   Effect.gen(function*() {
     const transport = yield* ServerTransport
-    const state = yield* SensorState.make(config)
+    const { leaseObservationUnsafe, ...state } = yield* SensorState.make(config)
     const open = yield* Ref.make(0)
     // Handlers are given the api; it is assigned just below, before the
     // transport serves, so before any handler (or the watchdog's) can run.
@@ -86,11 +86,7 @@ export const make = <E, R>(
       actionStats: gate.stats,
       controller: gate.controller
     }
-    const handlers = ServerConnection.responder(config.handlers, api.makeObs(), api.makeObsLeased())
-    const responder: ServerConnection.Responder<Exclude<R, PolicyServer>> = {
-      answer: (request, connection) => provide(handlers.answer(request, connection)),
-      applyAction: (action, context) => provide(handlers.applyAction(action, context))
-    }
+    const responder = ServerConnection.responder(config.handlers, api.makeObs(), api.makeObsLeased(), leaseObservationUnsafe)
     const options = { maxPending: config.maxPendingRequests ?? 8, limits: config.decodeLimits }
 
     const serveConnection = (connection: Connection) =>
@@ -121,7 +117,9 @@ export const make = <E, R>(
             )
           )
         })
-        yield* ServerConnection.serve(connection, responder, { ...options, gate: actions })
+        // Provided once for the connection's fibers, not around each request:
+        // every effect step on the request path counts (see `ServerConnection`).
+        yield* provide(ServerConnection.serve(connection, responder, { ...options, gate: actions }))
       }).pipe(Effect.scoped)
 
     // Started immediately so the transport is serving by the time `make` returns.

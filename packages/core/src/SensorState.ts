@@ -3,8 +3,8 @@
  * `ProprioState` per proprio, each in its own Ref, updated by sensor fibers
  * and snapshotted into an `Observation` without copying.
  */
-import type { CameraFrame, Observation, UserMap } from "@chiral/protocol"
-import { Effect, type Scope } from "effect"
+import type { CameraFrame, Observation, Proprio, UserMap } from "@chiral/protocol"
+import { Clock, Effect, type Fiber, Ref, type Scope } from "effect"
 import * as CameraConfig from "./CameraConfig.js"
 import * as CameraState from "./CameraState.js"
 import type { MatrixInput } from "./Matrix.js"
@@ -52,6 +52,22 @@ export interface SensorState {
   readonly makeObsLeased: (options?: MakeObsOptions) => Effect.Effect<Observation, never, Scope.Scope>
 }
 
+/** An observation whose cameras' image and depth buffers are lent until `release` (idempotent) is called. */
+export interface LeasedObservation {
+  readonly obs: Observation
+  readonly release: () => void
+}
+
+/** What `make` builds: the state, and what the server's default `getObs` answers from. */
+export interface SensorStateWithLease extends SensorState {
+  /**
+   * `makeObsLeased` without a fiber step or a scope: the observation stamped
+   * `timestamp` (s, the capture clock) unless `options` give one, and its
+   * release, to call once done with it (a reply, once sent).
+   */
+  readonly leaseObservationUnsafe: (timestamp: number, options?: MakeObsOptions) => LeasedObservation
+}
+
 const unique = (names: ReadonlyArray<string>, kind: string): ConfigError | undefined => {
   const seen = new Set<string>()
   for (const name of names) {
@@ -89,20 +105,50 @@ export const make = Effect.fnUntraced(function*(config: SensorConfig) {
       : f(state)
   }
 
-  const observation = <R>(camera: (state: CameraState.CameraState) => Effect.Effect<CameraFrame, never, R>) =>
-  (options?: MakeObsOptions): Effect.Effect<Observation, never, R> =>
-    Effect.gen(function*() {
-      const timestamp = options?.timestamp ?? (yield* CameraState.captureTime)
-      const frames = new Array(cameraStates.length)
-      for (let i = 0; i < cameraStates.length; i++) frames[i] = yield* camera(cameraStates[i]!)
-      const values = new Array(proprioStates.length)
-      for (let i = 0; i < proprioStates.length; i++) values[i] = yield* proprioStates[i]!.snapshot
-      return { timestamp, cameras: frames, proprios: values, extra: options?.extra ?? {} }
+  // Built in one step, not an effect per camera and proprio: a server builds an
+  // observation per request, at robot rates, where every step runs cold
+  // (measured with a Python client at 30 Hz: 0.10 ms for two cameras as a
+  // generator of effects).
+  const observation = (timestamp: number, frames: Array<CameraFrame>, options?: MakeObsOptions): Observation => {
+    const values = new Array<Proprio>(proprioStates.length)
+    for (let i = 0; i < proprioStates.length; i++) values[i] = Ref.getUnsafe(proprioStates[i]!.ref)
+    return { timestamp: options?.timestamp ?? timestamp, cameras: frames, proprios: values, extra: options?.extra ?? {} }
+  }
+  const captureTimeOf = (fiber: Fiber.Fiber<unknown, unknown>) => CameraState.captureTimeOf(fiber.getRef(Clock.Clock))
+  const makeObs = (options?: MakeObsOptions): Effect.Effect<Observation> =>
+    Effect.withFiberSucceed((fiber) => {
+      const frames = new Array<CameraFrame>(cameraStates.length)
+      for (let i = 0; i < cameraStates.length; i++) frames[i] = cameraStates[i]!.snapshotUnsafe()
+      return observation(captureTimeOf(fiber), frames, options)
     })
-  const makeObs = observation((camera) => camera.snapshot)
-  const makeObsLeased = observation((camera) => camera.lease)
+  const leaseObservationUnsafe = (timestamp: number, options?: MakeObsOptions): LeasedObservation => {
+    const frames = new Array<CameraFrame>(cameraStates.length)
+    const releases = new Array<() => void>(cameraStates.length)
+    for (let i = 0; i < cameraStates.length; i++) {
+      const lease = cameraStates[i]!.leaseUnsafe()
+      frames[i] = lease.frame
+      releases[i] = lease.release
+    }
+    let released = false
+    return {
+      obs: observation(timestamp, frames, options),
+      release: () => {
+        if (released) return
+        released = true
+        for (const release of releases) release()
+      }
+    }
+  }
+  const makeObsLeased = (options?: MakeObsOptions): Effect.Effect<Observation, never, Scope.Scope> =>
+    Effect.map(
+      Effect.acquireRelease(
+        Effect.withFiberSucceed((fiber) => leaseObservationUnsafe(captureTimeOf(fiber), options)),
+        ({ release }) => Effect.sync(release)
+      ),
+      ({ obs }) => obs
+    )
 
-  const state: SensorState = {
+  const state: SensorStateWithLease = {
     cameras,
     proprios,
     updateImage: (camera: string, image: SensorInput, options?: WriteOptions) =>
@@ -118,7 +164,8 @@ export const make = Effect.fnUntraced(function*(config: SensorConfig) {
         : state.update(values, options)
     },
     makeObs,
-    makeObsLeased
+    makeObsLeased,
+    leaseObservationUnsafe
   }
   return state
 })

@@ -77,15 +77,22 @@ describe("SensorBuffers", () => {
 const admitAll = { admit: () => Effect.void, counts: () => ({ accepted: 0, refused: 0 }) }
 
 describe("the server's reply path", () => {
-  it.effect("lends the observation's buffers until the reply's send completes", () =>
+  // Both ways an obs_request is answered without a getObs handler: the leased
+  // handler effect in a scope, and the server's own one-step path.
+  it.effect.each([
+    ["as a handler's effect in a scope", false],
+    ["by the server's default getObs", true]
+  ] as const)("lends the observation's buffers until the reply's send completes, %s", ([, byDefault]) =>
     Effect.gen(function*() {
       const state = yield* SensorState.make({ cameras: [camera] })
       yield* write(state, 1)
       const responder = ServerConnection.responder(
         { reset: Effect.map(state.makeObs(), (obs) => ({ obs })), applyAction: () => Effect.void },
         state.makeObs(),
-        state.makeObsLeased()
+        state.makeObsLeased(),
+        byDefault ? state.leaseObservationUnsafe : undefined
       )
+      assert.strictEqual(responder.observeUnsafe !== undefined, byDefault)
       const requests = yield* Queue.unbounded<Uint8Array>()
       const sent: Array<{ readonly parts: ReadonlyArray<Uint8Array>; readonly done: Deferred.Deferred<void> }> = []
       const connection: Connection = {

@@ -1,0 +1,36 @@
+#!/bin/bash
+# Like ab.sh, and also each server's CPU (ms per s, all threads, /proc/PID/stat) while the client ran.
+# Usage: abcpu.sh ROUNDS SECONDS 'name|command with @PORT@' ...
+cd "$(dirname "$0")/../.."
+export PATH=$PWD/node_modules/node/bin:$PATH
+PY="env PYTHONPATH=/work/ref/chiral:/work/ref/pyshim /usr/bin/python3"
+ROUNDS=$1; SECS=$2; shift 2
+port=26240; out=$(mktemp)
+cpu() { awk '{print $14+$15}' /proc/$1/stat; }
+for r in $(seq $ROUNDS); do
+  for spec in "$@"; do
+    name=${spec%%|*}; cmd=${spec#*|}; port=$((port + 1)); [ $port -gt 26280 ] && port=26241
+    eval "exec ${cmd//@PORT@/$port}" >/dev/null 2>&1 & pid=$!
+    for i in $(seq 150); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+    sleep 0.5
+    a=$(cpu $pid)
+    res=$($PY /work/ref/py15/client_latency.py ws://127.0.0.1:$port --hz 30 --seconds $SECS 2>&1 | tail -1)
+    b=$(cpu $pid)
+    kill $pid 2>/dev/null; wait $pid 2>/dev/null
+    printf "%-14s %s cpu %d\n" "$name" "$res" $(( (b - a) * 10000 / (SECS * 1000) )) | tee -a $out
+  done
+done
+python3 - "$out" <<'PY'
+import json, sys, statistics, collections
+d = collections.defaultdict(list)
+for l in open(sys.argv[1]):
+    name, _, rest = l.partition(" {")
+    js, _, cpu = rest.rpartition(" cpu ")
+    try: r = json.loads("{" + js); r["cpu"] = int(cpu)
+    except Exception: continue
+    d[name.strip()].append(r)
+for k, rs in d.items():
+    m = lambda f: statistics.median(r[f] for r in rs)
+    print(f"{k:14s} median over {len(rs)} rounds: p50 {m('p50_ms'):.2f}  p90 {m('p90_ms'):.2f}  p99 {m('p99_ms'):.2f} ms  cpu {m('cpu'):.0f} ms/s")
+PY
+rm -f $out
