@@ -336,6 +336,37 @@ const body = (type: string, h: Header, payload: Payload): Message => {
   }
 }
 
+type BareType = "metadata" | "reset" | "obs_request"
+
+/** A 4-byte little-endian length, then the msgpack map {"type": `type`}. */
+const bareFrame = (type: BareType): Uint8Array => {
+  const ascii = (text: string) => Array.from(text, (c) => c.charCodeAt(0))
+  const header = [0x81, 0xa4, ...ascii("type"), 0xa0 | type.length, ...ascii(type)]
+  return Uint8Array.from([header.length, 0, 0, 0, ...header])
+}
+
+const bareFrames: ReadonlyArray<readonly [BareType, Uint8Array]> = (["obs_request", "metadata", "reset"] as const).map(
+  (type) => [type, bareFrame(type)] as const
+)
+
+/**
+ * The requests without a body (obs_request, metadata, reset) as the Python
+ * and C++ references and this encoder write them, recognised by their bytes
+ * before the msgpack reader is set up: a server reads one per request, at
+ * robot rates, where the general path runs cold (0.024 ms measured inside
+ * `chiral serve` with the Python reference's client at 30 Hz). Any other
+ * form of them (more keys, another order) takes the general path.
+ */
+const bareRequest = (frame: Uint8Array): Message | undefined => {
+  for (const [type, bytes] of bareFrames) {
+    if (frame.byteLength !== bytes.byteLength) continue
+    let i = 0
+    while (i < bytes.byteLength && frame[i] === bytes[i]) i++
+    if (i === bytes.byteLength) return { type }
+  }
+  return undefined
+}
+
 /** Decodes a frame or throws FrameError. */
 export const decode = (frame: Uint8Array, limits: Limits): Message => {
   if (!(frame instanceof Uint8Array)) fail("frame", `expected a Uint8Array, got ${kind(frame)}`)
@@ -346,6 +377,11 @@ export const decode = (frame: Uint8Array, limits: Limits): Message => {
   if (headerLen > limits.maxHeaderBytes) fail("header_len", `${headerLen} bytes, more than the ${limits.maxHeaderBytes}-byte header limit`)
   if (headerLen > n - 4) fail("header_len", `${headerLen} bytes, but only ${n - 4} bytes follow the length`)
   if (headerLen === 0) fail("header", "empty: expected a msgpack map")
+  // The limits checked above, and the map's one level of nesting, hold for these.
+  if (n <= 24 && limits.maxDepth >= 1) {
+    const bare = bareRequest(frame)
+    if (bare !== undefined) return bare
+  }
   const end = 4 + headerLen
   const reader = new MsgpackReader(frame, 4, end, limits.maxDepth)
   let header: unknown

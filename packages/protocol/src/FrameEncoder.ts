@@ -4,6 +4,7 @@ import { halfToNumber } from "./Dtype.js"
 import { FrameError } from "./FrameError.js"
 import type { Message, ObsTimestamps, UserMap } from "./Message.js"
 import { MsgpackWriter } from "./Msgpack.js"
+import * as ObservationTemplate from "./ObservationTemplate.js"
 import type { Observation } from "./Observation.js"
 import { Tensor } from "./Tensor.js"
 
@@ -38,16 +39,21 @@ class Encoder {
   readonly dialect: Dialect
   readonly payload: Array<Uint8Array> = []
   offset = 0
+  /** Where each float64 of the header starts, when asked for (see `ObservationTemplate`). */
+  readonly doubles: Array<number> | undefined
 
-  constructor(dialect: Dialect, w: MsgpackWriter) {
+  constructor(dialect: Dialect, w: MsgpackWriter, recordDoubles = false) {
     this.dialect = dialect
     this.w = w
+    this.doubles = recordDoubles ? [] : undefined
   }
 
   /** A C++ double or a Python float. */
   double(v: number): void {
-    if (this.dialect === "python") this.w.float64(v)
-    else this.w.compactDouble(v)
+    if (this.dialect === "python") {
+      this.doubles?.push(this.w.pos)
+      this.w.float64(v)
+    } else this.w.compactDouble(v)
   }
 
   key(k: string): void {
@@ -244,25 +250,45 @@ const defaultDialect = (m: Message): Dialect => m.type === "action" || m.type ==
 const encodeWith = <A>(
   m: Message,
   dialect: Dialect | undefined,
-  finish: (header: Uint8Array, payload: ReadonlyArray<Uint8Array>, payloadBytes: number) => A
+  finish: (header: Uint8Array, payload: ReadonlyArray<Uint8Array>, payloadBytes: number, doubles?: ReadonlyArray<number>) => A,
+  recordDoubles = false
 ): A => {
   const w = scratch ?? new MsgpackWriter(1024)
   scratch = undefined
   try {
     // Bytes 0..3 are the length prefix, filled in at the end.
     w.pos = 4
-    const encoder = new Encoder(dialect ?? defaultDialect(m), w)
+    const encoder = new Encoder(dialect ?? defaultDialect(m), w, recordDoubles)
     encoder.message(m)
     w.view.setUint32(0, w.pos - 4, true)
-    return finish(w.bytes(), encoder.payload, encoder.offset)
+    return finish(w.bytes(), encoder.payload, encoder.offset, encoder.doubles)
   } finally {
     if (w.buf.byteLength <= scratchLimit) scratch = w
   }
 }
 
+/**
+ * The last obs_response header encoded in the Python dialect with nothing in
+ * `extra`, as a template for the next one with the same layout: one entry,
+ * as a server sends one robot's observations over and over.
+ */
+let observationTemplate: ObservationTemplate.ObservationTemplate | undefined
+
+/** The template the next obs_response is filled from, if any (for tests). */
+export const currentObservationTemplate = (): ObservationTemplate.ObservationTemplate | undefined => observationTemplate
+
 /** [prefix + header, ...payload views]. */
-export const encodeParts = (m: Message, dialect: Dialect | undefined): Array<Uint8Array> =>
-  encodeWith(m, dialect, (header, payload) => [header.slice(), ...payload])
+export const encodeParts = (m: Message, dialect: Dialect | undefined): Array<Uint8Array> => {
+  if (m.type !== "obs_response" || (dialect ?? "python") !== "python" || !ObservationTemplate.fits(m.obs)) {
+    return encodeWith(m, dialect, (header, payload) => [header.slice(), ...payload])
+  }
+  const filled = observationTemplate === undefined ? undefined : ObservationTemplate.fill(observationTemplate, m.obs)
+  if (filled !== undefined) return filled
+  return encodeWith(m, dialect, (header, payload, _, doubles) => {
+    observationTemplate = ObservationTemplate.record(header, doubles!, m.obs)
+    return [header.slice(), ...payload]
+  }, true)
+}
 
 /** One contiguous frame: the header and every payload part copied once. */
 export const encodeContiguous = (m: Message, dialect: Dialect | undefined): Uint8Array =>

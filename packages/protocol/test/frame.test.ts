@@ -263,3 +263,22 @@ describe("describeMessage", () => {
     assert.deepStrictEqual(d.obs.cameras[0].depth.data, [1.5])
   })
 })
+
+describe("requests without a body", () => {
+  it("decode from the references' bytes as by the general path, limits included", () => {
+    for (const type of ["obs_request", "metadata", "reset"] as const) {
+      const frame = encodeFrame({ type })
+      assert.deepStrictEqual(Result.getOrThrow(decodeFrame(frame)), { type })
+      // The same map with one byte of payload after it takes the general path.
+      const longer = new Uint8Array(frame.byteLength + 1)
+      longer.set(frame)
+      assert.deepStrictEqual(Result.getOrThrow(decodeFrame(longer)), { type })
+      // Limits hold for them as for any frame (one level of nesting is all they need).
+      assert.isTrue(Result.isSuccess(decodeFrame(frame, { maxDepth: 1 })))
+      for (const limits of [{ maxDepth: 0 }, { maxHeaderBytes: 4 }, { maxFrameBytes: 8 }]) {
+        const failure = decodeFrame(frame, limits)
+        assert.isTrue(Result.isFailure(failure), `${type} ${JSON.stringify(limits)}`)
+      }
+    }
+  })
+})
