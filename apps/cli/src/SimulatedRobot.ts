@@ -201,13 +201,14 @@ const writeArm = (
   arm: SimulatedArm,
   proprios: ReadonlyArray<ProprioSpec>
 ): Effect.Effect<void> =>
-  Effect.suspend(() =>
-    Effect.forEach(proprios, (p) => {
-      if (p.name === "joint_pos") return robot.updateProprio(p.name, vectorOf(arm.positions, p.size))
-      if (p.name === "joint_vel") return robot.updateProprio(p.name, vectorOf(arm.moved, p.size))
-      return Effect.void
-    }, { discard: true })
-  ).pipe(Effect.orDie)
+  Effect.suspend(() => {
+    let written: Effect.Effect<void, SensorError> = Effect.void
+    for (const p of proprios) {
+      if (p.name === "joint_pos") written = Effect.andThen(written, robot.updateProprio(p.name, vectorOf(arm.positions, p.size)))
+      if (p.name === "joint_vel") written = Effect.andThen(written, robot.updateProprio(p.name, vectorOf(arm.moved, p.size)))
+    }
+    return Effect.orDie(written)
+  })
 
 /** What the robot counts: action rows applied, and legacy steps since the last reset. */
 interface Counters {
@@ -229,15 +230,18 @@ const handlersFor = (
   // Without a task, observations carry no status (as before there was one).
   const extra = () => (arm.hasTask ? { ...arm.status() } : {})
 
+  // Plain code between as few effects as it takes: an action arrives at robot
+  // rates, and each effect step on its way runs cold (see `ServerConnection`).
   const record = (action: Tensor, obsTimestamps: ObsTimestamps) =>
-    Effect.gen(function*() {
+    PolicyServer.PolicyServer.use((robot) => {
       const values = Tensor.toArray(action).map(Number)
       const rows = rowsOf(action)
       const width = rows === 0 ? 0 : values.length / rows
       for (let r = 0; r < rows; r++) arm.apply(values.slice(r * width, (r + 1) * width))
-      yield* writeArm(yield* PolicyServer.PolicyServer, arm, proprios)
-      yield* Ref.update(counters.applied, (n) => n + rows)
-      if (logActions) yield* Effect.forEach(actionLogLines(action, obsTimestamps), (line) => Console.log(line))
+      const recorded = Effect.andThen(writeArm(robot, arm, proprios), Ref.update(counters.applied, (n) => n + rows))
+      return logActions
+        ? Effect.andThen(recorded, Effect.forEach(actionLogLines(action, obsTimestamps), (line) => Console.log(line)))
+        : recorded
     })
 
   return {
