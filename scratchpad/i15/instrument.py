@@ -25,14 +25,16 @@ patch(sc, [
     ("const handleTimed = (frame) => Effect.andThen(handle(frame),", "const handleTimed = (frame) => Effect.andThen(((e) => { " + M + " __m.h = performance.now(); return e })(handle(frame)),"),
     ("const reading = connection.frames.pipe(Stream.runForEach((frame) => {", "const reading = connection.frames.pipe(Stream.runForEach((frame) => { " + M + " __m.r = performance.now();"),
     ("const onFrame = (frame) => {", "const onFrame = (frame) => { " + M + " __m.r = performance.now();"),
+    ("Effect.sync(() => void (handledAt = performance.now()))", """Effect.sync(() => { handledAt = performance.now(); const __m = globalThis.__m; if (__m?.inAct) { const a = (globalThis.__act ??= []); a.push([handledAt - __m.inAct, __m.d0 - __m.inAct, __m.d1 - __m.d0]); __m.inAct = 0;
+      if (a.length === 250) { const q = (k, f) => a.map((x) => x[k]).sort((x, y) => x - y)[Math.floor(f * a.length)].toFixed(3); process.stderr.write(`[instrument] apply_action: ws message to handled ${q(0,.5)}/${q(0,.9)} | to decode ${q(1,.5)}/${q(1,.9)} | decode ${q(2,.5)}/${q(2,.9)}\\n`); a.length = 0 } } })"""),
     ("const answer = (request, connection) => {", "const answer = (request, connection) => { " + M + " __m.a = performance.now();"),
     ('(obs) => ({ type: "obs_response", obs })', '(obs) => { ' + M + ' __m.b = performance.now(); return ({ type: "obs_response", obs }) }'),
-    ("const { obs, release } = observeUnsafe(", M + " __m.s = __m.a = performance.now(); const { obs, release } = observeUnsafe("),
+    ("const { obs, release } = observe(", M + " __m.s = __m.a = performance.now(); const { obs, release } = observe("),
     ('frame = encodeFrameParts({ type: "obs_response", obs });', '__m.b = performance.now(); __m.e0 = performance.now(); frame = encodeFrameParts({ type: "obs_response", obs }); __m.e1 = performance.now(); encodeFrameParts({ type: "obs_response", obs }); __m.e2 = performance.now();'),
     ("frame = encodeFrameParts(reply);", M + " __m.e0 = performance.now(); frame = encodeFrameParts(reply); __m.e1 = performance.now(); encodeFrameParts(reply); __m.e2 = performance.now();"),
 ])
 patch(ws, [
-    ("this.frames.push(bytes);", M + " __m.in = performance.now(); this.frames.push(bytes);"),
+    ("this.frames.push(bytes);", M + " if (bytes.byteLength > 40) __m.inAct = performance.now(); else __m.in = performance.now(); this.frames.push(bytes);"),
     ("ws.send(frame instanceof Uint8Array ? frame : frame[0] ?? new Uint8Array(0), { binary: true, compress: false, fin: true }, sent);",
      """const __t = performance.now(); const __sz = frame instanceof Uint8Array ? frame.byteLength : 0;
             ws.send(frame instanceof Uint8Array ? frame : frame[0] ?? new Uint8Array(0), { binary: true, compress: false, fin: true }, sent);

@@ -37,7 +37,7 @@ export interface CameraState {
   readonly lease: Effect.Effect<CameraFrame, never, Scope.Scope>
   /** `snapshot`, for a caller already inside an effect (`SensorState.makeObs`). */
   readonly snapshotUnsafe: () => CameraFrame
-  /** `lease` without the scope: the frame, and the release to call exactly once when done with it. */
+  /** `lease` without the scope: the frame, and the release to call when done with it (later calls do nothing). */
   readonly leaseUnsafe: () => { readonly frame: CameraFrame; readonly release: () => void }
 }
 

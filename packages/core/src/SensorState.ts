@@ -37,9 +37,9 @@ export interface SensorState {
   readonly updateExtrinsics: (camera: string, t: MatrixInput) => Effect.Effect<void, SensorError>
   readonly updateProprio: (name: string, values: SensorInput, options?: WriteOptions) => Effect.Effect<void, SensorError>
   /**
-   * Snapshots every camera (each one consistent with respect to its writer,
-   * cameras one after another) and every proprio. Copies nothing; the frames
-   * share the state's buffers and are read-only.
+   * Snapshots every camera and every proprio in one step (no writer runs in
+   * between, so all of them are as of one instant). Copies nothing; the
+   * frames share the state's buffers and are read-only.
    */
   readonly makeObs: (options?: MakeObsOptions) => Effect.Effect<Observation>
   /**
@@ -114,12 +114,12 @@ export const make = Effect.fnUntraced(function*(config: SensorConfig) {
     for (let i = 0; i < proprioStates.length; i++) values[i] = Ref.getUnsafe(proprioStates[i]!.ref)
     return { timestamp: options?.timestamp ?? timestamp, cameras: frames, proprios: values, extra: options?.extra ?? {} }
   }
-  const captureTimeOf = (fiber: Fiber.Fiber<unknown, unknown>) => CameraState.captureTimeOf(fiber.getRef(Clock.Clock))
+  const nowOf = (fiber: Fiber.Fiber<unknown, unknown>) => CameraState.captureTimeOf(fiber.getRef(Clock.Clock))
   const makeObs = (options?: MakeObsOptions): Effect.Effect<Observation> =>
     Effect.withFiberSucceed((fiber) => {
       const frames = new Array<CameraFrame>(cameraStates.length)
       for (let i = 0; i < cameraStates.length; i++) frames[i] = cameraStates[i]!.snapshotUnsafe()
-      return observation(captureTimeOf(fiber), frames, options)
+      return observation(nowOf(fiber), frames, options)
     })
   const leaseObservationUnsafe = (timestamp: number, options?: MakeObsOptions): LeasedObservation => {
     const frames = new Array<CameraFrame>(cameraStates.length)
@@ -129,20 +129,13 @@ export const make = Effect.fnUntraced(function*(config: SensorConfig) {
       frames[i] = lease.frame
       releases[i] = lease.release
     }
-    let released = false
-    return {
-      obs: observation(timestamp, frames, options),
-      release: () => {
-        if (released) return
-        released = true
-        for (const release of releases) release()
-      }
-    }
+    // Each camera's release does nothing after its first call, so neither does this.
+    return { obs: observation(timestamp, frames, options), release: () => releases.forEach((release) => release()) }
   }
   const makeObsLeased = (options?: MakeObsOptions): Effect.Effect<Observation, never, Scope.Scope> =>
     Effect.map(
       Effect.acquireRelease(
-        Effect.withFiberSucceed((fiber) => leaseObservationUnsafe(captureTimeOf(fiber), options)),
+        Effect.withFiberSucceed((fiber) => leaseObservationUnsafe(nowOf(fiber), options)),
         ({ release }) => Effect.sync(release)
       ),
       ({ obs }) => obs

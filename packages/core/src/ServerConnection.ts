@@ -40,7 +40,7 @@ export interface ConnectionOptions {
   readonly gate: ActionGate.ConnectionGate
 }
 
-/** What the connection does with what arrives: the server's handlers, with what they need provided. */
+/** What the connection does with what arrives: the server's handlers (the services they need provided around `serve`). */
 export interface Responder<R> {
   /**
    * The reply to one request, as a message to encode. What it leases in the
@@ -116,13 +116,8 @@ const logFailure = (message: string) => <A, E, R>(effect: Effect.Effect<A, E, R>
 class Unanswered extends Data.TaggedError("Unanswered")<{ readonly request: string }> {}
 
 /**
- * Answers one request and sends the reply. A request the handler cannot
- * answer would leave the client waiting, and the protocol has no error reply:
- * it is logged and the connection closed, which the client sees at once as a
- * typed error (the Python server does the same by letting the handler's
- * exception end the connection). A shared connection (a Zenoh router's
- * session, standing for several clients) stays open; its client runs into its
- * timeout.
+ * Answers one request and sends the reply: an obs_request without a `getObs`
+ * handler from the sensors directly, anything else through the handler.
  */
 const respond = <R>(connection: Connection, responder: Responder<R>, gate: ActionGate.ConnectionGate) => {
   const observation = responder.observeUnsafe === undefined
@@ -139,22 +134,29 @@ const respond = <R>(connection: Connection, responder: Responder<R>, gate: Actio
  * in one step of the fiber, without a scope. At robot rates every step on a
  * reply's path runs cold and delays it: measured with the Python reference's
  * client at 30 Hz against `chiral serve`, from the request decoded to the
- * reply encoded, 0.10–0.11 ms through the handler's effect in a scope
- * against 0.06 ms here, and every 0.01 ms taken out of the server's part
- * came off the client's get_obs (`scratchpad/i15/segments.sh`).
+ * reply encoded, 0.10–0.11 ms through the handler's effect in a scope against
+ * 0.06 ms here, and each 0.01 ms taken out of the server's part came off the
+ * client's get_obs (README, the Python-client path).
+ *
+ * The lease ends when the step and the send have ended, however they end (a
+ * send that fails, throws or is interrupted included): the exit hook is in
+ * place before the lease is taken.
  */
 const defaultObservation = (connection: Connection, observe: (timestamp: number) => LeasedObservation) =>
-  Effect.withFiber((fiber): Effect.Effect<void, Unanswered | TransportError> => {
-    const { obs, release } = observe(CameraState.captureTimeOf(fiber.getRef(Clock.Clock)))
-    let frame: ReadonlyArray<Uint8Array>
-    try {
-      frame = encodeFrameParts({ type: "obs_response", obs })
-    } catch (cause) {
-      release()
-      return unanswerable(connection, "obs_request")(Cause.fail(cause))
-    }
-    // The buffers stay lent until the transport has the reply's bytes.
-    return Effect.ensuring(connection.send(frame), Effect.sync(release))
+  Effect.suspend(() => {
+    let release: (() => void) | undefined
+    const reply = Effect.withFiber((fiber): Effect.Effect<void, Unanswered | TransportError> => {
+      const leased = observe(CameraState.captureTimeOf(fiber.getRef(Clock.Clock)))
+      release = leased.release
+      let frame: ReadonlyArray<Uint8Array>
+      try {
+        frame = encodeFrameParts({ type: "obs_response", obs: leased.obs })
+      } catch (cause) {
+        return unanswerable(connection, "obs_request")(Cause.fail(cause))
+      }
+      return connection.send(frame)
+    })
+    return Effect.onExit(reply, () => Effect.sync(() => release?.()))
   })
 
 /** The reply of the server's handler for `request`; what it leases ends with the scope, once the reply is sent. */
@@ -184,7 +186,14 @@ const handlerReply = <R>(
     })
   })
 
-/** What follows a request that could not be answered (see `respond`). */
+/**
+ * What follows a request that could not be answered. It would leave the
+ * client waiting, and the protocol has no error reply: it is logged and the
+ * connection closed, which the client sees at once as a typed error (the
+ * Python server does the same by letting the handler's exception end the
+ * connection). A shared connection (a Zenoh router's session, standing for
+ * several clients) stays open; its client runs into its timeout.
+ */
 const unanswerable = (connection: Connection, request: Request["type"]) =>
 (cause: Cause.Cause<unknown>): Effect.Effect<void, Unanswered> => {
   if (Cause.hasInterruptsOnly(cause)) return Effect.interrupt

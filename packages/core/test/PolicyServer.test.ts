@@ -1,9 +1,10 @@
 import { Tensor } from "@chiral/protocol"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { Clock, Effect, Layer } from "effect"
 import { TestClock } from "effect/testing"
-import { MemoryTransport, PolicyServer, SensorError } from "../src/index.js"
+import { MemoryTransport, PolicyClient, PolicyServer, SensorError } from "../src/index.js"
 import { failure } from "@chiral/testing/Exits"
+import * as Pair from "@chiral/testing/Pair"
 import * as Robot from "@chiral/testing/Robot"
 
 const serverLayer = Layer.unwrap(Effect.map(Robot.makeRecorder, (recorder) =>
@@ -103,4 +104,36 @@ describe("PolicyServer sensor state", () => {
       const k = failure(yield* build({ cameras: [{ name: "a", height: 1, width: 1, intrinsics: [1, 2] }], handlers }))
       expect(k.message).toContain("intrinsics")
     }))
+})
+
+describe("PolicyServer without a getObs handler", () => {
+  for (const [name, transports] of Pair.transports) {
+    it.live(`answers get_obs from the sensors as they are at the request, over ${name}`, () =>
+      Effect.gen(function*() {
+        const server = yield* PolicyServer.make({
+          cameras: Robot.cameras,
+          proprios: Robot.proprios,
+          handlers: { reset: Effect.map(PolicyServer.makeObs(), (obs) => ({ obs })), applyAction: () => Effect.void }
+        })
+        const client = yield* PolicyClient.make({ quiet: true })
+        const pose = (x: number) => [1, 0, 0, x, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1]
+        for (const x of [0.25, -1.5]) {
+          yield* server.updateImage("wrist", new Uint8Array(72).fill(x > 0 ? 3 : 4))
+          yield* server.updateExtrinsics("wrist", pose(x))
+          yield* server.updateProprio("joint_pos", [x, 0, 0, 0, 0, 0, 0])
+          const before = yield* Clock.monotonicTimeNanos
+          const obs = yield* client.getObs
+          const after = yield* Clock.monotonicTimeNanos
+          const wrist = obs.cameras[0]!
+          expect(Array.from(wrist.extrinsics)).toEqual(pose(x))
+          expect(Array.from(wrist.image.data as Uint8Array).every((v) => v === (x > 0 ? 3 : 4))).toBe(true)
+          expect(Tensor.toArray(obs.proprios[0]!.data)[0]).toBe(x)
+          expect(Array.from(obs.cameras[1]!.intrinsics)).toEqual([600, 0, 1.5, 0, 600, 1, 0, 0, 1])
+          expect(obs.extra).toEqual({})
+          // Stamped when the server answered, on the capture clock.
+          expect(obs.timestamp).toBeGreaterThanOrEqual(Number(before) / 1e9)
+          expect(obs.timestamp).toBeLessThanOrEqual(Number(after) / 1e9)
+        }
+      }).pipe(Effect.scoped, Effect.provide(transports)))
+  }
 })

@@ -1,9 +1,10 @@
 import { assert, describe, it } from "@effect/vitest"
 import { encodeFrame } from "@chiral/protocol"
-import { Deferred, Effect, Exit, Queue, Scope, Stream } from "effect"
+import { Deferred, Effect, Exit, Fiber, Queue, Scope, Stream } from "effect"
 import * as SensorState from "../src/SensorState.js"
 import * as ServerConnection from "../src/ServerConnection.js"
 import type { Connection } from "../src/Transport.js"
+import { TransportError } from "../src/TransportError.js"
 
 const camera = { name: "cam", height: 2, width: 2, channels: 3, hasDepth: true }
 const image = (v: number) => new Uint8Array(12).fill(v)
@@ -127,4 +128,49 @@ describe("the server's reply path", () => {
       while (sent.length < 2) yield* Effect.yieldNow
       yield* Deferred.succeed(sent[1]!.done, undefined)
     }).pipe(Effect.scoped))
+})
+
+describe("the server's default getObs", () => {
+  // However the reply's send ends, the observation's lease ends with it, once.
+  const sends: ReadonlyArray<readonly [string, Connection["send"], "ends" | "hangs"]> = [
+    ["fails", () => Effect.fail(new TransportError({ reason: "Write", address: "test", detail: "refused" })), "ends"],
+    ["throws", () => {
+      throw new Error("the transport threw")
+    }, "ends"],
+    ["is interrupted", () => Effect.never, "hangs"]
+  ]
+  for (const [what, send, outcome] of sends) {
+    it.effect(`releases the lease once when the send ${what}`, () =>
+      Effect.gen(function*() {
+        const state = yield* SensorState.make({ cameras: [camera] })
+        let leased = 0
+        let released = 0
+        const observe = (timestamp: number) => {
+          const lease = state.leaseObservationUnsafe(timestamp)
+          leased++
+          return { obs: lease.obs, release: () => void released++ }
+        }
+        const responder = ServerConnection.responder(
+          { reset: Effect.map(state.makeObs(), (obs) => ({ obs })), applyAction: () => Effect.void },
+          state.makeObs(),
+          state.makeObsLeased(),
+          observe
+        )
+        const requests = yield* Queue.unbounded<Uint8Array>()
+        const connection: Connection = { id: what, frames: Stream.fromQueue(requests), send }
+        const serving = yield* ServerConnection.serve(connection, responder, { maxPending: 4, gate: admitAll }).pipe(
+          Effect.forkChild({ startImmediately: true })
+        )
+        yield* Queue.offer(requests, encodeFrame({ type: "obs_request" }))
+        if (outcome === "ends") {
+          const exit = yield* Fiber.await(serving)
+          assert.isTrue(Exit.isFailure(exit), "the connection ends")
+        } else {
+          while (leased < 1) yield* Effect.yieldNow
+          yield* Fiber.interrupt(serving)
+        }
+        assert.strictEqual(leased, 1)
+        assert.strictEqual(released, 1)
+      }))
+  }
 })

@@ -357,6 +357,8 @@ const bareFrames: ReadonlyArray<readonly [BareType, Uint8Array]> = (["obs_reques
  * `chiral serve` with the Python reference's client at 30 Hz). Any other
  * form of them (more keys, another order) takes the general path.
  */
+const longestBareFrame = Math.max(...bareFrames.map(([, bytes]) => bytes.byteLength))
+
 const bareRequest = (frame: Uint8Array): Message | undefined => {
   for (const [type, bytes] of bareFrames) {
     if (frame.byteLength !== bytes.byteLength) continue
@@ -378,7 +380,7 @@ export const decode = (frame: Uint8Array, limits: Limits): Message => {
   if (headerLen > n - 4) fail("header_len", `${headerLen} bytes, but only ${n - 4} bytes follow the length`)
   if (headerLen === 0) fail("header", "empty: expected a msgpack map")
   // The limits checked above, and the map's one level of nesting, hold for these.
-  if (n <= 24 && limits.maxDepth >= 1) {
+  if (n <= longestBareFrame && limits.maxDepth >= 1) {
     const bare = bareRequest(frame)
     if (bare !== undefined) return bare
   }

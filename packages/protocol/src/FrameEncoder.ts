@@ -277,7 +277,13 @@ let observationTemplate: ObservationTemplate.ObservationTemplate | undefined
 /** The template the next obs_response is filled from, if any (for tests). */
 export const currentObservationTemplate = (): ObservationTemplate.ObservationTemplate | undefined => observationTemplate
 
-/** [prefix + header, ...payload views]. */
+/**
+ * [prefix + header, ...payload views]. An obs_response (Python dialect,
+ * nothing in `extra`) is filled in from the template of the previous one when
+ * the layout is the same (see `ObservationTemplate`), else encoded in full
+ * and kept as the template: a process that alternates two layouts pays for
+ * recording one each time.
+ */
 export const encodeParts = (m: Message, dialect: Dialect | undefined): Array<Uint8Array> => {
   if (m.type !== "obs_response" || (dialect ?? "python") !== "python" || !ObservationTemplate.fits(m.obs)) {
     return encodeWith(m, dialect, (header, payload) => [header.slice(), ...payload])

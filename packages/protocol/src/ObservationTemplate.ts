@@ -99,13 +99,15 @@ const isEmptyPlainObject = (value: unknown): boolean =>
   typeof value === "object" && value !== null && Object.getPrototypeOf(value) === Object.prototype &&
   Object.getOwnPropertyNames(value).length === 0 && Object.getOwnPropertySymbols(value).length === 0
 
-/** Whether `obs` is encoded as a template: Python dialect and nothing in `extra`. */
+/** Whether `obs` can be: nothing in `extra` (the caller checks for the Python dialect). */
 export const fits = (obs: Observation): boolean => isEmptyPlainObject(obs.extra)
 
 /**
- * The frame's parts for `obs` from `template` (the header filled in, then
- * the tensors' bytes as views, as the encoder gives them), or undefined when
- * `obs` does not match the template's layout.
+ * The frame's parts for `obs` from `template` (a fresh copy of the header,
+ * filled in, then the tensors' bytes as views, as the encoder gives them), or
+ * undefined when `obs` does not match the template's layout. What the
+ * encoder checks holds here too: the names equal the template's, which were
+ * unique, and every tensor and matrix is checked as the encoder checks it.
  */
 export const fill = (template: ObservationTemplate, obs: Observation): Array<Uint8Array> | undefined => {
   const cameras = obs.cameras

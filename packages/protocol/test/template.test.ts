@@ -77,14 +77,23 @@ describe("obs_response headers from a template", () => {
         proprios: [{ name: "joint_pos", data: Tensor.zeros("float64", [7]) }]
       }],
       ["K as plain numbers", { ...base, cameras: [{ ...camera, intrinsics: [0, 0, 0, 0, 0, 0, 0, 0, 0] as never }] }],
-      ["an inconsistent tensor", {
+      ["image data of another size", {
         ...base,
         cameras: [{ ...camera, image: { dtype: "uint8", shape: [2, 3, 3], data: new Float32Array(18) as never } }]
+      }],
+      // Same sizes, wrong kinds of array: only the tensors' own check tells these apart.
+      ["uint8 image data in an Int8Array", {
+        ...base,
+        cameras: [{ ...camera, image: { dtype: "uint8", shape: [2, 3, 3], data: new Int8Array(18) as never } }]
+      }],
+      ["float32 depth data in an Int32Array", {
+        ...base,
+        cameras: [{ ...camera, depth: { dtype: "float32", shape: [2, 3], data: new Int32Array(6) as never } }]
       }],
       ["something in extra", { ...base, extra: { success: true } }]
     ]
     // A float64 proprio is sent converted to float32: such a header is no template.
-    encodeFrameParts({ type: "obs_response", obs: others[5]![1] })
+    encodeFrameParts({ type: "obs_response", obs: others.find(([what]) => what.startsWith("a float64 proprio"))![1] })
     assert.isUndefined(currentObservationTemplate(), "float64 proprio")
     encodeFrameParts({ type: "obs_response", obs: base })
     const template = currentObservationTemplate()!
@@ -104,5 +113,49 @@ describe("obs_response headers from a template", () => {
       encodeFrameParts({ type: "obs_response", obs: base })
       assert.strictEqual(joined(encodeFrameParts({ type: "obs_response", obs })), expected, what)
     }
+  })
+
+  it("gives each reply a header of its own, and leaves other messages and the C++ dialect alone", () => {
+    const tensor = (dtype: "uint8" | "float32", shape: ReadonlyArray<number>) => Tensor.zeros(dtype, shape)
+    // Tensors that are views into larger buffers, at an offset.
+    const bytes = new Uint8Array(64).map((_, i) => i)
+    const obs: Observation = {
+      timestamp: 1,
+      cameras: [{
+        name: "wrist",
+        timestamp: 0.5,
+        intrinsics: new Float64Array(9).fill(2),
+        extrinsics: new Float64Array(16).fill(3),
+        image: { dtype: "uint8", shape: [2, 3, 3], data: bytes.subarray(5, 23) },
+        depth: { dtype: "float32", shape: [2, 3], data: new Float32Array(bytes.buffer, 24, 6) }
+      }],
+      proprios: [{ name: "joint_pos", data: tensor("float32", [7]) }],
+      extra: {}
+    }
+    encodeFrameParts({ type: "obs_response", obs })
+    const template = currentObservationTemplate()!
+    const first = ObservationTemplate.fill(template, { ...obs, timestamp: 2 })!
+    const second = ObservationTemplate.fill(template, { ...obs, timestamp: 3 })!
+    assert.notStrictEqual(first[0]!.buffer, template.header.buffer)
+    assert.notStrictEqual(first[0]!.buffer, second[0]!.buffer)
+    assert.strictEqual(joined(first), full({ ...obs, timestamp: 2 }), "a later fill leaves an earlier reply as it was")
+    for (const m of [
+      { type: "reset_response" as const, obs: { ...obs, timestamp: 4 }, info: {} },
+      {
+        type: "step_response" as const,
+        obs: { ...obs, timestamp: 5 },
+        reward: 1,
+        terminated: false,
+        truncated: false,
+        info: {}
+      }
+    ]) {
+      assert.strictEqual(joined(encodeFrameParts(m)), Buffer.from(encodeFrame(m)).toString("hex"), m.type)
+    }
+    const cpp = { type: "obs_response" as const, obs: { ...obs, timestamp: 6 } }
+    assert.strictEqual(
+      joined(encodeFrameParts(cpp, { dialect: "cpp" })),
+      Buffer.from(encodeFrame(cpp, { dialect: "cpp" })).toString("hex")
+    )
   })
 })
