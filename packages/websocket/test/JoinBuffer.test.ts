@@ -18,6 +18,14 @@ const holdingSocket = () => {
   return { ws: ws as unknown as NodeWS.WebSocket, sent }
 }
 
+/** `holdingSocket` whose `bufferedAmount` (bytes ws and the socket still hold) the test sets. */
+const bufferingSocket = () => {
+  const socket = holdingSocket()
+  const state = { buffered: 0 }
+  Object.defineProperty(socket.ws, "bufferedAmount", { get: () => state.buffered })
+  return { ...socket, state }
+}
+
 /** One turn of the event loop. */
 const turn = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
 
@@ -63,6 +71,29 @@ describe("JoinBuffer", () => {
       sent[2]!.done!(new Error("socket gone"))
       assert.isTrue(Exit.isSuccess(yield* Fiber.await(second)))
       assert.isTrue(Exit.isFailure(yield* Fiber.await(third)))
+    }))
+
+  it.effect("sendOn completes once nothing is left buffered, before ws calls back; the buffer stays lent until it does", () =>
+    Effect.gen(function*() {
+      const { sent, state, ws } = bufferingSocket()
+      const send = sendOn(ws, "test")
+      // The kernel took it all in the write: complete at once.
+      yield* send(parts(1, 2))
+      assert.strictEqual(sent.length, 1)
+      const lent = yield* Effect.forkChild(send(parts(3, 4)))
+      yield* Effect.yieldNow
+      assert.notStrictEqual(sent[1]!.data.buffer, sent[0]!.data.buffer, "still lent to ws: a buffer of its own")
+      yield* Fiber.await(lent)
+      sent[0]!.done!()
+      sent[1]!.done!(new Error("reported after completion: nothing left to fail"))
+      // Bytes still buffered: the send waits for ws's callback.
+      state.buffered = 6
+      const waiting = yield* Effect.forkChild(send(parts(5, 6)))
+      yield* Effect.yieldNow
+      assert.strictEqual(sent[2]!.data.buffer, sent[0]!.data.buffer, "released by ws's callback: reused")
+      assert.isUndefined(waiting.pollUnsafe(), "not complete while bytes are buffered")
+      sent[2]!.done!(new Error("socket gone"))
+      assert.isTrue(Exit.isFailure(yield* Fiber.await(waiting)))
     }))
 
   it.live("sendOn hands a large message's fragments over a few MiB per turn; a send made meanwhile waits for its last one", () =>
