@@ -310,6 +310,15 @@ export class JoinBuffer {
  */
 const fragmentBytesPerTurn = 4 * 1024 * 1024
 
+/**
+ * Whether `ws`'s socket has neither failed nor been destroyed (the socket is
+ * ws's own property; a socket it does not expose counts as healthy).
+ */
+const writeSucceeded = (ws: NodeWS.WebSocket): boolean => {
+  const socket = (ws as unknown as { readonly _socket?: { readonly destroyed?: boolean; readonly errored?: unknown } })._socket
+  return socket === undefined || (socket.destroyed !== true && (socket.errored === null || socket.errored === undefined))
+}
+
 /** How a send ended: `ws`'s callback (an Error, or nothing), or what was thrown while handing it over. */
 type Done = (error?: unknown) => void
 
@@ -392,15 +401,18 @@ export const sendOn = (ws: NodeWS.WebSocket, address: string, fragmentParts = tr
       // ws throws before taking the bytes: they are ours again.
       return sent(cause)
     }
-    // Nothing left queued in ws or the socket: the kernel took every byte in
-    // the write just made (a reply on a socket that keeps up), so the send
-    // is complete now, not after a turn of the event loop when ws's callback
-    // runs. The server's responder then carries on in this same run instead
-    // of being woken again for it (measured with a Python client at 30 Hz:
-    // that wake-up was part of the 0.10 ms, p90 0.28, the server's thread
-    // ran on after each reply while the client waited for a core). The
-    // reused buffer is still released by ws's callback.
-    if (ws.bufferedAmount === 0) finish()
+    // Nothing left queued in ws or the socket, and the write did not fail: the
+    // kernel took every byte in a write that completed at once (a reply on a
+    // socket that keeps up; Node counts a partial write's bytes as buffered),
+    // so nothing reads them any more and the send is complete now, not after
+    // a turn of the event loop when ws's callback runs. The server's
+    // responder then carries on in this same run instead of being woken again
+    // for it (measured with a Python client at 30 Hz: that wake-up was part
+    // of the 0.10 ms, p90 0.28, the server's thread ran on after each reply
+    // while the client waited for a core). A write the kernel refused leaves
+    // nothing buffered either, but marks the socket errored (destroyed a tick
+    // later): that send waits for ws's callback, which reports the error.
+    if (ws.bufferedAmount === 0 && writeSucceeded(ws)) sent()
   }
   return (frame: OutgoingFrame): Effect.Effect<void, TransportError> =>
     Effect.callback<void, TransportError>((resume) => {
