@@ -290,15 +290,14 @@ const syntheticSensors = (server: PolicyServer.PolicyServerApi, settings: Settin
   // joint_pos and joint_vel are the arm's (written as it moves); the others are synthetic.
   const synthetic = proprios.flatMap((p, i) => p.name === "joint_pos" || p.name === "joint_vel" ? [] : [{ ...p, i }])
 
+  // One step per camera: image, depth and pose of one instant together (it stamps the capture time).
   const writeCamera = (c: number, frame: number): Effect.Effect<void, SensorError> => {
-    const name = names[c]!
     const phase = frame % framesPerCycle
-    const extrinsics = server.updateExtrinsics(name, extrinsicsAt(c, frame, fps))
-    // Last: it stamps the capture time of the frame.
-    const image = server.updateImage(name, images[c]![phase]!, { copy: false })
-    return depths === undefined
-      ? Effect.andThen(extrinsics, image)
-      : Effect.andThen(extrinsics, Effect.andThen(server.updateDepth(name, depths[c]![phase]!, { copy: false }), image))
+    return server.updateCamera(names[c]!, {
+      image: images[c]![phase]!,
+      depth: depths?.[c]![phase],
+      extrinsics: extrinsicsAt(c, frame, fps)
+    }, { copy: false })
   }
 
   const write = (frame: number): Effect.Effect<void, SensorError> =>

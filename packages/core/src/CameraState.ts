@@ -20,6 +20,17 @@ import { type SensorInput, toTensor, type WriteOptions } from "./SensorData.js"
 import { SensorBuffers } from "./SensorBuffers.js"
 import { SensorError } from "./SensorError.js"
 
+/**
+ * A camera's new frame, written in one step by `updateCamera`: any of the
+ * image, depth, K (3×3) and T (4×4, camera to world); what is not given stays.
+ */
+export interface CameraUpdate {
+  readonly image?: SensorInput | undefined
+  readonly depth?: SensorInput | undefined
+  readonly intrinsics?: MatrixInput | undefined
+  readonly extrinsics?: MatrixInput | undefined
+}
+
 export interface CameraState {
   readonly config: CameraConfig.CameraConfig
   /** Replaces the image and stamps the capture time (see `captureTime`). */
@@ -27,6 +38,8 @@ export interface CameraState {
   readonly updateDepth: (depth: SensorInput, options?: WriteOptions) => Effect.Effect<void, SensorError>
   readonly updateIntrinsics: (k: MatrixInput) => Effect.Effect<void, SensorError>
   readonly updateExtrinsics: (t: MatrixInput) => Effect.Effect<void, SensorError>
+  /** Several fields in one step (see `SensorState.updateCamera`). */
+  readonly updateCamera: (update: CameraUpdate, options?: WriteOptions) => Effect.Effect<void, SensorError>
   /** The camera as it is now (one consistent frame); its buffers are never recycled. */
   readonly snapshot: Effect.Effect<CameraFrame>
   /**
@@ -103,6 +116,35 @@ export const make = (config: CameraConfig.CameraConfig): Effect.Effect<CameraSta
       if (typeof extrinsics === "string") return fail("extrinsics", extrinsics)
       return Ref.update(ref, (frame) => ({ ...frame, extrinsics }))
     }
+    const updateCamera = (update: CameraUpdate, options?: WriteOptions) => {
+      // Everything is checked before anything is written: a failure changes nothing.
+      const intrinsics = update.intrinsics === undefined ? undefined : toRowMajor(update.intrinsics, 3)
+      if (typeof intrinsics === "string") return fail("intrinsics", intrinsics)
+      const extrinsics = update.extrinsics === undefined ? undefined : toRowMajor(update.extrinsics, 4)
+      if (typeof extrinsics === "string") return fail("extrinsics", extrinsics)
+      if (update.depth !== undefined && !config.hasDepth) return fail("depth", "camera is configured without depth")
+      const depth = update.depth === undefined
+        ? undefined
+        : toTensor(update.depth, config.depthDtype, depthShape, options, newDepth)
+      if (typeof depth === "string") return fail("depth", depth)
+      const image = update.image === undefined
+        ? undefined
+        : toTensor(update.image, config.imageDtype, imageShape, options, newImage)
+      if (typeof image === "string") return fail("image", image)
+      const owned = options?.copy !== false
+      return Effect.flatMap(captureTime, (timestamp) =>
+        Ref.update(ref, (frame) => {
+          if (image !== undefined) images.install(image.data, owned)
+          if (depth !== undefined) depths!.install(depth.data, owned)
+          return {
+            ...frame,
+            ...(image === undefined ? {} : { image, timestamp }),
+            ...(depth === undefined ? {} : { depth }),
+            ...(intrinsics === undefined ? {} : { intrinsics }),
+            ...(extrinsics === undefined ? {} : { extrinsics })
+          }
+        }))
+    }
     const snapshotUnsafe = (): CameraFrame => {
       images.escape()
       depths?.escape()
@@ -131,6 +173,7 @@ export const make = (config: CameraConfig.CameraConfig): Effect.Effect<CameraSta
       updateDepth,
       updateIntrinsics,
       updateExtrinsics,
+      updateCamera,
       snapshot,
       lease,
       snapshotUnsafe,

@@ -37,6 +37,19 @@ export interface SensorState {
   readonly updateExtrinsics: (camera: string, t: MatrixInput) => Effect.Effect<void, SensorError>
   readonly updateProprio: (name: string, values: SensorInput, options?: WriteOptions) => Effect.Effect<void, SensorError>
   /**
+   * Writes any of a camera's image, depth, K and T in one step: an
+   * observation never pairs the new image with the old depth or pose, as it
+   * may between separate update* calls. Each field is checked as by its own
+   * update*, all before anything is written (a `SensorError` names the first
+   * that does not fit, and nothing changes); an image stamps the capture time
+   * as `updateImage` does. `options` apply to the image and depth.
+   */
+  readonly updateCamera: (
+    camera: string,
+    update: CameraState.CameraUpdate,
+    options?: WriteOptions
+  ) => Effect.Effect<void, SensorError>
+  /**
    * Snapshots every camera and every proprio in one step (no writer runs in
    * between, so all of them are as of one instant). Copies nothing; the
    * frames share the state's buffers and are read-only.
@@ -67,6 +80,16 @@ export interface SensorStateWithLease extends SensorState {
    */
   readonly leaseObservationUnsafe: (timestamp: number, options?: MakeObsOptions) => LeasedObservation
 }
+
+/** The field an error about the camera as a whole names: the first one the update gives. */
+const firstField = (update: CameraState.CameraUpdate): SensorError["field"] =>
+  update.image !== undefined
+    ? "image"
+    : update.depth !== undefined
+    ? "depth"
+    : update.intrinsics !== undefined
+    ? "intrinsics"
+    : "extrinsics"
 
 const unique = (names: ReadonlyArray<string>, kind: string): ConfigError | undefined => {
   const seen = new Set<string>()
@@ -150,6 +173,8 @@ export const make = Effect.fnUntraced(function*(config: SensorConfig) {
       withCamera(camera, "depth", (s) => s.updateDepth(depth, options)),
     updateIntrinsics: (camera: string, k: MatrixInput) => withCamera(camera, "intrinsics", (s) => s.updateIntrinsics(k)),
     updateExtrinsics: (camera: string, t: MatrixInput) => withCamera(camera, "extrinsics", (s) => s.updateExtrinsics(t)),
+    updateCamera: (camera: string, update: CameraState.CameraUpdate, options?: WriteOptions) =>
+      withCamera(camera, firstField(update), (s) => s.updateCamera(update, options)),
     updateProprio: (name: string, values: SensorInput, options?: WriteOptions) => {
       const state = proprioByName.get(name)
       return state === undefined

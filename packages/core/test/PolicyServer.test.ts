@@ -137,3 +137,53 @@ describe("PolicyServer without a getObs handler", () => {
       }).pipe(Effect.scoped, Effect.provide(transports)))
   }
 })
+
+describe("PolicyServer.updateCamera", () => {
+  it.effect("writes a camera's image, depth and pose in one step, stamped once", () =>
+    Effect.gen(function*() {
+      const server = yield* PolicyServer.PolicyServer
+      yield* TestClock.adjust(2000)
+      const pose = [1, 0, 0, 0.25, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1]
+      yield* server.updateCamera("wrist", {
+        image: new Uint8Array(72).fill(9),
+        depth: new Float32Array(24).fill(0.75),
+        extrinsics: pose
+      })
+      const obs = yield* server.makeObs()
+      const wrist = obs.cameras[0]!
+      expect(wrist.timestamp).toBe(2)
+      expect(Tensor.toArray(wrist.image).every((v) => v === 9)).toBe(true)
+      expect(Tensor.toArray(wrist.depth!).every((v) => v === 0.75)).toBe(true)
+      expect(Array.from(wrist.extrinsics)).toEqual(pose)
+      // Only K: the rest stays, and no new capture time without an image.
+      yield* TestClock.adjust(500)
+      yield* server.updateCamera("wrist", { intrinsics: [2, 0, 1, 0, 2, 1, 0, 0, 1] })
+      const after = (yield* server.makeObs()).cameras[0]!
+      expect(Array.from(after.intrinsics)).toEqual([2, 0, 1, 0, 2, 1, 0, 0, 1])
+      expect(after.timestamp).toBe(2)
+      expect(Array.from(after.extrinsics)).toEqual(pose)
+    }).pipe(Effect.provide(serverLayer)))
+
+  it.effect("a field that does not fit fails with its name, and nothing is written", () =>
+    Effect.gen(function*() {
+      const server = yield* PolicyServer.PolicyServer
+      const cases = [
+        [server.updateCamera("wrist", { image: new Uint8Array(72).fill(1), depth: new Float32Array(5) }), "depth"],
+        [server.updateCamera("wrist", { image: new Uint8Array(7), extrinsics: new Array(16).fill(0) }), "image"],
+        [server.updateCamera("wrist", { image: new Uint8Array(72).fill(1), extrinsics: [1, 2, 3] }), "extrinsics"],
+        [server.updateCamera("scene", { image: new Uint8Array(18).fill(1), depth: new Float32Array(6) }), "depth"],
+        [server.updateCamera("nope", { intrinsics: new Array(9).fill(0) }), "intrinsics"]
+      ] as const
+      for (const [effect, field] of cases) {
+        const error = failure(yield* Effect.exit(effect))
+        expect(error).toBeInstanceOf(SensorError)
+        expect(error.field).toBe(field)
+      }
+      const obs = yield* server.makeObs()
+      for (const camera of obs.cameras) {
+        expect(Tensor.toArray(camera.image).every((v) => v === 0)).toBe(true)
+        expect(camera.timestamp).toBe(0)
+      }
+      expect(Array.from(obs.cameras[0]!.extrinsics)).toEqual([1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1])
+    }).pipe(Effect.provide(serverLayer)))
+})
