@@ -24,6 +24,12 @@ const checkTensor = (t: Tensor, field: string): void => {
   if (p !== undefined) fail(field, p)
 }
 
+/** An array's entry, or a FrameError naming it when it is a hole (or null). */
+const present = <A>(entry: A | null | undefined, field: string): A => {
+  if (entry === undefined || entry === null) return fail(field, "missing")
+  return entry
+}
+
 /** The references send float32 actions and proprios whatever the caller had (Python casts). */
 const asFloat32 = (t: Tensor): Tensor => {
   if (t.dtype === "float32") return t
@@ -85,9 +91,18 @@ class Encoder {
   }
 
   matrix(values: Float64Array, n: number, field: string): void {
-    if (!(values instanceof Float64Array) || values.length !== n) {
-      fail(field, `expected ${n} float64 values, got ${values?.length ?? typeof values}`)
+    if (!(values instanceof Float64Array)) {
+      const given: unknown = values
+      const what = Array.isArray(given)
+        ? "an Array"
+        : ArrayBuffer.isView(given)
+        ? `a ${given.constructor.name}`
+        : given === null
+        ? "null"
+        : typeof given
+      fail(field, `expected a Float64Array of ${n} values, got ${what}`)
     }
+    if (values.length !== n) fail(field, `expected ${n} float64 values, got ${values.length}`)
     this.w.arrayHeader(n)
     for (let i = 0; i < n; i++) this.double(values[i]!)
   }
@@ -112,17 +127,21 @@ class Encoder {
   cameras(obs: Observation): void {
     const names = new Set<string>()
     this.w.arrayHeader(obs.cameras.length)
-    obs.cameras.forEach((c, i) => {
+    // Index loops, not forEach: forEach skips the holes of a sparse array,
+    // which would leave the array header promising more entries than follow.
+    for (let i = 0; i < obs.cameras.length; i++) {
+      const c = present(obs.cameras[i], `cameras[${i}]`)
       if (names.has(c.name)) fail(`cameras[${i}].name`, `${JSON.stringify(c.name)} names two cameras`)
       names.add(c.name)
       this.camera(c, `cameras[${i}]`)
-    })
+    }
   }
 
   proprios(obs: Observation): void {
     const names = new Set<string>()
     this.w.arrayHeader(obs.proprios.length)
-    obs.proprios.forEach((p, i) => {
+    for (let i = 0; i < obs.proprios.length; i++) {
+      const p = present(obs.proprios[i], `proprios[${i}]`)
       if (names.has(p.name)) fail(`proprios[${i}].name`, `${JSON.stringify(p.name)} names two proprios`)
       names.add(p.name)
       checkTensor(p.data, `proprios[${i}].data`)
@@ -138,7 +157,7 @@ class Encoder {
       w.int(at)
       this.key("size")
       w.int(data.data.byteLength)
-    })
+    }
   }
 
   userMap(m: UserMap, field: string): void {

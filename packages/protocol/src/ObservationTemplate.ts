@@ -88,8 +88,8 @@ const sameTensor = (t: Tensor, layout: TensorLayout): boolean => {
 const isMatrix = (values: unknown, n: number): values is Float64Array =>
   values instanceof Float64Array && values.length === n
 
-const sameCamera = (c: CameraFrame, layout: CameraLayout): boolean =>
-  c.name === layout.name &&
+const sameCamera = (c: CameraFrame | undefined, layout: CameraLayout): c is CameraFrame =>
+  c !== undefined && c !== null && c.name === layout.name &&
   isMatrix(c.intrinsics, 9) &&
   isMatrix(c.extrinsics, 16) &&
   sameTensor(c.image, layout.image) &&
@@ -115,11 +115,11 @@ export const fill = (template: ObservationTemplate, obs: Observation): Array<Uin
   if (cameras.length !== template.cameras.length || proprios.length !== template.proprios.length || !fits(obs)) {
     return undefined
   }
-  for (let i = 0; i < cameras.length; i++) if (!sameCamera(cameras[i]!, template.cameras[i]!)) return undefined
+  for (let i = 0; i < cameras.length; i++) if (!sameCamera(cameras[i], template.cameras[i]!)) return undefined
   for (let i = 0; i < proprios.length; i++) {
-    const p = proprios[i]!
+    const p = proprios[i]
     const layout = template.proprios[i]!
-    if (p.name !== layout.name || !sameTensor(p.data, layout.data)) return undefined
+    if (p === undefined || p === null || p.name !== layout.name || !sameTensor(p.data, layout.data)) return undefined
   }
   const header = template.header.slice()
   const view = new DataView(header.buffer, header.byteOffset, header.byteLength)

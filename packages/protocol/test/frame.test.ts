@@ -287,3 +287,47 @@ describe("requests without a body", () => {
     }
   })
 })
+
+describe("encoding malformed observations", () => {
+  const camera = {
+    name: "wrist",
+    timestamp: 0,
+    intrinsics: new Float64Array(9),
+    extrinsics: new Float64Array(16),
+    image: Tensor.zeros("uint8", [2, 2, 3]),
+    depth: null
+  }
+  const obs = (over: Partial<Observation>): Message => ({
+    type: "obs_response",
+    obs: { timestamp: 0, cameras: [camera], proprios: [], extra: {}, ...over }
+  })
+  const error = (m: Message): string => {
+    try {
+      encodeFrameParts(m)
+    } catch (e) {
+      return (e as Error).message
+    }
+    return "encoded"
+  }
+
+  it("a hole in cameras or proprios is named, never written as a shorter array", () => {
+    const cameras = [camera, camera]
+    delete (cameras as Array<unknown>)[0]
+    assert.include(error(obs({ cameras })), "cameras[0]: missing")
+    assert.include(error(obs({ proprios: [undefined as never] })), "proprios[0]: missing")
+    // After a template of this layout was recorded too.
+    encodeFrameParts(obs({ cameras: [camera, { ...camera, name: "head" }] }))
+    assert.include(error(obs({ cameras })), "cameras[0]: missing")
+  })
+
+  it("K given as a plain array is named as such", () => {
+    assert.include(
+      error(obs({ cameras: [{ ...camera, intrinsics: [1, 0, 0, 0, 1, 0, 0, 0, 1] as never }] })),
+      "cameras[0].intrinsics: expected a Float64Array of 9 values, got an Array"
+    )
+    assert.include(
+      error(obs({ cameras: [{ ...camera, extrinsics: new Float64Array(12) }] })),
+      "expected 16 float64 values, got 12"
+    )
+  })
+})
