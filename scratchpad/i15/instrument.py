@@ -1,6 +1,7 @@
 """Patches the built dist (not the sources) to time each obs_request inside `chiral serve`, from ws's
 message event to the reply's ws.send: decode, hand-off to the responder, the handler's observation,
-encode, and the send itself; every 250 replies one line of p50/p90 (ms) on stderr.
+encode, and the send itself; every 250 replies one line of p50/p90 (ms) on stderr. Also, for frames
+over 40 bytes (the client's apply_action), the time from the message event to handled.
 Usage: python3 instrument.py [--undo]   (rebuild with `npx tsc -b` after --undo, or touch the sources)"""
 import sys, shutil, os
 root = os.path.join(os.path.dirname(__file__), "../..")
@@ -24,13 +25,12 @@ patch(sc, [
     ("Effect.scopedWith((scope) => {", "Effect.scopedWith((scope) => { " + M + " __m.s = performance.now();"),
     ("const handleTimed = (frame) => Effect.andThen(handle(frame),", "const handleTimed = (frame) => Effect.andThen(((e) => { " + M + " __m.h = performance.now(); return e })(handle(frame)),"),
     ("const reading = connection.frames.pipe(Stream.runForEach((frame) => {", "const reading = connection.frames.pipe(Stream.runForEach((frame) => { " + M + " __m.r = performance.now();"),
-    ("const onFrame = (frame) => {", "const onFrame = (frame) => { " + M + " __m.r = performance.now();"),
     ("Effect.sync(() => void (handledAt = performance.now()))", """Effect.sync(() => { handledAt = performance.now(); const __m = globalThis.__m; if (__m?.inAct) { const a = (globalThis.__act ??= []); a.push([handledAt - __m.inAct, __m.d0 - __m.inAct, __m.d1 - __m.d0]); __m.inAct = 0;
       if (a.length === 250) { const q = (k, f) => a.map((x) => x[k]).sort((x, y) => x - y)[Math.floor(f * a.length)].toFixed(3); process.stderr.write(`[instrument] apply_action: ws message to handled ${q(0,.5)}/${q(0,.9)} | to decode ${q(1,.5)}/${q(1,.9)} | decode ${q(2,.5)}/${q(2,.9)}\\n`); a.length = 0 } } })"""),
     ("const answer = (request, connection) => {", "const answer = (request, connection) => { " + M + " __m.a = performance.now();"),
     ('(obs) => ({ type: "obs_response", obs })', '(obs) => { ' + M + ' __m.b = performance.now(); return ({ type: "obs_response", obs }) }'),
-    ("const { obs, release } = observe(", M + " __m.s = __m.a = performance.now(); const { obs, release } = observe("),
-    ('frame = encodeFrameParts({ type: "obs_response", obs });', '__m.b = performance.now(); __m.e0 = performance.now(); frame = encodeFrameParts({ type: "obs_response", obs }); __m.e1 = performance.now(); encodeFrameParts({ type: "obs_response", obs }); __m.e2 = performance.now();'),
+    ("const leased = observe(", M + " __m.s = __m.a = performance.now(); const leased = observe("),
+    ('frame = encodeFrameParts({ type: "obs_response", obs: leased.obs });', '__m.b = performance.now(); __m.e0 = performance.now(); frame = encodeFrameParts({ type: "obs_response", obs: leased.obs }); __m.e1 = performance.now(); encodeFrameParts({ type: "obs_response", obs: leased.obs }); __m.e2 = performance.now();'),
     ("frame = encodeFrameParts(reply);", M + " __m.e0 = performance.now(); frame = encodeFrameParts(reply); __m.e1 = performance.now(); encodeFrameParts(reply); __m.e2 = performance.now();"),
 ])
 patch(ws, [
