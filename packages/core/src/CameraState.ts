@@ -86,38 +86,11 @@ export const make = (config: CameraConfig.CameraConfig): Effect.Effect<CameraSta
     const fail = (field: SensorError["field"], reason: string) =>
       Effect.fail(new SensorError({ sensor: config.name, field, reason }))
 
-    const updateImage = (input: SensorInput, options?: WriteOptions) => {
-      const image = toTensor(input, config.imageDtype, imageShape, options, newImage)
-      if (typeof image === "string") return fail("image", image)
-      // The frame and its buffers' bookkeeping change in one step (a lease
-      // taken in between would lend the wrong buffer).
-      return Effect.flatMap(captureTime, (timestamp) =>
-        Ref.update(ref, (frame) => {
-          images.install(image.data, options?.copy !== false)
-          return { ...frame, image, timestamp }
-        }))
-    }
-    const updateDepth = (input: SensorInput, options?: WriteOptions) => {
-      if (!config.hasDepth) return fail("depth", "camera is configured without depth")
-      const depth = toTensor(input, config.depthDtype, depthShape, options, newDepth)
-      if (typeof depth === "string") return fail("depth", depth)
-      return Ref.update(ref, (frame) => {
-        depths!.install(depth.data, options?.copy !== false)
-        return { ...frame, depth }
-      })
-    }
-    const updateIntrinsics = (input: MatrixInput) => {
-      const intrinsics = toRowMajor(input, 3)
-      if (typeof intrinsics === "string") return fail("intrinsics", intrinsics)
-      return Ref.update(ref, (frame) => ({ ...frame, intrinsics }))
-    }
-    const updateExtrinsics = (input: MatrixInput) => {
-      const extrinsics = toRowMajor(input, 4)
-      if (typeof extrinsics === "string") return fail("extrinsics", extrinsics)
-      return Ref.update(ref, (frame) => ({ ...frame, extrinsics }))
-    }
-    const updateCamera = (update: CameraUpdate, options?: WriteOptions) => {
-      // Everything is checked before anything is written: a failure changes nothing.
+    // Every update goes through here: all given fields are checked before
+    // anything is written (a failure changes nothing), then the frame and its
+    // buffers' bookkeeping change in one step (a lease taken in between would
+    // lend the wrong buffer). Only an image reads the clock: it stamps the frame.
+    const updateCamera = (update: CameraUpdate, options?: WriteOptions): Effect.Effect<void, SensorError> => {
       const intrinsics = update.intrinsics === undefined ? undefined : toRowMajor(update.intrinsics, 3)
       if (typeof intrinsics === "string") return fail("intrinsics", intrinsics)
       const extrinsics = update.extrinsics === undefined ? undefined : toRowMajor(update.extrinsics, 4)
@@ -132,19 +105,24 @@ export const make = (config: CameraConfig.CameraConfig): Effect.Effect<CameraSta
         : toTensor(update.image, config.imageDtype, imageShape, options, newImage)
       if (typeof image === "string") return fail("image", image)
       const owned = options?.copy !== false
-      return Effect.flatMap(captureTime, (timestamp) =>
+      const write = (timestamp: number | undefined) =>
         Ref.update(ref, (frame) => {
           if (image !== undefined) images.install(image.data, owned)
           if (depth !== undefined) depths!.install(depth.data, owned)
           return {
             ...frame,
-            ...(image === undefined ? {} : { image, timestamp }),
+            ...(image === undefined ? {} : { image, timestamp: timestamp! }),
             ...(depth === undefined ? {} : { depth }),
             ...(intrinsics === undefined ? {} : { intrinsics }),
             ...(extrinsics === undefined ? {} : { extrinsics })
           }
-        }))
+        })
+      return image === undefined ? write(undefined) : Effect.flatMap(captureTime, write)
     }
+    const updateImage = (image: SensorInput, options?: WriteOptions) => updateCamera({ image }, options)
+    const updateDepth = (depth: SensorInput, options?: WriteOptions) => updateCamera({ depth }, options)
+    const updateIntrinsics = (intrinsics: MatrixInput) => updateCamera({ intrinsics })
+    const updateExtrinsics = (extrinsics: MatrixInput) => updateCamera({ extrinsics })
     const snapshotUnsafe = (): CameraFrame => {
       images.escape()
       depths?.escape()
