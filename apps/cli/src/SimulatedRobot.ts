@@ -204,8 +204,8 @@ const writeArm = (
   Effect.suspend(() => {
     let written: Effect.Effect<void, SensorError> = Effect.void
     for (const p of proprios) {
-      if (p.name === "joint_pos") written = Effect.andThen(written, robot.updateProprio(p.name, vectorOf(arm.positions, p.size)))
-      if (p.name === "joint_vel") written = Effect.andThen(written, robot.updateProprio(p.name, vectorOf(arm.moved, p.size)))
+      const values = p.name === "joint_pos" ? arm.positions : p.name === "joint_vel" ? arm.moved : undefined
+      if (values !== undefined) written = Effect.andThen(written, robot.updateProprio(p.name, vectorOf(values, p.size)))
     }
     return Effect.orDie(written)
   })
