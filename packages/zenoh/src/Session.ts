@@ -428,9 +428,23 @@ export class SessionState {
         : Effect.all(flushes, { concurrency: "unbounded", discard: true })
       // A listener's put does not fail because one of several peers went away: that peer's
       // session ends and is reported on its own.
-      const sent = this.mode === "connector" ? all : Effect.ignore(all)
+      const sent = this.mode === "connector"
+        ? Effect.catchTag(all, "ZenohLinkError", (e) => this.whyEnded(e))
+        : Effect.ignore(all)
       return local === undefined ? sent : Effect.andThen(sent, local)
     })
+  }
+
+  /**
+   * A connector's write found its link closed or broken. The peer may have said why just before
+   * (a CLOSE, say, still waiting behind a subscriber that is not pulled, while the socket already
+   * read the end): the session's own end, once its reader gets there, is the better answer. The
+   * write's error stands if the session has not ended within the close timeout.
+   */
+  private whyEnded(writeError: ZenohLinkError): Effect.Effect<never, PeerError | ZenohSessionClosed> {
+    return Deferred.await(this.ended).pipe(
+      Effect.timeoutOrElse({ duration: this.config.closeTimeoutMillis, orElse: () => Effect.fail(writeError) })
+    )
   }
 
   hasSubscribers(keyExpr: string): Effect.Effect<boolean, ZenohKeyExprError> {

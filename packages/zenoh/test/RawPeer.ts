@@ -101,7 +101,15 @@ export const listenOnce = (options?: {
 }): Effect.Effect<
   {
     readonly port: number
-    readonly accepted: Effect.Effect<RawPeer & { readonly syn: TransportMessage.Init }, unknown, Scope.Scope>
+    readonly accepted: Effect.Effect<
+      RawPeer & {
+        readonly syn: TransportMessage.Init
+        /** Half-closes: sends FIN and keeps reading, so the session's own end can be seen. */
+        readonly end: () => void
+      },
+      unknown,
+      Scope.Scope
+    >
   },
   unknown,
   Scope.Scope
@@ -146,7 +154,7 @@ export const listenOnce = (options?: {
         cookie: undefined,
         extensions: []
       }))
-      return { ...peer, syn }
+      return { ...peer, syn, end: () => void socket.end() }
     })
     return { port: address.port, accepted }
   })
