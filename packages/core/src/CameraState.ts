@@ -13,7 +13,7 @@
  */
 import type { CameraFrame } from "@chiral/protocol"
 import { Dtype, Tensor } from "@chiral/protocol"
-import { Clock, Effect, Ref, type Scope } from "effect"
+import { Clock, Effect, Exit, Ref, type Scope } from "effect"
 import * as CameraConfig from "./CameraConfig.js"
 import { type MatrixInput, toRowMajor } from "./Matrix.js"
 import { type SensorInput, toTensor, type WriteOptions } from "./SensorData.js"
@@ -50,8 +50,12 @@ export interface CameraState {
   readonly lease: Effect.Effect<CameraFrame, never, Scope.Scope>
   /** `snapshot`, for a caller already inside an effect (`SensorState.makeObs`). */
   readonly snapshotUnsafe: () => CameraFrame
-  /** `lease` without the scope: the frame, and the release to call when done with it (later calls do nothing). */
-  readonly leaseUnsafe: () => { readonly frame: CameraFrame; readonly release: () => void }
+  /**
+   * `lease` without the scope: the frame, and the release to call when done
+   * with it (later calls do nothing); `mayStillBeRead` (a send interrupted
+   * mid-way) keeps its buffers from ever being recycled.
+   */
+  readonly leaseUnsafe: () => { readonly frame: CameraFrame; readonly release: (mayStillBeRead?: boolean) => void }
 }
 
 /**
@@ -134,15 +138,19 @@ export const make = (config: CameraConfig.CameraConfig): Effect.Effect<CameraSta
       const endDepth = depths?.lease()
       return {
         frame,
-        release: () => {
-          endImage()
-          endDepth?.()
+        release: (mayStillBeRead?: boolean) => {
+          endImage(mayStillBeRead)
+          endDepth?.(mayStillBeRead)
         }
       }
     }
     const snapshot = Effect.sync(snapshotUnsafe)
     const lease = Effect.map(
-      Effect.acquireRelease(Effect.sync(leaseUnsafe), ({ release }) => Effect.sync(release)),
+      Effect.acquireRelease(
+        Effect.sync(leaseUnsafe),
+        // Ended by an interruption, the reply's send may not have finished with the bytes.
+        ({ release }, exit) => Effect.sync(() => release(Exit.hasInterrupts(exit)))
+      ),
       ({ frame }) => frame
     )
     return {

@@ -12,7 +12,9 @@
  *    (`SensorState.makeObsLeased`, released with its scope);
  *  - it never escaped: a frame handed out without a lease (`makeObs`,
  *    `snapshot`, a user's `getObs`) may be kept for ever, so its buffers are
- *    never recycled; neither is a caller's own buffer (`copy: false`).
+ *    never recycled; neither is a caller's own buffer (`copy: false`), nor a
+ *    leased one whose reply's send was interrupted (its bytes may still be
+ *    on their way to the kernel).
  * The trade-off: only the server's own observation path recycles; anything
  * that keeps frames costs what it did before (one fresh buffer per update),
  * never a frame overwritten under its reader. One spare per field is kept.
@@ -62,15 +64,21 @@ export class SensorBuffers {
     this.current.escaped = true
   }
 
-  /** Leases the current data; the returned function ends the lease (once). */
-  lease(): () => void {
+  /**
+   * Leases the current data; the returned function ends the lease (once).
+   * `mayStillBeRead`: the reader stopped waiting without knowing it is done,
+   * e.g. a reply whose send was interrupted while the transport or the kernel
+   * may still hold its bytes: the data then escapes, never to be recycled.
+   */
+  lease(): (mayStillBeRead?: boolean) => void {
     const slot = this.current
     slot.leases++
     let released = false
-    return () => {
+    return (mayStillBeRead = false) => {
       if (released) return
       released = true
       slot.leases--
+      if (mayStillBeRead) slot.escaped = true
       this.free(slot)
     }
   }

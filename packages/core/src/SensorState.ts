@@ -4,7 +4,7 @@
  * and snapshotted into an `Observation` without copying.
  */
 import type { CameraFrame, Observation, Proprio, UserMap } from "@chiral/protocol"
-import { Clock, Effect, type Fiber, Ref, type Scope } from "effect"
+import { Clock, Effect, Exit, type Fiber, Ref, type Scope } from "effect"
 import * as CameraConfig from "./CameraConfig.js"
 import * as CameraState from "./CameraState.js"
 import type { MatrixInput } from "./Matrix.js"
@@ -65,10 +65,15 @@ export interface SensorState {
   readonly makeObsLeased: (options?: MakeObsOptions) => Effect.Effect<Observation, never, Scope.Scope>
 }
 
-/** An observation whose cameras' image and depth buffers are lent until `release` (idempotent) is called. */
+/**
+ * An observation whose cameras' image and depth buffers are lent until
+ * `release` (idempotent) is called. `release(true)`: the reader stopped
+ * without knowing it is done with the bytes (a send interrupted while the
+ * transport may still read them); the buffers are then never recycled.
+ */
 export interface LeasedObservation {
   readonly obs: Observation
-  readonly release: () => void
+  readonly release: (mayStillBeRead?: boolean) => void
 }
 
 /** What `make` builds: the state, and what the server's default `getObs` answers from. */
@@ -146,20 +151,21 @@ export const make = Effect.fnUntraced(function*(config: SensorConfig) {
     })
   const leaseObservationUnsafe = (timestamp: number, options?: MakeObsOptions): LeasedObservation => {
     const frames = new Array<CameraFrame>(cameraStates.length)
-    const releases = new Array<() => void>(cameraStates.length)
+    const releases = new Array<(mayStillBeRead?: boolean) => void>(cameraStates.length)
     for (let i = 0; i < cameraStates.length; i++) {
       const lease = cameraStates[i]!.leaseUnsafe()
       frames[i] = lease.frame
       releases[i] = lease.release
     }
     // Each camera's release does nothing after its first call, so neither does this.
-    return { obs: observation(timestamp, frames, options), release: () => releases.forEach((release) => release()) }
+    return { obs: observation(timestamp, frames, options), release: (mayStillBeRead) => releases.forEach((release) => release(mayStillBeRead)) }
   }
   const makeObsLeased = (options?: MakeObsOptions): Effect.Effect<Observation, never, Scope.Scope> =>
     Effect.map(
       Effect.acquireRelease(
         Effect.withFiberSucceed((fiber) => leaseObservationUnsafe(nowOf(fiber), options)),
-        ({ release }) => Effect.sync(release)
+        // Ended by an interruption, the reply's send may not have finished with the bytes.
+        ({ release }, exit) => Effect.sync(() => release(Exit.hasInterrupts(exit)))
       ),
       ({ obs }) => obs
     )

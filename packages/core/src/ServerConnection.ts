@@ -15,7 +15,7 @@ import {
   type Observation,
   type Tensor
 } from "@chiral/protocol"
-import { Cause, Clock, Data, Effect, Option, Queue, Result, Scope, Stream } from "effect"
+import { Cause, Clock, Data, Effect, Exit, Option, Queue, Result, Scope, Stream } from "effect"
 import * as ActionGate from "./ActionGate.js"
 import { ActionRefused } from "./ActionGate.js"
 import type { ActionContext, Handlers, StepResult } from "./Handlers.js"
@@ -140,11 +140,14 @@ const respond = <R>(connection: Connection, responder: Responder<R>, gate: Actio
  *
  * The lease ends when the step and the send have ended, however they end (a
  * send that fails, throws or is interrupted included): the exit hook is in
- * place before the lease is taken.
+ * place before the lease is taken. An interrupted send ends it for good: the
+ * transport may still be writing those bytes (a WebSocket message's later
+ * fragments, a write the kernel has not taken yet), so they are never
+ * recycled.
  */
 const defaultObservation = (connection: Connection, observe: (timestamp: number) => LeasedObservation) =>
   Effect.suspend(() => {
-    let release: (() => void) | undefined
+    let release: LeasedObservation["release"] | undefined
     const reply = Effect.withFiber((fiber): Effect.Effect<void, Unanswered | TransportError> => {
       const leased = observe(CameraState.captureTimeOf(fiber.getRef(Clock.Clock)))
       release = leased.release
@@ -156,7 +159,8 @@ const defaultObservation = (connection: Connection, observe: (timestamp: number)
       }
       return connection.send(frame)
     })
-    return Effect.onExit(reply, () => Effect.sync(() => release?.()))
+    // Interrupted, the send may have stopped waiting while the transport still reads the bytes.
+    return Effect.onExit(reply, (exit) => Effect.sync(() => release?.(Exit.hasInterrupts(exit))))
   })
 
 /** The reply of the server's handler for `request`; what it leases ends with the scope, once the reply is sent. */

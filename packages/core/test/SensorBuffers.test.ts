@@ -37,6 +37,23 @@ describe("SensorBuffers", () => {
       assert.deepStrictEqual([...next.image.data], [...image(9)])
     }))
 
+  it.effect("a lease ended by an interruption is never recycled: a send cut short may still be reading it", () =>
+    Effect.gen(function*() {
+      const state = yield* SensorState.make({ cameras: [camera] })
+      yield* write(state, 1)
+      const scope = yield* Scope.make()
+      const leased = (yield* Scope.provide(state.makeObsLeased(), scope)).cameras[0]!
+      yield* Scope.close(scope, Exit.interrupt())
+      for (let v = 2; v < 10; v++) {
+        yield* write(state, v)
+        const now = (yield* state.makeObsLeased().pipe(Effect.scoped)).cameras[0]!
+        assert.notStrictEqual(now.image.data.buffer, leased.image.data.buffer)
+        assert.notStrictEqual(now.depth!.data.buffer, leased.depth!.data.buffer)
+      }
+      assert.deepStrictEqual([...leased.image.data], [...image(1)])
+      assert.deepStrictEqual([...leased.depth!.data], [...depth(1)])
+    }))
+
   it.effect("without leases, updates alternate between two buffers (no fresh memory per frame)", () =>
     Effect.gen(function*() {
       const state = yield* SensorState.make({ cameras: [camera] })
@@ -128,6 +145,43 @@ describe("the server's reply path", () => {
       while (sent.length < 2) yield* Effect.yieldNow
       yield* Deferred.succeed(sent[1]!.done, undefined)
     }).pipe(Effect.scoped))
+
+  it.effect.each([
+    ["as a handler's effect in a scope", false],
+    ["by the server's default getObs", true]
+  ] as const)("never recycles a reply's buffers once its send was interrupted, %s", ([, byDefault]) =>
+    Effect.gen(function*() {
+      const state = yield* SensorState.make({ cameras: [camera] })
+      yield* write(state, 1)
+      const responder = ServerConnection.responder(
+        { reset: Effect.map(state.makeObs(), (obs) => ({ obs })), applyAction: () => Effect.void },
+        state.makeObs(),
+        state.makeObsLeased(),
+        byDefault ? state.leaseObservationUnsafe : undefined
+      )
+      const requests = yield* Queue.unbounded<Uint8Array>()
+      const sent: Array<ReadonlyArray<Uint8Array>> = []
+      // A send that never completes: the transport may hold the bytes however long.
+      const connection: Connection = {
+        id: "cut short",
+        frames: Stream.fromQueue(requests),
+        send: (frame) =>
+          Effect.andThen(Effect.sync(() => sent.push(Array.isArray(frame) ? frame : [frame as Uint8Array])), Effect.never)
+      }
+      const serving = yield* ServerConnection.serve(connection, responder, { maxPending: 4, gate: admitAll }).pipe(
+        Effect.forkChild({ startImmediately: true })
+      )
+      yield* Queue.offer(requests, encodeFrame({ type: "obs_request" }))
+      while (sent.length < 1) yield* Effect.yieldNow
+      const image = sent[0]!.find((p) => p.byteLength === 12)!
+      yield* Fiber.interrupt(serving)
+      for (let v = 2; v < 20; v++) {
+        yield* write(state, v)
+        const now = (yield* state.makeObsLeased().pipe(Effect.scoped)).cameras[0]!
+        assert.notStrictEqual(now.image.data.buffer, image.buffer)
+      }
+      assert.deepStrictEqual([...image], [...new Uint8Array(12).fill(1)])
+    }))
 })
 
 describe("the server's default getObs", () => {
@@ -145,10 +199,17 @@ describe("the server's default getObs", () => {
         const state = yield* SensorState.make({ cameras: [camera] })
         let leased = 0
         let released = 0
+        let mayStillBeRead: boolean | undefined
         const observe = (timestamp: number) => {
           const lease = state.leaseObservationUnsafe(timestamp)
           leased++
-          return { obs: lease.obs, release: () => void released++ }
+          return {
+            obs: lease.obs,
+            release: (stillRead?: boolean) => {
+              released++
+              mayStillBeRead = stillRead
+            }
+          }
         }
         const responder = ServerConnection.responder(
           { reset: Effect.map(state.makeObs(), (obs) => ({ obs })), applyAction: () => Effect.void },
@@ -171,6 +232,8 @@ describe("the server's default getObs", () => {
         }
         assert.strictEqual(leased, 1)
         assert.strictEqual(released, 1)
+        // Only an interrupted send may still be reading the bytes: only then are they kept for good.
+        assert.strictEqual(mayStillBeRead, outcome === "hangs")
       }))
   }
 })
