@@ -155,6 +155,13 @@ const DEFAULT_CAPACITY = 16
 const errorCloseMillis = 100
 
 /**
+ * How long a connector's failed write waits for the session's reader to tell why the session
+ * ended (`SessionState.whyEnded`). The reader gets there within a turn of the event loop unless
+ * something holds it up; a quarter second is ample on a busy machine and short for a sender.
+ */
+const endReasonMillis = 250
+
+/**
  * Mutable heart of a session. Only touched from fibers of one runtime (single-threaded), so plain
  * fields suffice; every method that changes what peers see also sends it.
  */
@@ -171,6 +178,8 @@ export class SessionState {
   private closed = false
   /** Connector only: why the single remote ended. */
   failure: PeerError | undefined
+  /** Connector only: a failed write waited for the session's end in vain (see `whyEnded`). */
+  private endReasonMissed = false
   readonly ended: Deferred.Deferred<never, PeerError | ZenohSessionClosed>
   private changed: Deferred.Deferred<void>
 
@@ -437,13 +446,26 @@ export class SessionState {
 
   /**
    * A connector's write found its link closed or broken. The peer may have said why just before
-   * (a CLOSE, say, still waiting behind a subscriber that is not pulled, while the socket already
-   * read the end): the session's own end, once its reader gets there, is the better answer. The
-   * write's error stands if the session has not ended within the close timeout.
+   * (a CLOSE, say, still waiting in what was received while the socket already read the end): the
+   * session's own end, once its reader gets there, is the better answer, unless that is the link
+   * failing too (the write's error is then the more precise). The reader can be held up (behind a
+   * subscriber nobody pulls): after `endReasonMillis` the write's error stands, and later writes
+   * do not wait again.
    */
   private whyEnded(writeError: ZenohLinkError): Effect.Effect<never, PeerError | ZenohSessionClosed> {
+    const told = (end: PeerError | ZenohSessionClosed) => end._tag === "ZenohLinkError" ? writeError : end
+    if (this.failure !== undefined) return Effect.fail(told(this.failure))
+    if (this.endReasonMissed) return Effect.fail(writeError)
     return Deferred.await(this.ended).pipe(
-      Effect.timeoutOrElse({ duration: this.config.closeTimeoutMillis, orElse: () => Effect.fail(writeError) })
+      Effect.mapError(told),
+      Effect.timeoutOrElse({
+        duration: endReasonMillis,
+        orElse: () =>
+          Effect.suspend(() => {
+            this.endReasonMissed = true
+            return Effect.fail(writeError)
+          })
+      })
     )
   }
 

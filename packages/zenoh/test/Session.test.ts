@@ -243,32 +243,38 @@ describe("sessions over loopback TCP", () => {
       assert.strictEqual(putError._tag, "ZenohCloseReceived")
     }))
 
+  /**
+   * A connector whose peer subscribes to "k", sends three samples to a subscriber that holds one,
+   * then CLOSE(Invalid), then its end: the connector's reader stops at the second sample with the
+   * CLOSE behind it, while its socket reads the end and ends its own side (the peer sees that).
+   */
+  const closedBehindASample = Effect.gen(function*() {
+    const server = yield* Raw.listenOnce()
+    const accepting = yield* Effect.forkChild(server.accepted, { startImmediately: true })
+    const conn = yield* Zenoh.connect({ host: "127.0.0.1", port: server.port })
+    const raw = yield* Fiber.join(accepting)
+    const sub = yield* conn.declareSubscriber("k", { capacity: 1 })
+    yield* raw.readUntil((m) =>
+      m._tag === "Frame" && m.messages.some((n) => n._tag === "Declare" && n.declaration._tag === "DeclareSubscriber")
+    )
+    const sample = (s: string) => NetworkMessage.push("k", ZenohBody.put(text(s)))
+    raw.send(Raw.network(
+      0,
+      NetworkMessage.declare(NetworkMessage.declareSubscriber(1, "k")),
+      sample("a"),
+      sample("b"),
+      sample("c")
+    ))
+    raw.send(Raw.batch(TransportMessage.close(TransportMessage.CloseReason.Invalid, true)))
+    raw.end()
+    const readEnd = yield* Effect.flip(Effect.forever(raw.read))
+    assert.include(String(readEnd), "closed by the peer")
+    return { conn, sub }
+  })
+
   it.live("a put that finds the link already closed fails with the peer's CLOSE still waiting in what was received", () =>
     Effect.gen(function*() {
-      const server = yield* Raw.listenOnce()
-      const accepting = yield* Effect.forkChild(server.accepted, { startImmediately: true })
-      const conn = yield* Zenoh.connect({ host: "127.0.0.1", port: server.port })
-      const raw = yield* Fiber.join(accepting)
-      const sub = yield* conn.declareSubscriber("k", { capacity: 1 })
-      yield* raw.readUntil((m) =>
-        m._tag === "Frame" && m.messages.some((n) => n._tag === "Declare" && n.declaration._tag === "DeclareSubscriber")
-      )
-      // The peer subscribes to "k" (so puts go to it), sends three samples to a subscriber that
-      // holds one, then CLOSE(Invalid), then its end: the connector's reader stops at the second
-      // sample with the CLOSE behind it, while its socket reads the end.
-      const sample = (s: string) => NetworkMessage.push("k", ZenohBody.put(text(s)))
-      raw.send(Raw.network(
-        0,
-        NetworkMessage.declare(NetworkMessage.declareSubscriber(1, "k")),
-        sample("a"),
-        sample("b"),
-        sample("c")
-      ))
-      raw.send(Raw.batch(TransportMessage.close(TransportMessage.CloseReason.Invalid, true)))
-      raw.end()
-      // The connector's socket ended its own side in answer: its link is closed for writing.
-      const readEnd = yield* Effect.flip(Effect.forever(raw.read))
-      assert.include(String(readEnd), "closed by the peer")
+      const { conn, sub } = yield* closedBehindASample
       const putting = yield* Effect.forkChild(Effect.flip(conn.put("k", text("x"))), { startImmediately: true })
       const got = yield* sub.pipe(Stream.take(3), Stream.runCollect)
       assert.deepStrictEqual(got.map((s) => str(s.payload)), ["a", "b", "c"])
@@ -276,6 +282,17 @@ describe("sessions over loopback TCP", () => {
       assert.strictEqual(error._tag, "ZenohCloseReceived")
       assert(error._tag === "ZenohCloseReceived")
       assert.strictEqual(error.reasonName, "INVALID")
+    }))
+
+  it.live("while the reader is held up for good, a put that finds the link closed fails with the write's error, and so do later puts", () =>
+    Effect.gen(function*() {
+      const { conn } = yield* closedBehindASample
+      for (let i = 0; i < 3; i++) {
+        const error = yield* Effect.flip(conn.put("k", text("x")))
+        assert.strictEqual(error._tag, "ZenohLinkError")
+        assert(error._tag === "ZenohLinkError")
+        assert.strictEqual(error.operation, "write")
+      }
     }))
 
   it.live("closing a session locally ends its streams without error", () =>
