@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { encodeFrame } from "@chiral/protocol"
+import { type CameraFrame, encodeFrame } from "@chiral/protocol"
 import { Deferred, Effect, Exit, Fiber, Queue, Scope, Stream } from "effect"
 import * as SensorState from "../src/SensorState.js"
 import * as ServerConnection from "../src/ServerConnection.js"
@@ -12,6 +12,19 @@ const depth = (v: number) => new Float32Array(4).fill(v)
 const write = (state: SensorState.SensorState, v: number, copy = true) =>
   Effect.andThen(state.updateImage("cam", image(v), { copy }), state.updateDepth("cam", depth(v), { copy }))
 
+/** Writes several newer frames (2, 3, …) and checks that none lands in `leased`'s buffers, which keep frame 1. */
+const neverWrittenInto = (state: SensorState.SensorState, leased: CameraFrame) =>
+  Effect.gen(function*() {
+    for (let v = 2; v < 10; v++) {
+      yield* write(state, v)
+      const now = (yield* state.makeObsLeased().pipe(Effect.scoped)).cameras[0]!
+      assert.notStrictEqual(now.image.data.buffer, leased.image.data.buffer)
+      assert.notStrictEqual(now.depth!.data.buffer, leased.depth!.data.buffer)
+    }
+    assert.deepStrictEqual([...leased.image.data], [...image(1)])
+    assert.deepStrictEqual([...leased.depth!.data], [...depth(1)])
+  })
+
 describe("SensorBuffers", () => {
   it.effect("a leased frame's buffers are never written while the lease lasts, and recycled after", () =>
     Effect.gen(function*() {
@@ -20,14 +33,7 @@ describe("SensorBuffers", () => {
       const scope = yield* Scope.make()
       const leased = (yield* Scope.provide(state.makeObsLeased(), scope)).cameras[0]!
       // Many newer frames while the lease lasts: none lands in the leased buffers.
-      for (let v = 2; v < 8; v++) {
-        yield* write(state, v)
-        const now = (yield* state.makeObsLeased().pipe(Effect.scoped)).cameras[0]!
-        assert.notStrictEqual(now.image.data.buffer, leased.image.data.buffer)
-        assert.notStrictEqual(now.depth!.data.buffer, leased.depth!.data.buffer)
-      }
-      assert.deepStrictEqual([...leased.image.data], [...image(1)])
-      assert.deepStrictEqual([...leased.depth!.data], [...depth(1)])
+      yield* neverWrittenInto(state, leased)
       yield* Scope.close(scope, Exit.void)
       // Released and retired: the next frame is written into it.
       yield* write(state, 9)
@@ -44,14 +50,7 @@ describe("SensorBuffers", () => {
       const scope = yield* Scope.make()
       const leased = (yield* Scope.provide(state.makeObsLeased(), scope)).cameras[0]!
       yield* Scope.close(scope, Exit.interrupt())
-      for (let v = 2; v < 10; v++) {
-        yield* write(state, v)
-        const now = (yield* state.makeObsLeased().pipe(Effect.scoped)).cameras[0]!
-        assert.notStrictEqual(now.image.data.buffer, leased.image.data.buffer)
-        assert.notStrictEqual(now.depth!.data.buffer, leased.depth!.data.buffer)
-      }
-      assert.deepStrictEqual([...leased.image.data], [...image(1)])
-      assert.deepStrictEqual([...leased.depth!.data], [...depth(1)])
+      yield* neverWrittenInto(state, leased)
     }))
 
   it.effect("without leases, updates alternate between two buffers (no fresh memory per frame)", () =>
@@ -94,22 +93,27 @@ describe("SensorBuffers", () => {
 /** This test sends no actions: a gate that admits everything. */
 const admitAll = { admit: () => Effect.void, counts: () => ({ accepted: 0, refused: 0 }) }
 
+// Both ways an obs_request is answered without a getObs handler: the leased
+// handler effect in a scope, and the server's own one-step path.
+const replyPaths = [
+  ["as a handler's effect in a scope", false],
+  ["by the server's default getObs", true]
+] as const
+
+const responderFor = (state: SensorState.SensorStateWithLease, byDefault: boolean) =>
+  ServerConnection.responder(
+    { reset: Effect.map(state.makeObs(), (obs) => ({ obs })), applyAction: () => Effect.void },
+    state.makeObs(),
+    state.makeObsLeased(),
+    byDefault ? state.leaseObservationUnsafe : undefined
+  )
+
 describe("the server's reply path", () => {
-  // Both ways an obs_request is answered without a getObs handler: the leased
-  // handler effect in a scope, and the server's own one-step path.
-  it.effect.each([
-    ["as a handler's effect in a scope", false],
-    ["by the server's default getObs", true]
-  ] as const)("lends the observation's buffers until the reply's send completes, %s", ([, byDefault]) =>
+  it.effect.each(replyPaths)("lends the observation's buffers until the reply's send completes, %s", ([, byDefault]) =>
     Effect.gen(function*() {
       const state = yield* SensorState.make({ cameras: [camera] })
       yield* write(state, 1)
-      const responder = ServerConnection.responder(
-        { reset: Effect.map(state.makeObs(), (obs) => ({ obs })), applyAction: () => Effect.void },
-        state.makeObs(),
-        state.makeObsLeased(),
-        byDefault ? state.leaseObservationUnsafe : undefined
-      )
+      const responder = responderFor(state, byDefault)
       assert.strictEqual(responder.observeUnsafe !== undefined, byDefault)
       const requests = yield* Queue.unbounded<Uint8Array>()
       const sent: Array<{ readonly parts: ReadonlyArray<Uint8Array>; readonly done: Deferred.Deferred<void> }> = []
@@ -146,19 +150,11 @@ describe("the server's reply path", () => {
       yield* Deferred.succeed(sent[1]!.done, undefined)
     }).pipe(Effect.scoped))
 
-  it.effect.each([
-    ["as a handler's effect in a scope", false],
-    ["by the server's default getObs", true]
-  ] as const)("never recycles a reply's buffers once its send was interrupted, %s", ([, byDefault]) =>
+  it.effect.each(replyPaths)("never recycles a reply's buffers once its send was interrupted, %s", ([, byDefault]) =>
     Effect.gen(function*() {
       const state = yield* SensorState.make({ cameras: [camera] })
       yield* write(state, 1)
-      const responder = ServerConnection.responder(
-        { reset: Effect.map(state.makeObs(), (obs) => ({ obs })), applyAction: () => Effect.void },
-        state.makeObs(),
-        state.makeObsLeased(),
-        byDefault ? state.leaseObservationUnsafe : undefined
-      )
+      const responder = responderFor(state, byDefault)
       const requests = yield* Queue.unbounded<Uint8Array>()
       const sent: Array<ReadonlyArray<Uint8Array>> = []
       // A send that never completes: the transport may hold the bytes however long.
