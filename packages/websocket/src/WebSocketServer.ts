@@ -9,7 +9,7 @@ import { ServerTransport, type Connection } from "@chiral/core/Transport"
 import { TransportError } from "@chiral/core/TransportError"
 import * as NodeSocketServer from "@effect/platform-node/NodeSocketServer"
 import type * as NodeWS from "@effect/platform-node/NodeWS"
-import { Cause, Effect, Layer, Option } from "effect"
+import { Cause, Effect, Exit, Layer, Option } from "effect"
 import * as NetAddress from "effect/net/NetAddress"
 import * as Socket from "effect/socket/Socket"
 import type * as Http from "node:http"
@@ -147,8 +147,11 @@ const serveConnection = <E, R>(
     const id = `${address} ← ${peer}`
     connections.live.add(ws)
     ws.once("close", () => connections.live.delete(ws))
-    // Closed when the connection's scope ends, after its reader has let go.
-    yield* Effect.addFinalizer(() => Effect.sync(() => ws.close()))
+    // Closed when the connection's scope ends, after its reader has let go:
+    // 1001 (going away) when the server stops serving, as Python's
+    // `websockets` server does, 1000 when the handler is done with the
+    // client; a failed handler's close says no status (1005), as before.
+    yield* Effect.addFinalizer((exit) => Effect.sync(() => ws.close(closeCodeOf(exit))))
     const frames = yield* framesOf(ws, id)
     if (keepalive !== undefined) yield* Effect.forkScoped(Keepalive.run(ws, id, keepalive))
     yield* handler({ id, peer, frames, send: sendOn(ws, id, fragmentParts) })
@@ -163,6 +166,10 @@ const serveConnection = <E, R>(
         : Effect.logWarning("chiral: connection ended", cause)
     })
   )
+
+/** The close code for a connection whose handler ended with `exit` (undefined: none, 1005). */
+const closeCodeOf = (exit: Exit.Exit<unknown, unknown>): number | undefined =>
+  Exit.isSuccess(exit) ? 1000 : Cause.hasInterruptsOnly(exit.cause) ? 1001 : undefined
 
 /** Listens for WebSocket clients; the listener and every connection live in the scope. */
 export const makeServer = Effect.fnUntraced(function*(options: ServerOptions = {}) {

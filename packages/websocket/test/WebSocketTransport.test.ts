@@ -5,6 +5,7 @@ import { ReceivePool } from "@chiral/protocol"
 import * as Recycling from "@chiral/testing/Recycling"
 import { WebSocketTransport } from "../src/index.js"
 import * as RawWebSocket from "@chiral/testing/RawWebSocket"
+import * as NodeWS from "@effect/platform-node/NodeWS"
 
 const echo = ServerTransport.use((server) =>
   server.serve((connection) =>
@@ -77,6 +78,27 @@ describe("Transport", () => {
 })
 
 describe("WebSocket shutdown", () => {
+  it.live("the server closes a connection with 1000 when its handler is done, 1001 (going away) when it stops serving", () =>
+    Effect.gen(function*() {
+      const server = yield* WebSocketTransport.makeServer({ host: "127.0.0.1", port: 0 })
+      // Done with a client after its first frame; the others are served until the server stops.
+      const serving = yield* Effect.forkScoped(server.serve((connection) => Stream.runDrain(Stream.take(connection.frames, 1))))
+      const closeCode = (ws: NodeWS.WebSocket) =>
+        Effect.callback<number>((resume) => void ws.once("close", (code) => resume(Effect.succeed(code))))
+      const open = (ws: NodeWS.WebSocket) => Effect.callback<void>((resume) => void ws.once("open", () => resume(Effect.void)))
+      const done = new NodeWS.WebSocket(server.address)
+      const served = new NodeWS.WebSocket(server.address)
+      yield* Effect.addFinalizer(() => Effect.sync(() => [done, served].forEach((ws) => ws.terminate())))
+      yield* open(done)
+      yield* open(served)
+      const doneClosed = yield* Effect.forkScoped(closeCode(done))
+      const servedClosed = yield* Effect.forkScoped(closeCode(served))
+      done.send(Uint8Array.of(1))
+      assert.strictEqual(yield* Fiber.join(doneClosed), 1000)
+      yield* Fiber.interrupt(serving)
+      assert.strictEqual(yield* Fiber.join(servedClosed), 1001)
+    }).pipe(Effect.scoped))
+
   it.live("a peer that never answers the close handshake does not hold the server open", () =>
     Effect.gen(function*() {
       const scope = yield* Scope.make()
