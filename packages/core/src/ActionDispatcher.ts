@@ -27,6 +27,7 @@ import { Deferred, Duration, Effect, FiberHandle, Option, PubSub, Queue, type Sc
 import { type Action, toTensor } from "./Action.js"
 import { type Drops, obsTime, portable, validate } from "./ActionPlan.js"
 import * as ActionQueue from "./ActionQueue.js"
+import * as ActionSpec from "./ActionSpec.js"
 import * as Cadence from "./Cadence.js"
 import { captureTime } from "./CameraState.js"
 import type { Link } from "./ClientConnection.js"
@@ -34,7 +35,7 @@ import { timestampsOf } from "./ObservationStream.js"
 import type { OffThreadDispatch } from "./OffThreadDispatch.js"
 import * as ThreadPriority from "./ThreadPriority.js"
 import * as RefillSignal from "./RefillSignal.js"
-import type { RequestError } from "./RequestError.js"
+import { RequestError } from "./RequestError.js"
 import { disconnected } from "./RequestSlot.js"
 
 /** One action as it left the client. */
@@ -52,6 +53,26 @@ export interface ActionTiming {
 /** What the client's queues dropped: the plan's drops, and the actions still waiting when their connection went. */
 export interface ClientDrops extends Drops {
   readonly disconnected: number
+}
+
+/**
+ * The first action of `actions` with a value that is not finite as float32
+ * (NaN, ±Infinity, or beyond float32's range: what travels), as the error
+ * that refuses the whole put: a motor must never be sent it, and a server
+ * that does not check (the Python reference's does not) would apply it.
+ */
+const nonFiniteIn = (actions: ReadonlyArray<Action>): RequestError | undefined => {
+  for (let k = 0; k < actions.length; k++) {
+    const why = ActionSpec.problem(toTensor(actions[k]!), undefined)
+    if (why !== undefined) {
+      return new RequestError({
+        request: "apply_action",
+        reason: "Malformed",
+        detail: `${actions.length === 1 ? "the action" : `action ${k}`}: ${why}; nothing was queued or sent`
+      })
+    }
+  }
+  return undefined
 }
 
 /** One connection's plan and dispatch. */
@@ -390,10 +411,18 @@ export const make = (context: DispatchContext): Effect.Effect<ActionDispatcher, 
         return live === undefined ? Effect.fail(disconnected("apply_action", context.why())) : use(live)
       })
     const putAll = (chunk: Iterable<Action>, options?: ActionQueue.PutMode | ActionQueue.PutOptions) =>
-      onLive((link) => link.put(chunk, optionsOf(options)))
+      Effect.suspend(() => {
+        const actions = Array.from(chunk)
+        const refused = nonFiniteIn(actions)
+        return refused !== undefined ? Effect.fail(refused) : onLive((link) => link.put(actions, optionsOf(options)))
+      })
 
     return {
-      send: (action) => onLive((link) => link.send(action)),
+      send: (action) =>
+        Effect.suspend(() => {
+          const refused = nonFiniteIn([action])
+          return refused !== undefined ? Effect.fail(refused) : onLive((link) => link.send(action))
+        }),
       put: (action, options) => putAll([action], { obsTimestamps: options?.obsTimestamps }),
       putAll,
       pending: Effect.suspend(() => context.current()?.pending ?? Effect.succeed(0)),

@@ -18,6 +18,7 @@ import { Context, Duration, Effect, Layer, Option, type Scope, type Stream, Subs
 import { type Action, type ActionChunk, chunkToTensor } from "./Action.js"
 import * as ActionDispatcher from "./ActionDispatcher.js"
 import * as ActionQueue from "./ActionQueue.js"
+import * as ActionSpec from "./ActionSpec.js"
 import * as ClientConnection from "./ClientConnection.js"
 import * as ObservationStream from "./ObservationStream.js"
 import type * as RefillSignal from "./RefillSignal.js"
@@ -105,7 +106,11 @@ export interface PolicyClientApi {
   readonly getObs: Effect.Effect<Observation, RequestError>
   /** Legacy coupled step (C++ servers): sends an N×D chunk, returns the server's step result. */
   readonly step: (chunk: ActionChunk) => Effect.Effect<StepOutcome, RequestError>
-  /** Sends one `apply_action` now, stamped with `latestObs`' camera timestamps (no reply). */
+  /**
+   * Sends one `apply_action` now, stamped with `latestObs`' camera timestamps
+   * (no reply). An action with a value that is not finite as float32 is not
+   * sent: `Malformed`, naming the value.
+   */
   readonly sendAction: (action: Action) => Effect.Effect<void, RequestError>
 
   /** The most recent observation received (from getObs, reset, step or the obs stream). */
@@ -136,7 +141,10 @@ export interface PolicyClientApi {
    * (temporal ensembling with what waits); see `ActionPlan`. `obsTimestamps`:
    * the camera timestamps of that observation (`obs.cameras[i].timestamp`),
    * needed by `time-aligned`; its actions carry them to the server. Dies with
-   * a RangeError for a chunk that cannot be put.
+   * a RangeError for a chunk that cannot be put. A chunk with a value that is
+   * not finite as float32 (NaN, ±Infinity, beyond ±3.4e38) fails as
+   * `Malformed`, naming the action and the value, and nothing of it is queued:
+   * servers without the check (the Python reference's) would apply it.
    *
    * Actions never outlive their connection: when it is lost, whatever still
    * waits is dropped (counted in `droppedActions().disconnected`, one log
@@ -189,11 +197,13 @@ export class PolicyClient extends Context.Service<PolicyClient, PolicyClientApi>
 /** The legacy `step`'s request: the chunk as an N×D float32 tensor, or why it is not one. */
 const stepRequest = (chunk: ActionChunk, latestObs: Option.Option<Observation>) =>
   Effect.try({
-    try: () => ({
-      type: "action" as const,
-      action: chunkToTensor(chunk),
-      obsTimestamps: ObservationStream.timestampsOf(latestObs)
-    }),
+    try: () => {
+      const action = chunkToTensor(chunk)
+      // Never sent to a motor, as for the other action paths.
+      const refused = ActionSpec.problem(action, undefined)
+      if (refused !== undefined) throw new RangeError(`${refused}; the chunk was not sent`)
+      return { type: "action" as const, action, obsTimestamps: ObservationStream.timestampsOf(latestObs) }
+    },
     catch: (cause) => new RequestError({ request: "action", reason: "Malformed", detail: String(cause) })
   })
 

@@ -108,6 +108,28 @@ describe("PolicyClient on real sockets", () => {
       expect(yield* SubscriptionRef.get(client.dispatched)).toBe(30)
     }).pipe(Effect.scoped, Effect.provide(Pair.webSocket)))
 
+  it.live("an action with a value that is not finite as float32 is refused before it is queued or sent", () =>
+    Effect.gen(function*() {
+      const { client, recorder } = yield* Pair.startPair()
+      const refusal = (effect: Effect.Effect<void, RequestError>) => Effect.flip(effect)
+      const nan = yield* refusal(client.putAction([0, Number.NaN, 0, 0, 0, 0, 0]))
+      expect(nan).toMatchObject({ _tag: "RequestError", reason: "Malformed", request: "apply_action" })
+      expect(nan.detail).toBe("the action: value 1 is NaN: actions must be finite; nothing was queued or sent")
+      // finite as a double, infinite as the float32 that travels
+      const huge = yield* refusal(client.putActions([[0, 0, 0, 0, 0, 0, 0], [1e39, 0, 0, 0, 0, 0, 0]]))
+      expect(huge.detail).toBe("action 1: value 0 is Infinity: actions must be finite; nothing was queued or sent")
+      const sent = yield* refusal(client.sendAction(Tensor.make("float64", [7], Float64Array.of(0, 0, 0, -Infinity, 0, 0, 0))))
+      expect(sent.detail).toContain("value 3 is -Infinity")
+      const step = yield* refusal(Effect.asVoid(client.step([[0, 0, 0, 0, 0, 0, Number.NaN]])))
+      expect(step).toMatchObject({ reason: "Malformed", request: "action" })
+      expect(step.detail).toContain("value 6 is NaN: actions must be finite; the chunk was not sent")
+      expect(yield* client.pendingActions).toBe(0)
+      // nothing of the refused chunk went: the next action is the first the robot applies
+      yield* client.sendAction([7, 0, 0, 0, 0, 0, 0])
+      expect(Tensor.toArray((yield* Queue.take(recorder.actions)).action)).toEqual([7, 0, 0, 0, 0, 0, 0])
+      expect(yield* Queue.size(recorder.actions)).toBe(0)
+    }).pipe(Effect.scoped, Effect.provide(Pair.webSocket)))
+
   it.live("a ragged action chunk is a typed error, not a crash", () =>
     Effect.gen(function*() {
       const { client } = yield* Pair.startPair()
