@@ -9,8 +9,9 @@
  *
  * It stops once 200 actions have really been sent. Start server.js first:
  *
- *     node apps/examples/dist/client.js [uri] [actions]    # default ws://localhost:8765 200
+ *     npx node apps/examples/dist/client.js [uri] [actions]    # default ws://localhost:8765 200
  */
+import "./NodeVersion.js" // first: see there
 import { PolicyClient } from "@chiral/core"
 import { WebSocketTransport } from "@chiral/websocket"
 import type { Observation } from "@chiral/protocol"

@@ -14,8 +14,9 @@
  * (the `late` column), never sent late.
  *
  *     npm run example:eval                      # 5 episodes, table on stdout
- *     node apps/examples/dist/eval.js [episodes] [--json]
+ *     npx node apps/examples/dist/eval.js [episodes] [--json]
  */
+import "./NodeVersion.js" // first: see there
 import { fileURLToPath } from "node:url"
 import { Evaluation, EvaluationResult, PolicyClient } from "@chiral/core"
 import type { Observation } from "@chiral/protocol"

@@ -4,6 +4,7 @@
  * prefixed), and stops the server once the client is done.
  * `npm run example -- zenoh`: the same pair over Zenoh.
  */
+import "./NodeVersion.js" // first: see there
 import { fileURLToPath } from "node:url"
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Console, Deferred, Effect, Fiber, Stream } from "effect"

@@ -9,11 +9,13 @@
  *
  *     action=   1  apply= 0.00ms  avg= 0.00ms
  *
- * Run it, then the client (or `npm run example` for both):
+ * Run it, then the client (or `npm run example` for both; `npx node` runs npm's
+ * node@24 of the devDependencies, plain `node` will do from Node 22 on):
  *
- *     node apps/examples/dist/server.js [port] [host]      # default 8765 0.0.0.0
- *     node apps/examples/dist/client.js ws://localhost:8765
+ *     npx node apps/examples/dist/server.js [port] [host]      # default 8765 0.0.0.0
+ *     npx node apps/examples/dist/client.js ws://localhost:8765
  */
+import "./NodeVersion.js" // first: see there
 import { Cadence, PolicyServer } from "@chiral/core"
 import { WebSocketTransport } from "@chiral/websocket"
 import { NodeRuntime } from "@effect/platform-node"

@@ -3,8 +3,9 @@
  * examples/python/zenoh_client_example.py: a Zenoh peer connecting to
  * tcp/host:7447. Only the transport Layer differs from the WebSocket example.
  *
- *     node apps/examples/dist/zenoh_client.js [tcp/host:port] [actions]    # default tcp/127.0.0.1:7447 200
+ *     npx node apps/examples/dist/zenoh_client.js [tcp/host:port] [actions]    # default tcp/127.0.0.1:7447 200
  */
+import "./NodeVersion.js" // first: see there
 import { ZenohTransport } from "@chiral/zenoh-transport"
 import { NodeRuntime } from "@effect/platform-node"
 import { Effect } from "effect"

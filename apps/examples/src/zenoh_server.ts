@@ -4,8 +4,9 @@
  * tcp/0.0.0.0:7447, requests on `chiral/c2s`, answers on `chiral/s2c`.
  * Only the transport Layer differs from the WebSocket example.
  *
- *     node apps/examples/dist/zenoh_server.js [port] [host]    # default 7447 0.0.0.0
+ *     npx node apps/examples/dist/zenoh_server.js [port] [host]    # default 7447 0.0.0.0
  */
+import "./NodeVersion.js" // first: see there
 import { ZenohTransport } from "@chiral/zenoh-transport"
 import { NodeRuntime } from "@effect/platform-node"
 import { Effect } from "effect"
