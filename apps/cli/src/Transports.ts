@@ -43,6 +43,25 @@ export const protocolOf = (uri: string): Protocol | undefined =>
   /^wss?:\/\//i.test(uri) ? "websocket" : /^tcp\//i.test(uri) ? "zenoh" : undefined
 
 /**
+ * The protocol of a command that may be given a URI: the URI's form says it,
+ * and `flag` (`--protocol`), when also given, must agree; without a URI,
+ * `flag`, else WebSocket. Or why not, as one line.
+ */
+export const protocolFor = (uri: string | undefined, flag: Protocol | undefined): Protocol | string => {
+  if (uri === undefined) return flag ?? "websocket"
+  const protocol = protocolOf(uri)
+  if (protocol === undefined) {
+    return `unsupported address ${JSON.stringify(uri)}: expected ws://host:port (WebSocket) or tcp/host:port (Zenoh)`
+  }
+  if (flag !== undefined && flag !== protocol) {
+    return `--protocol ${flag} does not match ${JSON.stringify(uri)}: ${
+      flag === "zenoh" ? "Zenoh addresses look like tcp/host:7447" : "WebSocket addresses look like ws://host:8765"
+    }`
+  }
+  return protocol
+}
+
+/**
  * The client transport for `uri`, or why it cannot be used. `protocol`, when
  * given, must agree with the URI's form. `dispatchThread: "main"` keeps a
  * connection's action dispatcher on this thread (no worker thread): for
@@ -58,15 +77,8 @@ export const clientTransportFor = (
     readonly maxMessageBytes?: number | undefined
   } = {}
 ): Layer.Layer<ClientTransport> | string => {
-  const protocol = protocolOf(uri)
-  if (protocol === undefined) {
-    return `unsupported address ${JSON.stringify(uri)}: expected ws://host:port (WebSocket) or tcp/host:port (Zenoh)`
-  }
-  if (options.protocol !== undefined && options.protocol !== protocol) {
-    return `--protocol ${options.protocol} does not match ${JSON.stringify(uri)}: ${
-      options.protocol === "zenoh" ? "Zenoh addresses look like tcp/host:7447" : "WebSocket addresses look like ws://host:8765"
-    }`
-  }
+  const protocol = protocolFor(uri, options.protocol)
+  if (protocol !== "websocket" && protocol !== "zenoh") return protocol
   if (protocol === "websocket") {
     if (options.keyPrefix !== undefined) return "--key-prefix applies to Zenoh only"
     if (options.maxMessageBytes !== undefined) {

@@ -3,9 +3,11 @@
 // The bench server runs as a child process from dist/, so this needs `tsc -b` first
 // (CI builds before testing).
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit } from "effect"
+import { ZenohTransport } from "@chiral/zenoh-transport"
+import { Effect, Exit, Layer } from "effect"
 import { arrivalTicks, cadence, percentiles, quantile, skippedTicks, ticksOfDues } from "../src/bench/Stats.js"
 import { bench } from "../src/commands/Bench.js"
+import * as SimulatedRobot from "../src/SimulatedRobot.js"
 import { run } from "./support/RunCommand.js"
 
 const isNumber = (u: unknown): u is number => typeof u === "number" && Number.isFinite(u)
@@ -75,6 +77,21 @@ describe("chiral bench", () => {
         assert.isTrue(isNumber(result.page_faults_per_obs.client) && isNumber(result.page_faults_per_obs.server))
       }
     }), { timeout: 60_000 })
+
+  it.live("a server's address says its protocol: tcp/host:port is measured over Zenoh without --protocol", () =>
+    Effect.gen(function*() {
+      const transport = yield* Layer.build(ZenohTransport.layerServer({ host: "127.0.0.1", port: 0 }))
+      const robot = yield* SimulatedRobot.make({ cameras: 1, width: 8, height: 6 }).pipe(Effect.provideContext(transport))
+      const out = yield* run(bench, [robot.server.address, "--requests", "3", "--duration", "1", "--timeout", "60", "--json"])
+      assert.isTrue(Exit.isSuccess(out.exit), out.stderr.join("\n"))
+      assert.isTrue(isNumber(JSON.parse(out.stdout[0]!).obs_round_trip_ms.p50))
+      const mismatch = yield* run(bench, [robot.server.address, "--protocol", "websocket"])
+      assert.isTrue(Exit.isFailure(mismatch.exit))
+      assert.match(
+        mismatch.stderr.join("\n"),
+        /^chiral bench: --protocol websocket does not match "tcp\/127\.0\.0\.1:\d+": WebSocket addresses look like ws:\/\/host:8765/
+      )
+    }).pipe(Effect.scoped), { timeout: 60_000 })
 
   it.effect("rejects a bad size in one line", () =>
     Effect.gen(function*() {

@@ -4,6 +4,7 @@ import { Argument, Command, Flag } from "effect/cli"
 import * as Progress from "../bench/Progress.js"
 import { type BenchReport, run } from "../bench/Run.js"
 import * as Flags from "../Flags.js"
+import { protocolFor } from "../Transports.js"
 import { failWith } from "./Decode.js"
 
 // ── the human report ──────────────────────────────────────────────────────────
@@ -95,7 +96,9 @@ export const bench = Command.make(
       Argument.withDescription("A running server to measure (round trips and obs rate only; no actions are sent)"),
       Argument.optional
     ),
-    protocol: Flags.serverProtocol("Transport to measure"),
+    protocol: Flags.uriProtocol(
+      "Transport to measure: websocket or zenoh (a Zenoh peer on tcp/host:port, keys chiral/c2s and chiral/s2c, as the references). Without a URI, the simulated robot serves websocket unless told"
+    ),
     thread: Flag.Literals("thread", ["worker", "main"]).pipe(
       Flag.withDescription(
         "Where the client dispatches actions: a worker thread of its own (default), or the main thread"
@@ -149,15 +152,17 @@ export const bench = Command.make(
     }
     const decodeLimits = Flags.decodeLimitsOf(flags)
     if (typeof decodeLimits === "string") return yield* failWith("bench", decodeLimits)
+    const protocol = protocolFor(Option.getOrUndefined(flags.uri), Option.getOrUndefined(flags.protocol))
+    if (protocol !== "websocket" && protocol !== "zenoh") return yield* failWith("bench", protocol)
     const maxMessageBytes = Flags.maxMessageBytesOf(flags.maxMessageSize)
     if (typeof maxMessageBytes === "string") return yield* failWith("bench", maxMessageBytes)
-    if (maxMessageBytes !== undefined && flags.protocol !== "zenoh") {
+    if (maxMessageBytes !== undefined && protocol !== "zenoh") {
       return yield* failWith("bench", "--max-message-size applies to --protocol zenoh only (a WebSocket client takes messages of any size)")
     }
     const bar = Progress.make()
     const report = yield* run({
       address: Option.getOrUndefined(flags.uri),
-      protocol: flags.protocol,
+      protocol,
       thread: flags.thread,
       receiveBuffers: flags.receiveBuffers,
       maxMessageBytes,
