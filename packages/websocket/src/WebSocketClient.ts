@@ -186,6 +186,16 @@ const encodeClose = (code: number, reason = ""): Uint8Array => {
   return encodeFrame(Opcode.close, [payload])
 }
 
+/**
+ * What a refusing server said in the part of its body that came with the
+ * head, when that is one short line of text (a Zenoh port answers "This port
+ * speaks Zenoh …"), as a suffix for the error; else nothing.
+ */
+const saidIn = (body: string): string => {
+  const line = body.trim().split("\n", 1)[0]!.trim()
+  return line.length > 0 && line.length <= 200 && /^[\x20-\x7e]+$/.test(line) ? ` (the server said: ${JSON.stringify(line)})` : ""
+}
+
 /** Parses the server's handshake answer; returns why it is unacceptable, if it is. */
 const checkHandshake = (head: string, key: string): string | undefined => {
   const lines = head.split("\r\n")
@@ -583,7 +593,7 @@ export class ClientSocket {
     }
     const problem = checkHandshake(this.handshake.slice(0, end), this.key)
     if (problem !== undefined) {
-      this.fail(new ClientSocketError("handshake", problem))
+      this.fail(new ClientSocketError("handshake", problem + saidIn(this.handshake.slice(end + 4))))
       return -1
     }
     this.state = "open"

@@ -7,6 +7,7 @@ import { decodeFrame, encodeFrame, Tensor } from "@chiral/protocol"
 import { type Session, Zenoh } from "@chiral/zenoh"
 import { describe, expect, it } from "@effect/vitest"
 import * as DiagnosticsChannel from "node:diagnostics_channel"
+import * as Net from "node:net"
 import { Effect, Exit, Fiber, Layer, Option, Queue, Ref, Result, Schedule, Stream, SubscriptionRef } from "effect"
 import {
   ClientTransport,
@@ -380,6 +381,24 @@ describe("ZenohTransport: waiting for a server", () => {
       }).pipe(Effect.provideService(ServerTransport, server))
       yield* Effect.scoped(transport.connect)
       expect(threads).toBeGreaterThan(1)
+    }).pipe(Effect.scoped))
+})
+
+describe("ZenohTransport: the wrong protocol", () => {
+  it.live("a WebSocket (HTTP) server at the address is InvalidAddress, saying so, not a server to wait for", () =>
+    Effect.gen(function*() {
+      const http = Net.createServer((socket) => {
+        socket.on("error", () => {})
+        socket.once("data", () => socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n"))
+      })
+      yield* Effect.acquireRelease(
+        Effect.promise(() => new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve))),
+        () => Effect.sync(() => http.close())
+      )
+      const port = (http.address() as Net.AddressInfo).port
+      const error = failure(yield* Effect.exit(Effect.scoped(ZenohTransport.makeClient(`tcp/127.0.0.1:${port}`, fast).connect)))
+      expect(error.reason).toBe("InvalidAddress")
+      expect(error.detail).toContain("a web or WebSocket server, not a Zenoh peer (a chiral WebSocket server is reached at ws://host:port)")
     }).pipe(Effect.scoped))
 })
 

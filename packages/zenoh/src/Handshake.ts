@@ -9,7 +9,7 @@
 import { Effect } from "effect"
 import * as Batch from "./Batch.js"
 import * as Extension from "./Extension.js"
-import type { Link } from "./Link.js"
+import { type Link, speaksHttp } from "./Link.js"
 import * as TransportMessage from "./TransportMessage.js"
 import { ZWriter } from "./ZBuf.js"
 import { ZenohDecodeError, ZenohHandshakeError, type ZenohLinkError } from "./ZenohError.js"
@@ -77,7 +77,7 @@ const expect = <Tag extends TransportMessage.TransportMessage["_tag"]>(
   readonly [Extract<TransportMessage.TransportMessage, { _tag: Tag }>, ReadonlyArray<TransportMessage.TransportMessage>],
   ZenohHandshakeError | ZenohLinkError
 > =>
-  Effect.flatMap(link.readBatch, (body) => {
+  Effect.flatMap(Effect.catchTag(link.readBatch, "ZenohLinkError", (error) => notHttp(link, role, error)), (body) => {
     let messages: Array<TransportMessage.TransportMessage>
     try {
       messages = TransportMessage.decodeBatch(body)
@@ -94,6 +94,34 @@ const expect = <Tag extends TransportMessage.TransportMessage["_tag"]>(
     }
     return Effect.succeed([first as Extract<TransportMessage.TransportMessage, { _tag: Tag }>, rest] as const)
   })
+
+/**
+ * A peer that opened with HTTP will not speak Zenoh: a handshake error (not
+ * worth retrying) that says which side of a WebSocket it looks like. A web
+ * client is answered with HTTP 400 saying what this port is, so that a
+ * WebSocket client fails at once with that instead of waiting for a handshake.
+ */
+const notHttp = (link: Link, role: Role, error: ZenohLinkError): Effect.Effect<never, ZenohHandshakeError | ZenohLinkError> => {
+  if (!error.reason.startsWith(speaksHttp)) return Effect.fail(error)
+  if (role === "connector") {
+    return fail(
+      role,
+      link.peer,
+      `${error.reason}: a web or WebSocket server, not a Zenoh peer (a chiral WebSocket server is reached at ws://host:port)`
+    )
+  }
+  void link.send([httpRefusal])
+  return fail(
+    role,
+    link.peer,
+    `${error.reason}: a web or WebSocket client, not a Zenoh peer (this port speaks Zenoh; chiral's WebSocket servers listen on ws://host:8765)`
+  )
+}
+
+const httpRefusal = new TextEncoder().encode(
+  "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: 63\r\n\r\n" +
+    "This port speaks Zenoh (chiral: tcp/host:port), not WebSocket.\n"
+)
 
 const describe = (msg: TransportMessage.TransportMessage): string =>
   msg._tag === "Init" || msg._tag === "Open" ? `${msg._tag.toUpperCase()}-${msg.ack ? "Ack" : "Syn"}` : msg._tag

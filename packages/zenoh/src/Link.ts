@@ -164,6 +164,22 @@ const readingInto = (highWaterMark = DEFAULT_HIGH_WATER_MARK): { intake: Intake;
   return { intake, onread }
 }
 
+/** How a link's read error starts when the peer opened with HTTP (see `httpOpening`). */
+export const speaksHttp = "the peer speaks HTTP"
+
+/**
+ * The first line of `chunk` when it opens an HTTP request or response (a web
+ * or WebSocket peer on a Zenoh port, or a Zenoh client pointed at a web
+ * port), else undefined. Never a Zenoh opening: a first batch is an INIT of a
+ * few dozen bytes, and these letters as its length would announce 17–22 KB.
+ */
+export const httpOpening = (chunk: Uint8Array): string | undefined => {
+  const head = Buffer.from(chunk.buffer, chunk.byteOffset, Math.min(chunk.byteLength, 96)).toString("latin1")
+  if (!/^(HTTP\/\d|(GET|POST|PUT|HEAD|DELETE|OPTIONS|PATCH|CONNECT|TRACE) \S)/.test(head)) return undefined
+  const line = head.split("\r\n", 1)[0]!
+  return line.length > 60 ? `${line.slice(0, 60)}…` : line
+}
+
 /**
  * The reading half: received chunks wait in an inbox (the socket is paused while it holds
  * `highWaterMark` bytes nobody pulled), and are cut into batches on demand. With an `intake`
@@ -196,7 +212,19 @@ const makeReader = (socket: Net.Socket, peer: string, highWaterMark: number, int
 
   /** Bytes received and not yet taken as batches: in the inbox and in the splitter. */
   const unread = () => splitter.pending + inboxBytes
+  // The first bytes say whether the peer speaks HTTP; such a peer's bytes are not batches.
+  let opened = false
+  let http = false
   const received = (chunk: Uint8Array) => {
+    if (http) return
+    if (!opened) {
+      opened = true
+      const line = httpOpening(chunk)
+      if (line !== undefined) {
+        http = true
+        return endWith(`${speaksHttp} ("${line}")`)
+      }
+    }
     inbox.push(chunk)
     inboxBytes += chunk.length
     if (unread() >= highWaterMark && !paused) {

@@ -16,6 +16,7 @@ import {
   ZenohId,
   ZenohListener
 } from "@chiral/zenoh"
+import * as Net from "node:net"
 import * as Raw from "./RawPeer.js"
 
 const text = (s: string) => new TextEncoder().encode(s)
@@ -449,6 +450,43 @@ describe("misbehaving and vanishing peers", () => {
       const silent = yield* Raw.listenOnce()
       const error = yield* Effect.flip(Zenoh.connect({ host: "127.0.0.1", port: silent.port, handshakeTimeout: 150 }))
       assert.strictEqual(error._tag, "ZenohHandshakeError")
+    }))
+
+  it.live("an HTTP client on the listening port is told in HTTP what the port speaks, and the refusal says HTTP", () =>
+    Effect.gen(function*() {
+      const listener = yield* listen()
+      const failed = yield* nextEvent(listener, "HandshakeFailed")
+      const answer = yield* Effect.promise(() =>
+        new Promise<string>((resolve) => {
+          const socket = Net.connect({ host: "127.0.0.1", port: listener.address.port }, () =>
+            socket.write("GET /chiral HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n"))
+          let got = ""
+          socket.on("data", (d) => (got += d.toString("latin1")))
+          socket.on("close", () => resolve(got))
+          socket.on("error", () => {})
+        })
+      )
+      assert.match(answer, /^HTTP\/1\.1 400 Bad Request\r\n/)
+      assert.include(answer, "This port speaks Zenoh")
+      const event = yield* Fiber.join(failed)
+      assert.strictEqual(event.error._tag, "ZenohHandshakeError")
+      assert.include(event.error.message, `the peer speaks HTTP ("GET /chiral HTTP/1.1"): a web or WebSocket client`)
+    }))
+
+  it.live("a connector that reaches an HTTP server fails its handshake at once, saying so (no wait for a timeout)", () =>
+    Effect.gen(function*() {
+      const server = Net.createServer((socket) => {
+        socket.on("error", () => {})
+        socket.once("data", () => socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n"))
+      })
+      yield* Effect.acquireRelease(
+        Effect.promise(() => new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))),
+        () => Effect.sync(() => server.close())
+      )
+      const port = (server.address() as Net.AddressInfo).port
+      const error = yield* Effect.flip(Zenoh.connect({ host: "127.0.0.1", port, handshakeTimeout: "60 seconds" }))
+      assert.strictEqual(error._tag, "ZenohHandshakeError")
+      assert.include(error.message, `the peer speaks HTTP ("HTTP/1.1 400 Bad Request"): a web or WebSocket server`)
     }))
 
   it.live("connecting to a closed port is a link error", () =>
