@@ -210,6 +210,9 @@ describe("chiral probe", () => {
       assert.deepStrictEqual(mismatch.stderr, [
         "chiral probe: --protocol zenoh does not match \"ws://127.0.0.1:8765\": Zenoh addresses look like tcp/host:7447"
       ])
+      const hzAlone = yield* run(probe, ["ws://127.0.0.1:8765", "--hz", "5"])
+      assert.isTrue(Exit.isFailure(hzAlone.exit))
+      assert.deepStrictEqual(hzAlone.stderr, ["chiral probe: --hz 5 applies to --watch only"])
     }))
 
   it.live("probes a server on Zenoh (tcp/host:port), with and without a key prefix", () =>

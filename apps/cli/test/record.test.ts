@@ -8,7 +8,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { protobufFromBinaryDescriptor } from "@mcap/support"
 import { Effect, Exit, Fiber, Layer, Schedule } from "effect"
 import { probe } from "../src/commands/Probe.js"
-import { record } from "../src/commands/Record.js"
+import { progressLine, record } from "../src/commands/Record.js"
 import { replay } from "../src/commands/Replay.js"
 import { view } from "../src/commands/View.js"
 import * as SimulatedRobot from "../src/SimulatedRobot.js"
@@ -240,3 +240,30 @@ const addressOnLine = (output: { readonly stderr: Array<string> }, marker: strin
     if (line === undefined) throw new Error(`no "${marker}" line: ${output.stderr.join(" | ")}`)
     return /(ws:\/\/[^\s,)]+)/.exec(line.slice(line.indexOf(marker)))![1]!
   })
+
+describe("chiral record's progress line", () => {
+  it("sizes read in units that still say something for a small recording", () => {
+    const stats = (recordedBytes: number, fileBytes: number, dropped = 0) => ({
+      offered: 12,
+      dropped,
+      droppedBytes: dropped * 1_500_000,
+      pendingBytes: 0,
+      recordedBytes,
+      failure: undefined,
+      written: {
+        counts: { frames: 12, observations: 6, actions: 6, undecodable: 0, skippedImages: [] },
+        fileBytes,
+        messages: 30
+      }
+    })
+    assert.strictEqual(
+      progressLine(stats(40_800, 13_600), 4),
+      "12 frames (6 observations, 6 actions), 40.8 kB recorded (0.0 MB/s), 13.6 kB in the file, 4 s"
+    )
+    assert.strictEqual(
+      progressLine(stats(172_000_000, 51_000_000, 2), 10),
+      "12 frames (6 observations, 6 actions), 172.0 MB recorded (17.2 MB/s), 51.0 MB in the file, 10 s, 2 frames dropped (3.0 MB: the disk is behind)"
+    )
+    assert.include(progressLine(stats(512, 300), 1), "512 bytes recorded")
+  })
+})

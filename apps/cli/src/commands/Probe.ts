@@ -196,13 +196,17 @@ export const probe = Command.make(
     ),
     hz: Flag.Finite("hz").pipe(
       Flag.withDescription("With --watch: observations requested per second (default 10)"),
-      Flag.withDefault(10)
+      Flag.optional
     ),
     ...Flags.decodeLimits
   },
   Effect.fnUntraced(function*(flags) {
     if (!(flags.timeout > 0)) return yield* failWith("probe", `--timeout ${flags.timeout}: expected a positive number of seconds`)
-    if (!(flags.hz > 0 && flags.hz <= 1000)) return yield* failWith("probe", `--hz ${flags.hz}: expected a rate above 0, at most 1000`)
+    const hz = Option.getOrUndefined(flags.hz)
+    if (hz !== undefined && !flags.watch) return yield* failWith("probe", `--hz ${hz} applies to --watch only`)
+    if (hz !== undefined && !(hz > 0 && hz <= 1000)) {
+      return yield* failWith("probe", `--hz ${hz}: expected a rate above 0, at most 1000`)
+    }
     const decodeLimits = Flags.decodeLimitsOf(flags)
     if (typeof decodeLimits === "string") return yield* failWith("probe", decodeLimits)
     const maxMessageBytes = Flags.maxMessageBytesOf(flags.maxMessageSize)
@@ -237,7 +241,7 @@ export const probe = Command.make(
       )
 
     if (flags.watch) {
-      return yield* Effect.flatMap(connect(true), (client) => watch(client, flags.hz, flags.json)).pipe(
+      return yield* Effect.flatMap(connect(true), (client) => watch(client, hz ?? 10, flags.json)).pipe(
         Effect.scoped,
         Effect.provide(transport)
       )

@@ -9,20 +9,22 @@ import { failWith } from "./Decode.js"
 /** Default listening ports: the robot's own plus one, so both can run on one machine. */
 export const defaultListenPorts = { websocket: 8766, zenoh: 7448 } as const
 
-const mb = (bytes: number) => (bytes / 1e6).toFixed(1)
+/** A size in decimal units that still says something for a small recording: `13.6 kB`, `17.2 MB`, `512 bytes`. */
+const size = (bytes: number) =>
+  bytes >= 1e6 ? `${(bytes / 1e6).toFixed(1)} MB` : bytes >= 1e3 ? `${(bytes / 1e3).toFixed(1)} kB` : `${bytes} bytes`
 
 /**
- * One line of progress: frames, observations, actions, MB of frames recorded
- * and their rate, MB in the file (after compression), drops.
+ * One line of progress: frames, observations, actions, bytes of frames
+ * recorded and their rate, bytes in the file (after compression), drops.
  */
 export const progressLine = (stats: Recorder.RecorderStats, seconds: number): string => {
   const w = stats.written
   const rate = seconds > 0 ? stats.recordedBytes / 1e6 / seconds : 0
-  const drops = stats.dropped === 0 ? "" : `, ${stats.dropped} frames dropped (${mb(stats.droppedBytes)} MB: the disk is behind)`
+  const drops = stats.dropped === 0 ? "" : `, ${stats.dropped} frames dropped (${size(stats.droppedBytes)}: the disk is behind)`
   const failure = stats.failure === undefined ? "" : `, writer failed: ${stats.failure}`
   return `${w.counts.frames} frames (${w.counts.observations} observations, ${w.counts.actions} actions), ${
-    mb(stats.recordedBytes)
-  } MB recorded (${rate.toFixed(1)} MB/s), ${mb(w.fileBytes)} MB in the file, ${seconds.toFixed(0)} s${drops}${failure}`
+    size(stats.recordedBytes)
+  } recorded (${rate.toFixed(1)} MB/s), ${size(w.fileBytes)} in the file, ${seconds.toFixed(0)} s${drops}${failure}`
 }
 
 /**
