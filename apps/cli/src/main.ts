@@ -11,6 +11,7 @@ import { record } from "./commands/Record.js"
 import { replay } from "./commands/Replay.js"
 import { serve } from "./commands/Serve.js"
 import { view } from "./commands/View.js"
+import * as Presenter from "./Presenter.js"
 
 const subcommands = [
   decode,
@@ -31,6 +32,7 @@ const chiral = Command.make("chiral").pipe(
 
 chiral.pipe(
   Command.run({ version: "0.1.0" }),
+  Effect.provide(Presenter.layer),
   Effect.provide(NodeServices.layer),
   NodeRuntime.runMain
 )

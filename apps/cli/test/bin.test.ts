@@ -73,6 +73,19 @@ describe("bin/chiral.js", () => {
     assert.strictEqual(result.status, 0)
   })
 
+  it("a mistake on the command line: the error and where the flags are, on stderr, without the whole help", spawning, () => {
+    const result = runBin(process.execPath, ["serve", "--port", "abc"])
+    assert.strictEqual(result.status, 1)
+    assert.strictEqual(result.stdout, "")
+    assert.include(result.stderr, `Invalid value for flag --port: "abc"`)
+    assert.include(result.stderr, "See `chiral serve --help` for its flags and examples.")
+    assert.isBelow(result.stderr.split("\n").length, 10, result.stderr)
+    // an abbreviation is suggested the flag it begins
+    const abbreviated = runBin(process.execPath, ["serve", "--prot", "zenoh"])
+    assert.strictEqual(abbreviated.status, 1)
+    assert.match(abbreviated.stderr, /Did you mean this\?\s+--protocol\s/)
+  })
+
   for (const node of unsupported) {
     it(`on Node ${node.major} (${node.path}): one line naming the Node it needs and how to get it, exit 1`, spawning, () => {
       const result = runBin(node.path, ["decode", "--help"])
