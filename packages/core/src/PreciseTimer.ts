@@ -17,9 +17,10 @@ const handoverMillis = 2
  * The last stretch before the due time that the thread spins through rather
  * than sleeps: `Atomics.wait` woke the dispatcher ~0.12 ms after the time it
  * was given (p50, 8 cameras streaming, this project's 2-core machine). Spinning
- * the last 0.1 ms took the write of each action from 0.32–0.34 to 0.15–0.22 ms
- * after its tick (p50, 3 alternating rounds of `chiral bench --action-hz 30`),
- * for at most about 0.1 ms of CPU per tick.
+ * the last 0.1 ms took the write of each action from 0.35–0.36 to 0.22–0.28 ms
+ * after its tick (p50, 3 alternating rounds of `chiral bench --action-hz 30`
+ * on a quiet machine; 0.32–0.34 to 0.15–0.22 with another program's work
+ * beside them), for at most about 0.1 ms of CPU per tick.
  */
 const spinMillis = 0.1
 
