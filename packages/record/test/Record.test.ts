@@ -71,17 +71,25 @@ const sameObservation = (actual: Observation, expected: Observation) => {
 }
 
 /**
- * Drives a client: metadata, reset, one observation, two actions (one with
- * NaN and ±Infinity); returns what it received.
+ * Drives a client: metadata, reset, one observation, one action; then, once
+ * the robot applied it, an action with NaN and ±Infinity from a client that
+ * does not check (ours refuses to send one; a reference client sends it), on
+ * a connection of its own. Returns what the first client received.
  */
-const drive = (enough: Deferred.Deferred<void>) =>
+const drive = (enough: Deferred.Deferred<void>, applied: Ref.Ref<Array<ReadonlyArray<number>>>) =>
   Effect.gen(function*() {
     const client = yield* PolicyClient.make({ quiet: true })
     const metadata = yield* client.getMetadata
     const reset = yield* client.reset
     const obs = yield* client.getObs
     yield* client.sendAction([1, 2, 3])
-    yield* client.sendAction([NaN, Infinity, -Infinity])
+    yield* Ref.get(applied).pipe(Effect.repeat({ until: (a) => a.length >= 1, schedule: Schedule.spaced(5) }))
+    const unchecked = yield* (yield* ClientTransport).connect
+    yield* unchecked.send(encodeFrame({
+      type: "apply_action",
+      action: Tensor.make("float32", [3], Float32Array.of(NaN, Infinity, -Infinity)),
+      obsTimestamps: {}
+    }))
     yield* Deferred.await(enough)
     return { metadata, reset, obs }
   }).pipe(Effect.scoped)
@@ -106,7 +114,7 @@ describe("recording", () => {
         Effect.provideService(ClientTransport, robotNet.client),
         Effect.forkIn(scope)
       )
-      const received = yield* drive(enough).pipe(Effect.provideService(ClientTransport, proxyNet.client))
+      const received = yield* drive(enough, applied).pipe(Effect.provideService(ClientTransport, proxyNet.client))
       // metadata, reset, obs_request and their three answers, two actions.
       yield* offered(recorder, 8)
       const stats = recorder.stats()
@@ -143,7 +151,7 @@ describe("recording", () => {
         Scope.provide(scope)
       )
       yield* robot(Context.get(recorded, ServerTransport), applied, enough).pipe(Scope.provide(scope))
-      const received = yield* drive(enough).pipe(Effect.provideService(ClientTransport, net.client))
+      const received = yield* drive(enough, applied).pipe(Effect.provideService(ClientTransport, net.client))
       yield* Scope.close(scope, Exit.void)
 
       const bytes = fs.readFileSync(file)
