@@ -258,12 +258,12 @@ describe("chiral record's progress line", () => {
     })
     assert.strictEqual(
       progressLine(stats(40_800, 13_600), 4),
-      "12 frames (6 observations, 6 actions), 40.8 kB recorded (0.0 MB/s), 13.6 kB in the file, 4 s"
+      "12 frames (6 observations, 6 actions), 40.8 kB recorded (10.2 kB/s), 13.6 kB in the file, 4 s"
     )
     assert.strictEqual(
       progressLine(stats(172_000_000, 51_000_000, 2), 10),
       "12 frames (6 observations, 6 actions), 172.0 MB recorded (17.2 MB/s), 51.0 MB in the file, 10 s, 2 frames dropped (3.0 MB: the disk is behind)"
     )
-    assert.include(progressLine(stats(512, 300), 1), "512 bytes recorded")
+    assert.include(progressLine(stats(512, 300), 1), "512 bytes recorded (512 bytes/s)")
   })
 })

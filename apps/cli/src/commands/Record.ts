@@ -19,12 +19,12 @@ const size = (bytes: number) =>
  */
 export const progressLine = (stats: Recorder.RecorderStats, seconds: number): string => {
   const w = stats.written
-  const rate = seconds > 0 ? stats.recordedBytes / 1e6 / seconds : 0
+  const rate = seconds > 0 ? stats.recordedBytes / seconds : 0
   const drops = stats.dropped === 0 ? "" : `, ${stats.dropped} frames dropped (${size(stats.droppedBytes)}: the disk is behind)`
   const failure = stats.failure === undefined ? "" : `, writer failed: ${stats.failure}`
   return `${w.counts.frames} frames (${w.counts.observations} observations, ${w.counts.actions} actions), ${
     size(stats.recordedBytes)
-  } recorded (${rate.toFixed(1)} MB/s), ${size(w.fileBytes)} in the file, ${seconds.toFixed(0)} s${drops}${failure}`
+  } recorded (${size(rate)}/s), ${size(w.fileBytes)} in the file, ${seconds.toFixed(0)} s${drops}${failure}`
 }
 
 /**
