@@ -141,7 +141,8 @@ const progressOf = (options: EvaluationOptions<unknown, unknown>): EvaluationPro
 /**
  * Runs `options.episodes` episodes on `client` and returns their results.
  * Fails with the policy's error or a `RequestError` (a request timed out, the
- * connection is gone); dies with a RangeError on options that make no sense.
+ * connection is gone, or the policy's chunk held a value that is not finite:
+ * `Malformed`, nothing of it sent); dies with a RangeError on options that make no sense.
  * Interrupting it ends the current episode cleanly (dispatch stopped, queue
  * cleared).
  */

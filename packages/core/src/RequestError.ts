@@ -9,7 +9,11 @@ export class RequestError extends Schema.TaggedError<RequestError>()("RequestErr
     "Timeout",
     /** The connection is closed or was lost (before or while waiting). */
     "Disconnected",
-    /** The request could not be encoded, or its answer could not be decoded. */
+    /**
+     * The request could not be encoded (an action with a value that is not
+     * finite is refused here, before it is sent), or its answer could not be
+     * decoded.
+     */
     "Malformed"
   ]),
   detail: Schema.optional(Schema.String)

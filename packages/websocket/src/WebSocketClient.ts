@@ -193,7 +193,10 @@ const encodeClose = (code: number, reason = ""): Uint8Array => {
  */
 const saidIn = (body: string): string => {
   const line = body.trim().split("\n", 1)[0]!.trim()
-  return line.length > 0 && line.length <= 200 && /^[\x20-\x7e]+$/.test(line) ? ` (the server said: ${JSON.stringify(line)})` : ""
+  // Markup (an HTML error page) says nothing on one line.
+  return line.length > 0 && line.length <= 200 && !line.startsWith("<") && /^[\x20-\x7e]+$/.test(line)
+    ? ` (the server said: ${JSON.stringify(line)})`
+    : ""
 }
 
 /** Parses the server's handshake answer; returns why it is unacceptable, if it is. */

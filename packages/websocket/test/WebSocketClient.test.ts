@@ -304,6 +304,8 @@ describe("WebSocketClient", () => {
           () => "HTTP/1.1 400 Bad Request\r\nContent-Length: 20\r\n\r\nThis port speaks X.\n",
           /^Unexpected server response: 400 \(the server said: "This port speaks X\."\)$/
         ],
+        // an HTML page is not quoted
+        [() => "HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\n\r\n<html><body>Not Found</body></html>\n", /^Unexpected server response: 404$/],
         [() => "HTTP/1.1 101 Switching\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: nope\r\n\r\n", /Accept/],
         [
           (key) => goodAnswer(key).replace("\r\n\r\n", "\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n"),

@@ -110,12 +110,13 @@ const notHttp = (link: Link, role: Role, error: ZenohLinkError): Effect.Effect<n
       `${error.reason}: a web or WebSocket server, not a Zenoh peer (a chiral WebSocket server is reached at ws://host:port)`
     )
   }
-  void link.send([httpRefusal])
-  return fail(
+  // The answer is in the kernel and the connection ended before the scope destroys the socket.
+  const refused = fail(
     role,
     link.peer,
     `${error.reason}: a web or WebSocket client, not a Zenoh peer (this port speaks Zenoh; chiral's WebSocket servers listen on ws://host:8765)`
   )
+  return Effect.andThen(Effect.ignore(link.send([httpRefusal])), Effect.andThen(link.close(250), refused))
 }
 
 const httpRefusal = new TextEncoder().encode(
