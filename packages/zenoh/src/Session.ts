@@ -147,12 +147,6 @@ interface PerPeer {
 
 const DEFAULT_CAPACITY = 16
 
-/**
- * How long a remote dropped for an error (its lease expired, its link failed, it sent something
- * invalid) may take to end its socket once what was queued for it went out: a peer that stopped
- * reading would otherwise hold it for the full `closeTimeoutMillis`.
- */
-const errorCloseMillis = 100
 
 /**
  * How long a connector's failed write waits for the session's reader to tell why the session
@@ -320,8 +314,8 @@ export class SessionState {
           this.detach(remote, error.value)
           // What is queued goes out first: a reply still being written, then an invalid
           // message's CLOSE (destroying the socket at once cut both off). A peer that stopped
-          // reading holds the socket no longer than errorCloseMillis.
-          return remote.link.close(errorCloseMillis)
+          // reading holds the socket no longer than the error close timeout.
+          return remote.link.close(this.config.errorCloseTimeoutMillis)
         }
         this.detach(remote, undefined)
         remote.sendClose(TransportMessage.CloseReason.Generic)

@@ -26,6 +26,13 @@ export interface ZenohConfig {
   /** Time allowed to flush a CLOSE and queued data when closing. Default 1 s. */
   readonly closeTimeout?: Duration.Input | undefined
   /**
+   * Time a remote dropped for an error (its lease expired, its link failed, it sent something
+   * invalid) is given to take what was queued for it, then the CLOSE, before its socket is
+   * destroyed: a peer that stopped reading must not hold it for the whole `closeTimeout`.
+   * Default 100 ms.
+   */
+  readonly errorCloseTimeout?: Duration.Input | undefined
+  /**
    * Where a fragmented sample's payload should start, modulo 8, given its first bytes: the
    * reassembly buffer is placed accordingly, so that a payload holding aligned data (typed
    * arrays) can be read in place. Default: no preference.
@@ -61,6 +68,7 @@ export interface Resolved {
   readonly handshakeTimeoutMillis: number
   readonly maxMessageSize: number
   readonly closeTimeoutMillis: number
+  readonly errorCloseTimeoutMillis: number
   readonly payloadAlignment: ((payloadHead: Uint8Array) => number) | undefined
   readonly receiveMemory: ReceiveMemory | undefined
 }
@@ -118,6 +126,7 @@ export const resolve = (config: ZenohConfig): Result.Result<Resolved, ZenohConfi
     const keepAliveMillis = yield* millis("keepAlive", config.keepAlive, leaseMillis / 4)
     const handshakeTimeoutMillis = yield* millis("handshakeTimeout", config.handshakeTimeout, 10_000)
     const closeTimeoutMillis = yield* millis("closeTimeout", config.closeTimeout, 1_000)
+    const errorCloseTimeoutMillis = yield* millis("errorCloseTimeout", config.errorCloseTimeout, 100)
     const maxMessageSize = config.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE
     if (!Number.isSafeInteger(maxMessageSize) || maxMessageSize < 1) {
       return yield* Result.fail(
@@ -132,6 +141,7 @@ export const resolve = (config: ZenohConfig): Result.Result<Resolved, ZenohConfi
       handshakeTimeoutMillis,
       maxMessageSize,
       closeTimeoutMillis,
+      errorCloseTimeoutMillis,
       payloadAlignment: config.payloadAlignment,
       receiveMemory: config.receiveMemory
     }

@@ -584,7 +584,8 @@ describe("misbehaving and vanishing peers", () => {
 
   it.live("an undecodable frame while a large message to that peer is still being written: the message goes out whole, then the CLOSE", () =>
     Effect.gen(function*() {
-      const listener = yield* listen()
+      // Time enough for this peer to read 16 MiB however busy the machine (the default, 100 ms, is not)
+      const listener = yield* listen({ errorCloseTimeout: "60 seconds" })
       const raw = yield* Raw.connectAndOpen(listener.address.port)
       raw.send(Raw.network(0, NetworkMessage.declare(NetworkMessage.declareSubscriber(1, "big"))))
       yield* listener.awaitSubscribers("big")
