@@ -56,14 +56,14 @@ export interface ClientDrops extends Drops {
 }
 
 /**
- * The first action of `actions` with a value that is not finite as float32
- * (NaN, ±Infinity, or beyond float32's range: what travels), as the error
- * that refuses the whole put: a motor must never be sent it, and a server
- * that does not check (the Python reference's does not) would apply it.
+ * The first of `actions` (as the float32 tensors that travel) with a value
+ * that is not finite (NaN, ±Infinity, or beyond float32's range), as the
+ * error that refuses the whole put: a motor must never be sent it, and a
+ * server that does not check (the Python reference's does not) would apply it.
  */
-const nonFiniteIn = (actions: ReadonlyArray<Action>): RequestError | undefined => {
+const nonFiniteIn = (actions: ReadonlyArray<Tensor>): RequestError | undefined => {
   for (let k = 0; k < actions.length; k++) {
-    const why = ActionSpec.problem(toTensor(actions[k]!), undefined)
+    const why = ActionSpec.problem(actions[k]!, undefined)
     if (why !== undefined) {
       return new RequestError({
         request: "apply_action",
@@ -412,7 +412,8 @@ export const make = (context: DispatchContext): Effect.Effect<ActionDispatcher, 
       })
     const putAll = (chunk: Iterable<Action>, options?: ActionQueue.PutMode | ActionQueue.PutOptions) =>
       Effect.suspend(() => {
-        const actions = Array.from(chunk)
+        // Converted once: the links take float32 tensors as they are.
+        const actions = Array.from(chunk, toTensor)
         const refused = nonFiniteIn(actions)
         return refused !== undefined ? Effect.fail(refused) : onLive((link) => link.put(actions, optionsOf(options)))
       })
@@ -420,8 +421,9 @@ export const make = (context: DispatchContext): Effect.Effect<ActionDispatcher, 
     return {
       send: (action) =>
         Effect.suspend(() => {
-          const refused = nonFiniteIn([action])
-          return refused !== undefined ? Effect.fail(refused) : onLive((link) => link.send(action))
+          const tensor = toTensor(action)
+          const refused = nonFiniteIn([tensor])
+          return refused !== undefined ? Effect.fail(refused) : onLive((link) => link.send(tensor))
         }),
       put: (action, options) => putAll([action], { obsTimestamps: options?.obsTimestamps }),
       putAll,

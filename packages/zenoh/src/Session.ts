@@ -147,7 +147,6 @@ interface PerPeer {
 
 const DEFAULT_CAPACITY = 16
 
-
 /**
  * How long a connector's failed write waits for the session's reader to tell why the session
  * ended (`SessionState.whyEnded`). The reader gets there within a turn of the event loop unless
