@@ -23,7 +23,7 @@
  * a live connection.
  */
 import { encodeFrame, type Observation, type ObsTimestamps, type Tensor } from "@chiral/protocol"
-import { Deferred, Duration, Effect, FiberHandle, Option, PubSub, Queue, type Scope, Stream, SubscriptionRef } from "effect"
+import { Cause, Deferred, Duration, Effect, Exit, FiberHandle, Option, PubSub, Queue, type Scope, Stream, SubscriptionRef } from "effect"
 import { type Action, toTensor } from "./Action.js"
 import { type Drops, obsTime, portable, validate } from "./ActionPlan.js"
 import * as ActionQueue from "./ActionQueue.js"
@@ -212,6 +212,18 @@ const sender = (link: Link, shared: Shared) => (action: Tensor, stamp: ObsTimest
   })
 
 /**
+ * Whether a send that ended with `exit` lost its action to the connection's
+ * end: it failed as Disconnected, or it was interrupted (the loop stopped
+ * because the connection went) while the connection was already lost. A send
+ * interrupted on a live connection was handed to it and goes out.
+ */
+const wasCutOff = (exit: Exit.Exit<void, RequestError>, link: Link): boolean => {
+  if (Exit.isSuccess(exit)) return false
+  if (Cause.hasInterruptsOnly(exit.cause)) return link.lost() !== undefined
+  return Cause.findErrorOption(exit.cause).pipe(Option.exists((error) => error.reason === "Disconnected"))
+}
+
+/**
  * The plan and ticks on this thread, in a fiber of the connection's scope.
  * The loop ends quietly when the connection goes: `detach` says so, with
  * what it dropped.
@@ -221,7 +233,8 @@ const onThisThread = (link: Link, shared: Shared): Effect.Effect<LinkDispatcher,
     const queue = yield* ActionQueue.make(shared.context.capacity, shared.refill)
     const running = yield* FiberHandle.make<void, never>()
     const sendTensor = sender(link, shared)
-    // Taken from the plan, but the connection went before it was written.
+    // Taken from the plan, but the connection went before it was written (or
+    // while it was: a send cut short by the connection's end counts here too).
     let unsent = 0
     // Taken from the plan and being written: counted as pending until it is
     // counted as sent, so pending + dispatched never misses it.
@@ -242,14 +255,12 @@ const onThisThread = (link: Link, shared: Shared): Effect.Effect<LinkDispatcher,
           Option.isNone(next) ? Effect.void : Effect.suspend(() => {
             writing++
             return sendTensor(next.value.action, next.value.obsTimestamps, next.value.at).pipe(
-              Effect.tapError((error) =>
+              Effect.onExit((exit) =>
                 Effect.sync(() => {
-                  if (error.reason === "Disconnected") unsent++
+                  writing--
+                  if (wasCutOff(exit, link)) unsent++
                 })
-              ),
-              Effect.ensuring(Effect.sync(() => {
-                writing--
-              }))
+              )
             )
           })
         ))

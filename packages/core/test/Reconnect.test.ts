@@ -2,9 +2,11 @@
 // schedule of attempts, the states, and what happens to requests, queued
 // actions and running loops across a server restart.
 import { describe, expect, it } from "@effect/vitest"
-import { Clock, Effect, Exit, Fiber, Queue, Ref, Schedule, Scope, SubscriptionRef } from "effect"
+import { Clock, Effect, Exit, Fiber, Queue, Ref, Result, Schedule, Scope, SubscriptionRef } from "effect"
 import { TestClock } from "effect/testing"
+import { decodeFrame } from "@chiral/protocol"
 import { ClientTransport, MemoryTransport, PolicyClient, ServerTransport } from "../src/index.js"
+import { frameBytes } from "../src/Transport.js"
 import { failure } from "@chiral/testing/Exits"
 import * as Pair from "@chiral/testing/Pair"
 import * as Robot from "@chiral/testing/Robot"
@@ -140,6 +142,44 @@ describe("reconnection on TestClock", () => {
       expect(dropLines[0]).toContain("resumes at 10 Hz on the next connection")
       expect(logs.lines.some((l) => l.includes("reconnected (reconnection 1)"))).toBe(true)
     }))
+
+  it.effect("an action whose send is still waiting when the connection goes is counted dropped: dispatched + dropped = put", () =>
+    Effect.gen(function*() {
+      const network = yield* recordedNetwork
+      const recorder = yield* Robot.makeRecorder
+      const serving = yield* serveRobot(network.server, recorder)
+      // The connection's fourth apply_action is handed over and never finishes
+      // being written (a socket the peer stopped reading).
+      let actionsSent = 0
+      const stalling = ClientTransport.of({
+        ...network.client,
+        connect: Effect.map(network.client.connect, (connection) => ({
+          ...connection,
+          send: (frame) => {
+            const message = decodeFrame(frameBytes(frame))
+            if (Result.isSuccess(message) && message.success.type === "apply_action" && ++actionsSent === 4) {
+              return Effect.never
+            }
+            return connection.send(frame)
+          }
+        }))
+      })
+      const client = yield* PolicyClient.make({ quiet: true, reconnect: false }).pipe(
+        Effect.provideService(ClientTransport, stalling)
+      )
+      yield* client.putActions(Array.from({ length: 10 }, (_, i) => row(i)))
+      yield* client.startActionDispatch(10)
+      yield* advanceTo(1000, 10)
+      expect(actionsSent).toBe(4)
+      expect(yield* SubscriptionRef.get(client.dispatched)).toBe(3)
+
+      yield* Scope.close(serving, Exit.void)
+      yield* client.awaitDisconnect
+      yield* settle
+      // the stalled one is among the dropped: 3 sent, 7 dropped (6 waiting + 1 cut off)
+      expect(yield* SubscriptionRef.get(client.dispatched)).toBe(3)
+      expect((yield* client.droppedActions).disconnected).toBe(7)
+    }).pipe(Effect.scoped))
 
   it.effect("requests waiting when the connection goes (in flight, or for the slot) fail with Disconnected at once, not at their timeout", () =>
     Effect.gen(function*() {

@@ -145,7 +145,7 @@ interface Held {
 const planState = (plan: ActionPlan) => ({ pending: plan.size, dropped: plan.dropped })
 
 /** Actions sent, and actions taken from the plan for a put that failed with the session (dropped with the rest). */
-interface Counts {
+export interface Counts {
   dispatched: number
   unsent: number
 }
@@ -154,15 +154,23 @@ interface Counts {
  * One tick of the dispatch loop: takes the action due now (dropping late
  * ones), publishes it stamped with its observation's camera timestamps, and
  * reports it.
+ *
+ * An action taken from the plan is counted exactly once: dispatched, or
+ * unsent (dropped with what the plan held). A put still waiting for the
+ * kernel when the tick is interrupted was queued on the link: it goes out
+ * (dispatched) unless the session has ended (`sessionEnded`), which is what
+ * interrupts the loop when the link breaks; then it is counted unsent, as
+ * the put that failed would have been.
  */
-const makeTick = (deps: {
-  readonly session: Zenoh.Connection
+export const makeTick = (deps: {
+  readonly session: Pick<Zenoh.Connection, "put">
   readonly key: string
   readonly plan: ActionPlan
   readonly clock: TickClock
   readonly observed: () => Readonly<Record<string, number>>
   readonly post: (message: FromWorker) => void
   readonly counts: Counts
+  readonly sessionEnded: () => boolean
 }) =>
   Effect.gen(function*() {
     const { clock, counts, plan, post } = deps
@@ -182,8 +190,17 @@ const makeTick = (deps: {
     // this fiber goes on, then the fiber waits for the kernel to take it.
     const sending = yield* Effect.forkChild(deps.session.put(deps.key, frame), { startImmediately: true })
     const at = now()
-    yield* Fiber.join(sending).pipe(Effect.tapError(() => Effect.sync(() => void counts.unsent++)))
-    post({ t: "dispatched", count: ++counts.dispatched, at, due, obsTime: obsTime(stamp), ...planState(plan) })
+    const dispatched = () =>
+      post({ t: "dispatched", count: ++counts.dispatched, at, due, obsTime: obsTime(stamp), ...planState(plan) })
+    yield* Fiber.join(sending).pipe(
+      Effect.onExit((exit) =>
+        Effect.sync(() => {
+          if (Exit.isSuccess(exit)) return dispatched()
+          if (Cause.hasInterruptsOnly(exit.cause) && !deps.sessionEnded()) return dispatched()
+          counts.unsent++
+        })
+      )
+    )
   })
 
 /** Serves the dispatcher until the session ends or the scope closes. */
@@ -207,7 +224,10 @@ const serve = (
     // A put that fails ends the loop; the session's end is reported once, below.
     const broken = yield* Deferred.make<never, SessionEnd>()
 
-    const tick = makeTick({ session, key: options.key, plan, clock, observed, post, counts })
+    // Set before the loop is interrupted for it: a put cut short then counts as unsent.
+    let sessionEnded = false
+    const closed = Effect.tapError(session.closed, () => Effect.sync(() => void (sessionEnded = true)))
+    const tick = makeTick({ session, key: options.key, plan, clock, observed, post, counts, sessionEnded: () => sessionEnded })
 
     const dispatchAt = (periodMillis: number) =>
       Effect.suspend(() => {
@@ -254,7 +274,7 @@ const serve = (
     post({ t: "ready" })
     yield* Effect.raceFirst(
       Effect.forever(Effect.flatMap(Queue.take(inbox), handle)),
-      Effect.raceFirst(session.closed, Deferred.await(broken))
+      Effect.raceFirst(closed, Deferred.await(broken))
     )
   })
 
