@@ -6,6 +6,7 @@
 import { decodeFrame, encodeFrame, Tensor } from "@chiral/protocol"
 import { type Session, Zenoh } from "@chiral/zenoh"
 import { describe, expect, it } from "@effect/vitest"
+import * as DiagnosticsChannel from "node:diagnostics_channel"
 import * as Net from "node:net"
 import { Effect, Exit, Fiber, Layer, Option, Queue, Ref, Result, Schedule, Stream, SubscriptionRef } from "effect"
 import {
@@ -353,6 +354,33 @@ describe("ZenohTransport client: probing", () => {
       }
       expect(ZenohTransport.keysFor("lab/arm-2")).toEqual({ request: "lab/arm-2/chiral/c2s", reply: "lab/arm-2/chiral/s2c" })
       expect(ZenohTransport.keysFor(undefined)).toEqual({ request: "chiral/c2s", reply: "chiral/s2c" })
+    }).pipe(Effect.scoped))
+})
+
+describe("ZenohTransport: waiting for a server", () => {
+  it.live("starts the session's thread once, not at every attempt, while nobody listens; reaches the server once it is up", () =>
+    Effect.gen(function*() {
+      // A port that was free a moment ago.
+      const port = yield* Effect.scoped(
+        Effect.map(ZenohTransport.makeServer({ host: "127.0.0.1", port: 0 }), (s) => Number(s.address.split(":").pop()))
+      )
+      let threads = 0
+      const counted = () => void threads++
+      DiagnosticsChannel.subscribe("worker_threads", counted)
+      yield* Effect.addFinalizer(() => Effect.sync(() => DiagnosticsChannel.unsubscribe("worker_threads", counted)))
+      const transport = ZenohTransport.makeClient(`tcp/127.0.0.1:${port}`, fast)
+      for (let attempt = 0; attempt < 4; attempt++) {
+        const refused = failure(yield* Effect.exit(Effect.scoped(transport.connect)))
+        expect(refused.reason).toBe("Unavailable")
+        expect(refused.detail).toContain(`connect on 127.0.0.1:${port} failed`)
+      }
+      expect(threads).toBe(1)
+      const server = yield* ZenohTransport.makeServer({ host: "127.0.0.1", port })
+      yield* PolicyServer.make({
+        handlers: { reset: Effect.map(PolicyServer.makeObs(), (obs) => ({ obs })), applyAction: () => Effect.void }
+      }).pipe(Effect.provideService(ServerTransport, server))
+      yield* Effect.scoped(transport.connect)
+      expect(threads).toBeGreaterThan(1)
     }).pipe(Effect.scoped))
 })
 
