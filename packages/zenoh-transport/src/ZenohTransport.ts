@@ -539,7 +539,7 @@ const probe = (p: {
   readonly locator: string
   readonly keys: Keys
   readonly session: ZenohSession.ClientSession
-  readonly pull: Effect.Effect<unknown, SessionEnd | Cause.Done>
+  readonly pull: Effect.Effect<ReadonlyArray<Uint8Array>, SessionEnd | Cause.Done>
   readonly probeInterval: Duration.Duration
   readonly probeTimeout: number
   /** Logs a hint (once per client) about a peer that subscribes to other keys. */
@@ -551,11 +551,17 @@ const probe = (p: {
     // Our first probe would be lost if the server's subscriber were not known yet.
     yield* session.routed.pipe(Effect.timeoutOption(p.probeInterval), Effect.mapError(ended))
     const started = yield* Clock.currentTimeMillis
+    const interval = Duration.toMillis(p.probeInterval)
     for (let probes = 1;; probes++) {
       yield* session.put(metadataRequest).pipe(Effect.mapError(ended))
       // Whatever arrives first (normally the metadata_response) proves both routes.
       const answer = yield* p.pull.pipe(Effect.timeoutOption(p.probeInterval), Effect.mapError(ended))
-      if (Option.isSome(answer)) return
+      if (Option.isSome(answer)) {
+        const waited = (yield* Clock.currentTimeMillis) - started
+        return yield* takeLateAnswers(p.pull, probes - answer.value.length, Math.max(interval, waited)).pipe(
+          Effect.mapError(ended)
+        )
+      }
       if ((yield* Clock.currentTimeMillis) - started < p.probeTimeout) continue
       // Nobody serving chiral here (worth retrying), or a session that does not work (say why).
       const { problems, subscriptions } = yield* session.diagnose
@@ -581,10 +587,33 @@ const probe = (p: {
   })
 
 /**
+ * A server slower than `probeInterval` to answer got several probes, and
+ * answers each, in order: up to `left` more answers follow the first. They
+ * are taken here, so that the connection's frames start with the answer to
+ * its user's first request (PolicyClient would drop them as unrequested, but
+ * a caller of `connect` reads the frames as they come). Each may take as long
+ * as the first did (`withinMillis`); one that does not come by then was a
+ * probe the server never saw (sent before its subscriber was known).
+ */
+const takeLateAnswers = (
+  pull: Effect.Effect<ReadonlyArray<Uint8Array>, SessionEnd | Cause.Done>,
+  left: number,
+  withinMillis: number
+): Effect.Effect<void, SessionEnd | Cause.Done> =>
+  Effect.gen(function*() {
+    while (left > 0) {
+      const more = yield* pull.pipe(Effect.timeoutOption(withinMillis))
+      if (Option.isNone(more)) return
+      left -= more.value.length
+    }
+  })
+
+/**
  * Connects to a chiral server over Zenoh at `locator` (`tcp/host:port`).
  * Each `connect` opens a Zenoh session (on a worker thread of its own unless
  * `sessionThread: "main"`), declares the reply subscriber and probes with
- * `metadata` until the first answer; that answer is consumed here. Unless
+ * `metadata` until the first answer; that answer (and those a slow server
+ * gives to the earlier probes) is consumed here. Unless
  * `thread: "main"`, it also starts the action dispatcher's worker as soon as
  * the session is open, and hands the connection over (with its `dispatch`)
  * once the worker's session has reached the server too.

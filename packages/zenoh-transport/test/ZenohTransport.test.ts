@@ -310,6 +310,34 @@ describe("ZenohTransport client: probing", () => {
       expect(frames.map(str)).toEqual(["after", "in parts"])
     }).pipe(Effect.scoped))
 
+  it.live("a server slower than probeInterval answers every probe: the late answers are taken too, the frames start with the user's", () =>
+    Effect.gen(function*() {
+      const listener = yield* listen
+      const metadata = encodeFrame({ type: "metadata" })
+      // Answers nothing until it has seen three probes, then all three, in
+      // order (a busy server); echoes anything else.
+      const requests = yield* listener.declareSubscriber(ZenohTransport.requestKey)
+      let probes = 0
+      yield* requests.pipe(
+        Stream.runForEach((sample) =>
+          Effect.gen(function*() {
+            if (Buffer.compare(sample.payload, metadata) !== 0) {
+              return yield* listener.put(ZenohTransport.replyKey, sample.payload)
+            }
+            if (++probes !== 3) return
+            for (let n = 1; n <= 3; n++) yield* listener.put(ZenohTransport.replyKey, text(`probe answer ${n}`))
+          })
+        ),
+        Effect.forkScoped
+      )
+      const transport = ZenohTransport.makeClient(locatorOf(listener), { probeInterval: 50, probeTimeout: 5000 })
+      const connection = yield* transport.connect
+      expect(probes).toBe(3)
+      yield* connection.send(text("first request"))
+      const frames = yield* connection.frames.pipe(Stream.take(1), Stream.runCollect)
+      expect(frames.map(str)).toEqual(["first request"])
+    }).pipe(Effect.scoped))
+
   it.live("a Zenoh peer that never answers is Unavailable after probeTimeout; one that starts serving is reached", () =>
     Effect.gen(function*() {
       const listener = yield* listen
