@@ -46,7 +46,11 @@ export interface ActionTiming {
   readonly sentAt: number
   /** The time of the observation it was stamped with (s, its newest camera timestamp); undefined if none. */
   readonly obsTime: number | undefined
-  /** How old that observation was when the action left: sentAt − obsTime (s). */
+  /**
+   * How old that observation was when the action left: sentAt − obsTime (s),
+   * with obsTime moved to this machine's clock when the robot's is another
+   * (`RobotClock`).
+   */
   readonly age: number | undefined
 }
 
@@ -127,6 +131,8 @@ export interface ActionDispatcher {
 
 export interface DispatchContext {
   readonly latestObs: SubscriptionRef.SubscriptionRef<Option.Option<Observation>>
+  /** The robot's clock as this machine's: what to add to an observation's time (s). */
+  readonly clockOffset: () => number
   /** Actions that may wait; beyond it the oldest are dropped. */
   readonly capacity: number
   /** The live connection's dispatcher (undefined from the moment the connection is known gone). */
@@ -135,13 +141,32 @@ export interface DispatchContext {
   readonly why: () => string
 }
 
-const timing = (count: number, sentAt: number, stamp: ObsTimestamps | undefined): ActionTiming => {
-  const observed = obsTime(stamp)
-  return { count, sentAt, obsTime: observed, age: observed === undefined ? undefined : sentAt - observed }
-}
+const timing = (count: number, sentAt: number, observed: number | undefined, clockOffset: number): ActionTiming => ({
+  count,
+  sentAt,
+  obsTime: observed,
+  age: observed === undefined ? undefined : sentAt - (observed + clockOffset)
+})
 
 const optionsOf = (options: ActionQueue.PutMode | ActionQueue.PutOptions | undefined): ActionQueue.PutOptions =>
   typeof options === "string" ? { mode: options } : options ?? {}
+
+/**
+ * What a chunk is put with: the robot clock's offset, and, for an `append` or
+ * `replace` chunk put without timestamps, those of the latest observation at
+ * the put. Its actions then carry the newest observation they could have
+ * been computed from, not a later one that arrives while they wait: a plan
+ * runs no longer than the server's `maxActionAge` allows after it. (The
+ * references stamp each action with the latest observation when it is sent.)
+ */
+const putOptions = (given: ActionQueue.PutOptions, context: DispatchContext): ActionQueue.PutOptions => {
+  const untimed = given.mode === undefined || given.mode === "append" || given.mode === "replace"
+  const latest = SubscriptionRef.getUnsafe(context.latestObs)
+  const obsTimestamps = given.obsTimestamps === undefined && untimed && Option.isSome(latest)
+    ? timestampsOf(latest)
+    : given.obsTimestamps
+  return { ...given, obsTimestamps, clockOffset: context.clockOffset() }
+}
 
 const noDrops: Drops = { late: 0, replaced: 0, overflow: 0 }
 const addDrops = (a: Drops, b: Drops): Drops => ({
@@ -206,7 +231,12 @@ const sender = (link: Link, shared: Shared) => (action: Tensor, stamp: ObsTimest
     return link.connection.send(frame).pipe(
       Effect.mapError((error) => disconnected("apply_action", error.message)),
       Effect.andThen(at === undefined ? captureTime : Effect.succeed(at)),
-      Effect.flatMap((sentAt) => PubSub.publish(shared.timings, timing(shared.count.sentHere(), sentAt, obsTimestamps))),
+      Effect.flatMap((sentAt) =>
+        PubSub.publish(
+          shared.timings,
+          timing(shared.count.sentHere(), sentAt, obsTime(obsTimestamps), shared.context.clockOffset())
+        )
+      ),
       Effect.andThen(shared.count.sync)
     )
   })
@@ -310,13 +340,7 @@ const offThreadOf = (
     offThread.onDispatched((sent, at, _due, observed) => {
       const total = count.sentOffThread(sent)
       Queue.offerUnsafe(wake, undefined)
-      const sentAt = at / 1000
-      PubSub.publishUnsafe(timings, {
-        count: total,
-        sentAt,
-        obsTime: observed,
-        age: observed === undefined ? undefined : sentAt - observed
-      })
+      PubSub.publishUnsafe(timings, timing(total, at / 1000, observed, shared.context.clockOffset()))
     })
     yield* Queue.take(wake).pipe(Effect.andThen(count.sync), Effect.forever, Effect.forkScoped)
     const obtained = yield* Deferred.make<ThreadPriority.Obtained>()
@@ -333,13 +357,13 @@ const offThreadOf = (
       send: (action) => Effect.suspend(() => sendTensor(toTensor(action), undefined)),
       put: (chunk, options) =>
         Effect.suspend(() => {
-          const { mode = "append", obsTimestamps } = options
+          const { clockOffset, mode = "append", obsTimestamps } = options
           const actions = Array.from(chunk, toTensor)
           const crossing = portable(mode, actions.length)
           // refused here, as the fiber dispatcher would (the worker refuses only blends of mismatched shapes)
           const invalid = validate({ actions: [], mode: crossing, obsTimestamps })
           if (invalid !== undefined) return Effect.die(new RangeError(invalid))
-          return offThread.put(actions, { mode: crossing, obsTimestamps }, capacity)
+          return offThread.put(actions, { mode: crossing, obsTimestamps, clockOffset }, capacity)
         }),
       // The worker answers after the reports of every action it took from the
       // queue before: once `dispatched` has them too, `pending` + `dispatched`
@@ -426,7 +450,9 @@ export const make = (context: DispatchContext): Effect.Effect<ActionDispatcher, 
         // Converted once: the links take float32 tensors as they are.
         const actions = Array.from(chunk, toTensor)
         const refused = nonFiniteIn(actions)
-        return refused !== undefined ? Effect.fail(refused) : onLive((link) => link.put(actions, optionsOf(options)))
+        return refused !== undefined
+          ? Effect.fail(refused)
+          : onLive((link) => link.put(actions, putOptions(optionsOf(options), context)))
       })
 
     return {

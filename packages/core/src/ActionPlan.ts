@@ -102,6 +102,12 @@ export interface Chunk {
   readonly mode: ChunkMode | PortableMode
   /** Camera timestamps (s, capture clock) of the observation the chunk was computed from. */
   readonly obsTimestamps?: ObsTimestamps | undefined
+  /**
+   * Seconds to add to the observation's time to place it on the clock `put`
+   * and `take` are given (`RobotClock`: the robot's clock may be another
+   * machine's). Default 0. The actions keep `obsTimestamps` as they are.
+   */
+  readonly clockOffset?: number | undefined
 }
 
 /** An action leaving the plan. */
@@ -308,7 +314,8 @@ export class ActionPlan {
     if (invalid !== undefined) throw new RangeError(invalid)
     const mode = chunk.mode
     const stamp = chunk.obsTimestamps
-    const t0 = obsTime(stamp)
+    const observed = obsTime(stamp)
+    const t0 = observed === undefined ? undefined : observed + (chunk.clockOffset ?? 0)
     if (mode === "append" || mode === "replace") {
       if (mode === "replace") this.supersedeAll()
       for (const action of chunk.actions) this.push(this.entry(action, undefined, 0, stamp))

@@ -31,6 +31,13 @@ export interface PutOptions {
    * by time, and stamps the actions' `apply_action` in every mode.
    */
   readonly obsTimestamps?: ObsTimestamps | undefined
+  /**
+   * Seconds to add to `obsTimestamps` to place them on this machine's capture
+   * clock, when the robot's clock is another one (`RobotClock`; PolicyClient
+   * sets it). Default 0. Only timing uses it: the actions carry the
+   * timestamps as given.
+   */
+  readonly clockOffset?: number | undefined
 }
 
 /** An action leaving the queue. */
@@ -102,7 +109,12 @@ export const make = (
           const options = optionsOf(mode)
           // convert first: a bad action must not leave the queue half changed
           const actions = Array.from(chunk, rowsOf)
-          const late = plan.put({ actions, mode: options.mode ?? "append", obsTimestamps: options.obsTimestamps }, now)
+          const late = plan.put({
+            actions,
+            mode: options.mode ?? "append",
+            obsTimestamps: options.obsTimestamps,
+            clockOffset: options.clockOffset
+          }, now)
           refill.set(plan.size)
           return late
         }))

@@ -29,6 +29,8 @@ export type DispatchRequest =
     readonly mode: PortableMode
     /** The camera timestamps of the chunk's observation (s): for time-aligned and blend, and the actions' stamps. */
     readonly obsTimestamps?: ObsTimestamps | undefined
+    /** Seconds to add to them to place them on this machine's capture clock (`RobotClock`). */
+    readonly clockOffset?: number | undefined
     readonly capacity: number
   }
   /** Empties the queue; `done` says how many actions it removed (`cleared`). */
@@ -186,6 +188,7 @@ const makeDispatch = (post: (message: DispatchRequest) => void, calls: Calls, li
         t: "put",
         mode: request.mode,
         obsTimestamps: request.obsTimestamps,
+        clockOffset: request.clockOffset,
         capacity,
         // a compact copy: cloning a view would clone its whole underlying buffer
         actions: actions.map((a) => ({ shape: a.shape, data: new Float32Array(a.data as Float32Array) }))

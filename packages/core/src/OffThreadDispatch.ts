@@ -32,6 +32,8 @@ export interface PutRequest {
   readonly mode: PortableMode
   /** The camera timestamps of the observation the chunk was computed from (s, capture clock). */
   readonly obsTimestamps?: ObsTimestamps | undefined
+  /** Seconds to add to them to place them on this machine's capture clock (`RobotClock`). */
+  readonly clockOffset?: number | undefined
 }
 
 export interface OffThreadDispatch {

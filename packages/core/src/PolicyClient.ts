@@ -17,13 +17,16 @@ import { type DecodeLimits, type Message, type Observation, type UserMap } from 
 import { Context, Duration, Effect, Layer, Option, type Scope, type Stream, SubscriptionRef } from "effect"
 import { type Action, type ActionChunk, chunkToTensor } from "./Action.js"
 import * as ActionDispatcher from "./ActionDispatcher.js"
+import { obsTime } from "./ActionPlan.js"
 import * as ActionQueue from "./ActionQueue.js"
 import * as ActionSpec from "./ActionSpec.js"
+import { captureTime } from "./CameraState.js"
 import * as ClientConnection from "./ClientConnection.js"
 import * as ObservationStream from "./ObservationStream.js"
 import type * as RefillSignal from "./RefillSignal.js"
 import { RequestError } from "./RequestError.js"
 import * as RequestSlot from "./RequestSlot.js"
+import * as RobotClock from "./RobotClock.js"
 import { ClientTransport } from "./Transport.js"
 import type { TransportError } from "./TransportError.js"
 
@@ -113,6 +116,12 @@ export interface PolicyClientApi {
    */
   readonly sendAction: (action: Action) => Effect.Effect<void, RequestError>
 
+  /**
+   * Seconds to add to a camera timestamp (the robot's clock) to place it on
+   * this machine's capture clock: 0 while the two look like one clock (see
+   * `RobotClock`). The client's own timing uses it already.
+   */
+  readonly clockOffset: Effect.Effect<number>
   /** The most recent observation received (from getObs, reset, step or the obs stream). */
   readonly latestObs: SubscriptionRef.SubscriptionRef<Option.Option<Observation>>
   /**
@@ -227,17 +236,27 @@ const connectParts = (transport: ClientTransport["Service"], options: PolicyClie
     let link: ClientConnection.ClientConnection<Parts> | undefined
     const why = () => link?.why() ?? "not connected yet"
     const observations = yield* ObservationStream.make
+    const robotClock = RobotClock.make()
     const actions = yield* ActionDispatcher.make({
       latestObs: observations.latest,
+      clockOffset: robotClock.offset,
       capacity: options.maxQueuedActions ?? ActionQueue.defaultCapacity,
       current: () => link?.current()?.actions,
       why
     })
     link = yield* ClientConnection.make<Parts>(transport, options, (live) =>
       Effect.gen(function*() {
+        // The robot behind this connection may be another machine, with another clock.
+        robotClock.forget()
         const slot = yield* RequestSlot.make(live.connection, live.lost, (obs) => {
-          live.offThread?.observed(ObservationStream.timestampsOf(Option.some(obs)))
-          return observations.publish(obs)
+          const timestamps = ObservationStream.timestampsOf(Option.some(obs))
+          live.offThread?.observed(timestamps)
+          return Effect.flatMap(captureTime, (arrival) => {
+            const observed = obsTime(timestamps)
+            const differ = observed === undefined ? undefined : robotClock.observe(observed, arrival)
+            const published = observations.publish(obs)
+            return differ === undefined ? published : Effect.andThen(Effect.logWarning(differ), published)
+          })
         }, limits)
         const dispatcher = yield* actions.attach(live)
         return {
@@ -250,7 +269,7 @@ const connectParts = (transport: ClientTransport["Service"], options: PolicyClie
     // end would fail their requests first and each would log that it stopped
     // for a lost connection.
     yield* Effect.addFinalizer(() => Effect.andThen(observations.stop, actions.stop))
-    return { observations, actions, connection: link }
+    return { observations, actions, connection: link, robotClock }
   })
 
 /** A request on the live connection's slot, answered by a `reply`, or `Disconnected` at once. */
@@ -276,7 +295,7 @@ export const make = (
     const requestTimeout = options.requestTimeout ?? Duration.seconds(30)
     const resetTimeout = options.resetTimeout ?? Duration.minutes(5)
     const limits = { ...clientDecodeLimits, ...options.decodeLimits }
-    const { actions, connection, observations } = yield* connectParts(transport, options, limits)
+    const { actions, connection, observations, robotClock } = yield* connectParts(transport, options, limits)
     const request = requestOn(connection)
     const getObs = Effect.map(request(Effect.succeed({ type: "obs_request" as const }), "obs_response", requestTimeout), (m) => m.obs)
     const reconnection: ObservationStream.Reconnection = {
@@ -299,6 +318,7 @@ export const make = (
           (m) => ({ obs: m.obs, reward: m.reward, terminated: m.terminated, truncated: m.truncated, info: m.info })
         ),
       sendAction: actions.send,
+      clockOffset: Effect.sync(robotClock.offset),
       latestObs: observations.latest,
       observations: observations.observations,
       startObsStream: (hz) => observations.start(hz, getObs, reconnection),

@@ -23,6 +23,7 @@
  */
 export * from "./Transport.js"
 export * as ClientConnection from "./ClientConnection.js"
+export * as RobotClock from "./RobotClock.js"
 export * from "./TransportError.js"
 export * as MemoryTransport from "./MemoryTransport.js"
 

@@ -6,9 +6,9 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Clock, Effect, Queue, Ref, Stream } from "effect"
 import { TestClock } from "effect/testing"
-import { ActionPlan, type ActionTiming, CameraState } from "../src/index.js"
+import { ActionPlan, type ActionTiming, CameraState, PolicyClient, PolicyServer } from "../src/index.js"
 import * as Pair from "@chiral/testing/Pair"
-import type * as Robot from "@chiral/testing/Robot"
+import * as Robot from "@chiral/testing/Robot"
 
 const settle = Effect.gen(function*() {
   for (let i = 0; i < 16; i++) yield* Effect.yieldNow
@@ -49,6 +49,70 @@ describe("chunk modes through PolicyClient (fiber dispatcher, TestClock)", () =>
       const timed = yield* Queue.clear(timings)
       assert.deepStrictEqual(timed.map((t) => [t.count, Math.round(t.age! * 1000)]), [[1, 300], [2, 400], [3, 500]])
       assert.strictEqual(yield* client.refill.pending, 0)
+    }).pipe(Effect.scoped, Effect.provide(Pair.memory())))
+
+  for (const shift of [-1000, 1000]) {
+    it.effect(`a robot clock ${shift < 0 ? "1000 s behind" : "1000 s ahead of"} this machine's: time-aligned actions still go on their ticks, ages count from arrival`, () =>
+      Effect.gen(function*() {
+        const recorder = yield* Robot.makeRecorder
+        const robot = Robot.handlers(recorder)
+        // The robot's cameras stamp on their own machine's monotonic clock.
+        yield* PolicyServer.make({
+          cameras: Robot.cameras,
+          proprios: Robot.proprios,
+          handlers: {
+            ...robot,
+            getObs: Effect.map(robot.getObs!, (obs) => ({
+              ...obs,
+              cameras: obs.cameras.map((camera) => ({ ...camera, timestamp: camera.timestamp + shift }))
+            }))
+          }
+        })
+        const client = yield* PolicyClient.make({ quiet: true })
+        const timings = yield* Queue.unbounded<ActionTiming>()
+        yield* client.actionTimings.pipe(Stream.runForEach((t) => Queue.offer(timings, t)), Effect.forkScoped({ startImmediately: true }))
+        yield* TestClock.adjust(1000)
+        yield* client.startActionDispatch(10)
+        yield* settle
+        // an observation taken at 1.0 s (its camera says 1.0 + shift), its chunk put 30 ms later
+        const obs = yield* client.getObs
+        yield* advance(30)
+        const obsTimestamps = Object.fromEntries(obs.cameras.map((camera) => [camera.name, camera.timestamp]))
+        yield* client.putActions([0, 1, 2, 3].map(row), { mode: "time-aligned", obsTimestamps })
+        yield* advance(400)
+        // action 0's slot (1.0 ± 0.05 s) has had its tick: 1, 2, 3 go at 1.1, 1.2, 1.3 s, stamped as the robot gave them
+        const sent = yield* drain(recorder)
+        assert.deepStrictEqual(sent.map(([at, v]) => [at, v]), [[1100, 1], [1200, 2], [1300, 3]])
+        for (const [, , stamp] of sent) assert.deepStrictEqual(stamp, obsTimestamps)
+        assert.strictEqual((yield* client.droppedActions).late, 1)
+        const ages = (yield* Queue.clear(timings)).map((t) => Math.round(t.age! * 1000))
+        assert.deepStrictEqual(ages, [100, 200, 300])
+      }).pipe(Effect.scoped, Effect.provide(Pair.memory())))
+  }
+
+  it.effect("a chunk put without timestamps carries the latest observation's at the put, not a later one's: the server's max action age bounds how long a plan runs", () =>
+    Effect.gen(function*() {
+      const { client, recorder, server } = yield* Pair.startPair()
+      const image = new Uint8Array(72)
+      yield* TestClock.adjust(1000)
+      yield* server.updateImage("wrist", image)
+      const before = yield* client.getObs
+      yield* client.putActions([0, 1, 2].map(row))
+      // a newer observation arrives while the plan waits
+      yield* advance(50)
+      yield* server.updateImage("wrist", image)
+      const later = yield* client.getObs
+      assert.notDeepEqual(later.cameras.map((c) => c.timestamp), before.cameras.map((c) => c.timestamp))
+      yield* client.startActionDispatch(10)
+      yield* advance(300)
+      const stamps = (yield* drain(recorder)).map(([, , stamp]) => stamp)
+      const planned = Object.fromEntries(before.cameras.map((camera) => [camera.name, camera.timestamp]))
+      assert.deepStrictEqual(stamps, [planned, planned, planned])
+      // sendAction goes at once: the latest observation's
+      yield* client.sendAction(row(9))
+      yield* settle
+      const [[, , sentNow]] = yield* drain(recorder)
+      assert.deepStrictEqual(sentNow, Object.fromEntries(later.cameras.map((camera) => [camera.name, camera.timestamp])))
     }).pipe(Effect.scoped, Effect.provide(Pair.memory())))
 
   it.effect("blend by time: a newer chunk merges with the older one's waiting actions, on the dispatcher's ticks", () =>
