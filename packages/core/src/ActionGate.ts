@@ -181,6 +181,22 @@ interface Shared {
   controller: Watchdog.ConnectionInfo | undefined
 }
 
+/**
+ * The watchdog fired: a controller that has stopped acting loses control.
+ * Its connection can stay open long after its client is gone (a half-open
+ * TCP connection lasts until the keepalive gives it up, up to 40 s), and a
+ * policy that reconnected meanwhile would be refused all that time. The
+ * robot holds (`onActionTimeout`); the next client whose action is accepted
+ * takes control, the silent one's own included.
+ */
+const lapseControl = (shared: Shared): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    const controller = shared.controller
+    if (controller === undefined) return Effect.void
+    shared.controller = undefined
+    return Effect.logWarning(`chiral: ${controller.id} lost control of the robot: it stopped acting (actionTimeout)`)
+  })
+
 /** The gate of one connection: its counts and runs of refusals, and control taken and released. */
 const openConnection = (shared: Shared, connection: Watchdog.ConnectionInfo) =>
   Effect.gen(function*() {
@@ -246,7 +262,7 @@ export const make = <R>(
         Effect.logWarning(
           `chiral: no action for ${Duration.format(Duration.millis(Math.round(event.silentMillis)))} (the last from ${event.last.id}): running onActionTimeout`
         ),
-        onActionTimeout(event)
+        Effect.andThen(lapseControl(shared), onActionTimeout(event))
       ))
     const shared: Shared = {
       rules,

@@ -254,6 +254,27 @@ describe("ActionGate: single controller", () => {
     }).pipe(Effect.scoped, Effect.provide(memory)))
 })
 
+describe("ActionGate: single controller and the watchdog", () => {
+  it.effect("a controller silent for actionTimeout loses control: another client (a policy that reconnected) takes it", () =>
+    Effect.gen(function*() {
+      const { applied, connect, sendThrough, server } = yield* start({ singleController: true, actionTimeout: "200 millis" })
+      // a's connection stays open (as a half-open one would) but it stops acting
+      const a = yield* connect
+      const b = yield* connect
+      yield* sendThrough(a, [], action(row(1)))
+      expect((yield* server.controller)?.peer).toBe("client 1")
+      yield* TestClock.adjust(150)
+      yield* b.send(action(row(2)))
+      yield* TestClock.adjust(100)
+      yield* until(Effect.map(server.controller, (c) => c === undefined))
+      yield* sendThrough(b, [], action(row(3)))
+      expect((yield* server.controller)?.peer).toBe("client 2")
+      yield* a.send(action(row(4)))
+      yield* until(Effect.map(server.actionStats, (s) => s.dropped.notController === 2))
+      expect(yield* applied).toEqual([1, 3])
+    }).pipe(Effect.scoped, Effect.provide(memory)))
+})
+
 describe("ActionGate: watchdog and connection hooks", () => {
   it.effect("a gap of actionTimeout after actions runs onActionTimeout once per gap; the next action re-arms it", () =>
     Effect.gen(function*() {
