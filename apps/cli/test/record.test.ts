@@ -265,5 +265,8 @@ describe("chiral record's progress line", () => {
       "12 frames (6 observations, 6 actions), 172.0 MB recorded (17.2 MB/s), 51.0 MB in the file, 10 s, 2 frames dropped (3.0 MB: the disk is behind)"
     )
     assert.include(progressLine(stats(512, 300), 1), "512 bytes recorded (512 bytes/s)")
+    // a rate below 1 kB/s is a whole number of bytes, not 44.723519826062045
+    assert.include(progressLine(stats(534, 300), 11.94), "534 bytes recorded (45 bytes/s)")
+    assert.include(progressLine(stats(534, 300), 0.5341), "534 bytes recorded (1.0 kB/s)")
   })
 })

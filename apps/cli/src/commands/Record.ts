@@ -9,9 +9,15 @@ import { failWith } from "./Decode.js"
 /** Default listening ports: the robot's own plus one, so both can run on one machine. */
 export const defaultListenPorts = { websocket: 8766, zenoh: 7448 } as const
 
-/** A size in decimal units that still says something for a small recording: `13.6 kB`, `17.2 MB`, `512 bytes`. */
-const size = (bytes: number) =>
-  bytes >= 1e6 ? `${(bytes / 1e6).toFixed(1)} MB` : bytes >= 1e3 ? `${(bytes / 1e3).toFixed(1)} kB` : `${bytes} bytes`
+/**
+ * A size in decimal units that still says something for a small recording:
+ * `13.6 kB`, `17.2 MB`, `512 bytes`. Rates are sizes too, and fractional: a
+ * whole number of bytes is all that says something below 1 kB.
+ */
+const size = (bytes: number) => {
+  const whole = Math.round(bytes)
+  return whole >= 1e6 ? `${(bytes / 1e6).toFixed(1)} MB` : whole >= 1e3 ? `${(bytes / 1e3).toFixed(1)} kB` : `${whole} bytes`
+}
 
 /**
  * One line of progress: frames, observations, actions, bytes of frames
