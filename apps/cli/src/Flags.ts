@@ -8,11 +8,11 @@
  * says the same thing the same way.
  */
 import type { DecodeLimits } from "@chiral/protocol"
-import { Option } from "effect"
+import { Config, Effect, Option } from "effect"
 import { Flag } from "effect/cli"
 import { parseByteSize } from "./ByteSize.js"
 import * as SimulatedRobot from "./SimulatedRobot.js"
-import { defaultPorts, protocols } from "./Transports.js"
+import { defaultPorts, type Protocol, protocols } from "./Transports.js"
 
 // ── where a command listens, or what it connects with ────────────────────────
 
@@ -65,6 +65,47 @@ export const keyPrefix = (whose: string, options: { readonly name?: string; read
 
 /** Why a robot sets a key prefix. */
 export const sharedNetwork = ", so several robots can share one Zenoh network"
+
+/**
+ * `--token` of a command that listens: the access token its WebSocket server
+ * requires. `fallback` says what it defaults to after CHIRAL_TOKEN, if
+ * anything ("the --upstream URI's token").
+ */
+export const token = (fallback?: string) =>
+  Flag.String("token").pipe(
+    Flag.withDescription(
+      `WebSocket only: clients must present this token (ws://host:port/?token=T or Authorization: Bearer T), others get HTTP 401. Default: the CHIRAL_TOKEN environment variable, else ${
+        fallback === undefined ? "none" : `${fallback}, else none`
+      }`
+    ),
+    Flag.withMetavar("T"),
+    Flag.optional
+  )
+
+/**
+ * The token a listening command requires: `--token`, else CHIRAL_TOKEN, else
+ * `fallback`; or why it cannot be used. A token the user set is refused on
+ * Zenoh rather than dropped: Zenoh has no access token, and serving without
+ * the protection asked for is worse than not serving.
+ */
+export const tokenOf = (
+  flag: Option.Option<string>,
+  protocol: Protocol,
+  fallback?: string | undefined
+): Effect.Effect<{ readonly token: string | undefined } | { readonly error: string }> =>
+  Effect.gen(function*() {
+    const env = yield* Config.option(Config.String("CHIRAL_TOKEN")).pipe(Effect.orElseSucceed(() => Option.none()))
+    const given = Option.getOrUndefined(flag) ?? Option.getOrUndefined(env)
+    if (given === "") return { error: "--token: the token is empty" }
+    if (given !== undefined && protocol === "zenoh") {
+      return {
+        error: Option.isSome(flag)
+          ? "--token applies to --protocol websocket only: Zenoh's protocol has no access token"
+          : "CHIRAL_TOKEN is set, and a token applies to --protocol websocket only: Zenoh's protocol has no access token (unset it to serve Zenoh)"
+      }
+    }
+    return { token: given ?? (protocol === "websocket" ? fallback : undefined) }
+  })
 
 // ── the simulated robot's cameras ────────────────────────────────────────────
 

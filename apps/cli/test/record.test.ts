@@ -6,7 +6,7 @@ import { Episode } from "@chiral/record"
 import { Tensor } from "@chiral/protocol"
 import { assert, describe, it } from "@effect/vitest"
 import { protobufFromBinaryDescriptor } from "@mcap/support"
-import { Effect, Exit, Fiber, Layer, Schedule } from "effect"
+import { ConfigProvider, Effect, Exit, Fiber, Layer, Schedule } from "effect"
 import { probe } from "../src/commands/Probe.js"
 import { progressLine, record } from "../src/commands/Record.js"
 import { replay } from "../src/commands/Replay.js"
@@ -104,6 +104,59 @@ describe("chiral record / replay / view", () => {
         action: [0, 0, 0, 0, 0, 0, 0],
         recorded: [0, 0, 0, 0, 0, 0, 0]
       })
+    }).pipe(Effect.scoped), liveTimeout)
+
+  it.live("record: a robot's token is needed through the proxy too, and never printed; --token sets another", () =>
+    Effect.gen(function*() {
+      const robot = yield* Effect.flatMap(
+        Layer.build(serverTransports.websocket({ host: "127.0.0.1", port: 0, webSocket: { token: "s3cret" } })),
+        (transport) => SimulatedRobot.make({ cameras: 1, width: 8, height: 6 }).pipe(Effect.provideContext(transport))
+      )
+      const upstream = `${robot.server.address}/?token=s3cret`
+      const file = tempFile("token.mcap")
+      const proxy = yield* startCommand(record, ["--upstream", upstream, "--host", "127.0.0.1", "--listen", "0", "-o", file], "listening on ")
+      const listening = proxy.output.stderr.find((l) => l.includes("listening on "))!
+      assert.include(listening, `token required, forwarding to ${robot.server.address}/?token=***`)
+      const refused = yield* run(probe, [proxy.address, "--timeout", "5"])
+      assert.isTrue(Exit.isFailure(refused.exit))
+      assert.include(refused.stderr.join("\n"), "401")
+      yield* probeJson(`${proxy.address}/?token=s3cret`)
+      yield* Fiber.interrupt(proxy.fiber)
+      for (const line of [...proxy.output.stdout, ...proxy.output.stderr]) assert.notInclude(line, "s3cret")
+
+      // --token, and CHIRAL_TOKEN, choose the proxy's own
+      for (const [args, env] of [[["--token", "other"], {}], [[], { CHIRAL_TOKEN: "other" }]] as const) {
+        const own = yield* startCommand(
+          record,
+          ["--upstream", upstream, "--host", "127.0.0.1", "--listen", "0", "-o", file, ...args],
+          "listening on "
+        ).pipe(Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnv({ env })))
+        assert.isTrue(Exit.isFailure((yield* run(probe, [`${own.address}/?token=s3cret`, "--timeout", "5"])).exit))
+        yield* probeJson(`${own.address}/?token=other`)
+        yield* Fiber.interrupt(own.fiber)
+      }
+    }).pipe(Effect.scoped), liveTimeout)
+
+  it.live("replay: --token or CHIRAL_TOKEN is required of clients; on Zenoh a token is refused", () =>
+    Effect.gen(function*() {
+      const robot = yield* startRobot({ cameras: 1 })
+      const file = tempFile("replayed.mcap")
+      const proxy = yield* startCommand(record, ["--upstream", robot.server.address, "--host", "127.0.0.1", "--listen", "0", "-o", file], "listening on ")
+      yield* probeJson(proxy.address)
+      yield* Fiber.interrupt(proxy.fiber)
+      for (const [args, env] of [[["--token", "s3cret"], {}], [[], { CHIRAL_TOKEN: "s3cret" }]] as const) {
+        const replaying = yield* startCommand(replay, [file, "--host", "127.0.0.1", "--port", "0", ...args], "listening on ").pipe(
+          Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnv({ env }))
+        )
+        assert.include(replaying.output.stderr.find((l) => l.includes("listening on "))!, ", token required)")
+        const refused = yield* run(probe, [replaying.address, "--timeout", "5"])
+        assert.include(refused.stderr.join("\n"), "401")
+        yield* probeJson(`${replaying.address}/?token=s3cret`)
+        yield* Fiber.interrupt(replaying.fiber)
+        for (const line of replaying.output.stderr) assert.notInclude(line, "s3cret")
+      }
+      const zenoh = yield* run(replay, [file, "--protocol", "zenoh", "--token", "s3cret"])
+      assert.deepStrictEqual(zenoh.stderr, ["chiral replay: --token applies to --protocol websocket only: Zenoh's protocol has no access token"])
     }).pipe(Effect.scoped), liveTimeout)
 
   it.live("record on Zenoh at both ends: clients reach the robot through it, the episode holds what passed", () =>

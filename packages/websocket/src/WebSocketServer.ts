@@ -201,7 +201,7 @@ export const makeServer = Effect.fnUntraced(function*(options: ServerOptions = {
   const address = formatAddress(server.address)
   if (options.token === undefined && !isLoopbackHost(host)) {
     yield* Effect.logWarning(
-      `chiral: serving ${address} without a token: anyone who can reach this port can drive the robot (set a token: ServerOptions.token, chiral serve --token or CHIRAL_TOKEN)`
+      `chiral: serving ${address} without a token: anyone who can reach this port can drive the robot (set a token: ServerOptions.token, or a chiral command's --token or CHIRAL_TOKEN)`
     )
   }
   // Registered after the listener, so it runs first at shutdown: the listener's

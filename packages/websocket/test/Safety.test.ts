@@ -154,6 +154,16 @@ describe("access token", () => {
     }
   })
 
+  it.live("a server on every interface without a token warns, with advice right for code and for every chiral command", () =>
+    Effect.gen(function*() {
+      const logs = yield* Robot.captureLogs
+      const server = yield* WebSocketTransport.makeServer({ host: "0.0.0.0", port: 0 }).pipe(Effect.provide(logs.layer))
+      const warning = logs.lines.find((l) => l.includes("without a token"))
+      expect(warning).toBe(
+        `Warn: chiral: serving ${server.address} without a token: anyone who can reach this port can drive the robot (set a token: ServerOptions.token, or a chiral command's --token or CHIRAL_TOKEN)`
+      )
+    }).pipe(Effect.scoped))
+
   it.live("a server on a loopback host without a token does not warn; an empty token is refused", () =>
     Effect.gen(function*() {
       const logs = yield* Robot.captureLogs

@@ -1,9 +1,10 @@
 import { ServerTransport } from "@chiral/core"
 import { LiveView, Recorder, RecordingProxy } from "@chiral/record"
+import { WebSocketTransport } from "@chiral/websocket"
 import { Console, Duration, Effect, Logger, Option, Schedule } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as Flags from "../Flags.js"
-import { clientTransportFor, serverTransports } from "../Transports.js"
+import { clientTransportFor, protocolOf, serverTransports, shown } from "../Transports.js"
 import { failWith } from "./Decode.js"
 
 /** Default listening ports: the robot's own plus one, so both can run on one machine. */
@@ -49,6 +50,17 @@ const showProgress = (recorder: Recorder.Recorder, started: number, every: numbe
     )
 }
 
+/** The `token` in a WebSocket URI's query, if any (`ws://robot:8765/?token=T`). */
+const upstreamTokenOf = (uri: string): string | undefined => {
+  if (protocolOf(uri) !== "websocket") return undefined
+  try {
+    const token = new URL(uri).searchParams.get("token")
+    return token === null || token === "" ? undefined : token
+  } catch {
+    return undefined
+  }
+}
+
 export const record = Command.make(
   "record",
   {
@@ -67,6 +79,7 @@ export const record = Command.make(
     ),
     host: Flags.host(),
     protocol: Flags.serverProtocol("Transport clients use to reach the proxy", "; the robot's is the --upstream URI's"),
+    token: Flags.token("the --upstream URI's token, so clients present the proxy the token they would present the robot"),
     keyPrefix: Flags.keyPrefix("the proxy's"),
     upstreamKeyPrefix: Flags.keyPrefix("the robot's", { name: "upstream-key-prefix" }),
     compression: Flag.Literals("compression", ["zstd", "none"] as const).pipe(
@@ -113,10 +126,17 @@ export const record = Command.make(
       dispatchThread: "main"
     })
     if (typeof upstream === "string") return yield* failWith("record", `--upstream: ${upstream}`)
+    // A robot that requires a token must not be reachable through the proxy
+    // without one: by default the proxy requires the robot's own token.
+    const upstreamToken = upstreamTokenOf(flags.upstream)
+    const resolved = yield* Flags.tokenOf(flags.token, flags.protocol, upstreamToken)
+    if ("error" in resolved) return yield* failWith("record", resolved.error)
+    const token = resolved.token
     const server = serverTransports[flags.protocol]({
       host: flags.host,
       port: listen ?? defaultListenPorts[flags.protocol],
-      keyPrefix
+      keyPrefix,
+      webSocket: { token }
     })
 
     let summary: (() => string) | undefined
@@ -135,7 +155,16 @@ export const record = Command.make(
         yield* Console.error(`chiral record: Foxglove live view on ${view.address}`)
       }
       const address = (yield* ServerTransport).address
-      yield* Console.error(`chiral record: listening on ${address} (forwarding to ${flags.upstream}, recording to ${flags.output})`)
+      if (upstreamToken !== undefined && token === undefined && !WebSocketTransport.isLoopbackHost(flags.host)) {
+        yield* Console.error(
+          `chiral record: warning: the robot requires a token, and Zenoh has none: whoever reaches ${address} drives the robot without it (--host 127.0.0.1 keeps the proxy to this machine; --protocol websocket requires the robot's token)`
+        )
+      }
+      yield* Console.error(
+        `chiral record: listening on ${address} (${token === undefined ? "" : "token required, "}forwarding to ${
+          shown(flags.upstream)
+        }, recording to ${flags.output})`
+      )
       yield* Effect.forkScoped(showProgress(recorder, started, progressEvery))
       return yield* RecordingProxy.run({ recorder, taps })
     }).pipe(
@@ -163,6 +192,10 @@ export const record = Command.make(
     {
       command: "chiral record --upstream tcp/robot:7447 --protocol zenoh --listen 7448 -o episode.mcap",
       description: "The same on Zenoh"
+    },
+    {
+      command: "CHIRAL_TOKEN=s3cret chiral record --upstream \"ws://robot:8765/?token=r0b0t\" -o episode.mcap",
+      description: "Clients need ws://this-machine:8766/?token=s3cret (without CHIRAL_TOKEN or --token: the robot's own token)"
     },
     {
       command: "chiral record --upstream ws://robot:8765 -o episode.mcap --view-port 8767",

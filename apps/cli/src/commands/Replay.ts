@@ -37,7 +37,8 @@ export const replay = Command.make(
     port: Flags.serverPort,
     host: Flags.host(),
     protocol: Flags.serverProtocol(),
-    keyPrefix: Flags.keyPrefix("the robot's", { why: Flags.sharedNetwork })
+    keyPrefix: Flags.keyPrefix("the robot's", { why: Flags.sharedNetwork }),
+    token: Flags.token()
   },
   Effect.fnUntraced(function*(flags) {
     if (!(flags.rate > 0 && Number.isFinite(flags.rate))) return yield* failWith("replay", `--rate ${flags.rate}: expected a positive number`)
@@ -47,6 +48,9 @@ export const replay = Command.make(
     }
     const keyPrefix = Option.getOrUndefined(flags.keyPrefix)
     if (keyPrefix !== undefined && flags.protocol !== "zenoh") return yield* failWith("replay", "--key-prefix applies to --protocol zenoh only")
+    const resolved = yield* Flags.tokenOf(flags.token, flags.protocol)
+    if ("error" in resolved) return yield* failWith("replay", resolved.error)
+    const token = resolved.token
 
     let summary: (() => string) | undefined
     yield* Effect.gen(function*() {
@@ -63,13 +67,15 @@ export const replay = Command.make(
       yield* Console.error(
         `chiral replay: listening on ${server.address} (${flags.file}: ${episode.observations.length} observations in ${segments} segment${
           segments === 1 ? "" : "s"
-        }, ${episode.actions.length} recorded actions, rate ${flags.rate}${flags.loop ? ", looping" : ""})`
+        }, ${episode.actions.length} recorded actions, rate ${flags.rate}${flags.loop ? ", looping" : ""}${
+          token === undefined ? "" : ", token required"
+        })`
       )
       return yield* Effect.never
     }).pipe(
       Effect.scoped,
       Effect.ensuring(Effect.suspend(() => summary === undefined ? Effect.void : Console.error(summary()))),
-      Effect.provide(serverTransports[flags.protocol]({ host: flags.host, port, keyPrefix })),
+      Effect.provide(serverTransports[flags.protocol]({ host: flags.host, port, keyPrefix, webSocket: { token } })),
       Effect.catchTags({
         TransportError: (error) => failWith("replay", `cannot listen: ${error.message}`),
         RecordError: (error) => failWith("replay", `cannot read the recording: ${error.message}`),

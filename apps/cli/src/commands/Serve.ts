@@ -1,4 +1,4 @@
-import { Config, Console, Duration, Effect, Logger, Option } from "effect"
+import { Console, Duration, Effect, Logger, Option } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as SimulatedArm from "../SimulatedArm.js"
 import * as SimulatedRobot from "../SimulatedRobot.js"
@@ -206,13 +206,7 @@ const serveFlags = {
     ),
     Flag.withDefault(false)
   ),
-  token: Flag.String("token").pipe(
-    Flag.withDescription(
-      "WebSocket only: clients must present this token (ws://host:port/?token=T or Authorization: Bearer T), others get HTTP 401. Default: the CHIRAL_TOKEN environment variable, else none"
-    ),
-    Flag.withMetavar("T"),
-    Flag.optional
-  ),
+  token: Flags.token(),
   pingInterval: Flag.Finite("ping-interval").pipe(
     Flag.withDescription("WebSocket only: ping every client every S seconds; 0 turns keepalive off (default 20, as the references)"),
     Flag.withMetavar("S"),
@@ -260,14 +254,11 @@ const settingsOf = (flags: Command.Command.Config.Infer<typeof serveFlags>) =>
     for (const value of [maxActionAge, actionTimeout, pingInterval, pingTimeout]) {
       if (typeof value === "object" && "error" in value) return yield* failWith("serve", value.error)
     }
-    const token = Option.getOrUndefined(flags.token) ??
-      Option.getOrUndefined(yield* Config.option(Config.String("CHIRAL_TOKEN")).pipe(Effect.orElseSucceed(() => Option.none())))
-    if (token === "") return yield* failWith("serve", "--token: the token is empty")
+    const resolved = yield* Flags.tokenOf(flags.token, flags.protocol)
+    if ("error" in resolved) return yield* failWith("serve", resolved.error)
+    const token = resolved.token
     if (flags.protocol === "zenoh") {
       const webSocketOnly = [
-        token === undefined ? undefined : Option.isSome(flags.token)
-          ? "--token applies to --protocol websocket only: Zenoh's protocol has no access token"
-          : "CHIRAL_TOKEN is set, and a token applies to --protocol websocket only: Zenoh's protocol has no access token (unset it to serve Zenoh)",
         pingInterval === undefined ? undefined : "--ping-interval applies to --protocol websocket only",
         pingTimeout === undefined ? undefined : "--ping-timeout applies to --protocol websocket only"
       ].find((f) => f !== undefined)
