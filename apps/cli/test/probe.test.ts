@@ -24,6 +24,33 @@ const startRobot = (options: SimulatedRobot.SimulatedRobotOptions = {}) =>
       Effect.provideContext(transport)
     ))
 
+/**
+ * A robot that notes every request it handles ("metadata", "reset", "obs",
+ * "step", "apply_action"), with `metadata`; `received` holds the stepped actions.
+ */
+const countingRobot = (metadata: Record<string, unknown> = { action_shape: [1, 3] }) =>
+  Effect.gen(function*() {
+    const calls: Array<string> = []
+    const received: Array<Tensor> = []
+    const observe = Effect.flatMap(PolicyServer.PolicyServer, (s) => s.makeObs())
+    const note = (name: string) => Effect.sync(() => void calls.push(name))
+    const server = yield* PolicyServer.make({
+      cameras: [{ name: "cam_0", width: 4, height: 2 }],
+      handlers: {
+        getMetadata: Effect.as(note("metadata"), metadata),
+        reset: Effect.andThen(note("reset"), Effect.map(observe, (obs) => ({ obs }))),
+        getObs: Effect.andThen(note("obs"), observe),
+        applyAction: () => note("apply_action"),
+        step: (action) =>
+          Effect.andThen(
+            Effect.sync(() => received.push(action)).pipe(Effect.andThen(note("step"))),
+            Effect.map(observe, (obs) => ({ obs, reward: 1.5 }))
+          )
+      }
+    }).pipe(Effect.provideContext(yield* Layer.build(loopback)))
+    return { address: server.address, calls, received }
+  })
+
 /** A port nobody listens on (bound once by the OS, then released). */
 const freePort = Effect.promise(() =>
   new Promise<number>((resolve) => {
@@ -55,12 +82,32 @@ interface ObsJson {
 }
 
 describe("chiral probe", () => {
-  it.live("--json prints {metadata, reset: {obs, info}, obs}, tensors without data", () =>
+  it.live("by default only reads: metadata and one observation, no reset, no action, and says so", () =>
+    Effect.gen(function*() {
+      const robot = yield* countingRobot()
+      const { exit, stderr, stdout } = yield* run(probe, [robot.address])
+      assert.isTrue(Exit.isSuccess(exit), String(exit))
+      assert.deepStrictEqual(robot.calls, ["metadata", "obs"])
+      assert.deepStrictEqual(stderr, [])
+      const lines = stdout.join("\n").split("\n")
+      assert.strictEqual(
+        lines[1],
+        "read only: metadata and one observation (get_obs); the robot was not reset and no action was sent"
+      )
+      assert.notInclude(lines.join("\n"), "reset  info")
+
+      const json = yield* run(probe, [robot.address, "--json"])
+      assert.isTrue(Exit.isSuccess(json.exit), String(json.exit))
+      assert.deepStrictEqual(robot.calls, ["metadata", "obs", "metadata", "obs"])
+      assert.deepStrictEqual(Object.keys(JSON.parse(json.stdout[0]!) as object), ["metadata", "obs"])
+    }))
+
+  it.live("--reset --json prints {metadata, reset: {obs, info}, obs}, tensors without data; the reset is announced on stderr", () =>
     Effect.gen(function*() {
       const robot = yield* startRobot()
-      const { exit, stderr, stdout } = yield* run(probe, [robot.server.address, "--json"])
+      const { exit, stderr, stdout } = yield* run(probe, [robot.server.address, "--json", "--reset"])
       assert.isTrue(Exit.isSuccess(exit), String(exit))
-      assert.deepStrictEqual(stderr, [])
+      assert.deepStrictEqual(stderr, ["chiral probe: resetting the robot (--reset)"])
       assert.strictEqual(stdout.length, 1)
       const report = JSON.parse(stdout[0]!) as Record<string, unknown>
       assert.deepStrictEqual(Object.keys(report), ["metadata", "reset", "obs"])
@@ -82,6 +129,7 @@ describe("chiral probe", () => {
           joint_vel: { dtype: "float32", shape: [7] }
         })
       }
+      assert.strictEqual(yield* robot.actionsApplied, 0)
     }))
 
   it.live("--json --full carries every element", () =>
@@ -98,44 +146,61 @@ describe("chiral probe", () => {
       assert.strictEqual(obs.proprios["joint_pos"]!.data!.length, 7)
     }))
 
-  it.live("--step takes one legacy step with a zero [1, D] action instead of getObs", () =>
+  it.live("--step resets, then takes one legacy step with the --step-action given instead of getObs, saying so first", () =>
     Effect.gen(function*() {
       const robot = yield* startRobot({ actionDim: 4, episodeSteps: 1 })
-      const { exit, stdout } = yield* run(probe, [robot.server.address, "--json", "--step"])
-      assert.isTrue(Exit.isSuccess(exit))
+      const { exit, stderr, stdout } = yield* run(probe, [robot.server.address, "--json", "--step", "--step-action", "0.5,0,-0.25,0"])
+      assert.isTrue(Exit.isSuccess(exit), String(exit))
+      assert.deepStrictEqual(stderr, [
+        "chiral probe: resetting the robot, then sending it the action float32[1, 4] [0.5, 0, -0.25, 0] (--step)"
+      ])
       const report = JSON.parse(stdout[0]!) as Record<string, Record<string, unknown>>
       assert.deepStrictEqual(Object.keys(report), ["metadata", "reset", "step"])
       const { obs, ...rest } = report["step"]!
-      assert.deepStrictEqual(rest, { reward: 0, terminated: true, truncated: false, info: {} })
+      assert.deepStrictEqual(rest, {
+        action: { dtype: "float32", shape: [1, 4], data: [0.5, 0, -0.25, 0] },
+        reward: 0,
+        terminated: true,
+        truncated: false,
+        info: {}
+      })
       assert.strictEqual((obs as ObsJson).cameras.length, 2)
       assert.strictEqual(yield* robot.actionsApplied, 1)
       assert.strictEqual(yield* robot.episodeStep, 1)
     }))
 
-  it.live("--step follows a C++ server's action_N/action_D strings", () =>
+  it.live("--step follows a C++ server's action_N/action_D strings and says what it did", () =>
     Effect.gen(function*() {
-      const received: Array<Tensor> = []
-      const server = yield* PolicyServer.make({
-        cameras: [{ name: "cam_0", width: 4, height: 2 }],
-        handlers: {
-          getMetadata: Effect.succeed({ cameras: "cam_0", action_N: "2", action_D: "3" }),
-          reset: Effect.flatMap(PolicyServer.PolicyServer, (s) => s.makeObs()).pipe(Effect.map((obs) => ({ obs }))),
-          applyAction: () => Effect.void,
-          step: (action) =>
-            Effect.flatMap(PolicyServer.PolicyServer, (s) => s.makeObs()).pipe(
-              Effect.map((obs) => {
-                received.push(action)
-                return { obs, reward: 1.5 }
-              })
-            )
-        }
-      }).pipe(Effect.provideContext(yield* Layer.build(loopback)))
-      const { exit, stdout } = yield* run(probe, [server.address, "--step"])
-      assert.isTrue(Exit.isSuccess(exit))
-      assert.strictEqual(received.length, 1)
-      assert.deepStrictEqual(received[0]!.shape, [2, 3])
-      assert.deepStrictEqual(Array.from(received[0]!.data as Float32Array), [0, 0, 0, 0, 0, 0])
-      assert.include(stdout.join("\n"), "step  reward 1.5  terminated false  truncated false  info {}")
+      const robot = yield* countingRobot({ cameras: "cam_0", action_N: "2", action_D: "3" })
+      const { exit, stdout } = yield* run(probe, [robot.address, "--step", "--step-action", "1,2,3,4,5,6"])
+      assert.isTrue(Exit.isSuccess(exit), String(exit))
+      assert.deepStrictEqual(robot.calls, ["metadata", "reset", "step"])
+      assert.deepStrictEqual(robot.received[0]!.shape, [2, 3])
+      assert.deepStrictEqual(Array.from(robot.received[0]!.data as Float32Array), [1, 2, 3, 4, 5, 6])
+      const text = stdout.join("\n")
+      assert.include(text, "reset the robot, then sent it the action float32[2, 3] [1, 2, 3, 4, 5, 6] in one legacy step (--step)")
+      assert.include(text, "step  reward 1.5  terminated false  truncated false  info {}")
+    }))
+
+  it.live("--step: no action without --step-action, and none whose count is not the robot's; refused before the reset", () =>
+    Effect.gen(function*() {
+      const robot = yield* countingRobot({ action_shape: [1, 3] })
+      const bare = yield* run(probe, [robot.address, "--step"])
+      assert.isTrue(Exit.isFailure(bare.exit))
+      assert.deepStrictEqual(bare.stderr, [
+        "chiral probe: --step sends the robot an action: give it with --step-action, e.g. --step-action 0,0,0,0,0,0,0 for a [1, 7] action (there is no default: on an arm that takes joint positions, 0 moves a joint to 0 rad)"
+      ])
+      const count = yield* run(probe, [robot.address, "--step", "--step-action", "0,0,0,0,0,0,0"])
+      assert.isTrue(Exit.isFailure(count.exit))
+      assert.deepStrictEqual(count.stderr, [
+        "chiral probe: --step-action has 7 values; the robot's metadata gives the action shape [1, 3]: give 3 values, row-major"
+      ])
+      assert.deepStrictEqual(robot.calls, ["metadata"])
+      // without an action shape in the metadata, the count given is D
+      const unsaid = yield* countingRobot({})
+      const free = yield* run(probe, [unsaid.address, "--step", "--step-action", "0.1,0.2"])
+      assert.isTrue(Exit.isSuccess(free.exit), String(free.exit))
+      assert.deepStrictEqual(unsaid.received[0]!.shape, [1, 2])
     }))
 
   it.live("--json --full: NaN, +Inf, -Inf and -0 in metadata, proprios and reward print as valid JSON, each distinct", () =>
@@ -152,7 +217,7 @@ describe("chiral probe", () => {
         }
       }).pipe(Effect.provideContext(yield* Layer.build(loopback)))
       yield* server.updateProprio("p", [NaN, Infinity, -Infinity, -0])
-      const { exit, stdout } = yield* run(probe, [server.address, "--json", "--full", "--step"])
+      const { exit, stdout } = yield* run(probe, [server.address, "--json", "--full", "--step", "--step-action", "0,0"])
       assert.isTrue(Exit.isSuccess(exit), String(exit))
       const report = JSON.parse(stdout[0]!) as {
         metadata: unknown
@@ -165,18 +230,19 @@ describe("chiral probe", () => {
       assert.isTrue(Object.is(data[3], -0))
     }))
 
-  it.live("prints a readable summary: metadata, reset and obs with each camera and proprio", () =>
+  it.live("prints a readable summary: what was done, metadata, reset and obs with each camera and proprio", () =>
     Effect.gen(function*() {
       const robot = yield* startRobot({ fps: 0 })
-      const { exit, stdout } = yield* run(probe, [robot.server.address])
+      const { exit, stdout } = yield* run(probe, [robot.server.address, "--reset"])
       assert.isTrue(Exit.isSuccess(exit))
       const lines = stdout.join("\n").split("\n")
       assert.strictEqual(lines[0], `connected to ${robot.server.address}`)
-      assert.strictEqual(lines[1], "metadata {\"cameras\":[\"cam_0\",\"cam_1\"],\"action_shape\":[1,7]}")
-      assert.strictEqual(lines[2], "reset  info {}")
-      assert.match(lines[3]!, /^ {2}timestamp \d+\.\d{6} {2}2 cameras {2}extra \{\}$/)
-      assert.match(lines[4]!, /^ {2}cam_0 {2}ts \d+\.\d{6} {2}image uint8\[6, 8, 3\] min \d+ max \d+ {2}depth float32\[6, 8\] min 1 max 1\.83333$/)
-      assert.strictEqual(lines[5], "    K fx=7.5 fy=7.5 cx=4 cy=3  T t=[0.0000, 0.0000, 0.3000]")
+      assert.strictEqual(lines[1], "reset the robot (--reset), then read one observation (get_obs); no action sent")
+      assert.strictEqual(lines[2], "metadata {\"cameras\":[\"cam_0\",\"cam_1\"],\"action_shape\":[1,7]}")
+      assert.strictEqual(lines[3], "reset  info {}")
+      assert.match(lines[4]!, /^ {2}timestamp \d+\.\d{6} {2}2 cameras {2}extra \{\}$/)
+      assert.match(lines[5]!, /^ {2}cam_0 {2}ts \d+\.\d{6} {2}image uint8\[6, 8, 3\] min \d+ max \d+ {2}depth float32\[6, 8\] min 1 max 1\.83333$/)
+      assert.strictEqual(lines[6], "    K fx=7.5 fy=7.5 cx=4 cy=3  T t=[0.0000, 0.0000, 0.3000]")
       assert.include(lines, "obs")
       assert.strictEqual(lines.filter((l) => l.startsWith("  joint_pos  float32[7] [")).length, 2)
     }))
@@ -213,6 +279,24 @@ describe("chiral probe", () => {
       const hzAlone = yield* run(probe, ["ws://127.0.0.1:8765", "--hz", "5"])
       assert.isTrue(Exit.isFailure(hzAlone.exit))
       assert.deepStrictEqual(hzAlone.stderr, ["chiral probe: --hz 5 applies to --watch only"])
+      const refusals: ReadonlyArray<readonly [ReadonlyArray<string>, string]> = [
+        [["--full"], "--full applies to --json only"],
+        [["--step-action", "0"], "--step-action applies to --step only"],
+        [["--watch", "--reset"], "--reset does not apply to --watch, which only requests observations"],
+        [["--watch", "--step", "--step-action", "0"], "--step does not apply to --watch, which only requests observations"],
+        [["--watch", "--json", "--full"], "--full does not apply to --watch, which only requests observations"],
+        [
+          ["--step", "--step-action", "0,x"],
+          "--step-action \"0,x\": \"x\" is not a number (expected numbers separated by commas, e.g. 0.1,0,-0.2)"
+        ],
+        [["--step", "--step-action", "0,,1"], "--step-action \"0,,1\": \"\" is not a number (expected numbers separated by commas, e.g. 0.1,0,-0.2)"],
+        [["--step", "--step-action", "1e39"], "--step-action 1e39: 1e39 is not finite as a float32"]
+      ]
+      for (const [args, message] of refusals) {
+        const refused = yield* run(probe, ["ws://127.0.0.1:8765", ...args])
+        assert.isTrue(Exit.isFailure(refused.exit), args.join(" "))
+        assert.deepStrictEqual(refused.stderr, [`chiral probe: ${message}`])
+      }
     }))
 
   it.live("probes a server on Zenoh (tcp/host:port), with and without a key prefix", () =>
@@ -222,7 +306,17 @@ describe("chiral probe", () => {
       const uri = robot.server.address
       assert.match(uri, /^tcp\/127\.0\.0\.1:\d+$/)
 
-      const { exit, stdout } = yield* run(probe, [uri, "--key-prefix", "lab/a", "--json", "--step", "--timeout", "60"])
+      const { exit, stdout } = yield* run(probe, [
+        uri,
+        "--key-prefix",
+        "lab/a",
+        "--json",
+        "--step",
+        "--step-action",
+        "0,0,0,0,0,0,0",
+        "--timeout",
+        "60"
+      ])
       assert.isTrue(Exit.isSuccess(exit), String(exit))
       const report = JSON.parse(stdout[0]!) as Record<string, unknown>
       assert.deepStrictEqual(Object.keys(report), ["metadata", "reset", "step"])
@@ -244,7 +338,7 @@ describe("chiral probe", () => {
       const small = yield* run(probe, [uri, "--max-message-size", "256KiB", "--timeout", "30"])
       assert.isTrue(Exit.isFailure(small.exit))
       assert.strictEqual(small.stderr.length, 1)
-      assert.match(small.stderr[0]!, /^chiral probe: tcp\/127\.0\.0\.1:\d+: reset: Disconnected /)
+      assert.match(small.stderr[0]!, /^chiral probe: tcp\/127\.0\.0\.1:\d+: obs_request: Disconnected /)
       assert.include(small.stderr[0]!, "over this side's limit of 256 KiB (262144 bytes)")
       assert.include(small.stderr[0]!, "--max-message-size")
       const enough = yield* run(probe, [uri, "--max-message-size", "1MiB", "--json"])
@@ -266,8 +360,8 @@ describe("chiral probe", () => {
     assert.deepStrictEqual(legacyActionShape({ action_shape: "[1,9]" }), [1, 9])
     assert.deepStrictEqual(legacyActionShape({ action_N: "1", action_D: "7", cameras: "cam_0" }), [1, 7])
     assert.deepStrictEqual(legacyActionShape({ action_D: 5 }), [1, 5])
-    assert.deepStrictEqual(legacyActionShape({}), [1, 7])
-    assert.deepStrictEqual(legacyActionShape({ action_shape: [0, 7] }), [1, 7])
+    assert.strictEqual(legacyActionShape({}), undefined)
+    assert.strictEqual(legacyActionShape({ action_shape: [0, 7] }), undefined)
   })
 
   it.live("--timeout bounds the whole wait: a port that accepts TCP but never answers the handshake fails within it, saying so", () =>

@@ -56,10 +56,10 @@ describe("chiral record / replay / view", () => {
         ["--upstream", robot.server.address, "--host", "127.0.0.1", "--listen", "0", "-o", file, "--progress-every", "0.05"],
         "listening on "
       )
-      // Through the proxy: one session with get_obs, one with a legacy step (an action).
-      const seen = yield* probeJson(proxy.address)
+      // Through the proxy: one session with a reset and get_obs, one with a legacy step (an action).
+      const seen = yield* probeJson(proxy.address, "--reset")
       assert.deepStrictEqual(seen.metadata, { cameras: ["cam_0", "cam_1"], action_shape: [1, 7] })
-      yield* probeJson(proxy.address, "--step")
+      yield* probeJson(proxy.address, "--step", "--step-action", "0,0,0,0,0,0,0")
       // Taps run once a frame is sent on: wait until the writer has all twelve
       // (metadata, reset, obs_request and their answers; metadata, reset, step and theirs).
       const written = "12 frames (4 observations, 1 actions)"
@@ -90,12 +90,12 @@ describe("chiral record / replay / view", () => {
 
       // Replay: the first session gets the first recorded segment, byte for byte.
       const replaying = yield* startCommand(replay, [file, "--host", "127.0.0.1", "--port", "0"], "listening on ")
-      const replayed = yield* probeJson(replaying.address)
+      const replayed = yield* probeJson(replaying.address, "--reset")
       assert.deepStrictEqual(replayed.metadata, seen.metadata)
       assert.deepStrictEqual(replayed.reset.obs, seen.reset.obs)
       // The second session's step acts on the second segment's reset: the same
       // observation the recorded action was computed from, so it is compared.
-      yield* probeJson(replaying.address, "--step")
+      yield* probeJson(replaying.address, "--step", "--step-action", "0,0,0,0,0,0,0")
       assert.strictEqual(replaying.output.stdout.length, 1)
       assert.deepStrictEqual(JSON.parse(replaying.output.stdout[0]!), {
         seq: 3,
@@ -172,7 +172,7 @@ describe("chiral record / replay / view", () => {
         "listening on "
       )
       assert.match(proxy.address, /^tcp\/127\.0\.0\.1:\d+$/)
-      const seen = yield* probeJson(proxy.address)
+      const seen = yield* probeJson(proxy.address, "--reset")
       // The reset and the observation (Zenoh clients also probe with metadata requests until answered).
       yield* Effect.sync(() => proxy.output.stdout.some((l) => /\((\d+) observations/.exec(l)?.[1] === "2")).pipe(
         Effect.repeat({ until: (ok) => ok, schedule: Schedule.spaced(10) })
@@ -222,7 +222,7 @@ describe("chiral record / replay / view", () => {
       viewer.subscribe("/action")
       // The subscription reaches the server asynchronously: step until an action is seen (bounded).
       for (let attempt = 0; attempt < 50 && !viewer.messages.some((m) => m.topic === "/action"); attempt++) {
-        yield* probeJson(proxy.address, "--step")
+        yield* probeJson(proxy.address, "--step", "--step-action", "0,0,0,0,0,0,0")
       }
       const action = JSON.parse(new TextDecoder().decode(viewer.messages.find((m) => m.topic === "/action")!.data))
       assert.strictEqual(action.type, "action")

@@ -15,7 +15,7 @@ import { clientTransportFor, shown } from "../Transports.js"
 import { failWith } from "./Decode.js"
 import { watch } from "./ProbeWatch.js"
 
-// ── the zero action for --step ───────────────────────────────────────────────
+// ── the action of --step ─────────────────────────────────────────────────────
 
 const positiveInt = (u: unknown): number | undefined => {
   const n = typeof u === "string" && u.trim() !== "" ? Number(u) : u
@@ -38,12 +38,12 @@ const dimensions = (u: unknown): ReadonlyArray<number> | undefined => {
 }
 
 /**
- * The [N, D] shape of the zero action `--step` sends: from the metadata's
- * `action_shape` (Python convention), or `action_N`/`action_D` (C++ strings),
- * else [1, 7]. Always two dimensions: the C++ server reads exactly `shape[0]`
- * and `shape[1]`.
+ * The [N, D] shape of the action `--step` sends: from the metadata's
+ * `action_shape` (Python convention), or `action_N`/`action_D` (C++ strings);
+ * undefined when the metadata says neither. Always two dimensions: the C++
+ * server reads exactly `shape[0]` and `shape[1]`.
  */
-export const legacyActionShape = (metadata: UserMap): readonly [number, number] => {
+export const legacyActionShape = (metadata: UserMap): readonly [number, number] | undefined => {
   const shape = dimensions(metadata["action_shape"])
   if (shape !== undefined) {
     if (shape.length === 1) return [1, shape[0]!]
@@ -51,7 +51,26 @@ export const legacyActionShape = (metadata: UserMap): readonly [number, number] 
   }
   const d = positiveInt(metadata["action_D"])
   if (d !== undefined) return [positiveInt(metadata["action_N"]) ?? 1, d]
-  return [1, 7]
+  return undefined
+}
+
+/**
+ * `--step-action 0.1,0,-0.2`: the values, row-major, or why not. Each must be
+ * finite as the float32 that travels; checked before anything is sent, so a
+ * typo never gets as far as the reset.
+ */
+export const parseStepAction = (text: string): ReadonlyArray<number> | string => {
+  const values: Array<number> = []
+  for (const item of text.split(",")) {
+    const trimmed = item.trim()
+    const x = trimmed === "" ? Number.NaN : Number(trimmed)
+    if (Number.isNaN(x)) {
+      return `--step-action ${JSON.stringify(text)}: ${JSON.stringify(trimmed)} is not a number (expected numbers separated by commas, e.g. 0.1,0,-0.2)`
+    }
+    if (!Number.isFinite(Math.fround(x))) return `--step-action ${text}: ${trimmed} is not finite as a float32`
+    values.push(x)
+  }
+  return values
 }
 
 // ── human summary ─────────────────────────────────────────────────────────────
@@ -109,18 +128,33 @@ const protocolName = (uri: string) => /^tcp\//i.test(uri) ? "Zenoh" : "WebSocket
 
 // ── command ───────────────────────────────────────────────────────────────────
 
+/**
+ * What one probe did and got. Only `metadata` always: `reset` with --reset
+ * or --step, `step` with --step (instead of `obs`).
+ */
 interface ProbeResult {
   readonly metadata: UserMap
-  readonly reset: PolicyClient.ResetOutcome
+  readonly reset?: PolicyClient.ResetOutcome | undefined
   readonly obs?: Observation | undefined
-  readonly step?: PolicyClient.StepOutcome | undefined
+  readonly step?: { readonly action: Tensor; readonly outcome: PolicyClient.StepOutcome } | undefined
 }
 
+/** An action as the output shows it: `float32[1, 7] [0.1, 0, …]`. */
+const actionText = (t: Tensor) => `${t.dtype}[${t.shape.join(", ")}] [${Tensor.toArray(t).map((x) => num(x as number)).join(", ")}]`
+
+/** What the probe did to the robot, said first: a probe that moved nothing says so too. */
+const whatWasDone = (r: ProbeResult): string =>
+  r.step !== undefined
+    ? `reset the robot, then sent it the action ${actionText(r.step.action)} in one legacy step (--step)`
+    : r.reset !== undefined
+    ? "reset the robot (--reset), then read one observation (get_obs); no action sent"
+    : "read only: metadata and one observation (get_obs); the robot was not reset and no action was sent"
+
 const humanReport = (uri: string, r: ProbeResult): string => {
-  const lines = [`connected to ${uri}`, `metadata ${json(r.metadata)}`, `reset  info ${json(r.reset.info)}`]
-  lines.push(...observationLines(r.reset.obs))
+  const lines = [`connected to ${uri}`, whatWasDone(r), `metadata ${json(r.metadata)}`]
+  if (r.reset !== undefined) lines.push(`reset  info ${json(r.reset.info)}`, ...observationLines(r.reset.obs))
   if (r.step !== undefined) {
-    const s = r.step
+    const s = r.step.outcome
     lines.push(
       `step  reward ${num(s.reward)}  terminated ${s.terminated}  truncated ${s.truncated}  info ${json(s.info)}`,
       ...observationLines(s.obs)
@@ -131,18 +165,24 @@ const humanReport = (uri: string, r: ProbeResult): string => {
 }
 
 /**
- * `{metadata, reset: {obs, info}, obs}` or `{…, step: {obs, reward, terminated, truncated, info}}`,
- * as vectors.json describes messages, written by stringifyJson (NaN/±Infinity as
- * the strings "NaN", "Infinity", "-Infinity").
+ * `{metadata, obs}`; with --reset `{metadata, reset: {obs, info}, obs}`; with
+ * --step `{metadata, reset: {obs, info}, step: {action, obs, reward,
+ * terminated, truncated, info}}`, as vectors.json describes messages (the
+ * action sent always with its data), written by stringifyJson (NaN/±Infinity
+ * as the strings "NaN", "Infinity", "-Infinity").
  */
 const jsonReport = (r: ProbeResult, full: boolean): string => {
   const options = { tensorData: full }
   const metadata = describeMessage({ type: "metadata_response", data: r.metadata }).data
-  const { type: _r, ...reset } = describeMessage({ type: "reset_response", obs: r.reset.obs, info: r.reset.info }, options)
-  const report: Record<string, unknown> = { metadata, reset }
+  const report: Record<string, unknown> = { metadata }
+  if (r.reset !== undefined) {
+    const { type: _r, ...reset } = describeMessage({ type: "reset_response", obs: r.reset.obs, info: r.reset.info }, options)
+    report["reset"] = reset
+  }
   if (r.step !== undefined) {
-    const { obs, info, reward, terminated, truncated } = describeMessage({ type: "step_response", ...r.step }, options)
-    report["step"] = { obs, reward, terminated, truncated, info }
+    const { action } = describeMessage({ type: "action", action: r.step.action, obsTimestamps: {} })
+    const { obs, info, reward, terminated, truncated } = describeMessage({ type: "step_response", ...r.step.outcome }, options)
+    report["step"] = { action, obs, reward, terminated, truncated, info }
   }
   if (r.obs !== undefined) report["obs"] = describeMessage({ type: "obs_response", obs: r.obs }, options)["obs"]
   // Every element on its own line would be hundreds of MB for 8 cameras: one line with --full.
@@ -154,7 +194,7 @@ const hint = (error: RequestError): string =>
   error.reason !== "Timeout"
     ? ""
     : error.request === "obs_request"
-    ? "; C++ servers answer only the legacy step: try --step"
+    ? "; C++ servers answer only the legacy step, which resets the robot and sends it an action: --step --step-action V,…"
     : error.request === "action"
     ? "; Python servers do not answer the legacy step: try without --step"
     : ""
@@ -167,7 +207,7 @@ export const probe = Command.make(
     keyPrefix: Flags.keyPrefix("the server's"),
     json: Flag.Boolean("json").pipe(
       Flag.withDescription(
-        "Print one JSON object {metadata, reset: {obs, info}, obs} (or step instead of obs) in the format of the shared vectors.json; tensors as {dtype, shape}"
+        "Print one JSON object in the format of the shared vectors.json, tensors as {dtype, shape}: {metadata, obs}; with --reset {metadata, reset: {obs, info}, obs}; with --step {metadata, reset: {obs, info}, step: {action, obs, reward, terminated, truncated, info}}"
       ),
       Flag.withDefault(false)
     ),
@@ -175,11 +215,24 @@ export const probe = Command.make(
       Flag.withDescription("With --json: include every tensor element (data), on one line"),
       Flag.withDefault(false)
     ),
-    step: Flag.Boolean("step").pipe(
+    reset: Flag.Boolean("reset").pipe(
       Flag.withDescription(
-        "Instead of one obs_request, take one legacy step (the C++ `action` message) with a zero action of the metadata's action_shape (or action_N x action_D; 1x7 when neither)"
+        "Reset the robot first and show the observation the reset returns. A real robot acts on it (it may home its arm), even while a policy drives it; without --reset, probe only reads: metadata and one observation"
       ),
       Flag.withDefault(false)
+    ),
+    step: Flag.Boolean("step").pipe(
+      Flag.withDescription(
+        "Moves the robot: resets it, then takes one legacy step (the C++ `action` message, which C++ servers answer instead of get_obs) with the action --step-action gives"
+      ),
+      Flag.withDefault(false)
+    ),
+    stepAction: Flag.String("step-action").pipe(
+      Flag.withDescription(
+        "With --step, required: the action, N x D numbers row-major, e.g. 0.1,0,0,0,0,0,0; N x D from the metadata's action_shape (or action_N x action_D), else 1 x the count given. No default: on an arm that takes joint positions, 0 means: move that joint to 0 rad"
+      ),
+      Flag.withMetavar("V,…"),
+      Flag.optional
     ),
     maxMessageSize: Flags.clientMaxMessageSize,
     timeout: Flag.Finite("timeout").pipe(
@@ -204,6 +257,23 @@ export const probe = Command.make(
     if (!(flags.timeout > 0)) return yield* failWith("probe", `--timeout ${flags.timeout}: expected a positive number of seconds`)
     const hz = Option.getOrUndefined(flags.hz)
     if (hz !== undefined && !flags.watch) return yield* failWith("probe", `--hz ${hz} applies to --watch only`)
+    if (flags.full && !flags.json) return yield* failWith("probe", "--full applies to --json only")
+    if (flags.watch) {
+      const single = flags.reset ? "--reset" : flags.step ? "--step" : flags.full ? "--full" : undefined
+      if (single !== undefined) {
+        return yield* failWith("probe", `${single} does not apply to --watch, which only requests observations`)
+      }
+    }
+    const stepActionText = Option.getOrUndefined(flags.stepAction)
+    if (stepActionText !== undefined && !flags.step) return yield* failWith("probe", "--step-action applies to --step only")
+    if (flags.step && stepActionText === undefined) {
+      return yield* failWith(
+        "probe",
+        "--step sends the robot an action: give it with --step-action, e.g. --step-action 0,0,0,0,0,0,0 for a [1, 7] action (there is no default: on an arm that takes joint positions, 0 moves a joint to 0 rad)"
+      )
+    }
+    const stepAction = stepActionText === undefined ? undefined : parseStepAction(stepActionText)
+    if (typeof stepAction === "string") return yield* failWith("probe", stepAction)
     if (hz !== undefined && !(hz > 0 && hz <= 1000)) {
       return yield* failWith("probe", `--hz ${hz}: expected a rate above 0, at most 1000`)
     }
@@ -250,13 +320,31 @@ export const probe = Command.make(
     const result = yield* Effect.gen(function*() {
       const client = yield* connect(false)
       const metadata = yield* client.getMetadata
-      const reset = yield* client.reset
-      if (flags.step) {
-        const [n, d] = legacyActionShape(metadata)
-        const step = yield* client.step(Tensor.zeros("float32", [n, d]))
-        return { metadata, reset, step } satisfies ProbeResult
+      if (stepAction !== undefined) {
+        // The shape is checked against the metadata before the reset: a wrong
+        // count must not leave the robot reset and the step refused.
+        const shape = legacyActionShape(metadata)
+        const [n, d] = shape ?? [1, stepAction.length]
+        if (n * d !== stepAction.length) {
+          return yield* failWith(
+            "probe",
+            `--step-action has ${stepAction.length} value${stepAction.length === 1 ? "" : "s"}; the robot's metadata gives the action shape [${n}, ${d}]: give ${
+              n * d
+            } values, row-major`
+          )
+        }
+        const action = Tensor.make("float32", [n, d], Float32Array.from(stepAction))
+        yield* Console.error(`chiral probe: resetting the robot, then sending it the action ${actionText(action)} (--step)`)
+        const reset = yield* client.reset
+        const outcome = yield* client.step(action)
+        return { metadata, reset, step: { action, outcome } } satisfies ProbeResult
       }
-      return { metadata, reset, obs: yield* client.getObs } satisfies ProbeResult
+      if (flags.reset) {
+        yield* Console.error("chiral probe: resetting the robot (--reset)")
+        const reset = yield* client.reset
+        return { metadata, reset, obs: yield* client.getObs } satisfies ProbeResult
+      }
+      return { metadata, obs: yield* client.getObs } satisfies ProbeResult
     }).pipe(
       Effect.scoped,
       Effect.provide(transport),
@@ -266,12 +354,16 @@ export const probe = Command.make(
   }, Effect.provideService(Logger.LogToStderr, true))
 ).pipe(
   Command.withDescription(
-    "Connect to a chiral server and show what it serves: its metadata, the observation a reset returns, and one observation (get_obs), or with --step one legacy step. Waits for the server up to --timeout; fails with one line and exit code 1. With --watch, a live health check instead: one line per second until interrupted."
+    "Connect to a chiral server and show what it serves, without moving it: its metadata and one observation (get_obs). --reset resets the robot first; --step (with --step-action) resets it and sends it an action. Waits for the server up to --timeout; fails with one line and exit code 1. With --watch, a live health check instead: one line per second until interrupted."
   ),
   Command.withExamples([
-    { command: "chiral probe ws://127.0.0.1:8765", description: "Summarize metadata, reset and one observation" },
-    { command: "chiral probe ws://127.0.0.1:8765 --step", description: "Legacy step, as a C++ client does" },
-    { command: "chiral probe ws://127.0.0.1:8765 --json", description: "Everything as JSON, tensors without data" },
+    { command: "chiral probe ws://127.0.0.1:8765", description: "Metadata and one observation; no reset, no action" },
+    { command: "chiral probe ws://127.0.0.1:8765 --json", description: "The same as JSON, tensors without data" },
+    { command: "chiral probe ws://127.0.0.1:8765 --reset", description: "Reset the robot first, and show what the reset returns" },
+    {
+      command: "chiral probe ws://127.0.0.1:8765 --step --step-action 0.1,0,0,0,0,0,0",
+      description: "Moves the robot: reset, then one legacy step with this action, as a C++ client does"
+    },
     { command: "chiral probe tcp/127.0.0.1:7447", description: "A server on Zenoh (chiral serve --protocol zenoh)" },
     { command: "chiral probe ws://127.0.0.1:8765 --watch --hz 30", description: "Health check: one line per second, Ctrl-C to stop" }
   ])

@@ -79,7 +79,7 @@ export const record = Command.make(
     ),
     host: Flags.host(),
     protocol: Flags.serverProtocol("Transport clients use to reach the proxy", "; the robot's is the --upstream URI's"),
-    token: Flags.token("the --upstream URI's token, so clients present the proxy the token they would present the robot"),
+    token: Flags.token("the --upstream URI's token (clients present the proxy what they would present the robot)"),
     keyPrefix: Flags.keyPrefix("the proxy's"),
     upstreamKeyPrefix: Flags.keyPrefix("the robot's", { name: "upstream-key-prefix" }),
     compression: Flag.Literals("compression", ["zstd", "none"] as const).pipe(
