@@ -135,6 +135,20 @@ describe("chiral record / replay / view", () => {
         yield* probeJson(`${own.address}/?token=other`)
         yield* Fiber.interrupt(own.fiber)
       }
+
+      // Zenoh has no token: a proxy open to the network says what that means
+      const zenoh = yield* startCommand(
+        record,
+        ["--upstream", upstream, "--protocol", "zenoh", "--host", "0.0.0.0", "--listen", "0", "-o", file],
+        "listening on "
+      )
+      yield* Fiber.interrupt(zenoh.fiber)
+      assert.isTrue(
+        zenoh.output.stderr.some((l) =>
+          l.startsWith("chiral record: warning: the robot requires a token, and Zenoh has none: whoever reaches tcp/0.0.0.0:")
+        ),
+        zenoh.output.stderr.join(" | ")
+      )
     }).pipe(Effect.scoped), liveTimeout)
 
   it.live("replay: --token or CHIRAL_TOKEN is required of clients; on Zenoh a token is refused", () =>
