@@ -39,6 +39,8 @@ export interface RobotClock {
    * One observation, whose newest camera time is `obsTime` (robot clock, s),
    * arrived at `arrival` (this machine's capture clock, s). Returns a line to
    * log when this observation showed the clocks to differ (once per `forget`).
+   * A time ≤ 0 is a camera that has not stamped an image yet (servers start
+   * at 0): it tells nothing and is skipped, so such frames stay old.
    */
   readonly observe: (obsTime: number, arrival: number) => string | undefined
   /** A new connection: the robot may be another machine. */
@@ -54,7 +56,7 @@ export const make = (): RobotClock => {
   return {
     offset: () => offset,
     observe: (obsTime, arrival) => {
-      if (!Number.isFinite(obsTime) || !Number.isFinite(arrival)) return undefined
+      if (!(obsTime > 0) || !Number.isFinite(obsTime) || !Number.isFinite(arrival)) return undefined
       const gap = arrival - obsTime
       if (gap >= smallestGap) return undefined
       smallestGap = gap

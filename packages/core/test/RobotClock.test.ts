@@ -41,6 +41,12 @@ describe("RobotClock", () => {
     assert.closeTo(1010 - (5.0 + clock.offset()), 4.99, 1e-9)
   })
 
+  it("cameras that have not stamped an image yet (time 0) tell nothing: no offset, nothing said", () => {
+    const clock = RobotClock.make()
+    assert.isUndefined(clock.observe(0, 61290.5))
+    assert.strictEqual(clock.offset(), 0)
+  })
+
   it("forget (a new connection): the next robot starts from a shared clock, and a difference is said again", () => {
     const clock = RobotClock.make()
     clock.observe(5.0, 1005.0)
