@@ -57,7 +57,7 @@ describe("chunk modes through PolicyClient (fiber dispatcher, TestClock)", () =>
         const recorder = yield* Robot.makeRecorder
         const robot = Robot.handlers(recorder)
         // The robot's cameras stamp on their own machine's monotonic clock.
-        yield* PolicyServer.make({
+        const server = yield* PolicyServer.make({
           cameras: Robot.cameras,
           proprios: Robot.proprios,
           handlers: {
@@ -71,18 +71,20 @@ describe("chunk modes through PolicyClient (fiber dispatcher, TestClock)", () =>
         const client = yield* PolicyClient.make({ quiet: true })
         const timings = yield* Queue.unbounded<ActionTiming>()
         yield* client.actionTimings.pipe(Stream.runForEach((t) => Queue.offer(timings, t)), Effect.forkScoped({ startImmediately: true }))
-        yield* TestClock.adjust(1000)
+        // this machine's clock at 2000 s, the robot's at 1000 or 3000 s
+        yield* TestClock.adjust(2_000_000)
         yield* client.startActionDispatch(10)
         yield* settle
-        // an observation taken at 1.0 s (its camera says 1.0 + shift), its chunk put 30 ms later
+        // an observation taken at 2000 s (its camera says 2000 + shift), its chunk put 30 ms later
+        yield* server.updateImage("wrist", new Uint8Array(72))
         const obs = yield* client.getObs
         yield* advance(30)
         const obsTimestamps = Object.fromEntries(obs.cameras.map((camera) => [camera.name, camera.timestamp]))
         yield* client.putActions([0, 1, 2, 3].map(row), { mode: "time-aligned", obsTimestamps })
         yield* advance(400)
-        // action 0's slot (1.0 ± 0.05 s) has had its tick: 1, 2, 3 go at 1.1, 1.2, 1.3 s, stamped as the robot gave them
+        // action 0's slot (2000 ± 0.05 s) has had its tick: 1, 2, 3 go 0.1, 0.2, 0.3 s later, stamped as the robot gave them
         const sent = yield* drain(recorder)
-        assert.deepStrictEqual(sent.map(([at, v]) => [at, v]), [[1100, 1], [1200, 2], [1300, 3]])
+        assert.deepStrictEqual(sent.map(([at, v]) => [at - 2_000_000, v]), [[100, 1], [200, 2], [300, 3]])
         for (const [, , stamp] of sent) assert.deepStrictEqual(stamp, obsTimestamps)
         assert.strictEqual((yield* client.droppedActions).late, 1)
         const ages = (yield* Queue.clear(timings)).map((t) => Math.round(t.age! * 1000))
