@@ -1,11 +1,30 @@
 /**
  * A transparent proxy between chiral clients and a chiral server, on any
- * transports: for every connection accepted on the `ServerTransport` it opens
- * one connection to the robot through the `ClientTransport` and pipes frames
- * both ways, unchanged (the same bytes, one message for one message). Each
- * direction is its own fiber that awaits each send, as `PolicyServer` does, so
- * actions never wait behind an observation in transit, and a slow client only
- * slows its own answers.
+ * transports: every connection accepted on the `ServerTransport` is a
+ * passage tied to ONE connection to the robot, opened for it through the
+ * `ClientTransport`; frames are piped both ways, unchanged (the same bytes,
+ * one message for one message). Each direction is its own fiber that awaits
+ * each send, as `PolicyServer` does, so actions never wait behind an
+ * observation in transit, and a slow client only slows its own answers.
+ *
+ * A passage lives exactly as long as both of its connections. When the
+ * robot's ends, the client's is ended too (a WARN says so, with what the
+ * client sent that was not forwarded), and the client reconnects by itself
+ * to get a new passage: nothing a client sent is ever forwarded on a robot
+ * connection other than the one it was sent for, so no action outlives its
+ * connection here any more than without the proxy. While no robot answers,
+ * a client's connection is ended as soon as the one attempt made for it
+ * fails, or after `upstreamTimeout` at most (a silent robot).
+ *
+ * While the robot connection is being opened, requests from the client wait
+ * (in order) and actions are dropped: they would reach the robot late. A
+ * legacy `action` (which is answered) ends the passage instead, since its
+ * answer would never come.
+ *
+ * When recording, the proxy asks the robot for its metadata first on each
+ * robot connection and records the answer without forwarding it; the robot
+ * answers requests in order, so the client's own requests, sent after it,
+ * get their own answers.
  *
  * Taps (a live view) and the recorder see every forwarded frame with the
  * time it was received (ms since the Unix epoch), after it has been sent on.
@@ -13,11 +32,14 @@
  * no tap may still hold it, copying it otherwise) and the view keeps only the
  * newest frame; both drop rather than wait.
  *
- * A Zenoh listening side is one shared connection that stands for every
- * client: it gets one upstream connection, as any other.
+ * A Zenoh listening side gives one connection per Zenoh session: a client's
+ * own session is closed when its passage ends. A router's session stands for
+ * every client behind it (`shared`) and is never closed by the transport:
+ * once its robot connection is lost, nothing more is forwarded for it.
  */
-import { ClientTransport, type Connection, ServerTransport, TransportError } from "@chiral/core"
-import { Duration, Effect, Schedule, Stream } from "effect"
+import { ClientTransport, type Connection, ConnectTimeout, ServerTransport, type TransportError } from "@chiral/core"
+import { decodeFrame, encodeFrame } from "@chiral/protocol"
+import { Duration, Effect, Result, type Scope, Stream } from "effect"
 import type { Direction, Frame, Recorder } from "./Recorder.js"
 import { now } from "./Recorder.js"
 
@@ -30,75 +52,234 @@ export interface ProxyOptions {
   /** Others that see each frame (a live view); they may keep references to it. */
   readonly taps?: ReadonlyArray<Tap> | undefined
   /**
-   * How long to keep trying to reach the robot for a new client before its
-   * connection is closed (the robot may be restarting). Default 10 s.
+   * How long the one attempt to reach the robot for a new client may take
+   * (connection and handshake) before the client's connection is ended.
+   * Default 2 s. A robot that refuses (not running) ends it at once.
    */
   readonly upstreamTimeout?: Duration.Input | undefined
+  /**
+   * Ask the robot for its metadata on each robot connection, before any of
+   * the client's frames, and record the answer (not forwarded). Default: true
+   * when there is a recorder.
+   */
+  readonly recordMetadata?: boolean | undefined
   /** Called when a client's connection is piped to the robot and when it ends. */
   readonly onConnection?: ((event: "open" | "close", connection: string) => void) | undefined
 }
 
-/**
- * Forwards every frame of `from` to `to`, handing each to the taps and then
- * the recorder once sent. The recorder gets a copy: a received frame may be
- * a view into a socket chunk that holds frames still to be forwarded.
- */
-const pipe = (
-  from: Connection,
-  to: Connection,
-  direction: Direction,
-  id: string,
-  taps: ReadonlyArray<Tap>,
-  recorder: Recorder | undefined
-): Effect.Effect<void, TransportError> =>
-  from.frames.pipe(
-    Stream.runForEach((frame) => {
-      const receivedAt = now()
-      return to.send(frame).pipe(
-        Effect.andThen(Effect.sync(() => {
-          for (const tap of taps) tap(direction, id, frame, receivedAt)
-          recorder?.record(direction, id, frame, receivedAt)
-        }))
-      )
-    })
-  )
+/** The default `upstreamTimeout`. */
+export const defaultUpstreamTimeout: Duration.Duration = Duration.seconds(2)
 
 /**
- * Serves the proxy until interrupted. Connection failures end that
- * connection only (logged), as for any `ServerTransport` handler.
+ * Requests a client may send before its robot connection is open; more ends
+ * its connection. A client waits for each answer (ours holds one request at
+ * a time), so only a broken one comes near this.
+ */
+const maxHeldRequests = 64
+
+/** Why a passage ended: its client's connection or its robot's. */
+interface Ending {
+  readonly side: "client" | "robot"
+  readonly why: string
+}
+
+interface Passage {
+  readonly id: string
+  /** The robot connection is open: the client's frames are no longer judged by the hold's rules. */
+  opened: boolean
+  /** Set once what was held has been sent: from then on frames go straight through. */
+  robot: Connection | undefined
+  /** Client frames received before `robot` was set, in order. */
+  readonly held: Array<{ readonly frame: Uint8Array; readonly receivedAt: number }>
+  /** Client frames (and, of them, actions) never sent to the robot. */
+  unforwarded: number
+  unforwardedActions: number
+  /** Of those, actions dropped because they came before the robot connection was open. */
+  actionsBeforeOpen: number
+}
+
+const messageType = (frame: Uint8Array): string | undefined => {
+  const decoded = decodeFrame(frame)
+  return Result.isSuccess(decoded) ? decoded.success.type : undefined
+}
+
+const isAction = (type: string | undefined) => type === "apply_action" || type === "action"
+
+const notForwarded = (passage: Passage, frame: Uint8Array) => {
+  passage.unforwarded++
+  if (isAction(messageType(frame))) passage.unforwardedActions++
+}
+
+const metadataRequest = encodeFrame({ type: "metadata" })
+
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`
+
+/** "3 frames it sent were not forwarded (2 actions)", or that nothing was lost. */
+const lossOf = (passage: Passage) =>
+  passage.unforwarded === 0
+    ? "nothing it sent was lost"
+    : `${plural(passage.unforwarded, "frame")} it sent ${passage.unforwarded === 1 ? "was" : "were"} not forwarded (${
+      plural(passage.unforwardedActions, "action")
+    })`
+
+/**
+ * Serves the proxy until interrupted. A passage's end is logged and ends
+ * only that passage; the error is the listening side's (`Listen`).
  */
 export const run = (options: ProxyOptions = {}): Effect.Effect<never, TransportError, ServerTransport | ClientTransport> =>
   Effect.gen(function*() {
     const server = yield* ServerTransport
     const client = yield* ClientTransport
     const taps = options.taps ?? []
-    const timeout = Duration.fromInputUnsafe(options.upstreamTimeout ?? Duration.seconds(10))
-    const upstream = client.connect.pipe(
-      Effect.retry({
-        while: (error) => error.reason === "Unavailable",
-        schedule: Schedule.spaced(Duration.millis(100))
-      }),
-      Effect.timeoutOrElse({
-        duration: timeout,
-        orElse: () =>
-          Effect.fail(
-            new TransportError({
-              reason: "Unavailable",
-              address: client.address,
-              detail: `no robot for ${Duration.format(timeout)}: the client's connection is closed`
-            })
-          )
+    const recorder = options.recorder
+    const askMetadata = options.recordMetadata ?? recorder !== undefined
+    const timeout = Duration.fromInputUnsafe(options.upstreamTimeout ?? defaultUpstreamTimeout)
+    // One WARN per outage, not one per refused client (they retry every second or so).
+    let outage: { refused: number } | undefined
+
+    const seen = (direction: Direction, id: string, frame: Uint8Array, receivedAt: number) =>
+      Effect.sync(() => {
+        for (const tap of taps) tap(direction, id, frame, receivedAt)
+        recorder?.record(direction, id, frame, receivedAt)
       })
-    )
+
+    const robotLost = (error: TransportError): Ending => ({ side: "robot", why: error.message })
+
+    const toRobot = (passage: Passage, robot: Connection, frame: Uint8Array, receivedAt: number) =>
+      robot.send(frame).pipe(
+        Effect.mapError((error) => {
+          notForwarded(passage, frame)
+          return robotLost(error)
+        }),
+        Effect.andThen(seen("c2s", passage.id, frame, receivedAt))
+      )
+
+    /** The client's frames, from its connection's start: held, dropped or forwarded (see the module's rules). */
+    const fromClient = (passage: Passage, downstream: Connection): Effect.Effect<Ending> =>
+      downstream.frames.pipe(
+        Stream.runForEach((frame): Effect.Effect<void, Ending> => {
+          const receivedAt = now()
+          if (passage.robot !== undefined) return toRobot(passage, passage.robot, frame, receivedAt)
+          if (!passage.opened) {
+            const type = messageType(frame)
+            if (isAction(type)) {
+              notForwarded(passage, frame)
+              passage.actionsBeforeOpen++
+              if (type === "action") {
+                return Effect.fail({
+                  side: "client",
+                  why: "it sent a legacy action before its robot connection was open (dropped: its answer would never come)"
+                })
+              }
+              return Effect.void
+            }
+            if (passage.held.length >= maxHeldRequests) {
+              notForwarded(passage, frame)
+              return Effect.fail({
+                side: "client",
+                why: `it sent more than ${maxHeldRequests} requests before its robot connection was open`
+              })
+            }
+          }
+          passage.held.push({ frame, receivedAt })
+          return Effect.void
+        }),
+        Effect.match({
+          onSuccess: (): Ending => ({ side: "client", why: "the client closed its connection" }),
+          onFailure: (error): Ending => "side" in error ? error : { side: "client", why: error.message }
+        })
+      )
+
+    /** The robot's frames to the client; the first answers the proxy's own metadata request when `askMetadata`. */
+    const fromRobot = (passage: Passage, robot: Connection, downstream: Connection): Effect.Effect<Ending> => {
+      let ownAnswer = askMetadata
+      return robot.frames.pipe(
+        Stream.runForEach((frame): Effect.Effect<void, Ending> => {
+          const receivedAt = now()
+          if (ownAnswer) {
+            ownAnswer = false
+            const type = messageType(frame)
+            if (type !== "metadata_response") {
+              // Forwarding it would hand the client an answer to a request it never made.
+              return Effect.fail({ side: "robot", why: `it answered the proxy's metadata request with ${type ?? "an undecodable frame"}` })
+            }
+            recorder?.record("s2c", passage.id, frame, receivedAt)
+            return Effect.void
+          }
+          return downstream.send(frame).pipe(
+            Effect.mapError((error): Ending => ({ side: "client", why: error.message })),
+            Effect.andThen(seen("s2c", passage.id, frame, receivedAt))
+          )
+        }),
+        Effect.match({
+          onSuccess: (): Ending => ({ side: "robot", why: "the robot closed the connection" }),
+          onFailure: (error): Ending => "side" in error ? error : robotLost(error)
+        })
+      )
+    }
+
+    /** Opens the passage's robot connection, sends what was held, then pipes the robot's frames. */
+    const throughRobot = (passage: Passage, downstream: Connection): Effect.Effect<Ending, never, Scope.Scope> =>
+      Effect.gen(function*() {
+        const robot = yield* client.connect.pipe(
+          // The transport's own handshake timeout is shortened to ours.
+          Effect.provideService(ConnectTimeout, timeout),
+          Effect.timeoutOrElse({
+            duration: timeout,
+            orElse: () => Effect.fail({ side: "robot", why: `no answer within ${Duration.format(timeout)}` } satisfies Ending)
+          }),
+          Effect.mapError((error): Ending => "side" in error ? error : robotLost(error))
+        )
+        passage.opened = true
+        if (outage !== undefined) {
+          yield* Effect.logInfo(
+            `chiral record: ${client.address} answers again (${plural(outage.refused, "client connection")} ended meanwhile)`
+          )
+          outage = undefined
+        }
+        options.onConnection?.("open", passage.id)
+        yield* Effect.addFinalizer(() => Effect.sync(() => options.onConnection?.("close", passage.id)))
+        if (askMetadata) yield* Effect.mapError(robot.send(metadataRequest), robotLost)
+        while (passage.held.length > 0) {
+          const { frame, receivedAt } = passage.held.shift()!
+          yield* toRobot(passage, robot, frame, receivedAt)
+        }
+        // No yield since `held` was found empty: nothing can slip in between.
+        passage.robot = robot
+        if (passage.actionsBeforeOpen > 0) {
+          yield* Effect.logWarning(
+            `chiral record: ${passage.id}: dropped ${
+              plural(passage.actionsBeforeOpen, "action")
+            } it sent before its robot connection was open`
+          )
+        }
+        return yield* fromRobot(passage, robot, downstream)
+      }).pipe(Effect.catch((ending) => Effect.succeed(ending)))
+
     return yield* server.serve((downstream) =>
       Effect.gen(function*() {
-        const robot = yield* upstream
-        const id = downstream.id
-        options.onConnection?.("open", id)
-        yield* Effect.addFinalizer(() => Effect.sync(() => options.onConnection?.("close", id)))
-        yield* Effect.raceFirst(
-          pipe(downstream, robot, "c2s", id, taps, options.recorder),
-          pipe(robot, downstream, "s2c", id, taps, options.recorder)
+        const passage: Passage = {
+          id: downstream.id,
+          opened: false,
+          robot: undefined,
+          held: [],
+          unforwarded: 0,
+          unforwardedActions: 0,
+          actionsBeforeOpen: 0
+        }
+        const ending = yield* Effect.raceFirst(fromClient(passage, downstream), throughRobot(passage, downstream))
+        if (ending.side === "client") return
+        for (const { frame } of passage.held) notForwarded(passage, frame)
+        if (!passage.opened) {
+          const first = outage === undefined
+          outage = { refused: (outage?.refused ?? 0) + 1 }
+          const line = `chiral record: no robot at ${client.address} (${ending.why}): ended ${passage.id} (${lossOf(passage)})`
+          return yield* first
+            ? Effect.logWarning(`${line}; every client's connection is ended so until the robot answers`)
+            : Effect.logDebug(line)
+        }
+        yield* Effect.logWarning(
+          `chiral record: lost the robot connection of ${passage.id} (${ending.why}): ended that client's connection; ${lossOf(passage)}`
         )
       }).pipe(Effect.scoped)
     )
