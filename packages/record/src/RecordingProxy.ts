@@ -12,14 +12,15 @@
  * client sent that was not forwarded), and the client reconnects by itself
  * to get a new passage: nothing a client sent is ever forwarded on a robot
  * connection other than the one it was sent for, so no action outlives its
- * connection here any more than without the proxy. While no robot answers,
- * a client's connection is ended as soon as the one attempt made for it
- * fails, or after `upstreamTimeout` at most (a silent robot).
+ * connection here any more than without the proxy.
  *
- * While the robot connection is being opened, requests from the client wait
- * (in order) and actions are dropped: they would reach the robot late. A
- * legacy `action` (which is answered) ends the passage instead, since its
- * answer would never come.
+ * A new client's connection is held while the robot connection is being
+ * opened, `upstreamTimeout` at most (default 2 s, trying again every 100 ms
+ * while nobody answers: the robot may be restarting); then it is ended. One
+ * WARN per outage says so. Meanwhile requests from the client wait (in
+ * order) and actions are dropped: they would reach the robot late. A legacy
+ * `action` (which is answered) ends the passage instead, since its answer
+ * would never come.
  *
  * When recording, the proxy asks the robot for its metadata first on each
  * robot connection and records the answer without forwarding it; the robot
@@ -39,7 +40,7 @@
  */
 import { ClientTransport, type Connection, ConnectTimeout, ServerTransport, type TransportError } from "@chiral/core"
 import { decodeFrame, encodeFrame } from "@chiral/protocol"
-import { Duration, Effect, Result, type Scope, Stream } from "effect"
+import { Duration, Effect, Result, Schedule, type Scope, Stream } from "effect"
 import type { Direction, Frame, Recorder } from "./Recorder.js"
 import { now } from "./Recorder.js"
 
@@ -52,9 +53,11 @@ export interface ProxyOptions {
   /** Others that see each frame (a live view); they may keep references to it. */
   readonly taps?: ReadonlyArray<Tap> | undefined
   /**
-   * How long the one attempt to reach the robot for a new client may take
-   * (connection and handshake) before the client's connection is ended.
-   * Default 2 s. A robot that refuses (not running) ends it at once.
+   * How long a new client's connection is held while the proxy tries to
+   * reach the robot for it (an attempt every 100 ms while nobody answers),
+   * before it is ended. Default 2 s. Not shorter: a client such as
+   * `PolicyClient` reconnects at once after a connection that ends, so this
+   * also spaces its attempts while the robot is down.
    */
   readonly upstreamTimeout?: Duration.Input | undefined
   /**
@@ -69,6 +72,17 @@ export interface ProxyOptions {
 
 /** The default `upstreamTimeout`. */
 export const defaultUpstreamTimeout: Duration.Duration = Duration.seconds(2)
+
+/** Pause between attempts to reach the robot for one client. */
+const retryInterval = Duration.millis(100)
+
+/**
+ * Failures worth another attempt within `upstreamTimeout`: nobody answers
+ * (the robot is restarting), or something accepted but never completed the
+ * handshake. Others (a wrong address, a refused token) end the client's
+ * connection at once.
+ */
+const retried: ReadonlySet<TransportError["reason"]> = new Set(["Unavailable", "Silent"])
 
 /**
  * Requests a client may send before its robot connection is open; more ends
@@ -221,12 +235,21 @@ export const run = (options: ProxyOptions = {}): Effect.Effect<never, TransportE
     /** Opens the passage's robot connection, sends what was held, then pipes the robot's frames. */
     const throughRobot = (passage: Passage, downstream: Connection): Effect.Effect<Ending, never, Scope.Scope> =>
       Effect.gen(function*() {
+        let last: TransportError | undefined
         const robot = yield* client.connect.pipe(
           // The transport's own handshake timeout is shortened to ours.
           Effect.provideService(ConnectTimeout, timeout),
+          Effect.tapError((error) => Effect.sync(() => void (last = error))),
+          Effect.retry({ while: (error) => retried.has(error.reason), schedule: Schedule.spaced(retryInterval) }),
           Effect.timeoutOrElse({
             duration: timeout,
-            orElse: () => Effect.fail({ side: "robot", why: `no answer within ${Duration.format(timeout)}` } satisfies Ending)
+            orElse: () =>
+              Effect.fail({
+                side: "robot",
+                why: last === undefined
+                  ? `no answer within ${Duration.format(timeout)}`
+                  : `${last.message}, for ${Duration.format(timeout)}`
+              } satisfies Ending)
           }),
           Effect.mapError((error): Ending => "side" in error ? error : robotLost(error))
         )

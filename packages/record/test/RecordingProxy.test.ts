@@ -1,0 +1,283 @@
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { ClientTransport, type Connection, MemoryTransport, PolicyClient, PolicyServer, ServerTransport } from "@chiral/core"
+import { decodeFrame, encodeFrame, Tensor } from "@chiral/protocol"
+import { assert, describe, it } from "@effect/vitest"
+import { Deferred, Effect, Exit, Logger, Queue, Ref, Result, Schedule, Scope, Stream, SubscriptionRef } from "effect"
+import * as Episode from "../src/Episode.js"
+import * as Recorder from "../src/Recorder.js"
+import * as RecordingProxy from "../src/RecordingProxy.js"
+
+// Live fibers and worker threads on a loaded 2-core machine: generous.
+const liveTimeout = 60_000
+
+const metadata = { robot: "proxied", action_shape: [1, 3] }
+
+/** A robot on `server` until `scope` closes; the first value of every action it applies goes to `applied`. */
+const startRobot = (server: ServerTransport["Service"], applied: Ref.Ref<ReadonlyArray<number>>) =>
+  Effect.gen(function*() {
+    const scope = yield* Scope.make()
+    const api = yield* PolicyServer.make({
+      cameras: [{ name: "front", height: 2, width: 2 }],
+      handlers: {
+        getMetadata: Effect.succeed(metadata),
+        applyAction: (action) => Ref.update(applied, (a) => [...a, (action.data as Float32Array)[0]!])
+      }
+    }).pipe(Effect.provideService(ServerTransport, server), Scope.provide(scope))
+    yield* api.updateImage("front", new Uint8Array(2 * 2 * 3))
+    return scope
+  })
+
+const action = (value: number) =>
+  encodeFrame({ type: "apply_action", action: Tensor.make("float32", [3], Float32Array.of(value, 0, 0)), obsTimestamps: {} })
+
+const typeOf = (frame: Uint8Array) => {
+  const decoded = decodeFrame(frame)
+  return Result.isSuccess(decoded) ? decoded.success.type : "undecodable"
+}
+
+/** A bare client connection (ours checks nothing and never reconnects): what it receives, and when it ends. */
+const rawClient = (client: ClientTransport["Service"]) =>
+  Effect.gen(function*() {
+    // Retried until the proxy serves (it is started in a fiber of its own).
+    const connection = yield* Effect.retry(client.connect, { schedule: Schedule.spaced(5), times: 1000 })
+    const received = yield* Queue.unbounded<string>()
+    const ended = yield* Deferred.make<void>()
+    yield* connection.frames.pipe(
+      Stream.runForEach((frame) => Queue.offer(received, typeOf(frame))),
+      Effect.ignore,
+      Effect.andThen(Deferred.succeed(ended, undefined)),
+      Effect.forkScoped
+    )
+    return { connection, received, ended }
+  })
+
+/** Waits for a condition (never for a time). */
+const until = (check: Effect.Effect<boolean>) =>
+  check.pipe(Effect.repeat({ until: (ok) => ok, schedule: Schedule.spaced(5) }), Effect.asVoid)
+
+const logLines = () => {
+  const lines: Array<string> = []
+  const logger = Logger.make<unknown, void>(({ logLevel, message }) => {
+    lines.push(`${logLevel.toUpperCase()} ${(Array.isArray(message) ? message : [message]).map(String).join(" ")}`)
+  })
+  return { lines, layer: Logger.layer([logger]) }
+}
+
+/** `transport` with its connection attempts counted: started, and failed. */
+const counted = (transport: ClientTransport["Service"]) => {
+  const attempts = { started: 0, failed: 0 }
+  const service = ClientTransport.of({
+    address: transport.address,
+    connect: Effect.suspend(() => {
+      attempts.started++
+      return transport.connect.pipe(Effect.tapError(() => Effect.sync(() => attempts.failed++)))
+    })
+  })
+  return { attempts, service }
+}
+
+/** `server` with the frames its connections' readers have taken counted, for all connections together. */
+const pulled = (server: ServerTransport["Service"]) => {
+  const taken = { frames: 0 }
+  const service = ServerTransport.of({
+    address: server.address,
+    serve: (handler) =>
+      server.serve((connection: Connection) =>
+        handler({ ...connection, frames: Stream.tap(connection.frames, () => Effect.sync(() => taken.frames++)) })
+      )
+  })
+  return { taken, service }
+}
+
+const runProxy = (
+  proxyServer: ServerTransport["Service"],
+  robotClient: ClientTransport["Service"],
+  options: RecordingProxy.ProxyOptions = {}
+) =>
+  RecordingProxy.run(options).pipe(
+    Effect.provideService(ServerTransport, proxyServer),
+    Effect.provideService(ClientTransport, robotClient),
+    Effect.forkScoped
+  )
+
+describe("RecordingProxy", () => {
+  it.live("while no robot answers, a client's connection is held, not forwarded to: a robot that starts meanwhile answers its requests but never gets its actions", () => {
+    const log = logLines()
+    return Effect.gen(function*() {
+      const robotNet = MemoryTransport.make({ address: "memory://robot" })
+      const proxyNet = MemoryTransport.make({ address: "memory://proxy" })
+      const upstream = counted(robotNet.client)
+      yield* runProxy(proxyNet.server, upstream.service, { upstreamTimeout: "1 hour" })
+
+      const early = yield* rawClient(proxyNet.client)
+      yield* early.connection.send(action(1))
+      yield* early.connection.send(encodeFrame({ type: "metadata" }))
+      yield* until(Effect.sync(() => upstream.attempts.failed >= 1))
+      // The robot comes up while the proxy keeps trying for this client.
+      const applied = yield* Ref.make<ReadonlyArray<number>>([])
+      yield* startRobot(robotNet.server, applied)
+      assert.strictEqual(yield* Queue.take(early.received), "metadata_response")
+      yield* early.connection.send(action(2))
+      yield* until(Effect.map(Ref.get(applied), (a) => a.length > 0))
+      assert.deepStrictEqual(yield* Ref.get(applied), [2], "the action sent while no robot answered was dropped")
+      assert.isTrue(log.lines.some((l) => l.startsWith("WARN") && l.includes("dropped 1 action it sent before its robot connection was open")), log.lines.join("\n"))
+    }).pipe(Effect.scoped, Effect.provide(log.layer))
+  }, liveTimeout)
+
+  it.live("while no robot answers, a client's connection is ended after upstreamTimeout, with one WARN per outage", () => {
+    const log = logLines()
+    return Effect.gen(function*() {
+      const robotNet = MemoryTransport.make({ address: "memory://robot" })
+      const proxyNet = MemoryTransport.make({ address: "memory://proxy" })
+      yield* runProxy(proxyNet.server, robotNet.client, { upstreamTimeout: "50 millis" })
+      for (let i = 0; i < 2; i++) {
+        const client = yield* rawClient(proxyNet.client)
+        yield* Effect.ignore(client.connection.send(action(1)))
+        yield* Deferred.await(client.ended)
+        assert.strictEqual(yield* Queue.size(client.received), 0)
+      }
+      const warnings = log.lines.filter((l) => l.startsWith("WARN") && l.includes("no robot at memory://robot"))
+      assert.strictEqual(warnings.length, 1, log.lines.join("\n"))
+      assert.include(warnings[0], "no server is serving, for 50ms")
+      assert.include(warnings[0], "1 frame it sent was not forwarded (1 action)")
+
+      const applied = yield* Ref.make<ReadonlyArray<number>>([])
+      yield* startRobot(robotNet.server, applied)
+      const next = yield* rawClient(proxyNet.client)
+      yield* next.connection.send(action(2))
+      yield* until(Effect.map(Ref.get(applied), (a) => a.length > 0))
+      assert.deepStrictEqual(yield* Ref.get(applied), [2])
+      assert.isTrue(log.lines.some((l) => l.startsWith("INFO") && l.includes("memory://robot answers again (2 client connections ended meanwhile)")), log.lines.join("\n"))
+    }).pipe(Effect.scoped, Effect.provide(log.layer))
+  }, liveTimeout)
+
+  it.live("a lost robot connection ends the client connection through it (a WARN says so); the restarted robot never gets what was sent on it", () => {
+    const log = logLines()
+    return Effect.gen(function*() {
+      const robotNet = MemoryTransport.make({ address: "memory://robot" })
+      const proxyNet = MemoryTransport.make({ address: "memory://proxy" })
+      yield* runProxy(proxyNet.server, robotNet.client, { upstreamTimeout: "1 hour" })
+      const first = yield* Ref.make<ReadonlyArray<number>>([])
+      const robot = yield* startRobot(robotNet.server, first)
+
+      const client = yield* rawClient(proxyNet.client)
+      yield* client.connection.send(action(1))
+      yield* until(Effect.map(Ref.get(first), (a) => a.length > 0))
+      yield* Scope.close(robot, Exit.void)
+      yield* Deferred.await(client.ended)
+      assert.isTrue(
+        log.lines.some((l) => l.startsWith("WARN") && l.includes("lost the robot connection of memory://proxy ← client 1")),
+        log.lines.join("\n")
+      )
+      // Sends on the ended connection go nowhere: it is closed.
+      const late = yield* Effect.exit(client.connection.send(action(3)))
+      assert.isTrue(Exit.isFailure(late))
+
+      const second = yield* Ref.make<ReadonlyArray<number>>([])
+      yield* startRobot(robotNet.server, second)
+      const again = yield* rawClient(proxyNet.client)
+      yield* again.connection.send(action(4))
+      yield* until(Effect.map(Ref.get(second), (a) => a.length > 0))
+      assert.deepStrictEqual(yield* Ref.get(second), [4])
+      assert.deepStrictEqual(yield* Ref.get(first), [1])
+    }).pipe(Effect.scoped, Effect.provide(log.layer))
+  }, liveTimeout)
+
+  it.live("a PolicyClient through the proxy notices the robot's loss, reconnects by itself, and what it sends before the robot is back is never applied", () =>
+    Effect.gen(function*() {
+      const robotNet = MemoryTransport.make({ address: "memory://robot" })
+      const proxyNet = MemoryTransport.make({ address: "memory://proxy" })
+      yield* runProxy(proxyNet.server, robotNet.client, { upstreamTimeout: "1 hour" })
+      const first = yield* Ref.make<ReadonlyArray<number>>([])
+      const robot = yield* startRobot(robotNet.server, first)
+      const client = yield* PolicyClient.make({ quiet: true }).pipe(Effect.provideService(ClientTransport, proxyNet.client))
+      yield* client.sendAction([1, 0, 0])
+      yield* until(Effect.map(Ref.get(first), (a) => a.length > 0))
+
+      yield* Scope.close(robot, Exit.void)
+      // Lost, and connected again: to the proxy, which holds it until a robot answers.
+      yield* until(Effect.map(SubscriptionRef.get(client.reconnects), (n) => n >= 1))
+      yield* client.sendAction([3, 0, 0])
+      const second = yield* Ref.make<ReadonlyArray<number>>([])
+      yield* startRobot(robotNet.server, second)
+      assert.deepStrictEqual(yield* client.getMetadata, metadata)
+      yield* client.sendAction([2, 0, 0])
+      yield* until(Effect.map(Ref.get(second), (a) => a.length > 0))
+      assert.deepStrictEqual(yield* Ref.get(second), [2])
+      assert.deepStrictEqual(yield* Ref.get(first), [1])
+    }).pipe(Effect.scoped), liveTimeout)
+
+  it.live("while the robot connection opens, requests wait and are answered in order; actions are dropped and counted", () => {
+    const log = logLines()
+    return Effect.gen(function*() {
+      const robotNet = MemoryTransport.make({ address: "memory://robot" })
+      const proxyNet = MemoryTransport.make({ address: "memory://proxy" })
+      const applied = yield* Ref.make<ReadonlyArray<number>>([])
+      yield* startRobot(robotNet.server, applied)
+      const gate = yield* Deferred.make<void>()
+      const slow = ClientTransport.of({ address: robotNet.client.address, connect: Effect.andThen(Deferred.await(gate), robotNet.client.connect) })
+      const proxy = pulled(proxyNet.server)
+      yield* runProxy(proxy.service, slow, { upstreamTimeout: "1 hour" })
+
+      const client = yield* rawClient(proxyNet.client)
+      yield* client.connection.send(action(7))
+      yield* client.connection.send(encodeFrame({ type: "metadata" }))
+      yield* client.connection.send(encodeFrame({ type: "obs_request" }))
+      // The proxy has taken all three (each is handled before the next is taken).
+      yield* until(Effect.sync(() => proxy.taken.frames >= 3))
+      yield* Deferred.succeed(gate, undefined)
+      assert.strictEqual(yield* Queue.take(client.received), "metadata_response")
+      assert.strictEqual(yield* Queue.take(client.received), "obs_response")
+      yield* client.connection.send(action(8))
+      yield* until(Effect.map(Ref.get(applied), (a) => a.length > 0))
+      assert.deepStrictEqual(yield* Ref.get(applied), [8], "the action sent before the robot connection opened was dropped")
+      assert.isTrue(
+        log.lines.some((l) => l.startsWith("WARN") && l.includes("dropped 1 action it sent before its robot connection was open")),
+        log.lines.join("\n")
+      )
+    }).pipe(Effect.scoped, Effect.provide(log.layer))
+  }, liveTimeout)
+
+  it.live("a robot that never answers holds a client's connection for upstreamTimeout at most", () => {
+    const log = logLines()
+    return Effect.gen(function*() {
+      const proxyNet = MemoryTransport.make({ address: "memory://proxy" })
+      const silent = ClientTransport.of({ address: "memory://silent", connect: Effect.never })
+      yield* runProxy(proxyNet.server, silent, { upstreamTimeout: "50 millis" })
+      const client = yield* rawClient(proxyNet.client)
+      yield* Deferred.await(client.ended)
+      assert.isTrue(
+        log.lines.some((l) => l.startsWith("WARN") && l.includes("no robot at memory://silent (no answer within")),
+        log.lines.join("\n")
+      )
+    }).pipe(Effect.scoped, Effect.provide(log.layer))
+  }, liveTimeout)
+
+  it.live("recording, the robot's metadata is recorded though the client never asks for it; the client's answers stay its own", () =>
+    Effect.gen(function*() {
+      const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "chiral-proxy-")), "metadata.mcap")
+      const robotNet = MemoryTransport.make({ address: "memory://robot" })
+      const proxyNet = MemoryTransport.make({ address: "memory://proxy" })
+      const applied = yield* Ref.make<ReadonlyArray<number>>([])
+      yield* startRobot(robotNet.server, applied)
+      const scope = yield* Scope.make()
+      const recorder = yield* Recorder.make({ path: file }).pipe(Scope.provide(scope))
+      yield* runProxy(proxyNet.server, robotNet.client, { recorder }).pipe(Scope.provide(scope))
+
+      const client = yield* PolicyClient.make({ quiet: true }).pipe(Effect.provideService(ClientTransport, proxyNet.client))
+      const obs = yield* client.getObs
+      assert.deepStrictEqual(obs.cameras.map((c) => c.name), ["front"])
+      yield* client.sendAction([5, 0, 0])
+      yield* until(Effect.map(Ref.get(applied), (a) => a.length > 0))
+      // The proxy's metadata answer, obs_request, its answer, the action.
+      yield* until(Effect.sync(() => recorder.stats().offered >= 4))
+      yield* Scope.close(scope, Exit.void)
+
+      const episode = yield* Episode.open(file)
+      assert.deepStrictEqual(episode.metadata, metadata)
+      assert.deepStrictEqual(episode.actions.map((a) => a.values), [[5, 0, 0]])
+      assert.strictEqual(episode.observations.length, 1)
+    }).pipe(Effect.scoped), liveTimeout)
+})
