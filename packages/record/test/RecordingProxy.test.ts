@@ -22,6 +22,7 @@ const startRobot = (server: ServerTransport["Service"], applied: Ref.Ref<Readonl
       cameras: [{ name: "front", height: 2, width: 2 }],
       handlers: {
         getMetadata: Effect.succeed(metadata),
+        reset: Effect.map(PolicyServer.makeObs(), (obs) => ({ obs, info: {} })),
         applyAction: (action) => Ref.update(applied, (a) => [...a, (action.data as Float32Array)[0]!])
       }
     }).pipe(Effect.provideService(ServerTransport, server), Scope.provide(scope))
