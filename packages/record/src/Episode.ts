@@ -50,7 +50,10 @@ export interface RecordedAction {
 
 export interface Episode {
   readonly path: string
-  /** The robot's metadata (the last `chiral.metadata` record), if a client asked for it. */
+  /**
+   * The robot's metadata (the last `chiral.metadata` record): `chiral record` asks for it on each
+   * robot connection; an in-process recording has it if a client asked for it.
+   */
   readonly metadata: UserMap | undefined
   /** Observations in recorded order (log time). */
   readonly observations: ReadonlyArray<ObservationEntry>
