@@ -60,9 +60,10 @@ describe("chiral record / replay / view", () => {
       const seen = yield* probeJson(proxy.address, "--reset")
       assert.deepStrictEqual(seen.metadata, { cameras: ["cam_0", "cam_1"], action_shape: [1, 7] })
       yield* probeJson(proxy.address, "--step", "--step-action", "0,0,0,0,0,0,0")
-      // Taps run once a frame is sent on: wait until the writer has all twelve
-      // (metadata, reset, obs_request and their answers; metadata, reset, step and theirs).
-      const written = "12 frames (4 observations, 1 actions)"
+      // Taps run once a frame is sent on: wait until the writer has all fourteen
+      // (metadata, reset, obs_request and their answers; metadata, reset, step and theirs;
+      // the answer to the proxy's own metadata request on each of the two robot connections).
+      const written = "14 frames (4 observations, 1 actions)"
       yield* Effect.sync(() => proxy.output.stdout.some((l) => l.includes(written))).pipe(
         Effect.repeat({ until: (ok) => ok, schedule: Schedule.spaced(10) })
       )
