@@ -9,7 +9,10 @@
  * after the observation it was computed from, late ones dropped), and wait for
  * the refill signal (fewer than `refillBelow` actions waiting) before the next
  * observation. So inference overlaps the execution of the previous chunk's
- * last actions, and the robot does not stop while the policy thinks.
+ * last actions, and the robot does not stop while the policy thinks. With
+ * `maxSteps`, a chunk is cut to the steps left, and the policy is asked again
+ * only when what waits falls short of them: the last steps cost no inference
+ * they cannot use.
  *
  * It ends on the first of: `maxSteps` actions sent, `maxDuration` passed, the
  * server's `terminated` or `truncated`, or the user's `until` predicate (which
@@ -305,9 +308,9 @@ const endings = <E, R>(
 }
 
 /**
- * Observation → policy → put → wait for the refill signal → the next fresh
- * observation; ends only when an observation ends the episode (the other
- * endings race it).
+ * Observation → policy → put → wait until more actions are needed → the next
+ * fresh observation; ends only when an observation ends the episode (the
+ * other endings race it).
  */
 const inferenceLoop = <E, R>(
   client: PolicyClientApi,
@@ -325,26 +328,113 @@ const inferenceLoop = <E, R>(
       const chunk = Array.from(yield* options.policy(obs, contextOf(state, asked)))
       state.inferences.push(((yield* captureTime) - asked) * 1000)
       refillBelow ??= Math.max(1, Math.floor(chunk.length / 2))
-      const obsTimestamps = timestampsOf(Option.some(obs))
-      const timed = Object.keys(obsTimestamps).length > 0
-      const mode = options.mode ?? (timed ? "time-aligned" : "append")
-      // Never more than maxSteps: what waits may still all be sent. Of a timed
-      // chunk, the actions already late will not be: the budget counts from
-      // the first one on time (judged now; later it can only be fewer).
-      const pending = yield* client.pendingActions
-      const budget = options.maxSteps === undefined ? chunk.length : options.maxSteps - state.sent() - pending
-      const late = timed && mode !== "append" && mode !== "replace"
-        ? lateAt(obsTime(obsTimestamps)!, 1 / options.hz, yield* captureTime, chunk.length)
-        : 0
-      if (budget > 0) {
-        yield* client.putActions(chunk.slice(0, late + budget), { mode, obsTimestamps: timed ? obsTimestamps : undefined })
-        yield* client.refill.awaitBelow(refillBelow)
-      } else {
-        // enough waits for the last steps: the next inference when one of them has gone
-        yield* client.refill.awaitBelow(pending)
-      }
+      yield* putChunk(client, options, state, obs, chunk)
+      yield* awaitNeed(client, options.maxSteps, state, refillBelow)
       obs = yield* client.getObs
     }
+  })
+
+/**
+ * Actions on their way: those waiting and those sent. The two counts move at
+ * different moments of a tick (an action leaves the queue, then is being
+ * sent, then is counted sent), and a reading in between can count an action
+ * twice or not at all; so the reading is repeated, letting the dispatcher
+ * finish its tick, until two agree.
+ */
+const committed = (client: PolicyClientApi, state: EpisodeState) => {
+  const read = Effect.map(client.pendingActions, (pending) => ({ pending, sent: state.sent() }))
+  return Effect.gen(function*() {
+    let last = yield* read
+    for (let i = 0; i < 8; i++) {
+      yield* Effect.yieldNow
+      const next = yield* read
+      if (next.pending === last.pending && next.sent === last.sent) break
+      last = next
+    }
+    return last
+  })
+}
+
+/**
+ * Waits until the policy must be asked again: fewer than `refillBelow`
+ * actions wait and, with `maxSteps`, those waiting fall short of it (one was
+ * dropped, or the last chunk could not fill it). Without that second
+ * condition the last steps of an episode would call the policy in a loop,
+ * since what waits for them is below the mark by nature.
+ */
+const awaitNeed = (client: PolicyClientApi, maxSteps: number | undefined, state: EpisodeState, refillBelow: number) => {
+  const below = Effect.asVoid(client.refill.awaitBelow(refillBelow))
+  if (maxSteps === undefined) return below
+  // re-judged whenever an action leaves or is dropped
+  return Effect.andThen(
+    below,
+    Stream.merge(client.refill.changes, SubscriptionRef.changes(client.dispatched)).pipe(
+      Stream.mapEffect(() => committed(client, state)),
+      Stream.filter(({ pending, sent }) => pending < refillBelow && pending + sent < maxSteps),
+      Stream.runHead,
+      Effect.asVoid
+    )
+  )
+}
+
+/**
+ * Puts the policy's chunk, never more than `maxSteps` can take: of what
+ * already waits, a chunk supersedes everything (`replace`), merges with it
+ * (blend) or, timed, replaces it from its first slot on (`time-aligned`), so
+ * only `append` must leave room for it. An action still being sent is
+ * counted whatever the mode.
+ */
+const putChunk = <E, R>(
+  client: PolicyClientApi,
+  options: EvaluationOptions<E, R>,
+  state: EpisodeState,
+  obs: Observation,
+  chunk: ReadonlyArray<Action>
+): Effect.Effect<void, RequestError> =>
+  Effect.gen(function*() {
+    const obsTimestamps = timestampsOf(Option.some(obs))
+    const t0 = obsTime(obsTimestamps)
+    const mode = options.mode ?? (t0 === undefined ? "append" : "time-aligned")
+    const put = (actions: ReadonlyArray<Action>) =>
+      actions.length === 0 ? Effect.void : client.putActions(actions, { mode, obsTimestamps: t0 === undefined ? undefined : obsTimestamps })
+    const maxSteps = options.maxSteps
+    if (maxSteps === undefined) return yield* put(chunk)
+    const room = Effect.gen(function*() {
+      const { pending, sent } = yield* committed(client, state)
+      const inFlight = Math.max(0, pending - (yield* client.refill.pending))
+      return maxSteps - sent - (mode === "append" ? pending : inFlight)
+    })
+    if (t0 === undefined || mode === "append" || mode === "replace") return yield* put(chunk.slice(0, Math.max(0, yield* room)))
+    yield* putTimed(options.hz, t0, chunk, room, put)
+  })
+
+/**
+ * A timed chunk within `room` actions. Its first action on time is due in
+ * the slot under way, whose tick may already have gone: then it will be
+ * dropped, and an action still waiting from an earlier chunk may go on that
+ * tick instead. Either way that tick sends at most one of them, and each
+ * later action has a tick of its own, so a chunk of `room` actions from its
+ * first on time never overruns. When `room` cuts the chunk short (the last
+ * steps), the put waits for that slot to end: otherwise a put landing just
+ * after its tick, as one woken by that tick does, loses its only action every
+ * time, and the policy is asked again and again for it.
+ */
+const putTimed = (
+  hz: number,
+  t0: number,
+  chunk: ReadonlyArray<Action>,
+  room: Effect.Effect<number, RequestError>,
+  put: (actions: ReadonlyArray<Action>) => Effect.Effect<void, RequestError>
+) =>
+  Effect.gen(function*() {
+    const period = 1 / hz
+    const late = lateAt(t0, period, yield* captureTime, chunk.length)
+    if (chunk.length - late < (yield* room)) return yield* put(chunk)
+    const slotEnd = t0 + late * period + period / 2
+    yield* Effect.sleep(Duration.millis(Math.max(0, Math.ceil((slotEnd - (yield* captureTime)) * 1000))))
+    const left = yield* room
+    if (left <= 0) return
+    yield* put(chunk.slice(0, lateAt(t0, period, yield* captureTime, chunk.length) + left))
   })
 
 /**

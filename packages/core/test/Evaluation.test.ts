@@ -1,0 +1,76 @@
+// Evaluation.runEpisodes on virtual time (TestClock) over the in-memory
+// transport, against the test robot: the policy is asked for a chunk only
+// when more actions are needed, above all in the last steps before maxSteps.
+// Counts and the virtual clock decide, never the machine's speed.
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Fiber, Queue } from "effect"
+import { TestClock } from "effect/testing"
+import { ActionPlan, Evaluation } from "../src/index.js"
+import * as Pair from "@chiral/testing/Pair"
+
+const settle = Effect.gen(function*() {
+  for (let i = 0; i < 16; i++) yield* Effect.yieldNow
+})
+
+/** Runs `effect` while virtual time moves on in 1 ms steps (every fiber running in between), until it is done. */
+const runOnVirtualTime = <A, E>(effect: Effect.Effect<A, E>, limitMillis = 20_000) =>
+  Effect.gen(function*() {
+    let done = false
+    const fiber = yield* Effect.forkChild(Effect.ensuring(effect, Effect.sync(() => (done = true))), { startImmediately: true })
+    for (let t = 0; t < limitMillis && !done; t++) {
+      yield* TestClock.adjust(1)
+      yield* settle
+    }
+    return yield* Fiber.join(fiber)
+  })
+
+/** The test robot whose wrist camera takes a frame every 20 ms, so observations carry their time. */
+const startFilmedPair = Effect.gen(function*() {
+  const pair = yield* Pair.startPair()
+  yield* pair.server.updateImage("wrist", new Uint8Array(72)).pipe(
+    Effect.andThen(Effect.sleep("20 millis")),
+    Effect.forever,
+    Effect.forkScoped({ startImmediately: true })
+  )
+  return pair
+})
+
+/** An instant policy: chunks of `length` zero actions, counting its calls; past `limit` calls it fails, so a loop cannot spin for ever. */
+const countingPolicy = (length: number, limit = 40) => {
+  const calls = { count: 0 }
+  const policy: Evaluation.Policy<string> = () =>
+    ++calls.count > limit
+      ? Effect.fail(`the policy was asked ${calls.count} times`)
+      : Effect.succeed(Array.from({ length }, () => [0, 0, 0, 0, 0, 0, 0]))
+  return { calls, policy }
+}
+
+describe("Evaluation.runEpisodes (TestClock, in-memory transport)", () => {
+  for (const mode of ["time-aligned", "replace", "append"] as const satisfies ReadonlyArray<ActionPlan.ChunkMode>) {
+    it.effect(`${mode}: the last steps before maxSteps ask the policy no more than they need`, () =>
+      Effect.gen(function*() {
+        const { client, recorder } = yield* startFilmedPair
+        const { calls, policy } = countingPolicy(10)
+        const result = yield* runOnVirtualTime(Evaluation.runEpisodes(client, {
+          episodes: 2,
+          policy,
+          hz: 20,
+          maxSteps: 15,
+          refillBelow: 4,
+          mode,
+          progress: false
+        }))
+        for (const episode of result.episodes) {
+          assert.strictEqual(episode.end, "steps")
+          assert.strictEqual(episode.steps, 15)
+          // 10 actions a chunk: the second fills the last steps, none is asked for them after
+          assert.strictEqual(episode.inferences, 2)
+          // 15 ticks of 50 ms, and the wait for the last chunk's first slot
+          assert.isBelow(episode.duration, 1)
+        }
+        assert.strictEqual(calls.count, result.episodes.reduce((n, e) => n + e.inferences, 0))
+        // never more than maxSteps reached the robot
+        assert.strictEqual(yield* Queue.size(recorder.actions), 30)
+      }).pipe(Effect.scoped, Effect.provide(Pair.memory())))
+  }
+})
