@@ -192,6 +192,7 @@ const runEpisode = <E, R>(
       base,
       inferences: [],
       status: (options.status ?? statusOf)(reset.obs),
+      ending: undefined,
       sent: () => SubscriptionRef.getUnsafe(client.dispatched) - base
     }
     const stop = Effect.andThen(
@@ -205,11 +206,14 @@ const runEpisode = <E, R>(
       return yield* Effect.raceAllFirst(endings(client, options, state, reset.obs, progress))
     }).pipe(Effect.ensuring(stop))
 
-    // The status after the last action (the task may have been reached by it).
+    // The status after the last action (the task may have been reached by
+    // it); but an episode the server ended keeps the status that ended it,
+    // since what a server says after its episode's end (the next episode's
+    // start, say) is no longer about it.
     observe(options, state, yield* client.getObs)
     const steps = (yield* SubscriptionRef.get(client.dispatched)) - base
     const samples = yield* ages.collected(base + steps)
-    const status = state.status
+    const status = state.ending ?? state.status
     const success = typeof status?.info["success"] === "boolean"
       ? status.info["success"]
       : status?.terminated === true && !status.truncated
@@ -238,6 +242,8 @@ interface EpisodeState {
   readonly inferences: Array<number>
   /** The server's latest status. */
   status: EpisodeStatus | undefined
+  /** The first status that said `terminated` or `truncated`. */
+  ending: EpisodeStatus | undefined
   /** Actions sent so far in this episode. */
   readonly sent: () => number
 }
@@ -257,9 +263,12 @@ const observe = (
   now?: number
 ): EpisodeEnd | undefined => {
   const status = (options.status ?? statusOf)(obs)
-  if (status !== undefined) state.status = status
-  if (status?.terminated === true) return "terminated"
-  if (status?.truncated === true) return "truncated"
+  if (status !== undefined) {
+    state.status = status
+    if (status.terminated || status.truncated) state.ending ??= status
+    if (status.terminated) return "terminated"
+    if (status.truncated) return "truncated"
+  }
   if (options.until !== undefined && now !== undefined && options.until(obs, status, contextOf(state, now))) {
     return "predicate"
   }

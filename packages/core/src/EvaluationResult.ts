@@ -37,7 +37,10 @@ export const Episode = Schema.Struct({
   end: EpisodeEnd,
   /** `info.success` as the server reported it; otherwise terminated and not truncated. */
   success: Schema.Boolean,
-  /** The last reward the server reported (0 if it reported none). */
+  /**
+   * The reward of the status that ended the episode (`terminated`,
+   * `truncated`), else the last one the server reported (0 if none).
+   */
   reward: Schema.Number,
   /** Actions sent to the robot during the episode. */
   steps: Schema.Number,
@@ -51,7 +54,7 @@ export const Episode = Schema.Struct({
   actionAgeMillis: Percentiles,
   /** Actions dropped because their time had passed (time-aligned and blend chunks). */
   late: Schema.Number,
-  /** The last status `info` the server reported, and the reset's `info`. */
+  /** The `info` of the same status, and the reset's `info`. */
   info: Schema.Record(Schema.String, Schema.Unknown),
   resetInfo: Schema.Record(Schema.String, Schema.Unknown)
 })

@@ -1,12 +1,14 @@
 // Evaluation.runEpisodes on virtual time (TestClock) over the in-memory
 // transport, against the test robot: the policy is asked for a chunk only
-// when more actions are needed, above all in the last steps before maxSteps.
+// when more actions are needed, above all in the last steps before maxSteps;
+// an episode the server ended keeps the status that ended it.
 // Counts and the virtual clock decide, never the machine's speed.
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber, Queue } from "effect"
 import { TestClock } from "effect/testing"
-import { ActionPlan, Evaluation } from "../src/index.js"
+import { ActionPlan, Evaluation, type Handlers, PolicyClient, PolicyServer } from "../src/index.js"
 import * as Pair from "@chiral/testing/Pair"
+import * as Robot from "@chiral/testing/Robot"
 
 const settle = Effect.gen(function*() {
   for (let i = 0; i < 16; i++) yield* Effect.yieldNow
@@ -73,4 +75,31 @@ describe("Evaluation.runEpisodes (TestClock, in-memory transport)", () => {
         assert.strictEqual(yield* Queue.size(recorder.actions), 30)
       }).pipe(Effect.scoped, Effect.provide(Pair.memory())))
   }
+
+  it.effect("an episode the server ended keeps the status that ended it, whatever the server says after", () =>
+    Effect.gen(function*() {
+      // a server that starts its next episode as soon as one ends (as many simulators do):
+      // its first observation after the reset says the task is done, the next ones say nothing is
+      let observations = 0
+      const handlers: Handlers<never, PolicyServer.PolicyServer> = {
+        getMetadata: Effect.succeed({ action_shape: [7] }),
+        reset: Effect.gen(function*() {
+          const server = yield* PolicyServer.PolicyServer
+          return { obs: yield* server.makeObs({ extra: { reward: 0, terminated: false } }), info: {} }
+        }),
+        getObs: Effect.gen(function*() {
+          const server = yield* PolicyServer.PolicyServer
+          const done = ++observations === 1
+          return yield* server.makeObs({ extra: { reward: done ? 1 : 0, terminated: done, info: { success: done } } })
+        }),
+        applyAction: () => Effect.void
+      }
+      yield* PolicyServer.make({ cameras: Robot.cameras, proprios: Robot.proprios, handlers })
+      const client = yield* PolicyClient.make({ quiet: true })
+      const { policy } = countingPolicy(2)
+      const result = yield* runOnVirtualTime(Evaluation.runEpisodes(client, { episodes: 1, policy, hz: 20, progress: false }))
+      const [episode] = result.episodes
+      assert.isAbove(observations, 1)
+      assert.deepStrictEqual([episode!.end, episode!.success, episode!.reward, episode!.info], ["terminated", true, 1, { success: true }])
+    }).pipe(Effect.scoped, Effect.provide(Pair.memory())))
 })
