@@ -29,7 +29,7 @@
  * reset's own `info` is kept in the result as `resetInfo`.
  */
 import type { Observation, UserMap } from "@chiral/protocol"
-import { Duration, Effect, Option, Stream, SubscriptionRef } from "effect"
+import { Data, Duration, Effect, Option, Stream, SubscriptionRef } from "effect"
 import type { Action } from "./Action.js"
 import { type ChunkMode, lateAt, obsTime } from "./ActionPlan.js"
 import { captureTime } from "./CameraState.js"
@@ -113,6 +113,26 @@ export interface EvaluationOptions<E = never, R = never> {
   readonly onEpisode?: ((result: Episode) => Effect.Effect<void>) | undefined
 }
 
+/**
+ * An evaluation that stopped before its last episode finished: `cause` is
+ * why (the policy's error, or a `RequestError`: the connection gone, a request
+ * timed out, a chunk refused as `Malformed`), `episode` the episode it
+ * stopped in (1, 2, …; that episode has no result), and `result` the results
+ * of the episodes finished before it, summed up over them alone: what a
+ * finished evaluation of those episodes would have returned.
+ */
+export class EvaluationError<E = never> extends Data.TaggedError("EvaluationError")<{
+  readonly cause: E | RequestError
+  readonly episode: number
+  readonly result: EvaluationResult
+}> {
+  override get message(): string {
+    const why = this.cause instanceof Error ? this.cause.message : String(this.cause)
+    const finished = this.result.episodes.length
+    return `evaluation stopped in episode ${this.episode}: ${why}; ${finished} episode${finished === 1 ? "" : "s"} finished before (error.result)`
+  }
+}
+
 const check = (options: EvaluationOptions<unknown, unknown>): string | undefined => {
   if (!(Number.isInteger(options.episodes) && options.episodes >= 1)) return `episodes must be an integer ≥ 1, got ${options.episodes}`
   if (!(Number.isFinite(options.hz) && options.hz > 0)) return `hz must be a positive number, got ${options.hz}`
@@ -143,16 +163,18 @@ const progressOf = (options: EvaluationOptions<unknown, unknown>): EvaluationPro
 
 /**
  * Runs `options.episodes` episodes on `client` and returns their results.
- * Fails with the policy's error or a `RequestError` (a request timed out, the
- * connection is gone, or the policy's chunk held a value that is not finite:
- * `Malformed`, nothing of it sent); dies with a RangeError on options that make no sense.
+ * An episode that fails (the policy's error, or a `RequestError`: a request
+ * timed out, the connection is gone, or the policy's chunk held a value that
+ * is not finite: `Malformed`, nothing of it sent) stops the evaluation with an
+ * `EvaluationError` that carries that cause and the results of the episodes
+ * finished before it. Dies with a RangeError on options that make no sense.
  * Interrupting it ends the current episode cleanly (dispatch stopped, queue
- * cleared).
+ * cleared); `onEpisode` has been told of every finished episode.
  */
 export const runEpisodes = <E = never, R = never>(
   client: PolicyClientApi,
   options: EvaluationOptions<E, R>
-): Effect.Effect<EvaluationResult, E | RequestError, R> =>
+): Effect.Effect<EvaluationResult, EvaluationError<E>, R> =>
   Effect.suspend(() => {
     const invalid = check(options as EvaluationOptions<unknown, unknown>)
     if (invalid !== undefined) return Effect.die(new RangeError(`runEpisodes: ${invalid}`))
@@ -161,15 +183,18 @@ export const runEpisodes = <E = never, R = never>(
       const episodes: Array<Episode> = []
       const ages: Array<number> = []
       const inferences: Array<number> = []
+      const finished = (): EvaluationResult => ({ episodes: [...episodes], summary: summarize(episodes, { ages, inferences }) })
       for (let episode = 1; episode <= options.episodes; episode++) {
-        const run = yield* runEpisode(client, options, episode, progress)
+        const run = yield* runEpisode(client, options, episode, progress).pipe(
+          Effect.mapError((cause) => new EvaluationError<E>({ cause, episode, result: finished() }))
+        )
         episodes.push(run.result)
         ages.push(...run.ages)
         inferences.push(...run.inferences)
         progress.episodeDone(run.result)
         if (options.onEpisode !== undefined) yield* options.onEpisode(run.result)
       }
-      return { episodes, summary: summarize(episodes, { ages, inferences }) }
+      return finished()
     }).pipe(Effect.ensuring(Effect.sync(() => progress.done())))
   })
 

@@ -1,10 +1,11 @@
 // Evaluation.runEpisodes on virtual time (TestClock) over the in-memory
 // transport, against the test robot: the policy is asked for a chunk only
 // when more actions are needed, above all in the last steps before maxSteps;
-// an episode the server ended keeps the status that ended it.
+// an episode the server ended keeps the status that ended it; a lost
+// connection stops the evaluation with the finished episodes' results.
 // Counts and the virtual clock decide, never the machine's speed.
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber, Queue } from "effect"
+import { Cause, Effect, Exit, Fiber, Queue, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import { ActionPlan, Evaluation, type Handlers, PolicyClient, PolicyServer } from "../src/index.js"
 import * as Pair from "@chiral/testing/Pair"
@@ -101,5 +102,40 @@ describe("Evaluation.runEpisodes (TestClock, in-memory transport)", () => {
       const [episode] = result.episodes
       assert.isAbove(observations, 1)
       assert.deepStrictEqual([episode!.end, episode!.success, episode!.reward, episode!.info], ["terminated", true, 1, { success: true }])
+    }).pipe(Effect.scoped, Effect.provide(Pair.memory())))
+
+  it.effect("a connection lost mid-episode stops the evaluation; its error carries the episodes finished before", () =>
+    Effect.gen(function*() {
+      const serving = yield* Scope.make()
+      yield* Pair.startServerOnly().pipe(Scope.provide(serving))
+      const client = yield* PolicyClient.make({ quiet: true })
+      const told: Array<number> = []
+      // the robot goes away during the second episode, while the policy computes
+      const policy: Evaluation.Policy = (_obs, { episode, inference }) =>
+        Effect.as(
+          episode === 2 && inference === 1 ? Scope.close(serving, Exit.void) : Effect.void,
+          Array.from({ length: 10 }, () => [0, 0, 0, 0, 0, 0, 0])
+        )
+      const exit = yield* Effect.exit(runOnVirtualTime(Evaluation.runEpisodes(client, {
+        episodes: 3,
+        policy,
+        hz: 20,
+        maxSteps: 12,
+        mode: "append",
+        progress: false,
+        onEpisode: (episode) => Effect.sync(() => told.push(episode.episode))
+      })))
+      assert.isTrue(Exit.isFailure(exit))
+      const error = Exit.isFailure(exit) ? Cause.findErrorOption(exit.cause) : undefined
+      assert.isTrue(error !== undefined && error._tag === "Some")
+      const stopped = (error as { value: Evaluation.EvaluationError }).value
+      assert.strictEqual(stopped._tag, "EvaluationError")
+      assert.strictEqual(stopped.episode, 2)
+      assert.strictEqual(stopped.cause._tag, "RequestError")
+      assert.strictEqual(stopped.cause.reason, "Disconnected")
+      assert.deepStrictEqual(stopped.result.episodes.map((e) => [e.episode, e.end, e.steps]), [[1, "steps", 12]])
+      assert.strictEqual(stopped.result.summary.episodes, 1)
+      assert.deepStrictEqual(told, [1])
+      assert.match(stopped.message, /^evaluation stopped in episode 2: .*Disconnected.*; 1 episode finished before/)
     }).pipe(Effect.scoped, Effect.provide(Pair.memory())))
 })
