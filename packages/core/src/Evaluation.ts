@@ -427,7 +427,9 @@ const putChunk = <E, R>(
 ): Effect.Effect<void, RequestError> =>
   Effect.gen(function*() {
     const obsTimestamps = timestampsOf(Option.some(obs))
-    const t0 = obsTime(obsTimestamps)
+    const observed = obsTime(obsTimestamps)
+    // On this machine's clock: the robot's may be another machine's (RobotClock).
+    const t0 = observed === undefined ? undefined : observed + (yield* client.clockOffset)
     const mode = options.mode ?? (t0 === undefined ? "append" : "time-aligned")
     const put = (actions: ReadonlyArray<Action>) =>
       actions.length === 0 ? Effect.void : client.putActions(actions, { mode, obsTimestamps: t0 === undefined ? undefined : obsTimestamps })
