@@ -25,7 +25,6 @@ import {
 } from "@chiral/zenoh"
 import { Cause, Deferred, Duration, Effect, Exit, Queue, type Scope, Stream } from "effect"
 import { frameBytes, type OutgoingFrame } from "@chiral/core/Transport"
-import * as Net from "node:net"
 import * as WorkerThread from "./WorkerThread.js"
 import { decodeError, type Diagnosis, type FromSessionWorker, type SessionWorkerOptions, type ToSessionWorker } from "./ZenohSessionWorker.js"
 
@@ -99,34 +98,6 @@ export const openHere = (options: OpenOptions): Effect.Effect<ClientSession, Ope
       diagnose: Effect.all({ problems: session.diagnose, subscriptions: session.peerSubscriptions })
     }
   })
-
-/**
- * Whether anybody listens at `host:port`: a bare TCP connection, closed as
- * soon as it is made, with nothing sent (a Zenoh server takes it for a port
- * check). Fails as the session's own link would: `connect on host:port
- * failed: …`, or timed out after `timeoutMillis`.
- */
-export const knock = (host: string, port: number, timeoutMillis: number): Effect.Effect<void, ZenohLinkError> => {
-  const peer = `${host.includes(":") ? `[${host}]` : host}:${port}`
-  return Effect.callback<void, ZenohLinkError>((resume) => {
-    const socket = Net.createConnection({ host, port })
-    socket.once("connect", () => {
-      socket.destroy()
-      resume(Effect.void)
-    })
-    socket.once("error", (error) => {
-      socket.destroy()
-      resume(Effect.fail(new ZenohLinkError({ peer, operation: "connect", reason: error.message, cause: error })))
-    })
-    return Effect.sync(() => socket.destroy())
-  }).pipe(
-    Effect.timeoutOrElse({
-      duration: timeoutMillis,
-      orElse: () =>
-        Effect.fail(new ZenohLinkError({ peer, operation: "connect", reason: `timed out after ${timeoutMillis} ms` }))
-    })
-  )
-}
 
 const millisOf = (input: Duration.Input | undefined): number | undefined =>
   input === undefined ? undefined : Duration.toMillis(Duration.fromInputUnsafe(input))

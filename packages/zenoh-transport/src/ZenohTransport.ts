@@ -651,7 +651,7 @@ export const makeClient = (locator: string, options: ClientOptions = {}): Client
     const deadline = budgetMillis === undefined ? undefined : Date.now() + budgetMillis - deadlineMargin
     if (nobodyListened && options.sessionThread !== "main") {
       const timeout = ZenohSession.handshakeBy(millisOf(options.handshakeTimeout), deadline) ?? 10_000
-      yield* ZenohSession.knock(endpoint.host, endpoint.port, timeout).pipe(Effect.mapError((e) => openError(locator, e)))
+      yield* Zenoh.knock({ ...endpoint, timeoutMillis: timeout }).pipe(Effect.mapError((e) => openError(locator, e)))
     }
     const session = yield* openSession(locator, {
       ...endpoint,

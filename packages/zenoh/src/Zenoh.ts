@@ -127,6 +127,15 @@ export const connect = (
     }
   })
 
+/**
+ * Whether anybody listens at `host:port`: the TCP connection a session would
+ * open, closed as soon as it is made, with nothing sent (a Zenoh peer takes
+ * it for a port check). Fails as `connect`'s link would: `connect on
+ * host:port failed: …`, or timed out after `timeoutMillis`.
+ */
+export const knock = (options: Endpoint & { readonly timeoutMillis: number }): Effect.Effect<void, ZenohLinkError> =>
+  Effect.scoped(Effect.asVoid(Link.connect({ ...options, reuseReadMemory: false })))
+
 /** A listening session as a service, for programs that receive it from a Layer. */
 export class ZenohListener extends Context.Service<ZenohListener, Listener>()("@chiral/zenoh/ZenohListener") {
   /** Listens for as long as the layer lives. */
