@@ -49,20 +49,20 @@ export interface RobotClock {
 
 const seconds = (s: number) => `${Number(Math.abs(s).toPrecision(4))} s`
 
+/** Whether the smallest gap seen fits one clock (none seen yet: it does). */
+const fitsOneClock = (smallestGap: number) => smallestGap === Infinity || (smallestGap >= -tolerance && smallestGap <= sharedWithin)
+
 export const make = (): RobotClock => {
   let smallestGap = Infinity
-  let offset = 0
   let told = false
   return {
-    offset: () => offset,
+    offset: () => fitsOneClock(smallestGap) ? 0 : smallestGap,
     observe: (obsTime, arrival) => {
       if (!(obsTime > 0) || !Number.isFinite(obsTime) || !Number.isFinite(arrival)) return undefined
       const gap = arrival - obsTime
       if (gap >= smallestGap) return undefined
       smallestGap = gap
-      const shared = smallestGap >= -tolerance && smallestGap <= sharedWithin
-      offset = shared ? 0 : smallestGap
-      if (shared || told) return undefined
+      if (fitsOneClock(smallestGap) || told) return undefined
       told = true
       return `chiral: the robot's camera times are ${seconds(smallestGap)} ${
         smallestGap > 0 ? "behind" : "ahead of"
@@ -70,7 +70,6 @@ export const make = (): RobotClock => {
     },
     forget: () => {
       smallestGap = Infinity
-      offset = 0
       told = false
     }
   }
