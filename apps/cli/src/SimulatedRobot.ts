@@ -51,9 +51,11 @@ export interface SimulatedRobotOptions {
   readonly task?: ReachTaskOptions | undefined
   /**
    * The server's robot-safety options (stale-action guard, single controller,
-   * watchdog). Actions are always validated against `[N, actionDim]`, finite.
+   * watchdog, coalescing). Actions are always validated against `[N, actionDim]`, finite.
    */
-  readonly safety?: Omit<PolicyServer.ActionGateConfig, "actionSpec"> | undefined
+  readonly safety?:
+    | Omit<PolicyServer.ActionGateConfig, "actionSpec"> & Pick<PolicyServer.PolicyServerConfig, "coalesceActions">
+    | undefined
 }
 
 export const defaults = {

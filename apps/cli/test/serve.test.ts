@@ -271,10 +271,18 @@ describe("chiral serve: robot safety", () => {
 
   it.live("--max-action-age drops stale actions and NaN never reaches the action log; the settings are printed", () =>
     Effect.gen(function*() {
-      const { address, output } = yield* startServe(serve, [...small, "--log-actions", "--max-action-age", "0.5", "--single-controller"])
+      // every action judged on its own: these four are sent together
+      const { address, output } = yield* startServe(serve, [
+        ...small,
+        "--log-actions",
+        "--max-action-age",
+        "0.5",
+        "--single-controller",
+        "--apply-every-action"
+      ])
       assert.strictEqual(
         yield* stderrLine(output, "robot safety"),
-        "chiral serve: robot safety: actions must be finite [N, action-dim], max action age 0.5 s, no action watchdog, single controller, no token, ping every 20 s, timeout 20 s"
+        "chiral serve: robot safety: actions must be finite [N, action-dim], max action age 0.5 s, no action watchdog, single controller, every action applied, no token, ping every 20 s, timeout 20 s"
       )
       const client = yield* connect(address)
       const obs = yield* client.getObs

@@ -13,10 +13,10 @@
  * and reference clients as well as ours (they send the same obs_timestamps).
  */
 import type { ObsTimestamps, Tensor } from "@chiral/protocol"
-import { Duration, Effect, Schema, type Scope } from "effect"
+import { Clock, Duration, Effect, Schema, type Scope } from "effect"
 import * as ActionGuard from "./ActionGuard.js"
 import * as ActionSpec from "./ActionSpec.js"
-import { type ActionStats, Counters, type DropReason, dropReasons } from "./ActionStats.js"
+import { type ActionStats, Counters, type RefusalReason, refusalReasons } from "./ActionStats.js"
 import * as CameraState from "./CameraState.js"
 import { ConfigError } from "./SensorError.js"
 import * as Watchdog from "./Watchdog.js"
@@ -54,8 +54,13 @@ export class ActionRefused extends Schema.TaggedError<ActionRefused>()("ActionRe
 export interface ConnectionGate {
   /** Succeeds when the action may go to the handler; a refusal is already counted and logged. */
   readonly admit: (action: Tensor, obsTimestamps: ObsTimestamps) => Effect.Effect<void, ActionRefused>
-  /** Actions from this connection accepted and refused so far. */
-  readonly counts: () => { readonly accepted: number; readonly refused: number }
+  /**
+   * Counts and logs `count` actions from this connection dropped because a
+   * newer one arrived with them (`NewestAction`); they never reach `admit`.
+   */
+  readonly supersede: (count: number) => Effect.Effect<void>
+  /** Actions from this connection accepted, refused by the gate, and superseded so far. */
+  readonly counts: () => { readonly accepted: number; readonly refused: number; readonly superseded: number }
 }
 
 export interface ActionGate {
@@ -66,12 +71,12 @@ export interface ActionGate {
   readonly controller: Effect.Effect<Watchdog.ConnectionInfo | undefined>
 }
 
-const one: Record<DropReason, string> = {
+const one: Record<RefusalReason, string> = {
   stale: "a stale action",
   invalid: "an invalid action",
   notController: "an action without control"
 }
-const many: Record<DropReason, string> = {
+const many: Record<RefusalReason, string> = {
   stale: "stale actions",
   invalid: "invalid actions",
   notController: "actions without control"
@@ -95,7 +100,7 @@ interface Rules {
 }
 
 type Inspection =
-  | { readonly refuse: DropReason; readonly detail: string }
+  | { readonly refuse: RefusalReason; readonly detail: string }
   | { readonly refuse?: undefined; readonly ageSeconds: number | undefined }
 
 /** Validation, then the stale-action guard, at `now` (seconds, capture clock). */
@@ -123,7 +128,7 @@ const inspect = (rules: Rules, action: Tensor, obsTimestamps: ObsTimestamps, now
  * it ends.
  */
 class Runs {
-  private readonly counts: Record<DropReason, number> = { stale: 0, invalid: 0, notController: 0 }
+  private readonly counts: Record<RefusalReason, number> = { stale: 0, invalid: 0, notController: 0 }
   private open = 0
   private readonly id: string
   constructor(id: string) {
@@ -131,7 +136,7 @@ class Runs {
   }
 
   /** Counts one refusal; the log line when it starts a run. */
-  refused(reason: DropReason, detail: string): Effect.Effect<void> {
+  refused(reason: RefusalReason, detail: string): Effect.Effect<void> {
     if (this.counts[reason]++ > 0) return Effect.void
     this.open++
     return Effect.logWarning(
@@ -143,13 +148,62 @@ class Runs {
   end(): Effect.Effect<void> {
     if (this.open === 0) return Effect.void
     const lines: Array<string> = []
-    for (const reason of dropReasons) {
+    for (const reason of refusalReasons) {
       const n = this.counts[reason]
       if (n > 1) lines.push(`chiral: ${n} ${many[reason]} from ${this.id} dropped in a row`)
       this.counts[reason] = 0
     }
     this.open = 0
     return Effect.forEach(lines, (line) => Effect.logWarning(line), { discard: true })
+  }
+}
+
+/** After a connection's first burst, its bursts are summed into at most one line per this many ms. */
+const burstReportMillis = 10_000
+
+/**
+ * One connection's bursts: actions that arrived together, of which only the
+ * newest was applied. The first burst is logged at once; later ones are
+ * summed into at most one line every 10 s, and what is left when the
+ * connection closes into a last one. A busy server (a 17 MB reply being
+ * written while actions arrive at 100 Hz) can supersede an action every few
+ * ticks, and a line per burst would bury everything else in the log.
+ */
+class Bursts {
+  private bursts = 0
+  private actions = 0
+  private reportedAt: number | undefined
+  private readonly id: string
+  constructor(id: string) {
+    this.id = id
+  }
+
+  /** One burst in which `count` older actions were dropped, at `now` (ms). */
+  superseded(count: number, now: number): Effect.Effect<void> {
+    this.bursts++
+    this.actions += count
+    const since = this.reportedAt
+    if (since !== undefined && now - since < burstReportMillis) return Effect.void
+    this.reportedAt = now
+    const line = since === undefined
+      ? `chiral: ${count + 1} actions from ${this.id} arrived together (the server had not read them in time: it was stopped, blocked or busy); applied the newest, dropped the ${count} older as superseded (later bursts from it are summed up every ${burstReportMillis / 1000} s)`
+      : `chiral: ${this.summary()} from ${this.id} in the last ${Math.round((now - since) / 1000)} s`
+    this.bursts = 0
+    this.actions = 0
+    return Effect.logWarning(line)
+  }
+
+  /** Logs the bursts not yet reported. */
+  end(): Effect.Effect<void> {
+    if (this.bursts === 0) return Effect.void
+    const line = `chiral: ${this.summary()} from ${this.id} before it closed`
+    this.bursts = 0
+    this.actions = 0
+    return Effect.logWarning(line)
+  }
+
+  private summary(): string {
+    return `${this.bursts} ${this.bursts === 1 ? "burst" : "bursts"} of actions arriving together, ${this.actions} superseded`
   }
 }
 
@@ -202,9 +256,11 @@ const openConnection = (shared: Shared, connection: Watchdog.ConnectionInfo) =>
   Effect.gen(function*() {
     let accepted = 0
     let refused = 0
+    let superseded = 0
     const runs = new Runs(connection.id)
+    const bursts = new Bursts(connection.id)
 
-    const refuse = (reason: DropReason, detail: string): Effect.Effect<never, ActionRefused> => {
+    const refuse = (reason: RefusalReason, detail: string): Effect.Effect<never, ActionRefused> => {
       shared.counters.drop(reason)
       refused++
       return Effect.andThen(
@@ -226,7 +282,7 @@ const openConnection = (shared: Shared, connection: Watchdog.ConnectionInfo) =>
 
     yield* Effect.addFinalizer(() =>
       Effect.suspend(() => {
-        const ended = runs.end()
+        const ended = Effect.andThen(runs.end(), bursts.end())
         if (shared.controller !== connection) return ended
         shared.controller = undefined
         return Effect.andThen(ended, Effect.logInfo(`chiral: ${connection.id} released control of the robot`))
@@ -244,7 +300,14 @@ const openConnection = (shared: Shared, connection: Watchdog.ConnectionInfo) =>
         return accept(inspection.ageSeconds)
       })
 
-    return { admit, counts: () => ({ accepted, refused }) } satisfies ConnectionGate
+    const supersede = (count: number): Effect.Effect<void> =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) => {
+        shared.counters.drop("superseded", count)
+        superseded += count
+        return bursts.superseded(count, now)
+      })
+
+    return { admit, supersede, counts: () => ({ accepted, refused, superseded }) } satisfies ConnectionGate
   })
 
 /**

@@ -4,8 +4,8 @@
  * half of an end-to-end latency report (obs captured → action arrives).
  */
 
-/** Why an action was refused before the handler. */
-export type DropReason =
+/** Why the gate refused an action. */
+export type RefusalReason =
   /** Its newest obs timestamp was older than `maxActionAge` (or it had none and `unstampedActions` is "drop"). */
   | "stale"
   /** NaN/±Inf, or outside the declared `actionSpec` (shape, bounds), or a non-finite obs timestamp. */
@@ -13,7 +13,16 @@ export type DropReason =
   /** `singleController` is on and another connection holds control. */
   | "notController"
 
-export const dropReasons: ReadonlyArray<DropReason> = ["stale", "invalid", "notController"]
+export const refusalReasons: ReadonlyArray<RefusalReason> = ["stale", "invalid", "notController"]
+
+/** Why an action was dropped before the handler. */
+export type DropReason =
+  | RefusalReason
+  /**
+   * A newer action from the same connection arrived with it, so it was late
+   * (`coalesceActions`, `NewestAction`); it never reached the gate.
+   */
+  | "superseded"
 
 export interface ActionStats {
   /** Actions handed to the handler (`apply_action` and legacy steps). */
@@ -38,7 +47,7 @@ export const ageWindow = 4096
 export class Counters {
   accepted = 0
   unstamped = 0
-  readonly dropped: Record<DropReason, number> = { stale: 0, invalid: 0, notController: 0 }
+  readonly dropped: Record<DropReason, number> = { stale: 0, invalid: 0, notController: 0, superseded: 0 }
   private readonly ages = new Float64Array(ageWindow)
   private agesSeen = 0
 
@@ -53,8 +62,8 @@ export class Counters {
     this.agesSeen++
   }
 
-  drop(reason: DropReason): void {
-    this.dropped[reason]++
+  drop(reason: DropReason, count = 1): void {
+    this.dropped[reason] += count
   }
 
   snapshot(): ActionStats {

@@ -34,6 +34,14 @@ export interface PolicyServerConfig<E = never, R = never> extends SensorState.Se
   readonly maxPendingRequests?: number | undefined
   /** Limits applied when decoding client frames. */
   readonly decodeLimits?: Partial<DecodeLimits> | undefined
+  /**
+   * Of several `apply_action`s from one connection that arrive together (the
+   * server had not read them in time: it was stopped, blocked or busy), apply
+   * only the newest and drop the older ones as `superseded`, counted and
+   * logged (`NewestAction`). Default true. False applies every action as it
+   * is read, as the reference servers do, bursts included.
+   */
+  readonly coalesceActions?: boolean | undefined
 }
 
 export interface PolicyServerApi extends SensorState.SensorState {
@@ -87,7 +95,11 @@ export const make = <E, R>(
       controller: gate.controller
     }
     const responder = ServerConnection.responder(config.handlers, api.makeObs(), api.makeObsLeased(), leaseObservationUnsafe)
-    const options = { maxPending: config.maxPendingRequests ?? 8, limits: config.decodeLimits }
+    const options = {
+      maxPending: config.maxPendingRequests ?? 8,
+      limits: config.decodeLimits,
+      coalesceActions: config.coalesceActions ?? true
+    }
 
     const serveConnection = (connection: Connection) =>
       Effect.gen(function*() {
@@ -107,8 +119,11 @@ export const make = <E, R>(
         }
         const actions = yield* gate.open(info)
         yield* Effect.addFinalizer(() => {
-          const { accepted, refused } = actions.counts()
-          const closed = log(`chiral: connection closed: ${connection.id} (${accepted} actions applied, ${refused} refused)`)
+          const { accepted, refused, superseded } = actions.counts()
+          const dropped = superseded === 0 ? "" : `, ${superseded} superseded`
+          const closed = log(
+            `chiral: connection closed: ${connection.id} (${accepted} actions applied, ${refused} refused${dropped})`
+          )
           if (hooks.onDisconnect === undefined) return closed
           return Effect.andThen(
             closed,

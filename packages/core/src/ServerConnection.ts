@@ -1,11 +1,12 @@
 /**
  * One client connection on the robot side. Two fibers: the reader decodes
- * each frame and either applies an action at once or queues a request; the
- * responder answers queued requests in order and awaits each send. So a
- * client that reads slowly only ever holds up its own responder, and actions
- * keep arriving while a large observation is on its way out. Every action
- * (`apply_action` and the legacy step) passes the server's `ActionGate`
- * before a handler sees it.
+ * each frame and either hands an action to the connection's `NewestAction`
+ * slot (applied at the end of the turn unless a newer one arrived with it)
+ * or queues a request; the responder answers queued requests in order and
+ * awaits each send. So a client that reads slowly only ever holds up its own
+ * responder, and actions keep arriving while a large observation is on its
+ * way out. Every action (`apply_action` and the legacy step) passes the
+ * server's `ActionGate` before a handler sees it.
  */
 import {
   decodeFrame,
@@ -20,6 +21,7 @@ import * as ActionGate from "./ActionGate.js"
 import { ActionRefused } from "./ActionGate.js"
 import type { ActionContext, Handlers, StepResult } from "./Handlers.js"
 import * as CameraState from "./CameraState.js"
+import * as NewestAction from "./NewestAction.js"
 import type { LeasedObservation } from "./SensorState.js"
 import type { Connection } from "./Transport.js"
 import type { TransportError } from "./TransportError.js"
@@ -38,6 +40,8 @@ export interface ConnectionOptions {
   readonly limits?: Partial<DecodeLimits> | undefined
   /** What every action from this connection passes before a handler sees it. */
   readonly gate: ActionGate.ConnectionGate
+  /** Of actions that arrive together, apply only the newest (`NewestAction`). */
+  readonly coalesceActions: boolean
 }
 
 /** What the connection does with what arrives: the server's handlers (the services they need provided around `serve`). */
@@ -112,6 +116,8 @@ const logFailure = (message: string) => <A, E, R>(effect: Effect.Effect<A, E, R>
     if (Option.isSome(error) && error.value instanceof ActionRefused) return Effect.void
     return Effect.logWarning(message, cause)
   })
+
+type ApplyAction = Extract<Message, { readonly type: "apply_action" }>
 
 class Unanswered extends Data.TaggedError("Unanswered")<{ readonly request: string }> {}
 
@@ -249,7 +255,7 @@ export const serve = <R>(
     const requests = yield* Queue.bounded<Request>(options.maxPending)
     const flushRequests = Effect.sync(() => Queue.flushUnsafe(requests))
     const answering = Effect.forever(Effect.flatMap(Queue.take(requests), respond(connection, responder, gate)))
-    const applyAction = (message: Extract<Message, { readonly type: "apply_action" }>) =>
+    const applyAction = (message: ApplyAction) =>
       gate.admit(message.action, message.obsTimestamps).pipe(
         Effect.andThen(responder.applyAction(message.action, {
           obsTimestamps: message.obsTimestamps,
@@ -257,6 +263,28 @@ export const serve = <R>(
         })),
         logFailure(`chiral: applyAction failed for ${connection.id}`)
       )
+    // The reader yields between turns with a frame in hand: more of a burst may follow it.
+    let catchingUp = false
+    const newest = options.coalesceActions
+      ? yield* NewestAction.make(
+        (message: ApplyAction, superseded) =>
+          superseded === 0 ? applyAction(message) : Effect.andThen(gate.supersede(superseded), applyAction(message)),
+        () => catchingUp
+      )
+      : undefined
+    if (newest !== undefined) {
+      yield* Effect.addFinalizer(() =>
+        newest.waiting() === undefined
+          ? Effect.void
+          : Effect.logWarning(`chiral: dropped an action from ${connection.id} that arrived as its connection ended`)
+      )
+    }
+    // A request waits for the actions read before it (an obs_request sees the robot after them).
+    const request = (message: Request) => {
+      const offered = Effect.andThen(Queue.offer(requests, message), flushRequests)
+      // checked here, not inside an effect: at robot rates every step on a request's path counts
+      return newest === undefined || !newest.busy() ? offered : Effect.andThen(newest.flush, offered)
+    }
     const handle = (frame: Uint8Array) => {
       const decoded = decodeFrame(frame, options.limits)
       if (Result.isFailure(decoded)) return dropped(connection, decoded.failure.message)
@@ -272,9 +300,9 @@ export const serve = <R>(
           // pull after an offer took 0.16 of the 0.65 ms from a request's
           // bytes arriving to its reply's write, all before the responder
           // ran). A busy responder takes it from the queue as before.
-          return Effect.andThen(Queue.offer(requests, message), flushRequests)
+          return request(message)
         case "apply_action":
-          return applyAction(message)
+          return newest === undefined ? applyAction(message) : newest.offer(message)
         default:
           return dropped(connection, `a client does not send ${message.type}`)
       }
@@ -287,10 +315,15 @@ export const serve = <R>(
     let handledAt = 0
     const handleTimed = (frame: Uint8Array) =>
       Effect.andThen(handle(frame), Effect.sync(() => void (handledAt = performance.now())))
+    const yieldTurn = Effect.suspend(() => {
+      catchingUp = true
+      return Effect.yieldNow
+    })
     const startTurn = Effect.sync(() => {
       turnFrames = 1
       turnStart = performance.now()
     })
+    const caughtUp = Effect.sync(() => void (catchingUp = false))
     const reading = connection.frames.pipe(
       Stream.runForEach((frame) => {
         const now = performance.now()
@@ -302,9 +335,11 @@ export const serve = <R>(
           turnFrames++
           return handleTimed(frame)
         }
-        return Effect.andThen(Effect.andThen(Effect.yieldNow, startTurn), handleTimed(frame))
+        return Effect.andThen(Effect.andThen(yieldTurn, startTurn), Effect.andThen(handleTimed(frame), caughtUp))
       })
     )
+    // The client's last action before it left is applied, as when actions were applied as read.
+    const readAll = newest === undefined ? reading : Effect.andThen(reading, newest.flush)
     // Either ends the connection: the client leaving, or a request that cannot be answered.
-    yield* Effect.raceFirst(reading, answering).pipe(Effect.catchTag("Unanswered", () => Effect.void))
-  })
+    yield* Effect.raceFirst(readAll, answering).pipe(Effect.catchTag("Unanswered", () => Effect.void))
+  }).pipe(Effect.scoped)

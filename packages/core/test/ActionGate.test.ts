@@ -40,7 +40,12 @@ const nonFiniteFrame = new Uint8Array(
 
 const row = (v: number) => [v, 0, 0, 0, 0, 0, 0]
 
-/** A test robot with `config`, a recorder, and a way to open raw connections to it. */
+/**
+ * A test robot with `config`, a recorder, and a way to open raw connections
+ * to it. These tests judge each action of a run sent at once, so the server
+ * applies every action as read (`coalesceActions: false`) unless a test says
+ * otherwise; coalescing has tests of its own.
+ */
 const start = (
   config: Partial<Omit<PolicyServer.PolicyServerConfig<never, PolicyServer.PolicyServer>, "handlers">> & {
     readonly hooks?: Partial<Handlers<never, PolicyServer.PolicyServer>>
@@ -51,6 +56,7 @@ const start = (
     const server = yield* PolicyServer.make({
       cameras: Robot.cameras,
       proprios: Robot.proprios,
+      coalesceActions: false,
       ...config,
       handlers: { ...Robot.handlers(recorder), ...config.hooks }
     })
@@ -110,7 +116,7 @@ describe("ActionGate: stale-action guard", () => {
         expect(yield* applied).toEqual([1, 7])
         const stats = yield* server.actionStats
         expect(stats.accepted).toBe(2)
-        expect(stats.dropped).toEqual({ stale: 5, invalid: 0, notController: 0 })
+        expect(stats.dropped).toEqual({ stale: 5, invalid: 0, notController: 0, superseded: 0 })
         // one line when the burst starts, one with its count when it ends
         const refused = lines.filter((l) => l.includes("refused a stale action"))
         expect(refused.length).toBe(1)
@@ -134,7 +140,7 @@ describe("ActionGate: stale-action guard", () => {
       yield* accepting.sendThrough(a, frames, action(row(6), { wrist: 1 }))
       expect(yield* accepting.applied).toEqual([1, 5, 6])
       const stats = yield* accepting.server.actionStats
-      expect(stats.dropped).toEqual({ stale: 2, invalid: 1, notController: 0 })
+      expect(stats.dropped).toEqual({ stale: 2, invalid: 1, notController: 0, superseded: 0 })
       expect(stats.unstamped).toBe(1)
     }).pipe(Effect.scoped, Effect.provide(memory)))
 

@@ -91,7 +91,7 @@ describe("SensorBuffers", () => {
 })
 
 /** This test sends no actions: a gate that admits everything. */
-const admitAll = { admit: () => Effect.void, counts: () => ({ accepted: 0, refused: 0 }) }
+const admitAll = { admit: () => Effect.void, supersede: () => Effect.void, counts: () => ({ accepted: 0, refused: 0, superseded: 0 }) }
 
 // Both ways an obs_request is answered without a getObs handler: the leased
 // handler effect in a scope, and the server's own one-step path.
@@ -127,7 +127,7 @@ describe("the server's reply path", () => {
             yield* Deferred.await(done)
           })
       }
-      yield* ServerConnection.serve(connection, responder, { maxPending: 4, gate: admitAll }).pipe(Effect.forkScoped)
+      yield* ServerConnection.serve(connection, responder, { maxPending: 4, gate: admitAll, coalesceActions: true }).pipe(Effect.forkScoped)
       const request = encodeFrame({ type: "obs_request" })
       yield* Queue.offer(requests, request)
       while (sent.length < 1) yield* Effect.yieldNow
@@ -164,7 +164,7 @@ describe("the server's reply path", () => {
         send: (frame) =>
           Effect.andThen(Effect.sync(() => sent.push(Array.isArray(frame) ? frame : [frame as Uint8Array])), Effect.never)
       }
-      const serving = yield* ServerConnection.serve(connection, responder, { maxPending: 4, gate: admitAll }).pipe(
+      const serving = yield* ServerConnection.serve(connection, responder, { maxPending: 4, gate: admitAll, coalesceActions: true }).pipe(
         Effect.forkChild({ startImmediately: true })
       )
       yield* Queue.offer(requests, encodeFrame({ type: "obs_request" }))
@@ -215,7 +215,7 @@ describe("the server's default getObs", () => {
         )
         const requests = yield* Queue.unbounded<Uint8Array>()
         const connection: Connection = { id: what, frames: Stream.fromQueue(requests), send }
-        const serving = yield* ServerConnection.serve(connection, responder, { maxPending: 4, gate: admitAll }).pipe(
+        const serving = yield* ServerConnection.serve(connection, responder, { maxPending: 4, gate: admitAll, coalesceActions: true }).pipe(
           Effect.forkChild({ startImmediately: true })
         )
         yield* Queue.offer(requests, encodeFrame({ type: "obs_request" }))

@@ -1,7 +1,8 @@
 // What PolicyServer owes a robot over any transport, on real loopback
 // connections (issue 10, server side): the action gate (NaN never reaches the
 // handler, a stale burst behind a frozen link is dropped whole, one
-// controlling client) and connection logs and hooks with the peer's address.
+// controlling client), only the newest of actions arriving together applied,
+// and connection logs and hooks with the peer's address.
 // Registered once per transport by its Safety tests, beside the tests that
 // only it has (pings, tokens, text messages...). Every wait is on a condition
 // (a count reached, a close seen), never on elapsed time.
@@ -50,7 +51,8 @@ export const serverSafetyContract = (transport: SafetyTransport) => {
   describe(`the action gate over ${transport.name}`, () => {
     it.live("NaN/±Inf (the field frame) never reach the handler; the next good action does", () =>
       Effect.gen(function*() {
-        const { recorder, server } = yield* Pair.startRobotWith()
+        // the two are sent together: each is judged, none superseded
+        const { recorder, server } = yield* Pair.startRobotWith({ coalesceActions: false })
         const raw = yield* ClientTransport.use((t) => t.connect)
         yield* raw.send(Frames.nonFiniteAction())
         yield* raw.send(action(5))
@@ -62,7 +64,8 @@ export const serverSafetyContract = (transport: SafetyTransport) => {
       Effect.gen(function*() {
         const logs = yield* Robot.captureLogs
         const stats = yield* Effect.gen(function*() {
-          const { recorder, server } = yield* Pair.startRobotWith({ maxActionAge: "100 millis" })
+          // each action judged by the gate: coalescing (the next case) would supersede 29 of them first
+          const { recorder, server } = yield* Pair.startRobotWith({ maxActionAge: "100 millis", coalesceActions: false })
           const relay = yield* relayTo(portOf(server.address))
           const client = yield* transport.clientVia(relay.port).connect
           yield* server.updateImage("wrist", new Uint8Array(72))
@@ -88,9 +91,35 @@ export const serverSafetyContract = (transport: SafetyTransport) => {
         expect(logs.lines.filter((l) => l.includes("30 stale actions from")).length).toBe(1)
       }))
 
+    it.live("a burst after a frozen link, with default settings: only the newest of 30 is applied, 29 superseded, one log line", () =>
+      Effect.gen(function*() {
+        const logs = yield* Robot.captureLogs
+        const stats = yield* Effect.gen(function*() {
+          const { recorder, server } = yield* Pair.startRobotWith()
+          const relay = yield* relayTo(portOf(server.address))
+          const client = yield* transport.clientVia(relay.port).connect
+          yield* client.send(action(1))
+          expect(yield* takeApplied(recorder, 1)).toEqual([1])
+          // the link freezes while the client goes on dispatching: 30 ticks' actions wait in it
+          yield* relay.hold()
+          for (let i = 0; i < 30; i++) yield* client.send(action(100 + i))
+          yield* relay.release()
+          // actions are applied in order: any of the older ones would come first
+          expect(yield* takeApplied(recorder, 1)).toEqual([129])
+          yield* client.send(action(2))
+          expect(yield* takeApplied(recorder, 1)).toEqual([2])
+          return yield* server.actionStats
+        }).pipe(Effect.scoped, Effect.provide(transport.transports), Effect.provide(logs.layer))
+        expect(stats.accepted).toBe(3)
+        expect(stats.dropped.superseded).toBe(29)
+        const bursts = logs.lines.filter((l) => l.includes("arrived together"))
+        expect(bursts).toHaveLength(1)
+        expect(bursts[0]).toContain("30 actions from")
+      }))
+
     it.live("singleController: another client's actions are refused and counted, its observations served", () =>
       Effect.gen(function*() {
-        const { recorder, server } = yield* Pair.startRobotWith({ singleController: true })
+        const { recorder, server } = yield* Pair.startRobotWith({ singleController: true, coalesceActions: false })
         const first = yield* ClientTransport.use((t) => t.connect)
         const second = yield* ClientTransport.use((t) => t.connect)
         yield* first.send(action(1))

@@ -178,13 +178,16 @@ describe("access token", () => {
  * A server whose `applyAction` runs `apply` and counts, a PolicyClient that has
  * had one observation, and `flood(n)`: n apply_action frames from a raw client
  * in one write (the kernel and Node's socket buffers hold what the server has
- * not read yet).
+ * not read yet). The server applies every action as read: coalesced, a flood
+ * would reach the handler only a few times, and these tests are about the
+ * reader's turns when each action is handled.
  */
 const floodSetup = (apply: () => void = () => {}) =>
   Effect.gen(function*() {
     const state = { applied: 0 }
     const server = yield* PolicyServer.make({
       cameras: Robot.cameras,
+      coalesceActions: false,
       handlers: {
         reset: Effect.die("unused"),
         applyAction: () =>

@@ -158,7 +158,9 @@ describe("Zenoh client: off-thread action dispatch", () => {
         const program = Effect.gen(function*() {
           const arrived = yield* Queue.unbounded()
           const server = yield* ZenohTransport.makeServer({ host: "127.0.0.1", port: 0 })
+          // every action applied as read: at 100 Hz two may arrive together on a busy machine
           yield* PolicyServer.make({
+            coalesceActions: false,
             handlers: {
               reset: Effect.map(PolicyServer.makeObs(), (obs) => ({ obs })),
               applyAction: (action) => Queue.offer(arrived, action.data[0])

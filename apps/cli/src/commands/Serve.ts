@@ -93,6 +93,7 @@ const describeSafety = (
     readonly unstampedActions: "accept" | "drop"
     readonly actionTimeout: Duration.Duration | undefined
     readonly singleController: boolean
+    readonly coalesceActions: boolean
   },
   webSocket: { readonly token: string | undefined; readonly pingInterval: Duration.Duration | 0 | undefined; readonly pingTimeout: Duration.Duration | undefined },
   protocol: string
@@ -104,7 +105,8 @@ const describeSafety = (
       ? "no max action age"
       : `max action age ${seconds(safety.maxActionAge)}${safety.unstampedActions === "drop" ? " (unstamped dropped)" : ""}`,
     safety.actionTimeout === undefined ? "no action watchdog" : `action watchdog ${seconds(safety.actionTimeout)}`,
-    safety.singleController ? "single controller" : "any client may act"
+    safety.singleController ? "single controller" : "any client may act",
+    safety.coalesceActions ? "of actions arriving together only the newest applied" : "every action applied"
   ]
   if (protocol === "websocket") {
     parts.push(webSocket.token === undefined ? "no token" : "token required")
@@ -206,6 +208,12 @@ const serveFlags = {
     ),
     Flag.withDefault(false)
   ),
+  applyEveryAction: Flag.Boolean("apply-every-action").pipe(
+    Flag.withDescription(
+      "Apply every action as it is read, as the reference servers do. Default: of several actions from one client that arrive together (the server was stopped, blocked or busy), only the newest is applied and the older ones are dropped as superseded (counted, logged)"
+    ),
+    Flag.withDefault(false)
+  ),
   token: Flags.token(),
   pingInterval: Flag.Finite("ping-interval").pipe(
     Flag.withDescription("WebSocket only: ping every client every S seconds; 0 turns keepalive off (default 20, as the references)"),
@@ -272,7 +280,8 @@ const settingsOf = (flags: Command.Command.Config.Infer<typeof serveFlags>) =>
       maxActionAge: duration(maxActionAge),
       unstampedActions: flags.dropUnstamped ? "drop" as const : "accept" as const,
       actionTimeout: duration(actionTimeout),
-      singleController: flags.singleController
+      singleController: flags.singleController,
+      coalesceActions: !flags.applyEveryAction
     }
     const webSocket = {
       token,

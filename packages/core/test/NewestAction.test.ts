@@ -1,0 +1,167 @@
+// Actions that arrive together: only the newest reaches the robot, the older
+// ones are dropped as superseded (counted, logged), and a request keeps its
+// place after the actions sent before it. On virtual time (TestClock) over
+// the in-memory transport; sends in a row with no wait between them arrive
+// together, as a frozen server's socket hands them over.
+import { decodeFrame, encodeFrame, type Observation, Tensor } from "@chiral/protocol"
+import { describe, expect, it } from "@effect/vitest"
+import { Deferred, Effect, Queue, Result, Stream } from "effect"
+import { TestClock } from "effect/testing"
+import { ClientTransport, MemoryTransport, PolicyServer } from "../src/index.js"
+import * as Robot from "@chiral/testing/Robot"
+
+const action = (value: number) =>
+  encodeFrame({
+    type: "apply_action",
+    action: { dtype: "float32", shape: [7], data: Float32Array.of(value, 0, 0, 0, 0, 0, 0) },
+    obsTimestamps: {}
+  })
+
+const obsRequest = encodeFrame({ type: "obs_request" })
+
+const memory = MemoryTransport.layer()
+
+/** The test robot (handlers record), with `coalesceActions` as given. */
+const start = (coalesceActions?: boolean) =>
+  Effect.gen(function*() {
+    const recorder = yield* Robot.makeRecorder
+    const server = yield* PolicyServer.make({
+      cameras: Robot.cameras,
+      proprios: Robot.proprios,
+      coalesceActions,
+      handlers: Robot.handlers(recorder)
+    })
+    const client = yield* ClientTransport.use((t) => t.connect)
+    /** First values of the next `n` actions the handler receives. */
+    const applied = (n: number) =>
+      Effect.map(Effect.replicateEffect(Queue.take(recorder.actions), n), (list) => list.map((a) => a.action.data[0]))
+    return { recorder, server, client, applied }
+  })
+
+const values = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i)
+
+describe("NewestAction: actions that arrive together", () => {
+  it.effect("only the newest of a burst is applied; the older are counted as superseded and logged in one line", () =>
+    Effect.gen(function*() {
+      const logs = yield* Robot.captureLogs
+      const stats = yield* Effect.gen(function*() {
+        const { applied, client, recorder, server } = yield* start()
+        yield* client.send(action(1))
+        expect(yield* applied(1)).toEqual([1])
+        // twenty ticks' actions waited in a frozen server's socket
+        for (const v of values(100, 119)) yield* client.send(action(v))
+        expect(yield* applied(1)).toEqual([119])
+        // alone again: applied
+        yield* client.send(action(2))
+        expect(yield* applied(1)).toEqual([2])
+        expect(yield* Queue.size(recorder.actions)).toBe(0)
+        return yield* server.actionStats
+      }).pipe(Effect.scoped, Effect.provide(memory), Effect.provide(logs.layer))
+      expect(stats.accepted).toBe(3)
+      expect(stats.dropped).toEqual({ stale: 0, invalid: 0, notController: 0, superseded: 19 })
+      const bursts = logs.lines.filter((l) => l.includes("arrived together"))
+      expect(bursts).toHaveLength(1)
+      expect(bursts[0]).toContain("20 actions from memory://chiral ← client 1 arrived together")
+      expect(bursts[0]).toContain("dropped the 19 older as superseded")
+      expect(logs.lines.some((l) => l.includes("(3 actions applied, 0 refused, 19 superseded)"))).toBe(true)
+    }))
+
+  it.effect("a burst longer than one turn of the reader (16 frames) still ends in one action", () =>
+    Effect.gen(function*() {
+      const { applied, client, recorder, server } = yield* start()
+      for (const v of values(1000, 1099)) yield* client.send(action(v))
+      expect(yield* applied(1)).toEqual([1099])
+      expect((yield* server.actionStats).dropped.superseded).toBe(99)
+      expect(yield* Queue.size(recorder.actions)).toBe(0)
+    }).pipe(Effect.scoped, Effect.provide(memory)))
+
+  it.effect("coalesceActions: false applies every action as read, bursts included", () =>
+    Effect.gen(function*() {
+      const { applied, client, server } = yield* start(false)
+      for (const v of values(100, 119)) yield* client.send(action(v))
+      expect(yield* applied(20)).toEqual(values(100, 119))
+      expect((yield* server.actionStats).dropped.superseded).toBe(0)
+    }).pipe(Effect.scoped, Effect.provide(memory)))
+
+  it.effect("a request waits for the actions sent before it: the observation shows the robot after them", () =>
+    Effect.gen(function*() {
+      // a robot whose arm goes where the action says, and reports it as joint_pos
+      const server = yield* PolicyServer.make({
+        cameras: Robot.cameras,
+        proprios: Robot.proprios,
+        handlers: {
+          reset: Effect.die("unused"),
+          applyAction: (a) =>
+            Effect.flatMap(PolicyServer.PolicyServer, (s) => s.updateProprio("joint_pos", Float32Array.from(Tensor.toArray(a))))
+        }
+      })
+      yield* server.updateProprio("joint_pos", new Float32Array(7))
+      const client = yield* ClientTransport.use((t) => t.connect)
+      yield* client.send(action(3))
+      yield* client.send(action(4))
+      yield* client.send(obsRequest)
+      const reply = yield* client.frames.pipe(Stream.take(1), Stream.runCollect)
+      const decoded = decodeFrame(reply[0]!)
+      if (Result.isFailure(decoded) || decoded.success.type !== "obs_response") return yield* Effect.die("no obs_response")
+      const obs: Observation = decoded.success.obs
+      expect(obs.proprios.find((p) => p.name === "joint_pos")!.data.data[0]).toBe(4)
+      expect((yield* server.actionStats).dropped.superseded).toBe(1)
+    }).pipe(Effect.scoped, Effect.provide(memory)))
+
+  it.effect("while a slow handler applies one action, the next ones wait in the slot: only the newest follows it", () =>
+    Effect.gen(function*() {
+      const recorder = yield* Robot.makeRecorder
+      const started = yield* Deferred.make<void>()
+      const server = yield* PolicyServer.make({
+        cameras: Robot.cameras,
+        proprios: Robot.proprios,
+        handlers: {
+          ...Robot.handlers(recorder),
+          // the arm's driver takes 200 ms to take a command
+          applyAction: (a, context) =>
+            Effect.andThen(
+              Deferred.succeed(started, undefined),
+              Effect.andThen(Effect.sleep(200), Robot.handlers(recorder).applyAction(a, context))
+            )
+        }
+      })
+      const client = yield* ClientTransport.use((t) => t.connect)
+      yield* client.send(action(1))
+      yield* Deferred.await(started)
+      // three ticks at 10 Hz while the driver is busy, each sent on its own
+      for (const v of [2, 3, 4]) {
+        yield* client.send(action(v))
+        yield* TestClock.adjust(50)
+      }
+      yield* TestClock.adjust(400)
+      const applied = yield* Effect.replicateEffect(Queue.take(recorder.actions), 2)
+      expect(applied.map((a) => a.action.data[0])).toEqual([1, 4])
+      expect((yield* server.actionStats).dropped.superseded).toBe(2)
+    }).pipe(Effect.scoped, Effect.provide(memory)))
+
+  it.effect("after the first burst, a connection's bursts are summed into one line per 10 s, and at its close", () =>
+    Effect.gen(function*() {
+      const logs = yield* Robot.captureLogs
+      yield* Effect.gen(function*() {
+        const { applied, client } = yield* start()
+        const burst = (first: number, n: number) =>
+          Effect.gen(function*() {
+            for (const v of values(first, first + n - 1)) yield* client.send(action(v))
+            expect(yield* applied(1)).toEqual([first + n - 1])
+          })
+        yield* burst(10, 3) // logged at once
+        yield* TestClock.adjust(4000)
+        yield* burst(20, 2) // counted
+        yield* TestClock.adjust(4000)
+        yield* burst(30, 4) // counted
+        yield* TestClock.adjust(3000)
+        yield* burst(40, 2) // 11 s after the first line: this one and the two before
+        yield* burst(50, 5) // counted, then reported at the close
+      }).pipe(Effect.scoped, Effect.provide(memory), Effect.provide(logs.layer))
+      const lines = logs.lines.filter((l) => l.includes("superseded") && !l.includes("connection closed"))
+      expect(lines).toHaveLength(3)
+      expect(lines[0]).toContain("3 actions from memory://chiral ← client 1 arrived together")
+      expect(lines[1]).toContain("3 bursts of actions arriving together, 5 superseded from memory://chiral ← client 1 in the last 11 s")
+      expect(lines[2]).toContain("1 burst of actions arriving together, 4 superseded from memory://chiral ← client 1 before it closed")
+    }))
+})
