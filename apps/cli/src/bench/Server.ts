@@ -67,7 +67,9 @@ const main = (options: ServerOptions) => {
       height: options.height,
       depth: options.depth,
       fps: options.fps,
-      logActions: true
+      logActions: true,
+      // the bench times every action it sent: none may be superseded by the next (a late one shows as late)
+      safety: { coalesceActions: false }
     }).pipe(Effect.provideService(Console.Console, stamping))
     const obs = yield* robot.server.makeObs()
     const frameBytes = encodeFrameParts({ type: "obs_response", obs }).reduce((n, part) => n + part.byteLength, 0)
