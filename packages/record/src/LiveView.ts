@@ -16,17 +16,27 @@
  * bound: when its socket has more than `maxBufferedBytes` waiting, whole
  * messages to it are skipped (counted in `stats`), and nothing upstream ever
  * waits for a viewer.
+ *
+ * What the view shows is what the robot's cameras see: by default it listens
+ * on this machine only (127.0.0.1), and with a `token` a viewer must present
+ * it as a chiral WebSocket server's clients do (`AccessToken`:
+ * `ws://host:port/?token=T`, the form Foxglove and Lichtblick can open, or
+ * `Authorization: Bearer T`), else it gets HTTP 401 before the upgrade.
+ * Served on another interface without a token, it says so in a warning.
  */
 import { decodeFrame, type Message } from "@chiral/protocol"
 import { FoxgloveServer } from "@foxglove/ws-protocol"
 import type { IWebSocket } from "@foxglove/ws-protocol"
+import * as AccessToken from "@chiral/websocket/AccessToken"
+import { isLoopbackHost } from "@chiral/websocket/WebSocketServer"
 import { Effect, Result, Schedule, Schema, type Scope } from "effect"
+import type * as Http from "node:http"
 import { WebSocketServer } from "ws"
 import type { WebSocket } from "ws"
 import type { Direction, Frame } from "./Recorder.js"
 import * as Topics from "./Topics.js"
 
-/** The view could not be served (the port is taken…). */
+/** The view could not be served (the port is taken, the token is empty…). */
 export class ViewError extends Schema.TaggedError<ViewError>()("ViewError", {
   address: Schema.String,
   reason: Schema.String
@@ -37,8 +47,18 @@ export class ViewError extends Schema.TaggedError<ViewError>()("ViewError", {
 }
 
 export interface LiveViewOptions {
-  /** Interface to listen on. Default `0.0.0.0`. */
+  /**
+   * Interface to listen on. Default `127.0.0.1`: the view shows the robot's
+   * cameras, so it reaches beyond this machine only when asked to (`0.0.0.0`).
+   */
   readonly host?: string | undefined
+  /**
+   * Access token viewers must present (`ws://host:port/?token=T` or
+   * `Authorization: Bearer T`); others get HTTP 401 before the upgrade (see
+   * `AccessToken`). Default: none, anyone who reaches the port watches
+   * (logged as a warning when the host is not a loopback address).
+   */
+  readonly token?: string | undefined
   /** Port; 0 picks a free one (see `address`). Default 8767. */
   readonly port?: number | undefined
   /** Observations published per second at most. Default 10. */
@@ -60,7 +80,7 @@ export interface LiveViewStats {
 }
 
 export interface LiveView {
-  /** `ws://host:port` viewers connect to. */
+  /** `ws://host:port` viewers connect to (adding `/?token=T` when a token is set). */
   readonly address: string
   /** Feeds the view from a proxy's frames (never waits). */
   readonly tap: (direction: Direction, connection: string, frame: Frame, receivedAt: number) => void
@@ -132,20 +152,50 @@ export const droppingSocket = (ws: WebSocket, maxBuffered: number, onDrop: () =>
   return socket
 }
 
-/** The Foxglove server on a `ws` server, viewers wrapped by `droppingSocket`; closed with the scope. */
+const peerOf = (request: Http.IncomingMessage): string =>
+  `${request.socket.remoteAddress ?? "?"}:${request.socket.remotePort ?? "?"}`
+
+/**
+ * `ws`'s check before the upgrade when a token is set (`refusal`): a viewer
+ * that does not present it is answered 401 (logged), as by a chiral
+ * WebSocket server.
+ */
+const verifyViewer = (
+  refusal: (request: Http.IncomingMessage) => string | undefined,
+  log: (effect: Effect.Effect<void>) => void
+) =>
+(
+  info: { readonly req: Http.IncomingMessage },
+  done: (ok: boolean, code?: number, message?: string, headers?: Http.OutgoingHttpHeaders) => void
+) => {
+  const why = refusal(info.req)
+  if (why === undefined) return done(true)
+  log(Effect.logWarning(`chiral: refused a viewer from ${peerOf(info.req)}: ${why} (HTTP 401)`))
+  done(false, 401, "Unauthorized", { "WWW-Authenticate": "Bearer" })
+}
+
+/**
+ * The Foxglove server on a `ws` server, viewers checked for the token and
+ * wrapped by `droppingSocket`; closed with the scope.
+ */
 const listen = (options: LiveViewOptions, foxglove: FoxgloveServer, onDrop: () => void) =>
   Effect.gen(function*() {
-    const host = options.host ?? "0.0.0.0"
+    const host = options.host ?? "127.0.0.1"
     const port = options.port ?? 8767
     const maxBuffered = options.maxBufferedBytes ?? 64 * 1024 * 1024
-    const wanted = `ws://${host}:${port}`
+    const wanted = `ws://${host.includes(":") ? `[${host}]` : host}:${port}`
+    if (options.token === "") return yield* new ViewError({ address: wanted, reason: "the token is empty" })
+    const context = yield* Effect.context<never>()
+    const log = (effect: Effect.Effect<void>) => void Effect.runForkWith(context)(effect)
+    const refusal = options.token === undefined ? undefined : AccessToken.checker(options.token)
     const wss = yield* Effect.acquireRelease(
       Effect.callback<WebSocketServer, ViewError>((resume) => {
         const wss = new WebSocketServer({
           host,
           port,
           perMessageDeflate: false,
-          handleProtocols: (protocols) => foxglove.handleProtocols(protocols)
+          handleProtocols: (protocols) => foxglove.handleProtocols(protocols),
+          ...(refusal === undefined ? {} : { verifyClient: verifyViewer(refusal, log) })
         })
         wss.once("listening", () => resume(Effect.succeed(wss)))
         wss.once("error", (error) => resume(Effect.fail(new ViewError({ address: wanted, reason: error.message }))))
@@ -160,14 +210,16 @@ const listen = (options: LiveViewOptions, foxglove: FoxgloveServer, onDrop: () =
     const address = typeof bound === "string" || bound === null
       ? wanted
       : `ws://${host.includes(":") ? `[${host}]` : host}:${bound.port}`
+    if (options.token === undefined && !isLoopbackHost(host)) {
+      yield* Effect.logWarning(
+        `chiral: serving the live view ${address} without a token: anyone who can reach this port can watch the robot's cameras (set a token: LiveViewOptions.token, or a chiral command's --token or CHIRAL_TOKEN)`
+      )
+    }
     const state = { address, viewers: 0 }
     wss.on("connection", (ws, request) => {
       state.viewers++
       ws.once("close", () => state.viewers--)
-      foxglove.handleConnection(
-        droppingSocket(ws, maxBuffered, onDrop),
-        `${request.socket.remoteAddress ?? "?"}:${request.socket.remotePort ?? "?"}`
-      )
+      foxglove.handleConnection(droppingSocket(ws, maxBuffered, onDrop), peerOf(request))
     })
     return state
   })
