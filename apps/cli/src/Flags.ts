@@ -16,11 +16,15 @@ import { defaultPorts, type Protocol, protocols } from "./Transports.js"
 
 // ── where a command listens, or what it connects with ────────────────────────
 
-/** `--host`: the interface to listen on; `subject` says whose ("Interface the view listens on"). */
-export const host = (subject = "Interface to listen on") =>
+/**
+ * `--host`: the interface to listen on; `subject` says whose ("Interface the
+ * view listens on"), `byDefault` where without the flag (0.0.0.0, as the
+ * references' robots; 127.0.0.1 for what need not leave this machine).
+ */
+export const host = (subject = "Interface to listen on", byDefault: "0.0.0.0" | "127.0.0.1" = "0.0.0.0") =>
   Flag.String("host").pipe(
-    Flag.withDescription(`${subject}: 0.0.0.0 every interface, 127.0.0.1 this machine only (default 0.0.0.0)`),
-    Flag.withDefault("0.0.0.0")
+    Flag.withDescription(`${subject}: 0.0.0.0 every interface, 127.0.0.1 this machine only (default ${byDefault})`),
+    Flag.withDefault(byDefault)
   )
 
 /** `--port`/`-p` of a chiral server: each protocol's default port unless given. */
@@ -69,14 +73,17 @@ export const sharedNetwork = ", so several robots can share one Zenoh network"
 /**
  * `--token` of a command that listens: the access token its WebSocket server
  * requires. `fallback` says what it defaults to after CHIRAL_TOKEN, if
- * anything ("the --upstream URI's token").
+ * anything ("the --upstream URI's token"); `who` who must present it
+ * (default "WebSocket only: clients"), `note` what else it is for.
  */
-export const token = (fallback?: string) =>
+export const token = (fallback?: string, options: { readonly who?: string; readonly note?: string } = {}) =>
   Flag.String("token").pipe(
     Flag.withDescription(
-      `WebSocket only: clients must present this token (ws://host:port/?token=T or Authorization: Bearer T), others get HTTP 401. Default: the CHIRAL_TOKEN environment variable, else ${
-        fallback === undefined ? "none" : `${fallback}, else none`
-      }`
+      `${
+        options.who ?? "WebSocket only: clients"
+      } must present this token (ws://host:port/?token=T or Authorization: Bearer T), others get HTTP 401${
+        options.note ?? ""
+      }. Default: the CHIRAL_TOKEN environment variable, else ${fallback === undefined ? "none" : `${fallback}, else none`}`
     ),
     Flag.withMetavar("T"),
     Flag.optional

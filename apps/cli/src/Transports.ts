@@ -93,5 +93,32 @@ export const clientTransportFor = (
   })
 }
 
+/** The `token` in a WebSocket URI's query, if any (`ws://robot:8765/?token=T`). */
+export const uriTokenOf = (uri: string): string | undefined => {
+  if (protocolOf(uri) !== "websocket") return undefined
+  try {
+    const token = new URL(uri).searchParams.get("token")
+    return token === null || token === "" ? undefined : token
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * A WebSocket URI presenting `token` (`ws://robot:8765/?token=T`) unless it
+ * presents one already; other URIs as they are (Zenoh has no token), and one
+ * that does not parse too, for the transport to say what is wrong with it.
+ */
+export const withToken = (uri: string, token: string | undefined): string => {
+  if (token === undefined || protocolOf(uri) !== "websocket" || uriTokenOf(uri) !== undefined) return uri
+  try {
+    const url = new URL(uri)
+    url.searchParams.set("token", token)
+    return url.toString()
+  } catch {
+    return uri
+  }
+}
+
 /** A URI as the commands print it: a `token` in its query shown as `***`. */
 export const shown = (uri: string): string => WebSocketTransport.redactToken(uri)

@@ -4,6 +4,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { Episode } from "@chiral/record"
 import { Tensor } from "@chiral/protocol"
+import * as RawWebSocket from "@chiral/testing/RawWebSocket"
 import { assert, describe, it } from "@effect/vitest"
 import { protobufFromBinaryDescriptor } from "@mcap/support"
 import { ConfigProvider, Effect, Exit, Fiber, Layer, Schedule } from "effect"
@@ -12,7 +13,7 @@ import { progressLine, record } from "../src/commands/Record.js"
 import { replay } from "../src/commands/Replay.js"
 import { view } from "../src/commands/View.js"
 import * as SimulatedRobot from "../src/SimulatedRobot.js"
-import { serverTransports } from "../src/Transports.js"
+import { serverTransports, uriTokenOf, withToken } from "../src/Transports.js"
 import * as FoxgloveViewer from "./support/FoxgloveViewer.js"
 import { run, startCommand } from "./support/RunCommand.js"
 
@@ -42,6 +43,9 @@ const probeJson = (uri: string, ...args: Array<string>) =>
     assert.isTrue(Exit.isSuccess(exit), `probe failed: ${String(exit)} ${stderr.join(" | ")}`)
     return JSON.parse(stdout.join("\n")) as ProbeJson
   })
+
+/** The subprotocol Foxglove and Lichtblick ask for. */
+const foxglove = { "Sec-WebSocket-Protocol": "foxglove.websocket.v1" }
 
 // Live sockets, worker threads and files: generous, for a loaded 2-core machine.
 const liveTimeout = 60_000
@@ -220,6 +224,70 @@ describe("chiral record / replay / view", () => {
       assert.strictEqual(image["height"], 6)
       assert.strictEqual(image["frame_id"], "cam_0")
       assert.strictEqual((image["data"] as Uint8Array).byteLength, 8 * 6 * 3)
+    }).pipe(Effect.scoped), liveTimeout)
+
+  it.live("view: listens on this machine only unless --host says otherwise; elsewhere without a token it warns", () =>
+    Effect.gen(function*() {
+      const robot = yield* startRobot({ cameras: 1 })
+      const local = yield* startCommand(view, [robot.server.address, "--port", "0"], "live view on ")
+      assert.match(local.address, /^ws:\/\/127\.0\.0\.1:\d+$/)
+      const open = yield* startCommand(view, [robot.server.address, "--host", "0.0.0.0", "--port", "0"], "live view on ")
+      assert.match(open.address, /^ws:\/\/0\.0\.0\.0:\d+$/)
+      const warning = `chiral: serving the live view ${open.address} without a token: anyone who can reach this port can watch the robot's cameras`
+      // Logged while the view starts, before the line that gives its address.
+      assert.isTrue(open.output.stderr.some((l) => l.includes(warning)), open.output.stderr.join(" | "))
+      assert.isFalse(local.output.stderr.some((l) => l.includes("without a token")), local.output.stderr.join(" | "))
+    }).pipe(Effect.scoped), liveTimeout)
+
+  it("view: a token given for the view goes to a ws:// robot whose URI has none, and only there", () => {
+    assert.strictEqual(withToken("ws://robot:8765", "s3cret"), "ws://robot:8765/?token=s3cret")
+    assert.strictEqual(withToken("ws://robot:8765/chiral?x=1", "a b&c"), "ws://robot:8765/chiral?x=1&token=a+b%26c")
+    assert.strictEqual(withToken("ws://robot:8765/?token=r0b0t", "s3cret"), "ws://robot:8765/?token=r0b0t")
+    assert.strictEqual(withToken("tcp/robot:7447", "s3cret"), "tcp/robot:7447")
+    assert.strictEqual(withToken("ws://robot:8765", undefined), "ws://robot:8765")
+    assert.strictEqual(uriTokenOf(withToken("ws://robot:8765", "a b&c")), "a b&c")
+  })
+
+  it.live("view: a token is required of viewers (401 without it or with a wrong one), presented to a robot whose URI has none, never printed", () =>
+    Effect.gen(function*() {
+      const robot = yield* Effect.flatMap(
+        Layer.build(serverTransports.websocket({ host: "127.0.0.1", port: 0, webSocket: { token: "s3cret" } })),
+        (transport) => SimulatedRobot.make({ cameras: 1, width: 8, height: 6 }).pipe(Effect.provideContext(transport))
+      )
+      const bare = robot.server.address
+      // --token, CHIRAL_TOKEN, and by default the robot URI's own token
+      const cases = [
+        [[bare, "--token", "s3cret"], {}],
+        [[bare], { CHIRAL_TOKEN: "s3cret" }],
+        [[`${bare}/?token=s3cret`], {}]
+      ] as const
+      for (const [args, env] of cases) {
+        const viewing = yield* startCommand(view, [...args, "--port", "0", "--hz", "20"], "live view on ").pipe(
+          Effect.provideService(ConfigProvider.ConfigProvider, ConfigProvider.fromEnv({ env }))
+        )
+        assert.include(viewing.output.stderr.find((l) => l.includes("live view on "))!, `token required: ${viewing.address}/?token=***`)
+        // What Foxglove and Lichtblick send: the subprotocol, the token in the URI they are given.
+        const status = (options: RawWebSocket.HandshakeOptions = {}) =>
+          RawWebSocket.upgradeStatus(viewing.address, { ...options, headers: { ...foxglove, ...options.headers } })
+        assert.strictEqual(yield* status(), 401)
+        assert.strictEqual(yield* status({ path: "/?token=wrong" }), 401)
+        assert.strictEqual(yield* status({ headers: { Authorization: "Bearer wrong" } }), 401)
+        assert.strictEqual(yield* status({ headers: { Authorization: "Bearer s3cret" } }), 101)
+        // The robot answers the view (it refuses clients without its token, and the view then ends):
+        // observations reach the viewer.
+        const viewer = yield* FoxgloveViewer.connect(`${viewing.address}/?token=s3cret`)
+        yield* viewer.until(() => viewer.channels.has("/observation")).pipe(
+          Effect.raceFirst(Effect.flatMap(Fiber.await(viewing.fiber), (exit) =>
+            Effect.die(new Error(`view ended: ${String(exit)}; stderr: ${viewing.output.stderr.join(" | ")}`))))
+        )
+        viewer.subscribe("/observation")
+        yield* viewer.until(() => viewer.messages.some((m) => m.topic === "/observation"))
+        const observation = JSON.parse(new TextDecoder().decode(viewer.messages.find((m) => m.topic === "/observation")!.data))
+        assert.strictEqual(observation.connection, `${bare}/?token=***`)
+        yield* Fiber.interrupt(viewing.fiber)
+        assert.include(viewing.output.stderr.join("\n"), `showing ${bare}/?token=*** at 20 Hz`)
+        for (const line of [...viewing.output.stdout, ...viewing.output.stderr]) assert.notInclude(line, "s3cret")
+      }
     }).pipe(Effect.scoped), liveTimeout)
 
   it.live("record --view-port: the live view shows the actions that pass", () =>

@@ -4,7 +4,7 @@ import { WebSocketTransport } from "@chiral/websocket"
 import { Console, Duration, Effect, Logger, Option, Schedule } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as Flags from "../Flags.js"
-import { clientTransportFor, protocolOf, serverTransports, shown } from "../Transports.js"
+import { clientTransportFor, serverTransports, shown, uriTokenOf } from "../Transports.js"
 import { failWith } from "./Decode.js"
 
 /** Default listening ports: the robot's own plus one, so both can run on one machine. */
@@ -48,17 +48,6 @@ const showProgress = (recorder: Recorder.Recorder, started: number, every: numbe
     Effect.andThen(Effect.repeat(draw, Schedule.spaced(period))),
       Effect.ensuring(tty ? Effect.sync(() => process.stdout.write("\r\x1b[2K")) : Effect.void)
     )
-}
-
-/** The `token` in a WebSocket URI's query, if any (`ws://robot:8765/?token=T`). */
-const upstreamTokenOf = (uri: string): string | undefined => {
-  if (protocolOf(uri) !== "websocket") return undefined
-  try {
-    const token = new URL(uri).searchParams.get("token")
-    return token === null || token === "" ? undefined : token
-  } catch {
-    return undefined
-  }
 }
 
 export const record = Command.make(
@@ -128,7 +117,7 @@ export const record = Command.make(
     if (typeof upstream === "string") return yield* failWith("record", `--upstream: ${upstream}`)
     // A robot that requires a token must not be reachable through the proxy
     // without one: by default the proxy requires the robot's own token.
-    const upstreamToken = upstreamTokenOf(flags.upstream)
+    const upstreamToken = uriTokenOf(flags.upstream)
     const resolved = yield* Flags.tokenOf(flags.token, flags.protocol, upstreamToken)
     if ("error" in resolved) return yield* failWith("record", resolved.error)
     const token = resolved.token

@@ -3,7 +3,7 @@ import { LiveView, Recorder } from "@chiral/record"
 import { Console, Effect, Logger, Option, Stream } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as Flags from "../Flags.js"
-import { clientTransportFor, shown } from "../Transports.js"
+import { clientTransportFor, shown, uriTokenOf, withToken } from "../Transports.js"
 import { failWith } from "./Decode.js"
 
 export const defaultViewPort = 8767
@@ -21,7 +21,11 @@ export const view = Command.make(
       Flag.withDescription(`Port of the Foxglove WebSocket server; 0 picks a free one (default ${defaultViewPort})`),
       Flag.withDefault(defaultViewPort)
     ),
-    host: Flags.host("Interface the view listens on"),
+    host: Flags.host("Interface the view listens on", "127.0.0.1"),
+    token: Flags.token("the robot URI's token (viewers present the view what they would present the robot)", {
+      who: "Viewers",
+      note: "; also presented to the robot when its ws:// URI has none"
+    }),
     protocol: Flags.uriProtocol("Transport to the robot"),
     keyPrefix: Flags.keyPrefix("the robot's")
   },
@@ -30,24 +34,36 @@ export const view = Command.make(
     if (!(Number.isInteger(flags.port) && flags.port >= 0 && flags.port <= 65535)) {
       return yield* failWith("view", `--port ${flags.port}: expected a port from 0 to 65535`)
     }
-    const transport = clientTransportFor(flags.uri, {
+    // The view shows what the robot's cameras see: a robot that requires a
+    // token must not be watched without one, so by default viewers present
+    // the robot's own token; a token given for the view is the robot's too
+    // when its URI has none (one CHIRAL_TOKEN for both).
+    const resolved = yield* Flags.tokenOf(flags.token, "websocket", uriTokenOf(flags.uri))
+    if ("error" in resolved) return yield* failWith("view", resolved.error)
+    const token = resolved.token
+    const robot = withToken(flags.uri, token)
+    const transport = clientTransportFor(robot, {
       protocol: Option.getOrUndefined(flags.protocol),
       keyPrefix: Option.getOrUndefined(flags.keyPrefix),
       dispatchThread: "main"
     })
     if (typeof transport === "string") return yield* failWith("view", transport)
     yield* Effect.gen(function*() {
-      const live = yield* LiveView.make({ host: flags.host, port: flags.port, hz: flags.hz, withActions: false })
-      yield* Console.error(`chiral view: Foxglove live view on ${live.address} (Foxglove → Open connection → Foxglove WebSocket)`)
+      const live = yield* LiveView.make({ host: flags.host, port: flags.port, hz: flags.hz, withActions: false, token })
+      yield* Console.error(
+        `chiral view: Foxglove live view on ${live.address} (${
+          token === undefined ? "" : `token required: ${live.address}/?token=***, `
+        }Foxglove → Open connection → Foxglove WebSocket)`
+      )
       // An extra client of the robot: it asks for observations at --hz, as a policy would.
       const client = yield* PolicyClient.make({})
-      yield* Console.error(`chiral view: showing ${shown(flags.uri)} at ${flags.hz} Hz`)
+      yield* Console.error(`chiral view: showing ${shown(robot)} at ${flags.hz} Hz`)
       yield* client.startObsStream(flags.hz)
       yield* client.observations.pipe(
-        Stream.runForEach((obs) => Effect.sync(() => live.publishReply({ reply: "obs_response", obs }, flags.uri, Recorder.now()))),
+        Stream.runForEach((obs) => Effect.sync(() => live.publishReply({ reply: "obs_response", obs }, shown(robot), Recorder.now()))),
         Effect.raceFirst(client.awaitDisconnect)
       )
-      yield* Console.error(`chiral view: ${flags.uri} closed the connection`)
+      yield* Console.error(`chiral view: ${shown(robot)} closed the connection`)
     }).pipe(
       Effect.scoped,
       Effect.provide(transport),
@@ -59,10 +75,18 @@ export const view = Command.make(
   }, Effect.provideService(Logger.LogToStderr, true))
 ).pipe(
   Command.withDescription(
-    "Watch a live robot in Foxglove or Lichtblick: connects to the robot as one more client, asks for observations at --hz and serves them over the Foxglove WebSocket protocol (images, depth, camera calibration and /tf from K and T, proprios). A viewer that reads slowly gets frames dropped; the robot and its policy never wait for it. Runs until Ctrl-C."
+    "Watch a live robot in Foxglove or Lichtblick: connects to the robot as one more client, asks for observations at --hz and serves them over the Foxglove WebSocket protocol (images, depth, camera calibration and /tf from K and T, proprios). The view shows what the robot's cameras see: it listens on this machine only unless --host says otherwise (then without a token it warns that anyone who reaches the port can watch), and with a token (--token, CHIRAL_TOKEN, else the robot URI's) viewers must present it: Foxglove → Open connection → ws://host:port/?token=T. A token is never printed (***). A viewer that reads slowly gets frames dropped; the robot and its policy never wait for it. Runs until Ctrl-C."
   ),
   Command.withExamples([
-    { command: "chiral view ws://robot:8765", description: "Then in Foxglove: Open connection → ws://this-machine:8767" },
+    { command: "chiral view ws://robot:8765", description: "Then in Foxglove, on this machine: Open connection → ws://127.0.0.1:8767" },
+    {
+      command: "CHIRAL_TOKEN=s3cret chiral view ws://robot:8765 --host 0.0.0.0",
+      description: "For other machines: Foxglove → ws://this-machine:8767/?token=s3cret (the robot is asked with the same token)"
+    },
+    {
+      command: "chiral view \"ws://robot:8765/?token=r0b0t\" --host 0.0.0.0",
+      description: "A robot that requires a token: viewers present the same one"
+    },
     { command: "chiral view tcp/robot:7447 --hz 5 --port 9090", description: "A Zenoh robot, 5 observations a second" }
   ])
 )
