@@ -129,6 +129,20 @@ describe("chiral record / replay / view", () => {
       yield* Fiber.interrupt(proxy.fiber)
       for (const line of [...proxy.output.stdout, ...proxy.output.stderr]) assert.notInclude(line, "s3cret")
 
+      // --view-port: watching what passes takes the same token
+      const viewed = yield* startCommand(
+        record,
+        ["--upstream", upstream, "--host", "127.0.0.1", "--listen", "0", "-o", file, "--view-port", "0"],
+        "listening on "
+      )
+      const viewAddress = yield* addressOnLine(viewed.output, "live view on ")
+      assert.include(viewed.output.stderr.find((l) => l.includes("live view on "))!, `(token required: ${viewAddress}/?token=***)`)
+      const viewStatus = (path: string) => RawWebSocket.upgradeStatus(viewAddress, { path, headers: foxglove })
+      assert.strictEqual(yield* viewStatus("/"), 401)
+      assert.strictEqual(yield* viewStatus("/?token=wrong"), 401)
+      assert.strictEqual(yield* viewStatus("/?token=s3cret"), 101)
+      yield* Fiber.interrupt(viewed.fiber)
+
       // --token, and CHIRAL_TOKEN, choose the proxy's own
       for (const [args, env] of [[["--token", "other"], {}], [[], { CHIRAL_TOKEN: "other" }]] as const) {
         const own = yield* startCommand(

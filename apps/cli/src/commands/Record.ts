@@ -82,7 +82,9 @@ export const record = Command.make(
       Flag.withDefault(256)
     ),
     viewPort: Flag.Int("view-port").pipe(
-      Flag.withDescription("Also serve a live Foxglove view (foxglove.websocket.v1) of what passes, actions included, on this port"),
+      Flag.withDescription(
+        "Also serve a live Foxglove view (foxglove.websocket.v1) of what passes, actions included, on this port, on --host; viewers present the proxy's token, if any (ws://host:port/?token=T)"
+      ),
       Flag.optional
     ),
     progressEvery: Flag.Finite("progress-every").pipe(
@@ -139,9 +141,12 @@ export const record = Command.make(
       summary = () => `chiral record: ${flags.output}: ${progressLine(recorder.stats(), (performance.now() - started) / 1000)}`
       const taps: Array<RecordingProxy.Tap> = []
       if (viewPort !== undefined) {
-        const view = yield* LiveView.make({ host: flags.host, port: viewPort, hz: flags.viewHz, withActions: true })
+        // What passes is the robot's cameras and actions: watched with the token it takes to drive.
+        const view = yield* LiveView.make({ host: flags.host, port: viewPort, hz: flags.viewHz, withActions: true, token })
         taps.push(view.tap)
-        yield* Console.error(`chiral record: Foxglove live view on ${view.address}`)
+        yield* Console.error(
+          `chiral record: Foxglove live view on ${view.address}${token === undefined ? "" : ` (token required: ${view.address}/?token=***)`}`
+        )
       }
       const address = (yield* ServerTransport).address
       if (upstreamToken !== undefined && token === undefined && !WebSocketTransport.isLoopbackHost(flags.host)) {
