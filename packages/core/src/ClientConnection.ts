@@ -55,7 +55,9 @@ export interface ConnectOptions {
   /**
    * How long the first connection may take, attempts and handshakes
    * included; past it the client fails with the last attempt's error (a
-   * `TransportError`). Default: no limit, as the references wait.
+   * `TransportError`). Default: no limit, as the references wait. A host
+   * name that does not exist (`ENOTFOUND`) fails the first connection at
+   * once either way (see `connectFirst`).
    */
   readonly openTimeout?: Duration.Input | undefined
   /**
@@ -129,13 +131,19 @@ const attempt = (
 
 /**
  * The first connection, retrying every `retryInterval` while nobody answers;
- * prints the waiting line once, as the references do. With an `openTimeout`,
+ * prints the waiting line once, as the references do. A host name that does
+ * not exist (`InvalidAddress`, `ENOTFOUND`) is not waited for: the error is
+ * the outcome at once. One the resolver cannot resolve for now (`EAI_AGAIN`,
+ * …: `Unavailable` with `unresolved`) is retried like a server that is not up,
+ * with a warning that names the host and the resolver's answer instead of
+ * the waiting line (once per answer, not per attempt). With an `openTimeout`,
  * each attempt is told the time left (`ConnectTimeout`), and the last
  * attempt's error is the outcome once it has run out.
  */
 const connectFirst = (transport: ClientTransport["Service"], parent: Scope.Scope, options: ConnectOptions) =>
   Effect.gen(function*() {
     let warned = options.quiet === true
+    const resolveFailures = new Set<string>()
     let last: TransportError | undefined
     const limit = options.openTimeout === undefined ? undefined : Duration.fromInputUnsafe(options.openTimeout)
     const start = yield* Clock.currentTimeMillis
@@ -146,7 +154,13 @@ const connectFirst = (transport: ClientTransport["Service"], parent: Scope.Scope
         Effect.flatMap(left, (budget) => {
           last = error
           // printed once another attempt is coming (a frozen server's silence too)
-          if (warned || !retryable(error) || (budget !== undefined && Duration.toMillis(budget) <= 0)) return Effect.void
+          if (!retryable(error) || (budget !== undefined && Duration.toMillis(budget) <= 0)) return Effect.void
+          if (error.unresolved !== undefined) {
+            if (resolveFailures.has(error.unresolved.code)) return Effect.void
+            resolveFailures.add(error.unresolved.code)
+            return Effect.logWarning(`chiral: ${transport.address}: ${error.detail}; trying again`)
+          }
+          if (warned) return Effect.void
           warned = true
           return Console.log(transport.waitingMessage ?? `chiral: waiting for server at ${transport.address} …`)
         })
@@ -168,7 +182,8 @@ const connectFirst = (transport: ClientTransport["Service"], parent: Scope.Scope
               address: transport.address,
               detail: `no connection within ${Duration.format(limit)}${
                 last === undefined ? "" : ` (last attempt: ${last.detail ?? last.reason})`
-              }`
+              }`,
+              unresolved: last?.unresolved
             })
           )
       })
@@ -178,9 +193,11 @@ const connectFirst = (transport: ClientTransport["Service"], parent: Scope.Scope
 /**
  * A new connection after a loss, attempts spaced by `schedule`. Every failure
  * is retried: the address worked, and a server going down or coming up
- * answers in passing with refusals, HTTP errors or silence; the schedule
- * decides when to give up. Each kind of failure is logged once, not once per
- * attempt; `note` hears every one.
+ * answers in passing with refusals, HTTP errors or silence, as a network
+ * blip can make its host name fail to resolve for a while (even `ENOTFOUND`);
+ * the schedule decides when to give up. Each kind of failure is logged once,
+ * not once per attempt (a host name that does not resolve as a warning
+ * naming it and the resolver's answer); `note` hears every one.
  */
 const reconnectOn = (
   transport: ClientTransport["Service"],
@@ -197,7 +214,9 @@ const reconnectOn = (
           const kind = `${error.reason}: ${error.detail ?? ""}`
           if (reported.has(kind)) return Effect.void
           reported.add(kind)
-          return Effect.logInfo(`chiral: ${transport.address}: reconnection attempt failed (${error.message}); trying again`)
+          return error.unresolved !== undefined
+            ? Effect.logWarning(`chiral: ${transport.address}: reconnection attempt failed: ${error.detail}; trying again`)
+            : Effect.logInfo(`chiral: ${transport.address}: reconnection attempt failed (${error.message}); trying again`)
         })
       ),
       Effect.retry({ schedule })

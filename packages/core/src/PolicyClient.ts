@@ -58,7 +58,11 @@ export interface PolicyClientOptions {
    * and handshakes included (the transport is told the time left); past it,
    * making the client fails with the last attempt's `TransportError`
    * (`Silent` when something accepted the connection but never completed the
-   * handshake). Default: no limit, as the references wait.
+   * handshake). Default: no limit, as the references wait. Either way a
+   * host name that does not exist is not waited for: making the client fails
+   * at once with an `InvalidAddress` `TransportError` that names the host
+   * and the resolver's answer (`unresolved`, code `ENOTFOUND`); one the
+   * resolver cannot answer for now (`EAI_AGAIN`) is retried, with a warning.
    */
   readonly openTimeout?: Duration.Input | undefined
   /**

@@ -69,8 +69,10 @@ export class ClientTransport extends Context.Service<ClientTransport, {
   readonly address: string
   /**
    * One connection attempt. Fails with reason `Unavailable` when nobody
-   * answers (callers retry), other reasons when retrying cannot help. The
-   * connection closes with the scope.
+   * answers (callers retry), other reasons when retrying cannot help. A host
+   * name that cannot be resolved fails with `unresolved` set
+   * (`unresolvedHost`: `InvalidAddress` for `ENOTFOUND`, `Unavailable` for a
+   * temporary failure). The connection closes with the scope.
    */
   readonly connect: Effect.Effect<Connection, TransportError, Scope.Scope>
   /**

@@ -13,7 +13,10 @@ export const TransportErrorReason = Schema.Literals([
    * Worth retrying (a frozen server may resume).
    */
   "Silent",
-  /** The address cannot be used at all (malformed URI, unsupported scheme). */
+  /**
+   * The address cannot be used at all (malformed URI, unsupported scheme, a
+   * host name that does not exist: see `unresolved`).
+   */
   "InvalidAddress",
   /** The server could not bind its address. */
   "Listen",
@@ -26,13 +29,67 @@ export const TransportErrorReason = Schema.Literals([
 ])
 export type TransportErrorReason = typeof TransportErrorReason.Type
 
+/**
+ * A host name the resolver could not resolve: the name, and the resolver's
+ * answer as Node's code. `ENOTFOUND`: no such name (a typo, or a name not
+ * announced yet), reported as `InvalidAddress`; the others are reported as
+ * `Unavailable`, worth retrying: `EAI_AGAIN` (a temporary failure: the
+ * resolver could not answer now), other getaddrinfo `EAI_*` codes, and
+ * `ETIMEOUT` (the attempt's time ran out before the resolver answered).
+ */
+export const Unresolved = Schema.Struct({ host: Schema.String, code: Schema.String })
+export type Unresolved = typeof Unresolved.Type
+
 export class TransportError extends Schema.TaggedError<TransportError>()("TransportError", {
   reason: TransportErrorReason,
   address: Schema.String,
   detail: Schema.optional(Schema.String),
+  /** Set when the address's host name could not be resolved. */
+  unresolved: Schema.optional(Unresolved),
   cause: Schema.optional(Schema.Defect())
 }) {
   override get message(): string {
     return `${this.reason} (${this.address})${this.detail === undefined ? "" : `: ${this.detail}`}`
   }
 }
+
+/**
+ * Whether `code` (a Node error's `code`) says a host name could not be
+ * resolved: `ENOTFOUND`, getaddrinfo's `EAI_*` (`EAI_AGAIN`, `EAI_FAIL`, …),
+ * or `ETIMEOUT`. `net.connect` reports its lookup's failures with these codes
+ * (and `syscall: "getaddrinfo"`); connecting to an IP address never does.
+ */
+export const isResolveCode = (code: unknown): code is string =>
+  code === "ENOTFOUND" || code === "ETIMEOUT" || (typeof code === "string" && code.startsWith("EAI_"))
+
+/** What the resolver's code means, for people. */
+const resolverSaid = (code: string, note: string | undefined): string => {
+  const meaning = note ?? (code === "ENOTFOUND"
+    ? undefined
+    : code === "EAI_AGAIN"
+    ? "a temporary failure: the resolver could not answer now"
+    : undefined)
+  return meaning === undefined ? code : `${code}: ${meaning}`
+}
+
+/**
+ * The error for a host name that could not be resolved (`code`, see
+ * `Unresolved`): `InvalidAddress` for `ENOTFOUND`, `Unavailable` (worth
+ * retrying) otherwise; its detail names the host and the resolver's answer,
+ * e.g. `cannot resolve host "robto" (ENOTFOUND)`. `note` replaces the
+ * explanation after the code.
+ */
+export const unresolvedHost = (options: {
+  readonly address: string
+  readonly host: string
+  readonly code: string
+  readonly note?: string | undefined
+  readonly cause?: unknown
+}): TransportError =>
+  new TransportError({
+    reason: options.code === "ENOTFOUND" ? "InvalidAddress" : "Unavailable",
+    address: options.address,
+    detail: `cannot resolve host ${JSON.stringify(options.host)} (${resolverSaid(options.code, options.note)})`,
+    unresolved: { host: options.host, code: options.code },
+    cause: options.cause
+  })

@@ -5,7 +5,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Clock, Effect, Exit, Fiber, Queue, Ref, Result, Schedule, Scope, SubscriptionRef } from "effect"
 import { TestClock } from "effect/testing"
 import { decodeFrame } from "@chiral/protocol"
-import { ClientTransport, MemoryTransport, PolicyClient, ServerTransport } from "../src/index.js"
+import { ClientTransport, MemoryTransport, PolicyClient, ServerTransport, type TransportError, unresolvedHost } from "../src/index.js"
 import { frameBytes } from "../src/Transport.js"
 import { failure } from "@chiral/testing/Exits"
 import * as Pair from "@chiral/testing/Pair"
@@ -203,4 +203,99 @@ describe("reconnection on TestClock", () => {
       expect(failure(yield* Fiber.join(queued))).toMatchObject({ reason: "Disconnected", request: "metadata" })
       expect(yield* Clock.currentTimeMillis).toBe(100)
     }).pipe(Effect.scoped))
+})
+
+/**
+ * A client transport whose next attempts fail with `failures` (in order),
+ * then connect through `network`; `attempts` counts every attempt.
+ */
+const scriptedNetwork = (failures: Array<TransportError>) =>
+  Effect.gen(function*() {
+    const network = yield* recordedNetwork
+    const client = ClientTransport.of({
+      ...network.client,
+      connect: Effect.suspend(() => {
+        const next = failures.shift()
+        if (next === undefined) return network.client.connect
+        return Effect.andThen(
+          Effect.flatMap(Clock.currentTimeMillis, (at) => Ref.update(network.attempts, (list) => [...list, at])),
+          Effect.fail(next)
+        )
+      })
+    })
+    return { ...network, client }
+  })
+
+const unresolved = (code: string) => unresolvedHost({ address: "memory://chiral", host: "robto", code })
+
+describe("host names that do not resolve", () => {
+  it.effect("ENOTFOUND fails the first connection at once with InvalidAddress naming the host; nothing is waited for", () =>
+    Effect.gen(function*() {
+      const network = yield* scriptedNetwork([unresolved("ENOTFOUND")])
+      const recorder = yield* Robot.makeRecorder
+      yield* serveRobot(network.server, recorder)
+      const error = failure(yield* Effect.exit(PolicyClient.make({ quiet: true }).pipe(
+        Effect.provideService(ClientTransport, network.client)
+      )))
+      expect(error).toMatchObject({ reason: "InvalidAddress", unresolved: { host: "robto", code: "ENOTFOUND" } })
+      expect(error.message).toBe(`InvalidAddress (memory://chiral): cannot resolve host "robto" (ENOTFOUND)`)
+      expect((yield* Ref.get(network.attempts)).length).toBe(1)
+      expect(yield* Clock.currentTimeMillis).toBe(0)
+    }).pipe(Effect.scoped))
+
+  it.effect("EAI_AGAIN on the first connection is retried with one warning naming the host (quiet or not); then it connects", () =>
+    Effect.gen(function*() {
+      const logs = yield* Robot.captureLogs
+      yield* Effect.gen(function*() {
+        const network = yield* scriptedNetwork([1, 2, 3].map(() => unresolved("EAI_AGAIN")))
+        const recorder = yield* Robot.makeRecorder
+        yield* serveRobot(network.server, recorder)
+        const making = yield* Effect.forkChild(PolicyClient.make({ quiet: true }).pipe(
+          Effect.provideService(ClientTransport, network.client)
+        ))
+        yield* advanceTo(1000, 10)
+        const client = yield* Fiber.join(making)
+        expect(yield* SubscriptionRef.get(client.connectionState)).toBe("connected")
+        expect((yield* Ref.get(network.attempts)).length).toBe(4)
+      }).pipe(Effect.scoped, Effect.provide(logs.layer))
+      const warnings = logs.lines.filter((l) => l.includes("cannot resolve"))
+      expect(warnings).toEqual([
+        `Warn: chiral: memory://chiral: cannot resolve host "robto" (EAI_AGAIN: a temporary failure: the resolver could not answer now); trying again`
+      ])
+    }))
+
+  it.effect("with an openTimeout, a name that never resolves fails when it runs out, the error still naming the host", () =>
+    Effect.gen(function*() {
+      const network = yield* scriptedNetwork(Array.from({ length: 100 }, () => unresolved("EAI_AGAIN")))
+      const making = yield* Effect.forkChild(Effect.exit(PolicyClient.make({ quiet: true, openTimeout: 500 }).pipe(
+        Effect.provideService(ClientTransport, network.client)
+      )))
+      yield* advanceTo(1000, 10)
+      const error = failure(yield* Fiber.join(making))
+      expect(error).toMatchObject({ reason: "Unavailable", unresolved: { host: "robto", code: "EAI_AGAIN" } })
+      expect(error.detail).toContain(`cannot resolve host "robto" (EAI_AGAIN`)
+    }).pipe(Effect.scoped))
+
+  it.effect("after a connection was made, even ENOTFOUND is retried (a network blip), logged once with the reason; then it reconnects", () =>
+    Effect.gen(function*() {
+      const logs = yield* Robot.captureLogs
+      yield* Effect.gen(function*() {
+        const failures: Array<TransportError> = []
+        const network = yield* scriptedNetwork(failures)
+        const recorder = yield* Robot.makeRecorder
+        const first = yield* serveRobot(network.server, recorder)
+        const client = yield* PolicyClient.make({ quiet: true }).pipe(Effect.provideService(ClientTransport, network.client))
+        failures.push(...[1, 2, 3, 4].map(() => unresolved("ENOTFOUND")))
+        yield* Scope.close(first, Exit.void)
+        yield* serveRobot(network.server, recorder)
+        yield* client.awaitDisconnect
+        yield* advanceTo(2000, 10)
+        expect(yield* SubscriptionRef.get(client.connectionState)).toBe("connected")
+        expect(yield* SubscriptionRef.get(client.reconnects)).toBe(1)
+        expect(failures).toEqual([])
+      }).pipe(Effect.scoped, Effect.provide(logs.layer))
+      expect(logs.lines.filter((l) => l.includes("cannot resolve"))).toEqual([
+        `Warn: chiral: memory://chiral: reconnection attempt failed: cannot resolve host "robto" (ENOTFOUND); trying again`
+      ])
+    }))
 })
