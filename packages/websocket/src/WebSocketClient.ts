@@ -68,15 +68,23 @@ export interface ClientSocketHandlers {
 /** Why a connection failed or ended badly. `kind` says whether retrying can help. */
 export class ClientSocketError extends Error {
   /**
-   * unavailable: nobody answered; silent: the TCP connection was accepted but
-   * no handshake answer came in time; handshake: the answer was refused;
-   * protocol: the server broke RFC 6455; lost: the open connection ended
-   * (dropped, or silent past the ping timeout).
+   * unresolved: the host name could not be resolved (`code`); unavailable:
+   * nobody answered; silent: the TCP connection was accepted but no handshake
+   * answer came in time; handshake: the answer was refused; protocol: the
+   * server broke RFC 6455; lost: the open connection ended (dropped, or
+   * silent past the ping timeout).
    */
-  readonly kind: "unavailable" | "silent" | "handshake" | "protocol" | "lost"
-  constructor(kind: ClientSocketError["kind"], message: string, options?: { cause?: unknown }) {
+  readonly kind: "unresolved" | "unavailable" | "silent" | "handshake" | "protocol" | "lost"
+  /**
+   * The socket error's code (`ECONNREFUSED`, `ENOTFOUND`, `EAI_AGAIN`, …);
+   * for `unresolved`, the resolver's answer, or `ETIMEOUT` when the open
+   * timeout ran out before it came.
+   */
+  readonly code: string | undefined
+  constructor(kind: ClientSocketError["kind"], message: string, options?: { cause?: unknown; code?: string | undefined }) {
     super(message, options)
     this.kind = kind
+    this.code = options?.code
   }
 }
 
@@ -89,6 +97,8 @@ export interface ConnectOptions {
   readonly hostHeader: string
   /** How long the TCP connect and the opening handshake may take. */
   readonly openTimeoutMillis: number
+  /** Resolves `host` (`net.connect`'s `lookup`). Default: the system's resolver (`dns.lookup`). */
+  readonly lookup?: Net.LookupFunction | undefined
   /** Ping the server every this many ms once open (0 or absent: never). */
   readonly pingIntervalMillis?: number | undefined
   /** End the connection when nothing arrives within this many ms after a ping (0 or absent: never). */
@@ -248,6 +258,12 @@ export class ClientSocket {
   private openTimer: ReturnType<typeof setTimeout> | undefined
   private closeTimer: ReturnType<typeof setTimeout> | undefined
   private tcpConnected = false
+  /**
+   * The host name is resolved (or is an IP address, which needs no
+   * resolving): an error before it is the resolver's (`net.connect` emits
+   * `lookup` once it has an address, before connecting).
+   */
+  private resolved = false
 
   // ── liveness ──
   private readonly pingIntervalMillis: number
@@ -290,9 +306,11 @@ export class ClientSocket {
     this.key = Crypto.randomBytes(16).toString("base64")
     this.pingIntervalMillis = options.pingIntervalMillis ?? 0
     this.pingTimeoutMillis = options.pingTimeoutMillis ?? 0
+    this.resolved = Net.isIP(options.host) !== 0
     this.socket = Net.connect({
       host: options.host,
       port: options.port,
+      ...(options.lookup === undefined ? {} : { lookup: options.lookup }),
       noDelay: true,
       onread: {
         buffer: () => this.nextReadBuffer(),
@@ -311,9 +329,18 @@ export class ClientSocket {
               seconds(options.openTimeoutMillis)
             }: not a WebSocket server, or a frozen one`
           )
+          : !this.resolved
+          ? new ClientSocketError(
+            "unresolved",
+            `no answer from the resolver within ${seconds(options.openTimeoutMillis)}`,
+            { code: "ETIMEOUT" }
+          )
           : new ClientSocketError("unavailable", `no TCP connection within ${seconds(options.openTimeoutMillis)}`)
       )
     }, options.openTimeoutMillis)
+    this.socket.on("lookup", (error: Error | null) => {
+      if (error === null) this.resolved = true
+    })
     this.socket.once("connect", () => {
       this.tcpConnected = true
       this.socket.write(
@@ -325,11 +352,14 @@ export class ClientSocket {
           "Sec-WebSocket-Version: 13\r\n\r\n"
       )
     })
-    this.socket.on("error", (error: Error) => {
+    this.socket.on("error", (error: NodeJS.ErrnoException) => {
+      const code = typeof error.code === "string" ? error.code : undefined
       this.fail(
-        this.state === "connecting"
-          ? new ClientSocketError("unavailable", error.message, { cause: error })
-          : new ClientSocketError("lost", error.message, { cause: error })
+        this.state !== "connecting"
+          ? new ClientSocketError("lost", error.message, { cause: error, code })
+          : !this.resolved
+          ? new ClientSocketError("unresolved", error.message, { cause: error, code })
+          : new ClientSocketError("unavailable", error.message, { cause: error, code })
       )
     })
     this.socket.on("end", () => {

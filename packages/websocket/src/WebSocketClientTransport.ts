@@ -9,10 +9,11 @@ import type { WithOffThreadDispatch } from "@chiral/core/OffThreadDispatch"
 import { ReceivePool } from "@chiral/protocol"
 import * as DispatchControl from "@chiral/core/DispatchControl"
 import { ClientTransport, type Connection, ConnectTimeout, type OutgoingFrame } from "@chiral/core/Transport"
-import { TransportError } from "@chiral/core/TransportError"
+import { isResolveCode, TransportError, unresolvedHost } from "@chiral/core/TransportError"
 import * as NodeWS from "@effect/platform-node/NodeWS"
 import { Cause, Deferred, Duration, Effect, Exit, Layer, Queue, type Scope, Stream } from "effect"
 import * as Socket from "effect/socket/Socket"
+import type * as Net from "node:net"
 import { Worker } from "node:worker_threads"
 import type { FromWorker, ToWorker, WorkerOptions } from "./ActionDispatchWorker.js"
 import * as AccessToken from "./AccessToken.js"
@@ -70,6 +71,14 @@ export interface ClientOptions {
    * empty (length 0) once the memory is reused. `wss://` is always "fresh".
    */
   readonly receiveBuffers?: "fresh" | "recycled" | ReceivePool | undefined
+  /**
+   * Resolves the URI's host name, as `net.connect`'s `lookup` (for a resolver
+   * of your own, or a test's). Default: the system's (`dns.lookup`). A name
+   * it cannot resolve fails the attempt with `unresolved` (see
+   * `unresolvedHost`): `ENOTFOUND` as `InvalidAddress`, a temporary failure
+   * (`EAI_AGAIN`) as `Unavailable`.
+   */
+  readonly lookup?: Net.LookupFunction | undefined
 }
 
 /** The resolved timings of one connection attempt, in ms (0: off). */
@@ -101,14 +110,29 @@ const timingsFor = (options: ClientOptions): Effect.Effect<Timings> =>
     }
   })
 
-/** Why a connection never opened, as the seam says it. */
-const openFailure = (uri: string, code: number, error: WebSocketClient.ClientSocketError | undefined) =>
-  new TransportError({
-    reason: error?.kind === "handshake" ? "InvalidAddress" : error?.kind === "silent" ? "Silent" : "Unavailable",
-    address: uri,
-    detail: error?.message ?? `closed during the handshake (${code})`,
-    cause: error
-  })
+/** A URL's host as the resolver is asked for it (without an IPv6 address's brackets). */
+const hostOf = (url: URL) => url.hostname.replace(/^\[(.*)\]$/, "$1")
+
+/**
+ * Why a connection never opened, as the seam says it. A host name that could
+ * not be resolved is named with the resolver's answer (`unresolvedHost`).
+ */
+const openFailure = (url: URL, uri: string, code: number, error: WebSocketClient.ClientSocketError | undefined) =>
+  error?.kind === "unresolved"
+    ? unresolvedHost({
+      address: uri,
+      host: hostOf(url),
+      // a resolver of the caller's that gave no code: a failure, not "no such name"
+      code: error.code ?? "EAI_FAIL",
+      note: error.code === "ETIMEOUT" ? error.message : undefined,
+      cause: error
+    })
+    : new TransportError({
+      reason: error?.kind === "handshake" ? "InvalidAddress" : error?.kind === "silent" ? "Silent" : "Unavailable",
+      address: uri,
+      detail: error?.message ?? `closed during the handshake (${code})`,
+      cause: error
+    })
 
 /**
  * A `ws://` connection on our own client framing (`WebSocketClient`): each
@@ -120,7 +144,8 @@ const openDirect = (
   url: URL,
   uri: string,
   timings: Timings,
-  pool: ReceivePool | undefined
+  pool: ReceivePool | undefined,
+  lookup: Net.LookupFunction | undefined
 ): Effect.Effect<{ readonly connection: Connection; readonly socket: WebSocketClient.ClientSocket }, TransportError, Scope.Scope> =>
   Effect.gen(function*() {
     const frames = yield* Queue.unbounded<Uint8Array, TransportError | Cause.Done>()
@@ -129,8 +154,9 @@ const openDirect = (
       Effect.interruptible(Effect.callback<WebSocketClient.ClientSocket, TransportError>((resume) => {
         let opened = false
         const socket: WebSocketClient.ClientSocket = WebSocketClient.connect({
-          host: url.hostname.replace(/^\[(.*)\]$/, "$1"),
+          host: hostOf(url),
           port: url.port === "" ? 80 : Number(url.port),
+          lookup,
           path: `${url.pathname === "" ? "/" : url.pathname}${url.search}`,
           hostHeader: url.host,
           ...timings,
@@ -144,7 +170,7 @@ const openDirect = (
             Queue.offerUnsafe(frames, message)
           },
           onClose: (code, reason, error) => {
-            if (!opened) return resume(Effect.fail(openFailure(uri, code, error)))
+            if (!opened) return resume(Effect.fail(openFailure(url, uri, code, error)))
             if (error === undefined && (closing || normalCloseCodes.has(code))) return void Queue.endUnsafe(frames)
             Queue.failCauseUnsafe(
               frames,
@@ -206,7 +232,8 @@ const connectOffThread = (
   url: URL,
   uri: string,
   timings: Timings,
-  pool: ReceivePool | undefined
+  pool: ReceivePool | undefined,
+  lookup: Net.LookupFunction | undefined
 ): Effect.Effect<Connection & Partial<WithOffThreadDispatch>, TransportError, Scope.Scope> =>
   Effect.gen(function*() {
     // Started before connecting, so that its start-up overlaps the handshakes.
@@ -234,7 +261,7 @@ const connectOffThread = (
     worker.on("error", control.end)
     worker.on("exit", control.end)
 
-    const { connection, socket } = yield* openDirect(url, uri, timings, pool)
+    const { connection, socket } = yield* openDirect(url, uri, timings, pool, lookup)
     const writer = socket.shareWrites()
     if (writer === undefined) return connection
     worker.postMessage({ t: "attach", writer } satisfies ToWorker)
@@ -282,14 +309,26 @@ const keepAlive = (ws: NodeWS.WebSocket, timings: Timings): Effect.Effect<void, 
     (interval) => Effect.sync(() => clearInterval(interval))
   ).pipe(Effect.asVoid)
 
+/** The code of a socket error as `ws` reports it (the error itself, or its event's `error`). */
+const errorCode = (cause: unknown): unknown => {
+  if (typeof cause !== "object" || cause === null) return undefined
+  const inner = (cause as { error?: unknown }).error
+  return (cause as { code?: unknown }).code ?? (typeof inner === "object" && inner !== null ? (inner as { code?: unknown }).code : undefined)
+}
+
 /** A `wss://` connection through `ws` (TLS is not worth a framing of our own). */
-const connectWithWs = (uri: string, timings: Timings): Effect.Effect<Connection, TransportError, Scope.Scope> =>
+const connectWithWs = (
+  url: URL,
+  uri: string,
+  timings: Timings,
+  lookup: Net.LookupFunction | undefined
+): Effect.Effect<Connection, TransportError, Scope.Scope> =>
   Effect.gen(function*() {
     let current: NodeWS.WebSocket | undefined
     const socket = yield* Socket.fromWebSocket(
       Effect.acquireRelease(
         Effect.sync(() => {
-          current = new NodeWS.WebSocket(uri, { perMessageDeflate: false, maxPayload: 0 })
+          current = new NodeWS.WebSocket(uri, { perMessageDeflate: false, maxPayload: 0, ...(lookup === undefined ? {} : { lookup }) })
           return current
         }),
         (ws) => Effect.sync(() => ws.close(1000))
@@ -300,6 +339,10 @@ const connectWithWs = (uri: string, timings: Timings): Effect.Effect<Connection,
     const reader = yield* socket.reader.pipe(
       Effect.mapError((error) => {
         const failure = toTransportError(error, shown)
+        const code = errorCode(failure.cause)
+        if (failure.reason === "Unavailable" && isResolveCode(code)) {
+          return unresolvedHost({ address: shown, host: hostOf(url), code, cause: failure.cause })
+        }
         // A server that answers the upgrade with an HTTP error will keep doing so.
         return failure.detail?.startsWith("Unexpected server response") === true
           ? new TransportError({ reason: "InvalidAddress", address: shown, detail: failure.detail })
@@ -336,10 +379,10 @@ export const makeClient = (uri: string, options: ClientOptions = {}): ClientTran
       })
     }
     const timings = yield* timingsFor(options)
-    if (url.protocol === "wss:") return yield* connectWithWs(uri, timings)
+    if (url.protocol === "wss:") return yield* connectWithWs(url, uri, timings, options.lookup)
     return yield* (options.thread === "main"
-      ? Effect.map(openDirect(url, shown, timings, pool), ({ connection }) => connection)
-      : connectOffThread(url, shown, timings, pool))
+      ? Effect.map(openDirect(url, shown, timings, pool, options.lookup), ({ connection }) => connection)
+      : connectOffThread(url, shown, timings, pool, options.lookup))
   })
   return ClientTransport.of({ address: shown, connect })
 }

@@ -5,6 +5,9 @@ import { ReceivePool } from "@chiral/protocol"
 import * as Recycling from "@chiral/testing/Recycling"
 import { WebSocketTransport } from "../src/index.js"
 import * as RawWebSocket from "@chiral/testing/RawWebSocket"
+import * as Lookup from "@chiral/testing/Lookup"
+import * as Pair from "@chiral/testing/Pair"
+import * as Robot from "@chiral/testing/Robot"
 import * as NodeWS from "@effect/platform-node/NodeWS"
 
 const echo = ServerTransport.use((server) =>
@@ -171,4 +174,77 @@ describe("WebSocket client with receiveBuffers", () => {
 
   it.live("\"fresh\" (default): nothing is lent", () =>
     Recycling.freshObservationIsNotLent.pipe(Effect.scoped, Effect.provide(recycling(undefined))))
+})
+
+describe("WebSocket client: host names that do not resolve (a scripted resolver, not the machine's DNS)", () => {
+  const attempt = (uri: string, options: WebSocketTransport.ClientOptions) =>
+    Effect.flip(Effect.scoped(WebSocketTransport.makeClient(uri, options).connect))
+
+  for (const thread of ["worker", "main"] as const) {
+    it.live(`ws:// (dispatcher thread ${thread}): ENOTFOUND is InvalidAddress naming the host; EAI_AGAIN is Unavailable, also naming it`, () =>
+      Effect.gen(function*() {
+        const missing = Lookup.scripted("ENOTFOUND")
+        const error = yield* attempt("ws://robto.local:8765", { thread, lookup: missing.lookup })
+        assert.deepStrictEqual(missing.asked, ["robto.local"])
+        assert.strictEqual(error.reason, "InvalidAddress")
+        assert.deepStrictEqual(error.unresolved, { host: "robto.local", code: "ENOTFOUND" })
+        assert.strictEqual(error.message, `InvalidAddress (ws://robto.local:8765): cannot resolve host "robto.local" (ENOTFOUND)`)
+
+        const later = yield* attempt("ws://robot.local:8765/?token=secret", { thread, lookup: Lookup.scripted("EAI_AGAIN").lookup })
+        assert.strictEqual(later.reason, "Unavailable")
+        assert.deepStrictEqual(later.unresolved, { host: "robot.local", code: "EAI_AGAIN" })
+        assert.strictEqual(later.address, "ws://robot.local:8765/?token=***")
+        assert.include(later.detail, `cannot resolve host "robot.local" (EAI_AGAIN`)
+      }))
+  }
+
+  it.live("ws://: a resolver that gives no answer before the open timeout is named too (ETIMEOUT), not taken for a TCP timeout", () =>
+    Effect.gen(function*() {
+      const error = yield* attempt("ws://robot.local:8765", { lookup: Lookup.scripted("never").lookup, openTimeoutMillis: 100 })
+      assert.strictEqual(error.reason, "Unavailable")
+      assert.deepStrictEqual(error.unresolved, { host: "robot.local", code: "ETIMEOUT" })
+      assert.strictEqual(error.detail, `cannot resolve host "robot.local" (ETIMEOUT: no answer from the resolver within 0.1 s)`)
+    }))
+
+  it.live("wss://: ENOTFOUND is InvalidAddress naming the host", () =>
+    Effect.gen(function*() {
+      const error = yield* attempt("wss://robto.local:8765", { lookup: Lookup.scripted("ENOTFOUND").lookup })
+      assert.strictEqual(error.reason, "InvalidAddress")
+      assert.deepStrictEqual(error.unresolved, { host: "robto.local", code: "ENOTFOUND" })
+    }))
+
+  it.live("a name that resolves to nobody listening is still Unavailable, without unresolved", () =>
+    Effect.gen(function*() {
+      const error = yield* attempt("ws://robot.local:1", { lookup: Lookup.scripted("127.0.0.1").lookup })
+      assert.strictEqual(error.reason, "Unavailable")
+      assert.isUndefined(error.unresolved)
+    }))
+
+  it.live("PolicyClient: ENOTFOUND fails the first connection at once; EAI_AGAIN is retried, warned about once, until the name resolves", () =>
+    Effect.gen(function*() {
+      const missing = Lookup.scripted("ENOTFOUND")
+      // (without the fix, this waited for the openTimeout and said Unavailable)
+      const error = yield* Effect.flip(
+        PolicyClient.make({ quiet: true, openTimeout: "20 seconds" }).pipe(
+          Effect.provide(WebSocketTransport.layerClient("ws://robto.local:8765", { lookup: missing.lookup }))
+        )
+      )
+      assert.strictEqual(error.message, `InvalidAddress (ws://robto.local:8765): cannot resolve host "robto.local" (ENOTFOUND)`)
+      assert.strictEqual(missing.asked.length, 1)
+
+      const server = yield* WebSocketTransport.makeServer({ host: "127.0.0.1", port: 0 })
+      yield* Pair.startServerOnly().pipe(Effect.provideService(ServerTransport, server))
+      const port = new URL(server.address).port
+      const logs = yield* Robot.captureLogs
+      const booting = Lookup.scripted("EAI_AGAIN", "EAI_AGAIN", "EAI_AGAIN", "127.0.0.1")
+      const client = yield* PolicyClient.make({ quiet: true }).pipe(
+        Effect.provide(WebSocketTransport.layerClient(`ws://robot.local:${port}`, { lookup: booting.lookup })),
+        Effect.provide(logs.layer)
+      )
+      assert.strictEqual((yield* client.getObs).cameras.length, 2)
+      assert.strictEqual(booting.asked.length, 4)
+      assert.deepStrictEqual(logs.lines.filter((line) => line.includes("resolve")), [
+        `Warn: chiral: ws://robot.local:${port}: cannot resolve host "robot.local" (EAI_AGAIN: a temporary failure: the resolver could not answer now); trying again`
+      ])
+    }).pipe(Effect.scoped))
 })
