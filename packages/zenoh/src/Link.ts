@@ -341,11 +341,19 @@ const makeSend = (socket: Net.Socket, peer: string, isOpen: () => boolean): Link
   }
 }
 
+/** The code of a socket error (`ECONNREFUSED`, `ENOTFOUND`, …), if it has one. */
+const codeOf = (error: Error): string | undefined => {
+  const code = (error as NodeJS.ErrnoException).code
+  return typeof code === "string" ? code : undefined
+}
+
 /**
  * Connects to `host:port`; the socket is destroyed when the scope closes. It reads into reused
  * memory (see `readLease`), or with `reuseReadMemory: false` into Node's fresh chunk per read
  * (every batch then the holder's to keep); `highWaterMark` (bytes, default 16 MiB) is where
- * reading pauses.
+ * reading pauses. `lookup` resolves a host name (`net.connect`'s; default the system's
+ * resolver). A failure carries the socket error's `code` (`ENOTFOUND` for a name that does not
+ * resolve); a timeout before the name was resolved says so, with `code` `ETIMEOUT`.
  */
 export const connect = (options: {
   readonly host: string
@@ -353,16 +361,31 @@ export const connect = (options: {
   readonly timeoutMillis: number
   readonly highWaterMark?: number | undefined
   readonly reuseReadMemory?: boolean | undefined
+  readonly lookup?: Net.LookupFunction | undefined
 }): Effect.Effect<Link, ZenohLinkError, Scope.Scope> => {
   const peer = `${options.host.includes(":") ? `[${options.host}]` : options.host}:${options.port}`
+  // An IP address needs no resolving; a name is resolved once `lookup` is emitted without an error.
+  let resolved = Net.isIP(options.host) !== 0
   return Effect.acquireRelease(
     Effect.callback<{ readonly socket: Net.Socket; readonly intake: Intake | undefined }, ZenohLinkError>((resume) => {
       const reading = options.reuseReadMemory === false ? undefined : readingInto(options.highWaterMark)
-      const socket = Net.createConnection({ host: options.host, port: options.port, onread: reading?.onread })
+      const socket = Net.createConnection({
+        host: options.host,
+        port: options.port,
+        onread: reading?.onread,
+        ...(options.lookup === undefined ? {} : { lookup: options.lookup })
+      })
       const intake = reading?.intake
+      socket.on("lookup", (error: Error | null) => {
+        if (error === null) resolved = true
+      })
       const onError = (error: Error) => {
         socket.destroy()
-        resume(Effect.fail(new ZenohLinkError({ peer, operation: "connect", reason: error.message, cause: error })))
+        resume(
+          Effect.fail(
+            new ZenohLinkError({ peer, operation: "connect", reason: error.message, code: codeOf(error), cause: error })
+          )
+        )
       }
       socket.once("error", onError)
       socket.once("connect", () => {
@@ -377,7 +400,14 @@ export const connect = (options: {
         duration: options.timeoutMillis,
         orElse: () =>
           Effect.fail(
-            new ZenohLinkError({ peer, operation: "connect", reason: `timed out after ${options.timeoutMillis} ms` })
+            resolved
+              ? new ZenohLinkError({ peer, operation: "connect", reason: `timed out after ${options.timeoutMillis} ms` })
+              : new ZenohLinkError({
+                peer,
+                operation: "connect",
+                reason: `no answer from the resolver within ${options.timeoutMillis} ms`,
+                code: "ETIMEOUT"
+              })
           )
       })
     ),

@@ -23,7 +23,10 @@ export interface Endpoint {
 }
 
 export interface ListenOptions extends ZenohConfig.ZenohConfig, Endpoint {}
-export interface ConnectOptions extends ZenohConfig.ZenohConfig, Endpoint {}
+export interface ConnectOptions extends ZenohConfig.ZenohConfig, Endpoint {
+  /** Resolves `host` (`net.connect`'s `lookup`). Default: the system's resolver (`dns.lookup`). */
+  readonly lookup?: Net.LookupFunction | undefined
+}
 
 /** A listening session: remote peers come and go, subscribers stay. */
 export interface Listener extends Session {
@@ -113,7 +116,8 @@ export const connect = (
     const link = yield* Link.connect({
       host: options.host,
       port: options.port,
-      timeoutMillis: config.handshakeTimeoutMillis
+      timeoutMillis: config.handshakeTimeoutMillis,
+      lookup: options.lookup
     })
     const negotiated = yield* Handshake.connector(link, config)
     const remote = state.attach(link, negotiated)
@@ -131,9 +135,12 @@ export const connect = (
  * Whether anybody listens at `host:port`: the TCP connection a session would
  * open, closed as soon as it is made, with nothing sent (a Zenoh peer takes
  * it for a port check). Fails as `connect`'s link would: `connect on
- * host:port failed: …`, or timed out after `timeoutMillis`.
+ * host:port failed: …` (with the socket error's `code`: `ENOTFOUND` for a host name that does
+ * not resolve), or timed out after `timeoutMillis`.
  */
-export const knock = (options: Endpoint & { readonly timeoutMillis: number }): Effect.Effect<void, ZenohLinkError> =>
+export const knock = (
+  options: Endpoint & { readonly timeoutMillis: number; readonly lookup?: Net.LookupFunction | undefined }
+): Effect.Effect<void, ZenohLinkError> =>
   Effect.scoped(Effect.asVoid(Link.connect({ ...options, reuseReadMemory: false })))
 
 /** A listening session as a service, for programs that receive it from a Layer. */

@@ -52,6 +52,13 @@ export class ZenohLinkError extends Schema.TaggedError<ZenohLinkError>()("ZenohL
   peer: Schema.String,
   operation: Schema.Literals(["connect", "listen", "read", "write"]),
   reason: Schema.String,
+  /**
+   * The socket error's code, when there was one: `ECONNREFUSED`, and for a host name the
+   * resolver could not resolve `ENOTFOUND` (no such name) or getaddrinfo's `EAI_AGAIN` (a
+   * temporary failure), …; `ETIMEOUT` when a connect timed out before the name was resolved.
+   * Kept across threads, where `cause` is not.
+   */
+  code: Schema.optional(Schema.String),
   cause: Schema.optional(Schema.Defect())
 }) {
   override get message(): string {

@@ -5,11 +5,13 @@
  * batch over many reads, many batches in one read, a paused socket) is under the test's control.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Fiber } from "effect"
+import { Deferred, Effect, Exit, Fiber, type Scope } from "effect"
 import type * as Net from "node:net"
 import * as Batch from "../src/Batch.js"
 import * as Link from "../src/Link.js"
 import { ReadMemory } from "../src/ReadMemory.js"
+import * as Zenoh from "../src/Zenoh.js"
+import type { ZenohLinkError } from "../src/ZenohError.js"
 
 /** A batch body of `n` bytes, different for every seed. */
 const body = (n: number, seed: number) => {
@@ -281,4 +283,35 @@ describe("ReadMemory", () => {
     assert.strictEqual(memory.allocated, 3)
     assert.isTrue(same(kept, body(1024, 1)))
   })
+})
+
+describe("Link.connect: host names that do not resolve (a scripted resolver, not the machine's DNS)", () => {
+  /** A `lookup` that fails with `code` as `dns.lookup` does, or never answers. */
+  const failingLookup = (code: string | "never"): Net.LookupFunction => (hostname, _options, callback) => {
+    if (code === "never") return
+    const error = Object.assign(new Error(`getaddrinfo ${code} ${hostname}`), { code, syscall: "getaddrinfo", hostname })
+    process.nextTick(() => callback(error, "", 0))
+  }
+  const failed = <A>(effect: Effect.Effect<A, ZenohLinkError, Scope.Scope>) => Effect.flip(Effect.scoped(effect))
+
+  it.live("the resolver's code is kept (ENOTFOUND, EAI_AGAIN), by knock too; a resolver that never answers times out saying so (ETIMEOUT)", () =>
+    Effect.gen(function*() {
+      for (const code of ["ENOTFOUND", "EAI_AGAIN"]) {
+        const error = yield* failed(Link.connect({ host: "robto", port: 7447, timeoutMillis: 10_000, lookup: failingLookup(code) }))
+        assert.strictEqual(error.code, code)
+        assert.strictEqual(error.message, `connect on robto:7447 failed: getaddrinfo ${code} robto`)
+        const knocked = yield* Effect.flip(Zenoh.knock({ host: "robto", port: 7447, timeoutMillis: 10_000, lookup: failingLookup(code) }))
+        assert.strictEqual(knocked.code, code)
+      }
+      const silent = yield* failed(Link.connect({ host: "robto", port: 7447, timeoutMillis: 50, lookup: failingLookup("never") }))
+      assert.strictEqual(silent.code, "ETIMEOUT")
+      assert.strictEqual(silent.message, "connect on robto:7447 failed: no answer from the resolver within 50 ms")
+    }))
+
+  it.live("nobody listening at an address keeps its own code (ECONNREFUSED)", () =>
+    Effect.gen(function*() {
+      const port = yield* Effect.scoped(Effect.map(Link.listen({ host: "127.0.0.1", port: 0, onConnection: (s) => s.destroy() }), (a) => a.port))
+      const error = yield* failed(Link.connect({ host: "127.0.0.1", port, timeoutMillis: 10_000 }))
+      assert.strictEqual(error.code, "ECONNREFUSED")
+    }))
 })
