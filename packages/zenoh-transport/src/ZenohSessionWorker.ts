@@ -141,7 +141,7 @@ export const decodeError = (encoded: EncodedError): Decoded => {
     case "ZenohReassemblyError":
       return new ZenohReassemblyError({ reason: e.reason, size: e.size, limit: e.limit })
     case "ZenohLinkError":
-      return new ZenohLinkError({ peer: e.peer, operation: e.operation, reason: e.reason })
+      return new ZenohLinkError({ peer: e.peer, operation: e.operation, reason: e.reason, code: e.code })
     case "ZenohCloseReceived":
       return new ZenohCloseReceived({ peer: e.peer, reason: e.reason, reasonName: e.reasonName })
     case "ZenohLeaseExpired":

@@ -41,14 +41,15 @@ import {
   type ZenohConfigError,
   type ZenohHandshakeError,
   type ZenohKeyExprError,
-  type ZenohLinkError,
+  ZenohLinkError,
   type ZenohReassemblyError,
   type ZenohSessionClosed
 } from "@chiral/zenoh"
 import { Cause, Clock, Duration, Effect, Exit, FiberSet, Layer, Option, Predicate, Scope, Stream } from "effect"
 import type { WithOffThreadDispatch } from "@chiral/core/OffThreadDispatch"
 import { ClientTransport, type Connection, ConnectTimeout, ServerTransport } from "@chiral/core/Transport"
-import { TransportError, type TransportErrorReason } from "@chiral/core/TransportError"
+import { isResolveCode, TransportError, type TransportErrorReason, unresolvedHost } from "@chiral/core/TransportError"
+import * as Net from "node:net"
 import * as ZenohDispatch from "./ZenohDispatch.js"
 import * as ZenohSession from "./ZenohSession.js"
 import type { SessionEnd } from "./ZenohSession.js"
@@ -136,6 +137,17 @@ export interface ClientOptions extends SessionOptions, KeyOptions {
    * empty (length 0) once the memory is reused.
    */
   readonly receiveBuffers?: "fresh" | "recycled" | undefined
+  /**
+   * Resolves the locator's host name, as `net.connect`'s `lookup` (a resolver
+   * of your own, or a test's). It is asked on this thread at every attempt (a
+   * function cannot reach the sessions' threads), and the sessions connect to
+   * the address it answers. Default: each session resolves the name itself
+   * with the system's resolver (`dns.lookup`). Either way a name that cannot
+   * be resolved fails the attempt with `unresolved` (see `unresolvedHost`):
+   * `ENOTFOUND` as `InvalidAddress`, a temporary failure (`EAI_AGAIN`) as
+   * `Unavailable`.
+   */
+  readonly lookup?: Net.LookupFunction | undefined
 }
 
 /** Free reassembly buffers a "recycled" client keeps (for 17.2 MB observations: up to ~138 MB). */
@@ -225,12 +237,24 @@ const tooLarge = (error: ZenohReassemblyError): string =>
  * A failed session opening. Worth retrying when nobody answered (`Silent`
  * when something accepted the connection but never completed the handshake)
  * or the peer went away; not when the peer speaks something else than Zenoh
- * 0x09 (or our own settings are invalid), since that will not change.
+ * 0x09 (or our own settings are invalid), since that will not change. A host
+ * name (`host`) that could not be resolved is named with the resolver's
+ * answer (`unresolvedHost`: `ENOTFOUND` is `InvalidAddress`).
  */
 const openError = (
   address: string,
+  host: string,
   error: ZenohConfigError | ZenohLinkError | ZenohHandshakeError
 ): TransportError => {
+  if (error._tag === "ZenohLinkError" && error.operation === "connect" && isResolveCode(error.code)) {
+    return unresolvedHost({
+      address,
+      host,
+      code: error.code,
+      note: error.code === "ETIMEOUT" ? error.reason : undefined,
+      cause: error
+    })
+  }
   // Accepted, but no Zenoh handshake in time: another service on the port, or a frozen server.
   const silent = error._tag === "ZenohHandshakeError" && error.reason.startsWith("no answer")
   const retry = error._tag === "ZenohLinkError" ||
@@ -506,6 +530,39 @@ const probeError = (locator: string) => (error: SessionEnd | Cause.Done): Transp
 const refusedConnection = (error: TransportError): boolean =>
   Predicate.isTagged(error.cause, "ZenohLinkError") && (error.cause as ZenohLinkError).operation === "connect"
 
+/**
+ * `endpoint` with its host name resolved by the caller's `lookup`, on this
+ * thread; fails as a link's connect does (`code`: the resolver's answer, or
+ * `ETIMEOUT` when none came within `timeoutMillis`).
+ */
+const resolveWith = (
+  endpoint: Zenoh.Endpoint,
+  lookup: Net.LookupFunction,
+  timeoutMillis: number
+): Effect.Effect<Zenoh.Endpoint, ZenohLinkError> => {
+  if (Net.isIP(endpoint.host) !== 0) return Effect.succeed(endpoint)
+  const peer = `${endpoint.host}:${endpoint.port}`
+  const failed = (reason: string, code: string | undefined, cause?: unknown) =>
+    new ZenohLinkError({ peer, operation: "connect", reason, code, cause })
+  return Effect.callback<Zenoh.Endpoint, ZenohLinkError>((resume) => {
+    lookup(endpoint.host, {}, (error, address) => {
+      const first = typeof address === "string" ? address : address?.[0]?.address
+      resume(
+        error !== null
+          ? Effect.fail(failed(error.message, typeof error.code === "string" ? error.code : "EAI_FAIL", error))
+          : first === undefined
+          ? Effect.fail(failed(`the resolver gave no address for ${endpoint.host}`, "ENOTFOUND"))
+          : Effect.succeed({ host: first, port: endpoint.port })
+      )
+    })
+  }).pipe(
+    Effect.timeoutOrElse({
+      duration: timeoutMillis,
+      orElse: () => Effect.fail(failed(`no answer from the resolver within ${timeoutMillis} ms`, "ETIMEOUT"))
+    })
+  )
+}
+
 /** The client's session: on its own thread unless told otherwise (or the thread cannot run). */
 const openSession = (
   locator: string,
@@ -524,7 +581,7 @@ const openSession = (
   }).pipe(
     Effect.mapError((error) =>
       error._tag === "ZenohConfigError" || error._tag === "ZenohLinkError" || error._tag === "ZenohHandshakeError"
-        ? openError(locator, error)
+        ? openError(locator, open.host, error)
         : probeError(locator)(error)
     )
   )
@@ -641,17 +698,24 @@ export const makeClient = (locator: string, options: ClientOptions = {}): Client
     })
 
   const attempt = (budgetMillis: number | undefined) => Effect.gen(function*() {
-    const endpoint = Zenoh.parseLocator(locator)
-    if (endpoint === undefined || !locator.startsWith("tcp/")) {
+    const named = Zenoh.parseLocator(locator)
+    if (named === undefined || !locator.startsWith("tcp/")) {
       return yield* new TransportError({ reason: "InvalidAddress", address: locator, detail: "expected tcp/host:port" })
     }
     const keys = yield* resolveKeys(options.keyPrefix, locator)
     // The caller's deadline bounds the handshake too, wherever the session is
     // opened: a silent peer is reported as such in time.
     const deadline = budgetMillis === undefined ? undefined : Date.now() + budgetMillis - deadlineMargin
+    const linkTimeout = () => ZenohSession.handshakeBy(millisOf(options.handshakeTimeout), deadline) ?? 10_000
+    const endpoint = options.lookup === undefined
+      ? named
+      : yield* resolveWith(named, options.lookup, linkTimeout()).pipe(
+        Effect.mapError((e) => openError(locator, named.host, e))
+      )
     if (nobodyListened && options.sessionThread !== "main") {
-      const timeout = ZenohSession.handshakeBy(millisOf(options.handshakeTimeout), deadline) ?? 10_000
-      yield* Zenoh.knock({ ...endpoint, timeoutMillis: timeout }).pipe(Effect.mapError((e) => openError(locator, e)))
+      yield* Zenoh.knock({ ...endpoint, timeoutMillis: linkTimeout() }).pipe(
+        Effect.mapError((e) => openError(locator, named.host, e))
+      )
     }
     const session = yield* openSession(locator, {
       ...endpoint,

@@ -4,7 +4,7 @@
  * that closes or vanishes, garbage on the request key, key prefixes.
  */
 import { decodeFrame, encodeFrame, Tensor } from "@chiral/protocol"
-import { type Session, Zenoh } from "@chiral/zenoh"
+import { type Session, Zenoh, ZenohLinkError } from "@chiral/zenoh"
 import { describe, expect, it } from "@effect/vitest"
 import * as DiagnosticsChannel from "node:diagnostics_channel"
 import * as Net from "node:net"
@@ -15,10 +15,13 @@ import {
   PolicyClient,
   PolicyServer,
   RequestError,
+  isResolveCode,
   ServerTransport,
   TransportError
 } from "@chiral/core"
 import { ZenohTransport } from "../src/index.js"
+import { decodeError, encodeError } from "../src/ZenohSessionWorker.js"
+import * as Lookup from "@chiral/testing/Lookup"
 import { failure } from "@chiral/testing/Exits"
 import * as Pair from "@chiral/testing/Pair"
 import { relayTo } from "@chiral/testing/Relay"
@@ -500,4 +503,65 @@ describe("ZenohTransport client with receiveBuffers", () => {
 
   it.live("\"fresh\" (default): nothing is lent", () =>
     Recycling.freshObservationIsNotLent.pipe(Effect.scoped, Effect.provide(zenoh())))
+})
+
+describe("ZenohTransport client: host names that do not resolve", () => {
+  const attempt = (locator: string, options: ZenohTransport.ClientOptions) =>
+    Effect.flip(Effect.scoped(ZenohTransport.makeClient(locator, { ...fast, ...options }).connect))
+
+  for (const sessionThread of ["worker", "main"] as const) {
+    it.live(`a scripted resolver (session on the ${sessionThread} thread): ENOTFOUND is InvalidAddress naming the host; EAI_AGAIN Unavailable, also naming it`, () =>
+      Effect.gen(function*() {
+        const missing = Lookup.scripted("ENOTFOUND")
+        const error = yield* attempt("tcp/robto:7447", { sessionThread, lookup: missing.lookup })
+        expect(missing.asked).toEqual(["robto"])
+        expect(error.reason).toBe("InvalidAddress")
+        expect(error.unresolved).toEqual({ host: "robto", code: "ENOTFOUND" })
+        expect(error.message).toBe(`InvalidAddress (tcp/robto:7447): cannot resolve host "robto" (ENOTFOUND)`)
+        const later = yield* attempt("tcp/robot.local:7447", { sessionThread, lookup: Lookup.scripted("EAI_AGAIN").lookup })
+        expect(later.reason).toBe("Unavailable")
+        expect(later.unresolved).toEqual({ host: "robot.local", code: "EAI_AGAIN" })
+        const silent = yield* attempt("tcp/robot.local:7447", { sessionThread, lookup: Lookup.scripted("never").lookup, handshakeTimeout: 100 })
+        expect(silent.detail).toBe(`cannot resolve host "robot.local" (ETIMEOUT: no answer from the resolver within 100 ms)`)
+      }))
+  }
+
+  it.live("the system resolver, on the session's thread: the resolver's answer crosses the thread (the reserved .invalid never resolves)", () =>
+    Effect.gen(function*() {
+      const error = yield* attempt("tcp/nosuchhost.invalid:7447", {})
+      // ENOTFOUND where a DNS server answers; EAI_AGAIN (or a timeout) where none can be reached
+      expect(error.unresolved?.host).toBe("nosuchhost.invalid")
+      expect(isResolveCode(error.unresolved?.code)).toBe(true)
+      expect(error.detail).toContain(`cannot resolve host "nosuchhost.invalid" (${error.unresolved?.code}`)
+      const crossed = decodeError(encodeError(new ZenohLinkError({ peer: "robto:7447", operation: "connect", reason: "getaddrinfo EAI_AGAIN robto", code: "EAI_AGAIN" })))
+      expect(crossed).toMatchObject({ _tag: "ZenohLinkError", code: "EAI_AGAIN" })
+    }))
+
+  it.live("PolicyClient: ENOTFOUND fails the first connection at once; EAI_AGAIN is retried, warned about once, until the name resolves", () =>
+    Effect.gen(function*() {
+      const missing = Lookup.scripted("ENOTFOUND")
+      // (without the fix, this waited for the openTimeout and said Unavailable)
+      const error = yield* Effect.flip(
+        PolicyClient.make({ quiet: true, openTimeout: "20 seconds" }).pipe(
+          Effect.provide(ZenohTransport.layerClient("tcp/robto:7447", { ...fast, lookup: missing.lookup }))
+        )
+      )
+      expect(error.message).toBe(`InvalidAddress (tcp/robto:7447): cannot resolve host "robto" (ENOTFOUND)`)
+      expect(missing.asked.length).toBe(1)
+
+      const server = yield* ZenohTransport.makeServer({ host: "127.0.0.1", port: 0 })
+      yield* Pair.startServerOnly().pipe(Effect.provideService(ServerTransport, server))
+      const port = server.address.split(":").pop()
+      const logs = yield* Robot.captureLogs
+      const booting = Lookup.scripted("EAI_AGAIN", "EAI_AGAIN", "EAI_AGAIN", "127.0.0.1")
+      const client = yield* PolicyClient.make({ quiet: true }).pipe(
+        Effect.provide(ZenohTransport.layerClient(`tcp/robot.local:${port}`, { ...fast, lookup: booting.lookup })),
+        Effect.provide(logs.layer)
+      )
+      expect((yield* client.getObs).cameras.length).toBe(2)
+      expect(booting.asked.length).toBe(4)
+      expect(logs.lines.filter((line) => line.includes("resolve"))).toEqual([
+        `Warn: chiral: tcp/robot.local:${port}: cannot resolve host "robot.local" (EAI_AGAIN: a temporary failure: the resolver could not answer now); trying again`
+      ])
+    }).pipe(Effect.scoped))
 })
