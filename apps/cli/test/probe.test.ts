@@ -1,5 +1,5 @@
 import * as net from "node:net"
-import { PolicyServer } from "@chiral/core"
+import { PolicyServer, TransportError, unresolvedHost } from "@chiral/core"
 import { WebSocketTransport } from "@chiral/websocket"
 import { ZenohTransport } from "@chiral/zenoh-transport"
 import type { Tensor } from "@chiral/protocol"
@@ -11,7 +11,8 @@ import { Console } from "effect"
 import { relayTo } from "@chiral/testing/Relay"
 import type { WatchLine } from "../src/commands/ProbeWatch.js"
 import { CommandFailed } from "../src/commands/Decode.js"
-import { legacyActionShape, probe } from "../src/commands/Probe.js"
+import { connectFailure, legacyActionShape, probe } from "../src/commands/Probe.js"
+import { shown } from "../src/Transports.js"
 import * as SimulatedRobot from "../src/SimulatedRobot.js"
 import { capture, run } from "./support/RunCommand.js"
 
@@ -263,6 +264,31 @@ describe("chiral probe", () => {
       assert.deepStrictEqual(json.stdout, [])
       assert.deepStrictEqual(json.stderr, [`chiral: waiting for server at ${uri} …`, `chiral probe: no server at ${uri} after 0.2 s`])
     }))
+
+  it("a host name that does not resolve is named with the resolver's answer, not taken for a server to wait for", () => {
+    const uri = "ws://robto.local:8765/?token=secret"
+    const missing = unresolvedHost({ address: shown(uri), host: "robto.local", code: "ENOTFOUND" })
+    assert.strictEqual(connectFailure(uri, 10, missing), `cannot resolve host "robto.local" (ENOTFOUND) in ws://robto.local:8765/?token=***`)
+    const later = unresolvedHost({ address: "tcp/robot.local:7447", host: "robot.local", code: "EAI_AGAIN" })
+    assert.strictEqual(
+      connectFailure("tcp/robot.local:7447", 10, later),
+      `cannot resolve host "robot.local" (EAI_AGAIN: a temporary failure: the resolver could not answer now) in tcp/robot.local:7447 after trying for 10 s`
+    )
+    const refused = new TransportError({ reason: "Unavailable", address: "ws://127.0.0.1:1", detail: "connect ECONNREFUSED 127.0.0.1:1" })
+    assert.strictEqual(connectFailure("ws://127.0.0.1:1", 10, refused), "no server at ws://127.0.0.1:1 after 10 s")
+  })
+
+  for (const uri of ["ws://nosuchhost.invalid:8765", "tcp/nosuchhost.invalid:7447"]) {
+    it.live(`${uri} (the reserved .invalid never resolves): one line naming the host, not "no server"`, () =>
+      Effect.gen(function*() {
+        const { exit, stderr } = yield* run(probe, [uri, "--timeout", "3"])
+        assert.isTrue(Exit.isFailure(exit))
+        // ENOTFOUND at once where a DNS server answers; a temporary failure or no answer after --timeout where none can be reached
+        assert.strictEqual(stderr.length, 1, stderr.join("\n"))
+        assert.match(stderr[0]!, /^chiral probe: cannot resolve host "nosuchhost\.invalid" \((ENOTFOUND|EAI_[A-Z]+|ETIMEOUT)[):]/)
+        assert.include(stderr[0]!, ` in ${uri}`)
+      }))
+  }
 
   it.effect("rejects an address it cannot use, in one line", () =>
     Effect.gen(function*() {

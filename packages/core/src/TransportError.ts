@@ -62,14 +62,24 @@ export class TransportError extends Schema.TaggedError<TransportError>()("Transp
 export const isResolveCode = (code: unknown): code is string =>
   code === "ENOTFOUND" || code === "ETIMEOUT" || (typeof code === "string" && code.startsWith("EAI_"))
 
-/** What the resolver's code means, for people. */
-const resolverSaid = (code: string, note: string | undefined): string => {
-  const meaning = note ?? (code === "ENOTFOUND"
-    ? undefined
-    : code === "EAI_AGAIN"
+/** What the resolver's code means, for people (`ENOTFOUND` says it itself). */
+const meaningOf = (code: string): string | undefined =>
+  code === "EAI_AGAIN"
     ? "a temporary failure: the resolver could not answer now"
-    : undefined)
-  return meaning === undefined ? code : `${code}: ${meaning}`
+    : code === "ETIMEOUT"
+    ? "no answer from the resolver in time"
+    : undefined
+
+/**
+ * `cannot resolve host "robto" (ENOTFOUND)`, `cannot resolve host
+ * "robot.local" (EAI_AGAIN: a temporary failure: …)`; `note` replaces the
+ * explanation after the code.
+ */
+export const describeUnresolved = (unresolved: Unresolved, note?: string | undefined): string => {
+  const meaning = note ?? meaningOf(unresolved.code)
+  return `cannot resolve host ${JSON.stringify(unresolved.host)} (${
+    meaning === undefined ? unresolved.code : `${unresolved.code}: ${meaning}`
+  })`
 }
 
 /**
@@ -89,7 +99,7 @@ export const unresolvedHost = (options: {
   new TransportError({
     reason: options.code === "ENOTFOUND" ? "InvalidAddress" : "Unavailable",
     address: options.address,
-    detail: `cannot resolve host ${JSON.stringify(options.host)} (${resolverSaid(options.code, options.note)})`,
+    detail: describeUnresolved(options, options.note),
     unresolved: { host: options.host, code: options.code },
     cause: options.cause
   })

@@ -1,4 +1,4 @@
-import { PolicyClient, type RequestError } from "@chiral/core"
+import { describeUnresolved, PolicyClient, type RequestError, type TransportError } from "@chiral/core"
 import {
   type CameraFrame,
   describeMessage,
@@ -189,6 +189,22 @@ const jsonReport = (r: ProbeResult, full: boolean): string => {
   return stringifyJson(report, full ? undefined : 1)
 }
 
+/**
+ * What probe says when it could not connect, in one line: a host name that
+ * does not resolve names the host and the resolver's answer (at once for
+ * `ENOTFOUND`; after `--timeout` for a temporary failure, which is retried).
+ */
+export const connectFailure = (uri: string, timeoutSeconds: number, error: TransportError): string =>
+  error.unresolved !== undefined
+    ? `${describeUnresolved(error.unresolved)} in ${shown(uri)}${
+      error.reason === "InvalidAddress" ? "" : ` after trying for ${timeoutSeconds} s`
+    }`
+    : error.reason === "Unavailable"
+    ? `no server at ${shown(uri)} after ${timeoutSeconds} s`
+    : error.reason === "Silent"
+    ? `something answered at ${shown(uri)} but did not speak ${protocolName(uri)}: ${error.detail}`
+    : `cannot connect: ${error.message}`
+
 /** What a request that went unanswered usually means: the references each answer only one of the two APIs. */
 const hint = (error: RequestError): string =>
   error.reason !== "Timeout"
@@ -302,12 +318,7 @@ export const probe = Command.make(
         ...(reconnect ? {} : { reconnect: false })
       }).pipe(
         Effect.provideService(Console.Console, connectConsole),
-        Effect.catchTag("TransportError", (error) =>
-          error.reason === "Unavailable"
-            ? failWith("probe", `no server at ${shown(flags.uri)} after ${flags.timeout} s`)
-            : error.reason === "Silent"
-            ? failWith("probe", `something answered at ${shown(flags.uri)} but did not speak ${protocolName(flags.uri)}: ${error.detail}`)
-            : failWith("probe", `cannot connect: ${error.message}`))
+        Effect.catchTag("TransportError", (error) => failWith("probe", connectFailure(flags.uri, flags.timeout, error)))
       )
 
     if (flags.watch) {
