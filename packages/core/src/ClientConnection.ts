@@ -210,7 +210,8 @@ const reconnectOn = (
     return Effect.suspend(() => attempt(transport, parent, undefined)).pipe(
       Effect.tapError((error) =>
         Effect.suspend(() => {
-          note(error.message)
+          // (a name that does not resolve is said as such: "InvalidAddress" would read as final)
+          note(error.unresolved !== undefined && error.detail !== undefined ? error.detail : error.message)
           const kind = `${error.reason}: ${error.detail ?? ""}`
           if (reported.has(kind)) return Effect.void
           reported.add(kind)

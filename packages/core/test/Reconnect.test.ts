@@ -287,8 +287,10 @@ describe("host names that do not resolve", () => {
         const client = yield* PolicyClient.make({ quiet: true }).pipe(Effect.provideService(ClientTransport, network.client))
         failures.push(...[1, 2, 3, 4].map(() => unresolved("ENOTFOUND")))
         yield* Scope.close(first, Exit.void)
-        yield* serveRobot(network.server, recorder)
         yield* client.awaitDisconnect
+        yield* advanceTo(150, 10)
+        expect(failure(yield* Effect.exit(client.getObs)).detail).toBe(`reconnecting: cannot resolve host "robto" (ENOTFOUND)`)
+        yield* serveRobot(network.server, recorder)
         yield* advanceTo(2000, 10)
         expect(yield* SubscriptionRef.get(client.connectionState)).toBe("connected")
         expect(yield* SubscriptionRef.get(client.reconnects)).toBe(1)
