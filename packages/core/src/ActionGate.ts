@@ -59,8 +59,18 @@ export interface ConnectionGate {
    * newer one arrived with them (`NewestAction`); they never reach `admit`.
    */
   readonly supersede: (count: number) => Effect.Effect<void>
-  /** Actions from this connection accepted, refused by the gate, and superseded so far. */
-  readonly counts: () => { readonly accepted: number; readonly refused: number; readonly superseded: number }
+  /** Counts an accepted action whose handler failed (the connection logs the failure). */
+  readonly failed: Effect.Effect<void>
+  /**
+   * Actions from this connection accepted (their handler's failures
+   * included), whose handler failed, refused by the gate, and superseded so far.
+   */
+  readonly counts: () => {
+    readonly accepted: number
+    readonly failed: number
+    readonly refused: number
+    readonly superseded: number
+  }
 }
 
 export interface ActionGate {
@@ -255,6 +265,7 @@ const lapseControl = (shared: Shared): Effect.Effect<void> =>
 const openConnection = (shared: Shared, connection: Watchdog.ConnectionInfo) =>
   Effect.gen(function*() {
     let accepted = 0
+    let failed = 0
     let refused = 0
     let superseded = 0
     const runs = new Runs(connection.id)
@@ -307,7 +318,17 @@ const openConnection = (shared: Shared, connection: Watchdog.ConnectionInfo) =>
         return bursts.superseded(count, now)
       })
 
-    return { admit, supersede, counts: () => ({ accepted, refused, superseded }) } satisfies ConnectionGate
+    const handlerFailed = Effect.sync(() => {
+      shared.counters.failed++
+      failed++
+    })
+
+    return {
+      admit,
+      supersede,
+      failed: handlerFailed,
+      counts: () => ({ accepted, failed, refused, superseded })
+    } satisfies ConnectionGate
   })
 
 /**

@@ -27,6 +27,12 @@ export type DropReason =
 export interface ActionStats {
   /** Actions handed to the handler (`apply_action` and legacy steps). */
   readonly accepted: number
+  /**
+   * Accepted `apply_action`s whose `applyAction` failed (or threw): the robot
+   * may not have applied them. Each is logged (the first of a run with its
+   * cause); they are not in the connection's "actions applied".
+   */
+  readonly failed: number
   /** Accepted actions that carried no obs timestamps (`{}`), so have no age. */
   readonly unstamped: number
   /** Actions refused before the handler, by reason. */
@@ -46,6 +52,7 @@ export const ageWindow = 4096
 /** Mutable counters behind `ActionStats`; updated on the connection fibers, read by `snapshot`. */
 export class Counters {
   accepted = 0
+  failed = 0
   unstamped = 0
   readonly dropped: Record<DropReason, number> = { stale: 0, invalid: 0, notController: 0, superseded: 0 }
   private readonly ages = new Float64Array(ageWindow)
@@ -72,6 +79,7 @@ export class Counters {
     const at = (q: number) => sorted[Math.min(n - 1, Math.floor(q * n))]!
     return {
       accepted: this.accepted,
+      failed: this.failed,
       unstamped: this.unstamped,
       dropped: { ...this.dropped },
       ageMillis: n === 0 ? undefined : { count: this.agesSeen, p50: at(0.5), p99: at(0.99), max: sorted[n - 1]! }

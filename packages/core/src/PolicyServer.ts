@@ -119,10 +119,13 @@ export const make = <E, R>(
         }
         const actions = yield* gate.open(info)
         yield* Effect.addFinalizer(() => {
-          const { accepted, refused, superseded } = actions.counts()
+          const { accepted, failed, refused, superseded } = actions.counts()
           const dropped = superseded === 0 ? "" : `, ${superseded} superseded`
+          const failures = failed === 0 ? "" : `, ${failed} failed in applyAction`
           const closed = log(
-            `chiral: connection closed: ${connection.id} (${accepted} actions applied, ${refused} refused${dropped})`
+            `chiral: connection closed: ${connection.id} (${
+              accepted - failed
+            } actions applied, ${refused} refused${dropped}${failures})`
           )
           if (hooks.onDisconnect === undefined) return closed
           return Effect.andThen(

@@ -257,10 +257,12 @@ export const serve = <R>(
     const answering = Effect.forever(Effect.flatMap(Queue.take(requests), respond(connection, responder, gate)))
     const applyAction = (message: ApplyAction) =>
       gate.admit(message.action, message.obsTimestamps).pipe(
-        Effect.andThen(responder.applyAction(message.action, {
-          obsTimestamps: message.obsTimestamps,
-          connection: connection.id
-        })),
+        Effect.andThen(
+          responder.applyAction(message.action, { obsTimestamps: message.obsTimestamps, connection: connection.id }).pipe(
+            // the robot may not have applied it: not counted as applied
+            Effect.onError((cause) => Cause.hasInterruptsOnly(cause) ? Effect.void : gate.failed)
+          )
+        ),
         logFailure(`chiral: applyAction failed for ${connection.id}`)
       )
     // The reader yields between turns with a frame in hand: more of a burst may follow it.

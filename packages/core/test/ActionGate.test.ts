@@ -359,6 +359,37 @@ describe("ActionGate: watchdog and connection hooks", () => {
 })
 
 describe("ActionGate: stats", () => {
+  it.effect("an applyAction that fails or throws is counted as failed, not as applied", () =>
+    withLogs((lines) =>
+      Effect.gen(function*() {
+        const recorder = yield* Robot.makeRecorder
+        const server = yield* PolicyServer.make({
+          cameras: Robot.cameras,
+          coalesceActions: false,
+          handlers: {
+            ...Robot.handlers(recorder),
+            applyAction: (a, context) => {
+              if (a.data[0] === 2) return Effect.fail("joint 3 over-current")
+              if (a.data[0] === 3) return Effect.sync(() => { throw new Error("driver exploded") })
+              return Robot.handlers(recorder).applyAction(a, context)
+            }
+          }
+        })
+        yield* Effect.scoped(Effect.gen(function*() {
+          const client = yield* ClientTransport.use((t) => t.connect)
+          for (const v of [1, 2, 3, 4]) yield* client.send(action(row(v)))
+          yield* Queue.take(recorder.actions)
+          yield* Queue.take(recorder.actions)
+        }))
+        yield* until(Effect.map(server.connections, (n) => n === 0))
+        const stats = yield* server.actionStats
+        expect(stats.accepted).toBe(4)
+        expect(stats.failed).toBe(2)
+        expect(lines.filter((l) => l.includes("applyAction failed for"))).toHaveLength(2)
+        expect(lines.some((l) => l.includes("(2 actions applied, 0 refused, 2 failed in applyAction)"))).toBe(true)
+      })
+    ).pipe(Effect.scoped, Effect.provide(memory)))
+
   it.effect("actionStats gives counts and the age of accepted actions' observations (ms)", () =>
     Effect.gen(function*() {
       const { connect, sendThrough, server } = yield* start()

@@ -91,7 +91,12 @@ describe("SensorBuffers", () => {
 })
 
 /** This test sends no actions: a gate that admits everything. */
-const admitAll = { admit: () => Effect.void, supersede: () => Effect.void, counts: () => ({ accepted: 0, refused: 0, superseded: 0 }) }
+const admitAll = {
+  admit: () => Effect.void,
+  supersede: () => Effect.void,
+  failed: Effect.void,
+  counts: () => ({ accepted: 0, failed: 0, refused: 0, superseded: 0 })
+}
 
 // Both ways an obs_request is answered without a getObs handler: the leased
 // handler effect in a scope, and the server's own one-step path.
