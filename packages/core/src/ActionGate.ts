@@ -107,6 +107,25 @@ interface Rules {
   readonly spec: ActionSpec.ActionSpec | undefined
   readonly maxAgeSeconds: number | undefined
   readonly dropUnstamped: boolean
+  /** The robot's camera names: only their stamps came from its capture clock. */
+  readonly cameras: ReadonlySet<string>
+}
+
+/**
+ * The names in `obsTimestamps` that are not cameras of this robot, or
+ * undefined when there are none (the usual case: no allocation).
+ */
+const unknownNames = (obsTimestamps: ObsTimestamps, cameras: ReadonlySet<string>): Array<string> | undefined => {
+  let unknown: Array<string> | undefined
+  for (const name in obsTimestamps) if (!cameras.has(name)) (unknown ??= []).push(name)
+  return unknown
+}
+
+/** `obsTimestamps` without the entries named in `unknown`. */
+const without = (obsTimestamps: ObsTimestamps, unknown: ReadonlyArray<string>): ObsTimestamps => {
+  const kept: Record<string, number> = {}
+  for (const name in obsTimestamps) if (!unknown.includes(name)) kept[name] = obsTimestamps[name]!
+  return kept
 }
 
 type Inspection =
@@ -218,7 +237,7 @@ class Bursts {
 }
 
 /** The config checked: the rules and the watchdog's timeout. */
-const checkConfig = (config: ActionGateConfig) =>
+const checkConfig = (config: ActionGateConfig, cameras: ReadonlyArray<string>) =>
   Effect.gen(function*() {
     const spec = config.actionSpec
     const invalidSpec = spec === undefined ? undefined : ActionSpec.validate(spec)
@@ -230,7 +249,8 @@ const checkConfig = (config: ActionGateConfig) =>
     const rules: Rules = {
       spec,
       maxAgeSeconds: maxAge === undefined ? undefined : Duration.toMillis(maxAge) / 1000,
-      dropUnstamped: maxAge !== undefined && config.unstampedActions === "drop"
+      dropUnstamped: maxAge !== undefined && config.unstampedActions === "drop",
+      cameras: new Set(cameras)
     }
     return { rules, timeout }
   })
@@ -300,15 +320,36 @@ const openConnection = (shared: Shared, connection: Watchdog.ConnectionInfo) =>
       })
     )
 
-    const admit = (action: Tensor, obsTimestamps: ObsTimestamps): Effect.Effect<void, ActionRefused> =>
+    let namedUnknown = false
+    /**
+     * Stamps under names that are not this robot's cameras did not come from
+     * its capture clock (a client stamping with its own clock, say): they are
+     * left out of the action's age, once logged per connection.
+     */
+    const ownStamps = (obsTimestamps: ObsTimestamps): readonly [ObsTimestamps, Effect.Effect<void>] => {
+      const unknown = unknownNames(obsTimestamps, shared.rules.cameras)
+      if (unknown === undefined) return [obsTimestamps, Effect.void]
+      const warn = namedUnknown ? Effect.void : Effect.logWarning(
+        `chiral: ${connection.id} stamps its actions with ${
+          unknown.map((n) => JSON.stringify(n)).join(", ")
+        }, not a camera of this robot (${
+          [...shared.rules.cameras].join(", ") || "it has none"
+        }): such stamps do not count in an action's age (logged once per connection)`
+      )
+      namedUnknown = true
+      return [without(obsTimestamps, unknown), warn]
+    }
+
+    const admit = (action: Tensor, stamps: ObsTimestamps): Effect.Effect<void, ActionRefused> =>
       Effect.flatMap(CameraState.captureTime, (now) => {
+        const [obsTimestamps, warned] = ownStamps(stamps)
         const inspection = inspect(shared.rules, action, obsTimestamps, now)
-        if (inspection.refuse !== undefined) return refuse(inspection.refuse, inspection.detail)
+        if (inspection.refuse !== undefined) return Effect.andThen(warned, refuse(inspection.refuse, inspection.detail))
         const { controller } = shared
         if (shared.single && controller !== undefined && controller !== connection) {
-          return refuse("notController", `${controller.id} has control`)
+          return Effect.andThen(warned, refuse("notController", `${controller.id} has control`))
         }
-        return accept(inspection.ageSeconds)
+        return Effect.andThen(warned, accept(inspection.ageSeconds))
       })
 
     const supersede = (count: number): Effect.Effect<void> =>
@@ -332,15 +373,16 @@ const openConnection = (shared: Shared, connection: Watchdog.ConnectionInfo) =>
   })
 
 /**
- * Builds the gate of one server. `onActionTimeout` runs when the watchdog
- * fires (after the gate has logged it).
+ * Builds the gate of one server with `cameras` (their names). `onActionTimeout`
+ * runs when the watchdog fires (after the gate has logged it).
  */
 export const make = <R>(
   config: ActionGateConfig,
-  onActionTimeout: (event: Watchdog.ActionTimeout) => Effect.Effect<void, unknown, R>
+  onActionTimeout: (event: Watchdog.ActionTimeout) => Effect.Effect<void, unknown, R>,
+  cameras: ReadonlyArray<string>
 ): Effect.Effect<ActionGate, ConfigError, Scope.Scope | R> =>
   Effect.gen(function*() {
-    const { rules, timeout } = yield* checkConfig(config)
+    const { rules, timeout } = yield* checkConfig(config, cameras)
     const watchdog = timeout === undefined ? undefined : yield* Watchdog.make(timeout, (event) =>
       Effect.andThen(
         Effect.logWarning(

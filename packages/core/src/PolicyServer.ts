@@ -85,7 +85,8 @@ export const make = <E, R>(
     const hooks = config.handlers
     const gate = yield* ActionGate.make(
       config,
-      (event) => hooks.onActionTimeout === undefined ? Effect.void : provide(hooks.onActionTimeout(event))
+      (event) => hooks.onActionTimeout === undefined ? Effect.void : provide(hooks.onActionTimeout(event)),
+      state.cameras.map((camera) => camera.name)
     )
     api = {
       ...state,

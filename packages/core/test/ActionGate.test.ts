@@ -144,6 +144,29 @@ describe("ActionGate: stale-action guard", () => {
       expect(stats.unstamped).toBe(1)
     }).pipe(Effect.scoped, Effect.provide(memory)))
 
+  it.effect("stamps under names that are not the robot's cameras do not count in an action's age; logged once per connection", () =>
+    withLogs((lines) =>
+      Effect.gen(function*() {
+        const { applied, connect, sendThrough, server } = yield* start({ maxActionAge: "100 millis" })
+        yield* TestClock.adjust(1000)
+        const client = yield* connect
+        const frames = [
+          // the wrist image is 500 ms old; a client's own clock says "now" under another name
+          action(row(1), { wrist: 0.5, t: 1 }),
+          // no camera of this robot named: no age
+          action(row(2), { t: 1, cam_9: 1 })
+        ]
+        yield* sendThrough(client, frames, action(row(3), { wrist: 1 }))
+        expect(yield* applied).toEqual([2, 3])
+        const stats = yield* server.actionStats
+        expect(stats.dropped.stale).toBe(1)
+        expect(stats.unstamped).toBe(1)
+        const named = lines.filter((l) => l.includes("not a camera of this robot"))
+        expect(named).toHaveLength(1)
+        expect(named[0]).toContain(`stamps its actions with "t", not a camera of this robot (wrist, scene)`)
+      })
+    ).pipe(Effect.scoped, Effect.provide(memory)))
+
   it.effect("unstampedActions: drop refuses actions that carry no timestamps", () =>
     Effect.gen(function*() {
       const { applied, connect, sendThrough, server } = yield* start({ maxActionAge: "1 second", unstampedActions: "drop" })
