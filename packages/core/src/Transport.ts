@@ -3,8 +3,8 @@
  * whole protocol messages as bytes. How they travel (WebSocket, Zenoh, memory)
  * is a Layer providing `ServerTransport` or `ClientTransport`.
  */
-import type { Duration, Effect, Scope, Stream } from "effect"
-import { Context } from "effect"
+import type { Duration, Scope, Stream } from "effect"
+import { Context, Effect } from "effect"
 import type { TransportError } from "./TransportError.js"
 
 /**
@@ -41,12 +41,31 @@ export interface Connection {
    */
   readonly send: (frame: OutgoingFrame) => Effect.Effect<void, TransportError>
   /**
+   * Ends the connection now, telling the peer why, where the transport can:
+   * a WebSocket close frame with `code` (a WebSocket close code, e.g. 1011
+   * internal error, 1008 policy violation, 1013 try again later) and
+   * `reason`, cut to the 123 bytes of UTF-8 a close frame holds, between
+   * characters. Offered by server connections of transports that can say why
+   * (WebSocket); elsewhere (Zenoh, memory) it is absent and the connection
+   * ends as usual when its handler does. Use `closeWith`. The reason reaches
+   * the client and its logs: a short text, never a secret.
+   */
+  readonly close?: ((code: number, reason: string) => Effect.Effect<void>) | undefined
+  /**
    * True when this connection stands for several remote clients at once (a
    * Zenoh router between them and the server). The server then never ends it
    * to signal a problem to one client, since that would cut them all off.
    */
   readonly shared?: boolean | undefined
 }
+
+/**
+ * Ends `connection` with `code` and `reason` where its transport can say why
+ * (`Connection.close`); elsewhere nothing, and the connection ends when its
+ * handler does.
+ */
+export const closeWith = (connection: Connection, code: number, reason: string): Effect.Effect<void> =>
+  connection.close === undefined ? Effect.void : connection.close(code, reason)
 
 /** Accepts connections (robot side). */
 export class ServerTransport extends Context.Service<ServerTransport, {

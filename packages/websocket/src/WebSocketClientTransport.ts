@@ -19,7 +19,8 @@ import type { FromWorker, ToWorker, WorkerOptions } from "./ActionDispatchWorker
 import * as AccessToken from "./AccessToken.js"
 import * as WebSocketClient from "./WebSocketClient.js"
 import { defaultPort } from "./WebSocketServer.js"
-import { closeDetail, describe, framesFrom, normalCloseCodes, sendOn, toTransportError } from "./WsConnection.js"
+import { closeDetail, normalCloseCodes } from "./CloseFrame.js"
+import { describe, framesFrom, sendOn, toTransportError } from "./WsConnection.js"
 
 export interface ClientOptions {
   /**

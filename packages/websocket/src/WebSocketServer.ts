@@ -14,6 +14,7 @@ import * as NetAddress from "effect/net/NetAddress"
 import * as Socket from "effect/socket/Socket"
 import type * as Http from "node:http"
 import * as AccessToken from "./AccessToken.js"
+import { fitReason, isSendableCode } from "./CloseFrame.js"
 import * as Keepalive from "./Keepalive.js"
 import { describe, framesOf, sendOn } from "./WsConnection.js"
 
@@ -154,7 +155,7 @@ const serveConnection = <E, R>(
     yield* Effect.addFinalizer((exit) => Effect.sync(() => ws.close(closeCodeOf(exit))))
     const frames = yield* framesOf(ws, id)
     if (keepalive !== undefined) yield* Effect.forkScoped(Keepalive.run(ws, id, keepalive))
-    yield* handler({ id, peer, frames, send: sendOn(ws, id, fragmentParts) })
+    yield* handler({ id, peer, frames, send: sendOn(ws, id, fragmentParts), close: closeOn(ws) })
   }).pipe(
     Effect.scoped,
     Effect.catchCause((cause) => {
@@ -166,6 +167,15 @@ const serveConnection = <E, R>(
         : Effect.logWarning("chiral: connection ended", cause)
     })
   )
+
+/**
+ * `Connection.close` on `ws`: a close frame with `code` (1011 when `ws` may
+ * not send it) and `reason` fitted to the frame (`fitReason`). The first
+ * close is the one the client sees: the connection scope's own close that
+ * follows does nothing to a socket already closing.
+ */
+const closeOn = (ws: NodeWS.WebSocket) => (code: number, reason: string): Effect.Effect<void> =>
+  Effect.sync(() => ws.close(isSendableCode(code) ? code : 1011, fitReason(reason)))
 
 /** The close code for a connection whose handler ended with `exit` (undefined: none, 1005). */
 const closeCodeOf = (exit: Exit.Exit<unknown, unknown>): number | undefined =>

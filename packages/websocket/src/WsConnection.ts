@@ -16,15 +16,9 @@ import * as NodeWS from "@effect/platform-node/NodeWS"
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import { Cause, Effect, type Pull, type Scope, Stream } from "effect"
 import type * as Socket from "effect/socket/Socket"
+import { closeDetail, normalCloseCodes } from "./CloseFrame.js"
 
 const encoder = new TextEncoder()
-
-/** Close codes that end the frame stream normally rather than as a lost connection. */
-export const normalCloseCodes = new Set([1000, 1001, 1005])
-
-/** A close frame, for an error's detail: "close code 1006", or "close code 4000: why". */
-export const closeDetail = (code: number, reason: string): string =>
-  `close code ${code}${reason === "" ? "" : `: ${reason}`}`
 
 export const toTransportError = (error: Socket.SocketError, address: string): TransportError => {
   const reason = error.reason

@@ -3,6 +3,7 @@ import { Effect, Exit, Fiber, Layer, Queue, Scope, Stream } from "effect"
 import { ClientTransport, MemoryTransport, PolicyClient, ServerTransport } from "@chiral/core"
 import { ReceivePool } from "@chiral/protocol"
 import * as Recycling from "@chiral/testing/Recycling"
+import { fitReason } from "../src/CloseFrame.js"
 import { WebSocketTransport } from "../src/index.js"
 import * as RawWebSocket from "@chiral/testing/RawWebSocket"
 import * as Lookup from "@chiral/testing/Lookup"
@@ -100,6 +101,38 @@ describe("WebSocket shutdown", () => {
       assert.strictEqual(yield* Fiber.join(doneClosed), 1000)
       yield* Fiber.interrupt(serving)
       assert.strictEqual(yield* Fiber.join(servedClosed), 1001)
+    }).pipe(Effect.scoped))
+
+  it.live("a handler's Connection.close is the close its client sees: the code, and the reason cut to 123 bytes between characters", () =>
+    Effect.gen(function*() {
+      const server = yield* WebSocketTransport.makeServer({ host: "127.0.0.1", port: 0 })
+      const long = `chiral: reset failed: ${"ß€😀".repeat(40)}`
+      // Closes a client after its first frame, with the reason that frame names.
+      yield* Effect.forkScoped(server.serve((connection) =>
+        Stream.runForEach(Stream.take(connection.frames, 1), (frame) =>
+          connection.close!(frame[0] === 1 ? 1011 : frame[0] === 2 ? 1008 : 1005, frame[0] === 1 ? long : "short"))
+      ))
+      const closed = (payload: number) =>
+        Effect.acquireRelease(
+          Effect.sync(() => new NodeWS.WebSocket(server.address)),
+          (ws) => Effect.sync(() => ws.terminate())
+        ).pipe(
+          Effect.flatMap((ws) =>
+            Effect.callback<readonly [number, Buffer]>((resume) => {
+              ws.once("open", () => ws.send(Uint8Array.of(payload)))
+              ws.once("close", (code, reason) => resume(Effect.succeed([code, reason])))
+            })
+          )
+        )
+      const [code, reason] = yield* closed(1)
+      assert.strictEqual(code, 1011)
+      assert.isAtMost(reason.byteLength, 123)
+      // `ws` fails a close whose reason is not valid UTF-8 (1007): this one is whole characters.
+      assert.strictEqual(reason.toString(), fitReason(long))
+      assert.isTrue(long.startsWith(reason.toString().slice(0, -1)))
+      assert.deepStrictEqual((yield* closed(2)).map(String), ["1008", "short"])
+      // 1005 says no code was sent; it cannot be sent: 1011 instead
+      assert.deepStrictEqual((yield* closed(3)).map(String), ["1011", "short"])
     }).pipe(Effect.scoped))
 
   it.live("a peer that never answers the close handshake does not hold the server open", () =>
