@@ -29,6 +29,14 @@ export interface StepResult {
   readonly info?: UserMap | undefined
 }
 
+/**
+ * A request handler (`getMetadata`, `reset`, `getObs`, `step`) that fails
+ * leaves its request without an answer, and the protocol has no error reply:
+ * the failure is logged and that client's connection closed, over WebSocket
+ * with 1011 and "chiral: <request> failed: <the error's message>", which the
+ * client's error shows (so that message reaches the policy's side: keep
+ * secrets out of it).
+ */
 export interface Handlers<E = never, R = never> {
   /** Static environment description (action shape, camera names…). Default `{}`. */
   readonly getMetadata?: Effect.Effect<UserMap, E, R> | undefined
@@ -50,7 +58,10 @@ export interface Handlers<E = never, R = never> {
   readonly step?: ((action: Tensor, context: ActionContext) => Effect.Effect<StepResult, E, R>) | undefined
   /**
    * A client connected (before any of its requests is read). Failing refuses
-   * the connection: it is closed and logged, and `onDisconnect` does not run.
+   * the connection: it is logged and closed, over WebSocket with 1008 (policy
+   * violation) and "chiral: refused by the robot's onConnect: " and the
+   * error's message, which the client's error shows; `onDisconnect` does
+   * not run.
    * A shared connection (Zenoh) connects once, for every client.
    */
   readonly onConnect?: ((connection: ConnectionInfo) => Effect.Effect<void, E, R>) | undefined

@@ -15,7 +15,8 @@ import type { ConnectionInfo, Handlers } from "./Handlers.js"
 import * as ServerConnection from "./ServerConnection.js"
 import type { ConfigError } from "./SensorError.js"
 import * as SensorState from "./SensorState.js"
-import { type Connection, ServerTransport } from "./Transport.js"
+import * as CloseReason from "./CloseReason.js"
+import { closeWith, type Connection, ServerTransport } from "./Transport.js"
 
 export type { MakeObsOptions } from "./SensorState.js"
 export type { ActionGateConfig } from "./ActionGate.js"
@@ -115,7 +116,9 @@ export const make = <E, R>(
           const refused = yield* Effect.exit(provide(hooks.onConnect(info)))
           if (refused._tag === "Failure") {
             if (Cause.hasInterruptsOnly(refused.cause)) return yield* Effect.interrupt
-            return yield* Effect.logWarning(`chiral: onConnect refused ${connection.id}; closing it`, refused.cause)
+            // The client is told it was refused, and why (1008), where the transport can say so.
+            yield* Effect.logWarning(`chiral: onConnect refused ${connection.id}; closing it`, refused.cause)
+            return yield* closeWith(connection, CloseReason.policyViolation, CloseReason.refused(refused.cause))
           }
         }
         const actions = yield* gate.open(info)

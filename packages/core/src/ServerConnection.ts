@@ -23,7 +23,8 @@ import type { ActionContext, Handlers, StepResult } from "./Handlers.js"
 import * as CameraState from "./CameraState.js"
 import * as NewestAction from "./NewestAction.js"
 import type { LeasedObservation } from "./SensorState.js"
-import type { Connection } from "./Transport.js"
+import * as CloseReason from "./CloseReason.js"
+import { closeWith, type Connection } from "./Transport.js"
 import type { TransportError } from "./TransportError.js"
 
 /** A request that has a reply. */
@@ -119,7 +120,8 @@ const logFailure = (message: string) => <A, E, R>(effect: Effect.Effect<A, E, R>
 
 type ApplyAction = Extract<Message, { readonly type: "apply_action" }>
 
-class Unanswered extends Data.TaggedError("Unanswered")<{ readonly request: string }> {}
+/** A request that cannot be answered; `reason` is what the client is told as its connection is closed. */
+class Unanswered extends Data.TaggedError("Unanswered")<{ readonly request: string; readonly reason: string }> {}
 
 /**
  * Answers one request and sends the reply: an obs_request without a `getObs`
@@ -161,7 +163,7 @@ const defaultObservation = (connection: Connection, observe: (timestamp: number)
       try {
         frame = encodeFrameParts({ type: "obs_response", obs: leased.obs })
       } catch (cause) {
-        return unanswerable(connection, "obs_request")(Cause.fail(cause))
+        return unanswerable(connection, "obs_request")(Cause.fail(cause), "encoding")
       }
       return connection.send(frame)
     })
@@ -189,7 +191,7 @@ const handlerReply = <R>(
         try {
           frame = encodeFrameParts(reply)
         } catch (cause) {
-          return unanswered(Cause.fail(cause))
+          return unanswered(Cause.fail(cause), "encoding")
         }
         return connection.send(frame)
       }
@@ -197,30 +199,35 @@ const handlerReply = <R>(
   })
 
 /**
- * What follows a request that could not be answered. It would leave the
- * client waiting, and the protocol has no error reply: it is logged and the
- * connection closed, which the client sees at once as a typed error (the
- * Python server does the same by letting the handler's exception end the
- * connection). A shared connection (a Zenoh router's session, standing for
- * several clients) stays open; its client runs into its timeout.
+ * What follows a request that could not be answered (`failed`: its handler
+ * failed, or the gate refused its legacy step; `encoding`: its reply could
+ * not be encoded). It would leave the client waiting, and the protocol has
+ * no error reply: it is logged and the connection closed, which the client
+ * sees at once as a typed error, with the request and the error's message
+ * where the transport can say why (WebSocket: 1011, see `CloseReason`). The
+ * Python server also lets the handler's exception end the connection (1011,
+ * with no reason). A shared connection (a Zenoh router's session, standing
+ * for several clients) stays open; its client runs into its timeout.
  */
 const unanswerable = (connection: Connection, request: Request["type"]) =>
-(cause: Cause.Cause<unknown>): Effect.Effect<void, Unanswered> => {
+(cause: Cause.Cause<unknown>, stage: "failed" | "encoding" = "failed"): Effect.Effect<void, Unanswered> => {
   if (Cause.hasInterruptsOnly(cause)) return Effect.interrupt
   const refused = Cause.findErrorOption(cause)
   if (Option.isSome(refused) && refused.value instanceof ActionRefused) {
     // Logged by the gate. A step's only reply is an observation, which would say it was applied.
+    const reason = CloseReason.stepRefused(refused.value.reason, refused.value.detail)
     return connection.shared === true
       ? Effect.void
       : Effect.andThen(
         Effect.logWarning(`chiral: closing ${connection.id}: its legacy step was refused, and a step cannot be answered without applying it`),
-        Effect.fail(new Unanswered({ request }))
+        Effect.fail(new Unanswered({ request, reason }))
       )
   }
   const what = `chiral: cannot answer ${request} from ${connection.id}`
+  const reason = stage === "encoding" ? CloseReason.unencodable(request, cause) : CloseReason.failed(request, cause)
   return connection.shared === true
     ? Effect.logWarning(what, cause)
-    : Effect.andThen(Effect.logWarning(`${what}; closing it`, cause), Effect.fail(new Unanswered({ request })))
+    : Effect.andThen(Effect.logWarning(`${what}; closing it`, cause), Effect.fail(new Unanswered({ request, reason })))
 }
 
 const dropped = (connection: Connection, reason: string) =>
@@ -244,7 +251,11 @@ const dropped = (connection: Connection, reason: string) =>
 const framesPerTurn = 16
 const millisPerTurn = 1
 
-/** Serves `connection` until the client leaves or a request cannot be answered. */
+/**
+ * Serves `connection` until the client leaves or a request cannot be
+ * answered (the connection is then closed with 1011 and why, where the
+ * transport can: `Connection.close`).
+ */
 export const serve = <R>(
   connection: Connection,
   responder: Responder<R>,
@@ -342,6 +353,9 @@ export const serve = <R>(
     )
     // The client's last action before it left is applied, as when actions were applied as read.
     const readAll = newest === undefined ? reading : Effect.andThen(reading, newest.flush)
-    // Either ends the connection: the client leaving, or a request that cannot be answered.
-    yield* Effect.raceFirst(readAll, answering).pipe(Effect.catchTag("Unanswered", () => Effect.void))
+    // Either ends the connection: the client leaving, or a request that cannot
+    // be answered, which the client is told (1011 and why) where the transport can.
+    yield* Effect.raceFirst(readAll, answering).pipe(
+      Effect.catchTag("Unanswered", (unanswered) => closeWith(connection, CloseReason.internalError, unanswered.reason))
+    )
   }).pipe(Effect.scoped)

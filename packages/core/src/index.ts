@@ -26,6 +26,7 @@ export * as ClientConnection from "./ClientConnection.js"
 export * as RobotClock from "./RobotClock.js"
 export * from "./TransportError.js"
 export * as MemoryTransport from "./MemoryTransport.js"
+export * as CloseReason from "./CloseReason.js"
 
 export * as CameraConfig from "./CameraConfig.js"
 export * as ProprioConfig from "./ProprioConfig.js"

@@ -1,8 +1,16 @@
 import { Tensor } from "@chiral/protocol"
-import { describe, expect, it } from "@effect/vitest"
-import { Clock, Effect, Layer } from "effect"
+import { assert, describe, expect, it } from "@effect/vitest"
+import { Clock, Effect, Layer, Schema } from "effect"
 import { TestClock } from "effect/testing"
-import { MemoryTransport, PolicyClient, PolicyServer, SensorError } from "../src/index.js"
+import {
+  ClientTransport,
+  MemoryTransport,
+  PolicyClient,
+  PolicyServer,
+  type RequestError,
+  SensorError,
+  ServerTransport
+} from "../src/index.js"
 import { failure } from "@chiral/testing/Exits"
 import * as Pair from "@chiral/testing/Pair"
 import * as Robot from "@chiral/testing/Robot"
@@ -186,4 +194,114 @@ describe("PolicyServer.updateCamera", () => {
       }
       expect(Array.from(obs.cameras[0]!.extrinsics)).toEqual([1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1])
     }).pipe(Effect.provide(serverLayer)))
+})
+
+/**
+ * An in-memory network whose server connections offer `Connection.close`,
+ * noting each code and reason (the connection then ends as usual, with its
+ * handler), as a WebSocket server's connections do.
+ */
+const closableMemory = () => {
+  const closes: Array<readonly [number, string]> = []
+  const { client, server } = MemoryTransport.make()
+  const closable = ServerTransport.of({
+    address: server.address,
+    serve: (handler) =>
+      server.serve((connection) =>
+        handler({ ...connection, close: (code, reason) => Effect.sync(() => void closes.push([code, reason])) })
+      )
+  })
+  return {
+    closes,
+    layer: Layer.merge(Layer.succeed(ServerTransport, closable), Layer.succeed(ClientTransport, client))
+  }
+}
+
+class EStop extends Schema.TaggedError<EStop>()("EStop", {}) {}
+
+describe("PolicyServer says why it closes a connection, where the transport can (Connection.close)", () => {
+  const base = { cameras: Robot.cameras, proprios: Robot.proprios }
+  const obsOf = Effect.map(PolicyServer.makeObs(), (obs) => ({ obs }))
+
+  it.live("a request its handler cannot answer: 1011, the request and the error's message", () =>
+    Effect.gen(function*() {
+      const net = closableMemory()
+      yield* Effect.gen(function*() {
+        yield* PolicyServer.make({
+          ...base,
+          handlers: {
+            reset: Effect.fail(new Error("e-stop pressed\n  (button 2)")),
+            applyAction: () => Effect.void
+          }
+        })
+        const client = yield* PolicyClient.make({ quiet: true, reconnect: false })
+        assert.strictEqual(failure(yield* Effect.exit(client.reset)).reason, "Disconnected")
+      }).pipe(Effect.scoped, Effect.provide(net.layer))
+      for (const [request, fails] of [["metadata", "getMetadata"], ["obs_request", "getObs"]] as const) {
+        yield* Effect.gen(function*() {
+          yield* PolicyServer.make({
+            ...base,
+            handlers: {
+              reset: obsOf,
+              [fails]: fails === "getMetadata" ? Effect.fail(new EStop()) : Effect.die("camera driver crashed"),
+              applyAction: () => Effect.void
+            }
+          })
+          const client = yield* PolicyClient.make({ quiet: true, reconnect: false })
+          const asked: Effect.Effect<unknown, RequestError> = request === "metadata" ? client.getMetadata : client.getObs
+          const exit = yield* Effect.exit(asked)
+          assert.strictEqual(failure(exit).reason, "Disconnected")
+        }).pipe(Effect.scoped, Effect.provide(net.layer))
+      }
+      assert.deepStrictEqual(net.closes, [
+        [1011, "chiral: reset failed: e-stop pressed (button 2)"],
+        // an error without a message is named by its tag; a defect by its own message
+        [1011, "chiral: metadata failed: EStop"],
+        [1011, "chiral: obs_request failed: camera driver crashed"]
+      ])
+    }))
+
+  it.live("a reply that cannot be encoded, and a legacy step the action gate refuses: 1011 and why", () =>
+    Effect.gen(function*() {
+      const net = closableMemory()
+      yield* Effect.gen(function*() {
+        yield* PolicyServer.make({
+          ...base,
+          // a function is no msgpack value
+          handlers: { reset: obsOf, getMetadata: Effect.succeed({ f: () => 1 } as never), applyAction: () => Effect.void }
+        })
+        const client = yield* PolicyClient.make({ quiet: true, reconnect: false })
+        assert.strictEqual(failure(yield* Effect.exit(client.getMetadata)).reason, "Disconnected")
+      }).pipe(Effect.scoped, Effect.provide(net.layer))
+      yield* Effect.gen(function*() {
+        yield* PolicyServer.make({ ...base, actionSpec: { dim: 3 }, handlers: { reset: obsOf, applyAction: () => Effect.void } })
+        const client = yield* PolicyClient.make({ quiet: true, reconnect: false })
+        assert.strictEqual(failure(yield* Effect.exit(client.step([[0, 0]]))).reason, "Disconnected")
+      }).pipe(Effect.scoped, Effect.provide(net.layer))
+      assert.deepStrictEqual(net.closes, [
+        [1011, "chiral: cannot encode the metadata reply: data: cannot encode a function as msgpack"],
+        [1011, "chiral: step refused (invalid): shape [1, 2], expected [3] or [N, 3]"]
+      ])
+    }))
+
+  it.live("a connection onConnect refuses: 1008 and the error's message; onDisconnect does not run", () =>
+    Effect.gen(function*() {
+      const net = closableMemory()
+      let disconnects = 0
+      yield* Effect.gen(function*() {
+        yield* PolicyServer.make({
+          ...base,
+          handlers: {
+            reset: obsOf,
+            applyAction: () => Effect.void,
+            onConnect: (info) => Effect.fail(new Error(`controller busy, ${info.peer} refused`)),
+            onDisconnect: () => Effect.sync(() => void disconnects++)
+          }
+        })
+        const client = yield* PolicyClient.make({ quiet: true, reconnect: false })
+        assert.strictEqual(failure(yield* Effect.exit(client.getMetadata)).reason, "Disconnected")
+      }).pipe(Effect.scoped, Effect.provide(net.layer))
+      assert.deepStrictEqual(net.closes, [[1008, "chiral: refused by the robot's onConnect: controller busy, client 1 refused"]])
+      assert.strictEqual(disconnects, 0)
+    }))
 })

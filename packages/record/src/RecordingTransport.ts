@@ -21,6 +21,7 @@ export const tapConnection = (connection: Connection, recorder: Recorder.Recorde
   return {
     id,
     shared: connection.shared,
+    close: connection.close,
     frames: Stream.tap(connection.frames, (frame) => Effect.sync(() => recorder.record(inbound, id, frame))),
     send: (frame: OutgoingFrame) =>
       Effect.suspend(() => {

@@ -8,6 +8,7 @@ import * as Frames from "@chiral/testing/Frames"
 import * as Pair from "@chiral/testing/Pair"
 import * as RawWebSocket from "@chiral/testing/RawWebSocket"
 import * as Robot from "@chiral/testing/Robot"
+import * as NodeWS from "@effect/platform-node/NodeWS"
 
 /** Waits (real time, bounded) until the server has exactly `n` connections. */
 const awaitConnections = (server: PolicyServer.PolicyServerApi, n: number) =>
@@ -111,6 +112,32 @@ for (const [name, transports] of Pair.transports) {
 }
 
 describe("PolicyServer robustness over real sockets", () => {
+  it.live("a client is told why its connection is closed: 1011 and the failed request's error, 1008 when onConnect refuses it", () =>
+    Effect.gen(function*() {
+      const refusing = yield* Ref.make(false)
+      const server = yield* PolicyServer.make({
+        cameras: Robot.cameras,
+        handlers: {
+          reset: Effect.fail(new Error("e-stop pressed")),
+          applyAction: () => Effect.void,
+          onConnect: () => Effect.flatMap(Ref.get(refusing), (refuse) => refuse ? Effect.fail(new Error("busy")) : Effect.void)
+        }
+      })
+      /** The close a `ws` client (as the Python reference's `websockets`, a client that checks the frame) gets after sending `frames`. */
+      const closeAfter = (frames: ReadonlyArray<Uint8Array>) =>
+        Effect.acquireRelease(Effect.sync(() => new NodeWS.WebSocket(server.address)), (ws) => Effect.sync(() => ws.terminate())).pipe(
+          Effect.flatMap((ws) =>
+            Effect.callback<readonly [number, string]>((resume) => {
+              ws.once("open", () => frames.forEach((frame) => ws.send(frame)))
+              ws.once("close", (code, reason) => resume(Effect.succeed([code, reason.toString()])))
+            })
+          )
+        )
+      expect(yield* closeAfter([Frames.vector("reset_request")])).toEqual([1011, "chiral: reset failed: e-stop pressed"])
+      yield* Ref.set(refusing, true)
+      expect(yield* closeAfter([])).toEqual([1008, "chiral: refused by the robot's onConnect: busy"])
+    }).pipe(Effect.scoped, Effect.provide(Pair.webSocket)))
+
   it.live("a client vanishing mid-frame harms no one", () =>
     Effect.gen(function*() {
       const { server } = yield* Pair.startServerOnly()
