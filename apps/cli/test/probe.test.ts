@@ -290,6 +290,30 @@ describe("chiral probe", () => {
       }))
   }
 
+  it.live("a robot that closes the connection says why in the one line: its reset failed (1011), its onConnect refused the probe (1008)", () =>
+    Effect.gen(function*() {
+      const observe = Effect.flatMap(PolicyServer.PolicyServer, (s) => s.makeObs())
+      const robot = (handlers: Partial<PolicyServer.PolicyServerConfig<Error, PolicyServer.PolicyServer>["handlers"]>) =>
+        Effect.flatMap(Layer.build(loopback), (transport) =>
+          PolicyServer.make({
+            cameras: [{ name: "cam_0", width: 4, height: 2 }],
+            handlers: { reset: Effect.map(observe, (obs) => ({ obs })), applyAction: () => Effect.void, ...handlers }
+          }).pipe(Effect.provideContext(transport)))
+      const failing = yield* robot({ reset: Effect.fail(new Error("e-stop pressed")) })
+      const reset = yield* run(probe, [failing.address, "--reset", "--timeout", "30"])
+      assert.isTrue(Exit.isFailure(reset.exit))
+      assert.deepStrictEqual(reset.stderr, [
+        "chiral probe: resetting the robot (--reset)",
+        `chiral probe: ${failing.address}: reset: Disconnected (closed by the server: 1011 chiral: reset failed: e-stop pressed)`
+      ])
+      const refusing = yield* robot({ onConnect: () => Effect.fail(new Error("another policy has the arm")) })
+      const refused = yield* run(probe, [refusing.address, "--timeout", "30"])
+      assert.isTrue(Exit.isFailure(refused.exit))
+      assert.deepStrictEqual(refused.stderr, [
+        `chiral probe: ${refusing.address}: metadata: Disconnected (closed by the server: 1008 chiral: refused by the robot's onConnect: another policy has the arm)`
+      ])
+    }))
+
   it.effect("rejects an address it cannot use, in one line", () =>
     Effect.gen(function*() {
       const unknown = yield* run(probe, ["http://127.0.0.1:8765"])

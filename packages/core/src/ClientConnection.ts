@@ -225,6 +225,19 @@ const reconnectOn = (
   })
 
 /**
+ * Why a connection's frames failed: the close the server sent, when it closed
+ * the connection on purpose ("closed by the server: 1011 chiral: reset
+ * failed: e-stop pressed", as the server's `CloseReason`s say), else how it
+ * was lost.
+ */
+const lostReason = (cause: Cause.Cause<unknown>): string => {
+  const error = Cause.squash(cause)
+  if (!(error instanceof TransportError) || error.closedBy === undefined) return `connection lost: ${describe(error)}`
+  const { code, reason } = error.closedBy
+  return `closed by the server: ${code}${reason === "" ? "" : ` ${reason}`}`
+}
+
+/**
  * Hands every frame of `connection` to `attachment` until the frames end,
  * then says why (`interrupted`: only the connection's scope closing stops a
  * reader before its connection is lost, which means the client is closing).
@@ -243,7 +256,7 @@ const readUntilLost = (
           ? "closed by the server"
           : interrupted
           ? "the client is closed"
-          : `connection lost: ${describe(Cause.squash(exit.cause))}`,
+          : lostReason(exit.cause),
         interrupted
       )
     }),

@@ -104,7 +104,9 @@ export interface PolicyClientApi {
    * Requests fail with a `RequestError`: `Timeout` (no answer in time),
    * `Malformed`, or `Disconnected`, at once, while there is no live
    * connection (lost, reconnecting, closed) and for a request in flight when
-   * its connection goes.
+   * its connection goes. A `Disconnected` error's detail says why the
+   * connection went: "closed by the server: 1011 chiral: reset failed: …"
+   * when the server said why (a WebSocket close's code and reason).
    */
   readonly getMetadata: Effect.Effect<UserMap, RequestError>
   /** Resets the robot; the observation also becomes `latestObs`. */

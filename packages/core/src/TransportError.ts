@@ -40,12 +40,29 @@ export type TransportErrorReason = typeof TransportErrorReason.Type
 export const Unresolved = Schema.Struct({ host: Schema.String, code: Schema.String })
 export type Unresolved = typeof Unresolved.Type
 
+/**
+ * How the peer ended a connection on purpose, where the transport carries it
+ * (a WebSocket close frame): its `code` (1011, 1008, 4000, …) and `reason`,
+ * "" when it gave none.
+ */
+export const PeerClose = Schema.Struct({
+  code: Schema.Number,
+  reason: Schema.String
+})
+export type PeerClose = typeof PeerClose.Type
+
 export class TransportError extends Schema.TaggedError<TransportError>()("TransportError", {
   reason: TransportErrorReason,
   address: Schema.String,
   detail: Schema.optional(Schema.String),
   /** Set when the address's host name could not be resolved. */
   unresolved: Schema.optional(Unresolved),
+  /**
+   * With reason `Closed`: the close the peer sent, when it was not a normal
+   * end (those end the frames instead), so a client can say why the server
+   * ended the connection rather than that it was lost.
+   */
+  closedBy: Schema.optional(PeerClose),
   cause: Schema.optional(Schema.Defect())
 }) {
   override get message(): string {

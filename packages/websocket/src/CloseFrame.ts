@@ -3,6 +3,7 @@
  * connection normally, how a received one reads in an error, and how a
  * server's reason is fitted into one it sends (`Connection.close`).
  */
+import type { PeerClose } from "@chiral/core/TransportError"
 
 /** Close codes that end the frame stream normally rather than as a lost connection. */
 export const normalCloseCodes = new Set([1000, 1001, 1005])
@@ -10,6 +11,13 @@ export const normalCloseCodes = new Set([1000, 1001, 1005])
 /** A close frame, for an error's detail: "close code 1006", or "close code 4000: why". */
 export const closeDetail = (code: number, reason: string): string =>
   `close code ${code}${reason === "" ? "" : `: ${reason}`}`
+
+/**
+ * The close the peer sent, for `TransportError.closedBy`; undefined for 1006,
+ * which only says that the connection ended without a close frame.
+ */
+export const peerClose = (code: number, reason: string): PeerClose | undefined =>
+  code === 1006 ? undefined : { code, reason }
 
 /**
  * The longest reason a close frame carries, in bytes of UTF-8: a control

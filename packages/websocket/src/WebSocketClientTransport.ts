@@ -19,7 +19,7 @@ import type { FromWorker, ToWorker, WorkerOptions } from "./ActionDispatchWorker
 import * as AccessToken from "./AccessToken.js"
 import * as WebSocketClient from "./WebSocketClient.js"
 import { defaultPort } from "./WebSocketServer.js"
-import { closeDetail, normalCloseCodes } from "./CloseFrame.js"
+import { closeDetail, normalCloseCodes, peerClose } from "./CloseFrame.js"
 import { describe, framesFrom, sendOn, toTransportError } from "./WsConnection.js"
 
 export interface ClientOptions {
@@ -180,6 +180,7 @@ const openDirect = (
                   reason: error?.kind === "protocol" ? "Read" : "Closed",
                   address: uri,
                   detail: error?.message ?? closeDetail(code, reason),
+                  closedBy: error === undefined ? peerClose(code, reason) : undefined,
                   cause: error
                 })
               )

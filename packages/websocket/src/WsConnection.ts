@@ -16,7 +16,7 @@ import * as NodeWS from "@effect/platform-node/NodeWS"
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import { Cause, Effect, type Pull, type Scope, Stream } from "effect"
 import type * as Socket from "effect/socket/Socket"
-import { closeDetail, normalCloseCodes } from "./CloseFrame.js"
+import { closeDetail, normalCloseCodes, peerClose } from "./CloseFrame.js"
 
 const encoder = new TextEncoder()
 
@@ -24,7 +24,12 @@ export const toTransportError = (error: Socket.SocketError, address: string): Tr
   const reason = error.reason
   switch (reason._tag) {
     case "SocketCloseError":
-      return new TransportError({ reason: "Closed", address, detail: `close code ${reason.message}` })
+      return new TransportError({
+        reason: "Closed",
+        address,
+        detail: closeDetail(reason.code, reason.closeReason ?? ""),
+        closedBy: peerClose(reason.code, reason.closeReason ?? "")
+      })
     case "SocketReadError":
       return new TransportError({ reason: "Read", address, detail: describe(reason.cause), cause: reason.cause })
     case "SocketWriteError":
@@ -218,7 +223,8 @@ export const framesOf = (
             new TransportError({
               reason: "Closed",
               address,
-              detail: closeDetail(code, reason.toString())
+              detail: closeDetail(code, reason.toString()),
+              closedBy: peerClose(code, reason.toString())
             })
           )
       )

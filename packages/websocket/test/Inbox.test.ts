@@ -3,6 +3,7 @@
 // is under the test's control.
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Logger, Queue, Stream } from "effect"
+import type { TransportError } from "@chiral/core/TransportError"
 import type * as NodeWS from "@effect/platform-node/NodeWS"
 import { EventEmitter } from "node:events"
 import { framesOf } from "../src/WsConnection.js"
@@ -85,6 +86,8 @@ describe("framesOf", () => {
       assert.isTrue(Exit.isFailure(exit))
       const error = Exit.isFailure(exit) ? exit.cause.reasons[0] : undefined
       assert.include(String(error && "error" in error ? (error.error as Error).message : error), "close code 4000: bye")
+      // the close the peer sent, for a client to say why it ended (closedBy)
+      assert.deepStrictEqual(error && "error" in error ? (error.error as TransportError).closedBy : undefined, { code: 4000, reason: "bye" })
     }).pipe(Effect.scoped))
 
   it.effect("a socket error (e.g. a message over the size limit) fails the stream as Read; the close after it changes nothing", () =>
@@ -108,6 +111,8 @@ describe("framesOf", () => {
       const exit = yield* Fiber.await(fiber)
       const error = Exit.isFailure(exit) ? exit.cause.reasons[0] : undefined
       assert.include(String(error && "error" in error ? (error.error as Error).message : error), "close code 1006")
+      // 1006: no close frame came, so nobody said why
+      assert.strictEqual(error && "error" in error ? (error.error as TransportError).closedBy : "none", undefined)
     }).pipe(Effect.scoped))
 
   it.effect("text messages are dropped: the first logged with its size, the count when the connection ends", () =>

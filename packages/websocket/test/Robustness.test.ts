@@ -1,7 +1,7 @@
 import { Tensor } from "@chiral/protocol"
 import { decodeFrame } from "@chiral/protocol"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Ref, Result, Schedule, Stream } from "effect"
+import { Effect, Layer, Ref, Result, Schedule, Stream, SubscriptionRef } from "effect"
 import { ClientTransport, PolicyClient, PolicyServer } from "@chiral/core"
 import { failure } from "@chiral/testing/Exits"
 import * as Frames from "@chiral/testing/Frames"
@@ -9,6 +9,7 @@ import * as Pair from "@chiral/testing/Pair"
 import * as RawWebSocket from "@chiral/testing/RawWebSocket"
 import * as Robot from "@chiral/testing/Robot"
 import * as NodeWS from "@effect/platform-node/NodeWS"
+import { WebSocketTransport } from "../src/index.js"
 
 /** Waits (real time, bounded) until the server has exactly `n` connections. */
 const awaitConnections = (server: PolicyServer.PolicyServerApi, n: number) =>
@@ -66,6 +67,12 @@ for (const [name, transports] of Pair.transports) {
           const other = yield* PolicyClient.make({ quiet: true })
           const exit = yield* Effect.exit(doomed.reset)
           expect(failure(exit)).toMatchObject({ _tag: "RequestError", reason: "Disconnected", request: "reset" })
+          // WebSocket says why (the close's code and reason); memory connections just end
+          expect(failure(exit).message).toBe(
+            name === "websocket"
+              ? "reset: Disconnected (closed by the server: 1011 chiral: reset failed: the robot is on fire)"
+              : "reset: Disconnected (closed by the server)"
+          )
           expect((yield* other.getObs).cameras.length).toBe(2)
         }).pipe(Effect.scoped, Effect.provide(logs.layer))
         expect(logs.lines.some((l) => l.includes("cannot answer reset") && l.includes("the robot is on fire"))).toBe(
@@ -137,6 +144,40 @@ describe("PolicyServer robustness over real sockets", () => {
       yield* Ref.set(refusing, true)
       expect(yield* closeAfter([])).toEqual([1008, "chiral: refused by the robot's onConnect: busy"])
     }).pipe(Effect.scoped, Effect.provide(Pair.webSocket)))
+
+  for (const thread of ["worker", "main"] as const) {
+    it.live(`PolicyClient's errors and its reconnection line quote the server's close: a failed reset, a refusing onConnect (thread: ${thread})`, () =>
+      Effect.gen(function*() {
+        const logs = yield* Robot.captureLogs
+        const refusing = yield* Ref.make(false)
+        const server = yield* PolicyServer.make({
+          cameras: Robot.cameras,
+          handlers: {
+            reset: Effect.fail(new Error("e-stop pressed")),
+            applyAction: () => Effect.void,
+            onConnect: () => Effect.flatMap(Ref.get(refusing), (refuse) => refuse ? Effect.fail(new Error("busy")) : Effect.void)
+          }
+        })
+        const transport = Layer.succeed(ClientTransport, WebSocketTransport.makeClient(server.address, { thread }))
+        yield* Effect.gen(function*() {
+          const client = yield* PolicyClient.make({ quiet: true })
+          const reset = failure(yield* Effect.exit(client.reset))
+          expect(reset).toMatchObject({ reason: "Disconnected", detail: "closed by the server: 1011 chiral: reset failed: e-stop pressed" })
+          expect(reset.message).toBe("reset: Disconnected (closed by the server: 1011 chiral: reset failed: e-stop pressed)")
+          // logged before the client reconnects
+          yield* SubscriptionRef.changes(client.reconnects).pipe(Stream.takeUntil((n) => n >= 1), Stream.runDrain)
+        }).pipe(Effect.scoped, Effect.provide(transport), Effect.provide(logs.layer))
+        expect(logs.lines).toContainEqual(expect.stringContaining(
+          `chiral: ${server.address}: closed by the server: 1011 chiral: reset failed: e-stop pressed; reconnecting`
+        ))
+        yield* Ref.set(refusing, true)
+        const refused = yield* Effect.gen(function*() {
+          const client = yield* PolicyClient.make({ quiet: true, reconnect: false })
+          return failure(yield* Effect.exit(client.getMetadata))
+        }).pipe(Effect.scoped, Effect.provide(transport))
+        expect(refused.message).toBe("metadata: Disconnected (closed by the server: 1008 chiral: refused by the robot's onConnect: busy)")
+      }).pipe(Effect.scoped, Effect.provide(Pair.webSocket)))
+  }
 
   it.live("a client vanishing mid-frame harms no one", () =>
     Effect.gen(function*() {
