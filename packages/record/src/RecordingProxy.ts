@@ -22,6 +22,10 @@
  * `action` (which is answered) ends the passage instead, since its answer
  * would never come.
  *
+ * Where the transport can say why (`Connection.close`: WebSocket), the
+ * client's connection is closed with 1011 and "the robot connection was
+ * lost", or 1013 (try again later) and "no robot answers".
+ *
  * When recording, the proxy asks the robot for its metadata first on each
  * robot connection and records the answer without forwarding it; the robot
  * answers requests in order, so the client's own requests, sent after it,
@@ -38,7 +42,15 @@
  * every client behind it (`shared`) and is never closed by the transport:
  * once its robot connection is lost, nothing more is forwarded for it.
  */
-import { ClientTransport, type Connection, ConnectTimeout, ServerTransport, type TransportError } from "@chiral/core"
+import {
+  ClientTransport,
+  closeWith,
+  CloseReason,
+  type Connection,
+  ConnectTimeout,
+  ServerTransport,
+  type TransportError
+} from "@chiral/core"
 import { decodeFrame, encodeFrame } from "@chiral/protocol"
 import { Duration, Effect, Result, Schedule, type Scope, Stream } from "effect"
 import type { Direction, Frame, Recorder } from "./Recorder.js"
@@ -293,6 +305,10 @@ export const run = (options: ProxyOptions = {}): Effect.Effect<never, TransportE
         const ending = yield* Effect.raceFirst(fromClient(passage, downstream), throughRobot(passage, downstream))
         if (ending.side === "client") return
         for (const { frame } of passage.held) notForwarded(passage, frame)
+        // 1013 try again later: no robot yet; 1011: the robot connection failed under it.
+        yield* passage.opened
+          ? closeWith(downstream, CloseReason.internalError, "chiral record: the robot connection was lost")
+          : closeWith(downstream, CloseReason.tryAgainLater, "chiral record: no robot answers")
         if (!passage.opened) {
           const first = outage === undefined
           outage = { refused: (outage?.refused ?? 0) + 1 }

@@ -92,6 +92,19 @@ const pulled = (server: ServerTransport["Service"]) => {
   return { taken, service }
 }
 
+/** `server` with a `close` on its connections that notes the code and reason it was given (before the usual close). */
+const closable = (server: ServerTransport["Service"]) => {
+  const closes: Array<readonly [number, string]> = []
+  const service = ServerTransport.of({
+    address: server.address,
+    serve: (handler) =>
+      server.serve((connection: Connection) =>
+        handler({ ...connection, close: (code, reason) => Effect.sync(() => void closes.push([code, reason])) })
+      )
+  })
+  return { closes, service }
+}
+
 const runProxy = (
   proxyServer: ServerTransport["Service"],
   robotClient: ClientTransport["Service"],
@@ -280,5 +293,25 @@ describe("RecordingProxy", () => {
       assert.deepStrictEqual(episode.metadata, metadata)
       assert.deepStrictEqual(episode.actions.map((a) => a.values), [[5, 0, 0]])
       assert.strictEqual(episode.observations.length, 1)
+    }).pipe(Effect.scoped), liveTimeout)
+
+  it.live("where the transport can say why, the client's connection is closed with 1013 while no robot answers, 1011 when its robot connection is lost", () =>
+    Effect.gen(function*() {
+      const robotNet = MemoryTransport.make({ address: "memory://robot" })
+      const proxyNet = MemoryTransport.make({ address: "memory://proxy" })
+      const proxy = closable(proxyNet.server)
+      yield* runProxy(proxy.service, robotNet.client, { upstreamTimeout: "50 millis" })
+      const early = yield* rawClient(proxyNet.client)
+      yield* Deferred.await(early.ended)
+      assert.deepStrictEqual(proxy.closes, [[1013, "chiral record: no robot answers"]])
+
+      const applied = yield* Ref.make<ReadonlyArray<number>>([])
+      const robot = yield* startRobot(robotNet.server, applied)
+      const client = yield* rawClient(proxyNet.client)
+      yield* client.connection.send(action(1))
+      yield* until(Effect.map(Ref.get(applied), (a) => a.length > 0))
+      yield* Scope.close(robot, Exit.void)
+      yield* Deferred.await(client.ended)
+      assert.deepStrictEqual(proxy.closes[1], [1011, "chiral record: the robot connection was lost"])
     }).pipe(Effect.scoped), liveTimeout)
 })
