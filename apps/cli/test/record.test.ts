@@ -7,7 +7,8 @@ import { Tensor } from "@chiral/protocol"
 import * as RawWebSocket from "@chiral/testing/RawWebSocket"
 import { assert, describe, it } from "@effect/vitest"
 import { protobufFromBinaryDescriptor } from "@mcap/support"
-import { ConfigProvider, Effect, Exit, Fiber, Layer, Schedule } from "effect"
+import { PolicyServer, ServerTransport } from "@chiral/core"
+import { ConfigProvider, Context, Effect, Exit, Fiber, Layer, Schedule } from "effect"
 import { probe } from "../src/commands/Probe.js"
 import { progressLine, record } from "../src/commands/Record.js"
 import { replay } from "../src/commands/Replay.js"
@@ -168,6 +169,36 @@ describe("chiral record / replay / view", () => {
         ),
         zenoh.output.stderr.join(" | ")
       )
+    }).pipe(Effect.scoped), liveTimeout)
+
+  it.live("record passes on why the robot closed a client's connection (its reset failed: 1011 and why); with no robot, the client is told 1013", () =>
+    Effect.gen(function*() {
+      const robot = yield* Effect.flatMap(Layer.build(serverTransports.websocket({ host: "127.0.0.1", port: 0 })), (transport) =>
+        PolicyServer.make({
+          cameras: [{ name: "cam_0", width: 4, height: 2 }],
+          handlers: { reset: Effect.fail(new Error("e-stop pressed")), applyAction: () => Effect.void }
+        }).pipe(Effect.provideContext(transport)))
+      const file = tempFile("closed.mcap")
+      const proxy = yield* startCommand(record, ["--upstream", robot.address, "--host", "127.0.0.1", "--listen", "0", "-o", file], "listening on ")
+      const reset = yield* run(probe, [proxy.address, "--reset", "--timeout", "30"])
+      assert.isTrue(Exit.isFailure(reset.exit))
+      assert.include(
+        reset.stderr.join("\n"),
+        `chiral probe: ${proxy.address}: reset: Disconnected (closed by the server: 1011 chiral: reset failed: e-stop pressed)`
+      )
+      yield* Fiber.interrupt(proxy.fiber)
+
+      // the robot gone: its port is free again once the scope that held it is closed
+      const gone = yield* Effect.scoped(Effect.map(Layer.build(serverTransports.websocket({ host: "127.0.0.1", port: 0 })), (context) =>
+        Context.get(context, ServerTransport).address))
+      const lonely = yield* startCommand(record, ["--upstream", gone, "--host", "127.0.0.1", "--listen", "0", "-o", file], "listening on ")
+      const refused = yield* run(probe, [lonely.address, "--timeout", "30"])
+      assert.isTrue(Exit.isFailure(refused.exit))
+      assert.include(
+        refused.stderr.join("\n"),
+        `chiral probe: ${lonely.address}: metadata: Disconnected (closed by the server: 1013 chiral record: no robot answers)`
+      )
+      yield* Fiber.interrupt(lonely.fiber)
     }).pipe(Effect.scoped), liveTimeout)
 
   it.live("replay: --token or CHIRAL_TOKEN is required of clients; on Zenoh a token is refused", () =>

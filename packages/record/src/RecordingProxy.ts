@@ -24,7 +24,11 @@
  *
  * Where the transport can say why (`Connection.close`: WebSocket), the
  * client's connection is closed with 1011 and "the robot connection was
- * lost", or 1013 (try again later) and "no robot answers".
+ * lost", or 1013 (try again later) and "no robot answers". A robot that
+ * closed its connection saying why (a WebSocket close with a code other than
+ * 1000, 1001, 1005: a failed handler's 1011 "chiral: reset failed: …") has
+ * its code and reason passed on instead, so the client learns what it would
+ * have without the proxy.
  *
  * When recording, the proxy asks the robot for its metadata first on each
  * robot connection and records the answer without forwarding it; the robot
@@ -48,6 +52,7 @@ import {
   CloseReason,
   type Connection,
   ConnectTimeout,
+  type PeerClose,
   ServerTransport,
   type TransportError
 } from "@chiral/core"
@@ -107,6 +112,8 @@ const maxHeldRequests = 64
 interface Ending {
   readonly side: "client" | "robot"
   readonly why: string
+  /** The close the robot sent, when it ended its connection saying why (WebSocket): passed on to the client. */
+  readonly closedBy?: PeerClose | undefined
 }
 
 interface Passage {
@@ -169,7 +176,7 @@ export const run = (options: ProxyOptions = {}): Effect.Effect<never, TransportE
         recorder?.record(direction, id, frame, receivedAt)
       })
 
-    const robotLost = (error: TransportError): Ending => ({ side: "robot", why: error.message })
+    const robotLost = (error: TransportError): Ending => ({ side: "robot", why: error.message, closedBy: error.closedBy })
 
     const toRobot = (passage: Passage, robot: Connection, frame: Uint8Array, receivedAt: number) =>
       robot.send(frame).pipe(
@@ -305,10 +312,13 @@ export const run = (options: ProxyOptions = {}): Effect.Effect<never, TransportE
         const ending = yield* Effect.raceFirst(fromClient(passage, downstream), throughRobot(passage, downstream))
         if (ending.side === "client") return
         for (const { frame } of passage.held) notForwarded(passage, frame)
-        // 1013 try again later: no robot yet; 1011: the robot connection failed under it.
-        yield* passage.opened
-          ? closeWith(downstream, CloseReason.internalError, "chiral record: the robot connection was lost")
-          : closeWith(downstream, CloseReason.tryAgainLater, "chiral record: no robot answers")
+        // 1013 try again later: no robot yet; the robot's own close when it said
+        // why (its client would have seen it without the proxy); else 1011.
+        yield* !passage.opened
+          ? closeWith(downstream, CloseReason.tryAgainLater, "chiral record: no robot answers")
+          : ending.closedBy !== undefined
+          ? closeWith(downstream, ending.closedBy.code, ending.closedBy.reason)
+          : closeWith(downstream, CloseReason.internalError, "chiral record: the robot connection was lost")
         if (!passage.opened) {
           const first = outage === undefined
           outage = { refused: (outage?.refused ?? 0) + 1 }
