@@ -118,18 +118,24 @@ for (const [name, transports] of Pair.transports) {
   })
 }
 
+/** A robot whose reset fails ("e-stop pressed") and whose onConnect refuses ("busy") once `refusing` is set. */
+const failingRobot = Effect.gen(function*() {
+  const refusing = yield* Ref.make(false)
+  const server = yield* PolicyServer.make({
+    cameras: Robot.cameras,
+    handlers: {
+      reset: Effect.fail(new Error("e-stop pressed")),
+      applyAction: () => Effect.void,
+      onConnect: () => Effect.flatMap(Ref.get(refusing), (refuse) => refuse ? Effect.fail(new Error("busy")) : Effect.void)
+    }
+  })
+  return { refusing, server }
+})
+
 describe("PolicyServer robustness over real sockets", () => {
   it.live("a client is told why its connection is closed: 1011 and the failed request's error, 1008 when onConnect refuses it", () =>
     Effect.gen(function*() {
-      const refusing = yield* Ref.make(false)
-      const server = yield* PolicyServer.make({
-        cameras: Robot.cameras,
-        handlers: {
-          reset: Effect.fail(new Error("e-stop pressed")),
-          applyAction: () => Effect.void,
-          onConnect: () => Effect.flatMap(Ref.get(refusing), (refuse) => refuse ? Effect.fail(new Error("busy")) : Effect.void)
-        }
-      })
+      const { refusing, server } = yield* failingRobot
       /** The close a `ws` client (as the Python reference's `websockets`, a client that checks the frame) gets after sending `frames`. */
       const closeAfter = (frames: ReadonlyArray<Uint8Array>) =>
         Effect.acquireRelease(Effect.sync(() => new NodeWS.WebSocket(server.address)), (ws) => Effect.sync(() => ws.terminate())).pipe(
@@ -149,15 +155,7 @@ describe("PolicyServer robustness over real sockets", () => {
     it.live(`PolicyClient's errors and its reconnection line quote the server's close: a failed reset, a refusing onConnect (thread: ${thread})`, () =>
       Effect.gen(function*() {
         const logs = yield* Robot.captureLogs
-        const refusing = yield* Ref.make(false)
-        const server = yield* PolicyServer.make({
-          cameras: Robot.cameras,
-          handlers: {
-            reset: Effect.fail(new Error("e-stop pressed")),
-            applyAction: () => Effect.void,
-            onConnect: () => Effect.flatMap(Ref.get(refusing), (refuse) => refuse ? Effect.fail(new Error("busy")) : Effect.void)
-          }
-        })
+        const { refusing, server } = yield* failingRobot
         const transport = Layer.succeed(ClientTransport, WebSocketTransport.makeClient(server.address, { thread }))
         yield* Effect.gen(function*() {
           const client = yield* PolicyClient.make({ quiet: true })
