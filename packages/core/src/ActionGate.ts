@@ -215,7 +215,7 @@ class Bursts {
     if (since !== undefined && now - since < burstReportMillis) return Effect.void
     this.reportedAt = now
     const line = since === undefined
-      ? `chiral: ${count + 1} actions from ${this.id} arrived together (the server had not read them in time: it was stopped, blocked or busy); applied the newest, dropped the ${count} older as superseded (later bursts from it are summed up every ${burstReportMillis / 1000} s)`
+      ? `chiral: ${count + 1} actions from ${this.id} arrived together (the server had not read them in time: it was stopped, blocked or busy); kept the newest (it goes on to the checks), dropped the ${count} older as superseded (later bursts from it are summed up every ${burstReportMillis / 1000} s)`
       : `chiral: ${this.summary()} from ${this.id} in the last ${Math.round((now - since) / 1000)} s`
     this.bursts = 0
     this.actions = 0
