@@ -217,28 +217,9 @@ const openDirect = (
 /** How long closing waits for the dispatcher to confirm it has stopped writing. */
 const dispatcherStopMillis = 1000
 
-/**
- * A `ws://` connection on this thread with its action dispatcher on a worker
- * thread (`ActionDispatchWorker`), which writes actions to the same socket
- * through a `SharedWriter`: replies arrive here without a hop between
- * threads, and actions leave on time whatever this thread is doing. Where the
- * socket's descriptor cannot be shared the connection comes without a
- * dispatcher, and PolicyClient dispatches from its own fiber.
- *
- * The dispatcher belongs to this connection: a write of its that fails (the
- * socket is closed, or the server has not read for `SharedWriter.stallMillis`)
- * stops its ticks, keeps the action it could not send among those it holds,
- * and ends the connection, as a lost Zenoh dispatcher session does.
- */
-const connectOffThread = (
-  url: URL,
-  uri: string,
-  timings: Timings,
-  pool: ReceivePool | undefined,
-  lookup: Net.LookupFunction | undefined
-): Effect.Effect<Connection & Partial<WithOffThreadDispatch>, TransportError, Scope.Scope> =>
+/** An action dispatcher on a worker thread, for one connection; terminated with the scope. */
+const startDispatcher = (uri: string) =>
   Effect.gen(function*() {
-    // Started before connecting, so that its start-up overlaps the handshakes.
     const worker = yield* Effect.acquireRelease(
       Effect.sync(() =>
         new Worker(DispatchControl.workerScript("ActionDispatchWorker", import.meta.url), {
@@ -262,10 +243,43 @@ const connectOffThread = (
     })
     worker.on("error", control.end)
     worker.on("exit", control.end)
+    return { worker, control, lost }
+  })
 
+/**
+ * A `ws://` connection on this thread with its action dispatcher on a worker
+ * thread (`ActionDispatchWorker`), which writes actions to the same socket
+ * through a `SharedWriter`: replies arrive here without a hop between
+ * threads, and actions leave on time whatever this thread is doing. Where the
+ * socket's descriptor cannot be shared the connection comes without a
+ * dispatcher, and PolicyClient dispatches from its own fiber.
+ *
+ * The worker starts before connecting, so that its start-up (30–60 ms of a
+ * core) overlaps the handshakes; but after an attempt that found nobody
+ * listening (`early` false), only once the connection is open: a policy
+ * waiting for its robot made one attempt every 0.1–1 s, and started and
+ * terminated a worker each time (`chiral probe` waiting 10 s for nobody used
+ * 2.8 s of CPU, 1.4 s of it on workers).
+ *
+ * The dispatcher belongs to this connection: a write of its that fails (the
+ * socket is closed, or the server has not read for `SharedWriter.stallMillis`)
+ * stops its ticks, keeps the action it could not send among those it holds,
+ * and ends the connection, as a lost Zenoh dispatcher session does.
+ */
+const connectOffThread = (
+  url: URL,
+  uri: string,
+  timings: Timings,
+  pool: ReceivePool | undefined,
+  lookup: Net.LookupFunction | undefined,
+  early: boolean
+): Effect.Effect<Connection & Partial<WithOffThreadDispatch>, TransportError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const started = early ? yield* startDispatcher(uri) : undefined
     const { connection, socket } = yield* openDirect(url, uri, timings, pool, lookup)
     const writer = socket.shareWrites()
     if (writer === undefined) return connection
+    const { control, lost, worker } = started ?? (yield* startDispatcher(uri))
     worker.postMessage({ t: "attach", writer } satisfies ToWorker)
     // Before the socket closes (finalizers run in reverse): the dispatcher
     // confirms it has stopped, so no write of its is cut off by termination.
@@ -368,6 +382,8 @@ export const makeClient = (uri: string, options: ClientOptions = {}): ClientTran
   // What logs and errors show: a token in the URI is never printed.
   const shown = AccessToken.redact(uri)
   const pool = poolFor(options.receiveBuffers)
+  // Whether the last attempt found a server: if not, the next one starts its dispatcher only once connected.
+  let found = true
   const connect = Effect.gen(function*() {
     const url = yield* Effect.try({
       try: () => new URL(uri),
@@ -382,9 +398,13 @@ export const makeClient = (uri: string, options: ClientOptions = {}): ClientTran
     }
     const timings = yield* timingsFor(options)
     if (url.protocol === "wss:") return yield* connectWithWs(url, uri, timings, options.lookup)
-    return yield* (options.thread === "main"
-      ? Effect.map(openDirect(url, shown, timings, pool, options.lookup), ({ connection }) => connection)
-      : connectOffThread(url, shown, timings, pool, options.lookup))
+    if (options.thread === "main") {
+      return yield* Effect.map(openDirect(url, shown, timings, pool, options.lookup), ({ connection }) => connection)
+    }
+    return yield* connectOffThread(url, shown, timings, pool, options.lookup, found).pipe(
+      Effect.tapError(() => Effect.sync(() => void (found = false))),
+      Effect.tap(() => Effect.sync(() => void (found = true)))
+    )
   })
   return ClientTransport.of({ address: shown, connect })
 }
