@@ -59,6 +59,11 @@ export interface ConnectionGate {
    * newer one arrived with them (`NewestAction`); they never reach `admit`.
    */
   readonly supersede: (count: number) => Effect.Effect<void>
+  /**
+   * Counts and logs `count` actions from this connection that were waiting to
+   * be applied when it ended (`NewestAction`); they never reach `admit`.
+   */
+  readonly disconnected: (count: number) => Effect.Effect<void>
   /** Counts an accepted action whose handler failed (the connection logs the failure). */
   readonly failed: Effect.Effect<void>
   /**
@@ -70,6 +75,8 @@ export interface ConnectionGate {
     readonly failed: number
     readonly refused: number
     readonly superseded: number
+    /** Waiting to be applied when the connection ended. */
+    readonly disconnected: number
   }
 }
 
@@ -288,6 +295,7 @@ const openConnection = (shared: Shared, connection: Watchdog.ConnectionInfo) =>
     let failed = 0
     let refused = 0
     let superseded = 0
+    let ended = 0
     const runs = new Runs(connection.id)
     const bursts = new Bursts(connection.id)
 
@@ -359,6 +367,15 @@ const openConnection = (shared: Shared, connection: Watchdog.ConnectionInfo) =>
         return bursts.superseded(count, now)
       })
 
+    const disconnected = (count: number): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        shared.counters.drop("disconnected", count)
+        ended += count
+        return Effect.logWarning(
+          `chiral: dropped ${count === 1 ? "an action" : `${count} actions`} from ${connection.id} that arrived as its connection ended, not applied`
+        )
+      })
+
     const handlerFailed = Effect.sync(() => {
       shared.counters.failed++
       failed++
@@ -367,8 +384,9 @@ const openConnection = (shared: Shared, connection: Watchdog.ConnectionInfo) =>
     return {
       admit,
       supersede,
+      disconnected,
       failed: handlerFailed,
-      counts: () => ({ accepted, failed, refused, superseded })
+      counts: () => ({ accepted, failed, refused, superseded, disconnected: ended })
     } satisfies ConnectionGate
   })
 

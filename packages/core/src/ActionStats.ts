@@ -23,6 +23,8 @@ export type DropReason =
    * (`coalesceActions`, `NewestAction`); it never reached the gate.
    */
   | "superseded"
+  /** It was waiting to be applied when its connection ended (`NewestAction`). */
+  | "disconnected"
 
 export interface ActionStats {
   /** Actions handed to the handler (`apply_action` and legacy steps). */
@@ -54,7 +56,7 @@ export class Counters {
   accepted = 0
   failed = 0
   unstamped = 0
-  readonly dropped: Record<DropReason, number> = { stale: 0, invalid: 0, notController: 0, superseded: 0 }
+  readonly dropped: Record<DropReason, number> = { stale: 0, invalid: 0, notController: 0, superseded: 0, disconnected: 0 }
   private readonly ages = new Float64Array(ageWindow)
   private agesSeen = 0
 

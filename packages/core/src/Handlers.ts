@@ -46,8 +46,12 @@ export interface Handlers<E = never, R = never> {
   readonly getObs?: Effect.Effect<Observation, E, R> | undefined
   /**
    * Applies one action (fire-and-forget: nothing is sent back). Actions from a
-   * connection are applied one after another, in arrival order, on that
-   * connection's reading fiber: keep it quick (hand off to a controller).
+   * connection are applied one after another, in arrival order; of those that
+   * arrive together, or while one is being applied, only the newest
+   * (`coalesceActions`, default on; the older are dropped as superseded).
+   * Keep it quick (hand off to a controller): a slow one makes the actions
+   * that arrive meanwhile superseded, and a request from that client waits
+   * for it. A failure, a throw or an interruption counts as `failed`.
    */
   readonly applyAction: (action: Tensor, context: ActionContext) => Effect.Effect<void, E, R>
   /**

@@ -123,8 +123,9 @@ export const make = <E, R>(
         }
         const actions = yield* gate.open(info)
         yield* Effect.addFinalizer(() => {
-          const { accepted, failed, refused, superseded } = actions.counts()
-          const dropped = superseded === 0 ? "" : `, ${superseded} superseded`
+          const { accepted, disconnected, failed, refused, superseded } = actions.counts()
+          const dropped = (superseded === 0 ? "" : `, ${superseded} superseded`) +
+            (disconnected === 0 ? "" : `, ${disconnected} dropped as it closed`)
           const failures = failed === 0 ? "" : `, ${failed} failed in applyAction`
           const closed = log(
             `chiral: connection closed: ${connection.id} (${

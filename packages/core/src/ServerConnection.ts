@@ -270,15 +270,25 @@ export const serve = <R>(
       gate.admit(message.action, message.obsTimestamps).pipe(
         Effect.andThen(
           responder.applyAction(message.action, { obsTimestamps: message.obsTimestamps, connection: connection.id }).pipe(
-            // the robot may not have applied it: not counted as applied
-            Effect.onError((cause) => Cause.hasInterruptsOnly(cause) ? Effect.void : gate.failed)
+            // The robot may not have applied it: not counted as applied. A handler
+            // interrupted from within is a failure too: it must not end the fiber
+            // that applies this connection's actions.
+            Effect.catchCause((cause) =>
+              Effect.andThen(
+                gate.failed,
+                Cause.hasInterruptsOnly(cause)
+                  ? Effect.logWarning(`chiral: applyAction was interrupted for ${connection.id}; it may not have been applied`)
+                  : Effect.failCause(cause)
+              )
+            )
           )
         ),
         logFailure(`chiral: applyAction failed for ${connection.id}`)
       )
     // The reader yields between turns with a frame in hand: more of a burst may follow it.
     let catchingUp = false
-    const newest = options.coalesceActions
+    // A shared connection (a Zenoh router's session) carries several clients: one's action must not supersede another's.
+    const newest = options.coalesceActions && connection.shared !== true
       ? yield* NewestAction.make(
         (message: ApplyAction, superseded) =>
           superseded === 0 ? applyAction(message) : Effect.andThen(gate.supersede(superseded), applyAction(message)),
@@ -287,9 +297,10 @@ export const serve = <R>(
       : undefined
     if (newest !== undefined) {
       yield* Effect.addFinalizer(() =>
-        newest.waiting() === undefined
-          ? Effect.void
-          : Effect.logWarning(`chiral: dropped an action from ${connection.id} that arrived as its connection ended`)
+        Effect.suspend(() => {
+          const left = newest.takeWaiting()
+          return left === 0 ? Effect.void : gate.disconnected(left)
+        })
       )
     }
     // A request waits for the actions read before it (an obs_request sees the robot after them).
@@ -351,8 +362,10 @@ export const serve = <R>(
         return Effect.andThen(Effect.andThen(yieldTurn, startTurn), Effect.andThen(handleTimed(frame), caughtUp))
       })
     )
-    // The client's last action before it left is applied, as when actions were applied as read.
-    const readAll = newest === undefined ? reading : Effect.andThen(reading, newest.flush)
+    // The client's last action before it left is applied, as when actions were applied as read;
+    // a connection lost lets the action being applied finish, and drops the one waiting.
+    const readAll = newest === undefined ? reading : Effect.onExit(reading, (exit) =>
+      Exit.isSuccess(exit) ? newest.flush : Exit.hasInterrupts(exit) ? Effect.void : newest.settle)
     // Either ends the connection: the client leaving, or a request that cannot
     // be answered, which the client is told (1011 and why) where the transport can.
     yield* Effect.raceFirst(readAll, answering).pipe(

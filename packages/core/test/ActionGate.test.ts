@@ -116,7 +116,7 @@ describe("ActionGate: stale-action guard", () => {
         expect(yield* applied).toEqual([1, 7])
         const stats = yield* server.actionStats
         expect(stats.accepted).toBe(2)
-        expect(stats.dropped).toEqual({ stale: 5, invalid: 0, notController: 0, superseded: 0 })
+        expect(stats.dropped).toEqual({ stale: 5, invalid: 0, notController: 0, superseded: 0, disconnected: 0 })
         // one line when the burst starts, one with its count when it ends
         const refused = lines.filter((l) => l.includes("refused a stale action"))
         expect(refused.length).toBe(1)
@@ -140,7 +140,7 @@ describe("ActionGate: stale-action guard", () => {
       yield* accepting.sendThrough(a, frames, action(row(6), { wrist: 1 }))
       expect(yield* accepting.applied).toEqual([1, 5, 6])
       const stats = yield* accepting.server.actionStats
-      expect(stats.dropped).toEqual({ stale: 2, invalid: 1, notController: 0, superseded: 0 })
+      expect(stats.dropped).toEqual({ stale: 2, invalid: 1, notController: 0, superseded: 0, disconnected: 0 })
       expect(stats.unstamped).toBe(1)
     }).pipe(Effect.scoped, Effect.provide(memory)))
 

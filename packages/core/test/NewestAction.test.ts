@@ -5,7 +5,7 @@
 // together, as a frozen server's socket hands them over.
 import { decodeFrame, encodeFrame, type Observation, Tensor } from "@chiral/protocol"
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Queue, Result, Stream } from "effect"
+import { Deferred, Effect, Fiber, Queue, Result, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import { ClientTransport, MemoryTransport, PolicyServer } from "../src/index.js"
 import * as Robot from "@chiral/testing/Robot"
@@ -58,7 +58,7 @@ describe("NewestAction: actions that arrive together", () => {
         return yield* server.actionStats
       }).pipe(Effect.scoped, Effect.provide(memory), Effect.provide(logs.layer))
       expect(stats.accepted).toBe(3)
-      expect(stats.dropped).toEqual({ stale: 0, invalid: 0, notController: 0, superseded: 19 })
+      expect(stats.dropped).toEqual({ stale: 0, invalid: 0, notController: 0, superseded: 19, disconnected: 0 })
       const bursts = logs.lines.filter((l) => l.includes("arrived together"))
       expect(bursts).toHaveLength(1)
       expect(bursts[0]).toContain("20 actions from memory://chiral ← client 1 arrived together")
@@ -137,6 +137,63 @@ describe("NewestAction: actions that arrive together", () => {
       const applied = yield* Effect.replicateEffect(Queue.take(recorder.actions), 2)
       expect(applied.map((a) => a.action.data[0])).toEqual([1, 4])
       expect((yield* server.actionStats).dropped.superseded).toBe(2)
+    }).pipe(Effect.scoped, Effect.provide(memory)))
+
+  it.effect("a request that arrives while an action is being applied waits for it", () =>
+    Effect.gen(function*() {
+      const started = yield* Deferred.make<void>()
+      // the arm takes 200 ms to reach the action's target, then reports it
+      const server = yield* PolicyServer.make({
+        cameras: Robot.cameras,
+        proprios: Robot.proprios,
+        handlers: {
+          reset: Effect.die("unused"),
+          applyAction: (a) =>
+            Effect.andThen(
+              Deferred.succeed(started, undefined),
+              Effect.andThen(
+                Effect.sleep(200),
+                Effect.flatMap(PolicyServer.PolicyServer, (s) => s.updateProprio("joint_pos", Float32Array.from(Tensor.toArray(a))))
+              )
+            )
+        }
+      })
+      yield* server.updateProprio("joint_pos", new Float32Array(7))
+      const client = yield* ClientTransport.use((t) => t.connect)
+      yield* client.send(action(5))
+      yield* Deferred.await(started)
+      yield* client.send(obsRequest)
+      const reply = yield* Effect.forkChild(client.frames.pipe(Stream.take(1), Stream.runCollect))
+      yield* TestClock.adjust(200)
+      const decoded = decodeFrame((yield* Fiber.join(reply))[0]!)
+      if (Result.isFailure(decoded) || decoded.success.type !== "obs_response") return yield* Effect.die("no obs_response")
+      expect(decoded.success.obs.proprios.find((p) => p.name === "joint_pos")!.data.data[0]).toBe(5)
+    }).pipe(Effect.scoped, Effect.provide(memory)))
+
+  it.effect("the last action before the client leaves is applied", () =>
+    Effect.gen(function*() {
+      const { recorder, server } = yield* start()
+      yield* Effect.scoped(Effect.flatMap(ClientTransport.use((t) => t.connect), (leaving) => leaving.send(action(7))))
+      expect((yield* Queue.take(recorder.actions)).action.data[0]).toBe(7)
+      expect((yield* server.actionStats).dropped.disconnected).toBe(0)
+    }).pipe(Effect.scoped, Effect.provide(memory)))
+
+  it.effect("an applyAction interrupted from within counts as failed; the connection's next action is applied", () =>
+    Effect.gen(function*() {
+      const recorder = yield* Robot.makeRecorder
+      const server = yield* PolicyServer.make({
+        cameras: Robot.cameras,
+        handlers: {
+          ...Robot.handlers(recorder),
+          applyAction: (a, context) => a.data[0] === 1 ? Effect.interrupt : Robot.handlers(recorder).applyAction(a, context)
+        }
+      })
+      const client = yield* ClientTransport.use((t) => t.connect)
+      yield* client.send(action(1))
+      while ((yield* server.actionStats).failed < 1) yield* Effect.yieldNow
+      yield* client.send(action(2))
+      expect((yield* Queue.take(recorder.actions)).action.data[0]).toBe(2)
+      expect((yield* server.actionStats).failed).toBe(1)
     }).pipe(Effect.scoped, Effect.provide(memory)))
 
   it.effect("after the first burst, a connection's bursts are summed into one line per 10 s, and at its close", () =>

@@ -95,7 +95,8 @@ const admitAll = {
   admit: () => Effect.void,
   supersede: () => Effect.void,
   failed: Effect.void,
-  counts: () => ({ accepted: 0, failed: 0, refused: 0, superseded: 0 })
+  disconnected: () => Effect.void,
+  counts: () => ({ accepted: 0, failed: 0, refused: 0, superseded: 0, disconnected: 0 })
 }
 
 // Both ways an obs_request is answered without a getObs handler: the leased
