@@ -104,7 +104,10 @@ export interface BenchReport {
   readonly obsHzAsked: number
   readonly serverRssMb: { readonly start: number; readonly end: number } | undefined
   /** Actions queued but not seen by the server, or seen out of order. */
+  /** Actions that did not arrive in order, superseded ones aside (see `missing`). */
   readonly actionsLost: number | undefined
+  /** Actions the server dropped as superseded (a later one arrived with them). */
+  readonly actionsSuperseded: number | undefined
   /** The same cadence measured where the client sends (tells the client's lateness from the server's). */
   readonly actionSends: CadenceStats | undefined
   /**
@@ -471,6 +474,9 @@ const observeGc = Effect.gen(function*() {
  * arrivals; returns when that was (monotonic ms), the grid's origin should
  * the dispatcher not report one.
  */
+/** The server's count of superseded actions when the actions of a run started. */
+const supersededAtStart = new WeakMap<ChildServer, number>()
+
 const startActions = (
   client: PolicyClient.PolicyClientApi,
   server: ChildServer,
@@ -480,6 +486,7 @@ const startActions = (
 ) =>
   Effect.gen(function*() {
     yield* server.ask("arrivals", "arrivals")
+    supersededAtStart.set(server, yield* server.ask<number>("superseded", "superseded"))
     yield* request(client.putActions(Array.from({ length: actionCount }, (_, k) => [k, 0, 0, 0, 0, 0, 0])))
     meter.actionSends = []
     meter.actionSendDues = []
@@ -502,6 +509,11 @@ interface StreamPhase {
   readonly collectionsAsked: number
   /** Each action as the server saw it: [sequence number, arrival (monotonic ms)]; none without our server. */
   readonly arrivals: ReadonlyArray<readonly [number, number]>
+  /**
+   * Actions the server dropped because a newer one arrived with them (its
+   * default `coalesceActions`): they were late by at least a period.
+   */
+  readonly superseded: number | undefined
   /** When dispatch was asked to start (monotonic ms); NaN without our server. */
   readonly origin: number
   /** Resident memory, bytes, at the start and end of the phase; the server's only if ours. */
@@ -566,9 +578,11 @@ const streamPhase = (
         : round((end - start) / observedInStream, 1)
     yield* client.stopObsStream
     yield* Fiber.interrupt(counter)
+    let superseded: number | undefined
     if (server !== undefined) {
       yield* Effect.sleep(Duration.millis(lateArrivalMillis))
       arrivals = yield* server.ask<Array<readonly [number, number]>>("arrivals", "arrivals")
+      superseded = (yield* server.ask<number>("superseded", "superseded")) - (supersededAtStart.get(server) ?? 0)
     }
     const rssEnd = process.memoryUsage.rss()
     const serverRssEnd = server === undefined ? undefined : yield* server.ask<number>("rss", "rss")
@@ -580,6 +594,7 @@ const streamPhase = (
       recycled,
       collectionsAsked,
       arrivals,
+      superseded,
       origin,
       rssStart,
       rssEnd,
@@ -609,6 +624,23 @@ const cadenceFigures = (stats: CadenceStats | undefined, hz: number): BenchResul
       jitter_ms_max: round(stats.jitter_ms_max),
       drift_ms: round(stats.drift_ms)
     }
+
+/**
+ * Actions of the run that did not arrive, beyond the `superseded` ones the
+ * server dropped, plus those that arrived out of order: 0 when every action
+ * sent reached the server's handler in order or was superseded.
+ */
+const missing = (arrivals: ReadonlyArray<readonly [number, number]>, superseded: number): number => {
+  if (arrivals.length === 0) return 0
+  let outOfOrder = 0
+  let last = -Infinity
+  for (const [seq] of arrivals) {
+    if (seq < last) outOfOrder++
+    else last = seq
+  }
+  const span = last - arrivals[0]![0] + 1
+  return Math.max(0, span - arrivals.length - superseded) + outOfOrder
+}
 
 /**
  * The grid tick each send was due at, when the dispatcher reported every
@@ -645,7 +677,7 @@ const report = (
     ? cadence(times, options.actionHz, gridStart, arrivalTicks(stream.arrivals, firstSeq, sent))
     : undefined
   const sends = ownServer ? cadence(meter.actionSends, options.actionHz, gridStart, sent) : undefined
-  const lost = ownServer ? stream.arrivals.reduce((n, [seq], k) => (seq === k ? n : n + 1), 0) : undefined
+  const lost = ownServer ? missing(stream.arrivals, stream.superseded ?? 0) : undefined
 
   const result: BenchResult = {
     workload: trips.workload,
@@ -678,6 +710,7 @@ const report = (
       ? undefined
       : { start: round(mb(stream.serverRssStart), 1), end: round(mb(stream.serverRssEnd), 1) },
     actionsLost: lost,
+    actionsSuperseded: ownServer ? stream.superseded : undefined,
     actionSends: sends,
     ticksSkipped: ownServer ? skippedTicks(sent) : undefined,
     gc: {

@@ -67,9 +67,7 @@ const main = (options: ServerOptions) => {
       height: options.height,
       depth: options.depth,
       fps: options.fps,
-      logActions: true,
-      // the bench times every action it sent: none may be superseded by the next (a late one shows as late)
-      safety: { coalesceActions: false }
+      logActions: true
     }).pipe(Effect.provideService(Console.Console, stamping))
     const obs = yield* robot.server.makeObs()
     const frameBytes = encodeFrameParts({ type: "obs_response", obs }).reduce((n, part) => n + part.byteLength, 0)
@@ -98,6 +96,8 @@ const main = (options: ServerOptions) => {
             emit({
               arrivals: taken.map(([t, line]) => [Number((JSON.parse(line) as { action: Array<unknown> }).action[0] ?? 0), t])
             })
+          } else if (command === "superseded") {
+            emit({ superseded: Effect.runSync(robot.server.actionStats).dropped.superseded })
           } else if (command === "rss") emit({ rss: process.memoryUsage.rss() })
           else if (command === "faults") emit({ faults: minorFaults() })
         }

@@ -38,7 +38,9 @@ export const formatReport = (report: BenchReport): string => {
       `actions at ${a.hz} Hz`,
       a.count === null
         ? "not measured (actions are only sent to our own server)"
-        : `${a.count} arrived${report.actionsLost ? ` (${report.actionsLost} missing or out of order)` : ""}; interval p50 ${
+        : `${a.count} arrived${report.actionsSuperseded ? ` (${report.actionsSuperseded} superseded: late, a newer one arrived with them)` : ""}${
+          report.actionsLost ? ` (${report.actionsLost} missing or out of order)` : ""
+        }; interval p50 ${
           ms(a.interval_ms_p50)
         }; |jitter| p50 ${ms(a.jitter_ms_p50)}  p99 ${ms(a.jitter_ms_p99)}  max ${ms(a.jitter_ms_max)}; drift ${
           ms(a.drift_ms)
