@@ -281,6 +281,8 @@ export class ActionPlan {
   /** The dispatch period (s); undefined until dispatch starts. */
   private period: number | undefined = undefined
   private drops = { late: 0, replaced: 0, overflow: 0 }
+  /** When the last action was taken (s, capture clock). */
+  private lastTaken: number | undefined = undefined
 
   constructor(capacity: number) {
     this.capacity = Math.max(1, Math.floor(capacity))
@@ -341,8 +343,24 @@ export class ActionPlan {
    * and its slot has not begun. Timed actions whose slot has passed are
    * dropped on the way (`late`). Slots are judged at the grid time, unless the
    * tick is more than half a period late: then at `now`.
+   *
+   * Nothing is taken within half a period of the last action taken: the
+   * action waits for the next tick. A dispatcher whose thread stalled (the
+   * policy process stopped, a blocking inference on the main thread) fires
+   * its late tick and then, rejoining its grid, the current one at once: it
+   * sent two or three actions 1–4 ms apart, which the robot applied as they
+   * came (each in a read of its own, so not coalesced), where the Python
+   * reference sends one per period.
    */
   take(now: number, tick = now): Taken | undefined {
+    const period = this.period
+    if (period !== undefined && this.lastTaken !== undefined && now - this.lastTaken < period / 2) return undefined
+    const taken = this.takeDue(now, tick)
+    if (taken !== undefined) this.lastTaken = now
+    return taken
+  }
+
+  private takeDue(now: number, tick: number): Taken | undefined {
     while (this.head < this.entries.length) {
       const entry = this.entries[this.head]!
       const due = this.dueOf(entry)

@@ -39,6 +39,17 @@ describe("ActionPlan", () => {
     assert.isUndefined(taken.due)
   })
 
+  it("nothing is taken within half a period of the last action taken: a stalled dispatcher's late tick and the tick after it send one action, not two", () => {
+    const plan = new ActionPlan(100)
+    plan.setPeriod(0.1)
+    plan.put({ actions: rows(1, 2, 3, 4), mode: "append" }, 0)
+    // ticks at 0 and 0.1 s, then the thread stalls: the tick of 0.2 s fires at 2.03 s, and the grid's
+    // current tick (2.0 s) right after it
+    assert.deepStrictEqual(takeAt(plan, [0, 0.1, 2.03, 2.034, 2.1]), [1, 2, 3, undefined, 4])
+    assert.strictEqual(plan.size, 0)
+    assert.deepStrictEqual(plan.dropped, { late: 0, replaced: 0, overflow: 0 })
+  })
+
   it("time-aligned: actions whose slot passed before the chunk arrived are dropped, the rest go on their ticks", () => {
     const plan = new ActionPlan(100)
     plan.setPeriod(0.1)

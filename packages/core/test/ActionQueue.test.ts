@@ -76,7 +76,10 @@ describe("ActionQueue on TestClock", () => {
       // too early for slot 4 ([0.35, 0.45)): nothing goes, nothing is dropped
       yield* TestClock.adjust("20 millis")
       assert.isUndefined(firstOf(yield* queue.poll))
+      // in slot 4, but within half a period of action 3 (sent at 0.32 s): it waits for the next tick
       yield* TestClock.adjust("20 millis")
+      assert.isUndefined(firstOf(yield* queue.poll))
+      yield* TestClock.adjust("40 millis")
       assert.strictEqual(firstOf(yield* queue.poll), 4)
       assert.deepStrictEqual((yield* queue.dropped).late, 2)
       assert.strictEqual(yield* queue.size, 2)
