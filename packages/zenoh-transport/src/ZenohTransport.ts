@@ -363,19 +363,22 @@ export const makeServerOn = (
  * One line per session on the listening port that was refused or ended badly,
  * with its reason (warnings: a handshake that failed, bytes that do not
  * decode, a message over the reassembly cap, a lease that expired, a CLOSE
- * other than GENERIC); a connection that just ends (before its handshake or
- * after) is logged at info level, sessions that open and close cleanly at
- * debug level.
+ * other than GENERIC); a session whose connection just ends is logged at info
+ * level; sessions that open and close cleanly, and connections that close
+ * before their handshake, at debug level.
  */
 const logPeerEvent = (locator: string) => (event: PeerEvent): Effect.Effect<void> => {
   switch (event._tag) {
     case "PeerConnected":
       return Effect.logDebug(`chiral: Zenoh session from ${describePeer(event.peer)} on ${locator}`)
     case "HandshakeFailed": {
-      const line = `chiral: Zenoh connection from ${event.address} on ${locator} refused: ${event.error.message}`
-      // A connection closed before it said anything (a port check, a client giving up) is routine.
+      // A connection closed before it said anything is routine: a port check, a
+      // client giving up, or a chiral client's knock (`Zenoh.knock`), which opens
+      // and closes a connection before each session once it found nobody here.
       const routine = event.error._tag === "ZenohLinkError" && event.error.reason.startsWith("connection closed")
-      return routine ? Effect.logInfo(line) : Effect.logWarning(line)
+      return routine
+        ? Effect.logDebug(`chiral: Zenoh connection from ${event.address} on ${locator} closed before its handshake`)
+        : Effect.logWarning(`chiral: Zenoh connection from ${event.address} on ${locator} refused: ${event.error.message}`)
     }
     case "PeerDisconnected": {
       const error = event.error
