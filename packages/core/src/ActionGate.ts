@@ -66,6 +66,8 @@ export interface ConnectionGate {
   readonly disconnected: (count: number) => Effect.Effect<void>
   /** Counts an accepted action whose handler failed (the connection logs the failure). */
   readonly failed: Effect.Effect<void>
+  /** Runs the handler of an accepted action as activity for the watchdog (`Watchdog.whileApplying`). */
+  readonly whileApplying: <A, E, R>(apply: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
   /**
    * Actions from this connection accepted (their handler's failures
    * included), whose handler failed, refused by the gate, and superseded so far.
@@ -386,6 +388,7 @@ const openConnection = (shared: Shared, connection: Watchdog.ConnectionInfo) =>
       supersede,
       disconnected,
       failed: handlerFailed,
+      whileApplying: (apply) => shared.watchdog === undefined ? apply : shared.watchdog.whileApplying(connection, apply),
       counts: () => ({ accepted, failed, refused, superseded, disconnected: ended })
     } satisfies ConnectionGate
   })

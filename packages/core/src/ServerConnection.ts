@@ -269,7 +269,9 @@ export const serve = <R>(
     const applyAction = (message: ApplyAction) =>
       gate.admit(message.action, message.obsTimestamps).pipe(
         Effect.andThen(
-          responder.applyAction(message.action, { obsTimestamps: message.obsTimestamps, connection: connection.id }).pipe(
+          gate.whileApplying(
+            responder.applyAction(message.action, { obsTimestamps: message.obsTimestamps, connection: connection.id })
+          ).pipe(
             // The robot may not have applied it: not counted as applied. A handler
             // interrupted from within is a failure too: it must not end the fiber
             // that applies this connection's actions.

@@ -29,6 +29,15 @@ export interface ActionTimeout {
 export interface Watchdog {
   /** Records an accepted action from `connection`: arms the watchdog and restarts its countdown. */
   readonly feed: (connection: ConnectionInfo) => Effect.Effect<void>
+  /**
+   * Runs `apply` (a handler applying `connection`'s accepted action) as
+   * activity: the watchdog does not fire while it runs, and its countdown
+   * restarts when it ends. A command the arm is still carrying out is not a
+   * silence: a handler slower than the timeout made the watchdog run
+   * `onActionTimeout` (hold) in the middle of each command (a newcomer's
+   * trial: a 250 ms handler and a 200 ms timeout, 34 holds in 8 s).
+   */
+  readonly whileApplying: <A, E, R>(connection: ConnectionInfo, apply: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
 }
 
 const monotonicMillis = Effect.map(Clock.monotonicTimeNanos, (ns) => Number(ns) / 1e6)
@@ -47,12 +56,14 @@ export const make = <R>(
     const armed = Latch.makeUnsafe(false)
     let lastAt = 0
     let last: ConnectionInfo = { id: "", peer: undefined }
+    let applying = 0
 
     const watch = Effect.gen(function*() {
       yield* armed.await
       const now = yield* monotonicMillis
       const due = lastAt + timeoutMillis
       if (now < due) return yield* Effect.sleep(due - now)
+      if (applying > 0) return yield* Effect.sleep(timeoutMillis)
       armed.closeUnsafe()
       yield* onTimeout({ last, silentMillis: now - lastAt }).pipe(
         Effect.catchCause((cause) =>
@@ -62,12 +73,20 @@ export const make = <R>(
     })
     yield* Effect.forkScoped(Effect.forever(watch), { startImmediately: true })
 
+    const feed = (connection: ConnectionInfo) =>
+      Effect.map(monotonicMillis, (now) => {
+        lastAt = now
+        last = connection
+        armed.openUnsafe()
+      })
+
     return {
-      feed: (connection) =>
-        Effect.map(monotonicMillis, (now) => {
-          lastAt = now
-          last = connection
-          armed.openUnsafe()
-        })
+      feed,
+      whileApplying: (connection, apply) =>
+        Effect.acquireUseRelease(
+          Effect.sync(() => void applying++),
+          () => apply,
+          () => Effect.andThen(Effect.sync(() => void applying--), feed(connection))
+        )
     }
   })

@@ -338,6 +338,33 @@ describe("ActionGate: watchdog and connection hooks", () => {
       expect((yield* Ref.get(timeouts)).length).toBe(2)
     }).pipe(Effect.scoped, Effect.provide(memory)))
 
+  it.effect("a handler slower than actionTimeout is activity: no hold while it runs; the gap counts from its end", () =>
+    Effect.gen(function*() {
+      const timeouts = yield* Ref.make(0)
+      const applying = yield* Ref.make(0)
+      const { connect } = yield* start({
+        actionTimeout: "200 millis",
+        hooks: {
+          // the arm takes 250 ms to carry out each command
+          applyAction: () => Effect.andThen(Ref.update(applying, (n) => n + 1), Effect.sleep(250)),
+          onActionTimeout: () => Ref.update(timeouts, (n) => n + 1)
+        }
+      })
+      const client = yield* connect
+      yield* client.send(action(row(1)))
+      yield* until(Effect.map(Ref.get(applying), (n) => n === 1))
+      yield* TestClock.adjust(249)
+      yield* settle
+      expect(yield* Ref.get(timeouts)).toBe(0)
+      // the command ends at 250 ms; 199 ms of silence after it is not yet a gap
+      yield* TestClock.adjust(200)
+      yield* settle
+      expect(yield* Ref.get(timeouts)).toBe(0)
+      yield* TestClock.adjust(1)
+      yield* settle
+      expect(yield* Ref.get(timeouts)).toBe(1)
+    }).pipe(Effect.scoped, Effect.provide(memory)))
+
   it.effect("refused actions do not feed the watchdog", () =>
     Effect.gen(function*() {
       const fired = yield* Ref.make(0)

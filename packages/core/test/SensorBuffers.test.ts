@@ -96,6 +96,7 @@ const admitAll = {
   supersede: () => Effect.void,
   failed: Effect.void,
   disconnected: () => Effect.void,
+  whileApplying: <A, E, R>(apply: Effect.Effect<A, E, R>) => apply,
   counts: () => ({ accepted: 0, failed: 0, refused: 0, superseded: 0, disconnected: 0 })
 }
 
