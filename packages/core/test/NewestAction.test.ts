@@ -38,6 +38,28 @@ const start = (coalesceActions?: boolean) =>
     return { recorder, server, client, applied }
   })
 
+/**
+ * A robot whose arm goes where each action says (after `moving`, the time it
+ * takes) and reports it as joint_pos, which starts at 0.
+ */
+const armRobot = (moving: Effect.Effect<void>) =>
+  Effect.gen(function*() {
+    const server = yield* PolicyServer.make({
+      cameras: Robot.cameras,
+      proprios: Robot.proprios,
+      handlers: {
+        reset: Effect.die("unused"),
+        applyAction: (a) =>
+          Effect.andThen(
+            moving,
+            Effect.flatMap(PolicyServer.PolicyServer, (s) => s.updateProprio("joint_pos", Float32Array.from(Tensor.toArray(a))))
+          )
+      }
+    })
+    yield* server.updateProprio("joint_pos", new Float32Array(7))
+    return server
+  })
+
 const values = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i)
 
 describe("NewestAction: actions that arrive together", () => {
@@ -85,17 +107,7 @@ describe("NewestAction: actions that arrive together", () => {
 
   it.effect("a request waits for the actions sent before it: the observation shows the robot after them", () =>
     Effect.gen(function*() {
-      // a robot whose arm goes where the action says, and reports it as joint_pos
-      const server = yield* PolicyServer.make({
-        cameras: Robot.cameras,
-        proprios: Robot.proprios,
-        handlers: {
-          reset: Effect.die("unused"),
-          applyAction: (a) =>
-            Effect.flatMap(PolicyServer.PolicyServer, (s) => s.updateProprio("joint_pos", Float32Array.from(Tensor.toArray(a))))
-        }
-      })
-      yield* server.updateProprio("joint_pos", new Float32Array(7))
+      const server = yield* armRobot(Effect.void)
       const client = yield* ClientTransport.use((t) => t.connect)
       yield* client.send(action(3))
       yield* client.send(action(4))
@@ -142,23 +154,8 @@ describe("NewestAction: actions that arrive together", () => {
   it.effect("a request that arrives while an action is being applied waits for it", () =>
     Effect.gen(function*() {
       const started = yield* Deferred.make<void>()
-      // the arm takes 200 ms to reach the action's target, then reports it
-      const server = yield* PolicyServer.make({
-        cameras: Robot.cameras,
-        proprios: Robot.proprios,
-        handlers: {
-          reset: Effect.die("unused"),
-          applyAction: (a) =>
-            Effect.andThen(
-              Deferred.succeed(started, undefined),
-              Effect.andThen(
-                Effect.sleep(200),
-                Effect.flatMap(PolicyServer.PolicyServer, (s) => s.updateProprio("joint_pos", Float32Array.from(Tensor.toArray(a))))
-              )
-            )
-        }
-      })
-      yield* server.updateProprio("joint_pos", new Float32Array(7))
+      // the arm takes 200 ms to reach the action's target
+      yield* armRobot(Effect.andThen(Deferred.succeed(started, undefined), Effect.sleep(200)))
       const client = yield* ClientTransport.use((t) => t.connect)
       yield* client.send(action(5))
       yield* Deferred.await(started)
