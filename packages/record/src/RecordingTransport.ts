@@ -18,8 +18,10 @@ import * as Recorder from "./Recorder.js"
 export const tapConnection = (connection: Connection, recorder: Recorder.Recorder, inbound: Recorder.Direction): Connection => {
   const outbound: Recorder.Direction = inbound === "c2s" ? "s2c" : "c2s"
   const id = connection.id
+  // Not `dispatch`: a client's off-thread dispatcher would write actions past the recorder.
   return {
     id,
+    peer: connection.peer,
     shared: connection.shared,
     close: connection.close,
     frames: Stream.tap(connection.frames, (frame) => Effect.sync(() => recorder.record(inbound, id, frame))),
