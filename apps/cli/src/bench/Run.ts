@@ -472,11 +472,9 @@ const observeGc = Effect.gen(function*() {
  * Starts dispatching a queue of `actionCount` actions (numbered by their
  * first element) at `hz` to a server we started, after clearing its record of
  * arrivals; returns when that was (monotonic ms), the grid's origin should
- * the dispatcher not report one.
+ * the dispatcher not report one, and the server's count of superseded
+ * actions before it.
  */
-/** The server's count of superseded actions when the actions of a run started. */
-const supersededAtStart = new WeakMap<ChildServer, number>()
-
 const startActions = (
   client: PolicyClient.PolicyClientApi,
   server: ChildServer,
@@ -486,13 +484,13 @@ const startActions = (
 ) =>
   Effect.gen(function*() {
     yield* server.ask("arrivals", "arrivals")
-    supersededAtStart.set(server, yield* server.ask<number>("superseded", "superseded"))
+    const supersededBefore = yield* server.ask<number>("superseded", "superseded")
     yield* request(client.putActions(Array.from({ length: actionCount }, (_, k) => [k, 0, 0, 0, 0, 0, 0])))
     meter.actionSends = []
     meter.actionSendDues = []
     const origin = monotonicMillis()
     yield* client.startActionDispatch(hz)
-    return origin
+    return { origin, supersededBefore }
   })
 
 /** What the stream phase measured. */
@@ -553,14 +551,15 @@ const streamPhase = (
     yield* Effect.sleep(Duration.millis(streamSettleMillis))
     const gc = yield* observeGc
     let arrivals: Array<readonly [number, number]> = []
-    let origin = Number.NaN
     const serverFaultsStart = server === undefined ? undefined : yield* server.ask<number>("faults", "faults")
     const faultsStart = minorFaults()
     const releasedStart = lending.released
     const askedStart = lending.collectionsAsked
     const streamStart = performance.now()
     const observedAtStart = observed
-    if (server !== undefined) origin = yield* startActions(client, server, meter, actionCount, options.actionHz)
+    const started = server === undefined
+      ? undefined
+      : yield* startActions(client, server, meter, actionCount, options.actionHz)
     yield* waitWithProgress(options.durationSeconds * 1000, (f) => progress("obs stream + actions", f))
     // The queue was filled beyond the run on purpose: what is left is not a loss.
     if (server !== undefined) yield* Effect.andThen(client.stopActionDispatch, client.clearActions)
@@ -582,7 +581,7 @@ const streamPhase = (
     if (server !== undefined) {
       yield* Effect.sleep(Duration.millis(lateArrivalMillis))
       arrivals = yield* server.ask<Array<readonly [number, number]>>("arrivals", "arrivals")
-      superseded = (yield* server.ask<number>("superseded", "superseded")) - (supersededAtStart.get(server) ?? 0)
+      superseded = (yield* server.ask<number>("superseded", "superseded")) - (started?.supersededBefore ?? 0)
     }
     const rssEnd = process.memoryUsage.rss()
     const serverRssEnd = server === undefined ? undefined : yield* server.ask<number>("rss", "rss")
@@ -595,7 +594,7 @@ const streamPhase = (
       collectionsAsked,
       arrivals,
       superseded,
-      origin,
+      origin: started?.origin ?? Number.NaN,
       rssStart,
       rssEnd,
       serverRssStart,
