@@ -130,10 +130,10 @@ const unknownNames = (obsTimestamps: ObsTimestamps, cameras: ReadonlySet<string>
   return unknown
 }
 
-/** `obsTimestamps` without the entries named in `unknown`. */
-const without = (obsTimestamps: ObsTimestamps, unknown: ReadonlyArray<string>): ObsTimestamps => {
+/** The entries of `obsTimestamps` under this robot's camera names. */
+const camerasOnly = (obsTimestamps: ObsTimestamps, cameras: ReadonlySet<string>): ObsTimestamps => {
   const kept: Record<string, number> = {}
-  for (const name in obsTimestamps) if (!unknown.includes(name)) kept[name] = obsTimestamps[name]!
+  for (const name in obsTimestamps) if (cameras.has(name)) kept[name] = obsTimestamps[name]!
   return kept
 }
 
@@ -223,25 +223,27 @@ class Bursts {
     const since = this.reportedAt
     if (since !== undefined && now - since < burstReportMillis) return Effect.void
     this.reportedAt = now
-    const line = since === undefined
-      ? `chiral: ${count + 1} actions from ${this.id} arrived together (the server had not read them in time: it was stopped, blocked or busy); kept the newest (it goes on to the checks), dropped the ${count} older as superseded (later bursts from it are summed up every ${burstReportMillis / 1000} s)`
-      : `chiral: ${this.summary()} from ${this.id} in the last ${Math.round((now - since) / 1000)} s`
+    if (since !== undefined) return this.report(`in the last ${Math.round((now - since) / 1000)} s`)
     this.bursts = 0
     this.actions = 0
-    return Effect.logWarning(line)
+    return Effect.logWarning(
+      `chiral: ${count + 1} actions from ${this.id} arrived together (the server had not read them in time: it was stopped, blocked or busy); kept the newest (it goes on to the checks), dropped the ${count} older as superseded (later bursts from it are summed up every ${burstReportMillis / 1000} s)`
+    )
   }
 
   /** Logs the bursts not yet reported. */
   end(): Effect.Effect<void> {
-    if (this.bursts === 0) return Effect.void
-    const line = `chiral: ${this.summary()} from ${this.id} before it closed`
+    return this.bursts === 0 ? Effect.void : this.report("before it closed")
+  }
+
+  /** One line for the bursts counted since the last report (`when`: over what time), and a fresh count. */
+  private report(when: string): Effect.Effect<void> {
+    const line = `chiral: ${this.bursts} ${
+      this.bursts === 1 ? "burst" : "bursts"
+    } of actions arriving together, ${this.actions} superseded from ${this.id} ${when}`
     this.bursts = 0
     this.actions = 0
     return Effect.logWarning(line)
-  }
-
-  private summary(): string {
-    return `${this.bursts} ${this.bursts === 1 ? "burst" : "bursts"} of actions arriving together, ${this.actions} superseded`
   }
 }
 
@@ -347,7 +349,7 @@ const openConnection = (shared: Shared, connection: Watchdog.ConnectionInfo) =>
         }): such stamps do not count in an action's age (logged once per connection)`
       )
       namedUnknown = true
-      return [without(obsTimestamps, unknown), warn]
+      return [camerasOnly(obsTimestamps, shared.rules.cameras), warn]
     }
 
     const admit = (action: Tensor, stamps: ObsTimestamps): Effect.Effect<void, ActionRefused> =>
