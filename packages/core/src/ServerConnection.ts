@@ -251,6 +251,126 @@ const dropped = (connection: Connection, reason: string) =>
 const framesPerTurn = 16
 const millisPerTurn = 1
 
+/** Whether a connection's reader has yielded between turns with a frame in hand: more of a burst may follow it. */
+interface ReaderTurn {
+  catchingUp: boolean
+}
+
+/**
+ * Reads `frames` with `handle` in turns of the event loop (`framesPerTurn`,
+ * `millisPerTurn`). A turn is the frames handled in one run of the event
+ * loop: it starts after a yield, or when the reader had to wait for its frame
+ * (the loop ran meanwhile, and a frame at robot rates should not pay for a
+ * yield).
+ */
+const readInTurns = <E, R>(
+  frames: Stream.Stream<Uint8Array, E>,
+  handle: (frame: Uint8Array) => Effect.Effect<void, never, R>,
+  turn: ReaderTurn
+): Effect.Effect<void, E, R> => {
+  let turnFrames = 0
+  let turnStart = 0
+  let handledAt = 0
+  const handleTimed = (frame: Uint8Array) =>
+    Effect.andThen(handle(frame), Effect.sync(() => void (handledAt = performance.now())))
+  const yieldTurn = Effect.suspend(() => {
+    turn.catchingUp = true
+    return Effect.yieldNow
+  })
+  const startTurn = Effect.sync(() => {
+    turnFrames = 1
+    turnStart = performance.now()
+  })
+  const caughtUp = Effect.sync(() => void (turn.catchingUp = false))
+  return Stream.runForEach(frames, (frame) => {
+    const now = performance.now()
+    if (now - handledAt >= millisPerTurn) {
+      turnFrames = 0
+      turnStart = now
+    }
+    if (turnFrames < framesPerTurn && now - turnStart < millisPerTurn) {
+      turnFrames++
+      return handleTimed(frame)
+    }
+    return Effect.andThen(Effect.andThen(yieldTurn, startTurn), Effect.andThen(handleTimed(frame), caughtUp))
+  })
+}
+
+/**
+ * Applies one `apply_action`: through the gate to the handler, as activity
+ * for the watchdog. A handler that fails, throws or is interrupted from
+ * within counts as failed (the robot may not have applied it) and is logged;
+ * it ends neither the connection nor the fiber applying its actions.
+ */
+const applyOne = <R>(connection: Connection, responder: Responder<R>, gate: ActionGate.ConnectionGate) =>
+(message: ApplyAction): Effect.Effect<void, never, R> =>
+  gate.admit(message.action, message.obsTimestamps).pipe(
+    Effect.andThen(
+      gate.whileApplying(
+        responder.applyAction(message.action, { obsTimestamps: message.obsTimestamps, connection: connection.id })
+      ).pipe(
+        Effect.catchCause((cause) =>
+          Effect.andThen(
+            gate.failed,
+            Cause.hasInterruptsOnly(cause)
+              ? Effect.logWarning(`chiral: applyAction was interrupted for ${connection.id}; it may not have been applied`)
+              : Effect.failCause(cause)
+          )
+        )
+      )
+    ),
+    logFailure(`chiral: applyAction failed for ${connection.id}`)
+  )
+
+/** What a connection does with its `apply_action`s, and how they order with its requests. */
+interface ConnectionActions<R> {
+  /** An `apply_action` read. */
+  readonly arrive: (message: ApplyAction) => Effect.Effect<void, never, R>
+  /** `request`, after the actions read before it (an obs_request sees the robot after them). */
+  readonly after: (request: Effect.Effect<void>) => Effect.Effect<void, never, R>
+  /** `reading`, then what its end means for the action waiting and the one being applied. */
+  readonly ending: <E>(reading: Effect.Effect<void, E, R>) => Effect.Effect<void, E, R>
+}
+
+/**
+ * Applied as read when not coalescing, and on a shared connection (a Zenoh
+ * router's session carries several clients: one's action must not supersede
+ * another's); otherwise through the connection's `NewestAction` slot.
+ */
+const connectionActions = <R>(
+  connection: Connection,
+  apply: (message: ApplyAction) => Effect.Effect<void, never, R>,
+  gate: ActionGate.ConnectionGate,
+  coalesce: boolean,
+  turn: ReaderTurn
+): Effect.Effect<ConnectionActions<R>, never, Scope.Scope | R> =>
+  Effect.gen(function*() {
+    if (!coalesce || connection.shared === true) {
+      return { arrive: apply, after: (request) => request, ending: (reading) => reading } satisfies ConnectionActions<R>
+    }
+    const newest = yield* NewestAction.make(
+      (message: ApplyAction, superseded) =>
+        superseded === 0 ? apply(message) : Effect.andThen(gate.supersede(superseded), apply(message)),
+      () => turn.catchingUp
+    )
+    yield* Effect.addFinalizer(() =>
+      Effect.suspend(() => {
+        const left = newest.takeWaiting()
+        return left === 0 ? Effect.void : gate.disconnected(left)
+      })
+    )
+    return {
+      arrive: newest.offer,
+      // checked here, not inside an effect: at robot rates every step on a request's path counts
+      after: (request) => newest.busy() ? Effect.andThen(newest.flush, request) : request,
+      // The client's last action before it left is applied, as when actions were applied as read;
+      // a connection lost lets the action being applied finish, and drops the one waiting.
+      ending: (reading) =>
+        Effect.onExit(reading, (exit) =>
+          Exit.isSuccess(exit) ? newest.flush : Exit.hasInterrupts(exit) ? Effect.void : newest.settle)
+    } satisfies ConnectionActions<R>
+  })
+
 /**
  * Serves `connection` until the client leaves or a request cannot be
  * answered (the connection is then closed with 1011 and why, where the
@@ -266,51 +386,14 @@ export const serve = <R>(
     const requests = yield* Queue.bounded<Request>(options.maxPending)
     const flushRequests = Effect.sync(() => Queue.flushUnsafe(requests))
     const answering = Effect.forever(Effect.flatMap(Queue.take(requests), respond(connection, responder, gate)))
-    const applyAction = (message: ApplyAction) =>
-      gate.admit(message.action, message.obsTimestamps).pipe(
-        Effect.andThen(
-          gate.whileApplying(
-            responder.applyAction(message.action, { obsTimestamps: message.obsTimestamps, connection: connection.id })
-          ).pipe(
-            // The robot may not have applied it: not counted as applied. A handler
-            // interrupted from within is a failure too: it must not end the fiber
-            // that applies this connection's actions.
-            Effect.catchCause((cause) =>
-              Effect.andThen(
-                gate.failed,
-                Cause.hasInterruptsOnly(cause)
-                  ? Effect.logWarning(`chiral: applyAction was interrupted for ${connection.id}; it may not have been applied`)
-                  : Effect.failCause(cause)
-              )
-            )
-          )
-        ),
-        logFailure(`chiral: applyAction failed for ${connection.id}`)
-      )
-    // The reader yields between turns with a frame in hand: more of a burst may follow it.
-    let catchingUp = false
-    // A shared connection (a Zenoh router's session) carries several clients: one's action must not supersede another's.
-    const newest = options.coalesceActions && connection.shared !== true
-      ? yield* NewestAction.make(
-        (message: ApplyAction, superseded) =>
-          superseded === 0 ? applyAction(message) : Effect.andThen(gate.supersede(superseded), applyAction(message)),
-        () => catchingUp
-      )
-      : undefined
-    if (newest !== undefined) {
-      yield* Effect.addFinalizer(() =>
-        Effect.suspend(() => {
-          const left = newest.takeWaiting()
-          return left === 0 ? Effect.void : gate.disconnected(left)
-        })
-      )
-    }
-    // A request waits for the actions read before it (an obs_request sees the robot after them).
-    const request = (message: Request) => {
-      const offered = Effect.andThen(Queue.offer(requests, message), flushRequests)
-      // checked here, not inside an effect: at robot rates every step on a request's path counts
-      return newest === undefined || !newest.busy() ? offered : Effect.andThen(newest.flush, offered)
-    }
+    const turn: ReaderTurn = { catchingUp: false }
+    const actions = yield* connectionActions(
+      connection,
+      applyOne(connection, responder, gate),
+      gate,
+      options.coalesceActions,
+      turn
+    )
     const handle = (frame: Uint8Array) => {
       const decoded = decodeFrame(frame, options.limits)
       if (Result.isFailure(decoded)) return dropped(connection, decoded.failure.message)
@@ -326,51 +409,17 @@ export const serve = <R>(
           // pull after an offer took 0.16 of the 0.65 ms from a request's
           // bytes arriving to its reply's write, all before the responder
           // ran). A busy responder takes it from the queue as before.
-          return request(message)
+          return actions.after(Effect.andThen(Queue.offer(requests, message), flushRequests))
         case "apply_action":
-          return newest === undefined ? applyAction(message) : newest.offer(message)
+          return actions.arrive(message)
         default:
           return dropped(connection, `a client does not send ${message.type}`)
       }
     }
-    // A turn is the frames handled in one run of the event loop: it starts
-    // after a yield, or when the reader had to wait for its frame (the loop
-    // ran meanwhile, and a frame at robot rates should not pay for a yield).
-    let turnFrames = 0
-    let turnStart = 0
-    let handledAt = 0
-    const handleTimed = (frame: Uint8Array) =>
-      Effect.andThen(handle(frame), Effect.sync(() => void (handledAt = performance.now())))
-    const yieldTurn = Effect.suspend(() => {
-      catchingUp = true
-      return Effect.yieldNow
-    })
-    const startTurn = Effect.sync(() => {
-      turnFrames = 1
-      turnStart = performance.now()
-    })
-    const caughtUp = Effect.sync(() => void (catchingUp = false))
-    const reading = connection.frames.pipe(
-      Stream.runForEach((frame) => {
-        const now = performance.now()
-        if (now - handledAt >= millisPerTurn) {
-          turnFrames = 0
-          turnStart = now
-        }
-        if (turnFrames < framesPerTurn && now - turnStart < millisPerTurn) {
-          turnFrames++
-          return handleTimed(frame)
-        }
-        return Effect.andThen(Effect.andThen(yieldTurn, startTurn), Effect.andThen(handleTimed(frame), caughtUp))
-      })
-    )
-    // The client's last action before it left is applied, as when actions were applied as read;
-    // a connection lost lets the action being applied finish, and drops the one waiting.
-    const readAll = newest === undefined ? reading : Effect.onExit(reading, (exit) =>
-      Exit.isSuccess(exit) ? newest.flush : Exit.hasInterrupts(exit) ? Effect.void : newest.settle)
+    const reading = actions.ending(readInTurns(connection.frames, handle, turn))
     // Either ends the connection: the client leaving, or a request that cannot
     // be answered, which the client is told (1011 and why) where the transport can.
-    yield* Effect.raceFirst(readAll, answering).pipe(
+    yield* Effect.raceFirst(reading, answering).pipe(
       Effect.catchTag("Unanswered", (unanswered) => closeWith(connection, CloseReason.internalError, unanswered.reason))
     )
   }).pipe(Effect.scoped)
