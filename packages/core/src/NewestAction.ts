@@ -74,8 +74,7 @@ const maxSuperseded = 1024
  * (`superseded`, 0 when it came alone); it must not fail, nor be
  * interrupted but by the scope's end (the fiber applying would end with it).
  * `catchingUp` says whether the connection's reader has yielded with frames
- * still in hand. The
- * fiber that applies after a turn lives in the scope.
+ * still in hand. The fiber that applies after a turn lives in the scope.
  */
 export const make = <A, R>(
   apply: (action: A, superseded: number) => Effect.Effect<void, never, R>,

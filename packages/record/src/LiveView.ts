@@ -30,7 +30,6 @@ import type { IWebSocket } from "@foxglove/ws-protocol"
 import * as AccessToken from "@chiral/websocket/AccessToken"
 import { isLoopbackHost } from "@chiral/websocket/WebSocketServer"
 import { Effect, Result, Schedule, Schema, type Scope } from "effect"
-import type * as Http from "node:http"
 import { WebSocketServer } from "ws"
 import type { WebSocket } from "ws"
 import type { Direction, Frame } from "./Recorder.js"
@@ -152,28 +151,6 @@ export const droppingSocket = (ws: WebSocket, maxBuffered: number, onDrop: () =>
   return socket
 }
 
-const peerOf = (request: Http.IncomingMessage): string =>
-  `${request.socket.remoteAddress ?? "?"}:${request.socket.remotePort ?? "?"}`
-
-/**
- * `ws`'s check before the upgrade when a token is set (`refusal`): a viewer
- * that does not present it is answered 401 (logged), as by a chiral
- * WebSocket server.
- */
-const verifyViewer = (
-  refusal: (request: Http.IncomingMessage) => string | undefined,
-  log: (effect: Effect.Effect<void>) => void
-) =>
-(
-  info: { readonly req: Http.IncomingMessage },
-  done: (ok: boolean, code?: number, message?: string, headers?: Http.OutgoingHttpHeaders) => void
-) => {
-  const why = refusal(info.req)
-  if (why === undefined) return done(true)
-  log(Effect.logWarning(`chiral: refused a viewer from ${peerOf(info.req)}: ${why} (HTTP 401)`))
-  done(false, 401, "Unauthorized", { "WWW-Authenticate": "Bearer" })
-}
-
 /**
  * The Foxglove server on a `ws` server, viewers checked for the token and
  * wrapped by `droppingSocket`; closed with the scope.
@@ -195,7 +172,9 @@ const listen = (options: LiveViewOptions, foxglove: FoxgloveServer, onDrop: () =
           port,
           perMessageDeflate: false,
           handleProtocols: (protocols) => foxglove.handleProtocols(protocols),
-          ...(refusal === undefined ? {} : { verifyClient: verifyViewer(refusal, log) })
+          ...(refusal === undefined
+            ? {}
+            : { verifyClient: AccessToken.verifyClient(refusal, "a viewer", (line) => log(Effect.logWarning(line))) })
         })
         wss.once("listening", () => resume(Effect.succeed(wss)))
         wss.once("error", (error) => resume(Effect.fail(new ViewError({ address: wanted, reason: error.message }))))
@@ -219,7 +198,7 @@ const listen = (options: LiveViewOptions, foxglove: FoxgloveServer, onDrop: () =
     wss.on("connection", (ws, request) => {
       state.viewers++
       ws.once("close", () => state.viewers--)
-      foxglove.handleConnection(droppingSocket(ws, maxBuffered, onDrop), peerOf(request))
+      foxglove.handleConnection(droppingSocket(ws, maxBuffered, onDrop), AccessToken.peerOf(request))
     })
     return state
   })

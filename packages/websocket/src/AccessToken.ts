@@ -38,6 +38,34 @@ export const checker = (expected: string): (request: Http.IncomingMessage) => st
   }
 }
 
+/** Where a request came from, as logs name a peer: `host:port`, an IPv6 host in brackets. */
+export const peerOf = (request: Http.IncomingMessage | undefined): string => {
+  const address = request?.socket.remoteAddress
+  if (address === undefined) return "?"
+  return `${address.includes(":") ? `[${address}]` : address}:${request!.socket.remotePort ?? "?"}`
+}
+
+/**
+ * `ws`'s `verifyClient` for a server that requires a token (`refusal`, from
+ * `checker`): a request that does not present it is answered HTTP 401 with
+ * `WWW-Authenticate: Bearer` before the upgrade, and `warn`ed as
+ * `chiral: refused <who> from <peer>: <why> (HTTP 401)`.
+ */
+export const verifyClient = (
+  refusal: (request: Http.IncomingMessage) => string | undefined,
+  who: string,
+  warn: (line: string) => void
+) =>
+(
+  info: { readonly req: Http.IncomingMessage },
+  done: (ok: boolean, code?: number, message?: string, headers?: Http.OutgoingHttpHeaders) => void
+): void => {
+  const why = refusal(info.req)
+  if (why === undefined) return done(true)
+  warn(`chiral: refused ${who} from ${peerOf(info.req)}: ${why} (HTTP 401)`)
+  done(false, 401, "Unauthorized", { "WWW-Authenticate": "Bearer" })
+}
+
 /**
  * `uri` as it may be shown in logs and errors: the value of every `token`
  * query parameter replaced by `***` (`ws://robot:8765/?token=***`), also in

@@ -52,12 +52,6 @@ export const defaultMaxMessageBytes = 16 * 1024 * 1024
 /** Whether `host` only accepts connections from this machine (no token warning then). */
 export const isLoopbackHost = (host: string): boolean => /^(127\.|::1$|\[::1\]$|localhost$)/i.test(host)
 
-const peerOf = (request: Http.IncomingMessage | undefined): string => {
-  const address = request?.socket.remoteAddress
-  if (address === undefined) return "?"
-  return `${address.includes(":") ? `[${address}]` : address}:${request!.socket.remotePort ?? "?"}`
-}
-
 const formatAddress = (address: NetAddress.SocketAddress): string =>
   address._tag === "UnixPathAddress"
     ? `ws+unix://${address.path}`
@@ -93,10 +87,8 @@ const verifyClientFor = (
   done: (ok: boolean, code?: number, message?: string, headers?: Http.OutgoingHttpHeaders) => void
 ) => {
   if (connections.closing) return done(false, 503, "Service Unavailable")
-  const why = refusal?.(info.req)
-  if (why === undefined) return done(true)
-  log(Effect.logWarning(`chiral: refused a connection from ${peerOf(info.req)}: ${why} (HTTP 401)`))
-  done(false, 401, "Unauthorized", { "WWW-Authenticate": "Bearer" })
+  if (refusal === undefined) return done(true)
+  AccessToken.verifyClient(refusal, "a connection", (line) => log(Effect.logWarning(line)))(info, done)
 }
 
 /**
@@ -144,7 +136,7 @@ const serveConnection = <E, R>(
       | undefined
     if (ws === undefined) return yield* Effect.die("WebSocket server connection without its socket")
     const request = Option.getOrUndefined(yield* Effect.serviceOption(NodeSocketServer.IncomingMessage))
-    const peer = peerOf(request)
+    const peer = AccessToken.peerOf(request)
     const id = `${address} ← ${peer}`
     connections.live.add(ws)
     ws.once("close", () => connections.live.delete(ws))
