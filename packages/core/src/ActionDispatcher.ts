@@ -19,8 +19,11 @@
  * the next connection starts with an empty plan, and a running dispatch
  * carries on there at the same rate. While there is no connection, `put`,
  * `putAll` and `send` fail with a `Disconnected` `RequestError`: nothing is
- * queued that could only be sent late. `dispatched` counts actions handed to
- * a live connection.
+ * queued that could only be sent late. Nor are actions computed from an
+ * earlier connection's observation put or sent on a later one
+ * (`DispatchContext.fromEarlierConnection`): they are dropped, counted
+ * (`dropped().earlierConnection`) and said once per connection.
+ * `dispatched` counts actions handed to a live connection.
  */
 import { encodeFrame, type Observation, type ObsTimestamps, type Tensor } from "@chiral/protocol"
 import { Cause, Deferred, Duration, Effect, Exit, FiberHandle, Option, PubSub, Queue, type Scope, Stream, SubscriptionRef } from "effect"
@@ -57,6 +60,11 @@ export interface ActionTiming {
 /** What the client's queues dropped: the plan's drops, and the actions still waiting when their connection went. */
 export interface ClientDrops extends Drops {
   readonly disconnected: number
+  /**
+   * Put or sent on a connection after the one whose observation they were
+   * computed from (`ObservationStream.fromEarlierConnection`): never sent.
+   */
+  readonly earlierConnection: number
 }
 
 /**
@@ -139,6 +147,8 @@ export interface DispatchContext {
   readonly current: () => LinkDispatcher | undefined
   /** Why there is no live connection, for the errors of calls made meanwhile. */
   readonly why: () => string
+  /** Whether actions stamped so were computed from an earlier connection's observation (see `ObservationStream`). */
+  readonly fromEarlierConnection: (stamps: ObsTimestamps | undefined) => boolean
 }
 
 const timing = (count: number, sentAt: number, observed: number | undefined, clockOffset: number): ActionTiming => ({
@@ -395,6 +405,9 @@ interface Across {
   // What the plans of earlier connections dropped, and what was still waiting when they went.
   earlier: Drops
   disconnectedDrops: number
+  // Refused as computed from an earlier connection's observation; whether the live connection has said so yet.
+  earlierConnectionDrops: number
+  earlierConnectionLogged: boolean
 }
 
 /** A new connection's dispatcher, on the transport's thread if it has one; started at the rate asked for. */
@@ -404,6 +417,7 @@ const attachTo = (shared: Shared, across: Across) => (link: Link) =>
       ? yield* onThisThread(link, shared)
       : yield* offThreadOf(link, link.offThread, shared)
     across.attached = dispatcher
+    across.earlierConnectionLogged = false
     if (across.rate !== undefined) yield* dispatcher.start(across.rate)
     return dispatcher
   })
@@ -438,7 +452,30 @@ export const make = (context: DispatchContext): Effect.Effect<ActionDispatcher, 
       refill: yield* RefillSignal.make(0),
       timings: yield* PubSub.sliding<ActionTiming>(4096)
     }
-    const across: Across = { rate: undefined, attached: undefined, earlier: noDrops, disconnectedDrops: 0 }
+    const across: Across = {
+      rate: undefined,
+      attached: undefined,
+      earlier: noDrops,
+      disconnectedDrops: 0,
+      earlierConnectionDrops: 0,
+      earlierConnectionLogged: false
+    }
+    /**
+     * `count` actions computed from an earlier connection's observation:
+     * dropped, counted, and said once per connection (a policy stuck on an
+     * old observation would otherwise log at every put).
+     */
+    const refuseFromEarlierConnection = (count: number) =>
+      Effect.suspend(() => {
+        across.earlierConnectionDrops += count
+        if (across.earlierConnectionLogged) return Effect.void
+        across.earlierConnectionLogged = true
+        return Effect.logWarning(
+          `chiral: ${count} action${count === 1 ? "" : "s"} dropped: computed from an observation of an earlier ` +
+            `connection (the robot may have restarted); observe the robot now connected (getObs, reset or the obs ` +
+            `stream) before putting actions. Further ones on this connection are counted in droppedActions().earlierConnection`
+        )
+      })
 
     const onLive = <A>(use: (link: LinkDispatcher) => Effect.Effect<A, RequestError>) =>
       Effect.suspend(() => {
@@ -450,9 +487,13 @@ export const make = (context: DispatchContext): Effect.Effect<ActionDispatcher, 
         // Converted once: the links take float32 tensors as they are.
         const actions = Array.from(chunk, toTensor)
         const refused = nonFiniteIn(actions)
-        return refused !== undefined
-          ? Effect.fail(refused)
-          : onLive((link) => link.put(actions, putOptions(optionsOf(options), context)))
+        if (refused !== undefined) return Effect.fail(refused)
+        return onLive((link) => {
+          const put = putOptions(optionsOf(options), context)
+          return context.fromEarlierConnection(put.obsTimestamps)
+            ? refuseFromEarlierConnection(actions.length)
+            : link.put(actions, put)
+        })
       })
 
     return {
@@ -460,7 +501,11 @@ export const make = (context: DispatchContext): Effect.Effect<ActionDispatcher, 
         Effect.suspend(() => {
           const tensor = toTensor(action)
           const refused = nonFiniteIn([tensor])
-          return refused !== undefined ? Effect.fail(refused) : onLive((link) => link.send(tensor))
+          if (refused !== undefined) return Effect.fail(refused)
+          // stamped with the latest observation at the send, as `sender` does
+          return onLive((link) =>
+            context.fromEarlierConnection(undefined) ? refuseFromEarlierConnection(1) : link.send(tensor)
+          )
         }),
       put: (action, options) => putAll([action], { obsTimestamps: options?.obsTimestamps }),
       putAll,
@@ -483,7 +528,8 @@ export const make = (context: DispatchContext): Effect.Effect<ActionDispatcher, 
       dropped: Effect.suspend(() =>
         Effect.map(across.attached?.dropped ?? Effect.succeed(noDrops), (current) => ({
           ...addDrops(across.earlier, current),
-          disconnected: across.disconnectedDrops
+          disconnected: across.disconnectedDrops,
+          earlierConnection: across.earlierConnectionDrops
         }))
       ),
       timings: Stream.fromPubSub(shared.timings),

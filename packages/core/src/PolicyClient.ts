@@ -118,7 +118,9 @@ export interface PolicyClientApi {
   /**
    * Sends one `apply_action` now, stamped with `latestObs`' camera timestamps
    * (no reply). An action with a value that is not finite as float32 is not
-   * sent: `Malformed`, naming the value.
+   * sent: `Malformed`, naming the value. Nor is one from a client that
+   * observed the robot on an earlier connection but not yet on this one:
+   * dropped as from an earlier connection, as by `putActions`.
    */
   readonly sendAction: (action: Action) => Effect.Effect<void, RequestError>
 
@@ -128,7 +130,11 @@ export interface PolicyClientApi {
    * `RobotClock`). The client's own timing uses it already.
    */
   readonly clockOffset: Effect.Effect<number>
-  /** The most recent observation received (from getObs, reset, step or the obs stream). */
+  /**
+   * The most recent observation received on the live connection (from
+   * getObs, reset, step or the obs stream); none until its first, and none
+   * once it is lost: a robot that went away is never taken for the next.
+   */
   readonly latestObs: SubscriptionRef.SubscriptionRef<Option.Option<Observation>>
   /**
    * Observations as they arrive. A subscriber that falls behind skips to the
@@ -165,7 +171,12 @@ export interface PolicyClientApi {
    * waits is dropped (counted in `droppedActions().disconnected`, one log
    * line), and while there is no live connection this fails at once with a
    * `Disconnected` `RequestError` instead of queueing actions that could only
-   * be applied late.
+   * be applied late. Nor do actions computed from an earlier connection's
+   * observation go out on a later one: a chunk whose `obsTimestamps` (given,
+   * or `latestObs`' at the put) cannot be this connection's, or one put by a
+   * client that observed the robot before but not yet on this connection, is
+   * dropped, counted in `droppedActions().earlierConnection` and logged (once per
+   * connection); the robot may have restarted meanwhile.
    */
   readonly putActions: (chunk: Iterable<Action>, options?: ActionQueue.PutOptions) => Effect.Effect<void, RequestError>
   /** Actions waiting on the live connection (0 while there is none). */
@@ -177,8 +188,9 @@ export interface PolicyClientApi {
   readonly refill: RefillSignal.RefillSignal
   /**
    * What was dropped so far: late (slot passed), replaced (by a newer chunk),
-   * overflow (capacity), and disconnected (still waiting when their
-   * connection was lost, or when the client closed).
+   * overflow (capacity), disconnected (still waiting when their connection
+   * was lost, or when the client closed), and earlierConnection (computed from an
+   * earlier connection's observation; see `putActions`).
    */
   readonly droppedActions: Effect.Effect<ActionDispatcher.ClientDrops>
   /** Each action as it leaves the client: when, and how old its observation was then. */
@@ -248,7 +260,8 @@ const connectParts = (transport: ClientTransport["Service"], options: PolicyClie
       clockOffset: robotClock.offset,
       capacity: options.maxQueuedActions ?? ActionQueue.defaultCapacity,
       current: () => link?.current()?.actions,
-      why
+      why,
+      fromEarlierConnection: observations.fromEarlierConnection
     })
     link = yield* ClientConnection.make<Parts>(transport, options, (live) =>
       Effect.gen(function*() {
@@ -268,7 +281,8 @@ const connectParts = (transport: ClientTransport["Service"], options: PolicyClie
         return {
           parts: { slot, actions: dispatcher },
           receive: slot.receive,
-          onLost: (reason, final) => Effect.andThen(slot.fail, actions.detach(dispatcher, reason, final))
+          onLost: (reason, final) =>
+            Effect.andThen(observations.connectionLost, Effect.andThen(slot.fail, actions.detach(dispatcher, reason, final)))
         }
       }))
     // Closing the client stops the loops before the connection: otherwise its

@@ -2,7 +2,7 @@
 // schedule of attempts, the states, and what happens to requests, queued
 // actions and running loops across a server restart.
 import { describe, expect, it } from "@effect/vitest"
-import { Clock, Effect, Exit, Fiber, Queue, Ref, Result, Schedule, Scope, SubscriptionRef } from "effect"
+import { Clock, Effect, Exit, Fiber, Option, Queue, Ref, Result, Schedule, Scope, SubscriptionRef } from "effect"
 import { TestClock } from "effect/testing"
 import { decodeFrame } from "@chiral/protocol"
 import { ClientTransport, MemoryTransport, PolicyClient, ServerTransport, type TransportError, unresolvedHost } from "../src/index.js"
@@ -202,6 +202,84 @@ describe("reconnection on TestClock", () => {
       expect(failure(yield* Fiber.join(inFlight))).toMatchObject({ reason: "Disconnected", request: "obs_request" })
       expect(failure(yield* Fiber.join(queued))).toMatchObject({ reason: "Disconnected", request: "metadata" })
       expect(yield* Clock.currentTimeMillis).toBe(100)
+    }).pipe(Effect.scoped))
+  it.effect("an earlier connection's observation: forgotten at the loss, and actions computed from it are dropped, never sent to the robot connected next", () =>
+    Effect.gen(function*() {
+      const logs = yield* Robot.captureLogs
+      yield* Effect.gen(function*() {
+        const network = yield* recordedNetwork
+        const robotWithCamera = (recorder: Robot.Recorder) =>
+          Effect.gen(function*() {
+            const scope = yield* Scope.make()
+            const { server } = yield* Pair.startServerOnlyWith(recorder).pipe(
+              Effect.provideService(ServerTransport, network.server),
+              Scope.provide(scope)
+            )
+            // stamps the wrist camera with this moment
+            yield* server.updateImage("wrist", new Uint8Array(72))
+            return { scope, server }
+          })
+        const before = yield* Robot.makeRecorder
+        const first = yield* robotWithCamera(before)
+        const client = yield* PolicyClient.make({ quiet: true }).pipe(Effect.provideService(ClientTransport, network.client))
+        const old = yield* client.getObs
+        const oldStamps = { wrist: old.cameras[0]!.timestamp }
+        yield* advanceTo(100)
+
+        yield* Scope.close(first.scope, Exit.void)
+        yield* client.awaitDisconnect
+        yield* settle
+        expect(yield* SubscriptionRef.get(client.latestObs)).toEqual(Option.none())
+
+        const after = yield* Robot.makeRecorder
+        const second = yield* robotWithCamera(after)
+        yield* advanceTo(1000, 10)
+        expect(yield* SubscriptionRef.get(client.connectionState)).toBe("connected")
+        yield* client.startActionDispatch(10)
+        // Nothing observed on this connection yet: a closed-loop policy's actions are the old robot's.
+        yield* client.putActions([1, 2].map(row))
+        yield* client.sendAction(row(3))
+        yield* client.putActions([row(4)], { obsTimestamps: oldStamps })
+        expect((yield* client.droppedActions).earlierConnection).toBe(4)
+        expect(yield* client.pendingActions).toBe(0)
+
+        yield* advanceTo(1100, 10)
+        yield* second.server.updateImage("wrist", new Uint8Array(72))
+        const fresh = yield* client.getObs
+        // Stamped before this connection's first observation, or after its latest (a robot clock that restarted).
+        yield* client.putActions([row(5)], { obsTimestamps: oldStamps })
+        yield* client.putActions([row(6)], { obsTimestamps: { wrist: fresh.cameras[0]!.timestamp + 1 } })
+        expect((yield* client.droppedActions).earlierConnection).toBe(6)
+        // Names that are not the robot's cameras are not judged; this connection's own observation goes out.
+        yield* client.putActions([row(7)], { obsTimestamps: { wrist: fresh.cameras[0]!.timestamp, t: 1e9 } })
+        yield* client.putActions([row(8)])
+        yield* advanceTo(1500, 10)
+        const applied = yield* Queue.clear(after.actions)
+        expect(applied.map((a) => a.action.data[0])).toEqual([7, 8])
+        expect(applied[1]!.context.obsTimestamps).toEqual({ wrist: fresh.cameras[0]!.timestamp, scene: 0 })
+        expect((yield* client.droppedActions).earlierConnection).toBe(6)
+      }).pipe(Effect.scoped, Effect.provide(logs.layer))
+      const lines = logs.lines.filter((l) => l.includes("computed from an observation of an earlier connection"))
+      // once per connection
+      expect(lines).toHaveLength(1)
+      expect(lines[0]).toContain("2 actions dropped")
+    }))
+
+  it.effect("a client that never observed the robot sends as told after a reconnection (open loop)", () =>
+    Effect.gen(function*() {
+      const network = yield* recordedNetwork
+      const first = yield* serveRobot(network.server, yield* Robot.makeRecorder)
+      const client = yield* PolicyClient.make({ quiet: true }).pipe(Effect.provideService(ClientTransport, network.client))
+      yield* Scope.close(first, Exit.void)
+      yield* client.awaitDisconnect
+      const after = yield* Robot.makeRecorder
+      yield* serveRobot(network.server, after)
+      yield* advanceTo(1000, 10)
+      yield* client.putActions([1, 2].map(row))
+      yield* client.startActionDispatch(10)
+      yield* advanceTo(1500, 10)
+      expect((yield* Queue.clear(after.actions)).map((a) => a.action.data[0])).toEqual([1, 2])
+      expect((yield* client.droppedActions).earlierConnection).toBe(0)
     }).pipe(Effect.scoped))
 })
 

@@ -195,6 +195,8 @@ export const clientLivenessContract = (transport: LivenessTransport) => {
           yield* relay.release()
           yield* until(client.connectionState, (s) => s === "connected")
           assert.strictEqual(yield* SubscriptionRef.get(client.reconnects), 1)
+          // acting on what the new connection shows: the old robot's observation was forgotten
+          yield* until(client.latestObs, Option.isSome)
           yield* client.putActions([5000, 5001, 5002].map(row))
           // the dispatcher runs on the new connection at its rate: only the new actions arrive there
           assert.deepStrictEqual(yield* takeActions(after.actions, 3), [5000, 5001, 5002])
