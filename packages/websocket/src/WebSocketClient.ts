@@ -209,11 +209,24 @@ const saidIn = (body: string): string => {
     : ""
 }
 
+/**
+ * A 401 in words: a chiral server with an access token refuses the upgrade
+ * so (`AccessToken`), and what to do differs by whether this request's
+ * target (`path`, the URI's path and query) carried one.
+ */
+const unauthorized = (path: string): string => {
+  const query = path.indexOf("?")
+  return query >= 0 && new URLSearchParams(path.slice(query + 1)).has("token")
+    ? "the server refused the access token given (HTTP 401): check it against the robot's --token / CHIRAL_TOKEN"
+    : "the server requires an access token (HTTP 401): connect to ws://host:port/?token=T with the robot's token"
+}
+
 /** Parses the server's handshake answer; returns why it is unacceptable, if it is. */
-const checkHandshake = (head: string, key: string): string | undefined => {
+const checkHandshake = (head: string, key: string, path: string): string | undefined => {
   const lines = head.split("\r\n")
   const status = /^HTTP\/1\.1 (\d{3})/.exec(lines[0] ?? "")
   if (status === null) return `malformed handshake answer: ${JSON.stringify((lines[0] ?? "").slice(0, 80))}`
+  if (status[1] === "401") return unauthorized(path)
   if (status[1] !== "101") return `Unexpected server response: ${status[1]}`
   const headers = new Map<string, string>()
   for (const line of lines.slice(1)) {
@@ -246,6 +259,8 @@ export class ClientSocket {
   private readonly handlers: ClientSocketHandlers
   private readonly pool: ReceivePool | undefined
   private readonly key: string
+  /** The request target (the URI's path and query), for what a refusal means. */
+  private readonly path: string
   /** Once writes are shared with another thread, every write goes through it. */
   private writer: SharedWriter | undefined
   /** Frames waiting for the shared writer, the first maybe partly written (`at`). */
@@ -304,6 +319,7 @@ export class ClientSocket {
     this.handlers = handlers
     this.pool = options.receivePool
     this.key = Crypto.randomBytes(16).toString("base64")
+    this.path = options.path
     this.pingIntervalMillis = options.pingIntervalMillis ?? 0
     this.pingTimeoutMillis = options.pingTimeoutMillis ?? 0
     this.resolved = Net.isIP(options.host) !== 0
@@ -624,7 +640,7 @@ export class ClientSocket {
       }
       return -1
     }
-    const problem = checkHandshake(this.handshake.slice(0, end), this.key)
+    const problem = checkHandshake(this.handshake.slice(0, end), this.key, this.path)
     if (problem !== undefined) {
       this.fail(new ClientSocketError("handshake", problem + saidIn(this.handshake.slice(end + 4))))
       return -1

@@ -132,11 +132,20 @@ describe("access token", () => {
         expect((yield* client.getObs).cameras.length).toBe(2)
         // the client shows its address without the token
         expect(client.address).toBe(`${server.address}/?token=***`)
+        // a client refused says why in words, and what to do, without the token
+        const refusedWith = (uri: string) =>
+          Effect.flip(PolicyClient.make({ quiet: true }).pipe(Effect.provide(WebSocketTransport.layerClient(uri))))
+        const none = yield* refusedWith(server.address)
+        expect(none).toMatchObject({ _tag: "TransportError", reason: "InvalidAddress" })
+        expect(none.message).toContain("the server requires an access token (HTTP 401): connect to ws://host:port/?token=T")
+        const wrong = yield* refusedWith(`${server.address}/?token=wrong`)
+        expect(wrong.message).toContain("the server refused the access token given (HTTP 401)")
+        expect(wrong.message).not.toContain("wrong")
       }).pipe(Effect.scoped, Effect.provide(transports({ token: "s3cret" })), Effect.provide(logs.layer))
       const refused = logs.lines.filter((l) => l.includes("refused a connection from 127.0.0.1:"))
-      expect(refused.length).toBe(4)
-      expect(refused.filter((l) => l.includes("missing token")).length).toBe(1)
-      expect(refused.filter((l) => l.includes("wrong token")).length).toBe(3)
+      expect(refused.length).toBe(6)
+      expect(refused.filter((l) => l.includes("missing token")).length).toBe(2)
+      expect(refused.filter((l) => l.includes("wrong token")).length).toBe(4)
       expect(logs.lines.some((l) => l.includes("s3cret"))).toBe(false)
     }))
 

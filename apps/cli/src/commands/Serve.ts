@@ -339,8 +339,8 @@ export const serve = Command.make(
       description: "A robot to evaluate a policy on: reach joint positions 0 from a seeded start, within 0.02 rad, in 300 actions"
     },
     {
-      command: "CHIRAL_TOKEN=s3cret chiral serve --max-action-age 0.5 --action-timeout 0.2 --single-controller",
-      description: "Robot-safe: clients need ws://host:8765/?token=s3cret, actions older than 0.5 s are dropped, one client drives, a 0.2 s gap is reported"
+      command: "CHIRAL_TOKEN=s3cret chiral serve --max-action-age 1 --action-timeout 0.2 --single-controller",
+      description: "Robot-safe: clients need ws://host:8765/?token=s3cret, actions whose observation is older than 1 s are dropped (choose it above your longest open-loop plan plus inference), one client drives, a 0.2 s gap is reported"
     },
     { command: "chiral serve --protocol zenoh", description: "The same robot as a Zenoh peer on tcp/0.0.0.0:7447" }
   ])
