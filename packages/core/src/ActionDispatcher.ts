@@ -22,7 +22,10 @@
  * queued that could only be sent late. Nor are actions computed from an
  * earlier connection's observation put or sent on a later one
  * (`DispatchContext.fromEarlierConnection`): they are dropped, counted
- * (`dropped().earlierConnection`) and said once per connection.
+ * (`dropped().earlierConnection`) and said once per connection. Nor are
+ * actions sent to a robot that has left a request unanswered beyond its
+ * limit (`RobotSilence`): those due are dropped (`dropped().robotSilent`),
+ * said when it begins and when the robot answers again.
  * `dispatched` counts actions handed to a live connection.
  */
 import { encodeFrame, type Observation, type ObsTimestamps, type Tensor } from "@chiral/protocol"
@@ -38,6 +41,7 @@ import { timestampsOf } from "./ObservationStream.js"
 import type { OffThreadDispatch } from "./OffThreadDispatch.js"
 import * as ThreadPriority from "./ThreadPriority.js"
 import * as RefillSignal from "./RefillSignal.js"
+import * as RobotSilence from "./RobotSilence.js"
 import { RequestError } from "./RequestError.js"
 import { disconnected } from "./RequestSlot.js"
 
@@ -131,8 +135,17 @@ export interface ActionDispatcher {
   readonly dropped: Effect.Effect<ClientDrops>
   /** One element per action sent, as it leaves (a subscriber that falls 4096 behind loses the oldest). */
   readonly timings: Stream.Stream<ActionTiming>
-  /** Builds the plan and dispatch of a new connection (in its scope); a running dispatch starts there. */
-  readonly attach: (link: Link) => Effect.Effect<LinkDispatcher, never, Scope.Scope>
+  /**
+   * Builds the plan and dispatch of a new connection (in its scope); a running
+   * dispatch starts there. `silence`: the connection's `RobotSilence` cell,
+   * if the actions due while the robot is silent are to be dropped.
+   */
+  readonly attach: (link: Link, silence?: Float64Array) => Effect.Effect<LinkDispatcher, never, Scope.Scope>
+  /**
+   * The robot answered after leaving a request unanswered `silentFor` s, more
+   * than its limit: if actions were dropped meanwhile, says so.
+   */
+  readonly robotAnswered: (silentFor: number) => Effect.Effect<void>
   /** The connection of `link` is gone: drops what waits, counts and logs it. */
   readonly detach: (link: LinkDispatcher, reason: string, final: boolean) => Effect.Effect<void>
 }
@@ -178,11 +191,12 @@ const putOptions = (given: ActionQueue.PutOptions, context: DispatchContext): Ac
   return { ...given, obsTimestamps, clockOffset: context.clockOffset() }
 }
 
-const noDrops: Drops = { late: 0, replaced: 0, overflow: 0 }
+const noDrops: Drops = { late: 0, replaced: 0, overflow: 0, robotSilent: 0 }
 const addDrops = (a: Drops, b: Drops): Drops => ({
   late: a.late + b.late,
   replaced: a.replaced + b.replaced,
-  overflow: a.overflow + b.overflow
+  overflow: a.overflow + b.overflow,
+  robotSilent: a.robotSilent + b.robotSilent
 })
 
 /** How long dropping waits for an off-thread dispatcher to answer. */
@@ -229,6 +243,8 @@ interface Shared {
   readonly count: Count
   readonly refill: RefillSignal.SettableRefillSignal
   readonly timings: PubSub.PubSub<ActionTiming>
+  /** The connection's plan has dropped `total` actions for a silent robot so far: says so once per silence. */
+  readonly silentDrops: (total: number) => Effect.Effect<void>
 }
 
 /** Sends over `link` (stamped `stamp`, or with the latest observation's); `at`: when it was taken (s). */
@@ -268,9 +284,17 @@ const wasCutOff = (exit: Exit.Exit<void, RequestError>, link: Link): boolean => 
  * The loop ends quietly when the connection goes: `detach` says so, with
  * what it dropped.
  */
-const onThisThread = (link: Link, shared: Shared): Effect.Effect<LinkDispatcher, never, Scope.Scope> =>
+const onThisThread = (
+  link: Link,
+  shared: Shared,
+  silence: Float64Array | undefined
+): Effect.Effect<LinkDispatcher, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const queue = yield* ActionQueue.make(shared.context.capacity, shared.refill)
+    const queue = yield* ActionQueue.make(shared.context.capacity, shared.refill, silence)
+    // A tick that sent nothing may have dropped its action for a silent robot.
+    const sentNothing = silence === undefined
+      ? Effect.void
+      : Effect.flatMap(queue.dropped, (dropped) => shared.silentDrops(dropped.robotSilent))
     const running = yield* FiberHandle.make<void, never>()
     const sendTensor = sender(link, shared)
     // Taken from the plan, but the connection went before it was written (or
@@ -292,7 +316,7 @@ const onThisThread = (link: Link, shared: Shared): Effect.Effect<LinkDispatcher,
           origin ??= now
           return queue.takeAtTick(origin + Math.round((now - origin) / seconds) * seconds)
         }).pipe(Effect.flatMap((next) =>
-          Option.isNone(next) ? Effect.void : Effect.suspend(() => {
+          Option.isNone(next) ? sentNothing : Effect.suspend(() => {
             writing++
             return sendTensor(next.value.action, next.value.obsTimestamps, next.value.at).pipe(
               Effect.onExit((exit) =>
@@ -336,16 +360,22 @@ const onThisThread = (link: Link, shared: Shared): Effect.Effect<LinkDispatcher,
 const offThreadOf = (
   link: Link,
   offThread: OffThreadDispatch,
-  shared: Shared
+  shared: Shared,
+  silence: Float64Array | undefined
 ): Effect.Effect<LinkDispatcher, never, Scope.Scope> =>
   Effect.gen(function*() {
     const { count, refill, timings } = shared
     count.newWorker()
     let dropped: Drops = noDrops
+    // Reports arrive outside any fiber: a fiber says what they show of a silent robot.
+    const silentDrops = yield* Queue.sliding<number>(1)
     offThread.onQueue((state) => {
+      if (state.dropped.robotSilent > dropped.robotSilent) Queue.offerUnsafe(silentDrops, state.dropped.robotSilent)
       dropped = state.dropped
       refill.set(state.pending)
     })
+    yield* Queue.take(silentDrops).pipe(Effect.flatMap(shared.silentDrops), Effect.forever, Effect.forkScoped)
+    if (silence !== undefined) offThread.watchSilence(silence)
     const wake = yield* Queue.sliding<void>(1)
     offThread.onDispatched((sent, at, _due, observed) => {
       const total = count.sentOffThread(sent)
@@ -408,14 +438,22 @@ interface Across {
   // Refused as computed from an earlier connection's observation; whether the live connection has said so yet.
   earlierConnectionDrops: number
   earlierConnectionLogged: boolean
+  // The live connection's plan: actions dropped for a silent robot so far; how many
+  // there were when the current silence was first said (undefined: not said); its limit (s).
+  silentSeen: number
+  silentFrom: number | undefined
+  silenceLimit: number
 }
 
 /** A new connection's dispatcher, on the transport's thread if it has one; started at the rate asked for. */
-const attachTo = (shared: Shared, across: Across) => (link: Link) =>
+const attachTo = (shared: Shared, across: Across) => (link: Link, silence?: Float64Array) =>
   Effect.gen(function*() {
+    across.silentSeen = 0
+    across.silentFrom = undefined
+    across.silenceLimit = silence === undefined ? Number.POSITIVE_INFINITY : RobotSilence.limitOf(silence)
     const dispatcher = link.offThread === undefined
-      ? yield* onThisThread(link, shared)
-      : yield* offThreadOf(link, link.offThread, shared)
+      ? yield* onThisThread(link, shared, silence)
+      : yield* offThreadOf(link, link.offThread, shared, silence)
     across.attached = dispatcher
     across.earlierConnectionLogged = false
     if (across.rate !== undefined) yield* dispatcher.start(across.rate)
@@ -444,21 +482,62 @@ const detachFrom = (shared: Shared, across: Across) => (link: LinkDispatcher, re
     yield* Effect.logWarning(`chiral: action dispatch ${link.where} stopped: ${reason}${drops}${resumes}`)
   })
 
+/**
+ * The first action dropped for a silent robot, said once per silence: the
+ * robot's process may be stopped, its loop blocked, or a reset under way.
+ */
+const silentDropsOf = (across: Across) => (total: number): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    if (total <= across.silentSeen) return Effect.void
+    const before = across.silentSeen
+    across.silentSeen = total
+    if (across.silentFrom !== undefined) return Effect.void
+    across.silentFrom = before
+    return Effect.logWarning(
+      `chiral: the robot has left a request unanswered for over ${across.silenceLimit} s (its process stopped, ` +
+        `its loop blocked, or a reset under way): the actions due are dropped, not sent, until it answers ` +
+        `(counted in droppedActions().robotSilent)`
+    )
+  })
+
+/** The robot answered after a silence: if actions were dropped for it, how many, and for how long. */
+const robotAnsweredOf = (across: Across) => (silentFor: number): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    const from = across.silentFrom
+    if (from === undefined) return Effect.void
+    across.silentFrom = undefined
+    // `pending` first: a worker answers it after reporting every tick before it
+    const link = across.attached
+    const counted = link === undefined ? Effect.succeed(noDrops) : Effect.andThen(link.pending, link.dropped)
+    return Effect.flatMap(counted, (dropped) => {
+      across.silentSeen = Math.max(across.silentSeen, dropped.robotSilent)
+      const count = across.silentSeen - from
+      return Effect.logWarning(
+        `chiral: the robot answered again after ${silentFor.toFixed(2)} s; ${count} action${count === 1 ? "" : "s"} ` +
+          `due meanwhile ${count === 1 ? "was" : "were"} dropped`
+      )
+    })
+  })
+
 export const make = (context: DispatchContext): Effect.Effect<ActionDispatcher, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const shared: Shared = {
-      context,
-      count: yield* makeCount,
-      refill: yield* RefillSignal.make(0),
-      timings: yield* PubSub.sliding<ActionTiming>(4096)
-    }
     const across: Across = {
       rate: undefined,
       attached: undefined,
       earlier: noDrops,
       disconnectedDrops: 0,
       earlierConnectionDrops: 0,
-      earlierConnectionLogged: false
+      earlierConnectionLogged: false,
+      silentSeen: 0,
+      silentFrom: undefined,
+      silenceLimit: Number.POSITIVE_INFINITY
+    }
+    const shared: Shared = {
+      context,
+      count: yield* makeCount,
+      refill: yield* RefillSignal.make(0),
+      timings: yield* PubSub.sliding<ActionTiming>(4096),
+      silentDrops: silentDropsOf(across)
     }
     /**
      * `count` actions computed from an earlier connection's observation:
@@ -534,6 +613,7 @@ export const make = (context: DispatchContext): Effect.Effect<ActionDispatcher, 
       ),
       timings: Stream.fromPubSub(shared.timings),
       attach: attachTo(shared, across),
+      robotAnswered: robotAnsweredOf(across),
       detach: detachFrom(shared, across)
     }
   })

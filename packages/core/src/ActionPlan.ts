@@ -45,6 +45,7 @@
  * `overflow`), so a runaway policy cannot grow memory without bound.
  */
 import type { ObsTimestamps } from "@chiral/protocol"
+import { isSilent } from "./RobotSilence.js"
 
 /** One action: float32 values of the given shape (what crosses threads). */
 export interface Rows {
@@ -127,6 +128,11 @@ export interface Drops {
   readonly replaced: number
   /** The oldest waiting actions, beyond capacity. */
   readonly overflow: number
+  /**
+   * Due while the robot had left a request unanswered for longer than its
+   * silence limit (`RobotSilence`): taken at their tick and not sent.
+   */
+  readonly robotSilent: number
 }
 
 /** The newest of the camera timestamps (s), the time of the observation; undefined when there are none. */
@@ -280,7 +286,7 @@ export class ActionPlan {
   private capacity: number
   /** The dispatch period (s); undefined until dispatch starts. */
   private period: number | undefined = undefined
-  private drops = { late: 0, replaced: 0, overflow: 0 }
+  private drops = { late: 0, replaced: 0, overflow: 0, robotSilent: 0 }
   /** When the last action was taken (s, capture clock). */
   private lastTaken: number | undefined = undefined
 
@@ -351,12 +357,26 @@ export class ActionPlan {
    * sent two or three actions 1–4 ms apart, which the robot applied as they
    * came (each in a read of its own, so not coalesced), where the Python
    * reference sends one per period.
+   *
+   * `silence`: the connection's `RobotSilence` cell (when the oldest request
+   * the robot has not answered was sent, s on the same clock, NaN when none
+   * waits; and how long it may be). Once the robot is silent beyond its
+   * limit, the action due is taken and dropped (`robotSilent`): a robot that
+   * stopped answering (its process stopped, its loop blocked) would otherwise
+   * find every action sent meanwhile waiting in its socket, and a server that
+   * applies what it reads (the references') would apply them at once when it
+   * resumes.
    */
-  take(now: number, tick = now): Taken | undefined {
+  take(now: number, tick = now, silence?: Float64Array): Taken | undefined {
     const period = this.period
     if (period !== undefined && this.lastTaken !== undefined && now - this.lastTaken < period / 2) return undefined
     const taken = this.takeDue(now, tick)
-    if (taken !== undefined) this.lastTaken = now
+    if (taken === undefined) return undefined
+    this.lastTaken = now
+    if (silence !== undefined && isSilent(silence, now)) {
+      this.drops.robotSilent++
+      return undefined
+    }
     return taken
   }
 

@@ -76,7 +76,7 @@ export interface ActionQueue {
   readonly clear: Effect.Effect<void>
   /** The dispatch rate (Hz): timed actions are placed on its period. Dies on a rate that is not > 0. */
   readonly setRate: (hz: number) => Effect.Effect<void>
-  /** What has been dropped so far (late, replaced, overflow). */
+  /** What has been dropped so far (late, replaced, overflow, robotSilent). */
   readonly dropped: Effect.Effect<Drops>
   /** The number of waiting actions as it changes, and the low-water mark. */
   readonly refill: RefillSignal.RefillSignal
@@ -94,10 +94,16 @@ const tensorOf = (rows: Rows): Tensor => ({ dtype: "float32", shape: rows.shape,
 const optionsOf = (mode: PutMode | PutOptions | undefined): PutOptions =>
   typeof mode === "string" ? { mode } : mode ?? {}
 
-/** A queue of `capacity` actions; its counts go to `refill` (PolicyClient's, shared by each connection's queue) or one of its own. */
+/**
+ * A queue of `capacity` actions; its counts go to `refill` (PolicyClient's,
+ * shared by each connection's queue) or one of its own. With `silence` (a
+ * `RobotSilence` cell), the actions due while the robot is silent beyond its
+ * limit are dropped (`ActionPlan.take`).
+ */
 export const make = (
   capacity = defaultCapacity,
-  refillSignal?: RefillSignal.SettableRefillSignal
+  refillSignal?: RefillSignal.SettableRefillSignal,
+  silence?: Float64Array
 ): Effect.Effect<ActionQueue> =>
   Effect.gen(function*() {
     const plan = new ActionPlan(capacity)
@@ -121,7 +127,7 @@ export const make = (
 
     const takeAtTick = (tick?: number) => Effect.flatMap(captureTime, (now) =>
       Effect.sync(() => {
-        const taken = plan.take(now, tick ?? now)
+        const taken = plan.take(now, tick ?? now, silence)
         refill.set(plan.size)
         return taken === undefined
           ? Option.none<Dispatchable>()

@@ -21,6 +21,12 @@ export interface ActionRows {
 export type DispatchRequest =
   /** The camera timestamps of the client's latest observation, for the actions that follow. */
   | { readonly t: "observed"; readonly timestamps: Readonly<Record<string, number>> }
+  /**
+   * Whether the robot answers: the connection's `RobotSilence` cell, written
+   * by the policy's thread; the actions due while the robot is silent beyond
+   * its limit are dropped.
+   */
+  | { readonly t: "silence"; readonly cell: SharedArrayBuffer }
   | {
     readonly t: "put"
     readonly id: number
@@ -219,6 +225,9 @@ const makeDispatch = (post: (message: DispatchRequest) => void, calls: Calls, li
     observed: (timestamps) => {
       latest = timestamps
       if (ticking && !calls.ended()) post({ t: "observed", timestamps })
+    },
+    watchSilence: (cell) => {
+      if (!calls.ended()) post({ t: "silence", cell: cell.buffer as SharedArrayBuffer })
     },
     onDispatched: (next) => {
       listeners.dispatched = next

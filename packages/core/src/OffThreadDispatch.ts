@@ -54,6 +54,12 @@ export interface OffThreadDispatch {
   /** The camera timestamps of the client's latest observation: what the next actions carry. */
   readonly observed: (timestamps: Readonly<Record<string, number>>) => void
   /**
+   * The connection's `RobotSilence` cell (over a `SharedArrayBuffer`, read at
+   * each tick): the actions due once the robot has left a request unanswered
+   * longer than its limit are dropped (`ActionPlan.take`).
+   */
+  readonly watchSilence: (cell: Float64Array) => void
+  /**
    * Called on this thread for each action sent: how many the dispatcher has
    * sent in all, when this one left and the grid time of its tick (monotonic
    * ms, `process.hrtime`), and the time of the observation it was stamped

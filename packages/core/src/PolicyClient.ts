@@ -27,6 +27,7 @@ import type * as RefillSignal from "./RefillSignal.js"
 import { RequestError } from "./RequestError.js"
 import * as RequestSlot from "./RequestSlot.js"
 import * as RobotClock from "./RobotClock.js"
+import * as RobotSilence from "./RobotSilence.js"
 import { ClientTransport } from "./Transport.js"
 import type { TransportError } from "./TransportError.js"
 
@@ -80,6 +81,21 @@ export interface PolicyClientOptions {
   readonly decodeLimits?: Partial<DecodeLimits> | undefined
   /** Actions that may wait for dispatch; beyond it the oldest are dropped. Default 10 000. */
   readonly maxQueuedActions?: number | undefined
+  /**
+   * How long the robot may leave a request (an observation, a reset, …)
+   * unanswered before the dispatcher stops sending actions: the actions due
+   * after that are dropped, counted in `droppedActions().robotSilent` and
+   * said in one warning, until anything arrives from the robot (a second
+   * line says how long it was silent and how many were dropped). A robot
+   * whose process is stopped or whose loop is blocked keeps its connection,
+   * which keepalives give up only after 10–40 s; the actions sent meanwhile
+   * would wait in its socket, and a server that applies what it reads (the
+   * references') would apply them all at once when it resumes. Only a client
+   * that makes requests (the obs stream, getObs, …) can tell. Default 1 s;
+   * choose it above the robot's slowest answer (a `getObs` that renders, a
+   * reset the policy acts through); `false`: never.
+   */
+  readonly maxRobotSilence?: Duration.Input | false | undefined
   /** Do not print the waiting line (`chiral: waiting for server at <uri> …`). */
   readonly quiet?: boolean | undefined
 }
@@ -189,8 +205,9 @@ export interface PolicyClientApi {
   /**
    * What was dropped so far: late (slot passed), replaced (by a newer chunk),
    * overflow (capacity), disconnected (still waiting when their connection
-   * was lost, or when the client closed), and earlierConnection (computed from an
-   * earlier connection's observation; see `putActions`).
+   * was lost, or when the client closed), earlierConnection (computed from an
+   * earlier connection's observation; see `putActions`), and robotSilent (due
+   * while the robot left a request unanswered; see `maxRobotSilence`).
    */
   readonly droppedActions: Effect.Effect<ActionDispatcher.ClientDrops>
   /** Each action as it leaves the client: when, and how old its observation was then. */
@@ -238,6 +255,15 @@ const stepRequest = (chunk: ActionChunk, latestObs: Option.Option<Observation>) 
 const expect = <T extends Message["type"]>(type: T) => (m: Message): Effect.Effect<Extract<Message, { type: T }>> =>
   m.type === type ? Effect.succeed(m as Extract<Message, { type: T }>) : Effect.die(`expected ${type}, got ${m.type}`)
 
+/** `maxRobotSilence` in seconds; undefined: never. Dies on a limit that is not > 0. */
+const silenceLimitOf = (limit: Duration.Input | false | undefined): Effect.Effect<number | undefined> => {
+  if (limit === false) return Effect.succeed(undefined)
+  const seconds = Duration.toSeconds(Duration.fromInputUnsafe(limit ?? Duration.seconds(1)))
+  return seconds > 0
+    ? Effect.succeed(Number.isFinite(seconds) ? seconds : undefined)
+    : Effect.die(new RangeError(`maxRobotSilence must be longer than 0, got ${Duration.format(Duration.fromInputUnsafe(limit!))}`))
+}
+
 /** What each connection carries. */
 interface Parts {
   readonly slot: RequestSlot.RequestSlot
@@ -255,6 +281,7 @@ const connectParts = (transport: ClientTransport["Service"], options: PolicyClie
     const why = () => link?.why() ?? "not connected yet"
     const observations = yield* ObservationStream.make
     const robotClock = RobotClock.make()
+    const silenceLimit = yield* silenceLimitOf(options.maxRobotSilence)
     const actions = yield* ActionDispatcher.make({
       latestObs: observations.latest,
       clockOffset: robotClock.offset,
@@ -267,6 +294,7 @@ const connectParts = (transport: ClientTransport["Service"], options: PolicyClie
       Effect.gen(function*() {
         // The robot behind this connection may be another machine, with another clock.
         robotClock.forget()
+        const silence = silenceLimit === undefined ? undefined : RobotSilence.make(silenceLimit)
         const slot = yield* RequestSlot.make(live.connection, live.lost, (obs) => {
           const timestamps = ObservationStream.timestampsOf(Option.some(obs))
           live.offThread?.observed(timestamps)
@@ -276,8 +304,8 @@ const connectParts = (transport: ClientTransport["Service"], options: PolicyClie
             const published = observations.publish(obs)
             return differ === undefined ? published : Effect.andThen(Effect.logWarning(differ), published)
           })
-        }, limits)
-        const dispatcher = yield* actions.attach(live)
+        }, limits, silence && { robot: silence, limit: silenceLimit!, answered: actions.robotAnswered })
+        const dispatcher = yield* actions.attach(live, silence?.cell)
         return {
           parts: { slot, actions: dispatcher },
           receive: slot.receive,

@@ -17,7 +17,9 @@ import {
   type Observation
 } from "@chiral/protocol"
 import { Deferred, Duration, Effect, Exit, FiberSet, Result, Semaphore, type Scope } from "effect"
+import { captureTime } from "./CameraState.js"
 import { RequestError } from "./RequestError.js"
+import type { RobotSilence } from "./RobotSilence.js"
 import type { Connection } from "./Transport.js"
 
 /** What each request is answered with. */
@@ -103,16 +105,27 @@ const timedOut = (type: RequestType, timeout: Duration.Input) =>
     detail: `no ${replyType[type]} within ${Duration.format(Duration.fromInputUnsafe(timeout))}`
   })
 
+/** Whether the robot answers: what the slot tells of each request sent and each frame received. */
+export interface SilenceWatch {
+  readonly robot: RobotSilence
+  /** How long (s) the robot may leave a request unanswered before `answered` hears of it. */
+  readonly limit: number
+  /** A frame arrived after the robot had left a request unanswered `silentFor` s, more than `limit`. */
+  readonly answered: (silentFor: number) => Effect.Effect<void>
+}
+
 /**
  * The slot over `connection`. `lost` says why the connection is gone (once it
  * is); `onObservation` sees every observation a reply carries, before its
- * caller does; replies are decoded within `limits`.
+ * caller does; replies are decoded within `limits`; `silence` hears of each
+ * request sent and each frame received.
  */
 export const make = (
   connection: Connection,
   lost: () => string | undefined,
   onObservation: (obs: Observation) => Effect.Effect<void>,
-  limits: Partial<DecodeLimits>
+  limits: Partial<DecodeLimits>,
+  silence?: SilenceWatch
 ): Effect.Effect<RequestSlot, never, Scope.Scope> =>
   Effect.gen(function*() {
     const slot = yield* Semaphore.make(1)
@@ -146,7 +159,10 @@ export const make = (
         if (!wanted()) return Effect.void
         if (lost() !== undefined) return Deferred.fail(reply, gone(type))
         state.pending = { request: type, expect: replyType[type], reply }
-        return connection.send(frame).pipe(
+        const asked = silence === undefined
+          ? Effect.void
+          : Effect.map(captureTime, (now) => silence.robot.asked(now))
+        return Effect.andThen(asked, connection.send(frame)).pipe(
           Effect.catch((error) => Deferred.fail(reply, gone(type, error.message))),
           // A reply later than twice the timeout is taken as lost, so a server
           // that never answers (possible on a shared Zenoh connection) cannot
@@ -182,7 +198,13 @@ export const make = (
         )
       })
 
-    const receive = (frame: Uint8Array) => receiveReply(state, frame, limits, onObservation)
+    const reply = (frame: Uint8Array) => receiveReply(state, frame, limits, onObservation)
+    // Any frame shows the robot is answering, a late reply too.
+    const receive = silence === undefined ? reply : (frame: Uint8Array) =>
+      Effect.flatMap(captureTime, (now) => {
+        const silentFor = silence.robot.answered(now)
+        return silentFor > silence.limit ? Effect.andThen(silence.answered(silentFor), reply(frame)) : reply(frame)
+      })
     return { request, receive, fail }
   })
 

@@ -22,7 +22,7 @@ describe("ActionPlan", () => {
     plan.put({ actions: rows(4, 5), mode: "append" }, 0)
     assert.strictEqual(plan.take(0)?.action.data[0], 1)
     plan.put({ actions: rows(10, 11), mode: "replace" }, 0)
-    assert.deepStrictEqual(plan.dropped, { late: 0, replaced: 4, overflow: 0 })
+    assert.deepStrictEqual(plan.dropped, { late: 0, replaced: 4, overflow: 0, robotSilent: 0 })
     plan.put({ actions: rows(12, 13, 14, 15), mode: "append" }, 0)
     assert.strictEqual(plan.size, 5)
     assert.deepStrictEqual(plan.dropped.overflow, 1)
@@ -47,7 +47,7 @@ describe("ActionPlan", () => {
     // current tick (2.0 s) right after it
     assert.deepStrictEqual(takeAt(plan, [0, 0.1, 2.03, 2.034, 2.1]), [1, 2, 3, undefined, 4])
     assert.strictEqual(plan.size, 0)
-    assert.deepStrictEqual(plan.dropped, { late: 0, replaced: 0, overflow: 0 })
+    assert.deepStrictEqual(plan.dropped, { late: 0, replaced: 0, overflow: 0, robotSilent: 0 })
   })
 
   it("time-aligned: actions whose slot passed before the chunk arrived are dropped, the rest go on their ticks", () => {
@@ -62,7 +62,7 @@ describe("ActionPlan", () => {
     assert.deepStrictEqual(takeAt(plan, [1.26, 1.36, 1.56]), [3, 4, 6])
     // slot 7 begins at 1.65: a tick before that sends nothing, one in it sends 7
     assert.deepStrictEqual(takeAt(plan, [1.6, 1.66]), [undefined, 7])
-    assert.deepStrictEqual(plan.dropped, { late: 4, replaced: 0, overflow: 0 })
+    assert.deepStrictEqual(plan.dropped, { late: 4, replaced: 0, overflow: 0, robotSilent: 0 })
     assert.strictEqual(plan.size, 0)
   })
 
@@ -94,7 +94,7 @@ describe("ActionPlan", () => {
     plan.put({ actions: rows(10, 11, 12), mode: "time-aligned", obsTimestamps: { c: 2.0 } }, 2.0)
     assert.strictEqual(plan.put({ actions: rows(1, 2), mode: "time-aligned", obsTimestamps: { c: 1.0 } }, 2.0), 2)
     assert.deepStrictEqual(takeAt(plan, [2.0, 2.1, 2.2]), [10, 11, 12])
-    assert.deepStrictEqual(plan.dropped, { late: 2, replaced: 0, overflow: 0 })
+    assert.deepStrictEqual(plan.dropped, { late: 2, replaced: 0, overflow: 0, robotSilent: 0 })
   })
 
   it("time-aligned before dispatch knows its period: nothing is judged late until the ticks", () => {
@@ -157,7 +157,7 @@ describe("ActionPlan", () => {
     close(values[1], (3 + w1 * 12) / (1 + w1))
     close(values[2], (4 + w1 * 13) / (1 + w1))
     close(values[3], 14)
-    assert.deepStrictEqual(plan.dropped, { late: 2, replaced: 0, overflow: 0 })
+    assert.deepStrictEqual(plan.dropped, { late: 2, replaced: 0, overflow: 0, robotSilent: 0 })
     assert.strictEqual(plan.size, 0)
   })
 

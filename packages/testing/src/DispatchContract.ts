@@ -6,9 +6,9 @@
 // `npx tsc -b` first.
 import { ActionPlan, type ActionTiming, CameraState, ClientTransport, OffThreadDispatch, PreciseTimer } from "@chiral/core"
 import { assert, it } from "@effect/vitest"
-import { Cause, Effect, Exit, Layer, Option, Queue, Schedule, Stream, SubscriptionRef } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Layer, Option, Queue, Schedule, Stream, SubscriptionRef } from "effect"
 import * as Pair from "./Pair.js"
-import type * as Robot from "./Robot.js"
+import * as Robot from "./Robot.js"
 
 export const row = (v: number) => [v, 0, 0, 0, 0, 0, 0]
 
@@ -19,6 +19,10 @@ export const takeActions = (queue: Queue.Queue<Robot.Applied>, n: number) =>
     while (out.length < n) out.push(Number((yield* Queue.take(queue)).action.data[0]))
     return out
   })
+
+/** Waits until `check` holds, looking every 10 ms (bounded by the test's timeout only). */
+const waitFor = (check: Effect.Effect<boolean>) =>
+  check.pipe(Effect.filterOrFail((ok) => ok), Effect.retry({ schedule: Schedule.spaced(10) }), Effect.orDie)
 
 /** Waits (bounded) until `check` holds. */
 export const eventually = (check: Effect.Effect<boolean>) =>
@@ -184,7 +188,7 @@ export const chunkModesContract = (transports: (thread: "worker" | "main") => Pa
         // no observation yet: the first four carry none
         assert.deepStrictEqual(timed.map((t) => t.obsTime), [undefined, undefined, undefined, undefined, 1.5])
         assert.closeTo(timed[4]!.age!, timed[4]!.sentAt - 1.5, 1e-9)
-        assert.deepStrictEqual(yield* client.droppedActions, { late: 0, replaced: 0, overflow: 0, disconnected: 0, earlierConnection: 0 })
+        assert.deepStrictEqual(yield* client.droppedActions, { late: 0, replaced: 0, overflow: 0, robotSilent: 0, disconnected: 0, earlierConnection: 0 })
       }).pipe(Effect.scoped, Effect.provide(transports(thread))))
 
     it.live(`${thread}: time-aligned: actions late on arrival are dropped and counted; none leaves after its slot`, () =>
@@ -226,6 +230,46 @@ export const chunkModesContract = (transports: (thread: "worker" | "main") => Pa
           assert.closeTo(t.age!, t.sentAt - t0, 1e-9)
         }
       }).pipe(Effect.scoped, Effect.provide(transports(thread))))
+
+    it.live(`${thread}: a robot that leaves a request unanswered beyond maxRobotSilence is sent no actions until it answers; those due meanwhile are dropped, counted and said`, () =>
+      Effect.gen(function*() {
+        const logs = yield* Robot.captureLogs
+        yield* Effect.gen(function*() {
+          // the robot's second getObs answers only once the test opens the gate
+          const gate = yield* Deferred.make<void>()
+          const { client, recorder } = yield* Pair.startPair({
+            holdObs: (n) => (n === 2 ? Deferred.await(gate) : Effect.void),
+            client: { maxRobotSilence: 50 }
+          })
+          yield* client.getObs
+          yield* client.putActions(Array.from({ length: 2000 }, (_, i) => row(i)))
+          yield* client.startActionDispatch(100)
+          assert.deepStrictEqual(yield* takeActions(recorder.actions, 3), [0, 1, 2])
+          const unanswered = yield* Effect.forkChild(client.getObs)
+          yield* waitFor(Effect.map(client.droppedActions, (d) => d.robotSilent >= 5))
+          yield* Deferred.succeed(gate, undefined)
+          yield* Fiber.join(unanswered)
+          // dispatch resumes once the robot has answered (a worker's reports of
+          // ticks before that are in once it has answered `pendingActions`)
+          yield* client.pendingActions
+          const resumedAt = (yield* client.droppedActions).robotSilent
+          const sentBefore = yield* SubscriptionRef.get(client.dispatched)
+          yield* waitFor(Effect.map(SubscriptionRef.get(client.dispatched), (n) => n >= sentBefore + 3))
+          yield* client.stopActionDispatch
+          const sent = yield* SubscriptionRef.get(client.dispatched)
+          const silent = (yield* client.droppedActions).robotSilent
+          assert.strictEqual(silent, resumedAt, "nothing dropped for silence once the robot answered")
+          // in order, each one once; the only gap is the actions due while the robot was silent
+          const values = [0, 1, 2, ...(yield* takeActions(recorder.actions, sent - 3))]
+          const gaps = values.slice(1).map((v, i) => v - values[i]!).filter((d) => d !== 1)
+          assert.deepStrictEqual(gaps, [silent + 1], `sent ${values.join(",")}`)
+        }).pipe(Effect.scoped, Effect.provide(logs.layer))
+        const began = logs.lines.filter((l) => l.includes("has left a request unanswered for over 0.05 s"))
+        assert.strictEqual(began.length, 1, logs.lines.join("\n"))
+        const ended = logs.lines.filter((l) => l.includes("the robot answered again after"))
+        assert.strictEqual(ended.length, 1, logs.lines.join("\n"))
+        assert.match(ended[0]!, /after \d+\.\d\d s; \d+ actions due meanwhile were dropped$/)
+      }).pipe(Effect.provide(transports(thread))))
 
     it.live(`${thread}: a chunk that cannot be put dies with a RangeError and leaves the queue as it was`, () =>
       Effect.gen(function*() {

@@ -54,10 +54,17 @@ const until = <A>(ref: SubscriptionRef.SubscriptionRef<A>, check: (a: A) => bool
 const eventually = (check: Effect.Effect<boolean>) =>
   check.pipe(Effect.filterOrFail((ok) => ok), Effect.retry({ schedule: Schedule.spaced(5) }), Effect.orDie)
 
-/** Every action put was either sent or dropped as disconnected. */
+/**
+ * Every action put was either sent or dropped: as disconnected, or (due while
+ * the frozen server left a request unanswered beyond the client's
+ * maxRobotSilence) as robotSilent.
+ */
 const allAccountedFor = (client: PolicyClient.PolicyClientApi, total: number) =>
   eventually(Effect.map(
-    Effect.all([SubscriptionRef.get(client.dispatched), Effect.map(client.droppedActions, (d) => d.disconnected)]),
+    Effect.all([
+      SubscriptionRef.get(client.dispatched),
+      Effect.map(client.droppedActions, (d) => d.disconnected + d.robotSilent)
+    ]),
     ([sent, dropped]) => sent + dropped === total
   ))
 

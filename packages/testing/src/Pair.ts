@@ -24,6 +24,7 @@ export const transports: ReadonlyArray<readonly [string, Transports]> = [["memor
  */
 export const startPair = (options: {
   readonly obsDelayMillis?: number | ((n: number) => number)
+  readonly holdObs?: (n: number) => Effect.Effect<void>
   readonly client?: PolicyClient.PolicyClientOptions
   /** The server's `coalesceActions`; default false (see above). */
   readonly coalesceActions?: boolean

@@ -41,6 +41,8 @@ export const handlers = (
   options: {
     /** How long the n-th getObs (from 1) takes, on the Clock. */
     readonly obsDelayMillis?: number | ((n: number) => number) | undefined
+    /** What the n-th getObs (from 1) waits for before it answers: a robot that is silent until the test says. */
+    readonly holdObs?: ((n: number) => Effect.Effect<void>) | undefined
   } = {}
 ): Handlers<never, PolicyServer.PolicyServer> => ({
   getMetadata: Effect.succeed({ action_shape: [7], cameras: cameras.map((c) => c.name) }),
@@ -56,6 +58,7 @@ export const handlers = (
     const n = (yield* Ref.updateAndGet(recorder.obsRequests, (list) => [...list, at])).length
     const delay = typeof options.obsDelayMillis === "function" ? options.obsDelayMillis(n) : options.obsDelayMillis
     if (delay !== undefined && delay > 0) yield* Effect.sleep(delay)
+    if (options.holdObs !== undefined) yield* options.holdObs(n)
     return yield* server.makeObs({ extra: { source: "get_obs", n } })
   }),
   applyAction: (action, context) =>

@@ -17,7 +17,9 @@
  * `apply_action` stamped with the camera timestamps its chunk came with, or
  * else those of the client's latest observation (the main thread reports
  * them while it ticks), and times ticks on a grid anchored at its start with
- * sub-millisecond precision (`PreciseTimer`).
+ * sub-millisecond precision (`PreciseTimer`). While the robot leaves a
+ * request unanswered beyond its limit, the actions due are dropped: the main
+ * thread writes when it asked into a shared cell (`RobotSilence`).
  *
  * This file is the worker's entry; `WebSocketTransport` starts it. Messages
  * between the threads are `ToWorker` and `FromWorker`. It imports neither
@@ -56,6 +58,8 @@ export type FromWorker =
 class Dispatcher {
   private readonly plan: ActionPlan
   private readonly send: (taken: Taken, due: number) => boolean
+  /** The connection's `RobotSilence` cell, once the policy's thread has sent it. */
+  silence: Float64Array | undefined = undefined
   /** The plan changed at a tick that sent nothing (late actions dropped). */
   private readonly changed: () => void
   private running = false
@@ -93,7 +97,7 @@ class Dispatcher {
     if (!this.running) return
     const due = this.start + this.slot * this.period
     const waiting = this.plan.size
-    const taken = this.plan.take(PreciseTimer.monotonicMillis() / 1000, due / 1000)
+    const taken = this.plan.take(PreciseTimer.monotonicMillis() / 1000, due / 1000, this.silence)
     if (taken !== undefined) {
       if (!this.send(taken, due)) return this.end()
     } else if (this.plan.size !== waiting) this.changed()
@@ -153,6 +157,9 @@ const run = (options: WorkerOptions) => {
         return
       case "observed":
         latest = message.timestamps
+        return
+      case "silence":
+        dispatcher.silence = new Float64Array(message.cell)
         return
       case "put":
         try {

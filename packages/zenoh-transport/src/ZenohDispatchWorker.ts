@@ -24,7 +24,10 @@
  * `ActionPlan` (chunk modes, late drops, capacity), and a loop repeated on
  * `Cadence.fixed` sends one per tick, stamped with the camera timestamps its
  * chunk came with, or else those of the client's latest observation (the
- * policy's thread reports each one). Only the loop's `Clock` differs:
+ * policy's thread reports each one); while the robot leaves a request
+ * unanswered beyond its limit, the actions due are dropped (the policy's
+ * thread writes when it asked into a shared cell, `RobotSilence`). Only the
+ * loop's `Clock` differs:
  * `TickClock` sleeps with sub-millisecond precision (a timer wakes the thread
  * just before the tick, `Atomics.wait` sleeps the last stretch), and tells the
  * tick its grid time.
@@ -134,7 +137,13 @@ export class TickClock implements Clock.Clock {
 type SessionEnd = PeerError | ZenohSessionClosed | ZenohKeyExprError
 
 /** The requests answered in order by the session's fiber (the others are taken at once). */
-type Control = Exclude<ToWorker, { readonly t: "close" | "observed" }>
+type Control = Exclude<ToWorker, { readonly t: "close" | "observed" | "silence" }>
+
+/** What the policy's thread reports outside the requests: the latest observation's stamps, the silence cell. */
+interface Reported {
+  latest: Readonly<Record<string, number>>
+  silence: Float64Array | undefined
+}
 
 /** What the dispatcher holds unsent, still asked for once its session has ended. */
 interface Held {
@@ -168,6 +177,8 @@ export const makeTick = (deps: {
   readonly plan: ActionPlan
   readonly clock: TickClock
   readonly observed: () => Readonly<Record<string, number>>
+  /** The connection's `RobotSilence` cell, once the policy's thread has sent it. */
+  readonly silence: () => Float64Array | undefined
   readonly post: (message: FromWorker) => void
   readonly counts: Counts
   readonly sessionEnded: () => boolean
@@ -177,7 +188,7 @@ export const makeTick = (deps: {
     // The grid's first slot is where the repeat starts: right before the first tick.
     const due = clock.due ?? now()
     const waiting = plan.size
-    const taken = plan.take(now() / 1000, due / 1000)
+    const taken = plan.take(now() / 1000, due / 1000, deps.silence())
     if (taken === undefined) {
       // late actions dropped, none sent: the refill signal still has to know
       if (plan.size !== waiting) post({ t: "queue", ...planState(plan) })
@@ -207,7 +218,7 @@ export const makeTick = (deps: {
 const serve = (
   options: WorkerOptions,
   inbox: Queue.Queue<Control>,
-  observed: () => Readonly<Record<string, number>>,
+  reported: Reported,
   post: (message: FromWorker) => void,
   held: Held
 ) =>
@@ -227,7 +238,17 @@ const serve = (
     // Set before the loop is interrupted for it: a put cut short then counts as unsent.
     let sessionEnded = false
     const closed = Effect.tapError(session.closed, () => Effect.sync(() => void (sessionEnded = true)))
-    const tick = makeTick({ session, key: options.key, plan, clock, observed, post, counts, sessionEnded: () => sessionEnded })
+    const tick = makeTick({
+      session,
+      key: options.key,
+      plan,
+      clock,
+      observed: () => reported.latest,
+      silence: () => reported.silence,
+      post,
+      counts,
+      sessionEnded: () => sessionEnded
+    })
 
     const dispatchAt = (periodMillis: number) =>
       Effect.suspend(() => {
@@ -291,17 +312,17 @@ const run = (options: WorkerOptions, port: MessagePort) => {
   encodeApplyAction([1, 1], new Float32Array(1), { warmup: 0 })
 
   let ready = false
-  let latest: Readonly<Record<string, number>> = {}
+  const reported: Reported = { latest: {}, silence: undefined }
   const post = (message: FromWorker) => {
     if (message.t === "ready") ready = true
     port.postMessage(message)
   }
   const inbox = Effect.runSync(Queue.unbounded<Control>())
   const held: Held = { count: () => 0 }
-  const fiber = Effect.runFork(Effect.scoped(serve(options, inbox, () => latest, post, held)))
+  const fiber = Effect.runFork(Effect.scoped(serve(options, inbox, reported, post, held)))
   let ended = false
   let closing = false
-  const noDrops = { late: 0, replaced: 0, overflow: 0 }
+  const noDrops = { late: 0, replaced: 0, overflow: 0, robotSilent: 0 }
 
   // Once the session has ended nothing is sent any more, but the policy's
   // thread still asks what was left (to count it dropped) before it closes us.
@@ -328,7 +349,10 @@ const run = (options: WorkerOptions, port: MessagePort) => {
   port.on("message", (message: ToWorker) => {
     switch (message.t) {
       case "observed":
-        latest = message.timestamps
+        reported.latest = message.timestamps
+        return
+      case "silence":
+        reported.silence = new Float64Array(message.cell)
         return
       case "close":
         closing = true

@@ -24,6 +24,7 @@ const tickWith = (put: Effect.Effect<void, ZenohLinkError>, sessionEnded: boolea
       plan,
       clock: new TickClock(yield* Clock.clockWith(Effect.succeed)),
       observed: () => ({}),
+      silence: () => undefined,
       post: (message) => void posted.push(message),
       counts,
       sessionEnded: () => sessionEnded

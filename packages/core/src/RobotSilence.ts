@@ -1,0 +1,48 @@
+/**
+ * Whether the robot is answering: when the oldest request it has not answered
+ * yet was sent. A robot whose process is stopped, whose event loop is blocked
+ * or which is busy resetting keeps its connection open (the kernel still
+ * acknowledges what arrives), and keepalives notice it only after tens of
+ * seconds (WebSocket pings every 20 s, a Zenoh lease of 10 s), while the
+ * actions sent meanwhile wait in its socket. The action dispatchers read this
+ * to drop the actions due while the robot is silent beyond its limit
+ * (`ActionPlan.take`).
+ *
+ * One per connection, written by the request slot on the policy's thread and
+ * read by the dispatcher, which may run on a worker thread: the cell is a
+ * `SharedArrayBuffer` of two float64s, written by one thread only —
+ * [when the oldest unanswered request was sent (s, capture clock; NaN while
+ * none waits), the limit (s)]. Plain code, no Effect: dispatcher workers load it.
+ */
+export interface RobotSilence {
+  /** The shared cell: [asked at (s, NaN when nothing waits), limit (s)]. */
+  readonly cell: Float64Array
+  /** A request was sent at `now` (s): the robot is asked from then on, unless it already was. */
+  readonly asked: (now: number) => void
+  /** Something arrived from the robot at `now` (s): how long it had been silent (s), 0 if nothing waited. */
+  readonly answered: (now: number) => number
+}
+
+/** A silence watch whose actions are dropped once the robot has been silent over `limitSeconds` (Infinity: never). */
+export const make = (limitSeconds: number): RobotSilence => {
+  const cell = new Float64Array(new SharedArrayBuffer(2 * Float64Array.BYTES_PER_ELEMENT))
+  cell[0] = Number.NaN
+  cell[1] = limitSeconds
+  return {
+    cell,
+    asked: (now) => {
+      if (Number.isNaN(cell[0]!)) cell[0] = now
+    },
+    answered: (now) => {
+      const since = cell[0]!
+      cell[0] = Number.NaN
+      return Number.isNaN(since) ? 0 : now - since
+    }
+  }
+}
+
+/** Whether, at `now` (s), the robot of `cell` has left a request unanswered for longer than its limit. */
+export const isSilent = (cell: Float64Array, now: number): boolean => now - cell[0]! > cell[1]!
+
+/** The limit of `cell` (s). */
+export const limitOf = (cell: Float64Array): number => cell[1]!

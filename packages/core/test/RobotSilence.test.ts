@@ -1,0 +1,123 @@
+// A robot that leaves a request unanswered: the actions due once it has been
+// silent beyond the client's maxRobotSilence are dropped, not sent, until it
+// answers. As plain logic (ActionPlan with a silence cell), and end to end on
+// TestClock over the in-memory transport (the dispatcher on the client's fiber;
+// the workers' path is DispatchContract's, over real sockets).
+import { assert, describe, it } from "@effect/vitest"
+import { Clock, Effect, Fiber, Queue, SubscriptionRef } from "effect"
+import { TestClock } from "effect/testing"
+import { ActionPlan, type Rows } from "../src/ActionPlan.js"
+import * as RobotSilence from "../src/RobotSilence.js"
+import { MemoryTransport, PolicyClient } from "../src/index.js"
+import * as Pair from "@chiral/testing/Pair"
+import * as Robot from "@chiral/testing/Robot"
+
+const row = (v: number): Rows => ({ shape: [1], data: Float32Array.from([v]) })
+
+describe("RobotSilence", () => {
+  it("a request sets when the robot was asked (the oldest unanswered one); any answer clears it and says how long it took", () => {
+    const silence = RobotSilence.make(1)
+    assert.isFalse(RobotSilence.isSilent(silence.cell, 100))
+    silence.asked(10)
+    silence.asked(10.5)
+    assert.isFalse(RobotSilence.isSilent(silence.cell, 11))
+    assert.isTrue(RobotSilence.isSilent(silence.cell, 11.01))
+    assert.strictEqual(silence.answered(12), 2)
+    assert.isFalse(RobotSilence.isSilent(silence.cell, 100))
+    assert.strictEqual(silence.answered(13), 0)
+    assert.strictEqual(RobotSilence.limitOf(silence.cell), 1)
+  })
+
+  it("ActionPlan: the action due while the robot is silent beyond its limit is taken and dropped (robotSilent), not sent", () => {
+    const plan = new ActionPlan(100)
+    plan.setPeriod(0.1)
+    plan.put({ actions: [0, 1, 2, 3, 4].map(row), mode: "append" }, 0)
+    const silence = RobotSilence.make(1)
+    silence.asked(0.05)
+    assert.strictEqual(plan.take(0.1, 0.1, silence.cell)?.action.data[0], 0)
+    assert.strictEqual(plan.take(1.05, 1.05, silence.cell)?.action.data[0], 1)
+    // 1.1 s after the request: silent
+    assert.isUndefined(plan.take(1.15, 1.15, silence.cell))
+    assert.isUndefined(plan.take(1.25, 1.25, silence.cell))
+    assert.deepStrictEqual(plan.dropped, { late: 0, replaced: 0, overflow: 0, robotSilent: 2 })
+    assert.strictEqual(plan.size, 1)
+    silence.answered(1.3)
+    assert.strictEqual(plan.take(1.35, 1.35, silence.cell)?.action.data[0], 4)
+    assert.strictEqual(plan.dropped.robotSilent, 2)
+  })
+})
+
+/** Lets the fibers woken at this instant run. */
+const settle = Effect.gen(function*() {
+  for (let i = 0; i < 8; i++) yield* Effect.yieldNow
+})
+
+/** Moves the TestClock to `millis` in 10 ms steps. */
+const advanceTo = (millis: number) =>
+  Effect.gen(function*() {
+    yield* settle
+    while ((yield* Clock.currentTimeMillis) < millis) {
+      yield* TestClock.adjust(10)
+      yield* settle
+    }
+  })
+
+/**
+ * A robot whose second getObs (asked at 1 s) answers at 3.95 s, a client
+ * dispatching 100 actions at 10 Hz from 0 s: what the robot received, what
+ * was dropped, and what was logged.
+ */
+const silentRobotRun = (client: PolicyClient.PolicyClientOptions) =>
+  Effect.gen(function*() {
+    const logs = yield* Robot.captureLogs
+    const run = yield* Effect.gen(function*() {
+      const { client: policy, recorder } = yield* Pair.startPair({
+        obsDelayMillis: (n) => (n === 2 ? 2950 : 0),
+        client
+      })
+      yield* policy.getObs
+      yield* policy.putActions(Array.from({ length: 100 }, (_, i) => [i]))
+      yield* policy.startActionDispatch(10)
+      yield* advanceTo(1000)
+      const unanswered = yield* Effect.forkChild(policy.getObs)
+      yield* advanceTo(5000)
+      yield* Fiber.join(unanswered)
+      yield* policy.stopActionDispatch
+      const received = (yield* Queue.clear(recorder.actions)).map((a) => Number(a.action.data[0]))
+      return { received, dropped: yield* policy.droppedActions, sent: yield* SubscriptionRef.get(policy.dispatched) }
+    }).pipe(Effect.scoped, Effect.provide(logs.layer))
+    return { ...run, lines: logs.lines }
+  }).pipe(Effect.provide(MemoryTransport.layer()))
+
+describe("PolicyClient: a silent robot, on TestClock", () => {
+  it.effect("by default (1 s), the actions due from 1 s after the unanswered request until its answer are dropped; said twice", () =>
+    Effect.gen(function*() {
+      const { dropped, lines, received, sent } = yield* silentRobotRun({})
+      // ticks every 100 ms: 0–2.0 s sent (21), 2.1–3.9 s dropped (19), 4.0–5.0 s sent
+      assert.strictEqual(dropped.robotSilent, 19)
+      assert.deepStrictEqual(received, [
+        ...Array.from({ length: 21 }, (_, i) => i),
+        ...Array.from({ length: 11 }, (_, i) => 40 + i)
+      ])
+      assert.strictEqual(sent, received.length)
+      const said = lines.filter((l) => l.includes("the robot"))
+      assert.deepStrictEqual(said, [
+        "Warn: chiral: the robot has left a request unanswered for over 1 s (its process stopped, its loop blocked, or a reset under way): the actions due are dropped, not sent, until it answers (counted in droppedActions().robotSilent)",
+        "Warn: chiral: the robot answered again after 2.95 s; 19 actions due meanwhile were dropped"
+      ])
+    }))
+
+  it.effect("maxRobotSilence: false sends every action, as the references do", () =>
+    Effect.gen(function*() {
+      const { dropped, lines, received } = yield* silentRobotRun({ maxRobotSilence: false })
+      assert.strictEqual(dropped.robotSilent, 0)
+      assert.deepStrictEqual(received, Array.from({ length: 51 }, (_, i) => i))
+      assert.isFalse(lines.some((l) => l.includes("the robot")))
+    }))
+
+  it.effect("a limit that is not longer than 0 is refused", () =>
+    Effect.gen(function*() {
+      const exit = yield* Effect.exit(PolicyClient.make({ quiet: true, maxRobotSilence: 0 }))
+      assert.isTrue(exit._tag === "Failure")
+    }).pipe(Effect.scoped, Effect.provide(MemoryTransport.layer())))
+})
