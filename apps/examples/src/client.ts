@@ -14,7 +14,7 @@
 import "./NodeVersion.js" // first: see there
 import { PolicyClient } from "@chiral/core"
 import { WebSocketTransport } from "@chiral/websocket"
-import type { Observation } from "@chiral/protocol"
+import { Observation } from "@chiral/protocol"
 import { NodeRuntime } from "@effect/platform-node"
 import { Console, Duration, Effect, Option, Stream, SubscriptionRef } from "effect"
 
@@ -40,11 +40,22 @@ const py = (u: unknown): string =>
 /** An f-string's `{value}`: strings as they are, everything else as Python prints it. */
 const show = (u: unknown): string => (typeof u === "string" ? u : py(u))
 
+/**
+ * The latest observation, or the next one: after a reconnection there is none
+ * until the robot now connected has sent its first.
+ */
+const latestObservation = (client: PolicyClient.PolicyClientApi) =>
+  SubscriptionRef.changes(client.latestObs).pipe(
+    Stream.filter(Option.isSome),
+    Stream.runHead,
+    Effect.map((latest) => Option.getOrThrow(Option.flatten(latest)))
+  )
+
 /** Predicts a chunk of actions from the latest observation, until `total` actions are queued. */
-const policyLoop = (client: PolicyClient.PolicyClientApi, total: number, first: Observation) =>
+const policyLoop = (client: PolicyClient.PolicyClientApi, total: number) =>
   Effect.gen(function*() {
     for (let inference = 0, queued = 0; queued < total; inference++) {
-      const obs = Option.getOrElse(yield* SubscriptionRef.get(client.latestObs), () => first)
+      const obs = yield* latestObservation(client)
 
       // Show that real observation data is arriving (first two cameras for brevity).
       const cameras = obs.cameras.slice(0, 2).map((c) =>
@@ -56,7 +67,8 @@ const policyLoop = (client: PolicyClient.PolicyClientApi, total: number, first: 
       const n = Math.min(CHUNK_SIZE, total - queued)
       const actions = Array.from({ length: n }, () => new Float32Array(DOF))
 
-      yield* client.putActions(actions)
+      // stamped with the observation they came from (the reference stamps at send time)
+      yield* client.putActions(actions, { obsTimestamps: Observation.timestamps(obs) })
       queued += n
       // Pace inference so the action queue doesn't grow unboundedly
       // (in practice this is bounded by GPU compute time).
@@ -72,12 +84,12 @@ export const program = (total = TOTAL_STEPS) =>
     const meta = yield* client.getMetadata
     yield* Console.log(`cameras: ${show(meta["cameras"] ?? [])}  action_shape: ${show(meta["action_shape"] ?? [1, DOF])}\n`)
 
-    const { obs } = yield* client.reset
+    yield* client.reset
 
     yield* client.startObsStream(OBS_HZ)
     yield* client.startActionDispatch(ACTION_HZ)
     const start = performance.now()
-    yield* Effect.forkScoped(policyLoop(client, total, obs))
+    yield* Effect.forkScoped(policyLoop(client, total))
 
     // Wait until enough actions have been dispatched (sent, not merely queued).
     yield* SubscriptionRef.changes(client.dispatched).pipe(

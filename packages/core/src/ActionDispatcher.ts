@@ -61,7 +61,11 @@ export interface ActionTiming {
   readonly age: number | undefined
 }
 
-/** What the client's queues dropped: the plan's drops, and the actions still waiting when their connection went. */
+/**
+ * What the client dropped: the plan's drops, the actions still waiting when
+ * their connection went, and those computed from an earlier connection's
+ * observation.
+ */
 export interface ClientDrops extends Drops {
   readonly disconnected: number
   /**
@@ -160,8 +164,8 @@ export interface DispatchContext {
   readonly current: () => LinkDispatcher | undefined
   /** Why there is no live connection, for the errors of calls made meanwhile. */
   readonly why: () => string
-  /** Whether actions stamped so were computed from an earlier connection's observation (see `ObservationStream`). */
-  readonly fromEarlierConnection: (stamps: ObsTimestamps | undefined) => boolean
+  /** Why actions stamped so were computed from an earlier connection's observation, if they were (see `ObservationStream`). */
+  readonly fromEarlierConnection: (stamps: ObsTimestamps | undefined) => string | undefined
 }
 
 const timing = (count: number, sentAt: number, observed: number | undefined, clockOffset: number): ActionTiming => ({
@@ -544,15 +548,15 @@ export const make = (context: DispatchContext): Effect.Effect<ActionDispatcher, 
      * dropped, counted, and said once per connection (a policy stuck on an
      * old observation would otherwise log at every put).
      */
-    const refuseFromEarlierConnection = (count: number) =>
+    const refuseFromEarlierConnection = (count: number, why: string) =>
       Effect.suspend(() => {
         across.earlierConnectionDrops += count
         if (across.earlierConnectionLogged) return Effect.void
         across.earlierConnectionLogged = true
         return Effect.logWarning(
-          `chiral: ${count} action${count === 1 ? "" : "s"} dropped: computed from an observation of an earlier ` +
-            `connection (the robot may have restarted); observe the robot now connected (getObs, reset or the obs ` +
-            `stream) before putting actions. Further ones on this connection are counted in droppedActions().earlierConnection`
+          `chiral: ${count} action${count === 1 ? "" : "s"} dropped, computed from an observation of an earlier ` +
+            `connection (the robot may have restarted): ${why}. Further ones on this connection are counted in ` +
+            `droppedActions().earlierConnection`
         )
       })
 
@@ -569,9 +573,11 @@ export const make = (context: DispatchContext): Effect.Effect<ActionDispatcher, 
         if (refused !== undefined) return Effect.fail(refused)
         return onLive((link) => {
           const put = putOptions(optionsOf(options), context)
-          return context.fromEarlierConnection(put.obsTimestamps)
-            ? refuseFromEarlierConnection(actions.length)
-            : link.put(actions, put)
+          // a chunk that cannot be put dies as it would on the link, whatever its stamps
+          const invalid = validate({ actions: [], mode: put.mode ?? "append", obsTimestamps: put.obsTimestamps })
+          if (invalid !== undefined) return Effect.die(new RangeError(invalid))
+          const earlier = context.fromEarlierConnection(put.obsTimestamps)
+          return earlier === undefined ? link.put(actions, put) : refuseFromEarlierConnection(actions.length, earlier)
         })
       })
 
@@ -583,7 +589,10 @@ export const make = (context: DispatchContext): Effect.Effect<ActionDispatcher, 
           if (refused !== undefined) return Effect.fail(refused)
           // stamped with the latest observation at the send, as `sender` does
           return onLive((link) =>
-            context.fromEarlierConnection(undefined) ? refuseFromEarlierConnection(1) : link.send(tensor)
+            Option.match(Option.fromUndefinedOr(context.fromEarlierConnection(undefined)), {
+              onNone: () => link.send(tensor),
+              onSome: (earlier) => refuseFromEarlierConnection(1, earlier)
+            })
           )
         }),
       put: (action, options) => putAll([action], { obsTimestamps: options?.obsTimestamps }),

@@ -89,6 +89,12 @@ export interface Attachment<P> {
    * connection will follow.
    */
   readonly onLost: (reason: string, final: boolean) => Effect.Effect<void>
+  /**
+   * The connection is gone: what must not look live once the state says so
+   * (the latest observation), forgotten before the state changes and
+   * `onLost` runs.
+   */
+  readonly forget?: Effect.Effect<void> | undefined
 }
 
 export interface ClientConnection<P> {
@@ -304,7 +310,7 @@ const lose = <P>(lifecycle: Lifecycle<P>, entry: LinkState<P>, reason: string, i
     lifecycle.current = undefined
     lifecycle.why = reason
     const final = lifecycle.closing || lifecycle.reconnect === false
-    return SubscriptionRef.set(lifecycle.state, final ? "closed" : "reconnecting").pipe(
+    return Effect.andThen(entry.attachment?.forget ?? Effect.void, SubscriptionRef.set(lifecycle.state, final ? "closed" : "reconnecting")).pipe(
       Effect.andThen(entry.attachment === undefined ? Effect.void : entry.attachment.onLost(reason, final)),
       Effect.andThen(Deferred.succeed(entry.gone, undefined))
     )

@@ -8,9 +8,10 @@
  * The latest observation belongs to its connection: when the connection is
  * lost it is forgotten, so nothing of a robot that went away (stopped,
  * restarted, replaced) is taken for the one connected next, and
- * `fromEarlierConnection` tells which actions were computed from it.
+ * `fromEarlierConnection` tells the actions it can show were computed from
+ * an earlier connection's observation.
  */
-import type { Observation, ObsTimestamps } from "@chiral/protocol"
+import { Observation, type ObsTimestamps } from "@chiral/protocol"
 import { type Duration, Effect, FiberHandle, Option, PubSub, type Scope, Stream, SubscriptionRef } from "effect"
 import * as Cadence from "./Cadence.js"
 import type { RequestError } from "./RequestError.js"
@@ -23,18 +24,22 @@ export interface ObservationStream {
   /** The connection is gone: its observations are forgotten (`latest` becomes none). */
   readonly connectionLost: Effect.Effect<void>
   /**
-   * Whether actions stamped `stamps` (camera → capture time, s, as sent) were
-   * computed from an observation of an earlier connection, not this one's:
+   * Why actions stamped `stamps` (camera → capture time, s, as sent) were
+   * computed from an observation of an earlier connection, not this one's;
+   * undefined when they may be this connection's:
+   *  - this connection has no observation yet while an earlier one had: a
+   *    closed-loop policy has then seen nothing of the robot now connected
+   *    (unstamped actions included);
    *  - a timestamp under one of the robot's camera names lies before that
-   *    camera's in this connection's first observation, or after it in the
-   *    latest (a robot whose clock restarted), so it cannot be this
-   *    connection's;
-   *  - or this connection has no observation yet while an earlier one had:
-   *    a closed-loop policy has then seen nothing of the robot now
-   *    connected (unstamped actions included).
-   * A client that never observed the robot (open loop) sends as it is told.
+   *    camera's first frame on this connection (or the camera has sent none
+   *    yet), or after its latest (a robot whose clock restarted).
+   * A timestamp of 0 (a camera that had no frame) and names that are not the
+   * robot's cameras are not judged; nor is a client that never observed the
+   * robot (open loop), which sends as it is told. Unstamped actions are judged
+   * only until this connection's first observation: once there is one, they
+   * carry its stamps (see `ActionDispatcher`).
    */
-  readonly fromEarlierConnection: (stamps: ObsTimestamps | undefined) => boolean
+  readonly fromEarlierConnection: (stamps: ObsTimestamps | undefined) => string | undefined
   /**
    * Observations as they arrive. A subscriber that falls behind skips to the
    * newest (only the latest one waits for it), so it never holds old frames.
@@ -76,52 +81,67 @@ const loop = (getObs: Effect.Effect<Observation, RequestError>, period: Duration
   })
 
 /** The camera timestamps (camera → capture time, s) an action computed from `obs` carries. */
-export const timestampsOf = (obs: Option.Option<Observation>): ObsTimestamps => {
-  if (Option.isNone(obs)) return {}
-  const out: Record<string, number> = {}
-  for (const camera of obs.value.cameras) out[camera.name] = camera.timestamp
-  return out
-}
+export const timestampsOf = (obs: Option.Option<Observation>): ObsTimestamps =>
+  Option.isNone(obs) ? {} : Observation.timestamps(obs.value)
 
 /**
- * Whether one of `stamps`' camera times lies outside what this connection's
- * observations span, from the first (`first`) to the latest (`latest`);
- * names that are not the robot's cameras are not judged (servers ignore them).
+ * Which of `stamps`' camera times lies outside this connection's frames, each
+ * camera's from its first frame (`first`, its first timestamp that is not 0)
+ * to its latest (`latest`); names that are not the robot's cameras (servers
+ * ignore them) and times of 0 (no frame) are not judged.
  */
-const outsideConnection = (stamps: ObsTimestamps, first: ObsTimestamps, latest: ObsTimestamps): boolean => {
+const outsideConnection = (
+  stamps: ObsTimestamps,
+  first: Readonly<Record<string, number>>,
+  latest: ObsTimestamps
+): string | undefined => {
   for (const name in stamps) {
     const t = stamps[name]!
-    const from = first[name]
     const to = latest[name]
-    if (!Number.isFinite(t) || from === undefined || to === undefined) continue
-    if (t < from || t > to) return true
+    if (!Number.isFinite(t) || t === 0 || to === undefined) continue
+    const from = first[name]
+    if (from === undefined) return `${name} at ${t} s, while that camera has sent no frame on this connection`
+    if (t < from) return `${name} at ${t} s, before that camera's first frame on this connection (${from} s)`
+    if (t > to) return `${name} at ${t} s, after that camera's latest frame (${to} s): a robot clock that restarted`
   }
-  return false
+  return undefined
 }
+
+/** Nothing of the robot now connected was observed, by a client that observed the one before. */
+const notObservedYet =
+  "nothing of the robot now connected has been observed yet: observe it (getObs, reset or the obs stream) before acting"
 
 export const make: Effect.Effect<ObservationStream, never, Scope.Scope> =
   Effect.gen(function*() {
     const latest = yield* SubscriptionRef.make(Option.none<Observation>())
     const published = yield* PubSub.sliding<Observation>(1)
     const running = yield* FiberHandle.make()
-    // The camera times of this connection's first observation, and whether an earlier connection had any.
-    let first: ObsTimestamps | undefined
+    // Each camera's first frame on this connection (its first timestamp that
+    // is not 0); whether this connection, and an earlier one, had observations.
+    let first: Record<string, number> = {}
+    let observed = false
     let observedEarlier = false
     return {
       latest,
       publish: (obs) =>
         Effect.suspend(() => {
-          first ??= timestampsOf(Option.some(obs))
+          observed = true
+          for (const camera of obs.cameras) {
+            if (first[camera.name] === undefined && camera.timestamp !== 0) first[camera.name] = camera.timestamp
+          }
           return Effect.andThen(SubscriptionRef.set(latest, Option.some(obs)), PubSub.publish(published, obs))
         }),
       connectionLost: Effect.suspend(() => {
-        if (first !== undefined) observedEarlier = true
-        first = undefined
+        if (observed) observedEarlier = true
+        observed = false
+        first = {}
         return SubscriptionRef.set(latest, Option.none())
       }),
       fromEarlierConnection: (stamps) => {
-        if (first === undefined) return observedEarlier
-        return stamps !== undefined && outsideConnection(stamps, first, timestampsOf(SubscriptionRef.getUnsafe(latest)))
+        if (!observed) return observedEarlier ? notObservedYet : undefined
+        return stamps === undefined
+          ? undefined
+          : outsideConnection(stamps, first, timestampsOf(SubscriptionRef.getUnsafe(latest)))
       },
       observations: Stream.fromPubSub(published),
       start: (hz, getObs, reconnection) =>

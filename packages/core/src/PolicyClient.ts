@@ -129,7 +129,12 @@ export interface PolicyClientApi {
   readonly reset: Effect.Effect<ResetOutcome, RequestError>
   /** One observation, now; it also becomes `latestObs`. */
   readonly getObs: Effect.Effect<Observation, RequestError>
-  /** Legacy coupled step (C++ servers): sends an N×D chunk, returns the server's step result. */
+  /**
+   * Legacy coupled step (C++ servers): sends an N×D chunk, returns the
+   * server's step result. Refused (`Stale`, nothing sent) when the client
+   * observed the robot on an earlier connection but not yet on this one: the
+   * chunk can only have come from the robot that went away.
+   */
   readonly step: (chunk: ActionChunk) => Effect.Effect<StepOutcome, RequestError>
   /**
    * Sends one `apply_action` now, stamped with `latestObs`' camera timestamps
@@ -309,8 +314,8 @@ const connectParts = (transport: ClientTransport["Service"], options: PolicyClie
         return {
           parts: { slot, actions: dispatcher },
           receive: slot.receive,
-          onLost: (reason, final) =>
-            Effect.andThen(observations.connectionLost, Effect.andThen(slot.fail, actions.detach(dispatcher, reason, final)))
+          forget: observations.connectionLost,
+          onLost: (reason, final) => Effect.andThen(slot.fail, actions.detach(dispatcher, reason, final))
         }
       }))
     // Closing the client stops the loops before the connection: otherwise its
@@ -362,7 +367,16 @@ export const make = (
       getObs,
       step: (chunk) =>
         Effect.map(
-          request(Effect.suspend(() => stepRequest(chunk, SubscriptionRef.getUnsafe(observations.latest))), "step_response", requestTimeout),
+          request(
+            Effect.suspend(() => {
+              const earlier = observations.fromEarlierConnection(undefined)
+              return earlier === undefined
+                ? stepRequest(chunk, SubscriptionRef.getUnsafe(observations.latest))
+                : Effect.fail(new RequestError({ request: "action", reason: "Stale", detail: earlier }))
+            }),
+            "step_response",
+            requestTimeout
+          ),
           (m) => ({ obs: m.obs, reward: m.reward, terminated: m.terminated, truncated: m.truncated, info: m.info })
         ),
       sendAction: actions.send,

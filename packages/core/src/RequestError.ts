@@ -14,7 +14,13 @@ export class RequestError extends Schema.TaggedError<RequestError>()("RequestErr
      * finite is refused here, before it is sent), or its answer could not be
      * decoded.
      */
-    "Malformed"
+    "Malformed",
+    /**
+     * The request would act on an observation of an earlier connection (the
+     * robot may have restarted since): a legacy `step` sent before anything
+     * of the robot now connected was observed. Refused before it is sent.
+     */
+    "Stale"
   ]),
   detail: Schema.optional(Schema.String)
 }) {

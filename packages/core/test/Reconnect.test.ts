@@ -2,10 +2,10 @@
 // schedule of attempts, the states, and what happens to requests, queued
 // actions and running loops across a server restart.
 import { describe, expect, it } from "@effect/vitest"
-import { Clock, Effect, Exit, Fiber, Option, Queue, Ref, Result, Schedule, Scope, SubscriptionRef } from "effect"
+import { Cause, Clock, Effect, Exit, Fiber, Option, Queue, Ref, Result, Schedule, Scope, SubscriptionRef } from "effect"
 import { TestClock } from "effect/testing"
-import { decodeFrame } from "@chiral/protocol"
-import { ClientTransport, MemoryTransport, PolicyClient, ServerTransport, type TransportError, unresolvedHost } from "../src/index.js"
+import { decodeFrame, type Observation } from "@chiral/protocol"
+import { ClientTransport, MemoryTransport, PolicyClient, type PolicyServer, ServerTransport, type TransportError, unresolvedHost } from "../src/index.js"
 import { frameBytes } from "../src/Transport.js"
 import { failure } from "@chiral/testing/Exits"
 import * as Pair from "@chiral/testing/Pair"
@@ -208,31 +208,34 @@ describe("reconnection on TestClock", () => {
       const logs = yield* Robot.captureLogs
       yield* Effect.gen(function*() {
         const network = yield* recordedNetwork
-        const robotWithCamera = (recorder: Robot.Recorder) =>
+        const robot = (recorder: Robot.Recorder) =>
           Effect.gen(function*() {
             const scope = yield* Scope.make()
             const { server } = yield* Pair.startServerOnlyWith(recorder).pipe(
               Effect.provideService(ServerTransport, network.server),
               Scope.provide(scope)
             )
-            // stamps the wrist camera with this moment
-            yield* server.updateImage("wrist", new Uint8Array(72))
             return { scope, server }
           })
-        const before = yield* Robot.makeRecorder
-        const first = yield* robotWithCamera(before)
+        // a frame stamped with this moment
+        const frame = (server: PolicyServer.PolicyServerApi) => server.updateImage("wrist", new Uint8Array(72))
+        const wristOf = (obs: Observation) => obs.cameras.find((c) => c.name === "wrist")!.timestamp
+
+        const first = yield* robot(yield* Robot.makeRecorder)
+        yield* advanceTo(50)
+        yield* frame(first.server)
         const client = yield* PolicyClient.make({ quiet: true }).pipe(Effect.provideService(ClientTransport, network.client))
-        const old = yield* client.getObs
-        const oldStamps = { wrist: old.cameras[0]!.timestamp }
+        const oldStamps = { wrist: wristOf(yield* client.getObs) }
+        expect(oldStamps.wrist).toBe(0.05)
         yield* advanceTo(100)
 
         yield* Scope.close(first.scope, Exit.void)
         yield* client.awaitDisconnect
-        yield* settle
+        // forgotten by the time the client says it is disconnected
         expect(yield* SubscriptionRef.get(client.latestObs)).toEqual(Option.none())
 
         const after = yield* Robot.makeRecorder
-        const second = yield* robotWithCamera(after)
+        const second = yield* robot(after)
         yield* advanceTo(1000, 10)
         expect(yield* SubscriptionRef.get(client.connectionState)).toBe("connected")
         yield* client.startActionDispatch(10)
@@ -242,27 +245,50 @@ describe("reconnection on TestClock", () => {
         yield* client.putActions([row(4)], { obsTimestamps: oldStamps })
         expect((yield* client.droppedActions).earlierConnection).toBe(4)
         expect(yield* client.pendingActions).toBe(0)
+        // a chunk that cannot be put dies as ever, rather than being counted
+        const untimed = yield* Effect.exit(client.putActions([row(0)], { mode: "time-aligned" }))
+        expect(Exit.isFailure(untimed) && Cause.hasDies(untimed.cause)).toBe(true)
+        // the legacy step cannot be dropped quietly: it is refused
+        expect(failure(yield* Effect.exit(client.step([row(0)])))).toMatchObject({ reason: "Stale", request: "action" })
 
+        // The new robot's first observation has no wrist frame yet (0): its first frame comes later.
+        expect(wristOf(yield* client.getObs)).toBe(0)
         yield* advanceTo(1100, 10)
-        yield* second.server.updateImage("wrist", new Uint8Array(72))
-        const fresh = yield* client.getObs
-        // Stamped before this connection's first observation, or after its latest (a robot clock that restarted).
+        yield* frame(second.server)
+        const fresh = wristOf(yield* client.getObs)
+        yield* advanceTo(1200, 10)
+        yield* frame(second.server)
+        const newest = wristOf(yield* client.getObs)
+        // Stamped before this connection's first frame, or after its latest (a robot clock that restarted).
         yield* client.putActions([row(5)], { obsTimestamps: oldStamps })
-        yield* client.putActions([row(6)], { obsTimestamps: { wrist: fresh.cameras[0]!.timestamp + 1 } })
+        yield* client.putActions([row(6)], { obsTimestamps: { wrist: newest + 1 } })
         expect((yield* client.droppedActions).earlierConnection).toBe(6)
-        // Names that are not the robot's cameras are not judged; this connection's own observation goes out.
-        yield* client.putActions([row(7)], { obsTimestamps: { wrist: fresh.cameras[0]!.timestamp, t: 1e9 } })
-        yield* client.putActions([row(8)])
-        yield* advanceTo(1500, 10)
+        // This connection's observations go out, an earlier one of them too; names that
+        // are not the robot's cameras, and a camera without a frame (0), are not judged.
+        yield* client.putActions([row(7)], { obsTimestamps: { wrist: fresh, t: 1e9 } })
+        yield* client.putActions([row(8)], { obsTimestamps: { wrist: 0, scene: 0 } })
+        yield* client.putActions([row(9)])
+        yield* advanceTo(1600, 10)
         const applied = yield* Queue.clear(after.actions)
-        expect(applied.map((a) => a.action.data[0])).toEqual([7, 8])
-        expect(applied[1]!.context.obsTimestamps).toEqual({ wrist: fresh.cameras[0]!.timestamp, scene: 0 })
+        expect(applied.map((a) => a.action.data[0])).toEqual([7, 8, 9])
+        expect(applied[2]!.context.obsTimestamps).toEqual({ wrist: newest, scene: 0 })
         expect((yield* client.droppedActions).earlierConnection).toBe(6)
+
+        // Lost again: the next connection says it once more.
+        yield* Scope.close(second.scope, Exit.void)
+        yield* client.awaitDisconnect
+        yield* robot(yield* Robot.makeRecorder)
+        yield* advanceTo(3000, 10)
+        expect(yield* SubscriptionRef.get(client.connectionState)).toBe("connected")
+        yield* client.putActions([row(10)])
+        expect((yield* client.droppedActions).earlierConnection).toBe(7)
       }).pipe(Effect.scoped, Effect.provide(logs.layer))
       const lines = logs.lines.filter((l) => l.includes("computed from an observation of an earlier connection"))
-      // once per connection
-      expect(lines).toHaveLength(1)
+      // once per connection, saying why
+      expect(lines).toHaveLength(2)
       expect(lines[0]).toContain("2 actions dropped")
+      expect(lines[0]).toContain("nothing of the robot now connected has been observed yet")
+      expect(lines[1]).toContain("1 action dropped")
     }))
 
   it.effect("a client that never observed the robot sends as told after a reconnection (open loop)", () =>

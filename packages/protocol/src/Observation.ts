@@ -1,5 +1,6 @@
 import { Schema } from "effect"
 import { CameraFrame } from "./CameraFrame.js"
+import type { ObsTimestamps } from "./Message.js"
 import { Proprio } from "./Proprio.js"
 
 /** What the robot sees at one moment: every camera, every proprio vector, and user extras. */
@@ -46,6 +47,16 @@ export const Observation = {
     proprios: options.proprios ?? [],
     extra: options.extra ?? {}
   }),
+  /**
+   * The camera timestamps an action computed from `o` carries (camera name →
+   * capture time, s): what `apply_action`'s `obs_timestamps` and a
+   * PolicyClient chunk's `obsTimestamps` hold.
+   */
+  timestamps: (o: Observation): ObsTimestamps => {
+    const out: Record<string, number> = {}
+    for (const camera of o.cameras) out[camera.name] = camera.timestamp
+    return out
+  },
   /** The name of a camera or proprio that appears twice, if any (names are keys on the wire). */
   duplicateName: (o: Observation): string | undefined =>
     duplicate(o.cameras.map((c) => c.name)) ?? duplicate(o.proprios.map((p) => p.name))

@@ -38,6 +38,18 @@ export const checker = (expected: string): (request: Http.IncomingMessage) => st
   }
 }
 
+/**
+ * What a client refused with HTTP 401 is told, by whether its request target
+ * (`path`: the URI's path and query) carried a token: a chiral server with a
+ * token answers so a request without it, or with another.
+ */
+export const unauthorized = (path: string): string => {
+  const query = path.indexOf("?")
+  return query >= 0 && new URLSearchParams(path.slice(query + 1)).has("token")
+    ? "the server refused the access token given (HTTP 401): check it against the robot's --token / CHIRAL_TOKEN"
+    : "the server requires an access token (HTTP 401): add ?token=T to the URI, T the robot's token"
+}
+
 /** Where a request came from, as logs name a peer: `host:port`, an IPv6 host in brackets. */
 export const peerOf = (request: Http.IncomingMessage | undefined): string => {
   const address = request?.socket.remoteAddress

@@ -45,6 +45,7 @@
 import { lending, type ReceivePool } from "@chiral/protocol"
 import * as Crypto from "node:crypto"
 import * as Net from "node:net"
+import * as AccessToken from "./AccessToken.js"
 import { ClosedError, SharedWriter, type SharedWriterHandle } from "./SharedWriter.js"
 
 export interface ClientSocketHandlers {
@@ -209,24 +210,12 @@ const saidIn = (body: string): string => {
     : ""
 }
 
-/**
- * A 401 in words: a chiral server with an access token refuses the upgrade
- * so (`AccessToken`), and what to do differs by whether this request's
- * target (`path`, the URI's path and query) carried one.
- */
-const unauthorized = (path: string): string => {
-  const query = path.indexOf("?")
-  return query >= 0 && new URLSearchParams(path.slice(query + 1)).has("token")
-    ? "the server refused the access token given (HTTP 401): check it against the robot's --token / CHIRAL_TOKEN"
-    : "the server requires an access token (HTTP 401): connect to ws://host:port/?token=T with the robot's token"
-}
-
 /** Parses the server's handshake answer; returns why it is unacceptable, if it is. */
 const checkHandshake = (head: string, key: string, path: string): string | undefined => {
   const lines = head.split("\r\n")
   const status = /^HTTP\/1\.1 (\d{3})/.exec(lines[0] ?? "")
   if (status === null) return `malformed handshake answer: ${JSON.stringify((lines[0] ?? "").slice(0, 80))}`
-  if (status[1] === "401") return unauthorized(path)
+  if (status[1] === "401") return AccessToken.unauthorized(path)
   if (status[1] !== "101") return `Unexpected server response: ${status[1]}`
   const headers = new Map<string, string>()
   for (const line of lines.slice(1)) {

@@ -361,7 +361,13 @@ const connectWithWs = (
         }
         // A server that answers the upgrade with an HTTP error will keep doing so.
         return failure.detail?.startsWith("Unexpected server response") === true
-          ? new TransportError({ reason: "InvalidAddress", address: shown, detail: failure.detail })
+          ? new TransportError({
+            reason: "InvalidAddress",
+            address: shown,
+            detail: failure.detail === "Unexpected server response: 401"
+              ? AccessToken.unauthorized(url.pathname + url.search)
+              : failure.detail
+          })
           : new TransportError({ reason: "Unavailable", address: shown, detail: failure.detail ?? failure.reason })
       })
     )
