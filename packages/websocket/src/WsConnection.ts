@@ -319,6 +319,57 @@ const writeSucceeded = (ws: NodeWS.WebSocket): boolean => {
   return socket === undefined || (socket.destroyed !== true && (socket.errored === null || socket.errored === undefined))
 }
 
+/**
+ * Node's codes for a write that failed because the connection is gone: the
+ * peer reset it or had closed it, it timed out or became unreachable, or this
+ * side destroyed the socket while the write waited (keepalive's cut, shutdown).
+ */
+const lostConnectionCodes: ReadonlyMap<string, string> = new Map([
+  ["EPIPE", "the peer had closed the connection"],
+  ["ECONNRESET", "the peer reset the connection"],
+  ["ECONNABORTED", "the connection was aborted"],
+  ["ECANCELED", "the socket was closed before the write completed"],
+  ["ETIMEDOUT", "the connection timed out"],
+  ["EHOSTUNREACH", "the peer's host became unreachable"],
+  ["ENETUNREACH", "the peer's network became unreachable"],
+  ["ENETDOWN", "the network went down"],
+  ["ERR_STREAM_DESTROYED", "the socket was destroyed"]
+])
+
+const codeOf = (error: unknown): string | undefined => {
+  const code = typeof error === "object" && error !== null ? (error as { readonly code?: unknown }).code : undefined
+  return typeof code === "string" ? code : undefined
+}
+
+/** The error `ws`'s socket failed with, if it did (a read's reset, say). */
+const socketError = (ws: NodeWS.WebSocket): unknown =>
+  (ws as unknown as { readonly _socket?: { readonly errored?: unknown } })._socket?.errored ?? undefined
+
+/**
+ * The error of a send that failed. A connection lost meanwhile (a peer killed
+ * while a reply was on its way, a frozen one cut off by keepalive) is `Closed`,
+ * as when it is lost between sends: routine for a robot server, whose log says
+ * it in one line ("connection lost"), like a socket that just ends. Its
+ * detail says why from the socket's own error when it has one: a reset seen
+ * by a read destroys the socket, and the write it cancels reports only
+ * ECANCELED. Anything else, on a socket still open and healthy, is a `Write`
+ * error that keeps its cause (a bug here or in `ws`, which its stack helps find).
+ */
+export const sendFailure = (ws: NodeWS.WebSocket, address: string, error: unknown): TransportError => {
+  const why = socketError(ws) ?? error
+  const code = codeOf(why)
+  const meaning = code === undefined ? undefined : lostConnectionCodes.get(code)
+  if (meaning === undefined && ws.readyState === NodeWS.WebSocket.OPEN && writeSucceeded(ws)) {
+    return new TransportError({ reason: "Write", address, detail: describe(error), cause: error })
+  }
+  return new TransportError({
+    reason: "Closed",
+    address,
+    detail: `lost while a message was being sent: ${meaning === undefined ? describe(why) : `${meaning} (${code})`}`,
+    cause: error
+  })
+}
+
 /** How a send ended: `ws`'s callback (an Error, or nothing), or what was thrown while handing it over. */
 type Done = (error?: unknown) => void
 
@@ -337,7 +388,7 @@ const sendFragments = (ws: NodeWS.WebSocket, parts: ReadonlyArray<Uint8Array>, d
     done(error)
   }
   const step = () => {
-    if (ws.readyState !== NodeWS.WebSocket.OPEN) return stop(new Error("connection closed while a message was being sent"))
+    if (ws.readyState !== NodeWS.WebSocket.OPEN) return stop(new Error("the socket closed between two of its fragments"))
     try {
       let handed = 0
       while (next < last && (handed === 0 || handed < fragmentBytesPerTurn)) {
@@ -424,7 +475,7 @@ export const sendOn = (ws: NodeWS.WebSocket, address: string, fragmentParts = tr
           resume(
             error === undefined || error === null
               ? Effect.void
-              : Effect.fail(new TransportError({ reason: "Write", address, detail: describe(error), cause: error }))
+              : Effect.fail(sendFailure(ws, address, error))
           ))
       }
       if (!handingOver) return go()

@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber } from "effect"
+import { Cause, Effect, Exit, Fiber } from "effect"
 import type * as NodeWS from "@effect/platform-node/NodeWS"
+import type { TransportError } from "@chiral/core/TransportError"
 import { JoinBuffer, sendOn } from "../src/WsConnection.js"
 
 const parts = (...values: ReadonlyArray<number>) => values.map((v) => new Uint8Array([v, v, v]))
@@ -136,5 +137,60 @@ describe("JoinBuffer", () => {
       for (const s of sent) s.done?.()
       assert.isTrue(Exit.isSuccess(yield* Fiber.await(first)))
       assert.isTrue(Exit.isSuccess(yield* Fiber.await(third)))
+    }))
+})
+
+/** An error as Node's sockets report one: its message and its `code`. */
+const systemError = (message: string, code: string) => Object.assign(new Error(message), { code })
+
+describe("sendOn's failed sends", () => {
+  /** What the send of one frame fails with when ws calls it back with `error`, after `before` ran on the socket. */
+  const failureOf = (error: Error, before: (ws: { readyState: number; _socket?: unknown }) => void = () => {}) =>
+    Effect.gen(function*() {
+      const { sent, ws } = holdingSocket()
+      const send = yield* Effect.forkChild(sendOn(ws, "ws://robot ← client")(parts(1)), { startImmediately: true })
+      before(ws as unknown as { readyState: number })
+      sent[0]!.done!(error)
+      const exit = yield* Fiber.await(send)
+      assert.isTrue(Exit.isFailure(exit))
+      return Cause.squash((exit as Exit.Failure<void, TransportError>).cause) as TransportError
+    })
+
+  it.effect("a connection lost while a reply is on its way is Closed, said in words with Node's code", () =>
+    Effect.gen(function*() {
+      // The peer's kernel answered with a reset: the write fails with EPIPE while ws still says open.
+      const epipe = yield* failureOf(systemError("write EPIPE", "EPIPE"))
+      assert.strictEqual(epipe.reason, "Closed")
+      assert.strictEqual(
+        epipe.message,
+        "Closed (ws://robot ← client): lost while a message was being sent: the peer had closed the connection (EPIPE)"
+      )
+      // A read saw the reset first and destroyed the socket, which cancelled the waiting write: the reset is why.
+      const reset = yield* failureOf(systemError("write ECANCELED", "ECANCELED"), (ws) => {
+        ws.readyState = 2
+        ws._socket = { destroyed: true, errored: systemError("read ECONNRESET", "ECONNRESET") }
+      })
+      assert.strictEqual(reset.reason, "Closed")
+      assert.include(reset.detail, "the peer reset the connection (ECONNRESET)")
+      // Keepalive cut a frozen peer off while a reply waited for its socket.
+      const cancelled = yield* failureOf(systemError("write ECANCELED", "ECANCELED"), (ws) => {
+        ws.readyState = 3
+        ws._socket = { destroyed: true, errored: null }
+      })
+      assert.strictEqual(cancelled.reason, "Closed")
+      assert.include(cancelled.detail, "the socket was closed before the write completed (ECANCELED)")
+      // No code, but the socket is no longer open (ws's "not open" answer)
+      const closing = yield* failureOf(new Error("WebSocket is not open: readyState 2 (CLOSING)"), (ws) => {
+        ws.readyState = 2
+      })
+      assert.strictEqual(closing.reason, "Closed")
+    }))
+
+  it.effect("any other failure on a healthy open socket is a Write error that keeps its cause", () =>
+    Effect.gen(function*() {
+      const bug = new TypeError("Cannot read properties of undefined (reading 'length')")
+      const error = yield* failureOf(bug)
+      assert.strictEqual(error.reason, "Write")
+      assert.strictEqual(error.cause, bug)
     }))
 })

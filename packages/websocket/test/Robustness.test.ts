@@ -177,6 +177,36 @@ describe("PolicyServer robustness over real sockets", () => {
       }).pipe(Effect.scoped, Effect.provide(Pair.webSocket)))
   }
 
+  it.live("a client reset while its replies wait to be sent is one line at info, the connection lost, without a stack", () =>
+    Effect.gen(function*() {
+      const logs = yield* Robot.captureLogs
+      const { id } = yield* Effect.gen(function*() {
+        const recorder = yield* Robot.makeRecorder
+        const big = { name: "big", height: 480, width: 640, channels: 3, hasDepth: true }
+        const server = yield* PolicyServer.make({ cameras: [big], handlers: Robot.handlers(recorder) })
+        const raw = yield* RawWebSocket.connect(server.address)
+        const id = `${server.address} ← 127.0.0.1:${raw.socket.localPort}`
+        // ~2.1 MB per answer, never read: far more than the socket buffers hold, so a send is waiting
+        for (let i = 0; i < 40; i++) raw.sendFrame(Frames.obsRequest)
+        yield* Ref.get(recorder.obsRequests).pipe(
+          Effect.filterOrFail((served) => served.length >= 2),
+          Effect.retry({ schedule: Schedule.spaced(5), times: 400 })
+        )
+        // as a process killed with unread data in its socket: a reset, not a close
+        raw.socket.resetAndDestroy()
+        const ended = (line: string) => line.includes(`connection lost: Closed (${id})`) || line.includes("connection ended")
+        yield* Effect.sync(() => logs.lines.some(ended)).pipe(
+          Effect.filterOrFail((found) => found),
+          Effect.retry({ schedule: Schedule.spaced(5), times: 400 })
+        )
+        return { id }
+      }).pipe(Effect.scoped, Effect.provide(logs.layer))
+      const lines = logs.lines.filter((line) => line.includes(id))
+      expect(lines.filter((line) => !line.startsWith("Info"))).toEqual([])
+      expect(lines.filter((line) => line.includes("connection lost"))).toHaveLength(1)
+      expect(lines.some((line) => line.includes("\n"))).toBe(false)
+    }).pipe(Effect.scoped, Effect.provide(Pair.webSocket)))
+
   it.live("a client vanishing mid-frame harms no one", () =>
     Effect.gen(function*() {
       const { server } = yield* Pair.startServerOnly()
