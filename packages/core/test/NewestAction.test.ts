@@ -2,12 +2,16 @@
 // ones are dropped as superseded (counted, logged), and a request keeps its
 // place after the actions sent before it. On virtual time (TestClock) over
 // the in-memory transport; sends in a row with no wait between them arrive
-// together, as a frozen server's socket hands them over.
+// together, as a frozen server's socket hands them over. The cap on waiting
+// for a reader that is catching up is tested on the slot itself, with a
+// reader that never catches up (a connection's reader turns end after 16
+// frames or 1 ms, so through a connection the count depends on the machine).
 import { decodeFrame, encodeFrame, type Observation, Tensor } from "@chiral/protocol"
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber, Queue, Result, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import { ClientTransport, MemoryTransport, PolicyServer } from "../src/index.js"
+import * as NewestAction from "../src/NewestAction.js"
 import * as Robot from "@chiral/testing/Robot"
 
 const action = (value: number) =>
@@ -218,4 +222,47 @@ describe("NewestAction: actions that arrive together", () => {
       expect(lines[1]).toContain("3 bursts of actions arriving together, 5 superseded from memory://chiral ← client 1 in the last 11 s")
       expect(lines[2]).toContain("1 burst of actions arriving together, 4 superseded from memory://chiral ← client 1 before it closed")
     }))
+})
+
+describe("NewestAction: the cap on waiting for a reader that is catching up", () => {
+  /** Turns of the scheduler for the fiber that applies (it checks the reader once per turn). */
+  const settle = Effect.gen(function*() {
+    for (let i = 0; i < 8; i++) yield* Effect.yieldNow
+  })
+
+  it.effect("a reader that never catches up (a flood read slower than it comes) still gets the newest applied once 1024 were superseded", () =>
+    Effect.gen(function*() {
+      const applied: Array<readonly [action: number, superseded: number]> = []
+      const newest = yield* NewestAction.make(
+        (action: number, superseded) => Effect.sync(() => void applied.push([action, superseded])),
+        // the reader has always yielded with frames in hand
+        () => true
+      )
+      /** Offers `from`..`to`, the applier checking the reader after each. */
+      const flood = (from: number, to: number) =>
+        Effect.gen(function*() {
+          for (let v = from; v <= to; v++) {
+            yield* newest.offer(v)
+            yield* settle
+          }
+        })
+      /** Waits (in turns of the scheduler, bounded) until `n` actions were applied. */
+      const appliedCount = (n: number) =>
+        Effect.gen(function*() {
+          for (let turns = 0; applied.length < n && turns < 1000; turns++) yield* Effect.yieldNow
+          return applied.length
+        })
+      yield* flood(0, 1023)
+      // 1023 superseded: still waiting for the reader, nothing applied
+      expect(applied).toEqual([])
+      yield* flood(1024, 1024)
+      expect(yield* appliedCount(1)).toBe(1)
+      expect(applied).toEqual([[1024, 1024]])
+      // and again for the next 1024 of the flood
+      yield* flood(1025, 2048)
+      expect(applied).toHaveLength(1)
+      yield* flood(2049, 2049)
+      expect(yield* appliedCount(2)).toBe(2)
+      expect(applied).toEqual([[1024, 1024], [2049, 1024]])
+    }).pipe(Effect.scoped))
 })
