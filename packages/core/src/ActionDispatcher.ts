@@ -150,8 +150,12 @@ export interface ActionDispatcher {
    * than its limit: if actions were dropped meanwhile, says so.
    */
   readonly robotAnswered: (silentFor: number) => Effect.Effect<void>
-  /** The connection of `link` is gone: drops what waits, counts and logs it. */
-  readonly detach: (link: LinkDispatcher, reason: string, final: boolean) => Effect.Effect<void>
+  /**
+   * The connection of `link` is gone: drops what waits, counts and logs it
+   * (`repeated`: the server refused it as it refused the one before, which
+   * was said: a debug line then).
+   */
+  readonly detach: (link: LinkDispatcher, reason: string, final: boolean, repeated: boolean) => Effect.Effect<void>
 }
 
 export interface DispatchContext {
@@ -468,7 +472,8 @@ const attachTo = (shared: Shared, across: Across) => (link: Link, silence?: Floa
  * A connection's dispatcher ends: what it still held is dropped and counted,
  * and the stop logged with it (unless nothing was dispatching or waiting).
  */
-const detachFrom = (shared: Shared, across: Across) => (link: LinkDispatcher, reason: string, final: boolean) =>
+const detachFrom = (shared: Shared, across: Across) =>
+(link: LinkDispatcher, reason: string, final: boolean, repeated: boolean) =>
   Effect.gen(function*() {
     const count = yield* link.drop.pipe(Effect.timeoutOrElse({ duration: dropTimeout, orElse: () => Effect.succeed(0) }))
     across.earlier = addDrops(across.earlier, yield* link.dropped)
@@ -483,7 +488,8 @@ const detachFrom = (shared: Shared, across: Across) => (link: LinkDispatcher, re
     const { rate } = across
     if (rate === undefined && count === 0) return
     const resumes = rate === undefined || final ? "" : `; dispatch resumes at ${rate} Hz on the next connection`
-    yield* Effect.logWarning(`chiral: action dispatch ${link.where} stopped: ${reason}${drops}${resumes}`)
+    const log = repeated && count === 0 ? Effect.logDebug : Effect.logWarning
+    yield* log(`chiral: action dispatch ${link.where} stopped: ${reason}${drops}${resumes}`)
   })
 
 /**

@@ -14,6 +14,14 @@
  * is handed out only then), `connected`, `reconnecting` between a loss and
  * the next connection, `closed` once no connection will follow (the client's
  * scope closed, reconnection is off, or it gave up).
+ *
+ * A server can turn a client away once connected (`refusalCodes`: the
+ * robot's `onConnect` refused it). Such a connection counts as a failed
+ * attempt: the reconnection backs off as from a server that is down, instead
+ * of starting over at once after each; the refusal is said once (a warning,
+ * again only if its reason changes; repeats at debug level), and when a
+ * connection is finally accepted (its first frame), that is said with the
+ * number of refusals before it.
  */
 import {
   Cause,
@@ -24,11 +32,13 @@ import {
   Effect,
   Exit,
   Fiber,
+  Result,
   Schedule,
   Scope,
   Stream,
   SubscriptionRef
 } from "effect"
+import * as CloseReason from "./CloseReason.js"
 import * as OffThreadDispatch from "./OffThreadDispatch.js"
 import { type ClientTransport, type Connection, ConnectTimeout } from "./Transport.js"
 import { TransportError } from "./TransportError.js"
@@ -63,7 +73,8 @@ export interface ConnectOptions {
   /**
    * Reconnect by itself after a connection is lost, with attempts spaced by
    * this schedule (`false`: never; the client is then `closed` with its first
-   * connection). Every failed attempt is retried until the schedule ends.
+   * connection). Every failed attempt is retried until the schedule ends; a
+   * connection the server turned away (`refusalCodes`) counts as one.
    * Default `defaultReconnect`.
    */
   readonly reconnect?: ReconnectSchedule | false | undefined
@@ -86,9 +97,11 @@ export interface Attachment<P> {
   /**
    * The connection is gone: runs once with the reason, after `current()`
    * went undefined and before another connection is attempted. `final`: no
-   * connection will follow.
+   * connection will follow. `repeated`: the server refused this connection
+   * as it refused the one before, for the same reason, which was said
+   * already (what is logged of it belongs at debug level).
    */
-  readonly onLost: (reason: string, final: boolean) => Effect.Effect<void>
+  readonly onLost: (reason: string, final: boolean, repeated: boolean) => Effect.Effect<void>
   /**
    * The connection is gone: what must not look live once the state says so
    * (the latest observation), forgotten before the state changes and
@@ -109,6 +122,11 @@ export interface ClientConnection<P> {
   readonly awaitConnected: Effect.Effect<boolean>
   /** Completes when there is no live connection: at once, or when the current one is lost. */
   readonly awaitDisconnected: Effect.Effect<void>
+  /**
+   * Whether the last connection lost was one the server turned away for a
+   * reason said already: what follows from it belongs at debug level.
+   */
+  readonly refusedAgain: () => boolean
 }
 
 /** Failures worth another attempt: nobody answered, or something answered but said nothing. */
@@ -197,37 +215,49 @@ const connectFirst = (transport: ClientTransport["Service"], parent: Scope.Scope
   })
 
 /**
- * A new connection after a loss, attempts spaced by `schedule`. Every failure
- * is retried: the address worked, and a server going down or coming up
- * answers in passing with refusals, HTTP errors or silence, as a network
- * blip can make its host name fail to resolve for a while (even `ENOTFOUND`);
- * the schedule decides when to give up. Each kind of failure is logged once,
+ * The reconnection schedule as it is stepped through: each failure waits for
+ * the delay it says, or ends (`Done`) when the schedule gives up.
+ */
+type Backoff = (failure: TransportError) => Effect.Effect<unknown, Cause.Done<unknown>>
+
+/**
+ * A new connection after a loss, attempts spaced by the `backoff`, which
+ * `refusal` (a connection the server turned away: `refusalCodes`) has
+ * stepped first, as a failed attempt. Every failure is retried: the address
+ * worked, and a server going down or coming up answers in passing with
+ * refusals, HTTP errors or silence, as a network blip can make its host name
+ * fail to resolve for a while (even `ENOTFOUND`); the schedule decides when
+ * to give up, with the last failure. Each kind of failure is logged once,
  * not once per attempt (a host name that does not resolve as a warning
  * naming it and the resolver's answer); `note` hears every one.
  */
 const reconnectOn = (
   transport: ClientTransport["Service"],
   parent: Scope.Scope,
-  schedule: ReconnectSchedule,
+  backoff: Backoff,
+  refusal: TransportError | undefined,
   note: (failure: string) => void
 ) =>
-  Effect.suspend(() => {
+  Effect.gen(function*() {
     const reported = new Set<string>()
-    return Effect.suspend(() => attempt(transport, parent, undefined)).pipe(
-      Effect.tapError((error) =>
-        Effect.suspend(() => {
-          // (a name that does not resolve is said as such: "InvalidAddress" would read as final)
-          note(error.unresolved !== undefined && error.detail !== undefined ? error.detail : error.message)
-          const kind = `${error.reason}: ${error.detail ?? ""}`
-          if (reported.has(kind)) return Effect.void
-          reported.add(kind)
-          return error.unresolved !== undefined
-            ? Effect.logWarning(`chiral: ${transport.address}: reconnection attempt failed: ${error.detail}; trying again`)
-            : Effect.logInfo(`chiral: ${transport.address}: reconnection attempt failed (${error.message}); trying again`)
-        })
-      ),
-      Effect.retry({ schedule })
-    )
+    const waitAfter = (failure: TransportError) =>
+      backoff(failure).pipe(Effect.catchIf(Cause.isDone, () => Effect.fail(failure)))
+    if (refusal !== undefined) yield* waitAfter(refusal)
+    for (;;) {
+      const result = yield* Effect.result(attempt(transport, parent, undefined))
+      if (Result.isSuccess(result)) return result.success
+      const error = result.failure
+      // (a name that does not resolve is said as such: "InvalidAddress" would read as final)
+      note(error.unresolved !== undefined && error.detail !== undefined ? error.detail : error.message)
+      const kind = `${error.reason}: ${error.detail ?? ""}`
+      if (!reported.has(kind)) {
+        reported.add(kind)
+        yield* error.unresolved !== undefined
+          ? Effect.logWarning(`chiral: ${transport.address}: reconnection attempt failed: ${error.detail}; trying again`)
+          : Effect.logInfo(`chiral: ${transport.address}: reconnection attempt failed (${error.message}); trying again`)
+      }
+      yield* waitAfter(error)
+    }
   })
 
 /**
@@ -244,30 +274,50 @@ const lostReason = (cause: Cause.Cause<unknown>): string => {
 }
 
 /**
- * Hands every frame of `connection` to `attachment` until the frames end,
- * then says why (`interrupted`: only the connection's scope closing stops a
- * reader before its connection is lost, which means the client is closing).
+ * The close codes by which a server turns a client away as it connects,
+ * rather than ending a connection it served: 1008 (the robot's `onConnect`
+ * refused it) and 1013 (try again later: a recording proxy whose robot does
+ * not answer yet).
  */
+const refusalCodes: ReadonlySet<number> = new Set([CloseReason.policyViolation, CloseReason.tryAgainLater])
+
+/**
+ * How a connection ended: `reason`, as what was built on it is told;
+ * `interrupted` when its reader was stopped (only the connection's scope
+ * closing does that before the connection is lost, which means the client is
+ * closing); `refusal`, the error when the server turned the client away
+ * (`refusalCodes`) before it sent anything.
+ */
+interface Loss {
+  readonly reason: string
+  readonly interrupted: boolean
+  readonly refusal: TransportError | undefined
+}
+
+const lossOf = (exit: Exit.Exit<void, TransportError>, heard: boolean): Loss => {
+  if (Exit.isSuccess(exit)) return { reason: "closed by the server", interrupted: false, refusal: undefined }
+  if (Cause.hasInterruptsOnly(exit.cause)) return { reason: "the client is closed", interrupted: true, refusal: undefined }
+  const error = Cause.squash(exit.cause)
+  const refused = !heard && error instanceof TransportError && error.closedBy !== undefined &&
+    refusalCodes.has(error.closedBy.code)
+  return { reason: lostReason(exit.cause), interrupted: false, refusal: refused ? error : undefined }
+}
+
+/** Hands every frame of `connection` to `receive` until the frames end, then says how they ended. */
 const readUntilLost = (
   connection: Connection,
-  attachment: { readonly receive: (frame: Uint8Array) => Effect.Effect<void> },
-  lost: (reason: string, interrupted: boolean) => Effect.Effect<void>
-) =>
-  connection.frames.pipe(
-    Stream.runForEach(attachment.receive),
-    Effect.onExit((exit) => {
-      const interrupted = Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause)
-      return lost(
-        Exit.isSuccess(exit)
-          ? "closed by the server"
-          : interrupted
-          ? "the client is closed"
-          : lostReason(exit.cause),
-        interrupted
-      )
-    }),
-    Effect.ignore
-  )
+  receive: (frame: Uint8Array) => Effect.Effect<void>,
+  lost: (exit: Exit.Exit<void, TransportError>) => Effect.Effect<void>
+) => connection.frames.pipe(Stream.runForEach(receive), Effect.onExit(lost), Effect.ignore)
+
+/** The refusals since the server last accepted the client (see `refusalCodes`). */
+interface Refusals {
+  count: number
+  /** When the first was noticed (Clock ms). */
+  readonly since: number
+  /** The reasons said already, at warning level. */
+  readonly said: Set<string>
+}
 
 interface LinkState<P> {
   readonly scope: Scope.Closeable
@@ -275,6 +325,12 @@ interface LinkState<P> {
   readonly gone: Deferred.Deferred<void>
   attachment: Attachment<P> | undefined
   lost: string | undefined
+  /** A frame arrived from the server: it accepted this connection. */
+  heard: boolean
+  /** Set at the loss when the server turned this connection away. */
+  refusal: TransportError | undefined
+  /** The refusal was the same as the one before, said already. */
+  repeated: boolean
 }
 
 /**
@@ -298,22 +354,55 @@ interface Lifecycle<P> {
   closing: boolean
   /** The last connection established; the client's finalizer closes its scope. */
   live: LinkState<P> | undefined
+  /** While the server keeps turning the client away: since when, how often, what was said. */
+  refusals: Refusals | undefined
+  /** The last connection lost was refused for a reason said already. */
+  refusedAgain: boolean
 }
 
-/** Marks the link gone (once): no more requests on it, then what was built on it hears why. */
-const lose = <P>(lifecycle: Lifecycle<P>, entry: LinkState<P>, reason: string, interrupted: boolean) =>
-  Effect.suspend(() => {
-    if (entry.lost !== undefined) return Effect.void
+/**
+ * Marks the link gone (once): no more requests on it, the refusals counted,
+ * then what was built on it hears why.
+ */
+const lose = <P>(lifecycle: Lifecycle<P>, entry: LinkState<P>, exit: Exit.Exit<void, TransportError>) =>
+  Effect.gen(function*() {
+    if (entry.lost !== undefined) return
+    const { interrupted, reason, refusal } = lossOf(exit, entry.heard)
     // (its connection scopes may close before the client's own finalizer runs)
     if (interrupted) lifecycle.closing = true
     entry.lost = reason
     lifecycle.current = undefined
     lifecycle.why = reason
     const final = lifecycle.closing || lifecycle.reconnect === false
-    return Effect.andThen(entry.attachment?.forget ?? Effect.void, SubscriptionRef.set(lifecycle.state, final ? "closed" : "reconnecting")).pipe(
-      Effect.andThen(entry.attachment === undefined ? Effect.void : entry.attachment.onLost(reason, final)),
-      Effect.andThen(Deferred.succeed(entry.gone, undefined))
-    )
+    if (refusal !== undefined && !final) {
+      const refusals = lifecycle.refusals ??= { count: 0, since: yield* Clock.currentTimeMillis, said: new Set() }
+      refusals.count++
+      entry.refusal = refusal
+      entry.repeated = refusals.said.has(reason)
+      refusals.said.add(reason)
+    } else {
+      lifecycle.refusals = undefined
+    }
+    lifecycle.refusedAgain = entry.repeated
+    if (entry.attachment?.forget !== undefined) yield* entry.attachment.forget
+    yield* SubscriptionRef.set(lifecycle.state, final ? "closed" : "reconnecting")
+    if (entry.attachment !== undefined) yield* entry.attachment.onLost(reason, final, entry.repeated)
+    yield* Deferred.succeed(entry.gone, undefined)
+  })
+
+/** The first frame of a connection: the server accepted it, which ends a run of refusals (said with their count). */
+const accepted = <P>(lifecycle: Lifecycle<P>, entry: LinkState<P>) =>
+  Effect.suspend(() => {
+    entry.heard = true
+    const refusals = lifecycle.refusals
+    if (refusals === undefined || entry.lost !== undefined) return Effect.void
+    lifecycle.refusals = undefined
+    return Effect.flatMap(Clock.currentTimeMillis, (now) =>
+      Effect.logInfo(
+        `chiral: ${lifecycle.transport.address}: accepted by the server after ${refusals.count} refusal${
+          refusals.count === 1 ? "" : "s"
+        } in ${((now - refusals.since) / 1000).toFixed(1)} s`
+      ))
   })
 
 /** Builds on a new connection and starts reading it; the client is connected from here. */
@@ -328,6 +417,9 @@ const establish = <P>(
       gone: Deferred.makeUnsafe<void>(),
       attachment: undefined,
       lost: undefined,
+      heard: false,
+      refusal: undefined,
+      repeated: false,
       link: {
         connection: opened.connection,
         offThread: OffThreadDispatch.of(opened.connection),
@@ -336,23 +428,34 @@ const establish = <P>(
     }
     const attachment = yield* lifecycle.attach(entry.link).pipe(Scope.provide(opened.scope))
     entry.attachment = attachment
-    yield* Effect.forkIn(readUntilLost(opened.connection, attachment, (reason, interrupted) =>
-      lose(lifecycle, entry, reason, interrupted)), opened.scope)
+    const { receive } = attachment
+    // Checked per frame, not inside an effect: at robot rates every step on a reply's path counts.
+    const receiveFirst = (frame: Uint8Array) =>
+      entry.heard ? receive(frame) : Effect.andThen(accepted(lifecycle, entry), receive(frame))
+    yield* Effect.forkIn(readUntilLost(opened.connection, receiveFirst, (exit) => lose(lifecycle, entry, exit)), opened.scope)
     lifecycle.live = entry
     lifecycle.current = attachment.parts
     if (again) {
       const count = yield* SubscriptionRef.updateAndGet(lifecycle.reconnects, (n) => n + 1)
-      yield* Effect.logInfo(`chiral: ${lifecycle.transport.address}: reconnected (reconnection ${count})`)
+      // While the server turns the client away, most connections are refused at once: the acceptance is said instead.
+      const log = lifecycle.refusals === undefined ? Effect.logInfo : Effect.logDebug
+      yield* log(`chiral: ${lifecycle.transport.address}: reconnected (reconnection ${count})`)
     }
     yield* SubscriptionRef.set(lifecycle.state, "connected")
     return entry
   })
 
-/** After each loss: the old connection's scope closes, then a new connection (unless none may follow). */
+/**
+ * After each loss: the old connection's scope closes, then a new connection
+ * (unless none may follow). The reconnection schedule is stepped through
+ * from its start after a connection that worked, and carries on after one
+ * the server turned away (it counts as a failed attempt).
+ */
 const supervise = <P>(lifecycle: Lifecycle<P>, first: LinkState<P>) =>
   Effect.gen(function*() {
     const { reconnect, transport } = lifecycle
     let entry = first
+    let backoff: Backoff | undefined
     for (;;) {
       yield* Deferred.await(entry.gone)
       yield* Scope.close(entry.scope, Exit.void)
@@ -360,8 +463,21 @@ const supervise = <P>(lifecycle: Lifecycle<P>, first: LinkState<P>) =>
       if (reconnect === false) {
         return yield* Effect.logWarning(`chiral: ${transport.address}: ${entry.lost}; not reconnecting (reconnect: false)`)
       }
-      yield* Effect.logWarning(`chiral: ${transport.address}: ${entry.lost}; reconnecting`)
-      const next = yield* Effect.exit(reconnectOn(transport, lifecycle.clientScope, reconnect, (failure) => {
+      const { refusal } = entry
+      if (refusal === undefined) {
+        backoff = undefined
+        yield* Effect.logWarning(`chiral: ${transport.address}: ${entry.lost}; reconnecting`)
+      } else if (!entry.repeated) {
+        yield* Effect.logWarning(
+          `chiral: ${transport.address}: ${entry.lost}; reconnecting, less often while it refuses (the same refusal again is logged at debug level)`
+        )
+      } else {
+        yield* Effect.logDebug(
+          `chiral: ${transport.address}: ${entry.lost} (${lifecycle.refusals?.count ?? 1} refusals in a row); reconnecting`
+        )
+      }
+      backoff ??= yield* Schedule.toStepWithSleep(reconnect)
+      const next = yield* Effect.exit(reconnectOn(transport, lifecycle.clientScope, backoff, refusal, (failure) => {
         lifecycle.why = `reconnecting: ${failure}`
       }))
       if (Exit.isFailure(next)) {
@@ -397,7 +513,9 @@ export const make = <P>(
       current: undefined,
       why: "not connected yet",
       closing: false,
-      live: undefined
+      live: undefined,
+      refusals: undefined,
+      refusedAgain: false
     }
     const { state } = lifecycle
 
@@ -427,7 +545,8 @@ export const make = <P>(
         settled((s) => s === "connected" || s === "closed"),
         Effect.sync(() => lifecycle.current !== undefined)
       ),
-      awaitDisconnected: settled((s) => s !== "connected")
+      awaitDisconnected: settled((s) => s !== "connected"),
+      refusedAgain: () => lifecycle.refusedAgain
     }
   })
 

@@ -66,6 +66,8 @@ export interface Reconnection {
   readonly pending: () => boolean
   /** Waits for a live connection: true once there is one, false if none will follow. */
   readonly awaitConnected: Effect.Effect<boolean>
+  /** Whether the connection lost was refused by the server for a reason said already (a pause then is a debug line). */
+  readonly refusedAgain: () => boolean
 }
 
 /** `getObs` on the grid for as long as there are connections to run it on. */
@@ -75,7 +77,8 @@ const loop = (getObs: Effect.Effect<Observation, RequestError>, period: Duration
       const error = yield* Cadence.untilDisconnected("obs stream", getObs, period)
       yield* reconnection.awaitDisconnected
       if (!reconnection.pending()) return yield* Effect.logInfo(`chiral: obs stream stopped: ${error.message}`)
-      yield* Effect.logInfo(`chiral: obs stream paused until the client has reconnected: ${error.message}`)
+      const log = reconnection.refusedAgain() ? Effect.logDebug : Effect.logInfo
+      yield* log(`chiral: obs stream paused until the client has reconnected: ${error.message}`)
       if (!(yield* reconnection.awaitConnected)) return yield* Effect.logInfo("chiral: obs stream stopped: no reconnection")
     }
   })

@@ -70,7 +70,9 @@ export interface PolicyClientOptions {
    * Reconnecting after a connection is lost. Default: on, at once and then
    * with exponential backoff from 100 ms capped at 1 s
    * (`ClientConnection.defaultReconnect`), for as long as it takes; `false`:
-   * the client is `closed` with its first connection. Either way nothing
+   * the client is `closed` with its first connection. A connection the robot
+   * refuses (1008: its `onConnect` failed) counts as a failed attempt, so a
+   * refused client backs off as from a robot that is down. Either way nothing
    * queued outlives its connection (see `putActions`).
    */
   readonly reconnect?: ClientConnection.ReconnectSchedule | false | undefined
@@ -315,7 +317,7 @@ const connectParts = (transport: ClientTransport["Service"], options: PolicyClie
           parts: { slot, actions: dispatcher },
           receive: slot.receive,
           forget: observations.connectionLost,
-          onLost: (reason, final) => Effect.andThen(slot.fail, actions.detach(dispatcher, reason, final))
+          onLost: (reason, final, repeated) => Effect.andThen(slot.fail, actions.detach(dispatcher, reason, final, repeated))
         }
       }))
     // Closing the client stops the loops before the connection: otherwise its
@@ -354,7 +356,8 @@ export const make = (
     const reconnection: ObservationStream.Reconnection = {
       awaitDisconnected: connection.awaitDisconnected,
       pending: () => SubscriptionRef.getUnsafe(connection.state) === "reconnecting",
-      awaitConnected: connection.awaitConnected
+      awaitConnected: connection.awaitConnected,
+      refusedAgain: connection.refusedAgain
     }
 
     return {

@@ -2,10 +2,19 @@
 // schedule of attempts, the states, and what happens to requests, queued
 // actions and running loops across a server restart.
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Clock, Effect, Exit, Fiber, Option, Queue, Ref, Result, Schedule, Scope, SubscriptionRef } from "effect"
+import { Cause, Clock, Effect, Exit, Fiber, Option, Queue, Ref, References, Result, Schedule, Scope, Stream, SubscriptionRef } from "effect"
 import { TestClock } from "effect/testing"
 import { decodeFrame, type Observation } from "@chiral/protocol"
-import { ClientTransport, MemoryTransport, PolicyClient, type PolicyServer, ServerTransport, type TransportError, unresolvedHost } from "../src/index.js"
+import {
+  ClientTransport,
+  type Connection,
+  MemoryTransport,
+  PolicyClient,
+  type PolicyServer,
+  ServerTransport,
+  TransportError,
+  unresolvedHost
+} from "../src/index.js"
 import { frameBytes } from "../src/Transport.js"
 import { failure } from "@chiral/testing/Exits"
 import * as Pair from "@chiral/testing/Pair"
@@ -50,6 +59,30 @@ const serveRobot = (server: ServerTransport["Service"], recorder: Robot.Recorder
 
 const row = (v: number) => [v, 0, 0, 0, 0, 0, 0]
 
+const refusal = "chiral: refused by the robot's onConnect: busy"
+
+/**
+ * `recordedNetwork` whose server turns every client away while `refusing.on`:
+ * each connection ends at once as a WebSocket one does when the robot's
+ * onConnect refuses it (a close 1008 with why, before any frame).
+ */
+const refusingNetwork = Effect.gen(function*() {
+  const network = yield* recordedNetwork
+  const refusing = { on: true }
+  const closed = new TransportError({
+    reason: "Closed",
+    address: network.client.address,
+    detail: `close code 1008: ${refusal}`,
+    closedBy: { code: 1008, reason: refusal }
+  })
+  const refused: Connection = { id: network.client.address, frames: Stream.fail(closed), send: () => Effect.fail(closed) }
+  const client = ClientTransport.of({
+    ...network.client,
+    connect: Effect.flatMap(network.client.connect, (connection) => Effect.succeed(refusing.on ? refused : connection))
+  })
+  return { ...network, client, refusing }
+})
+
 describe("reconnection on TestClock", () => {
   it.effect("attempts at once, then after 100, 200, 400, 800 ms, then every second; states and counts follow", () =>
     Effect.gen(function*() {
@@ -77,6 +110,51 @@ describe("reconnection on TestClock", () => {
       expect(yield* SubscriptionRef.get(client.reconnects)).toBe(1)
       expect((yield* client.getObs).cameras.length).toBe(2)
     }).pipe(Effect.scoped))
+
+  it.effect("a client the server turns away (1008) backs off as from a server that is down: said once, repeats at debug, then its acceptance", () =>
+    Effect.gen(function*() {
+      const logs = yield* Robot.captureLogs
+      yield* Effect.gen(function*() {
+        const network = yield* refusingNetwork
+        const recorder = yield* Robot.makeRecorder
+        const serving = yield* serveRobot(network.server, recorder)
+        const client = yield* PolicyClient.make({ quiet: true }).pipe(Effect.provideService(ClientTransport, network.client))
+        yield* advanceTo(3700, 50)
+        // each refusal counts as a failed attempt: exponential from 100 ms, capped at 1 s, not at once after each
+        const times = yield* Ref.get(network.attempts)
+        expect(times.slice(1).map((t, i) => t - times[i]!)).toEqual([100, 200, 400, 800, 1000, 1000])
+        network.refusing.on = false
+        yield* advanceTo(4600, 50)
+        expect(yield* SubscriptionRef.get(client.connectionState)).toBe("connected")
+        expect((yield* client.getObs).cameras.length).toBe(2)
+
+        // after a connection that worked, a loss starts the schedule over: at once, then 100 ms…
+        yield* Ref.set(network.attempts, [])
+        yield* Scope.close(serving, Exit.void)
+        yield* client.awaitDisconnect
+        const lost = yield* Clock.currentTimeMillis
+        yield* advanceTo(lost + 750, 50)
+        const again = yield* Ref.get(network.attempts)
+        expect(again.map((t) => t - lost)).toEqual([0, 100, 300, 700])
+      }).pipe(
+        Effect.scoped,
+        Effect.provide(logs.layer),
+        Effect.provideService(References.MinimumLogLevel, "Debug")
+      )
+      const refusals = logs.lines.filter((l) => l.includes(refusal))
+      const at = (level: string) => refusals.filter((l) => l.startsWith(level) && l.includes("reconnecting"))
+      expect(at("Warn")).toEqual([
+        `Warn: chiral: memory://chiral: closed by the server: 1008 ${refusal}; reconnecting, less often while it refuses (the same refusal again is logged at debug level)`
+      ])
+      // 7 refusals: at 0, 100, 300, 700, 1500, 2500 and 3500 ms
+      expect(at("Debug")).toHaveLength(6)
+      expect(at("Debug")[5]).toContain("(7 refusals in a row)")
+      // the connections that were refused at once were not announced as reconnections at info level
+      expect(logs.lines.filter((l) => l.startsWith("Info") && l.includes("reconnected (reconnection"))).toEqual([])
+      expect(logs.lines).toContain("Info: chiral: memory://chiral: accepted by the server after 7 refusals in 4.6 s")
+      // the loss after it is said as usual
+      expect(logs.lines).toContain("Warn: chiral: memory://chiral: closed by the server; reconnecting")
+    }))
 
   it.effect("a custom schedule that runs out leaves the client closed; reconnect: false closes it at the first loss", () =>
     Effect.gen(function*() {
