@@ -16,6 +16,7 @@ import * as ServerConnection from "./ServerConnection.js"
 import type { ConfigError } from "./SensorError.js"
 import * as SensorState from "./SensorState.js"
 import * as CloseReason from "./CloseReason.js"
+import * as RefusalLog from "./RefusalLog.js"
 import { closeWith, type Connection, ServerTransport } from "./Transport.js"
 
 export type { MakeObsOptions } from "./SensorState.js"
@@ -103,6 +104,7 @@ export const make = <E, R>(
       coalesceActions: config.coalesceActions ?? true
     }
 
+    const refusals = RefusalLog.make()
     const serveConnection = (connection: Connection) =>
       Effect.gen(function*() {
         const info: ConnectionInfo = { id: connection.id, peer: connection.peer }
@@ -111,16 +113,17 @@ export const make = <E, R>(
         // A shared connection (a Zenoh router's session) stands for several clients:
         // its opening and closing say nothing about who connects, so they are debug lines.
         const log = connection.shared === true ? Effect.logDebug : Effect.logInfo
-        yield* log(`chiral: connection opened: ${connection.id}`)
         if (hooks.onConnect !== undefined) {
           const refused = yield* Effect.exit(provide(hooks.onConnect(info)))
           if (refused._tag === "Failure") {
             if (Cause.hasInterruptsOnly(refused.cause)) return yield* Effect.interrupt
             // The client is told it was refused, and why (1008), where the transport can say so.
-            yield* Effect.logWarning(`chiral: onConnect refused ${connection.id}; closing it`, refused.cause)
+            yield* refusals.refused(connection, refused.cause)
             return yield* closeWith(connection, CloseReason.policyViolation, CloseReason.refused(refused.cause))
           }
         }
+        // Once let in: a connection refused has its one line (`RefusalLog`), not an opening too.
+        yield* log(`chiral: connection opened: ${connection.id}${refusals.admitted(connection)}`)
         const actions = yield* gate.open(info)
         yield* Effect.addFinalizer(() => {
           const { accepted, disconnected, failed, refused, superseded } = actions.counts()

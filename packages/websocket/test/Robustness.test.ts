@@ -1,7 +1,7 @@
 import { Tensor } from "@chiral/protocol"
 import { decodeFrame } from "@chiral/protocol"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, Ref, Result, Schedule, Stream, SubscriptionRef } from "effect"
+import { Effect, Layer, Ref, References, Result, Schedule, Stream, SubscriptionRef } from "effect"
 import { ClientTransport, PolicyClient, PolicyServer } from "@chiral/core"
 import { failure } from "@chiral/testing/Exits"
 import * as Frames from "@chiral/testing/Frames"
@@ -206,6 +206,47 @@ describe("PolicyServer robustness over real sockets", () => {
       expect(lines.filter((line) => line.includes("connection lost"))).toHaveLength(1)
       expect(lines.some((line) => line.includes("\n"))).toBe(false)
     }).pipe(Effect.scoped, Effect.provide(Pair.webSocket)))
+
+  it.live("a client the robot refuses: the refusal said once on each side, in one line, repeats at debug; its admission said with their count", () =>
+    Effect.gen(function*() {
+      const logs = yield* Robot.captureLogs
+      /** Waits (real time, bounded) until a line satisfies `check`. */
+      const logged = (check: (line: string) => boolean) =>
+        Effect.sync(() => logs.lines.some(check)).pipe(
+          Effect.filterOrFail((found) => found),
+          Effect.retry({ schedule: Schedule.spaced(10), times: 1000 })
+        )
+      const { server } = yield* Effect.gen(function*() {
+        const { refusing, server } = yield* failingRobot
+        yield* Ref.set(refusing, true)
+        const transport = Layer.succeed(ClientTransport, WebSocketTransport.makeClient(server.address, { thread: "main" }))
+        const client = yield* PolicyClient.make({ quiet: true }).pipe(Effect.provide(transport))
+        yield* logged((line) => line.includes("(4 refusals of 127.0.0.1 in a row)"))
+        yield* Ref.set(refusing, false)
+        // its first answer on a connection is how the client knows it was let in
+        yield* client.getMetadata.pipe(Effect.retry({ schedule: Schedule.spaced(10), times: 1000 }))
+        yield* logged((line) => line.includes("accepted by the server after"))
+        return { server }
+      }).pipe(Effect.scoped, Effect.provide(logs.layer))
+      const reason = "chiral: refused by the robot's onConnect: busy"
+      const warnings = logs.lines.filter((line) => line.startsWith("Warn"))
+      expect(warnings).toHaveLength(2)
+      // the robot: the refusal and why, once, with neither a stack nor an opening line
+      expect(warnings[0]).toMatch(
+        /^Warn: chiral: onConnect refused ws:\/\/127\.0\.0\.1:\d+ ← 127\.0\.0\.1:\d+: busy; closing it \(the same refusal of 127\.0\.0\.1 again is logged at debug level\)$/
+      )
+      // the client: the server's close, once
+      expect(warnings[1]).toBe(
+        `Warn: chiral: ${server.address}: closed by the server: 1008 ${reason}; reconnecting, less often while it refuses (the same refusal again is logged at debug level)`
+      )
+      const opened = logs.lines.filter((line) => line.includes("connection opened"))
+      expect(opened).toHaveLength(1)
+      const refusals = Number(/after (\d+) refusals$/.exec(opened[0]!)?.[1])
+      expect(refusals).toBeGreaterThanOrEqual(4)
+      expect(logs.lines).toContainEqual(expect.stringMatching(
+        new RegExp(`^Info: chiral: ${server.address}: accepted by the server after ${refusals} refusals in [\\d.]+ s$`)
+      ))
+    }).pipe(Effect.scoped, Effect.provide(Pair.webSocket), Effect.provideService(References.MinimumLogLevel, "Debug")))
 
   it.live("a client vanishing mid-frame harms no one", () =>
     Effect.gen(function*() {
