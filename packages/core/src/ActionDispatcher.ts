@@ -41,7 +41,7 @@ import { timestampsOf } from "./ObservationStream.js"
 import type { OffThreadDispatch } from "./OffThreadDispatch.js"
 import * as ThreadPriority from "./ThreadPriority.js"
 import * as RefillSignal from "./RefillSignal.js"
-import * as RobotSilence from "./RobotSilence.js"
+import * as SilenceReport from "./SilenceReport.js"
 import { RequestError } from "./RequestError.js"
 import { disconnected } from "./RequestSlot.js"
 
@@ -109,7 +109,9 @@ export interface LinkDispatcher {
   readonly stop: Effect.Effect<void>
   /** Stops the ticks and empties the plan: how many actions were dropped. */
   readonly drop: Effect.Effect<number>
-  /** What its plan dropped (late, replaced, overflow). */
+  /** Empties the plan, the ticks going on: how many actions it held. */
+  readonly discard: Effect.Effect<number>
+  /** What its plan dropped (late, replaced, overflow, robotSilent). */
   readonly dropped: Effect.Effect<Drops>
 }
 
@@ -251,8 +253,8 @@ interface Shared {
   readonly count: Count
   readonly refill: RefillSignal.SettableRefillSignal
   readonly timings: PubSub.PubSub<ActionTiming>
-  /** The connection's plan has dropped `total` actions for a silent robot so far: says so once per silence. */
-  readonly silentDrops: (total: number) => Effect.Effect<void>
+  /** What is dropped and said while the robot is silent. */
+  readonly silence: SilenceReport.SilenceReport
 }
 
 /** Sends over `link` (stamped `stamp`, or with the latest observation's); `at`: when it was taken (s). */
@@ -302,7 +304,7 @@ const onThisThread = (
     // A tick that sent nothing may have dropped its action for a silent robot.
     const sentNothing = silence === undefined
       ? Effect.void
-      : Effect.flatMap(queue.dropped, (dropped) => shared.silentDrops(dropped.robotSilent))
+      : Effect.flatMap(queue.dropped, (dropped) => shared.silence.planDropped(dropped.robotSilent))
     const running = yield* FiberHandle.make<void, never>()
     const sendTensor = sender(link, shared)
     // Taken from the plan, but the connection went before it was written (or
@@ -344,6 +346,7 @@ const onThisThread = (
       put: (chunk, options) => Effect.asVoid(queue.putAll(chunk, options)),
       pending: Effect.map(queue.size, (waiting) => waiting + writing),
       clear: queue.clear,
+      discard: Effect.flatMap(queue.size, (waiting) => Effect.as(queue.clear, waiting)),
       start: (hz) =>
         Effect.flatMap(Cadence.periodOf(hz), (period) =>
           Effect.andThen(queue.setRate(hz), FiberHandle.run(running)(loop(period)))).pipe(Effect.asVoid),
@@ -382,7 +385,7 @@ const offThreadOf = (
       dropped = state.dropped
       refill.set(state.pending)
     })
-    yield* Queue.take(silentDrops).pipe(Effect.flatMap(shared.silentDrops), Effect.forever, Effect.forkScoped)
+    yield* Queue.take(silentDrops).pipe(Effect.flatMap(shared.silence.planDropped), Effect.forever, Effect.forkScoped)
     if (silence !== undefined) offThread.watchSilence(silence)
     const wake = yield* Queue.sliding<void>(1)
     offThread.onDispatched((sent, at, _due, observed) => {
@@ -418,6 +421,7 @@ const offThreadOf = (
       // never misses an action in flight between the two.
       pending: Effect.tap(offThread.pending, () => count.sync),
       clear: offThread.clear,
+      discard: offThread.discard,
       start: (hz) =>
         Effect.flatMap(Cadence.periodOf(hz), (period) =>
           Effect.suspend(() => {
@@ -446,19 +450,12 @@ interface Across {
   // Refused as computed from an earlier connection's observation; whether the live connection has said so yet.
   earlierConnectionDrops: number
   earlierConnectionLogged: boolean
-  // The live connection's plan: actions dropped for a silent robot so far; how many
-  // there were when the current silence was first said (undefined: not said); its limit (s).
-  silentSeen: number
-  silentFrom: number | undefined
-  silenceLimit: number
 }
 
 /** A new connection's dispatcher, on the transport's thread if it has one; started at the rate asked for. */
 const attachTo = (shared: Shared, across: Across) => (link: Link, silence?: Float64Array) =>
   Effect.gen(function*() {
-    across.silentSeen = 0
-    across.silentFrom = undefined
-    across.silenceLimit = silence === undefined ? Number.POSITIVE_INFINITY : RobotSilence.limitOf(silence)
+    shared.silence.attach(silence)
     const dispatcher = link.offThread === undefined
       ? yield* onThisThread(link, shared, silence)
       : yield* offThreadOf(link, link.offThread, shared, silence)
@@ -492,43 +489,6 @@ const detachFrom = (shared: Shared, across: Across) =>
     yield* log(`chiral: action dispatch ${link.where} stopped: ${reason}${drops}${resumes}`)
   })
 
-/**
- * The first action dropped for a silent robot, said once per silence: the
- * robot's process may be stopped, its loop blocked, or a reset under way.
- */
-const silentDropsOf = (across: Across) => (total: number): Effect.Effect<void> =>
-  Effect.suspend(() => {
-    if (total <= across.silentSeen) return Effect.void
-    const before = across.silentSeen
-    across.silentSeen = total
-    if (across.silentFrom !== undefined) return Effect.void
-    across.silentFrom = before
-    return Effect.logWarning(
-      `chiral: the robot has left a request unanswered for over ${across.silenceLimit} s (its process stopped, ` +
-        `its loop blocked, or a reset under way): the actions due are dropped, not sent, until it answers ` +
-        `(counted in droppedActions().robotSilent)`
-    )
-  })
-
-/** The robot answered after a silence: if actions were dropped for it, how many, and for how long. */
-const robotAnsweredOf = (across: Across) => (silentFor: number): Effect.Effect<void> =>
-  Effect.suspend(() => {
-    const from = across.silentFrom
-    if (from === undefined) return Effect.void
-    across.silentFrom = undefined
-    // `pending` first: a worker answers it after reporting every tick before it
-    const link = across.attached
-    const counted = link === undefined ? Effect.succeed(noDrops) : Effect.andThen(link.pending, link.dropped)
-    return Effect.flatMap(counted, (dropped) => {
-      across.silentSeen = Math.max(across.silentSeen, dropped.robotSilent)
-      const count = across.silentSeen - from
-      return Effect.logWarning(
-        `chiral: the robot answered again after ${silentFor.toFixed(2)} s; ${count} action${count === 1 ? "" : "s"} ` +
-          `due meanwhile ${count === 1 ? "was" : "were"} dropped`
-      )
-    })
-  })
-
 export const make = (context: DispatchContext): Effect.Effect<ActionDispatcher, never, Scope.Scope> =>
   Effect.gen(function*() {
     const across: Across = {
@@ -537,17 +497,14 @@ export const make = (context: DispatchContext): Effect.Effect<ActionDispatcher, 
       earlier: noDrops,
       disconnectedDrops: 0,
       earlierConnectionDrops: 0,
-      earlierConnectionLogged: false,
-      silentSeen: 0,
-      silentFrom: undefined,
-      silenceLimit: Number.POSITIVE_INFINITY
+      earlierConnectionLogged: false
     }
     const shared: Shared = {
       context,
       count: yield* makeCount,
       refill: yield* RefillSignal.make(0),
       timings: yield* PubSub.sliding<ActionTiming>(4096),
-      silentDrops: silentDropsOf(across)
+      silence: SilenceReport.make()
     }
     /**
      * `count` actions computed from an earlier connection's observation:
@@ -596,7 +553,8 @@ export const make = (context: DispatchContext): Effect.Effect<ActionDispatcher, 
           // stamped with the latest observation at the send, as `sender` does
           return onLive((link) =>
             Option.match(Option.fromUndefinedOr(context.fromEarlierConnection(undefined)), {
-              onNone: () => link.send(tensor),
+              onNone: () =>
+                Effect.flatMap(shared.silence.refuseSend, (silent) => (silent ? Effect.void : link.send(tensor))),
               onSome: (earlier) => refuseFromEarlierConnection(1, earlier)
             })
           )
@@ -621,14 +579,21 @@ export const make = (context: DispatchContext): Effect.Effect<ActionDispatcher, 
       refill: shared.refill,
       dropped: Effect.suspend(() =>
         Effect.map(across.attached?.dropped ?? Effect.succeed(noDrops), (current) => ({
-          ...addDrops(across.earlier, current),
+          ...addDrops(addDrops(across.earlier, current), { ...noDrops, robotSilent: shared.silence.outsidePlans() }),
           disconnected: across.disconnectedDrops,
           earlierConnection: across.earlierConnectionDrops
         }))
       ),
       timings: Stream.fromPubSub(shared.timings),
       attach: attachTo(shared, across),
-      robotAnswered: robotAnsweredOf(across),
+      robotAnswered: (silentFor) =>
+        Effect.suspend(() => {
+          const link = across.attached
+          if (link === undefined) return Effect.void
+          // `pending` first: a worker answers it once every tick before it is reported
+          const planTotal = Effect.andThen(link.pending, Effect.map(link.dropped, (dropped) => dropped.robotSilent))
+          return shared.silence.answered(silentFor, planTotal, link.discard)
+        }),
       detach: detachFrom(shared, across)
     }
   })

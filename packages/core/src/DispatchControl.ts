@@ -202,6 +202,7 @@ const makeDispatch = (post: (message: DispatchRequest) => void, calls: Calls, li
         reply?.error === undefined ? Effect.void : Effect.die(new RangeError(reply.error))
       )),
     clear: Effect.asVoid(control({ t: "clear" })),
+    discard: Effect.map(call({ t: "clear" }), (reply) => reply?.cleared ?? 0),
     pending: control({ t: "pending" }),
     start: (periodMillis) =>
       Effect.suspend(() => {

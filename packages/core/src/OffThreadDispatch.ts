@@ -40,6 +40,8 @@ export interface OffThreadDispatch {
   /** Puts a chunk (float32 actions) in the given mode (`ActionPlan`); beyond `capacity` the oldest are dropped. */
   readonly put: (actions: ReadonlyArray<Tensor>, request: PutRequest, capacity: number) => Effect.Effect<void>
   readonly clear: Effect.Effect<void>
+  /** Empties the queue, the ticks going on: how many actions it held (with any taken for a write that failed). */
+  readonly discard: Effect.Effect<number>
   readonly pending: Effect.Effect<number>
   /**
    * The connection is gone: stops the ticks and empties the queue, giving how

@@ -84,18 +84,25 @@ export interface PolicyClientOptions {
   /** Actions that may wait for dispatch; beyond it the oldest are dropped. Default 10 000. */
   readonly maxQueuedActions?: number | undefined
   /**
-   * How long the robot may leave a request (an observation, a reset, …)
-   * unanswered before the dispatcher stops sending actions: the actions due
-   * after that are dropped, counted in `droppedActions().robotSilent` and
-   * said in one warning, until anything arrives from the robot (a second
-   * line says how long it was silent and how many were dropped). A robot
-   * whose process is stopped or whose loop is blocked keeps its connection,
-   * which keepalives give up only after 10–40 s; the actions sent meanwhile
-   * would wait in its socket, and a server that applies what it reads (the
-   * references') would apply them all at once when it resumes. Only a client
-   * that makes requests (the obs stream, getObs, …) can tell. Default 1 s;
-   * choose it above the robot's slowest answer (a `getObs` that renders, a
-   * reset the policy acts through); `false`: never.
+   * How long (a Duration; a number is milliseconds) nothing may come from the
+   * robot while a request (an observation, a reset, …) waits before the
+   * dispatcher stops sending actions: the actions due after that are dropped,
+   * counted in `droppedActions().robotSilent` and said in one warning, until
+   * anything arrives from the robot; then a second line says how long it was
+   * silent and how many were dropped, and what still waits (planned before
+   * the silence) is dropped with them. A robot whose process is stopped or
+   * whose loop is blocked keeps its connection, which keepalives give up only
+   * after 10–40 s; the actions sent meanwhile would wait in its socket, and a
+   * server that applies what it reads (the references') would apply them all
+   * at once when it resumes. Only a client that makes requests (the obs
+   * stream, getObs, …) can tell. What arrives is read on this process's main
+   * thread: a pause of it (a long synchronous inference) while a request
+   * waits reads the same, and drops the actions the worker dispatcher would
+   * otherwise send meanwhile. A request the robot never answers keeps it
+   * silent until anything arrives. Default 1 s; choose it above the robot's
+   * slowest answer, the transfer of its largest observation included (17 MB
+   * take about 1.4 s at 100 Mbit/s), or a reset you act through; `false`:
+   * never.
    */
   readonly maxRobotSilence?: Duration.Input | false | undefined
   /** Do not print the waiting line (`chiral: waiting for server at <uri> …`). */

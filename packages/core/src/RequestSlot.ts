@@ -110,7 +110,11 @@ export interface SilenceWatch {
   readonly robot: RobotSilence
   /** How long (s) the robot may leave a request unanswered before `answered` hears of it. */
   readonly limit: number
-  /** A frame arrived after the robot had left a request unanswered `silentFor` s, more than `limit`. */
+  /**
+   * A frame arrived after the robot had been silent `silentFor` s, more than
+   * `limit`: run before the watch is cleared, so the dispatcher still drops
+   * what is due while it runs.
+   */
   readonly answered: (silentFor: number) => Effect.Effect<void>
 }
 
@@ -199,11 +203,19 @@ export const make = (
       })
 
     const reply = (frame: Uint8Array) => receiveReply(state, frame, limits, onObservation)
-    // Any frame shows the robot is answering, a late reply too.
+    // Any frame shows the robot is reading and answering (a late reply, one
+    // for another client of a shared Zenoh session); a request it did not
+    // answer is watched from this frame on.
     const receive = silence === undefined ? reply : (frame: Uint8Array) =>
       Effect.flatMap(captureTime, (now) => {
-        const silentFor = silence.robot.answered(now)
-        return silentFor > silence.limit ? Effect.andThen(silence.answered(silentFor), reply(frame)) : reply(frame)
+        const silentFor = silence.robot.silentFor(now)
+        const received = Effect.sync(() => silence.robot.answered(now)).pipe(
+          Effect.andThen(reply(frame)),
+          Effect.andThen(Effect.sync(() => {
+            if (state.pending !== undefined) silence.robot.asked(now)
+          }))
+        )
+        return silentFor > silence.limit ? Effect.andThen(silence.answered(silentFor), received) : received
       })
     return { request, receive, fail }
   })

@@ -369,6 +369,53 @@ describe("reconnection on TestClock", () => {
       expect(lines[1]).toContain("1 action dropped")
     }))
 
+  it.effect("a silence cut short by the connection's loss: the next connection is watched afresh, and its own silence is said again", () =>
+    Effect.gen(function*() {
+      const logs = yield* Robot.captureLogs
+      yield* Effect.gen(function*() {
+        const network = yield* recordedNetwork
+        // each robot's second getObs is never answered within the test
+        const silentRobot = (recorder: Robot.Recorder) =>
+          Effect.gen(function*() {
+            const scope = yield* Scope.make()
+            yield* Pair.startServerOnlyWith(recorder, { obsDelayMillis: (n) => (n === 2 ? 100_000 : 0) }).pipe(
+              Effect.provideService(ServerTransport, network.server),
+              Scope.provide(scope)
+            )
+            return scope
+          })
+        const first = yield* silentRobot(yield* Robot.makeRecorder)
+        const client = yield* PolicyClient.make({ quiet: true }).pipe(Effect.provideService(ClientTransport, network.client))
+        yield* client.getObs
+        yield* client.putActions(Array.from({ length: 100 }, (_, i) => row(i)))
+        yield* client.startActionDispatch(10)
+        yield* advanceTo(500, 10)
+        yield* Effect.forkChild(Effect.exit(client.getObs))
+        yield* advanceTo(2000, 10)
+        // silent beyond 1 s from 1.5 s: the ticks of 1.6–2.0 s dropped
+        expect((yield* client.droppedActions).robotSilent).toBe(5)
+
+        yield* Scope.close(first, Exit.void)
+        yield* client.awaitDisconnect
+        const after = yield* Robot.makeRecorder
+        yield* silentRobot(after)
+        yield* advanceTo(3000, 10)
+        expect(yield* SubscriptionRef.get(client.connectionState)).toBe("connected")
+        yield* client.getObs
+        yield* client.putActions([700, 701].map(row))
+        yield* advanceTo(3500, 10)
+        // not silent: the new connection has its own watch
+        expect((yield* Queue.clear(after.actions)).map((a) => a.action.data[0])).toEqual([700, 701])
+        yield* client.putActions(Array.from({ length: 100 }, (_, i) => row(800 + i)))
+        yield* Effect.forkChild(Effect.exit(client.getObs))
+        yield* advanceTo(6000, 10)
+        expect((yield* client.droppedActions).robotSilent).toBeGreaterThan(5)
+      }).pipe(Effect.scoped, Effect.provide(logs.layer))
+      const opened = logs.lines.filter((l) => l.includes("nothing has come from the robot for over 1 s"))
+      expect(opened).toHaveLength(2)
+      expect(logs.lines.some((l) => l.includes("answered again"))).toBe(false)
+    }))
+
   it.effect("a client that never observed the robot sends as told after a reconnection (open loop)", () =>
     Effect.gen(function*() {
       const network = yield* recordedNetwork

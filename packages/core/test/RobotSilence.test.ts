@@ -4,11 +4,13 @@
 // TestClock over the in-memory transport (the dispatcher on the client's fiber;
 // the workers' path is DispatchContract's, over real sockets).
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, Effect, Fiber, Queue, SubscriptionRef } from "effect"
+import { Clock, Effect, Fiber, Queue, Stream, SubscriptionRef } from "effect"
+import { encodeFrame, Observation } from "@chiral/protocol"
 import { TestClock } from "effect/testing"
 import { ActionPlan, type Rows } from "../src/ActionPlan.js"
 import * as RobotSilence from "../src/RobotSilence.js"
-import { MemoryTransport, PolicyClient } from "../src/index.js"
+import { type Connection, MemoryTransport, PolicyClient } from "../src/index.js"
+import * as RequestSlot from "../src/RequestSlot.js"
 import * as Pair from "@chiral/testing/Pair"
 import * as Robot from "@chiral/testing/Robot"
 
@@ -64,8 +66,9 @@ const advanceTo = (millis: number) =>
 
 /**
  * A robot whose second getObs (asked at 1 s) answers at 3.95 s, a client
- * dispatching 100 actions at 10 Hz from 0 s: what the robot received, what
- * was dropped, and what was logged.
+ * dispatching 100 actions at 10 Hz from 0 s that sends one action itself at
+ * 2.5 s and puts two more at 4.5 s: what the robot received, what was
+ * dropped, and what was logged.
  */
 const silentRobotRun = (client: PolicyClient.PolicyClientOptions) =>
   Effect.gen(function*() {
@@ -80,8 +83,12 @@ const silentRobotRun = (client: PolicyClient.PolicyClientOptions) =>
       yield* policy.startActionDispatch(10)
       yield* advanceTo(1000)
       const unanswered = yield* Effect.forkChild(policy.getObs)
-      yield* advanceTo(5000)
+      yield* advanceTo(2500)
+      yield* policy.sendAction([500])
+      yield* advanceTo(4500)
       yield* Fiber.join(unanswered)
+      yield* policy.putActions([[600], [601]])
+      yield* advanceTo(5000)
       yield* policy.stopActionDispatch
       const received = (yield* Queue.clear(recorder.actions)).map((a) => Number(a.action.data[0]))
       return { received, dropped: yield* policy.droppedActions, sent: yield* SubscriptionRef.get(policy.dispatched) }
@@ -90,20 +97,18 @@ const silentRobotRun = (client: PolicyClient.PolicyClientOptions) =>
   }).pipe(Effect.provide(MemoryTransport.layer()))
 
 describe("PolicyClient: a silent robot, on TestClock", () => {
-  it.effect("by default (1 s), the actions due from 1 s after the unanswered request until its answer are dropped; said twice", () =>
+  it.effect("by default (1 s), the actions due from 1 s after the unanswered request until its answer are dropped, a send too; what still waits then is dropped; said twice", () =>
     Effect.gen(function*() {
       const { dropped, lines, received, sent } = yield* silentRobotRun({})
-      // ticks every 100 ms: 0–2.0 s sent (21), 2.1–3.9 s dropped (19), 4.0–5.0 s sent
-      assert.strictEqual(dropped.robotSilent, 19)
-      assert.deepStrictEqual(received, [
-        ...Array.from({ length: 21 }, (_, i) => i),
-        ...Array.from({ length: 11 }, (_, i) => 40 + i)
-      ])
+      // ticks every 100 ms: 0–2.0 s sent (21), 2.1–3.9 s dropped (19), the send at 2.5 s
+      // dropped, the 60 left at 3.95 s dropped; the chunk put after is sent
+      assert.strictEqual(dropped.robotSilent, 19 + 1 + 60)
+      assert.deepStrictEqual(received, [...Array.from({ length: 21 }, (_, i) => i), 600, 601])
       assert.strictEqual(sent, received.length)
       const said = lines.filter((l) => l.includes("the robot"))
       assert.deepStrictEqual(said, [
-        "Warn: chiral: the robot has left a request unanswered for over 1 s (its process stopped, its loop blocked, or a reset under way): the actions due are dropped, not sent, until it answers (counted in droppedActions().robotSilent)",
-        "Warn: chiral: the robot answered again after 2.95 s; 19 actions due meanwhile were dropped"
+        "Warn: chiral: nothing has come from the robot for over 1 s while a request waits (its process stopped, its loop blocked, a reset under way, or this process's thread paused): the actions due are dropped, not sent, until it answers (counted in droppedActions().robotSilent)",
+        "Warn: chiral: the robot answered again after 2.95 s; 20 actions due meanwhile were dropped, and 60 actions still waiting, planned before it"
       ])
     }))
 
@@ -111,7 +116,12 @@ describe("PolicyClient: a silent robot, on TestClock", () => {
     Effect.gen(function*() {
       const { dropped, lines, received } = yield* silentRobotRun({ maxRobotSilence: false })
       assert.strictEqual(dropped.robotSilent, 0)
-      assert.deepStrictEqual(received, Array.from({ length: 51 }, (_, i) => i))
+      // the send at 2.5 s goes out between ticks 25 and 26, the chunk put at 4.5 s after the 46th
+      assert.deepStrictEqual(received, [
+        ...Array.from({ length: 26 }, (_, i) => i),
+        500,
+        ...Array.from({ length: 25 }, (_, i) => 26 + i)
+      ])
       assert.isFalse(lines.some((l) => l.includes("the robot")))
     }))
 
@@ -120,4 +130,32 @@ describe("PolicyClient: a silent robot, on TestClock", () => {
       const exit = yield* Effect.exit(PolicyClient.make({ quiet: true, maxRobotSilence: 0 }))
       assert.isTrue(exit._tag === "Failure")
     }).pipe(Effect.scoped, Effect.provide(MemoryTransport.layer())))
+})
+
+describe("RequestSlot and the silence cell", () => {
+  it.effect("a request arms it; a frame that does not answer it (another client's reply, a late one) re-arms it from then; its answer clears it", () =>
+    Effect.gen(function*() {
+      const robot = RobotSilence.make(1)
+      const answeredAfter: Array<number> = []
+      const connection: Connection = { id: "test", frames: Stream.never, send: () => Effect.void, close: () => Effect.void }
+      const slot = yield* RequestSlot.make(connection, () => undefined, () => Effect.void, {}, {
+        robot,
+        limit: 1,
+        answered: (silentFor) => Effect.sync(() => void answeredAfter.push(silentFor))
+      })
+      const asking = yield* Effect.forkChild(slot.request({ type: "obs_request" }, 60_000))
+      yield* settle
+      assert.strictEqual(RobotSilence.asked(robot.cell), 0)
+      yield* TestClock.adjust(1500)
+      // not the answer it waits for: the robot is reading, and the request is watched from now
+      yield* slot.receive(encodeFrame({ type: "metadata_response", data: {} }))
+      assert.strictEqual(RobotSilence.asked(robot.cell), 1.5)
+      assert.deepStrictEqual(answeredAfter, [1.5])
+      yield* TestClock.adjust(200)
+      yield* slot.receive(encodeFrame({ type: "obs_response", obs: Observation.make({ timestamp: 1 }) }))
+      assert.isTrue(Number.isNaN(RobotSilence.asked(robot.cell)))
+      // 0.2 s: within the limit, not reported
+      assert.deepStrictEqual(answeredAfter, [1.5])
+      assert.strictEqual((yield* Fiber.join(asking)).type, "obs_response")
+    }).pipe(Effect.scoped))
 })
