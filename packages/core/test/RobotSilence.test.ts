@@ -43,7 +43,9 @@ describe("RobotSilence", () => {
     assert.isUndefined(plan.take(1.25, 1.25, silence.cell))
     assert.deepStrictEqual(plan.dropped, { late: 0, replaced: 0, overflow: 0, robotSilent: 2 })
     assert.strictEqual(plan.size, 1)
-    silence.answered(1.3)
+    silence.answered(1.26)
+    // a dropped action was taken: the next waits half a period, as after one sent
+    assert.isUndefined(plan.take(1.28, 1.28, silence.cell))
     assert.strictEqual(plan.take(1.35, 1.35, silence.cell)?.action.data[0], 4)
     assert.strictEqual(plan.dropped.robotSilent, 2)
   })
