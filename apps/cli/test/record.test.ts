@@ -156,6 +156,16 @@ describe("chiral record / replay / view", () => {
         yield* Fiber.interrupt(own.fiber)
       }
 
+      // one token for both: given for the proxy, it is presented to a robot whose URI has none
+      const both = yield* startCommand(
+        record,
+        ["--upstream", robot.server.address, "--host", "127.0.0.1", "--listen", "0", "-o", file, "--token", "s3cret"],
+        "listening on "
+      )
+      assert.include(both.output.stderr.find((l) => l.includes("listening on "))!, `forwarding to ${robot.server.address}`)
+      yield* probeJson(`${both.address}/?token=s3cret`)
+      yield* Fiber.interrupt(both.fiber)
+
       // Zenoh has no token: a proxy open to the network says what that means
       const zenoh = yield* startCommand(
         record,

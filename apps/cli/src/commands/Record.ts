@@ -4,7 +4,7 @@ import { WebSocketTransport } from "@chiral/websocket"
 import { Console, Duration, Effect, Logger, Option, Schedule } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as Flags from "../Flags.js"
-import { clientTransportFor, serverTransports, shown, uriTokenOf } from "../Transports.js"
+import { clientTransportFor, serverTransports, shown, uriTokenOf, withToken } from "../Transports.js"
 import { failWith } from "./Decode.js"
 
 /** Default listening ports: the robot's own plus one, so both can run on one machine. */
@@ -68,7 +68,9 @@ export const record = Command.make(
     ),
     host: Flags.host(),
     protocol: Flags.serverProtocol("Transport clients use to reach the proxy", "; the robot's is the --upstream URI's"),
-    token: Flags.token("the --upstream URI's token (clients present the proxy what they would present the robot)"),
+    token: Flags.token("the --upstream URI's token (clients present the proxy what they would present the robot)", {
+      note: "; the proxy presents it to a WebSocket robot whose --upstream URI has none"
+    }),
     keyPrefix: Flags.keyPrefix("the proxy's"),
     upstreamKeyPrefix: Flags.keyPrefix("the robot's", { name: "upstream-key-prefix" }),
     compression: Flag.Literals("compression", ["zstd", "none"] as const).pipe(
@@ -112,17 +114,19 @@ export const record = Command.make(
       return yield* failWith("record", `--progress-every ${progressEvery}: expected a positive number of seconds`)
     }
     if (!(flags.viewHz > 0)) return yield* failWith("record", `--view-hz ${flags.viewHz}: expected a positive rate`)
-    const upstream = clientTransportFor(flags.upstream, {
-      keyPrefix: Option.getOrUndefined(flags.upstreamKeyPrefix),
-      dispatchThread: "main"
-    })
-    if (typeof upstream === "string") return yield* failWith("record", `--upstream: ${upstream}`)
     // A robot that requires a token must not be reachable through the proxy
-    // without one: by default the proxy requires the robot's own token.
+    // without one: by default the proxy requires the robot's own token; a
+    // token given for the proxy is the robot's too when its URI has none
+    // (one CHIRAL_TOKEN for both, as `chiral view`).
     const upstreamToken = uriTokenOf(flags.upstream)
     const resolved = yield* Flags.tokenOf(flags.token, flags.protocol, upstreamToken)
     if ("error" in resolved) return yield* failWith("record", resolved.error)
     const token = resolved.token
+    const upstream = clientTransportFor(withToken(flags.upstream, token), {
+      keyPrefix: Option.getOrUndefined(flags.upstreamKeyPrefix),
+      dispatchThread: "main"
+    })
+    if (typeof upstream === "string") return yield* failWith("record", `--upstream: ${upstream}`)
     const server = serverTransports[flags.protocol]({
       host: flags.host,
       port: listen ?? defaultListenPorts[flags.protocol],
