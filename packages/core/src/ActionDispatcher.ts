@@ -489,6 +489,88 @@ const detachFrom = (shared: Shared, across: Across) =>
     yield* log(`chiral: action dispatch ${link.where} stopped: ${reason}${drops}${resumes}`)
   })
 
+/**
+ * `count` actions computed from an earlier connection's observation:
+ * dropped, counted, and said once per connection (a policy stuck on an old
+ * observation would otherwise log at every put).
+ */
+const refuseFromEarlierConnectionOf = (across: Across) => (count: number, why: string) =>
+  Effect.suspend(() => {
+    across.earlierConnectionDrops += count
+    if (across.earlierConnectionLogged) return Effect.void
+    across.earlierConnectionLogged = true
+    return Effect.logWarning(
+      `chiral: ${count} action${count === 1 ? "" : "s"} dropped, computed from an observation of an earlier ` +
+        `connection (the robot may have restarted): ${why}. Further ones on this connection are counted in ` +
+        `droppedActions().earlierConnection`
+    )
+  })
+
+type Refuse = ReturnType<typeof refuseFromEarlierConnectionOf>
+
+/** `use` on the live connection's dispatcher, or `Disconnected` at once. */
+const onLive = (context: DispatchContext) => <A>(use: (link: LinkDispatcher) => Effect.Effect<A, RequestError>) =>
+  Effect.suspend(() => {
+    const live = context.current()
+    return live === undefined ? Effect.fail(disconnected("apply_action", context.why())) : use(live)
+  })
+
+/** A chunk onto the live connection's plan: refused if not finite, dropped if from an earlier connection. */
+const putAllOf = (context: DispatchContext, refuse: Refuse) =>
+(
+  chunk: Iterable<Action>,
+  options?: ActionQueue.PutMode | ActionQueue.PutOptions
+): Effect.Effect<void, RequestError> =>
+  Effect.suspend(() => {
+    // Converted once: the links take float32 tensors as they are.
+    const actions = Array.from(chunk, toTensor)
+    const refused = nonFiniteIn(actions)
+    if (refused !== undefined) return Effect.fail(refused)
+    return onLive(context)((link) => {
+      const put = putOptions(optionsOf(options), context)
+      // a chunk that cannot be put dies as it would on the link, whatever its stamps
+      const invalid = validate({ actions: [], mode: put.mode ?? "append", obsTimestamps: put.obsTimestamps })
+      if (invalid !== undefined) return Effect.die(new RangeError(invalid))
+      const earlier = context.fromEarlierConnection(put.obsTimestamps)
+      return earlier === undefined ? link.put(actions, put) : refuse(actions.length, earlier)
+    })
+  })
+
+/** One action now: refused if not finite, dropped if from an earlier connection or while the robot is silent. */
+const sendOf = (context: DispatchContext, shared: Shared, refuse: Refuse) => (action: Action) =>
+  Effect.suspend(() => {
+    const tensor = toTensor(action)
+    const refused = nonFiniteIn([tensor])
+    if (refused !== undefined) return Effect.fail(refused)
+    // stamped with the latest observation at the send, as `sender` does
+    return onLive(context)((link) =>
+      Option.match(Option.fromUndefinedOr(context.fromEarlierConnection(undefined)), {
+        onNone: () => Effect.flatMap(shared.silence.refuseSend, (silent) => (silent ? Effect.void : link.send(tensor))),
+        onSome: (earlier) => refuse(1, earlier)
+      })
+    )
+  })
+
+/** What was dropped so far, over every connection. */
+const droppedOf = (shared: Shared, across: Across): Effect.Effect<ClientDrops> =>
+  Effect.suspend(() =>
+    Effect.map(across.attached?.dropped ?? Effect.succeed(noDrops), (current) => ({
+      ...addDrops(addDrops(across.earlier, current), { ...noDrops, robotSilent: shared.silence.outsidePlans() }),
+      disconnected: across.disconnectedDrops,
+      earlierConnection: across.earlierConnectionDrops
+    }))
+  )
+
+/** The robot answered after a silence: said, with exact counts, before the watch is cleared (`SilenceReport`). */
+const robotAnsweredOf = (shared: Shared, across: Across) => (silentFor: number) =>
+  Effect.suspend(() => {
+    const link = across.attached
+    if (link === undefined) return Effect.void
+    // `pending` first: a worker answers it once every tick before it is reported
+    const planTotal = Effect.andThen(link.pending, Effect.map(link.dropped, (dropped) => dropped.robotSilent))
+    return shared.silence.answered(silentFor, planTotal, link.discard)
+  })
+
 export const make = (context: DispatchContext): Effect.Effect<ActionDispatcher, never, Scope.Scope> =>
   Effect.gen(function*() {
     const across: Across = {
@@ -506,59 +588,10 @@ export const make = (context: DispatchContext): Effect.Effect<ActionDispatcher, 
       timings: yield* PubSub.sliding<ActionTiming>(4096),
       silence: SilenceReport.make()
     }
-    /**
-     * `count` actions computed from an earlier connection's observation:
-     * dropped, counted, and said once per connection (a policy stuck on an
-     * old observation would otherwise log at every put).
-     */
-    const refuseFromEarlierConnection = (count: number, why: string) =>
-      Effect.suspend(() => {
-        across.earlierConnectionDrops += count
-        if (across.earlierConnectionLogged) return Effect.void
-        across.earlierConnectionLogged = true
-        return Effect.logWarning(
-          `chiral: ${count} action${count === 1 ? "" : "s"} dropped, computed from an observation of an earlier ` +
-            `connection (the robot may have restarted): ${why}. Further ones on this connection are counted in ` +
-            `droppedActions().earlierConnection`
-        )
-      })
-
-    const onLive = <A>(use: (link: LinkDispatcher) => Effect.Effect<A, RequestError>) =>
-      Effect.suspend(() => {
-        const live = context.current()
-        return live === undefined ? Effect.fail(disconnected("apply_action", context.why())) : use(live)
-      })
-    const putAll = (chunk: Iterable<Action>, options?: ActionQueue.PutMode | ActionQueue.PutOptions) =>
-      Effect.suspend(() => {
-        // Converted once: the links take float32 tensors as they are.
-        const actions = Array.from(chunk, toTensor)
-        const refused = nonFiniteIn(actions)
-        if (refused !== undefined) return Effect.fail(refused)
-        return onLive((link) => {
-          const put = putOptions(optionsOf(options), context)
-          // a chunk that cannot be put dies as it would on the link, whatever its stamps
-          const invalid = validate({ actions: [], mode: put.mode ?? "append", obsTimestamps: put.obsTimestamps })
-          if (invalid !== undefined) return Effect.die(new RangeError(invalid))
-          const earlier = context.fromEarlierConnection(put.obsTimestamps)
-          return earlier === undefined ? link.put(actions, put) : refuseFromEarlierConnection(actions.length, earlier)
-        })
-      })
-
+    const refuse = refuseFromEarlierConnectionOf(across)
+    const putAll = putAllOf(context, refuse)
     return {
-      send: (action) =>
-        Effect.suspend(() => {
-          const tensor = toTensor(action)
-          const refused = nonFiniteIn([tensor])
-          if (refused !== undefined) return Effect.fail(refused)
-          // stamped with the latest observation at the send, as `sender` does
-          return onLive((link) =>
-            Option.match(Option.fromUndefinedOr(context.fromEarlierConnection(undefined)), {
-              onNone: () =>
-                Effect.flatMap(shared.silence.refuseSend, (silent) => (silent ? Effect.void : link.send(tensor))),
-              onSome: (earlier) => refuseFromEarlierConnection(1, earlier)
-            })
-          )
-        }),
+      send: sendOf(context, shared, refuse),
       put: (action, options) => putAll([action], { obsTimestamps: options?.obsTimestamps }),
       putAll,
       pending: Effect.suspend(() => context.current()?.pending ?? Effect.succeed(0)),
@@ -577,23 +610,10 @@ export const make = (context: DispatchContext): Effect.Effect<ActionDispatcher, 
       }),
       dispatched: shared.count.dispatched,
       refill: shared.refill,
-      dropped: Effect.suspend(() =>
-        Effect.map(across.attached?.dropped ?? Effect.succeed(noDrops), (current) => ({
-          ...addDrops(addDrops(across.earlier, current), { ...noDrops, robotSilent: shared.silence.outsidePlans() }),
-          disconnected: across.disconnectedDrops,
-          earlierConnection: across.earlierConnectionDrops
-        }))
-      ),
+      dropped: droppedOf(shared, across),
       timings: Stream.fromPubSub(shared.timings),
       attach: attachTo(shared, across),
-      robotAnswered: (silentFor) =>
-        Effect.suspend(() => {
-          const link = across.attached
-          if (link === undefined) return Effect.void
-          // `pending` first: a worker answers it once every tick before it is reported
-          const planTotal = Effect.andThen(link.pending, Effect.map(link.dropped, (dropped) => dropped.robotSilent))
-          return shared.silence.answered(silentFor, planTotal, link.discard)
-        }),
+      robotAnswered: robotAnsweredOf(shared, across),
       detach: detachFrom(shared, across)
     }
   })
