@@ -16,12 +16,16 @@
  * scope closed, reconnection is off, or it gave up).
  *
  * A server can turn a client away once connected (`refusalCodes`: the
- * robot's `onConnect` refused it). Such a connection counts as a failed
- * attempt: the reconnection backs off as from a server that is down, instead
- * of starting over at once after each; the refusal is said once (a warning,
- * again only if its reason changes; repeats at debug level), and when a
- * connection is finally accepted (its first frame), that is said with the
- * number of refusals before it.
+ * robot's `onConnect` refused it; 1013: try again later, a recording proxy
+ * whose robot does not answer yet). Such a connection counts as a failed
+ * attempt of the reconnection schedule (a schedule that gives up, gives up
+ * during refusals too): the default backs off as from a server that is down,
+ * instead of starting over at once after each. A refusal is said once per
+ * reason in a run of refusals (a warning; a reason already said in the run
+ * is a debug line, a peer's port in it not counting), and when a connection
+ * is finally accepted (its first frame), that is said with the number of
+ * refusals before it; a client that never hears from the server (it only
+ * sends actions) is not told so.
  */
 import {
   Cause,
@@ -39,6 +43,7 @@ import {
   SubscriptionRef
 } from "effect"
 import * as CloseReason from "./CloseReason.js"
+import * as RefusalLog from "./RefusalLog.js"
 import * as OffThreadDispatch from "./OffThreadDispatch.js"
 import { type ClientTransport, type Connection, ConnectTimeout } from "./Transport.js"
 import { TransportError } from "./TransportError.js"
@@ -98,8 +103,8 @@ export interface Attachment<P> {
    * The connection is gone: runs once with the reason, after `current()`
    * went undefined and before another connection is attempted. `final`: no
    * connection will follow. `repeated`: the server refused this connection
-   * as it refused the one before, for the same reason, which was said
-   * already (what is logged of it belongs at debug level).
+   * for a reason said already in this run of refusals (what is logged of it
+   * belongs at debug level).
    */
   readonly onLost: (reason: string, final: boolean, repeated: boolean) => Effect.Effect<void>
   /**
@@ -378,8 +383,8 @@ const lose = <P>(lifecycle: Lifecycle<P>, entry: LinkState<P>, exit: Exit.Exit<v
       const refusals = lifecycle.refusals ??= { count: 0, since: yield* Clock.currentTimeMillis, said: new Set() }
       refusals.count++
       entry.refusal = refusal
-      entry.repeated = refusals.said.has(reason)
-      refusals.said.add(reason)
+      entry.repeated = refusals.said.has(RefusalLog.sameReason(reason))
+      refusals.said.add(RefusalLog.sameReason(reason))
     } else {
       lifecycle.refusals = undefined
     }
@@ -469,7 +474,7 @@ const supervise = <P>(lifecycle: Lifecycle<P>, first: LinkState<P>) =>
         yield* Effect.logWarning(`chiral: ${transport.address}: ${entry.lost}; reconnecting`)
       } else if (!entry.repeated) {
         yield* Effect.logWarning(
-          `chiral: ${transport.address}: ${entry.lost}; reconnecting, less often while it refuses (the same refusal again is logged at debug level)`
+          `chiral: ${transport.address}: ${entry.lost}; reconnecting on the schedule, as from a server that is down (the same refusal again is logged at debug level)`
         )
       } else {
         yield* Effect.logDebug(

@@ -71,8 +71,9 @@ export interface PolicyClientOptions {
    * with exponential backoff from 100 ms capped at 1 s
    * (`ClientConnection.defaultReconnect`), for as long as it takes; `false`:
    * the client is `closed` with its first connection. A connection the robot
-   * refuses (1008: its `onConnect` failed) counts as a failed attempt, so a
-   * refused client backs off as from a robot that is down. Either way nothing
+   * refuses (1008: its `onConnect` failed; 1013: try again later, a recording
+   * proxy whose robot is not up) counts as a failed attempt, so a refused
+   * client backs off as from a robot that is down. Either way nothing
    * queued outlives its connection (see `putActions`).
    */
   readonly reconnect?: ClientConnection.ReconnectSchedule | false | undefined

@@ -31,6 +31,17 @@ export interface RefusalLog {
 /** The host of a peer (`host:port`, `[v6]:port`), which a reconnecting client keeps while its port changes. */
 export const hostOf = (peer: string): string => peer.replace(/:\d+$/, "")
 
+/**
+ * A refusal's reason as repeats are told apart: a peer's port, which changes
+ * at every reconnection, left out (`refused 10.0.0.7:51234` and `refused
+ * 10.0.0.7:51240` are the same refusal).
+ */
+export const sameReason = (reason: string): string =>
+  reason.replace(/(\d{1,3}(?:\.\d{1,3}){3}|\[[0-9A-Fa-f:.]+\]|localhost):\d{1,5}\b/g, "$1")
+
+/** Reasons remembered per host; beyond, the oldest is forgotten. */
+const maxReasons = 8
+
 export const make = (): RefusalLog => {
   // host → the reasons said for it, and the refusals since it was last let in
   const hosts = new Map<string, { readonly said: Set<string>; count: number }>()
@@ -47,14 +58,18 @@ export const make = (): RefusalLog => {
         }
         refusals.count++
         const reason = CloseReason.messageOf(cause)
-        if (refusals.said.has(reason)) {
+        const key = sameReason(reason)
+        // A shared connection (a Zenoh router's session) is not closed: its clients go unanswered.
+        const outcome = connection.shared === true ? "its messages go unanswered (a shared connection stays open)" : "closing it"
+        if (refusals.said.has(key)) {
           return Effect.logDebug(
-            `chiral: onConnect refused ${connection.id}: ${reason}; closing it (${refusals.count} refusals of ${host} in a row)`
+            `chiral: onConnect refused ${connection.id}: ${reason}; ${outcome} (${refusals.count} refusals of ${host} since it was last let in)`
           )
         }
-        refusals.said.add(reason)
+        if (refusals.said.size >= maxReasons) refusals.said.delete(refusals.said.values().next().value!)
+        refusals.said.add(key)
         const line =
-          `chiral: onConnect refused ${connection.id}: ${reason}; closing it (the same refusal of ${host} again is logged at debug level)`
+          `chiral: onConnect refused ${connection.id}: ${reason}; ${outcome} (the same refusal of ${host} again is logged at debug level)`
         // A failure is how onConnect refuses; a defect (it threw, or died) may be a bug, whose stack helps.
         return Cause.hasDies(cause) ? Effect.logWarning(line, cause) : Effect.logWarning(line)
       }),

@@ -4,7 +4,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Cause, Clock, Effect, Exit, Fiber, Option, Queue, Ref, References, Result, Schedule, Scope, Stream, SubscriptionRef } from "effect"
 import { TestClock } from "effect/testing"
-import { decodeFrame, type Observation } from "@chiral/protocol"
+import { decodeFrame, encodeFrame, type Observation } from "@chiral/protocol"
 import {
   ClientTransport,
   type Connection,
@@ -66,22 +66,34 @@ const refusal = "chiral: refused by the robot's onConnect: busy"
  * each connection ends at once as a WebSocket one does when the robot's
  * onConnect refuses it (a close 1008 with why, before any frame).
  */
-const refusingNetwork = Effect.gen(function*() {
-  const network = yield* recordedNetwork
-  const refusing = { on: true }
-  const closed = new TransportError({
-    reason: "Closed",
-    address: network.client.address,
-    detail: `close code 1008: ${refusal}`,
-    closedBy: { code: 1008, reason: refusal }
+/**
+ * A network whose server closes each connection with `code` while `refusing.on`
+ * (after one frame of its own when `heard`: a connection it served).
+ */
+const refusingNetworkWith = (code: number, heard: boolean) =>
+  Effect.gen(function*() {
+    const network = yield* recordedNetwork
+    const refusing = { on: true }
+    const closed = new TransportError({
+      reason: "Closed",
+      address: network.client.address,
+      detail: `close code ${code}: ${refusal}`,
+      closedBy: { code, reason: refusal }
+    })
+    const said = heard ? Stream.make(encodeFrame({ type: "metadata_response", data: {} })) : Stream.empty
+    const refused: Connection = {
+      id: network.client.address,
+      frames: Stream.concat(said, Stream.fail(closed)),
+      send: () => Effect.fail(closed)
+    }
+    const client = ClientTransport.of({
+      ...network.client,
+      connect: Effect.flatMap(network.client.connect, (connection) => Effect.succeed(refusing.on ? refused : connection))
+    })
+    return { ...network, client, refusing }
   })
-  const refused: Connection = { id: network.client.address, frames: Stream.fail(closed), send: () => Effect.fail(closed) }
-  const client = ClientTransport.of({
-    ...network.client,
-    connect: Effect.flatMap(network.client.connect, (connection) => Effect.succeed(refusing.on ? refused : connection))
-  })
-  return { ...network, client, refusing }
-})
+
+const refusingNetwork = refusingNetworkWith(1008, false)
 
 describe("reconnection on TestClock", () => {
   it.effect("attempts at once, then after 100, 200, 400, 800 ms, then every second; states and counts follow", () =>
@@ -144,7 +156,7 @@ describe("reconnection on TestClock", () => {
       const refusals = logs.lines.filter((l) => l.includes(refusal))
       const at = (level: string) => refusals.filter((l) => l.startsWith(level) && l.includes("reconnecting"))
       expect(at("Warn")).toEqual([
-        `Warn: chiral: memory://chiral: closed by the server: 1008 ${refusal}; reconnecting, less often while it refuses (the same refusal again is logged at debug level)`
+        `Warn: chiral: memory://chiral: closed by the server: 1008 ${refusal}; reconnecting on the schedule, as from a server that is down (the same refusal again is logged at debug level)`
       ])
       // 7 refusals: at 0, 100, 300, 700, 1500, 2500 and 3500 ms
       expect(at("Debug")).toHaveLength(6)
@@ -155,6 +167,22 @@ describe("reconnection on TestClock", () => {
       // the loss after it is said as usual
       expect(logs.lines).toContain("Warn: chiral: memory://chiral: closed by the server; reconnecting")
     }))
+
+  it.effect("1013 (try again later) turns a client away as 1008 does; a 1008 after the server answered ends a connection it served: then at once", () =>
+    Effect.gen(function*() {
+      for (const [code, heard, expected] of [[1013, false, [100, 200, 400]], [1008, true, [0]]] as const) {
+        const network = yield* refusingNetworkWith(code, heard)
+        yield* serveRobot(network.server, yield* Robot.makeRecorder)
+        const start = yield* Clock.currentTimeMillis
+        yield* PolicyClient.make({ quiet: true }).pipe(Effect.provideService(ClientTransport, network.client))
+        // a served connection ends once: the next one is let in
+        if (heard) yield* settle.pipe(Effect.andThen(Effect.sync(() => void (network.refusing.on = false))))
+        yield* advanceTo(start + 750, 50)
+        network.refusing.on = false
+        const times = yield* Ref.get(network.attempts)
+        expect(times.slice(1, expected.length + 1).map((t, i) => t - times[i]!)).toEqual(expected)
+      }
+    }).pipe(Effect.scoped))
 
   it.effect("a custom schedule that runs out leaves the client closed; reconnect: false closes it at the first loss", () =>
     Effect.gen(function*() {

@@ -38,7 +38,7 @@ describe("RefusalLog", () => {
         "Warn: chiral: onConnect refused ws://robot:8765 ← 127.0.0.1:40001: controller busy; closing it (the same refusal of 127.0.0.1 again is logged at debug level)"
       )
       expect(rest.slice(0, 4)).toEqual([
-        "Debug: chiral: onConnect refused ws://robot:8765 ← 127.0.0.1:40002: controller busy; closing it (2 refusals of 127.0.0.1 in a row)",
+        "Debug: chiral: onConnect refused ws://robot:8765 ← 127.0.0.1:40002: controller busy; closing it (2 refusals of 127.0.0.1 since it was last let in)",
         "Warn: chiral: onConnect refused ws://robot:8765 ← [::1]:40003: controller busy; closing it (the same refusal of [::1] again is logged at debug level)",
         "Warn: chiral: onConnect refused ws://robot:8765 ← 127.0.0.1:40004: e-stop pressed; closing it (the same refusal of 127.0.0.1 again is logged at debug level)",
         "Warn: chiral: onConnect refused ws://robot:8765 ← 127.0.0.1:40007: controller busy; closing it (the same refusal of 127.0.0.1 again is logged at debug level)"
@@ -46,5 +46,19 @@ describe("RefusalLog", () => {
       expect(rest[4]).toMatch(/^Warn: chiral: onConnect refused ws:\/\/robot:8765 ← 10\.0\.0\.9:40008: allowList is undefined; closing it .*TypeError: allowList is undefined\n\s+at /s)
       // failures are one line each
       expect(logs.lines.slice(0, 5).every((line) => !line.includes("\n"))).toBe(true)
+    }))
+
+  it.effect("a reason that names the peer's port is the same refusal at every reconnection; a shared connection is said not to be closed", () =>
+    Effect.gen(function*() {
+      const logs = yield* Robot.captureLogs
+      const log = RefusalLog.make()
+      const naming = (peer: string) => Cause.fail(new Error(`${peer} is not on the allow list`))
+      yield* Effect.gen(function*() {
+        for (const port of [40001, 40002, 40003]) yield* log.refused(from(`10.0.0.7:${port}`), naming(`10.0.0.7:${port}`))
+        yield* log.refused({ ...from("router"), peer: undefined, id: "tcp/0.0.0.0:7447 (router)", shared: true }, naming("router"))
+      }).pipe(Effect.provide(logs.layer), Effect.provideService(References.MinimumLogLevel, "Debug"))
+      expect(logs.lines.map((l) => l.slice(0, l.indexOf(":")))).toEqual(["Warn", "Debug", "Debug", "Warn"])
+      expect(logs.lines[3]).toContain("its messages go unanswered (a shared connection stays open)")
+      expect(RefusalLog.sameReason("[::1]:5123 and localhost:80, 12:30")).toBe("[::1] and localhost, 12:30")
     }))
 })

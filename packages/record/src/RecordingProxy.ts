@@ -72,9 +72,10 @@ export interface ProxyOptions {
   /**
    * How long a new client's connection is held while the proxy tries to
    * reach the robot for it (an attempt every 100 ms while nobody answers),
-   * before it is ended. Default 2 s. Not shorter: a client such as
-   * `PolicyClient` reconnects at once after a connection that ends, so this
-   * also spaces its attempts while the robot is down.
+   * before it is ended (1013, try again later). Default 2 s. A `PolicyClient`
+   * takes that end as a failed attempt and backs off; a client that
+   * reconnects at once after a connection that ends has its attempts spaced
+   * by this while the robot is down.
    */
   readonly upstreamTimeout?: Duration.Input | undefined
   /**

@@ -221,7 +221,7 @@ describe("PolicyServer robustness over real sockets", () => {
         yield* Ref.set(refusing, true)
         const transport = Layer.succeed(ClientTransport, WebSocketTransport.makeClient(server.address, { thread: "main" }))
         const client = yield* PolicyClient.make({ quiet: true }).pipe(Effect.provide(transport))
-        yield* logged((line) => line.includes("(4 refusals of 127.0.0.1 in a row)"))
+        yield* logged((line) => line.includes("(4 refusals of 127.0.0.1 since it was last let in)"))
         yield* Ref.set(refusing, false)
         // its first answer on a connection is how the client knows it was let in
         yield* client.getMetadata.pipe(Effect.retry({ schedule: Schedule.spaced(10), times: 1000 }))
@@ -237,7 +237,7 @@ describe("PolicyServer robustness over real sockets", () => {
       )
       // the client: the server's close, once
       expect(warnings[1]).toBe(
-        `Warn: chiral: ${server.address}: closed by the server: 1008 ${reason}; reconnecting, less often while it refuses (the same refusal again is logged at debug level)`
+        `Warn: chiral: ${server.address}: closed by the server: 1008 ${reason}; reconnecting on the schedule, as from a server that is down (the same refusal again is logged at debug level)`
       )
       const opened = logs.lines.filter((line) => line.includes("connection opened"))
       expect(opened).toHaveLength(1)
