@@ -150,8 +150,10 @@ export interface PolicyClientApi {
    * Sends one `apply_action` now, stamped with `latestObs`' camera timestamps
    * (no reply). An action with a value that is not finite as float32 is not
    * sent: `Malformed`, naming the value. Nor is one from a client that
-   * observed the robot on an earlier connection but not yet on this one:
-   * dropped as from an earlier connection, as by `putActions`.
+   * observed the robot on an earlier connection but not yet on this one
+   * (dropped as from an earlier connection, as by `putActions`), nor one
+   * sent while the robot is silent (dropped as `robotSilent`; see
+   * `maxRobotSilence`).
    */
   readonly sendAction: (action: Action) => Effect.Effect<void, RequestError>
 
@@ -203,11 +205,15 @@ export interface PolicyClientApi {
    * line), and while there is no live connection this fails at once with a
    * `Disconnected` `RequestError` instead of queueing actions that could only
    * be applied late. Nor do actions computed from an earlier connection's
-   * observation go out on a later one: a chunk whose `obsTimestamps` (given,
-   * or `latestObs`' at the put) cannot be this connection's, or one put by a
-   * client that observed the robot before but not yet on this connection, is
-   * dropped, counted in `droppedActions().earlierConnection` and logged (once per
-   * connection); the robot may have restarted meanwhile.
+   * observation go out on a later one: a chunk whose given `obsTimestamps`
+   * cannot be this connection's (pass `Observation.timestamps(obs)`), or any
+   * chunk put by a client that observed the robot before but not yet on this
+   * connection, is dropped, counted in `droppedActions().earlierConnection`
+   * and logged (once per connection); the robot may have restarted
+   * meanwhile. A chunk put without timestamps carries `latestObs`' at the
+   * put, so after the new connection's first observation it is not told
+   * apart. While the robot is silent (`maxRobotSilence`) the chunk is queued,
+   * and its actions due then are dropped.
    */
   readonly putActions: (chunk: Iterable<Action>, options?: ActionQueue.PutOptions) => Effect.Effect<void, RequestError>
   /** Actions waiting on the live connection (0 while there is none). */
