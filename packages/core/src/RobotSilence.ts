@@ -57,5 +57,10 @@ export const isSilent = (cell: Float64Array, now: number): boolean => now - cell
 /** Since when nothing has come from the robot while a request waits (s), NaN while nothing waits. */
 export const asked = (cell: Float64Array): number => cell[0]!
 
+/** Nothing waits any more (the robot answered). */
+export const clear = (cell: Float64Array): void => {
+  cell[0] = Number.NaN
+}
+
 /** The limit of `cell` (s). */
 export const limitOf = (cell: Float64Array): number => cell[1]!

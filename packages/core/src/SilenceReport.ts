@@ -51,15 +51,16 @@ export const make = (): SilenceReport => {
   let planSaid = 0
   let outsideSince = 0
   let outside = 0
-  // The opening line of the current silence has been said.
+  // The opening line of the current silence has been said; its end is being said.
   let opened = false
+  let answering = false
 
   /** The opening line, once per silence, and only while it lasts. */
   const open = Effect.suspend(() => {
-    if (opened || cell === undefined) return Effect.void
+    if (opened || answering || cell === undefined) return Effect.void
     const watched = cell
     return Effect.flatMap(captureTime, (now) => {
-      if (opened || !RobotSilence.isSilent(watched, now)) return Effect.void
+      if (opened || answering || !RobotSilence.isSilent(watched, now)) return Effect.void
       opened = true
       return Effect.logWarning(
         `chiral: nothing has come from the robot for over ${RobotSilence.limitOf(watched)} s while a request waits ` +
@@ -76,6 +77,7 @@ export const make = (): SilenceReport => {
       planSaid = 0
       outsideSince = 0
       opened = false
+      answering = false
     },
     planDropped: (total) =>
       Effect.suspend(() => {
@@ -95,8 +97,10 @@ export const make = (): SilenceReport => {
     }),
     answered: (silentFor, planTotal, discard) =>
       Effect.gen(function*() {
+        // The ticks go on dropping until the watch is cleared: their reports
+        // meanwhile belong to this silence, not to a new one.
+        answering = true
         planSeen = Math.max(planSeen, yield* planTotal)
-        opened = false
         if (planSeen - planSaid + outsideSince === 0) {
           planSaid = planSeen
           return
@@ -113,7 +117,12 @@ export const make = (): SilenceReport => {
           `chiral: the robot answered again after ${silentFor.toFixed(2)} s; ` +
             `${plural(dropped, "action", "actions")} due meanwhile ${dropped === 1 ? "was" : "were"} dropped${rest}`
         )
-      }),
+      }).pipe(Effect.ensuring(Effect.sync(() => {
+        // cleared here too, in the same step: no report may find it still silent
+        if (cell !== undefined) RobotSilence.clear(cell)
+        opened = false
+        answering = false
+      }))),
     outsidePlans: () => outside
   }
 }

@@ -11,6 +11,7 @@ import { ActionPlan, type Rows } from "../src/ActionPlan.js"
 import * as RobotSilence from "../src/RobotSilence.js"
 import { type Connection, MemoryTransport, PolicyClient } from "../src/index.js"
 import * as RequestSlot from "../src/RequestSlot.js"
+import * as SilenceReport from "../src/SilenceReport.js"
 import * as Pair from "@chiral/testing/Pair"
 import * as Robot from "@chiral/testing/Robot"
 
@@ -160,4 +161,34 @@ describe("RequestSlot and the silence cell", () => {
       assert.deepStrictEqual(answeredAfter, [1.5])
       assert.strictEqual((yield* Fiber.join(asking)).type, "obs_response")
     }).pipe(Effect.scoped))
+})
+
+describe("SilenceReport", () => {
+  it.effect("a worker's report of a drop that arrives while the end of a silence is being said belongs to it: one opening line, exact counts", () =>
+    Effect.gen(function*() {
+      const logs = yield* Robot.captureLogs
+      const robot = RobotSilence.make(1)
+      const report = SilenceReport.make()
+      report.attach(robot.cell)
+      robot.asked(0)
+      yield* TestClock.adjust(2000)
+      yield* Effect.gen(function*() {
+        yield* report.planDropped(1)
+        yield* report.planDropped(3)
+        let asked = 0
+        // the plan's count: 3 when first asked, 4 after the tick that dropped while discarding
+        const planTotal = Effect.sync(() => (++asked === 1 ? 3 : 4))
+        const discard = Effect.andThen(report.planDropped(4), Effect.succeed(10))
+        yield* report.answered(2, planTotal, discard)
+        // cleared with it: a late report finds the robot answering
+        yield* report.planDropped(5)
+      }).pipe(Effect.provide(logs.layer))
+      assert.isTrue(Number.isNaN(RobotSilence.asked(robot.cell)))
+      assert.deepStrictEqual(logs.lines.map((l) => (l.includes("nothing has come") ? "opened" : l.includes("answered again") ? "ended" : l)), [
+        "opened",
+        "ended"
+      ])
+      assert.include(logs.lines[1], "4 actions due meanwhile were dropped, and 10 actions still waiting")
+      assert.strictEqual(report.outsidePlans(), 10)
+    }))
 })
