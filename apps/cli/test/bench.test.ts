@@ -99,6 +99,16 @@ describe("chiral bench", () => {
       assert.isTrue(Exit.isFailure(out.exit))
       assert.match(out.stderr.join("\n"), /^chiral bench: --size "64by48": expected WIDTHxHEIGHT/)
     }))
+
+  it.effect("a running server's own cameras are measured: the flags of the bench's own robot are refused with a URI, not ignored", () =>
+    Effect.gen(function*() {
+      const out = yield* run(bench, ["ws://127.0.0.1:1", "--cameras", "2", "--no-depth", "--action-hz", "30"])
+      assert.isTrue(Exit.isFailure(out.exit))
+      assert.match(
+        out.stderr.join("\n"),
+        /^chiral bench: --cameras, --no-depth, --action-hz set the bench's own robot; a running server is measured with its own cameras, and no action is sent to it/
+      )
+    }))
 })
 
 describe("bench statistics", () => {

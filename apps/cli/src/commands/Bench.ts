@@ -6,6 +6,7 @@ import { type BenchReport, run } from "../bench/Run.js"
 import * as Flags from "../Flags.js"
 import { protocolFor } from "../Transports.js"
 import { failWith } from "./Decode.js"
+import * as SimulatedRobot from "../SimulatedRobot.js"
 
 // ── the human report ──────────────────────────────────────────────────────────
 
@@ -89,6 +90,19 @@ const integer = (flag: string, value: number, min: number, max: number): string 
     ? undefined
     : `--${flag} ${value}: expected an integer from ${min} to ${max}`
 
+/** The flags given that set the bench's own robot and its actions (none applies to a running server). */
+const workloadFlagsGiven = (flags: {
+  readonly cameras: Option.Option<number>
+  readonly size: Option.Option<string>
+  readonly depth: Option.Option<boolean>
+  readonly actionHz: Option.Option<number>
+}): ReadonlyArray<string> => [
+  ...(Option.isSome(flags.cameras) ? ["--cameras"] : []),
+  ...(Option.isSome(flags.size) ? ["--size"] : []),
+  ...(Option.isSome(flags.depth) ? [flags.depth.value ? "--depth" : "--no-depth"] : []),
+  ...(Option.isSome(flags.actionHz) ? ["--action-hz"] : [])
+]
+
 // ── command ───────────────────────────────────────────────────────────────────
 
 export const bench = Command.make(
@@ -113,15 +127,30 @@ export const bench = Command.make(
       ),
       Flag.withDefault("fresh")
     ),
-    cameras: Flags.cameras,
-    size: Flags.size,
-    depth: Flags.depth(true),
+    // The bench's own robot: optional, so that a URI given with them is refused rather than ignored.
+    cameras: Flag.Int("cameras").pipe(
+      Flag.withDescription(`Cameras of the bench's simulated robot, named cam_0, cam_1, … (default ${SimulatedRobot.defaults.cameras}; without URI only)`),
+      Flag.optional
+    ),
+    size: Flag.String("size").pipe(
+      Flag.withDescription(
+        `Image size of the bench's simulated robot, WIDTHxHEIGHT, RGB uint8 (default ${SimulatedRobot.defaults.width}x${SimulatedRobot.defaults.height}; without URI only)`
+      ),
+      Flag.optional
+    ),
+    depth: Flag.Boolean("depth").pipe(
+      Flag.withDescription("Give every camera of the bench's simulated robot a float32 depth image (default; --no-depth: RGB only; without URI only)"),
+      Flag.optional
+    ),
     requests: Flag.Int("requests").pipe(
       Flag.withDescription("Observation round trips to time, and as many raw-TCP ones (default 100)"),
       Flag.withDefault(100)
     ),
     obsHz: Flag.Finite("obs-hz").pipe(Flag.withDescription("Rate of the observation stream in Hz (default 30)"), Flag.withDefault(30)),
-    actionHz: Flag.Finite("action-hz").pipe(Flag.withDescription("Rate of action dispatch in Hz (default 10)"), Flag.withDefault(10)),
+    actionHz: Flag.Finite("action-hz").pipe(
+      Flag.withDescription("Rate of action dispatch in Hz (default 10; without URI only: no action is sent to a running server)"),
+      Flag.optional
+    ),
     duration: Flag.Finite("duration").pipe(
       Flag.withDescription("Seconds the observation stream and the action dispatch run (default 10)"),
       Flag.withDefault(10)
@@ -142,10 +171,19 @@ export const bench = Command.make(
     ...Flags.decodeLimits
   },
   Effect.fnUntraced(function*(flags) {
-    const size = Flags.parseSize(flags.size)
+    const ownRobot = workloadFlagsGiven(flags)
+    if (Option.isSome(flags.uri) && ownRobot.length > 0) {
+      return yield* failWith(
+        "bench",
+        `${ownRobot.join(", ")} set${ownRobot.length === 1 ? "s" : ""} the bench's own robot; a running server is measured with its own cameras, and no action is sent to it (drop ${ownRobot.length === 1 ? "it" : "them"}, or the URI)`
+      )
+    }
+    const cameras = Option.getOrElse(flags.cameras, () => SimulatedRobot.defaults.cameras)
+    const actionHz = Option.getOrElse(flags.actionHz, () => 10)
+    const size = Flags.parseSize(Option.getOrElse(flags.size, () => `${SimulatedRobot.defaults.width}x${SimulatedRobot.defaults.height}`))
     if (typeof size === "string") return yield* failWith("bench", size)
-    const bad = integer("cameras", flags.cameras, 0, 256) ?? integer("requests", flags.requests, 1, 1_000_000) ??
-      positive("obs-hz", flags.obsHz, 1000) ?? positive("action-hz", flags.actionHz, 1000) ??
+    const bad = integer("cameras", cameras, 0, 256) ?? integer("requests", flags.requests, 1, 1_000_000) ??
+      positive("obs-hz", flags.obsHz, 1000) ?? positive("action-hz", actionHz, 1000) ??
       positive("duration", flags.duration, 24 * 3600)
     if (bad !== undefined) return yield* failWith("bench", bad)
     const timeout = Option.getOrUndefined(flags.timeout)
@@ -168,13 +206,13 @@ export const bench = Command.make(
       thread: flags.thread,
       receiveBuffers: flags.receiveBuffers,
       maxMessageBytes,
-      cameras: flags.cameras,
+      cameras,
       width: size.width,
       height: size.height,
-      depth: flags.depth,
+      depth: Option.getOrElse(flags.depth, () => true),
       requests: flags.requests,
       obsHz: flags.obsHz,
-      actionHz: flags.actionHz,
+      actionHz,
       durationSeconds: flags.duration,
       timeoutSeconds: timeout,
       decodeLimits,
