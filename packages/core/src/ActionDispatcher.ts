@@ -153,6 +153,11 @@ export interface ActionDispatcher {
    */
   readonly robotAnswered: (silentFor: number) => Effect.Effect<void>
   /**
+   * The live connection's first frame arrived: the server let it in. Until a
+   * connection is, the warnings said on the ones turned away are not repeated.
+   */
+  readonly heard: () => void
+  /**
    * The connection of `link` is gone: drops what waits, counts and logs it
    * (`repeated`: the server refused it as it refused the one before, which
    * was said: a debug line then).
@@ -450,17 +455,23 @@ interface Across {
   // Refused as computed from an earlier connection's observation; whether the live connection has said so yet.
   earlierConnectionDrops: number
   earlierConnectionLogged: boolean
+  // Whether anything has arrived on the newest connection (true before the first).
+  heard: boolean
 }
 
 /** A new connection's dispatcher, on the transport's thread if it has one; started at the rate asked for. */
 const attachTo = (shared: Shared, across: Across) => (link: Link, silence?: Float64Array) =>
   Effect.gen(function*() {
-    shared.silence.attach(silence)
+    // After a connection the server turned away (never heard from), what was
+    // said is not said again at every attempt: only once one is let in.
+    const fresh = across.heard
+    across.heard = false
+    shared.silence.attach(silence, fresh)
     const dispatcher = link.offThread === undefined
       ? yield* onThisThread(link, shared, silence)
       : yield* offThreadOf(link, link.offThread, shared, silence)
     across.attached = dispatcher
-    across.earlierConnectionLogged = false
+    if (fresh) across.earlierConnectionLogged = false
     if (across.rate !== undefined) yield* dispatcher.start(across.rate)
     return dispatcher
   })
@@ -579,7 +590,8 @@ export const make = (context: DispatchContext): Effect.Effect<ActionDispatcher, 
       earlier: noDrops,
       disconnectedDrops: 0,
       earlierConnectionDrops: 0,
-      earlierConnectionLogged: false
+      earlierConnectionLogged: false,
+      heard: true
     }
     const shared: Shared = {
       context,
@@ -614,6 +626,10 @@ export const make = (context: DispatchContext): Effect.Effect<ActionDispatcher, 
       timings: Stream.fromPubSub(shared.timings),
       attach: attachTo(shared, across),
       robotAnswered: robotAnsweredOf(shared, across),
+      heard: () => {
+        across.heard = true
+        shared.silence.heard()
+      },
       detach: detachFrom(shared, across)
     }
   })

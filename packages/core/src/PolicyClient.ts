@@ -316,6 +316,7 @@ const connectParts = (transport: ClientTransport["Service"], options: PolicyClie
         // The robot behind this connection may be another machine, with another clock.
         robotClock.forget()
         const silence = silenceLimit === undefined ? undefined : RobotSilence.make(silenceLimit)
+        let heard = false
         const slot = yield* RequestSlot.make(live.connection, live.lost, (obs) => {
           const timestamps = ObservationStream.timestampsOf(Option.some(obs))
           live.offThread?.observed(timestamps)
@@ -329,7 +330,13 @@ const connectParts = (transport: ClientTransport["Service"], options: PolicyClie
         const dispatcher = yield* actions.attach(live, silence?.cell)
         return {
           parts: { slot, actions: dispatcher },
-          receive: slot.receive,
+          receive: (frame) => {
+            if (!heard) {
+              heard = true
+              actions.heard()
+            }
+            return slot.receive(frame)
+          },
           forget: observations.connectionLost,
           onLost: (reason, final, repeated) => Effect.andThen(slot.fail, actions.detach(dispatcher, reason, final, repeated))
         }

@@ -20,8 +20,14 @@ import { captureTime } from "./CameraState.js"
 import * as RobotSilence from "./RobotSilence.js"
 
 export interface SilenceReport {
-  /** A new connection, watched through `cell` (undefined: not watched); a silence of the one before is over. */
-  readonly attach: (cell: Float64Array | undefined) => void
+  /**
+   * A new connection, watched through `cell` (undefined: not watched). After
+   * one the robot never answered (`fresh` false: it was turned away), a
+   * silence said already is not said again until a connection is answered.
+   */
+  readonly attach: (cell: Float64Array | undefined, fresh: boolean) => void
+  /** The connection's first frame arrived: the robot let it in. */
+  readonly heard: () => void
   /** The live connection's plan has dropped `total` actions for silence so far (a tick, or a worker's report). */
   readonly planDropped: (total: number) => Effect.Effect<void>
   /** Whether an action sent now (`sendAction`) is to be dropped for silence; if so it is counted and said. */
@@ -51,8 +57,10 @@ export const make = (): SilenceReport => {
   let planSaid = 0
   let outsideSince = 0
   let outside = 0
-  // The opening line of the current silence has been said; its end is being said.
+  // The opening line of the current silence has been said (on this connection,
+  // or carried over from ones turned away); its end is being said.
   let opened = false
+  let carried = false
   let answering = false
 
   /** The opening line, once per silence, and only while it lasts. */
@@ -71,13 +79,18 @@ export const make = (): SilenceReport => {
   })
 
   return {
-    attach: (next) => {
+    attach: (next, fresh) => {
       cell = next
       planSeen = 0
       planSaid = 0
       outsideSince = 0
-      opened = false
+      carried = !fresh && opened
+      opened = carried
       answering = false
+    },
+    heard: () => {
+      if (carried) opened = false
+      carried = false
     },
     planDropped: (total) =>
       Effect.suspend(() => {

@@ -70,7 +70,7 @@ const refusal = "chiral: refused by the robot's onConnect: busy"
  * A network whose server closes each connection with `code` while `refusing.on`
  * (after one frame of its own when `heard`: a connection it served).
  */
-const refusingNetworkWith = (code: number, heard: boolean) =>
+const refusingNetworkWith = (code: number, heard: boolean, holdMillis = 0) =>
   Effect.gen(function*() {
     const network = yield* recordedNetwork
     const refusing = { on: true }
@@ -81,10 +81,12 @@ const refusingNetworkWith = (code: number, heard: boolean) =>
       closedBy: { code, reason: refusal }
     })
     const said = heard ? Stream.make(encodeFrame({ type: "metadata_response", data: {} })) : Stream.empty
+    // held a while before it is turned away, as a recording proxy whose robot does not answer holds it
+    const held = holdMillis === 0 ? Stream.empty : Stream.drain(Stream.fromEffect(Effect.sleep(holdMillis)))
     const refused: Connection = {
       id: network.client.address,
-      frames: Stream.concat(said, Stream.fail(closed)),
-      send: () => Effect.fail(closed)
+      frames: Stream.concat(Stream.concat(said, held), Stream.fail(closed)),
+      send: () => holdMillis === 0 ? Effect.fail(closed) : Effect.void
     }
     const client = ClientTransport.of({
       ...network.client,
@@ -183,6 +185,36 @@ describe("reconnection on TestClock", () => {
         expect(times.slice(1, expected.length + 1).map((t, i) => t - times[i]!)).toEqual(expected)
       }
     }).pipe(Effect.scoped))
+
+  it.effect("turned away again and again after being held (a recording proxy whose robot is down: 1013), a client's drops are said once, not at every attempt", () =>
+    Effect.gen(function*() {
+      const logs = yield* Robot.captureLogs
+      let connectionsWithDrops = 0
+      yield* Effect.gen(function*() {
+        const network = yield* refusingNetworkWith(1013, false, 2000)
+        network.refusing.on = false
+        const serving = yield* serveRobot(network.server, yield* Robot.makeRecorder)
+        const client = yield* PolicyClient.make({ quiet: true }).pipe(Effect.provideService(ClientTransport, network.client))
+        yield* client.getObs
+        network.refusing.on = true
+        yield* Scope.close(serving, Exit.void)
+        yield* client.awaitDisconnect
+        yield* serveRobot(network.server, yield* Robot.makeRecorder)
+        const start = yield* Clock.currentTimeMillis
+        let connected = false
+        while ((yield* Clock.currentTimeMillis) < start + 12_000) {
+          yield* advanceTo((yield* Clock.currentTimeMillis) + 100, 50)
+          const now = (yield* SubscriptionRef.get(client.connectionState)) === "connected"
+          if (now && !connected) connectionsWithDrops++
+          connected = now
+          // a closed-loop policy acting on what it saw before the loss: dropped on every connection
+          if (now) yield* Effect.ignore(client.putActions([row(1)]))
+        }
+        expect((yield* client.droppedActions).earlierConnection).toBeGreaterThan(connectionsWithDrops)
+      }).pipe(Effect.scoped, Effect.provide(logs.layer))
+      expect(connectionsWithDrops).toBeGreaterThanOrEqual(3)
+      expect(logs.lines.filter((l) => l.includes("computed from an observation of an earlier connection"))).toHaveLength(1)
+    }))
 
   it.effect("a custom schedule that runs out leaves the client closed; reconnect: false closes it at the first loss", () =>
     Effect.gen(function*() {

@@ -169,7 +169,7 @@ describe("SilenceReport", () => {
       const logs = yield* Robot.captureLogs
       const robot = RobotSilence.make(1)
       const report = SilenceReport.make()
-      report.attach(robot.cell)
+      report.attach(robot.cell, true)
       robot.asked(0)
       yield* TestClock.adjust(2000)
       yield* Effect.gen(function*() {
