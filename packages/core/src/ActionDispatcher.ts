@@ -384,14 +384,18 @@ const offThreadOf = (
     count.newWorker()
     let dropped: Drops = noDrops
     // Reports arrive outside any fiber: a fiber says what they show of a silent robot.
-    const silentDrops = yield* Queue.sliding<number>(1)
+    const silentDrops = silence === undefined ? undefined : yield* Queue.sliding<number>(1)
     offThread.onQueue((state) => {
-      if (state.dropped.robotSilent > dropped.robotSilent) Queue.offerUnsafe(silentDrops, state.dropped.robotSilent)
+      if (silentDrops !== undefined && state.dropped.robotSilent > dropped.robotSilent) {
+        Queue.offerUnsafe(silentDrops, state.dropped.robotSilent)
+      }
       dropped = state.dropped
       refill.set(state.pending)
     })
-    yield* Queue.take(silentDrops).pipe(Effect.flatMap(shared.silence.planDropped), Effect.forever, Effect.forkScoped)
-    if (silence !== undefined) offThread.watchSilence(silence)
+    if (silence !== undefined) {
+      yield* Queue.take(silentDrops!).pipe(Effect.flatMap(shared.silence.planDropped), Effect.forever, Effect.forkScoped)
+      offThread.watchSilence(silence)
+    }
     const wake = yield* Queue.sliding<void>(1)
     offThread.onDispatched((sent, at, _due, observed) => {
       const total = count.sentOffThread(sent)
@@ -539,11 +543,11 @@ const putAllOf = (context: DispatchContext, refuse: Refuse) =>
     if (refused !== undefined) return Effect.fail(refused)
     return onLive(context)((link) => {
       const put = putOptions(optionsOf(options), context)
-      // a chunk that cannot be put dies as it would on the link, whatever its stamps
-      const invalid = validate({ actions: [], mode: put.mode ?? "append", obsTimestamps: put.obsTimestamps })
-      if (invalid !== undefined) return Effect.die(new RangeError(invalid))
       const earlier = context.fromEarlierConnection(put.obsTimestamps)
-      return earlier === undefined ? link.put(actions, put) : refuse(actions.length, earlier)
+      if (earlier === undefined) return link.put(actions, put)
+      // a chunk that cannot be put dies as it would on the link, dropped or not
+      const invalid = validate({ actions: [], mode: put.mode ?? "append", obsTimestamps: put.obsTimestamps })
+      return invalid === undefined ? refuse(actions.length, earlier) : Effect.die(new RangeError(invalid))
     })
   })
 

@@ -113,6 +113,8 @@ export interface Attachment<P> {
    * `onLost` runs.
    */
   readonly forget?: Effect.Effect<void> | undefined
+  /** The connection's first frame arrived: the server let it in. */
+  readonly heard?: (() => void) | undefined
 }
 
 export interface ClientConnection<P> {
@@ -361,8 +363,6 @@ interface Lifecycle<P> {
   live: LinkState<P> | undefined
   /** While the server keeps turning the client away: since when, how often, what was said. */
   refusals: Refusals | undefined
-  /** The last connection lost was refused for a reason said already. */
-  refusedAgain: boolean
 }
 
 /**
@@ -388,7 +388,6 @@ const lose = <P>(lifecycle: Lifecycle<P>, entry: LinkState<P>, exit: Exit.Exit<v
     } else {
       lifecycle.refusals = undefined
     }
-    lifecycle.refusedAgain = entry.repeated
     if (entry.attachment?.forget !== undefined) yield* entry.attachment.forget
     yield* SubscriptionRef.set(lifecycle.state, final ? "closed" : "reconnecting")
     if (entry.attachment !== undefined) yield* entry.attachment.onLost(reason, final, entry.repeated)
@@ -399,6 +398,7 @@ const lose = <P>(lifecycle: Lifecycle<P>, entry: LinkState<P>, exit: Exit.Exit<v
 const accepted = <P>(lifecycle: Lifecycle<P>, entry: LinkState<P>) =>
   Effect.suspend(() => {
     entry.heard = true
+    entry.attachment?.heard?.()
     const refusals = lifecycle.refusals
     if (refusals === undefined || entry.lost !== undefined) return Effect.void
     lifecycle.refusals = undefined
@@ -519,8 +519,7 @@ export const make = <P>(
       why: "not connected yet",
       closing: false,
       live: undefined,
-      refusals: undefined,
-      refusedAgain: false
+      refusals: undefined
     }
     const { state } = lifecycle
 
@@ -551,7 +550,8 @@ export const make = <P>(
         Effect.sync(() => lifecycle.current !== undefined)
       ),
       awaitDisconnected: settled((s) => s !== "connected"),
-      refusedAgain: () => lifecycle.refusedAgain
+      // the last connection established is the one lost last
+      refusedAgain: () => lifecycle.live?.repeated ?? false
     }
   })
 

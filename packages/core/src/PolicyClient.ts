@@ -316,7 +316,6 @@ const connectParts = (transport: ClientTransport["Service"], options: PolicyClie
         // The robot behind this connection may be another machine, with another clock.
         robotClock.forget()
         const silence = silenceLimit === undefined ? undefined : RobotSilence.make(silenceLimit)
-        let heard = false
         const slot = yield* RequestSlot.make(live.connection, live.lost, (obs) => {
           const timestamps = ObservationStream.timestampsOf(Option.some(obs))
           live.offThread?.observed(timestamps)
@@ -326,17 +325,12 @@ const connectParts = (transport: ClientTransport["Service"], options: PolicyClie
             const published = observations.publish(obs)
             return differ === undefined ? published : Effect.andThen(Effect.logWarning(differ), published)
           })
-        }, limits, silence && { robot: silence, limit: silenceLimit!, answered: actions.robotAnswered })
+        }, limits, silence && { robot: silence, answered: actions.robotAnswered })
         const dispatcher = yield* actions.attach(live, silence?.cell)
         return {
           parts: { slot, actions: dispatcher },
-          receive: (frame) => {
-            if (!heard) {
-              heard = true
-              actions.heard()
-            }
-            return slot.receive(frame)
-          },
+          receive: slot.receive,
+          heard: actions.heard,
           forget: observations.connectionLost,
           onLost: (reason, final, repeated) => Effect.andThen(slot.fail, actions.detach(dispatcher, reason, final, repeated))
         }

@@ -19,7 +19,7 @@ import {
 import { Deferred, Duration, Effect, Exit, FiberSet, Result, Semaphore, type Scope } from "effect"
 import { captureTime } from "./CameraState.js"
 import { RequestError } from "./RequestError.js"
-import type { RobotSilence } from "./RobotSilence.js"
+import { limitOf, type RobotSilence } from "./RobotSilence.js"
 import type { Connection } from "./Transport.js"
 
 /** What each request is answered with. */
@@ -108,12 +108,10 @@ const timedOut = (type: RequestType, timeout: Duration.Input) =>
 /** Whether the robot answers: what the slot tells of each request sent and each frame received. */
 export interface SilenceWatch {
   readonly robot: RobotSilence
-  /** How long (s) the robot may leave a request unanswered before `answered` hears of it. */
-  readonly limit: number
   /**
    * A frame arrived after the robot had been silent `silentFor` s, more than
-   * `limit`: run before the watch is cleared, so the dispatcher still drops
-   * what is due while it runs.
+   * its limit (the cell's): run before the watch is cleared, so the
+   * dispatcher still drops what is due while it runs.
    */
   readonly answered: (silentFor: number) => Effect.Effect<void>
 }
@@ -215,7 +213,7 @@ export const make = (
             if (state.pending !== undefined) silence.robot.asked(now)
           }))
         )
-        return silentFor > silence.limit ? Effect.andThen(silence.answered(silentFor), received) : received
+        return silentFor > limitOf(silence.robot.cell) ? Effect.andThen(silence.answered(silentFor), received) : received
       })
     return { request, receive, fail }
   })

@@ -42,17 +42,20 @@ export const make = (limitSeconds: number): RobotSilence => {
     asked: (now) => {
       if (Number.isNaN(cell[0]!)) cell[0] = now
     },
-    silentFor: (now) => (Number.isNaN(cell[0]!) ? 0 : now - cell[0]!),
+    silentFor: (now) => silentFor(cell, now),
     answered: (now) => {
-      const since = cell[0]!
-      cell[0] = Number.NaN
-      return Number.isNaN(since) ? 0 : now - since
+      const silent = silentFor(cell, now)
+      clear(cell)
+      return silent
     }
   }
 }
 
 /** Whether, at `now` (s), the robot of `cell` has left a request unanswered for longer than its limit. */
-export const isSilent = (cell: Float64Array, now: number): boolean => now - cell[0]! > cell[1]!
+export const isSilent = (cell: Float64Array, now: number): boolean => silentFor(cell, now) > cell[1]!
+
+/** How long (s) the robot of `cell` has been silent at `now` (s): 0 while nothing waits. */
+export const silentFor = (cell: Float64Array, now: number): number => (Number.isNaN(cell[0]!) ? 0 : now - cell[0]!)
 
 /** Since when nothing has come from the robot while a request waits (s), NaN while nothing waits. */
 export const asked = (cell: Float64Array): number => cell[0]!

@@ -143,7 +143,6 @@ describe("RequestSlot and the silence cell", () => {
       const connection: Connection = { id: "test", frames: Stream.never, send: () => Effect.void, close: () => Effect.void }
       const slot = yield* RequestSlot.make(connection, () => undefined, () => Effect.void, {}, {
         robot,
-        limit: 1,
         answered: (silentFor) => Effect.sync(() => void answeredAfter.push(silentFor))
       })
       const asking = yield* Effect.forkChild(slot.request({ type: "obs_request" }, 60_000))
