@@ -73,6 +73,8 @@ export const clientTransportFor = (
     readonly protocol?: Protocol | undefined
     readonly keyPrefix?: string | undefined
     readonly dispatchThread?: "worker" | "main" | undefined
+    /** Zenoh only: where the session runs (see `ZenohTransport.ClientOptions.sessionThread`). */
+    readonly sessionThread?: "worker" | "main" | undefined
     /** Zenoh only: the largest message the client reassembles (default 1 GiB, as Rust Zenoh). */
     readonly maxMessageBytes?: number | undefined
   } = {}
@@ -89,6 +91,7 @@ export const clientTransportFor = (
   return ZenohTransport.layerClient(uri, {
     keyPrefix: options.keyPrefix,
     thread: options.dispatchThread,
+    sessionThread: options.sessionThread,
     maxMessageSize: options.maxMessageBytes
   })
 }

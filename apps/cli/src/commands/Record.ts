@@ -124,7 +124,8 @@ export const record = Command.make(
     const token = resolved.token
     const upstream = clientTransportFor(withToken(flags.upstream, token), {
       keyPrefix: Option.getOrUndefined(flags.upstreamKeyPrefix),
-      dispatchThread: "main"
+      dispatchThread: "main",
+      sessionThread: "main"
     })
     if (typeof upstream === "string") return yield* failWith("record", `--upstream: ${upstream}`)
     const server = serverTransports[flags.protocol]({
