@@ -18,9 +18,14 @@
  * opened, `upstreamTimeout` at most (default 2 s, trying again every 100 ms
  * while nobody answers: the robot may be restarting); then it is ended. One
  * WARN per outage says so. Meanwhile requests from the client wait (in
- * order) and actions are dropped: they would reach the robot late. A legacy
- * `action` (which is answered) ends the passage instead, since its answer
- * would never come.
+ * order). Of its actions only the newest waits, less than
+ * `maxHeldActionAge` (default 100 ms), and only while the robot answers: a
+ * client acts as soon as its own connection is open, while the robot's is
+ * still being opened for it, but an action that waited longer would reach
+ * the robot late, and one sent while no robot answered was computed for a
+ * robot that is not the one that comes up. The others are dropped, counted
+ * and logged. A legacy `action` (which is answered) ends the passage
+ * instead, since its answer would never come.
  *
  * Where the transport can say why (`Connection.close`: WebSocket), the
  * client's connection is closed with 1011 and "the robot connection was
@@ -57,7 +62,7 @@ import {
   type TransportError
 } from "@chiral/core"
 import { decodeFrame, encodeFrame } from "@chiral/protocol"
-import { Duration, Effect, Result, Schedule, type Scope, Stream } from "effect"
+import { Clock, Duration, Effect, Result, Schedule, type Scope, Stream } from "effect"
 import type { Direction, Frame, Recorder } from "./Recorder.js"
 import { now } from "./Recorder.js"
 
@@ -79,6 +84,17 @@ export interface ProxyOptions {
    */
   readonly upstreamTimeout?: Duration.Input | undefined
   /**
+   * The newest action a client sent before its robot connection was open is
+   * forwarded once it is if it waited less than this and the robot answered
+   * the proxy's first attempt; older ones, and this one otherwise, are
+   * dropped. Default 100 ms, an action's period at 10 Hz: a client sends its
+   * first action as soon as its own connection is open, and opening the robot
+   * connection for it took 23–84 ms over Zenoh with an 8-camera stream
+   * through the proxy (`chiral record`, a 2-core machine). 0 drops every
+   * action sent before.
+   */
+  readonly maxHeldActionAge?: Duration.Input | undefined
+  /**
    * Ask the robot for its metadata on each robot connection, before any of
    * the client's frames, and record the answer (not forwarded). Default: true
    * when there is a recorder.
@@ -90,6 +106,9 @@ export interface ProxyOptions {
 
 /** The default `upstreamTimeout`. */
 export const defaultUpstreamTimeout: Duration.Duration = Duration.seconds(2)
+
+/** The default `maxHeldActionAge`. */
+export const defaultMaxHeldActionAge: Duration.Duration = Duration.millis(100)
 
 /** Pause between attempts to reach the robot for one client. */
 const retryInterval = Duration.millis(100)
@@ -117,6 +136,14 @@ interface Ending {
   readonly closedBy?: PeerClose | undefined
 }
 
+interface Held {
+  readonly frame: Uint8Array
+  /** Wall-clock ms, for the recording. */
+  readonly receivedAt: number
+  /** An action held before the robot connection was open: when it arrived, by the Effect clock (ms). */
+  readonly actionSince?: number | undefined
+}
+
 interface Passage {
   readonly id: string
   /** The robot connection is open: the client's frames are no longer judged by the hold's rules. */
@@ -124,7 +151,7 @@ interface Passage {
   /** Set once what was held has been sent: from then on frames go straight through. */
   robot: Connection | undefined
   /** Client frames received before `robot` was set, in order. */
-  readonly held: Array<{ readonly frame: Uint8Array; readonly receivedAt: number }>
+  readonly held: Array<Held>
   /** Client frames (and, of them, actions) never sent to the robot. */
   unforwarded: number
   unforwardedActions: number
@@ -148,6 +175,18 @@ const metadataRequest = encodeFrame({ type: "metadata" })
 
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`
 
+const dropBeforeOpen = (passage: Passage, frame: Uint8Array) => {
+  notForwarded(passage, frame)
+  passage.actionsBeforeOpen++
+}
+
+/** Holds `action` in place of the action held before it, which is dropped: only the newest may be forwarded. */
+const holdNewest = (passage: Passage, action: Held) => {
+  const older = passage.held.findIndex((held) => held.actionSince !== undefined)
+  if (older >= 0) dropBeforeOpen(passage, passage.held.splice(older, 1)[0]!.frame)
+  passage.held.push(action)
+}
+
 /** "3 frames it sent were not forwarded (2 actions)", or that nothing was lost. */
 const lossOf = (passage: Passage) =>
   passage.unforwarded === 0
@@ -168,6 +207,7 @@ export const run = (options: ProxyOptions = {}): Effect.Effect<never, TransportE
     const recorder = options.recorder
     const askMetadata = options.recordMetadata ?? recorder !== undefined
     const timeout = Duration.fromInputUnsafe(options.upstreamTimeout ?? defaultUpstreamTimeout)
+    const maxHeldActionAge = Duration.toMillis(Duration.fromInputUnsafe(options.maxHeldActionAge ?? defaultMaxHeldActionAge))
     // One WARN per outage, not one per refused client (they retry every second or so).
     let outage: { refused: number } | undefined
 
@@ -196,16 +236,15 @@ export const run = (options: ProxyOptions = {}): Effect.Effect<never, TransportE
           if (passage.robot !== undefined) return toRobot(passage, passage.robot, frame, receivedAt)
           if (!passage.opened) {
             const type = messageType(frame)
-            if (isAction(type)) {
-              notForwarded(passage, frame)
-              passage.actionsBeforeOpen++
-              if (type === "action") {
-                return Effect.fail({
-                  side: "client",
-                  why: "it sent a legacy action before its robot connection was open (dropped: its answer would never come)"
-                })
-              }
-              return Effect.void
+            if (type === "action") {
+              dropBeforeOpen(passage, frame)
+              return Effect.fail({
+                side: "client",
+                why: "it sent a legacy action before its robot connection was open (dropped: its answer would never come)"
+              })
+            }
+            if (type === "apply_action") {
+              return Effect.map(Clock.currentTimeMillis, (since) => holdNewest(passage, { frame, receivedAt, actionSince: since }))
             }
             if (passage.held.length >= maxHeldRequests) {
               notForwarded(passage, frame)
@@ -255,6 +294,7 @@ export const run = (options: ProxyOptions = {}): Effect.Effect<never, TransportE
     /** Opens the passage's robot connection, sends what was held, then pipes the robot's frames. */
     const throughRobot = (passage: Passage, downstream: Connection): Effect.Effect<Ending, never, Scope.Scope> =>
       Effect.gen(function*() {
+        // The last failed attempt: none when the robot answered the first.
         let last: TransportError | undefined
         const robot = yield* client.connect.pipe(
           // The transport's own handshake timeout is shortened to ours.
@@ -284,8 +324,12 @@ export const run = (options: ProxyOptions = {}): Effect.Effect<never, TransportE
         yield* Effect.addFinalizer(() => Effect.sync(() => options.onConnection?.("close", passage.id)))
         if (askMetadata) yield* Effect.mapError(robot.send(metadataRequest), robotLost)
         while (passage.held.length > 0) {
-          const { frame, receivedAt } = passage.held.shift()!
-          yield* toRobot(passage, robot, frame, receivedAt)
+          const { actionSince, frame, receivedAt } = passage.held.shift()!
+          if (actionSince !== undefined && (last !== undefined || (yield* Clock.currentTimeMillis) - actionSince >= maxHeldActionAge)) {
+            dropBeforeOpen(passage, frame)
+          } else {
+            yield* toRobot(passage, robot, frame, receivedAt)
+          }
         }
         // No yield since `held` was found empty: nothing can slip in between.
         passage.robot = robot
@@ -293,7 +337,9 @@ export const run = (options: ProxyOptions = {}): Effect.Effect<never, TransportE
           yield* Effect.logWarning(
             `chiral record: ${passage.id}: dropped ${
               plural(passage.actionsBeforeOpen, "action")
-            } it sent before its robot connection was open`
+            } it sent before its robot connection was open (only the newest may wait for it, less than ${
+              Duration.format(Duration.millis(maxHeldActionAge))
+            }, and only while the robot answers)`
           )
         }
         return yield* fromRobot(passage, robot, downstream)

@@ -4,7 +4,7 @@ import * as path from "node:path"
 import { ClientTransport, type Connection, MemoryTransport, PolicyClient, PolicyServer, ServerTransport } from "@chiral/core"
 import { decodeFrame, encodeFrame, Tensor } from "@chiral/protocol"
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Logger, Queue, Ref, Result, Schedule, Scope, Stream, SubscriptionRef } from "effect"
+import { Clock, Deferred, Effect, Exit, Logger, Queue, Ref, Result, Schedule, Scope, Stream, SubscriptionRef } from "effect"
 import * as Episode from "../src/Episode.js"
 import * as Recorder from "../src/Recorder.js"
 import * as RecordingProxy from "../src/RecordingProxy.js"
@@ -116,6 +116,21 @@ const runProxy = (
     Effect.forkScoped
   )
 
+/** A robot that applies what it gets, behind a proxy whose robot connections open once `gate` is done; a raw client of the proxy. */
+const gatedPassage = (options: RecordingProxy.ProxyOptions) =>
+  Effect.gen(function*() {
+    const robotNet = MemoryTransport.make({ address: "memory://robot" })
+    const proxyNet = MemoryTransport.make({ address: "memory://proxy" })
+    const applied = yield* Ref.make<ReadonlyArray<number>>([])
+    yield* startRobot(robotNet.server, applied)
+    const gate = yield* Deferred.make<void>()
+    const slow = ClientTransport.of({ address: robotNet.client.address, connect: Effect.andThen(Deferred.await(gate), robotNet.client.connect) })
+    const proxy = pulled(proxyNet.server)
+    yield* runProxy(proxy.service, slow, { upstreamTimeout: "1 hour", ...options })
+    const client = yield* rawClient(proxyNet.client)
+    return { applied, gate, proxy, client }
+  })
+
 describe("RecordingProxy", () => {
   it.live("while no robot answers, a client's connection is held, not forwarded to: a robot that starts meanwhile answers its requests but never gets its actions", () => {
     const log = logLines()
@@ -123,7 +138,8 @@ describe("RecordingProxy", () => {
       const robotNet = MemoryTransport.make({ address: "memory://robot" })
       const proxyNet = MemoryTransport.make({ address: "memory://proxy" })
       const upstream = counted(robotNet.client)
-      yield* runProxy(proxyNet.server, upstream.service, { upstreamTimeout: "1 hour" })
+      // However young the action when the robot comes up: it was sent while no robot answered.
+      yield* runProxy(proxyNet.server, upstream.service, { upstreamTimeout: "1 hour", maxHeldActionAge: "1 hour" })
 
       const early = yield* rawClient(proxyNet.client)
       yield* early.connection.send(action(1))
@@ -223,32 +239,50 @@ describe("RecordingProxy", () => {
       assert.deepStrictEqual(yield* Ref.get(first), [1])
     }).pipe(Effect.scoped), liveTimeout)
 
-  it.live("while the robot connection opens, requests wait and are answered in order; actions are dropped and counted", () => {
+  it.live("while the robot connection opens, requests wait and are answered in order; of the actions only the newest waits, the older are dropped and counted", () => {
     const log = logLines()
     return Effect.gen(function*() {
-      const robotNet = MemoryTransport.make({ address: "memory://robot" })
-      const proxyNet = MemoryTransport.make({ address: "memory://proxy" })
-      const applied = yield* Ref.make<ReadonlyArray<number>>([])
-      yield* startRobot(robotNet.server, applied)
-      const gate = yield* Deferred.make<void>()
-      const slow = ClientTransport.of({ address: robotNet.client.address, connect: Effect.andThen(Deferred.await(gate), robotNet.client.connect) })
-      const proxy = pulled(proxyNet.server)
-      yield* runProxy(proxy.service, slow, { upstreamTimeout: "1 hour" })
-
-      const client = yield* rawClient(proxyNet.client)
+      const { applied, client, gate, proxy } = yield* gatedPassage({ maxHeldActionAge: "1 hour" })
+      yield* client.connection.send(action(6))
       yield* client.connection.send(action(7))
       yield* client.connection.send(encodeFrame({ type: "metadata" }))
       yield* client.connection.send(encodeFrame({ type: "obs_request" }))
-      // The proxy has taken all three (each is handled before the next is taken).
-      yield* until(Effect.sync(() => proxy.taken.frames >= 3))
+      // The proxy has taken all four (each is handled before the next is taken).
+      yield* until(Effect.sync(() => proxy.taken.frames >= 4))
       yield* Deferred.succeed(gate, undefined)
       assert.strictEqual(yield* Queue.take(client.received), "metadata_response")
       assert.strictEqual(yield* Queue.take(client.received), "obs_response")
+      // Sent before the requests, so applied before they were answered.
+      assert.deepStrictEqual(yield* Ref.get(applied), [7], "the newest action waited; the one before it was dropped")
       yield* client.connection.send(action(8))
-      yield* until(Effect.map(Ref.get(applied), (a) => a.length > 0))
-      assert.deepStrictEqual(yield* Ref.get(applied), [8], "the action sent before the robot connection opened was dropped")
+      yield* until(Effect.map(Ref.get(applied), (a) => a.length > 1))
+      assert.deepStrictEqual(yield* Ref.get(applied), [7, 8])
       assert.isTrue(
         log.lines.some((l) => l.startsWith("WARN") && l.includes("dropped 1 action it sent before its robot connection was open")),
+        log.lines.join("\n")
+      )
+    }).pipe(Effect.scoped, Effect.provide(log.layer))
+  }, liveTimeout)
+
+  it.live("an action that waited maxHeldActionAge or longer for the robot connection is dropped, not forwarded late", () => {
+    const log = logLines()
+    return Effect.gen(function*() {
+      const { applied, client, gate, proxy } = yield* gatedPassage({ maxHeldActionAge: "5 millis" })
+      const sent = yield* Clock.currentTimeMillis
+      yield* client.connection.send(action(7))
+      yield* until(Effect.sync(() => proxy.taken.frames >= 1))
+      // A condition on the clock, not a wait of a set time: the action is now older than allowed.
+      yield* until(Effect.map(Clock.currentTimeMillis, (t) => t - sent >= 10))
+      yield* Deferred.succeed(gate, undefined)
+      yield* client.connection.send(encodeFrame({ type: "metadata" }))
+      assert.strictEqual(yield* Queue.take(client.received), "metadata_response")
+      yield* client.connection.send(action(8))
+      yield* until(Effect.map(Ref.get(applied), (a) => a.length > 0))
+      assert.deepStrictEqual(yield* Ref.get(applied), [8], "the action that waited too long was dropped")
+      assert.isTrue(
+        log.lines.some((l) =>
+          l.startsWith("WARN") && l.includes("dropped 1 action it sent before its robot connection was open (only the newest may wait for it, less than 5ms, and only while the robot answers)")
+        ),
         log.lines.join("\n")
       )
     }).pipe(Effect.scoped, Effect.provide(log.layer))
