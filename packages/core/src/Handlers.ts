@@ -65,7 +65,9 @@ export interface Handlers<E = never, R = never> {
    * the connection: it is logged and closed, over WebSocket with 1008 (policy
    * violation) and "chiral: refused by the robot's onConnect: " and the
    * error's message, which the client's error shows; `onDisconnect` does
-   * not run.
+   * not run. None of the client's frames is read until it returns; one still
+   * running after 5 s (`PolicyServer.slowOnConnect`) is logged at WARN, and
+   * its return after that at INFO.
    * A shared connection (Zenoh) connects once, for every client.
    */
   readonly onConnect?: ((connection: ConnectionInfo) => Effect.Effect<void, E, R>) | undefined

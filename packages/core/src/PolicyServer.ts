@@ -8,7 +8,7 @@
  * guard, single controller, watchdog) before a handler sees it.
  */
 import type { DecodeLimits, Observation } from "@chiral/protocol"
-import { Cause, Context, Effect, Layer, Ref, type Scope } from "effect"
+import { Cause, Clock, Context, Duration, Effect, Exit, Fiber, Layer, Ref, type Scope } from "effect"
 import * as ActionGate from "./ActionGate.js"
 import type { ActionStats } from "./ActionStats.js"
 import type { ConnectionInfo, Handlers } from "./Handlers.js"
@@ -73,6 +73,33 @@ export class PolicyServer extends Context.Service<PolicyServer, PolicyServerApi>
  * Builds the server and serves through the `ServerTransport` in the scope:
  * closing the scope closes every connection and stops every fiber.
  */
+/**
+ * How long `onConnect` may run before a line says the client waits for it:
+ * until it returns, none of the client's frames is read, so its requests go
+ * unanswered and its actions wait, with nothing on either side to say why.
+ */
+export const slowOnConnect: Duration.Duration = Duration.seconds(5)
+
+/** `admission` (the user's `onConnect`), with a WARN once it has run `slowOnConnect`, and an INFO when it returns after that. */
+const slowAdmissionSaid = <A, E, R>(id: string, admission: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.gen(function*() {
+    const started = yield* Clock.currentTimeMillis
+    const warning = yield* Effect.forkChild(Effect.andThen(
+      Effect.sleep(slowOnConnect),
+      Effect.logWarning(
+        `chiral: onConnect has not returned for ${id} after ${Duration.format(slowOnConnect)}: none of its frames is read until it does (its requests wait, and its actions)`
+      )
+    ))
+    const exit = yield* Effect.exit(admission)
+    const said = warning.pollUnsafe() !== undefined
+    yield* Fiber.interrupt(warning)
+    if (said && !(Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause))) {
+      const seconds = ((yield* Clock.currentTimeMillis) - started) / 1000
+      yield* Effect.logInfo(`chiral: onConnect returned for ${id} after ${seconds.toFixed(1)} s`)
+    }
+    return yield* exit
+  })
+
 export const make = <E, R>(
   config: PolicyServerConfig<E, R>
 ): Effect.Effect<PolicyServerApi, ConfigError, Scope.Scope | ServerTransport | Exclude<R, PolicyServer>> =>
@@ -114,7 +141,7 @@ export const make = <E, R>(
         // its opening and closing say nothing about who connects, so they are debug lines.
         const log = connection.shared === true ? Effect.logDebug : Effect.logInfo
         if (hooks.onConnect !== undefined) {
-          const refused = yield* Effect.exit(provide(hooks.onConnect(info)))
+          const refused = yield* Effect.exit(slowAdmissionSaid(connection.id, provide(hooks.onConnect(info))))
           if (refused._tag === "Failure") {
             if (Cause.hasInterruptsOnly(refused.cause)) return yield* Effect.interrupt
             // The client is told it was refused, and why (1008), where the transport can say so.

@@ -5,7 +5,7 @@
 // the refused ones were processed (a connection's actions are handled in order).
 import { decodeFrame, encodeFrame, type ObsTimestamps } from "@chiral/protocol"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Queue, Ref, Result, Stream } from "effect"
+import { Deferred, Effect, Queue, Ref, Result, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import * as fs from "node:fs"
 import {
@@ -406,6 +406,37 @@ describe("ActionGate: watchdog and connection hooks", () => {
         "disconnect client 1 memory://chiral ← client 1"
       ])
     }).pipe(Effect.scoped, Effect.provide(memory)))
+
+  it.effect("an onConnect that has not returned after 5 s is said (the client's frames wait for it), and so is its return; a prompt one says nothing", () =>
+    withLogs((lines) =>
+      Effect.gen(function*() {
+        const slow = yield* Deferred.make<void>()
+        let connections = 0
+        const { connect } = yield* start({ hooks: { onConnect: () => ++connections === 1 ? Deferred.await(slow) : Effect.void } })
+        const waiting = yield* connect
+        yield* waiting.send(encodeFrame({ type: "metadata" }))
+        yield* TestClock.adjust("4999 millis")
+        yield* settle
+        expect(lines.filter((l) => l.includes("onConnect"))).toEqual([])
+        yield* TestClock.adjust("1 millis")
+        yield* until(Effect.sync(() => lines.some((l) => l.includes("onConnect has not returned"))))
+        expect(lines.filter((l) => l.includes("onConnect"))).toEqual([
+          "Warn: chiral: onConnect has not returned for memory://chiral ← client 1 after 5s: none of its frames is read until it does (its requests wait, and its actions)"
+        ])
+        yield* TestClock.adjust("2500 millis")
+        yield* Deferred.succeed(slow, undefined)
+        expect((yield* waiting.frames.pipe(Stream.take(1), Stream.runCollect)).length).toBe(1)
+        expect(lines.filter((l) => l.includes("onConnect returned"))).toEqual([
+          "Info: chiral: onConnect returned for memory://chiral ← client 1 after 7.5 s"
+        ])
+        const prompt = yield* connect
+        yield* prompt.send(encodeFrame({ type: "metadata" }))
+        yield* prompt.frames.pipe(Stream.take(1), Stream.runDrain)
+        yield* TestClock.adjust("10 seconds")
+        yield* settle
+        expect(lines.filter((l) => l.includes("onConnect")).length).toBe(2)
+      })
+    ).pipe(Effect.scoped, Effect.provide(memory)))
 })
 
 describe("ActionGate: stats", () => {
