@@ -339,6 +339,9 @@ const openConnection = (shared: Shared, connection: Watchdog.ConnectionInfo) =>
      * left out of the action's age, once logged per connection.
      */
     const ownStamps = (obsTimestamps: ObsTimestamps): readonly [ObsTimestamps, Effect.Effect<void>] => {
+      // A server that declares no cameras (its getObs builds observations itself,
+      // as `chiral replay` does) cannot tell its cameras' names from others.
+      if (shared.rules.cameras.size === 0) return [obsTimestamps, Effect.void]
       const unknown = unknownNames(obsTimestamps, shared.rules.cameras)
       if (unknown === undefined) return [obsTimestamps, Effect.void]
       const warn = namedUnknown ? Effect.void : Effect.logWarning(

@@ -167,6 +167,19 @@ describe("ActionGate: stale-action guard", () => {
       })
     ).pipe(Effect.scoped, Effect.provide(memory)))
 
+  it.effect("a server that declares no cameras takes every stamp as its cameras' (it cannot tell them apart), and says nothing of them", () =>
+    withLogs((lines) =>
+      Effect.gen(function*() {
+        const { applied, connect, sendThrough, server } = yield* start({ cameras: [], maxActionAge: "100 millis" })
+        yield* TestClock.adjust(1000)
+        const client = yield* connect
+        yield* sendThrough(client, [action(row(1), { cam_0: 0.5 })], action(row(2), { cam_0: 1 }))
+        expect(yield* applied).toEqual([2])
+        expect((yield* server.actionStats).dropped.stale).toBe(1)
+        expect(lines.filter((l) => l.includes("not a camera of this robot"))).toEqual([])
+      })
+    ).pipe(Effect.scoped, Effect.provide(memory)))
+
   it.effect("unstampedActions: drop refuses actions that carry no timestamps", () =>
     Effect.gen(function*() {
       const { applied, connect, sendThrough, server } = yield* start({ maxActionAge: "1 second", unstampedActions: "drop" })
