@@ -187,10 +187,14 @@ const holdNewest = (passage: Passage, action: Held) => {
   passage.held.push(action)
 }
 
-/** "3 frames it sent were not forwarded (2 actions)", or that nothing was lost. */
+/**
+ * "3 frames it sent were not forwarded (2 actions)", or that all were. Not
+ * "nothing was lost": what was written to a robot connection that then broke
+ * may never have been read by the robot, and the proxy cannot tell.
+ */
 const lossOf = (passage: Passage) =>
   passage.unforwarded === 0
-    ? "nothing it sent was lost"
+    ? passage.opened ? "all it sent was forwarded (the robot may not have read the last of it)" : "it sent nothing"
     : `${plural(passage.unforwarded, "frame")} it sent ${passage.unforwarded === 1 ? "was" : "were"} not forwarded (${
       plural(passage.unforwardedActions, "action")
     })`
@@ -371,7 +375,7 @@ export const run = (options: ProxyOptions = {}): Effect.Effect<never, TransportE
           outage = { refused: (outage?.refused ?? 0) + 1 }
           const line = `chiral record: no robot at ${client.address} (${ending.why}): ended ${passage.id} (${lossOf(passage)})`
           return yield* first
-            ? Effect.logWarning(`${line}; every client's connection is ended so until the robot answers`)
+            ? Effect.logWarning(`${line}; every client's connection is ended the same way until the robot answers`)
             : Effect.logDebug(line)
         }
         yield* Effect.logWarning(
