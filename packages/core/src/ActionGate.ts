@@ -57,8 +57,9 @@ export interface ConnectionGate {
   /**
    * Counts and logs `count` actions from this connection dropped because a
    * newer one arrived with them (`NewestAction`); they never reach `admit`.
+   * `kept`: the newer one's obs timestamps (its age is said with the burst).
    */
-  readonly supersede: (count: number) => Effect.Effect<void>
+  readonly supersede: (count: number, kept: ObsTimestamps) => Effect.Effect<void>
   /**
    * Counts and logs `count` actions from this connection that were waiting to
    * be applied when it ended (`NewestAction`); they never reach `admit`.
@@ -216,8 +217,11 @@ class Bursts {
     this.id = id
   }
 
-  /** One burst in which `count` older actions were dropped, at `now` (ms). */
-  superseded(count: number, now: number): Effect.Effect<void> {
+  /**
+   * One burst in which `count` older actions were dropped, at `now` (ms);
+   * `kept` says how old the newest's observation is, for the first line.
+   */
+  superseded(count: number, now: number, kept: () => string): Effect.Effect<void> {
     this.bursts++
     this.actions += count
     const since = this.reportedAt
@@ -227,7 +231,7 @@ class Bursts {
     this.bursts = 0
     this.actions = 0
     return Effect.logWarning(
-      `chiral: ${count + 1} actions from ${this.id} arrived together (the server had not read them in time: it was stopped, blocked or busy); kept the newest (it goes on to the checks), dropped the ${count} older as superseded (later bursts from it are summed up every ${burstReportMillis / 1000} s)`
+      `chiral: ${count + 1} actions from ${this.id} arrived together (held up on their way: this server, or something between it and the client, was stopped, blocked or busy); kept the newest, ${kept()}, dropped the ${count} older as superseded (later bursts from it are summed up every ${burstReportMillis / 1000} s)`
     )
   }
 
@@ -367,11 +371,23 @@ const openConnection = (shared: Shared, connection: Watchdog.ConnectionInfo) =>
         return Effect.andThen(warned, accept(inspection.ageSeconds))
       })
 
-    const supersede = (count: number): Effect.Effect<void> =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) => {
+    /** How old the kept action's observation is, and what becomes of it: said with a burst, which is how late actions come. */
+    const keptAge = (stamps: ObsTimestamps, now: number): string => {
+      const own = shared.rules.cameras.size === 0 ? stamps : camerasOnly(stamps, shared.rules.cameras)
+      const verdict = ActionGuard.judge(own, now, undefined)
+      const limit = shared.rules.maxAgeSeconds
+      if (verdict._tag !== "Fresh") return "whose age cannot be told (no timestamps of this robot's cameras)"
+      const age = `computed from an observation ${verdict.ageSeconds.toFixed(2)} s old`
+      return limit === undefined
+        ? `${age} (no maxActionAge: applied however old)`
+        : `${age} (maxActionAge ${limit} s judges it)`
+    }
+
+    const supersede = (count: number, kept: ObsTimestamps): Effect.Effect<void> =>
+      Effect.flatMap(Effect.zip(Clock.currentTimeMillis, CameraState.captureTime), ([now, capture]) => {
         shared.counters.drop("superseded", count)
         superseded += count
-        return bursts.superseded(count, now)
+        return bursts.superseded(count, now, () => keptAge(kept, capture))
       })
 
     const disconnected = (count: number): Effect.Effect<void> =>

@@ -350,7 +350,7 @@ const connectionActions = <R>(
     }
     const newest = yield* NewestAction.make(
       (message: ApplyAction, superseded) =>
-        superseded === 0 ? apply(message) : Effect.andThen(gate.supersede(superseded), apply(message)),
+        superseded === 0 ? apply(message) : Effect.andThen(gate.supersede(superseded, message.obsTimestamps), apply(message)),
       () => turn.catchingUp
     )
     yield* Effect.addFinalizer(() =>

@@ -14,25 +14,26 @@ import { ClientTransport, MemoryTransport, PolicyServer } from "../src/index.js"
 import * as NewestAction from "../src/NewestAction.js"
 import * as Robot from "@chiral/testing/Robot"
 
-const action = (value: number) =>
+const action = (value: number, obsTimestamps: Record<string, number> = {}) =>
   encodeFrame({
     type: "apply_action",
     action: { dtype: "float32", shape: [7], data: Float32Array.of(value, 0, 0, 0, 0, 0, 0) },
-    obsTimestamps: {}
+    obsTimestamps
   })
 
 const obsRequest = encodeFrame({ type: "obs_request" })
 
 const memory = MemoryTransport.layer()
 
-/** The test robot (handlers record), with `coalesceActions` as given. */
-const start = (coalesceActions?: boolean) =>
+/** The test robot (handlers record), with `coalesceActions` and `maxActionAge` as given. */
+const start = (coalesceActions?: boolean, maxActionAge?: PolicyServer.PolicyServerConfig<never, never>["maxActionAge"]) =>
   Effect.gen(function*() {
     const recorder = yield* Robot.makeRecorder
     const server = yield* PolicyServer.make({
       cameras: Robot.cameras,
       proprios: Robot.proprios,
       coalesceActions,
+      maxActionAge,
       handlers: Robot.handlers(recorder)
     })
     const client = yield* ClientTransport.use((t) => t.connect)
@@ -90,6 +91,29 @@ describe("NewestAction: actions that arrive together", () => {
       expect(bursts[0]).toContain("20 actions from memory://chiral ← client 1 arrived together")
       expect(bursts[0]).toContain("dropped the 19 older as superseded")
       expect(logs.lines.some((l) => l.includes("(3 actions applied, 0 refused, 19 superseded)"))).toBe(true)
+    }))
+
+  it.effect("the first burst's line says how old the kept action's observation is (by this robot's cameras), and whether maxActionAge judges it", () =>
+    Effect.gen(function*() {
+      const logs = yield* Robot.captureLogs
+      const burst = (maxActionAge: "2 seconds" | undefined, stamps: Record<string, number>) =>
+        Effect.gen(function*() {
+          const { applied, client } = yield* start(undefined, maxActionAge)
+          for (const v of [1, 2, 3]) yield* client.send(action(v, stamps))
+          expect(yield* applied(1)).toEqual([3])
+        }).pipe(Effect.scoped, Effect.provide(memory), Effect.provide(logs.layer))
+      // the capture clock reads 5 s; the kept action names a wrist image of 3.8 s
+      yield* TestClock.adjust(5000)
+      yield* burst(undefined, { wrist: 3.8, t: 4.99 })
+      yield* burst("2 seconds", { wrist: 3.8 })
+      yield* burst(undefined, { t: 4.99 })
+      const lines = logs.lines.filter((l) => l.includes("arrived together"))
+      expect(lines).toHaveLength(3)
+      expect(lines[0]).toContain(
+        "(held up on their way: this server, or something between it and the client, was stopped, blocked or busy); kept the newest, computed from an observation 1.20 s old (no maxActionAge: applied however old), dropped the 2 older"
+      )
+      expect(lines[1]).toContain("kept the newest, computed from an observation 1.20 s old (maxActionAge 2 s judges it)")
+      expect(lines[2]).toContain("kept the newest, whose age cannot be told (no timestamps of this robot's cameras)")
     }))
 
   it.effect("a burst longer than one turn of the reader (16 frames) still ends in one action", () =>
