@@ -51,25 +51,36 @@ const latestObservation = (client: PolicyClient.PolicyClientApi) =>
     Effect.map((latest) => Option.getOrThrow(Option.flatten(latest)))
   )
 
-/** Predicts a chunk of actions from the latest observation, until `total` actions are queued. */
+/**
+ * Predicts a chunk of actions from the latest observation whenever fewer than
+ * `total` are sent or waiting. Counted from what was really sent, not from
+ * what was queued: actions queued when the connection is lost are dropped,
+ * never sent late, and are predicted anew from the new connection's
+ * observations.
+ */
 const policyLoop = (client: PolicyClient.PolicyClientApi, total: number) =>
   Effect.gen(function*() {
-    for (let inference = 0, queued = 0; queued < total; inference++) {
+    let inference = 0
+    for (;;) {
       const obs = yield* latestObservation(client)
+      const wanted = total - (yield* SubscriptionRef.get(client.dispatched)) - (yield* client.pendingActions)
+      if (wanted <= 0) {
+        yield* Effect.sleep(Duration.seconds(1 / ACTION_HZ))
+        continue
+      }
 
       // Show that real observation data is arriving (first two cameras for brevity).
       const cameras = obs.cameras.slice(0, 2).map((c) =>
         `${c.name}@${c.timestamp.toFixed(3)}s img=(${c.image.shape.join(", ")})`
       )
-      yield* Console.log(`[policy #${inference}] obs ts=${obs.timestamp.toFixed(3)}  cameras: ${cameras.join(", ")}`)
+      yield* Console.log(`[policy #${inference++}] obs ts=${obs.timestamp.toFixed(3)}  cameras: ${cameras.join(", ")}`)
 
       // ── policy inference goes here: model.predict(obs) → CHUNK_SIZE × DOF ──
-      const n = Math.min(CHUNK_SIZE, total - queued)
+      const n = Math.min(CHUNK_SIZE, wanted)
       const actions = Array.from({ length: n }, () => new Float32Array(DOF))
 
       // stamped with the observation they came from (the reference stamps at send time)
       yield* client.putActions(actions, { obsTimestamps: Observation.timestamps(obs) })
-      queued += n
       // Pace inference so the action queue doesn't grow unboundedly
       // (in practice this is bounded by GPU compute time).
       yield* Effect.sleep(Duration.seconds((CHUNK_SIZE / ACTION_HZ) * 0.9))
