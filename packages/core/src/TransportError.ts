@@ -18,6 +18,12 @@ export const TransportErrorReason = Schema.Literals([
    * host name that does not exist: see `unresolved`).
    */
   "InvalidAddress",
+  /**
+   * A server answered but turned this client away before any frame, and will
+   * again if asked the same way: an HTTP error answering the WebSocket
+   * upgrade (401 without the right token, 403, 404 from another service).
+   */
+  "Refused",
   /** The server could not bind its address. */
   "Listen",
   /** The peer closed the connection, or it was lost. */

@@ -129,7 +129,7 @@ const openFailure = (url: URL, uri: string, code: number, error: WebSocketClient
       cause: error
     })
     : new TransportError({
-      reason: error?.kind === "handshake" ? "InvalidAddress" : error?.kind === "silent" ? "Silent" : "Unavailable",
+      reason: error?.kind === "handshake" ? "Refused" : error?.kind === "silent" ? "Silent" : "Unavailable",
       address: uri,
       detail: error?.message ?? `closed during the handshake (${code})`,
       cause: error
@@ -362,7 +362,7 @@ const connectWithWs = (
         // A server that answers the upgrade with an HTTP error will keep doing so.
         return failure.detail?.startsWith("Unexpected server response") === true
           ? new TransportError({
-            reason: "InvalidAddress",
+            reason: "Refused",
             address: shown,
             detail: failure.detail === "Unexpected server response: 401"
               ? AccessToken.unauthorized(url.pathname + url.search)

@@ -136,7 +136,7 @@ describe("access token", () => {
         const refusedWith = (uri: string) =>
           Effect.flip(PolicyClient.make({ quiet: true }).pipe(Effect.provide(WebSocketTransport.layerClient(uri))))
         const none = yield* refusedWith(server.address)
-        expect(none).toMatchObject({ _tag: "TransportError", reason: "InvalidAddress" })
+        expect(none).toMatchObject({ _tag: "TransportError", reason: "Refused" })
         expect(none.message).toContain("the server requires an access token (HTTP 401): add ?token=T to the URI")
         const wrong = yield* refusedWith(`${server.address}/?token=wrong`)
         expect(wrong.message).toContain("the server refused the access token given (HTTP 401)")
