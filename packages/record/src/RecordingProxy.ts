@@ -29,7 +29,9 @@
  *
  * Where the transport can say why (`Connection.close`: WebSocket), the
  * client's connection is closed with 1011 and "the robot connection was
- * lost", or 1013 (try again later) and "no robot answers". A robot that
+ * lost", or 1013 (try again later) and "no robot answers", or 1008 and "the
+ * robot refused the proxy's connection" when the robot turns the proxy away
+ * (`Refused`: an HTTP 401 for a missing or wrong token, say). A robot that
  * closed its connection saying why (a WebSocket close with a code other than
  * 1000, 1001, 1005: a failed handler's 1011 "chiral: reset failed: …") has
  * its code and reason passed on instead, so the client learns what it would
@@ -86,8 +88,9 @@ export interface ProxyOptions {
   /**
    * The newest action a client sent before its robot connection was open is
    * forwarded once it is if it waited less than this and the robot answered
-   * the proxy's first attempt; older ones, and this one otherwise, are
-   * dropped. Default 100 ms, an action's period at 10 Hz: a client sends its
+   * the proxy's first attempt, with no outage before (no client turned away
+   * for want of a robot since it last answered); older ones, and this one
+   * otherwise, are dropped. Default 100 ms, an action's period at 10 Hz: a client sends its
    * first action as soon as its own connection is open, and opening the robot
    * connection for it took 23–84 ms over Zenoh with an 8-camera stream
    * through the proxy (`chiral record`, a 2-core machine). 0 drops every
@@ -134,6 +137,8 @@ interface Ending {
   readonly why: string
   /** The close the robot sent, when it ended its connection saying why (WebSocket): passed on to the client. */
   readonly closedBy?: PeerClose | undefined
+  /** The robot turned the proxy's connection away (`Refused`: an HTTP 401 for a missing or wrong token, say). */
+  readonly refused?: boolean | undefined
 }
 
 interface Held {
@@ -157,6 +162,8 @@ interface Passage {
   unforwardedActions: number
   /** Of those, actions dropped because they came before the robot connection was open. */
   actionsBeforeOpen: number
+  /** `held` holds an action (the newest sent before the robot connection was open). */
+  heldAction: boolean
 }
 
 const messageType = (frame: Uint8Array): string | undefined => {
@@ -185,7 +192,17 @@ const holdNewest = (passage: Passage, action: Held) => {
   const older = passage.held.findIndex((held) => held.actionSince !== undefined)
   if (older >= 0) dropBeforeOpen(passage, passage.held.splice(older, 1)[0]!.frame)
   passage.held.push(action)
+  passage.heldAction = true
 }
+
+/**
+ * Whether an action held while the robot connection opened is dropped rather
+ * than forwarded: it waited `maxHeldActionAge` (ms) or longer, or it was sent
+ * while no robot answered (`noRobot`), so computed for a robot that is not
+ * the one that came up.
+ */
+export const heldTooLong = (since: number, now: number, maxHeldActionAge: number, noRobot: boolean): boolean =>
+  noRobot || now - since >= maxHeldActionAge
 
 /**
  * "3 frames it sent were not forwarded (2 actions)", or that all were. Not
@@ -212,6 +229,7 @@ export const run = (options: ProxyOptions = {}): Effect.Effect<never, TransportE
     const askMetadata = options.recordMetadata ?? recorder !== undefined
     const timeout = Duration.fromInputUnsafe(options.upstreamTimeout ?? defaultUpstreamTimeout)
     const maxHeldActionAge = Duration.toMillis(Duration.fromInputUnsafe(options.maxHeldActionAge ?? defaultMaxHeldActionAge))
+    const clock = yield* Clock.Clock
     // One WARN per outage, not one per refused client (they retry every second or so).
     let outage: { refused: number } | undefined
 
@@ -221,7 +239,12 @@ export const run = (options: ProxyOptions = {}): Effect.Effect<never, TransportE
         recorder?.record(direction, id, frame, receivedAt)
       })
 
-    const robotLost = (error: TransportError): Ending => ({ side: "robot", why: error.message, closedBy: error.closedBy })
+    const robotLost = (error: TransportError): Ending => ({
+      side: "robot",
+      why: error.message,
+      closedBy: error.closedBy,
+      refused: error.reason === "Refused"
+    })
 
     const toRobot = (passage: Passage, robot: Connection, frame: Uint8Array, receivedAt: number) =>
       robot.send(frame).pipe(
@@ -248,9 +271,13 @@ export const run = (options: ProxyOptions = {}): Effect.Effect<never, TransportE
               })
             }
             if (type === "apply_action") {
-              return Effect.map(Clock.currentTimeMillis, (since) => holdNewest(passage, { frame, receivedAt, actionSince: since }))
+              // Held in this same step, with no effect between the checks above and
+              // the store: the robot connection's opening empties `held` and sets
+              // `robot` in a step of its own, which must not fall in between.
+              holdNewest(passage, { frame, receivedAt, actionSince: clock.currentTimeMillisUnsafe() })
+              return Effect.void
             }
-            if (passage.held.length >= maxHeldRequests) {
+            if (passage.held.length - (passage.heldAction ? 1 : 0) >= maxHeldRequests) {
               notForwarded(passage, frame)
               return Effect.fail({
                 side: "client",
@@ -318,6 +345,9 @@ export const run = (options: ProxyOptions = {}): Effect.Effect<never, TransportE
           Effect.mapError((error): Ending => "side" in error ? error : robotLost(error))
         )
         passage.opened = true
+        // Sent while no robot answered, for this client or for one before it
+        // (a client turned away in the outage that reconnected as it ended).
+        const noRobot = last !== undefined || outage !== undefined
         if (outage !== undefined) {
           yield* Effect.logInfo(
             `chiral record: ${client.address} answers again (${plural(outage.refused, "client connection")} ended meanwhile)`
@@ -329,7 +359,8 @@ export const run = (options: ProxyOptions = {}): Effect.Effect<never, TransportE
         if (askMetadata) yield* Effect.mapError(robot.send(metadataRequest), robotLost)
         while (passage.held.length > 0) {
           const { actionSince, frame, receivedAt } = passage.held.shift()!
-          if (actionSince !== undefined && (last !== undefined || (yield* Clock.currentTimeMillis) - actionSince >= maxHeldActionAge)) {
+          if (actionSince !== undefined) passage.heldAction = false
+          if (actionSince !== undefined && heldTooLong(actionSince, clock.currentTimeMillisUnsafe(), maxHeldActionAge, noRobot)) {
             dropBeforeOpen(passage, frame)
           } else {
             yield* toRobot(passage, robot, frame, receivedAt)
@@ -358,24 +389,33 @@ export const run = (options: ProxyOptions = {}): Effect.Effect<never, TransportE
           held: [],
           unforwarded: 0,
           unforwardedActions: 0,
-          actionsBeforeOpen: 0
+          actionsBeforeOpen: 0,
+          heldAction: false
         }
         const ending = yield* Effect.raceFirst(fromClient(passage, downstream), throughRobot(passage, downstream))
         if (ending.side === "client") return
         for (const { frame } of passage.held) notForwarded(passage, frame)
-        // 1013 try again later: no robot yet; the robot's own close when it said
-        // why (its client would have seen it without the proxy); else 1011.
+        // 1013 try again later: no robot yet; 1008 when the robot turns the proxy
+        // away (its client is refused as the robot would refuse it); the robot's
+        // own close when it said why (its client would have seen it without the
+        // proxy); else 1011.
         yield* !passage.opened
-          ? closeWith(downstream, CloseReason.tryAgainLater, "chiral record: no robot answers")
+          ? ending.refused === true
+            ? closeWith(downstream, CloseReason.policyViolation, "chiral record: the robot refused the proxy's connection")
+            : closeWith(downstream, CloseReason.tryAgainLater, "chiral record: no robot answers")
           : ending.closedBy !== undefined
           ? closeWith(downstream, ending.closedBy.code, ending.closedBy.reason)
           : closeWith(downstream, CloseReason.internalError, "chiral record: the robot connection was lost")
         if (!passage.opened) {
           const first = outage === undefined
           outage = { refused: (outage?.refused ?? 0) + 1 }
-          const line = `chiral record: no robot at ${client.address} (${ending.why}): ended ${passage.id} (${lossOf(passage)})`
+          const line = `chiral record: ${
+            ending.refused === true ? `the robot at ${client.address} refused the proxy's connection` : `no robot at ${client.address}`
+          } (${ending.why}): ended ${passage.id} (${lossOf(passage)})`
           return yield* first
-            ? Effect.logWarning(`${line}; every client's connection is ended the same way until the robot answers`)
+            ? Effect.logWarning(`${line}; every client's connection is ended the same way until the robot ${
+              ending.refused === true ? "lets the proxy in" : "answers"
+            }`)
             : Effect.logDebug(line)
         }
         yield* Effect.logWarning(

@@ -1,7 +1,7 @@
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { ClientTransport, type Connection, MemoryTransport, PolicyClient, PolicyServer, ServerTransport } from "@chiral/core"
+import { ClientTransport, type Connection, MemoryTransport, PolicyClient, PolicyServer, ServerTransport, TransportError } from "@chiral/core"
 import { decodeFrame, encodeFrame, Tensor } from "@chiral/protocol"
 import { assert, describe, it } from "@effect/vitest"
 import { Clock, Deferred, Effect, Exit, Logger, Queue, Ref, Result, Schedule, Scope, Stream, SubscriptionRef } from "effect"
@@ -271,20 +271,92 @@ describe("RecordingProxy", () => {
     const log = logLines()
     return Effect.gen(function*() {
       const { applied, client, gate, proxy } = yield* gatedPassage({ maxHeldActionAge: "5 millis" })
-      const sent = yield* Clock.currentTimeMillis
       yield* client.connection.send(action(7))
-      yield* until(Effect.sync(() => proxy.taken.frames >= 1))
-      // A condition on the clock, not a wait of a set time: the action is now older than allowed.
-      yield* until(Effect.map(Clock.currentTimeMillis, (t) => t - sent >= 10))
-      yield* Deferred.succeed(gate, undefined)
       yield* client.connection.send(encodeFrame({ type: "metadata" }))
+      // The metadata request is taken only once the action has been held (one frame at a time).
+      yield* until(Effect.sync(() => proxy.taken.frames >= 2))
+      const held = yield* Clock.currentTimeMillis
+      // A condition on the clock, not a wait of a set time: the action is now older than allowed.
+      yield* until(Effect.map(Clock.currentTimeMillis, (t) => t - held >= 10))
+      yield* Deferred.succeed(gate, undefined)
       assert.strictEqual(yield* Queue.take(client.received), "metadata_response")
       yield* client.connection.send(action(8))
       yield* until(Effect.map(Ref.get(applied), (a) => a.length > 0))
       assert.deepStrictEqual(yield* Ref.get(applied), [8], "the action that waited too long was dropped")
       assert.isTrue(
         log.lines.some((l) =>
-          l.startsWith("WARN") && l.includes("dropped 1 action it sent before its robot connection was open (only the newest may wait for it, less than 5ms, and only while the robot answers)")
+          l.startsWith("WARN") &&
+          l.includes("dropped 1 action it sent before its robot connection was open (only the newest may wait for it, less than 5ms, and only while the robot answers)")
+        ),
+        log.lines.join("\n")
+      )
+    }).pipe(Effect.scoped, Effect.provide(log.layer))
+  }, liveTimeout)
+
+  it("heldTooLong: an action waits less than maxHeldActionAge, and never one sent while no robot answered", () => {
+    assert.isFalse(RecordingProxy.heldTooLong(1000, 1099, 100, false))
+    assert.isTrue(RecordingProxy.heldTooLong(1000, 1100, 100, false), "at the limit")
+    assert.isTrue(RecordingProxy.heldTooLong(1000, 1000, 0, false), "0 drops every action")
+    assert.isTrue(RecordingProxy.heldTooLong(1000, 1001, 100, true))
+  })
+
+  it.live("an action held as the robot comes back from an outage is dropped, though the robot answered this client at once", () => {
+    const log = logLines()
+    return Effect.gen(function*() {
+      const robotNet = MemoryTransport.make({ address: "memory://robot" })
+      const proxyNet = MemoryTransport.make({ address: "memory://proxy" })
+      const applied = yield* Ref.make<ReadonlyArray<number>>([])
+      const robot = { up: false, gate: yield* Deferred.make<void>() }
+      const upstream = ClientTransport.of({
+        address: robotNet.client.address,
+        connect: Effect.suspend(() =>
+          robot.up
+            ? Effect.andThen(Deferred.await(robot.gate), robotNet.client.connect)
+            : Effect.fail(new TransportError({ reason: "Unavailable", address: "memory://robot", detail: "down" }))
+        )
+      })
+      const proxy = pulled(proxyNet.server)
+      yield* runProxy(proxy.service, upstream, { upstreamTimeout: "50 millis", maxHeldActionAge: "1 hour" })
+      // Turned away while no robot answers: the outage.
+      const early = yield* rawClient(proxyNet.client)
+      yield* Deferred.await(early.ended)
+      yield* startRobot(robotNet.server, applied)
+      robot.up = true
+      // The next client acts at once, as one turned away in the outage and reconnecting would.
+      const next = yield* rawClient(proxyNet.client)
+      const before = proxy.taken.frames
+      yield* next.connection.send(action(5))
+      yield* next.connection.send(encodeFrame({ type: "metadata" }))
+      yield* until(Effect.sync(() => proxy.taken.frames >= before + 2))
+      yield* Deferred.succeed(robot.gate, undefined)
+      assert.strictEqual(yield* Queue.take(next.received), "metadata_response")
+      yield* next.connection.send(action(6))
+      yield* until(Effect.map(Ref.get(applied), (a) => a.length > 0))
+      assert.deepStrictEqual(yield* Ref.get(applied), [6], "the action sent as the outage ended was dropped")
+      assert.isTrue(log.lines.some((l) => l.startsWith("WARN") && l.includes("dropped 1 action it sent before")), log.lines.join("\n"))
+    }).pipe(Effect.scoped, Effect.provide(log.layer))
+  }, liveTimeout)
+
+  it.live("a robot that refuses the proxy (HTTP 401: its token) refuses the client too (1008), saying so, not \"no robot answers\"", () => {
+    const log = logLines()
+    return Effect.gen(function*() {
+      const proxyNet = MemoryTransport.make({ address: "memory://proxy" })
+      const refusing = ClientTransport.of({
+        address: "memory://robot",
+        connect: Effect.fail(
+          new TransportError({ reason: "Refused", address: "memory://robot", detail: "the server requires an access token (HTTP 401)" })
+        )
+      })
+      const proxy = closable(proxyNet.server)
+      yield* runProxy(proxy.service, refusing, { upstreamTimeout: "1 hour" })
+      yield* rawClient(proxyNet.client)
+      yield* until(Effect.sync(() => proxy.closes.length > 0))
+      assert.deepStrictEqual(proxy.closes, [[1008, "chiral record: the robot refused the proxy's connection"]])
+      assert.isTrue(
+        log.lines.some((l) =>
+          l.startsWith("WARN") &&
+          l.includes("the robot at memory://robot refused the proxy's connection (Refused (memory://robot): the server requires an access token (HTTP 401))") &&
+          l.endsWith("until the robot lets the proxy in")
         ),
         log.lines.join("\n")
       )
