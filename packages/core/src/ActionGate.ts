@@ -344,8 +344,9 @@ const openConnection = (shared: Shared, connection: Watchdog.ConnectionInfo) =>
      */
     const ownStamps = (obsTimestamps: ObsTimestamps): readonly [ObsTimestamps, Effect.Effect<void>] => {
       // A server that declares no cameras (its getObs builds observations itself,
-      // as `chiral replay` does) cannot tell its cameras' names from others.
-      if (shared.rules.cameras.size === 0) return [obsTimestamps, Effect.void]
+      // as `chiral replay` does, with another robot's recorded stamps) has no
+      // capture clock to judge them by: all are left out, which is no news.
+      if (shared.rules.cameras.size === 0) return [{}, Effect.void]
       const unknown = unknownNames(obsTimestamps, shared.rules.cameras)
       if (unknown === undefined) return [obsTimestamps, Effect.void]
       const warn = namedUnknown ? Effect.void : Effect.logWarning(
@@ -373,10 +374,13 @@ const openConnection = (shared: Shared, connection: Watchdog.ConnectionInfo) =>
 
     /** How old the kept action's observation is, and what becomes of it: said with a burst, which is how late actions come. */
     const keptAge = (stamps: ObsTimestamps, now: number): string => {
-      const own = shared.rules.cameras.size === 0 ? stamps : camerasOnly(stamps, shared.rules.cameras)
-      const verdict = ActionGuard.judge(own, now, undefined)
+      const verdict = ActionGuard.judge(camerasOnly(stamps, shared.rules.cameras), now, undefined)
       const limit = shared.rules.maxAgeSeconds
+      if (verdict._tag === "Invalid") return `whose timestamps are not valid (${verdict.detail})`
       if (verdict._tag !== "Fresh") return "whose age cannot be told (no timestamps of this robot's cameras)"
+      if (verdict.ageSeconds < 0) {
+        return `stamped ${(-verdict.ageSeconds).toFixed(2)} s in the future (not this robot's capture clock)`
+      }
       const age = `computed from an observation ${verdict.ageSeconds.toFixed(2)} s old`
       return limit === undefined
         ? `${age} (no maxActionAge: applied however old)`

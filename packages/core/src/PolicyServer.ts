@@ -37,8 +37,9 @@ export interface PolicyServerConfig<E = never, R = never> extends SensorState.Se
   /** Limits applied when decoding client frames. */
   readonly decodeLimits?: Partial<DecodeLimits> | undefined
   /**
-   * Of several `apply_action`s from one connection that arrive together (the
-   * server had not read them in time: it was stopped, blocked or busy), apply
+   * Of several `apply_action`s from one connection that arrive together (held
+   * up on their way: the server had not read them in time, or something
+   * between it and the client was stopped, blocked or busy), apply
    * only the newest and drop the older ones as `superseded`, counted and
    * logged (`NewestAction`). Default true. False applies every action as it
    * is read, as the reference servers do, bursts included.
@@ -70,10 +71,6 @@ export class PolicyServer extends Context.Service<PolicyServer, PolicyServerApi>
 }
 
 /**
- * Builds the server and serves through the `ServerTransport` in the scope:
- * closing the scope closes every connection and stops every fiber.
- */
-/**
  * How long `onConnect` may run before a line says the client waits for it:
  * until it returns, none of the client's frames is read, so its requests go
  * unanswered and its actions wait, with nothing on either side to say why.
@@ -100,6 +97,10 @@ const slowAdmissionSaid = <A, E, R>(id: string, admission: Effect.Effect<A, E, R
     return yield* exit
   })
 
+/**
+ * Builds the server and serves through the `ServerTransport` in the scope:
+ * closing the scope closes every connection and stops every fiber.
+ */
 export const make = <E, R>(
   config: PolicyServerConfig<E, R>
 ): Effect.Effect<PolicyServerApi, ConfigError, Scope.Scope | ServerTransport | Exclude<R, PolicyServer>> =>

@@ -107,13 +107,15 @@ describe("NewestAction: actions that arrive together", () => {
       yield* burst(undefined, { wrist: 3.8, t: 4.99 })
       yield* burst("2 seconds", { wrist: 3.8 })
       yield* burst(undefined, { t: 4.99 })
+      yield* burst(undefined, { wrist: 7 })
       const lines = logs.lines.filter((l) => l.includes("arrived together"))
-      expect(lines).toHaveLength(3)
+      expect(lines).toHaveLength(4)
       expect(lines[0]).toContain(
         "(held up on their way: this server, or something between it and the client, was stopped, blocked or busy); kept the newest, computed from an observation 1.20 s old (no maxActionAge: applied however old), dropped the 2 older"
       )
       expect(lines[1]).toContain("kept the newest, computed from an observation 1.20 s old (maxActionAge 2 s judges it)")
       expect(lines[2]).toContain("kept the newest, whose age cannot be told (no timestamps of this robot's cameras)")
+      expect(lines[3]).toContain("kept the newest, stamped 2.00 s in the future (not this robot's capture clock)")
     }))
 
   it.effect("a burst longer than one turn of the reader (16 frames) still ends in one action", () =>
