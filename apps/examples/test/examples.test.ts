@@ -92,7 +92,7 @@ describe("examples", () => {
         Server.serve(port, "127.0.0.1").pipe(
           Effect.provideService(Console.Console, console),
           Effect.provide(captureLogs(logs)),
-          Effect.forkDetach
+          Effect.forkScoped
         )
       const before = yield* robot(first.console, 0)
       const listening = yield* lineMatching(first.lines, /^listening on ws:\/\/127\.0\.0\.1:\d+$/)
@@ -113,7 +113,7 @@ describe("examples", () => {
       // Sent to the first robot but not read before it went: at most the few in flight.
       assert.isAtLeast(applied[0]! + applied[1]!, 25, JSON.stringify(applied))
       assert.isAbove(applied[1]!, 0)
-    }), 120_000)
+    }).pipe(Effect.scoped), 120_000)
 
   it.live("the Zenoh pair: same robot and policy over tcp/host:port, every action arrives", () =>
     Effect.gen(function*() {

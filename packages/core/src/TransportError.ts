@@ -20,8 +20,9 @@ export const TransportErrorReason = Schema.Literals([
   "InvalidAddress",
   /**
    * A server answered but turned this client away before any frame, and will
-   * again if asked the same way: an HTTP error answering the WebSocket
-   * upgrade (401 without the right token, 403, 404 from another service).
+   * again if asked the same way: an HTTP error other than 5xx answering the
+   * WebSocket upgrade (401 without the right token, 403, 404 from another
+   * service; a 5xx is `Unavailable`).
    */
   "Refused",
   /** The server could not bind its address. */

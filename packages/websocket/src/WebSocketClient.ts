@@ -82,10 +82,17 @@ export class ClientSocketError extends Error {
    * timeout ran out before it came.
    */
   readonly code: string | undefined
-  constructor(kind: ClientSocketError["kind"], message: string, options?: { cause?: unknown; code?: string | undefined }) {
+  /** For `handshake`: the HTTP status the server answered the upgrade with, when it was one other than 101. */
+  readonly status: number | undefined
+  constructor(
+    kind: ClientSocketError["kind"],
+    message: string,
+    options?: { cause?: unknown; code?: string | undefined; status?: number | undefined }
+  ) {
     super(message, options)
     this.kind = kind
     this.code = options?.code
+    this.status = options?.status
   }
 }
 
@@ -629,9 +636,15 @@ export class ClientSocket {
       }
       return -1
     }
-    const problem = checkHandshake(this.handshake.slice(0, end), this.key, this.path)
+    const head = this.handshake.slice(0, end)
+    const problem = checkHandshake(head, this.key, this.path)
     if (problem !== undefined) {
-      this.fail(new ClientSocketError("handshake", problem + saidIn(this.handshake.slice(end + 4))))
+      const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1] ?? Number.NaN)
+      this.fail(
+        new ClientSocketError("handshake", problem + saidIn(this.handshake.slice(end + 4)), {
+          status: Number.isInteger(status) && status !== 101 ? status : undefined
+        })
+      )
       return -1
     }
     this.state = "open"

@@ -129,11 +129,23 @@ const openFailure = (url: URL, uri: string, code: number, error: WebSocketClient
       cause: error
     })
     : new TransportError({
-      reason: error?.kind === "handshake" ? "Refused" : error?.kind === "silent" ? "Silent" : "Unavailable",
+      reason: error?.kind === "handshake"
+        ? error.status === undefined ? "InvalidAddress" : httpRefusal(error.status)
+        : error?.kind === "silent"
+        ? "Silent"
+        : "Unavailable",
       address: uri,
       detail: error?.message ?? `closed during the handshake (${code})`,
       cause: error
     })
+
+/**
+ * What an HTTP status answering the upgrade means: a 5xx is a server (or a
+ * reverse proxy before it) that cannot serve now, worth retrying as one that
+ * is not up (ours answers 503 while it shuts down); any other is `Refused`,
+ * and will be again if asked the same way (401: the token).
+ */
+const httpRefusal = (status: number): "Unavailable" | "Refused" => status >= 500 && status < 600 ? "Unavailable" : "Refused"
 
 /**
  * A `ws://` connection on our own client framing (`WebSocketClient`): each
@@ -359,10 +371,10 @@ const connectWithWs = (
         if (failure.reason === "Unavailable" && isResolveCode(code)) {
           return unresolvedHost({ address: shown, host: hostOf(url), code, cause: failure.cause })
         }
-        // A server that answers the upgrade with an HTTP error will keep doing so.
+        // An HTTP error answering the upgrade (ws:// and wss://): see httpRefusal.
         return failure.detail?.startsWith("Unexpected server response") === true
           ? new TransportError({
-            reason: "Refused",
+            reason: httpRefusal(Number(/^Unexpected server response: (\d{3})/.exec(failure.detail)?.[1])),
             address: shown,
             detail: failure.detail === "Unexpected server response: 401"
               ? AccessToken.unauthorized(url.pathname + url.search)

@@ -8,7 +8,9 @@ import { CameraFrame, decodeFrame, encodeFrame, lending, ReceivePool, Tensor } f
 import { collectUntil } from "@chiral/testing/Collector"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Result } from "effect"
+import type { TransportError } from "@chiral/core"
 import * as WebSocketClient from "../src/WebSocketClient.js"
+import * as WebSocketTransport from "../src/WebSocketTransport.js"
 
 const guid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -320,6 +322,25 @@ describe("WebSocketClient", () => {
         assert.match(outcome.closed!.error!.message, why)
       }
     }))
+
+  it.live("the transport's reason for an answer to the upgrade: a 4xx is Refused (it will be again), a 5xx Unavailable (retried), not HTTP at all InvalidAddress", () =>
+    Effect.gen(function*() {
+      const answers: ReadonlyArray<[Answer, TransportError["reason"]]> = [
+        [() => "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n", "Refused"],
+        [() => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", "Refused"],
+        [() => "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n", "Unavailable"],
+        [() => "SSH-2.0-OpenSSH_9.2\r\n\r\n", "InvalidAddress"],
+        [() => "HTTP/1.1 101 Switching\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: nope\r\n\r\n", "InvalidAddress"]
+      ]
+      for (const [answer, reason] of answers) {
+        const server = yield* serve(answer, () => {})
+        const { port } = server.address() as Net.AddressInfo
+        const error = yield* Effect.flip(
+          Effect.scoped(WebSocketTransport.makeClient(`ws://127.0.0.1:${port}`).connect)
+        )
+        assert.strictEqual(error.reason, reason, `${answer("k").split("\r\n")[0]}: ${error.message}`)
+      }
+    }), 60_000)
 
   it.live("nobody listening is reported as unavailable", () =>
     Effect.gen(function*() {
