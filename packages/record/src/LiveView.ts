@@ -29,7 +29,7 @@ import { FoxgloveServer } from "@foxglove/ws-protocol"
 import type { IWebSocket } from "@foxglove/ws-protocol"
 import * as AccessToken from "@chiral/websocket/AccessToken"
 import { isLoopbackHost } from "@chiral/websocket/WebSocketServer"
-import { Effect, Result, Schedule, Schema, type Scope } from "effect"
+import { Effect, Result, Schedule, Schema, type Scope, SubscriptionRef } from "effect"
 import { WebSocketServer } from "ws"
 import type { WebSocket } from "ws"
 import type { Direction, Frame } from "./Recorder.js"
@@ -85,6 +85,12 @@ export interface LiveView {
   readonly tap: (direction: Direction, connection: string, frame: Frame, receivedAt: number) => void
   /** Feeds the view one observation reply (received at `receivedAt`, ms since the Unix epoch); shown at the next tick. */
   readonly publishReply: (reply: Topics.ObservationReply, connection: string, receivedAt: number) => void
+  /**
+   * Viewers connected now (those let in: a token refused is not one). A
+   * feeder that has to ask for what it shows (`chiral view`) asks only while
+   * this is above 0; nobody else waits on a view.
+   */
+  readonly viewers: SubscriptionRef.SubscriptionRef<number>
   readonly stats: () => LiveViewStats
 }
 
@@ -194,10 +200,16 @@ const listen = (options: LiveViewOptions, foxglove: FoxgloveServer, onDrop: () =
         `chiral: serving the live view ${address} without a token: anyone who can reach this port can watch the robot's cameras (set a token: LiveViewOptions.token, or a chiral command's --token or CHIRAL_TOKEN)`
       )
     }
-    const state = { address, viewers: 0 }
+    // The plain count is what the tap reads per frame; the ref is for those who wait on a change.
+    const viewers = yield* SubscriptionRef.make(0)
+    const state = { address, viewers: 0, viewersRef: viewers }
+    const count = (change: number) => {
+      state.viewers += change
+      Effect.runSyncWith(context)(SubscriptionRef.set(viewers, state.viewers))
+    }
     wss.on("connection", (ws, request) => {
-      state.viewers++
-      ws.once("close", () => state.viewers--)
+      count(1)
+      ws.once("close", () => count(-1))
       foxglove.handleConnection(droppingSocket(ws, maxBuffered, onDrop), AccessToken.peerOf(request))
     })
     return state
@@ -299,6 +311,7 @@ export const make = (options: LiveViewOptions = {}): Effect.Effect<LiveView, Vie
       address: server.address,
       tap,
       publishReply,
+      viewers: server.viewersRef,
       stats: () => ({ viewers: server.viewers, published, dropped })
     } satisfies LiveView
   })

@@ -1,7 +1,7 @@
 import * as RawWebSocket from "@chiral/testing/RawWebSocket"
 import * as Robot from "@chiral/testing/Robot"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Exit, Scope, Stream, SubscriptionRef } from "effect"
 import type { WebSocket } from "ws"
 import * as LiveView from "../src/LiveView.js"
 import { droppingSocket } from "../src/LiveView.js"
@@ -99,5 +99,27 @@ describe("LiveView", () => {
       const error = yield* LiveView.make({ port: 0, token: "" }).pipe(Effect.flip)
       assert.strictEqual(error._tag, "ViewError")
       assert.include(error.message, "the token is empty")
+    }).pipe(Effect.scoped))
+
+  it.live("viewers counts the viewers let in, as they connect and leave (one refused for its token is not one)", () =>
+    Effect.gen(function*() {
+      // (the refusal's warning kept off the test's output)
+      const logs = yield* Robot.captureLogs
+      const view = yield* LiveView.make({ port: 0, token: "s3cret" }).pipe(Effect.provide(logs.layer))
+      const reaches = (n: number) =>
+        SubscriptionRef.changes(view.viewers).pipe(Stream.filter((viewers) => viewers === n), Stream.runHead)
+      assert.strictEqual(yield* SubscriptionRef.get(view.viewers), 0)
+      assert.strictEqual(yield* RawWebSocket.upgradeStatus(view.address, { path: "/?token=wrong", headers: foxglove }), 401)
+      const first = yield* Scope.make()
+      yield* RawWebSocket.connect(view.address, { path: "/?token=s3cret", headers: foxglove }).pipe(Scope.provide(first))
+      yield* reaches(1)
+      const second = yield* Scope.make()
+      yield* RawWebSocket.connect(view.address, { path: "/?token=s3cret", headers: foxglove }).pipe(Scope.provide(second))
+      yield* reaches(2)
+      yield* Scope.close(first, Exit.void)
+      yield* reaches(1)
+      yield* Scope.close(second, Exit.void)
+      yield* reaches(0)
+      assert.strictEqual(view.stats().viewers, 0)
     }).pipe(Effect.scoped))
 })
