@@ -50,6 +50,12 @@ export const unauthorized = (path: string): string => {
     : "the server requires an access token (HTTP 401): add ?token=T to the URI, T the robot's token"
 }
 
+/**
+ * Whether a connection failure's `detail` is `unauthorized`'s: the server
+ * turns the token away, and will until one of the two tokens changes.
+ */
+export const isUnauthorized = (detail: string | undefined): boolean => detail?.includes("(HTTP 401)") === true
+
 /** Where a request came from, as logs name a peer: `host:port`, an IPv6 host in brackets. */
 export const peerOf = (request: Http.IncomingMessage | undefined): string => {
   const address = request?.socket.remoteAddress

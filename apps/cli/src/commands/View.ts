@@ -1,12 +1,29 @@
-import { PolicyClient } from "@chiral/core"
+import { ClientConnection, PolicyClient, type TransportError } from "@chiral/core"
 import { LiveView, Recorder } from "@chiral/record"
-import { Console, Effect, Logger, Option, Stream } from "effect"
+import * as AccessToken from "@chiral/websocket/AccessToken"
+import { Console, Effect, FiberHandle, Logger, Option, References, Schedule, Stream, SubscriptionRef } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as Flags from "../Flags.js"
 import { clientTransportFor, shown, uriTokenOf, withToken } from "../Transports.js"
 import { failWith } from "./Decode.js"
 
 export const defaultViewPort = 8767
+
+/**
+ * How the view reconnects to its robot: the client's default backoff, for as
+ * long as it takes (a robot restarting, or down for a while), except past a
+ * robot that turns the token away (HTTP 401: it came back with another), which
+ * no retry mends; `refusal` is then that answer, for the view's last line.
+ */
+const viewReconnection = () => {
+  let refusal: TransportError | undefined
+  const schedule = Schedule.while(ClientConnection.defaultReconnect, ({ input }) => {
+    if (!AccessToken.isUnauthorized(input.detail)) return true
+    refusal = input
+    return false
+  })
+  return { schedule, refusal: () => refusal }
+}
 
 export const view = Command.make(
   "view",
@@ -55,15 +72,58 @@ export const view = Command.make(
           token === undefined ? "" : `token required: ${live.address}/?token=***, `
         }Foxglove → Open connection → Foxglove WebSocket)`
       )
-      // An extra client of the robot: it asks for observations at --hz, as a policy would.
-      const client = yield* PolicyClient.make({})
-      yield* Console.error(`chiral view: showing ${shown(robot)} at ${flags.hz} Hz`)
-      yield* client.startObsStream(flags.hz)
+      const reconnection = viewReconnection()
+      // An extra client of the robot: it asks for observations at --hz, as a
+      // policy would. Its info lines on a reconnection (each kind of failed
+      // attempt, the obs stream paused, reconnected) are what the view's
+      // lost and back lines say; its warnings (why the robot was lost, a
+      // refusal) are kept.
+      const quieter = Effect.provideService(References.MinimumLogLevel, "Warn")
+      const client = yield* quieter(PolicyClient.make({ reconnect: reconnection.schedule }))
+      const robotShown = shown(robot)
+      yield* Console.error(`chiral view: showing ${robotShown} at ${flags.hz} Hz`)
+      // The client's observations outlive its connections: after a robot
+      // restart the new robot's arrive on the same stream.
       yield* client.observations.pipe(
-        Stream.runForEach((obs) => Effect.sync(() => live.publishReply({ reply: "obs_response", obs }, shown(robot), Recorder.now()))),
-        Effect.raceFirst(client.awaitDisconnect)
+        Stream.runForEach((obs) => Effect.sync(() => live.publishReply({ reply: "obs_response", obs }, robotShown, Recorder.now()))),
+        Effect.forkScoped
       )
-      yield* Console.error(`chiral view: ${shown(robot)} closed the connection`)
+      yield* quieter(client.startObsStream(flags.hz))
+      // The client reconnects by itself; the view says so, and runs on until
+      // Ctrl-C or until the client gives up. The robot is back once it
+      // answers on the new connection (its metadata), not when the
+      // connection opens: a server may let the client in and then turn it
+      // away (a recording proxy whose robot is down: 1013), which would
+      // otherwise read as back and lost again at every attempt.
+      let lost = false
+      const confirm = client.getMetadata.pipe(
+        Effect.andThen(Effect.suspend(() => {
+          lost = false
+          return Console.error(`chiral view: ${robotShown} is back`)
+        })),
+        Effect.ignore
+      )
+      const confirming = yield* FiberHandle.make()
+      yield* SubscriptionRef.changes(client.connectionState).pipe(
+        Stream.changes,
+        Stream.takeUntil((state) => state === "closed"),
+        Stream.runForEach((state) => {
+          if (state === "connected") return lost ? FiberHandle.run(confirming, confirm) : Effect.void
+          return Effect.andThen(
+            FiberHandle.clear(confirming),
+            Effect.suspend(() => {
+              if (lost) return Effect.void
+              lost = true
+              return Console.error(`chiral view: lost ${robotShown}; waiting for it to come back (Ctrl-C to quit)`)
+            })
+          )
+        })
+      )
+      const refusal = reconnection.refusal()
+      return yield* failWith(
+        "view",
+        `gave up on ${robotShown}: ${refusal === undefined ? "the client closed its connection" : refusal.detail ?? refusal.message}`
+      )
     }).pipe(
       Effect.scoped,
       Effect.provide(transport),
@@ -75,7 +135,7 @@ export const view = Command.make(
   }, Effect.provideService(Logger.LogToStderr, true))
 ).pipe(
   Command.withDescription(
-    "Watch a live robot in Foxglove or Lichtblick: connects to the robot as one more client, asks for observations at --hz and serves them over the Foxglove WebSocket protocol (images, depth, camera calibration and /tf from K and T, proprios). The view shows what the robot's cameras see: it listens on this machine only unless --host says otherwise (then without a token it warns that anyone who reaches the port can watch), and with a token (--token, CHIRAL_TOKEN, else the robot URI's) viewers must present it: Foxglove → Open connection → ws://host:port/?token=T. A token is never printed (***). A viewer that reads slowly gets frames dropped; the robot and its policy never wait for it. Runs until Ctrl-C."
+    "Watch a live robot in Foxglove or Lichtblick: connects to the robot as one more client, asks for observations at --hz and serves them over the Foxglove WebSocket protocol (images, depth, camera calibration and /tf from K and T, proprios). The view shows what the robot's cameras see: it listens on this machine only unless --host says otherwise (then without a token it warns that anyone who reaches the port can watch), and with a token (--token, CHIRAL_TOKEN, else the robot URI's) viewers must present it: Foxglove → Open connection → ws://host:port/?token=T. A token is never printed (***). A viewer that reads slowly gets frames dropped; the robot and its policy never wait for it. When the robot is lost (restarted, down) the view says so, reconnects by itself and says when it is back. Runs until Ctrl-C, or ends non-zero, saying why, if the robot comes back refusing the token."
   ),
   Command.withExamples([
     { command: "chiral view ws://robot:8765", description: "Then in Foxglove, on this machine: Open connection → ws://127.0.0.1:8767" },
