@@ -1,9 +1,9 @@
-// chiral view against robots that restart.
-import { PolicyServer } from "@chiral/core"
+// chiral view against robots that restart, and with viewers that come and go.
+import { PolicyClient, PolicyServer } from "@chiral/core"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Layer, Schedule, Scope } from "effect"
 import { view } from "../src/commands/View.js"
-import { serverTransports } from "../src/Transports.js"
+import { clientTransportFor, serverTransports } from "../src/Transports.js"
 import * as FoxgloveViewer from "./support/FoxgloveViewer.js"
 import { startCommand } from "./support/RunCommand.js"
 
@@ -12,10 +12,11 @@ const liveTimeout = 60_000
 
 /**
  * A one-camera robot on `port` (0: a free one) whose observations say which
- * robot answered (`extra.robot`).
+ * robot answered (`extra.robot`), counting the obs_requests it answers.
  */
 const robotOn = (port: number, name: string, token?: string) =>
   Effect.gen(function*() {
+    const counted = { obsRequests: 0 }
     const transport = yield* Layer.build(
       serverTransports.websocket({ host: "127.0.0.1", port, ...(token === undefined ? {} : { webSocket: { token } }) })
     )
@@ -23,11 +24,11 @@ const robotOn = (port: number, name: string, token?: string) =>
       cameras: [{ name: "cam_0", width: 4, height: 2 }],
       handlers: {
         reset: Effect.map(PolicyServer.makeObs(), (obs) => ({ obs })),
-        getObs: PolicyServer.makeObs({ extra: { robot: name } }),
+        getObs: Effect.andThen(Effect.sync(() => counted.obsRequests++), PolicyServer.makeObs({ extra: { robot: name } })),
         applyAction: () => Effect.void
       }
     }).pipe(Effect.provideContext(transport))
-    return { address: server.address }
+    return { address: server.address, counted }
   })
 
 /** The robot each `/observation` a viewer received came from. */
@@ -81,6 +82,41 @@ describe("chiral view", () => {
       yield* running(printed(viewing, `chiral view: ${first.address} is back`))
       // Still running: it ends only on Ctrl-C (or when its client gives up).
       assert.isUndefined(viewing.fiber.pollUnsafe())
+    }).pipe(Effect.scoped), liveTimeout)
+
+  it.live("asks the robot for observations only while a viewer is connected: none before, from when one connects, none after it leaves", () =>
+    Effect.gen(function*() {
+      const robot = yield* robotOn(0, "robot")
+      const viewing = yield* startCommand(view, [robot.address, "--host", "127.0.0.1", "--port", "0", "--hz", "20"], "live view on ")
+      const running = whileViewRuns(viewing)
+      yield* running(printed(viewing, `chiral view: showing ${robot.address}`))
+      // A policy on the same robot, asking at the view's rate: what the view
+      // would have asked meanwhile is counted against its requests, not time.
+      const transport = clientTransportFor(robot.address)
+      if (typeof transport === "string") return assert.fail(transport)
+      const policy = yield* PolicyClient.make({}).pipe(Effect.provide(transport))
+      let mine = 0
+      const policyObserves = (n: number) =>
+        running(Effect.andThen(policy.getObs, Effect.sync(() => mine++)).pipe(
+          Effect.repeat({ times: n - 1, schedule: Schedule.spaced(50) })
+        ))
+      const fromView = () => robot.counted.obsRequests - mine
+
+      yield* policyObserves(20)
+      assert.strictEqual(fromView(), 0, "obs_requests from the view while no viewer is connected")
+
+      const viewerScope = yield* Scope.make()
+      const viewer = yield* running(watcher(viewing.address, viewerScope))
+      yield* running(until(() => fromView() > 0 && robotsSeen(viewer).length > 0))
+      yield* printed(viewing, `chiral view: a viewer is connected: asking ${robot.address} for observations`)
+
+      yield* Scope.close(viewerScope, Exit.void)
+      yield* running(printed(viewing, `chiral view: no viewer connected: not asking ${robot.address} for observations`))
+      // (a request in flight as the viewer left is answered meanwhile)
+      yield* policyObserves(5)
+      const asked = fromView()
+      yield* policyObserves(20)
+      assert.strictEqual(fromView(), asked, "obs_requests from the view after the last viewer left")
     }).pipe(Effect.scoped), liveTimeout)
 
   it.live("gives up, non-zero with a one-line reason, when the robot comes back refusing its token", () =>

@@ -30,7 +30,7 @@ export const view = Command.make(
   {
     uri: Argument.String("uri").pipe(Argument.withDescription("The robot: ws://host:port (WebSocket) or tcp/host:port (Zenoh)")),
     hz: Flag.Finite("hz").pipe(
-      Flag.withDescription("Observations per second to request from the robot and show (default 10)"),
+      Flag.withDescription("Observations per second to request from the robot and show, while a viewer is connected (default 10)"),
       Flag.withDefault(10)
     ),
     port: Flag.Int("port").pipe(
@@ -81,14 +81,32 @@ export const view = Command.make(
       const quieter = Effect.provideService(References.MinimumLogLevel, "Warn")
       const client = yield* quieter(PolicyClient.make({ reconnect: reconnection.schedule }))
       const robotShown = shown(robot)
-      yield* Console.error(`chiral view: showing ${robotShown} at ${flags.hz} Hz`)
+      yield* Console.error(`chiral view: showing ${robotShown} at ${flags.hz} Hz while a viewer is connected`)
       // The client's observations outlive its connections: after a robot
       // restart the new robot's arrive on the same stream.
       yield* client.observations.pipe(
         Stream.runForEach((obs) => Effect.sync(() => live.publishReply({ reply: "obs_response", obs }, robotShown, Recorder.now()))),
         Effect.forkScoped
       )
-      yield* quieter(client.startObsStream(flags.hz))
+      // Each request costs the robot a capture and an encoding that a policy
+      // on the same robot competes for: asked only while someone watches.
+      let watching = false
+      yield* SubscriptionRef.changes(live.viewers).pipe(
+        Stream.runForEach((viewers) => {
+          if (viewers > 0 === watching) return Effect.void
+          watching = viewers > 0
+          return watching
+            ? Effect.andThen(
+              Console.error(`chiral view: a viewer is connected: asking ${robotShown} for observations`),
+              quieter(client.startObsStream(flags.hz))
+            )
+            : Effect.andThen(
+              client.stopObsStream,
+              Console.error(`chiral view: no viewer connected: not asking ${robotShown} for observations`)
+            )
+        }),
+        Effect.forkScoped
+      )
       // The client reconnects by itself; the view says so, and runs on until
       // Ctrl-C or until the client gives up. The robot is back once it
       // answers on the new connection (its metadata), not when the
@@ -135,7 +153,7 @@ export const view = Command.make(
   }, Effect.provideService(Logger.LogToStderr, true))
 ).pipe(
   Command.withDescription(
-    "Watch a live robot in Foxglove or Lichtblick: connects to the robot as one more client, asks for observations at --hz and serves them over the Foxglove WebSocket protocol (images, depth, camera calibration and /tf from K and T, proprios). The view shows what the robot's cameras see: it listens on this machine only unless --host says otherwise (then without a token it warns that anyone who reaches the port can watch), and with a token (--token, CHIRAL_TOKEN, else the robot URI's) viewers must present it: Foxglove → Open connection → ws://host:port/?token=T. A token is never printed (***). A viewer that reads slowly gets frames dropped; the robot and its policy never wait for it. When the robot is lost (restarted, down) the view says so, reconnects by itself and says when it is back. Runs until Ctrl-C, or ends non-zero, saying why, if the robot comes back refusing the token."
+    "Watch a live robot in Foxglove or Lichtblick: connects to the robot as one more client, asks for observations at --hz while at least one viewer is connected (none otherwise: each costs the robot a capture that its policy competes for) and serves them over the Foxglove WebSocket protocol (images, depth, camera calibration and /tf from K and T, proprios). The view shows what the robot's cameras see: it listens on this machine only unless --host says otherwise (then without a token it warns that anyone who reaches the port can watch), and with a token (--token, CHIRAL_TOKEN, else the robot URI's) viewers must present it: Foxglove → Open connection → ws://host:port/?token=T. A token is never printed (***). A viewer that reads slowly gets frames dropped; the robot and its policy never wait for it. When the robot is lost (restarted, down) the view says so, reconnects by itself and says when it is back. Runs until Ctrl-C, or ends non-zero, saying why, if the robot comes back refusing the token."
   ),
   Command.withExamples([
     { command: "chiral view ws://robot:8765", description: "Then in Foxglove, on this machine: Open connection → ws://127.0.0.1:8767" },
