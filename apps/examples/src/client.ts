@@ -12,7 +12,7 @@
  *     npx node apps/examples/dist/client.js [uri] [actions]    # default ws://localhost:8765 200
  */
 import "./NodeVersion.js" // first: see there
-import { PolicyClient } from "@chiral/core"
+import { type ClientDrops, PolicyClient } from "@chiral/core"
 import { WebSocketTransport } from "@chiral/websocket"
 import { Observation } from "@chiral/protocol"
 import { NodeRuntime } from "@effect/platform-node"
@@ -51,19 +51,25 @@ const latestObservation = (client: PolicyClient.PolicyClientApi) =>
     Effect.map((latest) => Option.getOrThrow(Option.flatten(latest)))
   )
 
+/** Every action the client dropped instead of sending (late, replaced, its connection lost, …). */
+const droppedTotal = (drops: ClientDrops) =>
+  drops.late + drops.replaced + drops.overflow + drops.robotSilent + drops.disconnected + drops.earlierConnection
+
 /**
  * Predicts a chunk of actions from the latest observation whenever fewer than
- * `total` are sent or waiting. Counted from what was really sent, not from
- * what was queued: actions queued when the connection is lost are dropped,
- * never sent late, and are predicted anew from the new connection's
- * observations.
+ * `total` are sent or still to be sent: actions queued when the connection is
+ * lost are dropped, never sent late, and are predicted anew from the new
+ * connection's observations. Each action queued is either sent or counted as
+ * dropped, so what was queued less what was dropped never overshoots (sent
+ * and waiting counts, read one after the other, could miss one in between).
  */
 const policyLoop = (client: PolicyClient.PolicyClientApi, total: number) =>
   Effect.gen(function*() {
     let inference = 0
+    let queued = 0
     for (;;) {
       const obs = yield* latestObservation(client)
-      const wanted = total - (yield* SubscriptionRef.get(client.dispatched)) - (yield* client.pendingActions)
+      const wanted = total - (queued - droppedTotal(yield* client.droppedActions))
       if (wanted <= 0) {
         yield* Effect.sleep(Duration.seconds(1 / ACTION_HZ))
         continue
@@ -81,6 +87,7 @@ const policyLoop = (client: PolicyClient.PolicyClientApi, total: number) =>
 
       // stamped with the observation they came from (the reference stamps at send time)
       yield* client.putActions(actions, { obsTimestamps: Observation.timestamps(obs) })
+      queued += n
       // Pace inference so the action queue doesn't grow unboundedly
       // (in practice this is bounded by GPU compute time).
       yield* Effect.sleep(Duration.seconds((CHUNK_SIZE / ACTION_HZ) * 0.9))
