@@ -9,13 +9,18 @@
  * metadata records; pixels are read one observation at a time
  * (`observation(seq)`), through the index, so a replay of a long 8-camera
  * episode holds one observation in memory, not the file.
+ *
+ * A file the recorder never completed (killed, crashed: no summary, no
+ * footer, cut anywhere, mid-record included) is read from its start, record
+ * by record, up to its last complete one; `incomplete` says how far. Its
+ * pixels are then read chunk by chunk, the chunks found by their time range.
  */
 import type { FileHandle } from "node:fs/promises"
 import { open as openFile } from "node:fs/promises"
 import type { CameraFrame, Observation, Proprio, UserMap } from "@chiral/protocol"
 import { Dtype, numberToHalf as numberToHalfBits, Tensor } from "@chiral/protocol"
-import { McapIndexedReader } from "@mcap/core"
-import type { DecompressHandlers } from "@mcap/core"
+import { MCAP_MAGIC, McapIndexedReader, McapRecordBuilder, McapStreamReader, Opcode } from "@mcap/core"
+import type { DecompressHandlers, TypedMcapRecord } from "@mcap/core"
 import { Effect, type Scope } from "effect"
 import * as Json from "./Json.js"
 import { RecordError } from "./Recorder.js"
@@ -48,8 +53,24 @@ export interface RecordedAction {
   readonly seq: number
 }
 
+/** How much of a file the recorder never completed could be read. */
+export interface Incomplete {
+  /** Messages read (all topics). */
+  readonly messages: number
+  /** Bytes read: the file up to the end of its last complete record. */
+  readonly readBytes: number
+  /** Bytes in the file. */
+  readonly fileBytes: number
+}
+
+/** One line saying that `path` was not completed and what of it was read. */
+export const incompleteWarning = (path: string, incomplete: Incomplete): string =>
+  `${path}: the file was not completed (the recorder stopped without closing it): ${incomplete.messages} messages read, up to byte ${incomplete.readBytes} of ${incomplete.fileBytes}`
+
 export interface Episode {
   readonly path: string
+  /** Set when the file has no summary or footer (the recorder was killed): what was read of it. */
+  readonly incomplete?: Incomplete | undefined
   /**
    * The robot's metadata (the last `chiral.metadata` record): `chiral record` asks for it on each
    * robot connection; an in-process recording has it if a client asked for it.
@@ -131,6 +152,18 @@ const readable = (handle: FileHandle, size: bigint) => ({
   }
 })
 
+/** `length` bytes of the file at `offset`, or fewer at its end. */
+const readAt = async (handle: FileHandle, offset: number, length: number): Promise<Uint8Array> => {
+  const buffer = new Uint8Array(length)
+  let done = 0
+  while (done < length) {
+    const { bytesRead } = await handle.read(buffer, done, length - done, offset + done)
+    if (bytesRead === 0) break
+    done += bytesRead
+  }
+  return done === length ? buffer : buffer.subarray(0, done)
+}
+
 const decompressHandlers = async (): Promise<DecompressHandlers> => {
   const zstd = await import("@foxglove/wasm-zstd")
   await zstd.isLoaded
@@ -173,11 +206,138 @@ const proprioOf = (name: string, record: Record<string, unknown>): Proprio => {
   return { name, data }
 }
 
+interface StoredMessage {
+  readonly channelId: number
+  readonly sequence: number
+  readonly logTime: bigint
+  readonly data: Uint8Array
+}
+
+/** What the episode is read from: the file's index, or its records one after another. */
+interface Source {
+  /** Channel id → topic. */
+  readonly topics: ReadonlyMap<number, string>
+  /** `/observation` and `/action` messages, in log time order. */
+  readonly small: () => AsyncIterable<StoredMessage>
+  /** Metadata records, in file order. */
+  readonly metadata: () => AsyncIterable<{ readonly name: string; readonly metadata: ReadonlyMap<string, string> }>
+  /** The messages logged at `logTime` (and possibly others). */
+  readonly at: (logTime: bigint) => AsyncIterable<StoredMessage>
+  readonly incomplete: Incomplete | undefined
+}
+
+const indexed = (reader: McapIndexedReader): Source => ({
+  topics: new Map(Array.from(reader.channelsById.values(), (c) => [c.id, c.topic])),
+  small: () => reader.readMessages({ topics: ["/observation", "/action"] }),
+  metadata: () => reader.readMetadata(),
+  at: (logTime) => reader.readMessages({ startTime: logTime, endTime: logTime }),
+  incomplete: undefined
+})
+
+/** Bytes before each record's content: its opcode and its content's length (uint64). */
+const recordHeaderBytes = 9
+
+/**
+ * Reads a file that has no usable summary (the recorder never completed it)
+ * from its start, one top-level record at a time, up to the last one that is
+ * complete and parses: a record cut short, or one that does not parse (a
+ * chunk cut mid-way, whose CRC fails), ends the reading, and nothing of it is
+ * kept. Only the small topics are kept in memory; chunks are remembered by
+ * offset and time range and read again for an observation's pixels.
+ */
+const sequential = async (handle: FileHandle, fileBytes: number, handlers: DecompressHandlers): Promise<Source> => {
+  const reader = new McapStreamReader({ includeChunks: true, decompressHandlers: handlers })
+  reader.append(Uint8Array.from(MCAP_MAGIC))
+  const channels = new Map<number, Extract<TypedMcapRecord, { type: "Channel" }>>()
+  const small: Array<StoredMessage> = []
+  const metadata: Array<{ name: string; metadata: ReadonlyMap<string, string> }> = []
+  const chunks: Array<{ offset: number; length: number; start: bigint; end: bigint }> = []
+  let messages = 0
+  let offset = MCAP_MAGIC.length
+  for (;;) {
+    const header = await readAt(handle, offset, recordHeaderBytes)
+    if (header.byteLength < recordHeaderBytes) break
+    const view = new DataView(header.buffer, header.byteOffset, header.byteLength)
+    const opcode = view.getUint8(0)
+    const length = recordHeaderBytes + Number(view.getBigUint64(1, true))
+    // Past the data is the summary, which is what could not be read: no message is there.
+    if (opcode === Opcode.DATA_END || opcode === Opcode.FOOTER || offset + length > fileBytes) break
+    const record = await readAt(handle, offset, length)
+    // Kept only once the whole record parsed: a chunk whose end is garbage gives nothing.
+    const parsed: Array<TypedMcapRecord> = []
+    try {
+      reader.append(record)
+      for (let r = reader.nextRecord(); r !== undefined; r = reader.nextRecord()) parsed.push(r)
+    } catch {
+      break
+    }
+    for (const r of parsed) {
+      switch (r.type) {
+        case "Channel":
+          channels.set(r.id, r)
+          break
+        case "Chunk":
+          chunks.push({ offset, length, start: r.messageStartTime, end: r.messageEndTime })
+          break
+        case "Metadata":
+          metadata.push({ name: r.name, metadata: r.metadata })
+          break
+        case "Message": {
+          messages++
+          const topic = channels.get(r.channelId)?.topic
+          if (topic === "/observation" || topic === "/action") small.push(r)
+          break
+        }
+      }
+    }
+    offset += length
+  }
+  // Log time order, as the index gives it (messages of one time keep their file order).
+  small.sort((a, b) => a.logTime < b.logTime ? -1 : a.logTime > b.logTime ? 1 : 0)
+
+  /** A reader for chunks read again: it must know the channels before their messages. */
+  const chunkReader = () => {
+    const again = new McapStreamReader({ noMagicPrefix: true, decompressHandlers: handlers })
+    const known = new McapRecordBuilder()
+    for (const channel of channels.values()) known.writeChannel(channel)
+    again.append(known.buffer)
+    while (again.nextRecord() !== undefined) continue
+    return again
+  }
+  return {
+    topics: new Map(Array.from(channels.values(), (c) => [c.id, c.topic])),
+    small: async function*() {
+      yield* small
+    },
+    metadata: async function*() {
+      yield* metadata
+    },
+    at: async function*(logTime) {
+      const again = chunkReader()
+      for (const chunk of chunks) {
+        if (logTime < chunk.start || logTime > chunk.end) continue
+        again.append(await readAt(handle, chunk.offset, chunk.length))
+        for (let r = again.nextRecord(); r !== undefined; r = again.nextRecord()) {
+          if (r.type === "Message" && r.logTime === logTime) yield r
+        }
+      }
+    },
+    incomplete: { messages, readBytes: offset, fileBytes }
+  }
+}
+
+/** Whether the file starts with MCAP's magic bytes. */
+const startsWithMagic = async (handle: FileHandle): Promise<boolean> => {
+  const prefix = await readAt(handle, 0, MCAP_MAGIC.length)
+  return prefix.byteLength === MCAP_MAGIC.length && MCAP_MAGIC.every((b, i) => prefix[i] === b)
+}
+
 /** The small topics and the metadata records, in file order. */
-const readIndex = async (reader: McapIndexedReader, topics: ReadonlyMap<number, string>) => {
+const readIndex = async (source: Source) => {
+  const topics = source.topics
   const observations: Array<ObservationEntry> = []
   const actions: Array<RecordedAction> = []
-  for await (const m of reader.readMessages({ topics: ["/observation", "/action"] })) {
+  for await (const m of source.small()) {
     const record = json(m.data)
     if (topics.get(m.channelId) === "/action") {
       actions.push({
@@ -207,16 +367,16 @@ const readIndex = async (reader: McapIndexedReader, topics: ReadonlyMap<number, 
     })
   }
   const records: Array<{ name: string; values: ReadonlyMap<string, string> }> = []
-  for await (const r of reader.readMetadata()) records.push({ name: r.name, values: r.metadata })
+  for await (const r of source.metadata()) records.push({ name: r.name, values: r.metadata })
   return { observations, actions, records }
 }
 
 /** Observation `entry` with its pixels: every message of its `seq` at its log time. */
-const readObservation = async (reader: McapIndexedReader, topics: ReadonlyMap<number, string>, entry: ObservationEntry): Promise<Observation> => {
+const readObservation = async (source: Source, entry: ObservationEntry): Promise<Observation> => {
   const seq = entry.seq
   const parts = new Map<string, Uint8Array>()
-  for await (const m of reader.readMessages({ startTime: entry.logTime, endTime: entry.logTime })) {
-    if (m.sequence === seq) parts.set(topics.get(m.channelId)!, m.data)
+  for await (const m of source.at(entry.logTime)) {
+    if (m.sequence === seq && m.logTime === entry.logTime) parts.set(source.topics.get(m.channelId)!, m.data)
   }
   const own = parts.get("/observation")
   if (own === undefined) throw new Error(`observation ${seq}: not found at its log time`)
@@ -251,8 +411,11 @@ const readObservation = async (reader: McapIndexedReader, topics: ReadonlyMap<nu
 
 /**
  * Opens the episode at `path`; the file stays open for `observation` until
- * the scope closes. Fails with a `RecordError` when it cannot be read or is
- * not a chiral episode (neither a `/observation` topic nor a `chiral.` record).
+ * the scope closes. A file the recorder did not complete (no valid summary
+ * or footer) is read up to its last complete record, and `incomplete` says
+ * so. Fails with a `RecordError` when it cannot be read, is not an MCAP file
+ * (no MCAP magic at its start), or is not a chiral episode (neither a
+ * `/observation` topic nor a `chiral.` record).
  */
 export const open = (path: string): Effect.Effect<Episode, RecordError, Scope.Scope> =>
   Effect.gen(function*() {
@@ -262,19 +425,33 @@ export const open = (path: string): Effect.Effect<Episode, RecordError, Scope.Sc
       Effect.tryPromise({ try: () => openFile(path, "r"), catch: failed }),
       (h) => Effect.promise(() => h.close())
     )
-    const reader = yield* Effect.tryPromise({
-      try: async () => {
+    const source = yield* Effect.tryPromise({
+      try: async (): Promise<Source> => {
         const { size } = await handle.stat()
-        return McapIndexedReader.Initialize({ readable: readable(handle, BigInt(size)), decompressHandlers: await decompressHandlers() })
+        const handlers = await decompressHandlers()
+        try {
+          return indexed(await McapIndexedReader.Initialize({ readable: readable(handle, BigInt(size)), decompressHandlers: handlers }))
+        } catch {
+          // No summary or footer to read (a recording cut short), or a file that is no MCAP at all.
+          if (size === 0) throw new Error("not an MCAP file (it is empty)")
+          if (!(await startsWithMagic(handle))) throw new Error(`not an MCAP file (it does not start with MCAP's magic bytes; ${size} bytes)`)
+          return await sequential(handle, size, handlers)
+        }
       },
       catch: failed
     })
-    const topics = new Map(Array.from(reader.channelsById.values(), (c) => [c.id, c.topic]))
-    const chiral = Array.from(topics.values()).includes("/observation") ||
-      reader.metadataIndexes.some((m) => m.name.startsWith("chiral."))
-    if (!chiral) return yield* Effect.fail(new RecordError({ path, reason: "no chiral topics or records: not a chiral episode" }))
-
-    const { actions, observations, records } = yield* Effect.tryPromise({ try: () => readIndex(reader, topics), catch: failed })
+    const { actions, observations, records } = yield* Effect.tryPromise({ try: () => readIndex(source), catch: failed })
+    const chiral = Array.from(source.topics.values()).includes("/observation") || records.some((r) => r.name.startsWith("chiral."))
+    if (!chiral) {
+      return yield* Effect.fail(
+        new RecordError({
+          path,
+          reason: source.incomplete === undefined
+            ? "no chiral topics or records: not a chiral episode"
+            : `the file was not completed (the recorder stopped without closing it) and none of its first ${source.incomplete.readBytes} of ${source.incomplete.fileBytes} bytes is a chiral topic or record`
+        })
+      )
+    }
     const metadataRecord = records.findLast((r) => r.name === "chiral.metadata")
     const metadata = metadataRecord === undefined
       ? undefined
@@ -286,10 +463,10 @@ export const open = (path: string): Effect.Effect<Episode, RecordError, Scope.Sc
         try: () => {
           const entry = bySeq.get(seq)
           if (entry === undefined) return Promise.reject(new Error(`no observation ${seq}`))
-          return readObservation(reader, topics, entry)
+          return readObservation(source, entry)
         },
         catch: failed
       })
 
-    return { path, metadata, observations, actions, records, observation } satisfies Episode
+    return { path, incomplete: source.incomplete, metadata, observations, actions, records, observation } satisfies Episode
   })

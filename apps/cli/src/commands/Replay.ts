@@ -55,6 +55,9 @@ export const replay = Command.make(
     let summary: (() => string) | undefined
     yield* Effect.gen(function*() {
       const episode = yield* Episode.open(flags.file)
+      if (episode.incomplete !== undefined) {
+        yield* Console.error(`chiral replay: warning: ${Episode.incompleteWarning(flags.file, episode.incomplete)}`)
+      }
       if (episode.observations.length === 0) return yield* failWith("replay", `${flags.file}: the recording has no observations`)
       const replayer = Replay.make(episode, {
         rate: flags.rate,
