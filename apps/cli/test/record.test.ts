@@ -1,14 +1,15 @@
-import { execFile, execFileSync } from "node:child_process"
+import { execFile, execFileSync, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { fileURLToPath } from "node:url"
 import { Episode } from "@chiral/record"
 import { Tensor } from "@chiral/protocol"
 import * as RawWebSocket from "@chiral/testing/RawWebSocket"
 import { assert, describe, it } from "@effect/vitest"
 import { protobufFromBinaryDescriptor } from "@mcap/support"
 import { PolicyServer, ServerTransport } from "@chiral/core"
-import { ConfigProvider, Context, Effect, Exit, Fiber, Layer, Schedule } from "effect"
+import { ConfigProvider, Context, Deferred, Effect, Exit, Fiber, Layer, Schedule } from "effect"
 import { probe } from "../src/commands/Probe.js"
 import { progressLine, record } from "../src/commands/Record.js"
 import { replay } from "../src/commands/Replay.js"
@@ -110,6 +111,76 @@ describe("chiral record / replay / view", () => {
         action: [0, 0, 0, 0, 0, 0, 0],
         recorded: [0, 0, 0, 0, 0, 0, 0]
       })
+    }).pipe(Effect.scoped), liveTimeout)
+
+  // In a process of its own (the built dist/, `tsc -b` first), so that it can be sent the signal.
+  it.live("record: its terminal gone (what it prints fails, then SIGHUP), it records on and completes the file as Ctrl-C does; replay serves a copy cut short, saying so", () =>
+    Effect.gen(function*() {
+      const robot = yield* startRobot()
+      const file = tempFile("hangup.mcap")
+      const bin = fileURLToPath(new URL("../bin/chiral.js", import.meta.url))
+      const child = yield* Effect.acquireRelease(
+        Effect.sync(() =>
+          spawn(process.execPath, [
+            bin,
+            "record",
+            "--upstream",
+            robot.server.address,
+            "--host",
+            "127.0.0.1",
+            "--listen",
+            "0",
+            "-o",
+            file,
+            "--progress-every",
+            "0.05"
+          ], { stdio: ["ignore", "pipe", "pipe"] })
+        ),
+        (child) => Effect.sync(() => child.kill("SIGKILL"))
+      )
+      const exited = yield* Deferred.make<{ readonly code: number | null; readonly signal: string | null }>()
+      child.on("exit", (code, signal) => Deferred.doneUnsafe(exited, Exit.succeed({ code, signal })))
+      let stdout = ""
+      let stderr = ""
+      child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()))
+      child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
+      const address = yield* Effect.sync(() => /listening on (\S+)/.exec(stderr)?.[1]).pipe(
+        Effect.repeat({ until: (found) => found !== undefined, schedule: Schedule.spaced(10) }),
+        Effect.raceFirst(Effect.flatMap(Deferred.await(exited), (exit) =>
+          Effect.die(new Error(`record ended before listening: ${JSON.stringify(exit)}; stderr: ${stderr}`))))
+      )
+      yield* probeJson(address!, "--reset")
+      yield* Effect.sync(() => stdout.includes("(2 observations")).pipe(
+        Effect.repeat({ until: (ok) => ok, schedule: Schedule.spaced(10) })
+      )
+      // The terminal is gone: what it prints fails (EPIPE here, EIO on a terminal).
+      // It records on, then SIGHUP.
+      child.stdout.destroy()
+      child.stderr.destroy()
+      yield* probeJson(address!)
+      child.kill("SIGHUP")
+      const exit = yield* Deferred.await(exited)
+      assert.deepStrictEqual(exit, { code: 130, signal: null })
+
+      const episode = yield* Episode.open(file)
+      assert.isUndefined(episode.incomplete)
+      assert.deepStrictEqual(episode.observations.map((o) => o.reply), ["reset_response", "obs_response", "obs_response"])
+      assert.isDefined(episode.records.find((r) => r.name === "chiral.recording"))
+
+      // The same file cut short (in its summary): served, with one line saying so.
+      const whole = fs.readFileSync(file)
+      const cut = tempFile("cut.mcap")
+      fs.writeFileSync(cut, whole.subarray(0, whole.byteLength - 40))
+      const replaying = yield* startCommand(replay, [cut, "--host", "127.0.0.1", "--port", "0"], "listening on ")
+      const warning = replaying.output.stderr.filter((l) => l.includes("warning"))
+      assert.strictEqual(warning.length, 1, replaying.output.stderr.join(" | "))
+      assert.match(
+        warning[0]!,
+        new RegExp(`^chiral replay: warning: ${cut}: the file was not completed \\(the recorder stopped without closing it\\): \\d+ messages read, up to byte \\d+ of ${whole.byteLength - 40}$`)
+      )
+      assert.include(replaying.output.stderr.find((l) => l.includes("listening on "))!, "3 observations")
+      const replayed = yield* probeJson(replaying.address, "--reset")
+      assert.strictEqual(replayed.reset.obs.timestamp, episode.observations[0]!.timestamp)
     }).pipe(Effect.scoped), liveTimeout)
 
   it.live("record: a robot's token is needed through the proxy too, and never printed; --token sets another", () =>

@@ -1,7 +1,7 @@
 import { ServerTransport } from "@chiral/core"
 import { LiveView, Recorder, RecordingProxy } from "@chiral/record"
 import { WebSocketTransport } from "@chiral/websocket"
-import { Console, Duration, Effect, Logger, Option, Schedule } from "effect"
+import { Console, Deferred, Duration, Effect, Logger, Option, Schedule } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as Flags from "../Flags.js"
 import { clientTransportFor, serverTransports, shown, uriTokenOf, withToken } from "../Transports.js"
@@ -48,6 +48,49 @@ const showProgress = (recorder: Recorder.Recorder, started: number, every: numbe
     Effect.andThen(Effect.repeat(draw, Schedule.spaced(period))),
       Effect.ensuring(tty ? Effect.sync(() => process.stdout.write("\r\x1b[2K")) : Effect.void)
     )
+}
+
+/**
+ * Runs `effect` (the recording, whose scope completes the file) until it
+ * ends or the process gets SIGHUP (the terminal closed, the SSH connection
+ * dropped), which then ends it as Ctrl-C does: interrupted, the file
+ * completed, exit 130. NodeRuntime.runMain interrupts on SIGINT and SIGTERM
+ * only, and Node's default for SIGHUP is to exit at once, leaving the file
+ * without its summary. A failed write to stdout or stderr (the terminal
+ * gone: EIO; a closed pipe: EPIPE) is ignored from then on: unhandled, it
+ * ended the process before the file was completed, and there is nobody left
+ * to tell.
+ */
+const completedOnHangup = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.acquireUseRelease(
+    Effect.sync(() => {
+      ignoreOutputErrors()
+      const hungUp = Deferred.makeUnsafe<void>()
+      // Stays installed until the file is complete: a second SIGHUP must not kill the process meanwhile.
+      const onHangup = () => Deferred.doneUnsafe(hungUp, Effect.void)
+      process.on("SIGHUP", onHangup)
+      return { hungUp, onHangup }
+    }),
+    ({ hungUp }) =>
+      Effect.raceFirst(
+        Effect.map(effect, (a) => ({ a })),
+        Effect.as(Deferred.await(hungUp), undefined)
+      ).pipe(Effect.flatMap((done) => done === undefined ? Effect.interrupt : Effect.succeed(done.a))),
+    ({ onHangup }) => Effect.sync(() => process.removeListener("SIGHUP", onHangup))
+  )
+
+let outputErrorsIgnored = false
+
+/**
+ * For the rest of the process: an error of a write to the gone terminal may
+ * be emitted after the recording ended (the summary line's), up to the exit.
+ */
+const ignoreOutputErrors = () => {
+  if (outputErrorsIgnored) return
+  outputErrorsIgnored = true
+  const ignore = () => undefined
+  process.stdout.on("error", ignore)
+  process.stderr.on("error", ignore)
 }
 
 export const record = Command.make(
@@ -136,7 +179,7 @@ export const record = Command.make(
     })
 
     let summary: (() => string) | undefined
-    yield* Effect.gen(function*() {
+    yield* completedOnHangup(Effect.gen(function*() {
       const started = performance.now()
       const recorder = yield* Recorder.make({
         path: flags.output,
@@ -177,11 +220,11 @@ export const record = Command.make(
         RecordError: (error) => failWith("record", `cannot record: ${error.message}`),
         ViewError: (error) => failWith("record", `cannot serve the view: ${error.message}`)
       })
-    )
+    ))
   }, Effect.provideService(Logger.LogToStderr, true))
 ).pipe(
   Command.withDescription(
-    "Record a session: a proxy between policies and a robot that forwards every frame unchanged and writes every observation and action, with its receive time, to an MCAP file Foxglove and Lichtblick open as they are. Clients connect to it as to the robot. Runs until Ctrl-C, which completes the file."
+    "Record a session: a proxy between policies and a robot that forwards every frame unchanged and writes every observation and action, with its receive time, to an MCAP file Foxglove and Lichtblick open as they are. Clients connect to it as to the robot. Runs until Ctrl-C (or SIGTERM, or SIGHUP: the terminal closed), which completes the file."
   ),
   Command.withExamples([
     {
