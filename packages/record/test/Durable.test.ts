@@ -95,6 +95,26 @@ describe("durable recording", () => {
       assert.deepStrictEqual(episode.records.map((r) => r.name), ["chiral.test"])
     }).pipe(Effect.scoped))
 
+  it.live("a timed flush while records are being handed over loses none of them (one write at a time)", () =>
+    Effect.gen(function*() {
+      const file = tempFile("racing.mcap")
+      const armed: Array<() => void> = []
+      const timer: Timer = (fire) => {
+        armed.push(fire)
+        return () => undefined
+      }
+      const writer = yield* Effect.promise(() => EpisodeWriter.open(file, { compression: "none" }, timer))
+      for (let i = 0; i < 20; i++) {
+        // The flush's writev is under way while the next record is staged.
+        armed.at(-1)?.()
+        yield* Effect.promise(() => writer.metadata("chiral.test", new Map([["n", String(i)]])))
+      }
+      yield* Effect.promise(() => writer.close())
+      const episode = yield* Episode.open(file)
+      assert.isUndefined(episode.incomplete)
+      assert.deepStrictEqual(episode.records.map((r) => r.values.get("n")), Array.from({ length: 20 }, (_, i) => String(i)))
+    }).pipe(Effect.scoped))
+
   it.live("a recording never closed (its recorder killed) has its frames on disk and reads back, saying it was not completed", () =>
     Effect.gen(function*() {
       const file = tempFile("open.mcap")
