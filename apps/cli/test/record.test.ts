@@ -12,7 +12,7 @@ import { PolicyServer, ServerTransport } from "@chiral/core"
 import { ConfigProvider, Context, Deferred, Effect, Exit, Fiber, Layer, Schedule } from "effect"
 import { probe } from "../src/commands/Probe.js"
 import { progressLine, record } from "../src/commands/Record.js"
-import { replay } from "../src/commands/Replay.js"
+import { replay, severalConnections } from "../src/commands/Replay.js"
 import { view } from "../src/commands/View.js"
 import * as SimulatedRobot from "../src/SimulatedRobot.js"
 import { serverTransports, uriTokenOf, withToken } from "../src/Transports.js"
@@ -530,5 +530,28 @@ describe("chiral record's progress line", () => {
     // a rate below 1 kB/s is a whole number of bytes, not 44.723519826062045
     assert.include(progressLine(stats(534, 300), 11.94), "534 bytes recorded (45 bytes/s)")
     assert.include(progressLine(stats(534, 300), 0.5341), "534 bytes recorded (1.0 kB/s)")
+  })
+})
+
+describe("replay: a recording of several client connections", () => {
+  const entry = (seq: number, connection: string): Episode.ObservationEntry => ({
+    seq,
+    logTime: BigInt(seq),
+    reply: "obs_response",
+    connection,
+    timestamp: seq,
+    cameraTimestamps: {},
+    info: undefined,
+    reward: undefined,
+    terminated: undefined,
+    truncated: undefined
+  })
+
+  it("is said, with each connection's count; one connection is not", () => {
+    assert.isUndefined(severalConnections([entry(0, "a"), entry(1, "a")]))
+    assert.strictEqual(
+      severalConnections([entry(0, "ws://p ← 1"), entry(1, "ws://p ← 2"), entry(2, "ws://p ← 2")]),
+      "its observations come from 2 client connections (1 from ws://p ← 1, 2 from ws://p ← 2), played as one timeline: a client that reconnected (its robot restarted) or another client through the proxy (a watcher: watch with chiral record --view-port instead)"
+    )
   })
 })

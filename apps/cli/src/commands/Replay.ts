@@ -17,6 +17,22 @@ export const actionLine = (c: Replay.ActionComparison): string =>
     recorded: c.recorded ?? null
   }))
 
+/**
+ * What a recording holding the observations of several client connections
+ * is played as, or undefined for one: `chiral record` records every client
+ * that passes (a watcher such as `chiral probe --watch` too, and a client's
+ * connection after its robot restarted), and replay plays them all as one
+ * timeline.
+ */
+export const severalConnections = (observations: ReadonlyArray<Episode.ObservationEntry>): string | undefined => {
+  const counts = new Map<string, number>()
+  for (const o of observations) counts.set(o.connection, (counts.get(o.connection) ?? 0) + 1)
+  if (counts.size < 2) return undefined
+  const each = [...counts].map(([connection, n]) => `${n} from ${connection}`).join(", ")
+  return `its observations come from ${counts.size} client connections (${each}), played as one timeline: ` +
+    `a client that reconnected (its robot restarted) or another client through the proxy (a watcher: watch with chiral record --view-port instead)`
+}
+
 const summaryOf = (stats: Replay.ReplayStats): string =>
   `${stats.resets} resets, ${stats.observationsServed} observations served, ${stats.actions} actions received, ${stats.compared} compared with the recording${
     stats.compared === 0 ? "" : ` (max |Δ| ${stats.maxAbsDiff.toPrecision(4)}, mean of per-action max ${stats.meanAbsDiff.toPrecision(4)})`
@@ -59,6 +75,8 @@ export const replay = Command.make(
         yield* Console.error(`chiral replay: warning: ${Episode.incompleteWarning(flags.file, episode.incomplete)}`)
       }
       if (episode.observations.length === 0) return yield* failWith("replay", `${flags.file}: the recording has no observations`)
+      const mixed = severalConnections(episode.observations)
+      if (mixed !== undefined) yield* Console.error(`chiral replay: warning: ${flags.file}: ${mixed}`)
       const replayer = Replay.make(episode, {
         rate: flags.rate,
         loop: flags.loop,
