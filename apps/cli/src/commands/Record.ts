@@ -24,12 +24,15 @@ const size = (bytes: number) => {
  * One line of progress: frames, observations, actions, bytes of frames
  * recorded and their rate, bytes in the file (after compression), drops.
  */
+/** "1 frame", "3 frames". */
+export const count = (n: number, noun: string): string => `${n} ${noun}${n === 1 ? "" : "s"}`
+
 export const progressLine = (stats: Recorder.RecorderStats, seconds: number): string => {
   const w = stats.written
   const rate = seconds > 0 ? stats.recordedBytes / seconds : 0
-  const drops = stats.dropped === 0 ? "" : `, ${stats.dropped} frames dropped (${size(stats.droppedBytes)}: the disk is behind)`
+  const drops = stats.dropped === 0 ? "" : `, ${count(stats.dropped, "frame")} dropped (${size(stats.droppedBytes)}: the disk is behind)`
   const failure = stats.failure === undefined ? "" : `, writer failed: ${stats.failure}`
-  return `${w.counts.frames} frames (${w.counts.observations} observations, ${w.counts.actions} actions), ${
+  return `${count(w.counts.frames, "frame")} (${count(w.counts.observations, "observation")}, ${count(w.counts.actions, "action")}), ${
     size(stats.recordedBytes)
   } recorded (${size(rate)}/s), ${size(w.fileBytes)} in the file, ${seconds.toFixed(0)} s${drops}${failure}`
 }

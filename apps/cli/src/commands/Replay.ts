@@ -6,6 +6,7 @@ import { Argument, Command, Flag } from "effect/cli"
 import * as Flags from "../Flags.js"
 import { serverTransports } from "../Transports.js"
 import { failWith } from "./Decode.js"
+import { count } from "./Record.js"
 
 /** One stdout line per action received: what the policy sent beside what was recorded. */
 export const actionLine = (c: Replay.ActionComparison): string =>
@@ -34,7 +35,9 @@ export const severalConnections = (observations: ReadonlyArray<Episode.Observati
 }
 
 const summaryOf = (stats: Replay.ReplayStats): string =>
-  `${stats.resets} resets, ${stats.observationsServed} observations served, ${stats.actions} actions received, ${stats.compared} compared with the recording${
+  `${count(stats.resets, "reset")}, ${count(stats.observationsServed, "observation")} served, ${
+    count(stats.actions, "action")
+  } received, ${stats.compared} compared with the recording${
     stats.compared === 0 ? "" : ` (max |Δ| ${stats.maxAbsDiff.toPrecision(4)}, mean of per-action max ${stats.meanAbsDiff.toPrecision(4)})`
   }`
 
