@@ -65,7 +65,7 @@ export interface Incomplete {
 
 /** One line saying that `path` was not completed and what of it was read. */
 export const incompleteWarning = (path: string, incomplete: Incomplete): string =>
-  `${path}: the file was not completed (the recorder stopped without closing it): ${incomplete.messages} messages read, up to byte ${incomplete.readBytes} of ${incomplete.fileBytes}`
+  `${path}: the file was not completed (the recorder stopped without closing it): ${incomplete.messages} message${incomplete.messages === 1 ? "" : "s"} read, up to byte ${incomplete.readBytes} of ${incomplete.fileBytes}`
 
 export interface Episode {
   readonly path: string

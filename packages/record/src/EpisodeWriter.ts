@@ -15,7 +15,8 @@
  * at most `chunkBytes` (4 MiB) of messages before compression: 36
  * observations of two 160×120 RGB cameras, a few images of an 8-camera
  * 640×480 robot — and the records handed to the file in the last
- * `flushMillis`. Everything before is written (to the OS: a crash of the
+ * `flushMillis` (the recorder's own queue of frames not yet handed over
+ * comes on top: `Recorder`). Everything before is written (to the OS: a crash of the
  * machine may lose what it had not put on the disk yet), and `Episode.open`
  * reads it back.
  *
@@ -208,8 +209,8 @@ export class EpisodeWriter {
     const compression = options.compression ?? "zstd"
     const compressChunk = compression === "zstd" ? await zstdCompressor(options.zstdLevel ?? 1) : undefined
     const handle = await open(path, "w")
+    const file = new BatchedFile(handle, options.flushBytes ?? 4 * 1024 * 1024, options.flushMillis ?? 1000, timer)
     try {
-      const file = new BatchedFile(handle, options.flushBytes ?? 4 * 1024 * 1024, options.flushMillis ?? 1000, timer)
       const writer = new McapWriter({
         writable: file,
         useChunks: true,
@@ -224,6 +225,8 @@ export class EpisodeWriter {
       await writer.start({ profile: "", library: options.library ?? library })
       return new EpisodeWriter(writer, file, handle, path)
     } catch (error) {
+      // The header staged by start armed the timed flush: no flush may follow the handle's close.
+      await file.close().catch(() => undefined)
       await handle.close()
       throw error
     }
@@ -273,11 +276,19 @@ export class EpisodeWriter {
 
   /** Writes the summary and footer, and closes the file. */
   async close(): Promise<void> {
+    let ended: unknown
     try {
       await this.writer.end()
-    } finally {
-      // Also after a failed end: no timed flush may write to the closed handle.
-      await this.file.close().finally(() => this.handle.close())
+    } catch (error) {
+      ended = error
     }
+    // Also after a failed end: no timed flush may write to the closed handle;
+    // the end's own failure is the one reported.
+    try {
+      await this.file.close().finally(() => this.handle.close())
+    } catch (error) {
+      if (ended === undefined) throw error
+    }
+    if (ended !== undefined) throw ended
   }
 }

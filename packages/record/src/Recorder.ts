@@ -14,8 +14,10 @@
  * Closing the scope writes what is pending, the summary and the footer, so a
  * recording interrupted by Ctrl-C is a complete, indexed file. Until then
  * the writer puts what it has in the file as it goes: a recorder killed
- * without closing loses at most the chunk it was filling (4 MiB before
- * compression) and the last second's records (see `EpisodeWriter`).
+ * without closing loses the chunk it was filling (4 MiB before compression),
+ * the last second's records (see `EpisodeWriter`), and the frames still
+ * waiting for the disk: none while the disk keeps up, up to
+ * `maxPendingBytes` when it does not.
  */
 import { Worker } from "node:worker_threads"
 import { Effect, Schema, type Scope } from "effect"

@@ -220,7 +220,7 @@ const saidIn = (body: string): string => {
 /** Parses the server's handshake answer; returns why it is unacceptable, if it is. */
 const checkHandshake = (head: string, key: string, path: string): string | undefined => {
   const lines = head.split("\r\n")
-  const status = /^HTTP\/1\.1 (\d{3})/.exec(lines[0] ?? "")
+  const status = /^HTTP\/1\.[01] (\d{3})/.exec(lines[0] ?? "")
   if (status === null) return `malformed handshake answer: ${JSON.stringify((lines[0] ?? "").slice(0, 80))}`
   if (status[1] === "401") return AccessToken.unauthorized(path)
   if (status[1] !== "101") return `Unexpected server response: ${status[1]}`
@@ -639,7 +639,7 @@ export class ClientSocket {
     const head = this.handshake.slice(0, end)
     const problem = checkHandshake(head, this.key, this.path)
     if (problem !== undefined) {
-      const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1] ?? Number.NaN)
+      const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(head)?.[1] ?? Number.NaN)
       this.fail(
         new ClientSocketError("handshake", problem + saidIn(this.handshake.slice(end + 4)), {
           status: Number.isInteger(status) && status !== 101 ? status : undefined

@@ -20,13 +20,13 @@ const size = (bytes: number) => {
   return whole >= 1e6 ? `${(bytes / 1e6).toFixed(1)} MB` : whole >= 1e3 ? `${(bytes / 1e3).toFixed(1)} kB` : `${whole} bytes`
 }
 
+/** "1 frame", "3 frames". */
+export const count = (n: number, noun: string): string => `${n} ${noun}${n === 1 ? "" : "s"}`
+
 /**
  * One line of progress: frames, observations, actions, bytes of frames
  * recorded and their rate, bytes in the file (after compression), drops.
  */
-/** "1 frame", "3 frames". */
-export const count = (n: number, noun: string): string => `${n} ${noun}${n === 1 ? "" : "s"}`
-
 export const progressLine = (stats: Recorder.RecorderStats, seconds: number): string => {
   const w = stats.written
   const rate = seconds > 0 ? stats.recordedBytes / seconds : 0
