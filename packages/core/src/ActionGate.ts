@@ -203,10 +203,11 @@ const burstReportMillis = 10_000
 /**
  * One connection's bursts: actions that arrived together, of which only the
  * newest was applied. The first burst is logged at once; later ones are
- * summed into at most one line every 10 s, and what is left when the
- * connection closes into a last one. A busy server (a 17 MB reply being
- * written while actions arrive at 100 Hz) can supersede an action every few
- * ticks, and a line per burst would bury everything else in the log.
+ * summed into at most one line every 10 s, said when the 10 s are up
+ * (`due`), and what is left when the connection closes into a last one. A
+ * busy server (a 17 MB reply being written while actions arrive at 100 Hz)
+ * can supersede an action every few ticks, and a line per burst would bury
+ * everything else in the log.
  */
 class Bursts {
   private bursts = 0
@@ -233,6 +234,22 @@ class Bursts {
     return Effect.logWarning(
       `chiral: ${count + 1} actions from ${this.id} arrived together (held up on their way: this server, or something between it and the client, was stopped, blocked or busy); kept the newest, ${kept()}, dropped the ${count} older as superseded (later bursts from it are summed up every ${burstReportMillis / 1000} s)`
     )
+  }
+
+  /**
+   * When the bursts counted but not yet said are due to be said (ms, the
+   * clock of `superseded`), or undefined when none wait.
+   */
+  dueAt(): number | undefined {
+    return this.bursts === 0 || this.reportedAt === undefined ? undefined : this.reportedAt + burstReportMillis
+  }
+
+  /** Says the bursts counted since the last line if their time has come (`now`, ms). */
+  due(now: number): Effect.Effect<void> {
+    const since = this.reportedAt
+    if (this.bursts === 0 || since === undefined || now - since < burstReportMillis) return Effect.void
+    this.reportedAt = now
+    return this.report(`in the last ${Math.round((now - since) / 1000)} s`)
   }
 
   /** Logs the bursts not yet reported. */
@@ -387,11 +404,30 @@ const openConnection = (shared: Shared, connection: Watchdog.ConnectionInfo) =>
         : `${age} (maxActionAge ${limit} s judges it)`
     }
 
+    // Bursts counted but not said wait for their line at most 10 s, not for
+    // the next burst or the close, which may be hours away.
+    const scope = yield* Effect.scope
+    let summaryArmed = false
+    const armSummary = (now: number): Effect.Effect<void> => {
+      const dueAt = bursts.dueAt()
+      if (summaryArmed || dueAt === undefined) return Effect.void
+      summaryArmed = true
+      return Effect.sleep(Math.max(0, dueAt - now)).pipe(
+        Effect.andThen(Clock.currentTimeMillis),
+        Effect.flatMap((at) => {
+          summaryArmed = false
+          return bursts.due(at)
+        }),
+        Effect.forkIn(scope),
+        Effect.asVoid
+      )
+    }
+
     const supersede = (count: number, kept: ObsTimestamps): Effect.Effect<void> =>
       Effect.flatMap(Effect.zip(Clock.currentTimeMillis, CameraState.captureTime), ([now, capture]) => {
         shared.counters.drop("superseded", count)
         superseded += count
-        return bursts.superseded(count, now, () => keptAge(kept, capture))
+        return Effect.andThen(bursts.superseded(count, now, () => keptAge(kept, capture)), armSummary(now))
       })
 
     const disconnected = (count: number): Effect.Effect<void> =>

@@ -223,9 +223,10 @@ describe("NewestAction: actions that arrive together", () => {
       expect((yield* server.actionStats).failed).toBe(1)
     }).pipe(Effect.scoped, Effect.provide(memory)))
 
-  it.effect("after the first burst, a connection's bursts are summed into one line per 10 s, and at its close", () =>
+  it.effect("after the first burst, a connection's bursts are summed into one line per 10 s, said when the 10 s are up, and at its close", () =>
     Effect.gen(function*() {
       const logs = yield* Robot.captureLogs
+      const summed = () => logs.lines.filter((l) => l.includes("superseded") && !l.includes("connection closed"))
       yield* Effect.gen(function*() {
         const { applied, client } = yield* start()
         const burst = (first: number, n: number) =>
@@ -238,15 +239,20 @@ describe("NewestAction: actions that arrive together", () => {
         yield* burst(20, 2) // counted
         yield* TestClock.adjust(4000)
         yield* burst(30, 4) // counted
-        yield* TestClock.adjust(3000)
-        yield* burst(40, 2) // 11 s after the first line: this one and the two before
-        yield* burst(50, 5) // counted, then reported at the close
+        yield* TestClock.adjust(1999)
+        expect(summed()).toHaveLength(1)
+        // 10 s after the first line, with no burst since: the two counted are said
+        yield* TestClock.adjust(1)
+        expect(summed()).toHaveLength(2)
+        yield* TestClock.adjust(1000)
+        yield* burst(40, 2) // counted
+        yield* burst(50, 5) // counted, then said at the close
       }).pipe(Effect.scoped, Effect.provide(memory), Effect.provide(logs.layer))
-      const lines = logs.lines.filter((l) => l.includes("superseded") && !l.includes("connection closed"))
+      const lines = summed()
       expect(lines).toHaveLength(3)
       expect(lines[0]).toContain("3 actions from memory://chiral ← client 1 arrived together")
-      expect(lines[1]).toContain("3 bursts of actions arriving together, 5 superseded from memory://chiral ← client 1 in the last 11 s")
-      expect(lines[2]).toContain("1 burst of actions arriving together, 4 superseded from memory://chiral ← client 1 before it closed")
+      expect(lines[1]).toContain("2 bursts of actions arriving together, 4 superseded from memory://chiral ← client 1 in the last 10 s")
+      expect(lines[2]).toContain("2 bursts of actions arriving together, 5 superseded from memory://chiral ← client 1 before it closed")
     }))
 })
 
