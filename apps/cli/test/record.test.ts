@@ -1,6 +1,7 @@
 import { execFile, execFileSync, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
+import * as net from "node:net"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { Episode } from "@chiral/record"
@@ -11,7 +12,7 @@ import { protobufFromBinaryDescriptor } from "@mcap/support"
 import { PolicyServer, ServerTransport } from "@chiral/core"
 import { ConfigProvider, Context, Deferred, Effect, Exit, Fiber, Layer, Schedule } from "effect"
 import { probe } from "../src/commands/Probe.js"
-import { progressLine, record } from "../src/commands/Record.js"
+import { endpointOf, progressLine, record } from "../src/commands/Record.js"
 import { replay, severalConnections } from "../src/commands/Replay.js"
 import { view } from "../src/commands/View.js"
 import * as SimulatedRobot from "../src/SimulatedRobot.js"
@@ -554,4 +555,39 @@ describe("replay: a recording of several client connections", () => {
       "its observations come from 2 client connections (1 from ws://p ← 1, 2 from ws://p ← 2), played as one timeline: a client that reconnected (its robot restarted) or another client through the proxy (a watcher: watch with chiral record --view-port instead)"
     )
   })
+})
+
+describe("record: a robot that is not up at start", () => {
+  it("the robot's TCP endpoint is read from either transport's URI", () => {
+    assert.deepStrictEqual(endpointOf("ws://robot:8765/?token=t"), { host: "robot", port: 8765 })
+    assert.deepStrictEqual(endpointOf("wss://robot/"), { host: "robot", port: 443 })
+    assert.deepStrictEqual(endpointOf("ws://[::1]:9000"), { host: "::1", port: 9000 })
+    assert.deepStrictEqual(endpointOf("tcp/10.0.0.2:7447"), { host: "10.0.0.2", port: 7447 })
+    assert.deepStrictEqual(endpointOf("tcp/[fe80::1]:7447"), { host: "fe80::1", port: 7447 })
+    assert.isUndefined(endpointOf("http://robot:80"))
+  })
+
+  it.live("is said at once, not only when a client connects", () =>
+    Effect.gen(function*() {
+      // A port nobody listens on: taken, then given back.
+      const port = yield* Effect.promise(() =>
+        new Promise<number>((resolve) => {
+          const server = net.createServer().listen(0, "127.0.0.1", () => {
+            const taken = (server.address() as net.AddressInfo).port
+            server.close(() => resolve(taken))
+          })
+        })
+      )
+      const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "chiral-cli-record-")), "down.mcap")
+      const proxy = yield* startCommand(
+        record,
+        ["--upstream", `ws://127.0.0.1:${port}`, "--host", "127.0.0.1", "--listen", "0", "-o", file],
+        "listening on "
+      )
+      const warning = `chiral record: warning: nothing answers at ws://127.0.0.1:${port} yet (ECONNREFUSED): each client is held up to 2 s and then turned away, until the robot is up`
+      yield* Effect.sync(() => proxy.output.stderr.some((l) => l.includes(warning))).pipe(
+        Effect.repeat({ until: (ok) => ok, schedule: Schedule.spaced(10) })
+      )
+      yield* Fiber.interrupt(proxy.fiber)
+    }).pipe(Effect.scoped), 60_000)
 })

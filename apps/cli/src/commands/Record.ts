@@ -1,3 +1,4 @@
+import * as Net from "node:net"
 import { ServerTransport } from "@chiral/core"
 import { LiveView, Recorder, RecordingProxy } from "@chiral/record"
 import { WebSocketTransport } from "@chiral/websocket"
@@ -22,6 +23,49 @@ const size = (bytes: number) => {
 
 /** "1 frame", "3 frames". */
 export const count = (n: number, noun: string): string => `${n} ${noun}${n === 1 ? "" : "s"}`
+
+/** The host and TCP port of a robot URI (`ws://host:port/…`, `wss://…`, `tcp/host:port`), if it has them. */
+export const endpointOf = (uri: string): { readonly host: string; readonly port: number } | undefined => {
+  const zenoh = /^tcp\/(?:\[([^\]]+)\]|([^:/]+)):(\d+)$/.exec(uri)
+  if (zenoh !== null) return { host: zenoh[1] ?? zenoh[2]!, port: Number(zenoh[3]) }
+  try {
+    const url = new URL(uri)
+    if (url.protocol !== "ws:" && url.protocol !== "wss:") return undefined
+    const port = url.port === "" ? (url.protocol === "ws:" ? 80 : 443) : Number(url.port)
+    return { host: url.hostname.replace(/^\[|\]$/g, ""), port }
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Whether anything accepts a TCP connection at the robot's address, tried
+ * once at start with a bare connection closed at once (no handshake: the
+ * robot sees no client, and runs no onConnect). Otherwise the first word of
+ * a robot that is not up would come only when a client connects.
+ */
+const warnIfNobodyAnswers = (upstream: string): Effect.Effect<void> => {
+  const endpoint = endpointOf(upstream)
+  if (endpoint === undefined) return Effect.void
+  return Effect.callback<string | undefined>((resume) => {
+    const socket = Net.connect({ host: endpoint.host, port: endpoint.port })
+    socket.setTimeout(2000)
+    const done = (problem: string | undefined) => {
+      socket.destroy()
+      resume(Effect.succeed(problem))
+    }
+    socket.once("connect", () => done(undefined))
+    socket.once("timeout", () => done("no answer within 2 s"))
+    socket.once("error", (error: NodeJS.ErrnoException) => done(error.code ?? error.message))
+    return Effect.sync(() => socket.destroy())
+  }).pipe(
+    Effect.flatMap((problem) =>
+      problem === undefined ? Effect.void : Console.error(
+        `chiral record: warning: nothing answers at ${shown(upstream)} yet (${problem}): each client is held up to 2 s and then turned away, until the robot is up`
+      )
+    )
+  )
+}
 
 /**
  * One line of progress: frames, observations, actions, bytes of frames
@@ -211,6 +255,7 @@ export const record = Command.make(
         }, recording to ${flags.output})`
       )
       yield* Effect.forkScoped(showProgress(recorder, started, progressEvery))
+      yield* Effect.forkScoped(warnIfNobodyAnswers(flags.upstream))
       return yield* RecordingProxy.run({ recorder, taps })
     }).pipe(
       Effect.scoped,
