@@ -200,19 +200,14 @@ const listen = (options: LiveViewOptions, foxglove: FoxgloveServer, onDrop: () =
         `chiral: serving the live view ${address} without a token: anyone who can reach this port can watch the robot's cameras (set a token: LiveViewOptions.token, or a chiral command's --token or CHIRAL_TOKEN)`
       )
     }
-    // The plain count is what the tap reads per frame; the ref is for those who wait on a change.
     const viewers = yield* SubscriptionRef.make(0)
-    const state = { address, viewers: 0, viewersRef: viewers }
-    const count = (change: number) => {
-      state.viewers += change
-      Effect.runSyncWith(context)(SubscriptionRef.set(viewers, state.viewers))
-    }
+    const count = (change: number) => Effect.runSyncWith(context)(SubscriptionRef.update(viewers, (n) => n + change))
     wss.on("connection", (ws, request) => {
       count(1)
       ws.once("close", () => count(-1))
       foxglove.handleConnection(droppingSocket(ws, maxBuffered, onDrop), AccessToken.peerOf(request))
     })
-    return state
+    return { address, viewers }
   })
 
 /**
@@ -302,7 +297,8 @@ export const make = (options: LiveViewOptions = {}): Effect.Effect<LiveView, Vie
       }
     }
     const tap = (_direction: Direction, connection: string, frame: Frame, receivedAt: number) => {
-      if (server.viewers === 0) return
+      // Read per frame: the ref's value as it is, not an effect.
+      if (SubscriptionRef.getUnsafe(server.viewers) === 0) return
       const decoded = decodeFrame(joined(frame))
       if (Result.isSuccess(decoded)) onMessage(decoded.success, connection, receivedAt)
     }
@@ -311,7 +307,7 @@ export const make = (options: LiveViewOptions = {}): Effect.Effect<LiveView, Vie
       address: server.address,
       tap,
       publishReply,
-      viewers: server.viewersRef,
-      stats: () => ({ viewers: server.viewers, published, dropped })
+      viewers: server.viewers,
+      stats: () => ({ viewers: SubscriptionRef.getUnsafe(server.viewers), published, dropped })
     } satisfies LiveView
   })
