@@ -225,10 +225,8 @@ class Bursts {
   superseded(count: number, now: number, kept: () => string): Effect.Effect<void> {
     this.bursts++
     this.actions += count
-    const since = this.reportedAt
-    if (since !== undefined && now - since < burstReportMillis) return Effect.void
+    if (this.reportedAt !== undefined) return this.due(now)
     this.reportedAt = now
-    if (since !== undefined) return this.report(`in the last ${Math.round((now - since) / 1000)} s`)
     this.bursts = 0
     this.actions = 0
     return Effect.logWarning(
@@ -246,8 +244,9 @@ class Bursts {
 
   /** Says the bursts counted since the last line if their time has come (`now`, ms). */
   due(now: number): Effect.Effect<void> {
-    const since = this.reportedAt
-    if (this.bursts === 0 || since === undefined || now - since < burstReportMillis) return Effect.void
+    const at = this.dueAt()
+    if (at === undefined || now < at) return Effect.void
+    const since = at - burstReportMillis
     this.reportedAt = now
     return this.report(`in the last ${Math.round((now - since) / 1000)} s`)
   }

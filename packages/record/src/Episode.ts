@@ -138,20 +138,6 @@ const rawImageData = (bytes: Uint8Array): Uint8Array => {
 
 // ── reading ───────────────────────────────────────────────────────────────────
 
-const readable = (handle: FileHandle, size: bigint) => ({
-  size: () => Promise.resolve(size),
-  read: async (offset: bigint, length: bigint) => {
-    const buffer = new Uint8Array(Number(length))
-    let done = 0
-    while (done < buffer.byteLength) {
-      const { bytesRead } = await handle.read(buffer, done, buffer.byteLength - done, Number(offset) + done)
-      if (bytesRead === 0) throw new Error("unexpected end of file")
-      done += bytesRead
-    }
-    return buffer
-  }
-})
-
 /** `length` bytes of the file at `offset`, or fewer at its end. */
 const readAt = async (handle: FileHandle, offset: number, length: number): Promise<Uint8Array> => {
   const buffer = new Uint8Array(length)
@@ -163,6 +149,15 @@ const readAt = async (handle: FileHandle, offset: number, length: number): Promi
   }
   return done === length ? buffer : buffer.subarray(0, done)
 }
+
+const readable = (handle: FileHandle, size: bigint) => ({
+  size: () => Promise.resolve(size),
+  read: async (offset: bigint, length: bigint) => {
+    const bytes = await readAt(handle, Number(offset), Number(length))
+    if (bytes.byteLength < Number(length)) throw new Error("unexpected end of file")
+    return bytes
+  }
+})
 
 const decompressHandlers = async (): Promise<DecompressHandlers> => {
   const zstd = await import("@foxglove/wasm-zstd")

@@ -162,8 +162,6 @@ interface Passage {
   unforwardedActions: number
   /** Of those, actions dropped because they came before the robot connection was open. */
   actionsBeforeOpen: number
-  /** `held` holds an action (the newest sent before the robot connection was open). */
-  heldAction: boolean
 }
 
 const messageType = (frame: Uint8Array): string | undefined => {
@@ -187,12 +185,14 @@ const dropBeforeOpen = (passage: Passage, frame: Uint8Array) => {
   passage.actionsBeforeOpen++
 }
 
+/** Where in `held` the one action held waits (the newest sent before the robot connection was open), or -1. */
+const heldActionAt = (passage: Passage): number => passage.held.findIndex((held) => held.actionSince !== undefined)
+
 /** Holds `action` in place of the action held before it, which is dropped: only the newest may be forwarded. */
 const holdNewest = (passage: Passage, action: Held) => {
-  const older = passage.held.findIndex((held) => held.actionSince !== undefined)
+  const older = heldActionAt(passage)
   if (older >= 0) dropBeforeOpen(passage, passage.held.splice(older, 1)[0]!.frame)
   passage.held.push(action)
-  passage.heldAction = true
 }
 
 /**
@@ -277,7 +277,7 @@ export const run = (options: ProxyOptions = {}): Effect.Effect<never, TransportE
               holdNewest(passage, { frame, receivedAt, actionSince: clock.currentTimeMillisUnsafe() })
               return Effect.void
             }
-            if (passage.held.length - (passage.heldAction ? 1 : 0) >= maxHeldRequests) {
+            if (passage.held.length - (heldActionAt(passage) >= 0 ? 1 : 0) >= maxHeldRequests) {
               notForwarded(passage, frame)
               return Effect.fail({
                 side: "client",
@@ -359,7 +359,6 @@ export const run = (options: ProxyOptions = {}): Effect.Effect<never, TransportE
         if (askMetadata) yield* Effect.mapError(robot.send(metadataRequest), robotLost)
         while (passage.held.length > 0) {
           const { actionSince, frame, receivedAt } = passage.held.shift()!
-          if (actionSince !== undefined) passage.heldAction = false
           if (actionSince !== undefined && heldTooLong(actionSince, clock.currentTimeMillisUnsafe(), maxHeldActionAge, noRobot)) {
             dropBeforeOpen(passage, frame)
           } else {
@@ -389,8 +388,7 @@ export const run = (options: ProxyOptions = {}): Effect.Effect<never, TransportE
           held: [],
           unforwarded: 0,
           unforwardedActions: 0,
-          actionsBeforeOpen: 0,
-          heldAction: false
+          actionsBeforeOpen: 0
         }
         const ending = yield* Effect.raceFirst(fromClient(passage, downstream), throughRobot(passage, downstream))
         if (ending.side === "client") return

@@ -217,13 +217,16 @@ const saidIn = (body: string): string => {
     : ""
 }
 
+/** The HTTP status of a handshake answer (`HTTP/1.1 101 …`), or undefined when it is not HTTP. */
+const statusOf = (head: string): string | undefined => /^HTTP\/1\.[01] (\d{3})/.exec(head)?.[1]
+
 /** Parses the server's handshake answer; returns why it is unacceptable, if it is. */
 const checkHandshake = (head: string, key: string, path: string): string | undefined => {
   const lines = head.split("\r\n")
-  const status = /^HTTP\/1\.[01] (\d{3})/.exec(lines[0] ?? "")
-  if (status === null) return `malformed handshake answer: ${JSON.stringify((lines[0] ?? "").slice(0, 80))}`
-  if (status[1] === "401") return AccessToken.unauthorized(path)
-  if (status[1] !== "101") return `Unexpected server response: ${status[1]}`
+  const status = statusOf(head)
+  if (status === undefined) return `malformed handshake answer: ${JSON.stringify((lines[0] ?? "").slice(0, 80))}`
+  if (status === "401") return AccessToken.unauthorized(path)
+  if (status !== "101") return `Unexpected server response: ${status}`
   const headers = new Map<string, string>()
   for (const line of lines.slice(1)) {
     const colon = line.indexOf(":")
@@ -639,10 +642,10 @@ export class ClientSocket {
     const head = this.handshake.slice(0, end)
     const problem = checkHandshake(head, this.key, this.path)
     if (problem !== undefined) {
-      const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(head)?.[1] ?? Number.NaN)
+      const status = statusOf(head)
       this.fail(
         new ClientSocketError("handshake", problem + saidIn(this.handshake.slice(end + 4)), {
-          status: Number.isInteger(status) && status !== 101 ? status : undefined
+          status: status === undefined || status === "101" ? undefined : Number(status)
         })
       )
       return -1

@@ -2,6 +2,7 @@ import * as Net from "node:net"
 import { ServerTransport } from "@chiral/core"
 import { LiveView, Recorder, RecordingProxy } from "@chiral/record"
 import { WebSocketTransport } from "@chiral/websocket"
+import { Zenoh } from "@chiral/zenoh"
 import { Console, Deferred, Duration, Effect, Logger, Option, Schedule } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as Flags from "../Flags.js"
@@ -26,8 +27,7 @@ export const count = (n: number, noun: string): string => `${n} ${noun}${n === 1
 
 /** The host and TCP port of a robot URI (`ws://host:port/…`, `wss://…`, `tcp/host:port`), if it has them. */
 export const endpointOf = (uri: string): { readonly host: string; readonly port: number } | undefined => {
-  const zenoh = /^tcp\/(?:\[([^\]]+)\]|([^:/]+)):(\d+)$/.exec(uri)
-  if (zenoh !== null) return { host: zenoh[1] ?? zenoh[2]!, port: Number(zenoh[3]) }
+  if (uri.startsWith("tcp/")) return Zenoh.parseLocator(uri)
   try {
     const url = new URL(uri)
     if (url.protocol !== "ws:" && url.protocol !== "wss:") return undefined
