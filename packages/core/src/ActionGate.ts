@@ -404,7 +404,10 @@ const openConnection = (shared: Shared, connection: Watchdog.ConnectionInfo) =>
     }
 
     // Bursts counted but not said wait for their line at most 10 s, not for
-    // the next burst or the close, which may be hours away.
+    // the next burst or the close, which may be hours away. The timer arms
+    // itself again when it finds nothing due yet: a burst may have said the
+    // summary before the timer ran (late behind a busy event loop) and others
+    // been counted since, or the wall clock stepped back while it slept.
     const scope = yield* Effect.scope
     let summaryArmed = false
     const armSummary = (now: number): Effect.Effect<void> => {
@@ -415,7 +418,7 @@ const openConnection = (shared: Shared, connection: Watchdog.ConnectionInfo) =>
         Effect.andThen(Clock.currentTimeMillis),
         Effect.flatMap((at) => {
           summaryArmed = false
-          return bursts.due(at)
+          return Effect.andThen(bursts.due(at), armSummary(at))
         }),
         Effect.forkIn(scope),
         Effect.asVoid

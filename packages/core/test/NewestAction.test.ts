@@ -254,6 +254,64 @@ describe("NewestAction: actions that arrive together", () => {
       expect(lines[1]).toContain("2 bursts of actions arriving together, 4 superseded from memory://chiral ← client 1 in the last 10 s")
       expect(lines[2]).toContain("2 bursts of actions arriving together, 5 superseded from memory://chiral ← client 1 before it closed")
     }))
+
+  it.effect("bursts counted after a burst said the summary before its timer ran are still said within 10 s", () =>
+    Effect.gen(function*() {
+      const logs = yield* Robot.captureLogs
+      const summed = () => logs.lines.filter((l) => l.includes("superseded") && !l.includes("connection closed"))
+      yield* Effect.gen(function*() {
+        const recorder = yield* Robot.makeRecorder
+        // Two actions the handler holds until released, so that bursts pile up behind them.
+        const holding = { first: yield* Deferred.make<void>(), second: yield* Deferred.make<void>() }
+        const release = { first: yield* Deferred.make<void>(), second: yield* Deferred.make<void>() }
+        const base = Robot.handlers(recorder)
+        yield* PolicyServer.make({
+          cameras: Robot.cameras,
+          proprios: Robot.proprios,
+          handlers: {
+            ...base,
+            applyAction: (a, context) =>
+              Effect.gen(function*() {
+                const held = a.data[0] === 100 ? "first" : a.data[0] === 202 ? "second" : undefined
+                if (held !== undefined) {
+                  yield* Deferred.succeed(holding[held], undefined)
+                  yield* Deferred.await(release[held])
+                }
+                return yield* base.applyAction(a, context)
+              })
+          }
+        })
+        const client = yield* ClientTransport.use((t) => t.connect)
+        const applied = (n: number) =>
+          Effect.map(Effect.replicateEffect(Queue.take(recorder.actions), n), (list) => list.map((a) => a.action.data[0]))
+        // Its sleep ends at 10 s like the summary's timer but is registered
+        // first, so it runs first: the burst it lets through says the summary
+        // (it is due), then it counts one more burst before the timer runs.
+        yield* Effect.gen(function*() {
+          yield* Effect.sleep(10_000)
+          yield* Deferred.succeed(release.first, undefined)
+          yield* Deferred.await(holding.second)
+          yield* client.send(action(300))
+          yield* client.send(action(301))
+          yield* Deferred.succeed(release.second, undefined)
+        }).pipe(Effect.forkScoped)
+        for (const v of [10, 11, 12]) yield* client.send(action(v))
+        expect(yield* applied(1)).toEqual([12]) // the first burst, said at once
+        yield* TestClock.adjust(4000)
+        for (const v of [20, 21]) yield* client.send(action(v))
+        expect(yield* applied(1)).toEqual([21]) // counted: the summary's timer is armed for 10 s
+        yield* client.send(action(100))
+        yield* Deferred.await(holding.first)
+        yield* client.send(action(201))
+        yield* client.send(action(202))
+        yield* TestClock.adjust(6000)
+        expect(yield* applied(3)).toEqual([100, 202, 301])
+        expect(summed()).toHaveLength(2) // the first burst; the summary at 10 s (20–21 and 201–202)
+        yield* TestClock.adjust(10_000)
+        expect(summed()).toHaveLength(3)
+        expect(summed()[2]).toContain("1 burst of actions arriving together, 1 superseded from memory://chiral ← client 1 in the last 10 s")
+      }).pipe(Effect.scoped, Effect.provide(memory), Effect.provide(logs.layer))
+    }))
 })
 
 describe("NewestAction: the cap on waiting for a reader that is catching up", () => {
