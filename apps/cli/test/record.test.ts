@@ -12,7 +12,7 @@ import { protobufFromBinaryDescriptor } from "@mcap/support"
 import { PolicyServer, ServerTransport } from "@chiral/core"
 import { ConfigProvider, Context, Deferred, Effect, Exit, Fiber, Layer, Schedule } from "effect"
 import { probe } from "../src/commands/Probe.js"
-import { endpointOf, progressLine, record } from "../src/commands/Record.js"
+import { endpointOf, nobodyAnswersWarning, progressLine, record } from "../src/commands/Record.js"
 import { replay, severalConnections } from "../src/commands/Replay.js"
 import { view } from "../src/commands/View.js"
 import * as SimulatedRobot from "../src/SimulatedRobot.js"
@@ -565,6 +565,18 @@ describe("record: a robot that is not up at start", () => {
     assert.deepStrictEqual(endpointOf("tcp/10.0.0.2:7447"), { host: "10.0.0.2", port: 7447 })
     assert.deepStrictEqual(endpointOf("tcp/[fe80::1]:7447"), { host: "fe80::1", port: 7447 })
     assert.isUndefined(endpointOf("http://robot:80"))
+  })
+
+  it("a host the resolver does not know is said as such: its clients are turned away at once, not held", () => {
+    assert.strictEqual(
+      nobodyAnswersWarning("ws://robt:8765", "robt", { code: "ENOTFOUND", problem: "ENOTFOUND" }),
+      `chiral record: warning: no host "robt" is known to the resolver (ENOTFOUND): each client is turned away at once until it is; check --upstream`
+    )
+    // a temporary failure of the resolver is retried like a robot that is not up
+    assert.include(
+      nobodyAnswersWarning("ws://robot:8765", "robot", { code: "EAI_AGAIN", problem: "EAI_AGAIN" }),
+      "nothing answers at ws://robot:8765 yet (EAI_AGAIN): each client is held up to 2 s"
+    )
   })
 
   it.live("is said at once, not only when a client connects", () =>

@@ -38,31 +38,54 @@ export const endpointOf = (uri: string): { readonly host: string; readonly port:
   }
 }
 
+/** Seconds a client is held while no robot answers (`RecordingProxy`'s default, which `chiral record` keeps). */
+const heldSeconds = Duration.toSeconds(RecordingProxy.defaultUpstreamTimeout)
+
+/** How the start-up probe of the robot's address failed: Node's error code, if any, and what to show. */
+export interface ProbeFailure {
+  readonly code: string | undefined
+  readonly problem: string
+}
+
 /**
- * Whether anything accepts a TCP connection at the robot's address, tried
- * once at start with a bare connection closed at once (no handshake: the
- * robot sees no client, and runs no onConnect). Otherwise the first word of
- * a robot that is not up would come only when a client connects.
+ * The start-up warning for a robot address that did not accept a TCP
+ * connection. A host name the resolver does not know (ENOTFOUND) is said as
+ * such: clients are then turned away at once, not held (`TransportError`'s
+ * `InvalidAddress`, which the proxy does not retry), and waiting for the
+ * robot will not help.
+ */
+export const nobodyAnswersWarning = (upstream: string, host: string, failure: ProbeFailure): string =>
+  failure.code === "ENOTFOUND"
+    ? `chiral record: warning: no host "${host}" is known to the resolver (ENOTFOUND): each client is turned away at once until it is; check --upstream`
+    : `chiral record: warning: nothing answers at ${
+      shown(upstream)
+    } yet (${failure.problem}): each client is held up to ${heldSeconds} s and then turned away, until the robot is up`
+
+/**
+ * Warns at start when nothing accepts a TCP connection at the robot's
+ * address, tried once with a bare connection closed at once: no handshake, so
+ * a chiral-ts robot sees no client and runs no onConnect (a Python
+ * `websockets` robot may log a closed or failed handshake). Otherwise the
+ * first word of a robot that is not up would come only when a client
+ * connects.
  */
 const warnIfNobodyAnswers = (upstream: string): Effect.Effect<void> => {
   const endpoint = endpointOf(upstream)
   if (endpoint === undefined) return Effect.void
-  return Effect.callback<string | undefined>((resume) => {
+  return Effect.callback<ProbeFailure | undefined>((resume) => {
     const socket = Net.connect({ host: endpoint.host, port: endpoint.port })
-    socket.setTimeout(2000)
-    const done = (problem: string | undefined) => {
+    socket.setTimeout(heldSeconds * 1000)
+    const done = (failure: ProbeFailure | undefined) => {
       socket.destroy()
-      resume(Effect.succeed(problem))
+      resume(Effect.succeed(failure))
     }
     socket.once("connect", () => done(undefined))
-    socket.once("timeout", () => done("no answer within 2 s"))
-    socket.once("error", (error: NodeJS.ErrnoException) => done(error.code ?? error.message))
+    socket.once("timeout", () => done({ code: undefined, problem: `no answer within ${heldSeconds} s` }))
+    socket.once("error", (error: NodeJS.ErrnoException) => done({ code: error.code, problem: error.code ?? error.message }))
     return Effect.sync(() => socket.destroy())
   }).pipe(
-    Effect.flatMap((problem) =>
-      problem === undefined ? Effect.void : Console.error(
-        `chiral record: warning: nothing answers at ${shown(upstream)} yet (${problem}): each client is held up to 2 s and then turned away, until the robot is up`
-      )
+    Effect.flatMap((failure) =>
+      failure === undefined ? Effect.void : Console.error(nobodyAnswersWarning(upstream, endpoint.host, failure))
     )
   )
 }
