@@ -30,9 +30,9 @@ export interface ActionGateConfig {
   readonly unstampedActions?: ActionGuard.UnstampedActions | undefined
   /**
    * One controlling client at a time: the first connection whose action is
-   * accepted takes control and keeps it until it closes; actions from the
-   * others are refused (reason `notController`) while their requests
-   * (observations, metadata) are still answered. Default false.
+   * accepted takes control and keeps it until it closes; actions and resets
+   * from the others are refused (reason `notController`) while their
+   * observation and metadata requests are still answered. Default false.
    */
   readonly singleController?: boolean | undefined
   /** The watchdog: once actions have been arriving, a gap this long runs `onActionTimeout`. Default: off. */
@@ -65,6 +65,14 @@ export interface ConnectionGate {
    * be applied when it ended (`NewestAction`); they never reach `admit`.
    */
   readonly disconnected: (count: number) => Effect.Effect<void>
+  /**
+   * Succeeds when this connection may reset the robot. A reset moves the
+   * robot as an action does: with one controlling client
+   * (`singleController`), a client without control may not reset while
+   * another has it (refused with reason `notController`, logged here; no
+   * action is counted).
+   */
+  readonly admitReset: Effect.Effect<void, ActionRefused>
   /** Counts an accepted action whose handler failed (the connection logs the failure). */
   readonly failed: Effect.Effect<void>
   /** Runs the handler of an accepted action as activity for the watchdog (`Watchdog.whileApplying`). */
@@ -441,6 +449,16 @@ const openConnection = (shared: Shared, connection: Watchdog.ConnectionInfo) =>
         )
       })
 
+    const admitReset = Effect.suspend(() => {
+      const controller = shared.controller
+      if (!shared.single || controller === undefined || controller === connection) return Effect.void
+      const detail = `${controller.id} has control of the robot (single controller)`
+      return Effect.andThen(
+        Effect.logWarning(`chiral: refused a reset from ${connection.id}: ${detail}`),
+        Effect.fail(new ActionRefused({ reason: "notController", connection: connection.id, detail }))
+      )
+    })
+
     const handlerFailed = Effect.sync(() => {
       shared.counters.failed++
       failed++
@@ -450,6 +468,7 @@ const openConnection = (shared: Shared, connection: Watchdog.ConnectionInfo) =>
       admit,
       supersede,
       disconnected,
+      admitReset,
       failed: handlerFailed,
       whileApplying: (apply) => shared.watchdog === undefined ? apply : shared.watchdog.whileApplying(connection, apply),
       counts: () => ({ accepted, failed, refused, superseded, disconnected: ended })

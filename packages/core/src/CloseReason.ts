@@ -54,5 +54,8 @@ export const unencodable = (request: string, cause: Cause.Cause<unknown>): strin
 /** The action gate refused a legacy step, which cannot be answered without applying it: "chiral: step refused (stale): …". */
 export const stepRefused = (reason: string, detail: string): string => `chiral: step refused (${reason}): ${detail}`
 
+/** The action gate refused a reset (another client has control): "chiral: reset refused (notController): …". */
+export const resetRefused = (reason: string, detail: string): string => `chiral: reset refused (${reason}): ${detail}`
+
 /** The robot's `onConnect` refused the client: "chiral: refused by the robot's onConnect: controller busy". */
 export const refused = (cause: Cause.Cause<unknown>): string => `chiral: refused by the robot's onConnect: ${messageOf(cause)}`

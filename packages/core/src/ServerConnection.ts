@@ -171,6 +171,20 @@ const defaultObservation = (connection: Connection, observe: (timestamp: number)
     return Effect.onExit(reply, (exit) => Effect.sync(() => release?.(Exit.hasInterrupts(exit))))
   })
 
+/**
+ * A reset moves the robot: each is logged with the client that asked for it,
+ * when it starts and when it is done (its failure is logged as the request's).
+ */
+const loggedReset = <A, E, R>(connection: string, reset: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.gen(function*() {
+    yield* Effect.logInfo(`chiral: reset asked for by ${connection}`)
+    const start = yield* Clock.currentTimeMillis
+    const reply = yield* reset
+    const end = yield* Clock.currentTimeMillis
+    yield* Effect.logInfo(`chiral: reset for ${connection} done in ${((end - start) / 1000).toFixed(2)} s`)
+    return reply
+  })
+
 /** The reply of the server's handler for `request`; what it leases ends with the scope, once the reply is sent. */
 const handlerReply = <R>(
   connection: Connection,
@@ -183,6 +197,8 @@ const handlerReply = <R>(
     const unanswered = unanswerable(connection, request.type)
     const admitted = request.type === "action"
       ? Effect.andThen(gate.admit(request.action, request.obsTimestamps), answer)
+      : request.type === "reset"
+      ? Effect.andThen(gate.admitReset, loggedReset(connection.id, answer))
       : answer
     return Effect.matchCauseEffect(Scope.provide(admitted, scope), {
       onFailure: unanswered,
@@ -214,12 +230,17 @@ const unanswerable = (connection: Connection, request: Request["type"]) =>
   if (Cause.hasInterruptsOnly(cause)) return Effect.interrupt
   const refused = Cause.findErrorOption(cause)
   if (Option.isSome(refused) && refused.value instanceof ActionRefused) {
-    // Logged by the gate. A step's only reply is an observation, which would say it was applied.
-    const reason = CloseReason.stepRefused(refused.value.reason, refused.value.detail)
+    // Logged by the gate. A step's or a reset's only reply is an observation, which would say it was done.
+    const isReset = request === "reset"
+    const reason = (isReset ? CloseReason.resetRefused : CloseReason.stepRefused)(refused.value.reason, refused.value.detail)
     return connection.shared === true
       ? Effect.void
       : Effect.andThen(
-        Effect.logWarning(`chiral: closing ${connection.id}: its legacy step was refused, and a step cannot be answered without applying it`),
+        Effect.logWarning(
+          isReset
+            ? `chiral: closing ${connection.id}: its reset was refused, and a reset cannot be answered without doing it`
+            : `chiral: closing ${connection.id}: its legacy step was refused, and a step cannot be answered without applying it`
+        ),
         Effect.fail(new Unanswered({ request, reason }))
       )
   }

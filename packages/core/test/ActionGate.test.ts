@@ -299,6 +299,45 @@ describe("ActionGate: single controller", () => {
     }).pipe(Effect.scoped, Effect.provide(memory)))
 })
 
+describe("ActionGate: single controller and resets", () => {
+  it.effect("a client without control cannot reset the robot: refused, logged, its connection closed; the controller's reset is done and logged", () =>
+    withLogs((lines) =>
+      Effect.gen(function*() {
+        const { connect, recorder, sendThrough, server } = yield* start({ singleController: true })
+        const reset = encodeFrame({ type: "reset" })
+        const a = yield* connect
+        const b = yield* connect
+        yield* sendThrough(a, [], action(row(1)))
+        expect((yield* server.controller)?.peer).toBe("client 1")
+        // b's reset would move the robot under a's policy: the server ends b's connection without a reply
+        yield* b.send(reset)
+        const replies = yield* b.frames.pipe(Stream.runCollect)
+        expect(replies.length).toBe(0)
+        expect(yield* Ref.get(recorder.resets)).toBe(0)
+        expect(lines.some((l) => l.includes("refused a reset from memory://chiral ← client 2: memory://chiral ← client 1 has control of the robot"))).toBe(true)
+        expect(lines.some((l) => l.includes("closing memory://chiral ← client 2: its reset was refused"))).toBe(true)
+        // the controller's own reset is done, with a line when asked for and when done
+        yield* a.send(reset)
+        const answer = yield* a.frames.pipe(Stream.take(1), Stream.runCollect)
+        expect(answer.length).toBe(1)
+        expect(yield* Ref.get(recorder.resets)).toBe(1)
+        expect(lines.some((l) => l.includes("reset asked for by memory://chiral ← client 1"))).toBe(true)
+        expect(lines.some((l) => /reset for memory:\/\/chiral ← client 1 done in \d+\.\d\d s/.test(l))).toBe(true)
+        // nothing was counted as a refused action
+        expect((yield* server.actionStats).dropped.notController).toBe(0)
+      })
+    ).pipe(Effect.scoped, Effect.provide(memory)))
+
+  it.effect("with no client in control, any client may reset", () =>
+    Effect.gen(function*() {
+      const { connect, recorder } = yield* start({ singleController: true })
+      const b = yield* connect
+      yield* b.send(encodeFrame({ type: "reset" }))
+      expect((yield* b.frames.pipe(Stream.take(1), Stream.runCollect)).length).toBe(1)
+      expect(yield* Ref.get(recorder.resets)).toBe(1)
+    }).pipe(Effect.scoped, Effect.provide(memory)))
+})
+
 describe("ActionGate: single controller and the watchdog", () => {
   it.effect("a controller silent for actionTimeout loses control: another client (a policy that reconnected) takes it", () =>
     Effect.gen(function*() {

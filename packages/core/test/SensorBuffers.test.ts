@@ -93,6 +93,7 @@ describe("SensorBuffers", () => {
 /** This test sends no actions: a gate that admits everything. */
 const admitAll = {
   admit: () => Effect.void,
+  admitReset: Effect.void,
   supersede: () => Effect.void,
   failed: Effect.void,
   disconnected: () => Effect.void,

@@ -204,7 +204,7 @@ const serveFlags = {
   ),
   singleController: Flag.Boolean("single-controller").pipe(
     Flag.withDescription(
-      "One controlling client at a time: the first client whose action is accepted keeps control until it disconnects (or, with --action-timeout, stops acting that long); other clients' actions are refused (counted, logged), their observations still served"
+      "One controlling client at a time: the first client whose action is accepted keeps control until it disconnects (or, with --action-timeout, stops acting that long); other clients' actions and resets are refused (counted, logged; a refused reset closes that client's connection), their observations still served"
     ),
     Flag.withDefault(false)
   ),
