@@ -13,7 +13,16 @@
  * (`copy: false`; those buffers are never written again). What changes per
  * tick is the capture time, K/T and the proprios: a few hundred bytes.
  */
-import { Cadence, type ConfigError, type Handlers, PolicyServer, type SensorError, type ServerTransport } from "@chiral/core"
+import {
+  type ActionContext,
+  Cadence,
+  CameraState,
+  type ConfigError,
+  type Handlers,
+  PolicyServer,
+  type SensorError,
+  type ServerTransport
+} from "@chiral/core"
 import { type ObsTimestamps, stringifyJson, Tensor } from "@chiral/protocol"
 import { Console, Duration, Effect, Layer, Ref, type Scope } from "effect"
 import { type ReachTaskOptions, SimulatedArm, type Status } from "./SimulatedArm.js"
@@ -164,22 +173,42 @@ const rowsOf = (action: Tensor): number => (action.shape.length >= 2 ? action.sh
 
 /**
  * One JSON line per action row: a [D] action is one row, an [N, D] chunk N
- * rows, each with the observation timestamps it arrived with:
- * `{"action":[…],"obs_timestamps":{…}}`. float32 and float16 values in their
+ * rows, each with the observation timestamps it arrived with, when it was
+ * applied and from which connection (`AppliedBy`):
+ * `{"action":[…],"obs_timestamps":{…},"applied_at":1234.567891,"connection":"ws://… ← 127.0.0.1:50124"}`.
+ * float32 and float16 values in their
  * shortest form, 64-bit integers exact, bool as booleans; written by
  * stringifyJson, so NaN, +Infinity and -Infinity are the strings "NaN",
  * "Infinity", "-Infinity" and -0 is -0.0 (every line parses as JSON, and an
  * action a robot must not apply is visible as what it is).
  */
-export const actionLogLines = (action: Tensor, obsTimestamps: ObsTimestamps): Array<string> => {
+export const actionLogLines = (action: Tensor, obsTimestamps: ObsTimestamps, applied: AppliedBy): Array<string> => {
   const shorten = action.dtype === "float32" || action.dtype === "float16"
   const values = Tensor.toArray(action).map((v) => (shorten ? shortFloat32(v as number) : v))
   const rows = rowsOf(action)
   const width = rows === 0 ? 0 : values.length / rows
+  const appliedAt = Math.round(applied.at * 1e6) / 1e6
   return Array.from(
     { length: rows },
-    (_, r) => stringifyJson({ action: values.slice(r * width, (r + 1) * width), obs_timestamps: obsTimestamps })
+    (_, r) =>
+      stringifyJson({
+        action: values.slice(r * width, (r + 1) * width),
+        obs_timestamps: obsTimestamps,
+        applied_at: appliedAt,
+        connection: applied.connection
+      })
   )
+}
+
+/**
+ * When and from whom an action was applied: `at` on the capture clock (s,
+ * `CameraState.captureTime`: the clock of the observation stamps, so
+ * `applied_at` minus the newest stamp is the action's age), `connection` the
+ * client's connection id (`ws://… ← host:port`).
+ */
+export interface AppliedBy {
+  readonly at: number
+  readonly connection: string
 }
 
 /** The options with their defaults filled in. */
@@ -234,7 +263,7 @@ const handlersFor = (
 
   // Plain code between as few effects as it takes: an action arrives at robot
   // rates, and each effect step on its way runs cold (see `ServerConnection`).
-  const record = (action: Tensor, obsTimestamps: ObsTimestamps) =>
+  const record = (action: Tensor, context: ActionContext) =>
     PolicyServer.PolicyServer.use((robot) => {
       const values = Tensor.toArray(action).map(Number)
       const rows = rowsOf(action)
@@ -242,7 +271,14 @@ const handlersFor = (
       for (let r = 0; r < rows; r++) arm.apply(values.slice(r * width, (r + 1) * width))
       const recorded = Effect.andThen(writeArm(robot, arm, proprios), Ref.update(counters.applied, (n) => n + rows))
       return logActions
-        ? Effect.andThen(recorded, Effect.forEach(actionLogLines(action, obsTimestamps), (line) => Console.log(line)))
+        ? Effect.andThen(
+          recorded,
+          Effect.flatMap(CameraState.captureTime, (at) =>
+            Effect.forEach(
+              actionLogLines(action, context.obsTimestamps, { at, connection: context.connection }),
+              (line) => Console.log(line)
+            ))
+        )
         : recorded
     })
 
@@ -258,10 +294,10 @@ const handlersFor = (
     // Without a task the server's own getObs serves: the same observation,
     // built without a handler's effects on each request's path.
     getObs: arm.hasTask ? Effect.suspend(() => PolicyServer.makeObs({ extra: extra() })) : undefined,
-    applyAction: (action, context) => record(action, context.obsTimestamps),
+    applyAction: (action, context) => record(action, context),
     step: (action, context) =>
       Effect.gen(function*() {
-        yield* record(action, context.obsTimestamps)
+        yield* record(action, context)
         const taken = yield* Ref.updateAndGet(counters.steps, (n) => n + 1)
         const robot = yield* PolicyServer.PolicyServer
         const obs = yield* robot.makeObs({ extra: extra() })

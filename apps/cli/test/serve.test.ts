@@ -110,7 +110,14 @@ describe("chiral serve", () => {
         Effect.repeat({ until: (n) => n > 0, schedule: Schedule.spaced("10 millis") }),
         Effect.timeout("10 seconds")
       )
-      assert.deepStrictEqual(output.stdout, ["{\"action\":[1,2,3,4,5,6,7],\"obs_timestamps\":{\"cam_0\":12.5}}"])
+      assert.strictEqual(output.stdout.length, 1)
+      const logged = JSON.parse(output.stdout[0]!)
+      assert.deepStrictEqual(logged.action, [1, 2, 3, 4, 5, 6, 7])
+      assert.deepStrictEqual(logged.obs_timestamps, { cam_0: 12.5 })
+      // when (the capture clock: this process's monotonic clock) and from whom it was applied
+      assert.isAbove(logged.applied_at, 0)
+      assert.isAtMost(logged.applied_at, Number(process.hrtime.bigint()) / 1e9)
+      assert.match(logged.connection, /^ws:\/\/127\.0\.0\.1:\d+ ← 127\.0\.0\.1:\d+$/)
       const refused = output.stderr.filter((line) => line.includes("refused an invalid action"))
       assert.strictEqual(refused.length, 1)
       assert.include(refused[0]!, "value 0 is NaN: actions must be finite")
@@ -358,25 +365,29 @@ describe("chiral serve: keepalive across a stall of the server", () => {
 })
 
 describe("SimulatedRobot", () => {
+  /** When and from whom the actions below were applied (capture clock, s; rounded to the µs in the line). */
+  const applied = { at: 12.6250004, connection: "ws://robot:8765 ← 10.0.0.2:50124" }
+  const appliedJson = `"applied_at":12.625,"connection":"ws://robot:8765 ← 10.0.0.2:50124"`
+
   it("logs one JSON line per action row, float32 values in their shortest form", () => {
     const chunk = Tensor.make("float32", [2, 3], Float32Array.of(0.1, -2.5, 3, 1e-7, 0, 7))
-    assert.deepStrictEqual(SimulatedRobot.actionLogLines(chunk, { cam_0: 12.5 }), [
-      "{\"action\":[0.1,-2.5,3],\"obs_timestamps\":{\"cam_0\":12.5}}",
-      "{\"action\":[1e-7,0,7],\"obs_timestamps\":{\"cam_0\":12.5}}"
+    assert.deepStrictEqual(SimulatedRobot.actionLogLines(chunk, { cam_0: 12.5 }, applied), [
+      "{\"action\":[0.1,-2.5,3],\"obs_timestamps\":{\"cam_0\":12.5},\"applied_at\":12.625,\"connection\":\"ws://robot:8765 ← 10.0.0.2:50124\"}",
+      "{\"action\":[1e-7,0,7],\"obs_timestamps\":{\"cam_0\":12.5},\"applied_at\":12.625,\"connection\":\"ws://robot:8765 ← 10.0.0.2:50124\"}"
     ])
     const single = Tensor.make("float32", [2], Float32Array.of(1, 2))
-    assert.deepStrictEqual(SimulatedRobot.actionLogLines(single, {}), ["{\"action\":[1,2],\"obs_timestamps\":{}}"])
+    assert.deepStrictEqual(SimulatedRobot.actionLogLines(single, {}, applied), [`{"action":[1,2],"obs_timestamps":{},${appliedJson}}`])
   })
 
   it("logs non-finite values as \"NaN\", \"Infinity\", \"-Infinity\" and -0 as -0.0, in every dtype; 64-bit integers exact", () => {
     const floats = Tensor.make("float64", [4], Float64Array.of(NaN, -Infinity, -0, 0.1))
-    assert.deepStrictEqual(SimulatedRobot.actionLogLines(floats, { cam_0: NaN }), [
-      "{\"action\":[\"NaN\",\"-Infinity\",-0.0,0.1],\"obs_timestamps\":{\"cam_0\":\"NaN\"}}"
+    assert.deepStrictEqual(SimulatedRobot.actionLogLines(floats, { cam_0: NaN }, applied), [
+      `{"action":["NaN","-Infinity",-0.0,0.1],"obs_timestamps":{"cam_0":"NaN"},${appliedJson}}`
     ])
     const half = Tensor.make("float16", [2], Uint16Array.of(0x7c00, 0x7e00))
-    assert.deepStrictEqual(SimulatedRobot.actionLogLines(half, {}), ["{\"action\":[\"Infinity\",\"NaN\"],\"obs_timestamps\":{}}"])
+    assert.deepStrictEqual(SimulatedRobot.actionLogLines(half, {}, applied), [`{"action":["Infinity","NaN"],"obs_timestamps":{},${appliedJson}}`])
     const ints = Tensor.make("int64", [2], BigInt64Array.of(2n ** 62n + 1n, -1n))
-    assert.deepStrictEqual(SimulatedRobot.actionLogLines(ints, {}), ["{\"action\":[4611686018427387905,-1],\"obs_timestamps\":{}}"])
+    assert.deepStrictEqual(SimulatedRobot.actionLogLines(ints, {}, applied), [`{"action":[4611686018427387905,-1],"obs_timestamps":{},${appliedJson}}`])
   })
 
   it("frames differ per camera and phase; K follows the size", () => {
