@@ -302,7 +302,18 @@ interface Shared {
   readonly watchdog: Watchdog.Watchdog | undefined
   /** The connection in control (`singleController`), if any. */
   controller: Watchdog.ConnectionInfo | undefined
+  /** The connection whose action was accepted last, and when (s, capture clock). */
+  lastActor: { readonly connection: Watchdog.ConnectionInfo; readonly at: number } | undefined
 }
+
+/**
+ * Two connections whose actions are accepted within this many seconds of each
+ * other are acting at once: without `singleController` their actions
+ * interleave on the robot (a trial: a second policy started by mistake moved
+ * the arm between the first one's targets, ~20 Hz of alternating commands,
+ * with nothing in the log but two "connection opened" lines).
+ */
+const actingTogetherSeconds = 1
 
 /**
  * The watchdog fired: a controller that has stopped acting loses control.
@@ -340,10 +351,23 @@ const openConnection = (shared: Shared, connection: Watchdog.ConnectionInfo) =>
       )
     }
 
-    const accept = (ageSeconds: number | undefined): Effect.Effect<void> => {
+    let saidActingTogether = false
+    /** Said once per connection: its actions are applied while another connection's are (any client may act). */
+    const actingTogether = (now: number): Effect.Effect<void> => {
+      const last = shared.lastActor
+      shared.lastActor = { connection, at: now }
+      if (shared.single || saidActingTogether || last === undefined || last.connection === connection) return Effect.void
+      if (!(now - last.at < actingTogetherSeconds)) return Effect.void
+      saidActingTogether = true
+      return Effect.logWarning(
+        `chiral: actions from ${connection.id} are being applied while ${last.connection.id}'s are: their actions interleave on the robot (any client may act; singleController, --single-controller, lets one act at a time)`
+      )
+    }
+
+    const accept = (ageSeconds: number | undefined, now: number): Effect.Effect<void> => {
       shared.counters.accept(ageSeconds === undefined ? undefined : ageSeconds * 1000)
       accepted++
-      let effect = runs.end()
+      let effect = Effect.andThen(runs.end(), actingTogether(now))
       if (shared.single && shared.controller === undefined) {
         shared.controller = connection
         effect = Effect.andThen(effect, Effect.logInfo(`chiral: ${connection.id} has control of the robot (single controller)`))
@@ -354,6 +378,8 @@ const openConnection = (shared: Shared, connection: Watchdog.ConnectionInfo) =>
     yield* Effect.addFinalizer(() =>
       Effect.suspend(() => {
         const ended = Effect.andThen(runs.end(), bursts.end())
+        // a client that reconnects acts after its own earlier connection, not beside it
+        if (shared.lastActor?.connection === connection) shared.lastActor = undefined
         if (shared.controller !== connection) return ended
         shared.controller = undefined
         return Effect.andThen(ended, Effect.logInfo(`chiral: ${connection.id} released control of the robot`))
@@ -393,7 +419,7 @@ const openConnection = (shared: Shared, connection: Watchdog.ConnectionInfo) =>
         if (shared.single && controller !== undefined && controller !== connection) {
           return Effect.andThen(warned, refuse("notController", `${controller.id} has control`))
         }
-        return Effect.andThen(warned, accept(inspection.ageSeconds))
+        return Effect.andThen(warned, accept(inspection.ageSeconds, now))
       })
 
     /** How old the kept action's observation is, and what becomes of it: said with a burst, which is how late actions come. */
@@ -498,7 +524,8 @@ export const make = <R>(
       single: config.singleController === true,
       counters: new Counters(),
       watchdog,
-      controller: undefined
+      controller: undefined,
+      lastActor: undefined
     }
     return {
       open: (connection) => openConnection(shared, connection),

@@ -328,6 +328,48 @@ describe("ActionGate: single controller and resets", () => {
       })
     ).pipe(Effect.scoped, Effect.provide(memory)))
 
+  it.effect("without a single controller, two clients acting at once are said once per connection; one after the other, or a client that reconnected, are not", () =>
+    withLogs((lines) =>
+      Effect.gen(function*() {
+        const { applied, connect, sendThrough } = yield* start()
+        const together = () => lines.filter((l) => l.includes("their actions interleave on the robot"))
+        const a = yield* connect
+        const b = yield* connect
+        yield* sendThrough(a, [], action(row(1)))
+        yield* TestClock.adjust(2000)
+        // b acts 2 s after a: one after the other
+        yield* sendThrough(b, [], action(row(2)))
+        expect(together()).toEqual([])
+        yield* TestClock.adjust(500)
+        yield* sendThrough(a, [], action(row(3)))
+        expect(together()).toHaveLength(1)
+        expect(together()[0]).toContain(
+          "actions from memory://chiral ← client 1 are being applied while memory://chiral ← client 2's are"
+        )
+        yield* sendThrough(b, [], action(row(4)))
+        yield* sendThrough(a, [], action(row(5)))
+        expect(together()).toHaveLength(2) // b's turn, once; a is not said again
+        expect(yield* applied).toEqual([1, 2, 3, 4, 5])
+      })
+    ).pipe(Effect.scoped, Effect.provide(memory)))
+
+  it.effect("a client that reconnects and acts at once is not said to act beside its earlier connection", () =>
+    withLogs((lines) =>
+      Effect.gen(function*() {
+        const { connect, sendThrough } = yield* start()
+        yield* Effect.scoped(Effect.gen(function*() {
+          const a = yield* connect
+          yield* sendThrough(a, [], action(row(1)))
+        }))
+        // the server has seen the first connection end
+        yield* until(Effect.sync(() => lines.some((l) => l.includes("connection closed: memory://chiral ← client 1"))))
+        expect(lines.some((l) => l.includes("connection closed: memory://chiral ← client 1"))).toBe(true)
+        const again = yield* connect
+        yield* sendThrough(again, [], action(row(2)))
+        expect(lines.filter((l) => l.includes("their actions interleave on the robot"))).toEqual([])
+      })
+    ).pipe(Effect.scoped, Effect.provide(memory)))
+
   it.effect("with no client in control, any client may reset", () =>
     Effect.gen(function*() {
       const { connect, recorder } = yield* start({ singleController: true })
