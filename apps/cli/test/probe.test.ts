@@ -9,7 +9,7 @@ import { NodeServices } from "@effect/platform-node"
 import { Command } from "effect/cli"
 import { Console } from "effect"
 import { relayTo } from "@chiral/testing/Relay"
-import type { WatchLine } from "../src/commands/ProbeWatch.js"
+import { formatLine, type WatchLine } from "../src/commands/ProbeWatch.js"
 import { CommandFailed } from "../src/commands/Decode.js"
 import { connectFailure, legacyActionShape, probe } from "../src/commands/Probe.js"
 import { shown } from "../src/Transports.js"
@@ -460,6 +460,18 @@ describe("chiral probe", () => {
       assert.deepStrictEqual(bad.stderr, ["chiral probe: --max-header-bytes 0: expected an integer from 1 to 4294967295"])
     }))
 
+  it("--watch's line says how long a request has waited once that is over a second", () => {
+    const at = { time: "2026-11-30T00:12:04.000Z", obs_hz: 0, latency_ms: { p50: null, max: null }, failed: 0, reconnects: 0 }
+    assert.strictEqual(
+      formatLine({ ...at, state: "connected", unanswered_s: 2.1 }),
+      "00:12:04  obs 0.0 Hz  latency p50 —  max —  failed 0  connected (no answer for 2.1 s)  reconnects 0"
+    )
+    assert.strictEqual(
+      formatLine({ ...at, state: "connected", unanswered_s: null }),
+      "00:12:04  obs 0.0 Hz  latency p50 —  max —  failed 0  connected  reconnects 0"
+    )
+  })
+
   it.live("--watch prints one line per second with rate, latency, state and reconnects; a lost connection shows and heals", () =>
     Effect.gen(function*() {
       const robot = yield* startRobot({ cameras: 1 })
@@ -485,6 +497,15 @@ describe("chiral probe", () => {
       assert.isAbove(healthy.latency_ms.p50!, 0)
       assert.isAtLeast(healthy.latency_ms.max!, healthy.latency_ms.p50!)
       assert.match(healthy.time, /^\d{4}-\d\d-\d\dT/)
+      assert.isNull(healthy.unanswered_s)
+
+      // a robot that stops answering keeps its connection: the line says how long the request has waited
+      yield* relay.hold(0)
+      const frozen = yield* line(out.stdout.length, (l) => l.unanswered_s !== null)
+      assert.strictEqual(frozen.state, "connected")
+      assert.isAtLeast(frozen.unanswered_s!, 1)
+      yield* relay.release(0)
+      yield* line(out.stdout.length, (l) => l.unanswered_s === null && l.obs_hz > 0)
 
       // cut, and new connections held: the client keeps trying, the lines say so
       yield* relay.hold()

@@ -259,7 +259,7 @@ export const probe = Command.make(
     ),
     watch: Flag.Boolean("watch").pipe(
       Flag.withDescription(
-        "Keep requesting observations (no reset) and print one line per second until interrupted: observation rate, round trip p50 and max, failed requests, connection state, reconnects. The client reconnects by itself; with --json, one JSON object per line"
+        "Keep requesting observations (no reset) and print one line per second until interrupted: observation rate, round trip p50 and max, failed requests, connection state (and how long a request has waited for its answer, once over 1 s: a robot that stopped answering keeps its connection), reconnects. The client reconnects by itself; with --json, one JSON object per line"
       ),
       Flag.withDefault(false)
     ),

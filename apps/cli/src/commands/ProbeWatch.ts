@@ -2,7 +2,8 @@
  * `chiral probe --watch`: the live health check of a robot. Requests an
  * observation every 1/hz s (the obs stream's fixed grid) and prints one line
  * per second until interrupted: the observation rate, the round trip's p50
- * and max, failed requests, the connection's state and how many times the
+ * and max, failed requests, the connection's state (and how long a request
+ * has waited for its answer, once that is over 1 s) and how many times the
  * client has reconnected. While the client reconnects the requests pause; the
  * lines keep coming, so a restart of the robot shows from a shell.
  */
@@ -20,8 +21,18 @@ export interface WatchLine {
   /** Requests that failed in the last second (timed out, or no connection). */
   readonly failed: number
   readonly state: PolicyClient.ConnectionState
+  /**
+   * How long the request in flight has waited for its answer, s, once that is
+   * over 1 s (null otherwise): a robot that stopped answering (its process
+   * stopped, a loop blocked) keeps its connection open, so `state` stays
+   * `connected` until keepalive or the request's timeout gives it up.
+   */
+  readonly unanswered_s: number | null
   readonly reconnects: number
 }
+
+/** A request unanswered this long (ms) is said on the line. */
+const unansweredAfterMillis = 1000
 
 interface Window {
   started: number
@@ -42,15 +53,23 @@ const ms = (x: number | null) => x === null ? "—" : `${x < 10 ? x.toFixed(2) :
 export const formatLine = (line: WatchLine): string =>
   `${line.time.slice(11, 19)}  obs ${line.obs_hz.toFixed(1)} Hz  latency p50 ${ms(line.latency_ms.p50)}  max ${
     ms(line.latency_ms.max)
-  }  failed ${line.failed}  ${line.state}  reconnects ${line.reconnects}`
+  }  failed ${line.failed}  ${line.state}${
+    line.unanswered_s === null ? "" : ` (no answer for ${line.unanswered_s.toFixed(1)} s)`
+  }  reconnects ${line.reconnects}`
 
 /** Runs until interrupted; `json`: one `WatchLine` object per line. */
 export const watch = (client: PolicyClient.PolicyClientApi, hz: number, json: boolean): Effect.Effect<never> =>
   Effect.gen(function*() {
     let window: Window = { started: performance.now(), latencies: [], failed: 0 }
+    /** When the request in flight was sent (performance.now() ms), if one is. */
+    let waitingSince: number | undefined
     const timed = Effect.suspend(() => {
       const start = performance.now()
+      waitingSince = start
       return client.getObs.pipe(
+        Effect.ensuring(Effect.sync(() => {
+          waitingSince = undefined
+        })),
         Effect.tap(() =>
           Effect.sync(() => {
             window.latencies.push(performance.now() - start)
@@ -89,6 +108,9 @@ export const watch = (client: PolicyClient.PolicyClientApi, hz: number, json: bo
         },
         failed: done.failed,
         state: yield* SubscriptionRef.get(client.connectionState),
+        unanswered_s: waitingSince === undefined || now - waitingSince < unansweredAfterMillis
+          ? null
+          : round((now - waitingSince) / 1000, 1),
         reconnects: yield* SubscriptionRef.get(client.reconnects)
       }
       yield* Console.log(json ? JSON.stringify(line) : formatLine(line))
