@@ -25,11 +25,29 @@
  * (`dropped().earlierConnection`) and said once per connection. Nor are
  * actions sent to a robot that has left a request unanswered beyond its
  * limit (`RobotSilence`): those due are dropped (`dropped().robotSilent`),
- * said when it begins and when the robot answers again.
+ * said when it begins and when the robot answers again. Nor are actions
+ * planned before a reset sent after it (`ResetFence`): what waits when a reset
+ * begins is dropped (`dropForReset`), and so is what is put or sent while it is
+ * under way, or stamped before its observation (`dropped().reset`, said once
+ * per reset).
  * `dispatched` counts actions handed to a live connection.
  */
 import { encodeFrame, type Observation, type ObsTimestamps, type Tensor } from "@chiral/protocol"
-import { Cause, Deferred, Duration, Effect, Exit, FiberHandle, Option, PubSub, Queue, type Scope, Stream, SubscriptionRef } from "effect"
+import {
+  Cause,
+  Deferred,
+  Duration,
+  Effect,
+  Exit,
+  FiberHandle,
+  Option,
+  PubSub,
+  Queue,
+  type Scope,
+  Semaphore,
+  Stream,
+  SubscriptionRef
+} from "effect"
 import { type Action, toTensor } from "./Action.js"
 import { type Drops, obsTime, portable, validate } from "./ActionPlan.js"
 import * as ActionQueue from "./ActionQueue.js"
@@ -39,6 +57,7 @@ import { captureTime } from "./CameraState.js"
 import type { Link } from "./ClientConnection.js"
 import { timestampsOf } from "./ObservationStream.js"
 import type { OffThreadDispatch } from "./OffThreadDispatch.js"
+import type { ResetFence } from "./ResetFence.js"
 import * as ThreadPriority from "./ThreadPriority.js"
 import * as RefillSignal from "./RefillSignal.js"
 import * as SilenceReport from "./SilenceReport.js"
@@ -63,8 +82,8 @@ export interface ActionTiming {
 
 /**
  * What the client dropped: the plan's drops, the actions still waiting when
- * their connection went, and those computed from an earlier connection's
- * observation.
+ * their connection went, those computed from an earlier connection's
+ * observation, and those planned before a reset.
  */
 export interface ClientDrops extends Drops {
   readonly disconnected: number
@@ -73,6 +92,12 @@ export interface ClientDrops extends Drops {
    * computed from (`ObservationStream.fromEarlierConnection`): never sent.
    */
   readonly earlierConnection: number
+  /**
+   * Planned before a reset (`ResetFence`): still waiting when the reset
+   * began, put or sent while it was under way, or stamped with an
+   * observation before the reset's. Never sent after the reset request.
+   */
+  readonly reset: number
 }
 
 /**
@@ -133,6 +158,14 @@ export interface ActionDispatcher {
   /** Sends one queued action per tick (1/hz s, fixed grid); replaces a running dispatcher. */
   readonly start: (hz: number) => Effect.Effect<void>
   readonly stop: Effect.Effect<void>
+  /**
+   * A reset has begun (its `ResetFence` is open): drops what waits on the
+   * live connection, counts it (`dropped().reset`) and says so. An action
+   * being handed to the connection at that moment (a tick's, `send`'s) is
+   * handed over first, so it leaves before the reset request; a put under way
+   * reaches the plan first, and is dropped with it.
+   */
+  readonly dropForReset: Effect.Effect<void>
   /** How many actions have been handed to a live connection (once `stop` has returned, every one sent). */
   readonly dispatched: SubscriptionRef.SubscriptionRef<number>
   /** The waiting actions as they change, and the low-water mark. */
@@ -177,6 +210,8 @@ export interface DispatchContext {
   readonly why: () => string
   /** Why actions stamped so were computed from an earlier connection's observation, if they were (see `ObservationStream`). */
   readonly fromEarlierConnection: (stamps: ObsTimestamps | undefined) => string | undefined
+  /** The resets: what was planned before one is not sent after it. */
+  readonly resetFence: ResetFence
 }
 
 const timing = (count: number, sentAt: number, observed: number | undefined, clockOffset: number): ActionTiming => ({
@@ -260,6 +295,14 @@ interface Shared {
   readonly timings: PubSub.PubSub<ActionTiming>
   /** What is dropped and said while the robot is silent. */
   readonly silence: SilenceReport.SilenceReport
+  /**
+   * Held while an action is handed over on this thread (a put into the plan,
+   * a send, a tick's take and send) and while a reset empties the plan: an
+   * action that passed the reset's check before the reset began reaches the
+   * plan before it is emptied, or the connection before the reset request,
+   * whatever fiber yields in between.
+   */
+  readonly handOff: Semaphore.Semaphore
 }
 
 /** Sends over `link` (stamped `stamp`, or with the latest observation's); `at`: when it was taken (s). */
@@ -343,7 +386,7 @@ const onThisThread = (
             )
           })
         ))
-        return Effect.asVoid(Cadence.untilDisconnected("action dispatch", tick, period))
+        return Effect.asVoid(Cadence.untilDisconnected("action dispatch", shared.handOff.withPermit(tick), period))
       })
     return {
       where: "on this thread",
@@ -459,6 +502,9 @@ interface Across {
   // Refused as computed from an earlier connection's observation; whether the live connection has said so yet.
   earlierConnectionDrops: number
   earlierConnectionLogged: boolean
+  // Planned before a reset; the reset (`ResetFence.resets`) whose refusals were said last.
+  resetDrops: number
+  resetLogged: number
   // Whether anything has arrived on the newest connection (true before the first).
   heard: boolean
 }
@@ -523,6 +569,42 @@ const refuseFromEarlierConnectionOf = (across: Across) => (count: number, why: s
 
 type Refuse = ReturnType<typeof refuseFromEarlierConnectionOf>
 
+const actionCount = (n: number) => `${n} action${n === 1 ? "" : "s"}`
+
+/**
+ * `count` actions put or sent, planned before a reset: dropped, counted, and
+ * said once per reset.
+ */
+const refuseBeforeResetOf = (across: Across, fence: ResetFence) => (count: number, why: string) =>
+  Effect.suspend(() => {
+    across.resetDrops += count
+    const reset = fence.resets()
+    if (across.resetLogged === reset) return Effect.void
+    across.resetLogged = reset
+    return Effect.logWarning(
+      `chiral: ${actionCount(count)} dropped, planned before the reset (${why}). Further ones are counted in ` +
+        `droppedActions().reset`
+    )
+  })
+
+/**
+ * What waits when a reset begins: dropped, counted and said, with the
+ * permit, so that no action being handed over is cut in two by it.
+ */
+const dropForResetOf = (shared: Shared, across: Across) =>
+  shared.handOff.withPermit(Effect.suspend(() => {
+    const live = shared.context.current()
+    if (live === undefined) return Effect.void
+    return Effect.flatMap(live.discard, (count) => {
+      across.resetDrops += count
+      return count === 0
+        ? Effect.void
+        : Effect.logInfo(`chiral: reset: ${count} queued action${count === 1 ? "" : "s"} dropped: planned before the reset`)
+    })
+  }))
+
+type RefuseBeforeReset = ReturnType<typeof refuseBeforeResetOf>
+
 /** `use` on the live connection's dispatcher, or `Disconnected` at once. */
 const onLive = (context: DispatchContext) => <A>(use: (link: LinkDispatcher) => Effect.Effect<A, RequestError>) =>
   Effect.suspend(() => {
@@ -530,40 +612,53 @@ const onLive = (context: DispatchContext) => <A>(use: (link: LinkDispatcher) => 
     return live === undefined ? Effect.fail(disconnected("apply_action", context.why())) : use(live)
   })
 
-/** A chunk onto the live connection's plan: refused if not finite, dropped if from an earlier connection. */
-const putAllOf = (context: DispatchContext, refuse: Refuse) =>
+/**
+ * A chunk onto the live connection's plan: refused if not finite; dropped if
+ * from an earlier connection, or planned before a reset. Judged and put with
+ * the hand-off permit (see `Shared.handOff`).
+ */
+const putAllOf = (shared: Shared, refuse: Refuse, refuseBeforeReset: RefuseBeforeReset) =>
 (
   chunk: Iterable<Action>,
   options?: ActionQueue.PutMode | ActionQueue.PutOptions
 ): Effect.Effect<void, RequestError> =>
   Effect.suspend(() => {
+    const context = shared.context
     // Converted once: the links take float32 tensors as they are.
     const actions = Array.from(chunk, toTensor)
     const refused = nonFiniteIn(actions)
     if (refused !== undefined) return Effect.fail(refused)
-    return onLive(context)((link) => {
+    return shared.handOff.withPermit(onLive(context)((link) => {
       const put = putOptions(optionsOf(options), context)
       const earlier = context.fromEarlierConnection(put.obsTimestamps)
-      if (earlier === undefined) return link.put(actions, put)
+      const beforeReset = earlier === undefined ? context.resetFence.plannedBefore(put.obsTimestamps) : undefined
+      if (earlier === undefined && beforeReset === undefined) return link.put(actions, put)
       // a chunk that cannot be put dies as it would on the link, dropped or not
       const invalid = validate({ actions: [], mode: put.mode ?? "append", obsTimestamps: put.obsTimestamps })
-      return invalid === undefined ? refuse(actions.length, earlier) : Effect.die(new RangeError(invalid))
-    })
+      if (invalid !== undefined) return Effect.die(new RangeError(invalid))
+      return earlier !== undefined ? refuse(actions.length, earlier) : refuseBeforeReset(actions.length, beforeReset!)
+    }))
   })
 
-/** One action now: refused if not finite, dropped if from an earlier connection or while the robot is silent. */
-const sendOf = (context: DispatchContext, shared: Shared, refuse: Refuse) => (action: Action) =>
+/**
+ * One action now: refused if not finite; dropped if from an earlier
+ * connection, planned before a reset, or while the robot is silent. Judged
+ * and sent with the hand-off permit.
+ */
+const sendOf = (shared: Shared, refuse: Refuse, refuseBeforeReset: RefuseBeforeReset) => (action: Action) =>
   Effect.suspend(() => {
+    const context = shared.context
     const tensor = toTensor(action)
     const refused = nonFiniteIn([tensor])
     if (refused !== undefined) return Effect.fail(refused)
-    // stamped with the latest observation at the send, as `sender` does
-    return onLive(context)((link) =>
-      Option.match(Option.fromUndefinedOr(context.fromEarlierConnection(undefined)), {
-        onNone: () => Effect.flatMap(shared.silence.refuseSend, (silent) => (silent ? Effect.void : link.send(tensor))),
-        onSome: (earlier) => refuse(1, earlier)
-      })
-    )
+    return shared.handOff.withPermit(onLive(context)((link) => {
+      const earlier = context.fromEarlierConnection(undefined)
+      if (earlier !== undefined) return refuse(1, earlier)
+      // stamped with the latest observation at the send, as `sender` does
+      const beforeReset = context.resetFence.plannedBefore(timestampsOf(SubscriptionRef.getUnsafe(context.latestObs)))
+      if (beforeReset !== undefined) return refuseBeforeReset(1, beforeReset)
+      return Effect.flatMap(shared.silence.refuseSend, (silent) => (silent ? Effect.void : link.send(tensor)))
+    }))
   })
 
 /** What was dropped so far, over every connection. */
@@ -572,7 +667,8 @@ const droppedOf = (shared: Shared, across: Across): Effect.Effect<ClientDrops> =
     Effect.map(across.attached?.dropped ?? Effect.succeed(noDrops), (current) => ({
       ...addDrops(addDrops(across.earlier, current), { ...noDrops, robotSilent: shared.silence.outsidePlans() }),
       disconnected: across.disconnectedDrops,
-      earlierConnection: across.earlierConnectionDrops
+      earlierConnection: across.earlierConnectionDrops,
+      reset: across.resetDrops
     }))
   )
 
@@ -595,6 +691,8 @@ export const make = (context: DispatchContext): Effect.Effect<ActionDispatcher, 
       disconnectedDrops: 0,
       earlierConnectionDrops: 0,
       earlierConnectionLogged: false,
+      resetDrops: 0,
+      resetLogged: 0,
       heard: true
     }
     const shared: Shared = {
@@ -602,12 +700,14 @@ export const make = (context: DispatchContext): Effect.Effect<ActionDispatcher, 
       count: yield* makeCount,
       refill: yield* RefillSignal.make(0),
       timings: yield* PubSub.sliding<ActionTiming>(4096),
-      silence: SilenceReport.make()
+      silence: SilenceReport.make(),
+      handOff: yield* Semaphore.make(1)
     }
     const refuse = refuseFromEarlierConnectionOf(across)
-    const putAll = putAllOf(context, refuse)
+    const refuseBeforeReset = refuseBeforeResetOf(across, context.resetFence)
+    const putAll = putAllOf(shared, refuse, refuseBeforeReset)
     return {
-      send: sendOf(context, shared, refuse),
+      send: sendOf(shared, refuse, refuseBeforeReset),
       put: (action, options) => putAll([action], { obsTimestamps: options?.obsTimestamps }),
       putAll,
       pending: Effect.suspend(() => context.current()?.pending ?? Effect.succeed(0)),
@@ -624,6 +724,7 @@ export const make = (context: DispatchContext): Effect.Effect<ActionDispatcher, 
         across.rate = undefined
         return across.attached?.stop ?? Effect.void
       }),
+      dropForReset: dropForResetOf(shared, across),
       dispatched: shared.count.dispatched,
       refill: shared.refill,
       dropped: droppedOf(shared, across),

@@ -11,7 +11,8 @@
  *    fixed-rate request loop;
  *  - `ActionDispatcher`: the action queue and its fixed-rate dispatch, on this
  *    thread or on the transport's own (`OffThreadDispatch`); queued actions
- *    never outlive their connection.
+ *    never outlive their connection;
+ *  - `ResetFence`: what was planned before a reset is not sent after it.
  */
 import { type DecodeLimits, type Message, type Observation, type UserMap } from "@chiral/protocol"
 import { Context, Duration, Effect, Layer, Option, type Scope, type Stream, SubscriptionRef } from "effect"
@@ -26,6 +27,7 @@ import * as ObservationStream from "./ObservationStream.js"
 import type * as RefillSignal from "./RefillSignal.js"
 import { RequestError } from "./RequestError.js"
 import * as RequestSlot from "./RequestSlot.js"
+import * as ResetFence from "./ResetFence.js"
 import * as RobotClock from "./RobotClock.js"
 import * as RobotSilence from "./RobotSilence.js"
 import { ClientTransport } from "./Transport.js"
@@ -135,7 +137,23 @@ export interface PolicyClientApi {
    * when the server said why (a WebSocket close's code and reason).
    */
   readonly getMetadata: Effect.Effect<UserMap, RequestError>
-  /** Resets the robot; the observation also becomes `latestObs`. */
+  /**
+   * Resets the robot; the reset's observation becomes `latestObs` (before
+   * the call returns, and before anyone else sees it). Nothing planned before
+   * the reset is sent after its request: what waits for dispatch when it is
+   * called is dropped first (an action being handed to the connection at that
+   * moment leaves before the request), counted in `droppedActions().reset`
+   * and logged once ("N queued actions dropped: planned before the reset").
+   * Until its reply is read, or it fails, every action put or sent
+   * (`putActions`, `sendAction`) is dropped the same way (one warning per
+   * reset), and a legacy `step` fails with `Stale`: nothing of the new
+   * episode has been observed yet. After it, a chunk put with
+   * `obsTimestamps` earlier than the reset's observation (an inference that
+   * ran across the reset) is dropped too; one put without carries
+   * `latestObs`' timestamps, the reset's or newer, and goes. A reset that
+   * times out ends this at once, though the robot may still be resetting
+   * (`maxRobotSilence` keeps actions from it meanwhile).
+   */
   readonly reset: Effect.Effect<ResetOutcome, RequestError>
   /** One observation, now; it also becomes `latestObs`. */
   readonly getObs: Effect.Effect<Observation, RequestError>
@@ -143,7 +161,8 @@ export interface PolicyClientApi {
    * Legacy coupled step (C++ servers): sends an N×D chunk, returns the
    * server's step result. Refused (`Stale`, nothing sent) when the client
    * observed the robot on an earlier connection but not yet on this one: the
-   * chunk can only have come from the robot that went away.
+   * chunk can only have come from the robot that went away; and while a
+   * reset is under way: it was planned before it.
    */
   readonly step: (chunk: ActionChunk) => Effect.Effect<StepOutcome, RequestError>
   /**
@@ -152,7 +171,8 @@ export interface PolicyClientApi {
    * sent: `Malformed`, naming the value. Nor is one from a client that
    * observed the robot on an earlier connection but not yet on this one
    * (dropped as from an earlier connection, as by `putActions`), nor one
-   * sent while the robot is silent (dropped as `robotSilent`; see
+   * sent while a reset is under way (dropped as `reset`; see `reset`), nor
+   * one sent while the robot is silent (dropped as `robotSilent`; see
    * `maxRobotSilence`).
    */
   readonly sendAction: (action: Action) => Effect.Effect<void, RequestError>
@@ -200,6 +220,10 @@ export interface PolicyClientApi {
    * `Malformed`, naming the action and the value, and nothing of it is queued:
    * servers without the check (the Python reference's) would apply it.
    *
+   * Nothing planned before a reset is sent after it (see `reset`): a chunk
+   * put while a reset is under way, or stamped before its observation, is
+   * dropped and counted in `droppedActions().reset`.
+   *
    * Actions never outlive their connection: when it is lost, whatever still
    * waits is dropped (counted in `droppedActions().disconnected`, one log
    * line), and while there is no live connection this fails at once with a
@@ -228,11 +252,17 @@ export interface PolicyClientApi {
    * overflow (capacity), disconnected (still waiting when their connection
    * was lost, or when the client closed), earlierConnection (computed from an
    * earlier connection's observation; see `putActions`), and robotSilent (due
-   * while the robot left a request unanswered; see `maxRobotSilence`).
+   * while the robot left a request unanswered; see `maxRobotSilence`), and
+   * reset (planned before a reset: waiting when it began, put or sent while
+   * it was under way, or stamped before its observation; see `reset`).
    */
   readonly droppedActions: Effect.Effect<ActionDispatcher.ClientDrops>
   /** Each action as it leaves the client: when, and how old its observation was then. */
   readonly actionTimings: Stream.Stream<ActionDispatcher.ActionTiming>
+  /**
+   * Empties the queue, the dispatcher going on; what it held is not counted
+   * as dropped (the caller asked). `reset` does this by itself, counted.
+   */
   readonly clearActions: Effect.Effect<void>
   /**
    * Sends one queued action per tick (1/hz s, fixed grid); replaces a running
@@ -303,13 +333,15 @@ const connectParts = (transport: ClientTransport["Service"], options: PolicyClie
     const observations = yield* ObservationStream.make
     const robotClock = RobotClock.make()
     const silenceLimit = yield* silenceLimitOf(options.maxRobotSilence)
+    const resetFence = ResetFence.make()
     const actions = yield* ActionDispatcher.make({
       latestObs: observations.latest,
       clockOffset: robotClock.offset,
       capacity: options.maxQueuedActions ?? ActionQueue.defaultCapacity,
       current: () => link?.current()?.actions,
       why,
-      fromEarlierConnection: observations.fromEarlierConnection
+      fromEarlierConnection: observations.fromEarlierConnection,
+      resetFence
     })
     link = yield* ClientConnection.make<Parts>(transport, options, (live) =>
       Effect.gen(function*() {
@@ -331,7 +363,7 @@ const connectParts = (transport: ClientTransport["Service"], options: PolicyClie
           parts: { slot, actions: dispatcher },
           receive: slot.receive,
           heard: actions.heard,
-          forget: observations.connectionLost,
+          forget: Effect.andThen(Effect.sync(resetFence.connectionLost), observations.connectionLost),
           onLost: (reason, final, repeated) => Effect.andThen(slot.fail, actions.detach(dispatcher, reason, final, repeated))
         }
       }))
@@ -339,7 +371,7 @@ const connectParts = (transport: ClientTransport["Service"], options: PolicyClie
     // end would fail their requests first and each would log that it stopped
     // for a lost connection.
     yield* Effect.addFinalizer(() => Effect.andThen(observations.stop, actions.stop))
-    return { observations, actions, connection: link, robotClock }
+    return { observations, actions, connection: link, robotClock, resetFence }
   })
 
 /** A request on the live connection's slot, answered by a `reply`, or `Disconnected` at once. */
@@ -347,14 +379,15 @@ const requestOn = (connection: ClientConnection.ClientConnection<Parts>) =>
 <T extends RequestSlot.RequestType, R extends Message["type"]>(
   message: Effect.Effect<Message & { readonly type: T }, RequestError>,
   reply: R,
-  timeout: Duration.Input
+  timeout: Duration.Input,
+  onAnswer?: (reply: Message) => void
 ) =>
   Effect.flatMap(message, (m) =>
     Effect.suspend(() => {
       const parts = connection.current()
       return parts === undefined
         ? Effect.fail(RequestSlot.disconnected(m.type, connection.why()))
-        : parts.slot.request(m, timeout)
+        : parts.slot.request(m, timeout, onAnswer)
     })).pipe(Effect.flatMap(expect(reply)))
 
 export const make = (
@@ -365,7 +398,7 @@ export const make = (
     const requestTimeout = options.requestTimeout ?? Duration.seconds(30)
     const resetTimeout = options.resetTimeout ?? Duration.minutes(5)
     const limits = { ...clientDecodeLimits, ...options.decodeLimits }
-    const { actions, connection, observations, robotClock } = yield* connectParts(transport, options, limits)
+    const { actions, connection, observations, resetFence, robotClock } = yield* connectParts(transport, options, limits)
     const request = requestOn(connection)
     const getObs = Effect.map(request(Effect.succeed({ type: "obs_request" as const }), "obs_response", requestTimeout), (m) => m.obs)
     const reconnection: ObservationStream.Reconnection = {
@@ -378,19 +411,33 @@ export const make = (
     return {
       address: transport.address,
       getMetadata: Effect.map(request(Effect.succeed({ type: "metadata" as const }), "metadata_response", requestTimeout), (m) => m.data),
-      reset: Effect.map(
-        request(Effect.succeed({ type: "reset" as const }), "reset_response", resetTimeout),
-        (m) => ({ obs: m.obs, info: m.info })
-      ),
+      // The fence opens first, then what waits is dropped, then the request
+      // goes: nothing planned before the reset can follow it.
+      reset: Effect.suspend(() => {
+        const settle = resetFence.begin()
+        return actions.dropForReset.pipe(
+          Effect.andThen(request(
+            Effect.succeed({ type: "reset" as const }),
+            "reset_response",
+            resetTimeout,
+            (reply) => settle(reply.type === "reset_response" ? reply.obs : undefined)
+          )),
+          Effect.map((m) => ({ obs: m.obs, info: m.info })),
+          Effect.ensuring(Effect.sync(() => settle()))
+        )
+      }),
       getObs,
       step: (chunk) =>
         Effect.map(
           request(
             Effect.suspend(() => {
-              const earlier = observations.fromEarlierConnection(undefined)
-              return earlier === undefined
-                ? stepRequest(chunk, SubscriptionRef.getUnsafe(observations.latest))
-                : Effect.fail(new RequestError({ request: "action", reason: "Stale", detail: earlier }))
+              const latest = SubscriptionRef.getUnsafe(observations.latest)
+              const beforeReset = resetFence.plannedBefore(ObservationStream.timestampsOf(latest))
+              const stale = observations.fromEarlierConnection(undefined) ??
+                (beforeReset && `planned before the reset: ${beforeReset}`)
+              return stale === undefined
+                ? stepRequest(chunk, latest)
+                : Effect.fail(new RequestError({ request: "action", reason: "Stale", detail: stale }))
             }),
             "step_response",
             requestTimeout

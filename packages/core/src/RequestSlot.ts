@@ -33,10 +33,16 @@ export const replyType = {
 export type RequestType = keyof typeof replyType
 
 export interface RequestSlot {
-  /** Sends `message` when the slot is free; its reply, or a typed failure after `timeout`. */
+  /**
+   * Sends `message` when the slot is free; its reply, or a typed failure
+   * after `timeout`. `onAnswer` is told of the reply as soon as it is read,
+   * before its observation is published and before the caller resumes (also
+   * for a late reply whose caller gave up).
+   */
   readonly request: (
     message: Message & { readonly type: RequestType },
-    timeout: Duration.Input
+    timeout: Duration.Input,
+    onAnswer?: (reply: Message) => void
   ) => Effect.Effect<Message, RequestError>
   /** Takes one frame from the server: the reply to the request in flight, or dropped. */
   readonly receive: (frame: Uint8Array) => Effect.Effect<void>
@@ -52,6 +58,7 @@ interface InFlight {
   readonly request: RequestType
   readonly expect: MessageType
   readonly reply: Deferred.Deferred<Message, RequestError>
+  readonly onAnswer: ((reply: Message) => void) | undefined
 }
 
 /** What the slot's two sides share: the request in flight, set by the exchange and answered by `receive`. */
@@ -93,6 +100,7 @@ const receiveReply = (
     return Effect.logDebug(`chiral: dropped unrequested ${message.type} from server`)
   }
   state.pending = undefined
+  current.onAnswer?.(message)
   const obs = observationOf(message)
   return Effect.andThen(obs === undefined ? Effect.void : onObservation(obs), Deferred.succeed(current.reply, message))
 }
@@ -155,12 +163,13 @@ export const make = (
       frame: Uint8Array,
       reply: Deferred.Deferred<Message, RequestError>,
       lateReplyGrace: Duration.Duration,
-      wanted: () => boolean
+      wanted: () => boolean,
+      onAnswer: ((reply: Message) => void) | undefined
     ) =>
       Effect.suspend(() => {
         if (!wanted()) return Effect.void
         if (lost() !== undefined) return Deferred.fail(reply, gone(type))
-        state.pending = { request: type, expect: replyType[type], reply }
+        state.pending = { request: type, expect: replyType[type], reply, onAnswer }
         const asked = silence === undefined
           ? Effect.void
           : Effect.map(captureTime, (now) => silence.robot.asked(now))
@@ -177,7 +186,11 @@ export const make = (
         )
       }).pipe(slot.withPermit)
 
-    const request = (message: Message & { readonly type: RequestType }, timeout: Duration.Input) =>
+    const request = (
+      message: Message & { readonly type: RequestType },
+      timeout: Duration.Input,
+      onAnswer?: (reply: Message) => void
+    ) =>
       Effect.suspend((): Effect.Effect<Message, RequestError> => {
         if (lost() !== undefined) return Effect.fail(gone(message.type))
         let frame: Uint8Array
@@ -190,7 +203,7 @@ export const make = (
         waiting.set(reply, message.type)
         let wanted = true
         const grace = Duration.times(Duration.fromInputUnsafe(timeout), 2)
-        return FiberSet.run(exchanges, exchange(message.type, frame, reply, grace, () => wanted)).pipe(
+        return FiberSet.run(exchanges, exchange(message.type, frame, reply, grace, () => wanted, onAnswer)).pipe(
           Effect.andThen(Deferred.await(reply)),
           Effect.timeoutOrElse({ duration: timeout, orElse: () => Effect.fail(timedOut(message.type, timeout)) }),
           Effect.ensuring(Effect.sync(() => {
