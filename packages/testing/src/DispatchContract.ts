@@ -4,7 +4,16 @@
 // blocked main thread. Registered once per transport; no timed assertions
 // beyond order and counts. The workers are the built JavaScript: run
 // `npx tsc -b` first.
-import { ActionPlan, type ActionTiming, CameraState, ClientTransport, OffThreadDispatch, PreciseTimer } from "@chiral/core"
+import {
+  ActionPlan,
+  type ActionTiming,
+  CameraState,
+  ClientTransport,
+  OffThreadDispatch,
+  PolicyClient,
+  PolicyServer,
+  PreciseTimer
+} from "@chiral/core"
 import { assert, it } from "@effect/vitest"
 import { Cause, Deferred, Effect, Exit, Fiber, Layer, Option, Queue, Schedule, Stream, SubscriptionRef } from "effect"
 import * as Pair from "./Pair.js"
@@ -286,6 +295,51 @@ export const chunkModesContract = (transports: (thread: "worker" | "main") => Pa
           assert.instanceOf(Cause.squash((exit as Exit.Failure<unknown, unknown>).cause), RangeError)
         }
         assert.strictEqual(yield* client.pendingActions, 2)
+      }).pipe(Effect.scoped, Effect.provide(transports(thread))))
+  }
+}
+
+/**
+ * A reset empties the action queue where it lives (on the transport's worker,
+ * or PolicyClient's fiber) before its request goes: the robot applies nothing
+ * of the plan before the reset after it, however the ticks fall. Registered
+ * for transports whose worker writes to the connection the requests go over
+ * (the WebSocket client's): an action it wrote before it emptied its queue is
+ * read before the reset.
+ */
+export const resetContract = (transports: (thread: "worker" | "main") => Pair.Transports) => {
+  for (const thread of ["worker", "main"] as const) {
+    it.live(`${thread}: a reset drops what waits for dispatch, counted; the robot applies nothing of it after the reset`, () =>
+      Effect.gen(function*() {
+        // what the robot did, in order: `a<v>` an action applied, `reset` a reset begun
+        const events: Array<string> = []
+        const robot = Robot.handlers(yield* Robot.makeRecorder)
+        yield* PolicyServer.make({
+          cameras: Robot.cameras,
+          proprios: Robot.proprios,
+          coalesceActions: false,
+          handlers: {
+            ...robot,
+            reset: Effect.andThen(Effect.sync(() => events.push("reset")), robot.reset!),
+            applyAction: (action, context) =>
+              Effect.andThen(Effect.sync(() => events.push(`a${action.data[0]}`)), robot.applyAction!(action, context))
+          }
+        })
+        const client = yield* PolicyClient.make({ quiet: true })
+        yield* client.getObs
+        yield* client.putActions(Array.from({ length: 100 }, (_, i) => row(i)))
+        yield* client.startActionDispatch(50)
+        yield* waitFor(Effect.map(SubscriptionRef.get(client.dispatched), (n) => n >= 3))
+        yield* client.reset
+        const dropped = (yield* client.droppedActions).reset
+        // the next chunk is the first thing applied after the reset
+        yield* client.putActions([row(1000)])
+        yield* waitFor(Effect.sync(() => events.includes("a1000")))
+        assert.deepStrictEqual(events.slice(events.indexOf("reset") + 1), ["a1000"])
+        // what was sent came before the reset; the rest was dropped
+        const before = events.slice(0, events.indexOf("reset"))
+        assert.deepStrictEqual(before, Array.from({ length: before.length }, (_, i) => `a${i}`))
+        assert.strictEqual(before.length + dropped, 100)
       }).pipe(Effect.scoped, Effect.provide(transports(thread))))
   }
 }
