@@ -29,7 +29,9 @@
  * planned before a reset sent after it (`ResetFence`): what waits when a reset
  * begins is dropped (`dropForReset`), and so is what is put or sent while it is
  * under way, or stamped before its observation (`dropped().reset`, said once
- * per reset).
+ * per reset). Nor is an action whose size is not the one the robot's metadata
+ * gives (`DispatchContext.actionShape`): refused as `Malformed`, as a
+ * non-finite one is.
  * `dispatched` counts actions handed to a live connection.
  */
 import { encodeFrame, type Observation, type ObsTimestamps, type Tensor } from "@chiral/protocol"
@@ -114,6 +116,34 @@ const nonFiniteIn = (actions: ReadonlyArray<Tensor>): RequestError | undefined =
         request: "apply_action",
         reason: "Malformed",
         detail: `${actions.length === 1 ? "the action" : `action ${k}`}: ${why}; nothing was queued or sent`
+      })
+    }
+  }
+  return undefined
+}
+
+/**
+ * The first of `actions` whose values are not one action of the robot's (its
+ * metadata's D values), as the error that refuses the whole put: a reference
+ * server applies whatever it reads (the Python one applied 8 values to a
+ * 7-joint arm). `last`: how the refusal ends.
+ */
+const wrongSizeIn = (
+  actions: ReadonlyArray<Tensor>,
+  expected: ActionSpec.MetadataShape | undefined,
+  request: string,
+  last: string
+): RequestError | undefined => {
+  if (expected === undefined) return undefined
+  const size = expected.shape[1]
+  for (let k = 0; k < actions.length; k++) {
+    const values = actions[k]!.data.length
+    if (values !== size) {
+      return new RequestError({
+        request,
+        reason: "Malformed",
+        detail: `${actions.length === 1 ? "the action" : `action ${k}`} has ${values} value${values === 1 ? "" : "s"} ` +
+          `(shape [${actions[k]!.shape.join(", ")}]), the robot's metadata says ${expected.said}: ${size} per action; ${last}`
       })
     }
   }
@@ -212,6 +242,8 @@ export interface DispatchContext {
   readonly fromEarlierConnection: (stamps: ObsTimestamps | undefined) => string | undefined
   /** The resets: what was planned before one is not sent after it. */
   readonly resetFence: ResetFence
+  /** The actions' shape as the robot's metadata gives it, if it was read; actions of another size are refused. */
+  readonly actionShape: () => ActionSpec.MetadataShape | undefined
 }
 
 const timing = (count: number, sentAt: number, observed: number | undefined, clockOffset: number): ActionTiming => ({
@@ -612,10 +644,15 @@ const onLive = (context: DispatchContext) => <A>(use: (link: LinkDispatcher) => 
     return live === undefined ? Effect.fail(disconnected("apply_action", context.why())) : use(live)
   })
 
+/** Why `actions` must not be queued or sent at all (not finite, or not the robot's size), or undefined. */
+const malformedIn = (actions: ReadonlyArray<Tensor>, context: DispatchContext): RequestError | undefined =>
+  nonFiniteIn(actions) ??
+    wrongSizeIn(actions, context.actionShape(), "apply_action", "nothing was queued or sent")
+
 /**
- * A chunk onto the live connection's plan: refused if not finite; dropped if
- * from an earlier connection, or planned before a reset. Judged and put with
- * the hand-off permit (see `Shared.handOff`).
+ * A chunk onto the live connection's plan: refused if not finite or not the
+ * robot's size; dropped if from an earlier connection, or planned before a
+ * reset. Judged and put with the hand-off permit (see `Shared.handOff`).
  */
 const putAllOf = (shared: Shared, refuse: Refuse, refuseBeforeReset: RefuseBeforeReset) =>
 (
@@ -626,7 +663,7 @@ const putAllOf = (shared: Shared, refuse: Refuse, refuseBeforeReset: RefuseBefor
     const context = shared.context
     // Converted once: the links take float32 tensors as they are.
     const actions = Array.from(chunk, toTensor)
-    const refused = nonFiniteIn(actions)
+    const refused = malformedIn(actions, context)
     if (refused !== undefined) return Effect.fail(refused)
     return shared.handOff.withPermit(onLive(context)((link) => {
       const put = putOptions(optionsOf(options), context)
@@ -641,15 +678,15 @@ const putAllOf = (shared: Shared, refuse: Refuse, refuseBeforeReset: RefuseBefor
   })
 
 /**
- * One action now: refused if not finite; dropped if from an earlier
- * connection, planned before a reset, or while the robot is silent. Judged
- * and sent with the hand-off permit.
+ * One action now: refused if not finite or not the robot's size; dropped if
+ * from an earlier connection, planned before a reset, or while the robot is
+ * silent. Judged and sent with the hand-off permit.
  */
 const sendOf = (shared: Shared, refuse: Refuse, refuseBeforeReset: RefuseBeforeReset) => (action: Action) =>
   Effect.suspend(() => {
     const context = shared.context
     const tensor = toTensor(action)
-    const refused = nonFiniteIn([tensor])
+    const refused = malformedIn([tensor], context)
     if (refused !== undefined) return Effect.fail(refused)
     return shared.handOff.withPermit(onLive(context)((link) => {
       const earlier = context.fromEarlierConnection(undefined)

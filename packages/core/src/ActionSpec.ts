@@ -8,7 +8,7 @@
  * `apply_action_nonfinite.bin` is the case). With a spec, the shape and the
  * per-joint bounds are checked as well.
  */
-import { halfToNumber, type Tensor } from "@chiral/protocol"
+import { halfToNumber, type Tensor, type UserMap } from "@chiral/protocol"
 import { ConfigError } from "./SensorError.js"
 
 export interface ActionSpec {
@@ -23,6 +23,56 @@ export interface ActionSpec {
   readonly lower?: ReadonlyArray<number> | undefined
   /** Highest value of each joint, D values, inclusive. Default: no bound. */
   readonly upper?: ReadonlyArray<number> | undefined
+}
+
+/** The robot's action shape as its metadata gives it (`shapeFromMetadata`). */
+export interface MetadataShape {
+  /**
+   * [N, D]: D values per action; N actions per legacy step (1 unless the
+   * metadata says more).
+   */
+  readonly shape: readonly [number, number]
+  /** What the metadata says, for messages: `action_shape [1, 7]`, `action_D 7`. */
+  readonly said: string
+}
+
+const positiveInt = (u: unknown): number | undefined => {
+  const n = typeof u === "string" && u.trim() !== "" ? Number(u) : u
+  return typeof n === "number" && Number.isSafeInteger(n) && n > 0 ? n : undefined
+}
+
+/** A list of dimensions, also when a C++ server sent it as a string ("[1,7]"). */
+const dimensions = (u: unknown): ReadonlyArray<number> | undefined => {
+  let value = u
+  if (typeof value === "string") {
+    try {
+      value = JSON.parse(value)
+    } catch {
+      return undefined
+    }
+  }
+  if (!Array.isArray(value) || value.length === 0) return undefined
+  const dims = value.map(positiveInt)
+  return dims.every((d) => d !== undefined) ? dims as ReadonlyArray<number> : undefined
+}
+
+/**
+ * The robot's action shape from its metadata: `action_shape` (the Python
+ * convention: `[1, D]`, or `[D]`; dimensions after the first multiply into
+ * D), or `action_N`/`action_D` (the C++ server's strings); undefined when it
+ * says neither (or nothing that reads as positive integers).
+ */
+export const shapeFromMetadata = (metadata: UserMap): MetadataShape | undefined => {
+  const shape = dimensions(metadata["action_shape"])
+  if (shape !== undefined) {
+    const said = `action_shape [${shape.join(", ")}]`
+    if (shape.length === 1) return { shape: [1, shape[0]!], said }
+    return { shape: [shape[0]!, shape.slice(1).reduce((a, b) => a * b, 1)], said }
+  }
+  const d = positiveInt(metadata["action_D"])
+  if (d === undefined) return undefined
+  const n = positiveInt(metadata["action_N"])
+  return { shape: [n ?? 1, d], said: n === undefined ? `action_D ${d}` : `action_N ${n}, action_D ${d}` }
 }
 
 /** Checks a spec once, when the server is built: the bounds must fit D and each other. */

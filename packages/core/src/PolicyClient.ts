@@ -14,7 +14,7 @@
  *    never outlive their connection;
  *  - `ResetFence`: what was planned before a reset is not sent after it.
  */
-import { type DecodeLimits, type Message, type Observation, type UserMap } from "@chiral/protocol"
+import { type DecodeLimits, type Message, type Observation, type Tensor, type UserMap } from "@chiral/protocol"
 import { Context, Duration, Effect, Layer, Option, type Scope, type Stream, SubscriptionRef } from "effect"
 import { type Action, type ActionChunk, chunkToTensor } from "./Action.js"
 import * as ActionDispatcher from "./ActionDispatcher.js"
@@ -135,6 +135,12 @@ export interface PolicyClientApi {
    * its connection goes. A `Disconnected` error's detail says why the
    * connection went: "closed by the server: 1011 chiral: reset failed: …"
    * when the server said why (a WebSocket close's code and reason).
+   *
+   * `getMetadata`: the server's metadata. When it gives the robot's action
+   * shape (`action_shape`, or `action_N`/`action_D`), every action put or
+   * sent from then on must have its D values (`putActions`); the last
+   * metadata read decides, across reconnections (a robot answering without a
+   * shape ends the check). The client does not ask for it by itself.
    */
   readonly getMetadata: Effect.Effect<UserMap, RequestError>
   /**
@@ -162,17 +168,20 @@ export interface PolicyClientApi {
    * server's step result. Refused (`Stale`, nothing sent) when the client
    * observed the robot on an earlier connection but not yet on this one: the
    * chunk can only have come from the robot that went away; and while a
-   * reset is under way: it was planned before it.
+   * reset is under way: it was planned before it. Refused as `Malformed`
+   * (nothing sent) for a value that is not finite, or rows of another size
+   * than the D of the robot's metadata (see `getMetadata`).
    */
   readonly step: (chunk: ActionChunk) => Effect.Effect<StepOutcome, RequestError>
   /**
    * Sends one `apply_action` now, stamped with `latestObs`' camera timestamps
    * (no reply). An action with a value that is not finite as float32 is not
-   * sent: `Malformed`, naming the value. Nor is one from a client that
-   * observed the robot on an earlier connection but not yet on this one
-   * (dropped as from an earlier connection, as by `putActions`), nor one
-   * sent while a reset is under way (dropped as `reset`; see `reset`), nor
-   * one sent while the robot is silent (dropped as `robotSilent`; see
+   * sent: `Malformed`, naming the value; nor one whose number of values is
+   * not the D of the robot's metadata (see `getMetadata`). Nor is one from a
+   * client that observed the robot on an earlier connection but not yet on
+   * this one (dropped as from an earlier connection, as by `putActions`), nor
+   * one sent while a reset is under way (dropped as `reset`; see `reset`),
+   * nor one sent while the robot is silent (dropped as `robotSilent`; see
    * `maxRobotSilence`).
    */
   readonly sendAction: (action: Action) => Effect.Effect<void, RequestError>
@@ -218,7 +227,11 @@ export interface PolicyClientApi {
    * a RangeError for a chunk that cannot be put. A chunk with a value that is
    * not finite as float32 (NaN, ±Infinity, beyond ±3.4e38) fails as
    * `Malformed`, naming the action and the value, and nothing of it is queued:
-   * servers without the check (the Python reference's) would apply it.
+   * servers without the check (the Python reference's) would apply it. So
+   * does a chunk with an action whose number of values is not D, once the
+   * robot's metadata has given its action shape (`action_shape [1, D]`,
+   * `[D]`, or `action_D`; see `getMetadata`): one action is one step, of D
+   * values, whatever its tensor's shape. Without that metadata any size goes.
    *
    * Nothing planned before a reset is sent after it (see `reset`): a chunk
    * put while a reset is under way, or stamped before its observation, is
@@ -289,14 +302,28 @@ export class PolicyClient extends Context.Service<PolicyClient, PolicyClientApi>
   ): Layer.Layer<PolicyClient, TransportError, ClientTransport> => Layer.effect(PolicyClient, make(options))
 }
 
-/** The legacy `step`'s request: the chunk as an N×D float32 tensor, or why it is not one. */
-const stepRequest = (chunk: ActionChunk, latestObs: Option.Option<Observation>) =>
+/** The values of each row of a legacy step's chunk: D of [N, D] (a 1-D chunk is one row). */
+const rowSize = (chunk: Tensor): number =>
+  chunk.shape.length <= 1 ? chunk.data.length : chunk.shape.slice(1).reduce((a, b) => a * b, 1)
+
+/**
+ * The legacy `step`'s request: the chunk as an N×D float32 tensor, or why it
+ * is not one (a value not finite, or rows of another size than the robot's
+ * metadata gives).
+ */
+const stepRequest = (chunk: ActionChunk, latestObs: Option.Option<Observation>, shape: ActionSpec.MetadataShape | undefined) =>
   Effect.try({
     try: () => {
       const action = chunkToTensor(chunk)
       // Never sent to a motor, as for the other action paths.
       const refused = ActionSpec.problem(action, undefined)
       if (refused !== undefined) throw new RangeError(`${refused}; the chunk was not sent`)
+      if (shape !== undefined && rowSize(action) !== shape.shape[1]) {
+        throw new RangeError(
+          `the chunk's rows have ${rowSize(action)} values (shape [${action.shape.join(", ")}]), the robot's metadata ` +
+            `says ${shape.said}: ${shape.shape[1]} per action; the chunk was not sent`
+        )
+      }
       return { type: "action" as const, action, obsTimestamps: ObservationStream.timestampsOf(latestObs) }
     },
     catch: (cause) => new RequestError({ request: "action", reason: "Malformed", detail: String(cause) })
@@ -334,6 +361,9 @@ const connectParts = (transport: ClientTransport["Service"], options: PolicyClie
     const robotClock = RobotClock.make()
     const silenceLimit = yield* silenceLimitOf(options.maxRobotSilence)
     const resetFence = ResetFence.make()
+    // The action shape of the last metadata read, across connections: a
+    // policy built for it must not drive a robot of another.
+    const actionShape = { current: undefined as ActionSpec.MetadataShape | undefined }
     const actions = yield* ActionDispatcher.make({
       latestObs: observations.latest,
       clockOffset: robotClock.offset,
@@ -341,7 +371,8 @@ const connectParts = (transport: ClientTransport["Service"], options: PolicyClie
       current: () => link?.current()?.actions,
       why,
       fromEarlierConnection: observations.fromEarlierConnection,
-      resetFence
+      resetFence,
+      actionShape: () => actionShape.current
     })
     link = yield* ClientConnection.make<Parts>(transport, options, (live) =>
       Effect.gen(function*() {
@@ -371,7 +402,7 @@ const connectParts = (transport: ClientTransport["Service"], options: PolicyClie
     // end would fail their requests first and each would log that it stopped
     // for a lost connection.
     yield* Effect.addFinalizer(() => Effect.andThen(observations.stop, actions.stop))
-    return { observations, actions, connection: link, robotClock, resetFence }
+    return { observations, actions, connection: link, robotClock, resetFence, actionShape }
   })
 
 /** A request on the live connection's slot, answered by a `reply`, or `Disconnected` at once. */
@@ -398,7 +429,11 @@ export const make = (
     const requestTimeout = options.requestTimeout ?? Duration.seconds(30)
     const resetTimeout = options.resetTimeout ?? Duration.minutes(5)
     const limits = { ...clientDecodeLimits, ...options.decodeLimits }
-    const { actions, connection, observations, resetFence, robotClock } = yield* connectParts(transport, options, limits)
+    const { actions, actionShape, connection, observations, resetFence, robotClock } = yield* connectParts(
+      transport,
+      options,
+      limits
+    )
     const request = requestOn(connection)
     const getObs = Effect.map(request(Effect.succeed({ type: "obs_request" as const }), "obs_response", requestTimeout), (m) => m.obs)
     const reconnection: ObservationStream.Reconnection = {
@@ -410,7 +445,13 @@ export const make = (
 
     return {
       address: transport.address,
-      getMetadata: Effect.map(request(Effect.succeed({ type: "metadata" as const }), "metadata_response", requestTimeout), (m) => m.data),
+      getMetadata: Effect.map(
+        request(Effect.succeed({ type: "metadata" as const }), "metadata_response", requestTimeout, (reply) => {
+          // read before the caller resumes: the next action it sends is checked
+          if (reply.type === "metadata_response") actionShape.current = ActionSpec.shapeFromMetadata(reply.data)
+        }),
+        (m) => m.data
+      ),
       // The fence opens first, then what waits is dropped, then the request
       // goes: nothing planned before the reset can follow it.
       reset: Effect.suspend(() => {
@@ -436,7 +477,7 @@ export const make = (
               const stale = observations.fromEarlierConnection(undefined) ??
                 (beforeReset && `planned before the reset: ${beforeReset}`)
               return stale === undefined
-                ? stepRequest(chunk, latest)
+                ? stepRequest(chunk, latest, actionShape.current)
                 : Effect.fail(new RequestError({ request: "action", reason: "Stale", detail: stale }))
             }),
             "step_response",

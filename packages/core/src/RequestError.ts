@@ -11,8 +11,8 @@ export class RequestError extends Schema.TaggedError<RequestError>()("RequestErr
     "Disconnected",
     /**
      * The request could not be encoded (an action with a value that is not
-     * finite is refused here, before it is sent), or its answer could not be
-     * decoded.
+     * finite, or of another size than the robot's metadata gives, is refused
+     * here, before it is sent), or its answer could not be decoded.
      */
     "Malformed",
     /**

@@ -1,4 +1,4 @@
-import { describeUnresolved, PolicyClient, type RequestError, type TransportError } from "@chiral/core"
+import { ActionSpec, describeUnresolved, PolicyClient, type RequestError, type TransportError } from "@chiral/core"
 import {
   type CameraFrame,
   describeMessage,
@@ -17,42 +17,14 @@ import { watch } from "./ProbeWatch.js"
 
 // ── the action of --step ─────────────────────────────────────────────────────
 
-const positiveInt = (u: unknown): number | undefined => {
-  const n = typeof u === "string" && u.trim() !== "" ? Number(u) : u
-  return typeof n === "number" && Number.isSafeInteger(n) && n > 0 ? n : undefined
-}
-
-/** A list of dimensions, also when a C++ server sent it as a string ("[1,7]"). */
-const dimensions = (u: unknown): ReadonlyArray<number> | undefined => {
-  let value = u
-  if (typeof value === "string") {
-    try {
-      value = JSON.parse(value)
-    } catch {
-      return undefined
-    }
-  }
-  if (!Array.isArray(value) || value.length === 0) return undefined
-  const dims = value.map(positiveInt)
-  return dims.every((d) => d !== undefined) ? dims as ReadonlyArray<number> : undefined
-}
-
 /**
  * The [N, D] shape of the action `--step` sends: from the metadata's
  * `action_shape` (Python convention), or `action_N`/`action_D` (C++ strings);
  * undefined when the metadata says neither. Always two dimensions: the C++
  * server reads exactly `shape[0]` and `shape[1]`.
  */
-export const legacyActionShape = (metadata: UserMap): readonly [number, number] | undefined => {
-  const shape = dimensions(metadata["action_shape"])
-  if (shape !== undefined) {
-    if (shape.length === 1) return [1, shape[0]!]
-    return [shape[0]!, shape.slice(1).reduce((a, b) => a * b, 1)]
-  }
-  const d = positiveInt(metadata["action_D"])
-  if (d !== undefined) return [positiveInt(metadata["action_N"]) ?? 1, d]
-  return undefined
-}
+export const legacyActionShape = (metadata: UserMap): readonly [number, number] | undefined =>
+  ActionSpec.shapeFromMetadata(metadata)?.shape
 
 /**
  * `--step-action 0.1,0,-0.2`: the values, row-major, or why not. Each must be

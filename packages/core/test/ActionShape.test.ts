@@ -1,0 +1,122 @@
+// The robot's action shape from its metadata, on the policy's side: once the
+// client has read it, an action of another size is refused before it is
+// queued or sent (TestClock, in-memory transport, PolicyClient's own
+// dispatcher). Without it, any size goes, as before.
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Queue } from "effect"
+import { TestClock } from "effect/testing"
+import { Tensor } from "@chiral/protocol"
+import { ActionSpec, PolicyClient, PolicyServer, type RequestError } from "../src/index.js"
+import * as Pair from "@chiral/testing/Pair"
+import * as Robot from "@chiral/testing/Robot"
+
+const settle = Effect.gen(function*() {
+  for (let i = 0; i < 16; i++) yield* Effect.yieldNow
+})
+
+const advance = (millis: number) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < millis; i++) {
+      yield* TestClock.adjust(1)
+      yield* settle
+    }
+  })
+
+const values = (n: number, first: number) => Array.from({ length: n }, (_, i) => (i === 0 ? first : 0))
+
+/** The test robot answering `metadata` to getMetadata; a client connected to it. */
+const pairWith = (metadata: Record<string, unknown>) =>
+  Effect.gen(function*() {
+    const recorder = yield* Robot.makeRecorder
+    yield* PolicyServer.make({
+      cameras: Robot.cameras,
+      proprios: Robot.proprios,
+      coalesceActions: false,
+      handlers: { ...Robot.handlers(recorder), getMetadata: Effect.succeed(metadata) }
+    })
+    const client = yield* PolicyClient.make({ quiet: true })
+    const applied = Effect.map(Queue.clear(recorder.actions), (all) => all.map((a) => Number(a.action.data[0])))
+    return { client, applied }
+  })
+
+const refusal = (exit: RequestError) => [exit.reason, exit.request, exit.detail]
+
+describe("the robot's action shape (metadata) on the policy's side", () => {
+  it.effect("action_shape [1, 7]: once read, 8 values are refused as Malformed by putActions, putAction, sendAction and step, nothing queued or sent; 7 go", () =>
+    Effect.gen(function*() {
+      const { applied, client } = yield* pairWith({ action_shape: [1, 7] })
+      yield* client.startActionDispatch(10)
+      // not read yet: any size goes, as before
+      yield* client.sendAction(values(8, 1))
+      yield* advance(10)
+      assert.deepStrictEqual(yield* applied, [1])
+
+      yield* client.getMetadata
+      yield* client.putActions([values(7, 2)])
+      const chunk = yield* Effect.flip(client.putActions([values(7, 3), values(7, 4), values(8, 5)]))
+      assert.deepStrictEqual(refusal(chunk), [
+        "Malformed",
+        "apply_action",
+        "action 2 has 8 values (shape [8]), the robot's metadata says action_shape [1, 7]: 7 per action; nothing was queued or sent"
+      ])
+      // one action is one step: [2, 7] is two of them
+      const two = yield* Effect.flip(client.putAction(Tensor.make("float32", [2, 7], new Float32Array(14))))
+      assert.include(two.detail, "the action has 14 values (shape [2, 7])")
+      const sent = yield* Effect.flip(client.sendAction(values(8, 6)))
+      assert.deepStrictEqual(refusal(sent), [
+        "Malformed",
+        "apply_action",
+        "the action has 8 values (shape [8]), the robot's metadata says action_shape [1, 7]: 7 per action; nothing was queued or sent"
+      ])
+      const step = yield* Effect.flip(client.step([values(8, 7)]))
+      assert.deepStrictEqual(refusal(step), [
+        "Malformed",
+        "action",
+        "RangeError: the chunk's rows have 8 values (shape [1, 8]), the robot's metadata says action_shape [1, 7]: " +
+        "7 per action; the chunk was not sent"
+      ])
+      assert.strictEqual(yield* client.pendingActions, 1)
+      // [7] and [1, 7] are one action of 7 values
+      yield* client.putAction(Tensor.make("float32", [1, 7], Float32Array.from(values(7, 8))))
+      yield* client.sendAction(new Float32Array(values(7, 9)))
+      yield* advance(300)
+      assert.deepStrictEqual(yield* applied, [9, 2, 8])
+      const stepped = yield* client.step([values(7, 10)])
+      assert.strictEqual(stepped.obs.cameras.length, 2)
+    }).pipe(Effect.scoped, Effect.provide(Pair.memory())))
+
+  it.effect("without an action shape in the metadata (none, or unreadable), any size goes; a later metadata with one sets the check, one without ends it", () =>
+    Effect.gen(function*() {
+      const metadata: Record<string, unknown> = { robot: "no shape" }
+      const { applied, client } = yield* pairWith(metadata)
+      yield* client.startActionDispatch(10)
+      yield* client.getMetadata
+      yield* client.putActions([values(8, 1)])
+      yield* advance(150)
+      assert.deepStrictEqual(yield* applied, [1])
+
+      // the C++ server's strings
+      metadata["action_N"] = "1"
+      metadata["action_D"] = "6"
+      yield* client.getMetadata
+      const refused = yield* Effect.flip(client.putActions([values(8, 2)]))
+      assert.include(refused.detail, "the robot's metadata says action_N 1, action_D 6: 6 per action")
+      yield* client.putActions([values(6, 3)])
+
+      delete metadata["action_N"]
+      delete metadata["action_D"]
+      metadata["action_shape"] = [0, 7]
+      yield* client.getMetadata
+      yield* client.putActions([values(8, 4)])
+      yield* advance(300)
+      assert.deepStrictEqual(yield* applied, [3, 4])
+    }).pipe(Effect.scoped, Effect.provide(Pair.memory())))
+
+  it("shapeFromMetadata: action_shape ([1, D], [D], a string), or action_N/action_D; what it says", () => {
+    assert.deepStrictEqual(ActionSpec.shapeFromMetadata({ action_shape: [1, 7] }), { shape: [1, 7], said: "action_shape [1, 7]" })
+    assert.deepStrictEqual(ActionSpec.shapeFromMetadata({ action_shape: [7] }), { shape: [1, 7], said: "action_shape [7]" })
+    assert.deepStrictEqual(ActionSpec.shapeFromMetadata({ action_shape: "[1,9]" }), { shape: [1, 9], said: "action_shape [1, 9]" })
+    assert.deepStrictEqual(ActionSpec.shapeFromMetadata({ action_D: 5 }), { shape: [1, 5], said: "action_D 5" })
+    assert.strictEqual(ActionSpec.shapeFromMetadata({ action_shape: [1, -7] }), undefined)
+  })
+})
