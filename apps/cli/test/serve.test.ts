@@ -120,7 +120,7 @@ describe("chiral serve", () => {
       assert.match(logged.connection, /^ws:\/\/127\.0\.0\.1:\d+ ← 127\.0\.0\.1:\d+$/)
       const refused = output.stderr.filter((line) => line.includes("refused an invalid action"))
       assert.strictEqual(refused.length, 1)
-      assert.include(refused[0]!, "value 0 is NaN: actions must be finite")
+      assert.include(refused[0]!, "element 0 is NaN: actions must be finite")
       // how the action log writes non-finite values is pinned on actionLogLines (SimulatedRobot, below)
     }))
 
@@ -306,7 +306,7 @@ describe("chiral serve: robot safety", () => {
       )
       assert.deepStrictEqual(output.stdout.map((line) => (JSON.parse(line) as { action: Array<number> }).action[0]), [4])
       assert.isTrue(output.stderr.some((line) => line.includes("refused a stale action") && line.includes("more than maxActionAge 0.5 s")))
-      assert.isTrue(output.stderr.some((line) => line.includes("refused an invalid action") && line.includes("value 0 is NaN")))
+      assert.isTrue(output.stderr.some((line) => line.includes("refused an invalid action") && line.includes("element 0 is NaN")))
       assert.isTrue(output.stderr.some((line) => line.includes("connection opened: ws://127.0.0.1:")))
     }))
 

@@ -108,7 +108,7 @@ const nonFinite = (action: Tensor): string | undefined => {
   for (let i = 0; i < data.length; i++) {
     // float16: exponent bits all ones is ±Inf or NaN
     const finite = dtype === "float16" ? (data[i]! & 0x7c00) !== 0x7c00 : Number.isFinite(data[i])
-    if (!finite) return `value ${i} is ${String(valueAt(action, i))}`
+    if (!finite) return `element ${i} is ${String(valueAt(action, i))}`
   }
   return undefined
 }
@@ -117,7 +117,7 @@ const nonFinite = (action: Tensor): string | undefined => {
  * Why `action` must not reach a motor, or undefined when it may: a non-finite
  * value always; with a spec, a shape other than `[D]`/`[N, D]`, a bool
  * action, or a value outside its joint's bounds. The reason names the first
- * offending value (`value 3 (row 0, joint 3) is 2.5, above upper[3] 2`).
+ * offending element, by its index in the flattened action (`element 3 (row 0, joint 3) is 2.5, above upper[3] 2`).
  */
 export const problem = (action: Tensor, spec: ActionSpec | undefined): string | undefined => {
   const infinite = nonFinite(action)
@@ -133,7 +133,7 @@ export const problem = (action: Tensor, spec: ActionSpec | undefined): string | 
   for (let i = 0; i < action.data.length; i++) {
     const joint = i % spec.dim
     const value = valueAt(action, i)
-    const where = `value ${i} (row ${Math.floor(i / spec.dim)}, joint ${joint}) is ${value}`
+    const where = `element ${i} (row ${Math.floor(i / spec.dim)}, joint ${joint}) is ${value}`
     const low = spec.lower?.[joint]
     if (low !== undefined && value < low) return `${where}, below lower[${joint}] ${low}`
     const high = spec.upper?.[joint]

@@ -229,7 +229,7 @@ describe("ActionGate: validation", () => {
         expect((yield* server.actionStats).dropped.invalid).toBe(4)
         const refused = lines.filter((l) => l.includes("refused an invalid action"))
         expect(refused.length).toBe(1)
-        expect(refused[0]).toContain("value 0 is NaN")
+        expect(refused[0]).toContain("element 0 is NaN")
         expect(lines.some((l) => l.includes("4 invalid actions from") && l.includes("dropped in a row"))).toBe(true)
       })
     ).pipe(Effect.scoped, Effect.provide(memory)))
