@@ -77,6 +77,8 @@ export interface ConnectionGate {
   readonly failed: Effect.Effect<void>
   /** Runs the handler of an accepted action as activity for the watchdog (`Watchdog.whileApplying`). */
   readonly whileApplying: <A, E, R>(apply: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  /** Runs an admitted reset as activity for the watchdog (`Watchdog.whileResetting`). */
+  readonly whileResetting: <A, E, R>(reset: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
   /**
    * Actions from this connection accepted (their handler's failures
    * included), whose handler failed, refused by the gate, and superseded so far.
@@ -478,7 +480,8 @@ const openConnection = (shared: Shared, connection: Watchdog.ConnectionInfo) =>
     const admitReset = Effect.suspend(() => {
       const controller = shared.controller
       if (!shared.single || controller === undefined || controller === connection) return Effect.void
-      const detail = `${controller.id} has control of the robot (single controller)`
+      // short: the client is told it in a WebSocket close reason (123 bytes at most)
+      const detail = `${controller.id} has control of the robot`
       return Effect.andThen(
         Effect.logWarning(`chiral: refused a reset from ${connection.id}: ${detail}`),
         Effect.fail(new ActionRefused({ reason: "notController", connection: connection.id, detail }))
@@ -497,6 +500,7 @@ const openConnection = (shared: Shared, connection: Watchdog.ConnectionInfo) =>
       admitReset,
       failed: handlerFailed,
       whileApplying: (apply) => shared.watchdog === undefined ? apply : shared.watchdog.whileApplying(connection, apply),
+      whileResetting: (reset) => shared.watchdog === undefined ? reset : shared.watchdog.whileResetting(connection, reset),
       counts: () => ({ accepted, failed, refused, superseded, disconnected: ended })
     } satisfies ConnectionGate
   })

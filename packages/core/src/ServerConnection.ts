@@ -174,6 +174,11 @@ const defaultObservation = (connection: Connection, observe: (timestamp: number)
 /**
  * A reset moves the robot: each is logged with the client that asked for it,
  * when it starts and when it is done (its failure is logged as the request's).
+ * While it runs it is activity for the watchdog, as an `applyAction` still
+ * running is (`ConnectionGate.whileResetting`): a reset longer than
+ * `actionTimeout` would otherwise run `onActionTimeout` in its middle and take
+ * control from the client resetting, letting another act on a robot that is
+ * resetting.
  */
 const loggedReset = <A, E, R>(connection: string, reset: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
   Effect.gen(function*() {
@@ -198,7 +203,7 @@ const handlerReply = <R>(
     const admitted = request.type === "action"
       ? Effect.andThen(gate.admit(request.action, request.obsTimestamps), answer)
       : request.type === "reset"
-      ? Effect.andThen(gate.admitReset, loggedReset(connection.id, answer))
+      ? Effect.andThen(gate.admitReset, gate.whileResetting(loggedReset(connection.id, answer)))
       : answer
     return Effect.matchCauseEffect(Scope.provide(admitted, scope), {
       onFailure: unanswered,

@@ -38,6 +38,14 @@ export interface Watchdog {
    * trial: a 250 ms handler and a 200 ms timeout, 34 holds in 8 s).
    */
   readonly whileApplying: <A, E, R>(connection: ConnectionInfo, apply: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  /**
+   * Runs `reset` (a reset `connection` asked for) as activity, as
+   * `whileApplying` does, but without arming a watchdog that is not armed
+   * yet: a reset before any action (an evaluation's first) is no sign that
+   * actions are arriving, and the policy's first chunk may take longer than
+   * the timeout to infer. An armed watchdog's countdown restarts when it ends.
+   */
+  readonly whileResetting: <A, E, R>(connection: ConnectionInfo, reset: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
 }
 
 const monotonicMillis = Effect.map(Clock.monotonicTimeNanos, (ns) => Number(ns) / 1e6)
@@ -65,6 +73,7 @@ export const make = <R>(
       if (now < due) return yield* Effect.sleep(due - now)
       if (applying > 0) return yield* Effect.sleep(timeoutMillis)
       armed.closeUnsafe()
+      isArmed = false
       yield* onTimeout({ last, silentMillis: now - lastAt }).pipe(
         Effect.catchCause((cause) =>
           Cause.hasInterruptsOnly(cause) ? Effect.interrupt : Effect.logWarning("chiral: onActionTimeout failed", cause)
@@ -73,20 +82,26 @@ export const make = <R>(
     })
     yield* Effect.forkScoped(Effect.forever(watch), { startImmediately: true })
 
+    // Whether actions have been arriving (the latch is open), as the latch cannot say.
+    let isArmed = false
     const feed = (connection: ConnectionInfo) =>
       Effect.map(monotonicMillis, (now) => {
         lastAt = now
         last = connection
+        isArmed = true
         armed.openUnsafe()
       })
 
+    const busy = <A, E, R>(connection: ConnectionInfo, work: Effect.Effect<A, E, R>, arms: boolean) =>
+      Effect.acquireUseRelease(
+        Effect.sync(() => void applying++),
+        () => work,
+        () => Effect.andThen(Effect.sync(() => void applying--), arms || isArmed ? feed(connection) : Effect.void)
+      )
+
     return {
       feed,
-      whileApplying: (connection, apply) =>
-        Effect.acquireUseRelease(
-          Effect.sync(() => void applying++),
-          () => apply,
-          () => Effect.andThen(Effect.sync(() => void applying--), feed(connection))
-        )
+      whileApplying: (connection, apply) => busy(connection, apply, true),
+      whileResetting: (connection, reset) => busy(connection, reset, false)
     }
   })

@@ -399,6 +399,55 @@ describe("ActionGate: single controller and the watchdog", () => {
       yield* until(Effect.map(server.actionStats, (s) => s.dropped.notController === 2))
       expect(yield* applied).toEqual([1, 3])
     }).pipe(Effect.scoped, Effect.provide(memory)))
+  it.effect("the controller's reset, longer than actionTimeout, is activity: no hold in its middle, control kept, another client still refused", () =>
+    withLogs((lines) =>
+      Effect.gen(function*() {
+        const holds = yield* Ref.make(0)
+        const resetting = yield* Deferred.make<void>()
+        const { applied, connect, sendThrough, server } = yield* start({
+          singleController: true,
+          actionTimeout: "500 millis",
+          hooks: {
+            reset: Effect.andThen(
+              Effect.andThen(Deferred.succeed(resetting, undefined), Effect.sleep(3000)),
+              Effect.map(PolicyServer.makeObs(), (obs) => ({ obs }))
+            ),
+            onActionTimeout: () => Ref.update(holds, (n) => n + 1)
+          }
+        })
+        const a = yield* connect
+        const b = yield* connect
+        yield* sendThrough(a, [], action(row(1)))
+        yield* a.send(encodeFrame({ type: "reset" }))
+        yield* Deferred.await(resetting)
+        yield* TestClock.adjust(1000)
+        // a is still resetting: it keeps control, b's action is refused
+        yield* b.send(action(row(2)))
+        yield* until(Effect.map(server.actionStats, (s) => s.dropped.notController === 1))
+        expect((yield* server.controller)?.peer).toBe("client 1")
+        expect(yield* Ref.get(holds)).toBe(0)
+        yield* TestClock.adjust(2000)
+        expect((yield* a.frames.pipe(Stream.take(1), Stream.runCollect)).length).toBe(1)
+        // the countdown restarts when the reset ends
+        yield* TestClock.adjust(400)
+        yield* sendThrough(a, [], action(row(3)))
+        expect(yield* applied).toEqual([1, 3])
+        expect(yield* Ref.get(holds)).toBe(0)
+        expect(lines.some((l) => l.includes("lost control"))).toBe(false)
+      })
+    ).pipe(Effect.scoped, Effect.provide(memory)))
+
+  it.effect("a reset before any action does not arm the watchdog", () =>
+    Effect.gen(function*() {
+      const holds = yield* Ref.make(0)
+      const { connect } = yield* start({ actionTimeout: "200 millis", hooks: { onActionTimeout: () => Ref.update(holds, (n) => n + 1) } })
+      const a = yield* connect
+      yield* a.send(encodeFrame({ type: "reset" }))
+      expect((yield* a.frames.pipe(Stream.take(1), Stream.runCollect)).length).toBe(1)
+      yield* TestClock.adjust(1000)
+      yield* settle
+      expect(yield* Ref.get(holds)).toBe(0)
+    }).pipe(Effect.scoped, Effect.provide(memory)))
 })
 
 describe("ActionGate: watchdog and connection hooks", () => {
