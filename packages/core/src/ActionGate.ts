@@ -32,7 +32,9 @@ export interface ActionGateConfig {
    * One controlling client at a time: the first connection whose action is
    * accepted takes control and keeps it until it closes; actions and resets
    * from the others are refused (reason `notController`) while their
-   * observation and metadata requests are still answered. Default false.
+   * observation and metadata requests are still answered. A client's other
+   * connections (`Connection.client`: our Zenoh client's dispatcher session
+   * and its own) share its control. Default false.
    */
   readonly singleController?: boolean | undefined
   /** The watchdog: once actions have been arriving, a gap this long runs `onActionTimeout`. Default: off. */
@@ -358,7 +360,9 @@ const openConnection = (shared: Shared, connection: Watchdog.ConnectionInfo) =>
     const actingTogether = (now: number): Effect.Effect<void> => {
       const last = shared.lastActor
       shared.lastActor = { connection, at: now }
-      if (shared.single || saidActingTogether || last === undefined || last.connection === connection) return Effect.void
+      if (shared.single || saidActingTogether || last === undefined || Watchdog.sameClient(last.connection, connection)) {
+        return Effect.void
+      }
       if (!(now - last.at < actingTogetherSeconds)) return Effect.void
       saidActingTogether = true
       return Effect.logWarning(
@@ -418,7 +422,7 @@ const openConnection = (shared: Shared, connection: Watchdog.ConnectionInfo) =>
         const inspection = inspect(shared.rules, action, obsTimestamps, now)
         if (inspection.refuse !== undefined) return Effect.andThen(warned, refuse(inspection.refuse, inspection.detail))
         const { controller } = shared
-        if (shared.single && controller !== undefined && controller !== connection) {
+        if (shared.single && controller !== undefined && !Watchdog.sameClient(controller, connection)) {
           return Effect.andThen(warned, refuse("notController", `${controller.id} has control`))
         }
         return Effect.andThen(warned, accept(inspection.ageSeconds, now))
@@ -479,7 +483,7 @@ const openConnection = (shared: Shared, connection: Watchdog.ConnectionInfo) =>
 
     const admitReset = Effect.suspend(() => {
       const controller = shared.controller
-      if (!shared.single || controller === undefined || controller === connection) return Effect.void
+      if (!shared.single || controller === undefined || Watchdog.sameClient(controller, connection)) return Effect.void
       // short: the client is told it in a WebSocket close reason (123 bytes at most)
       const detail = `${controller.id} has control of the robot`
       return Effect.andThen(

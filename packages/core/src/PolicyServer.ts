@@ -135,7 +135,11 @@ export const make = <E, R>(
     const refusals = RefusalLog.make()
     const serveConnection = (connection: Connection) =>
       Effect.gen(function*() {
-        const info: ConnectionInfo = { id: connection.id, peer: connection.peer }
+        const info: ConnectionInfo = {
+          id: connection.id,
+          peer: connection.peer,
+          ...(connection.client === undefined ? {} : { client: connection.client })
+        }
         yield* Ref.update(open, (n) => n + 1)
         yield* Effect.addFinalizer(() => Ref.update(open, (n) => n - 1))
         // A shared connection (a Zenoh router's session) stands for several clients:

@@ -28,6 +28,14 @@ export interface Connection {
    */
   readonly peer?: string | undefined
   /**
+   * The client this connection belongs to, when one client opens several (our
+   * Zenoh client's dispatcher has a session of its own, whose id is its client
+   * session's sibling: `ZenohId.clientKey`); undefined: a client of its own.
+   * The server's single controller and its other per-client rules treat a
+   * client's connections as one.
+   */
+  readonly client?: string | undefined
+  /**
    * Incoming frames, one element per message. Ends when the peer closes the
    * connection normally; fails with a `TransportError` when it is lost.
    * Consume it once.

@@ -17,7 +17,13 @@ export interface ConnectionInfo {
   readonly id: string
   /** The remote `host:port`, when the transport knows it. */
   readonly peer: string | undefined
+  /** The client it belongs to, when one client opens several connections (`Connection.client`). */
+  readonly client?: string | undefined
 }
+
+/** Whether `a` and `b` are one client's: the same connection, or two of one client (`Connection.client`). */
+export const sameClient = (a: ConnectionInfo, b: ConnectionInfo): boolean =>
+  a === b || (a.client !== undefined && a.client === b.client)
 
 export interface ActionTimeout {
   /** The connection that sent the last accepted action. */

@@ -58,11 +58,14 @@ export interface WorkerOptions {
   /** The key the server subscribes to, where actions are published (`<prefix>chiral/c2s`). */
   readonly key: string
   /**
-   * The client session's Zenoh settings, durations in milliseconds. No `zid`:
-   * this session is a peer of its own (a second session under the client's
-   * id would be taken by the server for the same peer).
+   * The client session's Zenoh settings, durations in milliseconds. `zid` is
+   * not the client session's own (a second session under the client's id
+   * would be taken by the server for the same peer) but its sibling
+   * (`ZenohId.sibling`), by which a server tells the two are one client; none
+   * (a random id) when the client's id has no sibling.
    */
   readonly session: {
+    readonly zid?: string | undefined
     readonly batchSize?: number | undefined
     readonly lease?: number | undefined
     readonly keepAlive?: number | undefined

@@ -38,6 +38,7 @@ import {
   type Session,
   Zenoh,
   type ZenohConfig,
+  ZenohId,
   type ZenohConfigError,
   type ZenohHandshakeError,
   type ZenohKeyExprError,
@@ -299,9 +300,11 @@ const servePeer = <E, R>(
 ): Effect.Effect<void, never, R> => {
   const id = `${address} ← ${peer.peer.address} (${keys.request}, zid ${peer.peer.zid})`
   const shared = peer.peer.whatami === "router"
+  const client = shared ? undefined : ZenohId.clientKey(peer.peer.zid)
   const connection: Connection = {
     id,
     peer: peer.peer.address,
+    ...(client === undefined ? {} : { client: `zenoh client ${client}` }),
     frames: peer.samples.pipe(
       Stream.map((sample) => sample.payload),
       Stream.mapError((error) => sessionError(id, error))
@@ -455,18 +458,32 @@ const millisOf = (input: Duration.Input | undefined): number | undefined =>
   input === undefined ? undefined : Duration.toMillis(Duration.fromInputUnsafe(input))
 
 /**
+ * The id of the dispatcher's session: the client session's sibling
+ * (`ZenohId.sibling`, hex), so that a server tells they are one client; none
+ * (a random one) for an id that is not 16 bytes.
+ */
+const siblingOf = (zid: Uint8Array | string): string | undefined => {
+  const bytes = typeof zid === "string" ? ZenohId.fromString(zid) : zid
+  const sibling = bytes === undefined ? undefined : ZenohId.sibling(bytes)
+  return sibling === undefined ? undefined : ZenohId.toString(sibling)
+}
+
+/**
  * The dispatcher's worker for a client whose session just opened: the same
- * Zenoh settings (durations in ms, to cross threads), but an id of its own.
+ * Zenoh settings (durations in ms, to cross threads), and an id of its own,
+ * `zid`: the client session's sibling.
  */
 const startDispatcher = (
   locator: string,
   endpoint: Zenoh.Endpoint,
   key: string,
-  options: ClientOptions
+  options: ClientOptions,
+  zid: string | undefined
 ): Effect.Effect<ZenohDispatch.Started, never, Scope.Scope> =>
   Effect.suspend(() => {
     // These settings were valid for the client's own session.
     const session = {
+      zid,
       batchSize: options.batchSize,
       lease: millisOf(options.lease),
       keepAlive: millisOf(options.keepAlive),
@@ -720,11 +737,13 @@ export const makeClient = (locator: string, options: ClientOptions = {}): Client
         Effect.mapError((e) => openError(locator, named.host, e))
       )
     }
+    // An id chosen here, not by the session, so that the dispatcher's session can take its sibling.
+    const zid = options.zid ?? ZenohId.random()
     const session = yield* openSession(locator, {
       ...endpoint,
       requestKey: keys.request,
       replyKey: keys.reply,
-      session: sessionOptions(options),
+      session: { ...sessionOptions(options), zid },
       deadline,
       recycle: options.receiveBuffers === "recycled" ? { maxFree: recycledBuffersKept } : undefined
     }, options.sessionThread).pipe(
@@ -735,7 +754,7 @@ export const makeClient = (locator: string, options: ClientOptions = {}): Client
     // overlaps the probing below.
     const dispatcher = options.thread === "main"
       ? undefined
-      : yield* startDispatcher(locator, endpoint, keys.request, options)
+      : yield* startDispatcher(locator, endpoint, keys.request, options, siblingOf(zid))
     const pull = yield* Stream.toPull(session.replies)
     yield* probe({ locator, keys, session, pull, probeInterval, probeTimeout, hint })
 

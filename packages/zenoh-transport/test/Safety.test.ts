@@ -3,8 +3,11 @@
 // (@chiral/testing/SafetyContract), each peer session a connection named by
 // its zid. A token is not part of Zenoh's protocol (see the README): nothing
 // to test here. Every wait is on a condition.
-import { Effect, Layer } from "effect"
-import { ClientTransport, ServerTransport } from "@chiral/core"
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Layer, Ref } from "effect"
+import { ClientTransport, PolicyClient, PolicyServer, ServerTransport } from "@chiral/core"
+import { row, takeActions } from "@chiral/testing/DispatchContract"
+import * as Robot from "@chiral/testing/Robot"
 import { serverSafetyContract } from "@chiral/testing/SafetyContract"
 import { ZenohTransport } from "../src/index.js"
 
@@ -18,4 +21,56 @@ serverSafetyContract({
   ).pipe(Layer.provideMerge(ZenohTransport.layerServer({ host: "127.0.0.1", port: 0 }))),
   clientVia: (port) => ZenohTransport.makeClient(`tcp/127.0.0.1:${port}`, clientOptions),
   connectionId: /^tcp\/127\.0\.0\.1:\d+ ← 127\.0\.0\.1:\d+ \(chiral\/c2s, zid [0-9a-f]+\)$/
+})
+
+// Our client's dispatcher publishes on a session of its own, whose zid is the
+// client session's sibling: the server treats the two as one client.
+describe("Zenoh: a client's dispatcher session and its own are one client to the server", () => {
+  const sessions = Layer.unwrap(
+    Effect.map(ServerTransport, (server) =>
+      Layer.succeed(ClientTransport, ZenohTransport.makeClient(server.address, { probeInterval: 50, thread: "worker" })))
+  ).pipe(Layer.provideMerge(ZenohTransport.layerServer({ host: "127.0.0.1", port: 0 })))
+
+  it.live("with a single controller, the client whose dispatcher has control resets the robot; its sendAction is applied", () =>
+    Effect.gen(function*() {
+      const logs = yield* Robot.captureLogs
+      yield* Effect.gen(function*() {
+        const recorder = yield* Robot.makeRecorder
+        const server = yield* PolicyServer.make({
+          cameras: Robot.cameras,
+          proprios: Robot.proprios,
+          singleController: true,
+          handlers: Robot.handlers(recorder)
+        })
+        const client = yield* PolicyClient.make({ quiet: true, requestTimeout: "20 seconds", resetTimeout: "20 seconds" })
+        yield* client.getObs
+        yield* client.putActions([1, 2].map(row))
+        yield* client.startActionDispatch(50)
+        assert.deepStrictEqual(yield* takeActions(recorder.actions, 2), [1, 2])
+        // the dispatcher's session has control; the reset comes on the client's own session
+        assert.include((yield* server.controller)?.id ?? "", "zid")
+        yield* client.reset
+        assert.strictEqual(yield* Ref.get(recorder.resets), 1)
+        yield* client.sendAction(row(3))
+        assert.deepStrictEqual(yield* takeActions(recorder.actions, 1), [3])
+        assert.deepStrictEqual((yield* server.actionStats).dropped.notController, 0)
+        assert.deepStrictEqual(logs.lines.filter((l) => l.includes("refused")), [])
+      }).pipe(Effect.provide(logs.layer))
+    }).pipe(Effect.scoped, Effect.provide(sessions)), 60_000)
+
+  it.live("without one, its sendAction and its queued actions are not said to interleave", () =>
+    Effect.gen(function*() {
+      const logs = yield* Robot.captureLogs
+      yield* Effect.gen(function*() {
+        const recorder = yield* Robot.makeRecorder
+        yield* PolicyServer.make({ cameras: Robot.cameras, proprios: Robot.proprios, handlers: Robot.handlers(recorder) })
+        const client = yield* PolicyClient.make({ quiet: true, requestTimeout: "20 seconds" })
+        yield* client.getObs
+        yield* client.sendAction(row(0))
+        yield* client.putActions([1, 2].map(row))
+        yield* client.startActionDispatch(50)
+        assert.deepStrictEqual(yield* takeActions(recorder.actions, 3), [0, 1, 2])
+        assert.deepStrictEqual(logs.lines.filter((l) => l.includes("interleave")), [])
+      }).pipe(Effect.provide(logs.layer))
+    }).pipe(Effect.scoped, Effect.provide(sessions)), 60_000)
 })

@@ -35,3 +35,31 @@ export const equals = (a: Uint8Array, b: Uint8Array): boolean => {
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
   return true
 }
+
+/**
+ * The id of a second session of the same client: `zid` with the lowest bit of
+ * its least significant byte flipped. Our Zenoh client's action dispatcher
+ * opens a session of its own (a second TCP connection, on its own thread);
+ * its id is its client session's sibling so that a server can tell the two
+ * belong to one client (`clientKey`), without anything added to the wire.
+ * Only for 16-byte ids (those `random` makes); undefined for others.
+ */
+export const sibling = (zid: Uint8Array): Uint8Array | undefined => {
+  if (zid.length !== 16) return undefined
+  const out = Uint8Array.from(zid)
+  out[0] = out[0]! ^ 1
+  return out
+}
+
+/**
+ * The client a session of id `zid` (hex, as `toString` shows it) belongs to:
+ * the same for an id and its `sibling`, and, for two random 16-byte ids of
+ * different clients, equal with a chance of 2^-127. Undefined for an id that
+ * is not 16 bytes (set by hand: "1", "a2"), which is a client of its own.
+ */
+export const clientKey = (zid: string): string | undefined => {
+  const bytes = fromString(zid)
+  if (bytes === undefined || bytes.length !== 16) return undefined
+  bytes[0] = bytes[0]! & 0xfe
+  return toString(bytes)
+}

@@ -695,3 +695,28 @@ describe("handshake as ZENOH.md §6 prescribes", () => {
       assert.match(error.message, /batch size 65535 exceeds ours \(2048\)/)
     }))
 })
+
+describe("ZenohId: a client's second session", () => {
+  it("a sibling differs in the lowest bit; a client key is the same for both and differs between clients", () => {
+    const zid = ZenohId.random()
+    const sibling = ZenohId.sibling(zid)!
+    assert.notStrictEqual(ZenohId.toString(sibling), ZenohId.toString(zid))
+    assert.strictEqual(sibling[0]! ^ zid[0]!, 1)
+    assert.deepStrictEqual(sibling.subarray(1), zid.subarray(1))
+    const key = ZenohId.clientKey(ZenohId.toString(zid))
+    assert.isDefined(key)
+    assert.strictEqual(ZenohId.clientKey(ZenohId.toString(sibling)), key)
+    assert.notStrictEqual(ZenohId.clientKey(ZenohId.toString(ZenohId.random())), key)
+    // a most significant byte below 0x10 shows as 31 hex digits: still 16 bytes
+    const small = Uint8Array.from(zid)
+    small[15] = 0x05
+    assert.strictEqual(ZenohId.toString(small).length, 31)
+    assert.strictEqual(ZenohId.clientKey(ZenohId.toString(ZenohId.sibling(small)!)), ZenohId.clientKey(ZenohId.toString(small)))
+  })
+
+  it("an id set by hand that is not 16 bytes has no sibling and is a client of its own", () => {
+    assert.isUndefined(ZenohId.sibling(Uint8Array.of(0xa1)))
+    assert.isUndefined(ZenohId.clientKey("a1"))
+    assert.isUndefined(ZenohId.clientKey("a0"))
+  })
+})
