@@ -123,10 +123,11 @@ const nonFiniteIn = (actions: ReadonlyArray<Tensor>): RequestError | undefined =
 }
 
 /**
- * The first of `actions` whose values are not one action of the robot's (its
- * metadata's D values), as the error that refuses the whole put: a reference
- * server applies whatever it reads (the Python one applied 8 values to a
- * 7-joint arm). `last`: how the refusal ends.
+ * The first of `actions` that is not an action of the robot's (its metadata's
+ * D: `[D]`, or `[N, D]` for N steps at once, as the server's own `ActionSpec`
+ * takes them), as the error that refuses the whole put: a reference server
+ * applies whatever it reads (the Python one applied 8 values to a 7-joint
+ * arm). `last`: how the refusal ends.
  */
 const wrongSizeIn = (
   actions: ReadonlyArray<Tensor>,
@@ -137,15 +138,14 @@ const wrongSizeIn = (
   if (expected === undefined) return undefined
   const size = expected.shape[1]
   for (let k = 0; k < actions.length; k++) {
-    const values = actions[k]!.data.length
-    if (values !== size) {
-      return new RequestError({
-        request,
-        reason: "Malformed",
-        detail: `${actions.length === 1 ? "the action" : `action ${k}`} has ${values} value${values === 1 ? "" : "s"} ` +
-          `(shape [${actions[k]!.shape.join(", ")}]), the robot's metadata says ${expected.said}: ${size} per action; ${last}`
-      })
-    }
+    const shape = actions[k]!.shape
+    if (shape.length >= 1 && shape.length <= 2 && shape[shape.length - 1] === size) continue
+    return new RequestError({
+      request,
+      reason: "Malformed",
+      detail: `${actions.length === 1 ? "the action" : `action ${k}`} has shape [${shape.join(", ")}], ` +
+        `the robot's metadata says ${expected.said}: [${size}] or [N, ${size}] per action; ${last}`
+    })
   }
   return undefined
 }
