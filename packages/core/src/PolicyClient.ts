@@ -453,19 +453,20 @@ export const make = (
         (m) => m.data
       ),
       // The fence opens first, then what waits is dropped, then the request
-      // goes: nothing planned before the reset can follow it.
-      reset: Effect.suspend(() => {
+      // goes: nothing planned before the reset can follow it. Opened and its
+      // closing set up without a chance of interruption in between: a fence
+      // left open would drop every action until the connection is lost.
+      reset: Effect.uninterruptibleMask((restore) => {
         const settle = resetFence.begin()
-        return actions.dropForReset.pipe(
+        return restore(actions.dropForReset.pipe(
           Effect.andThen(request(
             Effect.succeed({ type: "reset" as const }),
             "reset_response",
             resetTimeout,
             (reply) => settle(reply.type === "reset_response" ? reply.obs : undefined)
           )),
-          Effect.map((m) => ({ obs: m.obs, info: m.info })),
-          Effect.ensuring(Effect.sync(() => settle()))
-        )
+          Effect.map((m) => ({ obs: m.obs, info: m.info }))
+        )).pipe(Effect.ensuring(Effect.sync(() => settle())))
       }),
       getObs,
       step: (chunk) =>

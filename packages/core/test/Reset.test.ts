@@ -164,6 +164,22 @@ describe("reset: nothing planned before it is sent after it (fiber dispatcher, T
       ])
     }).pipe(Effect.provide(Pair.memory())))
 
+  it.effect("a reset interrupted (its caller gave up) closes the fence: a put afterwards is queued", () =>
+    Effect.gen(function*() {
+      const { events, server } = yield* eventRobot({ hold: Effect.never })
+      const client = yield* PolicyClient.make({ quiet: true })
+      yield* TestClock.adjust(1000)
+      yield* newFrames(server)
+      yield* client.getObs
+      const resetting = yield* Effect.forkChild(client.reset, { startImmediately: true })
+      yield* settle
+      assert.deepStrictEqual(yield* events, ["reset"])
+      yield* Fiber.interrupt(resetting)
+      yield* client.putActions([1].map(row))
+      assert.strictEqual(yield* client.pendingActions, 1)
+      assert.strictEqual((yield* client.droppedActions).reset, 0)
+    }).pipe(Effect.scoped, Effect.provide(Pair.memory())))
+
   it.effect("a reset that times out closes the fence with its call (the robot's silence guards what follows)", () =>
     Effect.gen(function*() {
       const { events, server } = yield* eventRobot({ hold: Effect.never })
