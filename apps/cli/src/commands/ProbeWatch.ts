@@ -8,7 +8,7 @@
  * lines keep coming, so a restart of the robot shows from a shell.
  */
 import { Cadence, type PolicyClient } from "@chiral/core"
-import { Console, Duration, Effect, Stream, SubscriptionRef } from "effect"
+import { Console, Duration, Effect, Exit, Stream, SubscriptionRef } from "effect"
 
 /** One second's report, as `--json` prints it (one object per line). */
 export interface WatchLine {
@@ -22,10 +22,11 @@ export interface WatchLine {
   readonly failed: number
   readonly state: PolicyClient.ConnectionState
   /**
-   * How long the request in flight has waited for its answer, s, once that is
-   * over 1 s (null otherwise): a robot that stopped answering (its process
-   * stopped, a loop blocked) keeps its connection open, so `state` stays
-   * `connected` until keepalive or the request's timeout gives it up.
+   * How long the robot has answered nothing on the live connection, s, from
+   * the first request sent after its last answer and across requests that
+   * timed out, once that is over 1 s (null otherwise): a robot that stopped
+   * answering (its process stopped, a loop blocked) keeps its connection
+   * open, so `state` stays `connected` until keepalive gives it up.
    */
   readonly unanswered_s: number | null
   readonly reconnects: number
@@ -61,15 +62,24 @@ export const formatLine = (line: WatchLine): string =>
 export const watch = (client: PolicyClient.PolicyClientApi, hz: number, json: boolean): Effect.Effect<never> =>
   Effect.gen(function*() {
     let window: Window = { started: performance.now(), latencies: [], failed: 0 }
-    /** When the request in flight was sent (performance.now() ms), if one is. */
+    /**
+     * Since when the robot has answered nothing (performance.now() ms): the
+     * first request sent after its last answer, kept across requests that
+     * time out; undefined once it answers, or while there is no connection.
+     */
     let waitingSince: number | undefined
     const timed = Effect.suspend(() => {
       const start = performance.now()
-      waitingSince = start
+      waitingSince ??= start
       return client.getObs.pipe(
-        Effect.ensuring(Effect.sync(() => {
-          waitingSince = undefined
-        })),
+        Effect.onExit((exit) =>
+          Effect.sync(() => {
+            // an answer ends the silence; a request failed for want of a connection is not the robot's silence
+            if (Exit.isSuccess(exit) || SubscriptionRef.getUnsafe(client.connectionState) !== "connected") {
+              waitingSince = undefined
+            }
+          })
+        ),
         Effect.tap(() =>
           Effect.sync(() => {
             window.latencies.push(performance.now() - start)
@@ -108,7 +118,8 @@ export const watch = (client: PolicyClient.PolicyClientApi, hz: number, json: bo
         },
         failed: done.failed,
         state: yield* SubscriptionRef.get(client.connectionState),
-        unanswered_s: waitingSince === undefined || now - waitingSince < unansweredAfterMillis
+        unanswered_s: waitingSince === undefined || now - waitingSince < unansweredAfterMillis ||
+            SubscriptionRef.getUnsafe(client.connectionState) !== "connected"
           ? null
           : round((now - waitingSince) / 1000, 1),
         reconnects: yield* SubscriptionRef.get(client.reconnects)
