@@ -53,8 +53,8 @@ const latestObservation = (client: PolicyClient.PolicyClientApi) =>
 
 /** Every action the client dropped instead of sending (late, replaced, its connection lost, …). */
 const droppedTotal = (drops: ClientDrops) =>
-  drops.late + drops.replaced + drops.overflow + drops.robotSilent + drops.disconnected + drops.earlierConnection +
-  drops.reset
+  drops.late + drops.replaced + drops.overflow + drops.robotSilent + drops.stalled + drops.disconnected +
+  drops.earlierConnection + drops.reset
 
 /**
  * Predicts a chunk of actions from the latest observation whenever fewer than

@@ -166,7 +166,7 @@ export interface LinkDispatcher {
   readonly drop: Effect.Effect<number>
   /** Empties the plan, the ticks going on: how many actions it held. */
   readonly discard: Effect.Effect<number>
-  /** What its plan dropped (late, replaced, overflow, robotSilent). */
+  /** What its plan dropped (late, replaced, overflow, robotSilent, stalled). */
   readonly dropped: Effect.Effect<Drops>
 }
 
@@ -273,12 +273,13 @@ const putOptions = (given: ActionQueue.PutOptions, context: DispatchContext): Ac
   return { ...given, obsTimestamps, clockOffset: context.clockOffset() }
 }
 
-const noDrops: Drops = { late: 0, replaced: 0, overflow: 0, robotSilent: 0 }
+const noDrops: Drops = { late: 0, replaced: 0, overflow: 0, robotSilent: 0, stalled: 0 }
 const addDrops = (a: Drops, b: Drops): Drops => ({
   late: a.late + b.late,
   replaced: a.replaced + b.replaced,
   overflow: a.overflow + b.overflow,
-  robotSilent: a.robotSilent + b.robotSilent
+  robotSilent: a.robotSilent + b.robotSilent,
+  stalled: a.stalled + b.stalled
 })
 
 /** How long dropping waits for an off-thread dispatcher to answer. */

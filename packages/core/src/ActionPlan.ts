@@ -42,7 +42,9 @@
  * newest contribution's.
  *
  * Beyond `capacity` the oldest waiting actions are dropped (counted as
- * `overflow`), so a runaway policy cannot grow memory without bound.
+ * `overflow`), so a runaway policy cannot grow memory without bound. A tick
+ * that runs a second or more after its grid time (the dispatcher's thread did
+ * not run) drops the untimed actions waiting (`stalled`; see `take`).
  */
 import type { ObsTimestamps } from "@chiral/protocol"
 import { isSilent } from "./RobotSilence.js"
@@ -133,7 +135,27 @@ export interface Drops {
    * silence limit (`RobotSilence`): taken at their tick and not sent.
    */
   readonly robotSilent: number
+  /**
+   * Untimed actions (`append`, `replace`, a blend without timestamps) still
+   * waiting when a tick ran `stallSeconds` or more after its grid time: the
+   * dispatcher's thread did not run meanwhile (the process was stopped, or
+   * starved of CPU), and they were planned before that, from an observation
+   * at least as old. Dropped at that tick, which sends nothing.
+   */
+  readonly stalled: number
 }
+
+/**
+ * How late (s) a tick must run after its grid time for the dispatcher to be
+ * taken as stalled (`Drops.stalled`). 1 s: the robot-silence default
+ * (`maxRobotSilence`), the other limit past which actions planned earlier are
+ * not sent; far above what a loaded machine delays a tick (milliseconds to
+ * tens of them: a wait for a core, a garbage collection), so load alone never
+ * drops; and below what an operator would call a frozen policy (a trial: a
+ * policy stopped 3 s went on sending its queue, planned 3.5 s before, one
+ * action per tick, the robot applying each 3.2–3.9 s after it was put).
+ */
+export const stallSeconds = 1
 
 /** The newest of the camera timestamps (s), the time of the observation; undefined when there are none. */
 export const obsTime = (timestamps: ObsTimestamps | undefined): number | undefined => {
@@ -286,7 +308,7 @@ export class ActionPlan {
   private capacity: number
   /** The dispatch period (s); undefined until dispatch starts. */
   private period: number | undefined = undefined
-  private drops = { late: 0, replaced: 0, overflow: 0, robotSilent: 0 }
+  private drops = { late: 0, replaced: 0, overflow: 0, robotSilent: 0, stalled: 0 }
   /** When the last action was taken (s, capture clock). */
   private lastTaken: number | undefined = undefined
 
@@ -366,8 +388,19 @@ export class ActionPlan {
    * find every action sent meanwhile waiting in its socket, and a server that
    * applies what it reads (the references') would apply them at once when it
    * resumes.
+   *
+   * A tick that runs `stallSeconds` or more after its grid time (the late
+   * tick above: a stalled dispatcher's timer fires when its thread runs
+   * again, the tick after it is the grid's current one and on time) drops
+   * every untimed action waiting (`stalled`) and sends nothing: they were
+   * planned before the stall, and would otherwise go out one per tick that
+   * long after they were put. Timed actions are judged by their slots, as at
+   * any tick. The next actions put go as usual. A stall that falls within a
+   * tick, after its take and before the dispatcher times the next one, is
+   * seen by no tick: the next is the grid's current one, on time.
    */
   take(now: number, tick = now, silence?: Float64Array): Taken | undefined {
+    if (now - tick >= stallSeconds && this.dropUntimed() > 0) return undefined
     const period = this.period
     if (period !== undefined && this.lastTaken !== undefined && now - this.lastTaken < period / 2) return undefined
     const taken = this.takeDue(now, tick)
@@ -398,6 +431,18 @@ export class ActionPlan {
       return { action: { shape: entry.shape, data: valuesOf(entry) }, obsTimestamps: entry.stamp, due }
     }
     return undefined
+  }
+
+  /** Drops every untimed waiting action (`stalled`); how many. */
+  private dropUntimed(): number {
+    const waiting = this.waiting()
+    const timed = waiting.filter((entry) => entry.t0 !== undefined)
+    const dropped = waiting.length - timed.length
+    if (dropped > 0) {
+      this.drops.stalled += dropped
+      this.reset(timed)
+    }
+    return dropped
   }
 
   /** Drops every waiting action (not counted: the caller asked). */

@@ -76,7 +76,7 @@ export interface ActionQueue {
   readonly clear: Effect.Effect<void>
   /** The dispatch rate (Hz): timed actions are placed on its period. Dies on a rate that is not > 0. */
   readonly setRate: (hz: number) => Effect.Effect<void>
-  /** What has been dropped so far (late, replaced, overflow, robotSilent). */
+  /** What has been dropped so far (late, replaced, overflow, robotSilent, stalled). */
   readonly dropped: Effect.Effect<Drops>
   /** The number of waiting actions as it changes, and the low-water mark. */
   readonly refill: RefillSignal.RefillSignal

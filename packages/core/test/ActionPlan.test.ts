@@ -1,7 +1,7 @@
 // The chunk modes as plain logic (what every dispatcher runs): append, replace,
 // time-aligned with late drops, blending by weights at the head and by time.
 import { assert, describe, it } from "@effect/vitest"
-import { ActionPlan, blend, obsTime, portable, type Rows, validate } from "../src/ActionPlan.js"
+import { ActionPlan, blend, obsTime, portable, type Rows, stallSeconds, validate } from "../src/ActionPlan.js"
 
 const row = (...values: Array<number>): Rows => ({ shape: [values.length], data: Float32Array.from(values) })
 const rows = (...values: Array<number>) => values.map((v) => row(v))
@@ -22,7 +22,7 @@ describe("ActionPlan", () => {
     plan.put({ actions: rows(4, 5), mode: "append" }, 0)
     assert.strictEqual(plan.take(0)?.action.data[0], 1)
     plan.put({ actions: rows(10, 11), mode: "replace" }, 0)
-    assert.deepStrictEqual(plan.dropped, { late: 0, replaced: 4, overflow: 0, robotSilent: 0 })
+    assert.deepStrictEqual(plan.dropped, { late: 0, replaced: 4, overflow: 0, robotSilent: 0, stalled: 0 })
     plan.put({ actions: rows(12, 13, 14, 15), mode: "append" }, 0)
     assert.strictEqual(plan.size, 5)
     assert.deepStrictEqual(plan.dropped.overflow, 1)
@@ -43,11 +43,70 @@ describe("ActionPlan", () => {
     const plan = new ActionPlan(100)
     plan.setPeriod(0.1)
     plan.put({ actions: rows(1, 2, 3, 4), mode: "append" }, 0)
-    // ticks at 0 and 0.1 s, then the thread stalls: the tick of 0.2 s fires at 2.03 s, and the grid's
-    // current tick (2.0 s) right after it
-    assert.deepStrictEqual(takeAt(plan, [0, 0.1, 2.03, 2.034, 2.1]), [1, 2, 3, undefined, 4])
+    // ticks at 0 and 0.1 s, then the thread stalls (less than stallSeconds): the tick of 0.2 s fires
+    // at 0.93 s, and the grid's current tick (0.9 s) right after it
+    const ticks = [[0, 0], [0.1, 0.1], [0.93, 0.2], [0.934, 0.9], [1.0, 1.0]] as const
+    assert.deepStrictEqual(ticks.map(([now, tick]) => plan.take(now, tick)?.action.data[0]), [1, 2, 3, undefined, 4])
     assert.strictEqual(plan.size, 0)
-    assert.deepStrictEqual(plan.dropped, { late: 0, replaced: 0, overflow: 0, robotSilent: 0 })
+    assert.deepStrictEqual(plan.dropped, { late: 0, replaced: 0, overflow: 0, robotSilent: 0, stalled: 0 })
+  })
+
+  it("a tick stallSeconds or more behind its grid time (the dispatcher's thread did not run) drops every untimed action waiting (stalled) and sends nothing; the next put goes as usual", () => {
+    assert.strictEqual(stallSeconds, 1)
+    const plan = new ActionPlan(100)
+    plan.setPeriod(0.1)
+    // the trial: chunks of 10 appended at 10 Hz, the process stopped for 3 s after the tick of 0.1 s
+    plan.put({ actions: rows(0, 1, 2, 3, 4, 5, 6, 7, 8, 9), mode: "append" }, 0)
+    plan.put({ actions: rows(10, 11, 12, 13, 14, 15, 16, 17, 18, 19), mode: "replace" }, 0.05)
+    assert.deepStrictEqual([plan.take(0.1, 0.1)?.action.data[0]], [10])
+    // the tick of 0.2 s fires at 3.2 s, the grid's current one (3.2 s) right after it, then on
+    assert.isUndefined(plan.take(3.2, 0.2))
+    assert.strictEqual(plan.size, 0)
+    assert.isUndefined(plan.take(3.2005, 3.2))
+    assert.deepStrictEqual(plan.dropped, { late: 0, replaced: 10, overflow: 0, robotSilent: 0, stalled: 9 })
+    // a chunk put after the stall is sent one per tick
+    plan.put({ actions: rows(100, 101), mode: "append" }, 3.25)
+    assert.deepStrictEqual([[3.3, 3.3], [3.4, 3.4], [3.5, 3.5]].map(([now, tick]) => plan.take(now!, tick)?.action.data[0]), [100, 101, undefined])
+    assert.strictEqual(plan.dropped.stalled, 9)
+  })
+
+  it("a tick less than stallSeconds behind its grid time drops nothing: the action at the head goes", () => {
+    const plan = new ActionPlan(100)
+    plan.setPeriod(0.1)
+    plan.put({ actions: rows(1, 2, 3), mode: "append" }, 0)
+    assert.strictEqual(plan.take(1.1, 0.2)?.action.data[0], 1)
+    assert.strictEqual(plan.take(1.2, 1.2)?.action.data[0], 2)
+    assert.deepStrictEqual(plan.dropped, { late: 0, replaced: 0, overflow: 0, robotSilent: 0, stalled: 0 })
+    assert.strictEqual(plan.size, 1)
+  })
+
+  it("a stalled tick drops the untimed actions only: timed ones are judged by their slots, as at any tick", () => {
+    const plan = new ActionPlan(100)
+    plan.setPeriod(0.1)
+    // timed actions due at 3.0, 3.1, …, 3.4 (observation at 3.0), then untimed ones after them
+    plan.put({ actions: rows(0, 1, 2, 3, 4), mode: "time-aligned", obsTimestamps: { c: 3.0 } }, 0)
+    plan.put({ actions: rows(10, 11), mode: "append" }, 0)
+    // the tick of 0.2 s fires at 3.2 s: the untimed ones go, nothing is sent
+    assert.isUndefined(plan.take(3.2, 0.2))
+    assert.deepStrictEqual(plan.dropped, { late: 0, replaced: 0, overflow: 0, robotSilent: 0, stalled: 2 })
+    assert.strictEqual(plan.size, 5)
+    // the grid's current tick: slots of 3.0 and 3.1 have passed (late), 3.2's action goes
+    assert.strictEqual(plan.take(3.2005, 3.2)?.action.data[0], 2)
+    assert.strictEqual(plan.dropped.late, 2)
+    // a stalled tick with only timed actions waiting judges them at the actual time: 3.3 has passed, 3.4 goes
+    assert.strictEqual(plan.take(3.4, 2.0)?.action.data[0], 4)
+    assert.deepStrictEqual(plan.dropped, { late: 3, replaced: 0, overflow: 0, robotSilent: 0, stalled: 2 })
+  })
+
+  it("a blend without timestamps is untimed: a stalled tick drops it; one aligned by time is judged by its slots", () => {
+    const plan = new ActionPlan(100)
+    plan.setPeriod(0.1)
+    // aligned by time (observation at 5.0: due 5.0, 5.1), then one at the head: its action 2 is untimed
+    plan.put({ actions: rows(20, 30), mode: blend(), obsTimestamps: { c: 5.0 } }, 5.0)
+    plan.put({ actions: rows(20, 30, 40), mode: blend() }, 5.0)
+    assert.isUndefined(plan.take(5.0, 3.0))
+    assert.strictEqual(plan.dropped.stalled, 1)
+    assert.deepStrictEqual(takeAt(plan, [5.0, 5.1, 5.2]), [20, 30, undefined])
   })
 
   it("time-aligned: actions whose slot passed before the chunk arrived are dropped, the rest go on their ticks", () => {
@@ -62,7 +121,7 @@ describe("ActionPlan", () => {
     assert.deepStrictEqual(takeAt(plan, [1.26, 1.36, 1.56]), [3, 4, 6])
     // slot 7 begins at 1.65: a tick before that sends nothing, one in it sends 7
     assert.deepStrictEqual(takeAt(plan, [1.6, 1.66]), [undefined, 7])
-    assert.deepStrictEqual(plan.dropped, { late: 4, replaced: 0, overflow: 0, robotSilent: 0 })
+    assert.deepStrictEqual(plan.dropped, { late: 4, replaced: 0, overflow: 0, robotSilent: 0, stalled: 0 })
     assert.strictEqual(plan.size, 0)
   })
 
@@ -94,7 +153,7 @@ describe("ActionPlan", () => {
     plan.put({ actions: rows(10, 11, 12), mode: "time-aligned", obsTimestamps: { c: 2.0 } }, 2.0)
     assert.strictEqual(plan.put({ actions: rows(1, 2), mode: "time-aligned", obsTimestamps: { c: 1.0 } }, 2.0), 2)
     assert.deepStrictEqual(takeAt(plan, [2.0, 2.1, 2.2]), [10, 11, 12])
-    assert.deepStrictEqual(plan.dropped, { late: 2, replaced: 0, overflow: 0, robotSilent: 0 })
+    assert.deepStrictEqual(plan.dropped, { late: 2, replaced: 0, overflow: 0, robotSilent: 0, stalled: 0 })
   })
 
   it("time-aligned before dispatch knows its period: nothing is judged late until the ticks", () => {
@@ -157,7 +216,7 @@ describe("ActionPlan", () => {
     close(values[1], (3 + w1 * 12) / (1 + w1))
     close(values[2], (4 + w1 * 13) / (1 + w1))
     close(values[3], 14)
-    assert.deepStrictEqual(plan.dropped, { late: 2, replaced: 0, overflow: 0, robotSilent: 0 })
+    assert.deepStrictEqual(plan.dropped, { late: 2, replaced: 0, overflow: 0, robotSilent: 0, stalled: 0 })
     assert.strictEqual(plan.size, 0)
   })
 

@@ -38,7 +38,7 @@ describe("ActionQueue on TestClock", () => {
       assert.strictEqual(firstOf(yield* queue.poll), 1)
       yield* queue.putAll(actions(9, 8), "replace")
       assert.deepStrictEqual([firstOf(yield* queue.poll), firstOf(yield* queue.poll), firstOf(yield* queue.poll)], [9, 8, undefined])
-      assert.deepStrictEqual(yield* queue.dropped, { late: 0, replaced: 3, overflow: 0, robotSilent: 0 })
+      assert.deepStrictEqual(yield* queue.dropped, { late: 0, replaced: 3, overflow: 0, robotSilent: 0, stalled: 0 })
     }))
 
   it.effect("time-aligned: a chunk arriving 260 ms after its observation drops its late actions and sends the rest on their ticks", () =>
@@ -60,7 +60,7 @@ describe("ActionQueue on TestClock", () => {
       }
       // ticks at 1.26 (slot 3 is [1.25, 1.35)), 1.36, 1.46; none after: nothing left
       assert.deepStrictEqual(yield* Ref.get(sent), [[1260, 3], [1360, 4], [1460, 5]])
-      assert.deepStrictEqual(yield* queue.dropped, { late: 3, replaced: 0, overflow: 0, robotSilent: 0 })
+      assert.deepStrictEqual(yield* queue.dropped, { late: 3, replaced: 0, overflow: 0, robotSilent: 0, stalled: 0 })
       yield* Fiber.interrupt(dispatcher)
     }))
 
@@ -111,7 +111,7 @@ describe("ActionQueue on TestClock", () => {
         [300, mean(30, 120)],
         [400, 130]
       ])
-      assert.deepStrictEqual(yield* queue.dropped, { late: 1, replaced: 0, overflow: 0, robotSilent: 0 })
+      assert.deepStrictEqual(yield* queue.dropped, { late: 1, replaced: 0, overflow: 0, robotSilent: 0, stalled: 0 })
       yield* Fiber.interrupt(dispatcher)
     }))
 

@@ -45,7 +45,7 @@ describe("chunk modes through PolicyClient (fiber dispatcher, TestClock)", () =>
       const sent = yield* drain(recorder)
       assert.deepStrictEqual(sent.map(([at, v]) => [at, v]), [[1100, 3], [1200, 4], [1300, 5]])
       for (const [, , obsTimestamps] of sent) assert.deepStrictEqual(obsTimestamps, stamp)
-      assert.deepStrictEqual(yield* client.droppedActions, { late: 3, replaced: 0, overflow: 0, robotSilent: 0, disconnected: 0, earlierConnection: 0, reset: 0 })
+      assert.deepStrictEqual(yield* client.droppedActions, { late: 3, replaced: 0, overflow: 0, robotSilent: 0, stalled: 0, disconnected: 0, earlierConnection: 0, reset: 0 })
       const timed = yield* Queue.clear(timings)
       assert.deepStrictEqual(timed.map((t) => [t.count, Math.round(t.age! * 1000)]), [[1, 300], [2, 400], [3, 500]])
       assert.strictEqual(yield* client.refill.pending, 0)

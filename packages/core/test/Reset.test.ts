@@ -90,6 +90,7 @@ describe("reset: nothing planned before it is sent after it (fiber dispatcher, T
           replaced: 0,
           overflow: 0,
           robotSilent: 0,
+          stalled: 0,
           disconnected: 0,
           earlierConnection: 0,
           reset: 20

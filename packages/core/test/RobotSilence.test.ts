@@ -42,7 +42,7 @@ describe("RobotSilence", () => {
     // 1.1 s after the request: silent
     assert.isUndefined(plan.take(1.15, 1.15, silence.cell))
     assert.isUndefined(plan.take(1.25, 1.25, silence.cell))
-    assert.deepStrictEqual(plan.dropped, { late: 0, replaced: 0, overflow: 0, robotSilent: 2 })
+    assert.deepStrictEqual(plan.dropped, { late: 0, replaced: 0, overflow: 0, robotSilent: 2, stalled: 0 })
     assert.strictEqual(plan.size, 1)
     silence.answered(1.26)
     // a dropped action was taken: the next waits half a period, as after one sent

@@ -197,7 +197,7 @@ export const chunkModesContract = (transports: (thread: "worker" | "main") => Pa
         // no observation yet: the first four carry none
         assert.deepStrictEqual(timed.map((t) => t.obsTime), [undefined, undefined, undefined, undefined, 1.5])
         assert.closeTo(timed[4]!.age!, timed[4]!.sentAt - 1.5, 1e-9)
-        assert.deepStrictEqual(yield* client.droppedActions, { late: 0, replaced: 0, overflow: 0, robotSilent: 0, disconnected: 0, earlierConnection: 0, reset: 0 })
+        assert.deepStrictEqual(yield* client.droppedActions, { late: 0, replaced: 0, overflow: 0, robotSilent: 0, stalled: 0, disconnected: 0, earlierConnection: 0, reset: 0 })
       }).pipe(Effect.scoped, Effect.provide(transports(thread))))
 
     it.live(`${thread}: time-aligned: actions late on arrival are dropped and counted; none leaves after its slot`, () =>

@@ -325,7 +325,7 @@ const run = (options: WorkerOptions, port: MessagePort) => {
   const fiber = Effect.runFork(Effect.scoped(serve(options, inbox, reported, post, held)))
   let ended = false
   let closing = false
-  const noDrops = { late: 0, replaced: 0, overflow: 0, robotSilent: 0 }
+  const noDrops = { late: 0, replaced: 0, overflow: 0, robotSilent: 0, stalled: 0 }
 
   // Once the session has ended nothing is sent any more, but the policy's
   // thread still asks what was left (to count it dropped) before it closes us.
