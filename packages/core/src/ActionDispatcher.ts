@@ -29,9 +29,13 @@
  * planned before a reset sent after it (`ResetFence`): what waits when a reset
  * begins is dropped (`dropForReset`), and so is what is put or sent while it is
  * under way, or stamped before its observation (`dropped().reset`, said once
- * per reset). Nor is an action whose size is not the one the robot's metadata
- * gives (`DispatchContext.actionShape`): refused as `Malformed`, as a
- * non-finite one is.
+ * per reset). Nor are actions that waited through a stall of the dispatcher's
+ * thread (a tick that ran `stallSeconds` or more after its grid time: the
+ * process was stopped, or starved of CPU): the untimed ones waiting then are
+ * dropped at that tick (`dropped().stalled`, said once per stall; timed ones
+ * go by their slots). Nor is an action whose size is not the one the robot's
+ * metadata gives (`DispatchContext.actionShape`): refused as `Malformed`, as
+ * a non-finite one is.
  * `dispatched` counts actions handed to a live connection.
  */
 import { encodeFrame, type Observation, type ObsTimestamps, type Tensor } from "@chiral/protocol"
@@ -51,7 +55,7 @@ import {
   SubscriptionRef
 } from "effect"
 import { type Action, toTensor } from "./Action.js"
-import { type Drops, obsTime, portable, validate } from "./ActionPlan.js"
+import { type Drops, obsTime, portable, stallSeconds, validate } from "./ActionPlan.js"
 import * as ActionQueue from "./ActionQueue.js"
 import * as ActionSpec from "./ActionSpec.js"
 import * as Cadence from "./Cadence.js"
@@ -371,6 +375,26 @@ const wasCutOff = (exit: Exit.Exit<void, RequestError>, link: Link): boolean => 
 }
 
 /**
+ * Says what a stalled dispatcher dropped (`Drops.stalled`): one warning per
+ * stall, as its plan's count grows (it grows only at a tick that ran
+ * `stallSeconds` or more late). One per connection's plan, whose count starts at 0.
+ */
+const stallReport = (where: string, cause: string) => {
+  let said = 0
+  return (total: number): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      if (total <= said) return Effect.void
+      const count = total - said
+      said = total
+      return Effect.logWarning(
+        `chiral: action dispatch ${where} did not run for over ${stallSeconds} s (${cause}): ` +
+          `${count} queued action${count === 1 ? "" : "s"} dropped, planned before it; dispatch goes on with the ` +
+          `next actions put (counted in droppedActions().stalled)`
+      )
+    })
+}
+
+/**
  * The plan and ticks on this thread, in a fiber of the connection's scope.
  * The loop ends quietly when the connection goes: `detach` says so, with
  * what it dropped.
@@ -382,10 +406,14 @@ const onThisThread = (
 ): Effect.Effect<LinkDispatcher, never, Scope.Scope> =>
   Effect.gen(function*() {
     const queue = yield* ActionQueue.make(shared.context.capacity, shared.refill, silence)
-    // A tick that sent nothing may have dropped its action for a silent robot.
-    const sentNothing = silence === undefined
-      ? Effect.void
-      : Effect.flatMap(queue.dropped, (dropped) => shared.silence.planDropped(dropped.robotSilent))
+    const stalled = stallReport("on this thread", "this process was stopped, or this thread blocked or starved of CPU")
+    // A tick that sent nothing may have dropped its action for a silent robot,
+    // or what waited for a stall.
+    const sentNothing = Effect.flatMap(queue.dropped, (dropped) =>
+      Effect.andThen(
+        silence === undefined ? Effect.void : shared.silence.planDropped(dropped.robotSilent),
+        stalled(dropped.stalled)
+      ))
     const running = yield* FiberHandle.make<void, never>()
     const sendTensor = sender(link, shared)
     // Taken from the plan, but the connection went before it was written (or
@@ -396,30 +424,35 @@ const onThisThread = (
     let writing = 0
     /**
      * One dispatch loop. The grid's origin is its first tick (`Cadence.fixed`
-     * anchors it there); a tick's grid time is the grid point nearest to when
-     * it runs.
+     * anchors it there); a tick's grid time is its slot's (`Cadence.fixed`
+     * tells it), however late it runs: a tick whose timer fired a second or
+     * more after it (this thread blocked, the process stopped) finds the
+     * actions waiting planned before that (`ActionPlan.take`: `stalled`).
      */
     const loop = (period: Duration.Duration) =>
       Effect.suspend(() => {
         const seconds = Duration.toSeconds(period)
         let origin: number | undefined
-        const tick = Effect.flatMap(captureTime, (now) => {
-          origin ??= now
-          return queue.takeAtTick(origin + Math.round((now - origin) / seconds) * seconds)
-        }).pipe(Effect.flatMap((next) =>
-          Option.isNone(next) ? sentNothing : Effect.suspend(() => {
-            writing++
-            return sendTensor(next.value.action, next.value.obsTimestamps, next.value.at).pipe(
-              Effect.onExit((exit) =>
-                Effect.sync(() => {
-                  writing--
-                  if (wasCutOff(exit, link)) unsent++
-                })
+        const tick = (slot: number) =>
+          Effect.flatMap(captureTime, (now) => {
+            origin ??= now
+            return queue.takeAtTick(origin + slot * seconds)
+          }).pipe(Effect.flatMap((next) =>
+            Option.isNone(next) ? sentNothing : Effect.suspend(() => {
+              writing++
+              return sendTensor(next.value.action, next.value.obsTimestamps, next.value.at).pipe(
+                Effect.onExit((exit) =>
+                  Effect.sync(() => {
+                    writing--
+                    if (wasCutOff(exit, link)) unsent++
+                  })
+                )
               )
-            )
-          })
-        ))
-        return Effect.asVoid(Cadence.untilDisconnected("action dispatch", shared.handOff.withPermit(tick), period))
+            })
+          ))
+        return Effect.asVoid(
+          Cadence.untilDisconnected("action dispatch", (slot) => shared.handOff.withPermit(tick(slot)), period)
+        )
       })
     return {
       where: "on this thread",
@@ -459,12 +492,15 @@ const offThreadOf = (
     const { count, refill, timings } = shared
     count.newWorker()
     let dropped: Drops = noDrops
-    // Reports arrive outside any fiber: a fiber says what they show of a silent robot.
+    // Reports arrive outside any fiber: fibers say what they show of a silent
+    // robot, and of a stall of the worker's thread.
     const silentDrops = silence === undefined ? undefined : yield* Queue.sliding<number>(1)
+    const stalledDrops = yield* Queue.sliding<number>(1)
     offThread.onQueue((state) => {
       if (silentDrops !== undefined && state.dropped.robotSilent > dropped.robotSilent) {
         Queue.offerUnsafe(silentDrops, state.dropped.robotSilent)
       }
+      if (state.dropped.stalled > dropped.stalled) Queue.offerUnsafe(stalledDrops, state.dropped.stalled)
       dropped = state.dropped
       refill.set(state.pending)
     })
@@ -472,6 +508,8 @@ const offThreadOf = (
       yield* Queue.take(silentDrops!).pipe(Effect.flatMap(shared.silence.planDropped), Effect.forever, Effect.forkScoped)
       offThread.watchSilence(silence)
     }
+    const stalled = stallReport("on its worker thread", "this process was stopped, or starved of CPU")
+    yield* Queue.take(stalledDrops).pipe(Effect.flatMap(stalled), Effect.forever, Effect.forkScoped)
     const wake = yield* Queue.sliding<void>(1)
     offThread.onDispatched((sent, at, _due, observed) => {
       const total = count.sentOffThread(sent)

@@ -17,7 +17,13 @@ import type { RequestError } from "./RequestError.js"
 /** Tolerance for float rounding when deciding which grid slot "now" is in. */
 const epsilon = 1e-6
 
-export const fixed = (period: Duration.Input): Schedule.Schedule<number> => {
+/**
+ * `onSlot`: told, before each wait, the grid slot of the run that follows it
+ * (the first run is slot 0), so that a run can tell its grid time, k periods
+ * after the start, from when it actually runs: a run whose wait ended long
+ * after its time (the process was stopped, the thread blocked) is that late.
+ */
+export const fixed = (period: Duration.Input, onSlot?: (slot: number) => void): Schedule.Schedule<number> => {
   const window = Duration.toMillis(Duration.fromInputUnsafe(period))
   return Schedule.fromStep(Effect.clockWith((clock) =>
     Effect.sync(() => {
@@ -35,6 +41,7 @@ export const fixed = (period: Duration.Input): Schedule.Schedule<number> => {
             // overran a whole period: run now (as the latest slot that has begun),
             // rejoin the grid afterwards
             slot = Math.max(due, Math.floor(elapsed / window + epsilon))
+            onSlot?.(slot)
             return [attempt, Duration.zero]
           }
           // Always the slot after the last one, never "the next grid point after
@@ -42,6 +49,7 @@ export const fixed = (period: Duration.Input): Schedule.Schedule<number> => {
           // loop time), and a run that starts just before its slot's time must
           // not be followed by a second run for the same slot.
           slot = due
+          onSlot?.(slot)
           return [attempt, Duration.millis(due * window - elapsed)]
         })
     })
@@ -58,16 +66,24 @@ export const periodOf = (hz: number): Effect.Effect<Duration.Duration> =>
  * Runs `tick` every `period` on the `fixed` grid until it fails with a
  * `Disconnected` `RequestError` (the connection is gone), and returns that
  * error; any other failure of `name`'s tick is logged and the loop carries on.
+ * A `tick` that is a function is given the grid slot of each run (0, 1, …:
+ * its grid time is that many periods after the first run's; see `fixed`).
  */
 export const untilDisconnected = (
   name: string,
-  tick: Effect.Effect<unknown, RequestError>,
+  tick: Effect.Effect<unknown, RequestError> | ((slot: number) => Effect.Effect<unknown, RequestError>),
   period: Duration.Duration
 ): Effect.Effect<RequestError> =>
-  tick.pipe(
-    Effect.catch((error) =>
-      error.reason === "Disconnected" ? Effect.fail(error) : Effect.logWarning(`chiral: ${name}: ${error.message}`)
-    ),
-    Effect.repeat(fixed(period)),
-    Effect.matchEffect({ onFailure: Effect.succeed, onSuccess: () => Effect.never })
-  )
+  Effect.suspend(() => {
+    let slot = 0
+    const run = typeof tick === "function" ? Effect.suspend(() => tick(slot)) : tick
+    return run.pipe(
+      Effect.catch((error) =>
+        error.reason === "Disconnected" ? Effect.fail(error) : Effect.logWarning(`chiral: ${name}: ${error.message}`)
+      ),
+      Effect.repeat(fixed(period, (next) => {
+        slot = next
+      })),
+      Effect.matchEffect({ onFailure: Effect.succeed, onSuccess: () => Effect.never })
+    )
+  })

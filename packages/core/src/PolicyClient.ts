@@ -264,10 +264,14 @@ export interface PolicyClientApi {
    * What was dropped so far: late (slot passed), replaced (by a newer chunk),
    * overflow (capacity), disconnected (still waiting when their connection
    * was lost, or when the client closed), earlierConnection (computed from an
-   * earlier connection's observation; see `putActions`), and robotSilent (due
-   * while the robot left a request unanswered; see `maxRobotSilence`), and
-   * reset (planned before a reset: waiting when it began, put or sent while
-   * it was under way, or stamped before its observation; see `reset`).
+   * earlier connection's observation; see `putActions`), robotSilent (due
+   * while the robot left a request unanswered; see `maxRobotSilence`),
+   * stalled (untimed actions still waiting when the dispatcher's thread had
+   * not run for 1 s or more: this process was stopped, or starved of CPU;
+   * dropped at its first tick after, which sends nothing, and said in one
+   * warning), and reset (planned before a reset: waiting when it began, put
+   * or sent while it was under way, or stamped before its observation; see
+   * `reset`).
    */
   readonly droppedActions: Effect.Effect<ActionDispatcher.ClientDrops>
   /** Each action as it leaves the client: when, and how old its observation was then. */
