@@ -15,6 +15,7 @@ import {
   PreciseTimer
 } from "@chiral/core"
 import { assert, it } from "@effect/vitest"
+import { spawnSync } from "node:child_process"
 import { Cause, Deferred, Effect, Exit, Fiber, Layer, Option, Queue, Schedule, Stream, SubscriptionRef } from "effect"
 import * as Pair from "./Pair.js"
 import * as Robot from "./Robot.js"
@@ -341,5 +342,85 @@ export const resetContract = (transports: (thread: "worker" | "main") => Pair.Tr
         assert.deepStrictEqual(before, Array.from({ length: before.length }, (_, i) => `a${i}`))
         assert.strictEqual(before.length + dropped, 100)
       }).pipe(Effect.scoped, Effect.provide(transports(thread))))
+  }
+}
+
+/**
+ * Stops this process (SIGSTOP: the policy, its dispatcher's thread and the
+ * test robot) for `seconds`, as the trial stopped a policy; returns once it
+ * runs again. A child process stops and continues it; this thread waits for
+ * the child, so it is paused too, on either side of the stop.
+ */
+const stopThisProcess = (seconds: number) =>
+  Effect.sync(() => {
+    const pid = process.pid
+    const done = spawnSync("sh", ["-c", `kill -STOP ${pid}; sleep ${seconds}; kill -CONT ${pid}`])
+    if (done.status !== 0) throw new Error(`could not stop and continue this process: ${done.stderr}`)
+  })
+
+/**
+ * The trial: a policy process stopped while actions wait. The dispatcher's
+ * first tick after the stop runs more than a second after its grid time and
+ * drops what waits (`stalled`), counted and said once; the robot applies none
+ * of it; the next chunk goes. Real time: the stop is 1.5 s, and starts just
+ * after a send, so that it falls between two ticks (a stop in the middle of a
+ * tick, some µs of every 100 ms, is seen by no tick; see `ActionPlan.take`).
+ */
+export const stallContract = (transports: (thread: "worker" | "main") => Pair.Transports) => {
+  for (const thread of ["worker", "main"] as const) {
+    it.live(`${thread}: the process stopped 1.5 s while actions wait: they are dropped (stalled), counted and said once, never applied late; the next put goes`, () =>
+      Effect.gen(function*() {
+        const logs = yield* Robot.captureLogs
+        const events: Array<string> = []
+        yield* Effect.gen(function*() {
+          const robot = Robot.handlers(yield* Robot.makeRecorder)
+          yield* PolicyServer.make({
+            cameras: Robot.cameras,
+            proprios: Robot.proprios,
+            coalesceActions: false,
+            handlers: {
+              ...robot,
+              applyAction: (action, context) =>
+                Effect.andThen(Effect.sync(() => events.push(`a${action.data[0]}`)), robot.applyAction!(action, context))
+            }
+          })
+          const client = yield* PolicyClient.make({ quiet: true })
+          yield* client.getObs
+          yield* client.putActions(Array.from({ length: 100 }, (_, i) => row(i)))
+          yield* client.startActionDispatch(10)
+          // right after the third send is reported, once the tick that sent it has ended (on this
+          // thread: its fiber goes on to its sleep when this one yields): the next tick is ~100 ms away
+          yield* SubscriptionRef.changes(client.dispatched).pipe(Stream.filter((n) => n >= 3), Stream.runHead)
+          for (let i = 0; i < 16; i++) yield* Effect.yieldNow
+          yield* stopThisProcess(1.5)
+          // (sent on, the queue would take 9.6 s more to run dry)
+          yield* waitFor(Effect.map(client.pendingActions, (n) => n === 0))
+          const sent = yield* SubscriptionRef.get(client.dispatched)
+          const stalled = (yield* client.droppedActions).stalled
+          assert.isAbove(stalled, 0, `${sent} sent`)
+          assert.strictEqual(sent + stalled, 100)
+          // the next chunk is the first thing applied after what was sent before the stop
+          yield* client.putActions([row(1000)])
+          yield* waitFor(Effect.sync(() => events.includes("a1000")))
+          assert.deepStrictEqual(events, [...Array.from({ length: sent }, (_, i) => `a${i}`), "a1000"])
+          assert.deepStrictEqual(yield* client.droppedActions, {
+            late: 0,
+            replaced: 0,
+            overflow: 0,
+            robotSilent: 0,
+            stalled,
+            disconnected: 0,
+            earlierConnection: 0,
+            reset: 0
+          })
+          const said = logs.lines.filter((line) => line.includes("did not run"))
+          assert.deepStrictEqual(said, [
+            `Warn: chiral: action dispatch on ${thread === "worker" ? "its worker thread" : "this thread"} did not run ` +
+            `for over 1 s (this process was stopped, or ${thread === "worker" ? "" : "this thread blocked or "}starved ` +
+            `of CPU): ${stalled} queued actions dropped, planned before it; dispatch goes on with the next actions put ` +
+            `(counted in droppedActions().stalled)`
+          ])
+        }).pipe(Effect.scoped, Effect.provide(logs.layer))
+      }).pipe(Effect.provide(transports(thread))))
   }
 }

@@ -2,9 +2,9 @@
 // (ZenohDispatch): the worker's own session publishes the actions on the
 // request key, the server takes them like any other frame. The same behaviour
 // as the in-process dispatcher over real loopback sessions, ticks that do not
-// wait for a blocked main thread, and a worker that ends with the client's
-// scope. No timed assertions beyond order and counts. The worker is the built
-// JavaScript: run `npx tsc -b` first.
+// wait for a blocked main thread, a stop of the policy process, and a worker
+// that ends with the client's scope. No timed assertions beyond order and
+// counts. The worker is the built JavaScript: run `npx tsc -b` first.
 import { type PeerEvent, Zenoh } from "@chiral/zenoh"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber, Layer, Schedule, Stream, SubscriptionRef } from "effect"
@@ -16,7 +16,7 @@ import { failure } from "@chiral/testing/Exits"
 import * as Pair from "@chiral/testing/Pair"
 import * as Robot from "@chiral/testing/Robot"
 import { relayTo } from "@chiral/testing/Relay"
-import { chunkModesContract, dispatchContract, row, takeActions } from "@chiral/testing/DispatchContract"
+import { chunkModesContract, dispatchContract, row, stallContract, takeActions } from "@chiral/testing/DispatchContract"
 
 const fast = { probeInterval: 50, probeTimeout: 1000 } as const
 
@@ -30,6 +30,7 @@ const zenoh = (thread: "worker" | "main", keyPrefix?: string) =>
 describe("Zenoh client: off-thread action dispatch", () => {
   dispatchContract((thread) => zenoh(thread))
   chunkModesContract((thread) => zenoh(thread))
+  stallContract((thread) => zenoh(thread))
 
   it.live("the connection carries a dispatcher unless thread is main", () =>
     Effect.gen(function*() {
