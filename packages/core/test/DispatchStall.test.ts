@@ -33,7 +33,7 @@ const eventRobot = Effect.gen(function*() {
     ...robot,
     applyAction: (action, context) =>
       Effect.andThen(
-        Effect.flatMap(Clock.currentTimeMillis, (at) => Ref.update(events, (list) => [...list, [`a${action.data[0]}`, at]])),
+        Effect.flatMap(Clock.currentTimeMillis, (at) => Ref.update(events, (list) => [...list, [`a${action.data[0]}`, at] as const])),
         robot.applyAction!(action, context)
       )
   }
