@@ -127,11 +127,12 @@ const nonFiniteIn = (actions: ReadonlyArray<Tensor>): RequestError | undefined =
 }
 
 /**
- * The first of `actions` that is not an action of the robot's (its metadata's
- * D: `[D]`, or `[N, D]` for N steps at once, as the server's own `ActionSpec`
- * takes them), as the error that refuses the whole put: a reference server
- * applies whatever it reads (the Python one applied 8 values to a 7-joint
- * arm). `last`: how the refusal ends.
+ * The first of `actions` that is not an action of the robot's, as the error
+ * that refuses the whole put: `[D]`, or `[n, D]` with 1 ≤ n ≤ the metadata's
+ * N (`action_shape [1, 7]`: one row). A reference server hands the robot
+ * whatever it reads, reshaped as its header says (the Python one applied 8
+ * values to a 7-joint arm, and would hand a `[2, 7]` action to a handler
+ * written for one row of 7). `last`: how the refusal ends.
  */
 const wrongSizeIn = (
   actions: ReadonlyArray<Tensor>,
@@ -140,15 +141,20 @@ const wrongSizeIn = (
   last: string
 ): RequestError | undefined => {
   if (expected === undefined) return undefined
-  const size = expected.shape[1]
+  const [rows, size] = expected.shape
   for (let k = 0; k < actions.length; k++) {
     const shape = actions[k]!.shape
-    if (shape.length >= 1 && shape.length <= 2 && shape[shape.length - 1] === size) continue
+    const fits = shape.length === 1
+      ? shape[0] === size
+      : shape.length === 2 && shape[1] === size && shape[0]! >= 1 && shape[0]! <= rows
+    if (fits) continue
     return new RequestError({
       request,
       reason: "Malformed",
       detail: `${actions.length === 1 ? "the action" : `action ${k}`} has shape [${shape.join(", ")}], ` +
-        `the robot's metadata says ${expected.said}: [${size}] or [N, ${size}] per action; ${last}`
+        `the robot's metadata says ${expected.said}: [${size}]${
+          rows === 1 ? ` or [1, ${size}]` : ` or [n, ${size}] with n from 1 to ${rows}`
+        } per action; ${last}`
     })
   }
   return undefined

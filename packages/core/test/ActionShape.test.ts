@@ -57,18 +57,18 @@ describe("the robot's action shape (metadata) on the policy's side", () => {
       assert.deepStrictEqual(refusal(chunk), [
         "Malformed",
         "apply_action",
-        "action 2 has shape [8], the robot's metadata says action_shape [1, 7]: [7] or [N, 7] per action; nothing was queued or sent"
+        "action 2 has shape [8], the robot's metadata says action_shape [1, 7]: [7] or [1, 7] per action; nothing was queued or sent"
       ])
-      // [N, 7] is N steps at once, as the server's own ActionSpec takes them; [2, 8] and [14] are not the robot's
-      const wide = yield* Effect.flip(client.putAction(Tensor.make("float32", [2, 8], new Float32Array(16))))
-      assert.include(wide.detail, "the action has shape [2, 8]")
-      const flat = yield* Effect.flip(client.sendAction(new Float32Array(14)))
-      assert.include(flat.detail, "the action has shape [14]")
+      // one row of 7, as action_shape [1, 7] says: not [2, 7] (a reference robot's handler gets it as it is), [0, 7], [14]
+      for (const [shape, n] of [[[2, 7], 14], [[0, 7], 0], [[14], 14]] as const) {
+        const refused = yield* Effect.flip(client.sendAction(Tensor.make("float32", shape, new Float32Array(n))))
+        assert.include(refused.detail, `the action has shape [${shape.join(", ")}]`)
+      }
       const sent = yield* Effect.flip(client.sendAction(values(8, 6)))
       assert.deepStrictEqual(refusal(sent), [
         "Malformed",
         "apply_action",
-        "the action has shape [8], the robot's metadata says action_shape [1, 7]: [7] or [N, 7] per action; nothing was queued or sent"
+        "the action has shape [8], the robot's metadata says action_shape [1, 7]: [7] or [1, 7] per action; nothing was queued or sent"
       ])
       const step = yield* Effect.flip(client.step([values(8, 7)]))
       assert.deepStrictEqual(refusal(step), [
@@ -78,14 +78,26 @@ describe("the robot's action shape (metadata) on the policy's side", () => {
         "7 per action; the chunk was not sent"
       ])
       assert.strictEqual(yield* client.pendingActions, 1)
-      // [7] and [1, 7] are one action of 7 values; [2, 7] two steps at once
+      // [7] and [1, 7] are one action of 7 values
       yield* client.putAction(Tensor.make("float32", [1, 7], Float32Array.from(values(7, 8))))
       yield* client.sendAction(new Float32Array(values(7, 9)))
-      yield* client.sendAction(Tensor.make("float32", [2, 7], Float32Array.from([...values(7, 11), ...values(7, 12)])))
       yield* advance(300)
-      assert.deepStrictEqual(yield* applied, [9, 11, 2, 8])
+      assert.deepStrictEqual(yield* applied, [9, 2, 8])
       const stepped = yield* client.step([values(7, 10)])
       assert.strictEqual(stepped.obs.cameras.length, 2)
+    }).pipe(Effect.scoped, Effect.provide(Pair.memory())))
+
+  it.effect("action_shape [4, 7]: an action of 1 to 4 rows of 7 goes; 5 rows, or none, are refused", () =>
+    Effect.gen(function*() {
+      const { applied, client } = yield* pairWith({ action_shape: [4, 7] })
+      yield* client.getMetadata
+      yield* client.sendAction(Tensor.make("float32", [2, 7], Float32Array.from([...values(7, 1), ...values(7, 2)])))
+      yield* advance(10)
+      assert.deepStrictEqual(yield* applied, [1])
+      for (const rows of [5, 0]) {
+        const refused = yield* Effect.flip(client.sendAction(Tensor.make("float32", [rows, 7], new Float32Array(rows * 7))))
+        assert.include(refused.detail, `shape [${rows}, 7], the robot's metadata says action_shape [4, 7]: [7] or [n, 7] with n from 1 to 4`)
+      }
     }).pipe(Effect.scoped, Effect.provide(Pair.memory())))
 
   it.effect("without an action shape in the metadata (none, or unreadable), any size goes; a later metadata with one sets the check, one without ends it", () =>
@@ -103,7 +115,7 @@ describe("the robot's action shape (metadata) on the policy's side", () => {
       metadata["action_D"] = "6"
       yield* client.getMetadata
       const refused = yield* Effect.flip(client.putActions([values(8, 2)]))
-      assert.include(refused.detail, "the robot's metadata says action_N 1, action_D 6: [6] or [N, 6] per action")
+      assert.include(refused.detail, "the robot's metadata says action_N 1, action_D 6: [6] or [1, 6] per action")
       yield* client.putActions([values(6, 3)])
 
       delete metadata["action_N"]
