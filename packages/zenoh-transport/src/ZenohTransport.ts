@@ -458,20 +458,11 @@ const millisOf = (input: Duration.Input | undefined): number | undefined =>
   input === undefined ? undefined : Duration.toMillis(Duration.fromInputUnsafe(input))
 
 /**
- * The id of the dispatcher's session: the client session's sibling
- * (`ZenohId.sibling`, hex), so that a server tells they are one client; none
- * (a random one) for an id that is not 16 bytes.
- */
-const siblingOf = (zid: Uint8Array | string): string | undefined => {
-  const bytes = typeof zid === "string" ? ZenohId.fromString(zid) : zid
-  const sibling = bytes === undefined ? undefined : ZenohId.sibling(bytes)
-  return sibling === undefined ? undefined : ZenohId.toString(sibling)
-}
-
-/**
  * The dispatcher's worker for a client whose session just opened: the same
  * Zenoh settings (durations in ms, to cross threads), and an id of its own,
- * `zid`: the client session's sibling.
+ * `zid` (hex): the client session's sibling (`ZenohId.sibling`) when the
+ * client drew its id itself; a random one (undefined) for an id set by hand,
+ * whose sibling could be another client's own id.
  */
 const startDispatcher = (
   locator: string,
@@ -737,8 +728,10 @@ export const makeClient = (locator: string, options: ClientOptions = {}): Client
         Effect.mapError((e) => openError(locator, named.host, e))
       )
     }
-    // An id chosen here, not by the session, so that the dispatcher's session can take its sibling.
-    const zid = options.zid ?? ZenohId.random()
+    // An id drawn here, not by the session, so that the dispatcher's session
+    // can take its sibling; one set by hand is left alone (see `siblingOf`).
+    const drawn = options.zid === undefined ? ZenohId.random() : undefined
+    const zid = options.zid ?? drawn!
     const session = yield* openSession(locator, {
       ...endpoint,
       requestKey: keys.request,
@@ -754,7 +747,7 @@ export const makeClient = (locator: string, options: ClientOptions = {}): Client
     // overlaps the probing below.
     const dispatcher = options.thread === "main"
       ? undefined
-      : yield* startDispatcher(locator, endpoint, keys.request, options, siblingOf(zid))
+      : yield* startDispatcher(locator, endpoint, keys.request, options, drawn && ZenohId.toString(ZenohId.sibling(drawn)!))
     const pull = yield* Stream.toPull(session.replies)
     yield* probe({ locator, keys, session, pull, probeInterval, probeTimeout, hint })
 

@@ -37,29 +37,38 @@ export const equals = (a: Uint8Array, b: Uint8Array): boolean => {
 }
 
 /**
- * The id of a second session of the same client: `zid` with the lowest bit of
- * its least significant byte flipped. Our Zenoh client's action dispatcher
- * opens a session of its own (a second TCP connection, on its own thread);
- * its id is its client session's sibling so that a server can tell the two
- * belong to one client (`clientKey`), without anything added to the wire.
- * Only for 16-byte ids (those `random` makes); undefined for others.
+ * What tells a client's second session from its first: a fixed 128-bit pattern
+ * the two ids differ by, all of its least significant byte set (so the pair
+ * differ there, and `clientKey` can order them) and its most significant byte
+ * clear (so a sibling keeps `random`'s non-zero last byte). Any pattern would
+ * do; one with no structure keeps ids numbered by hand ("…0", "…1") from
+ * looking like a pair.
+ */
+const siblingMask = Uint8Array.of(0xff, 0x3c, 0x91, 0x5e, 0x07, 0xd2, 0x6a, 0xb4, 0x19, 0xe8, 0x53, 0xc7, 0x2f, 0x8d, 0x64, 0x00)
+
+/**
+ * The id of a second session of the same client: `zid` XOR a fixed pattern.
+ * Our Zenoh client's action dispatcher opens a session of its own (a second
+ * TCP connection, on its own thread); its id is its client session's sibling
+ * so that a server can tell the two belong to one client (`clientKey`),
+ * without anything added to the wire. Only for 16-byte ids; undefined for
+ * others. The client pairs only the ids it drew itself (`random`).
  */
 export const sibling = (zid: Uint8Array): Uint8Array | undefined => {
   if (zid.length !== 16) return undefined
-  const out = Uint8Array.from(zid)
-  out[0] = out[0]! ^ 1
-  return out
+  return zid.map((b, i) => b ^ siblingMask[i]!)
 }
 
 /**
  * The client a session of id `zid` (hex, as `toString` shows it) belongs to:
- * the same for an id and its `sibling`, and, for two random 16-byte ids of
- * different clients, equal with a chance of 2^-127. Undefined for an id that
- * is not 16 bytes (set by hand: "1", "a2"), which is a client of its own.
+ * the same for an id and its `sibling` (the one of the pair with the smaller
+ * least significant byte), and, for two random 16-byte ids of different
+ * clients, equal with a chance of about 2^-127. Undefined for an id that is
+ * not 16 bytes, which is a client of its own.
  */
 export const clientKey = (zid: string): string | undefined => {
   const bytes = fromString(zid)
   if (bytes === undefined || bytes.length !== 16) return undefined
-  bytes[0] = bytes[0]! & 0xfe
-  return toString(bytes)
+  const other = sibling(bytes)!
+  return toString(other[0]! < bytes[0]! ? other : bytes)
 }
