@@ -439,11 +439,8 @@ const onThisThread = (
       Effect.suspend(() => {
         const seconds = Duration.toSeconds(period)
         let origin: number | undefined
-        const tick = (slot: number) =>
-          Effect.flatMap(captureTime, (now) => {
-            origin ??= now
-            return queue.takeAtTick(origin + slot * seconds)
-          }).pipe(Effect.flatMap((next) =>
+        const takeAndSend = (gridTime: number) =>
+          Effect.flatMap(queue.takeAtTick(gridTime), (next) =>
             Option.isNone(next) ? sentNothing : Effect.suspend(() => {
               writing++
               return sendTensor(next.value.action, next.value.obsTimestamps, next.value.at).pipe(
@@ -454,11 +451,15 @@ const onThisThread = (
                   })
                 )
               )
-            })
-          ))
-        return Effect.asVoid(
-          Cadence.untilDisconnected("action dispatch", (slot) => shared.handOff.withPermit(tick(slot)), period)
-        )
+            }))
+        // The origin is read before the permit: a first tick that waits for it
+        // (a sendAction under way) must not shift the grid late.
+        const tick = (slot: number) =>
+          Effect.flatMap(captureTime, (now) => {
+            origin ??= now
+            return shared.handOff.withPermit(takeAndSend(origin + slot * seconds))
+          })
+        return Effect.asVoid(Cadence.untilDisconnected("action dispatch", tick, period))
       })
     return {
       where: "on this thread",

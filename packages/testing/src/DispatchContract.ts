@@ -368,7 +368,8 @@ const stopThisProcess = (seconds: number) =>
  */
 export const stallContract = (transports: (thread: "worker" | "main") => Pair.Transports) => {
   for (const thread of ["worker", "main"] as const) {
-    it.live(`${thread}: the process stopped 1.5 s while actions wait: they are dropped (stalled), counted and said once, never applied late; the next put goes`, () =>
+    // (SIGSTOP and sh: not on Windows)
+    it.live.skipIf(process.platform === "win32")(`${thread}: the process stopped 1.5 s while actions wait: they are dropped (stalled), counted and said once, never applied late; the next put goes`, () =>
       Effect.gen(function*() {
         const logs = yield* Robot.captureLogs
         const events: Array<string> = []

@@ -8,7 +8,7 @@
  * lines keep coming, so a restart of the robot shows from a shell.
  */
 import { Cadence, type PolicyClient } from "@chiral/core"
-import { Console, Duration, Effect, Exit, Stream, SubscriptionRef } from "effect"
+import { Cause, Console, Duration, Effect, Exit, Option, Stream, SubscriptionRef } from "effect"
 
 /** One second's report, as `--json` prints it (one object per line). */
 export interface WatchLine {
@@ -74,8 +74,12 @@ export const watch = (client: PolicyClient.PolicyClientApi, hz: number, json: bo
       return client.getObs.pipe(
         Effect.onExit((exit) =>
           Effect.sync(() => {
-            // an answer ends the silence; a request failed for want of a connection is not the robot's silence
-            if (Exit.isSuccess(exit) || SubscriptionRef.getUnsafe(client.connectionState) !== "connected") {
+            // Only a request that timed out on the live connection goes on the silence: anything
+            // else came back (an answer, one that could not be read) or had no connection to wait on.
+            const timedOut = Exit.isFailure(exit) && Cause.findErrorOption(exit.cause).pipe(
+              Option.exists((error) => error.reason === "Timeout")
+            )
+            if (!timedOut || SubscriptionRef.getUnsafe(client.connectionState) !== "connected") {
               waitingSince = undefined
             }
           })
