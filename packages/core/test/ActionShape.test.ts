@@ -4,23 +4,11 @@
 // dispatcher). Without it, any size goes, as before.
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Queue } from "effect"
-import { TestClock } from "effect/testing"
 import { Tensor } from "@chiral/protocol"
 import { ActionSpec, PolicyClient, PolicyServer, type RequestError } from "../src/index.js"
 import * as Pair from "@chiral/testing/Pair"
+import { advance } from "@chiral/testing/VirtualTime"
 import * as Robot from "@chiral/testing/Robot"
-
-const settle = Effect.gen(function*() {
-  for (let i = 0; i < 16; i++) yield* Effect.yieldNow
-})
-
-const advance = (millis: number) =>
-  Effect.gen(function*() {
-    for (let i = 0; i < millis; i++) {
-      yield* TestClock.adjust(1)
-      yield* settle
-    }
-  })
 
 const values = (n: number, first: number) => Array.from({ length: n }, (_, i) => (i === 0 ? first : 0))
 

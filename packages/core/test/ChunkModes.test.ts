@@ -8,20 +8,8 @@ import { Clock, Effect, Queue, Ref, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import { ActionPlan, type ActionTiming, CameraState, PolicyClient, PolicyServer } from "../src/index.js"
 import * as Pair from "@chiral/testing/Pair"
+import { advance, settle } from "@chiral/testing/VirtualTime"
 import * as Robot from "@chiral/testing/Robot"
-
-const settle = Effect.gen(function*() {
-  for (let i = 0; i < 16; i++) yield* Effect.yieldNow
-})
-
-/** Moves virtual time on by `millis` in 1 ms steps, letting every fiber run in between. */
-const advance = (millis: number) =>
-  Effect.gen(function*() {
-    for (let i = 0; i < millis; i++) {
-      yield* TestClock.adjust(1)
-      yield* settle
-    }
-  })
 
 const row = (v: number) => [v, 0, 0, 0, 0, 0, 0]
 const drain = (recorder: Robot.Recorder) =>

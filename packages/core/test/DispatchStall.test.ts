@@ -8,19 +8,8 @@ import { TestClock } from "effect/testing"
 import { type Handlers, PolicyClient, PolicyServer } from "../src/index.js"
 import * as Robot from "@chiral/testing/Robot"
 import * as Pair from "@chiral/testing/Pair"
-
-const settle = Effect.gen(function*() {
-  for (let i = 0; i < 16; i++) yield* Effect.yieldNow
-})
-
-/** Moves virtual time on by `millis` in 1 ms steps, letting every fiber run in between. */
-const advance = (millis: number) =>
-  Effect.gen(function*() {
-    for (let i = 0; i < millis; i++) {
-      yield* TestClock.adjust(1)
-      yield* settle
-    }
-  })
+import { advance } from "@chiral/testing/VirtualTime"
+import { drops } from "@chiral/testing/Drops"
 
 const row = (v: number) => [v, 0, 0, 0, 0, 0, 0]
 
@@ -77,16 +66,7 @@ describe("a stalled dispatcher (fiber dispatcher, TestClock)", () => {
         const seen = yield* events
         assert.deepStrictEqual(seen.map(([event]) => event), ["a0", "a1", "a2", "a3", "a4"])
         assert.strictEqual(yield* client.pendingActions, 0)
-        assert.deepStrictEqual(yield* client.droppedActions, {
-          late: 0,
-          replaced: 0,
-          overflow: 0,
-          robotSilent: 0,
-          stalled: 25,
-          disconnected: 0,
-          earlierConnection: 0,
-          reset: 0
-        })
+        assert.deepStrictEqual(yield* client.droppedActions, drops({ stalled: 25 }))
         // a chunk put after the stop (at 4.5 s, after that tick) goes at the next ticks
         yield* client.putActions([100, 101].map(row))
         yield* advance(300)

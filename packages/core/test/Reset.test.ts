@@ -9,19 +9,8 @@ import { Observation } from "@chiral/protocol"
 import { type Handlers, PolicyClient, PolicyServer } from "../src/index.js"
 import * as Robot from "@chiral/testing/Robot"
 import * as Pair from "@chiral/testing/Pair"
-
-const settle = Effect.gen(function*() {
-  for (let i = 0; i < 16; i++) yield* Effect.yieldNow
-})
-
-/** Moves virtual time on by `millis` in 1 ms steps, letting every fiber run in between. */
-const advance = (millis: number) =>
-  Effect.gen(function*() {
-    for (let i = 0; i < millis; i++) {
-      yield* TestClock.adjust(1)
-      yield* settle
-    }
-  })
+import { advance, settle } from "@chiral/testing/VirtualTime"
+import { drops } from "@chiral/testing/Drops"
 
 const row = (v: number) => [v, 0, 0, 0, 0, 0, 0]
 
@@ -85,16 +74,7 @@ describe("reset: nothing planned before it is sent after it (fiber dispatcher, T
         const seen = yield* events
         assert.deepStrictEqual(seen, [...Array.from({ length: 10 }, (_, i) => `a${i}`), "reset"])
         assert.strictEqual(yield* client.pendingActions, 0)
-        assert.deepStrictEqual(yield* client.droppedActions, {
-          late: 0,
-          replaced: 0,
-          overflow: 0,
-          robotSilent: 0,
-          stalled: 0,
-          disconnected: 0,
-          earlierConnection: 0,
-          reset: 20
-        })
+        assert.deepStrictEqual(yield* client.droppedActions, drops({ reset: 20 }))
         // a chunk planned after the reset goes
         yield* client.putActions([100, 101].map(row))
         yield* advance(300)

@@ -301,6 +301,27 @@ export const chunkModesContract = (transports: (thread: "worker" | "main") => Pa
 }
 
 /**
+ * The test robot, applying every action as read, and what it did in order:
+ * `a<v>` an action applied (v its first value), `reset` a reset begun.
+ */
+const eventRobot = Effect.gen(function*() {
+  const events: Array<string> = []
+  const robot = Robot.handlers(yield* Robot.makeRecorder)
+  yield* PolicyServer.make({
+    cameras: Robot.cameras,
+    proprios: Robot.proprios,
+    coalesceActions: false,
+    handlers: {
+      ...robot,
+      reset: Effect.andThen(Effect.sync(() => events.push("reset")), robot.reset!),
+      applyAction: (action, context) =>
+        Effect.andThen(Effect.sync(() => events.push(`a${action.data[0]}`)), robot.applyAction!(action, context))
+    }
+  })
+  return events
+})
+
+/**
  * A reset empties the action queue where it lives (on the transport's worker,
  * or PolicyClient's fiber) before its request goes: the robot applies nothing
  * of the plan before the reset after it, however the ticks fall. Registered
@@ -312,20 +333,7 @@ export const resetContract = (transports: (thread: "worker" | "main") => Pair.Tr
   for (const thread of ["worker", "main"] as const) {
     it.live(`${thread}: a reset drops what waits for dispatch, counted; the robot applies nothing of it after the reset`, () =>
       Effect.gen(function*() {
-        // what the robot did, in order: `a<v>` an action applied, `reset` a reset begun
-        const events: Array<string> = []
-        const robot = Robot.handlers(yield* Robot.makeRecorder)
-        yield* PolicyServer.make({
-          cameras: Robot.cameras,
-          proprios: Robot.proprios,
-          coalesceActions: false,
-          handlers: {
-            ...robot,
-            reset: Effect.andThen(Effect.sync(() => events.push("reset")), robot.reset!),
-            applyAction: (action, context) =>
-              Effect.andThen(Effect.sync(() => events.push(`a${action.data[0]}`)), robot.applyAction!(action, context))
-          }
-        })
+        const events = yield* eventRobot
         const client = yield* PolicyClient.make({ quiet: true })
         yield* client.getObs
         yield* client.putActions(Array.from({ length: 100 }, (_, i) => row(i)))
@@ -372,19 +380,8 @@ export const stallContract = (transports: (thread: "worker" | "main") => Pair.Tr
     it.live.skipIf(process.platform === "win32")(`${thread}: the process stopped 1.5 s while actions wait: they are dropped (stalled), counted and said once, never applied late; the next put goes`, () =>
       Effect.gen(function*() {
         const logs = yield* Robot.captureLogs
-        const events: Array<string> = []
         yield* Effect.gen(function*() {
-          const robot = Robot.handlers(yield* Robot.makeRecorder)
-          yield* PolicyServer.make({
-            cameras: Robot.cameras,
-            proprios: Robot.proprios,
-            coalesceActions: false,
-            handlers: {
-              ...robot,
-              applyAction: (action, context) =>
-                Effect.andThen(Effect.sync(() => events.push(`a${action.data[0]}`)), robot.applyAction!(action, context))
-            }
-          })
+          const events = yield* eventRobot
           const client = yield* PolicyClient.make({ quiet: true })
           yield* client.getObs
           yield* client.putActions(Array.from({ length: 100 }, (_, i) => row(i)))
