@@ -394,8 +394,8 @@ const stallReport = (where: string, cause: string) => {
       said = total
       return Effect.logWarning(
         `chiral: action dispatch ${where} did not run for over ${stallSeconds} s (${cause}): ` +
-          `${count} queued action${count === 1 ? "" : "s"} dropped, planned before it; dispatch goes on with the ` +
-          `next actions put (counted in droppedActions().stalled)`
+          `${count} action${count === 1 ? "" : "s"} planned before it dropped (waiting, or put since from an older ` +
+          `observation; counted in droppedActions().stalled); actions planned after it go on`
       )
     })
 }

@@ -168,6 +168,17 @@ export const obsTime = (timestamps: ObsTimestamps | undefined): number | undefin
   return newest
 }
 
+/** The newest camera time of `timestamps` that is a frame's (not 0: a camera that had none), s. */
+const framedTime = (timestamps: ObsTimestamps | undefined): number | undefined => {
+  if (timestamps === undefined) return undefined
+  let newest: number | undefined
+  for (const name in timestamps) {
+    const t = timestamps[name]!
+    if (t !== 0 && Number.isFinite(t) && (newest === undefined || t > newest)) newest = t
+  }
+  return newest
+}
+
 /**
  * How many of a timed chunk's `length` actions are late at `now`: action i
  * (due at t0 + i·period, s) is late once its slot has ended, at due +
@@ -309,6 +320,13 @@ export class ActionPlan {
   /** The dispatch period (s); undefined until dispatch starts. */
   private period: number | undefined = undefined
   private drops = { late: 0, replaced: 0, overflow: 0, robotSilent: 0, stalled: 0 }
+  /**
+   * After a stall: what was observed before this (s, capture clock) was
+   * planned before it. The stall's late tick ran at `now`; observations more
+   * than `stallSeconds` older than that are older than any a policy that was
+   * running could still have been acting on.
+   */
+  private stalledAt: number | undefined = undefined
   /** When the last action was taken (s, capture clock). */
   private lastTaken: number | undefined = undefined
 
@@ -346,6 +364,15 @@ export class ActionPlan {
     const stamp = chunk.obsTimestamps
     const observed = obsTime(stamp)
     const t0 = observed === undefined ? undefined : observed + (chunk.clockOffset ?? 0)
+    // A chunk planned from an observation older than the last stall (its
+    // inference ran across the stop, or it was computed at once from the
+    // observation the stop left as the latest) is as stale as what waited.
+    // Cameras that had no frame (0) say nothing of when it was observed.
+    const seen = framedTime(stamp)
+    if (seen !== undefined && this.stalledAt !== undefined && seen + (chunk.clockOffset ?? 0) < this.stalledAt) {
+      this.drops.stalled += chunk.actions.length
+      return 0
+    }
     if (mode === "append" || mode === "replace") {
       if (mode === "replace") this.supersedeAll()
       for (const action of chunk.actions) this.push(this.entry(action, undefined, 0, stamp))
@@ -395,12 +422,19 @@ export class ActionPlan {
    * every untimed action waiting (`stalled`) and sends nothing: they were
    * planned before the stall, and would otherwise go out one per tick that
    * long after they were put. Timed actions are judged by their slots, as at
-   * any tick. The next actions put go as usual. A stall that falls within a
+   * any tick. Chunks put afterwards that are stamped with an observation
+   * taken more than `stallSeconds` before the late tick ran are dropped the
+   * same way (`put`): their inference ran across the stop, or they were
+   * computed at once from the observation the stop left as the latest. The
+   * next actions planned after the stall go as usual. A stall that falls within a
    * tick, after its take and before the dispatcher times the next one, is
    * seen by no tick: the next is the grid's current one, on time.
    */
   take(now: number, tick = now, silence?: Float64Array): Taken | undefined {
-    if (now - tick >= stallSeconds && this.dropUntimed() > 0) return undefined
+    if (now - tick >= stallSeconds) {
+      this.stalledAt = now - stallSeconds
+      if (this.dropUntimed() > 0) return undefined
+    }
     const period = this.period
     if (period !== undefined && this.lastTaken !== undefined && now - this.lastTaken < period / 2) return undefined
     const taken = this.takeDue(now, tick)

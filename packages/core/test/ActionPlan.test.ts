@@ -70,6 +70,32 @@ describe("ActionPlan", () => {
     assert.strictEqual(plan.dropped.stalled, 9)
   })
 
+  it("after a stall, a chunk stamped with an observation older than stallSeconds before the late tick ran is dropped (stalled); one observed later, or unstamped, goes", () => {
+    const plan = new ActionPlan(100)
+    plan.setPeriod(0.1)
+    plan.put({ actions: rows(0, 1, 2), mode: "append" }, 0)
+    assert.strictEqual(plan.take(0.1, 0.1)?.action.data[0], 0)
+    // stopped from ~0.15 s; the tick of 0.2 s runs at 3.2 s: what was observed before 2.2 s is stale
+    assert.isUndefined(plan.take(3.2, 0.2))
+    assert.strictEqual(plan.dropped.stalled, 2)
+    // the chunk whose inference ran across the stop, and one computed at once from the latest observation before it
+    plan.put({ actions: rows(10, 11), mode: "replace", obsTimestamps: { cam: 0.12 } }, 3.21)
+    plan.put({ actions: rows(20, 21), mode: "append", obsTimestamps: { cam: 0.05 }, clockOffset: 0 }, 3.22)
+    assert.strictEqual(plan.size, 0)
+    assert.strictEqual(plan.dropped.stalled, 6)
+    // one observed after it goes (its clock offset counted), and so does an unstamped one
+    plan.put({ actions: rows(30), mode: "append", obsTimestamps: { cam: 2.25 } }, 3.25)
+    plan.put({ actions: rows(31), mode: "append", obsTimestamps: { cam: 2.1 }, clockOffset: 0.2 }, 3.25)
+    plan.put({ actions: rows(32), mode: "append" }, 3.25)
+    // a camera time of 0 is a camera that had no frame: not judged
+    plan.put({ actions: rows(33), mode: "append", obsTimestamps: { cam: 0 } }, 3.25)
+    assert.deepStrictEqual(
+      [[3.3, 3.3], [3.4, 3.4], [3.5, 3.5], [3.6, 3.6]].map(([now, tick]) => plan.take(now!, tick)?.action.data[0]),
+      [30, 31, 32, 33]
+    )
+    assert.strictEqual(plan.dropped.stalled, 6)
+  })
+
   it("a tick less than stallSeconds behind its grid time drops nothing: the action at the head goes", () => {
     const plan = new ActionPlan(100)
     plan.setPeriod(0.1)

@@ -67,18 +67,24 @@ describe("a stalled dispatcher (fiber dispatcher, TestClock)", () => {
         assert.deepStrictEqual(seen.map(([event]) => event), ["a0", "a1", "a2", "a3", "a4"])
         assert.strictEqual(yield* client.pendingActions, 0)
         assert.deepStrictEqual(yield* client.droppedActions, drops({ stalled: 25 }))
-        // a chunk put after the stop (at 4.5 s, after that tick) goes at the next ticks
+        // a chunk computed at once from the observation the stop left as the latest (1.0 s) is as stale: dropped
+        yield* client.putActions([50, 51].map(row))
+        assert.strictEqual((yield* client.droppedActions).stalled, 27)
+        // one planned from an observation after the stop goes at the next ticks
+        yield* Effect.andThen(server.updateImage("wrist", new Uint8Array(72)), server.updateImage("scene", new Uint8Array(18)))
+        yield* client.getObs
         yield* client.putActions([100, 101].map(row))
         yield* advance(300)
         assert.deepStrictEqual((yield* events).slice(5), [["a100", 4600], ["a101", 4700]])
-        assert.strictEqual((yield* client.droppedActions).stalled, 25)
+        assert.strictEqual((yield* client.droppedActions).stalled, 27)
       }).pipe(Effect.provideService(Clock.Clock, stopped), Effect.scoped, Effect.provide(logs.layer))
       const said = logs.lines.filter((line) => line.includes("did not run"))
-      assert.deepStrictEqual(said, [
+      assert.deepStrictEqual(said, [25, 2].map((n) =>
         "Warn: chiral: action dispatch on this thread did not run for over 1 s (this process was stopped, or this " +
-        "thread blocked or starved of CPU): 25 queued actions dropped, planned before it; dispatch goes on with the " +
-        "next actions put (counted in droppedActions().stalled)"
-      ])
+        `thread blocked or starved of CPU): ${n} actions planned before it dropped (waiting, or put since from an ` +
+        "older observation; counted in droppedActions().stalled); actions planned after it go on"
+      ))
+
     }).pipe(Effect.provide(Pair.memory())))
 
   it.effect("a stop under 1 s drops nothing: the queue goes on, one action per tick", () =>

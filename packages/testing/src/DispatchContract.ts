@@ -415,8 +415,8 @@ export const stallContract = (transports: (thread: "worker" | "main") => Pair.Tr
           assert.deepStrictEqual(said, [
             `Warn: chiral: action dispatch on ${thread === "worker" ? "its worker thread" : "this thread"} did not run ` +
             `for over 1 s (this process was stopped, or ${thread === "worker" ? "" : "this thread blocked or "}starved ` +
-            `of CPU): ${stalled} queued actions dropped, planned before it; dispatch goes on with the next actions put ` +
-            `(counted in droppedActions().stalled)`
+            `of CPU): ${stalled} actions planned before it dropped (waiting, or put since from an older observation; ` +
+            `counted in droppedActions().stalled); actions planned after it go on`
           ])
         }).pipe(Effect.scoped, Effect.provide(logs.layer))
       }).pipe(Effect.provide(transports(thread))))
