@@ -525,7 +525,8 @@ export const make = <R>(
         Effect.logWarning(
           `chiral: no action for ${Duration.format(Duration.millis(Math.round(event.silentMillis)))} (the last from ${event.last.id}): running onActionTimeout`
         ),
-        Effect.andThen(lapseControl(shared), onActionTimeout(event))
+        // suspended: a handler that throws instead of failing must not escape before the line and the lapse
+        Effect.andThen(lapseControl(shared), Effect.suspend(() => onActionTimeout(event)))
       ))
     const shared: Shared = {
       rules,

@@ -511,6 +511,35 @@ describe("ActionGate: watchdog and connection hooks", () => {
       expect(yield* Ref.get(timeouts)).toBe(1)
     }).pipe(Effect.scoped, Effect.provide(memory)))
 
+  it.effect("an onActionTimeout that throws instead of failing: the gap is still said and control lapses; the throw is logged; the next gap fires again", () =>
+    withLogs((lines) =>
+      Effect.gen(function*() {
+        let calls = 0
+        const { connect, sendThrough, server } = yield* start({
+          singleController: true,
+          actionTimeout: "200 millis",
+          hooks: {
+            onActionTimeout: () => {
+              calls++
+              throw new Error("hold failed")
+            }
+          }
+        })
+        const a = yield* connect
+        yield* sendThrough(a, [], action(row(1)))
+        yield* TestClock.adjust(200)
+        yield* until(Effect.sync(() => calls === 1))
+        expect(lines.some((l) => l.includes("no action for 200ms"))).toBe(true)
+        expect(lines.some((l) => l.includes("lost control of the robot"))).toBe(true)
+        expect(lines.some((l) => l.includes("onActionTimeout failed"))).toBe(true)
+        expect(yield* server.controller).toBeUndefined()
+        yield* sendThrough(a, [], action(row(2)))
+        yield* TestClock.adjust(200)
+        yield* until(Effect.sync(() => calls === 2))
+        expect(calls).toBe(2)
+      })
+    ).pipe(Effect.scoped, Effect.provide(memory)))
+
   it.effect("refused actions do not feed the watchdog", () =>
     Effect.gen(function*() {
       const fired = yield* Ref.make(0)
