@@ -327,6 +327,8 @@ export class ActionPlan {
    * running could still have been acting on.
    */
   private stalledAt: number | undefined = undefined
+  /** When the dispatcher's last tick ran (s, capture clock); undefined since dispatch (re)started. */
+  private lastTickAt: number | undefined = undefined
   /** When the last action was taken (s, capture clock). */
   private lastTaken: number | undefined = undefined
 
@@ -350,6 +352,8 @@ export class ActionPlan {
   /** The dispatch period in seconds (ticks are one period apart); timed actions are placed with it. */
   setPeriod(seconds: number): void {
     if (Number.isFinite(seconds) && seconds > 0) this.period = seconds
+    // dispatch (re)starts here: a gap since the ticks of before is no stall
+    this.lastTickAt = undefined
   }
 
   /**
@@ -427,17 +431,18 @@ export class ActionPlan {
    * same way (`put`): their inference ran across the stop, or they were
    * computed at once from the observation the stop left as the latest. The
    * next actions planned after the stall go as usual. A stall that falls within a
-   * tick, after its take and before the dispatcher times the next one, is
-   * seen by no tick: the next is the grid's current one, on time.
+   * tick, after its take and before the dispatcher times the next one (while
+   * its action is written), makes the next tick the grid's current one, on
+   * time: it is seen by the gap since the tick before (`stalled`).
    */
-  take(now: number, tick = now, silence?: Float64Array): Taken | undefined {
-    if (now - tick >= stallSeconds) {
+  take(now: number, tick?: number, silence?: Float64Array): Taken | undefined {
+    if (this.stalled(now, tick)) {
       this.stalledAt = now - stallSeconds
       if (this.dropUntimed() > 0) return undefined
     }
     const period = this.period
     if (period !== undefined && this.lastTaken !== undefined && now - this.lastTaken < period / 2) return undefined
-    const taken = this.takeDue(now, tick)
+    const taken = this.takeDue(now, tick ?? now)
     if (taken === undefined) return undefined
     this.lastTaken = now
     if (silence !== undefined && isSilent(silence, now)) {
@@ -445,6 +450,22 @@ export class ActionPlan {
       return undefined
     }
     return taken
+  }
+
+  /**
+   * Whether the dispatcher did not run for `stallSeconds` before this tick at
+   * `now` with grid time `tick`: the tick runs that late, or (a stop that fell
+   * inside the tick before it, after its take: this one is the grid's current
+   * one, on time) it comes that long plus a period after the tick before.
+   * Only ticks of a dispatcher say their grid time; a `take` without one (a
+   * caller polling when it likes) is never judged a stall.
+   */
+  private stalled(now: number, tick: number | undefined): boolean {
+    if (tick === undefined) return false
+    const before = this.lastTickAt
+    this.lastTickAt = now
+    const gap = before === undefined || this.period === undefined ? 0 : now - before - this.period
+    return now - tick >= stallSeconds || gap >= stallSeconds
   }
 
   private takeDue(now: number, tick: number): Taken | undefined {

@@ -96,6 +96,26 @@ describe("ActionPlan", () => {
     assert.strictEqual(plan.dropped.stalled, 6)
   })
 
+  it("a stop inside a tick (after its take) makes the next tick on time: the gap since the tick before says the stall; a restart of dispatch, or a take without a grid time, is no stall", () => {
+    const plan = new ActionPlan(100)
+    plan.setPeriod(0.1)
+    plan.put({ actions: rows(0, 1, 2, 3), mode: "append" }, 0)
+    assert.strictEqual(plan.take(1.0, 1.0)?.action.data[0], 0)
+    // stopped while action 0 was written; the next tick is the grid's current one, at 4.0 s
+    assert.isUndefined(plan.take(4.0, 4.0))
+    assert.strictEqual(plan.dropped.stalled, 3)
+    // a gap of 0.9 s more than a period is not yet one
+    plan.put({ actions: rows(10, 11), mode: "append" }, 4.0)
+    assert.strictEqual(plan.take(5.0, 5.0)?.action.data[0], 10)
+    // dispatch stopped and started again 10 s later (setPeriod): no stall
+    plan.setPeriod(0.1)
+    assert.strictEqual(plan.take(15.0, 15.0)?.action.data[0], 11)
+    // a caller polling when it likes (no grid time) is never judged
+    plan.put({ actions: rows(20), mode: "append" }, 15.0)
+    assert.strictEqual(plan.take(30.0)?.action.data[0], 20)
+    assert.strictEqual(plan.dropped.stalled, 3)
+  })
+
   it("a tick less than stallSeconds behind its grid time drops nothing: the action at the head goes", () => {
     const plan = new ActionPlan(100)
     plan.setPeriod(0.1)
