@@ -157,6 +157,13 @@ export interface Drops {
  */
 export const stallSeconds = 1
 
+/**
+ * How long after a stall chunks planned before it are still looked for (s):
+ * longer than any inference that ran across the stop, and short enough that
+ * a camera whose stamps stopped advancing is not taken for one.
+ */
+export const stallAftermathSeconds = 10
+
 /** The newest of the camera timestamps (s), the time of the observation; undefined when there are none. */
 export const obsTime = (timestamps: ObsTimestamps | undefined): number | undefined => {
   if (timestamps === undefined) return undefined
@@ -321,12 +328,13 @@ export class ActionPlan {
   private period: number | undefined = undefined
   private drops = { late: 0, replaced: 0, overflow: 0, robotSilent: 0, stalled: 0 }
   /**
-   * After a stall: what was observed before this (s, capture clock) was
-   * planned before it. The stall's late tick ran at `now`; observations more
-   * than `stallSeconds` older than that are older than any a policy that was
-   * running could still have been acting on.
+   * After a stall, until an untimed chunk planned after it is put (or
+   * `stallAftermathSeconds` have passed): what was observed before `before`
+   * (s, capture clock) was planned before the stall. The stall's late tick ran
+   * at `now`; observations more than `stallSeconds` older than that are older
+   * than any a policy that was running could still have been acting on.
    */
-  private stalledAt: number | undefined = undefined
+  private afterStall: { readonly before: number; readonly until: number } | undefined = undefined
   /** When the dispatcher's last tick ran (s, capture clock); undefined since dispatch (re)started. */
   private lastTickAt: number | undefined = undefined
   /** When the last action was taken (s, capture clock). */
@@ -368,16 +376,11 @@ export class ActionPlan {
     const stamp = chunk.obsTimestamps
     const observed = obsTime(stamp)
     const t0 = observed === undefined ? undefined : observed + (chunk.clockOffset ?? 0)
-    // A chunk planned from an observation older than the last stall (its
-    // inference ran across the stop, or it was computed at once from the
-    // observation the stop left as the latest) is as stale as what waited.
-    // Cameras that had no frame (0) say nothing of when it was observed.
-    const seen = framedTime(stamp)
-    if (seen !== undefined && this.stalledAt !== undefined && seen + (chunk.clockOffset ?? 0) < this.stalledAt) {
-      this.drops.stalled += chunk.actions.length
-      return 0
-    }
     if (mode === "append" || mode === "replace") {
+      if (this.plannedBeforeStall(stamp, chunk.clockOffset, now)) {
+        this.drops.stalled += chunk.actions.length
+        return 0
+      }
       if (mode === "replace") this.supersedeAll()
       for (const action of chunk.actions) this.push(this.entry(action, undefined, 0, stamp))
       this.trim()
@@ -426,10 +429,10 @@ export class ActionPlan {
    * every untimed action waiting (`stalled`) and sends nothing: they were
    * planned before the stall, and would otherwise go out one per tick that
    * long after they were put. Timed actions are judged by their slots, as at
-   * any tick. Chunks put afterwards that are stamped with an observation
-   * taken more than `stallSeconds` before the late tick ran are dropped the
-   * same way (`put`): their inference ran across the stop, or they were
-   * computed at once from the observation the stop left as the latest. The
+   * any tick. Untimed chunks put afterwards that are stamped with an
+   * observation taken more than `stallSeconds` before the late tick ran are
+   * dropped the same way (`plannedBeforeStall`), until one planned after the
+   * stall comes. The
    * next actions planned after the stall go as usual. A stall that falls within a
    * tick, after its take and before the dispatcher times the next one (while
    * its action is written), makes the next tick the grid's current one, on
@@ -437,7 +440,7 @@ export class ActionPlan {
    */
   take(now: number, tick?: number, silence?: Float64Array): Taken | undefined {
     if (this.stalled(now, tick)) {
-      this.stalledAt = now - stallSeconds
+      this.afterStall = { before: now - stallSeconds, until: now + stallAftermathSeconds }
       if (this.dropUntimed() > 0) return undefined
     }
     const period = this.period
@@ -450,6 +453,30 @@ export class ActionPlan {
       return undefined
     }
     return taken
+  }
+
+  /**
+   * Whether an untimed chunk stamped `stamp` (plus `clockOffset`), put at
+   * `now`, was planned before the last stall: its inference ran across the
+   * stop, or it was computed at once from the observation the stop left as
+   * the latest. Judged only until a chunk planned after the stall comes, for
+   * at most `stallAftermathSeconds`: a camera whose stamps stopped advancing
+   * (frozen, or a policy that observed once) is no stall's business. Timed
+   * chunks are judged by their slots (`putTimed`), as at a tick; cameras
+   * without a frame (0) say nothing of when the chunk was observed.
+   */
+  private plannedBeforeStall(stamp: ObsTimestamps | undefined, clockOffset: number | undefined, now: number): boolean {
+    const after = this.afterStall
+    if (after === undefined) return false
+    if (now > after.until) {
+      this.afterStall = undefined
+      return false
+    }
+    const seen = framedTime(stamp)
+    if (seen === undefined) return false
+    if (seen + (clockOffset ?? 0) < after.before) return true
+    this.afterStall = undefined
+    return false
   }
 
   /**

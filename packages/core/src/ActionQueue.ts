@@ -127,7 +127,7 @@ export const make = (
 
     const takeAtTick = (tick?: number) => Effect.flatMap(captureTime, (now) =>
       Effect.sync(() => {
-        const taken = plan.take(now, tick ?? now, silence)
+        const taken = plan.take(now, tick, silence)
         refill.set(plan.size)
         return taken === undefined
           ? Option.none<Dispatchable>()

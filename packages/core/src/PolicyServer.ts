@@ -146,7 +146,9 @@ export const make = <E, R>(
         // its opening and closing say nothing about who connects, so they are debug lines.
         const log = connection.shared === true ? Effect.logDebug : Effect.logInfo
         if (hooks.onConnect !== undefined) {
-          const refused = yield* Effect.exit(slowAdmissionSaid(connection.id, provide(hooks.onConnect(info))))
+          // suspended: a hook that throws instead of failing refuses the client as a failure does
+          const onConnect = hooks.onConnect
+          const refused = yield* Effect.exit(slowAdmissionSaid(connection.id, provide(Effect.suspend(() => onConnect(info)))))
           if (refused._tag === "Failure") {
             if (Cause.hasInterruptsOnly(refused.cause)) return yield* Effect.interrupt
             // The client is told it was refused, and why (1008), where the transport can say so.
@@ -167,10 +169,11 @@ export const make = <E, R>(
               accepted - failed
             } actions applied, ${refused} refused${dropped}${failures})`
           )
-          if (hooks.onDisconnect === undefined) return closed
+          const onDisconnect = hooks.onDisconnect
+          if (onDisconnect === undefined) return closed
           return Effect.andThen(
             closed,
-            provide(hooks.onDisconnect(info)).pipe(
+            provide(Effect.suspend(() => onDisconnect(info))).pipe(
               Effect.catchCause((cause) => Effect.logWarning(`chiral: onDisconnect failed for ${connection.id}`, cause))
             )
           )

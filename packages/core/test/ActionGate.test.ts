@@ -582,6 +582,33 @@ describe("ActionGate: watchdog and connection hooks", () => {
       ])
     }).pipe(Effect.scoped, Effect.provide(memory)))
 
+  it.effect("hooks that throw instead of failing: onConnect's throw refuses the client as a failure does, onDisconnect's is logged", () =>
+    withLogs((lines) =>
+      Effect.gen(function*() {
+        const { connect } = yield* start({
+          hooks: {
+            onConnect: (info) => {
+              if (info.peer === "client 2") throw new Error("not on the allow list")
+              return Effect.void
+            },
+            onDisconnect: () => {
+              throw new Error("logger gone")
+            }
+          }
+        })
+        yield* Effect.scoped(Effect.gen(function*() {
+          const a = yield* connect
+          yield* a.send(encodeFrame({ type: "metadata" }))
+          yield* a.frames.pipe(Stream.take(1), Stream.runDrain)
+          const refused = yield* connect
+          expect((yield* refused.frames.pipe(Stream.runCollect)).length).toBe(0)
+        }))
+        yield* until(Effect.sync(() => lines.some((l) => l.includes("onDisconnect failed for memory://chiral ← client 1"))))
+        expect(lines.some((l) => l.includes("onDisconnect failed for memory://chiral ← client 1"))).toBe(true)
+        expect(lines.some((l) => l.includes("refused") && l.includes("not on the allow list"))).toBe(true)
+      })
+    ).pipe(Effect.scoped, Effect.provide(memory)))
+
   it.effect("an onConnect that has not returned after 5 s is said (the client's frames wait for it), and so is its return; a prompt one says nothing", () =>
     withLogs((lines) =>
       Effect.gen(function*() {

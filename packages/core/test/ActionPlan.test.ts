@@ -1,7 +1,7 @@
 // The chunk modes as plain logic (what every dispatcher runs): append, replace,
 // time-aligned with late drops, blending by weights at the head and by time.
 import { assert, describe, it } from "@effect/vitest"
-import { ActionPlan, blend, obsTime, portable, type Rows, stallSeconds, validate } from "../src/ActionPlan.js"
+import { ActionPlan, blend, obsTime, portable, type Rows, stallAftermathSeconds, stallSeconds, validate } from "../src/ActionPlan.js"
 
 const row = (...values: Array<number>): Rows => ({ shape: [values.length], data: Float32Array.from(values) })
 const rows = (...values: Array<number>) => values.map((v) => row(v))
@@ -94,6 +94,28 @@ describe("ActionPlan", () => {
       [30, 31, 32, 33]
     )
     assert.strictEqual(plan.dropped.stalled, 6)
+    // once a chunk planned after the stall has come, old stamps are no stall's business (a camera that froze)
+    plan.put({ actions: rows(40), mode: "append", obsTimestamps: { cam: 0.05 } }, 3.65)
+    assert.strictEqual(plan.take(3.7, 3.7)?.action.data[0], 40)
+    assert.strictEqual(plan.dropped.stalled, 6)
+  })
+
+  it("chunks planned before a stall are looked for at most stallAftermathSeconds after it; timed chunks are judged by their slots", () => {
+    assert.strictEqual(stallAftermathSeconds, 10)
+    const plan = new ActionPlan(100)
+    plan.setPeriod(0.1)
+    plan.put({ actions: rows(0, 1), mode: "append" }, 0)
+    assert.strictEqual(plan.take(0.1, 0.1)?.action.data[0], 0)
+    assert.isUndefined(plan.take(3.2, 0.2))
+    // a time-aligned chunk observed at 2.1 s, put at 3.25 s: its passed slots are late, the rest go
+    plan.put({ actions: rows(10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23), mode: "time-aligned", obsTimestamps: { cam: 2.1 } }, 3.25)
+    assert.strictEqual(plan.dropped.stalled, 1)
+    assert.isAbove(plan.size, 0)
+    plan.clear()
+    // 10 s after the stall an old stamp is no longer looked at
+    plan.put({ actions: rows(30), mode: "append", obsTimestamps: { cam: 0.05 } }, 13.3)
+    assert.strictEqual(plan.dropped.stalled, 1)
+    assert.strictEqual(plan.size, 1)
   })
 
   it("a stop inside a tick (after its take) makes the next tick on time: the gap since the tick before says the stall; a restart of dispatch, or a take without a grid time, is no stall", () => {

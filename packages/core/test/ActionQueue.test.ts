@@ -41,6 +41,17 @@ describe("ActionQueue on TestClock", () => {
       assert.deepStrictEqual(yield* queue.dropped, { late: 0, replaced: 3, overflow: 0, robotSilent: 0, stalled: 0 })
     }))
 
+  it.effect("a caller polling take when it likes is never judged a stall, however long between two takes", () =>
+    Effect.gen(function*() {
+      const queue = yield* ActionQueue.make()
+      yield* queue.setRate(10)
+      yield* queue.putAll([[1], [2], [3]])
+      assert.isTrue(Option.isSome(yield* queue.take))
+      yield* TestClock.adjust(2000)
+      assert.deepStrictEqual(Option.map(yield* queue.take, (d) => d.action.data[0]), Option.some(2))
+      assert.strictEqual((yield* queue.dropped).stalled, 0)
+    }))
+
   it.effect("time-aligned: a chunk arriving 260 ms after its observation drops its late actions and sends the rest on their ticks", () =>
     Effect.gen(function*() {
       const queue = yield* ActionQueue.make()
