@@ -380,6 +380,9 @@ const wasCutOff = (exit: Exit.Exit<void, RequestError>, link: Link): boolean => 
   return Cause.findErrorOption(exit.cause).pipe(Option.exists((error) => error.reason === "Disconnected"))
 }
 
+/** "1 action", "3 actions"; with `kind`, "3 queued actions". */
+const actionCount = (n: number, kind = "") => `${n} ${kind === "" ? "" : `${kind} `}action${n === 1 ? "" : "s"}`
+
 /**
  * Says what a stalled dispatcher dropped (`Drops.stalled`): one warning per
  * stall, as its plan's count grows (it grows only at a tick that ran
@@ -394,7 +397,7 @@ const stallReport = (where: string, cause: string) => {
       said = total
       return Effect.logWarning(
         `chiral: action dispatch ${where} did not run for over ${stallSeconds} s (${cause}): ` +
-          `${count} action${count === 1 ? "" : "s"} planned before it dropped (waiting, or put since from an older ` +
+          `${actionCount(count)} planned before it dropped (waiting, or put since from an older ` +
           `observation; counted in droppedActions().stalled); actions planned after it go on`
       )
     })
@@ -616,7 +619,7 @@ const detachFrom = (shared: Shared, across: Across) =>
     across.disconnectedDrops += count
     if (across.attached === link) across.attached = undefined
     shared.refill.set(0)
-    const drops = count === 0 ? "" : `; ${count} queued action${count === 1 ? "" : "s"} dropped`
+    const drops = count === 0 ? "" : `; ${actionCount(count, "queued")} dropped`
     if (reason === "the client is closed") {
       if (count > 0) yield* Effect.logWarning(`chiral: the client closed${drops}`)
       return
@@ -639,15 +642,13 @@ const refuseFromEarlierConnectionOf = (across: Across) => (count: number, why: s
     if (across.earlierConnectionLogged) return Effect.void
     across.earlierConnectionLogged = true
     return Effect.logWarning(
-      `chiral: ${count} action${count === 1 ? "" : "s"} dropped, computed from an observation of an earlier ` +
+      `chiral: ${actionCount(count)} dropped, computed from an observation of an earlier ` +
         `connection (the robot may have restarted): ${why}. Further ones on this connection are counted in ` +
         `droppedActions().earlierConnection`
     )
   })
 
 type Refuse = ReturnType<typeof refuseFromEarlierConnectionOf>
-
-const actionCount = (n: number) => `${n} action${n === 1 ? "" : "s"}`
 
 /**
  * `count` actions put or sent, planned before a reset: dropped, counted, and
@@ -677,7 +678,7 @@ const dropForResetOf = (shared: Shared, across: Across) =>
       across.resetDrops += count
       return count === 0
         ? Effect.void
-        : Effect.logInfo(`chiral: reset: ${count} queued action${count === 1 ? "" : "s"} dropped: planned before the reset`)
+        : Effect.logInfo(`chiral: reset: ${actionCount(count, "queued")} dropped: planned before the reset`)
     })
   }))
 

@@ -392,6 +392,12 @@ const openConnection = (shared: Shared, connection: Watchdog.ConnectionInfo) =>
       })
     )
 
+    /** With a single controller, the connection in control when it is another client's; undefined otherwise. */
+    const otherInControl = (): Watchdog.ConnectionInfo | undefined => {
+      const controller = shared.controller
+      return shared.single && controller !== undefined && !Watchdog.sameClient(controller, connection) ? controller : undefined
+    }
+
     let namedUnknown = false
     /**
      * Stamps under names that are not this robot's cameras did not come from
@@ -421,10 +427,8 @@ const openConnection = (shared: Shared, connection: Watchdog.ConnectionInfo) =>
         const [obsTimestamps, warned] = ownStamps(stamps)
         const inspection = inspect(shared.rules, action, obsTimestamps, now)
         if (inspection.refuse !== undefined) return Effect.andThen(warned, refuse(inspection.refuse, inspection.detail))
-        const { controller } = shared
-        if (shared.single && controller !== undefined && !Watchdog.sameClient(controller, connection)) {
-          return Effect.andThen(warned, refuse("notController", `${controller.id} has control`))
-        }
+        const controller = otherInControl()
+        if (controller !== undefined) return Effect.andThen(warned, refuse("notController", `${controller.id} has control`))
         return Effect.andThen(warned, accept(inspection.ageSeconds, now))
       })
 
@@ -482,8 +486,8 @@ const openConnection = (shared: Shared, connection: Watchdog.ConnectionInfo) =>
       })
 
     const admitReset = Effect.suspend(() => {
-      const controller = shared.controller
-      if (!shared.single || controller === undefined || Watchdog.sameClient(controller, connection)) return Effect.void
+      const controller = otherInControl()
+      if (controller === undefined) return Effect.void
       // short: the client is told it in a WebSocket close reason (123 bytes at most)
       const detail = `${controller.id} has control of the robot`
       return Effect.andThen(

@@ -164,27 +164,23 @@ export const stallSeconds = 1
  */
 export const stallAftermathSeconds = 10
 
-/** The newest of the camera timestamps (s), the time of the observation; undefined when there are none. */
-export const obsTime = (timestamps: ObsTimestamps | undefined): number | undefined => {
+/** The newest of the camera timestamps (s) that `counts`; undefined when there is none. */
+const newestStamp = (timestamps: ObsTimestamps | undefined, counts: (t: number) => boolean): number | undefined => {
   if (timestamps === undefined) return undefined
   let newest: number | undefined
   for (const name in timestamps) {
     const t = timestamps[name]!
-    if (Number.isFinite(t) && (newest === undefined || t > newest)) newest = t
+    if (counts(t) && (newest === undefined || t > newest)) newest = t
   }
   return newest
 }
 
+/** The newest of the camera timestamps (s), the time of the observation; undefined when there are none. */
+export const obsTime = (timestamps: ObsTimestamps | undefined): number | undefined => newestStamp(timestamps, Number.isFinite)
+
 /** The newest camera time of `timestamps` that is a frame's (not 0: a camera that had none), s. */
-const framedTime = (timestamps: ObsTimestamps | undefined): number | undefined => {
-  if (timestamps === undefined) return undefined
-  let newest: number | undefined
-  for (const name in timestamps) {
-    const t = timestamps[name]!
-    if (t !== 0 && Number.isFinite(t) && (newest === undefined || t > newest)) newest = t
-  }
-  return newest
-}
+const framedTime = (timestamps: ObsTimestamps | undefined): number | undefined =>
+  newestStamp(timestamps, (t) => t !== 0 && Number.isFinite(t))
 
 /**
  * How many of a timed chunk's `length` actions are late at `now`: action i
@@ -432,11 +428,11 @@ export class ActionPlan {
    * any tick. Untimed chunks put afterwards that are stamped with an
    * observation taken more than `stallSeconds` before the late tick ran are
    * dropped the same way (`plannedBeforeStall`), until one planned after the
-   * stall comes. The
-   * next actions planned after the stall go as usual. A stall that falls within a
-   * tick, after its take and before the dispatcher times the next one (while
-   * its action is written), makes the next tick the grid's current one, on
-   * time: it is seen by the gap since the tick before (`stalled`).
+   * stall comes. The next actions planned after the stall go as usual. A
+   * stall that falls within a tick, after its take and before the dispatcher
+   * times the next one (while its action is written), makes the next tick the
+   * grid's current one, on time: it is seen by the gap since the tick before
+   * (`stalled`).
    */
   take(now: number, tick?: number, silence?: Float64Array): Taken | undefined {
     if (this.stalled(now, tick)) {

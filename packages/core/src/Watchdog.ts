@@ -79,7 +79,6 @@ export const make = <R>(
       if (now < due) return yield* Effect.sleep(due - now)
       if (applying > 0) return yield* Effect.sleep(timeoutMillis)
       armed.closeUnsafe()
-      isArmed = false
       yield* onTimeout({ last, silentMillis: now - lastAt }).pipe(
         Effect.catchCause((cause) =>
           Cause.hasInterruptsOnly(cause) ? Effect.interrupt : Effect.logWarning("chiral: onActionTimeout failed", cause)
@@ -88,13 +87,10 @@ export const make = <R>(
     })
     yield* Effect.forkScoped(Effect.forever(watch), { startImmediately: true })
 
-    // Whether actions have been arriving (the latch is open), as the latch cannot say.
-    let isArmed = false
     const feed = (connection: ConnectionInfo) =>
       Effect.map(monotonicMillis, (now) => {
         lastAt = now
         last = connection
-        isArmed = true
         armed.openUnsafe()
       })
 
@@ -102,7 +98,7 @@ export const make = <R>(
       Effect.acquireUseRelease(
         Effect.sync(() => void applying++),
         () => work,
-        () => Effect.andThen(Effect.sync(() => void applying--), arms || isArmed ? feed(connection) : Effect.void)
+        () => Effect.andThen(Effect.sync(() => void applying--), arms || armed.isOpen() ? feed(connection) : Effect.void)
       )
 
     return {

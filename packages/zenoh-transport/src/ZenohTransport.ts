@@ -729,7 +729,7 @@ export const makeClient = (locator: string, options: ClientOptions = {}): Client
       )
     }
     // An id drawn here, not by the session, so that the dispatcher's session
-    // can take its sibling; one set by hand is left alone (see `siblingOf`).
+    // can take its sibling; one set by hand is left alone (see `startDispatcher`).
     const drawn = options.zid === undefined ? ZenohId.random() : undefined
     const zid = options.zid ?? drawn!
     const session = yield* openSession(locator, {

@@ -74,24 +74,15 @@ export const watch = (client: PolicyClient.PolicyClientApi, hz: number, json: bo
       return client.getObs.pipe(
         Effect.onExit((exit) =>
           Effect.sync(() => {
+            if (Exit.isSuccess(exit)) window.latencies.push(performance.now() - start)
+            const error = Exit.isFailure(exit) ? Cause.findErrorOption(exit.cause) : Option.none()
+            if (Option.isSome(error)) window.failed++
             // Only a request that timed out on the live connection goes on the silence: anything
             // else came back (an answer, one that could not be read) or had no connection to wait on.
-            const timedOut = Exit.isFailure(exit) && Cause.findErrorOption(exit.cause).pipe(
-              Option.exists((error) => error.reason === "Timeout")
-            )
+            const timedOut = Option.exists(error, (e) => e.reason === "Timeout")
             if (!timedOut || SubscriptionRef.getUnsafe(client.connectionState) !== "connected") {
               waitingSince = undefined
             }
-          })
-        ),
-        Effect.tap(() =>
-          Effect.sync(() => {
-            window.latencies.push(performance.now() - start)
-          })
-        ),
-        Effect.tapError(() =>
-          Effect.sync(() => {
-            window.failed++
           })
         )
       )
