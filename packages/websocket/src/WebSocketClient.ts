@@ -42,7 +42,7 @@
  * past the deadline, a while longer), so a pause of this thread is never
  * taken for the server's silence.
  */
-import { lending, type ReceivePool } from "@chiral/protocol"
+import { lending, type ReceivePool, retainFreedBuffers } from "@chiral/protocol"
 import * as Crypto from "node:crypto"
 import * as Net from "node:net"
 import * as AccessToken from "./AccessToken.js"
@@ -836,5 +836,8 @@ export class ClientSocket {
 }
 
 /** Opens a connection; the outcome arrives through `handlers`. */
-export const connect = (options: ConnectOptions, handlers: ClientSocketHandlers): ClientSocket =>
-  new ClientSocket(options, handlers)
+export const connect = (options: ConnectOptions, handlers: ClientSocketHandlers): ClientSocket => {
+  // Each fresh message buffer then reuses memory an earlier one freed, not pages the kernel maps anew.
+  retainFreedBuffers()
+  return new ClientSocket(options, handlers)
+}

@@ -11,7 +11,7 @@
  *
  * Both end with the scope (the server is told with a CLOSE).
  */
-import { collectAfter, frameAlignment, lending, ReceivePool } from "@chiral/protocol"
+import { collectAfter, frameAlignment, lending, ReceivePool, retainFreedBuffers } from "@chiral/protocol"
 import {
   type PeerError,
   Zenoh,
@@ -25,8 +25,9 @@ import {
 } from "@chiral/zenoh"
 import { Cause, Deferred, Duration, Effect, Exit, Queue, type Scope, Stream } from "effect"
 import { frameBytes, type OutgoingFrame } from "@chiral/core/Transport"
+import * as SuppliedMemory from "./SuppliedMemory.js"
 import * as WorkerThread from "./WorkerThread.js"
-import { decodeError, type Diagnosis, type FromSessionWorker, type SessionWorkerOptions, type ToSessionWorker } from "./ZenohSessionWorker.js"
+import { BATCH_LIMIT, decodeError, type Diagnosis, type FromSessionWorker, type SessionWorkerOptions, type ToSessionWorker } from "./ZenohSessionWorker.js"
 
 /** Why a session (or one operation on it) ended. */
 export type SessionEnd = PeerError | ZenohSessionClosed | ZenohKeyExprError
@@ -75,6 +76,7 @@ const WINDOW = 2
 /** The session on this thread. */
 export const openHere = (options: OpenOptions): Effect.Effect<ClientSession, OpenError | SessionEnd, Scope.Scope> =>
   Effect.gen(function*() {
+    retainFreedBuffers()
     const pool = options.recycle === undefined ? undefined : new ReceivePool({ maxFree: options.recycle.maxFree })
     const session = yield* Zenoh.connect({
       ...options.session,
@@ -135,6 +137,8 @@ export const openInWorker = (
   options: OpenOptions
 ): Effect.Effect<ClientSession | undefined, OpenError | SessionEnd, Scope.Scope> =>
   Effect.gen(function*() {
+    // The replies' memory comes from this thread's heap (`supply`): keep what it frees.
+    retainFreedBuffers()
     const settings = workerOptions(options)
     const opened = Deferred.makeUnsafe<boolean, OpenError | SessionEnd>()
     const routed = Deferred.makeUnsafe<void, SessionEnd>()
@@ -159,6 +163,12 @@ export const openInWorker = (
       }
     })
     const worker = thread.worker
+    /** Fresh memory for the next large reply, from this thread's heap (`SuppliedMemory`). */
+    const supplyAfter = (reply: ArrayBuffer) => {
+      if (thread.exited()) return
+      const buffer = SuppliedMemory.nextFor(reply)
+      worker.postMessage({ t: "supply", buffer } satisfies ToSessionWorker, [buffer])
+    }
     /** A recyclable reply's memory, released by its readers, back to the thread's pool. */
     const sendBack = (memory: ArrayBuffer) => {
       if (!thread.exited()) worker.postMessage({ t: "recycle", buffer: memory } satisfies ToSessionWorker, [memory])
@@ -175,6 +185,8 @@ export const openInWorker = (
           const frame = new Uint8Array(message.buffer, message.offset, message.length)
           if (message.recyclable === true && options.recycle !== undefined) {
             lending.lend(frame, sendBack, collectAfter(options.recycle.maxFree, message.buffer.byteLength))
+          } else if (options.recycle === undefined && message.buffer.byteLength > BATCH_LIMIT) {
+            supplyAfter(message.buffer)
           }
           return void Queue.offerUnsafe(replies, frame)
         }

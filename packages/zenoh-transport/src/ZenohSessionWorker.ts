@@ -21,7 +21,9 @@
  * With `recycle`, large replies are reassembled into memory from a
  * `ReceivePool` of this thread's; the policy's thread lends each one out
  * (`FrameLease`) and, once its readers are collected, moves the memory back
- * here (`recycle`, transferred) for a later reply.
+ * here (`recycle`, transferred) for a later reply. Without it, into fresh
+ * memory the policy's thread allocates and sends ahead (`supply`, see
+ * `SuppliedMemory` for why there).
  *
  * Flow control: at most `window` replies are on their way to the policy's
  * thread; the next waits for an `ack` (a reply taken). So a blocked policy
@@ -46,6 +48,7 @@ import {
 } from "@chiral/zenoh"
 import { Cause, Deferred, Effect, Exit, Queue, Stream } from "effect"
 import { isMainThread, type MessagePort, parentPort, workerData } from "node:worker_threads"
+import { SuppliedMemory } from "./SuppliedMemory.js"
 
 export interface SessionWorkerOptions {
   readonly host: string
@@ -94,6 +97,8 @@ export type ToSessionWorker =
   | { readonly t: "diagnose" }
   /** The memory of a `recyclable` reply, provably released by its readers, back for reuse (transferred). */
   | { readonly t: "recycle"; readonly buffer: ArrayBuffer }
+  /** Fresh memory for a later large reply, allocated on the policy's thread (transferred; without `recycle`). */
+  | { readonly t: "supply"; readonly buffer: ArrayBuffer }
 
 export type FromSessionWorker =
   | { readonly t: "open"; readonly peer: PeerInfo }
@@ -158,7 +163,7 @@ export const decodeError = (encoded: EncodedError): Decoded => {
 }
 
 /** A payload larger than any batch was reassembled into a buffer nobody else holds. */
-const BATCH_LIMIT = 65_535
+export const BATCH_LIMIT = 65_535
 
 type Post = (message: FromSessionWorker, transfer?: ReadonlyArray<ArrayBuffer>) => void
 
@@ -181,12 +186,13 @@ const serve = (
   credit: { available: number; wake: Deferred.Deferred<void> | undefined },
   diagnose: { current: () => Diagnosis },
   post: Post,
-  pool: ReceivePool | undefined
+  memory: ReceivePool | SuppliedMemory
 ) =>
   Effect.gen(function*() {
+    const pool = memory instanceof ReceivePool ? memory : undefined
     const session = yield* Zenoh.connect({
       ...options.session,
-      receiveMemory: pool,
+      receiveMemory: memory,
       // the caller's deadline, counted from here (this thread took time to start)
       handshakeTimeout: options.deadline === undefined
         ? options.session.handshakeTimeout
@@ -242,8 +248,10 @@ const run = (options: SessionWorkerOptions, port: MessagePort) => {
     port.postMessage(message, transfer as Array<ArrayBuffer> | undefined)
   }
   const diagnose = { current: (): Diagnosis => ({ problems: undefined, subscriptions: [] }) }
-  const pool = options.recycle === undefined ? undefined : new ReceivePool({ maxFree: options.recycle.maxFree })
-  const fiber = Effect.runFork(Effect.scoped(serve(options, outbox, credit, diagnose, post, pool)))
+  const memory = options.recycle === undefined
+    ? new SuppliedMemory()
+    : new ReceivePool({ maxFree: options.recycle.maxFree })
+  const fiber = Effect.runFork(Effect.scoped(serve(options, outbox, credit, diagnose, post, memory)))
   port.on("message", (message: ToSessionWorker) => {
     switch (message.t) {
       case "put":
@@ -261,7 +269,9 @@ const run = (options: SessionWorkerOptions, port: MessagePort) => {
       case "diagnose":
         return post({ t: "diagnosis", diagnosis: diagnose.current() })
       case "recycle":
-        return pool?.put(message.buffer)
+        return memory instanceof ReceivePool ? memory.put(message.buffer) : undefined
+      case "supply":
+        return memory instanceof SuppliedMemory ? memory.supply(message.buffer) : undefined
     }
   })
   fiber.addObserver((exit: Exit.Exit<unknown, unknown>) => {
