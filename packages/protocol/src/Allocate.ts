@@ -20,44 +20,62 @@ export const uninitialized = (size: number): ArrayBuffer => {
 }
 
 /**
- * Just under glibc's ceiling for its dynamic mmap threshold,
- * `DEFAULT_MMAP_THRESHOLD_MAX` (4 MiB × sizeof(long): 32 MiB on 64-bit
- * systems, glibc malloc/malloc.c), less room for the chunk's header.
+ * glibc's ceiling for its dynamic mmap threshold, `DEFAULT_MMAP_THRESHOLD_MAX`
+ * (4 MiB × sizeof(long) on 64-bit systems: 32 MiB; 512 KiB on 32-bit ones,
+ * where this does nothing), less 64 KiB so that the mapped block, its header
+ * and page rounding included, stays within it even with 64 KiB pages.
  */
 const thresholdRaiser = 32 * 1024 * 1024 - 64 * 1024
 
 let retaining = false
 
 /**
- * Asks the C allocator to keep freed receive buffers for the next ones instead
- * of handing them back to the kernel, once per process (later calls do
- * nothing). Without it, a client receiving 17.2 MB observations had each one
- * land in memory the kernel had just mapped afresh often enough for 700–1770
- * minor page faults per observation (4 KiB each, 2,500–4,400 for a wholly
- * fresh buffer) on the 2-core machine of issue 15, where a fresh buffer costs
- * up to 24× the copy into it.
+ * Asks the C allocator to keep more of the freed receive buffers for the next
+ * ones instead of handing them back to the kernel, once per process (later
+ * calls do nothing). A page the kernel maps afresh faults on its first write:
+ * 4,200 minor faults for a wholly fresh 17.2 MB observation, which cost up to
+ * 24× the copy into it on the 2-core machine of issue 15.
  *
- * How: glibc serves a block above its mmap threshold with a mapping of its own
- * and unmaps it on `free`, and it trims the heap's top back to the kernel once
- * more than twice that threshold lies free there. When a mapped block of at
- * most 32 MiB is freed, it raises the threshold to that block's size and the
- * trim threshold to twice it (mallopt(3), "M_MMAP_THRESHOLD": the dynamic
- * threshold). So this allocates one block of just under 32 MiB, never touched
- * (no page is faulted in), and frees it at once (`transfer(0)` frees an
- * ArrayBuffer's memory there and then): 17 MB observations then come from the
- * heap, and up to about 64 MiB freed at its top stays in the process. The price is
- * that much memory the process keeps after freeing it. Elsewhere (musl, macOS,
- * a glibc told `MALLOC_MMAP_THRESHOLD_`, which turns the dynamic threshold
- * off) it only maps and unmaps 32 MiB once.
+ * glibc serves a block above its mmap threshold (128 KiB at first) with a
+ * mapping of its own, unmapped on `free`, and once more than its trim
+ * threshold (twice the mmap threshold) lies free at the top of its heap it
+ * hands all of that back but 128 KiB. Freeing a mapped block of at most
+ * 32 MiB raises the mmap threshold to that block's size (mallopt(3),
+ * "M_MMAP_THRESHOLD": the dynamic threshold). A client's first freed 17.2 MB
+ * observation does that by itself, and then every two freed together at the
+ * heap's top (34.4 MB) were handed back; V8 frees received buffers in batches
+ * (at each young-generation collection, every few observations). This raises
+ * the thresholds as far as glibc goes, to just under 32 MiB and 64 MiB: it
+ * allocates one block of just under 32 MiB, never touched (no page is faulted
+ * in), and frees it at once (`transfer(0)` frees an ArrayBuffer's memory there
+ * and then). Up to three 17.2 MB observations freed together then stay in the
+ * process (four are handed back), and messages larger than 32 MiB are still
+ * mapped afresh each time. Measured (`chiral bench`, 8 cameras 640×480 + depth,
+ * 6–15 s runs, WebSocket): 670–1750 client page faults per observation in five
+ * runs of six before, 4–6 in twelve of twelve after.
+ *
+ * The settings are the process's, whoever allocates. Where more is freed at
+ * once, or messages are larger, the environment can tell glibc at start-up:
+ * `MALLOC_MMAP_THRESHOLD_=268435456 MALLOC_TRIM_THRESHOLD_=1073741824` (see the
+ * README's performance section); that, like any of `MALLOC_TRIM_THRESHOLD_`,
+ * `MALLOC_TOP_PAD_`, `MALLOC_MMAP_MAX_` or their `GLIBC_TUNABLES` forms, turns
+ * the dynamic threshold off, and this then does nothing. Elsewhere (musl,
+ * macOS) it only maps and unmaps 32 MiB once.
  *
  * Only the main thread's heap benefits: a worker thread's allocations come
- * from a glibc arena of its own, whose 64 MiB heaps are unmapped whenever they
- * fall empty, so buffers received on another thread should be allocated on
- * the main thread (as the Zenoh client's session thread gets them).
+ * from a glibc arena of its own, whose heaps are unmapped whenever they fall
+ * empty, so buffers received on another thread are better allocated on the
+ * main thread (as the Zenoh client's session thread gets them).
  */
 export const retainFreedBuffers = (): void => {
   if (retaining || nodeBuffer === undefined) return
   retaining = true
-  const block = nodeBuffer.allocUnsafeSlow(thresholdRaiser).buffer as ArrayBuffer & { transfer?: (length: number) => ArrayBuffer }
-  block.transfer?.(0)
+  try {
+    const block = nodeBuffer.allocUnsafeSlow(thresholdRaiser).buffer as ArrayBuffer & {
+      transfer?: (length: number) => ArrayBuffer
+    }
+    block.transfer?.(0)
+  } catch {
+    // Out of address space (a strict overcommit policy): nothing is lost but the tuning.
+  }
 }

@@ -4,7 +4,8 @@ import { assert, describe, it } from "@effect/vitest"
 import { retainFreedBuffers, uninitialized } from "@chiral/protocol"
 import * as Fs from "node:fs"
 
-const glibc = process.platform === "linux" &&
+// x64: 4 KiB pages (the count below), glibc: the allocator whose thresholds these are.
+const glibc = process.platform === "linux" && process.arch === "x64" &&
   typeof (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header
       ?.glibcVersionRuntime === "string"
 

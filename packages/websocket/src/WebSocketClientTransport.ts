@@ -6,7 +6,7 @@
  * `wss://` goes through `ws`.
  */
 import type { WithOffThreadDispatch } from "@chiral/core/OffThreadDispatch"
-import { ReceivePool } from "@chiral/protocol"
+import { ReceivePool, retainFreedBuffers } from "@chiral/protocol"
 import * as DispatchControl from "@chiral/core/DispatchControl"
 import { ClientTransport, type Connection, ConnectTimeout, type OutgoingFrame } from "@chiral/core/Transport"
 import { isResolveCode, TransportError, unresolvedHost } from "@chiral/core/TransportError"
@@ -58,9 +58,10 @@ export interface ClientOptions {
    * observation's tensors are views into, kept for as long as anything
    * reaches it. "recycled": memory from a pool kept across messages and
    * reconnections (a `ReceivePool` keeping at most 8 free buffers; or pass
-   * your own, to size it or read its stats), which saves the page faults of
-   * fresh memory (for 8 cameras 640x480 with depth: ~900 per observation; see
-   * the README's performance section).
+   * your own, to size it or read its stats). Fresh buffers reuse what glibc
+   * kept of freed ones (`retainFreedBuffers`); recycling also holds where
+   * more is freed at once than glibc keeps (see the README's performance
+   * section).
    *
    * The contract with "recycled" (`FrameLease`): an observation's arrays stay
    * valid and unchanged while any of them (or the observation) is reachable;
@@ -352,6 +353,8 @@ const connectWithWs = (
   lookup: Net.LookupFunction | undefined
 ): Effect.Effect<Connection, TransportError, Scope.Scope> =>
   Effect.gen(function*() {
+    // `ws` receives each message into fresh memory too (see `WebSocketClient.connect`).
+    retainFreedBuffers()
     let current: NodeWS.WebSocket | undefined
     const socket = yield* Socket.fromWebSocket(
       Effect.acquireRelease(

@@ -164,9 +164,9 @@ export const openInWorker = (
     })
     const worker = thread.worker
     /** Fresh memory for the next large reply, from this thread's heap (`SuppliedMemory`). */
-    const supplyAfter = (reply: ArrayBuffer) => {
+    const supplyAfter = (used: number) => {
       if (thread.exited()) return
-      const buffer = SuppliedMemory.nextFor(reply)
+      const buffer = SuppliedMemory.nextFor(used)
       worker.postMessage({ t: "supply", buffer } satisfies ToSessionWorker, [buffer])
     }
     /** A recyclable reply's memory, released by its readers, back to the thread's pool. */
@@ -186,7 +186,7 @@ export const openInWorker = (
           if (message.recyclable === true && options.recycle !== undefined) {
             lending.lend(frame, sendBack, collectAfter(options.recycle.maxFree, message.buffer.byteLength))
           } else if (options.recycle === undefined && message.buffer.byteLength > BATCH_LIMIT) {
-            supplyAfter(message.buffer)
+            supplyAfter(message.offset + message.length)
           }
           return void Queue.offerUnsafe(replies, frame)
         }

@@ -141,6 +141,30 @@ describe("ZenohTransport: PolicyServer ↔ PolicyClient", () => {
       }
     }).pipe(Effect.scoped, Effect.provide(zenoh())))
 
+  it.live("large replies are reassembled into memory the policy's thread sent ahead, sized by the reply before", () =>
+    Effect.gen(function*() {
+      const width = 320
+      const height = 240
+      const server = yield* PolicyServer.make({
+        cameras: [{ name: "cam", height, width, channels: 3 }],
+        proprios: [],
+        handlers: { reset: Effect.map(PolicyServer.makeObs(), (obs) => ({ obs })), applyAction: () => Effect.void }
+      })
+      const client = yield* PolicyClient.make({ quiet: true })
+      const buffers: Array<number> = []
+      let used = 0
+      for (let round = 0; round < 3; round++) {
+        yield* server.updateImage("cam", new Uint8Array(width * height * 3).fill(round + 1))
+        const image = (yield* client.getObs).cameras[0]!.image.data as Uint8Array
+        expect(image.every((v) => v === round + 1)).toBe(true)
+        buffers.push(image.buffer.byteLength)
+        if (round === 0) used = image.buffer.byteLength
+      }
+      // the first into memory of the session thread's own, of the reply's size; the next into what
+      // this thread allocated after the one before (SuppliedMemory.nextFor: its size and a sixteenth)
+      expect(buffers).toEqual([used, used + Math.ceil(used / 16), used + Math.ceil(used / 16)])
+    }).pipe(Effect.scoped, Effect.provide(zenoh())))
+
   it.live("obs stream and action dispatch together: every action arrives once, in order, stamped", () =>
     Effect.gen(function*() {
       const { client, recorder, server } = yield* Pair.startPair()
