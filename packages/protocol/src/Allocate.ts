@@ -49,8 +49,8 @@ let retaining = false
  * allocates one block of just under 32 MiB, never touched (no page is faulted
  * in), and frees it at once (`transfer(0)` frees an ArrayBuffer's memory there
  * and then). Up to three 17.2 MB observations freed together then stay in the
- * process (four are handed back), and messages larger than 32 MiB are still
- * mapped afresh each time. Measured (`chiral bench`, 8 cameras 640×480 + depth,
+ * process (four are handed back: `reserveHeapFor` keeps more), and messages
+ * larger than 32 MiB are still mapped afresh each time. Measured (`chiral bench`, 8 cameras 640×480 + depth,
  * 6–15 s runs, WebSocket): 670–1750 client page faults per observation in five
  * runs of six before, 4–6 in twelve of twelve after.
  *
@@ -77,5 +77,53 @@ export const retainFreedBuffers = (): void => {
     block.transfer?.(0)
   } catch {
     // Out of address space (a strict overcommit policy): nothing is lost but the tuning.
+  }
+}
+
+/** Messages smaller than this gain nothing from a reservation: sixteen of them fit under the trim threshold. */
+const reserveFrom = 4 * 1024 * 1024
+
+/** Messages a reservation has room for (a client's heap held 10–11 observations at once, measured). */
+const reservedMessages = 12
+
+let reservedFor = 0
+
+/** Blocks kept below the heap's top for good (never touched: address space only, no memory). */
+const pins: Array<ArrayBuffer> = []
+
+/**
+ * Lays out room in the main heap for about 12 messages of `messageBytes`
+ * below a block that stays, once per process (again only for larger
+ * messages), so that freed messages are never the heap's top and are kept for
+ * the next ones: `retainFreedBuffers` keeps up to 64 MiB freed together at the
+ * top, and V8 frees received buffers in batches (at each young-generation
+ * collection) that at 17.2 MB a message went past that often enough for the
+ * Zenoh client's heap to be trimmed and grown again about once a second:
+ * 57–927 page faults per observation in half its runs. With the room laid
+ * out, 7–11 in 8 of 8 (`chiral bench --protocol zenoh`, 8 cameras 640×480 +
+ * depth, 10–15 s runs, alternating with runs without it).
+ *
+ * How: it allocates the 12 messages' memory and then one more block, which
+ * comes from the heap's top once the room has taken every free block large
+ * enough, keeps that last block, and frees the 12: they form one free block
+ * below it, which later messages are cut from (glibc hands out the smallest
+ * free block that fits before it grows the heap). None of it is touched here,
+ * so it takes no memory until messages are received into it, and what they
+ * used stays with the process (about as much as the messages it held at once
+ * took anyway). Only messages from 4 MiB (fewer than 16 fit under the trim
+ * threshold) to 32 MiB (larger ones are mapped on their own whatever is laid
+ * out); on another C allocator it keeps one block of address space, untouched.
+ */
+export const reserveHeapFor = (messageBytes: number): void => {
+  if (nodeBuffer === undefined || messageBytes < reserveFrom || messageBytes > thresholdRaiser) return
+  if (messageBytes <= reservedFor) return
+  reservedFor = messageBytes
+  retainFreedBuffers()
+  try {
+    const room = Array.from({ length: reservedMessages }, () => uninitialized(messageBytes))
+    pins.push(uninitialized(messageBytes))
+    for (const block of room) (block as ArrayBuffer & { transfer?: (length: number) => ArrayBuffer }).transfer?.(0)
+  } catch {
+    // Out of address space: nothing is lost but the layout.
   }
 }

@@ -11,7 +11,7 @@
  *
  * Both end with the scope (the server is told with a CLOSE).
  */
-import { collectAfter, frameAlignment, lending, ReceivePool, retainFreedBuffers } from "@chiral/protocol"
+import { collectAfter, frameAlignment, lending, ReceivePool, reserveHeapFor, retainFreedBuffers } from "@chiral/protocol"
 import {
   type PeerError,
   Zenoh,
@@ -166,6 +166,7 @@ export const openInWorker = (
     /** Fresh memory for the next large reply, from this thread's heap (`SuppliedMemory`). */
     const supplyAfter = (used: number) => {
       if (thread.exited()) return
+      reserveHeapFor(used)
       const buffer = SuppliedMemory.nextFor(used)
       worker.postMessage({ t: "supply", buffer } satisfies ToSessionWorker, [buffer])
     }
