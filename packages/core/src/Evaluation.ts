@@ -163,7 +163,11 @@ const progressOf = (options: EvaluationOptions<unknown, unknown>): EvaluationPro
 
 /**
  * Runs `options.episodes` episodes on `client` and returns their results.
- * An episode that fails (the policy's error, or a `RequestError`: a request
+ * It reads the robot's metadata first (`getMetadata`), so that every action
+ * the policy returns is checked against the robot's action shape before it
+ * is queued (a chunk of another width fails `Malformed`, nothing of it sent);
+ * a robot that does not answer it stops the evaluation before its first
+ * episode (`EvaluationError`, episode 1, no results). An episode that fails (the policy's error, or a `RequestError`: a request
  * timed out, the connection is gone, or the policy's chunk held a value that
  * is not finite: `Malformed`, nothing of it sent) stops the evaluation with an
  * `EvaluationError` that carries that cause and the results of the episodes
@@ -184,6 +188,9 @@ export const runEpisodes = <E = never, R = never>(
       const ages: Array<number> = []
       const inferences: Array<number> = []
       const finished = (): EvaluationResult => ({ episodes: [...episodes], summary: summarize(episodes, { ages, inferences }) })
+      yield* client.getMetadata.pipe(
+        Effect.mapError((cause) => new EvaluationError<E>({ cause, episode: 1, result: finished() }))
+      )
       for (let episode = 1; episode <= options.episodes; episode++) {
         const run = yield* runEpisode(client, options, episode, progress).pipe(
           Effect.mapError((cause) => new EvaluationError<E>({ cause, episode, result: finished() }))

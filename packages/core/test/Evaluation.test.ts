@@ -104,6 +104,27 @@ describe("Evaluation.runEpisodes (TestClock, in-memory transport)", () => {
       assert.deepStrictEqual([episode!.end, episode!.success, episode!.reward, episode!.info], ["terminated", true, 1, { success: true }])
     }).pipe(Effect.scoped, Effect.provide(Pair.memory())))
 
+  it.effect("the robot's action shape is read first: a policy's chunk of another width stops it, nothing sent", () =>
+    Effect.gen(function*() {
+      const { client, recorder } = yield* startFilmedPair
+      // the test robot's metadata says action_shape [7]; this policy answers with 8 values
+      const policy: Evaluation.Policy = () => Effect.succeed([[0, 0, 0, 0, 0, 0, 0, 0]])
+      const exit = yield* Effect.exit(runOnVirtualTime(Evaluation.runEpisodes(client, {
+        episodes: 2,
+        policy,
+        hz: 20,
+        maxSteps: 5,
+        progress: false
+      })))
+      assert.isTrue(Exit.isFailure(exit))
+      const error = Exit.isFailure(exit) ? Cause.findErrorOption(exit.cause) : undefined
+      const stopped = (error as { value: Evaluation.EvaluationError }).value
+      assert.strictEqual(stopped.episode, 1)
+      assert.strictEqual(stopped.cause._tag, "RequestError")
+      assert.strictEqual(stopped.cause.reason, "Malformed")
+      assert.strictEqual(yield* Queue.size(recorder.actions), 0)
+    }).pipe(Effect.scoped, Effect.provide(Pair.memory())))
+
   it.effect("a connection lost mid-episode stops the evaluation; its error carries the episodes finished before", () =>
     Effect.gen(function*() {
       const serving = yield* Scope.make()
