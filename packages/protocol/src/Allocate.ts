@@ -86,42 +86,57 @@ const reserveFrom = 4 * 1024 * 1024
 /** Messages a reservation has room for (a client's heap held 10–11 observations at once, measured). */
 const reservedMessages = 12
 
+/** Reservations a process makes, at most: each keeps its memory once used (see `reserveHeapFor`). */
+const maxReservations = 3
+
+/** The message size the last reservation made room for, headroom included (bytes). */
 let reservedFor = 0
 
 /** Blocks kept below the heap's top for good (never touched: address space only, no memory). */
 const pins: Array<ArrayBuffer> = []
 
 /**
- * Lays out room in the main heap for about 12 messages of `messageBytes`
- * below a block that stays, once per process (again only for larger
- * messages), so that freed messages are never the heap's top and are kept for
- * the next ones: `retainFreedBuffers` keeps up to 64 MiB freed together at the
- * top, and V8 frees received buffers in batches (at each young-generation
- * collection) that at 17.2 MB a message went past that often enough for the
- * Zenoh client's heap to be trimmed and grown again about once a second:
- * 57–927 page faults per observation in half its runs. With the room laid
- * out, 7–11 in 8 of 8 (`chiral bench --protocol zenoh`, 8 cameras 640×480 +
- * depth, 10–15 s runs, alternating with runs without it).
+ * Lays out room in the main heap for 12 messages of about `messageBytes`
+ * below a block that stays, so that freed messages are never the heap's top
+ * and are kept for the next ones: `retainFreedBuffers` keeps up to 64 MiB
+ * freed together at the top, and V8 frees received buffers in batches (at each
+ * young-generation collection) that at 17.2 MB a message went past that often
+ * enough for the Zenoh client's heap to be trimmed and grown again about once
+ * a second: 7–1790 page faults per observation by run, over 350 in about half
+ * of them. With
+ * the room laid out, 7–16 in every run (`chiral bench --protocol zenoh`, 8
+ * cameras 640×480 + depth, 10–15 s runs; the README's performance section).
  *
  * How: it allocates the 12 messages' memory and then one more block, which
  * comes from the heap's top once the room has taken every free block large
  * enough, keeps that last block, and frees the 12: they form one free block
  * below it, which later messages are cut from (glibc hands out the smallest
- * free block that fits before it grows the heap). None of it is touched here,
- * so it takes no memory until messages are received into it, and what they
- * used stays with the process (about as much as the messages it held at once
- * took anyway). Only messages from 4 MiB (fewer than 16 fit under the trim
- * threshold) to 32 MiB (larger ones are mapped on their own whatever is laid
- * out); on another C allocator it keeps one block of address space, untouched.
+ * free block that fits before it grows the heap). None of it is touched here
+ * (a few pages of headers), so it takes no memory until messages are received
+ * into it. What they used stays with the process for good, even after the
+ * client disconnects: up to 12 messages' worth (206 MB at 17.2 MB), about as
+ * much as the messages it held at once took anyway. Not guaranteed: where the
+ * heap already had free blocks for the room and the last block too, or a
+ * buffer was freed while it was being laid out (by a thread of V8's), the last
+ * block lands elsewhere and the room is trimmed as before.
+ *
+ * Room for a size an eighth larger than asked (headers and alignment make
+ * messages vary by a few bytes); a larger message lays out room again, at
+ * most 3 times in a process (each room kept). Only for messages of 4 MiB
+ * (fewer than 16 fit under the trim threshold) to 32 MiB (larger ones are
+ * mapped on their own whatever is laid out); one room per process, shared by
+ * its clients. On another C allocator it keeps one block of address space,
+ * untouched, per call that lays out room.
  */
 export const reserveHeapFor = (messageBytes: number): void => {
   if (nodeBuffer === undefined || messageBytes < reserveFrom || messageBytes > thresholdRaiser) return
-  if (messageBytes <= reservedFor) return
-  reservedFor = messageBytes
+  if (messageBytes <= reservedFor || pins.length >= maxReservations) return
+  const roomFor = Math.min(thresholdRaiser, messageBytes + Math.ceil(messageBytes / 8))
+  reservedFor = roomFor
   retainFreedBuffers()
   try {
-    const room = Array.from({ length: reservedMessages }, () => uninitialized(messageBytes))
-    pins.push(uninitialized(messageBytes))
+    const room = Array.from({ length: reservedMessages }, () => uninitialized(roomFor))
+    pins.push(uninitialized(roomFor))
     for (const block of room) (block as ArrayBuffer & { transfer?: (length: number) => ArrayBuffer }).transfer?.(0)
   } catch {
     // Out of address space: nothing is lost but the layout.

@@ -6,7 +6,7 @@
  * `wss://` goes through `ws`.
  */
 import type { WithOffThreadDispatch } from "@chiral/core/OffThreadDispatch"
-import { ReceivePool, retainFreedBuffers } from "@chiral/protocol"
+import { ReceivePool, reserveHeapFor, retainFreedBuffers } from "@chiral/protocol"
 import * as DispatchControl from "@chiral/core/DispatchControl"
 import { ClientTransport, type Connection, ConnectTimeout, type OutgoingFrame } from "@chiral/core/Transport"
 import { isResolveCode, TransportError, unresolvedHost } from "@chiral/core/TransportError"
@@ -58,10 +58,10 @@ export interface ClientOptions {
    * observation's tensors are views into, kept for as long as anything
    * reaches it. "recycled": memory from a pool kept across messages and
    * reconnections (a `ReceivePool` keeping at most 8 free buffers; or pass
-   * your own, to size it or read its stats). Fresh buffers reuse what glibc
-   * kept of freed ones (`retainFreedBuffers`); recycling also holds where
-   * more is freed at once than glibc keeps (see the README's performance
-   * section).
+   * your own, to size it or read its stats). Fresh buffers reuse the memory
+   * of freed ones that glibc is asked to keep (`retainFreedBuffers`,
+   * `reserveHeapFor`); recycled ones are reused whatever the C allocator and
+   * message size (see the README's performance section).
    *
    * The contract with "recycled" (`FrameLease`): an observation's arrays stay
    * valid and unchanged while any of them (or the observation) is reachable;
@@ -387,7 +387,12 @@ const connectWithWs = (
       })
     )
     yield* keepAlive(current!, timings)
-    const connection: Connection = { id: shown, frames: framesFrom(reader.pull, shown), send: sendOn(current!, shown) }
+    // Room for the next messages once their size is known (`ws` allocates them itself).
+    const frames = Stream.map(framesFrom(reader.pull, shown), (frame) => {
+      reserveHeapFor(frame.byteLength)
+      return frame
+    })
+    const connection: Connection = { id: shown, frames, send: sendOn(current!, shown) }
     return connection
   })
 

@@ -12,7 +12,8 @@
  * both with `retainFreedBuffers`): 8–761 minor page faults per observation in
  * the client (median 356) reassembling there, 7–608 (median 22) into memory
  * from the policy's thread; what remained was the main heap's own trimming,
- * which `reserveHeapFor` (called before each supply) ends: 12–13 in 4 of 4.
+ * which `reserveHeapFor` (called before each supply) ends: 8–16 in every
+ * run since (the README's performance section).
  * Memory allocated on the main thread goes back to the main heap wherever it
  * is freed.
  *

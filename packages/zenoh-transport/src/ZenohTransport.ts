@@ -125,10 +125,11 @@ export interface ClientOptions extends SessionOptions, KeyOptions {
    * Where large replies (observations) are reassembled. "fresh" (default): a
    * buffer of its own per reply, which its observation's tensors are views
    * into, kept for as long as anything reaches it, allocated on this thread
-   * and sent ahead to the session's (`SuppliedMemory`). "recycled": memory
-   * from a pool on the session's thread (at most 8 free buffers), which saves
-   * the page faults fresh memory still takes (see the README's performance
-   * section).
+   * and sent ahead to the session's (`SuppliedMemory`), reusing the memory
+   * of freed ones that glibc is asked to keep (`retainFreedBuffers`,
+   * `reserveHeapFor`). "recycled": memory from a pool on the session's thread
+   * (at most 8 free buffers), reused whatever the C allocator and message size
+   * (see the README's performance section).
    *
    * The contract with "recycled" (`FrameLease`): an observation's arrays stay
    * valid and unchanged while any of them (or the observation) is reachable;
