@@ -168,9 +168,13 @@ export interface PolicyClientApi {
    * server's step result. Refused (`Stale`, nothing sent) when the client
    * observed the robot on an earlier connection but not yet on this one: the
    * chunk can only have come from the robot that went away; and while a
-   * reset is under way: it was planned before it. Refused as `Malformed`
-   * (nothing sent) for a value that is not finite, or rows of another size
-   * than the D of the robot's metadata (see `getMetadata`).
+   * reset is under way: it was planned before it; and when it would go while
+   * the robot has left a request (an earlier step's included) unanswered
+   * beyond `maxRobotSilence`: a robot that was stopped would apply it when it
+   * resumes, with the steps before it. Refused as `Malformed` (nothing sent)
+   * for a value that is not finite, rows of another size than the D of the
+   * robot's metadata, or more rows than its N (see `getMetadata`). A step that
+   * times out says whether it was sent: one that was may still be applied.
    */
   readonly step: (chunk: ActionChunk) => Effect.Effect<StepOutcome, RequestError>
   /**
@@ -326,6 +330,13 @@ const stepRequest = (chunk: ActionChunk, latestObs: Option.Option<Observation>, 
         throw new RangeError(
           `the chunk's rows have ${rowSize(action)} values (shape [${action.shape.join(", ")}]), the robot's metadata ` +
             `says ${shape.said}: ${shape.shape[1]} per action; the chunk was not sent`
+        )
+      }
+      const rows = action.shape.length <= 1 ? 1 : action.shape[0]!
+      if (shape !== undefined && rows > shape.shape[0]) {
+        throw new RangeError(
+          `the chunk has ${rows} rows (shape [${action.shape.join(", ")}]), the robot's metadata says ${shape.said}: ` +
+            `at most ${shape.shape[0]} per step; the chunk was not sent`
         )
       }
       return { type: "action" as const, action, obsTimestamps: ObservationStream.timestampsOf(latestObs) }

@@ -19,7 +19,9 @@ export class RequestError extends Schema.TaggedError<RequestError>()("RequestErr
      * The request would act on an observation of an earlier connection (the
      * robot may have restarted since): a legacy `step` sent before anything
      * of the robot now connected was observed; or on one from before a reset:
-     * a legacy `step` while a reset is under way. Refused before it is sent.
+     * a legacy `step` while a reset is under way; or into a silence: a legacy
+     * `step` that would go while the robot has left a request unanswered
+     * beyond `maxRobotSilence`. Refused before it is sent.
      */
     "Stale"
   ]),

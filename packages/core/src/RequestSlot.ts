@@ -105,12 +105,29 @@ const receiveReply = (
   return Effect.andThen(obs === undefined ? Effect.void : onObservation(obs), Deferred.succeed(current.reply, message))
 }
 
-/** What a caller that waited `timeout` for its reply fails with. */
-const timedOut = (type: RequestType, timeout: Duration.Input) =>
+/**
+ * What a caller that waited `timeout` for its reply fails with. A legacy step
+ * that went out may still be applied: a robot that was stopped reads it when
+ * it resumes.
+ */
+const timedOut = (type: RequestType, timeout: Duration.Input, sent: boolean) =>
   new RequestError({
     request: type,
     reason: "Timeout",
-    detail: `no ${replyType[type]} within ${Duration.format(Duration.fromInputUnsafe(timeout))}`
+    detail: `no ${replyType[type]} within ${Duration.format(Duration.fromInputUnsafe(timeout))}` +
+      (type !== "action" ? "" : sent ? "; the step was sent, and a robot that resumes may still apply it" : "; the step was not sent")
+  })
+
+/**
+ * What a legacy step fails with when the robot has left a request unanswered
+ * longer than its limit: sent now, it would wait in a stopped robot's socket
+ * and be applied when it resumes, with those before it, all at once.
+ */
+const silentRobot = (silentFor: number, limit: number) =>
+  new RequestError({
+    request: "action",
+    reason: "Stale",
+    detail: `not sent: the robot has answered nothing for ${silentFor.toFixed(1)} s (maxRobotSilence ${limit} s)`
   })
 
 /** Whether the robot answers: what the slot tells of each request sent and each frame received. */
@@ -157,24 +174,37 @@ export const make = (
       waiting.clear()
     })
 
-    /** Holds the slot from sending until the reply (or the end of the connection). */
+    /**
+     * Holds the slot from sending until the reply (or the end of the
+     * connection). A legacy step is judged when it would go, not when it was
+     * asked for: one that waited for the slot behind a request the robot
+     * left unanswered is not sent into the silence (`silentRobot`).
+     */
     const exchange = (
       type: RequestType,
       frame: Uint8Array,
       reply: Deferred.Deferred<Message, RequestError>,
       lateReplyGrace: Duration.Duration,
-      wanted: () => boolean,
+      caller: { wanted: boolean; sent: boolean },
       onAnswer: ((reply: Message) => void) | undefined
     ) =>
       Effect.suspend(() => {
-        if (!wanted()) return Effect.void
+        if (!caller.wanted) return Effect.void
         if (lost() !== undefined) return Deferred.fail(reply, gone(type))
-        state.pending = { request: type, expect: replyType[type], reply, onAnswer }
-        const asked = silence === undefined
-          ? Effect.void
-          : Effect.map(captureTime, (now) => silence.robot.asked(now))
-        return Effect.andThen(asked, connection.send(frame)).pipe(
-          Effect.catch((error) => Deferred.fail(reply, gone(type, error.message))),
+        const asked = silence === undefined ? Effect.void : Effect.flatMap(captureTime, (now) => {
+          const silentFor = silence.robot.silentFor(now)
+          const limit = limitOf(silence.robot.cell)
+          if (type === "action" && silentFor > limit) return Effect.fail(silentRobot(silentFor, limit))
+          silence.robot.asked(now)
+          return Effect.void
+        })
+        return asked.pipe(
+          Effect.andThen(Effect.suspend(() => {
+            state.pending = { request: type, expect: replyType[type], reply, onAnswer }
+            caller.sent = true
+            return connection.send(frame).pipe(Effect.catch((error) => Deferred.fail(reply, gone(type, error.message))))
+          })),
+          Effect.catch((refused) => Deferred.fail(reply, refused)),
           // A reply later than twice the timeout is taken as lost, so a server
           // that never answers (possible on a shared Zenoh connection) cannot
           // hold the slot forever.
@@ -201,13 +231,16 @@ export const make = (
         }
         const reply = Deferred.makeUnsafe<Message, RequestError>()
         waiting.set(reply, message.type)
-        let wanted = true
+        const caller = { wanted: true, sent: false }
         const grace = Duration.times(Duration.fromInputUnsafe(timeout), 2)
-        return FiberSet.run(exchanges, exchange(message.type, frame, reply, grace, () => wanted, onAnswer)).pipe(
+        return FiberSet.run(exchanges, exchange(message.type, frame, reply, grace, caller, onAnswer)).pipe(
           Effect.andThen(Deferred.await(reply)),
-          Effect.timeoutOrElse({ duration: timeout, orElse: () => Effect.fail(timedOut(message.type, timeout)) }),
+          Effect.timeoutOrElse({
+            duration: timeout,
+            orElse: () => Effect.fail(timedOut(message.type, timeout, caller.sent))
+          }),
           Effect.ensuring(Effect.sync(() => {
-            wanted = false
+            caller.wanted = false
             waiting.delete(reply)
           }))
         )

@@ -65,6 +65,14 @@ describe("the robot's action shape (metadata) on the policy's side", () => {
         "RangeError: the chunk's rows have 8 values (shape [1, 8]), the robot's metadata says action_shape [1, 7]: " +
         "7 per action; the chunk was not sent"
       ])
+      // N is 1: a step of 2 rows is refused too (a C++ robot's handler for action_N 1 got both)
+      const rows = yield* Effect.flip(client.step([values(7, 11), values(7, 12)]))
+      assert.deepStrictEqual(refusal(rows), [
+        "Malformed",
+        "action",
+        "RangeError: the chunk has 2 rows (shape [2, 7]), the robot's metadata says action_shape [1, 7]: " +
+        "at most 1 per step; the chunk was not sent"
+      ])
       assert.strictEqual(yield* client.pendingActions, 1)
       // [7] and [1, 7] are one action of 7 values
       yield* client.putAction(Tensor.make("float32", [1, 7], Float32Array.from(values(7, 8))))

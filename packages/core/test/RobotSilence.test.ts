@@ -9,7 +9,7 @@ import { encodeFrame, Observation } from "@chiral/protocol"
 import { TestClock } from "effect/testing"
 import { ActionPlan, type Rows } from "../src/ActionPlan.js"
 import * as RobotSilence from "../src/RobotSilence.js"
-import { type Connection, MemoryTransport, PolicyClient } from "../src/index.js"
+import { type Connection, type Handlers, MemoryTransport, PolicyClient, PolicyServer } from "../src/index.js"
 import * as RequestSlot from "../src/RequestSlot.js"
 import * as SilenceReport from "../src/SilenceReport.js"
 import * as Pair from "@chiral/testing/Pair"
@@ -190,4 +190,39 @@ describe("SilenceReport", () => {
       assert.include(logs.lines[1], "4 actions due meanwhile were dropped, and 10 actions still waiting")
       assert.strictEqual(report.outsidePlans(), 10)
     }))
+})
+
+describe("PolicyClient: a legacy step and a silent robot, on TestClock", () => {
+  it.effect("a step that waited for the slot behind one the robot left unanswered is not sent into the silence: Stale; the timed-out one says it may still be applied", () =>
+    Effect.gen(function*() {
+      const steps: Array<number> = []
+      // the robot stops (its step handler hangs) at its first step, for 10 s
+      const handlers: Handlers<never, PolicyServer.PolicyServer> = {
+        ...Robot.handlers(yield* Robot.makeRecorder),
+        applyAction: () => Effect.void,
+        step: (action) =>
+          Effect.gen(function*() {
+            steps.push(Number(action.data[0]))
+            if (steps.length === 1) yield* Effect.sleep(10_000)
+            const server = yield* PolicyServer.PolicyServer
+            return { obs: yield* server.makeObs(), reward: 0, terminated: false, truncated: false, info: {} }
+          })
+      }
+      yield* PolicyServer.make({ cameras: Robot.cameras, proprios: Robot.proprios, handlers })
+      const client = yield* PolicyClient.make({ quiet: true, requestTimeout: "2 seconds" })
+      yield* client.getObs
+      const first = yield* Effect.forkChild(Effect.flip(client.step([[1, 0, 0, 0, 0, 0, 0]])), { startImmediately: true })
+      yield* advanceTo(2000)
+      const timedOut = yield* Fiber.join(first)
+      assert.strictEqual(timedOut.reason, "Timeout")
+      assert.include(timedOut.detail, "the step was sent, and a robot that resumes may still apply it")
+      // the first step holds the slot until twice its timeout (4 s): the second waits for it
+      const second = yield* Effect.forkChild(Effect.flip(client.step([[2, 0, 0, 0, 0, 0, 0]])), { startImmediately: true })
+      yield* advanceTo(4100)
+      const refused = yield* Fiber.join(second)
+      assert.strictEqual(refused.reason, "Stale")
+      assert.match(refused.detail ?? "", /^not sent: the robot has answered nothing for 4\.\d s \(maxRobotSilence 1 s\)$/)
+      yield* advanceTo(12_000)
+      assert.deepStrictEqual(steps, [1], "only the first step reached the robot")
+    }).pipe(Effect.scoped, Effect.provide(MemoryTransport.layer())))
 })
