@@ -105,7 +105,9 @@ describe("chiral serve", () => {
         Effect.timeout("10 seconds")
       )
       const good = Tensor.make("float32", [7], Float32Array.of(1, 2, 3, 4, 5, 6, 7))
-      yield* connection.send(encodeFrame({ type: "apply_action", action: good, obsTimestamps: { cam_0: 12.5 } }))
+      // stamped now on the machine's monotonic clock, the robot's capture clock: after it started
+      const stamp = Number(process.hrtime.bigint()) / 1e9
+      yield* connection.send(encodeFrame({ type: "apply_action", action: good, obsTimestamps: { cam_0: stamp } }))
       yield* Effect.sync(() => output.stdout.length).pipe(
         Effect.repeat({ until: (n) => n > 0, schedule: Schedule.spaced("10 millis") }),
         Effect.timeout("10 seconds")
@@ -113,7 +115,7 @@ describe("chiral serve", () => {
       assert.strictEqual(output.stdout.length, 1)
       const logged = JSON.parse(output.stdout[0]!)
       assert.deepStrictEqual(logged.action, [1, 2, 3, 4, 5, 6, 7])
-      assert.deepStrictEqual(logged.obs_timestamps, { cam_0: 12.5 })
+      assert.deepStrictEqual(logged.obs_timestamps, { cam_0: stamp })
       // when (the capture clock: this process's monotonic clock) and from whom it was applied
       assert.isAbove(logged.applied_at, 0)
       assert.isAtMost(logged.applied_at, Number(process.hrtime.bigint()) / 1e9)
@@ -292,11 +294,15 @@ describe("chiral serve: robot safety", () => {
         "chiral serve: robot safety: actions must be finite [N, action-dim], max action age 0.5 s, no action watchdog, single controller, every action applied, no token, ping every 20 s, timeout 20 s"
       )
       const client = yield* connect(address)
-      const obs = yield* client.getObs
+      // an observation of this robot's that is 0.7 s older than its newest
+      const first = (yield* client.getObs).cameras[0]!.timestamp
+      const obs = yield* client.getObs.pipe(
+        Effect.repeat({ until: (o) => o.cameras[0]!.timestamp >= first + 0.7, schedule: Schedule.spaced("50 millis") })
+      )
       const fresh = Object.fromEntries(obs.cameras.map((c) => [c.name, c.timestamp]))
       const connection = yield* raw(address)
-      // an observation 10 s older than the newest: stale; NaN; a 6-value action for a 7-dim robot; then a good one
-      yield* connection.send(actionFrame([1, 0, 0, 0, 0, 0, 0], { cam_0: obs.cameras[0]!.timestamp - 10 }))
+      // that old observation: stale; NaN; a 6-value action for a 7-dim robot; then a good one
+      yield* connection.send(actionFrame([1, 0, 0, 0, 0, 0, 0], { cam_0: first }))
       yield* connection.send(actionFrame([Number.NaN, 0, 0, 0, 0, 0, 0], fresh))
       yield* connection.send(actionFrame([3, 0, 0, 0, 0, 0], fresh))
       yield* connection.send(actionFrame([4, 0, 0, 0, 0, 0, 0], fresh))

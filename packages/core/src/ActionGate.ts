@@ -131,6 +131,8 @@ interface Rules {
   readonly dropUnstamped: boolean
   /** The robot's camera names: only their stamps came from its capture clock. */
   readonly cameras: ReadonlySet<string>
+  /** When the server began (s, capture clock): no stamp of its own is older (`ActionGuard.judge`). */
+  readonly startedAt: number
 }
 
 /**
@@ -158,7 +160,7 @@ type Inspection =
 const inspect = (rules: Rules, action: Tensor, obsTimestamps: ObsTimestamps, now: number): Inspection => {
   const invalid = ActionSpec.problem(action, rules.spec)
   if (invalid !== undefined) return { refuse: "invalid", detail: invalid }
-  const verdict = ActionGuard.judge(obsTimestamps, now, rules.maxAgeSeconds)
+  const verdict = ActionGuard.judge(obsTimestamps, now, rules.maxAgeSeconds, rules.startedAt)
   switch (verdict._tag) {
     case "Invalid":
       return { refuse: "invalid", detail: verdict.detail }
@@ -293,7 +295,8 @@ const checkConfig = (config: ActionGateConfig, cameras: ReadonlyArray<string>) =
       spec,
       maxAgeSeconds: maxAge === undefined ? undefined : Duration.toMillis(maxAge) / 1000,
       dropUnstamped: maxAge !== undefined && config.unstampedActions === "drop",
-      cameras: new Set(cameras)
+      cameras: new Set(cameras),
+      startedAt: yield* CameraState.captureTime
     }
     return { rules, timeout }
   })

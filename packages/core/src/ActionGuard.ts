@@ -38,11 +38,21 @@ const seconds = (s: number): string => `${Number(s.toPrecision(3))} s`
  * `maxAgeSeconds` undefined: ages are measured (for stats) but nothing is
  * stale. A non-finite timestamp is invalid; one in the future did not come
  * from this clock, so the action's age is unknown: stale.
+ *
+ * `startedAt` (s, capture clock): when this server began, if it is to judge
+ * by it. An action whose newest stamp is from before it was computed from an
+ * observation this server never gave: another robot process's, one that
+ * ran before a restart (the capture clock is the machine's monotonic clock,
+ * which a restarted process shares). Stale whatever `maxAgeSeconds` is: a C++
+ * reference client reconnects by itself and steps on with the stamps of the
+ * robot it saw before the restart. A stamp of 0 (a camera without a frame
+ * yet) does not count.
  */
 export const judge = (
   obsTimestamps: Readonly<Record<string, number>>,
   now: number,
-  maxAgeSeconds: number | undefined
+  maxAgeSeconds: number | undefined,
+  startedAt?: number
 ): Verdict => {
   let newest = -Infinity
   let newestName = ""
@@ -55,6 +65,13 @@ export const judge = (
     }
   }
   if (newest === -Infinity) return { _tag: "Unstamped" }
+  if (startedAt !== undefined && newest > 0 && newest < startedAt) {
+    return {
+      _tag: "Stale",
+      detail: `newest obs timestamp (${newestName}) is from ${seconds(startedAt - newest)} before this robot's server ` +
+        `started: an observation it never gave (another robot process's, from before a restart)`
+    }
+  }
   const age = now - newest
   if (maxAgeSeconds === undefined) return { _tag: "Fresh", ageSeconds: age }
   if (age < -futureToleranceSeconds) {

@@ -11,6 +11,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber, Queue, Result, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import { ClientTransport, MemoryTransport, PolicyServer } from "../src/index.js"
+import * as CameraState from "../src/CameraState.js"
 import * as NewestAction from "../src/NewestAction.js"
 import * as Robot from "@chiral/testing/Robot"
 
@@ -96,18 +97,21 @@ describe("NewestAction: actions that arrive together", () => {
   it.effect("the first burst's line says how old the kept action's observation is (by this robot's cameras), and whether maxActionAge judges it", () =>
     Effect.gen(function*() {
       const logs = yield* Robot.captureLogs
-      const burst = (maxActionAge: "2 seconds" | undefined, stamps: Record<string, number>) =>
+      // stamps (s) relative to the server's start: the capture clock reads 1.2 s after it when the actions arrive
+      const burst = (maxActionAge: "2 seconds" | undefined, stamps: (started: number) => Record<string, number>) =>
         Effect.gen(function*() {
+          const started = yield* CameraState.captureTime
           const { applied, client } = yield* start(undefined, maxActionAge)
-          for (const v of [1, 2, 3]) yield* client.send(action(v, stamps))
+          yield* TestClock.adjust(1200)
+          for (const v of [1, 2, 3]) yield* client.send(action(v, stamps(started)))
           expect(yield* applied(1)).toEqual([3])
         }).pipe(Effect.scoped, Effect.provide(memory), Effect.provide(logs.layer))
-      // the capture clock reads 5 s; the kept action names a wrist image of 3.8 s
       yield* TestClock.adjust(5000)
-      yield* burst(undefined, { wrist: 3.8, t: 4.99 })
-      yield* burst("2 seconds", { wrist: 3.8 })
-      yield* burst(undefined, { t: 4.99 })
-      yield* burst(undefined, { wrist: 7 })
+      // the kept action names a wrist image taken as the server started
+      yield* burst(undefined, (t) => ({ wrist: t, t: t + 1.19 }))
+      yield* burst("2 seconds", (t) => ({ wrist: t }))
+      yield* burst(undefined, (t) => ({ t: t + 1.19 }))
+      yield* burst(undefined, (t) => ({ wrist: t + 3.2 }))
       const lines = logs.lines.filter((l) => l.includes("arrived together"))
       expect(lines).toHaveLength(4)
       expect(lines[0]).toContain(

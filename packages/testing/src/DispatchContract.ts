@@ -183,27 +183,35 @@ export const chunkModesContract = (transports: (thread: "worker" | "main") => Pa
         assert.strictEqual(yield* client.refill.awaitBelow(1), 0)
         yield* client.stopActionDispatch
 
-        // an action stamped with its chunk's observation; a weight function (crossing to a
-        // worker as a table) blends 9 into it with weight 3: (1·5 + 3·9) / 4 = 8
-        yield* client.putActions([row(5)], { obsTimestamps: { wrist: 1.5, scene: 1.25 } })
+        // an action stamped with its chunk's observation (taken since the robot started: the
+        // robot refuses stamps from before); a weight function (crossing to a worker as a
+        // table) blends 9 into it with weight 3: (1·5 + 3·9) / 4 = 8
+        const taken = yield* CameraState.captureTime
+        const stamps = { wrist: taken, scene: taken - 0.25 }
+        yield* client.putActions([row(5)], { obsTimestamps: stamps })
         yield* client.putActions([row(9)], { mode: ActionPlan.blend((k) => (k === 0 ? 1 : 3)) })
         yield* client.startActionDispatch(100)
         const last = yield* Queue.take(recorder.actions)
         assert.strictEqual(Number(last.action.data[0]), 8)
-        assert.deepStrictEqual(last.context.obsTimestamps, { wrist: 1.5, scene: 1.25 })
+        assert.deepStrictEqual(last.context.obsTimestamps, stamps)
 
         const timed: Array<ActionTiming> = []
         for (let i = 0; i < 5; i++) timed.push(yield* Queue.take(timings))
         assert.deepStrictEqual(timed.map((t) => t.count), [1, 2, 3, 4, 5])
         // no observation yet: the first four carry none
-        assert.deepStrictEqual(timed.map((t) => t.obsTime), [undefined, undefined, undefined, undefined, 1.5])
-        assert.closeTo(timed[4]!.age!, timed[4]!.sentAt - 1.5, 1e-9)
+        assert.deepStrictEqual(timed.map((t) => t.obsTime), [undefined, undefined, undefined, undefined, taken])
+        assert.closeTo(timed[4]!.age!, timed[4]!.sentAt - taken, 1e-9)
         assert.deepStrictEqual(yield* client.droppedActions, { late: 0, replaced: 0, overflow: 0, robotSilent: 0, stalled: 0, disconnected: 0, earlierConnection: 0, reset: 0 })
       }).pipe(Effect.scoped, Effect.provide(transports(thread))))
 
     it.live(`${thread}: time-aligned: actions late on arrival are dropped and counted; none leaves after its slot`, () =>
       Effect.gen(function*() {
         const { client, recorder } = yield* Pair.startPair()
+        // the chunk's observation, 350 ms old, must be one the robot could have given: wait until it has run that long
+        const started = yield* CameraState.captureTime
+        yield* CameraState.captureTime.pipe(
+          Effect.repeat({ until: (now) => now >= started + 0.4, schedule: Schedule.spaced("20 millis") })
+        )
         const hz = 10
         const timings = yield* Queue.unbounded<ActionTiming>()
         yield* client.actionTimings.pipe(
