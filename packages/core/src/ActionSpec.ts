@@ -57,6 +57,13 @@ const dimensions = (u: unknown): ReadonlyArray<number> | undefined => {
 }
 
 /**
+ * Whether metadata reads as the C++ reference robot's: `action_N`/`action_D`
+ * and no `action_shape` (the Python convention, which chiral-ts servers use).
+ */
+export const isLegacyRobot = (metadata: UserMap): boolean =>
+  metadata["action_shape"] === undefined && metadata["action_D"] !== undefined && metadata["action_N"] !== undefined
+
+/**
  * The robot's action shape from its metadata: `action_shape` (the Python
  * convention: `[1, D]`, or `[D]`; dimensions after the first multiply into
  * D), or `action_N`/`action_D` (the C++ server's strings); undefined when it

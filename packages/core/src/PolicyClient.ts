@@ -310,6 +310,17 @@ export class PolicyClient extends Context.Service<PolicyClient, PolicyClientApi>
   ): Layer.Layer<PolicyClient, TransportError, ClientTransport> => Layer.effect(PolicyClient, make(options))
 }
 
+/**
+ * Said once when the metadata reads as the C++ reference robot's: that
+ * server answers metadata, reset and the legacy step only, and ignores the
+ * rest without a word, so actions put for dispatch would be counted as sent
+ * and never applied (seen in a trial).
+ */
+const legacyRobotWarning = (address: string) =>
+  `chiral: ${address}'s metadata gives action_N/action_D, as the C++ reference robot's does: if it is one, it ` +
+  `answers only metadata, reset and the legacy step, and ignores get_obs and apply_action without a word ` +
+  `(actions dispatched would be counted as sent and never applied, the obs stream would time out): drive it with reset and step`
+
 /** The values of each row of a legacy step's chunk: D of [N, D] (a 1-D chunk is one row). */
 const rowSize = (chunk: Tensor): number =>
   chunk.shape.length <= 1 ? chunk.data.length : chunk.shape.slice(1).reduce((a, b) => a * b, 1)
@@ -458,14 +469,19 @@ export const make = (
       refusedAgain: connection.refusedAgain
     }
 
+    let saidLegacyRobot = false
     return {
       address: transport.address,
-      getMetadata: Effect.map(
+      getMetadata: Effect.flatMap(
         request(Effect.succeed({ type: "metadata" as const }), "metadata_response", requestTimeout, (reply) => {
           // read before the caller resumes: the next action it sends is checked
           if (reply.type === "metadata_response") actionShape.current = ActionSpec.shapeFromMetadata(reply.data)
         }),
-        (m) => m.data
+        (m) => {
+          if (saidLegacyRobot || !ActionSpec.isLegacyRobot(m.data)) return Effect.succeed(m.data)
+          saidLegacyRobot = true
+          return Effect.as(Effect.logWarning(legacyRobotWarning(transport.address)), m.data)
+        }
       ),
       // The fence opens first, then what waits is dropped, then the request
       // goes: nothing planned before the reset can follow it. Opened and its

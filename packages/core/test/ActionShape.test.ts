@@ -131,3 +131,22 @@ describe("the robot's action shape (metadata) on the policy's side", () => {
     assert.strictEqual(ActionSpec.shapeFromMetadata({ action_shape: [1, -7] }), undefined)
   })
 })
+
+describe("a robot whose metadata reads as the C++ reference's", () => {
+  it.effect("is said once: it answers only metadata, reset and the legacy step; action_shape says nothing", () =>
+    Effect.gen(function*() {
+      const logs = yield* Robot.captureLogs
+      yield* Effect.gen(function*() {
+        const cpp = yield* pairWith({ action_N: "1", action_D: "7" })
+        yield* cpp.client.getMetadata
+        yield* cpp.client.getMetadata
+      }).pipe(Effect.scoped, Effect.provide(Pair.memory()), Effect.provide(logs.layer))
+      yield* Effect.gen(function*() {
+        const python = yield* pairWith({ action_shape: [1, 7] })
+        yield* python.client.getMetadata
+      }).pipe(Effect.scoped, Effect.provide(Pair.memory()), Effect.provide(logs.layer))
+      const said = logs.lines.filter((l) => l.includes("as the C++ reference robot's does"))
+      assert.strictEqual(said.length, 1)
+      assert.include(said[0], "answers only metadata, reset and the legacy step, and ignores get_obs and apply_action without a word")
+    }))
+})
