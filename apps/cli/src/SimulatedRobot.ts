@@ -384,7 +384,8 @@ export const make = (
 
     const server = yield* PolicyServer.make({
       ...options.safety,
-      actionSpec: { dim: actionDim },
+      // as its metadata says: action_shape [1, D]
+      actionSpec: { dim: actionDim, maxRows: 1 },
       cameras: names.map((name) => ({
         name,
         width,

@@ -291,7 +291,7 @@ describe("chiral serve: robot safety", () => {
       ])
       assert.strictEqual(
         yield* stderrLine(output, "robot safety"),
-        "chiral serve: robot safety: actions must be finite [N, action-dim], max action age 0.5 s, no action watchdog, single controller, every action applied, no token, ping every 20 s, timeout 20 s"
+        "chiral serve: robot safety: actions must be finite [action-dim] or [1, action-dim], max action age 0.5 s, no action watchdog, single controller, every action applied, no token, ping every 20 s, timeout 20 s"
       )
       const client = yield* connect(address)
       // an observation of this robot's that is 0.7 s older than its newest

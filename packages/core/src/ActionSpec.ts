@@ -19,6 +19,13 @@ export interface ActionSpec {
    * metadata calls this `action_shape: [1, D]`.
    */
   readonly dim: number
+  /**
+   * N, the most rows an action may have (`[n, D]` with 1 ≤ n ≤ N): what the
+   * robot's metadata says (`action_shape: [N, D]`). Default: any number. A
+   * C++ reference client's legacy step sends as many rows as its policy gave,
+   * and a handler built for one row would take the first or fail.
+   */
+  readonly maxRows?: number | undefined
   /** Lowest value of each joint, D values, inclusive (same units as the actions). Default: no bound. */
   readonly lower?: ReadonlyArray<number> | undefined
   /** Highest value of each joint, D values, inclusive. Default: no bound. */
@@ -86,6 +93,9 @@ export const shapeFromMetadata = (metadata: UserMap): MetadataShape | undefined 
 export const validate = (spec: ActionSpec): ConfigError | undefined => {
   const fail = (reason: string) => new ConfigError({ sensor: "actionSpec", reason })
   if (!Number.isSafeInteger(spec.dim) || spec.dim < 1) return fail(`dim ${spec.dim}: expected an integer ≥ 1`)
+  if (spec.maxRows !== undefined && !(Number.isSafeInteger(spec.maxRows) && spec.maxRows >= 1)) {
+    return fail(`maxRows ${spec.maxRows}: expected an integer ≥ 1`)
+  }
   for (const [name, bounds] of [["lower", spec.lower], ["upper", spec.upper]] as const) {
     if (bounds === undefined) continue
     if (bounds.length !== spec.dim) return fail(`${name} has ${bounds.length} values, dim is ${spec.dim}`)
@@ -134,6 +144,9 @@ export const problem = (action: Tensor, spec: ActionSpec | undefined): string | 
   const rows = shape.length === 1 ? 1 : shape.length === 2 ? shape[0]! : 0
   if (shape[shape.length - 1] !== spec.dim || rows < 1) {
     return `shape ${shapeText(shape)}, expected [${spec.dim}] or [N, ${spec.dim}]`
+  }
+  if (spec.maxRows !== undefined && rows > spec.maxRows) {
+    return `shape ${shapeText(shape)}: ${rows} rows, at most ${spec.maxRows} (the robot's action_shape [${spec.maxRows}, ${spec.dim}])`
   }
   if (action.dtype === "bool") return "dtype bool, expected numbers"
   if (spec.lower === undefined && spec.upper === undefined) return undefined

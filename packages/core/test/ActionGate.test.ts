@@ -278,6 +278,18 @@ describe("ActionGate: validation", () => {
       expect((yield* server.actionStats).dropped.invalid).toBe(6)
     }).pipe(Effect.scoped, Effect.provide(memory)))
 
+  it.effect("with maxRows, an action of more rows than the robot's N is refused as invalid", () =>
+    withLogs((lines) =>
+      Effect.gen(function*() {
+        const { applied, connect, sendThrough, server } = yield* start({ actionSpec: { dim: 2, maxRows: 1 } })
+        const client = yield* connect
+        yield* sendThrough(client, [action([0.1, 0, 0.2, 0], {}, [2, 2])], action([0.3, 0], {}, [1, 2]))
+        expect(yield* applied).toEqual([Math.fround(0.3)])
+        expect((yield* server.actionStats).dropped.invalid).toBe(1)
+        expect(lines.some((l) => l.includes("shape [2, 2]: 2 rows, at most 1 (the robot's action_shape [1, 2])"))).toBe(true)
+      })
+    ).pipe(Effect.scoped, Effect.provide(memory)))
+
   it.effect("a spec or durations that cannot work are a ConfigError", () =>
     Effect.gen(function*() {
       const build = (config: Partial<PolicyServer.PolicyServerConfig>) =>
@@ -287,6 +299,7 @@ describe("ActionGate: validation", () => {
           Effect.exit
         )
       expect(failure(yield* build({ actionSpec: { dim: 0 } })).message).toContain("dim 0")
+      expect(failure(yield* build({ actionSpec: { dim: 2, maxRows: 0 } })).message).toContain("maxRows 0")
       expect(failure(yield* build({ actionSpec: { dim: 2, lower: [0] } })).message).toContain("lower has 1 values")
       expect(failure(yield* build({ actionSpec: { dim: 1, lower: [1], upper: [0] } })).message).toContain("above upper[0]")
       expect(failure(yield* build({ maxActionAge: -1 })).message).toContain("maxActionAge")

@@ -100,7 +100,7 @@ const describeSafety = (
 ) => {
   const seconds = (d: Duration.Duration) => `${Duration.toMillis(d) / 1000} s`
   const parts = [
-    "actions must be finite [N, action-dim]",
+    "actions must be finite [action-dim] or [1, action-dim]",
     safety.maxActionAge === undefined
       ? "no max action age"
       : `max action age ${seconds(safety.maxActionAge)}${safety.unstampedActions === "drop" ? " (unstamped dropped)" : ""}`,
