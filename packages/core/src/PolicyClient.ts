@@ -504,6 +504,8 @@ export const make = (
         Effect.map(
           request(
             Effect.suspend(() => {
+              // no robot connected: Disconnected, as for every request, not the Stale of a robot not yet observed
+              if (connection.current() === undefined) return Effect.fail(RequestSlot.disconnected("action", connection.why()))
               const latest = SubscriptionRef.getUnsafe(observations.latest)
               const beforeReset = resetFence.plannedBefore(ObservationStream.timestampsOf(latest))
               const stale = observations.fromEarlierConnection(undefined) ??

@@ -371,6 +371,8 @@ describe("reconnection on TestClock", () => {
         yield* client.awaitDisconnect
         // forgotten by the time the client says it is disconnected
         expect(yield* SubscriptionRef.get(client.latestObs)).toEqual(Option.none())
+        // no robot at all: a legacy step is Disconnected, as every request (not the Stale of a robot not yet observed)
+        expect(failure(yield* Effect.exit(client.step([row(0)])))).toMatchObject({ reason: "Disconnected", request: "action" })
 
         const after = yield* Robot.makeRecorder
         const second = yield* robot(after)
