@@ -105,6 +105,8 @@ const receiveReply = (
   return Effect.andThen(obs === undefined ? Effect.void : onObservation(obs), Deferred.succeed(current.reply, message))
 }
 
+const stepMayApply = "the step was sent, and a robot that resumes may still apply it"
+
 /**
  * What a caller that waited `timeout` for its reply fails with. A legacy step
  * that went out may still be applied: a robot that was stopped reads it when
@@ -115,7 +117,7 @@ const timedOut = (type: RequestType, timeout: Duration.Input, sent: boolean) =>
     request: type,
     reason: "Timeout",
     detail: `no ${replyType[type]} within ${Duration.format(Duration.fromInputUnsafe(timeout))}` +
-      (type !== "action" ? "" : sent ? "; the step was sent, and a robot that resumes may still apply it" : "; the step was not sent")
+      (type !== "action" ? "" : sent ? `; ${stepMayApply}` : "; the step was not sent")
   })
 
 /**
@@ -166,11 +168,15 @@ export const make = (
     // when the connection goes they all fail at once (the exchanges waiting
     // for the slot are interrupted with the connection's scope, and would
     // otherwise leave their callers to their timeouts).
-    const waiting = new Map<Deferred.Deferred<Message, RequestError>, RequestType>()
+    const waiting = new Map<Deferred.Deferred<Message, RequestError>, { readonly type: RequestType; readonly sent: () => boolean }>()
 
     const fail = Effect.sync(() => {
       state.pending = undefined
-      for (const [reply, type] of waiting) Deferred.doneUnsafe(reply, Exit.fail(gone(type)))
+      for (const [reply, { sent, type }] of waiting) {
+        // a step that went out may still be applied: the robot's kernel took it before the connection was given up
+        const detail = type === "action" && sent() ? `${lost() ?? "connection closed"}; ${stepMayApply}` : undefined
+        Deferred.doneUnsafe(reply, Exit.fail(gone(type, detail)))
+      }
       waiting.clear()
     })
 
@@ -230,8 +236,8 @@ export const make = (
           return Effect.fail(new RequestError({ request: message.type, reason: "Malformed", detail: String(cause) }))
         }
         const reply = Deferred.makeUnsafe<Message, RequestError>()
-        waiting.set(reply, message.type)
         const caller = { wanted: true, sent: false }
+        waiting.set(reply, { type: message.type, sent: () => caller.sent })
         const grace = Duration.times(Duration.fromInputUnsafe(timeout), 2)
         return FiberSet.run(exchanges, exchange(message.type, frame, reply, grace, caller, onAnswer)).pipe(
           Effect.andThen(Deferred.await(reply)),

@@ -4,7 +4,7 @@
 // TestClock over the in-memory transport (the dispatcher on the client's fiber;
 // the workers' path is DispatchContract's, over real sockets).
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, Effect, Fiber, Queue, Stream, SubscriptionRef } from "effect"
+import { Clock, Effect, Exit, Fiber, Queue, Scope, Stream, SubscriptionRef } from "effect"
 import { encodeFrame, Observation } from "@chiral/protocol"
 import { TestClock } from "effect/testing"
 import { ActionPlan, type Rows } from "../src/ActionPlan.js"
@@ -224,5 +224,24 @@ describe("PolicyClient: a legacy step and a silent robot, on TestClock", () => {
       assert.match(refused.detail ?? "", /^not sent: the robot has answered nothing for 4\.\d s \(maxRobotSilence 1 s\)$/)
       yield* advanceTo(12_000)
       assert.deepStrictEqual(steps, [1], "only the first step reached the robot")
+    }).pipe(Effect.scoped, Effect.provide(MemoryTransport.layer())))
+
+  it.effect("a step whose connection is lost after it went says so: the robot may still apply it", () =>
+    Effect.gen(function*() {
+      const serving = yield* Scope.make()
+      const handlers: Handlers<never, PolicyServer.PolicyServer> = {
+        ...Robot.handlers(yield* Robot.makeRecorder),
+        applyAction: () => Effect.void,
+        step: () => Effect.never
+      }
+      yield* PolicyServer.make({ cameras: Robot.cameras, proprios: Robot.proprios, handlers }).pipe(Scope.provide(serving))
+      const client = yield* PolicyClient.make({ quiet: true, reconnect: false })
+      yield* client.getObs
+      const stepping = yield* Effect.forkChild(Effect.flip(client.step([[1, 0, 0, 0, 0, 0, 0]])), { startImmediately: true })
+      yield* advanceTo(100)
+      yield* Scope.close(serving, Exit.void)
+      const lost = yield* Fiber.join(stepping)
+      assert.strictEqual(lost.reason, "Disconnected")
+      assert.include(lost.detail, "the step was sent, and a robot that resumes may still apply it")
     }).pipe(Effect.scoped, Effect.provide(MemoryTransport.layer())))
 })
