@@ -12,7 +12,7 @@
  * Transport-independent: the same gate protects WebSocket and Zenoh robots,
  * and reference clients as well as ours (they send the same obs_timestamps).
  */
-import type { ObsTimestamps, Tensor } from "@chiral/protocol"
+import type { Observation, ObsTimestamps, Tensor } from "@chiral/protocol"
 import { Clock, Duration, Effect, Schema, type Scope } from "effect"
 import * as ActionGuard from "./ActionGuard.js"
 import * as ActionSpec from "./ActionSpec.js"
@@ -81,6 +81,8 @@ export interface ConnectionGate {
   readonly whileApplying: <A, E, R>(apply: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
   /** Runs an admitted reset as activity for the watchdog (`Watchdog.whileResetting`). */
   readonly whileResetting: <A, E, R>(reset: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  /** An observation about to be sent to a client: the oldest camera stamps the server gave bound what it may be sent back (`ActionGuard.judge`). */
+  readonly served: (obs: Observation) => void
   /**
    * Actions from this connection accepted (their handler's failures
    * included), whose handler failed, refused by the gate, and superseded so far.
@@ -131,8 +133,35 @@ interface Rules {
   readonly dropUnstamped: boolean
   /** The robot's camera names: only their stamps came from its capture clock. */
   readonly cameras: ReadonlySet<string>
-  /** When the server began (s, capture clock): no stamp of its own is older (`ActionGuard.judge`). */
-  readonly startedAt: number
+  /**
+   * The earliest stamp of `camera` this server can have given (s): the older
+   * of its first image written here and the oldest stamp it sent in an
+   * observation (a `getObs` may stamp cameras itself); undefined while it has
+   * neither (`ActionGuard.judge`).
+   */
+  readonly earliestStamp: (camera: string) => number | undefined
+  /** Notes the camera stamps of an observation sent. */
+  readonly served: (obs: Observation) => void
+}
+
+/** `Rules.earliestStamp` and `served`, from the cameras' first frames and the observations sent. */
+const stampBounds = (firstFrameAt: (camera: string) => number | undefined) => {
+  const oldestServed = new Map<string, number>()
+  return {
+    earliestStamp: (camera: string): number | undefined => {
+      const first = firstFrameAt(camera)
+      const sent = oldestServed.get(camera)
+      return first === undefined ? sent : sent === undefined ? first : Math.min(first, sent)
+    },
+    served: (obs: Observation): void => {
+      for (const camera of obs.cameras) {
+        const t = camera.timestamp
+        if (!(t > 0)) continue
+        const before = oldestServed.get(camera.name)
+        if (before === undefined || t < before) oldestServed.set(camera.name, t)
+      }
+    }
+  }
 }
 
 /**
@@ -160,7 +189,7 @@ type Inspection =
 const inspect = (rules: Rules, action: Tensor, obsTimestamps: ObsTimestamps, now: number): Inspection => {
   const invalid = ActionSpec.problem(action, rules.spec)
   if (invalid !== undefined) return { refuse: "invalid", detail: invalid }
-  const verdict = ActionGuard.judge(obsTimestamps, now, rules.maxAgeSeconds, rules.startedAt)
+  const verdict = ActionGuard.judge(obsTimestamps, now, rules.maxAgeSeconds, rules.earliestStamp)
   switch (verdict._tag) {
     case "Invalid":
       return { refuse: "invalid", detail: verdict.detail }
@@ -282,7 +311,11 @@ class Bursts {
 }
 
 /** The config checked: the rules and the watchdog's timeout. */
-const checkConfig = (config: ActionGateConfig, cameras: ReadonlyArray<string>) =>
+const checkConfig = (
+  config: ActionGateConfig,
+  cameras: ReadonlyArray<string>,
+  firstFrameAt: (camera: string) => number | undefined
+) =>
   Effect.gen(function*() {
     const spec = config.actionSpec
     const invalidSpec = spec === undefined ? undefined : ActionSpec.validate(spec)
@@ -296,7 +329,7 @@ const checkConfig = (config: ActionGateConfig, cameras: ReadonlyArray<string>) =
       maxAgeSeconds: maxAge === undefined ? undefined : Duration.toMillis(maxAge) / 1000,
       dropUnstamped: maxAge !== undefined && config.unstampedActions === "drop",
       cameras: new Set(cameras),
-      startedAt: yield* CameraState.captureTime
+      ...stampBounds(firstFrameAt)
     }
     return { rules, timeout }
   })
@@ -512,6 +545,7 @@ const openConnection = (shared: Shared, connection: Watchdog.ConnectionInfo) =>
       failed: handlerFailed,
       whileApplying: (apply) => shared.watchdog === undefined ? apply : shared.watchdog.whileApplying(connection, apply),
       whileResetting: (reset) => shared.watchdog === undefined ? reset : shared.watchdog.whileResetting(connection, reset),
+      served: (obs) => shared.rules.served(obs),
       counts: () => ({ accepted, failed, refused, superseded, disconnected: ended })
     } satisfies ConnectionGate
   })
@@ -523,10 +557,11 @@ const openConnection = (shared: Shared, connection: Watchdog.ConnectionInfo) =>
 export const make = <R>(
   config: ActionGateConfig,
   onActionTimeout: (event: Watchdog.ActionTimeout) => Effect.Effect<void, unknown, R>,
-  cameras: ReadonlyArray<string>
+  cameras: ReadonlyArray<string>,
+  firstFrameAt: (camera: string) => number | undefined = () => undefined
 ): Effect.Effect<ActionGate, ConfigError, Scope.Scope | R> =>
   Effect.gen(function*() {
-    const { rules, timeout } = yield* checkConfig(config, cameras)
+    const { rules, timeout } = yield* checkConfig(config, cameras, firstFrameAt)
     const watchdog = timeout === undefined ? undefined : yield* Watchdog.make(timeout, (event) =>
       Effect.andThen(
         Effect.logWarning(

@@ -39,39 +39,43 @@ const seconds = (s: number): string => `${Number(s.toPrecision(3))} s`
  * stale. A non-finite timestamp is invalid; one in the future did not come
  * from this clock, so the action's age is unknown: stale.
  *
- * `startedAt` (s, capture clock): when this server began, if it is to judge
- * by it. An action whose newest stamp is from before it was computed from an
- * observation this server never gave: another robot process's, one that
+ * `earliestStamp` (s): the earliest stamp of each camera this server can
+ * have given, if it is to judge by it: the older of its first image written
+ * and the oldest stamp it sent (a `getObs` may stamp cameras itself, with a
+ * simulator's time, say). A stamp from before that was never this server's:
+ * an action computed from it was planned on another robot process, one that
  * ran before a restart (the capture clock is the machine's monotonic clock,
  * which a restarted process shares). Stale whatever `maxAgeSeconds` is: a C++
  * reference client reconnects by itself and steps on with the stamps of the
- * robot it saw before the restart. A stamp of 0 (a camera without a frame
- * yet) does not count.
+ * robot it saw before the restart. A stamp of 0 (a camera without a frame)
+ * does not count, nor one of a camera the server has neither written nor
+ * sent.
  */
 export const judge = (
   obsTimestamps: Readonly<Record<string, number>>,
   now: number,
   maxAgeSeconds: number | undefined,
-  startedAt?: number
+  earliestStamp?: (camera: string) => number | undefined
 ): Verdict => {
   let newest = -Infinity
   let newestName = ""
   for (const name in obsTimestamps) {
     const t = obsTimestamps[name]!
     if (!Number.isFinite(t)) return { _tag: "Invalid", detail: `obs_timestamps.${name} is ${t}` }
+    const earliest = t > 0 ? earliestStamp?.(name) : undefined
+    if (earliest !== undefined && t < earliest) {
+      return {
+        _tag: "Stale",
+        detail: `obs_timestamps.${name} is ${seconds(earliest - t)} older than any frame of it this robot gave: ` +
+          `an observation of another robot process's (from before a restart)`
+      }
+    }
     if (t > newest) {
       newest = t
       newestName = name
     }
   }
   if (newest === -Infinity) return { _tag: "Unstamped" }
-  if (startedAt !== undefined && newest > 0 && newest < startedAt) {
-    return {
-      _tag: "Stale",
-      detail: `newest obs timestamp (${newestName}) is from ${seconds(startedAt - newest)} before this robot's server ` +
-        `started: an observation it never gave (another robot process's, from before a restart)`
-    }
-  }
   const age = now - newest
   if (maxAgeSeconds === undefined) return { _tag: "Fresh", ageSeconds: age }
   if (age < -futureToleranceSeconds) {

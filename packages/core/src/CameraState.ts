@@ -56,6 +56,8 @@ export interface CameraState {
    * mid-way) keeps its buffers from ever being recycled.
    */
   readonly leaseUnsafe: () => { readonly frame: CameraFrame; readonly release: (mayStillBeRead?: boolean) => void }
+  /** When this camera's first image was written (s, capture clock); undefined before. */
+  readonly firstFrameAt: () => number | undefined
 }
 
 /**
@@ -83,6 +85,7 @@ export const make = (config: CameraConfig.CameraConfig): Effect.Effect<CameraSta
       depth: config.hasDepth ? Tensor.zeros(config.depthDtype, depthShape) : null
     }
     const ref = yield* Ref.make<CameraFrame>(initial)
+    let firstFrameAt: number | undefined
     const images = new SensorBuffers(initial.image.data, true)
     const depths = initial.depth === null ? undefined : new SensorBuffers(initial.depth.data, true)
     const newImage = images.target((n) => new (Dtype.arrayConstructor(config.imageDtype))(n))
@@ -111,6 +114,7 @@ export const make = (config: CameraConfig.CameraConfig): Effect.Effect<CameraSta
       const owned = options?.copy !== false
       const write = (timestamp: number | undefined) =>
         Ref.update(ref, (frame) => {
+          if (timestamp !== undefined) firstFrameAt ??= timestamp
           if (image !== undefined) images.install(image.data, owned)
           if (depth !== undefined) depths!.install(depth.data, owned)
           return {
@@ -163,6 +167,7 @@ export const make = (config: CameraConfig.CameraConfig): Effect.Effect<CameraSta
       snapshot,
       lease,
       snapshotUnsafe,
-      leaseUnsafe
+      leaseUnsafe,
+      firstFrameAt: () => firstFrameAt
     }
   })

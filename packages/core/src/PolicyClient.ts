@@ -170,8 +170,10 @@ export interface PolicyClientApi {
    * chunk can only have come from the robot that went away; and while a
    * reset is under way: it was planned before it; and when it would go while
    * the robot has left a request (an earlier step's included) unanswered
-   * beyond `maxRobotSilence`: a robot that was stopped would apply it when it
-   * resumes, with the steps before it. Refused as `Malformed` (nothing sent)
+   * beyond `maxRobotSilence`, or if it was asked for before such a silence
+   * ended: a robot that was stopped would apply it when it resumes, with the
+   * steps before it. A robot that ignores a request type (a C++ reference
+   * robot ignores `getObs`) is silent for this until it answers another. Refused as `Malformed` (nothing sent)
    * for a value that is not finite, rows of another size than the D of the
    * robot's metadata, or more rows than its N (see `getMetadata`). A step that
    * times out says whether it was sent: one that was may still be applied.

@@ -106,7 +106,7 @@ export const make = <E, R>(
 ): Effect.Effect<PolicyServerApi, ConfigError, Scope.Scope | ServerTransport | Exclude<R, PolicyServer>> =>
   Effect.gen(function*() {
     const transport = yield* ServerTransport
-    const { leaseObservationUnsafe, ...state } = yield* SensorState.make(config)
+    const { firstFrameAt, leaseObservationUnsafe, ...state } = yield* SensorState.make(config)
     const open = yield* Ref.make(0)
     // Handlers are given the api; it is assigned just below, before the
     // transport serves, so before any handler (or the watchdog's) can run.
@@ -116,7 +116,8 @@ export const make = <E, R>(
     const gate = yield* ActionGate.make(
       config,
       (event) => hooks.onActionTimeout === undefined ? Effect.void : provide(hooks.onActionTimeout(event)),
-      state.cameras.map((camera) => camera.name)
+      state.cameras.map((camera) => camera.name),
+      firstFrameAt
     )
     api = {
       ...state,

@@ -19,7 +19,7 @@ import {
 import { Deferred, Duration, Effect, Exit, FiberSet, Result, Semaphore, type Scope } from "effect"
 import { captureTime } from "./CameraState.js"
 import { RequestError } from "./RequestError.js"
-import { limitOf, type RobotSilence } from "./RobotSilence.js"
+import { asked, limitOf, type RobotSilence } from "./RobotSilence.js"
 import type { Connection } from "./Transport.js"
 
 /** What each request is answered with. */
@@ -120,17 +120,6 @@ const timedOut = (type: RequestType, timeout: Duration.Input, sent: boolean) =>
       (type !== "action" ? "" : sent ? `; ${stepMayApply}` : "; the step was not sent")
   })
 
-/**
- * What a legacy step fails with when the robot has left a request unanswered
- * longer than its limit: sent now, it would wait in a stopped robot's socket
- * and be applied when it resumes, with those before it, all at once.
- */
-const silentRobot = (silentFor: number, limit: number) =>
-  new RequestError({
-    request: "action",
-    reason: "Stale",
-    detail: `not sent: the robot has answered nothing for ${silentFor.toFixed(1)} s (maxRobotSilence ${limit} s)`
-  })
 
 /** Whether the robot answers: what the slot tells of each request sent and each frame received. */
 export interface SilenceWatch {
@@ -180,37 +169,73 @@ export const make = (
       waiting.clear()
     })
 
+    // What the silence watch knows beyond its cell, for a legacy step's refusal:
+    // which request left the robot silent, and when the last silence beyond
+    // the limit ended (s, capture clock) and how long it lasted.
+    let silencedBy: RequestType | undefined
+    let lastSilence = { endedAt: Number.NEGATIVE_INFINITY, lasted: 0 }
+
+    /**
+     * Why a legacy step is not sent at `now` (s), if it is not: the robot has
+     * left a request unanswered beyond its limit, or it was asked for at
+     * `askedAt` (s) before a silence beyond the limit ended (it waited for the
+     * slot across it: planned before it). Sent, it would wait in a stopped
+     * robot's socket and be applied when it resumes, with those before it, all
+     * at once.
+     */
+    const stepRefusal = (now: number, askedAt: number): RequestError | undefined => {
+      if (silence === undefined) return undefined
+      const limit = limitOf(silence.robot.cell)
+      const silentFor = silence.robot.silentFor(now)
+      if (silentFor > limit) {
+        const by = silencedBy ?? "request"
+        return new RequestError({
+          request: "action",
+          reason: "Stale",
+          detail: `not sent: the robot has answered nothing for ${silentFor.toFixed(1)} s (maxRobotSilence ${limit} s) ` +
+            `since ${/^[aeiou]/.test(by) ? "an" : "a"} ${by} it left unanswered; anything it answers ends this (a reset, ` +
+            `getMetadata), and a robot that ignores ${by} requests (a C++ reference robot ignores obs_request) keeps it so`
+        })
+      }
+      if (lastSilence.endedAt >= askedAt) {
+        return new RequestError({
+          request: "action",
+          reason: "Stale",
+          detail: `not sent: asked for before the robot's silence of ${lastSilence.lasted.toFixed(1)} s ended ` +
+            `(maxRobotSilence ${limit} s): planned before it`
+        })
+      }
+      return undefined
+    }
+
     /**
      * Holds the slot from sending until the reply (or the end of the
      * connection). A legacy step is judged when it would go, not when it was
-     * asked for: one that waited for the slot behind a request the robot
-     * left unanswered is not sent into the silence (`silentRobot`).
+     * asked for (`stepRefusal`). From the last check to the send's start is
+     * one synchronous step: a caller that gave up in between (its timeout)
+     * is never told "not sent" of a step that then goes.
      */
     const exchange = (
       type: RequestType,
       frame: Uint8Array,
       reply: Deferred.Deferred<Message, RequestError>,
       lateReplyGrace: Duration.Duration,
-      caller: { wanted: boolean; sent: boolean },
+      caller: { wanted: boolean; sent: boolean; readonly askedAt: number },
       onAnswer: ((reply: Message) => void) | undefined
     ) =>
-      Effect.suspend(() => {
+      Effect.flatMap(captureTime, (now) => {
         if (!caller.wanted) return Effect.void
         if (lost() !== undefined) return Deferred.fail(reply, gone(type))
-        const asked = silence === undefined ? Effect.void : Effect.flatMap(captureTime, (now) => {
-          const silentFor = silence.robot.silentFor(now)
-          const limit = limitOf(silence.robot.cell)
-          if (type === "action" && silentFor > limit) return Effect.fail(silentRobot(silentFor, limit))
+        const refused = type === "action" ? stepRefusal(now, caller.askedAt) : undefined
+        if (refused !== undefined) return Deferred.fail(reply, refused)
+        state.pending = { request: type, expect: replyType[type], reply, onAnswer }
+        if (silence !== undefined) {
+          if (Number.isNaN(asked(silence.robot.cell))) silencedBy = type
           silence.robot.asked(now)
-          return Effect.void
-        })
-        return asked.pipe(
-          Effect.andThen(Effect.suspend(() => {
-            state.pending = { request: type, expect: replyType[type], reply, onAnswer }
-            caller.sent = true
-            return connection.send(frame).pipe(Effect.catch((error) => Deferred.fail(reply, gone(type, error.message))))
-          })),
-          Effect.catch((refused) => Deferred.fail(reply, refused)),
+        }
+        caller.sent = true
+        return connection.send(frame).pipe(
+          Effect.catch((error) => Deferred.fail(reply, gone(type, error.message))),
           // A reply later than twice the timeout is taken as lost, so a server
           // that never answers (possible on a shared Zenoh connection) cannot
           // hold the slot forever.
@@ -227,7 +252,7 @@ export const make = (
       timeout: Duration.Input,
       onAnswer?: (reply: Message) => void
     ) =>
-      Effect.suspend((): Effect.Effect<Message, RequestError> => {
+      Effect.flatMap(captureTime, (askedAt): Effect.Effect<Message, RequestError> => {
         if (lost() !== undefined) return Effect.fail(gone(message.type))
         let frame: Uint8Array
         try {
@@ -236,14 +261,19 @@ export const make = (
           return Effect.fail(new RequestError({ request: message.type, reason: "Malformed", detail: String(cause) }))
         }
         const reply = Deferred.makeUnsafe<Message, RequestError>()
-        const caller = { wanted: true, sent: false }
+        const caller = { wanted: true, sent: false, askedAt }
         waiting.set(reply, { type: message.type, sent: () => caller.sent })
         const grace = Duration.times(Duration.fromInputUnsafe(timeout), 2)
         return FiberSet.run(exchanges, exchange(message.type, frame, reply, grace, caller, onAnswer)).pipe(
           Effect.andThen(Deferred.await(reply)),
           Effect.timeoutOrElse({
             duration: timeout,
-            orElse: () => Effect.fail(timedOut(message.type, timeout, caller.sent))
+            // read and given up in one step: the exchange sends only while it is wanted
+            orElse: () =>
+              Effect.suspend(() => {
+                caller.wanted = false
+                return Effect.fail(timedOut(message.type, timeout, caller.sent))
+              })
           }),
           Effect.ensuring(Effect.sync(() => {
             caller.wanted = false
@@ -259,10 +289,15 @@ export const make = (
     const receive = silence === undefined ? reply : (frame: Uint8Array) =>
       Effect.flatMap(captureTime, (now) => {
         const silentFor = silence.robot.silentFor(now)
+        // before the reply that ends it frees the slot: a step queued across it is judged by it
+        if (silentFor > limitOf(silence.robot.cell)) lastSilence = { endedAt: now, lasted: silentFor }
         const received = Effect.sync(() => silence.robot.answered(now)).pipe(
           Effect.andThen(reply(frame)),
           Effect.andThen(Effect.sync(() => {
-            if (state.pending !== undefined) silence.robot.asked(now)
+            if (state.pending !== undefined) {
+              silencedBy = state.pending.request
+              silence.robot.asked(now)
+            }
           }))
         )
         return silentFor > limitOf(silence.robot.cell) ? Effect.andThen(silence.answered(silentFor), received) : received

@@ -84,6 +84,8 @@ export interface SensorStateWithLease extends SensorState {
    * release, to call once done with it (a reply, once sent).
    */
   readonly leaseObservationUnsafe: (timestamp: number, options?: MakeObsOptions) => LeasedObservation
+  /** When `camera`'s first image was written (s, capture clock); undefined before, or for no such camera. */
+  readonly firstFrameAt: (camera: string) => number | undefined
 }
 
 /** The field an error about the camera as a whole names: the first one the update gives. */
@@ -189,7 +191,8 @@ export const make = Effect.fnUntraced(function*(config: SensorConfig) {
     },
     makeObs,
     makeObsLeased,
-    leaseObservationUnsafe
+    leaseObservationUnsafe,
+    firstFrameAt: (camera) => cameraByName.get(camera)?.firstFrameAt()
   }
   return state
 })

@@ -130,7 +130,7 @@ class Unanswered extends Data.TaggedError("Unanswered")<{ readonly request: stri
 const respond = <R>(connection: Connection, responder: Responder<R>, gate: ActionGate.ConnectionGate) => {
   const observation = responder.observeUnsafe === undefined
     ? undefined
-    : defaultObservation(connection, responder.observeUnsafe)
+    : defaultObservation(connection, responder.observeUnsafe, gate)
   return (request: Request): Effect.Effect<void, Unanswered | TransportError, R> =>
     request.type === "obs_request" && observation !== undefined
       ? observation
@@ -153,13 +153,18 @@ const respond = <R>(connection: Connection, responder: Responder<R>, gate: Actio
  * fragments, a write the kernel has not taken yet), so they are never
  * recycled.
  */
-const defaultObservation = (connection: Connection, observe: (timestamp: number) => LeasedObservation) =>
+const defaultObservation = (
+  connection: Connection,
+  observe: (timestamp: number) => LeasedObservation,
+  gate: ActionGate.ConnectionGate
+) =>
   Effect.suspend(() => {
     let release: LeasedObservation["release"] | undefined
     const reply = Effect.withFiber((fiber): Effect.Effect<void, Unanswered | TransportError> => {
       const leased = observe(CameraState.captureTimeOf(fiber.getRef(Clock.Clock)))
       release = leased.release
       let frame: ReadonlyArray<Uint8Array>
+      gate.served(leased.obs)
       try {
         frame = encodeFrameParts({ type: "obs_response", obs: leased.obs })
       } catch (cause) {
@@ -208,6 +213,7 @@ const handlerReply = <R>(
     return Effect.matchCauseEffect(Scope.provide(admitted, scope), {
       onFailure: unanswered,
       onSuccess: (reply): Effect.Effect<void, Unanswered | TransportError> => {
+        if ("obs" in reply) gate.served(reply.obs)
         let frame: ReadonlyArray<Uint8Array>
         try {
           frame = encodeFrameParts(reply)

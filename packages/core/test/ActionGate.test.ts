@@ -144,10 +144,10 @@ describe("ActionGate: stale-action guard", () => {
       expect(stats.unstamped).toBe(1)
     }).pipe(Effect.scoped, Effect.provide(memory)))
 
-  it.effect("an action stamped before this server started (a client from before a restart) is refused, with or without maxActionAge; a stamp of 0 does not count", () =>
+  it.effect("an action stamped older than any frame of that camera the robot gave (a client from before a restart) is refused, with or without maxActionAge; a stamp of 0, or of a camera it neither wrote nor sent, is not judged so", () =>
     withLogs((lines) =>
       Effect.gen(function*() {
-        // the robot before the restart ran until 5 s; this one starts then
+        // the robot before the restart ran until 5 s; this one's wrist camera has its first frame at 6 s
         yield* TestClock.adjust(5000)
         const { applied, connect, sendThrough, server } = yield* start()
         yield* TestClock.adjust(1000)
@@ -155,15 +155,16 @@ describe("ActionGate: stale-action guard", () => {
         const client = yield* connect
         const frames = [
           action(row(1), { wrist: 4.9 }), // the robot before the restart's frame: refused
-          action(row(2), { wrist: 4.9, scene: 0 }), // a camera without a frame yet does not make it newer
-          action(row(3), { wrist: 0 }) // no frame at all: unstamped, as before
+          action(row(2), { wrist: 4.9, scene: 0 }), // a camera without a frame does not make it newer
+          action(row(3), { wrist: 0 }), // no frame at all: unstamped, as before
+          action(row(4), { scene: 4.9 }) // a camera this robot neither wrote nor sent: not judged so
         ]
-        yield* sendThrough(client, frames, action(row(4), { wrist: 6 }))
-        expect(yield* applied).toEqual([3, 4])
+        yield* sendThrough(client, frames, action(row(5), { wrist: 6 }))
+        expect(yield* applied).toEqual([3, 4, 5])
         expect((yield* server.actionStats).dropped.stale).toBe(2)
         const refused = lines.filter((l) => l.includes("refused a stale action"))
         expect(refused[0]).toContain(
-          "newest obs timestamp (wrist) is from 0.1 s before this robot's server started: an observation it never gave (another robot process's, from before a restart)"
+          "obs_timestamps.wrist is 1.1 s older than any frame of it this robot gave: an observation of another robot process's (from before a restart)"
         )
       })
     ).pipe(Effect.scoped, Effect.provide(memory)))

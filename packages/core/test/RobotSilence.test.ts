@@ -221,9 +221,41 @@ describe("PolicyClient: a legacy step and a silent robot, on TestClock", () => {
       yield* advanceTo(4100)
       const refused = yield* Fiber.join(second)
       assert.strictEqual(refused.reason, "Stale")
-      assert.match(refused.detail ?? "", /^not sent: the robot has answered nothing for 4\.\d s \(maxRobotSilence 1 s\)$/)
+      assert.match(refused.detail ?? "", /^not sent: the robot has answered nothing for 4\.\d s \(maxRobotSilence 1 s\) since an action it left unanswered; anything it answers ends this/)
       yield* advanceTo(12_000)
       assert.deepStrictEqual(steps, [1], "only the first step reached the robot")
+    }).pipe(Effect.scoped, Effect.provide(MemoryTransport.layer())))
+
+  it.effect("a step asked for during a silence and sent once the robot answers again is refused: planned before it (Stale)", () =>
+    Effect.gen(function*() {
+      const steps: Array<number> = []
+      // the robot stops at its first step for 3 s: longer than the step's timeout (2 s), shorter than the slot's hold (4 s)
+      const handlers: Handlers<never, PolicyServer.PolicyServer> = {
+        ...Robot.handlers(yield* Robot.makeRecorder),
+        applyAction: () => Effect.void,
+        step: (action) =>
+          Effect.gen(function*() {
+            steps.push(Number(action.data[0]))
+            if (steps.length === 1) yield* Effect.sleep(3000)
+            const server = yield* PolicyServer.PolicyServer
+            return { obs: yield* server.makeObs(), reward: 0, terminated: false, truncated: false, info: {} }
+          })
+      }
+      yield* PolicyServer.make({ cameras: Robot.cameras, proprios: Robot.proprios, handlers })
+      const client = yield* PolicyClient.make({ quiet: true, requestTimeout: "2 seconds" })
+      yield* client.getObs
+      const first = yield* Effect.forkChild(Effect.flip(client.step([[1, 0, 0, 0, 0, 0, 0]])), { startImmediately: true })
+      yield* advanceTo(2000)
+      assert.strictEqual((yield* Fiber.join(first)).reason, "Timeout")
+      // asked for at 2 s, planned on what the policy saw before the robot stopped; it waits for the slot
+      const second = yield* Effect.forkChild(Effect.flip(client.step([[2, 0, 0, 0, 0, 0, 0]])), { startImmediately: true })
+      yield* advanceTo(3100)
+      const refused = yield* Fiber.join(second)
+      assert.strictEqual(refused.reason, "Stale")
+      assert.match(refused.detail ?? "", /^not sent: asked for before the robot's silence of 3\.0 s ended \(maxRobotSilence 1 s\): planned before it$/)
+      // a step asked for after it goes
+      yield* client.step([[3, 0, 0, 0, 0, 0, 0]])
+      assert.deepStrictEqual(steps, [1, 3])
     }).pipe(Effect.scoped, Effect.provide(MemoryTransport.layer())))
 
   it.effect("a step whose connection is lost after it went says so: the robot may still apply it", () =>

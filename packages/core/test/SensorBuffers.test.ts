@@ -99,6 +99,7 @@ const admitAll = {
   disconnected: () => Effect.void,
   whileApplying: <A, E, R>(apply: Effect.Effect<A, E, R>) => apply,
   whileResetting: <A, E, R>(reset: Effect.Effect<A, E, R>) => reset,
+  served: () => {},
   counts: () => ({ accepted: 0, failed: 0, refused: 0, superseded: 0, disconnected: 0 })
 }
 
