@@ -305,6 +305,10 @@ describe("chiral serve: robot safety", () => {
       yield* connection.send(actionFrame([1, 0, 0, 0, 0, 0, 0], { cam_0: first }))
       yield* connection.send(actionFrame([Number.NaN, 0, 0, 0, 0, 0, 0], fresh))
       yield* connection.send(actionFrame([3, 0, 0, 0, 0, 0], fresh))
+      // two rows, where the metadata says action_shape [1, 7]
+      yield* connection.send(
+        encodeFrame({ type: "apply_action", action: Tensor.make("float32", [2, 7], new Float32Array(14)), obsTimestamps: fresh })
+      )
       yield* connection.send(actionFrame([4, 0, 0, 0, 0, 0, 0], fresh))
       yield* Effect.sync(() => output.stdout.length).pipe(
         Effect.repeat({ until: (n) => n >= 1, schedule: Schedule.spaced("10 millis") }),
@@ -313,6 +317,8 @@ describe("chiral serve: robot safety", () => {
       assert.deepStrictEqual(output.stdout.map((line) => (JSON.parse(line) as { action: Array<number> }).action[0]), [4])
       assert.isTrue(output.stderr.some((line) => line.includes("refused a stale action") && line.includes("more than maxActionAge 0.5 s")))
       assert.isTrue(output.stderr.some((line) => line.includes("refused an invalid action") && line.includes("element 0 is NaN")))
+      // NaN, 6 values and 2 rows: one run of three invalid actions (the first said with its reason)
+      yield* stderrLine(output, "3 invalid actions from")
       assert.isTrue(output.stderr.some((line) => line.includes("connection opened: ws://127.0.0.1:")))
     }))
 

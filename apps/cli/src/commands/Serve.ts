@@ -148,7 +148,7 @@ const serveFlags = {
   ),
   logActions: Flag.Boolean("log-actions").pipe(
     Flag.withDescription(
-      "Print one JSON line per applied action on stdout: {\"action\":[…],\"obs_timestamps\":{…},\"applied_at\":s,\"connection\":\"…\"} (applied_at on the clock of the observation stamps, so applied_at minus the newest stamp is the action's age; a chunk of N rows gives N lines; NaN, Infinity, -Infinity as the strings \"NaN\", \"Infinity\", \"-Infinity\")"
+      "Print one JSON line per applied action on stdout: {\"action\":[…],\"obs_timestamps\":{…},\"applied_at\":s,\"connection\":\"…\"} (applied_at on the clock of the observation stamps, so applied_at minus the newest stamp is the action's age; NaN, Infinity, -Infinity as the strings \"NaN\", \"Infinity\", \"-Infinity\")"
     ),
     Flag.withDefault(false)
   ),
