@@ -192,27 +192,38 @@ describe("SilenceReport", () => {
     }))
 })
 
+/**
+ * A robot whose first legacy step hangs `millis` (its process stopped), a
+ * client whose requests time out after 2 s, its first step sent at 0 s and
+ * timed out at 2 s; the first value of each step the robot took.
+ */
+const firstStepHangs = (millis: number) =>
+  Effect.gen(function*() {
+    const steps: Array<number> = []
+    const handlers: Handlers<never, PolicyServer.PolicyServer> = {
+      ...Robot.handlers(yield* Robot.makeRecorder),
+      applyAction: () => Effect.void,
+      step: (action) =>
+        Effect.gen(function*() {
+          steps.push(Number(action.data[0]))
+          if (steps.length === 1) yield* Effect.sleep(millis)
+          const server = yield* PolicyServer.PolicyServer
+          return { obs: yield* server.makeObs(), reward: 0, terminated: false, truncated: false, info: {} }
+        })
+    }
+    yield* PolicyServer.make({ cameras: Robot.cameras, proprios: Robot.proprios, handlers })
+    const client = yield* PolicyClient.make({ quiet: true, requestTimeout: "2 seconds" })
+    yield* client.getObs
+    const first = yield* Effect.forkChild(Effect.flip(client.step([[1, 0, 0, 0, 0, 0, 0]])), { startImmediately: true })
+    yield* advanceTo(2000)
+    return { client, first, steps }
+  })
+
 describe("PolicyClient: a legacy step and a silent robot, on TestClock", () => {
   it.effect("a step that waited for the slot behind one the robot left unanswered is not sent into the silence: Stale; the timed-out one says it may still be applied", () =>
     Effect.gen(function*() {
-      const steps: Array<number> = []
       // the robot stops (its step handler hangs) at its first step, for 10 s
-      const handlers: Handlers<never, PolicyServer.PolicyServer> = {
-        ...Robot.handlers(yield* Robot.makeRecorder),
-        applyAction: () => Effect.void,
-        step: (action) =>
-          Effect.gen(function*() {
-            steps.push(Number(action.data[0]))
-            if (steps.length === 1) yield* Effect.sleep(10_000)
-            const server = yield* PolicyServer.PolicyServer
-            return { obs: yield* server.makeObs(), reward: 0, terminated: false, truncated: false, info: {} }
-          })
-      }
-      yield* PolicyServer.make({ cameras: Robot.cameras, proprios: Robot.proprios, handlers })
-      const client = yield* PolicyClient.make({ quiet: true, requestTimeout: "2 seconds" })
-      yield* client.getObs
-      const first = yield* Effect.forkChild(Effect.flip(client.step([[1, 0, 0, 0, 0, 0, 0]])), { startImmediately: true })
-      yield* advanceTo(2000)
+      const { client, first, steps } = yield* firstStepHangs(10_000)
       const timedOut = yield* Fiber.join(first)
       assert.strictEqual(timedOut.reason, "Timeout")
       assert.include(timedOut.detail, "the step was sent, and a robot that resumes may still apply it")
@@ -228,24 +239,8 @@ describe("PolicyClient: a legacy step and a silent robot, on TestClock", () => {
 
   it.effect("a step asked for during a silence and sent once the robot answers again is refused: planned before it (Stale)", () =>
     Effect.gen(function*() {
-      const steps: Array<number> = []
       // the robot stops at its first step for 3 s: longer than the step's timeout (2 s), shorter than the slot's hold (4 s)
-      const handlers: Handlers<never, PolicyServer.PolicyServer> = {
-        ...Robot.handlers(yield* Robot.makeRecorder),
-        applyAction: () => Effect.void,
-        step: (action) =>
-          Effect.gen(function*() {
-            steps.push(Number(action.data[0]))
-            if (steps.length === 1) yield* Effect.sleep(3000)
-            const server = yield* PolicyServer.PolicyServer
-            return { obs: yield* server.makeObs(), reward: 0, terminated: false, truncated: false, info: {} }
-          })
-      }
-      yield* PolicyServer.make({ cameras: Robot.cameras, proprios: Robot.proprios, handlers })
-      const client = yield* PolicyClient.make({ quiet: true, requestTimeout: "2 seconds" })
-      yield* client.getObs
-      const first = yield* Effect.forkChild(Effect.flip(client.step([[1, 0, 0, 0, 0, 0, 0]])), { startImmediately: true })
-      yield* advanceTo(2000)
+      const { client, first, steps } = yield* firstStepHangs(3000)
       assert.strictEqual((yield* Fiber.join(first)).reason, "Timeout")
       // asked for at 2 s, planned on what the policy saw before the robot stopped; it waits for the slot
       const second = yield* Effect.forkChild(Effect.flip(client.step([[2, 0, 0, 0, 0, 0, 0]])), { startImmediately: true })
