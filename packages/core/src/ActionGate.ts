@@ -136,8 +136,8 @@ interface Rules {
   /**
    * The earliest stamp of `camera` this server can have given (s): the older
    * of its first image written here and the oldest stamp it sent in an
-   * observation (a `getObs` may stamp cameras itself); undefined while it has
-   * neither (`ActionGuard.judge`).
+   * observation (a `getObs` may stamp cameras itself); while it has neither,
+   * when the server started (`ActionGuard.judge`).
    */
   readonly earliestStamp: (camera: string) => number | undefined
   /** Notes the camera stamps of an observation sent. */
@@ -145,13 +145,14 @@ interface Rules {
 }
 
 /** `Rules.earliestStamp` and `served`, from the cameras' first frames and the observations sent. */
-const stampBounds = (firstFrameAt: (camera: string) => number | undefined) => {
+const stampBounds = (firstFrameAt: (camera: string) => number | undefined, startedAt: number) => {
   const oldestServed = new Map<string, number>()
   return {
     earliestStamp: (camera: string): number | undefined => {
       const first = firstFrameAt(camera)
       const sent = oldestServed.get(camera)
-      return first === undefined ? sent : sent === undefined ? first : Math.min(first, sent)
+      // nothing of it given yet: no stamp of it can be this server's, and none from before it started is
+      return first === undefined ? sent ?? startedAt : sent === undefined ? first : Math.min(first, sent)
     },
     served: (obs: Observation): void => {
       for (const camera of obs.cameras) {
@@ -329,7 +330,7 @@ const checkConfig = (
       maxAgeSeconds: maxAge === undefined ? undefined : Duration.toMillis(maxAge) / 1000,
       dropUnstamped: maxAge !== undefined && config.unstampedActions === "drop",
       cameras: new Set(cameras),
-      ...stampBounds(firstFrameAt)
+      ...stampBounds(firstFrameAt, yield* CameraState.captureTime)
     }
     return { rules, timeout }
   })

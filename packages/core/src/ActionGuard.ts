@@ -48,8 +48,8 @@ const seconds = (s: number): string => `${Number(s.toPrecision(3))} s`
  * which a restarted process shares). Stale whatever `maxAgeSeconds` is: a C++
  * reference client reconnects by itself and steps on with the stamps of the
  * robot it saw before the restart. A stamp of 0 (a camera without a frame)
- * does not count, nor one of a camera the server has neither written nor
- * sent.
+ * does not count. Of a camera the server has neither written nor sent, the
+ * bound is when it started.
  */
 export const judge = (
   obsTimestamps: Readonly<Record<string, number>>,

@@ -170,20 +170,24 @@ export const make = (
     })
 
     // What the silence watch knows beyond its cell, for a legacy step's refusal:
-    // which request left the robot silent, and when the last silence beyond
-    // the limit ended (s, capture clock) and how long it lasted.
+    // which request left the robot silent; how many silences beyond the limit
+    // have ended (a step asked for under another count waited across one: a
+    // count, not a time, since a step asked at the very instant one ended,
+    // on a virtual clock, must not be taken for one asked before) and how
+    // long the last lasted (s).
     let silencedBy: RequestType | undefined
-    let lastSilence = { endedAt: Number.NEGATIVE_INFINITY, lasted: 0 }
+    let silencesEnded = 0
+    let lastSilenceLasted = 0
 
     /**
      * Why a legacy step is not sent at `now` (s), if it is not: the robot has
-     * left a request unanswered beyond its limit, or it was asked for at
-     * `askedAt` (s) before a silence beyond the limit ended (it waited for the
-     * slot across it: planned before it). Sent, it would wait in a stopped
+     * left a request unanswered beyond its limit, or a silence beyond the
+     * limit has ended since it was asked for (`askedIn`: the count of them
+     * then; it waited for the slot across one: planned before it). Sent, it would wait in a stopped
      * robot's socket and be applied when it resumes, with those before it, all
      * at once.
      */
-    const stepRefusal = (now: number, askedAt: number): RequestError | undefined => {
+    const stepRefusal = (now: number, askedIn: number): RequestError | undefined => {
       if (silence === undefined) return undefined
       const limit = limitOf(silence.robot.cell)
       const silentFor = silence.robot.silentFor(now)
@@ -197,11 +201,11 @@ export const make = (
             `getMetadata), and a robot that ignores ${by} requests (a C++ reference robot ignores obs_request) keeps it so`
         })
       }
-      if (lastSilence.endedAt >= askedAt) {
+      if (silencesEnded !== askedIn) {
         return new RequestError({
           request: "action",
           reason: "Stale",
-          detail: `not sent: asked for before the robot's silence of ${lastSilence.lasted.toFixed(1)} s ended ` +
+          detail: `not sent: asked for before the robot's silence of ${lastSilenceLasted.toFixed(1)} s ended ` +
             `(maxRobotSilence ${limit} s): planned before it`
         })
       }
@@ -220,13 +224,13 @@ export const make = (
       frame: Uint8Array,
       reply: Deferred.Deferred<Message, RequestError>,
       lateReplyGrace: Duration.Duration,
-      caller: { wanted: boolean; sent: boolean; readonly askedAt: number },
+      caller: { wanted: boolean; sent: boolean; readonly askedIn: number },
       onAnswer: ((reply: Message) => void) | undefined
     ) =>
       Effect.flatMap(captureTime, (now) => {
         if (!caller.wanted) return Effect.void
         if (lost() !== undefined) return Deferred.fail(reply, gone(type))
-        const refused = type === "action" ? stepRefusal(now, caller.askedAt) : undefined
+        const refused = type === "action" ? stepRefusal(now, caller.askedIn) : undefined
         if (refused !== undefined) return Deferred.fail(reply, refused)
         state.pending = { request: type, expect: replyType[type], reply, onAnswer }
         if (silence !== undefined) {
@@ -240,19 +244,22 @@ export const make = (
           // that never answers (possible on a shared Zenoh connection) cannot
           // hold the slot forever.
           Effect.andThen(Effect.timeoutOption(Deferred.await(reply), lateReplyGrace)),
-          Effect.ignore,
-          Effect.ensuring(Effect.sync(() => {
-            if (state.pending?.reply === reply) state.pending = undefined
-          }))
+          Effect.ignore
         )
-      }).pipe(slot.withPermit)
+      }).pipe(
+        // around the whole exchange: an interruption before its send started still clears it
+        Effect.ensuring(Effect.sync(() => {
+          if (state.pending?.reply === reply) state.pending = undefined
+        })),
+        slot.withPermit
+      )
 
     const request = (
       message: Message & { readonly type: RequestType },
       timeout: Duration.Input,
       onAnswer?: (reply: Message) => void
     ) =>
-      Effect.flatMap(captureTime, (askedAt): Effect.Effect<Message, RequestError> => {
+      Effect.suspend((): Effect.Effect<Message, RequestError> => {
         if (lost() !== undefined) return Effect.fail(gone(message.type))
         let frame: Uint8Array
         try {
@@ -261,7 +268,7 @@ export const make = (
           return Effect.fail(new RequestError({ request: message.type, reason: "Malformed", detail: String(cause) }))
         }
         const reply = Deferred.makeUnsafe<Message, RequestError>()
-        const caller = { wanted: true, sent: false, askedAt }
+        const caller = { wanted: true, sent: false, askedIn: silencesEnded }
         waiting.set(reply, { type: message.type, sent: () => caller.sent })
         const grace = Duration.times(Duration.fromInputUnsafe(timeout), 2)
         return FiberSet.run(exchanges, exchange(message.type, frame, reply, grace, caller, onAnswer)).pipe(
@@ -290,7 +297,10 @@ export const make = (
       Effect.flatMap(captureTime, (now) => {
         const silentFor = silence.robot.silentFor(now)
         // before the reply that ends it frees the slot: a step queued across it is judged by it
-        if (silentFor > limitOf(silence.robot.cell)) lastSilence = { endedAt: now, lasted: silentFor }
+        if (silentFor > limitOf(silence.robot.cell)) {
+          lastSilenceLasted = silentFor
+          silencesEnded++
+        }
         const received = Effect.sync(() => silence.robot.answered(now)).pipe(
           Effect.andThen(reply(frame)),
           Effect.andThen(Effect.sync(() => {

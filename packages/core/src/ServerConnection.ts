@@ -164,12 +164,12 @@ const defaultObservation = (
       const leased = observe(CameraState.captureTimeOf(fiber.getRef(Clock.Clock)))
       release = leased.release
       let frame: ReadonlyArray<Uint8Array>
-      gate.served(leased.obs)
       try {
         frame = encodeFrameParts({ type: "obs_response", obs: leased.obs })
       } catch (cause) {
         return unanswerable(connection, "obs_request")(Cause.fail(cause), "encoding")
       }
+      gate.served(leased.obs)
       return connection.send(frame)
     })
     // Interrupted, the send may have stopped waiting while the transport still reads the bytes.
@@ -213,13 +213,13 @@ const handlerReply = <R>(
     return Effect.matchCauseEffect(Scope.provide(admitted, scope), {
       onFailure: unanswered,
       onSuccess: (reply): Effect.Effect<void, Unanswered | TransportError> => {
-        if ("obs" in reply) gate.served(reply.obs)
         let frame: ReadonlyArray<Uint8Array>
         try {
           frame = encodeFrameParts(reply)
         } catch (cause) {
           return unanswered(Cause.fail(cause), "encoding")
         }
+        if ("obs" in reply) gate.served(reply.obs)
         return connection.send(frame)
       }
     })

@@ -144,7 +144,7 @@ describe("ActionGate: stale-action guard", () => {
       expect(stats.unstamped).toBe(1)
     }).pipe(Effect.scoped, Effect.provide(memory)))
 
-  it.effect("an action stamped older than any frame of that camera the robot gave (a client from before a restart) is refused, with or without maxActionAge; a stamp of 0, or of a camera it neither wrote nor sent, is not judged so", () =>
+  it.effect("an action stamped older than any frame of that camera the robot gave (a client from before a restart) is refused, with or without maxActionAge; a stamp of 0 is not judged so", () =>
     withLogs((lines) =>
       Effect.gen(function*() {
         // the robot before the restart ran until 5 s; this one's wrist camera has its first frame at 6 s
@@ -157,11 +157,11 @@ describe("ActionGate: stale-action guard", () => {
           action(row(1), { wrist: 4.9 }), // the robot before the restart's frame: refused
           action(row(2), { wrist: 4.9, scene: 0 }), // a camera without a frame does not make it newer
           action(row(3), { wrist: 0 }), // no frame at all: unstamped, as before
-          action(row(4), { scene: 4.9 }) // a camera this robot neither wrote nor sent: not judged so
+          action(row(4), { scene: 4.9 }) // a camera it has given nothing of yet: judged by the server's start
         ]
         yield* sendThrough(client, frames, action(row(5), { wrist: 6 }))
-        expect(yield* applied).toEqual([3, 4, 5])
-        expect((yield* server.actionStats).dropped.stale).toBe(2)
+        expect(yield* applied).toEqual([3, 5])
+        expect((yield* server.actionStats).dropped.stale).toBe(3)
         const refused = lines.filter((l) => l.includes("refused a stale action"))
         expect(refused[0]).toContain(
           "obs_timestamps.wrist is 1.1 s older than any frame of it this robot gave: an observation of another robot process's (from before a restart)"
@@ -729,4 +729,36 @@ describe("ActionGate: stats", () => {
       expect(stats.ageMillis!.p99).toBeCloseTo(990, 6)
       expect(stats.ageMillis!.max).toBeCloseTo(990, 6)
     }).pipe(Effect.scoped, Effect.provide(memory)))
+})
+
+describe("review 84f5ecd: the restart rule before the new process has given any frame", () => {
+  it.effect("a client from before a restart steps on at once, before this robot's camera has a frame: its stamps were never this server's (Stale)", () =>
+    Effect.gen(function*() {
+      // the robot before the restart ran until 5 s; this one starts then, its camera not streaming yet
+      yield* TestClock.adjust(5000)
+      const { applied, connect, sendThrough, server } = yield* start()
+      yield* TestClock.adjust(200)
+      const client = yield* connect
+      // a C++ reference client reconnects by itself and steps on with the old robot's stamps
+      yield* sendThrough(client, [action(row(1), { wrist: 4.9 })], action(row(2), {}))
+      expect(yield* applied).toEqual([2])
+      expect((yield* server.actionStats).dropped.stale).toBe(1)
+    }).pipe(Effect.scoped, Effect.provide(memory)))
+})
+
+describe("review 84f5ecd: a reply whose observation cannot be encoded", () => {
+  it.effect("getObs returning a malformed observation (no cameras): the connection is closed as unanswerable (encoding), not a defect", () =>
+    withLogs((lines) =>
+      Effect.gen(function*() {
+        const { connect } = yield* start({ hooks: { getObs: Effect.succeed({ timestamp: 1 } as never) } })
+        const client = yield* connect
+        yield* client.send(encodeFrame({ type: "obs_request" }))
+        yield* TestClock.adjust(100)
+        yield* settle
+        yield* TestClock.adjust(100)
+        yield* settle
+        expect(lines.some((l) => l.includes("cannot answer obs_request"))).toBe(true)
+        expect(lines.some((l) => l.includes("connection ended TypeError"))).toBe(false)
+      })
+    ).pipe(Effect.scoped, Effect.provide(memory)))
 })

@@ -272,3 +272,36 @@ describe("PolicyClient: a legacy step and a silent robot, on TestClock", () => {
       assert.include(lost.detail, "the step was sent, and a robot that resumes may still apply it")
     }).pipe(Effect.scoped, Effect.provide(MemoryTransport.layer())))
 })
+
+describe("review 84f5ecd: a step asked for once the silence has ended", () => {
+  it.effect("a slow step answered after 3 s, then the next step at once (same TestClock instant): sent, not refused as planned before the silence", () =>
+    Effect.gen(function*() {
+      const steps: Array<number> = []
+      const handlers: Handlers<never, PolicyServer.PolicyServer> = {
+        ...Robot.handlers(yield* Robot.makeRecorder),
+        applyAction: () => Effect.void,
+        step: (action) =>
+          Effect.gen(function*() {
+            steps.push(Number(action.data[0]))
+            if (steps.length === 1) yield* Effect.sleep(3000)
+            const server = yield* PolicyServer.PolicyServer
+            return { obs: yield* server.makeObs(), reward: 0, terminated: false, truncated: false, info: {} }
+          })
+      }
+      yield* PolicyServer.make({ cameras: Robot.cameras, proprios: Robot.proprios, handlers })
+      const client = yield* PolicyClient.make({ quiet: true, requestTimeout: "10 seconds" })
+      yield* client.getObs
+      // the policy's loop: step, then step again on its answer
+      const loop = yield* Effect.forkChild(
+        Effect.gen(function*() {
+          yield* client.step([[1, 0, 0, 0, 0, 0, 0]])
+          return yield* Effect.flip(client.step([[2, 0, 0, 0, 0, 0, 0]])).pipe(Effect.map((e) => e.detail), Effect.orElseSucceed(() => "ok"))
+        }),
+        { startImmediately: true }
+      )
+      yield* advanceTo(3100)
+      const outcome = yield* Fiber.join(loop)
+      assert.strictEqual(outcome, "ok", `second step refused: ${outcome}`)
+      assert.deepStrictEqual(steps, [1, 2])
+    }).pipe(Effect.scoped, Effect.provide(MemoryTransport.layer())))
+})

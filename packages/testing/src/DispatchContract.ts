@@ -187,7 +187,7 @@ export const chunkModesContract = (transports: (thread: "worker" | "main") => Pa
         // robot refuses stamps from before); a weight function (crossing to a worker as a
         // table) blends 9 into it with weight 3: (1·5 + 3·9) / 4 = 8
         const taken = yield* CameraState.captureTime
-        const stamps = { wrist: taken, scene: taken - 0.25 }
+        const stamps = { wrist: taken, scene: taken }
         yield* client.putActions([row(5)], { obsTimestamps: stamps })
         yield* client.putActions([row(9)], { mode: ActionPlan.blend((k) => (k === 0 ? 1 : 3)) })
         yield* client.startActionDispatch(100)
