@@ -731,7 +731,7 @@ describe("ActionGate: stats", () => {
     }).pipe(Effect.scoped, Effect.provide(memory)))
 })
 
-describe("review 84f5ecd: the restart rule before the new process has given any frame", () => {
+describe("ActionGate: the restart rule before the new process has given any frame", () => {
   it.effect("a client from before a restart steps on at once, before this robot's camera has a frame: its stamps were never this server's (Stale)", () =>
     Effect.gen(function*() {
       // the robot before the restart ran until 5 s; this one starts then, its camera not streaming yet
@@ -746,7 +746,7 @@ describe("review 84f5ecd: the restart rule before the new process has given any 
     }).pipe(Effect.scoped, Effect.provide(memory)))
 })
 
-describe("review 84f5ecd: a reply whose observation cannot be encoded", () => {
+describe("ServerConnection: a reply whose observation cannot be encoded", () => {
   it.effect("getObs returning a malformed observation (no cameras): the connection is closed as unanswerable (encoding), not a defect", () =>
     withLogs((lines) =>
       Effect.gen(function*() {

@@ -192,12 +192,8 @@ describe("SilenceReport", () => {
     }))
 })
 
-/**
- * A robot whose first legacy step hangs `millis` (its process stopped), a
- * client whose requests time out after 2 s, its first step sent at 0 s and
- * timed out at 2 s; the first value of each step the robot took.
- */
-const firstStepHangs = (millis: number) =>
+/** A robot whose first legacy step hangs `millis`; the first value of each step it took. */
+const robotWhoseFirstStepHangs = (millis: number) =>
   Effect.gen(function*() {
     const steps: Array<number> = []
     const handlers: Handlers<never, PolicyServer.PolicyServer> = {
@@ -212,6 +208,17 @@ const firstStepHangs = (millis: number) =>
         })
     }
     yield* PolicyServer.make({ cameras: Robot.cameras, proprios: Robot.proprios, handlers })
+    return steps
+  })
+
+/**
+ * A robot whose first legacy step hangs `millis` (its process stopped), a
+ * client whose requests time out after 2 s, its first step sent at 0 s and
+ * timed out at 2 s; the first value of each step the robot took.
+ */
+const firstStepHangs = (millis: number) =>
+  Effect.gen(function*() {
+    const steps = yield* robotWhoseFirstStepHangs(millis)
     const client = yield* PolicyClient.make({ quiet: true, requestTimeout: "2 seconds" })
     yield* client.getObs
     const first = yield* Effect.forkChild(Effect.flip(client.step([[1, 0, 0, 0, 0, 0, 0]])), { startImmediately: true })
@@ -273,22 +280,10 @@ describe("PolicyClient: a legacy step and a silent robot, on TestClock", () => {
     }).pipe(Effect.scoped, Effect.provide(MemoryTransport.layer())))
 })
 
-describe("review 84f5ecd: a step asked for once the silence has ended", () => {
+describe("PolicyClient: a legacy step asked for once a silence has ended (TestClock)", () => {
   it.effect("a slow step answered after 3 s, then the next step at once (same TestClock instant): sent, not refused as planned before the silence", () =>
     Effect.gen(function*() {
-      const steps: Array<number> = []
-      const handlers: Handlers<never, PolicyServer.PolicyServer> = {
-        ...Robot.handlers(yield* Robot.makeRecorder),
-        applyAction: () => Effect.void,
-        step: (action) =>
-          Effect.gen(function*() {
-            steps.push(Number(action.data[0]))
-            if (steps.length === 1) yield* Effect.sleep(3000)
-            const server = yield* PolicyServer.PolicyServer
-            return { obs: yield* server.makeObs(), reward: 0, terminated: false, truncated: false, info: {} }
-          })
-      }
-      yield* PolicyServer.make({ cameras: Robot.cameras, proprios: Robot.proprios, handlers })
+      const steps = yield* robotWhoseFirstStepHangs(3000)
       const client = yield* PolicyClient.make({ quiet: true, requestTimeout: "10 seconds" })
       yield* client.getObs
       // the policy's loop: step, then step again on its answer
