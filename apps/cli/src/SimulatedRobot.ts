@@ -15,6 +15,7 @@
  */
 import {
   type ActionContext,
+  ActionSpec,
   Cadence,
   CameraState,
   type ConfigError,
@@ -168,9 +169,6 @@ const shortFloat32 = (x: number): number => {
   return x
 }
 
-/** Rows in an action tensor ([D] → 1, [N, D] → N). */
-const rowsOf = (action: Tensor): number => (action.shape.length >= 2 ? action.shape[0]! : 1)
-
 /**
  * One JSON line per action row: a [D] action is one row, an [N, D] chunk N
  * rows, each with the observation timestamps it arrived with, when it was
@@ -185,7 +183,7 @@ const rowsOf = (action: Tensor): number => (action.shape.length >= 2 ? action.sh
 export const actionLogLines = (action: Tensor, obsTimestamps: ObsTimestamps, applied: AppliedBy): Array<string> => {
   const shorten = action.dtype === "float32" || action.dtype === "float16"
   const values = Tensor.toArray(action).map((v) => (shorten ? shortFloat32(v as number) : v))
-  const rows = rowsOf(action)
+  const rows = ActionSpec.rowsOf(action)
   const width = rows === 0 ? 0 : values.length / rows
   const appliedAt = Math.round(applied.at * 1e6) / 1e6
   return Array.from(
@@ -266,7 +264,7 @@ const handlersFor = (
   const record = (action: Tensor, context: ActionContext) =>
     PolicyServer.PolicyServer.use((robot) => {
       const values = Tensor.toArray(action).map(Number)
-      const rows = rowsOf(action)
+      const rows = ActionSpec.rowsOf(action)
       const width = rows === 0 ? 0 : values.length / rows
       for (let r = 0; r < rows; r++) arm.apply(values.slice(r * width, (r + 1) * width))
       const recorded = Effect.andThen(writeArm(robot, arm, proprios), Ref.update(counters.applied, (n) => n + rows))

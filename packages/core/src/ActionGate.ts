@@ -552,14 +552,15 @@ const openConnection = (shared: Shared, connection: Watchdog.ConnectionInfo) =>
   })
 
 /**
- * Builds the gate of one server with `cameras` (their names). `onActionTimeout`
- * runs when the watchdog fires (after the gate has logged it).
+ * Builds the gate of one server with `cameras` (their names) and when each
+ * was first written (`firstFrameAt`). `onActionTimeout` runs when the
+ * watchdog fires (after the gate has logged it).
  */
 export const make = <R>(
   config: ActionGateConfig,
   onActionTimeout: (event: Watchdog.ActionTimeout) => Effect.Effect<void, unknown, R>,
   cameras: ReadonlyArray<string>,
-  firstFrameAt: (camera: string) => number | undefined = () => undefined
+  firstFrameAt: (camera: string) => number | undefined
 ): Effect.Effect<ActionGate, ConfigError, Scope.Scope | R> =>
   Effect.gen(function*() {
     const { rules, timeout } = yield* checkConfig(config, cameras, firstFrameAt)

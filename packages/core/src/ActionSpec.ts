@@ -63,6 +63,9 @@ const dimensions = (u: unknown): ReadonlyArray<number> | undefined => {
   return dims.every((d) => d !== undefined) ? dims as ReadonlyArray<number> : undefined
 }
 
+/** Rows in an action tensor: `[D]` is one, `[N, D]` is N. */
+export const rowsOf = (action: Tensor): number => (action.shape.length >= 2 ? action.shape[0]! : 1)
+
 /**
  * Whether metadata reads as the C++ reference robot's: `action_N`/`action_D`
  * and no `action_shape` (the Python convention, which chiral-ts servers use).

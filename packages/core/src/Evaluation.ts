@@ -167,9 +167,10 @@ const progressOf = (options: EvaluationOptions<unknown, unknown>): EvaluationPro
  * the policy returns is checked against the robot's action shape before it
  * is queued (a chunk of another width fails `Malformed`, nothing of it sent);
  * a robot that does not answer it stops the evaluation before its first
- * episode (`EvaluationError`, episode 1, no results). An episode that fails (the policy's error, or a `RequestError`: a request
- * timed out, the connection is gone, or the policy's chunk held a value that
- * is not finite: `Malformed`, nothing of it sent) stops the evaluation with an
+ * episode (`EvaluationError`, episode 1, no results). An episode that fails
+ * (the policy's error, or a `RequestError`: a request timed out, the
+ * connection is gone, or the policy's chunk held a value that is not finite:
+ * `Malformed`, nothing of it sent) stops the evaluation with an
  * `EvaluationError` that carries that cause and the results of the episodes
  * finished before it. Dies with a RangeError on options that make no sense.
  * Interrupting it ends the current episode cleanly (dispatch stopped, queue

@@ -173,10 +173,11 @@ export interface PolicyClientApi {
    * beyond `maxRobotSilence`, or if it was asked for before such a silence
    * ended: a robot that was stopped would apply it when it resumes, with the
    * steps before it. A robot that ignores a request type (a C++ reference
-   * robot ignores `getObs`) is silent for this until it answers another. Refused as `Malformed` (nothing sent)
-   * for a value that is not finite, rows of another size than the D of the
-   * robot's metadata, or more rows than its N (see `getMetadata`). A step that
-   * times out says whether it was sent: one that was may still be applied.
+   * robot ignores `getObs`) is silent for this until it answers another.
+   * Refused as `Malformed` (nothing sent) for a value that is not finite,
+   * rows of another size than the D of the robot's metadata, or more rows
+   * than its N (see `getMetadata`). A step that times out says whether it
+   * was sent: one that was may still be applied.
    */
   readonly step: (chunk: ActionChunk) => Effect.Effect<StepOutcome, RequestError>
   /**
@@ -345,7 +346,7 @@ const stepRequest = (chunk: ActionChunk, latestObs: Option.Option<Observation>, 
             `says ${shape.said}: ${shape.shape[1]} per action; the chunk was not sent`
         )
       }
-      const rows = action.shape.length <= 1 ? 1 : action.shape[0]!
+      const rows = ActionSpec.rowsOf(action)
       if (shape !== undefined && rows > shape.shape[0]) {
         throw new RangeError(
           `the chunk has ${rows} rows (shape [${action.shape.join(", ")}]), the robot's metadata says ${shape.said}: ` +

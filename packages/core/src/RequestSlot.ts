@@ -120,7 +120,6 @@ const timedOut = (type: RequestType, timeout: Duration.Input, sent: boolean) =>
       (type !== "action" ? "" : sent ? `; ${stepMayApply}` : "; the step was not sent")
   })
 
-
 /** Whether the robot answers: what the slot tells of each request sent and each frame received. */
 export interface SilenceWatch {
   readonly robot: RobotSilence
@@ -296,8 +295,9 @@ export const make = (
     const receive = silence === undefined ? reply : (frame: Uint8Array) =>
       Effect.flatMap(captureTime, (now) => {
         const silentFor = silence.robot.silentFor(now)
+        const overLimit = silentFor > limitOf(silence.robot.cell)
         // before the reply that ends it frees the slot: a step queued across it is judged by it
-        if (silentFor > limitOf(silence.robot.cell)) {
+        if (overLimit) {
           lastSilenceLasted = silentFor
           silencesEnded++
         }
@@ -310,7 +310,7 @@ export const make = (
             }
           }))
         )
-        return silentFor > limitOf(silence.robot.cell) ? Effect.andThen(silence.answered(silentFor), received) : received
+        return overLimit ? Effect.andThen(silence.answered(silentFor), received) : received
       })
     return { request, receive, fail }
   })

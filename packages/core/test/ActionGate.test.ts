@@ -100,6 +100,19 @@ const until = (check: Effect.Effect<boolean>) =>
     for (let i = 0; i < 1000 && !(yield* check); i++) yield* Effect.yieldNow
   })
 
+/**
+ * Client 1 connects and has a metadata request answered; client 2 connects
+ * and gets nothing (its onConnect refuses it); then both go.
+ */
+const answeredThenRefused = <E, R>(connect: Effect.Effect<Connection, E, R>) =>
+  Effect.scoped(Effect.gen(function*() {
+    const a = yield* connect
+    yield* a.send(encodeFrame({ type: "metadata" }))
+    yield* a.frames.pipe(Stream.take(1), Stream.runDrain)
+    const refused = yield* connect
+    expect((yield* refused.frames.pipe(Stream.runCollect)).length).toBe(0)
+  }))
+
 describe("ActionGate: stale-action guard", () => {
   it.effect("actions older than maxActionAge are dropped before the handler, counted, and logged once per burst", () =>
     withLogs((lines) =>
@@ -605,13 +618,7 @@ describe("ActionGate: watchdog and connection hooks", () => {
           onDisconnect: note("disconnect")
         }
       })
-      yield* Effect.scoped(Effect.gen(function*() {
-        const a = yield* connect
-        yield* a.send(encodeFrame({ type: "metadata" }))
-        yield* a.frames.pipe(Stream.take(1), Stream.runDrain)
-        const refused = yield* connect
-        expect((yield* refused.frames.pipe(Stream.runCollect)).length).toBe(0)
-      }))
+      yield* answeredThenRefused(connect)
       // the server sees a's end once its reader notices
       yield* until(Effect.map(Ref.get(events), (list) => list.length >= 2))
       expect(yield* Ref.get(events)).toEqual([
@@ -634,13 +641,7 @@ describe("ActionGate: watchdog and connection hooks", () => {
             }
           }
         })
-        yield* Effect.scoped(Effect.gen(function*() {
-          const a = yield* connect
-          yield* a.send(encodeFrame({ type: "metadata" }))
-          yield* a.frames.pipe(Stream.take(1), Stream.runDrain)
-          const refused = yield* connect
-          expect((yield* refused.frames.pipe(Stream.runCollect)).length).toBe(0)
-        }))
+        yield* answeredThenRefused(connect)
         yield* until(Effect.sync(() => lines.some((l) => l.includes("onDisconnect failed for memory://chiral ← client 1"))))
         expect(lines.some((l) => l.includes("onDisconnect failed for memory://chiral ← client 1"))).toBe(true)
         expect(lines.some((l) => l.includes("refused") && l.includes("not on the allow list"))).toBe(true)

@@ -29,6 +29,11 @@ const thresholdRaiser = 32 * 1024 * 1024 - 64 * 1024
 
 let retaining = false
 
+/** Frees `buffer`'s memory there and then (`transfer(0)`, ES2024), rather than at a later collection. */
+const freeNow = (buffer: ArrayBuffer): void => {
+  ;(buffer as ArrayBuffer & { transfer?: (length: number) => ArrayBuffer }).transfer?.(0)
+}
+
 /**
  * Asks the C allocator to keep more of the freed receive buffers for the next
  * ones instead of handing them back to the kernel, once per process (later
@@ -71,10 +76,7 @@ export const retainFreedBuffers = (): void => {
   if (retaining || nodeBuffer === undefined) return
   retaining = true
   try {
-    const block = nodeBuffer.allocUnsafeSlow(thresholdRaiser).buffer as ArrayBuffer & {
-      transfer?: (length: number) => ArrayBuffer
-    }
-    block.transfer?.(0)
+    freeNow(nodeBuffer.allocUnsafeSlow(thresholdRaiser).buffer as ArrayBuffer)
   } catch {
     // Out of address space (a strict overcommit policy): nothing is lost but the tuning.
   }
@@ -137,7 +139,7 @@ export const reserveHeapFor = (messageBytes: number): void => {
   try {
     const room = Array.from({ length: reservedMessages }, () => uninitialized(roomFor))
     pins.push(uninitialized(roomFor))
-    for (const block of room) (block as ArrayBuffer & { transfer?: (length: number) => ArrayBuffer }).transfer?.(0)
+    for (const block of room) freeNow(block)
   } catch {
     // Out of address space: nothing is lost but the layout.
   }
