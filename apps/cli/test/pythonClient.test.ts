@@ -1,10 +1,12 @@
 // The bench's Python-client comparison as printed: every round, the medians of
-// both servers, chiral serve's difference and the target.
+// both servers, chiral serve's difference and the target, from the servers'
+// start and warmed.
 import { assert, describe, it } from "@effect/vitest"
-import { format, processCpu, type Round } from "../src/bench/PythonClient.js"
+import { format, type Phase, processCpu, type Round } from "../src/bench/PythonClient.js"
 
-const run = (server: Round["server"], p50_ms: number, p99_ms: number): Round => ({
+const run = (server: Round["server"], p50_ms: number, p99_ms: number, phase: Phase = "from start"): Round => ({
   server,
+  phase,
   latency: { n: 300, p50_ms, p90_ms: p50_ms + 0.5, p99_ms }
 })
 
@@ -19,22 +21,22 @@ describe("PythonClient.format", () => {
       run("chiral serve", 1.3, 8)
     ])
     const lines = text.split("\n")
-    assert.strictEqual(lines[0], "round 1  Python reference  get_obs p50 1.50  p90 2.00  p99 4.00 ms  (300 calls)")
-    assert.strictEqual(lines[5], "round 3  chiral serve      get_obs p50 1.30  p90 1.80  p99 8.00 ms  (300 calls)")
-    assert.include(text, "  Python reference      1.60    5.00 ms  (3 rounds)")
-    assert.include(text, "  chiral serve          1.30    6.00 ms  (3 rounds)")
-    assert.include(text, "chiral serve − Python reference: p50 −0.30 ms, p99 +1.00 ms (target: chiral serve's p50 ≤ the Python reference's ✓)")
+    assert.strictEqual(lines[0], "round 1  Python reference  from start  get_obs p50 1.50  p90 2.00  p99 4.00 ms  (300 calls)")
+    assert.strictEqual(lines[5], "round 3  chiral serve      from start  get_obs p50 1.30  p90 1.80  p99 8.00 ms  (300 calls)")
+    assert.include(text, "  Python reference                1.60    5.00 ms  (3 rounds)")
+    assert.include(text, "  chiral serve                    1.30    6.00 ms  (3 rounds)")
+    assert.include(text, "from start: chiral serve − Python reference: p50 −0.30 ms, p99 +1.00 ms (target: chiral serve's p50 ≤ the Python reference's ✓)")
   })
 
   it("says when the target is missed, and leaves failed rounds out of the medians", () => {
     const text = format([
       run("Python reference", 1.5, 4),
       run("chiral serve", 1.75, 6),
-      { server: "Python reference", latency: "failed: no server" },
+      { server: "Python reference", phase: "from start", latency: "failed: no server" },
       run("chiral serve", 1.85, 7)
     ])
-    assert.include(text, "round 2  Python reference  failed: no server")
-    assert.include(text, "  Python reference      1.50    4.00 ms  (1 rounds)")
+    assert.include(text, "round 2  Python reference  from start  failed: no server")
+    assert.include(text, "  Python reference                1.50    4.00 ms  (1 rounds)")
     assert.include(text, "p50 +0.30 ms, p99 +2.50 ms (target: chiral serve's p50 ≤ the Python reference's ✗)")
   })
 
@@ -46,14 +48,34 @@ describe("PythonClient.format", () => {
       { ...run("chiral serve", 1.6, 5), cpu: { total: 13.6, main: 11.0 } }
     ])
     const lines = text.split("\n")
-    assert.strictEqual(lines[1], "round 1  chiral serve      get_obs p50 1.60  p90 2.10  p99 5.00 ms  (300 calls)  server CPU 12 ms/s (main thread 10)")
-    assert.include(text, "  Python reference      1.50    4.00 ms  (2 rounds)  server CPU 7 ms/s (main thread 5)")
-    assert.include(text, "  chiral serve          1.60    5.00 ms  (2 rounds)  server CPU 13 ms/s (main thread 10)")
+    assert.strictEqual(lines[1], "round 1  chiral serve      from start  get_obs p50 1.60  p90 2.10  p99 5.00 ms  (300 calls)  server CPU 12 ms/s (main thread 10)")
+    assert.include(text, "  Python reference                1.50    4.00 ms  (2 rounds)  server CPU 7 ms/s (main thread 5)")
+    assert.include(text, "  chiral serve                    1.60    5.00 ms  (2 rounds)  server CPU 13 ms/s (main thread 10)")
   })
 
   it("makes no comparison when a server has no successful round", () => {
-    const text = format([run("Python reference", 1.5, 4), { server: "chiral serve", latency: "failed: exit 1" }])
-    assert.include(text, "no comparison: a server has no successful round")
+    const text = format([run("Python reference", 1.5, 4), { server: "chiral serve", phase: "from start", latency: "failed: exit 1" }])
+    assert.include(text, "from start: no comparison: a server has no successful round")
+  })
+
+  it("numbers each server's runs by phase and compares the servers warmed apart from their start", () => {
+    const text = format([
+      run("Python reference", 1.0, 2),
+      run("Python reference", 0.9, 1.5, "warmed"),
+      run("chiral serve", 1.1, 3),
+      run("chiral serve", 0.8, 1.2, "warmed"),
+      run("Python reference", 1.2, 2),
+      run("Python reference", 1.1, 1.5, "warmed"),
+      run("chiral serve", 1.3, 3),
+      run("chiral serve", 1.0, 1.2, "warmed")
+    ])
+    const lines = text.split("\n")
+    assert.strictEqual(lines[3], "round 1  chiral serve      warmed      get_obs p50 0.80  p90 1.30  p99 1.20 ms  (300 calls)")
+    assert.strictEqual(lines[4], "round 2  Python reference  from start  get_obs p50 1.20  p90 1.70  p99 2.00 ms  (300 calls)")
+    assert.include(text, "median over rounds, from start  p50     p99")
+    assert.include(text, "from start: chiral serve − Python reference: p50 +0.10 ms, p99 +1.00 ms (target: chiral serve's p50 ≤ the Python reference's ✗)")
+    assert.include(text, "median over rounds, warmed      p50     p99\n  Python reference                1.00    1.50 ms  (2 rounds)\n  chiral serve                    0.90    1.20 ms  (2 rounds)")
+    assert.include(text, "warmed: chiral serve − Python reference: p50 −0.10 ms, p99 −0.30 ms (target: chiral serve's p50 ≤ the Python reference's ✓)")
   })
 })
 

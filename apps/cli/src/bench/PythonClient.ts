@@ -33,8 +33,19 @@ export interface ServerCpu {
   readonly main: number
 }
 
+/**
+ * Which of a server's two client runs: the first, from its start (a
+ * just-started Node server is still compiling its request path: V8 optimizes
+ * a function only after it has run a number of times, `V8Flags`), or the
+ * second, right after the first on the same server.
+ */
+export type Phase = "from start" | "warmed"
+
+const phases: ReadonlyArray<Phase> = ["from start", "warmed"]
+
 export interface Round {
   readonly server: "chiral serve" | "Python reference"
+  readonly phase: Phase
   readonly latency: Latency | string
   /** Absent where /proc cannot tell (not Linux). */
   readonly cpu?: ServerCpu | undefined
@@ -102,7 +113,11 @@ export interface Options {
   readonly seconds: number
 }
 
-/** One server in a scope, once it accepts connections; then the client's run against it. */
+/**
+ * One server in a scope, once it accepts connections; then the client's two
+ * runs against it, one after the other: from the server's start, then on the
+ * server warmed by the first.
+ */
 const round = (options: Options, server: Round["server"]) =>
   Effect.gen(function*() {
     const spawner = yield* ChildProcessSpawner.ChildProcessSpawner
@@ -133,40 +148,45 @@ const round = (options: Options, server: Round["server"]) =>
     )
     // A moment for the server's camera loop to have produced frames.
     yield* Effect.sleep(Duration.millis(500))
-    const cpuBefore = processCpu(serverProcess.pid)
-    const started = performance.now()
-    const output = yield* spawner.string(
-      ChildProcess.make(python, [
-        Path.join(here, "latency_client.py"),
-        `ws://127.0.0.1:${port}`,
-        "--hz",
-        "30",
-        "--seconds",
-        String(options.seconds)
-      ], { stderr: "pipe" })
-    )
-    const seconds = (performance.now() - started) / 1000
-    const cpuAfter = processCpu(serverProcess.pid)
-    const latency = JSON.parse(output.trim().split("\n").pop() ?? "") as Latency
-    const cpu = cpuBefore === undefined || cpuAfter === undefined ? undefined : {
-      total: (cpuAfter.total - cpuBefore.total) / seconds,
-      main: (cpuAfter.main - cpuBefore.main) / seconds
-    }
-    return { server, latency, cpu } satisfies Round
+    const clientRun = (phase: Phase) =>
+      Effect.gen(function*() {
+        const cpuBefore = processCpu(serverProcess.pid)
+        const started = performance.now()
+        const output = yield* spawner.string(
+          ChildProcess.make(python, [
+            Path.join(here, "latency_client.py"),
+            `ws://127.0.0.1:${port}`,
+            "--hz",
+            "30",
+            "--seconds",
+            String(options.seconds)
+          ], { stderr: "pipe" })
+        )
+        const seconds = (performance.now() - started) / 1000
+        const cpuAfter = processCpu(serverProcess.pid)
+        const latency = JSON.parse(output.trim().split("\n").pop() ?? "") as Latency
+        const cpu = cpuBefore === undefined || cpuAfter === undefined ? undefined : {
+          total: (cpuAfter.total - cpuBefore.total) / seconds,
+          main: (cpuAfter.main - cpuBefore.main) / seconds
+        }
+        return { server, phase, latency, cpu } satisfies Round
+      })
+    return [yield* clientRun("from start"), yield* clientRun("warmed")]
   }).pipe(
     Effect.scoped,
-    Effect.catch((error: unknown) =>
-      Effect.succeed({ server, latency: `failed: ${error instanceof Error ? error.message : String(error)}` })
-    )
+    Effect.catch((error: unknown) => {
+      const latency = `failed: ${error instanceof Error ? error.message : String(error)}`
+      return Effect.succeed(phases.map((phase): Round => ({ server, phase, latency })))
+    })
   )
 
-/** Client against the reference server, then against `chiral serve`, `rounds` times. */
+/** Client against the reference server, then against `chiral serve`, `rounds` times; two runs each. */
 export const compare = (options: Options) =>
   Effect.gen(function*() {
     const rounds: Array<Round> = []
     for (let i = 0; i < options.rounds; i++) {
-      rounds.push(yield* round(options, "Python reference"))
-      rounds.push(yield* round(options, "chiral serve"))
+      rounds.push(...yield* round(options, "Python reference"))
+      rounds.push(...yield* round(options, "chiral serve"))
     }
     return rounds
   })
@@ -185,24 +205,30 @@ const cpuText = (cpu: ServerCpu | undefined) =>
 const signed = (ms: number) => `${ms >= 0 ? "+" : "−"}${Math.abs(ms).toFixed(2)}`
 
 /**
- * The rounds as lines; then, per server, the median over its rounds of p50
- * and of p99 (and of its CPU, ms per second of the client's run, where
- * known); then chiral serve's difference and the target (p50 no higher
- * than the Python reference server's in the same run).
+ * The rounds as lines; then, for each phase (from the server's start, then
+ * warmed) and each server, the median over its rounds of p50 and of p99 (and
+ * of its CPU, ms per second of the client's run, where known); then chiral
+ * serve's difference and the target (p50 no higher than the Python reference
+ * server's in the same run).
  */
 export const format = (rounds: ReadonlyArray<Round>): string => {
-  const lines = rounds.map((r, i) =>
-    `round ${Math.floor(i / 2) + 1}  ${r.server.padEnd(16)}  ${
+  const seen = new Map<string, number>()
+  const lines = rounds.map((r) => {
+    const key = `${r.server}/${r.phase}`
+    const n = (seen.get(key) ?? 0) + 1
+    seen.set(key, n)
+    return `round ${n}  ${r.server.padEnd(16)}  ${r.phase.padEnd(10)}  ${
       typeof r.latency === "string"
         ? r.latency
         : `get_obs p50 ${r.latency.p50_ms.toFixed(2)}  p90 ${r.latency.p90_ms.toFixed(2)}  p99 ${
           r.latency.p99_ms.toFixed(2)
         } ms  (${r.latency.n} calls)${cpuText(r.cpu)}`
     }`
-  )
-  const medians = (server: Round["server"]) => {
-    const ok = rounds.flatMap((r) => r.server === server && typeof r.latency !== "string" ? [r.latency] : [])
-    const cpus = rounds.flatMap((r) => r.server === server && typeof r.latency !== "string" && r.cpu ? [r.cpu] : [])
+  })
+  const medians = (phase: Phase) => (server: Round["server"]) => {
+    const runs = rounds.filter((r) => r.server === server && r.phase === phase)
+    const ok = runs.flatMap((r) => typeof r.latency !== "string" ? [r.latency] : [])
+    const cpus = runs.flatMap((r) => typeof r.latency !== "string" && r.cpu ? [r.cpu] : [])
     return {
       server,
       n: ok.length,
@@ -211,21 +237,24 @@ export const format = (rounds: ReadonlyArray<Round>): string => {
       cpu: cpus.length === 0 ? undefined : { total: median(cpus.map((c) => c.total)), main: median(cpus.map((c) => c.main)) }
     }
   }
-  const summary = servers.map(medians)
-  lines.push(`median over rounds      p50     p99`)
-  for (const m of summary) {
+  for (const phase of phases) {
+    if (!rounds.some((r) => r.phase === phase)) continue
+    const summary = servers.map(medians(phase))
+    lines.push(`median over rounds, ${phase.padEnd(10)}  p50     p99`)
+    for (const m of summary) {
+      lines.push(
+        `  ${m.server.padEnd(30)} ${m.p50.toFixed(2).padStart(5)}  ${m.p99.toFixed(2).padStart(6)} ms  (${m.n} rounds)${
+          cpuText(m.cpu)
+        }`
+      )
+    }
+    const [py, ts] = summary as [ReturnType<ReturnType<typeof medians>>, ReturnType<ReturnType<typeof medians>>]
     lines.push(
-      `  ${m.server.padEnd(20)} ${m.p50.toFixed(2).padStart(5)}  ${m.p99.toFixed(2).padStart(6)} ms  (${m.n} rounds)${
-        cpuText(m.cpu)
-      }`
+      py.n === 0 || ts.n === 0
+        ? `${phase}: no comparison: a server has no successful round`
+        : `${phase}: chiral serve − Python reference: p50 ${signed(ts.p50 - py.p50)} ms, p99 ${signed(ts.p99 - py.p99)} ms ` +
+          `(target: chiral serve's p50 ≤ the Python reference's ${ts.p50 <= py.p50 ? "✓" : "✗"})`
     )
   }
-  const [py, ts] = summary as [ReturnType<typeof medians>, ReturnType<typeof medians>]
-  lines.push(
-    py.n === 0 || ts.n === 0
-      ? "no comparison: a server has no successful round"
-      : `chiral serve − Python reference: p50 ${signed(ts.p50 - py.p50)} ms, p99 ${signed(ts.p99 - py.p99)} ms ` +
-        `(target: chiral serve's p50 ≤ the Python reference's ${ts.p50 <= py.p50 ? "✓" : "✗"})`
-  )
   return lines.join("\n")
 }

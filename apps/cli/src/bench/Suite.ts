@@ -103,8 +103,9 @@ const pythonClientPath = Effect.gen(function*() {
   const rounds = Number(process.env.BENCH_PYTHON_ROUNDS ?? 3)
   yield* Console.log(
     "\n── a Python policy on a TypeScript robot: the Python reference's own client (get_obs + put_action at 30 Hz, " +
-      `${duration} s per run from the server's start) against the Python reference server and against chiral serve, ` +
-      `both 2 cameras 64x48 RGB + float32 depth written at 30 Hz, in ${rounds} alternating rounds ──`
+      `${duration} s per run) against the Python reference server and against chiral serve, both 2 cameras 64x48 RGB ` +
+      `+ float32 depth written at 30 Hz, in ${rounds} alternating rounds; each server started afresh per round and run ` +
+      `twice: from its start, then warmed by the first run ──`
   )
   const missing = yield* PythonClient.unavailable
   if (missing !== undefined) return yield* Console.log(`skipped: ${missing}`)
