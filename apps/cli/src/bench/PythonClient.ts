@@ -164,21 +164,29 @@ const round = (options: Options, server: Round["server"]) =>
         )
         const seconds = (performance.now() - started) / 1000
         const cpuAfter = processCpu(serverProcess.pid)
-        const latency = JSON.parse(output.trim().split("\n").pop() ?? "") as Latency
+        const last = output.trim().split("\n").pop() ?? ""
+        const latency = yield* Effect.try({
+          try: () => JSON.parse(last) as Latency,
+          catch: () => new Error(`the client printed no result (${JSON.stringify(last.slice(0, 200))})`)
+        })
         const cpu = cpuBefore === undefined || cpuAfter === undefined ? undefined : {
           total: (cpuAfter.total - cpuBefore.total) / seconds,
           main: (cpuAfter.main - cpuBefore.main) / seconds
         }
         return { server, phase, latency, cpu } satisfies Round
-      })
+      }).pipe(Effect.catch((error: unknown) => Effect.succeed(failedRun(server, phase, error))))
     return [yield* clientRun("from start"), yield* clientRun("warmed")]
   }).pipe(
     Effect.scoped,
-    Effect.catch((error: unknown) => {
-      const latency = `failed: ${error instanceof Error ? error.message : String(error)}`
-      return Effect.succeed(phases.map((phase): Round => ({ server, phase, latency })))
-    })
+    Effect.catch((error: unknown) => Effect.succeed(phases.map((phase) => failedRun(server, phase, error))))
   )
+
+/** A run that has no figures, and why. */
+const failedRun = (server: Round["server"], phase: Phase, error: unknown): Round => ({
+  server,
+  phase,
+  latency: `failed: ${error instanceof Error ? error.message : String(error)}`
+})
 
 /** Client against the reference server, then against `chiral serve`, `rounds` times; two runs each. */
 export const compare = (options: Options) =>
