@@ -2,7 +2,7 @@
 import { createRequire } from "node:module"
 import fs from "node:fs"
 if (process.argv.some((a) => a.includes("bench/Server"))) {
-  const require = createRequire("../../packages/websocket/package.json")
+  const require = createRequire(new URL("../../packages/websocket/package.json", import.meta.url))
   const WS = require("ws")
   const t = []
   const gcs = []

@@ -1,13 +1,14 @@
 #!/bin/bash
 # fresh.sh ROUNDS "name|command with PORT" ... : each round starts each server fresh, 0.5 s after it accepts runs the client 10 s
-R=$1; shift; cd "$(dirname "$0")/../.."; export PATH=$PWD/node_modules/node/bin:$PATH; export PYTHONPATH=/work/ref/chiral:/work/ref/pyshim
+R=$1; shift; cd "$(dirname "$0")/../.."; export PATH=$PWD/node_modules/node/bin:$PATH; PY=${CHIRAL_REFERENCE_PYTHON:-python3}
 port=18950
 for r in $(seq $R); do for v in "$@"; do
   port=$((port+1)); name=${v%%|*}; cmd=${v#*|}; cmd=${cmd//PORT/$port}
   bash -c "exec $cmd" >/dev/null 2>&1 & P=$!
-  until (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null; do sleep 0.1; done; sleep 0.5
+  for i in $(seq 300); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+  kill -0 $P 2>/dev/null || { echo "$name: the server did not start" >&2; continue; }; sleep 0.5
   a=$(awk '{print $14+$15}' /proc/$P/stat)
-  out=$(timeout 60 /usr/bin/python3 apps/cli/src/bench/python/latency_client.py ws://127.0.0.1:$port --hz 30 --seconds 10)
+  out=$(timeout 60 "$PY" apps/cli/src/bench/python/latency_client.py ws://127.0.0.1:$port --hz 30 --seconds 10)
   b=$(awk '{print $14+$15}' /proc/$P/stat); kill $P; wait $P 2>/dev/null
   echo "$name $out cpu $(( (b-a) )) cs"
 done; done | tee /tmp/fresh.txt

@@ -1,6 +1,6 @@
 // Preload: time from ws 'message' event to the next ws.send on the same socket.
 import { createRequire } from "node:module"
-const require = createRequire("../../packages/websocket/package.json")
+const require = createRequire(new URL("../../packages/websocket/package.json", import.meta.url))
 const WS = require("ws")
 const t = new WeakMap(); const lat = []
 const emit = WS.prototype.emit

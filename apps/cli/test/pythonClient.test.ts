@@ -2,7 +2,7 @@
 // both servers, chiral serve's difference and the target, from the servers'
 // start and warmed.
 import { assert, describe, it } from "@effect/vitest"
-import { format, type Phase, processCpu, type Round } from "../src/bench/PythonClient.js"
+import { format, parseResult, type Phase, processCpu, type Round } from "../src/bench/PythonClient.js"
 
 const run = (server: Round["server"], p50_ms: number, p99_ms: number, phase: Phase = "from start"): Round => ({
   server,
@@ -26,6 +26,8 @@ describe("PythonClient.format", () => {
     assert.include(text, "  Python reference                1.60    5.00 ms  (3 rounds)")
     assert.include(text, "  chiral serve                    1.30    6.00 ms  (3 rounds)")
     assert.include(text, "from start: chiral serve − Python reference: p50 −0.30 ms, p99 +1.00 ms (target: chiral serve's p50 ≤ the Python reference's ✓)")
+    // no warmed run, no warmed section
+    assert.notInclude(text, "warmed")
   })
 
   it("says when the target is missed, and leaves failed rounds out of the medians", () => {
@@ -72,10 +74,39 @@ describe("PythonClient.format", () => {
     const lines = text.split("\n")
     assert.strictEqual(lines[3], "round 1  chiral serve      warmed      get_obs p50 0.80  p90 1.30  p99 1.20 ms  (300 calls)")
     assert.strictEqual(lines[4], "round 2  Python reference  from start  get_obs p50 1.20  p90 1.70  p99 2.00 ms  (300 calls)")
-    assert.include(text, "median over rounds, from start  p50     p99")
+    assert.include(text, "median over rounds, from start    p50     p99")
     assert.include(text, "from start: chiral serve − Python reference: p50 +0.10 ms, p99 +1.00 ms (target: chiral serve's p50 ≤ the Python reference's ✗)")
-    assert.include(text, "median over rounds, warmed      p50     p99\n  Python reference                1.00    1.50 ms  (2 rounds)\n  chiral serve                    0.90    1.20 ms  (2 rounds)")
+    assert.include(text, "median over rounds, warmed        p50     p99\n  Python reference                1.00    1.50 ms  (2 rounds)\n  chiral serve                    0.90    1.20 ms  (2 rounds)")
     assert.include(text, "warmed: chiral serve − Python reference: p50 −0.10 ms, p99 −0.30 ms (target: chiral serve's p50 ≤ the Python reference's ✓)")
+  })
+
+  it("compares one phase while the other has no successful run", () => {
+    const text = format([
+      run("Python reference", 1.0, 2),
+      { server: "Python reference", phase: "warmed", latency: "failed: the client printed nothing" },
+      run("chiral serve", 0.9, 3),
+      run("chiral serve", 0.8, 1.2, "warmed")
+    ])
+    assert.include(text, "round 1  Python reference  warmed      failed: the client printed nothing")
+    assert.include(text, "from start: chiral serve − Python reference: p50 −0.10 ms, p99 +1.00 ms")
+    assert.include(text, "warmed: no comparison: a server has no successful round")
+  })
+})
+
+describe("PythonClient.parseResult", () => {
+  it("takes the client's result line, after anything it printed to stderr before it", () => {
+    const output = "chiral: waiting for server at ws://127.0.0.1:1 …\n{\"n\": 300, \"p50_ms\": 1.1, \"p90_ms\": 1.4, \"p99_ms\": 2.5}\n"
+    assert.deepStrictEqual(parseResult(output), { n: 300, p50_ms: 1.1, p90_ms: 1.4, p99_ms: 2.5 })
+  })
+
+  it("says why when the client printed no result: its last line, or that it printed nothing", () => {
+    assert.strictEqual(
+      parseResult("Traceback (most recent call last):\n  File \"x.py\"\nConnectionRefusedError: [Errno 111]\n"),
+      "the client printed no result; its last line: ConnectionRefusedError: [Errno 111]"
+    )
+    // JSON that is not a result does not count as one
+    assert.strictEqual(parseResult("null\n3\n"), "the client printed no result; its last line: 3")
+    assert.strictEqual(parseResult(""), "the client printed nothing")
   })
 })
 

@@ -160,15 +160,19 @@ const round = (options: Options, server: Round["server"]) =>
             "30",
             "--seconds",
             String(options.seconds)
-          ], { stderr: "pipe" })
+          ], { stderr: "pipe" }),
+          { includeStderr: true }
+        ).pipe(
+          // A client that hangs (a server that accepts and never answers) ends its run, not the bench.
+          Effect.timeoutOrElse({
+            duration: Duration.seconds(options.seconds + 60),
+            orElse: () => Effect.fail(new Error(`the client did not finish within ${options.seconds + 60} s`))
+          })
         )
         const seconds = (performance.now() - started) / 1000
         const cpuAfter = processCpu(serverProcess.pid)
-        const last = output.trim().split("\n").pop() ?? ""
-        const latency = yield* Effect.try({
-          try: () => JSON.parse(last) as Latency,
-          catch: () => new Error(`the client printed no result (${JSON.stringify(last.slice(0, 200))})`)
-        })
+        const latency = parseResult(output)
+        if (typeof latency === "string") return failedRun(server, phase, new Error(latency))
         const cpu = cpuBefore === undefined || cpuAfter === undefined ? undefined : {
           total: (cpuAfter.total - cpuBefore.total) / seconds,
           main: (cpuAfter.main - cpuBefore.main) / seconds
@@ -180,6 +184,32 @@ const round = (options: Options, server: Round["server"]) =>
     Effect.scoped,
     Effect.catch((error: unknown) => Effect.succeed(phases.map((phase) => failedRun(server, phase, error))))
   )
+
+const isLatency = (u: unknown): u is Latency =>
+  typeof u === "object" && u !== null &&
+  (["n", "p50_ms", "p90_ms", "p99_ms"] as const).every((k) => typeof (u as Record<string, unknown>)[k] === "number")
+
+/**
+ * The client's result in its output (stdout and stderr together): the last
+ * line that is a JSON object of n, p50_ms, p90_ms and p99_ms; or, when there
+ * is none (the client failed), why, with its last line of output (a
+ * traceback's last line says what went wrong).
+ */
+export const parseResult = (output: string): Latency | string => {
+  const lines = output.split("\n").map((line) => line.trim()).filter((line) => line.length > 0)
+  for (let i = lines.length - 1; i >= 0; i--) {
+    try {
+      const value: unknown = JSON.parse(lines[i]!)
+      if (isLatency(value)) return value
+    } catch {
+      // not this line
+    }
+  }
+  const last = lines.at(-1)
+  return last === undefined
+    ? "the client printed nothing"
+    : `the client printed no result; its last line: ${last.slice(0, 300)}`
+}
 
 /** A run that has no figures, and why. */
 const failedRun = (server: Round["server"], phase: Phase, error: unknown): Round => ({
@@ -248,7 +278,7 @@ export const format = (rounds: ReadonlyArray<Round>): string => {
   for (const phase of phases) {
     if (!rounds.some((r) => r.phase === phase)) continue
     const summary = servers.map(medians(phase))
-    lines.push(`median over rounds, ${phase.padEnd(10)}  p50     p99`)
+    lines.push(`median over rounds, ${phase.padEnd(12)}  p50     p99`)
     for (const m of summary) {
       lines.push(
         `  ${m.server.padEnd(30)} ${m.p50.toFixed(2).padStart(5)}  ${m.p99.toFixed(2).padStart(6)} ms  (${m.n} rounds)${
