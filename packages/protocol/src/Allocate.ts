@@ -144,3 +144,15 @@ export const reserveHeapFor = (messageBytes: number): void => {
     // Out of address space: nothing is lost but the layout.
   }
 }
+
+/**
+ * Fresh memory for one received message of `size` bytes, every byte of which
+ * the caller writes before it is read: `uninitialized` memory, after laying
+ * out room for messages of its size (`reserveHeapFor`), so that it reuses
+ * what earlier messages freed. On the thread that keeps the message (a worker
+ * thread's heap is not kept: see `retainFreedBuffers`).
+ */
+export const freshMessage = (size: number): Uint8Array => {
+  reserveHeapFor(size)
+  return new Uint8Array(uninitialized(size))
+}

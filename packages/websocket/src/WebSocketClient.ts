@@ -42,7 +42,7 @@
  * past the deadline, a while longer), so a pause of this thread is never
  * taken for the server's silence.
  */
-import { lending, type ReceivePool, reserveHeapFor, retainFreedBuffers } from "@chiral/protocol"
+import { freshMessage, lending, type ReceivePool, retainFreedBuffers } from "@chiral/protocol"
 import * as Crypto from "node:crypto"
 import * as Net from "node:net"
 import * as AccessToken from "./AccessToken.js"
@@ -742,9 +742,7 @@ export class ClientSocket {
 
   /** Memory for a message, every byte of which will be written before it is read: from the pool if there is one. */
   private allocateMessage(size: number): Uint8Array {
-    if (this.pool !== undefined) return this.pool.take(size)
-    reserveHeapFor(size)
-    return allocate(size)
+    return this.pool === undefined ? freshMessage(size) : this.pool.take(size)
   }
 
   /** A message buffer that was never delivered: nobody else has seen it, so it may go straight back to the pool. */

@@ -11,7 +11,7 @@
  *
  * Both end with the scope (the server is told with a CLOSE).
  */
-import { collectAfter, frameAlignment, lending, ReceivePool, reserveHeapFor, retainFreedBuffers, uninitialized } from "@chiral/protocol"
+import { collectAfter, frameAlignment, freshMessage, lending, ReceivePool, reserveHeapFor, retainFreedBuffers } from "@chiral/protocol"
 import {
   type PeerError,
   Zenoh,
@@ -73,14 +73,8 @@ const unknown: Diagnosis = { problems: undefined, subscriptions: [] }
 /** Replies in flight between the threads, at most (what the subscriber buffered before: 2). */
 const WINDOW = 2
 
-/** Fresh memory for the replies reassembled on this thread, in room laid out for them (`reserveHeapFor`). */
-const freshHere: ZenohConfig.ReceiveMemory = {
-  take: (size) => {
-    reserveHeapFor(size)
-    return new Uint8Array(uninitialized(size))
-  },
-  put: () => {}
-}
+/** Fresh memory for the replies reassembled on this thread (`freshMessage`). */
+const freshHere: ZenohConfig.ReceiveMemory = { take: freshMessage, put: () => {} }
 
 /** The session on this thread. */
 export const openHere = (options: OpenOptions): Effect.Effect<ClientSession, OpenError | SessionEnd, Scope.Scope> =>
