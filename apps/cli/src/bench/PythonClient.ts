@@ -172,17 +172,17 @@ const round = (options: Options, server: Round["server"]) =>
         const seconds = (performance.now() - started) / 1000
         const cpuAfter = processCpu(serverProcess.pid)
         const latency = parseResult(output)
-        if (typeof latency === "string") return failedRun(server, phase, new Error(latency))
+        if (typeof latency === "string") return failedRun(server, phase, latency)
         const cpu = cpuBefore === undefined || cpuAfter === undefined ? undefined : {
           total: (cpuAfter.total - cpuBefore.total) / seconds,
           main: (cpuAfter.main - cpuBefore.main) / seconds
         }
         return { server, phase, latency, cpu } satisfies Round
-      }).pipe(Effect.catch((error: unknown) => Effect.succeed(failedRun(server, phase, error))))
+      }).pipe(Effect.catch((error: unknown) => Effect.succeed(failedRun(server, phase, messageOf(error)))))
     return [yield* clientRun("from start"), yield* clientRun("warmed")]
   }).pipe(
     Effect.scoped,
-    Effect.catch((error: unknown) => Effect.succeed(phases.map((phase) => failedRun(server, phase, error))))
+    Effect.catch((error: unknown) => Effect.succeed(phases.map((phase) => failedRun(server, phase, messageOf(error)))))
   )
 
 const isLatency = (u: unknown): u is Latency =>
@@ -211,12 +211,10 @@ export const parseResult = (output: string): Latency | string => {
     : `the client printed no result; its last line: ${last.slice(0, 300)}`
 }
 
+const messageOf = (error: unknown): string => error instanceof Error ? error.message : String(error)
+
 /** A run that has no figures, and why. */
-const failedRun = (server: Round["server"], phase: Phase, error: unknown): Round => ({
-  server,
-  phase,
-  latency: `failed: ${error instanceof Error ? error.message : String(error)}`
-})
+const failedRun = (server: Round["server"], phase: Phase, why: string): Round => ({ server, phase, latency: `failed: ${why}` })
 
 /** Client against the reference server, then against `chiral serve`, `rounds` times; two runs each. */
 export const compare = (options: Options) =>
@@ -235,6 +233,15 @@ const median = (xs: ReadonlyArray<number>): number => {
 }
 
 const servers: ReadonlyArray<Round["server"]> = ["Python reference", "chiral serve"]
+
+/** One server's runs of one phase: how many had figures, and the medians of their p50, p99 and CPU. */
+interface Summary {
+  readonly server: Round["server"]
+  readonly n: number
+  readonly p50: number
+  readonly p99: number
+  readonly cpu: ServerCpu | undefined
+}
 
 /** A server's CPU while the client ran, when known: what it takes from the cores the client shares. */
 const cpuText = (cpu: ServerCpu | undefined) =>
@@ -263,7 +270,7 @@ export const format = (rounds: ReadonlyArray<Round>): string => {
         } ms  (${r.latency.n} calls)${cpuText(r.cpu)}`
     }`
   })
-  const medians = (phase: Phase) => (server: Round["server"]) => {
+  const medians = (phase: Phase) => (server: Round["server"]): Summary => {
     const runs = rounds.filter((r) => r.server === server && r.phase === phase)
     const ok = runs.flatMap((r) => typeof r.latency !== "string" ? [r.latency] : [])
     const cpus = runs.flatMap((r) => typeof r.latency !== "string" && r.cpu ? [r.cpu] : [])
@@ -286,7 +293,7 @@ export const format = (rounds: ReadonlyArray<Round>): string => {
         }`
       )
     }
-    const [py, ts] = summary as [ReturnType<ReturnType<typeof medians>>, ReturnType<ReturnType<typeof medians>>]
+    const [py, ts] = summary as [Summary, Summary]
     lines.push(
       py.n === 0 || ts.n === 0
         ? `${phase}: no comparison: a server has no successful round`
