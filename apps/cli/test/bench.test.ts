@@ -5,7 +5,16 @@
 import { assert, describe, it } from "@effect/vitest"
 import { ZenohTransport } from "@chiral/zenoh-transport"
 import { Effect, Exit, Layer } from "effect"
-import { arrivalTicks, cadence, percentiles, quantile, skippedTicks, ticksOfDues } from "../src/bench/Stats.js"
+import {
+  arrivalTicks,
+  cadence,
+  percentiles,
+  quantile,
+  skippedTicks,
+  splitByTransfers,
+  ticksOfDues,
+  transfersOf
+} from "../src/bench/Stats.js"
 import { bench } from "../src/commands/Bench.js"
 import * as SimulatedRobot from "../src/SimulatedRobot.js"
 import { run } from "./support/RunCommand.js"
@@ -41,7 +50,8 @@ describe("chiral bench", () => {
         "action_cadence",
         "action_sends",
         "rss_mb",
-        "page_faults_per_obs"
+        "page_faults_per_obs",
+        "action_jitter_by_stream_phase"
       ])
       const { workload } = result
       assert.deepInclude(workload, { cameras: 1, width: 32, height: 24, depth: true })
@@ -76,6 +86,11 @@ describe("chiral bench", () => {
       if (process.platform === "linux") {
         assert.isTrue(isNumber(result.page_faults_per_obs.client) && isNumber(result.page_faults_per_obs.server))
       }
+      // every action that arrived is on one side or the other of the stream's transfers
+      const phases = result.action_jitter_by_stream_phase
+      assert.deepStrictEqual(Object.keys(phases), ["during_transfer", "between_transfers"])
+      assert.deepStrictEqual(Object.keys(phases.during_transfer), ["count", "jitter_ms_p99"])
+      assert.strictEqual(phases.during_transfer.count + phases.between_transfers.count, result.action_cadence.count)
     }), { timeout: 60_000 })
 
   it.live("a server's address says its protocol: tcp/host:port is measured over Zenoh without --protocol", () =>
@@ -112,6 +127,18 @@ describe("chiral bench", () => {
 })
 
 describe("bench statistics", () => {
+  it("a transfer runs from a request to the first answer after it; a request without one is left out", () => {
+    assert.deepStrictEqual(transfersOf([10, 40, 70], [5, 15, 47]), [[10, 15], [40, 47]])
+    assert.deepStrictEqual(transfersOf([], [1]), [])
+  })
+
+  it("samples split by whether their tick fell within a transfer (ends included)", () => {
+    const transfers = [[10, 15], [40, 47]] as const
+    const { between, during } = splitByTransfers([5, 10, 15, 16, 45, 50], [1, 2, 3, 4, 5, 6], transfers)
+    assert.deepStrictEqual(during, [2, 3, 5])
+    assert.deepStrictEqual(between, [1, 4, 6])
+  })
+
   it("percentiles by nearest rank", () => {
     const samples = Array.from({ length: 100 }, (_, i) => 100 - i)
     assert.deepStrictEqual(percentiles(samples), { p50: 50, p90: 90, p99: 99, max: 100 })

@@ -20,7 +20,20 @@ import { minorFaults } from "./MachineLimits.js"
 import { type Protocol, protocols } from "./Protocols.js"
 import * as RawTcp from "./RawTcp.js"
 import type { ServerOptions } from "./Server.js"
-import { arrivalTicks, cadence, type CadenceStats, mean, type Percentiles, percentiles, skippedTicks, ticksOfDues } from "./Stats.js"
+import {
+  arrivalTicks,
+  ascending,
+  cadence,
+  type CadenceStats,
+  mean,
+  type Percentiles,
+  percentiles,
+  quantile,
+  skippedTicks,
+  splitByTransfers,
+  ticksOfDues,
+  transfersOf
+} from "./Stats.js"
 
 export interface BenchOptions {
   /** A running server to measure; none: start our own. */
@@ -91,6 +104,21 @@ export interface BenchResult {
    * where not measured (no /proc, or a server we did not start).
    */
   readonly page_faults_per_obs: { readonly client: number | null; readonly server: number | null }
+  /**
+   * The actions of `action_cadence` by where their tick fell in the
+   * observation stream: while an observation was on its way (from the
+   * client's request to its arrival) or between observations; how many, and
+   * their |jitter| p99 (ms, NaN for none). Null where no action was sent.
+   */
+  readonly action_jitter_by_stream_phase: {
+    readonly during_transfer: StreamPhaseJitter
+    readonly between_transfers: StreamPhaseJitter
+  } | null
+}
+
+export interface StreamPhaseJitter {
+  readonly count: number
+  readonly jitter_ms_p99: number
 }
 
 /** What the human report shows beyond the JSON. */
@@ -263,12 +291,21 @@ interface Meter {
    * where its grid starts.
    */
   actionSendDues: Array<number>
+  /**
+   * While actions are dispatched: when each observation was asked for, and
+   * when each frame arrived (monotonic ms), to tell which actions' ticks fell
+   * while an observation was on its way.
+   */
+  obsAsked: Array<number>
+  framesReceived: Array<number>
+  recording: boolean
 }
 
-const isApplyAction = (frame: OutgoingFrame): boolean => {
-  if (!(frame instanceof Uint8Array) || frame.byteLength > 4096) return false
+/** The type of a frame small enough to be a request or an action; undefined for others. */
+const smallFrameType = (frame: OutgoingFrame): string | undefined => {
+  if (!(frame instanceof Uint8Array) || frame.byteLength > 4096) return undefined
   const decoded = decodeFrame(frame)
-  return Result.isSuccess(decoded) && decoded.success.type === "apply_action"
+  return Result.isSuccess(decoded) ? decoded.success.type : undefined
 }
 
 /**
@@ -309,10 +346,13 @@ const metered = (meter: Meter, layer: Layer.Layer<ClientTransport>): Layer.Layer
           ...offThreadSends(connection, meter),
           send: (frame: OutgoingFrame) =>
             Effect.suspend(() => {
-              if (isApplyAction(frame)) meter.actionSends.push(monotonicMillis())
+              const type = smallFrameType(frame)
+              if (type === "apply_action") meter.actionSends.push(monotonicMillis())
+              else if (type === "obs_request" && meter.recording) meter.obsAsked.push(monotonicMillis())
               return connection.send(frame)
             }),
           frames: Stream.map(connection.frames, (frame) => {
+            if (meter.recording) meter.framesReceived.push(monotonicMillis())
             meter.lastFrameBytes = frame.byteLength
             return frame
           })
@@ -488,6 +528,9 @@ const startActions = (
     yield* request(client.putActions(Array.from({ length: actionCount }, (_, k) => [k, 0, 0, 0, 0, 0, 0])))
     meter.actionSends = []
     meter.actionSendDues = []
+    meter.obsAsked = []
+    meter.framesReceived = []
+    meter.recording = true
     const origin = monotonicMillis()
     yield* client.startActionDispatch(hz)
     return { origin, supersededBefore }
@@ -563,6 +606,7 @@ const streamPhase = (
     yield* waitWithProgress(options.durationSeconds * 1000, (f) => progress("obs stream + actions", f))
     // The queue was filled beyond the run on purpose: what is left is not a loss.
     if (server !== undefined) yield* Effect.andThen(client.stopActionDispatch, client.clearActions)
+    meter.recording = false
     const streamMillis = performance.now() - streamStart
     gc.stop()
     const observedInStream = observed - observedAtStart
@@ -650,6 +694,30 @@ const sendTicks = (meter: Meter, hz: number, gridStart: number): ReadonlyArray<n
   meter.actionSendDues.length === meter.actionSends.length ? ticksOfDues(meter.actionSendDues, hz, gridStart) : undefined
 
 /**
+ * Each arrival's |jitter| (as `cadence` judges it: from its tick on the
+ * dispatcher's grid), split by whether that tick fell while an observation
+ * was on its way to the client.
+ */
+const jitterByStreamPhase = (
+  arrivals: ReadonlyArray<readonly [number, number]>,
+  firstSeq: number,
+  sent: ReadonlyArray<number> | undefined,
+  gridStart: number,
+  hz: number,
+  meter: Meter
+): NonNullable<BenchResult["action_jitter_by_stream_phase"]> => {
+  const period = 1000 / hz
+  const dues = arrivalTicks(arrivals, firstSeq, sent).map((tick) => gridStart + tick * period)
+  const jitter = arrivals.map(([, at], k) => Math.abs(at - dues[k]!))
+  const { between, during } = splitByTransfers(dues, jitter, transfersOf(meter.obsAsked, meter.framesReceived))
+  const figures = (samples: ReadonlyArray<number>): StreamPhaseJitter => ({
+    count: samples.length,
+    jitter_ms_p99: round(quantile(ascending(samples), 0.99))
+  })
+  return { during_transfer: figures(during), between_transfers: figures(between) }
+}
+
+/**
  * The figures of both phases, rounded for print. `ownServer`: we started the
  * server, so there is a raw-TCP baseline, actions were sent and the server's
  * side was measured.
@@ -676,6 +744,7 @@ const report = (
     ? cadence(times, options.actionHz, gridStart, arrivalTicks(stream.arrivals, firstSeq, sent))
     : undefined
   const sends = ownServer ? cadence(meter.actionSends, options.actionHz, gridStart, sent) : undefined
+  const byPhase = ownServer ? jitterByStreamPhase(stream.arrivals, firstSeq, sent, gridStart, options.actionHz, meter) : null
   const lost = ownServer ? missing(stream.arrivals, stream.superseded ?? 0) : undefined
 
   const result: BenchResult = {
@@ -695,7 +764,8 @@ const report = (
     action_cadence: cadenceFigures(stats, options.actionHz),
     action_sends: cadenceFigures(sends, options.actionHz),
     rss_mb: { start: round(mb(stream.rssStart), 1), end: round(mb(stream.rssEnd), 1) },
-    page_faults_per_obs: stream.pageFaultsPerObs
+    page_faults_per_obs: stream.pageFaultsPerObs,
+    action_jitter_by_stream_phase: byPhase
   }
   return {
     result,
@@ -737,7 +807,14 @@ export const run = (
     const progress = options.progress ?? (() => {})
     const server = options.address === undefined ? yield* startOwnServer(options) : undefined
     const address = server?.address ?? options.address!
-    const meter: Meter = { lastFrameBytes: 0, actionSends: [], actionSendDues: [] }
+    const meter: Meter = {
+      lastFrameBytes: 0,
+      actionSends: [],
+      actionSendDues: [],
+      obsAsked: [],
+      framesReceived: [],
+      recording: false
+    }
     // More actions than the stream phase can send: the queue must not run dry while its cadence is measured.
     const actionCount = Math.ceil(options.actionHz * (options.durationSeconds + 1)) + 16
     const policy = yield* connectPolicy(options, address, server, meter, actionCount)

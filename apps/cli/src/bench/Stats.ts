@@ -104,3 +104,44 @@ export const arrivalTicks = (
 /** Ticks of the dispatcher's grid between its first and last send that sent nothing. */
 export const skippedTicks = (sent: ReadonlyArray<number> | undefined): number | undefined =>
   sent === undefined ? undefined : sent[sent.length - 1]! - sent[0]! + 1 - sent.length
+
+/**
+ * The intervals an answer was on its way: each request (ms, ascending) with
+ * the first answer received after it (ms, ascending); a request with none
+ * after it is left out.
+ */
+export const transfersOf = (
+  asked: ReadonlyArray<number>,
+  received: ReadonlyArray<number>
+): Array<readonly [number, number]> => {
+  const out: Array<readonly [number, number]> = []
+  let r = 0
+  for (const at of asked) {
+    while (r < received.length && received[r]! < at) r++
+    if (r === received.length) break
+    out.push([at, received[r]!])
+  }
+  return out
+}
+
+/**
+ * Splits samples by whether their tick fell while an answer was on its way:
+ * `dues[k]` is sample k's tick (ms, ascending), `transfers` the intervals
+ * (ascending, as `transfersOf` gives them), ends included.
+ */
+export const splitByTransfers = (
+  dues: ReadonlyArray<number>,
+  samples: ReadonlyArray<number>,
+  transfers: ReadonlyArray<readonly [number, number]>
+): { readonly during: Array<number>; readonly between: Array<number> } => {
+  const during: Array<number> = []
+  const between: Array<number> = []
+  let t = 0
+  dues.forEach((due, k) => {
+    while (t < transfers.length && transfers[t]![1] < due) t++
+    const inTransfer = t < transfers.length && transfers[t]![0] <= due
+    ;(inTransfer ? during : between).push(samples[k]!)
+  })
+  return { during, between }
+}
+

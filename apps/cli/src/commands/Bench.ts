@@ -10,7 +10,7 @@ import * as SimulatedRobot from "../SimulatedRobot.js"
 
 // ── the human report ──────────────────────────────────────────────────────────
 
-const ms = (x: number | null) => x === null ? "—" : `${x < 10 ? x.toFixed(2) : x.toFixed(1)} ms`
+const ms = (x: number | null) => x === null || !Number.isFinite(x) ? "—" : `${x < 10 ? x.toFixed(2) : x.toFixed(1)} ms`
 
 /** The report as aligned lines: what was measured, then how it compares. */
 export const formatReport = (report: BenchReport): string => {
@@ -56,6 +56,16 @@ export const formatReport = (report: BenchReport): string => {
         }; |jitter| p50 ${ms(report.actionSends.jitter_ms_p50)}  p99 ${
           ms(report.actionSends.jitter_ms_p99)
         }  max ${ms(report.actionSends.jitter_ms_max)}; drift ${ms(report.actionSends.drift_ms)}`
+    ],
+    [
+      "  by stream phase",
+      r.action_jitter_by_stream_phase === null
+        ? "—"
+        : `ticks while an observation was on its way: ${r.action_jitter_by_stream_phase.during_transfer.count}, |jitter| p99 ${
+          ms(r.action_jitter_by_stream_phase.during_transfer.jitter_ms_p99)
+        }; between observations: ${r.action_jitter_by_stream_phase.between_transfers.count}, p99 ${
+          ms(r.action_jitter_by_stream_phase.between_transfers.jitter_ms_p99)
+        }`
     ],
     [
       "client gc (stream)",

@@ -1,0 +1,166 @@
+/**
+ * A machine limit for action timing: how late actions reach a robot that is
+ * streaming large observations, over plain Node sockets (no chiral, no
+ * Effect, no framing). A robot process (`RawCadenceServer`) answers each
+ * request with `bytes` bytes and stamps 5-byte actions as they arrive; a
+ * policy (`RawCadenceClient`, worker threads) streams observations at
+ * `obsHz` on its socket and writes actions to the same socket from another
+ * thread at `actionHz`, as chiral's dispatcher worker does. At 100 Hz beside
+ * a 30 Hz stream the ticks fall at every phase of the stream's cycle, so the
+ * figures say what this machine allows whatever an action's phase, and how
+ * much a tick that falls while an observation is on its way costs.
+ */
+import { fork } from "node:child_process"
+import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
+import { Worker } from "node:worker_threads"
+import { Effect, type Scope } from "effect"
+import type { StreamJob, StreamReport } from "./RawCadenceClient.js"
+import { ascending, quantile, splitByTransfers } from "./Stats.js"
+
+export interface RawCadenceOptions {
+  /** Bytes per observation. */
+  readonly bytes: number
+  readonly obsHz: number
+  readonly actionHz: number
+  /** How long actions are sent, s. */
+  readonly seconds: number
+  readonly host?: string | undefined
+}
+
+/** |arrival − due| of actions, ms. */
+export interface Lateness {
+  readonly count: number
+  readonly p50: number
+  readonly p99: number
+  readonly max: number
+}
+
+export interface RawCadence {
+  readonly options: RawCadenceOptions
+  /** Actions sent, and arrived. */
+  readonly sent: number
+  readonly arrived: number
+  readonly all: Lateness
+  /** Actions whose tick fell while an observation was on its way (asked, not yet all received). */
+  readonly duringTransfer: Lateness
+  /** The others. */
+  readonly betweenTransfers: Lateness
+}
+
+const lateness = (samples: ReadonlyArray<number>): Lateness => {
+  const sorted = ascending(samples)
+  return {
+    count: sorted.length,
+    p50: quantile(sorted, 0.5),
+    p99: quantile(sorted, 0.99),
+    max: sorted.length === 0 ? Number.NaN : sorted[sorted.length - 1]!
+  }
+}
+
+/**
+ * The figures of a run: action n was due at `origin` + n periods (ms) and
+ * arrived as `arrivals` says ([n, ms]); `transfers` are the observations'
+ * [asked, received] (ms), in order.
+ */
+export const summarize = (
+  options: RawCadenceOptions,
+  origin: number,
+  sent: number,
+  arrivals: ReadonlyArray<readonly [number, number]>,
+  transfers: ReadonlyArray<readonly [number, number]>
+): RawCadence => {
+  const period = 1000 / options.actionHz
+  const dues = arrivals.map(([n]) => origin + n * period)
+  const { between, during } = splitByTransfers(dues, arrivals.map(([, at], k) => Math.abs(at - dues[k]!)), transfers)
+  return {
+    options,
+    sent,
+    arrived: arrivals.length,
+    all: lateness([...during, ...between]),
+    duringTransfer: lateness(during),
+    betweenTransfers: lateness(between)
+  }
+}
+
+/** A built module next to this one in dist/ (under vitest this module is the TypeScript source). */
+const builtEntry = (name: string): string => {
+  const here = fileURLToPath(import.meta.url)
+  return here.endsWith(".ts")
+    ? Path.join(Path.dirname(here), "..", "..", "dist", "bench", `${name}.js`)
+    : Path.join(Path.dirname(here), `${name}.js`)
+}
+
+/** Starts the robot process; it is killed with the scope. */
+const startRobot = (bytes: number, host: string) =>
+  Effect.acquireRelease(
+    Effect.callback<{ readonly child: ReturnType<typeof fork>; readonly port: number }, Error>((resume) => {
+      const child = fork(builtEntry("RawCadenceServer"), [String(bytes), host], { execArgv: [], stdio: "inherit" })
+      const onError = (error: Error) => settle(Effect.fail(error))
+      const onExit = (code: number | null) => settle(Effect.fail(new Error(`the baseline's robot exited (${code})`)))
+      const settle = (result: Effect.Effect<{ readonly child: ReturnType<typeof fork>; readonly port: number }, Error>) => {
+        child.off("error", onError)
+        child.off("exit", onExit)
+        resume(result)
+      }
+      child.once("message", (message: { port: number }) => settle(Effect.succeed({ child, port: message.port })))
+      child.once("error", onError)
+      child.once("exit", onExit)
+    }),
+    ({ child }) => Effect.sync(() => child.kill())
+  )
+
+const arrivalsOf = (child: ReturnType<typeof fork>) =>
+  Effect.callback<ReadonlyArray<readonly [number, number]>>((resume) => {
+    child.once("message", (message: { arrivals: ReadonlyArray<readonly [number, number]> }) =>
+      resume(Effect.succeed(message.arrivals)))
+    child.send("arrivals")
+  })
+
+/** Runs the policy's threads until the last action is sent; they end with the scope. */
+const runPolicy = (job: StreamJob) =>
+  Effect.acquireRelease(
+    Effect.sync(() => new Worker(builtEntry("RawCadenceClient"), { workerData: job, execArgv: [] })),
+    (worker) => Effect.promise(() => worker.terminate())
+  ).pipe(
+    Effect.flatMap((worker) =>
+      Effect.callback<StreamReport, Error>((resume) => {
+        worker.once("message", (message: StreamReport | { error: string }) =>
+          resume("error" in message ? Effect.fail(new Error(message.error)) : Effect.succeed(message)))
+        worker.once("error", (error) => resume(Effect.fail(error)))
+      })
+    )
+  )
+
+/** One run (about `seconds` + 1 s); fails if a process or thread fails. */
+export const measure = (options: RawCadenceOptions): Effect.Effect<RawCadence, Error, Scope.Scope> =>
+  Effect.gen(function*() {
+    const host = options.host ?? "127.0.0.1"
+    const robot = yield* startRobot(options.bytes, host)
+    const ticks = Math.round(options.seconds * options.actionHz)
+    const report = yield* runPolicy({
+      role: "stream",
+      port: robot.port,
+      host,
+      bytes: options.bytes,
+      obsHz: options.obsHz,
+      actionHz: options.actionHz,
+      ticks,
+      settleMillis: 500
+    })
+    // the last actions may still be on their way
+    yield* Effect.sleep("100 millis")
+    const arrivals = yield* arrivalsOf(robot.child)
+    return summarize(options, report.origin, ticks, arrivals, report.transfers)
+  })
+
+const ms = (x: number) => Number.isFinite(x) ? x.toFixed(2) : "—"
+
+export const format = (r: RawCadence): string => {
+  const mb = (r.options.bytes / 1e6).toFixed(1)
+  const share = r.all.count === 0 ? 0 : Math.round(100 * r.duringTransfer.count / r.all.count)
+  return `actions at ${r.options.actionHz} Hz beside a ${r.options.obsHz} Hz stream of ${mb} MB, plain sockets ` +
+    `(${r.arrived} of ${r.sent} arrived): |jitter| p50 ${ms(r.all.p50)}  p99 ${ms(r.all.p99)}  max ${ms(r.all.max)} ms; ` +
+    `ticks while an observation was on its way (${share}%) p99 ${ms(r.duringTransfer.p99)} ms, ` +
+    `the others p99 ${ms(r.betweenTransfers.p99)} ms`
+}

@@ -1,0 +1,145 @@
+/**
+ * The policy of the plain-socket action baseline (`RawCadence`), plain Node
+ * on worker threads (no Effect: heaps next to empty). The stream thread
+ * connects, asks for an observation at `obsHz` on a fixed grid and reads
+ * each into one reused buffer (`onread`: only the kernel copies); the tick
+ * thread writes action n (5 bytes) to the same socket's descriptor at tick n
+ * of its grid, as a dispatcher worker writes to the policy's connection, and
+ * times each tick as `PreciseTimer.at` does (a timer, then `Atomics.wait`,
+ * then a spin through the last 0.1 ms).
+ */
+import * as Fs from "node:fs"
+import * as Net from "node:net"
+import { parentPort, Worker, workerData } from "node:worker_threads"
+
+export interface StreamJob {
+  readonly role: "stream"
+  readonly port: number
+  readonly host: string
+  readonly bytes: number
+  readonly obsHz: number
+  readonly actionHz: number
+  readonly ticks: number
+  /** How long the stream runs before the first tick, ms. */
+  readonly settleMillis: number
+}
+
+interface TickJob {
+  readonly role: "ticks"
+  readonly fd: number
+  readonly hz: number
+  readonly ticks: number
+  /** Tick 0's time, monotonic ms. */
+  readonly origin: number
+}
+
+export interface StreamReport {
+  /** Tick 0's time (monotonic ms); tick n is due n periods later. */
+  readonly origin: number
+  /** Each observation: when it was asked for and when its last byte arrived (monotonic ms). */
+  readonly transfers: ReadonlyArray<readonly [number, number]>
+}
+
+const now = (): number => Number(process.hrtime.bigint()) / 1e6
+const sleeper = new Int32Array(new SharedArrayBuffer(4))
+
+const runTicks = (job: TickJob) => {
+  const period = 1000 / job.hz
+  const message = Buffer.alloc(5)
+  message[0] = 2
+  let n = 0
+  const next = () => {
+    if (n >= job.ticks) return parentPort!.postMessage("done")
+    const due = job.origin + n * period
+    setTimeout(() => {
+      const rest = due - now()
+      if (rest > 0.12) Atomics.wait(sleeper, 0, 0, rest - 0.1)
+      while (now() < due) {
+        // the last stretch, as PreciseTimer.at
+      }
+      message.writeUInt32LE(n, 1)
+      for (let written = 0; written < message.length;) {
+        try {
+          written += Fs.writeSync(job.fd, message, written)
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code !== "EAGAIN") throw error
+        }
+      }
+      n++
+      next()
+    }, Math.max(0, Math.floor(due - now() - 2)))
+  }
+  next()
+}
+
+const runStream = (job: StreamJob) => {
+  const target = Buffer.allocUnsafeSlow(job.bytes)
+  const spill = Buffer.allocUnsafeSlow(64 * 1024)
+  const transfers: Array<readonly [number, number]> = []
+  let received = job.bytes
+  let asked = 0
+  let streaming = true
+  let onAnswer: (() => void) | undefined
+  const socket = Net.connect({
+    host: job.host,
+    port: job.port,
+    onread: {
+      buffer: () => (received < job.bytes ? target.subarray(received) : spill),
+      callback: (n) => {
+        received += n
+        if (received >= job.bytes && onAnswer !== undefined) {
+          const answered = onAnswer
+          onAnswer = undefined
+          answered()
+        }
+        return true
+      }
+    }
+  })
+  socket.setNoDelay(true)
+  const period = 1000 / job.obsHz
+  socket.once("connect", () => {
+    const start = now()
+    let slot = 0
+    const ask = () => {
+      asked = now()
+      received = 0
+      onAnswer = () => {
+        transfers.push([asked, now()])
+        if (!streaming) return
+        slot = Math.max(slot + 1, Math.ceil((now() - start) / period))
+        setTimeout(ask, Math.max(0, start + slot * period - now()))
+      }
+      socket.write(request)
+    }
+    ask()
+    const origin = start + job.settleMillis
+    const fd = (socket as unknown as { _handle: { fd: number } })._handle.fd
+    const ticks = new Worker(new URL(import.meta.url), {
+      workerData: { role: "ticks", fd, hz: job.actionHz, ticks: job.ticks, origin } satisfies TickJob
+    })
+    ticks.once("message", () => {
+      streaming = false
+      void ticks.terminate()
+      const finish = () => {
+        socket.destroy()
+        parentPort!.postMessage({ origin, transfers } satisfies StreamReport)
+      }
+      if (onAnswer === undefined) finish()
+      else {
+        const last = onAnswer
+        onAnswer = () => {
+          last()
+          finish()
+        }
+      }
+    })
+    ticks.once("error", (error) => parentPort!.postMessage({ error: error.message }))
+  })
+  socket.once("error", (error) => parentPort!.postMessage({ error: error.message }))
+}
+
+const request = new Uint8Array([1])
+const job = workerData as StreamJob | TickJob
+if (job.role === "ticks") runTicks(job)
+else runStream(job)
