@@ -55,6 +55,12 @@ export interface SimulatedRobotOptions {
    * (see {@link actionLogLines}: NaN/±Infinity as "NaN", "Infinity", "-Infinity"). Default false.
    */
   readonly logActions?: boolean | undefined
+  /**
+   * Called with each action (`apply_action`, or a legacy step's chunk) as it
+   * reaches the robot's handler, before the arm moves: where `chiral bench`
+   * stamps an action's arrival. Must not throw.
+   */
+  readonly onAction?: ((action: Tensor) => void) | undefined
   /** Largest move of a joint per applied action (rad). Default 0.05. */
   readonly maxStep?: number | undefined
   /** The reach task (see `SimulatedArm`); none by default. */
@@ -219,7 +225,8 @@ const settingsOf = (options: SimulatedRobotOptions) => ({
   actionDim: options.actionDim ?? defaults.actionDim,
   episodeSteps: options.episodeSteps ?? defaults.episodeSteps,
   fps: options.fps ?? defaults.fps,
-  logActions: options.logActions ?? false
+  logActions: options.logActions ?? false,
+  onAction: options.onAction
 })
 
 type Settings = ReturnType<typeof settingsOf>
@@ -255,7 +262,7 @@ const handlersFor = (
   counters: Counters,
   metadata: SimulatedRobot["metadata"]
 ): Handlers<never, PolicyServer.PolicyServer> => {
-  const { episodeSteps, logActions, proprios } = settings
+  const { episodeSteps, logActions, onAction, proprios } = settings
   // Without a task, observations carry no status (as before there was one).
   const extra = () => (arm.hasTask ? { ...arm.status() } : {})
 
@@ -263,6 +270,7 @@ const handlersFor = (
   // rates, and each effect step on its way runs cold (see `ServerConnection`).
   const record = (action: Tensor, context: ActionContext) =>
     PolicyServer.PolicyServer.use((robot) => {
+      onAction?.(action)
       const values = Tensor.toArray(action).map(Number)
       const rows = ActionSpec.rowsOf(action)
       const width = rows === 0 ? 0 : values.length / rows

@@ -8,7 +8,7 @@ import { encodeFrame, Tensor } from "@chiral/protocol"
 import { encodeApplyAction } from "@chiral/core/ActionFrame"
 import { Zenoh } from "@chiral/zenoh"
 import { assert, describe, it } from "@effect/vitest"
-import { ConfigProvider, Effect, Exit, Fiber, Schedule } from "effect"
+import { ConfigProvider, Effect, Exit, Fiber, Layer, Schedule } from "effect"
 import { serve } from "../src/commands/Serve.js"
 import { CommandFailed } from "../src/commands/Decode.js"
 import * as SimulatedRobot from "../src/SimulatedRobot.js"
@@ -401,6 +401,36 @@ describe("SimulatedRobot", () => {
     const ints = Tensor.make("int64", [2], BigInt64Array.of(2n ** 62n + 1n, -1n))
     assert.deepStrictEqual(SimulatedRobot.actionLogLines(ints, {}, applied), [`{"action":[4611686018427387905,-1],"obs_timestamps":{},${appliedJson}}`])
   })
+
+  it.live("onAction sees each action as it reaches the handler, before the arm moves", () =>
+    Effect.gen(function*() {
+      const seen: Array<ReadonlyArray<number>> = []
+      const appliedWhenSeen: Array<number> = []
+      const transport = yield* Layer.build(WebSocketTransport.layerServer({ host: "127.0.0.1", port: 0 }))
+      const robot: SimulatedRobot.SimulatedRobot = yield* SimulatedRobot.make({
+        cameras: 1,
+        width: 8,
+        height: 6,
+        fps: 0,
+        onAction: (action) => {
+          seen.push(Tensor.toArray(action).map(Number))
+          appliedWhenSeen.push(Effect.runSync(robot.actionsApplied))
+        }
+      }).pipe(Effect.provideContext(transport))
+      const client = yield* PolicyClient.make({ reconnect: false }).pipe(
+        Effect.provide(WebSocketTransport.layerClient(robot.server.address))
+      )
+      // one at a time (two sent together would be coalesced), waiting on the count, not on time
+      const seenAtLeast = (n: number) =>
+        Effect.sync(() => seen.length).pipe(Effect.repeat({ until: (k) => k >= n, schedule: Schedule.spaced("10 millis") }))
+      yield* client.sendAction([0.01, 0.02, 0, 0, 0, 0, 0])
+      yield* seenAtLeast(1)
+      yield* client.sendAction([0.03, 0, 0, 0, 0, 0, 0])
+      yield* seenAtLeast(2)
+      assert.deepStrictEqual(seen.map((a) => a.map((x) => Math.round(x * 100))), [[1, 2, 0, 0, 0, 0, 0], [3, 0, 0, 0, 0, 0, 0]])
+      // each call came before the robot applied that action (the rows it had applied by then)
+      assert.deepStrictEqual(appliedWhenSeen, [0, 1])
+    }).pipe(Effect.scoped), 60_000)
 
   it("frames differ per camera and phase; K follows the size", () => {
     const a = SimulatedRobot.syntheticImage(0, 0, 8, 4)
