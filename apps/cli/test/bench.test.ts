@@ -88,9 +88,11 @@ describe("chiral bench", () => {
       }
       // every action that arrived is on one side or the other of the stream's transfers
       const phases = result.action_jitter_by_stream_phase
-      assert.deepStrictEqual(Object.keys(phases), ["during_transfer", "between_transfers"])
+      assert.deepStrictEqual(Object.keys(phases), ["transfers", "during_transfer", "between_transfers"])
       assert.deepStrictEqual(Object.keys(phases.during_transfer), ["count", "jitter_ms_p99"])
       assert.strictEqual(phases.during_transfer.count + phases.between_transfers.count, result.action_cadence.count)
+      // the stream's requests were recorded while actions went: 30 Hz for about a second
+      assert.isAtLeast(phases.transfers, 10)
     }), { timeout: 60_000 })
 
   it.live("a server's address says its protocol: tcp/host:port is measured over Zenoh without --protocol", () =>
@@ -127,8 +129,8 @@ describe("chiral bench", () => {
 })
 
 describe("bench statistics", () => {
-  it("a transfer runs from a request to the first answer after it; a request without one is left out", () => {
-    assert.deepStrictEqual(transfersOf([10, 40, 70], [5, 15, 47]), [[10, 15], [40, 47]])
+  it("a transfer runs from a request to the first answer after it; one without is on its way to the end", () => {
+    assert.deepStrictEqual(transfersOf([10, 40, 70], [5, 15, 47]), [[10, 15], [40, 47], [70, Infinity]])
     assert.deepStrictEqual(transfersOf([], [1]), [])
   })
 
@@ -137,6 +139,9 @@ describe("bench statistics", () => {
     const { between, during } = splitByTransfers([5, 10, 15, 16, 45, 50], [1, 2, 3, 4, 5, 6], transfers)
     assert.deepStrictEqual(during, [2, 3, 5])
     assert.deepStrictEqual(between, [1, 4, 6])
+    // arrivals out of order are judged by their own tick
+    const shuffled = splitByTransfers([45, 5, 12], [5, 1, 2], transfers)
+    assert.deepStrictEqual([shuffled.during.sort(), shuffled.between], [[2, 5], [1]])
   })
 
   it("percentiles by nearest rank", () => {

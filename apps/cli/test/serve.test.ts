@@ -406,6 +406,7 @@ describe("SimulatedRobot", () => {
     Effect.gen(function*() {
       const seen: Array<ReadonlyArray<number>> = []
       const appliedWhenSeen: Array<number> = []
+      const jointsWhenSeen: Array<ReadonlyArray<number>> = []
       const transport = yield* Layer.build(WebSocketTransport.layerServer({ host: "127.0.0.1", port: 0 }))
       const robot: SimulatedRobot.SimulatedRobot = yield* SimulatedRobot.make({
         cameras: 1,
@@ -415,6 +416,7 @@ describe("SimulatedRobot", () => {
         onAction: (action) => {
           seen.push(Tensor.toArray(action).map(Number))
           appliedWhenSeen.push(Effect.runSync(robot.actionsApplied))
+          jointsWhenSeen.push(Effect.runSync(robot.jointPositions).map((x) => Math.round(x * 100)))
         }
       }).pipe(Effect.provideContext(transport))
       const client = yield* PolicyClient.make({ reconnect: false }).pipe(
@@ -428,8 +430,9 @@ describe("SimulatedRobot", () => {
       yield* client.sendAction([0.03, 0, 0, 0, 0, 0, 0])
       yield* seenAtLeast(2)
       assert.deepStrictEqual(seen.map((a) => a.map((x) => Math.round(x * 100))), [[1, 2, 0, 0, 0, 0, 0], [3, 0, 0, 0, 0, 0, 0]])
-      // each call came before the robot applied that action (the rows it had applied by then)
+      // each call came before the robot applied that action: the rows it had applied, where its arm was
       assert.deepStrictEqual(appliedWhenSeen, [0, 1])
+      assert.deepStrictEqual(jointsWhenSeen, [[0, 0, 0, 0, 0, 0, 0], [1, 2, 0, 0, 0, 0, 0]])
     }).pipe(Effect.scoped), 60_000)
 
   it("frames differ per camera and phase; K follows the size", () => {

@@ -10,11 +10,11 @@
  * figures say what this machine allows whatever an action's phase, and how
  * much a tick that falls while an observation is on its way costs.
  */
-import { fork } from "node:child_process"
+import { type ChildProcess, fork } from "node:child_process"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { Worker } from "node:worker_threads"
-import { Effect, type Scope } from "effect"
+import { Duration, Effect, type Scope } from "effect"
 import type { StreamJob, StreamReport } from "./RawCadenceClient.js"
 import { ascending, quantile, splitByTransfers } from "./Stats.js"
 
@@ -91,31 +91,64 @@ const builtEntry = (name: string): string => {
     : Path.join(Path.dirname(here), `${name}.js`)
 }
 
-/** Starts the robot process; it is killed with the scope. */
-const startRobot = (bytes: number, host: string) =>
-  Effect.acquireRelease(
-    Effect.callback<{ readonly child: ReturnType<typeof fork>; readonly port: number }, Error>((resume) => {
-      const child = fork(builtEntry("RawCadenceServer"), [String(bytes), host], { execArgv: [], stdio: "inherit" })
-      const onError = (error: Error) => settle(Effect.fail(error))
-      const onExit = (code: number | null) => settle(Effect.fail(new Error(`the baseline's robot exited (${code})`)))
-      const settle = (result: Effect.Effect<{ readonly child: ReturnType<typeof fork>; readonly port: number }, Error>) => {
-        child.off("error", onError)
-        child.off("exit", onExit)
-        resume(result)
-      }
-      child.once("message", (message: { port: number }) => settle(Effect.succeed({ child, port: message.port })))
-      child.once("error", onError)
-      child.once("exit", onExit)
-    }),
-    ({ child }) => Effect.sync(() => child.kill())
-  )
-
-const arrivalsOf = (child: ReturnType<typeof fork>) =>
-  Effect.callback<ReadonlyArray<readonly [number, number]>>((resume) => {
-    child.once("message", (message: { arrivals: ReadonlyArray<readonly [number, number]> }) =>
-      resume(Effect.succeed(message.arrivals)))
-    child.send("arrivals")
+/**
+ * The next message of `peer` (a child process or a worker), as `read` takes
+ * it; a failure if `peer` fails or exits first. `ask` runs once listening
+ * (its `fail` for a request that cannot be sent). Listeners are removed
+ * however it ends.
+ */
+const nextMessage = <A>(
+  peer: ChildProcess | Worker,
+  what: string,
+  read: (message: unknown) => Effect.Effect<A, Error>,
+  ask?: (fail: (error: Error) => void) => void
+) =>
+  Effect.callback<A, Error>((resume) => {
+    const off = () => {
+      peer.off("message", onMessage)
+      peer.off("error", onError)
+      peer.off("exit", onExit)
+    }
+    const onMessage = (message: unknown) => {
+      off()
+      resume(read(message))
+    }
+    const onError = (error: Error) => {
+      off()
+      resume(Effect.fail(error))
+    }
+    const onExit = (code: number | null) => {
+      off()
+      resume(Effect.fail(new Error(`${what} exited (${code})`)))
+    }
+    peer.on("message", onMessage)
+    peer.on("error", onError)
+    peer.on("exit", onExit)
+    ask?.(onError)
+    return Effect.sync(off)
   })
+
+const robotName = "the baseline's robot process"
+
+/** Starts the robot process (killed with the scope) and waits for its port. */
+const startRobot = (bytes: number, host: string) =>
+  Effect.gen(function*() {
+    const child = yield* Effect.acquireRelease(
+      Effect.sync(() => fork(builtEntry("RawCadenceServer"), [String(bytes), host], { execArgv: [], stdio: "inherit" })),
+      // SIGKILL: a stopped process would hold SIGTERM until continued, and this process with it
+      (child) => Effect.sync(() => child.kill("SIGKILL"))
+    )
+    const port = yield* nextMessage(child, robotName, (message) => Effect.succeed((message as { port: number }).port))
+    return { child, port }
+  })
+
+const arrivalsOf = (child: ChildProcess) =>
+  nextMessage(
+    child,
+    robotName,
+    (message) => Effect.succeed((message as { arrivals: ReadonlyArray<readonly [number, number]> }).arrivals),
+    (fail) => child.send("arrivals", (error) => error === null ? undefined : fail(error))
+  )
 
 /** Runs the policy's threads until the last action is sent; they end with the scope. */
 const runPolicy = (job: StreamJob) =>
@@ -124,16 +157,31 @@ const runPolicy = (job: StreamJob) =>
     (worker) => Effect.promise(() => worker.terminate())
   ).pipe(
     Effect.flatMap((worker) =>
-      Effect.callback<StreamReport, Error>((resume) => {
-        worker.once("message", (message: StreamReport | { error: string }) =>
-          resume("error" in message ? Effect.fail(new Error(message.error)) : Effect.succeed(message)))
-        worker.once("error", (error) => resume(Effect.fail(error)))
+      nextMessage(worker, "the baseline's policy thread", (message) => {
+        const report = message as StreamReport | { readonly error: string }
+        return "error" in report ? Effect.fail(new Error(report.error)) : Effect.succeed(report)
       })
     )
   )
 
-/** One run (about `seconds` + 1 s); fails if a process or thread fails. */
+/** Time allowed beyond the run's own length before it counts as stuck (a stopped process, a lost answer), s. */
+const graceSeconds = 30
+
+/**
+ * One run (about `seconds` + 1 s). Fails if the robot process or a policy
+ * thread fails or exits, or if the run has not ended `graceSeconds` after
+ * its length.
+ */
 export const measure = (options: RawCadenceOptions): Effect.Effect<RawCadence, Error, Scope.Scope> =>
+  run(options).pipe(
+    Effect.timeoutOrElse({
+      duration: Duration.seconds(options.seconds + graceSeconds),
+      orElse: () =>
+        Effect.fail(new Error(`the plain-socket baseline did not end within ${options.seconds + graceSeconds} s`))
+    })
+  )
+
+const run = (options: RawCadenceOptions): Effect.Effect<RawCadence, Error, Scope.Scope> =>
   Effect.gen(function*() {
     const host = options.host ?? "127.0.0.1"
     const robot = yield* startRobot(options.bytes, host)

@@ -41,6 +41,8 @@ export interface StreamReport {
 }
 
 const now = (): number => Number(process.hrtime.bigint()) / 1e6
+/** How long an action may wait for room in the socket before the run fails (ms): the robot stopped reading. */
+const fullSocketMillis = 5000
 const sleeper = new Int32Array(new SharedArrayBuffer(4))
 
 const runTicks = (job: TickJob) => {
@@ -58,11 +60,15 @@ const runTicks = (job: TickJob) => {
         // the last stretch, as PreciseTimer.at
       }
       message.writeUInt32LE(n, 1)
+      // The socket is non-blocking: when its buffer is full, wait a millisecond
+      // at a time for the kernel to take it, for at most `fullSocketMillis`.
+      const giveUp = now() + fullSocketMillis
       for (let written = 0; written < message.length;) {
         try {
           written += Fs.writeSync(job.fd, message, written)
         } catch (error) {
-          if ((error as NodeJS.ErrnoException).code !== "EAGAIN") throw error
+          if ((error as NodeJS.ErrnoException).code !== "EAGAIN" || now() > giveUp) throw error
+          Atomics.wait(sleeper, 0, 0, 1)
         }
       }
       n++
@@ -79,7 +85,17 @@ const runStream = (job: StreamJob) => {
   let received = job.bytes
   let asked = 0
   let streaming = true
+  let done = false
   let onAnswer: (() => void) | undefined
+  let ticks: Worker | undefined
+  // The first failure is the run's: the tick thread stops, the report says why.
+  const fail = (error: Error) => {
+    if (done) return
+    done = true
+    // as in `finish`: the tick thread ends before the descriptor is closed
+    void (ticks?.terminate() ?? Promise.resolve(0)).then(() => socket.destroy())
+    parentPort!.postMessage({ error: error.message })
+  }
   const socket = Net.connect({
     host: job.host,
     port: job.port,
@@ -115,15 +131,24 @@ const runStream = (job: StreamJob) => {
     ask()
     const origin = start + job.settleMillis
     const fd = (socket as unknown as { _handle: { fd: number } })._handle.fd
-    const ticks = new Worker(new URL(import.meta.url), {
+    const tickThread = new Worker(new URL(import.meta.url), {
       workerData: { role: "ticks", fd, hz: job.actionHz, ticks: job.ticks, origin } satisfies TickJob
     })
-    ticks.once("message", () => {
+    ticks = tickThread
+    // The tick thread writes to this socket's descriptor: the socket is
+    // destroyed only once that thread has ended, so no write can reach a
+    // descriptor number the process has reused.
+    socket.once("close", () => {
+      if (!done) fail(new Error("the baseline's robot closed the connection"))
+    })
+    tickThread.once("message", () => {
       streaming = false
-      void ticks.terminate()
       const finish = () => {
-        socket.destroy()
-        parentPort!.postMessage({ origin, transfers } satisfies StreamReport)
+        done = true
+        void tickThread.terminate().then(() => {
+          socket.destroy()
+          parentPort!.postMessage({ origin, transfers } satisfies StreamReport)
+        })
       }
       if (onAnswer === undefined) finish()
       else {
@@ -134,9 +159,9 @@ const runStream = (job: StreamJob) => {
         }
       }
     })
-    ticks.once("error", (error) => parentPort!.postMessage({ error: error.message }))
+    tickThread.once("error", fail)
   })
-  socket.once("error", (error) => parentPort!.postMessage({ error: error.message }))
+  socket.once("error", fail)
 }
 
 const request = new Uint8Array([1])

@@ -7,6 +7,10 @@
  * monotonic clock (`process.hrtime`, shared by the processes of a machine).
  * Over IPC: it sends `{ port }` once listening; asked "arrivals", it answers
  * `{ arrivals: [[n, ms], …] }`. It exits when its parent goes.
+ *
+ * It answers from one buffer that never changes, as `chiral bench`'s
+ * simulated robot does (its frames are written once and handed over without
+ * a copy, `SimulatedRobot`): neither robot copies camera data per frame.
  */
 import * as Net from "node:net"
 

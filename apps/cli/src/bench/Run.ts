@@ -111,6 +111,8 @@ export interface BenchResult {
    * their |jitter| p99 (ms, NaN for none). Null where no action was sent.
    */
   readonly action_jitter_by_stream_phase: {
+    /** Observations asked for while actions were dispatched: the transfers the split is judged by. */
+    readonly transfers: number
     readonly during_transfer: StreamPhaseJitter
     readonly between_transfers: StreamPhaseJitter
   } | null
@@ -709,12 +711,13 @@ const jitterByStreamPhase = (
   const period = 1000 / hz
   const dues = arrivalTicks(arrivals, firstSeq, sent).map((tick) => gridStart + tick * period)
   const jitter = arrivals.map(([, at], k) => Math.abs(at - dues[k]!))
-  const { between, during } = splitByTransfers(dues, jitter, transfersOf(meter.obsAsked, meter.framesReceived))
+  const transfers = transfersOf(meter.obsAsked, meter.framesReceived)
+  const { between, during } = splitByTransfers(dues, jitter, transfers)
   const figures = (samples: ReadonlyArray<number>): StreamPhaseJitter => ({
     count: samples.length,
     jitter_ms_p99: round(quantile(ascending(samples), 0.99))
   })
-  return { during_transfer: figures(during), between_transfers: figures(between) }
+  return { transfers: transfers.length, during_transfer: figures(during), between_transfers: figures(between) }
 }
 
 /**

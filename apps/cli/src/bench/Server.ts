@@ -9,7 +9,8 @@
  * talks to the parent in JSON lines:
  *  - stdout `{"ready":{"address","raw_port","frame_bytes"}}` once serving;
  *  - stdin `arrivals` → stdout `{"arrivals":[[first action value, ms], …]}`:
- *    every action applied since the last such request, with its arrival time
+ *    every action that reached the robot's handler since the last such
+ *    request (the gate let it through), with its arrival time
  *    on the monotonic clock (`process.hrtime`, shared by all processes of the
  *    machine), taken as it reaches the robot's `applyAction`;
  *  - stdin `rss` → stdout `{"rss":bytes}`;

@@ -107,8 +107,9 @@ export const skippedTicks = (sent: ReadonlyArray<number> | undefined): number | 
 
 /**
  * The intervals an answer was on its way: each request (ms, ascending) with
- * the first answer received after it (ms, ascending); a request with none
- * after it is left out.
+ * the first answer received after it (ms, ascending); a request with no
+ * answer after it (the record ended first) is on its way to the end
+ * (Infinity).
  */
 export const transfersOf = (
   asked: ReadonlyArray<number>,
@@ -118,15 +119,14 @@ export const transfersOf = (
   let r = 0
   for (const at of asked) {
     while (r < received.length && received[r]! < at) r++
-    if (r === received.length) break
-    out.push([at, received[r]!])
+    out.push([at, r < received.length ? received[r]! : Infinity])
   }
   return out
 }
 
 /**
  * Splits samples by whether their tick fell while an answer was on its way:
- * `dues[k]` is sample k's tick (ms, ascending), `transfers` the intervals
+ * `dues[k]` is sample k's tick (ms, in any order), `transfers` the intervals
  * (ascending, as `transfersOf` gives them), ends included.
  */
 export const splitByTransfers = (
@@ -136,12 +136,14 @@ export const splitByTransfers = (
 ): { readonly during: Array<number>; readonly between: Array<number> } => {
   const during: Array<number> = []
   const between: Array<number> = []
+  // by due time: one pass over the transfers
+  const order = dues.map((_, k) => k).sort((a, b) => dues[a]! - dues[b]!)
   let t = 0
-  dues.forEach((due, k) => {
+  for (const k of order) {
+    const due = dues[k]!
     while (t < transfers.length && transfers[t]![1] < due) t++
     const inTransfer = t < transfers.length && transfers[t]![0] <= due
     ;(inTransfer ? during : between).push(samples[k]!)
-  })
+  }
   return { during, between }
 }
-
