@@ -1,8 +1,8 @@
-// A plain `ws` policy against chiral bench's own robot process (apps/cli/dist/bench/Server.js):
-// requests at 30 Hz on its main thread (ws: a fresh buffer per message, no decoding), actions
-// from a worker writing pre-built masked WebSocket frames to the socket's fd at ACTION_HZ.
-// Tells the robot's share of the server-seen jitter from the policy's.
-// usage: node wsjit.mjs [actionHz=10] [seconds=10]
+// A plain policy speaking WebSocket by hand against chiral bench's own robot process
+// (apps/cli/dist/bench/Server.js): requests at 30 Hz on its main thread, read with exact-sized
+// reads into reused memory (no decoding); actions from a worker writing pre-built masked WebSocket
+// frames to the socket's fd. Tells the robot's share of the server-seen jitter from the policy's.
+// usage: node rawws.mjs [actionHz=10] [seconds=10]
 import { spawn } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
