@@ -16,7 +16,7 @@ import { fileURLToPath } from "node:url"
 import { Worker } from "node:worker_threads"
 import { Duration, Effect, type Scope } from "effect"
 import type { StreamJob, StreamReport } from "./RawCadenceClient.js"
-import { ascending, quantile, splitByTransfers } from "./Stats.js"
+import { percentiles, splitByTransfers } from "./Stats.js"
 
 export interface RawCadenceOptions {
   /** Bytes per observation. */
@@ -49,13 +49,8 @@ export interface RawCadence {
 }
 
 const lateness = (samples: ReadonlyArray<number>): Lateness => {
-  const sorted = ascending(samples)
-  return {
-    count: sorted.length,
-    p50: quantile(sorted, 0.5),
-    p99: quantile(sorted, 0.99),
-    max: sorted.length === 0 ? Number.NaN : sorted[sorted.length - 1]!
-  }
+  const { max, p50, p99 } = percentiles(samples)
+  return { count: samples.length, p50, p99, max }
 }
 
 /**

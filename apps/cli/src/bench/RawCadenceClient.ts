@@ -4,10 +4,10 @@
  * connects, asks for an observation at `obsHz` on a fixed grid and reads
  * each into one reused buffer (`onread`: only the kernel copies); the tick
  * thread writes action n (5 bytes) to the same socket's descriptor at tick n
- * of its grid, as a dispatcher worker writes to the policy's connection, and
- * times each tick as `PreciseTimer.at` does (a timer, then `Atomics.wait`,
- * then a spin through the last 0.1 ms).
+ * of its grid, as a dispatcher worker writes to the policy's connection,
+ * timed by the dispatchers' own `PreciseTimer` (which imports nothing).
  */
+import * as PreciseTimer from "@chiral/core/PreciseTimer"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import { parentPort, Worker, workerData } from "node:worker_threads"
@@ -40,7 +40,7 @@ export interface StreamReport {
   readonly transfers: ReadonlyArray<readonly [number, number]>
 }
 
-const now = (): number => Number(process.hrtime.bigint()) / 1e6
+const now = PreciseTimer.monotonicMillis
 /** How long an action may wait for room in the socket before the run fails (ms): the robot stopped reading. */
 const fullSocketMillis = 5000
 const sleeper = new Int32Array(new SharedArrayBuffer(4))
@@ -52,13 +52,7 @@ const runTicks = (job: TickJob) => {
   let n = 0
   const next = () => {
     if (n >= job.ticks) return parentPort!.postMessage("done")
-    const due = job.origin + n * period
-    setTimeout(() => {
-      const rest = due - now()
-      if (rest > 0.12) Atomics.wait(sleeper, 0, 0, rest - 0.1)
-      while (now() < due) {
-        // the last stretch, as PreciseTimer.at
-      }
+    PreciseTimer.at(job.origin + n * period, () => {
       message.writeUInt32LE(n, 1)
       // The socket is non-blocking: when its buffer is full, wait a millisecond
       // at a time for the kernel to take it, for at most `fullSocketMillis`.
@@ -73,7 +67,7 @@ const runTicks = (job: TickJob) => {
       }
       n++
       next()
-    }, Math.max(0, Math.floor(due - now() - 2)))
+    })
   }
   next()
 }

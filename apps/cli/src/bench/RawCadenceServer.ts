@@ -12,11 +12,11 @@
  * simulated robot does (its frames are written once and handed over without
  * a copy, `SimulatedRobot`): neither robot copies camera data per frame.
  */
+import { monotonicMillis as now } from "@chiral/core/PreciseTimer"
 import * as Net from "node:net"
 
 const bytes = Number(process.argv[2])
 const host = process.argv[3] ?? "127.0.0.1"
-const now = (): number => Number(process.hrtime.bigint()) / 1e6
 
 const payload = Buffer.allocUnsafeSlow(bytes)
 for (let i = 0; i < bytes; i++) payload[i] = (i * 31) & 255

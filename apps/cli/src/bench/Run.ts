@@ -697,20 +697,19 @@ const sendTicks = (meter: Meter, hz: number, gridStart: number): ReadonlyArray<n
 
 /**
  * Each arrival's |jitter| (as `cadence` judges it: from its tick on the
- * dispatcher's grid), split by whether that tick fell while an observation
- * was on its way to the client.
+ * dispatcher's grid, `ticks[k]` for arrival k), split by whether that tick
+ * fell while an observation was on its way to the client.
  */
 const jitterByStreamPhase = (
-  arrivals: ReadonlyArray<readonly [number, number]>,
-  firstSeq: number,
-  sent: ReadonlyArray<number> | undefined,
+  times: ReadonlyArray<number>,
+  ticks: ReadonlyArray<number>,
   gridStart: number,
   hz: number,
   meter: Meter
 ): NonNullable<BenchResult["action_jitter_by_stream_phase"]> => {
   const period = 1000 / hz
-  const dues = arrivalTicks(arrivals, firstSeq, sent).map((tick) => gridStart + tick * period)
-  const jitter = arrivals.map(([, at], k) => Math.abs(at - dues[k]!))
+  const dues = ticks.map((tick) => gridStart + tick * period)
+  const jitter = times.map((at, k) => Math.abs(at - dues[k]!))
   const transfers = transfersOf(meter.obsAsked, meter.framesReceived)
   const { between, during } = splitByTransfers(dues, jitter, transfers)
   const figures = (samples: ReadonlyArray<number>): StreamPhaseJitter => ({
@@ -743,11 +742,10 @@ const report = (
   // The grid starts at the first action sent, which is the first to arrive.
   const firstSeq = stream.arrivals[0]?.[0] ?? 0
   const sent = sendTicks(meter, options.actionHz, gridStart)
-  const stats = ownServer
-    ? cadence(times, options.actionHz, gridStart, arrivalTicks(stream.arrivals, firstSeq, sent))
-    : undefined
+  const ticks = arrivalTicks(stream.arrivals, firstSeq, sent)
+  const stats = ownServer ? cadence(times, options.actionHz, gridStart, ticks) : undefined
   const sends = ownServer ? cadence(meter.actionSends, options.actionHz, gridStart, sent) : undefined
-  const byPhase = ownServer ? jitterByStreamPhase(stream.arrivals, firstSeq, sent, gridStart, options.actionHz, meter) : null
+  const byPhase = ownServer ? jitterByStreamPhase(times, ticks, gridStart, options.actionHz, meter) : null
   const lost = ownServer ? missing(stream.arrivals, stream.superseded ?? 0) : undefined
 
   const result: BenchResult = {
