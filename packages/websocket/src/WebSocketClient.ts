@@ -42,7 +42,7 @@
  * past the deadline, a while longer), so a pause of this thread is never
  * taken for the server's silence.
  */
-import { freshMessage, lending, type ReceivePool, retainFreedBuffers } from "@chiral/protocol"
+import { freshMessage, lending, type ReceivePool, retainFreedBuffers, uninitialized } from "@chiral/protocol"
 import * as Crypto from "node:crypto"
 import * as Net from "node:net"
 import * as AccessToken from "./AccessToken.js"
@@ -155,9 +155,6 @@ const nextMask = (out: Uint8Array, at: number) => {
   maskUsed += 4
 }
 
-/** Memory whose every byte is about to be overwritten; small sizes come zeroed and pooled-free. */
-const allocate = (size: number): Uint8Array => size < 4096 ? new Uint8Array(size) : Buffer.allocUnsafeSlow(size)
-
 /** Bytes before a chiral frame at which its payload (at 4 + header_len) is 8-byte aligned. */
 const alignmentOffset = (first4: Uint8Array): number => {
   const headerLen = (first4[0]! | (first4[1]! << 8) | (first4[2]! << 16) | (first4[3]! << 24)) >>> 0
@@ -170,7 +167,8 @@ const encodeFrame = (opcode: number, parts: ReadonlyArray<Uint8Array>): Uint8Arr
   for (const part of parts) length += part.byteLength
   const lengthBytes = length < 126 ? 0 : length < 65536 ? 2 : 8
   const headerBytes = 2 + lengthBytes + 4
-  const out = allocate(headerBytes + length)
+  // every byte is written below
+  const out = new Uint8Array(uninitialized(headerBytes + length))
   out[0] = 0x80 | opcode
   if (lengthBytes === 0) out[1] = 0x80 | length
   else if (lengthBytes === 2) {
