@@ -93,6 +93,42 @@ describe("PythonClient.format", () => {
   })
 })
 
+describe("PythonClient.format with the floor", () => {
+  it("prints the floor's medians, its distance from the Python server and chiral serve's from it", () => {
+    const text = format([
+      run("Python reference", 1.2, 2.5),
+      run("chiral serve", 1.5, 4),
+      run("Node ws floor", 1.0, 3),
+      run("Python reference", 1.4, 2.7),
+      run("chiral serve", 1.3, 5),
+      run("Node ws floor", 1.2, 2)
+    ])
+    const lines = text.split("\n")
+    assert.strictEqual(lines[2], "round 1  Node ws floor     from start  get_obs p50 1.00  p90 1.50  p99 3.00 ms  (300 calls)")
+    assert.include(
+      text,
+      "median over rounds, from start    p50     p99\n  Python reference                1.30    2.60 ms  (2 rounds)\n" +
+        "  chiral serve                    1.40    4.50 ms  (2 rounds)\n  Node ws floor                   1.10    2.50 ms  (2 rounds)"
+    )
+    assert.include(
+      text,
+      "from start: the floor (a bare ws server sending chiral serve's reply) − Python reference: p50 −0.20 ms; " +
+        "chiral serve − the floor: p50 +0.30 ms, p99 +2.00 ms"
+    )
+  })
+
+  it("lists a floor that never ran with no figures, and compares nothing with it", () => {
+    const text = format([
+      run("Python reference", 1.2, 2.5),
+      { server: "chiral serve", phase: "from start", latency: "failed: exit 1" },
+      { server: "Node ws floor", phase: "from start", latency: "failed: no reply captured from chiral serve" }
+    ])
+    assert.include(text, "round 1  Node ws floor     from start  failed: no reply captured from chiral serve")
+    assert.include(text, "  Node ws floor                      —       — ms  (0 rounds)")
+    assert.notInclude(text, "the floor (a bare ws server")
+  })
+})
+
 describe("PythonClient.parseResult", () => {
   it("takes the client's result line, after anything it printed to stderr before it", () => {
     const output = "chiral: waiting for server at ws://127.0.0.1:1 …\n{\"n\": 300, \"p50_ms\": 1.1, \"p90_ms\": 1.4, \"p99_ms\": 2.5}\n"

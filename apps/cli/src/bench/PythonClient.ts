@@ -5,6 +5,12 @@
  * same small robot (2 cameras 64×48 RGB + depth, two 7-vectors), in rounds
  * that alternate so both servers see the same machine load.
  *
+ * A third server in each round, the floor (`FloorServer`): a bare `ws`
+ * server answering every get_obs with the bytes chiral serve sent, nothing
+ * else done; what a Node WebSocket robot cannot go below on this machine in
+ * this run, so chiral serve's distance from it is chiral's own part and the
+ * floor's distance from the Python server is the platform's.
+ *
  * The reference is whatever `import chiral` finds for the interpreter named by
  * CHIRAL_REFERENCE_PYTHON (default python3), e.g. with the reference on
  * PYTHONPATH; without it the comparison is skipped with a note. The scripts it
@@ -14,8 +20,10 @@ import { execFile } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Path from "node:path"
-import { Duration, Effect, Schedule } from "effect"
+import { encodeFrame } from "@chiral/protocol"
+import { Duration, Effect, FileSystem, Schedule } from "effect"
 import { ChildProcess, ChildProcessSpawner } from "effect/process"
+import { WebSocket } from "ws"
 import { statFields } from "./MachineLimits.js"
 
 export interface Latency {
@@ -43,8 +51,11 @@ export type Phase = "from start" | "warmed"
 
 const phases: ReadonlyArray<Phase> = ["from start", "warmed"]
 
+/** The servers of a round, in the order they run. */
+export type Server = "Python reference" | "chiral serve" | "Node ws floor"
+
 export interface Round {
-  readonly server: "chiral serve" | "Python reference"
+  readonly server: Server
   readonly phase: Phase
   readonly latency: Latency | string
   /** Absent where /proc cannot tell (not Linux). */
@@ -108,23 +119,17 @@ const accepting = (port: number) =>
 export interface Options {
   /** The repository root (where apps/ is). */
   readonly root: string
-  /** Alternations: each runs the client against both servers. */
+  /** Alternations: each runs the client against the three servers. */
   readonly rounds: number
   readonly seconds: number
 }
 
-/**
- * One server in a scope, once it accepts connections; then the client's two
- * runs against it, one after the other: from the server's start, then on the
- * server warmed by the first.
- */
-const round = (options: Options, server: Round["server"]) =>
-  Effect.gen(function*() {
-    const spawner = yield* ChildProcessSpawner.ChildProcessSpawner
-    const port = yield* freePort
-    const here = Path.join(options.root, "apps", "cli", "src", "bench", "python")
-    const serverCommand = server === "chiral serve"
-      ? ChildProcess.make(process.execPath, [
+/** How to start a server on `port`. */
+const serverCommand = (options: Options, server: Server, port: number, replyFile: string | undefined) => {
+  const quiet = { stdout: "ignore", stderr: "ignore", forceKillAfter: Duration.seconds(2) } as const
+  switch (server) {
+    case "chiral serve":
+      return ChildProcess.make(process.execPath, [
         Path.join(options.root, "apps", "cli", "bin", "chiral.js"),
         "serve",
         "--host",
@@ -136,13 +141,66 @@ const round = (options: Options, server: Round["server"]) =>
         "--size",
         "64x48",
         "--depth"
-      ], { stdout: "ignore", stderr: "ignore", forceKillAfter: Duration.seconds(2) })
-      : ChildProcess.make(python, [Path.join(here, "reference_server.py"), "--port", String(port)], {
-        stdout: "ignore",
-        stderr: "ignore",
-        forceKillAfter: Duration.seconds(2)
-      })
-    const serverProcess = yield* spawner.spawn(serverCommand)
+      ], quiet)
+    case "Python reference":
+      return ChildProcess.make(
+        python,
+        [Path.join(pythonScripts(options), "reference_server.py"), "--port", String(port)],
+        quiet
+      )
+    case "Node ws floor":
+      return ChildProcess.make(process.execPath, [
+        Path.join(options.root, "apps", "cli", "dist", "bench", "FloorServer.js"),
+        String(port),
+        replyFile ?? ""
+      ], quiet)
+  }
+}
+
+const pythonScripts = (options: Options) => Path.join(options.root, "apps", "cli", "src", "bench", "python")
+
+/**
+ * The bytes of one obs_response from the server on `port`, as its WebSocket
+ * message carried them (the floor answers with them).
+ */
+export const captureReply = (port: number): Effect.Effect<Uint8Array, Error> =>
+  Effect.callback<Uint8Array, Error>((resume) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}`, { perMessageDeflate: false })
+    ws.on("open", () => ws.send(encodeFrame({ type: "obs_request" })))
+    ws.on("message", (data: Buffer) => {
+      ws.close()
+      resume(Effect.succeed(new Uint8Array(data)))
+    })
+    ws.on("error", (error) => resume(Effect.fail(error)))
+    return Effect.sync(() => ws.terminate())
+  }).pipe(
+    Effect.timeoutOrElse({
+      duration: Duration.seconds(30),
+      orElse: () => Effect.fail(new Error("no obs_response within 30 s"))
+    })
+  )
+
+/** A round's runs on one server, and (chiral serve's) one reply it sent, for the floor. */
+interface ServerRuns {
+  readonly runs: ReadonlyArray<Round>
+  readonly reply?: Uint8Array | undefined
+}
+
+/**
+ * One server in a scope, once it accepts connections; then the client's two
+ * runs against it, one after the other: from the server's start, then on the
+ * server warmed by the first; then, from chiral serve, one reply captured.
+ * The floor answers with `replyFile`'s bytes.
+ */
+const round = (
+  options: Options,
+  server: Server,
+  replyFile?: string
+): Effect.Effect<ServerRuns, never, ChildProcessSpawner.ChildProcessSpawner> =>
+  Effect.gen(function*() {
+    const spawner = yield* ChildProcessSpawner.ChildProcessSpawner
+    const port = yield* freePort
+    const serverProcess = yield* spawner.spawn(serverCommand(options, server, port, replyFile))
     yield* accepting(port).pipe(
       Effect.retry({ schedule: Schedule.spaced(Duration.millis(100)), times: 300 })
     )
@@ -154,7 +212,7 @@ const round = (options: Options, server: Round["server"]) =>
         const started = performance.now()
         const output = yield* spawner.string(
           ChildProcess.make(python, [
-            Path.join(here, "latency_client.py"),
+            Path.join(pythonScripts(options), "latency_client.py"),
             `ws://127.0.0.1:${port}`,
             "--hz",
             "30",
@@ -179,10 +237,16 @@ const round = (options: Options, server: Round["server"]) =>
         }
         return { server, phase, latency, cpu } satisfies Round
       }).pipe(Effect.catch((error: unknown) => Effect.succeed(failedRun(server, phase, messageOf(error)))))
-    return [yield* clientRun("from start"), yield* clientRun("warmed")]
+    const runs = [yield* clientRun("from start"), yield* clientRun("warmed")]
+    const reply = server === "chiral serve"
+      ? yield* captureReply(port).pipe(Effect.orElseSucceed(() => undefined))
+      : undefined
+    return { runs, reply }
   }).pipe(
     Effect.scoped,
-    Effect.catch((error: unknown) => Effect.succeed(phases.map((phase) => failedRun(server, phase, messageOf(error)))))
+    Effect.catch((error: unknown) =>
+      Effect.succeed({ runs: phases.map((phase) => failedRun(server, phase, messageOf(error))) })
+    )
   )
 
 const isLatency = (u: unknown): u is Latency =>
@@ -214,29 +278,44 @@ export const parseResult = (output: string): Latency | string => {
 const messageOf = (error: unknown): string => error instanceof Error ? error.message : String(error)
 
 /** A run that has no figures, and why. */
-const failedRun = (server: Round["server"], phase: Phase, why: string): Round => ({ server, phase, latency: `failed: ${why}` })
+const failedRun = (server: Server, phase: Phase, why: string): Round => ({ server, phase, latency: `failed: ${why}` })
 
-/** Client against the reference server, then against `chiral serve`, `rounds` times; two runs each. */
+/**
+ * Client against the reference server, then `chiral serve`, then the floor
+ * answering with chiral serve's reply of that round, `rounds` times; two
+ * runs each. The reply goes to the floor in a temporary file, removed with
+ * the comparison.
+ */
 export const compare = (options: Options) =>
   Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const directory = yield* fs.makeTempDirectoryScoped({ prefix: "chiral-floor-" })
     const rounds: Array<Round> = []
     for (let i = 0; i < options.rounds; i++) {
-      rounds.push(...yield* round(options, "Python reference"))
-      rounds.push(...yield* round(options, "chiral serve"))
+      rounds.push(...(yield* round(options, "Python reference")).runs)
+      const chiral = yield* round(options, "chiral serve")
+      rounds.push(...chiral.runs)
+      if (chiral.reply === undefined) {
+        rounds.push(...phases.map((phase) => failedRun("Node ws floor", phase, "no reply captured from chiral serve")))
+        continue
+      }
+      const replyFile = Path.join(directory, `reply-${i + 1}.bin`)
+      yield* fs.writeFile(replyFile, chiral.reply)
+      rounds.push(...(yield* round(options, "Node ws floor", replyFile)).runs)
     }
     return rounds
-  })
+  }).pipe(Effect.scoped)
 
 const median = (xs: ReadonlyArray<number>): number => {
   const s = [...xs].sort((a, b) => a - b)
   return s.length === 0 ? Number.NaN : s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2
 }
 
-const servers: ReadonlyArray<Round["server"]> = ["Python reference", "chiral serve"]
+const servers: ReadonlyArray<Server> = ["Python reference", "chiral serve", "Node ws floor"]
 
 /** One server's runs of one phase: how many had figures, and the medians of their p50, p99 and CPU. */
 interface Summary {
-  readonly server: Round["server"]
+  readonly server: Server
   readonly n: number
   readonly p50: number
   readonly p99: number
@@ -247,6 +326,9 @@ interface Summary {
 const cpuText = (cpu: ServerCpu | undefined) =>
   cpu === undefined ? "" : `  server CPU ${cpu.total.toFixed(0)} ms/s (main thread ${cpu.main.toFixed(0)})`
 
+/** A median, or a dash where no run had figures. */
+const figure = (ms: number) => Number.isNaN(ms) ? "—" : ms.toFixed(2)
+
 const signed = (ms: number) => `${ms >= 0 ? "+" : "−"}${Math.abs(ms).toFixed(2)}`
 
 /**
@@ -254,7 +336,8 @@ const signed = (ms: number) => `${ms >= 0 ? "+" : "−"}${Math.abs(ms).toFixed(2
  * warmed) and each server, the median over its rounds of p50 and of p99 (and
  * of its CPU, ms per second of the client's run, where known); then chiral
  * serve's difference and the target (p50 no higher than the Python reference
- * server's in the same run).
+ * server's in the same run); then, where the floor ran, its distance from the
+ * Python server (the platform's part) and chiral serve's from it (chiral's).
  */
 export const format = (rounds: ReadonlyArray<Round>): string => {
   const seen = new Map<string, number>()
@@ -270,7 +353,7 @@ export const format = (rounds: ReadonlyArray<Round>): string => {
         } ms  (${r.latency.n} calls)${cpuText(r.cpu)}`
     }`
   })
-  const medians = (phase: Phase) => (server: Round["server"]): Summary => {
+  const medians = (phase: Phase) => (server: Server): Summary => {
     const runs = rounds.filter((r) => r.server === server && r.phase === phase)
     const ok = runs.flatMap((r) => typeof r.latency !== "string" ? [r.latency] : [])
     const cpus = runs.flatMap((r) => typeof r.latency !== "string" && r.cpu ? [r.cpu] : [])
@@ -284,22 +367,32 @@ export const format = (rounds: ReadonlyArray<Round>): string => {
   }
   for (const phase of phases) {
     if (!rounds.some((r) => r.phase === phase)) continue
-    const summary = servers.map(medians(phase))
+    // Every server that has runs in this phase: the floor runs only where chiral serve's reply was captured.
+    const summary = servers
+      .filter((server) => server !== "Node ws floor" || rounds.some((r) => r.server === server && r.phase === phase))
+      .map(medians(phase))
     lines.push(`median over rounds, ${phase.padEnd(12)}  p50     p99`)
     for (const m of summary) {
       lines.push(
-        `  ${m.server.padEnd(30)} ${m.p50.toFixed(2).padStart(5)}  ${m.p99.toFixed(2).padStart(6)} ms  (${m.n} rounds)${
+        `  ${m.server.padEnd(30)} ${figure(m.p50).padStart(5)}  ${figure(m.p99).padStart(6)} ms  (${m.n} rounds)${
           cpuText(m.cpu)
         }`
       )
     }
-    const [py, ts] = summary as [Summary, Summary]
+    const [py, ts, floor] = summary as [Summary, Summary, Summary | undefined]
     lines.push(
       py.n === 0 || ts.n === 0
         ? `${phase}: no comparison: a server has no successful round`
         : `${phase}: chiral serve − Python reference: p50 ${signed(ts.p50 - py.p50)} ms, p99 ${signed(ts.p99 - py.p99)} ms ` +
           `(target: chiral serve's p50 ≤ the Python reference's ${ts.p50 <= py.p50 ? "✓" : "✗"})`
     )
+    if (floor !== undefined && floor.n > 0 && py.n > 0 && ts.n > 0) {
+      lines.push(
+        `${phase}: the floor (a bare ws server sending chiral serve's reply) − Python reference: p50 ${
+          signed(floor.p50 - py.p50)
+        } ms; chiral serve − the floor: p50 ${signed(ts.p50 - floor.p50)} ms, p99 ${signed(ts.p99 - floor.p99)} ms`
+      )
+    }
   }
   return lines.join("\n")
 }

@@ -116,7 +116,8 @@ const pythonClientPath = Effect.gen(function*() {
   yield* Console.log(
     "\n── a Python policy on a TypeScript robot: the Python reference's own client (get_obs + put_action at 30 Hz, " +
       `${duration} s per run) against the Python reference server and against chiral serve, both 2 cameras 64x48 RGB ` +
-      `+ float32 depth written at 30 Hz, in ${rounds} alternating rounds; each server started afresh per round and run ` +
+      `+ float32 depth written at 30 Hz, and against the floor: a bare ws server that answers with the bytes chiral ` +
+      `serve sent and does nothing else; in ${rounds} alternating rounds, each server started afresh per round and run ` +
       `twice: from its start, then warmed by the first run ──`
   )
   const missing = yield* PythonClient.unavailable
