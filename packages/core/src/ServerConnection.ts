@@ -24,7 +24,7 @@ import * as CameraState from "./CameraState.js"
 import * as NewestAction from "./NewestAction.js"
 import type { LeasedObservation } from "./SensorState.js"
 import * as CloseReason from "./CloseReason.js"
-import { closeWith, type Connection } from "./Transport.js"
+import { closeWith, type Connection, type InlineHandler } from "./Transport.js"
 import type { TransportError } from "./TransportError.js"
 
 /** A request that has a reply. */
@@ -362,6 +362,8 @@ interface ConnectionActions<R> {
   readonly after: (request: Effect.Effect<void>) => Effect.Effect<void, never, R>
   /** `reading`, then what its end means for the action waiting and the one being applied. */
   readonly ending: <E>(reading: Effect.Effect<void, E, R>) => Effect.Effect<void, E, R>
+  /** Whether an action read is still to be applied or being applied (a request must wait for it: `after`). */
+  readonly busy: () => boolean
 }
 
 /**
@@ -378,7 +380,13 @@ const connectionActions = <R>(
 ): Effect.Effect<ConnectionActions<R>, never, Scope.Scope | R> =>
   Effect.gen(function*() {
     if (!coalesce || connection.shared === true) {
-      return { arrive: apply, after: (request) => request, ending: (reading) => reading } satisfies ConnectionActions<R>
+      // Applied by the reader itself, before it reads on.
+      return {
+        arrive: apply,
+        after: (request) => request,
+        ending: (reading) => reading,
+        busy: () => false
+      } satisfies ConnectionActions<R>
     }
     const newest = yield* NewestAction.make(
       (message: ApplyAction, superseded) =>
@@ -399,9 +407,77 @@ const connectionActions = <R>(
       // a connection lost lets the action being applied finish, and drops the one waiting.
       ending: (reading) =>
         Effect.onExit(reading, (exit) =>
-          Exit.isSuccess(exit) ? newest.flush : Exit.hasInterrupts(exit) ? Effect.void : newest.settle)
+          Exit.isSuccess(exit) ? newest.flush : Exit.hasInterrupts(exit) ? Effect.void : newest.settle),
+      busy: newest.busy
     } satisfies ConnectionActions<R>
   })
+
+/** Replies under way on a connection: the responder's, and those sent inline. */
+interface Replies {
+  inFlight: number
+}
+
+/** The responder's reply to `request` counts as under way until it has been sent (or failed). */
+const replying = <A, E, R>(replies: Replies, reply: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.suspend(() => {
+    replies.inFlight++
+    return Effect.ensuring(reply, Effect.sync(() => void replies.inFlight--))
+  })
+
+/**
+ * Largest frame offered to be decoded inline. An obs_request is a header of
+ * one key (22 bytes); an action, with its tensor and timestamps, is larger
+ * and goes to the reader undecoded.
+ */
+const inlineFrameBytes = 64
+
+/**
+ * Answers an obs_request where it arrives, inside the transport's read
+ * callback (`Connection.answerInline`), when it could not be out of order:
+ * no reply under way or request waiting (`quiet`: a reset or a step ahead of
+ * it is answered first), no action read and not yet applied (an
+ * observation shows the robot after the actions read before it). The reply
+ * is the default one (`defaultObservation`), byte for byte. Anything else,
+ * or a reply that cannot be encoded, is left to the reader, which answers it
+ * as usual (an encoding failure closes the connection and says why).
+ *
+ * Why: at robot rates every step on a reply's path runs cold. The reader's
+ * wake-up, the queue to the responder and the responder's wake-up took 0.1
+ * ms of the 0.36 ms from a request's arrival to its reply's write (Python
+ * reference client at 30 Hz, chiral serve, 2 cameras 64×48 + depth); with
+ * inline and queued replies alternating every 0.5 s in one server, inline
+ * ones left the server 0.07–0.13 ms sooner and reached the client 0.09–0.18
+ * ms sooner at p50 (3 runs of 30 s, `scratchpad/i15d`).
+ */
+const inlineObservations = (
+  observe: (timestamp: number) => LeasedObservation,
+  gate: ActionGate.ConnectionGate,
+  clock: Clock.Clock,
+  limits: Partial<DecodeLimits> | undefined,
+  replies: Replies,
+  quiet: () => boolean
+): InlineHandler =>
+(frame, sendNow) => {
+  if (frame.byteLength > inlineFrameBytes || replies.inFlight > 0 || !quiet()) return false
+  const decoded = decodeFrame(frame, limits)
+  if (Result.isFailure(decoded) || decoded.success.type !== "obs_request") return false
+  const leased = observe(CameraState.captureTimeOf(clock))
+  let reply: ReadonlyArray<Uint8Array>
+  try {
+    reply = encodeFrameParts({ type: "obs_response", obs: leased.obs })
+  } catch {
+    leased.release()
+    return false
+  }
+  gate.served(leased.obs)
+  replies.inFlight++
+  sendNow(reply, (error) => {
+    replies.inFlight--
+    // A failed send may leave the bytes with the transport: never recycled. The reader sees the connection end.
+    leased.release(error !== undefined && error !== null)
+  })
+  return true
+}
 
 /**
  * Serves `connection` until the client leaves or a request cannot be
@@ -417,7 +493,9 @@ export const serve = <R>(
     const gate = options.gate
     const requests = yield* Queue.bounded<Request>(options.maxPending)
     const flushRequests = Effect.sync(() => Queue.flushUnsafe(requests))
-    const answering = Effect.forever(Effect.flatMap(Queue.take(requests), respond(connection, responder, gate)))
+    const replies: Replies = { inFlight: 0 }
+    const respondTo = respond(connection, responder, gate)
+    const answering = Effect.forever(Effect.flatMap(Queue.take(requests), (request) => replying(replies, respondTo(request))))
     const turn: ReaderTurn = { catchingUp: false }
     const actions = yield* connectionActions(
       connection,
@@ -447,6 +525,16 @@ export const serve = <R>(
         default:
           return dropped(connection, `a client does not send ${message.type}`)
       }
+    }
+    if (connection.answerInline !== undefined && responder.observeUnsafe !== undefined) {
+      connection.answerInline(inlineObservations(
+        responder.observeUnsafe,
+        gate,
+        yield* Clock.Clock,
+        options.limits,
+        replies,
+        () => Queue.sizeUnsafe(requests) === 0 && !actions.busy()
+      ))
     }
     const reading = actions.ending(readInTurns(connection.frames, handle, turn))
     // Either ends the connection: the client leaving, or a request that cannot

@@ -15,6 +15,22 @@ import type { TransportError } from "./TransportError.js"
 export type OutgoingFrame = Uint8Array | ReadonlyArray<Uint8Array>
 
 /**
+ * Sends one frame at once, in order with the connection's other sends, and
+ * calls `done` when the transport is finished with its bytes (with the error
+ * when the send failed); `done` may run before this returns.
+ */
+export type SendNow = (frame: OutgoingFrame, done: (error?: unknown) => void) => void
+
+/**
+ * Answers one incoming frame where it arrives (`Connection.answerInline`):
+ * true when it took the frame, and has answered it through `sendNow` or
+ * will; false leaves the frame to `frames`, as if it had not been offered.
+ * Runs inside the transport's read callback: it must not block, and must
+ * not throw.
+ */
+export type InlineHandler = (frame: Uint8Array, sendNow: SendNow) => boolean
+
+/**
  * A logical connection. For WebSocket it is one client socket; for Zenoh, one
  * remote peer session (a Zenoh router's session stands for every client
  * behind it, and is `shared`).
@@ -59,6 +75,17 @@ export interface Connection {
    * the client and its logs: a short text, never a secret.
    */
   readonly close?: ((code: number, reason: string) => Effect.Effect<void>) | undefined
+  /**
+   * Installs `handler`, which the transport then offers a frame to before it
+   * goes to `frames`, only where answering it at once cannot reorder
+   * anything: the reader of `frames` is waiting with no frame held, the
+   * connection has nothing on its way out, and at most once a turn of the
+   * event loop (a burst's other frames go through `frames`, read in turns).
+   * A server answers an obs_request there, without the trip through its
+   * fibers (`ServerConnection`). Offered by WebSocket server connections;
+   * elsewhere absent, and every frame goes through `frames`.
+   */
+  readonly answerInline?: ((handler: InlineHandler) => void) | undefined
   /**
    * True when this connection stands for several remote clients at once (a
    * Zenoh router between them and the server). The server then never ends it

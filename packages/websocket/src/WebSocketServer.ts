@@ -1,7 +1,8 @@
 /**
  * The WebSocket server: `NodeSocketServer.makeWebSocket` (`ws` under
  * @effect/platform-node) accepts connections, and `WsConnection` reads
- * (`framesOf`) and sends (`sendOn`) on them. Connections are checked for the
+ * (`receiverOf`) and sends (`senderOn`) on them, and lets a frame be answered
+ * as it arrives (`Connection.answerInline`). Connections are checked for the
  * access token (`AccessToken`, before the upgrade) and kept alive by pings
  * (`Keepalive`).
  */
@@ -16,7 +17,7 @@ import type * as Http from "node:http"
 import * as AccessToken from "./AccessToken.js"
 import { fitReason, isSendableCode } from "./CloseFrame.js"
 import * as Keepalive from "./Keepalive.js"
-import { describe, framesOf, sendOn } from "./WsConnection.js"
+import { describe, receiverOf, senderOn } from "./WsConnection.js"
 
 export interface ServerOptions extends Keepalive.KeepaliveOptions {
   /** Interface to listen on. Default `0.0.0.0` (as the references). */
@@ -145,9 +146,17 @@ const serveConnection = <E, R>(
     // `websockets` server does, 1000 when the handler is done with the
     // client; a failed handler's close says no status (1005), as before.
     yield* Effect.addFinalizer((exit) => Effect.sync(() => ws.close(closeCodeOf(exit))))
-    const frames = yield* framesOf(ws, id)
+    const receiver = yield* receiverOf(ws, id)
+    const sender = senderOn(ws, id, fragmentParts)
     if (keepalive !== undefined) yield* Effect.forkScoped(Keepalive.run(ws, id, keepalive))
-    yield* handler({ id, peer, frames, send: sendOn(ws, id, fragmentParts), close: closeOn(ws) })
+    yield* handler({
+      id,
+      peer,
+      frames: receiver.frames,
+      send: sender.send,
+      close: closeOn(ws),
+      answerInline: (handler) => receiver.answerInline((frame) => sender.idle() && handler(frame, sender.sendNow))
+    })
   }).pipe(
     Effect.scoped,
     Effect.catchCause((cause) => {

@@ -10,7 +10,7 @@
  *  - client options: no permessage-deflate offered, no receive size limit
  *    (`ws` defaults to offering deflate and to a 100 MiB cap).
  */
-import { frameBytes, type OutgoingFrame } from "@chiral/core/Transport"
+import { frameBytes, type OutgoingFrame, type SendNow } from "@chiral/core/Transport"
 import { TransportError } from "@chiral/core/TransportError"
 import * as NodeWS from "@effect/platform-node/NodeWS"
 import type { NonEmptyReadonlyArray } from "effect/Array"
@@ -142,15 +142,39 @@ class Inbox {
   private end: Effect.Effect<never, TransportError | Cause.Done> | undefined
   private readonly ws: NodeWS.WebSocket
   private readonly onText: (text: Buffer) => void
+  /** What takes a frame where it arrives, once installed (`Connection.answerInline`): true when it took it. */
+  private inline: ((frame: Uint8Array) => boolean) | undefined
+  /** Whether a frame was taken inline in this turn of the event loop. */
+  private inlineTaken = false
+  private readonly endInlineTurn = () => {
+    this.inlineTaken = false
+  }
 
   constructor(ws: NodeWS.WebSocket, onText: (text: Buffer) => void) {
     this.ws = ws
     this.onText = onText
   }
 
+  /** Offers each frame to `take` first where that cannot reorder anything (see `Connection.answerInline`). */
+  answerInline(take: (frame: Uint8Array) => boolean): void {
+    this.inline = take
+  }
+
   readonly message = (data: Buffer | ArrayBuffer | Array<Buffer>, isBinary: boolean): void => {
     const bytes = Array.isArray(data) ? Buffer.concat(data) : data instanceof ArrayBuffer ? Buffer.from(data) : data
     if (!isBinary) return this.onText(bytes)
+    // Only with the reader waiting and nothing held can the frame go first;
+    // once a turn, so that a burst is still read in the reader's turns. The
+    // turn ends with this callback: microtasks run once ws has emitted every
+    // message of the chunk it read.
+    if (
+      this.inline !== undefined && this.waiter !== undefined && this.frames.length === 0 && this.end === undefined &&
+      !this.inlineTaken && this.inline(bytes)
+    ) {
+      this.inlineTaken = true
+      queueMicrotask(this.endInlineTurn)
+      return
+    }
     this.frames.push(bytes)
     this.bytes += bytes.byteLength
     if (this.waiter !== undefined) return this.deliver()
@@ -210,6 +234,20 @@ export const framesOf = (
   ws: NodeWS.WebSocket,
   address: string
 ): Effect.Effect<Stream.Stream<Uint8Array, TransportError>, never, Scope.Scope> =>
+  Effect.map(receiverOf(ws, address), (receiver) => receiver.frames)
+
+/** A server connection's frames (`framesOf`), and where to install what may take one as it arrives. */
+export interface Receiver {
+  readonly frames: Stream.Stream<Uint8Array, TransportError>
+  /** Offers each frame to `take` first where that cannot reorder anything (see `Connection.answerInline`). */
+  readonly answerInline: (take: (frame: Uint8Array) => boolean) => void
+}
+
+/** `framesOf`, with the frames' inline taker (`Receiver`). */
+export const receiverOf = (
+  ws: NodeWS.WebSocket,
+  address: string
+): Effect.Effect<Receiver, never, Scope.Scope> =>
   Effect.gen(function*() {
     const context = yield* Effect.context<never>()
     const log = (effect: Effect.Effect<void>) => void Effect.runForkWith(context)(effect)
@@ -245,7 +283,10 @@ export const framesOf = (
         ws.resume()
       }).pipe(Effect.andThen(texts.summary))
     )
-    return Stream.fromPull(Effect.succeed(inbox.pull))
+    return {
+      frames: Stream.fromPull(Effect.succeed(inbox.pull)),
+      answerInline: (take: (frame: Uint8Array) => boolean) => inbox.answerInline(take)
+    } satisfies Receiver
   })
 
 const joinBelowBytes = 64 * 1024
@@ -414,7 +455,20 @@ const sendFragments = (ws: NodeWS.WebSocket, parts: ReadonlyArray<Uint8Array>, d
  * their turn, so fragments of two messages never interleave. Completes when
  * the last part is written.
  */
-export const sendOn = (ws: NodeWS.WebSocket, address: string, fragmentParts = true) => {
+export const sendOn = (ws: NodeWS.WebSocket, address: string, fragmentParts = true) =>
+  senderOn(ws, address, fragmentParts).send
+
+/** A connection's sends (`sendOn`), and the same at once from inside a read callback. */
+export interface Sender {
+  readonly send: (frame: OutgoingFrame) => Effect.Effect<void, TransportError>
+  /** Starts a send now; only when `idle`, so that it is in order with every other. */
+  readonly sendNow: SendNow
+  /** Open, with nothing on its way out: no message being handed over or waiting, nothing buffered. */
+  readonly idle: () => boolean
+}
+
+/** `sendOn`, with its `sendNow` and `idle` (`Sender`). */
+export const senderOn = (ws: NodeWS.WebSocket, address: string, fragmentParts = true): Sender => {
   const joined = new JoinBuffer()
   // Sends waiting for a message whose fragments are still being handed over.
   const waiting: Array<() => void> = []
@@ -465,7 +519,7 @@ export const sendOn = (ws: NodeWS.WebSocket, address: string, fragmentParts = tr
     // later): that send waits for ws's callback, which reports the error.
     if (ws.bufferedAmount === 0 && writeSucceeded(ws)) sent()
   }
-  return (frame: OutgoingFrame): Effect.Effect<void, TransportError> =>
+  const send = (frame: OutgoingFrame): Effect.Effect<void, TransportError> =>
     Effect.callback<void, TransportError>((resume) => {
       const go = () => {
         if (ws.readyState !== NodeWS.WebSocket.OPEN) {
@@ -486,4 +540,7 @@ export const sendOn = (ws: NodeWS.WebSocket, address: string, fragmentParts = tr
         if (at >= 0) waiting.splice(at, 1)
       })
     })
+  const idle = () =>
+    ws.readyState === NodeWS.WebSocket.OPEN && !handingOver && waiting.length === 0 && ws.bufferedAmount === 0
+  return { send, sendNow: start, idle }
 }

@@ -6,7 +6,7 @@ import { Effect, Exit, Fiber, Logger, Queue, Stream } from "effect"
 import type { TransportError } from "@chiral/core/TransportError"
 import type * as NodeWS from "@effect/platform-node/NodeWS"
 import { EventEmitter } from "node:events"
-import { framesOf } from "../src/WsConnection.js"
+import { framesOf, receiverOf } from "../src/WsConnection.js"
 
 /** What framesOf uses of a `ws` socket: its events, pause/resume and readyState. */
 class StandIn extends EventEmitter {
@@ -142,4 +142,65 @@ describe("framesOf", () => {
       assert.strictEqual(ws.listenerCount("error"), 1, "a late error stays handled")
       assert.isFalse(ws.paused)
     }))
+})
+
+/** The end of this turn of the event loop: microtasks queued before it have run. */
+const endOfTurn = Effect.promise(() => Promise.resolve())
+
+describe("receiverOf's inline taker (Connection.answerInline)", () => {
+  it.effect("offers a frame first only with the reader waiting and nothing held, and takes at most one a turn", () =>
+    Effect.gen(function*() {
+      const ws = new StandIn()
+      const receiver = yield* receiverOf(ws as unknown as NodeWS.WebSocket, "test ← peer")
+      const offered: Array<number> = []
+      // takes odd first bytes, declines even ones
+      receiver.answerInline((frame) => {
+        offered.push(frame[0]!)
+        return frame[0]! % 2 === 1
+      })
+      ws.binary(7) // no reader yet: held, never offered
+      const { taken } = yield* consume(receiver.frames)
+      assert.deepStrictEqual(yield* Queue.take(taken), [7])
+      yield* endOfTurn
+      ws.binary(1) // taken inline
+      ws.binary(3) // the same turn: read, not offered
+      ws.binary(2)
+      assert.deepStrictEqual(yield* Queue.take(taken), [3])
+      assert.deepStrictEqual(yield* Queue.take(taken), [2])
+      yield* endOfTurn
+      ws.binary(4) // offered and declined: read, and the turn's inline take is still free
+      ws.binary(5) // taken inline
+      assert.deepStrictEqual(yield* Queue.take(taken), [4])
+      assert.deepStrictEqual(offered, [1, 4, 5])
+      assert.strictEqual(yield* Queue.size(taken), 0, "what was taken inline never reaches the reader")
+    }).pipe(Effect.scoped))
+
+  it.effect("offers nothing while the reader is busy with a frame, nor after the connection closed", () =>
+    Effect.gen(function*() {
+      const ws = new StandIn()
+      const receiver = yield* receiverOf(ws as unknown as NodeWS.WebSocket, "test ← peer")
+      const offered: Array<number> = []
+      receiver.answerInline((frame) => {
+        offered.push(frame[0]!)
+        return true
+      })
+      // a reader that holds each frame until the test lets it go
+      const release = yield* Queue.unbounded<void>()
+      const seen = yield* Queue.unbounded<number>()
+      yield* Stream.runForEach(receiver.frames, (frame) => Effect.andThen(Queue.offer(seen, frame[0]!), Queue.take(release)))
+        .pipe(Effect.forkChild({ startImmediately: true }))
+      ws.binary(2) // offered: the reader waits
+      ws.binary(4) // same turn: to the reader
+      assert.strictEqual(yield* Queue.take(seen), 4)
+      yield* endOfTurn
+      ws.binary(6) // the reader is still busy with 4: held for it
+      assert.deepStrictEqual(offered, [2])
+      yield* Queue.offer(release, undefined)
+      assert.strictEqual(yield* Queue.take(seen), 6)
+      yield* Queue.offer(release, undefined)
+      ws.emit("close", 4000, Buffer.from("bye"))
+      yield* endOfTurn
+      ws.binary(8)
+      assert.deepStrictEqual(offered, [2], "nothing after the close")
+    }).pipe(Effect.scoped))
 })

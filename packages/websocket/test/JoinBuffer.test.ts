@@ -2,7 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Cause, Effect, Exit, Fiber } from "effect"
 import type * as NodeWS from "@effect/platform-node/NodeWS"
 import type { TransportError } from "@chiral/core/TransportError"
-import { JoinBuffer, sendOn } from "../src/WsConnection.js"
+import { JoinBuffer, senderOn, sendOn } from "../src/WsConnection.js"
 
 const parts = (...values: ReadonlyArray<number>) => values.map((v) => new Uint8Array([v, v, v]))
 
@@ -142,6 +142,31 @@ describe("JoinBuffer", () => {
 
 /** An error as Node's sockets report one: its message and its `code`. */
 const systemError = (message: string, code: string) => Object.assign(new Error(message), { code })
+
+describe("senderOn's idle and sendNow (what an inline reply may use)", () => {
+  it.effect("idle only while open with nothing on its way out; sendNow sends at once, in order", () =>
+    Effect.gen(function*() {
+      const { sent, state, ws } = bufferingSocket()
+      const sender = senderOn(ws, "test")
+      assert.isTrue(sender.idle())
+      const done: Array<unknown> = []
+      sender.sendNow(parts(1, 2), (error) => done.push(error ?? "sent"))
+      assert.deepStrictEqual([...sent[0]!.data], [1, 1, 1, 2, 2, 2])
+      assert.deepStrictEqual(done, ["sent"], "the kernel took it all: done at once")
+      state.buffered = 6
+      assert.isFalse(sender.idle(), "bytes still buffered")
+      state.buffered = 0
+      // a large message handed over in fragments over several turns
+      const big = yield* Effect.forkChild(sender.send(bigFrame()), { startImmediately: true })
+      assert.isFalse(sender.idle(), "a message being handed over")
+      yield* turnUntil(() => sent.at(-1)!.fin)
+      sent.at(-1)!.done!()
+      assert.isTrue(Exit.isSuccess(yield* Fiber.await(big)))
+      assert.isTrue(sender.idle())
+      ;(ws as unknown as { readyState: number }).readyState = 2
+      assert.isFalse(sender.idle(), "closing")
+    }))
+})
 
 describe("sendOn's failed sends", () => {
   /** What the send of one frame fails with when ws calls it back with `error`, after `before` ran on the socket. */
