@@ -6,7 +6,9 @@
  * awaits each send. So a client that reads slowly only ever holds up its own
  * responder, and actions keep arriving while a large observation is on its
  * way out. Every action (`apply_action` and the legacy step) passes the
- * server's `ActionGate` before a handler sees it.
+ * server's `ActionGate` before a handler sees it. Where the transport offers
+ * it (WebSocket), an obs_request with nothing ahead of it is answered where
+ * it arrives, without either fiber (`inlineObservations`).
  */
 import {
   decodeFrame,
