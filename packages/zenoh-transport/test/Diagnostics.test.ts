@@ -55,8 +55,10 @@ const corruptingRelay = (port: number, direction: "toClient" | "toServer", keep:
         }
         inbound.on("data", direction === "toServer" ? corrupting(outbound) : (d: Buffer) => void outbound.write(d))
         outbound.on("data", direction === "toClient" ? corrupting(inbound) : (d: Buffer) => void inbound.write(d))
-        inbound.on("close", () => outbound.destroy())
-        outbound.on("close", () => inbound.destroy())
+        // Ended, not destroyed: what one side sent last (a CLOSE, say) still reaches the other.
+        // Destroyed at once, bytes the relay had not flushed yet (on a busy machine) were lost.
+        inbound.on("close", () => outbound.end())
+        outbound.on("close", () => inbound.end())
         sockets.push(inbound, outbound)
       })
       server.listen(0, "127.0.0.1", () => resume(Effect.succeed({ server, sockets })))
