@@ -414,17 +414,14 @@ const connectionActions = <R>(
     } satisfies ConnectionActions<R>
   })
 
-/** Replies under way on a connection: the responder's, and those sent inline. */
-interface Replies {
-  inFlight: number
+/**
+ * Requests of a connection not answered yet: each counts from when the reader
+ * hands it to the responder until its reply has been sent (or has failed),
+ * and an inline reply until it has been sent.
+ */
+interface Pending {
+  requests: number
 }
-
-/** The responder's reply to `request` counts as under way until it has been sent (or failed). */
-const replying = <A, E, R>(replies: Replies, reply: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-  Effect.suspend(() => {
-    replies.inFlight++
-    return Effect.ensuring(reply, Effect.sync(() => void replies.inFlight--))
-  })
 
 /**
  * Largest frame offered to be decoded inline. An obs_request is a header of
@@ -436,12 +433,14 @@ const inlineFrameBytes = 64
 /**
  * Answers an obs_request where it arrives, inside the transport's read
  * callback (`Connection.answerInline`), when it could not be out of order:
- * no reply under way or request waiting (`quiet`: a reset or a step ahead of
- * it is answered first), no action read and not yet applied (an
- * observation shows the robot after the actions read before it). The reply
- * is the default one (`defaultObservation`), byte for byte. Anything else,
- * or a reply that cannot be encoded, is left to the reader, which answers it
- * as usual (an encoding failure closes the connection and says why).
+ * no request pending (a reset or a step ahead of it is answered first), no
+ * action read and not yet applied (`quiet`: an observation shows the robot
+ * after the actions read before it). The reply is the default one
+ * (`defaultObservation`), byte for byte. Anything else, or a reply that
+ * cannot be encoded, is left to the reader, which answers it as usual (an
+ * encoding failure closes the connection and says why). A send that fails
+ * on a connection still open goes to `failed`; one lost with its connection
+ * is the reader's to report.
  *
  * Why: at robot rates every step on a reply's path runs cold. The reader's
  * wake-up, the queue to the responder and the responder's wake-up took 0.1
@@ -456,11 +455,12 @@ const inlineObservations = (
   gate: ActionGate.ConnectionGate,
   clock: Clock.Clock,
   limits: Partial<DecodeLimits> | undefined,
-  replies: Replies,
-  quiet: () => boolean
+  pending: Pending,
+  quiet: () => boolean,
+  failed: (error: TransportError) => void
 ): InlineHandler =>
 (frame, sendNow) => {
-  if (frame.byteLength > inlineFrameBytes || replies.inFlight > 0 || !quiet()) return false
+  if (frame.byteLength > inlineFrameBytes || pending.requests > 0 || !quiet()) return false
   const decoded = decodeFrame(frame, limits)
   if (Result.isFailure(decoded) || decoded.success.type !== "obs_request") return false
   const leased = observe(CameraState.captureTimeOf(clock))
@@ -472,11 +472,12 @@ const inlineObservations = (
     return false
   }
   gate.served(leased.obs)
-  replies.inFlight++
+  pending.requests++
   sendNow(reply, (error) => {
-    replies.inFlight--
-    // A failed send may leave the bytes with the transport: never recycled. The reader sees the connection end.
-    leased.release(error !== undefined && error !== null)
+    pending.requests--
+    // A failed send may leave the bytes with the transport: never recycled.
+    leased.release(error !== undefined)
+    if (error !== undefined && error.reason !== "Closed") failed(error)
   })
   return true
 }
@@ -495,9 +496,17 @@ export const serve = <R>(
     const gate = options.gate
     const requests = yield* Queue.bounded<Request>(options.maxPending)
     const flushRequests = Effect.sync(() => Queue.flushUnsafe(requests))
-    const replies: Replies = { inFlight: 0 }
+    const pending: Pending = { requests: 0 }
+    const settled = Effect.sync(() => void pending.requests--)
     const respondTo = respond(connection, responder, gate)
-    const answering = Effect.forever(Effect.flatMap(Queue.take(requests), (request) => replying(replies, respondTo(request))))
+    const answering = Effect.forever(
+      Effect.flatMap(Queue.take(requests), (request) => Effect.ensuring(respondTo(request), settled))
+    )
+    const handOver = (request: Request) =>
+      Effect.suspend(() => {
+        pending.requests++
+        return Effect.andThen(Queue.offer(requests, request), flushRequests)
+      })
     const turn: ReaderTurn = { catchingUp: false }
     const actions = yield* connectionActions(
       connection,
@@ -521,7 +530,7 @@ export const serve = <R>(
           // pull after an offer took 0.16 of the 0.65 ms from a request's
           // bytes arriving to its reply's write, all before the responder
           // ran). A busy responder takes it from the queue as before.
-          return actions.after(Effect.andThen(Queue.offer(requests, message), flushRequests))
+          return actions.after(handOver(message))
         case "apply_action":
           return actions.arrive(message)
         default:
@@ -529,13 +538,21 @@ export const serve = <R>(
       }
     }
     if (connection.answerInline !== undefined && responder.observeUnsafe !== undefined) {
+      const runFork = Effect.runForkWith(yield* Effect.context<never>())
+      // As a reply the responder could not send: logged, and the connection ended.
+      const failed = (error: TransportError) =>
+        void runFork(Effect.andThen(
+          Effect.logWarning(`chiral: cannot answer obs_request from ${connection.id}; closing it`, error),
+          closeWith(connection, CloseReason.internalError, CloseReason.failed("obs_request", Cause.fail(error)))
+        ))
       connection.answerInline(inlineObservations(
         responder.observeUnsafe,
         gate,
         yield* Clock.Clock,
         options.limits,
-        replies,
-        () => Queue.sizeUnsafe(requests) === 0 && !actions.busy()
+        pending,
+        () => !actions.busy(),
+        failed
       ))
     }
     const reading = actions.ending(readInTurns(connection.frames, handle, turn))

@@ -15,18 +15,21 @@ import type { TransportError } from "./TransportError.js"
 export type OutgoingFrame = Uint8Array | ReadonlyArray<Uint8Array>
 
 /**
- * Sends one frame at once, in order with the connection's other sends, and
- * calls `done` when the transport is finished with its bytes (with the error
- * when the send failed); `done` may run before this returns.
+ * Sends one frame at once and calls `done` when the transport is finished
+ * with its bytes, with a `TransportError` when the send failed (`Closed`
+ * when the connection was lost); `done` may run before this returns. In
+ * order with the connection's other sends only when called within the
+ * `InlineHandler` call that was given it: that is when the transport has
+ * checked that nothing else is on its way out.
  */
-export type SendNow = (frame: OutgoingFrame, done: (error?: unknown) => void) => void
+export type SendNow = (frame: OutgoingFrame, done: (error?: TransportError) => void) => void
 
 /**
  * Answers one incoming frame where it arrives (`Connection.answerInline`):
- * true when it took the frame, and has answered it through `sendNow` or
- * will; false leaves the frame to `frames`, as if it had not been offered.
- * Runs inside the transport's read callback: it must not block, and must
- * not throw.
+ * true when it took the frame and has started its answer through `sendNow`,
+ * within this call; false leaves the frame to `frames`, as if it had not been
+ * offered. Runs inside the transport's read callback: it must not block. A
+ * handler that throws is not offered frames again (the reader answers them).
  */
 export type InlineHandler = (frame: Uint8Array, sendNow: SendNow) => boolean
 
@@ -79,11 +82,13 @@ export interface Connection {
    * Installs `handler`, which the transport then offers a frame to before it
    * goes to `frames`, only where answering it at once cannot reorder
    * anything: the reader of `frames` is waiting with no frame held, the
-   * connection has nothing on its way out, and at most once a turn of the
-   * event loop (a burst's other frames go through `frames`, read in turns).
-   * A server answers an obs_request there, without the trip through its
-   * fibers (`ServerConnection`). Offered by WebSocket server connections;
-   * elsewhere absent, and every frame goes through `frames`.
+   * connection has nothing on its way out, and at most one taken per read
+   * from the socket (a burst's other frames go through `frames`, read in
+   * turns). A server answers an obs_request there, without the trip through
+   * its fibers (`ServerConnection`). Offered by WebSocket server connections;
+   * elsewhere absent, and every frame goes through `frames`. A wrapper that
+   * replaces `frames` or `send` (to record, meter or buffer them) must leave
+   * it out: inline answers bypass both.
    */
   readonly answerInline?: ((handler: InlineHandler) => void) | undefined
   /**

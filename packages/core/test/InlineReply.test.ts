@@ -4,7 +4,7 @@
 // nothing can be out of order; anything else is left to the reader.
 import { decodeFrame, encodeFrame, type Message, Tensor } from "@chiral/protocol"
 import { assert, describe, it } from "@effect/vitest"
-import { type Cause, Deferred, Effect, Queue, Result, Stream } from "effect"
+import { type Cause, Deferred, Effect, Option, Queue, Result, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import * as Robot from "@chiral/testing/Robot"
 import {
@@ -14,7 +14,8 @@ import {
   type InlineHandler,
   PolicyServer,
   type SendNow,
-  ServerTransport
+  ServerTransport,
+  TransportError
 } from "../src/index.js"
 
 /** One connection whose frames, sends and inline handler the test holds. */
@@ -22,17 +23,19 @@ const fakeConnection = Effect.gen(function*() {
   const inbound = yield* Queue.unbounded<Uint8Array, Cause.Done>()
   const sent = yield* Queue.unbounded<Uint8Array>()
   const inline = yield* Deferred.make<InlineHandler>()
+  const closed = yield* Deferred.make<{ readonly code: number; readonly reason: string }>()
   const connection: Connection = {
     id: "fake://robot ← client",
     frames: Stream.fromQueue(inbound),
     send: (frame) => Effect.asVoid(Queue.offer(sent, frameBytes(frame).slice())),
+    close: (code, reason) => Effect.asVoid(Deferred.succeed(closed, { code, reason })),
     answerInline: (handler) => void Deferred.doneUnsafe(inline, Effect.succeed(handler))
   }
   const transport = ServerTransport.of({
     address: "fake://robot",
     serve: (handler) => Effect.andThen(Effect.ignore(handler(connection)), Effect.never)
   })
-  return { inbound, sent, inline, transport }
+  return { inbound, sent, inline, closed, transport }
 })
 
 /** What an inline handler sent, each completed at once. */
@@ -151,5 +154,20 @@ describe("A server's inline replies (Connection.answerInline)", () => {
       complete!()
       assert.isTrue(handler(obsRequest, now.sendNow))
       assert.strictEqual(now.frames.length, 2)
+    }).pipe(Effect.scoped))
+
+  it.effect("a send that fails on a connection still open closes it (1011, why); one lost with its connection is left to the reader", () =>
+    Effect.gen(function*() {
+      const { closed, handler } = yield* serving({ reset, applyAction: () => Effect.void })
+      const failing = (reason: "Closed" | "Write"): SendNow => (_frame, done) =>
+        done(new TransportError({ reason, address: "fake://robot", detail: "the write failed" }))
+      assert.isTrue(handler(obsRequest, failing("Closed")))
+      yield* Effect.yieldNow
+      assert.isTrue(Option.isNone(yield* Deferred.poll(closed)), "lost: nothing to close")
+      assert.isTrue(handler(obsRequest, failing("Write")), "nothing pending after a failed send")
+      const { code, reason } = yield* Deferred.await(closed)
+      assert.strictEqual(code, 1011)
+      assert.include(reason, "obs_request")
+      assert.include(reason, "the write failed")
     }).pipe(Effect.scoped))
 })

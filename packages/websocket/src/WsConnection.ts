@@ -144,15 +144,17 @@ class Inbox {
   private readonly onText: (text: Buffer) => void
   /** What takes a frame where it arrives, once installed (`Connection.answerInline`): true when it took it. */
   private inline: ((frame: Uint8Array) => boolean) | undefined
-  /** Whether a frame was taken inline in this turn of the event loop. */
+  private readonly onInlineFailure: (cause: unknown) => void
+  /** Whether a frame was taken inline in this read from the socket. */
   private inlineTaken = false
   private readonly endInlineTurn = () => {
     this.inlineTaken = false
   }
 
-  constructor(ws: NodeWS.WebSocket, onText: (text: Buffer) => void) {
+  constructor(ws: NodeWS.WebSocket, onText: (text: Buffer) => void, onInlineFailure: (cause: unknown) => void) {
     this.ws = ws
     this.onText = onText
+    this.onInlineFailure = onInlineFailure
   }
 
   /** Offers each frame to `take` first where that cannot reorder anything (see `Connection.answerInline`). */
@@ -164,12 +166,12 @@ class Inbox {
     const bytes = Array.isArray(data) ? Buffer.concat(data) : data instanceof ArrayBuffer ? Buffer.from(data) : data
     if (!isBinary) return this.onText(bytes)
     // Only with the reader waiting and nothing held can the frame go first;
-    // once a turn, so that a burst is still read in the reader's turns. The
-    // turn ends with this callback: microtasks run once ws has emitted every
-    // message of the chunk it read.
+    // once a read from the socket, so that a burst is still read in the
+    // reader's turns. The read ends with this callback: microtasks run once
+    // ws has emitted every message of the chunk it read.
     if (
       this.inline !== undefined && this.waiter !== undefined && this.frames.length === 0 && this.end === undefined &&
-      !this.inlineTaken && this.inline(bytes)
+      !this.inlineTaken && this.takeInline(this.inline, bytes)
     ) {
       this.inlineTaken = true
       queueMicrotask(this.endInlineTurn)
@@ -181,6 +183,17 @@ class Inbox {
     if (this.bytes >= inboxHighWaterMark && !this.paused) {
       this.paused = true
       this.ws.pause()
+    }
+  }
+
+  /** Inside ws's read callback a throw would end the process: a taker that throws is dropped, and the reader answers. */
+  private takeInline(take: (frame: Uint8Array) => boolean, frame: Uint8Array): boolean {
+    try {
+      return take(frame)
+    } catch (cause) {
+      this.inline = undefined
+      this.onInlineFailure(cause)
+      return false
     }
   }
 
@@ -252,7 +265,11 @@ export const receiverOf = (
     const context = yield* Effect.context<never>()
     const log = (effect: Effect.Effect<void>) => void Effect.runForkWith(context)(effect)
     const texts = new TextDrops(address)
-    const inbox = new Inbox(ws, (text) => log(texts.drop(text.byteLength)))
+    const inbox = new Inbox(
+      ws,
+      (text) => log(texts.drop(text.byteLength)),
+      (cause) => log(Effect.logWarning(`chiral: answering ${address} inline failed; its reader answers from now on`, cause))
+    )
     const onClose = (code: number, reason: Buffer) =>
       inbox.finish(
         normalCloseCodes.has(code)
@@ -461,7 +478,7 @@ export const sendOn = (ws: NodeWS.WebSocket, address: string, fragmentParts = tr
 /** A connection's sends (`sendOn`), and the same at once from inside a read callback. */
 export interface Sender {
   readonly send: (frame: OutgoingFrame) => Effect.Effect<void, TransportError>
-  /** Starts a send now; only when `idle`, so that it is in order with every other. */
+  /** Starts a send now; in order with every other only when `idle` (`SendNow`). */
   readonly sendNow: SendNow
   /** Open, with nothing on its way out: no message being handed over or waiting, nothing buffered. */
   readonly idle: () => boolean
@@ -542,5 +559,7 @@ export const senderOn = (ws: NodeWS.WebSocket, address: string, fragmentParts = 
     })
   const idle = () =>
     ws.readyState === NodeWS.WebSocket.OPEN && !handingOver && waiting.length === 0 && ws.bufferedAmount === 0
-  return { send, sendNow: start, idle }
+  const sendNow: SendNow = (frame, done) =>
+    start(frame, (error) => done(error === undefined || error === null ? undefined : sendFailure(ws, address, error)))
+  return { send, sendNow, idle }
 }

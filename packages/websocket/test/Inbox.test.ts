@@ -147,17 +147,24 @@ describe("framesOf", () => {
 /** The end of this turn of the event loop: microtasks queued before it have run. */
 const endOfTurn = Effect.promise(() => Promise.resolve())
 
+/** A receiver on a stand-in socket whose inline taker records each frame's first byte offered, and takes those `takes` says. */
+const inlineReceiver = (takes: (first: number) => boolean) =>
+  Effect.gen(function*() {
+    const ws = new StandIn()
+    const receiver = yield* receiverOf(ws as unknown as NodeWS.WebSocket, "test ← peer")
+    const offered: Array<number> = []
+    receiver.answerInline((frame) => {
+      offered.push(frame[0]!)
+      return takes(frame[0]!)
+    })
+    return { ws, receiver, offered }
+  })
+
 describe("receiverOf's inline taker (Connection.answerInline)", () => {
   it.effect("offers a frame first only with the reader waiting and nothing held, and takes at most one a turn", () =>
     Effect.gen(function*() {
-      const ws = new StandIn()
-      const receiver = yield* receiverOf(ws as unknown as NodeWS.WebSocket, "test ← peer")
-      const offered: Array<number> = []
       // takes odd first bytes, declines even ones
-      receiver.answerInline((frame) => {
-        offered.push(frame[0]!)
-        return frame[0]! % 2 === 1
-      })
+      const { offered, receiver, ws } = yield* inlineReceiver((first) => first % 2 === 1)
       ws.binary(7) // no reader yet: held, never offered
       const { taken } = yield* consume(receiver.frames)
       assert.deepStrictEqual(yield* Queue.take(taken), [7])
@@ -177,13 +184,7 @@ describe("receiverOf's inline taker (Connection.answerInline)", () => {
 
   it.effect("offers nothing while the reader is busy with a frame, nor after the connection closed", () =>
     Effect.gen(function*() {
-      const ws = new StandIn()
-      const receiver = yield* receiverOf(ws as unknown as NodeWS.WebSocket, "test ← peer")
-      const offered: Array<number> = []
-      receiver.answerInline((frame) => {
-        offered.push(frame[0]!)
-        return true
-      })
+      const { offered, receiver, ws } = yield* inlineReceiver(() => true)
       // a reader that holds each frame until the test lets it go
       const release = yield* Queue.unbounded<void>()
       const seen = yield* Queue.unbounded<number>()
