@@ -444,8 +444,8 @@ const inlineFrameBytes = 64
  *
  * Why: at robot rates every step on a reply's path runs cold. The reader's
  * wake-up, the queue to the responder and the responder's wake-up took 0.1
- * ms of the 0.36 ms from a request's arrival to its reply's write (Python
- * reference client at 30 Hz, chiral serve, 2 cameras 64×48 + depth); with
+ * ms of the 0.33 ms from `ws`'s message event to its `send` returning (p50;
+ * Python reference client at 30 Hz, chiral serve, 2 cameras 64×48 + depth); with
  * inline and queued replies alternating every 0.5 s in one server, inline
  * ones left the server 0.07–0.13 ms sooner and reached the client 0.09–0.18
  * ms sooner at p50 (3 runs of 30 s, `scratchpad/i15d`).
