@@ -7,22 +7,13 @@ import { assert, describe, it } from "@effect/vitest"
 import { Duration, Effect, Result, Schedule } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import * as Fs from "node:fs"
-import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { WebSocket } from "ws"
-import { captureReply } from "../src/bench/PythonClient.js"
+import { captureReply, freePort } from "../src/bench/PythonClient.js"
 
 const floorScript = Path.join(Path.dirname(fileURLToPath(import.meta.url)), "..", "dist", "bench", "FloorServer.js")
-
-const freePort = Effect.callback<number>((resume) => {
-  const server = Net.createServer()
-  server.listen(0, "127.0.0.1", () => {
-    const port = (server.address() as Net.AddressInfo).port
-    server.close(() => resume(Effect.succeed(port)))
-  })
-})
 
 /** The floor on a free port, answering with `reply`, stopped with the scope. */
 const floor = (reply: Uint8Array) =>

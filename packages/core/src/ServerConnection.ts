@@ -140,6 +140,29 @@ const respond = <R>(connection: Connection, responder: Responder<R>, gate: Actio
 }
 
 /**
+ * The default reply to an obs_request: the sensors' observation stamped
+ * `timestamp` (s, the capture clock), its buffers lent, and its frame, or
+ * why it could not be encoded. The caller ends the lease once the frame has
+ * been sent, or at once when there is none. One piece for both ways a reply
+ * goes (`defaultObservation`, `inlineObservations`), so their bytes are the
+ * same.
+ */
+const observationReply = (
+  observe: (timestamp: number) => LeasedObservation,
+  timestamp: number
+):
+  | { readonly leased: LeasedObservation; readonly frame: ReadonlyArray<Uint8Array> }
+  | { readonly leased: LeasedObservation; readonly frame: undefined; readonly unencodable: unknown } =>
+{
+  const leased = observe(timestamp)
+  try {
+    return { leased, frame: encodeFrameParts({ type: "obs_response", obs: leased.obs }) }
+  } catch (unencodable) {
+    return { leased, frame: undefined, unencodable }
+  }
+}
+
+/**
  * The reply to an obs_request without a `getObs` handler, built and encoded
  * in one step of the fiber, without a scope. At robot rates every step on a
  * reply's path runs cold and delays it: measured with the Python reference's
@@ -163,16 +186,13 @@ const defaultObservation = (
   Effect.suspend(() => {
     let release: LeasedObservation["release"] | undefined
     const reply = Effect.withFiber((fiber): Effect.Effect<void, Unanswered | TransportError> => {
-      const leased = observe(CameraState.captureTimeOf(fiber.getRef(Clock.Clock)))
-      release = leased.release
-      let frame: ReadonlyArray<Uint8Array>
-      try {
-        frame = encodeFrameParts({ type: "obs_response", obs: leased.obs })
-      } catch (cause) {
-        return unanswerable(connection, "obs_request")(Cause.fail(cause), "encoding")
+      const reply = observationReply(observe, CameraState.captureTimeOf(fiber.getRef(Clock.Clock)))
+      release = reply.leased.release
+      if (reply.frame === undefined) {
+        return unanswerable(connection, "obs_request")(Cause.fail(reply.unencodable), "encoding")
       }
-      gate.served(leased.obs)
-      return connection.send(frame)
+      gate.served(reply.leased.obs)
+      return connection.send(reply.frame)
     })
     // Interrupted, the send may have stopped waiting while the transport still reads the bytes.
     return Effect.onExit(reply, (exit) => Effect.sync(() => release?.(Exit.hasInterrupts(exit))))
@@ -463,11 +483,8 @@ const inlineObservations = (
   if (frame.byteLength > inlineFrameBytes || pending.requests > 0 || !quiet()) return false
   const decoded = decodeFrame(frame, limits)
   if (Result.isFailure(decoded) || decoded.success.type !== "obs_request") return false
-  const leased = observe(CameraState.captureTimeOf(clock))
-  let reply: ReadonlyArray<Uint8Array>
-  try {
-    reply = encodeFrameParts({ type: "obs_response", obs: leased.obs })
-  } catch {
+  const { frame: reply, leased } = observationReply(observe, CameraState.captureTimeOf(clock))
+  if (reply === undefined) {
     leased.release()
     return false
   }

@@ -25,7 +25,7 @@ if (!Number.isInteger(port) || port <= 0 || replyFile === undefined) {
 }
 
 const reply = Fs.readFileSync(replyFile)
-const captured = decodeFrame(new Uint8Array(reply.buffer, reply.byteOffset, reply.byteLength))
+const captured = decodeFrame(reply)
 if (Result.isFailure(captured) || captured.success.type !== "obs_response") {
   process.stderr.write(`${replyFile}: not an obs_response frame\n`)
   process.exit(2)
@@ -36,7 +36,7 @@ const server = new WebSocketServer({ host: "127.0.0.1", port, perMessageDeflate:
 server.on("connection", (ws) => {
   ws.on("message", (data: Buffer, isBinary) => {
     if (!isBinary) return
-    const message = decodeFrame(new Uint8Array(data.buffer, data.byteOffset, data.byteLength))
+    const message = decodeFrame(data)
     if (Result.isFailure(message)) return
     if (message.success.type === "obs_request") ws.send(reply, { binary: true, compress: false })
     else if (message.success.type === "metadata") ws.send(metadata, { binary: true, compress: false })

@@ -98,7 +98,8 @@ export const unavailable: Effect.Effect<string | undefined> = Effect.callback((r
     )))
 })
 
-const freePort: Effect.Effect<number> = Effect.callback((resume) => {
+/** A port free on 127.0.0.1 now (the OS picks it). */
+export const freePort: Effect.Effect<number> = Effect.callback((resume) => {
   const server = Net.createServer()
   server.listen(0, "127.0.0.1", () => {
     const port = (server.address() as Net.AddressInfo).port
