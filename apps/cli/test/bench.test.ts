@@ -51,7 +51,9 @@ describe("chiral bench", () => {
         "action_sends",
         "rss_mb",
         "page_faults_per_obs",
-        "action_jitter_by_stream_phase"
+        "action_jitter_by_stream_phase",
+        "action_gaps",
+        "server_event_loop"
       ])
       const { workload } = result
       assert.deepInclude(workload, { cameras: 1, width: 32, height: 24, depth: true })
@@ -93,6 +95,14 @@ describe("chiral bench", () => {
       assert.strictEqual(phases.during_transfer.count + phases.between_transfers.count, result.action_cadence.count)
       // the stream's requests were recorded while actions went: 30 Hz for about a second
       assert.isAtLeast(phases.transfers, 10)
+      // the worker dispatcher reports its ticks, and the server its superseded actions
+      assert.deepStrictEqual(Object.keys(result.action_gaps), ["superseded", "ticks_skipped"])
+      assert.isTrue(isNumber(result.action_gaps.superseded) && isNumber(result.action_gaps.ticks_skipped))
+      // the robot's loop was watched over the stream: a 1 ms timer never fires sooner than every millisecond
+      assert.deepStrictEqual(Object.keys(result.server_event_loop), ["timer_ms_p99", "timer_ms_max", "runqueue_ms_per_s"])
+      assert.isAtLeast(result.server_event_loop.timer_ms_p99, 1)
+      assert.isAtLeast(result.server_event_loop.timer_ms_max, result.server_event_loop.timer_ms_p99)
+      if (process.platform === "linux") assert.isTrue(isNumber(result.server_event_loop.runqueue_ms_per_s))
     }), { timeout: 60_000 })
 
   it.live("a server's address says its protocol: tcp/host:port is measured over Zenoh without --protocol", () =>
@@ -158,6 +168,16 @@ describe("bench statistics", () => {
     assert.strictEqual(stats.jitter_ms_p50, 0.5)
     assert.strictEqual(stats.jitter_ms_max, 100.5)
     assert.strictEqual(stats.drift_ms, 100)
+  })
+
+  it("cadence: drift by the actions' numbers, so a superseded action adds none and a skipped tick a period", () => {
+    // 10 Hz: actions 0–4 due at ticks 0–4; action 2 superseded (it arrived with 3, and the server kept 3)
+    const superseded = cadence([1000.5, 1100.5, 1300.5, 1400.5], 10, 1000, [0, 1, 3, 4], [0, 1, 3, 4])
+    assert.strictEqual(superseded.drift_ms, 0)
+    // by position, the gap would read as a period of drift
+    assert.strictEqual(cadence([1000.5, 1100.5, 1300.5, 1400.5], 10, 1000, [0, 1, 3, 4]).drift_ms, 100)
+    // tick 2 skipped by the dispatcher: actions 2 and 3 went at ticks 3 and 4, a period late
+    assert.strictEqual(cadence([1000.5, 1100.5, 1300.5, 1400.5], 10, 1000, [0, 1, 3, 4], [0, 1, 2, 3]).drift_ms, 100)
   })
 
   it("cadence on given ticks: an empty tick does not make the later arrivals late", () => {

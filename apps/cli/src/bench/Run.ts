@@ -16,6 +16,7 @@ import { ClientTransport, type Connection, type OutgoingFrame, PolicyClient } fr
 import { type DecodeLimits, decodeFrame, lending, type Observation } from "@chiral/protocol"
 import { Cause, Deferred, Duration, Effect, Fiber, Layer, Queue, Result, Schema, type Scope, Stream } from "effect"
 import { ChildProcess, ChildProcessSpawner } from "effect/process"
+import type { EventLoopFigures } from "./EventLoopWatch.js"
 import { minorFaults } from "./MachineLimits.js"
 import { type Protocol, protocols } from "./Protocols.js"
 import * as RawTcp from "./RawTcp.js"
@@ -116,6 +117,22 @@ export interface BenchResult {
     readonly during_transfer: StreamPhaseJitter
     readonly between_transfers: StreamPhaseJitter
   } | null
+  /**
+   * Where `action_cadence` has fewer arrivals than the dispatcher had ticks:
+   * actions the server dropped as superseded (they arrived together with a
+   * newer one; dropped, not late, so the drift leaves them out) and ticks of
+   * the client's dispatcher that sent nothing (its thread stalled past a
+   * whole period, so every later action went a tick late: each adds a period
+   * to the drift). Null where not measured (a server we did not start, or a
+   * dispatcher that does not report its ticks).
+   */
+  readonly action_gaps: { readonly superseded: number | null; readonly ticks_skipped: number | null }
+  /**
+   * How the server's main thread ran while the stream ran (`EventLoopWatch`):
+   * an action reaches the robot's handler only when that loop turns. Null for
+   * a server we did not start.
+   */
+  readonly server_event_loop: EventLoopFigures | null
 }
 
 export interface StreamPhaseJitter {
@@ -133,19 +150,10 @@ export interface BenchReport {
   readonly durationSeconds: number
   readonly obsHzAsked: number
   readonly serverRssMb: { readonly start: number; readonly end: number } | undefined
-  /** Actions queued but not seen by the server, or seen out of order. */
   /** Actions that did not arrive in order, superseded ones aside (see `missing`). */
   readonly actionsLost: number | undefined
-  /** Actions the server dropped as superseded (a later one arrived with them). */
-  readonly actionsSuperseded: number | undefined
   /** The same cadence measured where the client sends (tells the client's lateness from the server's). */
   readonly actionSends: CadenceStats | undefined
-  /**
-   * Ticks of the dispatcher's grid that sent nothing, between its first and
-   * last send (its thread stalled past a whole period; the queue's next action
-   * went at the next tick); undefined when the dispatcher does not report its ticks.
-   */
-  readonly ticksSkipped: number | undefined
   /** Garbage collection in this process while the stream ran. */
   readonly gc: { readonly count: number; readonly totalMs: number; readonly maxMs: number }
   /**
@@ -557,6 +565,8 @@ interface StreamPhase {
    * default `coalesceActions`): they were late by at least a period.
    */
   readonly superseded: number | undefined
+  /** How the server's main thread ran while the stream ran; null for a server we did not start. */
+  readonly serverLoop: EventLoopFigures | null
   /** When dispatch was asked to start (monotonic ms); NaN without our server. */
   readonly origin: number
   /** Resident memory, bytes, at the start and end of the phase; the server's only if ours. */
@@ -597,6 +607,7 @@ const streamPhase = (
     const gc = yield* observeGc
     let arrivals: Array<readonly [number, number]> = []
     const serverFaultsStart = server === undefined ? undefined : yield* server.ask<number>("faults", "faults")
+    if (server !== undefined) yield* server.ask<EventLoopFigures>("loop", "loop")
     const faultsStart = minorFaults()
     const releasedStart = lending.released
     const askedStart = lending.collectionsAsked
@@ -616,6 +627,7 @@ const streamPhase = (
     const recycled = lending.released - releasedStart
     const collectionsAsked = lending.collectionsAsked - askedStart
     const serverFaultsEnd = server === undefined ? undefined : yield* server.ask<number>("faults", "faults")
+    const serverLoop = server === undefined ? null : yield* server.ask<EventLoopFigures>("loop", "loop")
     const perObs = (start: number | undefined, end: number | undefined): number | null =>
       start === undefined || end === undefined || !Number.isFinite(start) || !Number.isFinite(end) ||
         observedInStream === 0
@@ -640,6 +652,7 @@ const streamPhase = (
       collectionsAsked,
       arrivals,
       superseded,
+      serverLoop,
       origin: started?.origin ?? Number.NaN,
       rssStart,
       rssEnd,
@@ -743,7 +756,8 @@ const report = (
   const firstSeq = stream.arrivals[0]?.[0] ?? 0
   const sent = sendTicks(meter, options.actionHz, gridStart)
   const ticks = arrivalTicks(stream.arrivals, firstSeq, sent)
-  const stats = ownServer ? cadence(times, options.actionHz, gridStart, ticks) : undefined
+  const numbers = stream.arrivals.map(([seq]) => seq)
+  const stats = ownServer ? cadence(times, options.actionHz, gridStart, ticks, numbers) : undefined
   const sends = ownServer ? cadence(meter.actionSends, options.actionHz, gridStart, sent) : undefined
   const byPhase = ownServer ? jitterByStreamPhase(times, ticks, gridStart, options.actionHz, meter) : null
   const lost = ownServer ? missing(stream.arrivals, stream.superseded ?? 0) : undefined
@@ -766,7 +780,18 @@ const report = (
     action_sends: cadenceFigures(sends, options.actionHz),
     rss_mb: { start: round(mb(stream.rssStart), 1), end: round(mb(stream.rssEnd), 1) },
     page_faults_per_obs: stream.pageFaultsPerObs,
-    action_jitter_by_stream_phase: byPhase
+    action_jitter_by_stream_phase: byPhase,
+    action_gaps: {
+      superseded: ownServer ? stream.superseded ?? null : null,
+      ticks_skipped: ownServer ? skippedTicks(sent) ?? null : null
+    },
+    server_event_loop: stream.serverLoop === null
+      ? null
+      : {
+        timer_ms_p99: round(stream.serverLoop.timer_ms_p99),
+        timer_ms_max: round(stream.serverLoop.timer_ms_max),
+        runqueue_ms_per_s: stream.serverLoop.runqueue_ms_per_s === null ? null : round(stream.serverLoop.runqueue_ms_per_s, 1)
+      }
   }
   return {
     result,
@@ -780,9 +805,7 @@ const report = (
       ? undefined
       : { start: round(mb(stream.serverRssStart), 1), end: round(mb(stream.serverRssEnd), 1) },
     actionsLost: lost,
-    actionsSuperseded: ownServer ? stream.superseded : undefined,
     actionSends: sends,
-    ticksSkipped: ownServer ? skippedTicks(sent) : undefined,
     gc: {
       count: stream.gcPauses.length,
       totalMs: round(stream.gcPauses.reduce((a, b) => a + b, 0), 1),

@@ -14,7 +14,9 @@
  *    on the monotonic clock (`process.hrtime`, shared by all processes of the
  *    machine), taken as it reaches the robot's `applyAction`;
  *  - stdin `rss` → stdout `{"rss":bytes}`;
- *  - stdin `faults` → stdout `{"faults":n}`: this process's minor page faults so far.
+ *  - stdin `faults` → stdout `{"faults":n}`: this process's minor page faults so far;
+ *  - stdin `loop` → stdout `{"loop":EventLoopFigures}`: how its main thread
+ *    ran since the last such request (or its start).
  * It exits when its stdin closes, so it never outlives the parent.
  *
  * The arrival time is read as the action reaches the simulated robot's
@@ -28,6 +30,7 @@ import { encodeFrameParts, stringifyJson, Tensor } from "@chiral/protocol"
 import { NodeRuntime } from "@effect/platform-node"
 import { Effect, Logger } from "effect"
 import * as SimulatedRobot from "../SimulatedRobot.js"
+import * as EventLoopWatch from "./EventLoopWatch.js"
 import { minorFaults } from "./MachineLimits.js"
 import { isProtocol, protocols } from "./Protocols.js"
 import * as RawTcp from "./RawTcp.js"
@@ -53,6 +56,7 @@ const main = (options: ServerOptions) => {
   const entry = protocols[options.protocol]
   return Effect.gen(function*() {
     let arrivals: Array<readonly [number, number]> = []
+    const loop = EventLoopWatch.watch()
     const robot = yield* SimulatedRobot.make({
       cameras: options.cameras,
       width: options.width,
@@ -93,6 +97,7 @@ const main = (options: ServerOptions) => {
             emit({ superseded: Effect.runSync(robot.server.actionStats).dropped.superseded })
           } else if (command === "rss") emit({ rss: process.memoryUsage.rss() })
           else if (command === "faults") emit({ faults: minorFaults() })
+          else if (command === "loop") emit({ loop: loop.take() })
         }
       }
       const onEnd = () => resume(Effect.void)

@@ -44,9 +44,13 @@ export interface CadenceStats {
   readonly jitter_ms_p99: number
   readonly jitter_ms_max: number
   /**
-   * How far the last arrival is from where the first one says it should be:
-   * (last − first) − (count − 1)·period. A loop that sleeps `period − elapsed`
-   * drifts late by its overhead every tick; a skipped tick adds a whole period.
+   * How far the last action arrived from where the first one says it should
+   * be, by their numbers in the queue: (last − first) − (n_last − n_first)·period.
+   * A loop that sleeps `period − elapsed` drifts late by its overhead every
+   * tick; a tick the dispatcher skipped adds a whole period (every later
+   * action went a tick late). An action the server dropped as superseded
+   * (it arrived together with a newer one) adds nothing: the newer one is
+   * judged by its own number. Numbered by position when no numbers are given.
    */
   readonly drift_ms: number
 }
@@ -55,15 +59,18 @@ export interface CadenceStats {
  * The cadence of `arrivals` (ms, one clock, in order) dispatched at `hz` from
  * a grid starting at `origin` (same clock): the k-th arrival belongs to tick
  * `ticks[k]` when given (e.g. the tick its send was due at: a tick that sent
- * nothing leaves the next ones on their own), else to tick k. Jitter is
- * measured from the grid the dispatcher started, so it includes the one-way
- * latency of each action; drift is independent of the origin.
+ * nothing leaves the next ones on their own), else to tick k. `numbers[k]`
+ * is the k-th arrival's action number in the queue, for the drift (an action
+ * that never arrived leaves a gap), else k. Jitter is measured from the grid
+ * the dispatcher started, so it includes the one-way latency of each action;
+ * drift is independent of the origin.
  */
 export const cadence = (
   arrivals: ReadonlyArray<number>,
   hz: number,
   origin: number,
-  ticks?: ReadonlyArray<number>
+  ticks?: ReadonlyArray<number>,
+  numbers?: ReadonlyArray<number>
 ): CadenceStats => {
   const period = 1000 / hz
   const count = arrivals.length
@@ -78,7 +85,9 @@ export const cadence = (
     jitter_ms_p50: quantile(jitter, 0.5),
     jitter_ms_p99: quantile(jitter, 0.99),
     jitter_ms_max: count === 0 ? Number.NaN : jitter[count - 1]!,
-    drift_ms: count < 2 ? Number.NaN : arrivals[count - 1]! - arrivals[0]! - (count - 1) * period
+    drift_ms: count < 2
+      ? Number.NaN
+      : arrivals[count - 1]! - arrivals[0]! - ((numbers?.[count - 1] ?? count - 1) - (numbers?.[0] ?? 0)) * period
   }
 }
 

@@ -19,6 +19,7 @@ export const formatReport = (report: BenchReport): string => {
   const rt = r.obs_round_trip_ms
   const raw = r.raw_tcp_round_trip_ms
   const a = r.action_cadence
+  const { superseded, ticks_skipped: skipped } = r.action_gaps
   const rows: Array<readonly [string, string]> = [
     [
       "workload",
@@ -39,7 +40,9 @@ export const formatReport = (report: BenchReport): string => {
       `actions at ${a.hz} Hz`,
       a.count === null
         ? "not measured (actions are only sent to our own server)"
-        : `${a.count} arrived${report.actionsSuperseded ? ` (${report.actionsSuperseded} superseded: late, a newer one arrived with them)` : ""}${
+        : `${a.count} arrived${
+          superseded ? ` (${superseded} superseded: late, a newer one arrived with them; dropped, not in the drift)` : ""
+        }${
           report.actionsLost ? ` (${report.actionsLost} missing or out of order)` : ""
         }; interval p50 ${
           ms(a.interval_ms_p50)
@@ -52,7 +55,7 @@ export const formatReport = (report: BenchReport): string => {
       report.actionSends === undefined
         ? "—"
         : `${report.actionSends.count} sent${
-          report.ticksSkipped ? ` (${report.ticksSkipped} tick${report.ticksSkipped === 1 ? "" : "s"} skipped)` : ""
+          skipped ? ` (${skipped} tick${skipped === 1 ? "" : "s"} skipped: a period of drift each)` : ""
         }; |jitter| p50 ${ms(report.actionSends.jitter_ms_p50)}  p99 ${
           ms(report.actionSends.jitter_ms_p99)
         }  max ${ms(report.actionSends.jitter_ms_max)}; drift ${ms(report.actionSends.drift_ms)}`
@@ -66,6 +69,16 @@ export const formatReport = (report: BenchReport): string => {
         }; between observations: ${r.action_jitter_by_stream_phase.between_transfers.count}, p99 ${
           ms(r.action_jitter_by_stream_phase.between_transfers.jitter_ms_p99)
         }`
+    ],
+    [
+      "server event loop",
+      r.server_event_loop === null
+        ? "— (only for our own server)"
+        : `a 1 ms timer's interval p99 ${ms(r.server_event_loop.timer_ms_p99)}  max ${ms(r.server_event_loop.timer_ms_max)}${
+          r.server_event_loop.runqueue_ms_per_s === null
+            ? ""
+            : `; main thread waited for a core ${r.server_event_loop.runqueue_ms_per_s} ms/s`
+        } (actions reach the robot's handler as this loop turns)`
     ],
     [
       "client gc (stream)",
@@ -168,7 +181,7 @@ export const bench = Command.make(
     maxMessageSize: Flags.clientMaxMessageSize,
     json: Flag.Boolean("json").pipe(
       Flag.withDescription(
-        "Print one JSON object: {workload, obs_round_trip_ms, raw_tcp_round_trip_ms, ratio_to_raw_tcp, throughput_mb_s, obs_hz, action_cadence, action_sends, rss_mb, page_faults_per_obs}; null where a figure does not apply, \"NaN\" where there were no samples"
+        "Print one JSON object: {workload, obs_round_trip_ms, raw_tcp_round_trip_ms, ratio_to_raw_tcp, throughput_mb_s, obs_hz, action_cadence, action_sends, rss_mb, page_faults_per_obs, action_jitter_by_stream_phase, action_gaps, server_event_loop}; null where a figure does not apply, \"NaN\" where there were no samples"
       ),
       Flag.withDefault(false)
     ),
