@@ -356,17 +356,25 @@ export class JoinBuffer {
 
 /**
  * How many bytes of one message's fragments go to the socket before the
- * event loop gets a turn. Each `ws.send` of a fragment is a `writev` that
- * returns once the kernel has copied it (on loopback, delivered it), ~0.5 ms
- * per megabyte here: sent in one run, a 17 MB observation held the server's
- * thread ~8 ms, and an action arriving meanwhile waited that long to be read
- * (`chiral bench`, 8 cameras, actions at 30 Hz in step with the stream's
- * requests: every action 6–8 ms late). At 4 MiB per turn, 6 alternating
- * rounds of `chiral bench` (actions at 10 and 30 Hz): round trip p50
- * 7.8–11.0 against 8.7–12.3 ms, p99 15–25 against 19–91 ms, action jitter
- * level; at 1 MiB per turn the round trip was 1.5 ms slower.
+ * event loop gets a turn (at least one fragment). Each `ws.send` of a
+ * fragment is a `writev` that returns once the kernel has copied it (on
+ * loopback, delivered it), ~0.3 ms per megabyte here: sent in one run, a 17 MB
+ * observation held the server's thread ~8 ms, and an action arriving
+ * meanwhile waited that long to be read (`chiral bench`, 8 cameras, actions at
+ * 30 Hz in step with the stream's requests: every action 6–8 ms late).
+ *
+ * A turn is handed over only once the kernel has taken the one before it
+ * (the socket holds nothing back) and the loop has polled since: otherwise
+ * Node buffers the fragments of several turns and writes them in one
+ * `writev` when the socket drains, 8–13 MB and up to 3 ms at once, traced
+ * in the robot's process. Paced so at 2 MiB (`chiral bench`, 8 cameras,
+ * actions at 100 Hz, 4 alternating rounds against 4 MiB turns paced by the
+ * loop alone): the robot's loop's 1 ms timer p99 1.9–2.1 against 4.5–5.0 ms,
+ * actions' |jitter| p99 1.8–2.4 against 3.9–5.7 ms (those whose tick fell
+ * in a transfer 1.9–3.2 against 4.8–7.3 ms); round trip p50 level over
+ * 3 rounds of 300 (3.73–4.08 against 3.77–4.06 ms). 1 MiB did as well.
  */
-const fragmentBytesPerTurn = 4 * 1024 * 1024
+const fragmentBytesPerTurn = 2 * 1024 * 1024
 
 /**
  * Whether `ws`'s socket has neither failed nor been destroyed (the socket is
@@ -428,12 +436,21 @@ export const sendFailure = (ws: NodeWS.WebSocket, address: string, error: unknow
   })
 }
 
+/** The part of `ws`'s socket that paces a message's turns. */
+interface PacedSocket {
+  readonly writableLength: number
+  readonly destroyed: boolean
+  on(event: "drain" | "close", listener: () => void): unknown
+  off(event: "drain" | "close", listener: () => void): unknown
+}
+
 /** How a send ended: `ws`'s callback (an Error, or nothing), or what was thrown while handing it over. */
 type Done = (error?: unknown) => void
 
 /**
- * Hands `ws` the fragments of one message, `fragmentBytesPerTurn` at a time
- * with a turn of the event loop between; `whenHandedOver` runs once the last
+ * Hands `ws` the fragments of one message, `fragmentBytesPerTurn` at a time,
+ * each turn once the socket has written the one before and the event loop
+ * has polled since; `whenHandedOver` runs once the last
  * one is handed over (after which `ws` keeps later sends behind it), `done`
  * once `ws` has written it. Carries on even if its caller stopped waiting: a
  * message cut off after a fragment would leave the connection unusable.
@@ -445,22 +462,38 @@ const sendFragments = (ws: NodeWS.WebSocket, parts: ReadonlyArray<Uint8Array>, d
     whenHandedOver()
     done(error)
   }
+  const socket = (ws as unknown as { readonly _socket?: PacedSocket })._socket
+  const afterPoll = () => setImmediate(() => setImmediate(step))
+  const whenTaken = () => {
+    socket!.off("drain", whenTaken)
+    socket!.off("close", whenTaken)
+    afterPoll()
+  }
   const step = () => {
     if (ws.readyState !== NodeWS.WebSocket.OPEN) return stop(new Error("the socket closed between two of its fragments"))
+    if (socket !== undefined && socket.writableLength > 0 && !socket.destroyed) {
+      socket.on("drain", whenTaken)
+      socket.on("close", whenTaken)
+      return
+    }
     try {
       let handed = 0
-      while (next < last && (handed === 0 || handed < fragmentBytesPerTurn)) {
+      while (next <= last && (handed === 0 || handed + parts[next]!.byteLength <= fragmentBytesPerTurn)) {
         handed += parts[next]!.byteLength
-        ws.send(parts[next++]!, { binary: true, compress: false, fin: false })
+        const fin = next === last
+        ws.send(parts[next++]!, { binary: true, compress: false, fin }, fin ? done : undefined)
       }
-      if (next < last) return void setImmediate(step)
-      ws.send(parts[last]!, { binary: true, compress: false, fin: true }, done)
+      if (next <= last) return void setImmediate(step)
     } catch (cause) {
       return stop(cause)
     }
     whenHandedOver()
   }
-  step()
+  // An immediate queued from an I/O callback (the request just read) runs
+  // before the loop polls again: a first turn taken at once would run into
+  // the second (traced: 9 writevs, ~9 MB in 5–6.5 ms between two polls).
+  if (totalBytes(parts) > fragmentBytesPerTurn) setImmediate(step)
+  else step()
 }
 
 /**

@@ -1,3 +1,4 @@
+import { EventEmitter } from "node:events"
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Effect, Exit, Fiber } from "effect"
 import type * as NodeWS from "@effect/platform-node/NodeWS"
@@ -33,7 +34,15 @@ const turn = Effect.promise(() => new Promise<void>((resolve) => setImmediate(re
 /** Turns the event loop until `check` holds. */
 const turnUntil = (check: () => boolean) => Effect.whileLoop({ while: () => !check(), body: () => turn, step: () => {} })
 
-/** A multi-part frame of four 2.5 MiB parts: over the 4 MiB handed to the socket per turn. */
+/** `holdingSocket` with a Node socket under it whose `writableLength` (bytes Node still holds back) the test sets. */
+const drainingSocket = () => {
+  const held = holdingSocket()
+  const socket = Object.assign(new EventEmitter(), { writableLength: 0, destroyed: false })
+  Object.defineProperty(held.ws, "_socket", { value: socket, configurable: true })
+  return { ...held, socket }
+}
+
+/** A multi-part frame of four 2.5 MiB parts: each over the 2 MiB handed to the socket per turn. */
 const bigFrame = () => Array.from({ length: 4 }, (_, i) => new Uint8Array(2.5 * 1024 * 1024).fill(i + 1))
 
 describe("JoinBuffer", () => {
@@ -102,16 +111,17 @@ describe("JoinBuffer", () => {
       assert.isTrue(Exit.isSuccess(yield* Fiber.await(waiting)))
     }))
 
-  it.live("sendOn hands a large message's fragments over a few MiB per turn; a send made meanwhile waits for its last one", () =>
+  it.live("sendOn hands a large message's fragments over one per turn when each is over 2 MiB; a send made meanwhile waits for its last one", () =>
     Effect.gen(function*() {
       const { sent, ws } = holdingSocket()
       const send = sendOn(ws, "test")
       const big = bigFrame()
-      const first = yield* Effect.forkChild(send(big))
+      const first = yield* Effect.forkChild(send(big), { startImmediately: true })
+      assert.strictEqual(sent.length, 0, "the first turn is not taken inside the caller's run (it would run into the second)")
       const second = yield* Effect.forkChild(send(parts(7, 8)))
-      yield* Effect.yieldNow
-      assert.deepStrictEqual(sent.map((s) => s.data), [big[0], big[1]], "5 MiB in the first turn, then the loop's turn")
-      assert.isFalse(sent[1]!.fin)
+      yield* turnUntil(() => sent.length >= 1)
+      assert.deepStrictEqual(sent.map((s) => s.data), [big[0]], "one 2.5 MiB fragment, then the loop's turn")
+      assert.isFalse(sent[0]!.fin)
       yield* turnUntil(() => sent.length >= 5)
       assert.deepStrictEqual(sent.slice(0, 4).map((s) => s.data), big, "the message's fragments, in order, none between")
       assert.deepStrictEqual(sent.map((s) => s.fin), [false, false, false, true, true])
@@ -119,6 +129,57 @@ describe("JoinBuffer", () => {
       for (const s of sent) s.done?.()
       assert.isTrue(Exit.isSuccess(yield* Fiber.await(first)))
       assert.isTrue(Exit.isSuccess(yield* Fiber.await(second)))
+    }))
+
+  it.live("sendOn hands over at most 2 MiB of fragments per turn", () =>
+    Effect.gen(function*() {
+      const { sent, ws } = holdingSocket()
+      const mib = Array.from({ length: 7 }, (_, i) => new Uint8Array(1024 * 1024).fill(i + 1))
+      const sending = yield* Effect.forkChild(sendOn(ws, "test")(mib), { startImmediately: true })
+      const seen: Array<number> = []
+      while (seen.at(-1) !== mib.length) {
+        yield* turn
+        if (sent.length !== seen.at(-1)) seen.push(sent.length)
+      }
+      assert.deepStrictEqual(seen, [2, 4, 6, 7], "two 1 MiB fragments a turn, the last one too")
+      for (const s of sent) s.done?.()
+      assert.isTrue(Exit.isSuccess(yield* Fiber.await(sending)))
+    }))
+
+  it.live("sendOn hands over a message's next turn only once the socket has written the last one", () =>
+    Effect.gen(function*() {
+      const { sent, socket, ws } = drainingSocket()
+      const big = bigFrame()
+      const sending = yield* Effect.forkChild(sendOn(ws, "test")(big), { startImmediately: true })
+      yield* turnUntil(() => sent.length >= 1)
+      socket.writableLength = 2.5 * 1024 * 1024 // the kernel did not take it all: Node holds the rest
+      for (let i = 0; i < 10; i++) yield* turn
+      assert.strictEqual(sent.length, 1, "nothing more while the socket holds bytes back")
+      socket.writableLength = 0
+      socket.emit("drain")
+      yield* turnUntil(() => sent.length >= 4)
+      assert.deepStrictEqual(sent.map((s) => s.data), big)
+      assert.strictEqual(socket.listenerCount("drain") + socket.listenerCount("close"), 0, "no listener left behind")
+      for (const s of sent) s.done?.()
+      assert.isTrue(Exit.isSuccess(yield* Fiber.await(sending)))
+    }))
+
+  it.live("a socket that closes while a message waits for it to drain fails that send, and the next one does not wait", () =>
+    Effect.gen(function*() {
+      const { sent, socket, ws } = drainingSocket()
+      const send = sendOn(ws, "test")
+      const sending = yield* Effect.forkChild(send(bigFrame()), { startImmediately: true })
+      yield* turnUntil(() => sent.length >= 1)
+      socket.writableLength = 1
+      const after = yield* Effect.forkChild(send(parts(9)))
+      for (let i = 0; i < 3; i++) yield* turn
+      ;(ws as unknown as { readyState: number }).readyState = 3
+      socket.emit("close")
+      const exit = yield* Fiber.await(sending)
+      assert.isTrue(Exit.isFailure(exit))
+      assert.include(String(Cause.squash((exit as Exit.Failure<void, TransportError>).cause)), "closed between two of its fragments")
+      assert.isTrue(Exit.isFailure(yield* Fiber.await(after)), "not open: refused at once, not stuck behind the message")
+      assert.strictEqual(sent.length, 1)
     }))
 
   it.live("sendOn never sends what was interrupted while it waited for a message being handed over", () =>
@@ -159,7 +220,7 @@ describe("senderOn's idle and sendNow (what an inline reply may use)", () => {
       // a large message handed over in fragments over several turns
       const big = yield* Effect.forkChild(sender.send(bigFrame()), { startImmediately: true })
       assert.isFalse(sender.idle(), "a message being handed over")
-      yield* turnUntil(() => sent.at(-1)!.fin)
+      yield* turnUntil(() => sent.length > 1 && sent.at(-1)!.fin)
       sent.at(-1)!.done!()
       assert.isTrue(Exit.isSuccess(yield* Fiber.await(big)))
       assert.isTrue(sender.idle())
