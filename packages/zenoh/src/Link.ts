@@ -13,14 +13,18 @@
  * (`readLease`) and the memory under them comes back once released. An accepted socket cannot
  * be given `onread` (`net.Server` has no such option), so a listener's links keep Node's chunk
  * per read, and their batches are the holder's to keep.
- * Writing is synchronous (corked, one `writev` per call), so the batches of one message — every
- * fragment of it — are queued back to back even when several fibers send; the returned Effect
- * waits until the last buffer was handed to the kernel, after which the caller may reuse it.
- * Handing a large message over a few megabytes per turn of the event loop, as the WebSocket
- * server does, was measured worse here (`chiral bench --protocol zenoh`, actions at 30 Hz, 10
- * alternating rounds: round trip p50 10.5 against 9.5 ms, action jitter p99 6.2 against 4.8 ms,
- * the client's action writes p99 1.8 against 1.3 ms, medians), though a 17 MB reply holds the
- * robot's thread 4.0 ms on average (up to 11.8) against 1.3 per turn.
+ * Writing queues each call's chunks behind the ones before, so the batches of one message —
+ * every fragment of it — go out back to back even when several fibers send; the returned Effect
+ * waits until the last buffer was handed to the kernel, after which the caller may reuse it. A
+ * message that fits 2 MiB with nothing queued is written at once (corked, one `writev`); a larger
+ * one goes over several turns of the event loop (`bytesPerTurn`), so the robot's thread reads an
+ * action that arrives meanwhile. Paced so (`chiral bench --protocol zenoh`, 8 cameras, 3
+ * alternating rounds at 100 Hz against the whole message in one corked write): the robot's
+ * loop's 1 ms timer p99 2.0–2.3 against 3.9–4.4 ms, action |jitter| p99 2.1–2.9 against
+ * 3.5–4.9 ms, round trip p50 level (4.8–5.0 against 5.1–5.2 ms); 2 rounds at 30 Hz level. An
+ * earlier pacing by loop turns alone (neither starting in an immediate nor waiting for the
+ * socket to write the turn before) was measured worse: round trip p50 10.5 against 9.5 ms,
+ * jitter p99 6.2 against 4.8 (10 rounds at 30 Hz, on a slower boot).
  */
 import { Effect, Scope } from "effect"
 import * as Net from "node:net"
@@ -45,8 +49,8 @@ export interface Link {
    */
   readonly readBatchParts: Effect.Effect<ReadonlyArray<Uint8Array>, ZenohLinkError>
   /**
-   * Queues `chunks` as one write, synchronously, when called (not when the result runs): the
-   * order of calls is the order on the wire. The returned Effect waits until the last chunk was
+   * Queues `chunks` when called (not when the result runs), behind what was queued before: the
+   * order of calls is the order on the wire, and no other call's chunks come between them. The returned Effect waits until the last chunk was
    * handed to the kernel and fails when the link closed first; interrupting it does not take the
    * write back (a Zenoh sequence number was spent on it).
    */
@@ -110,9 +114,12 @@ const makeUnsafe = (socket: Net.Socket, intake: Intake | undefined, highWaterMar
     reader.endWith("connection closed locally")
   }
 
+  const sender = makeSend(socket, peer, isOpen)
+
   const close: Link["close"] = (timeoutMillis) =>
     Effect.callback<void>((resume) => {
       if (socket.destroyed) return resume(Effect.void)
+      sender.flush()
       socket.end(() => resume(Effect.void))
     }).pipe(
       Effect.timeoutOrElse({ duration: timeoutMillis, orElse: () => Effect.void }),
@@ -124,7 +131,7 @@ const makeUnsafe = (socket: Net.Socket, intake: Intake | undefined, highWaterMar
     readBatch: Effect.map(reader.readLease, copyOut),
     readLease: reader.readLease,
     readBatchParts: Effect.map(reader.readLease, (lease) => lease.parts),
-    send: makeSend(socket, peer, isOpen),
+    send: sender.send,
     close,
     destroy,
     isOpen,
@@ -293,31 +300,113 @@ const makeReader = (socket: Net.Socket, peer: string, highWaterMark: number, int
 }
 
 /**
- * The writing half: each call queues its chunks as one corked write, synchronously; the Effect
- * waits for the last one's callback (the kernel took it) or fails when the link closed first.
+ * Bytes of queued chunks handed to the socket per turn of the event loop (at least one chunk). A
+ * 17 MB reply written in one go holds the robot's thread for the whole copy into the kernel
+ * (~0.3 ms per megabyte here, up to 12 ms under load), and an action arriving meanwhile waits
+ * that long to be read. See `WsConnection`'s `fragmentBytesPerTurn` for the same pacing.
  */
-const makeSend = (socket: Net.Socket, peer: string, isOpen: () => boolean): Link["send"] => {
-  const writeChunks = (chunks: ReadonlyArray<Uint8Array>, done?: (error?: Error | null) => void): boolean => {
-    if (!isOpen()) return false
-    const last = chunks.length - 1
-    if (last === 0) {
-      socket.write(chunks[0]!, done)
-      return true
-    }
+const bytesPerTurn = 2 * 1024 * 1024
+
+/** A `send` not yet wholly handed to the socket. */
+interface Queued {
+  readonly chunks: ReadonlyArray<Uint8Array>
+  /** The next chunk to hand over. */
+  next: number
+  /** Called back with the last chunk's write (the kernel took it), or with why it never will be. */
+  readonly done: (error?: Error | null) => void
+}
+
+const totalBytes = (chunks: ReadonlyArray<Uint8Array>): number => {
+  let total = 0
+  for (const chunk of chunks) total += chunk.byteLength
+  return total
+}
+
+/**
+ * The writing half. Each call queues its chunks behind the ones before, in order: a message
+ * that fits one turn (`bytesPerTurn`) with nothing queued is written at once, corked, as one
+ * `writev`; a larger one goes over several turns, each once the socket has written the last one
+ * (Node would otherwise batch several turns into one `writev` when it drains) and the loop has
+ * polled since, the first in an immediate (one queued from an I/O callback, such as the request
+ * just read, runs before the loop polls again). The Effect waits for the last chunk's callback
+ * (the kernel took it) or fails when the link closed first. `flush` hands over all that is
+ * queued at once (before the write side is ended).
+ */
+const makeSend = (socket: Net.Socket, peer: string, isOpen: () => boolean) => {
+  const queue: Array<Queued> = []
+  let scheduled = false
+
+  /** Hands queued chunks to the socket, corked, up to `limit` bytes (at least one chunk). */
+  const handOver = (limit: number) => {
+    let handed = 0
     socket.cork()
     try {
-      for (let i = 0; i <= last; i++) socket.write(chunks[i]!, i === last ? done : undefined)
-    } catch (cause) {
-      // Part of a message on the wire and not the rest: nothing after it could be read.
-      socket.destroy()
-      throw cause
+      while (queue.length > 0) {
+        const head = queue[0]!
+        while (head.next < head.chunks.length) {
+          const chunk = head.chunks[head.next]!
+          if (handed > 0 && handed + chunk.byteLength > limit) return
+          handed += chunk.byteLength
+          const last = ++head.next === head.chunks.length
+          socket.write(chunk, last ? head.done : undefined)
+        }
+        queue.shift()
+      }
     } finally {
       socket.uncork()
     }
+  }
+
+  const failAll = (error: Error) => {
+    for (const queued of queue.splice(0)) queued.done(error)
+  }
+
+  /** `handOver`, where a throw leaves part of a message on the wire: nothing after it could be read. */
+  const handOverOrDestroy = (limit: number) => {
+    try {
+      handOver(limit)
+    } catch (cause) {
+      socket.destroy()
+      failAll(cause instanceof Error ? cause : new Error(String(cause)))
+    }
+  }
+
+  const afterPoll = () => setImmediate(() => setImmediate(turn))
+  const whenTaken = () => {
+    socket.off("drain", whenTaken)
+    socket.off("close", whenTaken)
+    afterPoll()
+  }
+  const turn = () => {
+    if (queue.length === 0) return void (scheduled = false)
+    if (!isOpen()) {
+      scheduled = false
+      return failAll(new Error("the connection is closed"))
+    }
+    if (socket.writableLength > 0) {
+      socket.on("drain", whenTaken)
+      socket.on("close", whenTaken)
+      return
+    }
+    handOverOrDestroy(bytesPerTurn)
+    if (queue.length > 0) setImmediate(turn)
+    else scheduled = false
+  }
+
+  const enqueue = (chunks: ReadonlyArray<Uint8Array>, done: (error?: Error | null) => void): boolean => {
+    if (!isOpen()) return false
+    queue.push({ chunks, next: 0, done })
+    if (scheduled) return true
+    if (queue.length === 1 && totalBytes(chunks) <= bytesPerTurn) {
+      handOverOrDestroy(Number.POSITIVE_INFINITY)
+      return true
+    }
+    scheduled = true
+    setImmediate(turn)
     return true
   }
 
-  return (chunks) => {
+  const send: Link["send"] = (chunks) => {
     // Outcome of the flush, recorded by the write callback; the Effect reads or awaits it.
     let outcome: Effect.Effect<void, ZenohLinkError> | undefined
     let resume: ((effect: Effect.Effect<void, ZenohLinkError>) => void) | undefined
@@ -328,17 +417,19 @@ const makeSend = (socket: Net.Socket, peer: string, isOpen: () => boolean): Link
     }
     const failed = (reason: string, cause?: unknown) =>
       Effect.fail(new ZenohLinkError({ peer, operation: "write", reason, cause }))
-    try {
-      const queued = writeChunks(chunks, (error) => settle(error ? failed(error.message, error) : Effect.void))
-      if (!queued) settle(failed("the connection is closed"))
-    } catch (cause) {
-      settle(failed(String(cause), cause))
-    }
+    const queued = enqueue(chunks, (error) => settle(error ? failed(error.message, error) : Effect.void))
+    if (!queued) settle(failed("the connection is closed"))
     return Effect.callback<void, ZenohLinkError>((r) => {
       if (outcome !== undefined) return r(outcome)
       resume = r
     })
   }
+
+  const flush = () => {
+    if (queue.length > 0 && isOpen()) handOverOrDestroy(Number.POSITIVE_INFINITY)
+  }
+
+  return { send, flush }
 }
 
 /** The code of a socket error (`ECONNREFUSED`, `ENOTFOUND`, …), if it has one. */

@@ -217,6 +217,43 @@ describe("writing", () => {
       assert.isTrue(Exit.isFailure(after), "the stream ended after the last batch")
     }))
 
+  it.live("a large message goes over turns of at most 2 MiB, each once the socket wrote the last; a send made meanwhile follows it", () =>
+    Effect.gen(function*() {
+      const { link, far } = yield* pair()
+      const sender = yield* Link.fromSocket(far)
+      // Each turn is one corked run of writes: record its bytes and what the socket still held back.
+      const turns: Array<{ bytes: number; heldBack: number }> = []
+      let current: { bytes: number; heldBack: number } | undefined
+      const cork = far.cork.bind(far)
+      const uncork = far.uncork.bind(far)
+      const write = far.write.bind(far) as (chunk: Uint8Array, done?: (error?: Error | null) => void) => boolean
+      far.cork = () => {
+        current = { bytes: 0, heldBack: far.writableLength }
+        cork()
+      }
+      far.uncork = () => {
+        turns.push(current!)
+        current = undefined
+        uncork()
+      }
+      far.write = ((chunk: Uint8Array, done?: (error?: Error | null) => void) => {
+        if (current !== undefined) current.bytes += chunk.byteLength
+        return write(chunk, done)
+      }) as typeof far.write
+      const large = sender.send(batches(0).slice(0, 100)) // 6 MB
+      assert.strictEqual(turns.length, 0, "the first turn is not taken inside the sender's run")
+      const small = sender.send([Batch.encode(body(size, 100))])
+      yield* Effect.all([large, small, readBack(link, 101, size, 0)], { concurrency: "unbounded" })
+      assert.isAtLeast(turns.length, 3)
+      for (const turn of turns) {
+        assert.isAtMost(turn.bytes, 2 * 1024 * 1024)
+        assert.strictEqual(turn.heldBack, 0, "a turn only once the socket has written the one before")
+      }
+      const small2 = sender.send([Batch.encode(body(size, 101))])
+      assert.strictEqual(turns.at(-1)!.bytes, size + 2, "a small message with nothing queued goes at once")
+      yield* Effect.all([small2, readBack(link, 1, size, 101)], { concurrency: "unbounded" })
+    }))
+
   it.live("destroyed before the kernel took a message: that send and the one queued behind it fail, and a waiting close ends", () =>
     Effect.gen(function*() {
       // the reading end pauses at 64 KiB: most of the message stays in Node
