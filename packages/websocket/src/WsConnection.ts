@@ -364,7 +364,7 @@ export class JoinBuffer {
  * 30 Hz in step with the stream's requests: every action 6–8 ms late).
  *
  * A turn is handed over only once the kernel has taken the one before it
- * (the socket holds nothing back) and the loop has polled since: otherwise
+ * (its last fragment's write has called back) and the loop has polled since: otherwise
  * Node buffers the fragments of several turns and writes them in one
  * `writev` when the socket drains, 8–13 MB and up to 3 ms at once, traced
  * in the robot's process. Paced so at 2 MiB (`chiral bench`, 8 cameras,
@@ -436,14 +436,6 @@ export const sendFailure = (ws: NodeWS.WebSocket, address: string, error: unknow
   })
 }
 
-/** The part of `ws`'s socket that paces a message's turns. */
-interface PacedSocket {
-  readonly writableLength: number
-  readonly destroyed: boolean
-  on(event: "drain" | "close", listener: () => void): unknown
-  off(event: "drain" | "close", listener: () => void): unknown
-}
-
 /** How a send ended: `ws`'s callback (an Error, or nothing), or what was thrown while handing it over. */
 type Done = (error?: unknown) => void
 
@@ -459,35 +451,34 @@ const sendFragments = (ws: NodeWS.WebSocket, parts: ReadonlyArray<Uint8Array>, d
   const last = parts.length - 1
   let next = 0
   const stop = (error: unknown) => {
+    // ws would take the next message for a continuation of this one.
+    if (next > 0) ws.terminate()
     whenHandedOver()
     done(error)
   }
-  const socket = (ws as unknown as { readonly _socket?: PacedSocket })._socket
-  const afterPoll = () => setImmediate(() => setImmediate(step))
-  const whenTaken = () => {
-    socket!.off("drain", whenTaken)
-    socket!.off("close", whenTaken)
-    afterPoll()
-  }
+  // The turn's last fragment is written (the kernel took it, and every byte
+  // queued before it): the next turn after a poll of the loop. Its own write's
+  // callback, not the socket's 'drain', which Node emits only after a write
+  // that filled its buffer, never after a small one (a ping) left waiting.
+  const turnWritten = (error?: Error) =>
+    error === undefined || error === null ? void setImmediate(() => setImmediate(step)) : stop(error)
   const step = () => {
     if (ws.readyState !== NodeWS.WebSocket.OPEN) return stop(new Error("the socket closed between two of its fragments"))
-    if (socket !== undefined && socket.writableLength > 0 && !socket.destroyed) {
-      socket.on("drain", whenTaken)
-      socket.on("close", whenTaken)
-      return
+    let end = next
+    let handed = 0
+    while (end <= last && (handed === 0 || handed + parts[end]!.byteLength <= fragmentBytesPerTurn)) {
+      handed += parts[end++]!.byteLength
     }
     try {
-      let handed = 0
-      while (next <= last && (handed === 0 || handed + parts[next]!.byteLength <= fragmentBytesPerTurn)) {
-        handed += parts[next]!.byteLength
+      for (; next < end; next++) {
         const fin = next === last
-        ws.send(parts[next++]!, { binary: true, compress: false, fin }, fin ? done : undefined)
+        const written = fin ? done : next === end - 1 ? turnWritten : undefined
+        ws.send(parts[next]!, { binary: true, compress: false, fin }, written)
       }
-      if (next <= last) return void setImmediate(step)
     } catch (cause) {
       return stop(cause)
     }
-    whenHandedOver()
+    if (next > last) whenHandedOver()
   }
   // An immediate queued from an I/O callback (the request just read) runs
   // before the loop polls again: a first turn taken at once would run into

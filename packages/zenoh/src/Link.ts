@@ -325,76 +325,88 @@ const totalBytes = (chunks: ReadonlyArray<Uint8Array>): number => {
 /**
  * The writing half. Each call queues its chunks behind the ones before, in order: a message
  * that fits one turn (`bytesPerTurn`) with nothing queued is written at once, corked, as one
- * `writev`; a larger one goes over several turns, each once the socket has written the last one
- * (Node would otherwise batch several turns into one `writev` when it drains) and the loop has
- * polled since, the first in an immediate (one queued from an I/O callback, such as the request
- * just read, runs before the loop polls again). The Effect waits for the last chunk's callback
- * (the kernel took it) or fails when the link closed first. `flush` hands over all that is
- * queued at once (before the write side is ended).
+ * `writev`; a larger one goes over several turns, the first in an immediate (one queued from an
+ * I/O callback, such as the request just read, runs before the loop polls again), each later one
+ * once the last chunk of the turn before was written (its own write's callback: Node emits
+ * 'drain' only after a write that filled its buffer, never after a small one left waiting) and
+ * the loop has polled since. The Effect waits for the last chunk's callback (the kernel took it)
+ * or fails when the link closed first. `flush` hands over all that is queued at once (before
+ * the write side is ended).
  */
 const makeSend = (socket: Net.Socket, peer: string, isOpen: () => boolean) => {
   const queue: Array<Queued> = []
   let scheduled = false
 
-  /** Hands queued chunks to the socket, corked, up to `limit` bytes (at least one chunk). */
-  const handOver = (limit: number) => {
+  const failAll = (error: Error) => {
+    for (const queued of queue.splice(0)) queued.done(error)
+  }
+
+  /**
+   * Hands queued chunks to the socket, corked, up to `limit` bytes (at least one chunk); the last
+   * chunk of a turn that leaves more queued is written with `turnWritten`. Whether more is queued.
+   */
+  const handOver = (limit: number, turnWritten?: (error?: Error | null) => void): boolean => {
     let handed = 0
     socket.cork()
     try {
       while (queue.length > 0) {
         const head = queue[0]!
-        while (head.next < head.chunks.length) {
-          const chunk = head.chunks[head.next]!
-          if (handed > 0 && handed + chunk.byteLength > limit) return
-          handed += chunk.byteLength
-          const last = ++head.next === head.chunks.length
-          socket.write(chunk, last ? head.done : undefined)
-        }
-        queue.shift()
+        const chunk = head.chunks[head.next++]!
+        handed += chunk.byteLength
+        const entryDone = head.next === head.chunks.length
+        const following = entryDone ? queue[1]?.chunks[0] : head.chunks[head.next]
+        const turnEnds = following !== undefined && handed + following.byteLength > limit
+        const written = !turnEnds || turnWritten === undefined
+          ? entryDone ? head.done : undefined
+          : entryDone
+          ? (error?: Error | null) => {
+            head.done(error)
+            turnWritten(error)
+          }
+          : turnWritten
+        socket.write(chunk, written)
+        if (entryDone) queue.shift()
+        if (turnEnds) return true
       }
+      return false
     } finally {
       socket.uncork()
     }
   }
 
-  const failAll = (error: Error) => {
-    for (const queued of queue.splice(0)) queued.done(error)
-  }
-
   /** `handOver`, where a throw leaves part of a message on the wire: nothing after it could be read. */
-  const handOverOrDestroy = (limit: number) => {
+  const handOverOrDestroy = (limit: number, turnWritten?: (error?: Error | null) => void): boolean => {
     try {
-      handOver(limit)
+      return handOver(limit, turnWritten)
     } catch (cause) {
       socket.destroy()
       failAll(cause instanceof Error ? cause : new Error(String(cause)))
+      return false
     }
   }
 
-  const afterPoll = () => setImmediate(() => setImmediate(turn))
-  const whenTaken = () => {
-    socket.off("drain", whenTaken)
-    socket.off("close", whenTaken)
-    afterPoll()
+  const turnWritten = (error?: Error | null) => {
+    if (error !== undefined && error !== null) {
+      socket.destroy()
+      scheduled = false
+      return failAll(error)
+    }
+    setImmediate(() => setImmediate(turn))
   }
   const turn = () => {
-    if (queue.length === 0) return void (scheduled = false)
     if (!isOpen()) {
       scheduled = false
       return failAll(new Error("the connection is closed"))
     }
-    if (socket.writableLength > 0) {
-      socket.on("drain", whenTaken)
-      socket.on("close", whenTaken)
-      return
-    }
-    handOverOrDestroy(bytesPerTurn)
-    if (queue.length > 0) setImmediate(turn)
-    else scheduled = false
+    if (!handOverOrDestroy(bytesPerTurn, turnWritten)) scheduled = false
   }
 
   const enqueue = (chunks: ReadonlyArray<Uint8Array>, done: (error?: Error | null) => void): boolean => {
     if (!isOpen()) return false
+    if (chunks.length === 0) {
+      done()
+      return true
+    }
     queue.push({ chunks, next: 0, done })
     if (scheduled) return true
     if (queue.length === 1 && totalBytes(chunks) <= bytesPerTurn) {

@@ -45,6 +45,9 @@ const write = (far: Net.Socket, bytes: Uint8Array) =>
     far.write(bytes, () => resume(Effect.void))
   })
 
+/** One turn of the event loop. */
+const turn = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+
 /** Waits (polling, no deadline of its own) until `condition` holds. */
 const until = (condition: () => boolean) =>
   Effect.gen(function*() {
@@ -252,6 +255,27 @@ describe("writing", () => {
       const small2 = sender.send([Batch.encode(body(size, 101))])
       assert.strictEqual(turns.at(-1)!.bytes, size + 2, "a small message with nothing queued goes at once")
       yield* Effect.all([small2, readBack(link, 1, size, 101)], { concurrency: "unbounded" })
+    }))
+
+  it.live("a large message behind a small one the kernel has not taken goes out as the reader reads (no wait for a 'drain' that never comes)", () =>
+    Effect.gen(function*() {
+      // the reading end pauses at 64 KiB while nobody pulls: the kernel's buffers fill
+      const { link, far } = yield* pair(64 * 1024)
+      const sender = yield* Link.fromSocket(far)
+      const small = 16_000
+      let smalls = 0
+      // Small messages, each written at once, until one stays in Node: its write returned true,
+      // so Node will not emit 'drain' once it is written.
+      while (far.writableLength === 0) {
+        if (smalls === 10_000) return assert.fail("the kernel kept taking 160 MB")
+        sender.send([Batch.encode(body(small, smalls++))]).pipe(Effect.runFork)
+        yield* turn
+      }
+      const large = sender.send(batches(smalls).slice(0, 50)) // 3 MB: over one turn
+      const read = Effect.andThen(readBack(link, smalls, small, 0), readBack(link, 50, size, smalls))
+      const exit = yield* Effect.all([large, read], { concurrency: "unbounded" }).pipe(Effect.timeout("120 seconds"), Effect.exit)
+      assert.isTrue(Exit.isSuccess(exit), "the large message was written and read whole, in order, with the link open")
+      assert.isTrue(link.isOpen() && sender.isOpen())
     }))
 
   it.live("destroyed before the kernel took a message: that send and the one queued behind it fail, and a waiting close ends", () =>
