@@ -451,8 +451,10 @@ const sendFragments = (ws: NodeWS.WebSocket, parts: ReadonlyArray<Uint8Array>, d
   const last = parts.length - 1
   let next = 0
   const stop = (error: unknown) => {
-    // ws would take the next message for a continuation of this one.
-    if (next > 0) ws.terminate()
+    // Cut off mid-way on an open socket, ws would take the next message for a
+    // continuation of this one. A closing one sends no more messages, and its
+    // close frame (allowed mid-message) must not be thrown away.
+    if (next > 0 && ws.readyState === NodeWS.WebSocket.OPEN) ws.terminate()
     whenHandedOver()
     done(error)
   }

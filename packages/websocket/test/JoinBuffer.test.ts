@@ -174,19 +174,40 @@ describe("JoinBuffer", () => {
     Effect.gen(function*() {
       const { sent, ws } = holdingSocket()
       let terminated = 0
-      Object.assign(ws, { terminate: () => void terminated++ })
+      // as ws's: the socket destroyed, the connection closing
+      Object.assign(ws, {
+        terminate: () => {
+          terminated++
+          ;(ws as unknown as { readyState: number }).readyState = 2
+        }
+      })
       const send = sendOn(ws, "test")
       const sending = yield* Effect.forkChild(send(bigFrame()), { startImmediately: true })
       yield* turnUntil(() => sent.length >= 1)
       const after = yield* Effect.forkChild(send(parts(9)))
       for (let i = 0; i < 3; i++) yield* turn
-      ;(ws as unknown as { readyState: number }).readyState = 3
+      // the write failed while ws still says open (it closes on the socket's next event)
       sent[0]!.done!(new Error("write ECONNRESET"))
       const exit = yield* Fiber.await(sending)
       assert.isTrue(Exit.isFailure(exit))
       assert.include(String(Cause.squash((exit as Exit.Failure<void, TransportError>).cause)), "ECONNRESET")
       assert.strictEqual(terminated, 1, "cut off mid-message: nothing else may follow on this connection")
       assert.isTrue(Exit.isFailure(yield* Fiber.await(after)), "not open: refused at once, not stuck behind the message")
+      assert.strictEqual(sent.length, 1)
+    }))
+
+  it.live("a socket closing between two turns of a message fails that send without cutting the connection off", () =>
+    Effect.gen(function*() {
+      const { sent, ws } = holdingSocket()
+      let terminated = 0
+      Object.assign(ws, { terminate: () => void terminated++ })
+      const sending = yield* Effect.forkChild(sendOn(ws, "test")(bigFrame()), { startImmediately: true })
+      yield* turnUntil(() => sent.length >= 1)
+      ;(ws as unknown as { readyState: number }).readyState = 2 // our close(4000, …): its close frame is on its way
+      sent[0]!.done!()
+      const exit = yield* Fiber.await(sending)
+      assert.isTrue(Exit.isFailure(exit))
+      assert.strictEqual(terminated, 0, "the close frame is not thrown away")
       assert.strictEqual(sent.length, 1)
     }))
 

@@ -273,7 +273,7 @@ describe("writing", () => {
       }
       const large = sender.send(batches(smalls).slice(0, 50)) // 3 MB: over one turn
       const read = Effect.andThen(readBack(link, smalls, small, 0), readBack(link, 50, size, smalls))
-      const exit = yield* Effect.all([large, read], { concurrency: "unbounded" }).pipe(Effect.timeout("120 seconds"), Effect.exit)
+      const exit = yield* Effect.all([large, read], { concurrency: "unbounded" }).pipe(Effect.timeout("50 seconds"), Effect.exit)
       assert.isTrue(Exit.isSuccess(exit), "the large message was written and read whole, in order, with the link open")
       assert.isTrue(link.isOpen() && sender.isOpen())
     }))
