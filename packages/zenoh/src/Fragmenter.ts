@@ -33,7 +33,8 @@ export interface Fragmented {
   readonly nextSn: number
 }
 
-const totalLength = (parts: ReadonlyArray<Uint8Array>): number => {
+/** The bytes of `parts` together. */
+export const totalLength = (parts: ReadonlyArray<Uint8Array>): number => {
   let n = 0
   for (const p of parts) n += p.length
   return n

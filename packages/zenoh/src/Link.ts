@@ -29,6 +29,7 @@
 import { Effect, Scope } from "effect"
 import * as Net from "node:net"
 import { BatchSplitter } from "./Batch.js"
+import { totalLength } from "./Fragmenter.js"
 import { type BatchLease, copyOut, owned, ReadMemory } from "./ReadMemory.js"
 import { ZenohLinkError } from "./ZenohError.js"
 
@@ -307,19 +308,22 @@ const makeReader = (socket: Net.Socket, peer: string, highWaterMark: number, int
  */
 const bytesPerTurn = 2 * 1024 * 1024
 
+type Written = (error?: Error | null) => void
+
+/** `first` (if any), then `second`, for one write's callback. */
+const both = (first: Written | undefined, second: Written): Written =>
+  first === undefined ? second : (error) => {
+    first(error)
+    second(error)
+  }
+
 /** A `send` not yet wholly handed to the socket. */
 interface Queued {
   readonly chunks: ReadonlyArray<Uint8Array>
   /** The next chunk to hand over. */
   next: number
   /** Called back with the last chunk's write (the kernel took it), or with why it never will be. */
-  readonly done: (error?: Error | null) => void
-}
-
-const totalBytes = (chunks: ReadonlyArray<Uint8Array>): number => {
-  let total = 0
-  for (const chunk of chunks) total += chunk.byteLength
-  return total
+  readonly done: Written
 }
 
 /**
@@ -345,7 +349,7 @@ const makeSend = (socket: Net.Socket, peer: string, isOpen: () => boolean) => {
    * Hands queued chunks to the socket, corked, up to `limit` bytes (at least one chunk); the last
    * chunk of a turn that leaves more queued is written with `turnWritten`. Whether more is queued.
    */
-  const handOver = (limit: number, turnWritten?: (error?: Error | null) => void): boolean => {
+  const handOver = (limit: number): boolean => {
     let handed = 0
     socket.cork()
     try {
@@ -356,15 +360,8 @@ const makeSend = (socket: Net.Socket, peer: string, isOpen: () => boolean) => {
         const entryDone = head.next === head.chunks.length
         const following = entryDone ? queue[1]?.chunks[0] : head.chunks[head.next]
         const turnEnds = following !== undefined && handed + following.byteLength > limit
-        const written = !turnEnds || turnWritten === undefined
-          ? entryDone ? head.done : undefined
-          : entryDone
-          ? (error?: Error | null) => {
-            head.done(error)
-            turnWritten(error)
-          }
-          : turnWritten
-        socket.write(chunk, written)
+        const entryWritten = entryDone ? head.done : undefined
+        socket.write(chunk, turnEnds ? both(entryWritten, turnWritten) : entryWritten)
         if (entryDone) queue.shift()
         if (turnEnds) return true
       }
@@ -375,9 +372,9 @@ const makeSend = (socket: Net.Socket, peer: string, isOpen: () => boolean) => {
   }
 
   /** `handOver`, where a throw leaves part of a message on the wire: nothing after it could be read. */
-  const handOverOrDestroy = (limit: number, turnWritten?: (error?: Error | null) => void): boolean => {
+  const handOverOrDestroy = (limit: number): boolean => {
     try {
-      return handOver(limit, turnWritten)
+      return handOver(limit)
     } catch (cause) {
       socket.destroy()
       failAll(cause instanceof Error ? cause : new Error(String(cause)))
@@ -385,7 +382,7 @@ const makeSend = (socket: Net.Socket, peer: string, isOpen: () => boolean) => {
     }
   }
 
-  const turnWritten = (error?: Error | null) => {
+  const turnWritten: Written = (error) => {
     if (error !== undefined && error !== null) {
       socket.destroy()
       scheduled = false
@@ -398,10 +395,10 @@ const makeSend = (socket: Net.Socket, peer: string, isOpen: () => boolean) => {
       scheduled = false
       return failAll(new Error("the connection is closed"))
     }
-    if (!handOverOrDestroy(bytesPerTurn, turnWritten)) scheduled = false
+    if (!handOverOrDestroy(bytesPerTurn)) scheduled = false
   }
 
-  const enqueue = (chunks: ReadonlyArray<Uint8Array>, done: (error?: Error | null) => void): boolean => {
+  const enqueue = (chunks: ReadonlyArray<Uint8Array>, done: Written): boolean => {
     if (!isOpen()) return false
     if (chunks.length === 0) {
       done()
@@ -409,7 +406,7 @@ const makeSend = (socket: Net.Socket, peer: string, isOpen: () => boolean) => {
     }
     queue.push({ chunks, next: 0, done })
     if (scheduled) return true
-    if (queue.length === 1 && totalBytes(chunks) <= bytesPerTurn) {
+    if (queue.length === 1 && totalLength(chunks) <= bytesPerTurn) {
       handOverOrDestroy(Number.POSITIVE_INFINITY)
       return true
     }
