@@ -206,3 +206,21 @@ export const decodeLimitsOf = (
   }
   return limits
 }
+
+// ── how a robot's thread is scheduled ────────────────────────────────────────
+
+/** What a robot process may ask for its main thread (`ThreadPriority.Preference`), least first. */
+export const robotPriorities = ["normal", "nice", "realtime"] as const
+
+/**
+ * `--priority` (or `name`): how far a robot process raises its main thread,
+ * the one where every action reaches the robot's handler. Optional, so that a
+ * command can refuse it where it does not apply; without it, normal.
+ */
+export const robotPriority = (name = "priority", note = "") =>
+  Flag.Literals(name, robotPriorities).pipe(
+    Flag.withDescription(
+      `Scheduling of the robot's main thread, where actions reach its handler: normal (default), nice (the lowest nice value allowed), or realtime (SCHED_FIFO 1, the lowest real-time level, for this thread only; else nice). On a machine the robot shares with a policy or other work, an action then waits less for a core. Needs root, CAP_SYS_NICE, or an allowance (ulimit -r for realtime, -e for nice); the line printed at start says what the thread got${note}`
+    ),
+    Flag.optional
+  )

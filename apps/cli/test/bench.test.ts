@@ -2,6 +2,8 @@
 // its numbers (no timed assertions; the benchmark itself runs in `npm run bench`).
 // The bench server runs as a child process from dist/, so this needs `tsc -b` first
 // (CI builds before testing).
+import * as fs from "node:fs"
+import { ThreadPriority } from "@chiral/core"
 import { assert, describe, it } from "@effect/vitest"
 import { ZenohTransport } from "@chiral/zenoh-transport"
 import { Effect, Exit, Layer } from "effect"
@@ -35,6 +37,8 @@ describe("chiral bench", () => {
         "1",
         "--action-hz",
         "20",
+        "--robot-priority",
+        "realtime",
         "--json"
       ])
       assert.isTrue(Exit.isSuccess(out.exit), out.stderr.join("\n"))
@@ -53,7 +57,8 @@ describe("chiral bench", () => {
         "page_faults_per_obs",
         "action_jitter_by_stream_phase",
         "action_gaps",
-        "server_event_loop"
+        "server_event_loop",
+        "robot_thread"
       ])
       const { workload } = result
       assert.deepInclude(workload, { cameras: 1, width: 32, height: 24, depth: true })
@@ -103,6 +108,11 @@ describe("chiral bench", () => {
       assert.isAtLeast(result.server_event_loop.timer_ms_p99, 1)
       assert.isAtLeast(result.server_event_loop.timer_ms_max, result.server_event_loop.timer_ms_p99)
       if (process.platform === "linux") assert.isTrue(isNumber(result.server_event_loop.runqueue_ms_per_s))
+      // the bench's robot was asked to run its thread real-time: it says what it got
+      const realtimeAllowed = process.platform === "linux" && ["/usr/bin/chrt", "/bin/chrt"].some((p) => fs.existsSync(p)) &&
+        ThreadPriority.mayUseRealtime(1)
+      if (realtimeAllowed) assert.strictEqual(result.robot_thread, "real-time (SCHED_FIFO 1)")
+      else assert.match(result.robot_thread, /^at (nice -?\d+|normal priority)/)
     }), { timeout: 60_000 })
 
   it.live("a server's address says its protocol: tcp/host:port is measured over Zenoh without --protocol", () =>
@@ -112,6 +122,8 @@ describe("chiral bench", () => {
       const out = yield* run(bench, [robot.server.address, "--requests", "3", "--duration", "1", "--timeout", "60", "--json"])
       assert.isTrue(Exit.isSuccess(out.exit), out.stderr.join("\n"))
       assert.isTrue(isNumber(JSON.parse(out.stdout[0]!).obs_round_trip_ms.p50))
+      // not our robot: how its thread runs is not known here
+      assert.isNull(JSON.parse(out.stdout[0]!).robot_thread)
       const mismatch = yield* run(bench, [robot.server.address, "--protocol", "websocket"])
       assert.isTrue(Exit.isFailure(mismatch.exit))
       assert.match(
@@ -129,11 +141,11 @@ describe("chiral bench", () => {
 
   it.effect("a running server's own cameras are measured: the flags of the bench's own robot are refused with a URI, not ignored", () =>
     Effect.gen(function*() {
-      const out = yield* run(bench, ["ws://127.0.0.1:1", "--cameras", "2", "--no-depth", "--action-hz", "30"])
+      const out = yield* run(bench, ["ws://127.0.0.1:1", "--cameras", "2", "--no-depth", "--action-hz", "30", "--robot-priority", "nice"])
       assert.isTrue(Exit.isFailure(out.exit))
       assert.match(
         out.stderr.join("\n"),
-        /^chiral bench: --cameras, --no-depth, --action-hz set the bench's own robot; a running server is measured with its own cameras, and no action is sent to it/
+        /^chiral bench: --cameras, --no-depth, --action-hz, --robot-priority set the bench's own robot; a running server is measured with its own cameras, and no action is sent to it/
       )
     }))
 })

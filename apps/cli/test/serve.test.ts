@@ -2,7 +2,7 @@ import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { PolicyClient } from "@chiral/core"
+import { PolicyClient, ThreadPriority } from "@chiral/core"
 import { WebSocketTransport } from "@chiral/websocket"
 import { encodeFrame, Tensor } from "@chiral/protocol"
 import { encodeApplyAction } from "@chiral/core/ActionFrame"
@@ -373,6 +373,60 @@ describe("chiral serve: keepalive across a stall of the server", () => {
       }
       // still served: more pings come
       yield* ping(pings() + 3)
+    }).pipe(Effect.scoped), 60_000)
+})
+
+describe("chiral serve --priority: the robot's main thread", () => {
+  // In a process of its own (the built dist/): raising the test runner's own thread is not the point.
+  const bin = fileURLToPath(new URL("../bin/chiral.js", import.meta.url))
+  const linux = process.platform === "linux"
+  const realtimeAllowed = ["/usr/bin/chrt", "/bin/chrt"].some((p) => fs.existsSync(p)) && ThreadPriority.mayUseRealtime(1)
+
+  /** Starts `chiral serve` with `args` until the scope ends: its pid and its stderr lines up to "listening on". */
+  const started = (args: ReadonlyArray<string>) =>
+    Effect.gen(function*() {
+      const child = yield* Effect.acquireRelease(
+        Effect.sync(() => spawn(process.execPath, [bin, "serve", ...small, "--fps", "0", ...args], { stdio: ["ignore", "ignore", "pipe"] })),
+        (child) => Effect.sync(() => child.kill("SIGKILL"))
+      )
+      const lines = yield* Effect.callback<ReadonlyArray<string>>((resume) => {
+        let text = ""
+        child.stderr.on("data", (chunk: Buffer) => {
+          text += chunk.toString()
+          if (/listening on \S+/.test(text)) resume(Effect.succeed(text.split("\n")))
+        })
+      })
+      return { pid: child.pid!, lines }
+    })
+
+  const policyOf = (pid: number, tid: string | number) =>
+    ThreadPriority.policyOfStat(fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, "latin1"))!
+  const otherThreads = (pid: number) => fs.readdirSync(`/proc/${pid}/task`).filter((tid) => tid !== String(pid))
+
+  it.live.skipIf(!linux)("realtime: SCHED_FIFO 1 for the main thread only where the process may, and the line says what it got", () =>
+    Effect.gen(function*() {
+      const { lines, pid } = yield* started(["--priority", "realtime"])
+      const said = lines.filter((line) => line.includes("the robot's main thread"))
+      assert.strictEqual(said.length, 1)
+      const main = policyOf(pid, pid)
+      if (realtimeAllowed) {
+        assert.deepStrictEqual(main, { policy: ThreadPriority.SCHED_FIFO, rtPriority: 1 })
+        assert.include(said[0]!, "runs real-time (SCHED_FIFO 1)")
+      } else {
+        assert.strictEqual(main.policy, 0)
+        assert.match(said[0]!, /runs at (nice -?\d+|normal priority \(no right to raise it)/)
+      }
+      // V8's and libuv's threads, started before or after it, stay ordinary
+      const others = otherThreads(pid)
+      assert.isAbove(others.length, 0)
+      for (const tid of others) assert.strictEqual(policyOf(pid, tid).policy, 0, `thread ${tid}`)
+    }).pipe(Effect.scoped), 60_000)
+
+  it.live.skipIf(!linux)("without it the thread is left as it was, and nothing is said", () =>
+    Effect.gen(function*() {
+      const { lines, pid } = yield* started([])
+      assert.isFalse(lines.some((line) => line.includes("the robot's main thread")))
+      assert.strictEqual(policyOf(pid, pid).policy, 0)
     }).pipe(Effect.scoped), 60_000)
 })
 

@@ -12,7 +12,7 @@
 import * as Path from "node:path"
 import { PerformanceObserver } from "node:perf_hooks"
 import { fileURLToPath } from "node:url"
-import { ClientTransport, type Connection, type OutgoingFrame, PolicyClient } from "@chiral/core"
+import { ClientTransport, type Connection, type OutgoingFrame, PolicyClient, type ThreadPriority } from "@chiral/core"
 import { type DecodeLimits, decodeFrame, lending, type Observation } from "@chiral/protocol"
 import { Cause, Deferred, Duration, Effect, Fiber, Layer, Queue, Result, Schema, type Scope, Stream } from "effect"
 import { ChildProcess, ChildProcessSpawner } from "effect/process"
@@ -46,6 +46,8 @@ export interface BenchOptions {
   readonly maxMessageBytes?: number | undefined
   /** Where the client receives large messages: a fresh buffer each (default), or recycled memory. */
   readonly receiveBuffers?: "fresh" | "recycled" | undefined
+  /** How far our own server raises its main thread, where actions reach the robot (`chiral serve --priority`); default normal. */
+  readonly robotPriority?: ThreadPriority.Preference | undefined
   readonly cameras: number
   readonly width: number
   readonly height: number
@@ -133,6 +135,12 @@ export interface BenchResult {
    * a server we did not start.
    */
   readonly server_event_loop: EventLoopFigures | null
+  /**
+   * How the server's main thread was scheduled: "normal", or what it got when
+   * asked to raise it (`ThreadPriority.describe`: "real-time (SCHED_FIFO 1)",
+   * …). Null for a server we did not start.
+   */
+  readonly robot_thread: string | null
 }
 
 export interface StreamPhaseJitter {
@@ -205,6 +213,8 @@ interface ChildServer {
   readonly address: string
   readonly rawPort: number
   readonly frameBytes: number
+  /** How its main thread is scheduled (`BenchResult.robot_thread`). */
+  readonly robotThread: string
   /** Sends a command line and waits for the reply line carrying `key`. */
   readonly ask: <A>(command: string, key: string) => Effect.Effect<A, BenchError>
 }
@@ -267,7 +277,7 @@ const startServer = (options: ServerOptions) =>
         Effect.catch((error) => Effect.fail(Cause.isDone(error) ? new BenchError({ reason: "the bench server exited" }) : error)),
         Effect.flatMap((reply) => key in reply ? Effect.succeed(reply[key] as A) : next<A>(key))
       )
-    const ready = yield* next<{ address: string; raw_port: number; frame_bytes: number }>("ready").pipe(
+    const ready = yield* next<{ address: string; raw_port: number; frame_bytes: number; robot_thread: string }>("ready").pipe(
       Effect.timeoutOrElse({
         duration: Duration.seconds(60),
         orElse: () => Effect.fail(new BenchError({ reason: "the bench server did not start within 60 s" }))
@@ -277,6 +287,7 @@ const startServer = (options: ServerOptions) =>
       address: ready.address,
       rawPort: ready.raw_port,
       frameBytes: ready.frame_bytes,
+      robotThread: ready.robot_thread,
       ask: <A>(command: string, key: string) =>
         Effect.andThen(Queue.offer(commands, command), next<A>(key)).pipe(
           Effect.timeoutOrElse({
@@ -413,7 +424,8 @@ const startOwnServer = (options: BenchOptions) =>
     width: options.width,
     height: options.height,
     depth: options.depth,
-    fps: 30
+    fps: 30,
+    priority: options.robotPriority
   })
 
 /** The policy side of a run: the metered client, and the raw-TCP baseline beside it when the server is ours. */
@@ -733,18 +745,19 @@ const jitterByStreamPhase = (
 }
 
 /**
- * The figures of both phases, rounded for print. `ownServer`: we started the
- * server, so there is a raw-TCP baseline, actions were sent and the server's
- * side was measured.
+ * The figures of both phases, rounded for print. `server`: the one we
+ * started, if we did: then there is a raw-TCP baseline, actions were sent and
+ * the server's side was measured.
  */
 const report = (
   options: BenchOptions,
   address: string,
-  ownServer: boolean,
+  server: ChildServer | undefined,
   trips: RoundTrips,
   stream: StreamPhase,
   meter: Meter
 ): BenchReport => {
+  const ownServer = server !== undefined
   const rawStats = percentiles(trips.rawTrips)
   const obsStats = percentiles(trips.obsTrips)
   const times = stream.arrivals.map(([, t]) => t)
@@ -791,7 +804,8 @@ const report = (
         timer_ms_p99: round(stream.serverLoop.timer_ms_p99),
         timer_ms_max: round(stream.serverLoop.timer_ms_max),
         runqueue_ms_per_s: stream.serverLoop.runqueue_ms_per_s === null ? null : round(stream.serverLoop.runqueue_ms_per_s, 1)
-      }
+      },
+    robot_thread: server?.robotThread ?? null
   }
   return {
     result,
@@ -844,5 +858,5 @@ export const run = (
     const policy = yield* connectPolicy(options, address, server, meter, actionCount)
     const trips = yield* roundTrips(policy, options.requests, meter, progress)
     const stream = yield* streamPhase(policy.client, server, meter, actionCount, options, progress)
-    return report(options, address, server !== undefined, trips, stream, meter)
+    return report(options, address, server, trips, stream, meter)
   })

@@ -27,7 +27,12 @@ export const formatReport = (report: BenchReport): string => {
         w.depth ? " + float32 depth" : ""
       }, ${w.frame_bytes} bytes per observation`
     ],
-    ["server", `${report.address} (${report.protocol}, actions dispatched from the ${report.thread} thread)`],
+    [
+      "server",
+      `${report.address} (${report.protocol}, actions dispatched from the ${report.thread} thread${
+        r.robot_thread === null ? "" : `; the robot's main thread ${r.robot_thread === "normal" ? "at normal priority" : r.robot_thread}`
+      })`
+    ],
     [
       "obs round trip",
       `p50 ${ms(rt.p50)}  p90 ${ms(rt.p90)}  p99 ${ms(rt.p99)}  max ${ms(rt.max)}  (${report.requests} requests)`
@@ -119,11 +124,13 @@ const workloadFlagsGiven = (flags: {
   readonly size: Option.Option<string>
   readonly depth: Option.Option<boolean>
   readonly actionHz: Option.Option<number>
+  readonly robotPriority: Option.Option<string>
 }): ReadonlyArray<string> => [
   ...(Option.isSome(flags.cameras) ? ["--cameras"] : []),
   ...(Option.isSome(flags.size) ? ["--size"] : []),
   ...(Option.isSome(flags.depth) ? [flags.depth.value ? "--depth" : "--no-depth"] : []),
-  ...(Option.isSome(flags.actionHz) ? ["--action-hz"] : [])
+  ...(Option.isSome(flags.actionHz) ? ["--action-hz"] : []),
+  ...(Option.isSome(flags.robotPriority) ? ["--robot-priority"] : [])
 ]
 
 // ── command ───────────────────────────────────────────────────────────────────
@@ -165,6 +172,7 @@ export const bench = Command.make(
       Flag.withDescription("Give every camera of the bench's simulated robot a float32 depth image (default; --no-depth: RGB only; without URI only)"),
       Flag.optional
     ),
+    robotPriority: Flags.robotPriority("robot-priority", "; without URI only (the bench's robot)"),
     requests: Flag.Int("requests").pipe(
       Flag.withDescription("Observation round trips to time, and as many raw-TCP ones (default 100)"),
       Flag.withDefault(100)
@@ -181,7 +189,7 @@ export const bench = Command.make(
     maxMessageSize: Flags.clientMaxMessageSize,
     json: Flag.Boolean("json").pipe(
       Flag.withDescription(
-        "Print one JSON object: {workload, obs_round_trip_ms, raw_tcp_round_trip_ms, ratio_to_raw_tcp, throughput_mb_s, obs_hz, action_cadence, action_sends, rss_mb, page_faults_per_obs, action_jitter_by_stream_phase, action_gaps, server_event_loop}; null where a figure does not apply, \"NaN\" where there were no samples"
+        "Print one JSON object: {workload, obs_round_trip_ms, raw_tcp_round_trip_ms, ratio_to_raw_tcp, throughput_mb_s, obs_hz, action_cadence, action_sends, rss_mb, page_faults_per_obs, action_jitter_by_stream_phase, action_gaps, server_event_loop, robot_thread}; null where a figure does not apply, \"NaN\" where there were no samples"
       ),
       Flag.withDefault(false)
     ),
@@ -228,6 +236,7 @@ export const bench = Command.make(
       protocol,
       thread: flags.thread,
       receiveBuffers: flags.receiveBuffers,
+      robotPriority: Option.getOrUndefined(flags.robotPriority),
       maxMessageBytes,
       cameras,
       width: size.width,
@@ -255,6 +264,10 @@ export const bench = Command.make(
     { command: "chiral bench", description: "8 cameras 640x480 + depth, 30 Hz obs, 10 Hz actions, 10 s" },
     { command: "chiral bench --cameras 1 --size 64x48 --json", description: "A small workload, as JSON" },
     { command: "chiral bench --action-hz 100 --duration 30", description: "Action cadence at 100 Hz" },
+    {
+      command: "chiral bench --action-hz 30 --robot-priority realtime",
+      description: "The robot's thread at SCHED_FIFO 1 (as root, or with CAP_SYS_NICE): how much of the actions' lateness was waiting for a core"
+    },
     { command: "chiral bench ws://127.0.0.1:8765", description: "Round trips against a running server" }
   ])
 )

@@ -1,3 +1,4 @@
+import { ThreadPriority } from "@chiral/core"
 import { Console, Duration, Effect, Logger, Option } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as SimulatedArm from "../SimulatedArm.js"
@@ -227,7 +228,8 @@ const serveFlags = {
     Flag.withMetavar("S"),
     Flag.optional
   ),
-  maxMessageSize: Flags.serverMaxMessageSize
+  maxMessageSize: Flags.serverMaxMessageSize,
+  priority: Flags.robotPriority()
 }
 
 /** The settings the flags give; a flag that is wrong fails the command, saying why. */
@@ -291,6 +293,20 @@ const settingsOf = (flags: Command.Command.Config.Infer<typeof serveFlags>) =>
     return { size, proprios, port, keyPrefix, maxMessageBytes, task, safety, webSocket }
   })
 
+/**
+ * Raises this process's main thread as `--priority` asks (`ThreadPriority`),
+ * and says on stderr what it got; nothing for normal. Only this thread: the
+ * threads and processes it starts later stay ordinary (reset-on-fork).
+ */
+const raiseRobotThread = (preference: ThreadPriority.Preference) =>
+  preference === "normal" ? Effect.void : Effect.suspend(() =>
+    Console.error(
+      `chiral serve: the robot's main thread, where actions reach the arm, runs ${
+        ThreadPriority.describe(ThreadPriority.prioritizeCurrentThread(preference))
+      }`
+    )
+  )
+
 export const serve = Command.make(
   "serve",
   serveFlags,
@@ -309,6 +325,8 @@ export const serve = Command.make(
       task
     }
     yield* Effect.gen(function*() {
+      // Before the robot's buffers exist: chrt forks this process, and a fork copies its page tables.
+      yield* raiseRobotThread(Option.getOrElse(flags.priority, () => "normal" as const))
       const robot = yield* SimulatedRobot.make({ ...options, logActions: flags.logActions, safety })
       // stderr: stdout is reserved for the action log.
       yield* Console.error(`chiral serve: listening on ${robot.server.address} (${describeRobot(options)})`)
@@ -342,6 +360,10 @@ export const serve = Command.make(
       command: "CHIRAL_TOKEN=s3cret chiral serve --max-action-age 1 --action-timeout 0.2 --single-controller",
       description: "Robot-safe: clients need ws://host:8765/?token=s3cret, actions whose observation is older than 1 s are dropped (choose it above your longest open-loop plan plus inference), one client drives, a 0.2 s gap is reported"
     },
-    { command: "chiral serve --protocol zenoh", description: "The same robot as a Zenoh peer on tcp/0.0.0.0:7447" }
+    { command: "chiral serve --protocol zenoh", description: "The same robot as a Zenoh peer on tcp/0.0.0.0:7447" },
+    {
+      command: "chiral serve --priority realtime",
+      description: "On a machine shared with the policy (as root, or with CAP_SYS_NICE or ulimit -r 1): the robot's thread runs ahead of ordinary threads (SCHED_FIFO 1), so actions wait less for a core"
+    }
   ])
 )
