@@ -17,6 +17,7 @@ import {
   ticksOfDues,
   transfersOf
 } from "../src/bench/Stats.js"
+import * as KernelThreads from "../src/bench/KernelThreads.js"
 import { bench } from "../src/commands/Bench.js"
 import * as SimulatedRobot from "../src/SimulatedRobot.js"
 import { run } from "./support/RunCommand.js"
@@ -58,7 +59,8 @@ describe("chiral bench", () => {
         "action_jitter_by_stream_phase",
         "action_gaps",
         "server_event_loop",
-        "robot_thread"
+        "robot_thread",
+        "kernel_threads"
       ])
       const { workload } = result
       assert.deepInclude(workload, { cameras: 1, width: 32, height: 24, depth: true })
@@ -113,6 +115,14 @@ describe("chiral bench", () => {
         ThreadPriority.mayUseRealtime(1)
       if (realtimeAllowed) assert.strictEqual(result.robot_thread, "real-time (SCHED_FIFO 1)")
       else assert.match(result.robot_thread, /^at (nice -?\d+|normal priority)/)
+      // the kernel's busy threads, if any took 1 ms/s: named, with their share and runs
+      if (process.platform === "linux") {
+        assert.isArray(result.kernel_threads)
+        for (const t of result.kernel_threads) {
+          assert.deepStrictEqual(Object.keys(t), ["name", "ms_per_s", "mean_run_ms"])
+          assert.isAtLeast(t.ms_per_s, 1)
+        }
+      }
     }), { timeout: 60_000 })
 
   it.live("a server's address says its protocol: tcp/host:port is measured over Zenoh without --protocol", () =>
@@ -215,4 +225,43 @@ describe("bench statistics", () => {
     assert.strictEqual(skippedTicks(undefined), undefined)
     assert.strictEqual(skippedTicks(ticksOfDues([1000, 1100, 1200], 10, 1000)), 0)
   })
+})
+
+describe("KernelThreads.between", () => {
+  const times = (name: string, runMs: number, runs: number) => ({ name, runNs: runMs * 1e6, runs })
+  const before: KernelThreads.Snapshot = {
+    at: 1000,
+    threads: new Map([[77, times("kdamond.0", 100, 10)], [12, times("kworker/0:1", 5, 100)], [99, times("ksoftirqd/1", 1, 1)]])
+  }
+  const after: KernelThreads.Snapshot = {
+    at: 3000,
+    threads: new Map([
+      [77, times("kdamond.0", 180, 14)], // 80 ms in 4 runs over 2 s
+      [12, times("kworker/0:1", 6, 300)], // 1 ms in 200 runs: 0.5 ms/s, under the floor
+      [200, times("kworker/1:3", 10, 40)] // started meanwhile: counted from zero
+    ])
+  }
+
+  it("CPU per second and per run, busiest first; light, ended and idle threads left out", () => {
+    assert.deepStrictEqual(KernelThreads.between(before, after), [
+      { name: "kdamond.0", ms_per_s: 40, mean_run_ms: 20 },
+      { name: "kworker/1:3", ms_per_s: 5, mean_run_ms: 0.25 }
+    ])
+    assert.deepStrictEqual(KernelThreads.between(before, after, 1, 1).map((t) => t.name), ["kdamond.0"])
+    assert.deepStrictEqual(KernelThreads.between(after, after), [])
+    assert.strictEqual(
+      KernelThreads.describe(KernelThreads.between(before, after)),
+      "kdamond.0 40 ms/s in runs of 20 ms, kworker/1:3 5 ms/s in runs of 0.25 ms"
+    )
+    assert.strictEqual(KernelThreads.describe([]), "none over 1 ms/s")
+  })
+
+  it.effect.skipIf(process.platform !== "linux")("a snapshot of this machine holds kernel threads only", () =>
+    Effect.sync(() => {
+      const snap = KernelThreads.snapshot()!
+      assert.isAbove(snap.threads.size, 0)
+      // kthreadd (pid 2) is a kernel thread; this process is not
+      assert.isTrue(snap.threads.has(2))
+      assert.isFalse(snap.threads.has(process.pid))
+    }))
 })

@@ -29,11 +29,12 @@ export interface MachineLimits {
  * The fields of a Linux `/proc/…/stat` file from field 3 (state) on, so that
  * field n of proc(5) is at index n − 3; throws where there is no such file.
  */
-export const statFields = (path: string): ReadonlyArray<string> => {
-  const stat = Fs.readFileSync(path, "utf8")
+export const statFields = (path: string): ReadonlyArray<string> => fieldsOf(Fs.readFileSync(path, "utf8"))
+
+/** The fields of the text of a `/proc/…/stat` file from field 3 on, as `statFields`. */
+export const fieldsOf = (stat: string): ReadonlyArray<string> =>
   // The command name (field 2) may hold spaces and parentheses: count fields after its closing one.
-  return stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-}
+  stat.slice(stat.lastIndexOf(")") + 2).split(" ")
 
 /** Minor page faults of this process so far (field 10 of `/proc/self/stat`), NaN where there is none. */
 export const minorFaults = (): number => {

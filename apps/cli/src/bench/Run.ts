@@ -17,6 +17,7 @@ import { type DecodeLimits, decodeFrame, lending, type Observation } from "@chir
 import { Cause, Deferred, Duration, Effect, Fiber, Layer, Queue, Result, Schema, type Scope, Stream } from "effect"
 import { ChildProcess, ChildProcessSpawner } from "effect/process"
 import type { EventLoopFigures } from "./EventLoopWatch.js"
+import * as KernelThreads from "./KernelThreads.js"
 import { minorFaults } from "./MachineLimits.js"
 import { type Protocol, protocols } from "./Protocols.js"
 import * as RawTcp from "./RawTcp.js"
@@ -141,6 +142,13 @@ export interface BenchResult {
    * …). Null for a server we did not start.
    */
   readonly robot_thread: string | null
+  /**
+   * The kernel's own threads that took at least 1 ms of CPU per second while
+   * the stream ran, busiest first (at most 3), with the mean length of their
+   * runs (`KernelThreads`): on a kernel without preemption a long one holds
+   * its CPU that long, whoever waits. Null where the system does not say.
+   */
+  readonly kernel_threads: ReadonlyArray<KernelThreads.KernelThreadLoad> | null
 }
 
 export interface StreamPhaseJitter {
@@ -577,6 +585,8 @@ interface StreamPhase {
    * default `coalesceActions`): they were late by at least a period.
    */
   readonly superseded: number | undefined
+  /** The kernel threads busy while it ran (`BenchResult.kernel_threads`). */
+  readonly kernelThreads: ReadonlyArray<KernelThreads.KernelThreadLoad> | null
   /** How the server's main thread ran while the stream ran; null for a server we did not start. */
   readonly serverLoop: EventLoopFigures | null
   /** When dispatch was asked to start (monotonic ms); NaN without our server. */
@@ -625,6 +635,7 @@ const streamPhase = (
     const askedStart = lending.collectionsAsked
     const streamStart = performance.now()
     const observedAtStart = observed
+    const kernelBefore = KernelThreads.snapshot()
     const started = server === undefined
       ? undefined
       : yield* startActions(client, server, meter, actionCount, options.actionHz)
@@ -632,6 +643,7 @@ const streamPhase = (
     // The queue was filled beyond the run on purpose: what is left is not a loss.
     if (server !== undefined) yield* Effect.andThen(client.stopActionDispatch, client.clearActions)
     meter.recording = false
+    const kernelAfter = KernelThreads.snapshot()
     const streamMillis = performance.now() - streamStart
     gc.stop()
     const observedInStream = observed - observedAtStart
@@ -665,6 +677,9 @@ const streamPhase = (
       arrivals,
       superseded,
       serverLoop,
+      kernelThreads: kernelBefore === undefined || kernelAfter === undefined
+        ? null
+        : KernelThreads.between(kernelBefore, kernelAfter),
       origin: started?.origin ?? Number.NaN,
       rssStart,
       rssEnd,
@@ -805,7 +820,8 @@ const report = (
         timer_ms_max: round(stream.serverLoop.timer_ms_max),
         runqueue_ms_per_s: stream.serverLoop.runqueue_ms_per_s === null ? null : round(stream.serverLoop.runqueue_ms_per_s, 1)
       },
-    robot_thread: server?.robotThread ?? null
+    robot_thread: server?.robotThread ?? null,
+    kernel_threads: stream.kernelThreads
   }
   return {
     result,

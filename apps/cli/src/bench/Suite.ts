@@ -102,13 +102,30 @@ const robotLoop = (r: BenchResult): string => {
   const loop = r.server_event_loop
   if (loop === null) return ""
   const wait = loop.runqueue_ms_per_s === null ? "" : `, waited for a core ${fmt(loop.runqueue_ms_per_s, 0)} ms/s`
-  return `; robot's loop: 1 ms timer p99 ${fmt(loop.timer_ms_p99, 1)} ms${wait}`
+  return `; robot's loop: 1 ms timer p99 ${fmt(loop.timer_ms_p99, 1)} ms${wait}${kernelNote(r)}`
 }
 
-/** A missed drift: how much of it the client's dispatcher skipping ticks explains (a period each). */
-const skippedTicks = (r: BenchResult): string => {
+/**
+ * The kernel thread that held a core longest per run while the stream ran,
+ * when its runs averaged 1 ms or more (`KernelThreads`): a thread placed on
+ * that core waited for it.
+ */
+const kernelNote = (r: BenchResult): string => {
+  const longest = [...(r.kernel_threads ?? [])].sort((a, b) => b.mean_run_ms - a.mean_run_ms)[0]
+  return longest === undefined || longest.mean_run_ms < 1
+    ? ""
+    : `; kernel: ${longest.name} ${fmt(longest.ms_per_s, 0)} ms/s in runs of ${fmt(longest.mean_run_ms, 1)} ms`
+}
+
+/** A missed drift: the ticks the client's dispatcher skipped (a period each), and a kernel thread that held a core meanwhile. */
+const driftCauses = (r: BenchResult): string => {
   const skipped = r.action_gaps.ticks_skipped
-  return skipped === null || skipped === 0 ? "" : ` (${skipped} tick${skipped === 1 ? "" : "s"} skipped by the client)`
+  const note = kernelNote(r).replace(/^; /, "")
+  const parts = [
+    ...(skipped === null || skipped === 0 ? [] : [`${skipped} tick${skipped === 1 ? "" : "s"} skipped by the client`]),
+    ...(note === "" ? [] : [note])
+  ]
+  return parts.length === 0 ? "" : ` (${parts.join("; ")})`
 }
 
 const verdict = (w: Workload, r: BenchResult): string => {
@@ -129,7 +146,7 @@ const verdict = (w: Workload, r: BenchResult): string => {
     `30 Hz ${mark(r.obs_hz >= 29.5)}`,
     `p99 ≤ 2×p50 ${mark(tailOk)}${!tailOk && rawTailMissed ? ` (raw TCP: p99 ${fmt(raw.p99! / raw.p50!, 1)}× p50)` : ""}`,
     `jitter ≤ ${jitterLimit} ms ${mark(jitterOk)}${jitterOk ? "" : byStreamPhase(r)}`,
-    `drift ≤ ${fmt(period, 0)} ms ${mark(driftOk)}${driftOk ? "" : skippedTicks(r)}`
+    `drift ≤ ${fmt(period, 0)} ms ${mark(driftOk)}${driftOk ? "" : driftCauses(r)}`
   ].join("  ")
 }
 
@@ -272,6 +289,7 @@ const program = Effect.gen(function*() {
       "jit: |arrival − ideal grid| of actions as the server's applyAction sees them, ms; sent: the same where the client's dispatcher wrote them;\n" +
       "a missed jitter: p99 of the actions whose tick fell while an observation was on its way (in a transfer) and of the others (between), with their counts,\n" +
       "  and the robot's loop: the p99 interval of a 1 ms timer on the robot process's event loop (where actions are handled) and how long its thread waited for a core;\n" +
+      "  kernel: a kernel thread whose runs averaged 1 ms or more while the stream ran (a kernel without preemption lets nothing else on its core meanwhile);\n" +
       "drift: how much later the last action arrived than the first one and their numbers in the queue say, ms " +
       "(a tick the client's dispatcher skipped adds a period);\n" +
       "sup/skip: actions the server dropped as superseded (they arrived together with a newer one: dropped, not late) / " +

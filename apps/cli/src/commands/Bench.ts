@@ -1,6 +1,7 @@
 import { stringifyJson } from "@chiral/protocol"
 import { Console, Effect, Logger, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
+import * as KernelThreads from "../bench/KernelThreads.js"
 import * as Progress from "../bench/Progress.js"
 import { type BenchReport, run } from "../bench/Run.js"
 import * as Flags from "../Flags.js"
@@ -84,6 +85,12 @@ export const formatReport = (report: BenchReport): string => {
             ? ""
             : `; main thread waited for a core ${r.server_event_loop.runqueue_ms_per_s} ms/s`
         } (actions reach the robot's handler as this loop turns)`
+    ],
+    [
+      "kernel threads",
+      r.kernel_threads === null
+        ? "— (no /proc here)"
+        : `${KernelThreads.describe(r.kernel_threads)} (while the stream ran; without kernel preemption a long run holds its core)`
     ],
     [
       "client gc (stream)",
@@ -189,7 +196,7 @@ export const bench = Command.make(
     maxMessageSize: Flags.clientMaxMessageSize,
     json: Flag.Boolean("json").pipe(
       Flag.withDescription(
-        "Print one JSON object: {workload, obs_round_trip_ms, raw_tcp_round_trip_ms, ratio_to_raw_tcp, throughput_mb_s, obs_hz, action_cadence, action_sends, rss_mb, page_faults_per_obs, action_jitter_by_stream_phase, action_gaps, server_event_loop, robot_thread}; null where a figure does not apply, \"NaN\" where there were no samples"
+        "Print one JSON object: {workload, obs_round_trip_ms, raw_tcp_round_trip_ms, ratio_to_raw_tcp, throughput_mb_s, obs_hz, action_cadence, action_sends, rss_mb, page_faults_per_obs, action_jitter_by_stream_phase, action_gaps, server_event_loop, robot_thread, kernel_threads}; null where a figure does not apply, \"NaN\" where there were no samples"
       ),
       Flag.withDefault(false)
     ),
