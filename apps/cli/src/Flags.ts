@@ -11,6 +11,7 @@ import type { DecodeLimits } from "@chiral/protocol"
 import { Config, Effect, Option } from "effect"
 import { Flag } from "effect/cli"
 import { parseByteSize } from "./ByteSize.js"
+import * as RobotThread from "./RobotThread.js"
 import * as SimulatedRobot from "./SimulatedRobot.js"
 import { defaultPorts, type Protocol, protocols } from "./Transports.js"
 
@@ -209,18 +210,16 @@ export const decodeLimitsOf = (
 
 // ── how a robot's thread is scheduled ────────────────────────────────────────
 
-/** What a robot process may ask for its main thread (`ThreadPriority.Preference`), least first. */
-export const robotPriorities = ["normal", "nice", "realtime"] as const
-
 /**
  * `--priority` (or `name`): how far a robot process raises its main thread,
- * the one where every action reaches the robot's handler. Optional, so that a
- * command can refuse it where it does not apply; without it, normal.
+ * the one where every action reaches the robot's handler (`RobotThread`).
+ * Optional, so that a command can refuse it where it does not apply; without
+ * it, normal.
  */
 export const robotPriority = (name = "priority", note = "") =>
-  Flag.Literals(name, robotPriorities).pipe(
+  Flag.Literals(name, RobotThread.priorities).pipe(
     Flag.withDescription(
-      `Scheduling of the robot's main thread, where actions reach its handler: normal (default), nice (the lowest nice value allowed), or realtime (SCHED_FIFO 1, the lowest real-time level, for this thread only; else nice). On a machine the robot shares with a policy or other work, an action then waits less for a core. Needs root, CAP_SYS_NICE, or an allowance (ulimit -r for realtime, -e for nice); the line printed at start says what the thread got${note}`
+      `Scheduling of the robot's main thread, where actions reach its handler and all its other work runs too (sensors, replies, handlers): normal (default), nice (the lowest nice value allowed), or realtime (SCHED_FIFO 1, the lowest real-time level, this thread only; else nice). On a machine the robot shares with a policy, an action then waits less for a core, and all of that thread's work runs ahead of the policy's: for a robot whose loop blocks between its events. Needs root, CAP_SYS_NICE, or an allowance (ulimit -r for realtime, -e for nice); the line printed at start says what the thread got${note}`
     ),
     Flag.optional
   )

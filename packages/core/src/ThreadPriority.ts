@@ -115,6 +115,24 @@ export const mayUseRealtime = (priority: number): boolean => {
 /** Where util-linux installs `chrt`; never looked up on PATH (a process that may raise priorities is often root). */
 const chrtPaths = ["/usr/bin/chrt", "/bin/chrt"]
 
+/** Whether a thread of this process could be made real-time at `priority`: Linux, `chrt` where we look for it, and the right. */
+export const realtimeAvailable = (priority = 1): boolean =>
+  process.platform === "linux" && chrtPaths.some((path) => Fs.existsSync(path)) && mayUseRealtime(priority)
+
+/**
+ * Whether Linux lets real-time threads take a whole core
+ * (`/proc/sys/kernel/sched_rt_runtime_us` is −1, as on machines tuned for
+ * real-time work): then nothing stops a real-time thread that does not block.
+ * False where it keeps its default share for ordinary threads (95%), or does not say.
+ */
+export const realtimeUnthrottled = (): boolean => {
+  try {
+    return Fs.readFileSync("/proc/sys/kernel/sched_rt_runtime_us", "latin1").trim() === "-1"
+  } catch {
+    return false
+  }
+}
+
 /**
  * Puts the calling thread in `SCHED_FIFO` at `priority` (1–99) with
  * reset-on-fork, through `chrt`. Returns whether the kernel now reports that

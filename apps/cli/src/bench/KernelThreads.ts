@@ -56,7 +56,7 @@ const kernelThread = (pid: number): ThreadTimes | undefined => {
   }
 }
 
-/** Every kernel thread's CPU time so far; undefined where there is no `/proc` (not Linux). */
+/** Every kernel thread's CPU time so far; undefined where `/proc` does not show them (not Linux, a container). */
 export const snapshot = (): Snapshot | undefined => {
   if (process.platform !== "linux") return undefined
   let pids: Array<string>
@@ -70,24 +70,30 @@ export const snapshot = (): Snapshot | undefined => {
     const times = kernelThread(Number(entry))
     if (times !== undefined) threads.set(Number(entry), times)
   }
-  return { at: performance.now(), threads }
+  // In a PID namespace (a container) or with hidepid, /proc shows no kernel
+  // thread, kthreadd (pid 2) included: not visible, rather than none busy.
+  return threads.has(2) ? { at: performance.now(), threads } : undefined
 }
 
 /**
  * The kernel threads that took at least `minMsPerS` of CPU per second
  * between two snapshots, busiest first, at most `top` of them. A thread that
- * started meanwhile counts from zero; one that ended is left out.
+ * started meanwhile (or took a pid another had) counts from zero; one that
+ * ended is left out. The mean hides a rare long run among many short ones.
  */
 export const between = (before: Snapshot, after: Snapshot, minMsPerS = 1, top = 3): ReadonlyArray<KernelThreadLoad> => {
   const seconds = (after.at - before.at) / 1000
   if (!(seconds > 0)) return []
   const loads: Array<KernelThreadLoad> = []
   for (const [pid, now] of after.threads) {
+    // A pid taken meanwhile by another thread counts as a new one.
     const then = before.threads.get(pid)
-    const ranNs = now.runNs - (then?.runNs ?? 0)
-    const runs = now.runs - (then?.runs ?? 0)
+    const earlier = then?.name === now.name ? then : undefined
+    const ranNs = now.runNs - (earlier?.runNs ?? 0)
+    // One run that held its CPU from before the first snapshot to after the second is still one.
+    const runs = Math.max(1, now.runs - (earlier?.runs ?? 0))
     const msPerS = ranNs / 1e6 / seconds
-    if (msPerS < minMsPerS || runs <= 0) continue
+    if (msPerS < minMsPerS) continue
     loads.push({ name: now.name, ms_per_s: Math.round(msPerS * 10) / 10, mean_run_ms: Math.round(ranNs / 1e6 / runs * 100) / 100 })
   }
   return loads.sort((a, b) => b.ms_per_s - a.ms_per_s).slice(0, top)

@@ -12,11 +12,12 @@
 import * as Path from "node:path"
 import { PerformanceObserver } from "node:perf_hooks"
 import { fileURLToPath } from "node:url"
-import { ClientTransport, type Connection, type OutgoingFrame, PolicyClient, type ThreadPriority } from "@chiral/core"
+import { ClientTransport, type Connection, type OutgoingFrame, PolicyClient } from "@chiral/core"
 import { type DecodeLimits, decodeFrame, lending, type Observation } from "@chiral/protocol"
 import { Cause, Deferred, Duration, Effect, Fiber, Layer, Queue, Result, Schema, type Scope, Stream } from "effect"
 import { ChildProcess, ChildProcessSpawner } from "effect/process"
 import type { EventLoopFigures } from "./EventLoopWatch.js"
+import type * as RobotThread from "../RobotThread.js"
 import * as KernelThreads from "./KernelThreads.js"
 import { minorFaults } from "./MachineLimits.js"
 import { type Protocol, protocols } from "./Protocols.js"
@@ -48,7 +49,7 @@ export interface BenchOptions {
   /** Where the client receives large messages: a fresh buffer each (default), or recycled memory. */
   readonly receiveBuffers?: "fresh" | "recycled" | undefined
   /** How far our own server raises its main thread, where actions reach the robot (`chiral serve --priority`); default normal. */
-  readonly robotPriority?: ThreadPriority.Preference | undefined
+  readonly robotPriority?: RobotThread.Priority | undefined
   readonly cameras: number
   readonly width: number
   readonly height: number
@@ -138,8 +139,8 @@ export interface BenchResult {
   readonly server_event_loop: EventLoopFigures | null
   /**
    * How the server's main thread was scheduled: "normal", or what it got when
-   * asked to raise it (`ThreadPriority.describe`: "real-time (SCHED_FIFO 1)",
-   * …). Null for a server we did not start.
+   * asked to raise it (`RobotThread.raise`: "real-time (SCHED_FIFO 1)", …).
+   * Null for a server we did not start.
    */
   readonly robot_thread: string | null
   /**
@@ -627,6 +628,8 @@ const streamPhase = (
     yield* client.startObsStream(options.obsHz)
     yield* Effect.sleep(Duration.millis(streamSettleMillis))
     const gc = yield* observeGc
+    // Before the timed window: a scan of /proc takes the client's thread for milliseconds.
+    const kernelBefore = KernelThreads.snapshot()
     let arrivals: Array<readonly [number, number]> = []
     const serverFaultsStart = server === undefined ? undefined : yield* server.ask<number>("faults", "faults")
     if (server !== undefined) yield* server.ask<EventLoopFigures>("loop", "loop")
@@ -635,7 +638,6 @@ const streamPhase = (
     const askedStart = lending.collectionsAsked
     const streamStart = performance.now()
     const observedAtStart = observed
-    const kernelBefore = KernelThreads.snapshot()
     const started = server === undefined
       ? undefined
       : yield* startActions(client, server, meter, actionCount, options.actionHz)
@@ -643,8 +645,8 @@ const streamPhase = (
     // The queue was filled beyond the run on purpose: what is left is not a loss.
     if (server !== undefined) yield* Effect.andThen(client.stopActionDispatch, client.clearActions)
     meter.recording = false
-    const kernelAfter = KernelThreads.snapshot()
     const streamMillis = performance.now() - streamStart
+    const kernelAfter = KernelThreads.snapshot()
     gc.stop()
     const observedInStream = observed - observedAtStart
     const faultsEnd = minorFaults()

@@ -9,7 +9,7 @@
  * talks to the parent in JSON lines:
  *  - stdout `{"ready":{"address","raw_port","frame_bytes","robot_thread"}}`
  *    once serving (`robot_thread`: how its main thread is scheduled, as
- *    `ThreadPriority.describe` says, or "normal" when not asked to raise it);
+ *    `RobotThread.raise` says);
  *  - stdin `arrivals` → stdout `{"arrivals":[[first action value, ms], …]}`:
  *    every action that reached the robot's handler since the last such
  *    request (the gate let it through), with its arrival time
@@ -28,10 +28,10 @@
  * 0.14 ms later at p50, up to 0.8 ms at p99, on the 2-core machine.)
  */
 import "../V8Flags.js" // first: V8 settings apply to what is allocated after them
-import { ThreadPriority } from "@chiral/core"
 import { encodeFrameParts, stringifyJson, Tensor } from "@chiral/protocol"
 import { NodeRuntime } from "@effect/platform-node"
 import { Effect, Logger } from "effect"
+import * as RobotThread from "../RobotThread.js"
 import * as SimulatedRobot from "../SimulatedRobot.js"
 import * as EventLoopWatch from "./EventLoopWatch.js"
 import { minorFaults } from "./MachineLimits.js"
@@ -48,7 +48,7 @@ export interface ServerOptions {
   /** Sensor rate of the simulated robot. */
   readonly fps: number
   /** How far to raise this process's main thread (`chiral serve --priority`); default normal. */
-  readonly priority?: ThreadPriority.Preference | undefined
+  readonly priority?: RobotThread.Priority | undefined
 }
 
 /** Monotonic clock in ms, comparable across processes of this machine. */
@@ -61,10 +61,7 @@ const main = (options: ServerOptions) => {
   const entry = protocols[options.protocol]
   return Effect.gen(function*() {
     // First: chrt forks this process, cheaper before the robot's buffers exist.
-    const priority = options.priority ?? "normal"
-    const robotThread = priority === "normal"
-      ? "normal"
-      : ThreadPriority.describe(ThreadPriority.prioritizeCurrentThread(priority))
+    const robotThread = RobotThread.raise(options.priority ?? "normal")
     let arrivals: Array<readonly [number, number]> = []
     const loop = EventLoopWatch.watch()
     const robot = yield* SimulatedRobot.make({

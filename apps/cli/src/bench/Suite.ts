@@ -19,6 +19,7 @@
  */
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
+import { ThreadPriority } from "@chiral/core"
 import { reviveNonFinite } from "@chiral/protocol"
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Console, Effect } from "effect"
@@ -134,7 +135,7 @@ const verdict = (w: Workload, r: BenchResult): string => {
   const jitterOk = r.action_cadence.jitter_ms_p99 !== null && r.action_cadence.jitter_ms_p99 <= jitterLimit
   const driftOk = r.action_cadence.drift_ms !== null && Math.abs(r.action_cadence.drift_ms) <= period
   if (!w.large) return `rt p50 ≤ 0.2 ms ${mark(r.obs_round_trip_ms.p50 <= 0.2)}`
-  // Without the right to it the row is an ordinary one, and says so.
+  // Refused by the kernel after all (a container's cgroup, say): the row says what the thread got.
   const notGranted = w.robotRealtime === true && r.robot_thread?.startsWith("real-time") !== true
     ? `robot's thread not real-time: ${r.robot_thread ?? "unknown"}  `
     : ""
@@ -279,10 +280,17 @@ const program = Effect.gen(function*() {
     }) ──`
   )
   const rows: Array<ReadonlyArray<string>> = [header]
+  // Without the right to real-time those rows would repeat the ordinary ones: left out, and said.
+  const realtime = ThreadPriority.realtimeAvailable() && !ThreadPriority.realtimeUnthrottled()
   for (const protocol of protocolNames) {
-    for (const w of workloads) rows.push(yield* benchRow(protocol, w))
+    for (const w of workloads) if (realtime || w.robotRealtime !== true) rows.push(yield* benchRow(protocol, w))
   }
   yield* Console.log(table(rows))
+  if (!realtime) {
+    yield* Console.log(
+      "(the \"robot real-time\" rows are left out: this process may not make a thread real-time, or Linux would let one take a whole core; see the README's \"The robot's thread\")"
+    )
+  }
   yield* pythonClientPath
   yield* Console.log(
     "\nrt: observation round trip (request sent → observation decoded), ms; raw: the same bytes over a plain TCP socket;\n" +

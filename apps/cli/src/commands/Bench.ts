@@ -87,10 +87,10 @@ export const formatReport = (report: BenchReport): string => {
         } (actions reach the robot's handler as this loop turns)`
     ],
     [
-      "kernel threads",
+      "this machine's kernel",
       r.kernel_threads === null
-        ? "— (no /proc here)"
-        : `${KernelThreads.describe(r.kernel_threads)} (while the stream ran; without kernel preemption a long run holds its core)`
+        ? "— (its threads are not visible here)"
+        : `threads ${KernelThreads.describe(r.kernel_threads)} (while the stream ran; without kernel preemption a long run holds its core)`
     ],
     [
       "client gc (stream)",
@@ -273,7 +273,7 @@ export const bench = Command.make(
     { command: "chiral bench --action-hz 100 --duration 30", description: "Action cadence at 100 Hz" },
     {
       command: "chiral bench --action-hz 30 --robot-priority realtime",
-      description: "The robot's thread at SCHED_FIFO 1 (as root, or with CAP_SYS_NICE): how much of the actions' lateness was waiting for a core"
+      description: "The robot's thread at SCHED_FIFO 1 (as root, or with CAP_SYS_NICE or ulimit -r 1): how much of the actions' lateness was waiting for a core"
     },
     { command: "chiral bench ws://127.0.0.1:8765", description: "Round trips against a running server" }
   ])

@@ -1,9 +1,9 @@
-import { ThreadPriority } from "@chiral/core"
 import { Console, Duration, Effect, Logger, Option } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as SimulatedArm from "../SimulatedArm.js"
 import * as SimulatedRobot from "../SimulatedRobot.js"
 import * as Flags from "../Flags.js"
+import * as RobotThread from "../RobotThread.js"
 import { serverTransports } from "../Transports.js"
 import { failWith } from "./Decode.js"
 
@@ -293,20 +293,6 @@ const settingsOf = (flags: Command.Command.Config.Infer<typeof serveFlags>) =>
     return { size, proprios, port, keyPrefix, maxMessageBytes, task, safety, webSocket }
   })
 
-/**
- * Raises this process's main thread as `--priority` asks (`ThreadPriority`),
- * and says on stderr what it got; nothing for normal. Only this thread: the
- * threads and processes it starts later stay ordinary (reset-on-fork).
- */
-const raiseRobotThread = (preference: ThreadPriority.Preference) =>
-  preference === "normal" ? Effect.void : Effect.suspend(() =>
-    Console.error(
-      `chiral serve: the robot's main thread, where actions reach the arm, runs ${
-        ThreadPriority.describe(ThreadPriority.prioritizeCurrentThread(preference))
-      }`
-    )
-  )
-
 export const serve = Command.make(
   "serve",
   serveFlags,
@@ -326,7 +312,10 @@ export const serve = Command.make(
     }
     yield* Effect.gen(function*() {
       // Before the robot's buffers exist: chrt forks this process, and a fork copies its page tables.
-      yield* raiseRobotThread(Option.getOrElse(flags.priority, () => "normal" as const))
+      const priority = Option.getOrElse(flags.priority, () => "normal" as const)
+      if (priority !== "normal") {
+        yield* Console.error(`chiral serve: the robot's main thread, where actions reach the arm, runs ${RobotThread.raise(priority)}`)
+      }
       const robot = yield* SimulatedRobot.make({ ...options, logActions: flags.logActions, safety })
       // stderr: stdout is reserved for the action log.
       yield* Console.error(`chiral serve: listening on ${robot.server.address} (${describeRobot(options)})`)
