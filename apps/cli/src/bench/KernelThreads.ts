@@ -11,9 +11,10 @@
  * guest) the platform's DAMON (`kdamond.0`, sampling the access bits of 5
  * GiB of physical memory every 0.5 s to page out cold page cache) ran 16–44
  * ms at a stretch about every 0.5 s during `chiral bench` (`perf record -a`,
- * 2026-12-02): each of the robot's event-loop stalls over 15 ms in that run
- * fell in one, and the actions queued behind them arrived together. A table
- * that misses a target can then say so from its own run.
+ * 2026-12-02): 9 of the robot's 11 event-loop stalls over 15 ms in that run
+ * fell in one (the other two were its own start), and the actions queued
+ * behind them arrived together. A table that misses a target can then say
+ * so from its own run.
  */
 import * as Fs from "node:fs"
 import { fieldsOf } from "./MachineLimits.js"
