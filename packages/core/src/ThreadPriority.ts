@@ -115,9 +115,12 @@ export const mayUseRealtime = (priority: number): boolean => {
 /** Where util-linux installs `chrt`; never looked up on PATH (a process that may raise priorities is often root). */
 const chrtPaths = ["/usr/bin/chrt", "/bin/chrt"]
 
+/** `chrt` where util-linux installs it, or undefined. */
+const chrtPath = (): string | undefined => chrtPaths.find((path) => Fs.existsSync(path))
+
 /** Whether a thread of this process could be made real-time at `priority`: Linux, `chrt` where we look for it, and the right. */
 export const realtimeAvailable = (priority = 1): boolean =>
-  process.platform === "linux" && chrtPaths.some((path) => Fs.existsSync(path)) && mayUseRealtime(priority)
+  process.platform === "linux" && chrtPath() !== undefined && mayUseRealtime(priority)
 
 /**
  * Whether Linux lets real-time threads take a whole core
@@ -139,10 +142,9 @@ export const realtimeUnthrottled = (): boolean => {
  * policy: false without `chrt`, without the right, or off Linux.
  */
 export const realtimeCurrentThread = (priority = 1): boolean => {
-  if (process.platform !== "linux") return false
   const tid = currentThreadId()
-  const chrt = chrtPaths.find((path) => Fs.existsSync(path))
-  if (tid === undefined || chrt === undefined || !mayUseRealtime(priority)) return false
+  const chrt = chrtPath()
+  if (!realtimeAvailable(priority) || tid === undefined || chrt === undefined) return false
   try {
     ChildProcess.execFileSync(chrt, ["--fifo", "--reset-on-fork", "--pid", String(priority), String(tid)], {
       stdio: "ignore",

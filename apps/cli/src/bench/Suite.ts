@@ -103,7 +103,8 @@ const robotLoop = (r: BenchResult): string => {
   const loop = r.server_event_loop
   if (loop === null) return ""
   const wait = loop.runqueue_ms_per_s === null ? "" : `, waited for a core ${fmt(loop.runqueue_ms_per_s, 0)} ms/s`
-  return `; robot's loop: 1 ms timer p99 ${fmt(loop.timer_ms_p99, 1)} ms${wait}${kernelNote(r)}`
+  const kernel = kernelCause(r)
+  return `; robot's loop: 1 ms timer p99 ${fmt(loop.timer_ms_p99, 1)} ms${wait}${kernel === undefined ? "" : `; ${kernel}`}`
 }
 
 /**
@@ -111,20 +112,20 @@ const robotLoop = (r: BenchResult): string => {
  * when its runs averaged 1 ms or more (`KernelThreads`): a thread placed on
  * that core waited for it.
  */
-const kernelNote = (r: BenchResult): string => {
+const kernelCause = (r: BenchResult): string | undefined => {
   const longest = [...(r.kernel_threads ?? [])].sort((a, b) => b.mean_run_ms - a.mean_run_ms)[0]
   return longest === undefined || longest.mean_run_ms < 1
-    ? ""
-    : `; kernel: ${longest.name} ${fmt(longest.ms_per_s, 0)} ms/s in runs of ${fmt(longest.mean_run_ms, 1)} ms`
+    ? undefined
+    : `kernel: ${longest.name} ${fmt(longest.ms_per_s, 0)} ms/s in runs of ${fmt(longest.mean_run_ms, 1)} ms`
 }
 
 /** A missed drift: the ticks the client's dispatcher skipped (a period each), and a kernel thread that held a core meanwhile. */
 const driftCauses = (r: BenchResult): string => {
   const skipped = r.action_gaps.ticks_skipped
-  const note = kernelNote(r).replace(/^; /, "")
+  const kernel = kernelCause(r)
   const parts = [
     ...(skipped === null || skipped === 0 ? [] : [`${skipped} tick${skipped === 1 ? "" : "s"} skipped by the client`]),
-    ...(note === "" ? [] : [note])
+    ...(kernel === undefined ? [] : [kernel])
   ]
   return parts.length === 0 ? "" : ` (${parts.join("; ")})`
 }
