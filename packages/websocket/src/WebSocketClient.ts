@@ -333,24 +333,14 @@ export class ClientSocket {
         }
       }
     })
-    this.openTimer = setTimeout(() => {
-      this.fail(
-        this.tcpConnected
-          ? new ClientSocketError(
-            "silent",
-            `${options.host}:${options.port} accepted the TCP connection but sent no WebSocket handshake answer within ${
-              seconds(options.openTimeoutMillis)
-            }: not a WebSocket server, or a frozen one`
-          )
-          : !this.resolved
-          ? new ClientSocketError(
-            "unresolved",
-            `no answer from the resolver within ${seconds(options.openTimeoutMillis)}`,
-            { code: "ETIMEOUT" }
-          )
-          : new ClientSocketError("unavailable", `no TCP connection within ${seconds(options.openTimeoutMillis)}`)
-      )
-    }, options.openTimeoutMillis)
+    // A stalled event loop can wake with the deadline and the connect (or the
+    // handshake answer) both due; timers run before I/O, so the deadline
+    // decides one turn later (setImmediate runs after the I/O phase), on what
+    // had arrived by then, not on which callback the loop happened to run first.
+    this.openTimer = setTimeout(() =>
+      setImmediate(() => {
+        if (this.state === "connecting") this.openExpired(options)
+      }), options.openTimeoutMillis)
     this.socket.on("lookup", (error: Error | null) => {
       if (error === null) this.resolved = true
     })
@@ -577,6 +567,26 @@ export class ClientSocket {
     if (this.writer !== undefined && this.outbox.length > 0) this.writeFailed(new ClosedError())
     this.messageBuffer = undefined
     this.handlers.onClose(code, reason, error)
+  }
+
+  /** The open deadline passed: why, from what had happened by then (TCP, resolver). */
+  private openExpired(options: ConnectOptions) {
+    this.fail(
+      this.tcpConnected
+        ? new ClientSocketError(
+          "silent",
+          `${options.host}:${options.port} accepted the TCP connection but sent no WebSocket handshake answer within ${
+            seconds(options.openTimeoutMillis)
+          }: not a WebSocket server, or a frozen one`
+        )
+        : !this.resolved
+        ? new ClientSocketError(
+          "unresolved",
+          `no answer from the resolver within ${seconds(options.openTimeoutMillis)}`,
+          { code: "ETIMEOUT" }
+        )
+        : new ClientSocketError("unavailable", `no TCP connection within ${seconds(options.openTimeoutMillis)}`)
+    )
   }
 
   private fail(error: ClientSocketError) {

@@ -356,6 +356,31 @@ describe("WebSocketClient", () => {
       })
       assert.strictEqual(outcome?.error?.kind, "unavailable")
     }))
+
+  it.live("a loop that wakes with the open deadline and the connect both due says what had happened: a silent server, not nobody", () =>
+    Effect.gen(function*() {
+      // accepts, never answers the upgrade
+      const silent = yield* Effect.acquireRelease(
+        Effect.callback<Net.Server>((resume) => {
+          const server = Net.createServer((socket) => socket.on("error", () => {}))
+          server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+        }),
+        (server) => Effect.sync(() => server.close())
+      )
+      const port = (silent.address() as Net.AddressInfo).port
+      const outcome = yield* Effect.callback<Outcome["closed"]>((resume) => {
+        WebSocketClient.connect({ host: "127.0.0.1", port, path: "/", hostHeader: "x", openTimeoutMillis: 50 }, {
+          onOpen: () => {},
+          onMessage: () => {},
+          onClose: (code, reason, error) => resume(Effect.succeed({ code, reason, error }))
+        })
+        // a stall of this thread past the deadline: the loopback connect completes meanwhile,
+        // and the timer is due in the same turn as its callback
+        const until = performance.now() + 300
+        while (performance.now() < until) { /* a busy machine */ }
+      })
+      assert.strictEqual(outcome?.error?.kind, "silent", outcome?.error?.message)
+    }))
 })
 
 // ── recycled receive memory ──────────────────────────────────────────────────
