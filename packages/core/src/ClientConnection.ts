@@ -144,17 +144,49 @@ const describe = (error: unknown) => error instanceof Error ? error.message : St
 /** How long an `openTimeout` is given beyond its deadline to a transport that does not take `ConnectTimeout`. */
 const deadlineSlack = Duration.millis(100)
 
-/** One attempt in a scope of its own (closed if it fails), told how long the caller still waits. */
+/**
+ * Loop turns the backstop waits past `deadlineSlack` for the attempt's own
+ * verdict: a process stalled past both deadlines wakes with both timers due,
+ * the backstop's among them, and the attempt's verdict (which waits for the
+ * I/O that had arrived meanwhile: a TCP connect, a handshake's bytes) follows
+ * a turn or two later, then passes through the fibers waiting for it.
+ */
+const verdictTurns = 5
+
+/**
+ * Completes after the event loop has gone round `turns` times, each a timer
+ * of 0 ms (a poll for I/O between two); real turns, whatever the Clock, as
+ * the transports' own deadlines are.
+ */
+const loopTurns = (turns: number): Effect.Effect<void> =>
+  Effect.callback<void>((resume) => {
+    let left = turns
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const next = () => {
+      if (--left <= 0) return resume(Effect.void)
+      timer = setTimeout(next, 0)
+    }
+    timer = setTimeout(next, 0)
+    return Effect.sync(() => clearTimeout(timer))
+  })
+
+/**
+ * One attempt in a scope of its own (closed if it fails), told how long the
+ * caller still waits; `failed` hears its error as soon as it has one, before
+ * that scope is closed.
+ */
 const attempt = (
   transport: ClientTransport["Service"],
   parent: Scope.Scope,
-  budget: Duration.Duration | undefined
+  budget: Duration.Duration | undefined,
+  failed: (error: TransportError) => void = () => {}
 ) =>
   Effect.gen(function*() {
     const scope = yield* Scope.fork(parent)
     const connection = yield* transport.connect.pipe(
       Scope.provide(scope),
       Effect.provideService(ConnectTimeout, budget),
+      Effect.tapError((error) => Effect.sync(() => failed(error))),
       Effect.onError(() => Scope.close(scope, Exit.void))
     )
     return { connection, scope }
@@ -176,11 +208,16 @@ const connectFirst = (transport: ClientTransport["Service"], parent: Scope.Scope
     let warned = options.quiet === true
     const resolveFailures = new Set<string>()
     let last: TransportError | undefined
+    // The error of the attempt running now, once it has one (its scope may still be closing).
+    let verdict: TransportError | undefined
     const limit = options.openTimeout === undefined ? undefined : Duration.fromInputUnsafe(options.openTimeout)
     const start = yield* Clock.currentTimeMillis
     const left = Effect.map(Clock.currentTimeMillis, (now) =>
       limit === undefined ? undefined : Duration.millis(Math.max(0, Duration.toMillis(limit) - (now - start))))
-    const attempts = Effect.flatMap(left, (budget) => attempt(transport, parent, budget)).pipe(
+    const attempts = Effect.flatMap(left, (budget) => {
+      verdict = undefined
+      return attempt(transport, parent, budget, (error) => (verdict = error))
+    }).pipe(
       Effect.tapError((error) =>
         Effect.flatMap(left, (budget) => {
           last = error
@@ -203,22 +240,25 @@ const connectFirst = (transport: ClientTransport["Service"], parent: Scope.Scope
       })
     )
     if (limit === undefined) return yield* attempts
-    return yield* attempts.pipe(
-      Effect.timeoutOrElse({
-        duration: Duration.sum(limit, deadlineSlack),
-        orElse: () =>
-          Effect.fail(
-            new TransportError({
-              reason: last?.reason ?? "Unavailable",
-              address: transport.address,
-              detail: `no connection within ${Duration.format(limit)}${
-                last === undefined ? "" : ` (last attempt: ${last.detail ?? last.reason})`
-              }`,
-              unresolved: last?.unresolved
-            })
-          )
-      })
+    // A backstop for a transport that does not take ConnectTimeout. Ours end
+    // their attempt by the deadline with what they saw: that is the outcome,
+    // even when the backstop is due by then too (a process stalled past both).
+    const backstop = Effect.sleep(Duration.sum(limit, deadlineSlack)).pipe(
+      Effect.andThen(loopTurns(verdictTurns)),
+      Effect.andThen(Effect.suspend(() =>
+        Effect.fail(
+          verdict ?? new TransportError({
+            reason: last?.reason ?? "Unavailable",
+            address: transport.address,
+            detail: `no connection within ${Duration.format(limit)}${
+              last === undefined ? "" : ` (last attempt: ${last.detail ?? last.reason})`
+            }`,
+            unresolved: last?.unresolved
+          })
+        )
+      ))
     )
+    return yield* Effect.raceFirst(attempts, backstop)
   })
 
 /**

@@ -2,7 +2,7 @@
 // schedule of attempts, the states, and what happens to requests, queued
 // actions and running loops across a server restart.
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Clock, Effect, Exit, Fiber, Option, Queue, Ref, References, Result, Schedule, Scope, Stream, SubscriptionRef } from "effect"
+import { Cause, Clock, Duration, Effect, Exit, Fiber, Option, Queue, Ref, References, Result, Schedule, Scope, Stream, SubscriptionRef } from "effect"
 import { TestClock } from "effect/testing"
 import { decodeFrame, encodeFrame, type Observation } from "@chiral/protocol"
 import {
@@ -15,7 +15,7 @@ import {
   TransportError,
   unresolvedHost
 } from "../src/index.js"
-import { frameBytes } from "../src/Transport.js"
+import { ConnectTimeout, frameBytes } from "../src/Transport.js"
 import { failure } from "@chiral/testing/Exits"
 import * as Pair from "@chiral/testing/Pair"
 import * as Robot from "@chiral/testing/Robot"
@@ -591,4 +591,38 @@ describe("host names that do not resolve", () => {
         `Warn: chiral: memory://chiral: reconnection attempt failed: cannot resolve host "robto" (ENOTFOUND); trying again`
       ])
     }))
+})
+
+describe("an openTimeout on a stalled process (real time)", () => {
+  it.live("the attempt's own verdict at its deadline is the outcome, even when the client's backstop is due too", () =>
+    Effect.gen(function*() {
+      // A transport that takes ConnectTimeout as ours do: at the deadline it
+      // says what it saw, a few loop turns later (after the I/O due by then).
+      const client = ClientTransport.of({
+        address: "stalled://robot",
+        connect: Effect.flatMap(ConnectTimeout, (budget) =>
+          Effect.callback<Connection, TransportError>((resume) => {
+            const millis = budget === undefined ? 10_000 : Duration.toMillis(budget)
+            const deadline = setTimeout(() =>
+              setImmediate(() =>
+                setImmediate(() =>
+                  resume(Effect.fail(new TransportError({ reason: "Silent", address: "stalled://robot", detail: "said nothing" })))
+                )
+              ), millis)
+            // the process stalls past that deadline and the backstop after it (100 ms later)
+            const stall = setTimeout(() => {
+              const until = performance.now() + millis + 400
+              while (performance.now() < until) { /* a busy machine */ }
+            }, 10)
+            return Effect.sync(() => {
+              clearTimeout(deadline)
+              clearTimeout(stall)
+            })
+          }))
+      })
+      const error = failure(
+        yield* Effect.exit(PolicyClient.make({ quiet: true, openTimeout: 200 }).pipe(Effect.provideService(ClientTransport, client)))
+      )
+      expect(error).toMatchObject({ reason: "Silent", detail: "said nothing" })
+    }).pipe(Effect.scoped))
 })
