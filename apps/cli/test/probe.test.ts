@@ -252,17 +252,18 @@ describe("chiral probe", () => {
     Effect.gen(function*() {
       const port = yield* freePort
       const uri = `ws://127.0.0.1:${port}`
-      const { exit, stderr, stdout } = yield* run(probe, [uri, "--timeout", "0.3"])
+      // long enough that a stall of this process cannot take the whole wait before the first refusal
+      const { exit, stderr, stdout } = yield* run(probe, [uri, "--timeout", "1.5"])
       assert.isTrue(Exit.isFailure(exit))
       const reason = Exit.isFailure(exit) ? exit.cause.reasons[0] : undefined
       assert.instanceOf(reason?._tag === "Fail" ? reason.error : undefined, CommandFailed)
       assert.deepStrictEqual(stdout, [`chiral: waiting for server at ${uri} …`])
-      assert.deepStrictEqual(stderr, [`chiral probe: no server at ${uri} after 0.3 s`])
+      assert.deepStrictEqual(stderr, [`chiral probe: no server at ${uri} after 1.5 s`])
 
       // with --json the waiting line goes to stderr, keeping stdout for JSON only
-      const json = yield* run(probe, [uri, "--timeout", "0.2", "--json"])
+      const json = yield* run(probe, [uri, "--timeout", "1", "--json"])
       assert.deepStrictEqual(json.stdout, [])
-      assert.deepStrictEqual(json.stderr, [`chiral: waiting for server at ${uri} …`, `chiral probe: no server at ${uri} after 0.2 s`])
+      assert.deepStrictEqual(json.stderr, [`chiral: waiting for server at ${uri} …`, `chiral probe: no server at ${uri} after 1 s`])
     }))
 
   it("a host name that does not resolve is named with the resolver's answer, not taken for a server to wait for", () => {
