@@ -14,7 +14,7 @@ import { type ChildProcess, fork } from "node:child_process"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import { Worker } from "node:worker_threads"
-import { Duration, Effect, type Scope } from "effect"
+import { Duration, Effect, Schedule, type Scope } from "effect"
 import type { StreamJob, StreamReport } from "./RawCadenceClient.js"
 import { percentiles, splitByTransfers } from "./Stats.js"
 
@@ -191,9 +191,11 @@ const run = (options: RawCadenceOptions): Effect.Effect<RawCadence, Error, Scope
       ticks,
       settleMillis: 500
     })
-    // the last actions may still be on their way
-    yield* Effect.sleep("100 millis")
-    const arrivals = yield* arrivalsOf(robot.child)
+    // The last actions may still be on their way (the robot's process may
+    // not have run yet): asked again until every one is in, for up to 2 s.
+    const arrivals = yield* arrivalsOf(robot.child).pipe(
+      Effect.repeat({ until: (list) => list.length >= ticks, schedule: Schedule.spaced("50 millis"), times: 40 })
+    )
     return summarize(options, report.origin, ticks, arrivals, report.transfers)
   })
 
