@@ -135,7 +135,7 @@ const runClient = (
       port: (server.address() as Net.AddressInfo).port,
       path: "/",
       hostHeader: "127.0.0.1",
-      openTimeoutMillis: 2000
+      openTimeoutMillis: 10_000
     }, {
       onOpen: () => {
         outcome.opened = true
