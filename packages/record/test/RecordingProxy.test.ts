@@ -161,6 +161,8 @@ describe("RecordingProxy", () => {
     return Effect.gen(function*() {
       const robotNet = MemoryTransport.make({ address: "memory://robot" })
       const proxyNet = MemoryTransport.make({ address: "memory://proxy" })
+      // Short, though it also bounds next's robot connection below: with the robot serving, that connection
+      // opens in the step that starts the timeout, before its timer is set, so no stall can run it out.
       yield* runProxy(proxyNet.server, robotNet.client, { upstreamTimeout: "50 millis" })
       for (let i = 0; i < 2; i++) {
         const client = yield* rawClient(proxyNet.client)
@@ -316,7 +318,10 @@ describe("RecordingProxy", () => {
         )
       })
       const proxy = pulled(proxyNet.server)
-      yield* runProxy(proxy.service, upstream, { upstreamTimeout: "50 millis", maxHeldActionAge: "1 hour" })
+      // upstreamTimeout also bounds next's robot connection, which waits for the gate the test opens once the
+      // proxy has taken next's frames: longer than any stall of this process (seconds, on a busy machine).
+      // It is also how long the outage's client waits to be turned away.
+      yield* runProxy(proxy.service, upstream, { upstreamTimeout: "4 seconds", maxHeldActionAge: "1 hour" })
       // Turned away while no robot answers: the outage.
       const early = yield* rawClient(proxyNet.client)
       yield* Deferred.await(early.ended)
@@ -409,6 +414,7 @@ describe("RecordingProxy", () => {
       const robotNet = MemoryTransport.make({ address: "memory://robot" })
       const proxyNet = MemoryTransport.make({ address: "memory://proxy" })
       const proxy = closable(proxyNet.server)
+      // Short: with the robot serving, client's robot connection opens before the timeout's timer is set (see above).
       yield* runProxy(proxy.service, robotNet.client, { upstreamTimeout: "50 millis" })
       const early = yield* rawClient(proxyNet.client)
       yield* Deferred.await(early.ended)

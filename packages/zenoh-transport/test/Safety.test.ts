@@ -12,7 +12,8 @@ import { serverSafetyContract } from "@chiral/testing/SafetyContract"
 import { ZenohTransport } from "../src/index.js"
 
 /** Raw chiral connections: the dispatcher on this thread, so one peer session each. */
-const clientOptions = { probeInterval: 50, thread: "main", lease: 60_000 } as const
+// probeTimeout 10 s: a busy machine can stall this process for seconds while a raw connect waits for its answer
+const clientOptions = { probeInterval: 50, probeTimeout: 10_000, thread: "main", lease: 60_000 } as const
 
 serverSafetyContract({
   name: "Zenoh",

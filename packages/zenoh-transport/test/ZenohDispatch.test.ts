@@ -19,6 +19,8 @@ import { relayTo } from "@chiral/testing/Relay"
 import { chunkModesContract, dispatchContract, row, stallContract, takeActions } from "@chiral/testing/DispatchContract"
 
 const fast = { probeInterval: 50, probeTimeout: 1000 } as const
+/** For a raw `connect` (not retried, unlike PolicyClient's): a stall of this process longer than probeTimeout would fail it. */
+const patient = { probeInterval: 50, probeTimeout: 5000 } as const
 
 /** A Zenoh server on a free loopback port, and clients with their dispatcher on `thread`. */
 const zenoh = (thread: "worker" | "main", keyPrefix?: string) =>
@@ -36,9 +38,9 @@ describe("Zenoh client: off-thread action dispatch", () => {
     Effect.gen(function*() {
       const server = yield* ServerTransport
       yield* Pair.startServerOnly()
-      const worker = yield* ZenohTransport.makeClient(server.address, fast).connect
+      const worker = yield* ZenohTransport.makeClient(server.address, patient).connect
       assert.isDefined((worker as { dispatch?: unknown }).dispatch)
-      const main = yield* ZenohTransport.makeClient(server.address, { ...fast, thread: "main" }).connect
+      const main = yield* ZenohTransport.makeClient(server.address, { ...patient, thread: "main" }).connect
       assert.isUndefined((main as { dispatch?: unknown }).dispatch)
     }).pipe(Effect.scoped, Effect.provide(zenoh("main"))))
 
@@ -98,7 +100,7 @@ describe("Zenoh client: off-thread action dispatch", () => {
       yield* Effect.gen(function*() {
         yield* Pair.startServerOnly()
         const relay = yield* relayTo(Number(server.address.split(":").pop()))
-        const transport = ZenohTransport.makeClient(`tcp/127.0.0.1:${relay.port}`, fast)
+        const transport = ZenohTransport.makeClient(`tcp/127.0.0.1:${relay.port}`, patient)
         const connection = yield* transport.connect
         const reading = yield* Effect.forkChild(Stream.runDrain(connection.frames))
         // the client's session came first, the dispatcher's second: cut only that one

@@ -29,6 +29,12 @@ import * as Recycling from "@chiral/testing/Recycling"
 import * as Robot from "@chiral/testing/Robot"
 
 const fast = { probeInterval: 50, probeTimeout: 300 } as const
+/**
+ * For a raw `connect` that must succeed (a raw connect is not retried): a
+ * stall of this process longer than probeTimeout would make it Unavailable.
+ * `fast` stays where Unavailable is what the test expects.
+ */
+const patient = { probeInterval: 50, probeTimeout: 5000 } as const
 
 /** A Zenoh server on a free loopback port and clients that connect to it. */
 const zenoh = (
@@ -199,7 +205,7 @@ describe("ZenohTransport: PolicyServer ↔ PolicyClient", () => {
       expect(error).toBeInstanceOf(TransportError)
       expect(error.reason).toBe("Closed")
       expect(error.detail).toContain("closed the session")
-    }).pipe(Effect.scoped, Effect.provide(zenoh())))
+    }).pipe(Effect.scoped, Effect.provide(zenoh(patient))))
 
   it.live("a server that vanishes without a word ends the client's frames with a typed error", () =>
     Effect.gen(function*() {
@@ -207,7 +213,7 @@ describe("ZenohTransport: PolicyServer ↔ PolicyClient", () => {
       yield* Effect.gen(function*() {
         yield* Pair.startServerOnly()
         const relay = yield* relayTo(Number(server.address.split(":").pop()))
-        const transport = ZenohTransport.makeClient(`tcp/127.0.0.1:${relay.port}`, fast)
+        const transport = ZenohTransport.makeClient(`tcp/127.0.0.1:${relay.port}`, patient)
         const connection = yield* transport.connect
         const reading = yield* Effect.forkChild(Stream.runDrain(connection.frames))
         const client = yield* PolicyClient.make({ quiet: true }).pipe(
@@ -423,7 +429,8 @@ describe("ZenohTransport: waiting for a server", () => {
       const counted = () => void threads++
       DiagnosticsChannel.subscribe("worker_threads", counted)
       yield* Effect.addFinalizer(() => Effect.sync(() => DiagnosticsChannel.unsubscribe("worker_threads", counted)))
-      const transport = ZenohTransport.makeClient(`tcp/127.0.0.1:${port}`, fast)
+      // patient: the attempts below are refused at once (nobody listens); only the last one probes
+      const transport = ZenohTransport.makeClient(`tcp/127.0.0.1:${port}`, patient)
       for (let attempt = 0; attempt < 4; attempt++) {
         const refused = failure(yield* Effect.exit(Effect.scoped(transport.connect)))
         expect(refused.reason).toBe("Unavailable")
