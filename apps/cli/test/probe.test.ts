@@ -252,7 +252,7 @@ describe("chiral probe", () => {
     Effect.gen(function*() {
       const port = yield* freePort
       const uri = `ws://127.0.0.1:${port}`
-      // long enough that a stall of this process cannot take the whole wait before the first refusal
+      // long enough that a stall of this process is unlikely to take the whole wait before the first refusal
       const { exit, stderr, stdout } = yield* run(probe, [uri, "--timeout", "1.5"])
       assert.isTrue(Exit.isFailure(exit))
       const reason = Exit.isFailure(exit) ? exit.cause.reasons[0] : undefined

@@ -156,7 +156,9 @@ const verdictTurns = 5
 /**
  * Completes after the event loop has gone round `turns` times, each a timer
  * of 0 ms (a poll for I/O between two); real turns, whatever the Clock, as
- * the transports' own deadlines are.
+ * the transports' own deadlines are. So under a TestClock the backstop's
+ * failure lands a few real milliseconds after the clock reached it: a test
+ * joins the fiber rather than polling it.
  */
 const loopTurns = (turns: number): Effect.Effect<void> =>
   Effect.callback<void>((resume) => {
@@ -171,9 +173,9 @@ const loopTurns = (turns: number): Effect.Effect<void> =>
   })
 
 /**
- * One attempt in a scope of its own (closed if it fails), told how long the
- * caller still waits; `failed` hears its error as soon as it has one, before
- * that scope is closed.
+ * One attempt in a scope of its own (closed if it fails or is interrupted,
+ * even right after connecting), told how long the caller still waits;
+ * `failed` hears its error as soon as it has one, before that scope is closed.
  */
 const attempt = (
   transport: ClientTransport["Service"],
@@ -181,16 +183,18 @@ const attempt = (
   budget: Duration.Duration | undefined,
   failed: (error: TransportError) => void = () => {}
 ) =>
-  Effect.gen(function*() {
-    const scope = yield* Scope.fork(parent)
-    const connection = yield* transport.connect.pipe(
-      Scope.provide(scope),
-      Effect.provideService(ConnectTimeout, budget),
-      Effect.tapError((error) => Effect.sync(() => failed(error))),
-      Effect.onError(() => Scope.close(scope, Exit.void))
-    )
-    return { connection, scope }
-  })
+  Effect.uninterruptibleMask((restore) =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.fork(parent)
+      const connection = yield* restore(transport.connect).pipe(
+        Scope.provide(scope),
+        Effect.provideService(ConnectTimeout, budget),
+        Effect.tapError((error) => Effect.sync(() => failed(error))),
+        Effect.onError(() => Scope.close(scope, Exit.void))
+      )
+      return { connection, scope }
+    })
+  )
 
 /**
  * The first connection, retrying every `retryInterval` while nobody answers;
@@ -208,16 +212,17 @@ const connectFirst = (transport: ClientTransport["Service"], parent: Scope.Scope
     let warned = options.quiet === true
     const resolveFailures = new Set<string>()
     let last: TransportError | undefined
-    // The error of the attempt running now, once it has one (its scope may still be closing).
+    // The error of the attempt running now, once it has one (its scope may
+    // still be closing); none between attempts, when `last` tells the story.
     let verdict: TransportError | undefined
     const limit = options.openTimeout === undefined ? undefined : Duration.fromInputUnsafe(options.openTimeout)
     const start = yield* Clock.currentTimeMillis
     const left = Effect.map(Clock.currentTimeMillis, (now) =>
       limit === undefined ? undefined : Duration.millis(Math.max(0, Duration.toMillis(limit) - (now - start))))
-    const attempts = Effect.flatMap(left, (budget) => {
-      verdict = undefined
-      return attempt(transport, parent, budget, (error) => (verdict = error))
-    }).pipe(
+    const attempts = Effect.flatMap(left, (budget) =>
+      attempt(transport, parent, budget, (error) => (verdict = error)).pipe(
+        Effect.ensuring(Effect.sync(() => (verdict = undefined)))
+      )).pipe(
       Effect.tapError((error) =>
         Effect.flatMap(left, (budget) => {
           last = error

@@ -625,4 +625,50 @@ describe("an openTimeout on a stalled process (real time)", () => {
       )
       expect(error).toMatchObject({ reason: "Silent", detail: "said nothing" })
     }).pipe(Effect.scoped))
+
+  it.live("an attempt still closing when the backstop is due: its error is the outcome", () =>
+    Effect.gen(function*() {
+      // fails at its deadline, then takes 300 ms to close what it opened
+      const client = ClientTransport.of({
+        address: "slow-close://robot",
+        connect: Effect.gen(function*() {
+          const budget = yield* ConnectTimeout
+          yield* Effect.addFinalizer(() => Effect.sleep("300 millis"))
+          yield* Effect.sleep(budget ?? Duration.seconds(10))
+          return yield* Effect.fail(new TransportError({ reason: "Silent", address: "slow-close://robot", detail: "said nothing" }))
+        })
+      })
+      const error = failure(
+        yield* Effect.exit(PolicyClient.make({ quiet: true, openTimeout: 200 }).pipe(Effect.provideService(ClientTransport, client)))
+      )
+      expect(error).toMatchObject({ reason: "Silent", detail: "said nothing" })
+    }).pipe(Effect.scoped))
+
+  it.live("a transport that ignores the caller's deadline is given up on by the backstop, which says so", () =>
+    Effect.gen(function*() {
+      const client = ClientTransport.of({ address: "deaf://robot", connect: Effect.never })
+      const error = failure(
+        yield* Effect.exit(PolicyClient.make({ quiet: true, openTimeout: 200 }).pipe(Effect.provideService(ClientTransport, client)))
+      )
+      expect(error).toMatchObject({ reason: "Unavailable", address: "deaf://robot", detail: "no connection within 200ms" })
+    }).pipe(Effect.scoped))
+
+  it.effect("between attempts, the backstop names the last one's error (a long retryInterval)", () =>
+    Effect.gen(function*() {
+      let n = 0
+      const client = ClientTransport.of({
+        address: "refusing://robot",
+        connect: Effect.suspend(() =>
+          Effect.fail(new TransportError({ reason: "Unavailable", address: "refusing://robot", detail: `refused #${++n}` }))
+        )
+      })
+      const making = yield* Effect.forkChild(Effect.exit(
+        PolicyClient.make({ quiet: true, openTimeout: 500, retryInterval: "2 seconds" }).pipe(
+          Effect.provideService(ClientTransport, client)
+        )
+      ))
+      yield* advanceTo(1000, 50)
+      const error = failure(yield* Fiber.join(making))
+      expect(error).toMatchObject({ reason: "Unavailable", detail: "no connection within 500ms (last attempt: refused #1)" })
+    }).pipe(Effect.scoped))
 })

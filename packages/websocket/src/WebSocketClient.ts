@@ -335,8 +335,8 @@ export class ClientSocket {
     })
     // A stalled event loop can wake with the deadline and the connect (or the
     // handshake answer) both due; timers run before I/O, so the deadline
-    // decides one turn later (setImmediate runs after the I/O phase), on what
-    // had arrived by then, not on which callback the loop happened to run first.
+    // decides after this turn's I/O poll (setImmediate, the check phase), on
+    // what had arrived by then, not on which callback happened to run first.
     this.openTimer = setTimeout(() =>
       setImmediate(() => {
         if (this.state === "connecting") this.openExpired(options)

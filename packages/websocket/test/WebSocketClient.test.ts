@@ -374,8 +374,9 @@ describe("WebSocketClient", () => {
           onMessage: () => {},
           onClose: (code, reason, error) => resume(Effect.succeed({ code, reason, error }))
         })
-        // a stall of this thread past the deadline: the loopback connect completes meanwhile,
-        // and the timer is due in the same turn as its callback
+        // a stall of this thread past the deadline: Node makes the connect call once this
+        // returns, it completes at once on loopback, and the loop wakes with the timer due
+        // and the connect's callback waiting to be polled
         const until = performance.now() + 300
         while (performance.now() < until) { /* a busy machine */ }
       })

@@ -163,7 +163,8 @@ const runPolicy = (job: StreamJob) =>
 const graceSeconds = 30
 
 /**
- * One run (about `seconds` + 1 s). Fails if the robot process or a policy
+ * One run (about `seconds` + 1 s, and up to 2 s more while the last
+ * actions arrive). Fails if the robot process or a policy
  * thread fails or exits, or if the run has not ended `graceSeconds` after
  * its length.
  */
