@@ -10,9 +10,6 @@ const glibc = process.platform === "linux" && process.arch === "x64" &&
   typeof (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header
       ?.glibcVersionRuntime === "string"
 
-/** Minor page faults of this process so far (/proc/self/stat, field 10). */
-const minorFaults = (): number => Number(Fs.readFileSync("/proc/self/stat", "utf8").split(") ")[1]!.split(" ")[7])
-
 /**
  * Page faults of this thread so far, minor and major (/proc/thread-self/stat,
  * fields 10 and 12): a page of this thread's made resident, and nothing of
@@ -32,14 +29,14 @@ const MiB = 1024 * 1024
 /** Allocates `blocks` blocks and writes one byte per page; the page faults that took. */
 const allocateAndTouch = (blocks: number, blockBytes: number): { readonly held: Array<ArrayBuffer>; readonly faults: number } => {
   const held: Array<ArrayBuffer> = []
-  const before = minorFaults()
+  const before = threadFaults()
   for (let i = 0; i < blocks; i++) {
     const buffer = uninitialized(blockBytes)
     const bytes = new Uint8Array(buffer)
     for (let at = 0; at < bytes.length; at += page) bytes[at] = 1
     held.push(buffer)
   }
-  return { held, faults: minorFaults() - before }
+  return { held, faults: threadFaults() - before }
 }
 
 /** Frees the blocks there and then (`transfer(0)` frees an ArrayBuffer's memory at once); the pages that left the process. */
@@ -73,10 +70,10 @@ describe("retainFreedBuffers, reserveHeapFor", () => {
   })
 
   it.skipIf(!glibc)("laying out room takes (almost) no memory", () => {
-    const faults = minorFaults()
+    const faults = threadFaults()
     reserveHeapFor(8 * MiB)
     // 12 blocks of 9 MiB and the one kept: only their headers are written
-    assert.isBelow(minorFaults() - faults, 200)
+    assert.isBelow(threadFaults() - faults, 200)
   })
 
   it.skipIf(!glibc)("with room laid out for 8 MiB messages, 96 MiB of them freed together stay in the process too", () => {
