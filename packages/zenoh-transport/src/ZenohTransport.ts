@@ -626,7 +626,14 @@ const probe = (p: {
     for (let probes = 1;; probes++) {
       yield* session.put(metadataRequest).pipe(Effect.mapError(ended))
       // Whatever arrives first (normally the metadata_response) proves both routes.
-      const answer = yield* p.pull.pipe(Effect.timeoutOption(p.probeInterval), Effect.mapError(ended))
+      const waitAnswer = p.pull.pipe(Effect.timeoutOption(p.probeInterval), Effect.mapError(ended))
+      let answer = yield* waitAnswer
+      if (Option.isNone(answer) && (yield* Clock.currentTimeMillis) - started >= p.probeTimeout) {
+        // One more look before giving up: a process stalled past the timeout
+        // wakes with the wait's timer due before the answer that arrived
+        // meanwhile has been read (timers run before I/O).
+        answer = yield* waitAnswer
+      }
       if (Option.isSome(answer)) {
         const waited = (yield* Clock.currentTimeMillis) - started
         return yield* takeLateAnswers(p.pull, probes - answer.value.length, Math.max(interval, waited)).pipe(

@@ -371,6 +371,26 @@ describe("ZenohTransport client: probing", () => {
       expect(frames.map(str)).toEqual(["first request"])
     }).pipe(Effect.scoped))
 
+  it.live("an answer that arrived while this process stalled past probeTimeout is read before giving up", () =>
+    Effect.gen(function*() {
+      const listener = yield* listen
+      const metadata = encodeFrame({ type: "metadata" })
+      // Answers the first probe after keeping this thread (the client's too)
+      // busy past the client's probeTimeout: its wait's timer is due when the
+      // thread wakes, before the answer it sent meanwhile is read.
+      yield* fakeServer(listener, (request) => {
+        if (Buffer.compare(request, metadata) !== 0) return request
+        const until = performance.now() + 600
+        while (performance.now() < until) { /* a busy machine */ }
+        return text("probe answer")
+      })
+      const transport = ZenohTransport.makeClient(locatorOf(listener), { probeInterval: 50, probeTimeout: 300, thread: "main" })
+      const connection = yield* transport.connect
+      yield* connection.send(text("after"))
+      const frames = yield* connection.frames.pipe(Stream.take(1), Stream.runCollect)
+      expect(frames.map(str)).toEqual(["after"])
+    }).pipe(Effect.scoped))
+
   it.live("a Zenoh peer that never answers is Unavailable after probeTimeout; one that starts serving is reached", () =>
     Effect.gen(function*() {
       const listener = yield* listen
