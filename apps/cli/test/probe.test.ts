@@ -9,6 +9,7 @@ import { NodeServices } from "@effect/platform-node"
 import { Command } from "effect/cli"
 import { Console } from "effect"
 import { relayTo } from "@chiral/testing/Relay"
+import * as SilentServer from "@chiral/testing/SilentServer"
 import { formatLine, type WatchLine } from "../src/commands/ProbeWatch.js"
 import { CommandFailed } from "../src/commands/Decode.js"
 import { connectFailure, legacyActionShape, probe } from "../src/commands/Probe.js"
@@ -418,14 +419,7 @@ describe("chiral probe", () => {
   it.live("--timeout bounds the whole wait: a port that accepts TCP but never answers the handshake fails within it, saying so", () =>
     Effect.gen(function*() {
       // accepts, reads, never answers (a Zenoh port, a frozen server, another service)
-      const silent = yield* Effect.acquireRelease(
-        Effect.callback<net.Server>((resume) => {
-          const server = net.createServer((socket) => socket.on("error", () => {}))
-          server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
-        }),
-        (server) => Effect.sync(() => server.close())
-      )
-      const uri = `ws://127.0.0.1:${(silent.address() as net.AddressInfo).port}`
+      const uri = `ws://127.0.0.1:${yield* SilentServer.listen}`
       const started = performance.now()
       // 3 s, not 1: a busy CI machine can stall a worker's event loop for a second
       const { exit, stderr } = yield* run(probe, [uri, "--timeout", "3"])

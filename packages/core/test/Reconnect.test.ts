@@ -594,6 +594,16 @@ describe("host names that do not resolve", () => {
 })
 
 describe("an openTimeout on a stalled process (real time)", () => {
+  /** What a transport that saw a silent server says. */
+  const saidNothing = (address: string) => new TransportError({ reason: "Silent", address, detail: "said nothing" })
+
+  /** Why a PolicyClient with an openTimeout of 200 ms over `client` could not connect. */
+  const firstConnectError = (client: ClientTransport["Service"]) =>
+    Effect.map(
+      Effect.exit(PolicyClient.make({ quiet: true, openTimeout: 200 }).pipe(Effect.provideService(ClientTransport, client))),
+      failure
+    )
+
   it.live("the attempt's own verdict at its deadline is the outcome, even when the client's backstop is due too", () =>
     Effect.gen(function*() {
       // A transport that takes ConnectTimeout as ours do: at the deadline it
@@ -606,7 +616,7 @@ describe("an openTimeout on a stalled process (real time)", () => {
             const deadline = setTimeout(() =>
               setImmediate(() =>
                 setImmediate(() =>
-                  resume(Effect.fail(new TransportError({ reason: "Silent", address: "stalled://robot", detail: "said nothing" })))
+                  resume(Effect.fail(saidNothing("stalled://robot")))
                 )
               ), millis)
             // the process stalls past that deadline and the backstop after it (100 ms later)
@@ -620,9 +630,7 @@ describe("an openTimeout on a stalled process (real time)", () => {
             })
           }))
       })
-      const error = failure(
-        yield* Effect.exit(PolicyClient.make({ quiet: true, openTimeout: 200 }).pipe(Effect.provideService(ClientTransport, client)))
-      )
+      const error = yield* firstConnectError(client)
       expect(error).toMatchObject({ reason: "Silent", detail: "said nothing" })
     }).pipe(Effect.scoped))
 
@@ -635,21 +643,17 @@ describe("an openTimeout on a stalled process (real time)", () => {
           const budget = yield* ConnectTimeout
           yield* Effect.addFinalizer(() => Effect.sleep("300 millis"))
           yield* Effect.sleep(budget ?? Duration.seconds(10))
-          return yield* Effect.fail(new TransportError({ reason: "Silent", address: "slow-close://robot", detail: "said nothing" }))
+          return yield* Effect.fail(saidNothing("slow-close://robot"))
         })
       })
-      const error = failure(
-        yield* Effect.exit(PolicyClient.make({ quiet: true, openTimeout: 200 }).pipe(Effect.provideService(ClientTransport, client)))
-      )
+      const error = yield* firstConnectError(client)
       expect(error).toMatchObject({ reason: "Silent", detail: "said nothing" })
     }).pipe(Effect.scoped))
 
   it.live("a transport that ignores the caller's deadline is given up on by the backstop, which says so", () =>
     Effect.gen(function*() {
       const client = ClientTransport.of({ address: "deaf://robot", connect: Effect.never })
-      const error = failure(
-        yield* Effect.exit(PolicyClient.make({ quiet: true, openTimeout: 200 }).pipe(Effect.provideService(ClientTransport, client)))
-      )
+      const error = yield* firstConnectError(client)
       expect(error).toMatchObject({ reason: "Unavailable", address: "deaf://robot", detail: "no connection within 200ms" })
     }).pipe(Effect.scoped))
 

@@ -6,6 +6,7 @@ import * as Crypto from "node:crypto"
 import * as Net from "node:net"
 import { CameraFrame, decodeFrame, encodeFrame, lending, ReceivePool, Tensor } from "@chiral/protocol"
 import { collectUntil } from "@chiral/testing/Collector"
+import * as SilentServer from "@chiral/testing/SilentServer"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Result } from "effect"
 import type { TransportError } from "@chiral/core"
@@ -360,14 +361,7 @@ describe("WebSocketClient", () => {
   it.live("a loop that wakes with the open deadline and the connect both due says what had happened: a silent server, not nobody", () =>
     Effect.gen(function*() {
       // accepts, never answers the upgrade
-      const silent = yield* Effect.acquireRelease(
-        Effect.callback<Net.Server>((resume) => {
-          const server = Net.createServer((socket) => socket.on("error", () => {}))
-          server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
-        }),
-        (server) => Effect.sync(() => server.close())
-      )
-      const port = (silent.address() as Net.AddressInfo).port
+      const port = yield* SilentServer.listen
       const outcome = yield* Effect.callback<Outcome["closed"]>((resume) => {
         WebSocketClient.connect({ host: "127.0.0.1", port, path: "/", hostHeader: "x", openTimeoutMillis: 50 }, {
           onOpen: () => {},
