@@ -220,11 +220,11 @@ const connectFirst = (transport: ClientTransport["Service"], parent: Scope.Scope
     const left = Effect.map(Clock.currentTimeMillis, (now) =>
       limit === undefined ? undefined : Duration.millis(Math.max(0, Duration.toMillis(limit) - (now - start))))
     const attempts = Effect.flatMap(left, (budget) =>
-      attempt(transport, parent, budget, (error) => (verdict = error)).pipe(
-        Effect.ensuring(Effect.sync(() => (verdict = undefined)))
-      )).pipe(
+      attempt(transport, parent, budget, (error) => (verdict = error))).pipe(
       Effect.tapError((error) =>
         Effect.flatMap(left, (budget) => {
+          // the attempt is over: from here until the next one, `last` tells
+          verdict = undefined
           last = error
           // printed once another attempt is coming (a frozen server's silence too)
           if (!retryable(error) || (budget !== undefined && Duration.toMillis(budget) <= 0)) return Effect.void
