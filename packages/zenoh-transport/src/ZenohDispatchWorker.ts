@@ -148,9 +148,16 @@ interface Reported {
   silence: Float64Array | undefined
 }
 
-/** What the dispatcher holds unsent, still asked for once its session has ended. */
+/**
+ * What the dispatcher holds unsent, and what its plan dropped, still asked
+ * for once its session has ended: answers then carry the plan's counts as
+ * they were, since each answer's `dropped` replaces what the policy's thread
+ * knew (zeros would erase the actions dropped before, a silent robot's
+ * among them, from `droppedActions`).
+ */
 interface Held {
   count: () => number
+  dropped: () => ActionPlan["dropped"]
 }
 
 /** What the policy's thread is told of the plan with every answer and report. */
@@ -233,6 +240,7 @@ const serve = (
     const state = () => planState(plan)
     const counts: Counts = { dispatched: 0, unsent: 0 }
     held.count = () => plan.size + counts.unsent
+    held.dropped = () => plan.dropped
     const clock = new TickClock(yield* Clock.clockWith(Effect.succeed))
     const loop = yield* FiberHandle.make<void, never>()
     // A put that fails ends the loop; the session's end is reported once, below.
@@ -321,11 +329,11 @@ const run = (options: WorkerOptions, port: MessagePort) => {
     port.postMessage(message)
   }
   const inbox = Effect.runSync(Queue.unbounded<Control>())
-  const held: Held = { count: () => 0 }
+  const noDrops = { late: 0, replaced: 0, overflow: 0, robotSilent: 0, stalled: 0 }
+  const held: Held = { count: () => 0, dropped: () => noDrops }
   const fiber = Effect.runFork(Effect.scoped(serve(options, inbox, reported, post, held)))
   let ended = false
   let closing = false
-  const noDrops = { late: 0, replaced: 0, overflow: 0, robotSilent: 0, stalled: 0 }
 
   // Once the session has ended nothing is sent any more, but the policy's
   // thread still asks what was left (to count it dropped) before it closes us.
@@ -335,15 +343,15 @@ const run = (options: WorkerOptions, port: MessagePort) => {
         const before = held.count
         const extra = message.actions.length
         held.count = () => before() + extra
-        return post({ t: "done", id: message.id, pending: held.count(), dropped: noDrops })
+        return post({ t: "done", id: message.id, pending: held.count(), dropped: held.dropped() })
       }
       case "clear": {
         const cleared = held.count()
         held.count = () => 0
-        return post({ t: "done", id: message.id, pending: 0, dropped: noDrops, cleared })
+        return post({ t: "done", id: message.id, pending: 0, dropped: held.dropped(), cleared })
       }
       case "pending":
-        return post({ t: "done", id: message.id, pending: held.count(), dropped: noDrops })
+        return post({ t: "done", id: message.id, pending: held.count(), dropped: held.dropped() })
       default:
         return post({ t: "done", id: message.id })
     }

@@ -11,6 +11,7 @@ import { Effect, Fiber, Layer, Schedule, Stream, SubscriptionRef } from "effect"
 import { execFile } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { ClientTransport, PolicyClient, ServerTransport, TransportError } from "@chiral/core"
+import * as CameraState from "@chiral/core/CameraState"
 import { ZenohTransport } from "../src/index.js"
 import { failure } from "@chiral/testing/Exits"
 import * as Pair from "@chiral/testing/Pair"
@@ -110,6 +111,37 @@ describe("Zenoh client: off-thread action dispatch", () => {
         assert.instanceOf(error, TransportError)
         assert.strictEqual(error.reason, "Closed")
         assert.include(error.detail, "action dispatcher")
+      }).pipe(Effect.provideService(ServerTransport, server))
+    }).pipe(Effect.scoped))
+
+  it.live("what the worker's plan dropped before its session ended stays counted after it", () =>
+    Effect.gen(function*() {
+      const server = yield* ZenohTransport.makeServer({ host: "127.0.0.1", port: 0 })
+      yield* Effect.gen(function*() {
+        yield* Pair.startServerOnly()
+        const relay = yield* relayTo(Number(server.address.split(":").pop()))
+        const client = yield* PolicyClient.make({ quiet: true, reconnect: false }).pipe(
+          Effect.provideService(ClientTransport, ZenohTransport.makeClient(`tcp/127.0.0.1:${relay.port}`, fast))
+        )
+        // a chunk from an observation 350 ms old, time-aligned at 10 Hz: the slots of its first four have ended
+        const started = yield* CameraState.captureTime
+        yield* CameraState.captureTime.pipe(
+          Effect.repeat({ until: (now) => now >= started + 0.4, schedule: Schedule.spaced("20 millis") })
+        )
+        yield* client.startActionDispatch(10)
+        const t0 = (yield* CameraState.captureTime) - 0.35
+        yield* client.putActions(Array.from({ length: 100 }, (_, i) => row(i)), { mode: "time-aligned", obsTimestamps: { wrist: t0 } })
+        const late = yield* Effect.map(client.droppedActions, (d) => d.late).pipe(
+          Effect.repeat({ until: (n) => n >= 4, schedule: Schedule.spaced("10 millis") })
+        )
+        // the client's session came first, the dispatcher's second: cut only that one, which ends first
+        yield* relay.cut(1)
+        yield* client.awaitDisconnect
+        // once what the worker still held is counted dropped, its earlier drops are still there
+        const after = yield* client.droppedActions.pipe(
+          Effect.repeat({ until: (d) => d.disconnected > 0, schedule: Schedule.spaced("10 millis") })
+        )
+        assert.isAtLeast(after.late, late)
       }).pipe(Effect.provideService(ServerTransport, server))
     }).pipe(Effect.scoped))
 
