@@ -30,6 +30,13 @@ const zenoh = (thread: "worker" | "main", keyPrefix?: string) =>
       Layer.succeed(ClientTransport, ZenohTransport.makeClient(server.address, { ...fast, thread, keyPrefix })))
   ).pipe(Layer.provideMerge(ZenohTransport.layerServer({ host: "127.0.0.1", port: 0, keyPrefix })))
 
+/** The test robot on a Zenoh server of its own, reached through a relay (which can cut one session). */
+const robotBehindRelay = Effect.gen(function*() {
+  const server = yield* ZenohTransport.makeServer({ host: "127.0.0.1", port: 0 })
+  yield* Pair.startServerOnly().pipe(Effect.provideService(ServerTransport, server))
+  return { relay: yield* relayTo(Number(server.address.split(":").pop())) }
+})
+
 describe("Zenoh client: off-thread action dispatch", () => {
   dispatchContract((thread) => zenoh(thread))
   chunkModesContract((thread) => zenoh(thread))
@@ -97,52 +104,44 @@ describe("Zenoh client: off-thread action dispatch", () => {
 
   it.live("a dispatcher whose session is lost ends the connection", () =>
     Effect.gen(function*() {
-      const server = yield* ZenohTransport.makeServer({ host: "127.0.0.1", port: 0 })
-      yield* Effect.gen(function*() {
-        yield* Pair.startServerOnly()
-        const relay = yield* relayTo(Number(server.address.split(":").pop()))
-        const transport = ZenohTransport.makeClient(`tcp/127.0.0.1:${relay.port}`, patient)
-        const connection = yield* transport.connect
-        const reading = yield* Effect.forkChild(Stream.runDrain(connection.frames))
-        // the client's session came first, the dispatcher's second: cut only that one
-        assert.strictEqual(yield* relay.connections, 2)
-        yield* relay.cut(1)
-        const error = failure(yield* Fiber.await(reading).pipe(Effect.timeout(30_000)))
-        assert.instanceOf(error, TransportError)
-        assert.strictEqual(error.reason, "Closed")
-        assert.include(error.detail, "action dispatcher")
-      }).pipe(Effect.provideService(ServerTransport, server))
+      const { relay } = yield* robotBehindRelay
+      const transport = ZenohTransport.makeClient(`tcp/127.0.0.1:${relay.port}`, patient)
+      const connection = yield* transport.connect
+      const reading = yield* Effect.forkChild(Stream.runDrain(connection.frames))
+      // the client's session came first, the dispatcher's second: cut only that one
+      assert.strictEqual(yield* relay.connections, 2)
+      yield* relay.cut(1)
+      const error = failure(yield* Fiber.await(reading).pipe(Effect.timeout(30_000)))
+      assert.instanceOf(error, TransportError)
+      assert.strictEqual(error.reason, "Closed")
+      assert.include(error.detail, "action dispatcher")
     }).pipe(Effect.scoped))
 
   it.live("what the worker's plan dropped before its session ended stays counted after it", () =>
     Effect.gen(function*() {
-      const server = yield* ZenohTransport.makeServer({ host: "127.0.0.1", port: 0 })
-      yield* Effect.gen(function*() {
-        yield* Pair.startServerOnly()
-        const relay = yield* relayTo(Number(server.address.split(":").pop()))
-        const client = yield* PolicyClient.make({ quiet: true, reconnect: false }).pipe(
-          Effect.provideService(ClientTransport, ZenohTransport.makeClient(`tcp/127.0.0.1:${relay.port}`, fast))
-        )
-        // a chunk from an observation 350 ms old, time-aligned at 10 Hz: the slots of its first four have ended
-        const started = yield* CameraState.captureTime
-        yield* CameraState.captureTime.pipe(
-          Effect.repeat({ until: (now) => now >= started + 0.4, schedule: Schedule.spaced("20 millis") })
-        )
-        yield* client.startActionDispatch(10)
-        const t0 = (yield* CameraState.captureTime) - 0.35
-        yield* client.putActions(Array.from({ length: 100 }, (_, i) => row(i)), { mode: "time-aligned", obsTimestamps: { wrist: t0 } })
-        const late = yield* Effect.map(client.droppedActions, (d) => d.late).pipe(
-          Effect.repeat({ until: (n) => n >= 4, schedule: Schedule.spaced("10 millis") })
-        )
-        // the client's session came first, the dispatcher's second: cut only that one, which ends first
-        yield* relay.cut(1)
-        yield* client.awaitDisconnect
-        // once what the worker still held is counted dropped, its earlier drops are still there
-        const after = yield* client.droppedActions.pipe(
-          Effect.repeat({ until: (d) => d.disconnected > 0, schedule: Schedule.spaced("10 millis") })
-        )
-        assert.isAtLeast(after.late, late)
-      }).pipe(Effect.provideService(ServerTransport, server))
+      const { relay } = yield* robotBehindRelay
+      const client = yield* PolicyClient.make({ quiet: true, reconnect: false }).pipe(
+        Effect.provideService(ClientTransport, ZenohTransport.makeClient(`tcp/127.0.0.1:${relay.port}`, fast))
+      )
+      // a chunk from an observation 350 ms old, time-aligned at 10 Hz: the slots of its first four have ended
+      const started = yield* CameraState.captureTime
+      yield* CameraState.captureTime.pipe(
+        Effect.repeat({ until: (now) => now >= started + 0.4, schedule: Schedule.spaced("20 millis") })
+      )
+      yield* client.startActionDispatch(10)
+      const t0 = (yield* CameraState.captureTime) - 0.35
+      yield* client.putActions(Array.from({ length: 100 }, (_, i) => row(i)), { mode: "time-aligned", obsTimestamps: { wrist: t0 } })
+      const late = yield* Effect.map(client.droppedActions, (d) => d.late).pipe(
+        Effect.repeat({ until: (n) => n >= 4, schedule: Schedule.spaced("10 millis") })
+      )
+      // the client's session came first, the dispatcher's second: cut only that one, which ends first
+      yield* relay.cut(1)
+      yield* client.awaitDisconnect
+      // once what the worker still held is counted dropped, its earlier drops are still there
+      const after = yield* client.droppedActions.pipe(
+        Effect.repeat({ until: (d) => d.disconnected > 0, schedule: Schedule.spaced("10 millis") })
+      )
+      assert.isAtLeast(after.late, late)
     }).pipe(Effect.scoped))
 
   it.live("a lost connection: what the worker held is dropped, counted and logged, never sent later; the client reconnects and dispatches again", () =>
