@@ -115,12 +115,18 @@ export const mayUseRealtime = (priority: number): boolean => {
 /** Where util-linux installs `chrt`; never looked up on PATH (a process that may raise priorities is often root). */
 const chrtPaths = ["/usr/bin/chrt", "/bin/chrt"]
 
-/** `chrt` where util-linux installs it, or undefined. */
-const chrtPath = (): string | undefined => chrtPaths.find((path) => Fs.existsSync(path))
+/**
+ * `chrt` where util-linux installs it, when a thread of this process could
+ * be made real-time at `priority` with it (Linux, and the right); else undefined.
+ */
+const realtimeChrt = (priority: number): string | undefined => {
+  if (process.platform !== "linux") return undefined
+  const chrt = chrtPaths.find((path) => Fs.existsSync(path))
+  return chrt !== undefined && mayUseRealtime(priority) ? chrt : undefined
+}
 
 /** Whether a thread of this process could be made real-time at `priority`: Linux, `chrt` where we look for it, and the right. */
-export const realtimeAvailable = (priority = 1): boolean =>
-  process.platform === "linux" && chrtPath() !== undefined && mayUseRealtime(priority)
+export const realtimeAvailable = (priority = 1): boolean => realtimeChrt(priority) !== undefined
 
 /**
  * Whether Linux lets real-time threads take a whole core
@@ -142,9 +148,9 @@ export const realtimeUnthrottled = (): boolean => {
  * policy: false without `chrt`, without the right, or off Linux.
  */
 export const realtimeCurrentThread = (priority = 1): boolean => {
+  const chrt = realtimeChrt(priority)
   const tid = currentThreadId()
-  const chrt = chrtPath()
-  if (!realtimeAvailable(priority) || tid === undefined || chrt === undefined) return false
+  if (chrt === undefined || tid === undefined) return false
   try {
     ChildProcess.execFileSync(chrt, ["--fifo", "--reset-on-fork", "--pid", String(priority), String(tid)], {
       stdio: "ignore",

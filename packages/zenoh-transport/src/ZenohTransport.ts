@@ -628,19 +628,18 @@ const probe = (p: {
       // Whatever arrives first (normally the metadata_response) proves both routes.
       const waitAnswer = p.pull.pipe(Effect.timeoutOption(p.probeInterval), Effect.mapError(ended))
       let answer = yield* waitAnswer
-      if (Option.isNone(answer) && (yield* Clock.currentTimeMillis) - started >= p.probeTimeout) {
-        // One more look before giving up: a process stalled past the timeout
-        // wakes with the wait's timer due before the answer that arrived
-        // meanwhile has been read (timers run before I/O).
-        answer = yield* waitAnswer
-      }
+      const expired = (yield* Clock.currentTimeMillis) - started >= p.probeTimeout
+      // One more look before giving up: a process stalled past the timeout
+      // wakes with the wait's timer due before the answer that arrived
+      // meanwhile has been read (timers run before I/O).
+      if (Option.isNone(answer) && expired) answer = yield* waitAnswer
       if (Option.isSome(answer)) {
         const waited = (yield* Clock.currentTimeMillis) - started
         return yield* takeLateAnswers(p.pull, probes - answer.value.length, Math.max(interval, waited)).pipe(
           Effect.mapError(ended)
         )
       }
-      if ((yield* Clock.currentTimeMillis) - started < p.probeTimeout) continue
+      if (!expired) continue
       // Nobody serving chiral here (worth retrying), or a session that does not work (say why).
       const { problems, subscriptions } = yield* session.diagnose
       const unanswered = `${probes} metadata request(s) on ${keys.request} unanswered (the peer subscribes to ${
