@@ -14,7 +14,7 @@
  *    never outlive their connection;
  *  - `ResetFence`: what was planned before a reset is not sent after it.
  */
-import { type DecodeLimits, type Message, type Observation, type Tensor, type UserMap } from "@chiral/protocol"
+import { type DecodeLimits, type Message, type Observation, type Tensor, type UserMap, warmYoungGeneration } from "@chiral/protocol"
 import { Context, Duration, Effect, Layer, Option, type Scope, type Stream, SubscriptionRef } from "effect"
 import { type Action, type ActionChunk, chunkToTensor } from "./Action.js"
 import * as ActionDispatcher from "./ActionDispatcher.js"
@@ -458,6 +458,8 @@ export const make = (
     const requestTimeout = options.requestTimeout ?? Duration.seconds(30)
     const resetTimeout = options.resetTimeout ?? Duration.minutes(5)
     const limits = { ...clientDecodeLimits, ...options.decodeLimits }
+    // Before the first observation (see `warmYoungGeneration`).
+    warmYoungGeneration()
     const { actions, actionShape, connection, observations, resetFence, robotClock } = yield* connectParts(
       transport,
       options,

@@ -7,7 +7,7 @@
  * anybody. Every action passes the `ActionGate` (validation, stale-action
  * guard, single controller, watchdog) before a handler sees it.
  */
-import type { DecodeLimits, Observation } from "@chiral/protocol"
+import { type DecodeLimits, type Observation, warmYoungGeneration } from "@chiral/protocol"
 import { Cause, Clock, Context, Duration, Effect, Exit, Fiber, Layer, Ref, type Scope } from "effect"
 import * as ActionGate from "./ActionGate.js"
 import type { ActionStats } from "./ActionStats.js"
@@ -184,6 +184,9 @@ export const make = <E, R>(
         yield* provide(ServerConnection.serve(connection, responder, { ...options, gate: actions }))
       }).pipe(Effect.scoped)
 
+    // Before the first request: serving would otherwise fault the young
+    // generation's pages in a few per request for its first seconds.
+    warmYoungGeneration()
     // Started immediately so the transport is serving by the time `make` returns.
     yield* transport.serve(serveConnection).pipe(
       Effect.tapCause((cause) =>
