@@ -63,7 +63,7 @@ import {
   ServerTransport,
   type TransportError
 } from "@chiral/core"
-import { decodeFrame, encodeFrame } from "@chiral/protocol"
+import { decodeFrame, encodeFrame, warmYoungGeneration } from "@chiral/protocol"
 import { Clock, Duration, Effect, Result, Schedule, type Scope, Stream } from "effect"
 import type { Direction, Frame, Recorder } from "./Recorder.js"
 import { now } from "./Recorder.js"
@@ -230,6 +230,8 @@ export const run = (options: ProxyOptions = {}): Effect.Effect<never, TransportE
     const timeout = Duration.fromInputUnsafe(options.upstreamTimeout ?? defaultUpstreamTimeout)
     const maxHeldActionAge = Duration.toMillis(Duration.fromInputUnsafe(options.maxHeldActionAge ?? defaultMaxHeldActionAge))
     const clock = yield* Clock.Clock
+    // Before the first frame passes (see `warmYoungGeneration`), as a server does.
+    warmYoungGeneration()
     // One WARN per outage, not one per refused client (they retry every second or so).
     let outage: { refused: number } | undefined
 

@@ -1,6 +1,8 @@
 // What the young-generation warm-up (`warmYoungGeneration`) is tested with:
 // a start-up's burst that grows V8's young generation, and the page faults
 // of what a server allocates afterwards. Counts of pages, never times.
+import { assert } from "@effect/vitest"
+import { Effect } from "effect"
 import * as Fs from "node:fs"
 import * as V8 from "node:v8"
 
@@ -35,3 +37,16 @@ export const faultsServing = (): { readonly faults: number; readonly pages: numb
   for (let at = 0, i = 0; at < bytes; at += 1024, i++) recent[i & 7] = new Array(126)
   return { faults: threadFaults() - before, pages: bytes / 4096 }
 }
+
+/**
+ * After a start-up's burst, `start` (whatever its outcome) must have warmed
+ * the young generation: what is allocated next faults in under a tenth of
+ * its pages (cold: about half to all of them).
+ */
+export const assertWarmedBy = <A, E, R>(start: Effect.Effect<A, E, R>): Effect.Effect<void, never, R> =>
+  Effect.gen(function*() {
+    startUpBurst()
+    yield* Effect.exit(start)
+    const { faults, pages } = faultsServing()
+    assert.isBelow(faults, pages / 10, `${faults} page faults for ${pages} pages of short-lived arrays`)
+  })
