@@ -450,6 +450,11 @@ const requestOn = (connection: ClientConnection.ClientConnection<Parts>) =>
         : parts.slot.request(m, timeout, onAnswer)
     })).pipe(Effect.flatMap(expect(reply)))
 
+/**
+ * Connects (see `PolicyClientOptions`) and gives the client, in the scope.
+ * The first client of a thread first touches its young generation
+ * (`warmYoungGeneration`: about 0.1 s once, where it had grown to 64 MiB).
+ */
 export const make = (
   options: PolicyClientOptions = {}
 ): Effect.Effect<PolicyClientApi, TransportError, Scope.Scope | ClientTransport> =>
