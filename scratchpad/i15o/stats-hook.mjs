@@ -1,5 +1,5 @@
-import * as Net from "node:net"
 // Shows V8 giving the young generation back: chiral serve idle, its new space printed every 5 s (WARM=1: warmed at listen first).
+import * as Net from "node:net"
 import * as V8 from "node:v8"
 const emit = Net.Server.prototype.emit
 const ns = () => { const s = V8.getHeapSpaceStatistics().find((s) => s.space_name === "new_space"); return `size ${s.space_size >> 10}K used ${s.space_used_size >> 10}K phys ${s.physical_space_size >> 10}K faults ${process.resourceUsage().minorPageFault}` }
