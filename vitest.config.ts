@@ -6,9 +6,11 @@ export default defineConfig({
     projects,
     // Two cores: keep the run lean and predictable.
     maxWorkers: 2,
-    // A process per test file: DispatchContract.stallContract stops its own
-    // process (SIGSTOP) to stop a policy; in one shared process it would
-    // stop every file running beside it.
+    // A process per test file (with the default `isolate: true`; keep it):
+    // DispatchContract.stallContract stops its own process (SIGSTOP) to stop
+    // a policy, which in one shared process would stop every file running
+    // beside it, and the warm-up tests (@chiral/testing/YoungGeneration) need
+    // a thread whose young generation no earlier file warmed.
     pool: "forks",
     passWithNoTests: false
   }

@@ -110,6 +110,14 @@ export interface PolicyClientOptions {
   readonly maxRobotSilence?: Duration.Input | false | undefined
   /** Do not print the waiting line (`chiral: waiting for server at <uri> …`). */
   readonly quiet?: boolean | undefined
+  /**
+   * Whether making the client first touches this thread's young generation
+   * (`warmYoungGeneration`, from @chiral/protocol), so that receiving
+   * observations does not fault its pages in a few at a time for the first
+   * seconds. Once per thread; 0.1–0.6 s where it had grown to 64–128 MiB.
+   * Default true; false for a client that asks once and exits (`chiral probe`).
+   */
+  readonly warmYoungGeneration?: boolean | undefined
 }
 
 export interface ResetOutcome {
@@ -451,9 +459,9 @@ const requestOn = (connection: ClientConnection.ClientConnection<Parts>) =>
     })).pipe(Effect.flatMap(expect(reply)))
 
 /**
- * Connects (see `PolicyClientOptions`) and gives the client, in the scope.
- * The first client of a thread first touches its young generation
- * (`warmYoungGeneration`: about 0.1 s once, where it had grown to 64 MiB).
+ * Connects (see `PolicyClientOptions`) and gives the client, in the scope,
+ * after touching this thread's young generation unless a server, client or
+ * recording proxy did before (see `PolicyClientOptions.warmYoungGeneration`).
  */
 export const make = (
   options: PolicyClientOptions = {}
@@ -464,7 +472,7 @@ export const make = (
     const resetTimeout = options.resetTimeout ?? Duration.minutes(5)
     const limits = { ...clientDecodeLimits, ...options.decodeLimits }
     // Before the first observation (see `warmYoungGeneration`).
-    warmYoungGeneration()
+    if (options.warmYoungGeneration !== false) warmYoungGeneration()
     const { actions, actionShape, connection, observations, resetFence, robotClock } = yield* connectParts(
       transport,
       options,

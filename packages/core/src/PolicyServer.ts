@@ -99,9 +99,11 @@ const slowAdmissionSaid = <A, E, R>(id: string, admission: Effect.Effect<A, E, R
 
 /**
  * Builds the server and serves through the `ServerTransport` in the scope:
- * closing the scope closes every connection and stops every fiber. The
- * first server of a thread first touches its young generation
- * (`warmYoungGeneration`: about 0.1 s once, where it had grown to 64 MiB).
+ * closing the scope closes every connection and stops every fiber. Before
+ * serving, it touches this thread's young generation unless a server, client
+ * or recording proxy did before (`warmYoungGeneration`, from @chiral/protocol:
+ * 0.1–0.6 s once, where it had grown to 64–128 MiB), so that serving does not
+ * fault its pages in a few per request for the first seconds.
  */
 export const make = <E, R>(
   config: PolicyServerConfig<E, R>

@@ -1,5 +1,5 @@
 // A server warms its thread's young generation before serving
-// (`warmYoungGeneration`): what it allocates per request then faults in no
+// (`warmYoungGeneration`): what it allocates per request then faults in few
 // fresh pages. In a process of its own (vitest's `pool: "forks"`, a file
 // each), as the warm-up is once per thread; the client's is in
 // WarmStartClient.test.ts.

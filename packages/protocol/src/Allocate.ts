@@ -157,18 +157,41 @@ export const freshMessage = (size: number): Uint8Array => {
   return new Uint8Array(uninitialized(size))
 }
 
-/** Whether this thread's young generation was warmed (`warmYoungGeneration`). */
-let youngGenerationWarmed = false
+/**
+ * Whether this thread's young generation was warmed (`warmYoungGeneration`):
+ * one flag per thread even when several copies of this package are loaded,
+ * as `lending` is, so that a second copy does not pay for it again.
+ */
+const warmed = Symbol.for("@chiral/protocol/youngGenerationWarmed")
 
-/** Bytes of each short-lived array the warm-up allocates (1022 slots of 8 bytes and a header: small enough for the young generation). */
-const warmupArraySlots = 1022
-const warmupArrayBytes = 8192
-
-/** V8's young generation's capacity in bytes (both semispaces), or undefined outside Node. */
-const youngGenerationBytes = (): number | undefined => {
+/** The V8 of this Node thread, or undefined elsewhere (Node before 22.3 has no `getBuiltinModule`). */
+const nodeV8 = (): typeof import("node:v8") | undefined => {
   const process = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process
-  const v8 = process?.getBuiltinModule?.("node:v8") as typeof import("node:v8") | undefined
-  return v8?.getHeapSpaceStatistics().find((space) => space.space_name === "new_space")?.space_size
+  return process?.getBuiltinModule?.("node:v8") as typeof import("node:v8") | undefined
+}
+
+/**
+ * Bytes V8 gives each element of an array: 8, or 4 in a build with pointer
+ * compression (Node's own builds have none; Electron's do).
+ */
+const slotBytes = (): number => {
+  const variables = (globalThis as { process?: { config?: { variables?: Record<string, unknown> } } }).process?.config
+    ?.variables
+  const compressed = variables?.v8_enable_pointer_compression
+  return compressed === 1 || compressed === true || compressed === "true" ? 4 : 8
+}
+
+/** Elements of each short-lived array the warm-up allocates: about 8 KiB, well inside the young generation's limit for one object. */
+const warmupArraySlots = 1022
+
+/** Bytes V8's young generation holds, both semispaces (`new_space`'s `space_size`), or undefined where that cannot be read. */
+const youngGenerationBytes = (v8: typeof import("node:v8")): number | undefined => {
+  try {
+    return v8.getHeapSpaceStatistics().find((space) => space.space_name === "new_space")?.space_size
+  } catch {
+    // Runtimes that stand in for `node:v8` without implementing it (Bun's throws "not implemented").
+    return undefined
+  }
 }
 
 /**
@@ -183,26 +206,34 @@ const youngGenerationBytes = (): number | undefined => {
  * Python reference's client at 30 Hz, first 10 s after start): 2.3 page
  * faults per get_obs before, none after the first hundred requests with this;
  * the request's bytes read to the reply handed to the kernel, p50 0.39–0.44 ms
- * before, 0.23–0.30 ms after. The warm-up itself took 110 ms and 6,900 faults
- * there (64 MiB of short-lived arrays), once, at start.
+ * before, 0.23–0.30 ms after.
  *
- * How: allocates short-lived arrays worth the young generation's capacity,
- * and again if the collections this causes grew it (at most 3 rounds).
- * Nothing stays allocated. V8 gives unused young-generation memory back on
- * its own after some 30 s of little allocation; what it takes again from
- * then on is grown as it is needed. Outside Node it does nothing.
+ * How: allocates short-lived arrays worth the young generation's size, and
+ * again if the collections this causes grew it (as V8 does when much
+ * survived the collections before: at most 3 rounds). Nothing it allocates
+ * stays, but the pages do: the process's resident memory grows by the young
+ * generation's size (64 MiB in `chiral serve`) until V8 gives them back,
+ * which it does by itself after some 30 s of little allocation (seen with
+ * `scratchpad/i15o/stats-hook.mjs`; what it takes again from then on is
+ * grown as it is needed). Cost, once: 110 ms and 6,900 page faults in
+ * `chiral serve` (64 MiB, one round); 0.2–0.6 s where the first round grew
+ * it from 64 to 128 MiB (a test's burst of long-lived objects). Outside Node
+ * it does nothing.
  */
 export const warmYoungGeneration = (): void => {
-  if (youngGenerationWarmed) return
-  youngGenerationWarmed = true
-  // Kept reachable until the next array replaces it, so no compiler can leave the allocation out.
+  const flags = globalThis as Record<symbol, boolean | undefined>
+  if (flags[warmed] === true) return
+  flags[warmed] = true
+  const v8 = nodeV8()
+  if (v8 === undefined) return
+  const arrayBytes = 16 + warmupArraySlots * slotBytes()
+  // Each array is stored where the next one replaces it: V8's escape analysis
+  // cannot remove an allocation that is stored at a computed index.
   const recent: Array<unknown> = new Array(8)
   for (let round = 0; round < 3; round++) {
-    const capacity = youngGenerationBytes()
-    if (capacity === undefined) return
-    for (let bytes = 0, i = 0; bytes < capacity; bytes += warmupArrayBytes, i++) {
-      recent[i & 7] = new Array(warmupArraySlots)
-    }
-    if ((youngGenerationBytes() ?? 0) <= capacity) return
+    const size = youngGenerationBytes(v8)
+    if (size === undefined) return
+    for (let bytes = 0, i = 0; bytes < size; bytes += arrayBytes, i++) recent[i & 7] = new Array(warmupArraySlots)
+    if ((youngGenerationBytes(v8) ?? 0) <= size) return
   }
 }

@@ -4,21 +4,12 @@
 import { assert, describe, it } from "@effect/vitest"
 import { reserveHeapFor, retainFreedBuffers, uninitialized } from "@chiral/protocol"
 import * as Fs from "node:fs"
+import { threadFaults } from "@chiral/testing/PageFaults"
 
 // x64: 4 KiB pages (the counts below), glibc: the allocator whose thresholds these are.
 const glibc = process.platform === "linux" && process.arch === "x64" &&
   typeof (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header
       ?.glibcVersionRuntime === "string"
-
-/**
- * Page faults of this thread so far, minor and major (/proc/thread-self/stat,
- * fields 10 and 12): a page of this thread's made resident, and nothing of
- * the threads beside it (V8's compilers and collector fault pages in too).
- */
-const threadFaults = (): number => {
-  const fields = Fs.readFileSync("/proc/thread-self/stat", "utf8").split(") ")[1]!.split(" ")
-  return Number(fields[7]) + Number(fields[9])
-}
 
 /** Resident memory of this process, in pages (/proc/self/statm, field 2). */
 const residentPages = (): number => Number(Fs.readFileSync("/proc/self/statm", "utf8").split(" ")[1])

@@ -287,6 +287,8 @@ export const probe = Command.make(
         requestTimeout: timeout,
         resetTimeout: timeout,
         decodeLimits,
+        // A probe that asks once and exits has no first seconds to spare the page faults of.
+        warmYoungGeneration: reconnect,
         ...(reconnect ? {} : { reconnect: false })
       }).pipe(
         Effect.provideService(Console.Console, connectConsole),
