@@ -3,19 +3,14 @@
 // process of its own (see WarmStart.test.ts).
 import { describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { ClientTransport, PolicyClient, TransportError } from "../src/index.js"
+import { ClientTransport, PolicyClient } from "../src/index.js"
+import * as NoRobot from "@chiral/testing/NoRobot"
 import * as YoungGeneration from "@chiral/testing/YoungGeneration"
-
-const nowhere = ClientTransport.of({
-  address: "nowhere",
-  connect: Effect.fail(new TransportError({ reason: "InvalidAddress", address: "nowhere", detail: "no such robot" })),
-  waitingMessage: "waiting for nowhere"
-})
 
 describe("a PolicyClient's start", () => {
   it.effect.skipIf(!YoungGeneration.countsFaults)("warms the young generation, even when it cannot connect", () =>
     YoungGeneration.assertWarmedBy(PolicyClient.make({ quiet: true })).pipe(
       Effect.scoped,
-      Effect.provideService(ClientTransport, nowhere)
+      Effect.provideService(ClientTransport, NoRobot.clientTransport)
     ))
 })

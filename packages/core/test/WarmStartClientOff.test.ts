@@ -3,14 +3,9 @@
 // of its own (see WarmStart.test.ts).
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { ClientTransport, PolicyClient, TransportError } from "../src/index.js"
+import { ClientTransport, PolicyClient } from "../src/index.js"
+import * as NoRobot from "@chiral/testing/NoRobot"
 import * as YoungGeneration from "@chiral/testing/YoungGeneration"
-
-const nowhere = ClientTransport.of({
-  address: "nowhere",
-  connect: Effect.fail(new TransportError({ reason: "InvalidAddress", address: "nowhere", detail: "no such robot" })),
-  waitingMessage: "waiting for nowhere"
-})
 
 describe("a PolicyClient's start with warmYoungGeneration: false", () => {
   it.effect.skipIf(!YoungGeneration.countsFaults)("does not warm: what follows faults in most of its pages", () =>
@@ -19,5 +14,5 @@ describe("a PolicyClient's start with warmYoungGeneration: false", () => {
       yield* Effect.exit(PolicyClient.make({ quiet: true, warmYoungGeneration: false }))
       const { faults, pages } = YoungGeneration.faultsServing()
       assert.isAbove(faults, pages / 3, `${faults} page faults for ${pages} pages of short-lived arrays`)
-    }).pipe(Effect.scoped, Effect.provideService(ClientTransport, nowhere)))
+    }).pipe(Effect.scoped, Effect.provideService(ClientTransport, NoRobot.clientTransport)))
 })
