@@ -5,8 +5,7 @@
 // It once ended its scope right after queuing the chunk, so every action was
 // dropped unsent.
 import { assert, describe, it } from "@effect/vitest"
-import { PolicyServer } from "@chiral/core"
-import * as Robot from "@chiral/testing/Robot"
+import * as Pair from "@chiral/testing/Pair"
 import { WebSocketTransport } from "@chiral/websocket"
 import { Effect, Queue } from "effect"
 import * as ChildProcess from "node:child_process"
@@ -50,13 +49,7 @@ const runAsUser = (source: string) =>
 describe("README", () => {
   it.live("the TypeScript program runs as written and its chunk of 8 actions is sent to the robot", () =>
     Effect.gen(function*() {
-      const recorder = yield* Robot.makeRecorder
-      const server = yield* PolicyServer.make({
-        cameras: Robot.cameras,
-        proprios: Robot.proprios,
-        coalesceActions: false,
-        handlers: Robot.handlers(recorder)
-      })
+      const { recorder, server } = yield* Pair.startServerOnly()
       const program = readmeProgram("## Using it from TypeScript")
       assert.include(program, "ws://robot:8765")
       const { code, output } = yield* runAsUser(program.replace("ws://robot:8765", server.address))
