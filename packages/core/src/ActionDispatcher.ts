@@ -55,7 +55,7 @@ import {
   SubscriptionRef
 } from "effect"
 import { type Action, toTensor } from "./Action.js"
-import { type Drops, obsTime, portable, stallSeconds, validate } from "./ActionPlan.js"
+import { type Drops, noDrops, obsTime, portable, stallSeconds, validate } from "./ActionPlan.js"
 import * as ActionQueue from "./ActionQueue.js"
 import * as ActionSpec from "./ActionSpec.js"
 import * as Cadence from "./Cadence.js"
@@ -283,7 +283,6 @@ const putOptions = (given: ActionQueue.PutOptions, context: DispatchContext): Ac
   return { ...given, obsTimestamps, clockOffset: context.clockOffset() }
 }
 
-const noDrops: Drops = { late: 0, replaced: 0, overflow: 0, robotSilent: 0, stalled: 0 }
 const addDrops = (a: Drops, b: Drops): Drops => ({
   late: a.late + b.late,
   replaced: a.replaced + b.replaced,

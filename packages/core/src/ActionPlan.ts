@@ -145,6 +145,9 @@ export interface Drops {
   readonly stalled: number
 }
 
+/** Nothing dropped: what a dispatcher reports before it has a plan to ask. */
+export const noDrops: Drops = { late: 0, replaced: 0, overflow: 0, robotSilent: 0, stalled: 0 }
+
 /**
  * How late (s) a tick must run after its grid time for the dispatcher to be
  * taken as stalled (`Drops.stalled`). 1 s: the robot-silence default

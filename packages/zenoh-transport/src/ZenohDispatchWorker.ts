@@ -46,7 +46,7 @@ import { Cause, Clock, Deferred, Duration, Effect, Exit, Fiber, FiberHandle, Que
 import { type MessagePort, isMainThread, parentPort, workerData } from "node:worker_threads"
 import { encodeApplyAction } from "@chiral/core/ActionFrame"
 import type { DispatchReport, DispatchRequest } from "@chiral/core/DispatchControl"
-import { ActionPlan, obsTime } from "@chiral/core/ActionPlan"
+import { ActionPlan, noDrops, obsTime } from "@chiral/core/ActionPlan"
 import * as ActionQueue from "@chiral/core/ActionQueue"
 import * as Cadence from "@chiral/core/Cadence"
 import * as PreciseTimer from "@chiral/core/PreciseTimer"
@@ -329,7 +329,6 @@ const run = (options: WorkerOptions, port: MessagePort) => {
     port.postMessage(message)
   }
   const inbox = Effect.runSync(Queue.unbounded<Control>())
-  const noDrops = { late: 0, replaced: 0, overflow: 0, robotSilent: 0, stalled: 0 }
   const held: Held = { count: () => 0, dropped: () => noDrops }
   const fiber = Effect.runFork(Effect.scoped(serve(options, inbox, reported, post, held)))
   let ended = false
